@@ -1,0 +1,69 @@
+// `isthmus` — one binary, subcommands after istioctl's verbs.
+
+import { VERSION } from "../version.ts";
+import { runAnalyze } from "./commands/analyze.ts";
+import { runValidate } from "./commands/validate.ts";
+import { UsageError } from "./usage-error.ts";
+
+interface Command {
+  readonly summary: string;
+  readonly run: (args: string[], io: CommandIO) => Promise<number>;
+}
+
+export interface CommandIO {
+  readonly out: (text: string) => void;
+  readonly err: (text: string) => void;
+}
+
+const COMMANDS: Record<string, Command> = {
+  validate: {
+    summary: "check Istio and Kubernetes resources against their schemas and Istio's rules",
+    run: runValidate,
+  },
+  analyze: { summary: "find problems across resources (Istio's IST codes)", run: runAnalyze },
+};
+
+const HELP = `isthmus ${VERSION} — a service mesh for multi-cluster and hybrid cloud that speaks Istio's API
+
+Usage: isthmus <command> [options]
+
+Commands:
+${Object.entries(COMMANDS)
+  .map(([name, c]) => `  ${name.padEnd(10)} ${c.summary}`)
+  .join("\n")}
+  version    print the version
+
+Run 'isthmus <command> --help' for a command's options.
+`;
+
+export async function main(argv: string[], io: CommandIO = defaultIO): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === "--help" || name === "-h" || name === "help") {
+    io.out(HELP);
+    return name === undefined ? 2 : 0;
+  }
+  if (name === "version" || name === "--version") {
+    io.out(`${VERSION}\n`);
+    return 0;
+  }
+  const command = COMMANDS[name];
+  if (!command) {
+    io.err(`isthmus: unknown command "${name}"\n\n${HELP}`);
+    return 2;
+  }
+  try {
+    return await command.run(rest, io);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      io.err(`isthmus ${name}: ${e.message}\nRun 'isthmus ${name} --help' for usage.\n`);
+      return 2;
+    }
+    io.err(`isthmus ${name}: internal error: ${(e as Error).stack ?? String(e)}\n`);
+    return 70;
+  }
+}
+
+const defaultIO: CommandIO = {
+  out: (t) => process.stdout.write(t),
+  err: (t) => process.stderr.write(t),
+};
