@@ -1,16 +1,5 @@
 // Istio's semantic rules for DestinationRule.
-import {
-  atMostOne,
-  type Checker,
-  each,
-  eachObj,
-  num,
-  type Obj,
-  obj,
-  type Path,
-  setKeys,
-  str,
-} from "./checker.ts";
+import { atMostOne, type Checker, eachObj, num, type Obj, obj, type Path, setKeys, str } from "./checker.ts";
 import { clientTls, exportTo, istioName, labels, workloadSelector } from "./common.ts";
 import { durationAtLeast1ms, parseDuration, percent, port, wildcardHost } from "./formats.ts";
 
