@@ -57,7 +57,10 @@ export function locate(origin: Origin, path: FieldPath, opts: { key?: boolean } 
     if (!isNode(node)) break;
     best = node;
   }
-  const target = opts.key && keyNode && isNode(keyNode) && best === node ? keyNode : best;
+  // A finding about a whole map or list reads best at its field name; one about a value, at the value.
+  const reachedEnd = best === node;
+  const atKey = reachedEnd && keyNode && isNode(keyNode) && (opts.key || isMap(node) || isSeq(node));
+  const target = atKey ? keyNode : best;
   const offset = isNode(target) && (target as Node).range ? (target as Node).range![0] : 0;
   const lp = origin.lineCounter.linePos(offset);
   return { line: lp.line, col: lp.col };

@@ -74,7 +74,7 @@ export function validateVirtualService(c: Checker, spec: Obj): void {
     if (seenHosts.has(host)) c.error(p, `duplicate host "${host}"`);
     seenHosts.add(host);
     if (host === "*" && appliesToMesh) {
-      c.error(p, 'wildcard host "*" is not allowed for virtual services bound to the mesh gateway');
+      c.error(p, "wildcard host * is not allowed for virtual services bound to the mesh gateway");
       return;
     }
     const err = wildcardHost(host.includes("/") ? host.slice(host.indexOf("/") + 1) : host);
