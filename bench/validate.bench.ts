@@ -139,14 +139,21 @@ try {
 
   const errors = [...loaded.diagnostics, ...validated.diagnostics].filter((d) => d.severity === "error");
   if (loaded.resources.length !== TOTAL || errors.length > 0) {
-    console.error(`bench setup broken: ${loaded.resources.length} resources, ${errors.length} errors`, errors.slice(0, 3));
+    console.error(
+      `bench setup broken: ${loaded.resources.length} resources, ${errors.length} errors`,
+      errors.slice(0, 3),
+    );
     process.exit(1);
   }
   const seconds = (t2 - t0) / 1000;
   const rssMb = process.resourceUsage().maxRSS / 1024;
   const rows = [
     ["read + parse YAML", `${(t1 - t0).toFixed(0)} ms`, `${Math.round(TOTAL / ((t1 - t0) / 1000))}/s`],
-    ["validate (schema + Istio rules)", `${(t2 - t1).toFixed(0)} ms`, `${Math.round(TOTAL / ((t2 - t1) / 1000))}/s`],
+    [
+      "validate (schema + Istio rules)",
+      `${(t2 - t1).toFixed(0)} ms`,
+      `${Math.round(TOTAL / ((t2 - t1) / 1000))}/s`,
+    ],
     ["total", `${(t2 - t0).toFixed(0)} ms`, `${Math.round(TOTAL / seconds)}/s`],
   ];
   console.log(`isthmus validate: ${TOTAL} resources in ${FILES} files (node ${process.version})\n`);
@@ -156,7 +163,10 @@ try {
   const result = { resources_per_s: Math.round(TOTAL / seconds), rss_mb: Math.round(rssMb) };
   const out = join(import.meta.dirname, "results");
   mkdirSync(out, { recursive: true });
-  writeFileSync(join(out, "validate.json"), `${JSON.stringify({ ...result, at: new Date().toISOString() })}\n`);
+  writeFileSync(
+    join(out, "validate.json"),
+    `${JSON.stringify({ ...result, at: new Date().toISOString() })}\n`,
+  );
   console.log(JSON.stringify(result));
 } finally {
   rmSync(dir, { recursive: true, force: true });

@@ -69,7 +69,12 @@ test("validate -o json is machine-readable", () => {
   assert.equal(j.resources, 2);
   assert.equal(j.errors, 1);
   assert.deepEqual(
-    { line: j.diagnostics[0].line, col: j.diagnostics[0].col, field: j.diagnostics[0].field, kind: j.diagnostics[0].kind },
+    {
+      line: j.diagnostics[0].line,
+      col: j.diagnostics[0].col,
+      field: j.diagnostics[0].field,
+      kind: j.diagnostics[0].kind,
+    },
     { line: 11, col: 15, field: "spec.http[0].route[0].weight", kind: "VirtualService" },
   );
 });
@@ -129,7 +134,13 @@ test("analyze --list-analyzers lists at least 12 analyzers with their codes", ()
 });
 
 test("usage errors exit 2 with a hint, never a stack trace", () => {
-  for (const args of [["validate"], ["validate", "-o", "xml", good], ["analyze", "--fail-on", "panic", good], ["frobnicate"], ["validate", "--nope"]]) {
+  for (const args of [
+    ["validate"],
+    ["validate", "-o", "xml", good],
+    ["analyze", "--fail-on", "panic", good],
+    ["frobnicate"],
+    ["validate", "--nope"],
+  ]) {
     const r = run(...args);
     assert.equal(r.code, 2, args.join(" "));
     assert.doesNotMatch(r.err, /\n\s+at /, "stack trace");

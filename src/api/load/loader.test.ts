@@ -47,7 +47,10 @@ test("multi-document YAML keeps each resource's file, line and namespace", async
 });
 
 test("JSON files load, with positions", async () => {
-  const p = file(JSON.stringify({ apiVersion: "v1", kind: "Namespace", metadata: { name: "prod" } }, null, 2), "ns.json");
+  const p = file(
+    JSON.stringify({ apiVersion: "v1", kind: "Namespace", metadata: { name: "prod" } }, null, 2),
+    "ns.json",
+  );
   const { resources, diagnostics } = await loadPaths([p]);
   assert.deepEqual(diagnostics, []);
   assert.equal(resources[0]!.name, "prod");
@@ -55,7 +58,9 @@ test("JSON files load, with positions", async () => {
 });
 
 test("a v1 List is expanded into its items", async () => {
-  const p = file(`apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: ServiceAccount\n  metadata: {name: a}\n- apiVersion: v1\n  kind: ServiceAccount\n  metadata: {name: b}\n`);
+  const p = file(
+    `apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: ServiceAccount\n  metadata: {name: a}\n- apiVersion: v1\n  kind: ServiceAccount\n  metadata: {name: b}\n`,
+  );
   const { resources } = await loadPaths([p]);
   assert.deepEqual(
     resources.map((r) => r.name),
@@ -122,7 +127,8 @@ test("a 50 MB file is refused without being read", async () => {
 
 test("10,000 resources in one file all load, each with its own line", async () => {
   const docs: string[] = [];
-  for (let i = 0; i < 10_000; i++) docs.push(`apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: sa-${i}\n`);
+  for (let i = 0; i < 10_000; i++)
+    docs.push(`apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: sa-${i}\n`);
   const p = file(docs.join("---\n"));
   const { resources, diagnostics } = await loadPaths([p]);
   assert.deepEqual(diagnostics, []);
@@ -192,7 +198,10 @@ test("directories: recursive, config extensions only, unreadable entries reporte
   mkdirSync(join(dir, "sub", "deeper"), { recursive: true });
   writeFileSync(join(dir, "a.yaml"), VS("a"));
   writeFileSync(join(dir, "sub", "b.yml"), VS("b"));
-  writeFileSync(join(dir, "sub", "deeper", "c.json"), JSON.stringify({ apiVersion: "v1", kind: "Namespace", metadata: { name: "c" } }));
+  writeFileSync(
+    join(dir, "sub", "deeper", "c.json"),
+    JSON.stringify({ apiVersion: "v1", kind: "Namespace", metadata: { name: "c" } }),
+  );
   writeFileSync(join(dir, "README.md"), "# not config\n");
   writeFileSync(join(dir, ".hidden.yaml"), "not: [valid\n");
   symlinkSync(join(dir, "missing.yaml"), join(dir, "dangling.yaml"));

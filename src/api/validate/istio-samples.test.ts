@@ -27,7 +27,10 @@ for (const file of existsSync(samples) ? yamlFiles(samples) : []) {
     const loaded = await loadPaths([file]);
     const { diagnostics, valid, ignored } = await validateResources(loaded.resources);
     const errors = [...loaded.diagnostics, ...diagnostics].filter((d) => d.severity === "error");
-    assert.deepEqual(errors.map((d) => formatDiagnostic(d)), []);
+    assert.deepEqual(
+      errors.map((d) => formatDiagnostic(d)),
+      [],
+    );
     assert.ok(loaded.resources.length > 0, "no resources loaded");
     assert.equal(valid.length + ignored.length, loaded.resources.length);
   });
