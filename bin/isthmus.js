@@ -15,7 +15,9 @@ if (major < 22 || (major === 22 && minor < 18)) {
     });
     process.exit(r.status ?? 1);
   }
-  console.error(`isthmus needs Node.js >= 22.18 (this is ${process.version}); run 'npm ci' to install Node 24 locally`);
+  console.error(
+    `isthmus needs Node.js >= 22.18 (this is ${process.version}); run 'npm install' to install Node 24 locally`,
+  );
   process.exit(1);
 }
 
