@@ -192,6 +192,13 @@ function deploymentWorkload(r: Resource): Workload {
   return { namespace: r.namespace, labels, ports, resource: r };
 }
 
+/** app=reviews,version=v1 — labels as Istio's messages print them. */
+export function formatLabels(labels: Readonly<Record<string, string>>): string {
+  return Object.entries(labels)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(",");
+}
+
 export function stringMap(v: unknown): Record<string, string> {
   const out: Record<string, string> = {};
   const o = obj(v);

@@ -3,7 +3,7 @@
 import type { Resource } from "../../resource.ts";
 import { arr, obj, str } from "../../validate/checker.ts";
 import type { Analyzer } from "../analyzer.ts";
-import { hostsOverlap, selectorMatches, stringMap } from "../context.ts";
+import { formatLabels, hostsOverlap, selectorMatches, stringMap } from "../context.ts";
 
 function selectorOf(gw: Resource): Record<string, string> {
   return stringMap(obj(gw.object.spec)?.selector);
@@ -38,9 +38,7 @@ export const gatewaySelectorAnalyzer: Analyzer = {
       const selector = selectorOf(gw);
       if (Object.keys(selector).length === 0) continue;
       if (ctx.workloadsMatching(undefined, selector).length === 0) {
-        const text = Object.entries(selector)
-          .map(([k, v]) => `${k}=${v}`)
-          .join(",");
+        const text = formatLabels(selector);
         report(gw, "IST0101", "error", ["spec", "selector"], `Referenced selector not found: "${text}"`);
       }
     }
@@ -71,9 +69,7 @@ export const conflictingGatewaysAnalyzer: Analyzer = {
             const clash = x.hosts.filter((h) => y.hosts.some((k) => hostsOverlap(h, k)));
             if (clash.length > 0) {
               conflicts.push(`${b.namespace}/${b.name}`);
-              detail = `workload selector ${Object.entries(sa)
-                .map(([k, v]) => `${k}=${v}`)
-                .join(",")}, port ${x.port}, hosts ${clash.join(",")}`;
+              detail = `workload selector ${formatLabels(sa)}, port ${x.port}, hosts ${clash.join(",")}`;
             }
           }
         }

@@ -2,7 +2,7 @@
 import type { Resource } from "../../resource.ts";
 import { arr, obj, str } from "../../validate/checker.ts";
 import type { Analyzer } from "../analyzer.ts";
-import { stringMap } from "../context.ts";
+import { formatLabels, stringMap } from "../context.ts";
 
 const ROOT_NAMESPACE = "istio-system";
 
@@ -38,9 +38,7 @@ export const sidecarSelectorAnalyzer: Analyzer = {
         if (Object.keys(sel).length === 0) continue;
         const pods = ctx.workloadsMatching(ns, sel);
         if (pods.length === 0) {
-          const text = Object.entries(sel)
-            .map(([k, v]) => `${k}=${v}`)
-            .join(",");
+          const text = formatLabels(sel);
           report(
             s,
             "IST0101",
@@ -79,9 +77,7 @@ export const authorizationWorkloadsAnalyzer: Analyzer = {
       const root = ap.namespace === ROOT_NAMESPACE;
       if (Object.keys(sel).length > 0) {
         if (ctx.workloadsMatching(root ? undefined : ap.namespace, sel).length === 0) {
-          const text = Object.entries(sel)
-            .map(([k, v]) => `${k}=${v}`)
-            .join(",");
+          const text = formatLabels(sel);
           report(
             ap,
             "IST0127",
