@@ -117,13 +117,7 @@ export const gatewayPortAnalyzer: Analyzer = {
             "IST0162",
             "warning",
             ["spec", "servers", server.index, "port", "number"],
-            `The gateway is listening on a target port (port ${server.port}) that is not defined in the Service associated with its workload instances (Pod selector ${Object.entries(
-              selector,
-            )
-              .map(([k, v]) => `${k}=${v}`)
-              .join(
-                ",",
-              )}). If you need to access the gateway port through the gateway Service, it will not be available.`,
+            `The gateway is listening on a target port (port ${server.port}) that is not defined in the Service associated with its workload instances (Pod selector ${formatLabels(selector)}). If you need to access the gateway port through the gateway Service, it will not be available.`,
           );
       }
     }
