@@ -1,7 +1,7 @@
 // A loaded resource: its identity, its content as plain data, and where it came from so that any field of it
 // can be traced back to a line and column.
-import type { Document, LineCounter, Node } from "yaml";
-import { isMap, isNode, isPair, isScalar, isSeq } from "yaml";
+import type { Document, LineCounter } from "yaml";
+import { type Position, positionOf } from "../common/yaml-position.ts";
 import type { Diagnostic, FieldPath, Severity } from "./diagnostic.ts";
 import { formatFieldPath } from "./diagnostic.ts";
 
@@ -26,44 +26,11 @@ export interface Resource {
   readonly origin: Origin;
 }
 
-export interface Position {
-  readonly line: number;
-  readonly col: number;
-}
+export type { Position } from "../common/yaml-position.ts";
 
-/**
- * The position of a field. With `key`, the position of the field's name (for unknown or misplaced fields);
- * when the path does not exist (a missing required field), the position of its nearest existing parent.
- */
+/** The position of a field of a resource (see positionOf). */
 export function locate(origin: Origin, path: FieldPath, opts: { key?: boolean } = {}): Position {
-  const full = [...origin.basePath, ...path];
-  let node: unknown = origin.doc.contents;
-  let keyNode: unknown;
-  let best: unknown = node;
-  for (const part of full) {
-    if (isMap(node)) {
-      const pair = node.items.find(
-        (p) => isPair(p) && isScalar(p.key) && String(p.key.value) === String(part),
-      );
-      if (!pair) break;
-      keyNode = pair.key;
-      node = pair.value;
-    } else if (isSeq(node) && typeof part === "number") {
-      keyNode = undefined;
-      node = node.items[part];
-    } else {
-      break;
-    }
-    if (!isNode(node)) break;
-    best = node;
-  }
-  // A finding about a whole map or list reads best at its field name; one about a value, at the value.
-  const reachedEnd = best === node;
-  const atKey = reachedEnd && keyNode && isNode(keyNode) && (opts.key || isMap(node) || isSeq(node));
-  const target = atKey ? keyNode : best;
-  const offset = isNode(target) && (target as Node).range ? (target as Node).range![0] : 0;
-  const lp = origin.lineCounter.linePos(offset);
-  return { line: lp.line, col: lp.col };
+  return positionOf(origin.doc, origin.lineCounter, [...origin.basePath, ...path], opts);
 }
 
 /** A diagnostic about one field of one resource, positioned at that field. */

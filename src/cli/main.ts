@@ -2,6 +2,7 @@
 
 import { VERSION } from "../version.ts";
 import { runAnalyze } from "./commands/analyze.ts";
+import { runProxy } from "./commands/proxy.ts";
 import { runValidate } from "./commands/validate.ts";
 import { UsageError } from "./usage-error.ts";
 
@@ -21,6 +22,7 @@ const COMMANDS: Record<string, Command> = {
     run: runValidate,
   },
   analyze: { summary: "find problems across resources (Istio's IST codes)", run: runAnalyze },
+  proxy: { summary: "run the data-plane proxy from a ProxyConfig file (like envoy -c)", run: runProxy },
 };
 
 const HELP = `isthmus ${VERSION} — a service mesh for multi-cluster and hybrid cloud that speaks Istio's API

@@ -1,0 +1,122 @@
+// isthmus proxy --config FILE — run the data-plane proxy from a static ProxyConfig, like `envoy -c`.
+import { parseArgs } from "node:util";
+import { AdminServer } from "../../proxy/admin/admin-server.ts";
+import { loadProxyConfigFile } from "../../proxy/config/load.ts";
+import { ProxyServer } from "../../proxy/proxy.ts";
+import type { CommandIO } from "../main.ts";
+import { UsageError } from "../usage-error.ts";
+
+const HELP = `Usage: isthmus proxy --config FILE [options]
+
+Runs the isthmus proxy from a ProxyConfig file (YAML or JSON; schema in docs/proxy-config.schema.json,
+reference in docs/proxy.md). Like 'envoy -c', but the format is isthmus' own.
+
+Options:
+  -c, --config FILE        the bootstrap ProxyConfig (required)
+      --admin-port N       override admin.port (default from the config, else 15000; 0 picks a free port)
+      --drain-timeout MS   on SIGTERM, how long in-flight requests may take before exit (default 15000)
+  -h, --help               show this help
+
+Signals: SIGTERM/SIGINT drain (stop accepting, finish in-flight requests, exit); SIGHUP re-reads FILE and
+applies it if valid (an invalid file is reported and the running config stays).
+Admin endpoints: /ready /config_dump /clusters /stats /drain_listeners (POST) /quitquitquit (POST).
+`;
+
+export async function runProxy(args: string[], io: CommandIO): Promise<number> {
+  let values: {
+    config?: string | undefined;
+    "admin-port"?: string | undefined;
+    "drain-timeout"?: string | undefined;
+    help?: boolean | undefined;
+  };
+  try {
+    ({ values } = parseArgs({
+      args,
+      options: {
+        config: { type: "string", short: "c" },
+        "admin-port": { type: "string" },
+        "drain-timeout": { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+    }));
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  if (values.help) {
+    io.out(HELP);
+    return 0;
+  }
+  const file = values.config;
+  if (!file) throw new UsageError("--config FILE is required");
+  const drainTimeout = intOption(values["drain-timeout"], "--drain-timeout", 15_000);
+  const loaded = await loadProxyConfigFile(file);
+  for (const w of loaded.warnings) io.err(`warning: ${w}\n`);
+  if (!loaded.ok) {
+    for (const e of loaded.errors) io.err(`${e}\n`);
+    return 1;
+  }
+  const proxy = new ProxyServer();
+  const applied = await proxy.apply(loaded.config);
+  if (!applied.ok) {
+    for (const e of applied.errors) io.err(`${file}: ${e}\n`);
+    return 1;
+  }
+  const adminPort = intOption(values["admin-port"], "--admin-port", loaded.config.admin?.port ?? 15000);
+  let admin: AdminServer | undefined;
+  let quit!: () => void;
+  const done = new Promise<void>((resolve) => {
+    quit = resolve;
+  });
+  if (adminPort !== 0 || values["admin-port"] !== undefined) {
+    admin = new AdminServer(proxy, {
+      address: loaded.config.admin?.address ?? "127.0.0.1",
+      port: adminPort,
+      onQuit: () => quit(),
+    });
+    try {
+      const port = await admin.listen();
+      io.err(`isthmus proxy: admin on ${loaded.config.admin?.address ?? "127.0.0.1"}:${port}\n`);
+    } catch (e) {
+      io.err(`${(e as Error).message}\n`);
+      await proxy.shutdown(0);
+      return 1;
+    }
+  }
+  for (const l of loaded.config.listeners) {
+    io.err(
+      `isthmus proxy: listener ${l.name} on ${l.address ?? "0.0.0.0"}:${proxy.listener(l.name)?.boundPort ?? l.port}\n`,
+    );
+  }
+  const onTerm = () => quit();
+  const onHup = async () => {
+    const next = await loadProxyConfigFile(file);
+    for (const w of next.warnings) io.err(`warning: ${w}\n`);
+    if (!next.ok) {
+      io.err(
+        `isthmus proxy: reload refused, running config kept:\n${next.errors.map((e) => `  ${e}\n`).join("")}`,
+      );
+      return;
+    }
+    const r = await proxy.apply(next.config);
+    io.err(
+      r.ok ? "isthmus proxy: config reloaded\n" : `isthmus proxy: reload refused: ${r.errors.join("; ")}\n`,
+    );
+  };
+  process.on("SIGTERM", onTerm);
+  process.on("SIGINT", onTerm);
+  process.on("SIGHUP", onHup);
+  await done;
+  io.err("isthmus proxy: draining\n");
+  await proxy.shutdown(drainTimeout);
+  admin?.close();
+  process.off("SIGTERM", onTerm);
+  process.off("SIGINT", onTerm);
+  process.off("SIGHUP", onHup);
+  return 0;
+}
+
+function intOption(v: string | undefined, name: string, dflt: number): number {
+  if (v === undefined) return dflt;
+  if (!/^\d+$/.test(v)) throw new UsageError(`${name} must be a whole number, not "${v}"`);
+  return Number(v);
+}

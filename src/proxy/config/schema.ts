@@ -1,0 +1,231 @@
+// The JSON Schema of ProxyConfig: the contract for bootstrap files and for what the control plane streams.
+// Published as docs/proxy-config.schema.json (npm run gen:proxy-schema; a test keeps it in step). Unknown
+// fields are errors everywhere (additionalProperties: false), as in Caddy and Envoy's strict validation.
+
+type Schema = Record<string, unknown>;
+
+const str = { type: "string" } as const;
+const nonEmpty = { type: "string", minLength: 1 } as const;
+const bool = { type: "boolean" } as const;
+const port = { type: "integer", minimum: 0, maximum: 65535 } as const;
+const positiveInt = { type: "integer", minimum: 1 } as const;
+const nonNegInt = { type: "integer", minimum: 0 } as const;
+const strMap = { type: "object", additionalProperties: { type: "string" } } as const;
+
+const obj = (properties: Schema, required: string[] = [], extra: Schema = {}): Schema => ({
+  type: "object",
+  additionalProperties: false,
+  properties,
+  ...(required.length > 0 ? { required } : {}),
+  ...extra,
+});
+const arr = (items: Schema, extra: Schema = {}): Schema => ({ type: "array", items, ...extra });
+
+const headerValueOption = obj({ name: nonEmpty, value: str, append: bool }, ["name", "value"]);
+const headerOps = {
+  requestHeadersToAdd: arr(headerValueOption),
+  requestHeadersToRemove: arr(nonEmpty),
+  responseHeadersToAdd: arr(headerValueOption),
+  responseHeadersToRemove: arr(nonEmpty),
+};
+
+const routeConfiguration = obj(
+  {
+    name: nonEmpty,
+    responseHeadersToAdd: arr(headerValueOption),
+    virtualHosts: arr(
+      obj(
+        {
+          name: nonEmpty,
+          domains: arr(nonEmpty, { minItems: 1 }),
+          routes: arr(
+            obj(
+              {
+                name: str,
+                match: obj(
+                  {
+                    prefix: str,
+                    path: str,
+                    regex: str,
+                    caseSensitive: bool,
+                    headers: arr(
+                      obj(
+                        {
+                          name: nonEmpty,
+                          exact: str,
+                          prefix: str,
+                          suffix: str,
+                          regex: str,
+                          present: bool,
+                          invert: bool,
+                        },
+                        ["name"],
+                      ),
+                    ),
+                    queryParameters: arr(
+                      obj({ name: nonEmpty, exact: str, prefix: str, regex: str, present: bool }, ["name"]),
+                    ),
+                  },
+                  [],
+                ),
+                route: obj({
+                  cluster: nonEmpty,
+                  weightedClusters: arr(
+                    obj({ name: nonEmpty, weight: nonNegInt, ...headerOps }, ["name", "weight"]),
+                    {
+                      minItems: 1,
+                    },
+                  ),
+                  prefixRewrite: str,
+                  regexRewrite: obj({ pattern: nonEmpty, substitution: str }, ["pattern", "substitution"]),
+                  hostRewrite: nonEmpty,
+                  hashPolicy: arr({
+                    oneOf: [
+                      obj({ header: nonEmpty }, ["header"]),
+                      obj({ cookie: nonEmpty, ttlMs: nonNegInt, path: str }, ["cookie"]),
+                      obj({ sourceIp: { const: true } }, ["sourceIp"]),
+                      obj({ queryParameter: nonEmpty }, ["queryParameter"]),
+                    ],
+                  }),
+                }),
+                redirect: obj({
+                  scheme: { enum: ["http", "https"] },
+                  host: nonEmpty,
+                  port,
+                  path: str,
+                  prefixRewrite: str,
+                  responseCode: { enum: [301, 302, 303, 307, 308] },
+                }),
+                directResponse: obj({ status: { type: "integer", minimum: 200, maximum: 599 }, body: str }, [
+                  "status",
+                ]),
+                ...headerOps,
+              },
+              ["match"],
+            ),
+          ),
+        },
+        ["name", "domains", "routes"],
+      ),
+    ),
+  },
+  ["name", "virtualHosts"],
+);
+
+const listenerLimits = obj({
+  maxRequestHeadersBytes: { type: "integer", minimum: 1024, maximum: 1024 * 1024 },
+  maxRequestHeaders: { type: "integer", minimum: 1, maximum: 10_000 },
+  requestHeadersTimeoutMs: positiveInt,
+  idleTimeoutMs: positiveInt,
+  maxConnections: positiveInt,
+});
+
+const filterChain = obj(
+  {
+    name: str,
+    match: obj({
+      destinationPort: port,
+      serverNames: arr(nonEmpty),
+      applicationProtocols: arr(nonEmpty),
+    }),
+    tls: obj(
+      {
+        certificateChain: nonEmpty,
+        privateKey: nonEmpty,
+        validationContext: nonEmpty,
+        requireClientCertificate: bool,
+        alpnProtocols: arr(nonEmpty),
+      },
+      ["certificateChain", "privateKey"],
+    ),
+    filter: {
+      oneOf: [
+        obj(
+          {
+            type: { const: "http" },
+            routeConfigName: nonEmpty,
+            routeConfig: routeConfiguration,
+            mode: { enum: ["server", "http_proxy"] },
+            codec: { enum: ["auto", "http1", "http2"] },
+            statPrefix: nonEmpty,
+          },
+          ["type"],
+        ),
+        obj({ type: { const: "tcp" }, cluster: nonEmpty, statPrefix: nonEmpty, idleTimeoutMs: positiveInt }, [
+          "type",
+          "cluster",
+        ]),
+      ],
+    },
+  },
+  ["filter"],
+);
+
+const cluster = obj(
+  {
+    name: nonEmpty,
+    lbPolicy: { enum: ["ROUND_ROBIN", "LEAST_REQUEST", "RANDOM", "RING_HASH", "MAGLEV"] },
+    ringHash: obj({ minimumRingSize: positiveInt, maximumRingSize: positiveInt }),
+    maglev: obj({ tableSize: positiveInt }),
+    protocol: { enum: ["http1", "http2"] },
+    endpoints: arr(
+      obj(
+        {
+          address: nonEmpty,
+          port: { type: "integer", minimum: 1, maximum: 65535 },
+          weight: { type: "integer", minimum: 1, maximum: 1_000_000 },
+          labels: strMap,
+          locality: str,
+        },
+        ["address", "port"],
+      ),
+    ),
+    connectTimeoutMs: positiveInt,
+    idleTimeoutMs: positiveInt,
+    circuitBreakers: obj({
+      maxConnections: nonNegInt,
+      maxPendingRequests: nonNegInt,
+      maxRequests: nonNegInt,
+      maxRequestsPerConnection: nonNegInt,
+    }),
+    tls: obj({
+      sni: nonEmpty,
+      validationContext: nonEmpty,
+      certificateChain: nonEmpty,
+      privateKey: nonEmpty,
+      alpnProtocols: arr(nonEmpty),
+      insecureSkipVerify: bool,
+    }),
+  },
+  ["name", "endpoints"],
+);
+
+export const PROXY_CONFIG_SCHEMA: Schema = {
+  $schema: "https://json-schema.org/draft/2020-12/schema",
+  $id: "https://isthmus.io/schemas/proxy-config.json",
+  title: "isthmus ProxyConfig",
+  description:
+    "Configuration of the isthmus proxy: listeners -> filter chains -> HTTP routes -> clusters -> endpoints. See docs/proxy.md.",
+  ...obj(
+    {
+      version: str,
+      node: obj({ id: str, cluster: str, metadata: strMap }),
+      admin: obj({ address: nonEmpty, port }),
+      listeners: arr(
+        obj(
+          {
+            name: nonEmpty,
+            address: nonEmpty,
+            port,
+            filterChains: arr(filterChain, { minItems: 1 }),
+            limits: listenerLimits,
+          },
+          ["name", "port", "filterChains"],
+        ),
+      ),
+      routeConfigs: arr(routeConfiguration),
+      clusters: arr(cluster),
+    },
+    ["listeners"],
+  ),
+};

@@ -1,0 +1,248 @@
+// ProxyConfig validation: the JSON Schema first (types, unknown fields), then the rules a schema cannot say
+// (unique names, references, one action per route, RE2 syntax, TLS material that loads). A config with any
+// error is refused as a whole; the running config stays.
+import tls from "node:tls";
+import { Ajv2020, type ErrorObject } from "ajv/dist/2020.js";
+import RE2 from "re2";
+import { PROXY_CONFIG_SCHEMA } from "./schema.ts";
+import type { ProxyConfig, RouteConfiguration } from "./types.ts";
+
+export interface ConfigProblem {
+  readonly severity: "error" | "warning";
+  /** Path into the config, e.g. ["clusters", 0, "endpoints", 1, "port"]. */
+  readonly path: ReadonlyArray<string | number>;
+  readonly message: string;
+}
+
+const ajv = new Ajv2020({ allErrors: true, strict: false });
+const validateSchema = ajv.compile(PROXY_CONFIG_SCHEMA);
+
+export function validateProxyConfig(value: unknown): ConfigProblem[] {
+  if (!validateSchema(value)) return schemaProblems(validateSchema.errors ?? []);
+  return semanticProblems(value as ProxyConfig);
+}
+
+function schemaProblems(errors: readonly ErrorObject[]): ConfigProblem[] {
+  const out: ConfigProblem[] = [];
+  const seen = new Set<string>();
+  for (const e of errors) {
+    // oneOf reports every branch's failures; keep the branch-independent summary.
+    if (e.schemaPath.includes("/oneOf/")) continue;
+    const path = pointer(e.instancePath);
+    let message: string;
+    let at = path;
+    switch (e.keyword) {
+      case "additionalProperties":
+        at = [...path, String(e.params.additionalProperty)];
+        message = `unknown field "${String(e.params.additionalProperty)}"`;
+        break;
+      case "required":
+        at = [...path, String(e.params.missingProperty)];
+        message = "required field is missing";
+        break;
+      case "enum":
+        message = `must be one of: ${(e.params.allowedValues as unknown[]).join(", ")}`;
+        break;
+      case "oneOf":
+        message = "does not match any allowed form (check the field names and the type)";
+        break;
+      default:
+        message = e.message ?? e.keyword;
+    }
+    const key = `${at.join(".")}|${message}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    out.push({ severity: "error", path: at, message });
+  }
+  return out;
+}
+
+function pointer(p: string): Array<string | number> {
+  if (p === "") return [];
+  return p
+    .slice(1)
+    .split("/")
+    .map((s) => s.replace(/~1/g, "/").replace(/~0/g, "~"))
+    .map((s) => (/^\d+$/.test(s) ? Number(s) : s));
+}
+
+function semanticProblems(c: ProxyConfig): ConfigProblem[] {
+  const out: ConfigProblem[] = [];
+  const err = (path: Array<string | number>, message: string) =>
+    out.push({ severity: "error", path, message });
+  const warn = (path: Array<string | number>, message: string) =>
+    out.push({ severity: "warning", path, message });
+
+  const clusterNames = new Set<string>();
+  (c.clusters ?? []).forEach((cl, i) => {
+    if (clusterNames.has(cl.name)) err(["clusters", i, "name"], `duplicate cluster name "${cl.name}"`);
+    clusterNames.add(cl.name);
+    const keys = new Set<string>();
+    cl.endpoints.forEach((e, j) => {
+      const k = `${e.address}:${e.port}`;
+      if (keys.has(k)) err(["clusters", i, "endpoints", j], `duplicate endpoint ${k}`);
+      keys.add(k);
+    });
+    const rh = cl.ringHash;
+    if (
+      rh?.minimumRingSize !== undefined &&
+      rh.maximumRingSize !== undefined &&
+      rh.maximumRingSize < rh.minimumRingSize
+    )
+      err(["clusters", i, "ringHash"], "maximumRingSize must not be below minimumRingSize");
+    const ts = cl.maglev?.tableSize;
+    if (ts !== undefined && !isPrime(ts))
+      err(["clusters", i, "maglev", "tableSize"], `maglev table size ${ts} must be prime`);
+    if (cl.tls?.certificateChain !== undefined && cl.tls.privateKey === undefined)
+      err(["clusters", i, "tls", "privateKey"], "a client certificate needs its private key");
+    if (cl.tls)
+      tlsLoads(
+        err,
+        ["clusters", i, "tls"],
+        cl.tls.certificateChain,
+        cl.tls.privateKey,
+        cl.tls.validationContext,
+      );
+  });
+
+  const routeNames = new Set<string>();
+  const routeConfigs = new Map<string, RouteConfiguration>();
+  (c.routeConfigs ?? []).forEach((rc, i) => {
+    if (routeNames.has(rc.name))
+      err(["routeConfigs", i, "name"], `duplicate route configuration name "${rc.name}"`);
+    routeNames.add(rc.name);
+    routeConfigs.set(rc.name, rc);
+    checkRouteConfig(rc, ["routeConfigs", i], clusterNames, err, warn);
+  });
+
+  const listenerNames = new Set<string>();
+  const binds = new Set<string>();
+  c.listeners.forEach((l, i) => {
+    if (listenerNames.has(l.name)) err(["listeners", i, "name"], `duplicate listener name "${l.name}"`);
+    listenerNames.add(l.name);
+    const bind = `${l.address ?? "0.0.0.0"}:${l.port}`;
+    if (l.port !== 0 && binds.has(bind))
+      err(["listeners", i, "port"], `another listener is bound to ${bind}`);
+    binds.add(bind);
+    const matches = new Set<string>();
+    l.filterChains.forEach((fc, j) => {
+      const p = ["listeners", i, "filterChains", j];
+      const key = JSON.stringify([fc.match ?? {}, fc.tls !== undefined]);
+      if (matches.has(key)) err([...p, "match"], "two filter chains with the same match");
+      matches.add(key);
+      if (fc.match?.serverNames && !fc.tls)
+        err([...p, "match", "serverNames"], "serverNames needs tls on the chain");
+      if (fc.tls)
+        tlsLoads(err, [...p, "tls"], fc.tls.certificateChain, fc.tls.privateKey, fc.tls.validationContext);
+      const f = fc.filter;
+      if (f.type === "tcp") {
+        if (!clusterNames.has(f.cluster))
+          warn(
+            [...p, "filter", "cluster"],
+            `cluster "${f.cluster}" is not defined; connections will be closed`,
+          );
+        return;
+      }
+      if ((f.routeConfigName === undefined) === (f.routeConfig === undefined))
+        err([...p, "filter"], "an http filter needs exactly one of routeConfigName and routeConfig");
+      else if (f.routeConfigName !== undefined && !routeConfigs.has(f.routeConfigName))
+        err([...p, "filter", "routeConfigName"], `route configuration "${f.routeConfigName}" is not defined`);
+      if (f.routeConfig)
+        checkRouteConfig(f.routeConfig, [...p, "filter", "routeConfig"], clusterNames, err, warn);
+    });
+  });
+  return out;
+}
+
+type Report = (path: Array<string | number>, message: string) => void;
+
+function checkRouteConfig(
+  rc: RouteConfiguration,
+  base: Array<string | number>,
+  clusters: ReadonlySet<string>,
+  err: Report,
+  warn: Report,
+): void {
+  const vhNames = new Set<string>();
+  const domains = new Set<string>();
+  rc.virtualHosts.forEach((vh, i) => {
+    const vp = [...base, "virtualHosts", i];
+    if (vhNames.has(vh.name)) err([...vp, "name"], `duplicate virtual host name "${vh.name}"`);
+    vhNames.add(vh.name);
+    vh.domains.forEach((d, j) => {
+      const lower = d.toLowerCase();
+      if (domains.has(lower)) err([...vp, "domains", j], `domain "${d}" is served by two virtual hosts`);
+      domains.add(lower);
+      const stars = d.split("*").length - 1;
+      if (stars > 1 || (stars === 1 && d !== "*" && !d.startsWith("*") && !d.endsWith("*")))
+        err(
+          [...vp, "domains", j],
+          `domain "${d}": a wildcard is only allowed alone, as a prefix or as a suffix`,
+        );
+    });
+    vh.routes.forEach((r, j) => {
+      const rp = [...vp, "routes", j];
+      const actions = [r.route, r.redirect, r.directResponse].filter((a) => a !== undefined).length;
+      if (actions !== 1) err(rp, "a route needs exactly one of route, redirect and directResponse");
+      const m = r.match;
+      const pathKinds = [m.prefix, m.path, m.regex].filter((x) => x !== undefined).length;
+      if (pathKinds > 1) err([...rp, "match"], "at most one of prefix, path and regex");
+      if (m.regex !== undefined) re2(err, [...rp, "match", "regex"], m.regex);
+      m.headers?.forEach((h, k) => {
+        const kinds = [h.exact, h.prefix, h.suffix, h.regex].filter((x) => x !== undefined).length;
+        if (kinds > 1) err([...rp, "match", "headers", k], "at most one of exact, prefix, suffix and regex");
+        if (h.present === false && kinds > 0)
+          err([...rp, "match", "headers", k], "present: false cannot be combined with a value match");
+        if (h.regex !== undefined) re2(err, [...rp, "match", "headers", k, "regex"], h.regex);
+      });
+      m.queryParameters?.forEach((q, k) => {
+        const kinds = [q.exact, q.prefix, q.regex].filter((x) => x !== undefined).length;
+        if (kinds > 1) err([...rp, "match", "queryParameters", k], "at most one of exact, prefix and regex");
+        if (q.regex !== undefined) re2(err, [...rp, "match", "queryParameters", k, "regex"], q.regex);
+      });
+      const a = r.route;
+      if (a) {
+        if ((a.cluster === undefined) === (a.weightedClusters === undefined))
+          err([...rp, "route"], "a route action needs exactly one of cluster and weightedClusters");
+        const total = (a.weightedClusters ?? []).reduce((s, w) => s + w.weight, 0);
+        if (a.weightedClusters && total === 0)
+          err([...rp, "route", "weightedClusters"], "total weight must be greater than 0");
+        const named = a.cluster !== undefined ? [a.cluster] : (a.weightedClusters ?? []).map((w) => w.name);
+        named.forEach((n) => {
+          if (!clusters.has(n))
+            warn([...rp, "route"], `cluster "${n}" is not defined; requests will get 503 (NC)`);
+        });
+        if (a.prefixRewrite !== undefined && a.regexRewrite !== undefined)
+          err([...rp, "route"], "only one of prefixRewrite and regexRewrite");
+        if (a.regexRewrite) re2(err, [...rp, "route", "regexRewrite", "pattern"], a.regexRewrite.pattern);
+      }
+    });
+  });
+}
+
+function re2(err: Report, path: Array<string | number>, pattern: string): void {
+  if (pattern.length > 1024) {
+    err(path, "regex is longer than 1024 characters");
+    return;
+  }
+  try {
+    new RE2(pattern, "u");
+  } catch (e) {
+    err(path, `"${pattern}" is not a valid RE2 regex: ${(e as Error).message}`);
+  }
+}
+
+function tlsLoads(err: Report, path: Array<string | number>, cert?: string, key?: string, ca?: string): void {
+  try {
+    tls.createSecureContext({ ...(cert ? { cert } : {}), ...(key ? { key } : {}), ...(ca ? { ca } : {}) });
+  } catch (e) {
+    // The library's message names the problem (e.g. "PEM routines::no start line"); the key itself is never echoed.
+    err(path, `TLS material does not load: ${(e as Error).message}`);
+  }
+}
+
+function isPrime(n: number): boolean {
+  if (n < 2) return false;
+  for (let i = 2; i * i <= n; i++) if (n % i === 0) return false;
+  return true;
+}

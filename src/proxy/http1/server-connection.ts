@@ -1,0 +1,620 @@
+// One downstream HTTP/1.1 connection: parses requests strictly, routes them, forwards them to an upstream
+// connection with backpressure both ways, and writes responses back. It serves one request at a time (bytes of
+// a pipelined next request wait in the buffer) and is itself the pool waiter and the response handler of its
+// current request, so a request allocates no closures or promises.
+import net from "node:net";
+import { computeHash } from "../lb/hash-policy.ts";
+import type { HttpRuntime } from "../listener/http-runtime.ts";
+import {
+  type CompiledRoute,
+  type CompiledWeightedCluster,
+  pickCluster,
+  queryValue,
+} from "../router/route-table.ts";
+import type { Cluster, Endpoint } from "../upstream/cluster.ts";
+import type { ResponseHandler, UpstreamHttp1Connection } from "../upstream/http1-connection.ts";
+import type { Http1Pool, PoolWaiter } from "../upstream/http1-pool.ts";
+import { ResponseFlag } from "../upstream/response-flags.ts";
+import { ChunkedDecoder } from "./chunked.ts";
+import { parseRequestHead, type RequestHead, type ResponseHead } from "./head-parser.ts";
+import { serializeHeaders } from "./headers.ts";
+import { localReplyBytes, replyForFlag, statusText } from "./local-reply.ts";
+
+const HEAD = 0;
+const WAIT_POOL = 1;
+const FORWARD = 2;
+const TUNNEL = 3;
+const CLOSED = 4;
+
+export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
+  readonly socket: net.Socket;
+  private readonly rt: HttpRuntime;
+  private buf: Buffer | null = null;
+  private state = HEAD;
+  /** When the current head started arriving (ms), 0 when no partial head is buffered. */
+  headStartedAt = 0;
+  lastActivity = Date.now();
+
+  // The request in flight.
+  private req: RequestHead | null = null;
+  private route: CompiledRoute | null = null;
+  private wc: CompiledWeightedCluster | null = null;
+  private cluster: Cluster | null = null;
+  private endpoint: Endpoint | null = null;
+  private pool: Http1Pool | null = null;
+  private upstream: UpstreamHttp1Connection | null = null;
+  private path = "";
+  private authority = "";
+  private bodyRemaining = 0;
+  private bodyDecoder: ChunkedDecoder | null = null;
+  private requestBodyDone = false;
+  private responseStarted = false;
+  private keepAlive = true;
+  /** HTTP/1.0 client, chunked upstream: the body is decoded and the connection closed at its end. */
+  private dechunk: ChunkedDecoder | null = null;
+  private corked = false;
+  private readonly writeDecoded: (buf: Buffer, from: number, to: number) => void;
+  private readonly onUpstreamDrain: () => void;
+
+  constructor(socket: net.Socket, rt: HttpRuntime) {
+    this.socket = socket;
+    this.rt = rt;
+    rt.connections.add(this);
+    rt.stats.cxTotal.inc();
+    rt.stats.cxActive.value++;
+    socket.setNoDelay(true);
+    this.writeDecoded = (buf, from, to) => {
+      this.socket.write(buf.subarray(from, to));
+    };
+    this.onUpstreamDrain = () => this.socket.resume();
+    socket.on("data", (chunk: Buffer) => this.onData(chunk));
+    socket.on("drain", () => this.upstream?.resume());
+    socket.on("error", () => this.onClose());
+    socket.on("close", () => this.onClose());
+  }
+
+  /** Bytes held for a request head or pipelined requests. */
+  get buffered(): number {
+    return this.buf === null ? 0 : this.buf.length;
+  }
+
+  get idle(): boolean {
+    return this.state === HEAD && this.buf === null;
+  }
+
+  private onData(chunk: Buffer): void {
+    this.lastActivity = Date.now();
+    if (this.state === CLOSED) return;
+    this.buf = this.buf === null ? chunk : Buffer.concat([this.buf, chunk]);
+    this.process();
+  }
+
+  private process(): void {
+    while (this.state === HEAD && this.buf !== null) {
+      const r = parseRequestHead(this.buf, 0, this.rt.limits);
+      if (r.kind === "incomplete") {
+        if (this.headStartedAt === 0) this.headStartedAt = Date.now();
+        return;
+      }
+      this.headStartedAt = 0;
+      if (r.kind === "error") {
+        this.rt.stats.protocolErrors.inc();
+        this.replyAndClose(r.status, r.reason);
+        return;
+      }
+      const head = r.head;
+      this.buf = head.headBytes === this.buf.length ? null : this.buf.subarray(head.headBytes);
+      this.startRequest(head);
+    }
+    if (this.state === FORWARD && !this.requestBodyDone) this.forwardBody();
+    // Pipelined requests wait; a client that keeps sending meanwhile is paused, not buffered without bound.
+    if (this.state !== HEAD && this.buf !== null && this.buf.length > this.rt.limits.maxHeadBytes)
+      this.socket.pause();
+  }
+
+  private startRequest(head: RequestHead): void {
+    this.req = head;
+    this.rt.stats.rqTotal.inc();
+    this.requestBodyDone = false;
+    this.responseStarted = false;
+    this.dechunk = null;
+    this.keepAlive = !head.close && !this.rt.draining;
+    let target = head.target;
+    let authority = head.host ?? "";
+    if (head.method === "CONNECT") {
+      this.connect(head);
+      return;
+    }
+    if (target.charCodeAt(0) !== 0x2f /* "/" */) {
+      // absolute-form: http://authority/path (RFC 9112 3.2.2; what HTTP_PROXY clients send)
+      const abs = /^([a-zA-Z][a-zA-Z0-9+.-]*):\/\/([^/?#]*)([^#]*)$/.exec(target);
+      if (abs) {
+        authority = abs[2]!;
+        target = abs[3] || "/";
+      } else if (!(target === "*" && head.method === "OPTIONS")) {
+        this.replyAndClose(400, "invalid request target");
+        return;
+      }
+    }
+    this.authority = authority.toLowerCase();
+    this.path = target;
+    const table = this.rt.routeTable;
+    const route = table?.route({
+      method: head.method,
+      authority: this.authority,
+      path: target,
+      scheme: this.rt.scheme,
+      headers: head.headers,
+    });
+    if (!route) {
+      this.localFlag(ResponseFlag.NoRouteFound, "");
+      return;
+    }
+    this.route = route;
+    if (route.directResponse) {
+      this.local(route.directResponse.status, route.directResponse.body ?? "", this.responseOps(route));
+      return;
+    }
+    if (route.redirect) {
+      this.redirect(route);
+      return;
+    }
+    const wc = pickCluster(route, Math.random());
+    const cluster = wc ? this.rt.clusters.get(wc.name) : undefined;
+    if (!wc || !cluster) {
+      this.localFlag(ResponseFlag.NoClusterFound, "");
+      return;
+    }
+    this.wc = wc;
+    this.cluster = cluster;
+    if (cluster.limits.active.value >= cluster.limits.maxRequests) {
+      cluster.limits.overflowRequests.inc();
+      this.localFlag(ResponseFlag.UpstreamOverflow, "");
+      return;
+    }
+    const policies = route.action?.hashPolicy;
+    const hash =
+      policies && (cluster.policy === "RING_HASH" || cluster.policy === "MAGLEV")
+        ? this.hashOf(policies)
+        : undefined;
+    const ep = cluster.lb.pick({ hash }) as Endpoint | undefined;
+    if (!ep) {
+      cluster.stats.noHealthyHost.inc();
+      this.localFlag(ResponseFlag.NoHealthyUpstream, "");
+      return;
+    }
+    this.endpoint = ep;
+    cluster.limits.active.value++;
+    ep.activeRequests++;
+    cluster.stats.rqTotal.inc();
+    ep.rqTotal++;
+    if (head.chunked) this.bodyDecoder = new ChunkedDecoder();
+    else this.bodyRemaining = Math.max(head.contentLength, 0);
+    // Envoy answers 100-continue itself, so the client starts sending while the upstream is reached.
+    if (head.expectContinue && head.minor === 1) this.socket.write("HTTP/1.1 100 Continue\r\n\r\n");
+    this.state = WAIT_POOL;
+    this.pool = cluster.pool(ep);
+    this.pool.acquire(this);
+    // Usually an idle connection was ready and the request is already on its way; otherwise stop reading
+    // until one is (the body must not pile up here).
+    if (this.state === WAIT_POOL) this.socket.pause();
+  }
+
+  private hashOf(
+    policies: NonNullable<NonNullable<CompiledRoute["action"]>["hashPolicy"]>,
+  ): number | undefined {
+    const req = this.req!;
+    const path = this.path;
+    return computeHash(policies, {
+      header: (name) => {
+        const n = name.toLowerCase();
+        const h = req.headers;
+        for (let i = 0; i < h.length; i += 2) if (h[i] === n) return h[i + 1];
+        return undefined;
+      },
+      cookie: (name) => {
+        const h = req.headers;
+        for (let i = 0; i < h.length; i += 2) {
+          if (h[i] !== "cookie") continue;
+          for (const part of h[i + 1]!.split(";")) {
+            const eq = part.indexOf("=");
+            if (eq !== -1 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
+          }
+        }
+        return undefined;
+      },
+      sourceIp: this.socket.remoteAddress ?? "",
+      queryParameter: (name) => {
+        const q = path.indexOf("?");
+        return q === -1 ? undefined : queryValue(path.slice(q + 1), name);
+      },
+    });
+  }
+
+  // ---------------------------------------------------------------------------------------- PoolWaiter
+
+  onPoolReady(conn: UpstreamHttp1Connection): void {
+    if (this.state !== WAIT_POOL) {
+      // The downstream went away while we waited; the connection goes back unused.
+      conn.pool.release(conn);
+      return;
+    }
+    this.upstream = conn;
+    const req = this.req!;
+    const wc = this.wc!;
+    const route = this.route!;
+    conn.begin(this, req.method, false);
+    conn.handlerDrain = this.onUpstreamDrain;
+    const path = route.rewritePath
+      ? route.rewritePath(this.path, pathOnly(this.path), queryOf(this.path))
+      : this.path;
+    const host = route.action?.hostRewrite ?? (this.authority || this.endpoint!.key);
+    let head = `${req.method} ${path} HTTP/1.1\r\nhost: ${host}\r\n`;
+    head += serializeHeaders(
+      req.headers,
+      req.connectionTokens,
+      wc.requestHeadersToRemove,
+      wc.requestHeadersToAdd,
+    );
+    if (req.upgrade !== null) head += `connection: upgrade\r\nupgrade: ${req.upgrade}\r\n`;
+    if (req.chunked) head += "transfer-encoding: chunked\r\n";
+    head += `x-forwarded-proto: ${this.rt.scheme}\r\n\r\n`;
+    conn.write(head);
+    this.state = FORWARD;
+    if (!req.chunked && this.bodyRemaining === 0) {
+      this.requestBodyDone = true;
+      conn.endRequest();
+    } else if (this.buf !== null) {
+      this.forwardBody();
+    }
+    if (this.state === FORWARD && this.socket.isPaused()) this.socket.resume();
+  }
+
+  onPoolFailure(flag: ResponseFlag, detail: string): void {
+    if (this.state !== WAIT_POOL) return;
+    if (flag === ResponseFlag.UpstreamConnectionFailure) {
+      this.cluster?.stats.cxConnectFail.inc();
+      if (this.endpoint) this.endpoint.cxConnectFail++;
+    }
+    this.socket.resume();
+    this.upstreamFailed(flag, detail);
+  }
+
+  private forwardBody(): void {
+    const up = this.upstream!;
+    const buf = this.buf;
+    if (buf === null) return;
+    let n: number;
+    if (this.bodyDecoder !== null) {
+      const stop = this.bodyDecoder.feed(buf, 0, buf.length);
+      if (stop === -1) {
+        this.rt.stats.protocolErrors.inc();
+        up.abort();
+        this.upstream = null;
+        this.finishUpstreamAccounting(false);
+        this.replyAndClose(400, `invalid chunked body: ${this.bodyDecoder.error}`);
+        return;
+      }
+      n = stop;
+      if (this.bodyDecoder.done) this.requestBodyDone = true;
+    } else {
+      n = Math.min(this.bodyRemaining, buf.length);
+      this.bodyRemaining -= n;
+      if (this.bodyRemaining === 0) this.requestBodyDone = true;
+    }
+    const ok = up.write(n === buf.length ? buf : buf.subarray(0, n));
+    this.buf = n === buf.length ? null : buf.subarray(n);
+    if (this.requestBodyDone) {
+      this.bodyDecoder = null;
+      up.endRequest();
+    } else if (!ok) {
+      this.socket.pause();
+    }
+  }
+
+  // ----------------------------------------------------------------------------------- ResponseHandler
+
+  onResponseHead(head: ResponseHead): void {
+    const req = this.req!;
+    const wc = this.wc!;
+    this.responseStarted = true;
+    const untilClose = !head.chunked && head.contentLength < 0 && hasBody(req.method, head.status);
+    if (untilClose) this.keepAlive = false;
+    if (head.chunked && req.minor === 0) {
+      this.dechunk = new ChunkedDecoder();
+      this.keepAlive = false;
+    }
+    let out = `HTTP/1.1 ${head.status} ${head.reason || statusText(head.status)}\r\n`;
+    out += serializeHeaders(
+      head.headers,
+      head.connectionTokens,
+      wc.responseHeadersToRemove,
+      wc.responseHeadersToAdd,
+    );
+    if (head.chunked && this.dechunk === null) out += "transfer-encoding: chunked\r\n";
+    if (!this.keepAlive) out += "connection: close\r\n";
+    out += "\r\n";
+    // Corked until flush(): the head and the first body bytes leave in one write.
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+    }
+    this.socket.write(out, "latin1");
+    this.countStatus(head.status);
+  }
+
+  flush(): void {
+    if (this.corked) {
+      this.corked = false;
+      this.socket.uncork();
+    }
+  }
+
+  onResponseData(buf: Buffer, from: number, to: number): boolean {
+    if (this.dechunk !== null) {
+      this.dechunk.feed(buf, from, to, this.writeDecoded);
+      return this.socket.writableNeedDrain === false;
+    }
+    return this.socket.write(from === 0 && to === buf.length ? buf : buf.subarray(from, to));
+  }
+
+  onResponseEnd(): void {
+    this.flush();
+    this.finishUpstreamAccounting(true);
+    if (!this.requestBodyDone) {
+      // The upstream answered before reading the whole body: the rest of it is still on both connections.
+      this.keepAlive = false;
+      this.upstream?.abort();
+    }
+    this.upstream = null;
+    this.endExchange();
+  }
+
+  onResponseError(flag: ResponseFlag, detail: string, headSent: boolean): void {
+    this.upstream = null;
+    if (headSent || this.responseStarted) {
+      this.finishUpstreamAccounting(false);
+      this.socket.destroy();
+      return;
+    }
+    this.upstreamFailed(flag, detail);
+  }
+
+  onUpgrade(head: ResponseHead, upSocket: net.Socket, rest: Buffer): void {
+    this.finishUpstreamAccounting(true);
+    this.upstream = null;
+    const wc = this.wc!;
+    let out = `HTTP/1.1 101 ${head.reason || "Switching Protocols"}\r\n`;
+    out += serializeHeaders(
+      head.headers,
+      head.connectionTokens,
+      wc.responseHeadersToRemove,
+      wc.responseHeadersToAdd,
+    );
+    out += `connection: upgrade\r\nupgrade: ${head.upgrade ?? this.req?.upgrade ?? ""}\r\n\r\n`;
+    this.countStatus(101);
+    this.socket.write(out, "latin1");
+    this.tunnel(upSocket, rest);
+  }
+
+  // ------------------------------------------------------------------------------------------ helpers
+
+  /** Joins the downstream socket and an upstream socket byte for byte (WebSocket, CONNECT). */
+  private tunnel(upSocket: net.Socket, rest: Buffer): void {
+    this.state = TUNNEL;
+    const down = this.socket;
+    down.removeAllListeners("data");
+    down.removeAllListeners("drain");
+    if (rest.length > 0) down.write(rest);
+    if (this.buf !== null) {
+      upSocket.write(this.buf);
+      this.buf = null;
+    }
+    upSocket.on("error", () => down.destroy());
+    upSocket.on("close", () => down.destroy());
+    down.on("close", () => upSocket.destroy());
+    down.pipe(upSocket);
+    upSocket.pipe(down);
+    down.resume();
+    upSocket.resume();
+  }
+
+  /** CONNECT authority: a TCP tunnel to the cluster the authority routes to (HTTP_PROXY mode). */
+  private connect(head: RequestHead): void {
+    const authority = head.target.toLowerCase();
+    this.authority = authority;
+    const route =
+      this.rt.mode === "http_proxy"
+        ? this.rt.routeTable?.route({
+            method: "CONNECT",
+            authority,
+            path: "/",
+            scheme: this.rt.scheme,
+            headers: head.headers,
+          })
+        : undefined;
+    const wc = route ? pickCluster(route, Math.random()) : undefined;
+    const cluster = wc ? this.rt.clusters.get(wc.name) : undefined;
+    if (!route || !wc || !cluster) {
+      this.keepAlive = false;
+      this.localFlag(route ? ResponseFlag.NoClusterFound : ResponseFlag.NoRouteFound, "");
+      return;
+    }
+    const ep = cluster.lb.pick({}) as Endpoint | undefined;
+    if (!ep) {
+      this.keepAlive = false;
+      this.localFlag(ResponseFlag.NoHealthyUpstream, "");
+      return;
+    }
+    this.state = WAIT_POOL;
+    this.socket.pause();
+    const up = net.connect({ host: ep.address, port: ep.port, noDelay: true });
+    up.setTimeout(cluster.config.connectTimeoutMs ?? 10_000, () => up.destroy(new Error("connect timeout")));
+    up.once("connect", () => {
+      up.setTimeout(0);
+      this.countStatus(200);
+      this.socket.write("HTTP/1.1 200 Connection established\r\n\r\n");
+      this.tunnel(up, Buffer.alloc(0));
+    });
+    up.once("error", (err) => {
+      if (this.state !== WAIT_POOL) return;
+      this.socket.resume();
+      this.keepAlive = false;
+      this.localFlag(ResponseFlag.UpstreamConnectionFailure, err.message);
+    });
+  }
+
+  private redirect(route: CompiledRoute): void {
+    const r = route.redirect!;
+    const host = r.host ?? this.authority.replace(/:\d+$/, "");
+    const port = r.port !== undefined ? `:${r.port}` : "";
+    const scheme = r.scheme ?? this.rt.scheme;
+    let path = r.path ?? this.path;
+    if (r.prefixRewrite !== undefined && route.config.match.prefix !== undefined)
+      path = r.prefixRewrite + this.path.slice(route.config.match.prefix.length);
+    const status = r.responseCode ?? 301;
+    this.local(status, "", this.responseOps(route) + `location: ${scheme}://${host}${port}${path}\r\n`);
+  }
+
+  private responseOps(route: CompiledRoute): string {
+    let out = "";
+    for (const h of route.responseHeadersToAdd) out += `${h.name}: ${h.value}\r\n`;
+    return out;
+  }
+
+  private localFlag(flag: ResponseFlag, detail: string): void {
+    const { status, body } = replyForFlag(flag, detail);
+    this.rt.flagCounter(flag).inc();
+    this.local(status, body, "");
+  }
+
+  private upstreamFailed(flag: ResponseFlag, detail: string): void {
+    this.finishUpstreamAccounting(false);
+    const { status, body } = replyForFlag(flag, detail);
+    this.rt.flagCounter(flag).inc();
+    // The request body may be half read: the connection cannot carry another request.
+    if (!this.requestBodyDone) this.keepAlive = false;
+    this.local(status, body, "");
+  }
+
+  /** A response made by the proxy; ends the exchange. */
+  private local(status: number, body: string, extraHeaders: string): void {
+    const req = this.req;
+    // A body we did not read (no route, direct response) would be parsed as the next request.
+    if (req && (req.chunked || req.contentLength > 0) && !this.requestBodyDone && this.upstream === null)
+      this.keepAlive = false;
+    this.countStatus(status);
+    this.socket.write(
+      localReplyBytes(status, req?.method === "HEAD" ? "" : body, !this.keepAlive, extraHeaders),
+      "latin1",
+    );
+    this.endExchange();
+  }
+
+  private replyAndClose(status: number, reason: string): void {
+    this.keepAlive = false;
+    this.countStatus(status);
+    this.socket.end(localReplyBytes(status, reason, true), "latin1");
+    this.state = CLOSED;
+  }
+
+  private countStatus(status: number): void {
+    const s = this.rt.stats;
+    if (status < 200) s.rq1xx.inc();
+    else if (status < 300) s.rq2xx.inc();
+    else if (status < 400) s.rq3xx.inc();
+    else if (status < 500) s.rq4xx.inc();
+    else s.rq5xx.inc();
+    const c = this.cluster;
+    if (c !== null && this.endpoint !== null && this.responseStarted) {
+      if (status < 300) c.stats.rq2xx.inc();
+      else if (status < 400) c.stats.rq3xx.inc();
+      else if (status < 500) c.stats.rq4xx.inc();
+      else c.stats.rq5xx.inc();
+      if (status < 500) this.endpoint.rqSuccess++;
+      else this.endpoint.rqError++;
+    }
+  }
+
+  private finishUpstreamAccounting(ok: boolean): void {
+    const c = this.cluster;
+    const ep = this.endpoint;
+    if (c !== null && ep !== null) {
+      c.limits.active.value--;
+      ep.activeRequests--;
+      if (!ok) ep.rqError++;
+    }
+    this.endpoint = null;
+  }
+
+  /** The exchange is over: close, or get ready for the next request on this connection. */
+  private endExchange(): void {
+    this.req = null;
+    this.route = null;
+    this.wc = null;
+    this.cluster = null;
+    this.pool = null;
+    this.bodyDecoder = null;
+    this.bodyRemaining = 0;
+    if (!this.keepAlive) {
+      this.state = CLOSED;
+      this.socket.end();
+      return;
+    }
+    this.state = HEAD;
+    this.lastActivity = Date.now();
+    if (this.socket.isPaused()) this.socket.resume();
+    if (this.buf !== null) this.process();
+  }
+
+  /** Drain: close now if idle, otherwise after the current response. */
+  drain(): void {
+    this.keepAlive = false;
+    if (this.idle) {
+      this.state = CLOSED;
+      this.socket.end();
+    }
+  }
+
+  /** Called by the listener's sweep: headers too slow, or idle too long. */
+  expire(reason: "headers" | "idle"): void {
+    if (reason === "headers") {
+      this.rt.stats.headerTimeouts.inc();
+      this.replyAndClose(408, "request headers not received in time");
+    } else {
+      this.state = CLOSED;
+      this.socket.end();
+    }
+  }
+
+  private onClose(): void {
+    if (!this.rt.connections.delete(this)) return;
+    this.rt.stats.cxActive.value--;
+    const prev = this.state;
+    this.state = CLOSED;
+    if (prev === WAIT_POOL && this.pool !== null) {
+      this.pool.cancel(this);
+      this.finishUpstreamAccounting(false);
+    }
+    if (this.upstream !== null) {
+      this.upstream.abort();
+      this.upstream = null;
+      this.finishUpstreamAccounting(false);
+    }
+    this.socket.destroy();
+  }
+}
+
+function hasBody(method: string, status: number): boolean {
+  return method !== "HEAD" && status >= 200 && status !== 204 && status !== 304;
+}
+
+function pathOnly(p: string): string {
+  const q = p.indexOf("?");
+  return q === -1 ? p : p.slice(0, q);
+}
+
+function queryOf(p: string): string {
+  const q = p.indexOf("?");
+  return q === -1 ? "" : p.slice(q + 1);
+}

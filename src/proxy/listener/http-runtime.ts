@@ -1,0 +1,100 @@
+// What the HTTP connections of one filter chain share: the current route table (replaced on config swap,
+// read per request), the clusters, limits and counters. Connections keep a reference to this object, so a
+// swap changes what the next request sees without touching open connections.
+import type { HttpConnectionManagerConfig, ListenerLimits } from "../config/types.ts";
+import type { HeadLimits } from "../http1/head-parser.ts";
+import type { RouteTable } from "../router/route-table.ts";
+import type { Counter, Gauge, StatsStore } from "../stats/stats.ts";
+import type { ClusterManager } from "../upstream/cluster.ts";
+import type { ResponseFlag } from "../upstream/response-flags.ts";
+
+export interface HttpStats {
+  readonly cxTotal: Counter;
+  readonly cxActive: Gauge;
+  readonly rqTotal: Counter;
+  readonly rq1xx: Counter;
+  readonly rq2xx: Counter;
+  readonly rq3xx: Counter;
+  readonly rq4xx: Counter;
+  readonly rq5xx: Counter;
+  readonly protocolErrors: Counter;
+  readonly headerTimeouts: Counter;
+}
+
+/** Minimal view of a connection for sweeps and drains, whatever its protocol. */
+export interface HttpConnection {
+  headStartedAt: number;
+  lastActivity: number;
+  readonly idle: boolean;
+  drain(): void;
+  expire(reason: "headers" | "idle"): void;
+}
+
+export class HttpRuntime {
+  routeTable: RouteTable | undefined;
+  readonly clusters: ClusterManager;
+  readonly mode: "server" | "http_proxy";
+  readonly scheme: "http" | "https";
+  readonly limits: HeadLimits;
+  readonly requestHeadersTimeoutMs: number;
+  readonly idleTimeoutMs: number;
+  readonly stats: HttpStats;
+  readonly connections = new Set<HttpConnection>();
+  draining = false;
+  private readonly store: StatsStore;
+  private readonly prefix: string;
+  private readonly flags = new Map<string, Counter>();
+
+  constructor(
+    config: HttpConnectionManagerConfig,
+    routeTable: RouteTable | undefined,
+    clusters: ClusterManager,
+    limits: ListenerLimits | undefined,
+    scheme: "http" | "https",
+    store: StatsStore,
+  ) {
+    this.routeTable = routeTable;
+    this.clusters = clusters;
+    this.mode = config.mode ?? "server";
+    this.scheme = scheme;
+    this.limits = {
+      maxHeadBytes: limits?.maxRequestHeadersBytes ?? 60 * 1024,
+      maxHeaders: limits?.maxRequestHeaders ?? 100,
+    };
+    this.requestHeadersTimeoutMs = limits?.requestHeadersTimeoutMs ?? 10_000;
+    this.idleTimeoutMs = limits?.idleTimeoutMs ?? 300_000;
+    this.store = store;
+    const p = `http.${config.statPrefix ?? "ingress_http"}.`;
+    this.prefix = p;
+    this.stats = {
+      cxTotal: store.counter(`${p}downstream_cx_total`),
+      cxActive: store.gauge(`${p}downstream_cx_active`),
+      rqTotal: store.counter(`${p}downstream_rq_total`),
+      rq1xx: store.counter(`${p}downstream_rq_1xx`),
+      rq2xx: store.counter(`${p}downstream_rq_2xx`),
+      rq3xx: store.counter(`${p}downstream_rq_3xx`),
+      rq4xx: store.counter(`${p}downstream_rq_4xx`),
+      rq5xx: store.counter(`${p}downstream_rq_5xx`),
+      protocolErrors: store.counter(`${p}downstream_cx_protocol_error`),
+      headerTimeouts: store.counter(`${p}downstream_rq_header_timeout`),
+    };
+  }
+
+  /** Counter of requests that ended with a response flag, e.g. http.ingress_http.response_flag.UH. */
+  flagCounter(flag: ResponseFlag): Counter {
+    let c = this.flags.get(flag);
+    if (!c) {
+      c = this.store.counter(`${this.prefix}response_flag.${flag}`);
+      this.flags.set(flag, c);
+    }
+    return c;
+  }
+
+  /** Closes connections whose head is too slow (slowloris) or that sat idle too long. */
+  sweep(now: number): void {
+    for (const c of this.connections) {
+      if (c.headStartedAt !== 0 && now - c.headStartedAt > this.requestHeadersTimeoutMs) c.expire("headers");
+      else if (c.idle && now - c.lastActivity > this.idleTimeoutMs) c.expire("idle");
+    }
+  }
+}

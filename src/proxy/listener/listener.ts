@@ -1,0 +1,246 @@
+// A listener: a bound socket, its filter chains, and the runtimes they hand connections to. Chains are chosen
+// per connection (destination port, then SNI and ALPN after a TLS handshake, most specific first). A config
+// swap replaces the chains in place: the socket stays bound and open connections keep their runtime.
+import net from "node:net";
+import tls from "node:tls";
+import type { FilterChainConfig, ListenerConfig, RouteConfiguration } from "../config/types.ts";
+import { Http1ServerConnection } from "../http1/server-connection.ts";
+import { RouteTable } from "../router/route-table.ts";
+import type { StatsStore } from "../stats/stats.ts";
+import type { ClusterManager } from "../upstream/cluster.ts";
+import { HttpRuntime } from "./http-runtime.ts";
+import { TcpProxyRuntime } from "./tcp-proxy.ts";
+
+export interface FilterChainRuntime {
+  readonly config: FilterChainConfig;
+  readonly secureContext: tls.SecureContext | undefined;
+  readonly http: HttpRuntime | undefined;
+  readonly tcp: TcpProxyRuntime | undefined;
+}
+
+const SWEEP_INTERVAL_MS = 1000;
+
+export class Listener {
+  readonly name: string;
+  config: ListenerConfig;
+  private chains: FilterChainRuntime[] = [];
+  private readonly server: net.Server;
+  private readonly sweepTimer: NodeJS.Timeout;
+  private readonly sockets = new Set<net.Socket>();
+  private closed = false;
+
+  constructor(config: ListenerConfig) {
+    this.name = config.name;
+    this.config = config;
+    this.server = net.createServer({ noDelay: true, pauseOnConnect: false }, (s) => this.onConnection(s));
+    this.server.maxConnections = config.limits?.maxConnections ?? 10_000;
+    this.sweepTimer = setInterval(() => this.sweep(), SWEEP_INTERVAL_MS);
+    this.sweepTimer.unref();
+  }
+
+  /** Binds the socket. Rejects with a clear message (e.g. the port is in use). */
+  listen(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const onError = (err: NodeJS.ErrnoException) => {
+        reject(
+          new Error(
+            `listener ${this.name}: cannot listen on ${this.address}:${this.config.port}: ${err.code ?? err.message}`,
+          ),
+        );
+      };
+      this.server.once("error", onError);
+      this.server.listen({ host: this.address, port: this.config.port, backlog: 4096 }, () => {
+        this.server.off("error", onError);
+        this.server.on("error", () => {});
+        resolve();
+      });
+    });
+  }
+
+  get address(): string {
+    return this.config.address ?? "0.0.0.0";
+  }
+
+  /** The port actually bound (useful with port 0). */
+  get boundPort(): number {
+    const a = this.server.address();
+    return typeof a === "object" && a !== null ? a.port : this.config.port;
+  }
+
+  /** Builds the chains for a config without side effects. */
+  static prepareChains(
+    config: ListenerConfig,
+    routeConfigs: ReadonlyMap<string, RouteConfiguration>,
+    clusters: ClusterManager,
+    store: StatsStore,
+  ): FilterChainRuntime[] {
+    return config.filterChains.map((fc) => {
+      const secureContext = fc.tls
+        ? tls.createSecureContext({
+            cert: fc.tls.certificateChain,
+            key: fc.tls.privateKey,
+            ...(fc.tls.validationContext ? { ca: fc.tls.validationContext } : {}),
+          })
+        : undefined;
+      const f = fc.filter;
+      if (f.type === "tcp")
+        return { config: fc, secureContext, http: undefined, tcp: new TcpProxyRuntime(f, clusters, store) };
+      const rc =
+        f.routeConfig ?? (f.routeConfigName !== undefined ? routeConfigs.get(f.routeConfigName) : undefined);
+      const table = rc ? new RouteTable(rc) : undefined;
+      return {
+        config: fc,
+        secureContext,
+        http: new HttpRuntime(f, table, clusters, config.limits, fc.tls ? "https" : "http", store),
+        tcp: undefined,
+      };
+    });
+  }
+
+  /**
+   * Swaps in new chains. An HTTP chain with the same name (or position) keeps its runtime object, whose route
+   * table is replaced, so that its open connections see the new routes on their next request.
+   */
+  commitChains(config: ListenerConfig, next: FilterChainRuntime[]): void {
+    this.config = config;
+    const old = this.chains;
+    this.chains = next.map((c, i) => {
+      const prev = old.find((o) => o.config.name !== undefined && o.config.name === c.config.name) ?? old[i];
+      if (prev?.http && c.http && prev.http.scheme === c.http.scheme && prev.http.mode === c.http.mode) {
+        prev.http.routeTable = c.http.routeTable;
+        return { ...c, http: prev.http };
+      }
+      return c;
+    });
+    this.server.maxConnections = config.limits?.maxConnections ?? 10_000;
+  }
+
+  private onConnection(socket: net.Socket): void {
+    if (this.closed) {
+      socket.destroy();
+      return;
+    }
+    this.sockets.add(socket);
+    socket.once("close", () => this.sockets.delete(socket));
+    socket.on("error", () => {});
+    const needsTls = this.chains.some((c) => c.secureContext !== undefined);
+    if (!needsTls) {
+      this.dispatch(socket, this.select(socket.localPort ?? 0, undefined, undefined, false), undefined);
+      return;
+    }
+    // Peek at the first byte: 0x16 starts a TLS handshake.
+    socket.once("readable", () => {
+      const first: Buffer | null = socket.read(1);
+      if (first === null) return;
+      socket.unshift(first);
+      if (first[0] === 0x16) this.handshake(socket);
+      else this.dispatch(socket, this.select(socket.localPort ?? 0, undefined, undefined, false), undefined);
+    });
+  }
+
+  private handshake(raw: net.Socket): void {
+    const port = raw.localPort ?? 0;
+    const tlsChains = this.chains.filter((c) => c.secureContext !== undefined);
+    const alpn = [...new Set(tlsChains.flatMap((c) => c.config.tls?.alpnProtocols ?? ["h2", "http/1.1"]))];
+    const requireCert = tlsChains.some((c) => c.config.tls?.requireClientCertificate);
+    const socket = new tls.TLSSocket(raw, {
+      isServer: true,
+      ALPNProtocols: alpn,
+      requestCert: requireCert,
+      rejectUnauthorized: requireCert,
+      SNICallback: (servername, cb) => {
+        const chain = this.select(port, servername, undefined, true);
+        cb(null, chain?.secureContext ?? tlsChains[0]?.secureContext);
+      },
+      secureContext: tlsChains[0]!.secureContext!,
+    });
+    socket.on("error", () => socket.destroy());
+    socket.once("secure", () => {
+      const servername = (socket as tls.TLSSocket & { servername?: string | false }).servername || undefined;
+      const proto = socket.alpnProtocol || undefined;
+      this.dispatch(socket, this.select(port, servername, proto, true), undefined);
+    });
+  }
+
+  /** The most specific chain whose conditions all hold. */
+  private select(
+    port: number,
+    sni: string | undefined,
+    alpn: string | undefined,
+    isTls: boolean,
+  ): FilterChainRuntime | undefined {
+    let best: FilterChainRuntime | undefined;
+    let bestScore = -1;
+    for (const c of this.chains) {
+      if ((c.secureContext !== undefined) !== isTls) continue;
+      const m = c.config.match;
+      let score = 0;
+      if (m?.destinationPort !== undefined) {
+        if (m.destinationPort !== port) continue;
+        score += 4;
+      }
+      if (m?.serverNames && m.serverNames.length > 0) {
+        if (sni === undefined || !m.serverNames.some((n) => sniMatches(n, sni))) continue;
+        score += 2;
+      }
+      if (m?.applicationProtocols && m.applicationProtocols.length > 0) {
+        if (alpn === undefined || !m.applicationProtocols.includes(alpn)) continue;
+        score += 1;
+      }
+      if (score > bestScore) {
+        best = c;
+        bestScore = score;
+      }
+    }
+    return best;
+  }
+
+  private dispatch(
+    socket: net.Socket,
+    chain: FilterChainRuntime | undefined,
+    preread: Buffer | undefined,
+  ): void {
+    if (!chain) {
+      socket.destroy();
+      return;
+    }
+    if (chain.tcp) {
+      chain.tcp.handle(socket, preread);
+      return;
+    }
+    if (chain.http) new Http1ServerConnection(socket, chain.http);
+  }
+
+  private sweep(): void {
+    const now = Date.now();
+    for (const c of this.chains) c.http?.sweep(now);
+  }
+
+  /** Stops accepting; HTTP connections close after their current response; TCP connections are left to end. */
+  drain(): void {
+    this.closed = true;
+    this.server.close();
+    for (const c of this.chains) {
+      if (!c.http) continue;
+      c.http.draining = true;
+      for (const conn of c.http.connections) conn.drain();
+    }
+  }
+
+  /** Active downstream connections of every chain. */
+  get activeConnections(): number {
+    return this.sockets.size;
+  }
+
+  close(): void {
+    this.closed = true;
+    clearInterval(this.sweepTimer);
+    this.server.close();
+    for (const s of this.sockets) s.destroy();
+  }
+}
+
+function sniMatches(pattern: string, sni: string): boolean {
+  if (pattern.startsWith("*.")) return sni.endsWith(pattern.slice(1));
+  return pattern === sni;
+}

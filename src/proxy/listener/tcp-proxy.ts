@@ -1,0 +1,74 @@
+// Plain TCP proxying: each downstream connection gets an upstream connection to an endpoint of the cluster,
+// bytes flow both ways with backpressure (pipe), and either side closing closes the other.
+import net from "node:net";
+import type { TcpProxyConfig } from "../config/types.ts";
+import type { Counter, Gauge, StatsStore } from "../stats/stats.ts";
+import type { ClusterManager, Endpoint } from "../upstream/cluster.ts";
+
+export class TcpProxyRuntime {
+  readonly config: TcpProxyConfig;
+  private readonly clusters: ClusterManager;
+  private readonly cxTotal: Counter;
+  private readonly cxActive: Gauge;
+  private readonly noRoute: Counter;
+  private readonly connectFail: Counter;
+  readonly sockets = new Set<net.Socket>();
+
+  constructor(config: TcpProxyConfig, clusters: ClusterManager, store: StatsStore) {
+    this.config = config;
+    this.clusters = clusters;
+    const p = `tcp.${config.statPrefix ?? config.cluster}.`;
+    this.cxTotal = store.counter(`${p}downstream_cx_total`);
+    this.cxActive = store.gauge(`${p}downstream_cx_active`);
+    this.noRoute = store.counter(`${p}downstream_cx_no_route`);
+    this.connectFail = store.counter(`${p}upstream_cx_connect_fail`);
+  }
+
+  handle(down: net.Socket, preread?: Buffer): void {
+    this.cxTotal.inc();
+    this.cxActive.value++;
+    this.sockets.add(down);
+    down.once("close", () => {
+      this.sockets.delete(down);
+      this.cxActive.value--;
+    });
+    const cluster = this.clusters.get(this.config.cluster);
+    const ep = cluster?.lb.pick({}) as Endpoint | undefined;
+    if (!cluster || !ep) {
+      this.noRoute.inc();
+      down.destroy();
+      return;
+    }
+    ep.activeRequests++;
+    down.pause();
+    const up = net.connect({ host: ep.address, port: ep.port, noDelay: true });
+    up.setTimeout(cluster.config.connectTimeoutMs ?? 10_000, () => up.destroy(new Error("connect timeout")));
+    let connected = false;
+    up.once("connect", () => {
+      connected = true;
+      up.setTimeout(this.config.idleTimeoutMs ?? 3_600_000, () => {
+        up.destroy();
+        down.destroy();
+      });
+      if (preread && preread.length > 0) up.write(preread);
+      down.pipe(up);
+      up.pipe(down);
+      down.resume();
+    });
+    const done = () => {
+      ep.activeRequests = Math.max(0, ep.activeRequests - 1);
+    };
+    up.once("close", () => {
+      done();
+      down.destroy();
+    });
+    up.on("error", () => {
+      if (!connected) {
+        this.connectFail.inc();
+        ep.cxConnectFail++;
+      }
+    });
+    down.on("error", () => up.destroy());
+    down.once("close", () => up.destroy());
+  }
+}

@@ -1,0 +1,130 @@
+// The proxy: the running ProxyConfig and everything built from it. Config changes follow Caddy's lifecycle:
+// validate -> provision (build clusters, route tables, chains, bind new sockets) -> swap atomically. If any
+// step fails, what was provisioned is thrown away and the running config keeps serving untouched.
+import type { ClusterConfig, ListenerConfig, ProxyConfig, RouteConfiguration } from "./config/types.ts";
+import { validateProxyConfig } from "./config/validate.ts";
+import { type FilterChainRuntime, Listener } from "./listener/listener.ts";
+import { StatsStore } from "./stats/stats.ts";
+import { ClusterManager } from "./upstream/cluster.ts";
+
+export interface ApplyResult {
+  readonly ok: boolean;
+  readonly errors: string[];
+}
+
+export class ProxyServer {
+  readonly stats = new StatsStore();
+  readonly clusters = new ClusterManager(this.stats);
+  private readonly listeners = new Map<string, Listener>();
+  private current: ProxyConfig | undefined;
+  private appliedAt: Date | undefined;
+  private lastError: string[] = [];
+  private readonly updatesOk = this.stats.counter("server.config_update_success");
+  private readonly updatesRejected = this.stats.counter("server.config_update_rejected");
+  draining = false;
+
+  get config(): ProxyConfig | undefined {
+    return this.current;
+  }
+
+  get ready(): boolean {
+    return this.current !== undefined && !this.draining;
+  }
+
+  /** Applies a config, or refuses it with the reasons; the running config is unchanged on refusal. */
+  async apply(config: ProxyConfig): Promise<ApplyResult> {
+    const problems = validateProxyConfig(config).filter((p) => p.severity === "error");
+    if (problems.length > 0) return this.reject(problems.map((p) => `${p.path.join(".")}: ${p.message}`));
+
+    let nextClusters: Map<
+      string,
+      ReturnType<ClusterManager["prepare"]> extends Map<string, infer C> ? C : never
+    >;
+    const routeConfigs = new Map<string, RouteConfiguration>(
+      (config.routeConfigs ?? []).map((r) => [r.name, r]),
+    );
+    const prepared: Array<{
+      listener: Listener;
+      config: ListenerConfig;
+      chains: FilterChainRuntime[];
+      fresh: boolean;
+    }> = [];
+    try {
+      nextClusters = this.clusters.prepare(config.clusters ?? ([] as ClusterConfig[]));
+      for (const lc of config.listeners) {
+        const chains = Listener.prepareChains(lc, routeConfigs, this.clusters, this.stats);
+        const existing = this.listeners.get(lc.name);
+        const sameSocket =
+          existing && existing.address === (lc.address ?? "0.0.0.0") && existing.config.port === lc.port;
+        prepared.push({
+          listener: sameSocket ? existing : new Listener(lc),
+          config: lc,
+          chains,
+          fresh: !sameSocket,
+        });
+      }
+      for (const p of prepared) if (p.fresh) await p.listener.listen();
+    } catch (e) {
+      for (const p of prepared) if (p.fresh) p.listener.close();
+      return this.reject([(e as Error).message]);
+    }
+
+    // Swap: from here on nothing can fail.
+    this.clusters.commit(nextClusters);
+    const keep = new Set<Listener>();
+    for (const p of prepared) {
+      p.listener.commitChains(p.config, p.chains);
+      keep.add(p.listener);
+    }
+    for (const [name, l] of this.listeners) {
+      if (!keep.has(l)) {
+        l.drain();
+        setTimeout(() => l.close(), 5000).unref();
+        this.listeners.delete(name);
+      }
+    }
+    for (const p of prepared) this.listeners.set(p.config.name, p.listener);
+    this.current = config;
+    this.appliedAt = new Date();
+    this.lastError = [];
+    this.updatesOk.inc();
+    return { ok: true, errors: [] };
+  }
+
+  private reject(errors: string[]): ApplyResult {
+    this.lastError = errors;
+    this.updatesRejected.inc();
+    return { ok: false, errors };
+  }
+
+  listener(name: string): Listener | undefined {
+    return this.listeners.get(name);
+  }
+
+  /** For /config_dump. */
+  dump(): Record<string, unknown> {
+    return {
+      version: this.current?.version ?? null,
+      appliedAt: this.appliedAt?.toISOString() ?? null,
+      lastRejected: this.lastError.length > 0 ? this.lastError : null,
+      config: this.current ?? null,
+    };
+  }
+
+  /** Stops accepting connections; open HTTP connections close after their current response. */
+  drainListeners(): void {
+    this.draining = true;
+    for (const l of this.listeners.values()) l.drain();
+  }
+
+  /** Drains, waits up to `timeoutMs` for connections to finish, then closes everything. */
+  async shutdown(timeoutMs: number): Promise<void> {
+    this.drainListeners();
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline && [...this.listeners.values()].some((l) => l.activeConnections > 0)) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    for (const l of this.listeners.values()) l.close();
+    this.clusters.closeAll();
+  }
+}

@@ -1,0 +1,205 @@
+// A cluster: a named set of endpoints, the load balancer over them, the circuit-breaker limits, and one
+// connection pool per endpoint. Rebuilt from config on every change, adopting the endpoints and pools of its
+// predecessor so that counters and idle keep-alive connections survive a config swap.
+import type tls from "node:tls";
+import type { ClusterConfig, LbPolicy } from "../config/types.ts";
+import { createLoadBalancer } from "../lb/index.ts";
+import type { LbEndpoint, LoadBalancer } from "../lb/load-balancer.ts";
+import { type Counter, type Gauge, StatsStore } from "../stats/stats.ts";
+import { Http1Pool } from "./http1-pool.ts";
+
+/** Envoy's default circuit-breaker thresholds are 1024; Istio raises them to 2^32-1 (effectively none). */
+const UNLIMITED = 2 ** 32 - 1;
+
+export interface ClusterLimits {
+  readonly maxConnections: number;
+  readonly maxPendingRequests: number;
+  readonly maxRequests: number;
+  readonly connections: Gauge;
+  readonly pending: Gauge;
+  readonly active: Gauge;
+  readonly connectionsTotal: Counter;
+  readonly overflowPending: Counter;
+  readonly overflowRequests: Counter;
+}
+
+/** An endpoint with the per-host counters /clusters reports. */
+export class Endpoint implements LbEndpoint {
+  readonly key: string;
+  readonly address: string;
+  readonly port: number;
+  weight: number;
+  activeRequests = 0;
+  healthy = true;
+  rqTotal = 0;
+  rqSuccess = 0;
+  rqError = 0;
+  cxConnectFail = 0;
+  labels: Readonly<Record<string, string>>;
+  locality: string;
+
+  constructor(address: string, port: number, weight: number) {
+    this.key = `${address}:${port}`;
+    this.address = address;
+    this.port = port;
+    this.weight = weight;
+    this.labels = {};
+    this.locality = "";
+  }
+}
+
+export interface ClusterStats {
+  readonly rqTotal: Counter;
+  readonly rq2xx: Counter;
+  readonly rq3xx: Counter;
+  readonly rq4xx: Counter;
+  readonly rq5xx: Counter;
+  readonly cxConnectFail: Counter;
+  readonly noHealthyHost: Counter;
+}
+
+export class Cluster {
+  readonly name: string;
+  readonly config: ClusterConfig;
+  readonly endpoints: readonly Endpoint[];
+  readonly lb: LoadBalancer;
+  readonly limits: ClusterLimits;
+  readonly stats: ClusterStats;
+  readonly policy: LbPolicy;
+  private readonly pools = new Map<string, Http1Pool>();
+
+  constructor(config: ClusterConfig, store: StatsStore, previous?: Cluster) {
+    this.name = config.name;
+    this.config = config;
+    this.policy = config.lbPolicy ?? "ROUND_ROBIN";
+    const p = `cluster.${config.name}.`;
+    const cb = config.circuitBreakers ?? {};
+    this.limits = {
+      maxConnections: cb.maxConnections ?? UNLIMITED,
+      maxPendingRequests: cb.maxPendingRequests ?? UNLIMITED,
+      maxRequests: cb.maxRequests ?? UNLIMITED,
+      connections: store.gauge(`${p}upstream_cx_active`),
+      pending: store.gauge(`${p}upstream_rq_pending_active`),
+      active: store.gauge(`${p}upstream_rq_active`),
+      connectionsTotal: store.counter(`${p}upstream_cx_total`),
+      overflowPending: store.counter(`${p}upstream_rq_pending_overflow`),
+      overflowRequests: store.counter(`${p}upstream_rq_overflow`),
+    };
+    this.stats = {
+      rqTotal: store.counter(`${p}upstream_rq_total`),
+      rq2xx: store.counter(`${p}upstream_rq_2xx`),
+      rq3xx: store.counter(`${p}upstream_rq_3xx`),
+      rq4xx: store.counter(`${p}upstream_rq_4xx`),
+      rq5xx: store.counter(`${p}upstream_rq_5xx`),
+      cxConnectFail: store.counter(`${p}upstream_cx_connect_fail`),
+      noHealthyHost: store.counter(`${p}upstream_cx_none_healthy`),
+    };
+    const reuse = previous && sameConnectionSettings(previous.config, config) ? previous : undefined;
+    const eps: Endpoint[] = [];
+    for (const e of config.endpoints) {
+      const key = `${e.address}:${e.port}`;
+      const old = reuse?.endpoints.find((x) => x.key === key);
+      const ep = old ?? new Endpoint(e.address, e.port, e.weight ?? 1);
+      ep.weight = e.weight ?? 1;
+      ep.labels = e.labels ?? {};
+      ep.locality = e.locality ?? "";
+      eps.push(ep);
+      const pool = reuse?.pools.get(key);
+      if (pool) this.pools.set(key, pool);
+    }
+    this.endpoints = eps;
+    this.lb = createLoadBalancer(this.policy, eps, {
+      ...(config.ringHash ? { ringHash: config.ringHash } : {}),
+      ...(config.maglev ? { maglev: config.maglev } : {}),
+    });
+    this.membership = store.gauge(`${p}membership_total`);
+    this.previous = previous;
+  }
+
+  private previous: Cluster | undefined;
+  private readonly membership: Gauge;
+
+  /** Called when this cluster goes live: the predecessor's pools it did not adopt drain and close. */
+  activate(): void {
+    this.membership.value = this.endpoints.length;
+    const prev = this.previous;
+    this.previous = undefined;
+    if (prev) for (const [key, pool] of prev.pools) if (this.pools.get(key) !== pool) pool.close();
+  }
+
+  /** The pool for an endpoint of this cluster, created on first use. */
+  pool(ep: Endpoint): Http1Pool {
+    let pool = this.pools.get(ep.key);
+    if (!pool) {
+      pool = new Http1Pool(ep, this.limits, {
+        connectTimeoutMs: this.config.connectTimeoutMs ?? 10_000,
+        idleTimeoutMs: this.config.idleTimeoutMs ?? 3_600_000,
+        maxRequestsPerConnection: this.config.circuitBreakers?.maxRequestsPerConnection || UNLIMITED,
+        tls: upstreamTls(this.config),
+      });
+      this.pools.set(ep.key, pool);
+    }
+    return pool;
+  }
+
+  /** Closes every pool: idle connections now, busy ones when their exchange ends. */
+  close(): void {
+    for (const pool of this.pools.values()) pool.close();
+  }
+}
+
+function sameConnectionSettings(a: ClusterConfig, b: ClusterConfig): boolean {
+  return (
+    JSON.stringify([a.protocol, a.tls, a.connectTimeoutMs, a.idleTimeoutMs, a.circuitBreakers]) ===
+    JSON.stringify([b.protocol, b.tls, b.connectTimeoutMs, b.idleTimeoutMs, b.circuitBreakers])
+  );
+}
+
+function upstreamTls(c: ClusterConfig): tls.ConnectionOptions | undefined {
+  const t = c.tls;
+  if (!t) return undefined;
+  return {
+    ...(t.sni ? { servername: t.sni } : {}),
+    ...(t.validationContext ? { ca: t.validationContext } : {}),
+    ...(t.certificateChain ? { cert: t.certificateChain } : {}),
+    ...(t.privateKey ? { key: t.privateKey } : {}),
+    ALPNProtocols: [...(t.alpnProtocols ?? ["http/1.1"])],
+    rejectUnauthorized: t.insecureSkipVerify !== true,
+  };
+}
+
+/** All clusters of the running config, by name. */
+export class ClusterManager {
+  private clusters = new Map<string, Cluster>();
+  readonly store: StatsStore;
+
+  constructor(store: StatsStore = new StatsStore()) {
+    this.store = store;
+  }
+
+  get(name: string): Cluster | undefined {
+    return this.clusters.get(name);
+  }
+
+  all(): Cluster[] {
+    return [...this.clusters.values()];
+  }
+
+  /** Builds the next generation of clusters without side effects; nothing changes until commit(). */
+  prepare(configs: readonly ClusterConfig[]): Map<string, Cluster> {
+    const next = new Map<string, Cluster>();
+    for (const c of configs) next.set(c.name, new Cluster(c, this.store, this.clusters.get(c.name)));
+    return next;
+  }
+
+  commit(next: Map<string, Cluster>): void {
+    const old = this.clusters;
+    this.clusters = next;
+    for (const c of next.values()) c.activate();
+    for (const [name, c] of old) if (!next.has(name)) c.close();
+  }
+
+  closeAll(): void {
+    for (const c of this.clusters.values()) c.close();
+  }
+}

@@ -1,0 +1,128 @@
+// HTTP/1.1 connections to one upstream endpoint: kept alive and reused, opened on demand up to the cluster's
+// limits, with waiters queued (and refused beyond the pending limit). Waiters and response handlers are
+// long-lived objects implementing the interfaces below: no closure or promise is created per request.
+import net from "node:net";
+import tls from "node:tls";
+import type { LbEndpoint } from "../lb/load-balancer.ts";
+import type { ClusterLimits } from "./cluster.ts";
+import { UpstreamHttp1Connection } from "./http1-connection.ts";
+import { ResponseFlag } from "./response-flags.ts";
+
+export interface PoolWaiter {
+  onPoolReady(conn: UpstreamHttp1Connection): void;
+  onPoolFailure(flag: ResponseFlag, detail: string): void;
+}
+
+export interface PoolOptions {
+  readonly connectTimeoutMs: number;
+  readonly idleTimeoutMs: number;
+  readonly maxRequestsPerConnection: number;
+  readonly tls: tls.ConnectionOptions | undefined;
+}
+
+export class Http1Pool {
+  readonly endpoint: LbEndpoint;
+  private readonly idle: UpstreamHttp1Connection[] = [];
+  private readonly waiters: PoolWaiter[] = [];
+  private closed = false;
+  private readonly limits: ClusterLimits;
+  readonly options: PoolOptions;
+
+  constructor(endpoint: LbEndpoint, limits: ClusterLimits, options: PoolOptions) {
+    this.endpoint = endpoint;
+    this.limits = limits;
+    this.options = options;
+  }
+
+  /** Calls waiter.onPoolReady with a connection now or later, or onPoolFailure. */
+  acquire(waiter: PoolWaiter): void {
+    if (this.closed) {
+      waiter.onPoolFailure(ResponseFlag.UpstreamConnectionFailure, "pool closed");
+      return;
+    }
+    const conn = this.idle.pop();
+    if (conn) {
+      conn.activate();
+      waiter.onPoolReady(conn);
+      return;
+    }
+    if (this.limits.connections.value < this.limits.maxConnections) {
+      this.open(waiter);
+      return;
+    }
+    if (this.limits.pending.value >= this.limits.maxPendingRequests) {
+      this.limits.overflowPending.inc();
+      waiter.onPoolFailure(ResponseFlag.UpstreamOverflow, "pending requests overflow");
+      return;
+    }
+    this.limits.pending.value++;
+    this.waiters.push(waiter);
+  }
+
+  /** A waiter that gave up (its downstream went away) is forgotten. */
+  cancel(waiter: PoolWaiter): void {
+    const i = this.waiters.indexOf(waiter);
+    if (i !== -1) {
+      this.waiters.splice(i, 1);
+      this.limits.pending.value--;
+    }
+  }
+
+  private open(waiter: PoolWaiter): void {
+    this.limits.connections.value++;
+    this.limits.connectionsTotal.inc();
+    const o = this.options;
+    const socket = o.tls
+      ? tls.connect({ ...o.tls, host: this.endpoint.address, port: this.endpoint.port })
+      : net.connect({ host: this.endpoint.address, port: this.endpoint.port, noDelay: true });
+    new UpstreamHttp1Connection(this, socket, waiter);
+  }
+
+  /** From a connection: its request/response exchange finished and it can carry another. */
+  release(conn: UpstreamHttp1Connection): void {
+    const waiter = this.waiters.shift();
+    if (waiter) {
+      this.limits.pending.value--;
+      conn.activate();
+      waiter.onPoolReady(conn);
+      return;
+    }
+    if (this.closed) {
+      conn.destroy();
+      return;
+    }
+    conn.idleSince();
+    this.idle.push(conn);
+  }
+
+  /** From a connection: it closed. Frees its slot, and opens a new connection for a waiter if any. */
+  removed(conn: UpstreamHttp1Connection): void {
+    this.limits.connections.value--;
+    const i = this.idle.indexOf(conn);
+    if (i !== -1) this.idle.splice(i, 1);
+    const waiter = this.waiters.shift();
+    if (waiter) {
+      this.limits.pending.value--;
+      this.acquire(waiter);
+    }
+  }
+
+  /** A waiter whose connection failed to open: tell it, and keep the others' hopes up. */
+  failWaiter(waiter: PoolWaiter, flag: ResponseFlag, detail: string): void {
+    waiter.onPoolFailure(flag, detail);
+  }
+
+  get idleCount(): number {
+    return this.idle.length;
+  }
+
+  /** Closes idle connections now and every other one when its exchange ends. */
+  close(): void {
+    this.closed = true;
+    for (const c of this.idle.splice(0)) c.destroy();
+    for (const w of this.waiters.splice(0)) {
+      this.limits.pending.value--;
+      w.onPoolFailure(ResponseFlag.UpstreamConnectionFailure, "cluster removed");
+    }
+  }
+}

@@ -1,0 +1,24 @@
+// Envoy's response flags: why a request ended the way it did. They appear in access logs and the
+// response_flags metric label, and users of Istio read them (UH, UF, UO, NR, ...).
+export const ResponseFlag = {
+  /** No route matched. */
+  NoRouteFound: "NR",
+  /** No healthy upstream endpoint. */
+  NoHealthyUpstream: "UH",
+  /** Upstream connection failure (refused, timed out connecting). */
+  UpstreamConnectionFailure: "UF",
+  /** Circuit breaker overflow: connection pool, pending or request limits. */
+  UpstreamOverflow: "UO",
+  /** The upstream spoke invalid HTTP. */
+  UpstreamProtocolError: "UPE",
+  /** The upstream closed or reset the connection before the response completed. */
+  UpstreamConnectionTermination: "UC",
+  /** The downstream sent an invalid request. */
+  DownstreamProtocolError: "DPE",
+  /** The downstream closed the connection before the response completed. */
+  DownstreamConnectionTermination: "DC",
+  /** Cluster named by the route does not exist. */
+  NoClusterFound: "NC",
+} as const;
+
+export type ResponseFlag = (typeof ResponseFlag)[keyof typeof ResponseFlag];
