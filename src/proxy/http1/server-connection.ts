@@ -3,8 +3,10 @@
 // a pipelined next request wait in the buffer) and is itself the pool waiter and the response handler of its
 // current request, so a request allocates no closures or promises.
 import net from "node:net";
+import { Http2UpstreamExchange } from "../http2/upstream-exchange.ts";
 import { computeHash } from "../lb/hash-policy.ts";
 import type { HttpRuntime } from "../listener/http-runtime.ts";
+import { redirectLocation } from "../router/redirect.ts";
 import {
   type CompiledRoute,
   type CompiledWeightedCluster,
@@ -12,7 +14,8 @@ import {
   queryValue,
 } from "../router/route-table.ts";
 import type { Cluster, Endpoint } from "../upstream/cluster.ts";
-import type { ResponseHandler, UpstreamHttp1Connection } from "../upstream/http1-connection.ts";
+import type { UpstreamExchange } from "../upstream/exchange.ts";
+import type { ResponseHandler } from "../upstream/http1-connection.ts";
 import type { Http1Pool, PoolWaiter } from "../upstream/http1-pool.ts";
 import { ResponseFlag } from "../upstream/response-flags.ts";
 import { ChunkedDecoder } from "./chunked.ts";
@@ -42,7 +45,7 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
   private cluster: Cluster | null = null;
   private endpoint: Endpoint | null = null;
   private pool: Http1Pool | null = null;
-  private upstream: UpstreamHttp1Connection | null = null;
+  private upstream: UpstreamExchange | null = null;
   private path = "";
   private authority = "";
   private bodyRemaining = 0;
@@ -193,6 +196,10 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
     // Envoy answers 100-continue itself, so the client starts sending while the upstream is reached.
     if (head.expectContinue && head.minor === 1) this.socket.write("HTTP/1.1 100 Continue\r\n\r\n");
     this.state = WAIT_POOL;
+    if (cluster.h2) {
+      this.onPoolReady(new Http2UpstreamExchange(cluster.h2, ep));
+      return;
+    }
     this.pool = cluster.pool(ep);
     this.pool.acquire(this);
     // Usually an idle connection was ready and the request is already on its way; otherwise stop reading
@@ -233,10 +240,10 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
 
   // ---------------------------------------------------------------------------------------- PoolWaiter
 
-  onPoolReady(conn: UpstreamHttp1Connection): void {
+  onPoolReady(conn: UpstreamExchange): void {
     if (this.state !== WAIT_POOL) {
       // The downstream went away while we waited; the connection goes back unused.
-      conn.pool.release(conn);
+      conn.release();
       return;
     }
     this.upstream = conn;
@@ -465,15 +472,12 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
   }
 
   private redirect(route: CompiledRoute): void {
-    const r = route.redirect!;
-    const host = r.host ?? this.authority.replace(/:\d+$/, "");
-    const port = r.port !== undefined ? `:${r.port}` : "";
-    const scheme = r.scheme ?? this.rt.scheme;
-    let path = r.path ?? this.path;
-    if (r.prefixRewrite !== undefined && route.config.match.prefix !== undefined)
-      path = r.prefixRewrite + this.path.slice(route.config.match.prefix.length);
-    const status = r.responseCode ?? 301;
-    this.local(status, "", this.responseOps(route) + `location: ${scheme}://${host}${port}${path}\r\n`);
+    const location = redirectLocation(route, this.authority, this.path, this.rt.scheme);
+    this.local(
+      route.redirect!.responseCode ?? 301,
+      "",
+      `${this.responseOps(route)}location: ${location}\r\n`,
+    );
   }
 
   private responseOps(route: CompiledRoute): string {

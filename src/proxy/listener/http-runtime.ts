@@ -3,6 +3,7 @@
 // swap changes what the next request sees without touching open connections.
 import type { HttpConnectionManagerConfig, ListenerLimits } from "../config/types.ts";
 import type { HeadLimits } from "../http1/head-parser.ts";
+import { Http2Downstream } from "../http2/downstream.ts";
 import type { RouteTable } from "../router/route-table.ts";
 import type { Counter, Gauge, StatsStore } from "../stats/stats.ts";
 import type { ClusterManager } from "../upstream/cluster.ts";
@@ -34,6 +35,9 @@ export class HttpRuntime {
   routeTable: RouteTable | undefined;
   readonly clusters: ClusterManager;
   readonly mode: "server" | "http_proxy";
+  /** Accepted downstream protocols: HTTP/1.1 and HTTP/2 (auto), or only one. */
+  readonly codec: "auto" | "http1" | "http2";
+  private h2Downstream: Http2Downstream | undefined;
   readonly scheme: "http" | "https";
   readonly limits: HeadLimits;
   readonly requestHeadersTimeoutMs: number;
@@ -56,6 +60,7 @@ export class HttpRuntime {
     this.routeTable = routeTable;
     this.clusters = clusters;
     this.mode = config.mode ?? "server";
+    this.codec = config.codec ?? "auto";
     this.scheme = scheme;
     this.limits = {
       maxHeadBytes: limits?.maxRequestHeadersBytes ?? 60 * 1024,
@@ -78,6 +83,12 @@ export class HttpRuntime {
       protocolErrors: store.counter(`${p}downstream_cx_protocol_error`),
       headerTimeouts: store.counter(`${p}downstream_rq_header_timeout`),
     };
+  }
+
+  /** The HTTP/2 side of this chain, created on the first HTTP/2 connection. */
+  get h2(): Http2Downstream {
+    this.h2Downstream ??= new Http2Downstream(this);
+    return this.h2Downstream;
   }
 
   /** Counter of requests that ended with a response flag, e.g. http.ingress_http.response_flag.UH. */

@@ -5,6 +5,7 @@ import net from "node:net";
 import tls from "node:tls";
 import type { FilterChainConfig, ListenerConfig, RouteConfiguration } from "../config/types.ts";
 import { Http1ServerConnection } from "../http1/server-connection.ts";
+import { H2_PREFACE } from "../http2/downstream.ts";
 import { RouteTable } from "../router/route-table.ts";
 import type { StatsStore } from "../stats/stats.ts";
 import type { ClusterManager } from "../upstream/cluster.ts";
@@ -208,7 +209,19 @@ export class Listener {
       chain.tcp.handle(socket, preread);
       return;
     }
-    if (chain.http) new Http1ServerConnection(socket, chain.http);
+    const http = chain.http;
+    if (!http) return;
+    const negotiated = socket instanceof tls.TLSSocket ? socket.alpnProtocol : false;
+    if (negotiated === "h2" || http.codec === "http2") http.h2.handle(socket, preread);
+    else if (negotiated === "http/1.1" || http.codec === "http1") new Http1ServerConnection(socket, http);
+    else
+      sniffPreface(socket, (isH2, bytes) => {
+        if (isH2) http.h2.handle(socket, bytes);
+        else {
+          if (bytes.length > 0) socket.unshift(bytes);
+          new Http1ServerConnection(socket, http);
+        }
+      });
   }
 
   private sweep(): void {
@@ -238,6 +251,27 @@ export class Listener {
     this.server.close();
     for (const s of this.sockets) s.destroy();
   }
+}
+
+/**
+ * Reads the first bytes of a plain-text connection until they either are the HTTP/2 preface (h2c by prior
+ * knowledge) or cannot be; calls back with what was read, to be handed back to the chosen codec.
+ */
+function sniffPreface(socket: net.Socket, cb: (isH2: boolean, bytes: Buffer) => void): void {
+  let got: Buffer = Buffer.alloc(0);
+  const onReadable = () => {
+    for (let chunk: Buffer | null = socket.read(); chunk !== null; chunk = socket.read()) {
+      got = got.length === 0 ? chunk : Buffer.concat([got, chunk]);
+    }
+    const n = Math.min(got.length, H2_PREFACE.length);
+    if (got.subarray(0, n).equals(H2_PREFACE.subarray(0, n)) && got.length < H2_PREFACE.length) return;
+    socket.off("readable", onReadable);
+    socket.off("end", onEnd);
+    cb(got.length >= H2_PREFACE.length && got.subarray(0, H2_PREFACE.length).equals(H2_PREFACE), got);
+  };
+  const onEnd = () => socket.destroy();
+  socket.on("readable", onReadable);
+  socket.once("end", onEnd);
 }
 
 function sniMatches(pattern: string, sni: string): boolean {

@@ -3,6 +3,7 @@
 // predecessor so that counters and idle keep-alive connections survive a config swap.
 import type tls from "node:tls";
 import type { ClusterConfig, LbPolicy } from "../config/types.ts";
+import { Http2Sessions } from "../http2/upstream-sessions.ts";
 import { createLoadBalancer } from "../lb/index.ts";
 import type { LbEndpoint, LoadBalancer } from "../lb/load-balancer.ts";
 import { type Counter, type Gauge, StatsStore } from "../stats/stats.ts";
@@ -67,6 +68,8 @@ export class Cluster {
   readonly stats: ClusterStats;
   readonly policy: LbPolicy;
   private readonly pools = new Map<string, Http1Pool>();
+  /** HTTP/2 sessions, for clusters with protocol http2 (gRPC); undefined for HTTP/1 clusters. */
+  readonly h2: Http2Sessions | undefined;
 
   constructor(config: ClusterConfig, store: StatsStore, previous?: Cluster) {
     this.name = config.name;
@@ -95,6 +98,10 @@ export class Cluster {
       noHealthyHost: store.counter(`${p}upstream_cx_none_healthy`),
     };
     const reuse = previous && sameConnectionSettings(previous.config, config) ? previous : undefined;
+    this.h2 =
+      config.protocol === "http2"
+        ? (reuse?.h2 ?? new Http2Sessions(upstreamTls(config), config.connectTimeoutMs ?? 10_000))
+        : undefined;
     const eps: Endpoint[] = [];
     for (const e of config.endpoints) {
       const key = `${e.address}:${e.port}`;
@@ -125,6 +132,7 @@ export class Cluster {
     const prev = this.previous;
     this.previous = undefined;
     if (prev) for (const [key, pool] of prev.pools) if (this.pools.get(key) !== pool) pool.close();
+    if (prev?.h2 && prev.h2 !== this.h2) prev.h2.close();
   }
 
   /** The pool for an endpoint of this cluster, created on first use. */
@@ -145,6 +153,7 @@ export class Cluster {
   /** Closes every pool: idle connections now, busy ones when their exchange ends. */
   close(): void {
     for (const pool of this.pools.values()) pool.close();
+    this.h2?.close();
   }
 }
 

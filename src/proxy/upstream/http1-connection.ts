@@ -8,6 +8,7 @@ import {
   type ResponseHead,
   responseHasBody,
 } from "../http1/head-parser.ts";
+import type { UpstreamExchange } from "./exchange.ts";
 import type { Http1Pool, PoolWaiter } from "./http1-pool.ts";
 import { ResponseFlag } from "./response-flags.ts";
 
@@ -33,7 +34,7 @@ const IDLE = 1;
 const ACTIVE = 2;
 const CLOSED = 3;
 
-export class UpstreamHttp1Connection {
+export class UpstreamHttp1Connection implements UpstreamExchange {
   readonly pool: Http1Pool;
   readonly socket: net.Socket;
   private waiter: PoolWaiter | null;
@@ -136,6 +137,11 @@ export class UpstreamHttp1Connection {
 
   resume(): void {
     this.socket.resume();
+  }
+
+  /** Back to the pool unused (handed out to a downstream that had gone). */
+  release(): void {
+    this.pool.release(this);
   }
 
   /** The downstream went away mid-exchange: this connection cannot be reused. */

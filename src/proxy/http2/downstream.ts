@@ -1,0 +1,423 @@
+// HTTP/2 from downstream: h2c by prior knowledge and h2 negotiated with ALPN. Node's nghttp2 binding does the
+// framing; each stream is routed like an HTTP/1 request and forwarded to an HTTP/2 upstream (gRPC: trailers,
+// streaming both ways) or translated to HTTP/1.1 for an HTTP/1 upstream.
+import http2 from "node:http2";
+import type net from "node:net";
+import { ChunkedDecoder } from "../http1/chunked.ts";
+import type { ResponseHead } from "../http1/head-parser.ts";
+import { replyForFlag } from "../http1/local-reply.ts";
+import type { HttpRuntime } from "../listener/http-runtime.ts";
+import { redirectLocation } from "../router/redirect.ts";
+import { type CompiledRoute, type CompiledWeightedCluster, pickCluster } from "../router/route-table.ts";
+import type { Cluster, Endpoint } from "../upstream/cluster.ts";
+import type { ResponseHandler, UpstreamHttp1Connection } from "../upstream/http1-connection.ts";
+import type { PoolWaiter } from "../upstream/http1-pool.ts";
+import { ResponseFlag } from "../upstream/response-flags.ts";
+
+/** The client connection preface of RFC 9113 3.4. */
+export const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+
+/** Connection-specific fields, forbidden in HTTP/2 (RFC 9113 8.2.2) and hop-by-hop in HTTP/1. */
+const CONNECTION_SPECIFIC = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "transfer-encoding",
+  "upgrade",
+  "host",
+]);
+
+export class Http2Downstream {
+  private readonly server: http2.Http2Server;
+  private readonly rt: HttpRuntime;
+
+  constructor(rt: HttpRuntime) {
+    this.rt = rt;
+    this.server = http2.createServer({
+      settings: { maxHeaderListSize: rt.limits.maxHeadBytes },
+      maxSessionMemory: 64,
+    });
+    this.server.on("stream", (stream, headers, _flags, rawHeaders) => {
+      rt.stats.rqTotal.inc();
+      new Http2Exchange(rt, stream, headers, rawHeaders as unknown as string[]);
+    });
+    this.server.on("sessionError", () => {});
+  }
+
+  /** Takes over a connection whose first bytes (already read, in `preread`) are the HTTP/2 preface. */
+  handle(socket: net.Socket, preread: Buffer | undefined): void {
+    if (preread && preread.length > 0) socket.unshift(preread);
+    this.rt.stats.cxTotal.inc();
+    this.server.emit("connection", socket);
+  }
+}
+
+class Http2Exchange implements PoolWaiter, ResponseHandler {
+  private readonly rt: HttpRuntime;
+  private readonly stream: http2.ServerHttp2Stream;
+  private readonly method: string;
+  private readonly authority: string;
+  private readonly path: string;
+  private readonly flat: string[];
+  private route: CompiledRoute | undefined;
+  private wc: CompiledWeightedCluster | undefined;
+  private cluster: Cluster | undefined;
+  private endpoint: Endpoint | undefined;
+  private upstream: UpstreamHttp1Connection | undefined;
+  private dechunk: ChunkedDecoder | null = null;
+  private responded = false;
+  private done = false;
+
+  constructor(
+    rt: HttpRuntime,
+    stream: http2.ServerHttp2Stream,
+    headers: http2.IncomingHttpHeaders,
+    raw: string[],
+  ) {
+    this.rt = rt;
+    this.stream = stream;
+    this.method = String(headers[":method"] ?? "GET");
+    this.authority = String(headers[":authority"] ?? headers.host ?? "").toLowerCase();
+    this.path = String(headers[":path"] ?? "/");
+    this.flat = [];
+    for (let i = 0; i < raw.length; i += 2) {
+      const name = raw[i]!;
+      if (name.charCodeAt(0) === 0x3a /* ":" */ || CONNECTION_SPECIFIC.has(name)) continue;
+      this.flat.push(name, raw[i + 1]!);
+    }
+    stream.on("error", () => {});
+    stream.on("close", () => this.onDownstreamClose());
+    this.start();
+  }
+
+  private start(): void {
+    if (this.method === "CONNECT") {
+      this.local(405, "CONNECT over HTTP/2 is not supported");
+      return;
+    }
+    const route = this.rt.routeTable?.route({
+      method: this.method,
+      authority: this.authority,
+      path: this.path,
+      scheme: this.rt.scheme,
+      headers: this.flat,
+    });
+    if (!route) {
+      this.flag(ResponseFlag.NoRouteFound, "");
+      return;
+    }
+    this.route = route;
+    if (route.directResponse) {
+      this.local(route.directResponse.status, route.directResponse.body ?? "");
+      return;
+    }
+    if (route.redirect) {
+      const location = redirectLocation(route, this.authority, this.path, this.rt.scheme);
+      this.respond({ ":status": route.redirect.responseCode ?? 301, location }, true);
+      return;
+    }
+    const wc = pickCluster(route, Math.random());
+    const cluster = wc ? this.rt.clusters.get(wc.name) : undefined;
+    if (!wc || !cluster) {
+      this.flag(ResponseFlag.NoClusterFound, "");
+      return;
+    }
+    if (cluster.limits.active.value >= cluster.limits.maxRequests) {
+      cluster.limits.overflowRequests.inc();
+      this.flag(ResponseFlag.UpstreamOverflow, "");
+      return;
+    }
+    const ep = cluster.lb.pick({}) as Endpoint | undefined;
+    if (!ep) {
+      this.flag(ResponseFlag.NoHealthyUpstream, "");
+      return;
+    }
+    this.wc = wc;
+    this.cluster = cluster;
+    this.endpoint = ep;
+    cluster.limits.active.value++;
+    ep.activeRequests++;
+    ep.rqTotal++;
+    cluster.stats.rqTotal.inc();
+    if (cluster.h2) this.forwardHttp2(cluster, ep, route, wc);
+    else cluster.pool(ep).acquire(this);
+  }
+
+  private upstreamPath(): string {
+    const route = this.route!;
+    if (!route.rewritePath) return this.path;
+    const q = this.path.indexOf("?");
+    return route.rewritePath(
+      this.path,
+      q === -1 ? this.path : this.path.slice(0, q),
+      q === -1 ? "" : this.path.slice(q + 1),
+    );
+  }
+
+  // ------------------------------------------------------------------------------ HTTP/2 upstream (gRPC)
+
+  private forwardHttp2(
+    cluster: Cluster,
+    ep: Endpoint,
+    route: CompiledRoute,
+    wc: CompiledWeightedCluster,
+  ): void {
+    const headers: http2.OutgoingHttpHeaders = {
+      ":method": this.method,
+      ":path": this.upstreamPath(),
+      ":authority": route.action?.hostRewrite ?? (this.authority || ep.key),
+      ":scheme": "http",
+    };
+    copyHeaders(this.flat, headers, wc.requestHeadersToRemove);
+    for (const h of wc.requestHeadersToAdd)
+      addHeader(headers, h.name.toLowerCase(), h.value, h.append === true);
+    headers["x-forwarded-proto"] = this.rt.scheme;
+    let req: http2.ClientHttp2Stream;
+    try {
+      req = cluster.h2!.session(ep).request(headers, { endStream: this.stream.readableEnded });
+    } catch (e) {
+      this.upstreamFailed(ResponseFlag.UpstreamConnectionFailure, (e as Error).message);
+      return;
+    }
+    let trailers: http2.IncomingHttpHeaders | undefined;
+    req.on("response", (h, flags) => {
+      const out: http2.OutgoingHttpHeaders = { ":status": Number(h[":status"] ?? 502) };
+      copyHeaders(flatOf(h), out, wc.responseHeadersToRemove);
+      for (const x of wc.responseHeadersToAdd)
+        addHeader(out, x.name.toLowerCase(), x.value, x.append === true);
+      const endStream = (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0;
+      this.countStatus(Number(h[":status"] ?? 502));
+      this.respond(out, endStream, !endStream);
+      if (endStream) this.finish(true);
+    });
+    req.on("trailers", (t) => {
+      trailers = t;
+    });
+    this.stream.on("wantTrailers", () => {
+      const t: http2.OutgoingHttpHeaders = {};
+      if (trailers) copyHeaders(flatOf(trailers), t, []);
+      this.stream.sendTrailers(t);
+    });
+    req.on("data", (chunk: Buffer) => {
+      if (!this.stream.write(chunk)) req.pause();
+    });
+    this.stream.on("drain", () => req.resume());
+    req.on("end", () => {
+      if (!this.stream.writableEnded && this.responded) this.stream.end();
+      this.finish(true);
+    });
+    req.on("error", (err: Error) => {
+      if (!this.responded) this.upstreamFailed(ResponseFlag.UpstreamConnectionFailure, err.message);
+      else this.stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+    });
+    req.on("close", () => {
+      if (!this.responded) this.upstreamFailed(ResponseFlag.UpstreamConnectionTermination, "stream reset");
+      else if (!this.stream.writableEnded && req.rstCode !== http2.constants.NGHTTP2_NO_ERROR)
+        this.stream.close(req.rstCode);
+      this.finish(false);
+    });
+    // Request body, both directions streaming (gRPC client streaming), with backpressure through pipe.
+    if (!this.stream.readableEnded) this.stream.pipe(req);
+  }
+
+  // ------------------------------------------------------------------------- HTTP/1 upstream (translate)
+
+  onPoolReady(conn: UpstreamHttp1Connection): void {
+    if (this.done) {
+      conn.pool.release(conn);
+      return;
+    }
+    this.upstream = conn;
+    const route = this.route!;
+    const wc = this.wc!;
+    const length = headerOf(this.flat, "content-length");
+    const hasBody = !this.stream.readableEnded;
+    conn.begin(this, this.method, false);
+    let head = `${this.method} ${this.upstreamPath()} HTTP/1.1\r\nhost: ${route.action?.hostRewrite ?? (this.authority || this.endpoint!.key)}\r\n`;
+    for (let i = 0; i < this.flat.length; i += 2) {
+      const n = this.flat[i]!;
+      if (n === "te" || wc.requestHeadersToRemove.includes(n)) continue;
+      if (wc.requestHeadersToAdd.some((h) => h.append !== true && h.name.toLowerCase() === n)) continue;
+      head += `${n}: ${this.flat[i + 1]}\r\n`;
+    }
+    for (const h of wc.requestHeadersToAdd) head += `${h.name}: ${h.value}\r\n`;
+    // HTTP/2 bodies have no length in advance unless the client said so: HTTP/1 needs chunked then.
+    const chunked = hasBody && length === undefined;
+    if (chunked) head += "transfer-encoding: chunked\r\n";
+    head += `x-forwarded-proto: ${this.rt.scheme}\r\n\r\n`;
+    conn.write(head);
+    if (!hasBody) {
+      conn.endRequest();
+      return;
+    }
+    this.stream.on("data", (chunk: Buffer) => {
+      const ok = chunked
+        ? conn.write(`${chunk.length.toString(16)}\r\n`) && conn.write(chunk) && conn.write("\r\n")
+        : conn.write(chunk);
+      if (!ok) this.stream.pause();
+    });
+    conn.handlerDrain = () => this.stream.resume();
+    this.stream.on("end", () => {
+      if (chunked) conn.write("0\r\n\r\n");
+      conn.endRequest();
+    });
+  }
+
+  onPoolFailure(flag: ResponseFlag, detail: string): void {
+    if (flag === ResponseFlag.UpstreamConnectionFailure) this.cluster?.stats.cxConnectFail.inc();
+    this.upstreamFailed(flag, detail);
+  }
+
+  onResponseHead(head: ResponseHead): void {
+    const wc = this.wc!;
+    const out: http2.OutgoingHttpHeaders = { ":status": head.status };
+    const skip = new Set([...(head.connectionTokens ?? []), ...wc.responseHeadersToRemove]);
+    for (let i = 0; i < head.headers.length; i += 2) {
+      const n = head.headers[i]!;
+      if (CONNECTION_SPECIFIC.has(n) || skip.has(n) || n === "te" || n === "trailer") continue;
+      addHeader(out, n, head.headers[i + 1]!, true);
+    }
+    for (const h of wc.responseHeadersToAdd) addHeader(out, h.name.toLowerCase(), h.value, h.append === true);
+    if (head.chunked) this.dechunk = new ChunkedDecoder();
+    this.countStatus(head.status);
+    this.respond(out, false);
+  }
+
+  onResponseData(buf: Buffer, from: number, to: number): boolean {
+    if (this.dechunk) {
+      this.dechunk.feed(buf, from, to, (b, f, t) => {
+        this.stream.write(b.subarray(f, t));
+      });
+      return !this.stream.writableNeedDrain;
+    }
+    const ok = this.stream.write(buf.subarray(from, to));
+    if (!ok) this.stream.once("drain", () => this.upstream?.resume());
+    return ok;
+  }
+
+  onResponseEnd(): void {
+    this.upstream = undefined;
+    if (!this.stream.writableEnded) this.stream.end();
+    this.finish(true);
+  }
+
+  onResponseError(flag: ResponseFlag, detail: string, headSent: boolean): void {
+    this.upstream = undefined;
+    if (headSent) {
+      this.stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+      this.finish(false);
+      return;
+    }
+    this.upstreamFailed(flag, detail);
+  }
+
+  onUpgrade(_head: ResponseHead, socket: net.Socket): void {
+    socket.destroy();
+    this.upstreamFailed(ResponseFlag.UpstreamProtocolError, "upgrade is not possible from HTTP/2");
+  }
+
+  flush(): void {}
+
+  // ------------------------------------------------------------------------------------------- helpers
+
+  private respond(headers: http2.OutgoingHttpHeaders, endStream: boolean, waitForTrailers = false): void {
+    if (this.responded || this.stream.destroyed || this.stream.closed) return;
+    this.responded = true;
+    try {
+      this.stream.respond(headers, { endStream, waitForTrailers });
+    } catch {
+      this.stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+    }
+  }
+
+  private local(status: number, body: string): void {
+    this.countStatus(status);
+    this.respond({ ":status": status, ...(body ? { "content-type": "text/plain" } : {}) }, body === "");
+    if (body !== "" && !this.stream.destroyed) this.stream.end(body);
+    this.finish(false);
+  }
+
+  private flag(flag: ResponseFlag, detail: string): void {
+    this.rt.flagCounter(flag).inc();
+    const { status, body } = replyForFlag(flag, detail);
+    this.local(status, body);
+  }
+
+  private upstreamFailed(flag: ResponseFlag, detail: string): void {
+    if (this.responded) return;
+    this.rt.flagCounter(flag).inc();
+    const { status, body } = replyForFlag(flag, detail);
+    this.local(status, body);
+  }
+
+  private countStatus(status: number): void {
+    const s = this.rt.stats;
+    if (status < 200) s.rq1xx.inc();
+    else if (status < 300) s.rq2xx.inc();
+    else if (status < 400) s.rq3xx.inc();
+    else if (status < 500) s.rq4xx.inc();
+    else s.rq5xx.inc();
+    const c = this.cluster;
+    if (c && this.endpoint) {
+      if (status < 300) c.stats.rq2xx.inc();
+      else if (status < 400) c.stats.rq3xx.inc();
+      else if (status < 500) c.stats.rq4xx.inc();
+      else c.stats.rq5xx.inc();
+    }
+  }
+
+  private finish(ok: boolean): void {
+    if (this.done) return;
+    this.done = true;
+    const c = this.cluster;
+    const ep = this.endpoint;
+    if (c && ep) {
+      c.limits.active.value--;
+      ep.activeRequests--;
+      if (ok) ep.rqSuccess++;
+      else ep.rqError++;
+    }
+  }
+
+  private onDownstreamClose(): void {
+    if (this.upstream) {
+      this.upstream.abort();
+      this.upstream = undefined;
+    }
+    this.finish(false);
+  }
+}
+
+function flatOf(h: http2.IncomingHttpHeaders): string[] {
+  const out: string[] = [];
+  for (const [k, v] of Object.entries(h)) {
+    if (k.charCodeAt(0) === 0x3a || v === undefined) continue;
+    if (Array.isArray(v)) for (const x of v) out.push(k, x);
+    else out.push(k, String(v));
+  }
+  return out;
+}
+
+function copyHeaders(
+  flat: readonly string[],
+  out: http2.OutgoingHttpHeaders,
+  remove: readonly string[],
+): void {
+  for (let i = 0; i < flat.length; i += 2) {
+    const n = flat[i]!;
+    if (CONNECTION_SPECIFIC.has(n) || remove.includes(n)) continue;
+    if (n === "te" && flat[i + 1] !== "trailers") continue;
+    addHeader(out, n, flat[i + 1]!, true);
+  }
+}
+
+function addHeader(out: http2.OutgoingHttpHeaders, name: string, value: string, append: boolean): void {
+  const prev = out[name];
+  if (!append || prev === undefined) out[name] = value;
+  else out[name] = Array.isArray(prev) ? [...prev, value] : [String(prev), value];
+}
+
+function headerOf(flat: readonly string[], name: string): string | undefined {
+  for (let i = 0; i < flat.length; i += 2) if (flat[i] === name) return flat[i + 1];
+  return undefined;
+}

@@ -1,0 +1,51 @@
+// HTTP/2 connections to upstream endpoints (clusters with protocol: http2 — gRPC services): one session per
+// endpoint, multiplexing every request, reopened when it closes or runs out of stream IDs.
+import http2 from "node:http2";
+import type tls from "node:tls";
+import type { Endpoint } from "../upstream/cluster.ts";
+
+export class Http2Sessions {
+  private readonly sessions = new Map<string, http2.ClientHttp2Session>();
+  private readonly tls: tls.ConnectionOptions | undefined;
+  private readonly connectTimeoutMs: number;
+  private closed = false;
+
+  constructor(tlsOptions: tls.ConnectionOptions | undefined, connectTimeoutMs: number) {
+    this.tls = tlsOptions;
+    this.connectTimeoutMs = connectTimeoutMs;
+  }
+
+  /** A live session to the endpoint, opened on first use. */
+  session(ep: Endpoint): http2.ClientHttp2Session {
+    const existing = this.sessions.get(ep.key);
+    if (existing && !existing.closed && !existing.destroyed) return existing;
+    const authority = `${this.tls ? "https" : "http"}://${ep.address.includes(":") ? `[${ep.address}]` : ep.address}:${ep.port}`;
+    const session = http2.connect(authority, {
+      ...(this.tls ?? {}),
+      ...(this.tls ? { ALPNProtocols: ["h2"] } : {}),
+      peerMaxConcurrentStreams: 1000,
+    });
+    const timer = setTimeout(() => {
+      if (!session.connecting) return;
+      session.destroy(new Error("connect timeout"));
+    }, this.connectTimeoutMs);
+    timer.unref();
+    session.once("connect", () => clearTimeout(timer));
+    session.on("error", () => {});
+    session.once("close", () => {
+      clearTimeout(timer);
+      if (this.sessions.get(ep.key) === session) this.sessions.delete(ep.key);
+    });
+    session.on("goaway", () => {
+      if (this.sessions.get(ep.key) === session) this.sessions.delete(ep.key);
+    });
+    if (!this.closed) this.sessions.set(ep.key, session);
+    return session;
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const s of this.sessions.values()) s.close();
+    this.sessions.clear();
+  }
+}
