@@ -426,9 +426,7 @@ spec:
   expectNone(run, "IST0112");
 });
 
-test("virtualservice.destinationhost: a multi-port ServiceEntry also needs the port in the destination (IST0112)", {
-  todo: "Istio's checkServiceEntryPorts reports IST0112 for any service with several ports, ServiceEntries included; isthmus only when a Kubernetes Service is among them (virtual-service.ts:118)",
-}, async () => {
+test("virtualservice.destinationhost: a multi-port ServiceEntry also needs the port in the destination (IST0112)", async () => {
   const run = await analyze(
     "virtualservice.destinationhost",
     yaml(
@@ -619,9 +617,7 @@ spec:
   expectNone(run, "IST0109");
 });
 
-test("virtualservice.conflictingmeshgatewayhosts: VirtualServices exported only to their own namespaces do not conflict", {
-  todo: "Istio scopes hosts by exportTo (initMeshGatewayHosts keys on namespace scope + FQDN); isthmus keys on the FQDN alone and ignores exportTo (virtual-service.ts:182)",
-}, async () => {
+test("virtualservice.conflictingmeshgatewayhosts: VirtualServices exported only to their own namespaces do not conflict", async () => {
   const vs = (ns: string) => `apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: api, namespace: ${ns}}
@@ -634,6 +630,47 @@ spec:
 `;
   const run = await analyze("virtualservice.conflictingmeshgatewayhosts", yaml(vs("team-a"), vs("team-b")));
   expectNone(run, "IST0109");
+});
+
+test("virtualservice.conflictingmeshgatewayhosts: VirtualServices visible in one namespace conflict, whatever their exportTo", async () => {
+  const vs = (ns: string, exportTo?: string) => `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: api, namespace: ${ns}}
+spec:
+  hosts: [api.example.com]${exportTo ? `\n  exportTo: ${exportTo}` : ""}
+  http:
+  - route:
+    - destination: {host: api.example.com}
+`;
+  const run = await analyze(
+    "virtualservice.conflictingmeshgatewayhosts",
+    yaml(
+      vs("team-a", '["."]'),
+      // Exported to team-a: seen there with team-a's own.
+      vs("team-b", '["team-a"]'),
+      // Exported only to team-c, where no other is seen.
+      vs("team-c", '["team-c"]'),
+    ),
+  );
+  for (const namespace of ["team-a", "team-b"])
+    expectFinding(run, {
+      code: "IST0109",
+      severity: "error",
+      kind: "VirtualService",
+      name: "api",
+      namespace,
+      field: "spec.hosts[0]",
+      message: "The VirtualServices team-a/api,team-b/api associated with mesh gateway define the same host",
+    });
+  expectCount(run, "IST0109", 2);
+  // Exported everywhere (exportTo unset), it is seen in every namespace and conflicts with each.
+  const everywhere = await analyze(
+    "virtualservice.conflictingmeshgatewayhosts",
+    yaml(vs("team-a", '["."]'), vs("team-c", '["."]'), vs("shared")),
+  );
+  expectCount(everywhere, "IST0109", 3);
+  const shared = everywhere.diagnostics.find((d) => d.namespace === "shared");
+  assert.match(shared?.message ?? "", /team-a\/api,team-c\/api,shared\/api/);
 });
 
 // ---------------------------------------------------------------------------------------------------------
@@ -758,9 +795,7 @@ spec:
   expectNone(run, "IST0131");
 });
 
-test("virtualservice.unreachablerules: TCP rules after a TCP catch-all are unreachable too", {
-  todo: 'Istio\'s analyzeUnreachableTCPRules reports IST0130 after a match-less TCP rule ("route without matches defined before"); isthmus only tracks catch-alls in http (virtual-service.ts:217,228)',
-}, async () => {
+test("virtualservice.unreachablerules: TCP rules after a TCP catch-all are unreachable too", async () => {
   const run = await analyze(
     "virtualservice.unreachablerules",
     `apiVersion: networking.istio.io/v1
@@ -1093,9 +1128,7 @@ spec:
   expectNone(run, "ISM0001");
 });
 
-test("destinationrule.unusedsubset: a wildcard DestinationRule's subset used through a matching host is used", {
-  todo: "virtualservice.subset accepts the subset through the wildcard rule (subsetsFor uses hostMatches) but unusedsubset compares hosts exactly, so the same subset is both defined-and-used and reported unused (destination-rule.ts:119)",
-}, async () => {
+test("destinationrule.unusedsubset: a wildcard DestinationRule's subset used through a matching host is used", async () => {
   const run = await analyze(
     "destinationrule.unusedsubset",
     yaml(
@@ -1232,9 +1265,7 @@ test("gateway.port: ports that are the Service's target ports are quiet", async 
   expectNone(run, "IST0162");
 });
 
-test("gateway.port: a Gateway port equal to the Service port but not its targetPort is IST0162", {
-  todo: "Istio's IngressGatewayPortAnalyzer counts only the targetPort when one is set (the proxy listens there); isthmus also accepts the Service port (gateway.ts:110)",
-}, async () => {
+test("gateway.port: a Gateway port equal to the Service port but not its targetPort is IST0162", async () => {
   const run = await analyze(
     "gateway.port",
     yaml(
@@ -1252,6 +1283,54 @@ test("gateway.port: a Gateway port equal to the Service port but not its targetP
     field: "spec.servers[0].port.number",
     message: "(port 80)",
   });
+});
+
+test("gateway.port: a named targetPort is the container port of that name; one no pod names counts as the Service port", async () => {
+  const run = await analyze(
+    "gateway.port",
+    yaml(
+      `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: istio-ingressgateway, namespace: istio-system}
+spec:
+  selector:
+    matchLabels: {istio: ingressgateway}
+  template:
+    metadata:
+      labels: {istio: ingressgateway}
+    spec:
+      containers:
+      - name: istio-proxy
+        image: example/proxy:1.0
+        ports: [{containerPort: 8080, name: http-envoy}]
+`,
+      service("istio-ingressgateway", {
+        ns: "istio-system",
+        selector: { istio: "ingressgateway" },
+        ports:
+          "[{name: http2, port: 80, targetPort: http-envoy}, {name: https, port: 443, targetPort: https-envoy}]",
+      }),
+      gateway("web", {
+        servers: `
+  - port: {number: 8080, name: http, protocol: HTTP}
+    hosts: ["shop.example.com"]
+  - port: {number: 443, name: https, protocol: HTTPS}
+    hosts: ["shop.example.com"]
+    tls: {mode: SIMPLE, credentialName: shop-cert}
+  - port: {number: 80, name: http-plain, protocol: HTTP}
+    hosts: ["plain.example.com"]`,
+      }),
+    ),
+  );
+  expectFinding(run, {
+    code: "IST0162",
+    severity: "warning",
+    kind: "Gateway",
+    name: "web",
+    field: "spec.servers[2].port.number",
+    message: "(port 80)",
+  });
+  expectCount(run, "IST0162", 1);
 });
 
 // ---------------------------------------------------------------------------------------------------------
@@ -1504,9 +1583,7 @@ spec:
   expectNone(run, "IST0118");
 });
 
-test("service.portname: Istio's well-known ports are 25, 53, 3306 and 27017, not 80, 443 or 6379", {
-  todo: "Istio's ConvertProtocol defaults only SMTP 25, DNS 53, MySQL 3306 and MongoDB 27017 to TCP; isthmus' WELL_KNOWN_PORTS is 80, 443, 3306, 27017, 6379 (workloads.ts:133, used at :149), so an unnamed port 80 passes and a port 53 named dns is reported",
-}, async () => {
+test("service.portname: Istio's well-known ports are 25, 53, 3306 and 27017, not 80, 443 or 6379", async () => {
   const run = await analyze(
     "service.portname",
     yaml(
@@ -1525,9 +1602,7 @@ test("service.portname: Istio's well-known ports are 25, 53, 3306 and 27017, not
   expectNone(run, "IST0118", "dns");
 });
 
-test("service.portname: an appProtocol Istio does not know is IST0118", {
-  todo: "Istio uses appProtocol in place of the name and reports it when it names no protocol Istio supports; isthmus skips any port with an appProtocol (workloads.ts:145)",
-}, async () => {
+test("service.portname: an appProtocol Istio does not know is IST0118", async () => {
   const run = await analyze(
     "service.portname",
     service("reviews", { ports: "[{name: http, port: 9080, appProtocol: carrier-pigeon}]" }),
@@ -1540,6 +1615,22 @@ test("service.portname: an appProtocol Istio does not know is IST0118", {
     field: "spec.ports[0].name",
     message: "doesn't follow the naming convention of Istio port",
   });
+});
+
+test("service.portname: Kubernetes' appProtocols, and names on well-known ports, are quiet", async () => {
+  const run = await analyze(
+    "service.portname",
+    service("reviews", {
+      ports: `
+  - {name: web, port: 9080, appProtocol: kubernetes.io/h2c}
+  - {name: socket, port: 9081, appProtocol: kubernetes.io/ws}
+  - {name: secure-socket, port: 9443, appProtocol: kubernetes.io/wss}
+  - {name: api, port: 9090, appProtocol: grpc-web}
+  - {name: mail, port: 25}
+  - {name: db, port: 27017, appProtocol: MONGO}`,
+    }),
+  );
+  expectNone(run, "IST0118");
 });
 
 // ---------------------------------------------------------------------------------------------------------
@@ -1654,14 +1745,39 @@ test("serviceentry.conflictingprotocol: the same protocol (in any case) is quiet
   expectNone(run, "IST0177");
 });
 
-test("serviceentry.conflictingprotocol: ServiceEntries exported only to their own namespaces do not conflict", {
-  todo: "Istio's ConflictingServiceEntryProtocolAnalyzer keys on exportTo scope + host + port; isthmus ignores exportTo (service-entry.ts:41)",
-}, async () => {
+test("serviceentry.conflictingprotocol: ServiceEntries exported only to their own namespaces do not conflict", async () => {
   const run = await analyze(
     "serviceentry.conflictingprotocol",
     yaml(apiEntry("api-https", "HTTPS", "team-a", '["."]'), apiEntry("api-tls", "TLS", "team-b", '["."]')),
   );
   expectNone(run, "IST0177");
+});
+
+test("serviceentry.conflictingprotocol: an entry exported everywhere conflicts with one exported to its own namespace", async () => {
+  const run = await analyze(
+    "serviceentry.conflictingprotocol",
+    yaml(
+      apiEntry("api-https", "HTTPS", "team-a", '["."]'),
+      apiEntry("api-tls", "TLS", "team-b"),
+      // Exported only to team-c, which sees api-tls (exported everywhere) but not api-https.
+      apiEntry("api-https-c", "HTTPS", "team-c", '["."]'),
+    ),
+  );
+  for (const [name, namespace] of [
+    ["api-https", "team-a"],
+    ["api-tls", "team-b"],
+    ["api-https-c", "team-c"],
+  ] as const)
+    expectFinding(run, {
+      code: "IST0177",
+      severity: "warning",
+      kind: "ServiceEntry",
+      name,
+      namespace,
+      field: "spec.ports",
+      message: 'define the same host "api.example.com" and port 443 with conflicting protocols (HTTPS, TLS)',
+    });
+  expectCount(run, "IST0177", 3);
 });
 
 // ---------------------------------------------------------------------------------------------------------
@@ -1718,9 +1834,7 @@ metadata:
   expectNone(run, "IST0108");
 });
 
-test("annotations: every annotation Istio defines is known (traffic.istio.io/nodeSelector on a Service)", {
-  todo: "KNOWN_ANNOTATIONS (resources.ts:6-39) is a short hand-written list; Istio's analyzer uses all of istio.io/api's annotations, so valid ones such as traffic.istio.io/nodeSelector or sidecar.istio.io/proxyImage are reported as unknown",
-}, async () => {
+test("annotations: every annotation Istio defines is known (traffic.istio.io/nodeSelector on a Service)", async () => {
   const run = await analyze(
     "annotations",
     `apiVersion: v1

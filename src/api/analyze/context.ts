@@ -27,6 +27,8 @@ export interface Workload {
   readonly namespace: string;
   readonly labels: Readonly<Record<string, string>>;
   readonly ports: readonly number[];
+  /** Container ports by name (a Service's named targetPort refers to these). */
+  readonly portNames: ReadonlyMap<string, number>;
   readonly resource: Resource;
 }
 
@@ -61,6 +63,7 @@ export class AnalysisContext {
         namespace: r.namespace,
         labels: stringMap(spec?.labels),
         ports: [],
+        portNames: new Map(),
         resource: r,
       });
     }
@@ -113,6 +116,31 @@ export function hostMatches(pattern: string, h: string): boolean {
 /** Two hosts, either maybe wildcarded, can name the same name. */
 export function hostsOverlap(a: string, b: string): boolean {
   return hostMatches(a, b) || hostMatches(b, a);
+}
+
+/**
+ * Where a resource's hosts are visible, as Istio's analyzers scope them when they look for conflicts
+ * (ConflictingMeshGatewayHostsAnalyzer, ConflictingServiceEntryProtocolAnalyzer): "all" when exportTo is unset
+ * or contains "*"; otherwise the namespaces it names, with "." read as the resource's own namespace. "~"
+ * (exported nowhere) names no namespace, so such a resource conflicts with nothing.
+ */
+export type ExportScope = "all" | ReadonlySet<string>;
+
+export function exportScope(exportTo: unknown, namespace: string): ExportScope {
+  const list = arr(exportTo).filter((x): x is string => typeof x === "string");
+  if (list.length === 0 || list.includes("*")) return "all";
+  return new Set(list.filter((x) => x !== "~").map((x) => (x === "." ? namespace : x)));
+}
+
+/**
+ * Two resources can conflict when some namespace sees both: either is exported everywhere, or they are
+ * exported to a namespace in common.
+ */
+export function scopesOverlap(a: ExportScope, b: ExportScope): boolean {
+  if (a === "all") return b === "all" || b.size > 0;
+  if (b === "all") return a.size > 0;
+  for (const ns of a) if (b.has(ns)) return true;
+  return false;
 }
 
 export function selectorMatches(
@@ -183,13 +211,18 @@ function serviceEntryServices(r: Resource): MeshService[] {
 function deploymentWorkload(r: Resource): Workload {
   const template = obj(obj(r.object.spec)?.template);
   const labels = stringMap(obj(template?.metadata)?.labels);
-  const ports = arr(obj(template?.spec)?.containers).flatMap((c) =>
-    arr(obj(c)?.ports).flatMap((p) => {
+  const ports: number[] = [];
+  const portNames = new Map<string, number>();
+  for (const c of arr(obj(template?.spec)?.containers)) {
+    for (const p of arr(obj(c)?.ports)) {
       const n = obj(p)?.containerPort;
-      return typeof n === "number" ? [n] : [];
-    }),
-  );
-  return { namespace: r.namespace, labels, ports, resource: r };
+      if (typeof n !== "number") continue;
+      ports.push(n);
+      const name = str(obj(p)?.name);
+      if (name) portNames.set(name, n);
+    }
+  }
+  return { namespace: r.namespace, labels, ports, portNames, resource: r };
 }
 
 /** app=reviews,version=v1 — labels as Istio's messages print them. */

@@ -67,6 +67,10 @@ const YAML_TOKENS = [
   "&a ",
   "*a",
   "!!binary ",
+  "!!timestamp ",
+  "!!set ",
+  "!!omap ",
+  "!!pairs ",
   "!!str ",
   "!!map ",
   "!tag ",
@@ -285,12 +289,6 @@ type Mutation =
 
 const position = fc.nat({ max: 10_000 });
 
-/**
- * !!binary is left out of mutations: validateResources throws on a !!binary value where a map is expected,
- * a known bug that the `todo` test below pins down. Put it back when that test passes.
- */
-const MUTATION_TOKENS = YAML_TOKENS.filter((t) => !t.includes("!!binary"));
-
 /** Scalars and small collections as YAML text: wrong types, boundaries, near-miss formats. */
 const VALUE_TEXT = fc.oneof(
   fc.constantFrom(
@@ -318,6 +316,13 @@ const VALUE_TEXT = fc.oneof(
     "ISTIO_MUTUAL",
     "reviews.default.svc.cluster.local",
     "10.0.0.0/33",
+    // Values JSON does not have: the loader refuses the resource.
+    "!!binary aGVsbG8=",
+    "!!timestamp 2001-12-14",
+    "!!set {a, b}",
+    "!!omap [{a: 1}]",
+    "!!pairs [{a: 1}]",
+    "{[a]: b}",
   ),
   fc.string({ unit: "grapheme-ascii", maxLength: 8 }),
 );
@@ -328,7 +333,7 @@ const mutation: fc.Arbitrary<Mutation> = fc.oneof(
     op: fc.constant("insert" as const),
     at: position,
     text: fc.oneof(
-      fc.constantFrom(...MUTATION_TOKENS),
+      fc.constantFrom(...YAML_TOKENS),
       fc.string({ unit: "grapheme", maxLength: 6 }),
       fc.constantFrom("-1", "65536", "1.5", "true", "null", "[]", "{}", '""', "*", "0s", "-5s", "1e400"),
     ),
@@ -581,8 +586,9 @@ test("structured: several fuzzed resources of mixed kinds in one load are valida
 
 // ---------------------------------------------------------------------------------------------------------
 // What the fuzzing found. YAML's tags give values JSON (and so Kubernetes) does not have: a !!binary scalar
-// loads as a Buffer, !!timestamp as a Date, !!set as a Set. The loader passes them on as they are
-// (parse-documents.ts:50, doc.toJS), and the validators treat them as maps.
+// loads as a Buffer, !!timestamp as a Date, !!set as a Set, !!omap as a Map, !!pairs as a list of pairs.
+// The validators took them for maps (and threw on a Buffer). The loader now refuses such a resource, naming
+// the field, and validateResources refuses one built in code.
 
 const withHeaderSet = (value: string): string => `apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -597,12 +603,11 @@ spec:
         set: ${value}
 `;
 
-test("a !!binary value where a map of strings is expected is reported, not thrown", {
-  todo: "validateResources throws TypeError: ajv reports the Buffer's enumerable prototype methods as fields, and typeName (schema/structural.ts:211) calls JSON.stringify(fn).slice on them",
-}, async () => {
+test("a !!binary value where a map of strings is expected is reported, not thrown", async () => {
   const text = withHeaderSet("!!binary aGVsbG8=");
   const parsed = parseResources("binary.yaml", text);
-  const { diagnostics } = await validateResources(parsed.resources);
+  const validated = await validateResources(parsed.resources);
+  const diagnostics = [...parsed.diagnostics, ...validated.diagnostics];
   checkDiagnostics(diagnostics, "binary.yaml", text);
   assert.ok(
     diagnostics.some((d) => d.severity === "error" && d.field === "spec.http[0].headers.request.set"),
@@ -610,15 +615,116 @@ test("a !!binary value where a map of strings is expected is reported, not throw
   );
 });
 
-test("a !!timestamp value where a map of strings is expected is a type error", {
-  todo: "the Date passes structural validation as a map with no keys, so the resource is valid; Kubernetes (JSON) would see a string",
-}, async () => {
+test("a !!timestamp value where a map of strings is expected is an error", async () => {
   const text = withHeaderSet("!!timestamp 2001-12-14");
   const parsed = parseResources("timestamp.yaml", text);
-  const { diagnostics, valid } = await validateResources(parsed.resources);
+  const validated = await validateResources(parsed.resources);
+  const { valid } = validated;
+  const diagnostics = [...parsed.diagnostics, ...validated.diagnostics];
   assert.equal(valid.length, 0, "the resource is invalid");
   assert.ok(
     diagnostics.some((d) => d.severity === "error" && d.field === "spec.http[0].headers.request.set"),
     JSON.stringify(diagnostics),
   );
+});
+
+for (const [tag, value] of [
+  ["!!binary", "!!binary aGVsbG8="],
+  ["!!timestamp", "!!timestamp 2001-12-14"],
+  ["!!set", "!!set {x-canary}"],
+  ["!!omap", "!!omap [{x-canary: a}]"],
+  ["!!pairs", "!!pairs [{x-canary: a}]"],
+] as const) {
+  test(`a ${tag} value where a map of strings is expected is refused by the loader, naming the field`, async () => {
+    const text = withHeaderSet(value);
+    const parsed = parseResources("tagged.yaml", text);
+    checkDiagnostics(parsed.diagnostics, "tagged.yaml", text);
+    assert.equal(parsed.resources.length, 0, "the resource is not loaded");
+    assert.deepEqual(
+      parsed.diagnostics.map((d) => [d.severity, d.line, d.kind, d.name, d.field, d.message]),
+      [
+        [
+          "error",
+          text.split("\n").findIndex((l) => l.includes(tag)) + 1,
+          "VirtualService",
+          "reviews",
+          "spec.http[0].headers.request.set",
+          `YAML tag ${tag} is not allowed: Kubernetes resources are JSON data`,
+        ],
+      ],
+    );
+    // As `isthmus validate` runs them: nothing left to validate, and nothing thrown.
+    const { diagnostics, valid } = await validateResources(parsed.resources);
+    assert.deepEqual([diagnostics, valid], [[], []]);
+  });
+}
+
+test("tagged values reached through an alias, and maps used as keys, are refused too", () => {
+  const text = `apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: ConfigMap
+  metadata: {name: a, namespace: default}
+  data: {created: &when !!timestamp 2001-12-14}
+- apiVersion: v1
+  kind: ConfigMap
+  metadata: {name: b, namespace: default}
+  data: {created: *when}
+- apiVersion: v1
+  kind: ConfigMap
+  metadata: {name: c, namespace: default}
+  data: {[x, y]: z}
+- apiVersion: v1
+  kind: ConfigMap
+  metadata: {name: d, namespace: default}
+  data: {plain: !!str 2001-12-14}
+`;
+  const parsed = parseResources("list.yaml", text);
+  checkDiagnostics(parsed.diagnostics, "list.yaml", text);
+  assert.deepEqual(
+    parsed.resources.map((r) => r.name),
+    ["d"],
+  );
+  assert.deepEqual(
+    parsed.diagnostics.map((d) => [d.line, d.name, d.field, d.message.replace(/:.*/, "")]),
+    [
+      [7, "a", "data.created", "YAML tag !!timestamp is not allowed"],
+      [11, "b", "data.created", "YAML tag !!timestamp is not allowed"],
+      [15, "c", "data", "a map or list as a key is not allowed"],
+    ],
+  );
+});
+
+test("validateResources refuses values that are not JSON data in resources built in code, and never throws", async () => {
+  const parsed = parseResources("built.yaml", withHeaderSet("{x-canary: a}"));
+  const [base] = parsed.resources;
+  assert.ok(base);
+  const cyclic: Record<string, unknown> = { a: 1 };
+  cyclic.self = cyclic;
+  const odd: Array<[unknown, string]> = [
+    [Buffer.from("hello"), "YAML tag !!binary is not allowed"],
+    [new Date(0), "YAML tag !!timestamp is not allowed"],
+    [new Set(["a"]), "YAML tag !!set is not allowed"],
+    [new Map([["a", "b"]]), "YAML tag !!omap is not allowed"],
+    [10n, "a value of type bigint is not allowed"],
+    [() => "x", "a value of type function is not allowed"],
+    [new (class Header {})(), "a value of type Header is not allowed"],
+    [cyclic, "a value that contains itself is not allowed"],
+  ];
+  for (const [value, message] of odd) {
+    const spec = base.object.spec as { http: Array<{ headers: { request: Record<string, unknown> } }> };
+    const object = {
+      ...base.object,
+      spec: { ...spec, http: [{ ...spec.http[0], headers: { request: { set: value } } }] },
+    };
+    const { diagnostics, valid } = await validateResources([{ ...base, object }]);
+    assert.equal(valid.length, 0, message);
+    const field =
+      value === cyclic ? "spec.http[0].headers.request.set.self" : "spec.http[0].headers.request.set";
+    assert.deepEqual(
+      diagnostics.map((d) => [d.severity, d.field, d.message.replace(/: Kubernetes.*/, "")]),
+      [["error", field, message]],
+    );
+  }
 });

@@ -174,6 +174,62 @@ test("alias expansion bombs are refused", () => {
   assert.match(diagnostics[0]!.message, /cannot load document|alias/i);
 });
 
+test("values that are not JSON data are refused with file, line and field; yaml writes no warnings", async () => {
+  const warnings: Error[] = [];
+  const onWarning = (w: Error): void => {
+    warnings.push(w);
+  };
+  process.on("warning", onWarning);
+  try {
+    const text = `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: prod}
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - destination: {host: reviews}
+    timeout: !!timestamp 2001-12-14t21:59:43.10-05:00
+    headers:
+      request:
+        set: {[x-a, x-b]: v, x-c: !unknown v}
+`;
+    const { resources, diagnostics } = parseResources("tagged.yaml", text);
+    assert.equal(resources.length, 0);
+    assert.deepEqual(
+      diagnostics.map((d) => [d.file, d.line, d.kind, d.namespace, d.name, d.field, d.message]),
+      [
+        [
+          "tagged.yaml",
+          9,
+          "VirtualService",
+          "prod",
+          "reviews",
+          "spec.http[0].timeout",
+          "YAML tag !!timestamp is not allowed: Kubernetes resources are JSON data",
+        ],
+        [
+          "tagged.yaml",
+          12,
+          "VirtualService",
+          "prod",
+          "reviews",
+          "spec.http[0].headers.request.set",
+          "a map or list as a key is not allowed: Kubernetes resources are JSON data",
+        ],
+      ],
+    );
+    // yaml warns through process.emitWarning, on the next tick.
+    await new Promise((resolve) => setImmediate(resolve));
+  } finally {
+    process.off("warning", onWarning);
+  }
+  assert.deepEqual(
+    warnings.map((w) => w.message),
+    [],
+  );
+});
+
 test("resources without kind, apiVersion, metadata or name", () => {
   const cases: Array<[string, RegExp, number]> = [
     ["apiVersion: v1\nmetadata: {name: x}\n", /no kind/, 1],

@@ -1,7 +1,19 @@
 // Parses one config file's text (YAML, multi-document, or JSON) into resources that remember their positions.
-import { type Document, LineCounter, parseAllDocuments } from "yaml";
-import type { Diagnostic } from "../diagnostic.ts";
+import {
+  type Document,
+  isAlias,
+  isCollection,
+  isMap,
+  isNode,
+  isPair,
+  isScalar,
+  isSeq,
+  LineCounter,
+  parseAllDocuments,
+} from "yaml";
+import { type Diagnostic, type FieldPath, formatFieldPath } from "../diagnostic.ts";
 import { diagnosticAt, locate, type Origin, type Resource } from "../resource.ts";
+import { nonJsonValues } from "../schema/json-data.ts";
 import { CLUSTER_SCOPED_KINDS } from "../schema/kinds.ts";
 import { LIMITS } from "./limits.ts";
 
@@ -25,7 +37,14 @@ export function parseResources(
 
   let docs: Document.Parsed[];
   try {
-    const parsed = parseAllDocuments(text, { lineCounter, uniqueKeys: true, prettyErrors: false });
+    // logLevel "error": yaml's warnings (such as a map used as a key) would otherwise go to stderr; its errors
+    // are in doc.errors either way and become diagnostics below.
+    const parsed = parseAllDocuments(text, {
+      lineCounter,
+      uniqueKeys: true,
+      prettyErrors: false,
+      logLevel: "error",
+    });
     docs = Array.isArray(parsed) ? parsed : [];
   } catch (e) {
     fileError(`cannot parse: ${(e as Error).message}`);
@@ -90,6 +109,23 @@ export function parseResources(
       const pos = path.length > 0 ? locate(origin, path, { key: true }) : here;
       diagnostics.push({ severity: "error", file, line: pos.line, col: pos.col, message });
     };
+    const notJson = nonJsonData(value, origin);
+    if (notJson.length > 0) {
+      const id = identity(value);
+      for (const { path, message, offset } of notJson) {
+        const pos = offset === undefined ? locate(origin, path) : lineCounter.linePos(offset);
+        diagnostics.push({
+          severity: "error",
+          file,
+          line: pos.line,
+          col: pos.col,
+          ...id,
+          ...(path.length > 0 ? { field: formatFieldPath(path) } : {}),
+          message,
+        });
+      }
+      return;
+    }
     if (!isPlainObject(value)) {
       at(`a resource must be a mapping with apiVersion, kind and metadata; found ${describe(value)}`);
       return;
@@ -144,6 +180,94 @@ export function parseResources(
     }
     resources.push(resource);
   }
+}
+
+/** YAML tags whose values JSON does not have; yaml loads them as a Buffer, Date, Set, Map, or list of pairs. */
+const NON_JSON_TAGS: ReadonlyMap<string, string> = new Map(
+  ["binary", "timestamp", "set", "omap", "pairs"].map((t) => [`tag:yaml.org,2002:${t}`, `!!${t}`]),
+);
+const NOT_JSON = "Kubernetes resources are JSON data";
+
+interface NotJson {
+  readonly path: FieldPath;
+  readonly message: string;
+  /** Where to point, when it is not the value at `path` (a key). */
+  readonly offset?: number;
+}
+
+/**
+ * What in one resource is not JSON data, so that the resource is refused rather than loaded with values
+ * Kubernetes would never see: nodes of the resource's YAML tagged !!binary, !!timestamp, !!set, !!omap or
+ * !!pairs (the tag, not the loaded value, gives !!pairs away: it loads as a plain-looking list), maps or lists
+ * used as keys (yaml would turn them into strings), and then any value that loaded as something other than
+ * JSON data (such values reached through aliases, or from tags yaml may add).
+ */
+function nonJsonData(value: unknown, origin: Origin): NotJson[] {
+  const out: NotJson[] = [];
+  const seen = new Set<string>();
+  const add = (p: NotJson): void => {
+    const key = JSON.stringify(p.path);
+    if (seen.has(key)) return;
+    seen.add(key);
+    out.push(p);
+  };
+  const walk = (at: unknown, path: (string | number)[]): void => {
+    // An alias is checked for its anchor's own tag, not walked into (its contents are checked where the
+    // anchor is, and by the walk over the loaded value).
+    const aliased = isAlias(at);
+    const node = aliased ? at.resolve(origin.doc) : at;
+    if (!(isScalar(node) || isCollection(node))) return;
+    const tag = node.tag ? NON_JSON_TAGS.get(node.tag) : undefined;
+    if (tag) {
+      add({ path, message: `YAML tag ${tag} is not allowed: ${NOT_JSON}` });
+      return;
+    }
+    if (aliased) return;
+    if (isSeq(node)) for (const [i, item] of node.items.entries()) walk(item, [...path, i]);
+    else if (isMap(node)) {
+      for (const pair of node.items) {
+        if (!isPair(pair)) continue;
+        const keyTag = isScalar(pair.key) && pair.key.tag ? NON_JSON_TAGS.get(pair.key.tag) : undefined;
+        if (isCollection(pair.key) || keyTag) {
+          const offset = isNode(pair.key) ? pair.key.range?.[0] : undefined;
+          const what = keyTag ? `YAML tag ${keyTag}` : "a map or list";
+          add({
+            path,
+            message: `${what} as a key is not allowed: ${NOT_JSON}`,
+            ...(offset === undefined ? {} : { offset }),
+          });
+          continue;
+        }
+        if (isScalar(pair.key)) walk(pair.value, [...path, String(pair.key.value)]);
+      }
+    }
+  };
+  walk(nodeAt(origin), []);
+  for (const v of nonJsonValues(value, LIMITS.maxNestingDepth)) add(v);
+  return out;
+}
+
+/** The YAML node of a resource: the document's root, or an item of a List. */
+function nodeAt(origin: Origin): unknown {
+  let node: unknown = origin.doc.contents;
+  for (const part of origin.basePath) {
+    if (isMap(node)) node = node.get(part, true);
+    else if (isSeq(node) && typeof part === "number") node = node.items[part];
+    else return undefined;
+  }
+  return node;
+}
+
+/** Kind, name and namespace of a resource that is refused, when it says them, for the diagnostic. */
+function identity(value: unknown): { kind?: string; name?: string; namespace?: string } {
+  if (!isPlainObject(value) || typeof value.kind !== "string" || value.kind === "") return {};
+  const metadata = isPlainObject(value.metadata) ? value.metadata : {};
+  const name = typeof metadata.name === "string" && metadata.name !== "" ? metadata.name : undefined;
+  if (!name) return { kind: value.kind };
+  const ns = metadata.namespace;
+  const namespace =
+    typeof ns === "string" && ns !== "" ? ns : CLUSTER_SCOPED_KINDS.has(value.kind) ? "" : "default";
+  return { kind: value.kind, name, namespace };
 }
 
 function yamlMessage(message: string): string {

@@ -204,11 +204,18 @@ function presentKeys(root: unknown, path: FieldPath): string {
     .join(", ");
 }
 
+/** What a value is, for "must be a string, not ...". Total: JSON.stringify gives undefined for some values. */
 function typeName(v: unknown): string {
   if (v === null || v === undefined) return "null";
   if (Array.isArray(v)) return "a list";
   if (typeof v === "object") return "a map";
-  return `${typeof v} ${JSON.stringify(v).slice(0, 40)}`;
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(v);
+  } catch {
+    text = undefined; // a BigInt
+  }
+  return text === undefined ? typeof v : `${typeof v} ${text.slice(0, 40)}`;
 }
 
 function article(t: string): string {

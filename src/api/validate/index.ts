@@ -1,7 +1,9 @@
 // Validation of loaded resources: structural (schema) first, then Istio's and Kubernetes' semantic rules.
 // A resource with any error is invalid as a whole, as the API server would refuse it.
 import type { Diagnostic } from "../diagnostic.ts";
+import { LIMITS } from "../load/limits.ts";
 import { diagnosticAt, type Resource } from "../resource.ts";
+import { nonJsonValues } from "../schema/json-data.ts";
 import type { KindModule } from "../schema/kind-modules.ts";
 import { lookupKind } from "../schema/kinds.ts";
 import { conflictDiagnostic, prepareStructural, validateStructure } from "../schema/structural.ts";
@@ -49,14 +51,30 @@ export async function validateResources(resources: readonly Resource[]): Promise
   const diagnostics: Diagnostic[] = [];
   const valid: Resource[] = [];
   const ignored: Resource[] = [];
+  // The loader refuses resources that are not JSON data; resources made in code are checked here too, since
+  // the validators below take any object for a map and would misreport, or throw on, the rest.
+  const notJson = new Map<Resource, Diagnostic[]>();
+  for (const r of resources) {
+    const found = nonJsonValues(r.object, LIMITS.maxNestingDepth);
+    if (found.length > 0)
+      notJson.set(
+        r,
+        found.map((v) => diagnosticAt(r, "error", v.path, v.message)),
+      );
+  }
   const modules = new Map<string, KindModule>();
   for (const r of resources) {
     const k = lookupKind(r.apiVersion, r.kind);
-    if (k.status === "supported") modules.set(`${r.apiVersion}/${r.kind}`, k.module);
+    if (k.status === "supported" && !notJson.has(r)) modules.set(`${r.apiVersion}/${r.kind}`, k.module);
   }
   const models = await prepareStructural(modules.values());
 
   for (const r of resources) {
+    const refused = notJson.get(r);
+    if (refused) {
+      diagnostics.push(...refused);
+      continue;
+    }
     const k = lookupKind(r.apiVersion, r.kind);
     if (k.status === "unknown") {
       diagnostics.push(

@@ -2,7 +2,7 @@
 // never used, hosts that match no service.
 import { arr, obj, str } from "../../validate/checker.ts";
 import type { Analyzer } from "../analyzer.ts";
-import { resolveHost, stringMap } from "../context.ts";
+import { hostMatches, resolveHost, stringMap } from "../context.ts";
 import { destinationsOf } from "./virtual-service.ts";
 
 export const tlsVerificationAnalyzer: Analyzer = {
@@ -105,18 +105,33 @@ export const unusedSubsetAnalyzer: Analyzer = {
   codes: ["ISM0001"],
   description: "DestinationRule subsets that no VirtualService routes to",
   run(ctx, report) {
-    const used = new Set<string>();
+    // Every (host, subset) a route names, its host resolved in the route's namespace; exact pairs in a set,
+    // for the common case where neither host is a wildcard.
+    const used: Array<{ host: string; subset: string }> = [];
+    const usedExact = new Set<string>();
     for (const vs of ctx.of("VirtualService")) {
-      for (const d of destinationsOf(vs))
-        if (d.subset) used.add(`${resolveHost(d.host, vs.namespace)}|${d.subset}`);
+      for (const d of destinationsOf(vs)) {
+        if (!d.subset) continue;
+        const host = resolveHost(d.host, vs.namespace);
+        used.push({ host, subset: d.subset });
+        usedExact.add(`${host}|${d.subset}`);
+      }
     }
+    const wildcardUsed = used.filter((u) => u.host.startsWith("*"));
+    const isUsed = (fqdn: string, subset: string): boolean =>
+      usedExact.has(`${fqdn}|${subset}`) ||
+      (fqdn.startsWith("*") ? used : wildcardUsed).some(
+        (u) => u.subset === subset && hostMatches(fqdn, u.host),
+      );
     for (const dr of ctx.of("DestinationRule")) {
       const host = str(obj(dr.object.spec)?.host);
       if (!host) continue;
       const fqdn = resolveHost(host, dr.namespace);
       arr(obj(dr.object.spec)?.subsets).forEach((s, i) => {
         const name = str(obj(s)?.name);
-        if (name && !used.has(`${fqdn}|${name}`))
+        // The same host matching as virtualservice.subset (subsetsFor): a wildcard rule's subset is used by a
+        // route to any host the wildcard covers.
+        if (name && !isUsed(fqdn, name))
           report(
             dr,
             "ISM0001",

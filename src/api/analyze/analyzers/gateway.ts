@@ -3,7 +3,14 @@
 import type { Resource } from "../../resource.ts";
 import { arr, obj, str } from "../../validate/checker.ts";
 import type { Analyzer } from "../analyzer.ts";
-import { formatLabels, hostsOverlap, selectorMatches, stringMap } from "../context.ts";
+import {
+  formatLabels,
+  hostsOverlap,
+  type ServicePort,
+  selectorMatches,
+  stringMap,
+  type Workload,
+} from "../context.ts";
 
 function selectorOf(gw: Resource): Record<string, string> {
   return stringMap(obj(gw.object.spec)?.selector);
@@ -104,12 +111,20 @@ export const gatewayPortAnalyzer: Analyzer = {
           pods.some((p) => p.namespace === s.namespace && selectorMatches(s.selector!, p.labels)),
       );
       if (services.length === 0) continue;
+      // The ports the gateway proxy is reached on: a Service port's targetPort when it has one (the proxy
+      // listens there, as in Istio's IngressGatewayPortAnalyzer), else the port itself. A named targetPort is
+      // resolved through the selected pods' container port names; when no pod names it, it is ignored and the
+      // Service port counts instead (as Istio does, whose IntValue() of a name is 0), so that an unresolvable
+      // name never causes a report.
       const exposed = new Set<number>();
-      for (const s of services)
+      for (const s of services) {
+        const selected = pods.filter(
+          (p) => p.namespace === s.namespace && selectorMatches(s.selector!, p.labels),
+        );
         for (const p of s.ports) {
-          exposed.add(p.number);
-          if (typeof p.targetPort === "number") exposed.add(p.targetPort);
+          for (const n of listeningPorts(p, selected)) exposed.add(n);
         }
+      }
       for (const server of serversOf(gw)) {
         if (!exposed.has(server.port))
           report(
@@ -123,3 +138,16 @@ export const gatewayPortAnalyzer: Analyzer = {
     }
   },
 };
+
+/** Where the pods behind a Service port listen: its targetPort (number, or name resolved in the pods). */
+function listeningPorts(p: ServicePort, pods: readonly Workload[]): number[] {
+  const target = p.targetPort;
+  if (typeof target === "number") return [target];
+  if (typeof target === "string") {
+    // Kubernetes reads a targetPort of digits given as a string as that number.
+    if (/^\d+$/.test(target)) return [Number(target)];
+    const named = [...new Set(pods.flatMap((w) => w.portNames.get(target) ?? []))];
+    if (named.length > 0) return named;
+  }
+  return [p.number];
+}

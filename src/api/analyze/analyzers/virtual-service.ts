@@ -3,7 +3,15 @@
 import type { Resource } from "../../resource.ts";
 import { arr, obj, type Path, str } from "../../validate/checker.ts";
 import type { Analyzer } from "../analyzer.ts";
-import { type AnalysisContext, hostMatches, hostsOverlap, resolveHost } from "../context.ts";
+import {
+  type AnalysisContext,
+  type ExportScope,
+  exportScope,
+  hostMatches,
+  hostsOverlap,
+  resolveHost,
+  scopesOverlap,
+} from "../context.ts";
 
 interface DestinationRef {
   readonly host: string;
@@ -115,7 +123,9 @@ export const destinationHostAnalyzer: Analyzer = {
               [...d.path, "port"],
               `Referenced ${what}:port not found: "${d.host}:${d.port}"`,
             );
-        } else if (ports.length > 1 && services.some((s) => s.resource.kind === "Service")) {
+        } else if (ports.length > 1) {
+          // As Istio's checkServiceEntryPorts: any service with several ports, a ServiceEntry as much as a
+          // Kubernetes Service (Istio sees both as ServiceEntries).
           report(
             vs,
             "IST0112",
@@ -170,25 +180,35 @@ export const subsetAnalyzer: Analyzer = {
   },
 };
 
+/**
+ * Mesh VirtualServices for one host conflict when some namespace sees both of them: Istio keys the hosts on
+ * exportTo scope + FQDN, so VirtualServices exported only to their own namespaces ("." or the namespace's
+ * name) conflict only with those visible there, and one exported everywhere (exportTo unset or "*") with
+ * every other. Hosts are compared as resolved FQDNs, not by wildcard matching.
+ */
 export const conflictingMeshHostsAnalyzer: Analyzer = {
   name: "virtualservice.conflictingmeshgatewayhosts",
   codes: ["IST0109"],
-  description: "several mesh VirtualServices for one host",
+  description: "several mesh VirtualServices for one host, visible in one namespace",
   run(ctx, report) {
-    const byHost = new Map<string, Resource[]>();
+    const byHost = new Map<string, Array<{ vs: Resource; scope: ExportScope }>>();
     for (const vs of ctx.of("VirtualService")) {
       const gws = gatewaysOf(vs);
       if (gws.length > 0 && !gws.includes("mesh")) continue;
+      const scope = exportScope(obj(vs.object.spec)?.exportTo, vs.namespace);
       for (const h of new Set(hostsOf(vs).map((h) => resolveHost(h, vs.namespace)))) {
         const list = byHost.get(h) ?? [];
-        list.push(vs);
+        list.push({ vs, scope });
         byHost.set(h, list);
       }
     }
     for (const [host, list] of byHost) {
       if (list.length < 2) continue;
-      const names = list.map((v) => `${v.namespace}/${v.name}`).join(",");
-      for (const vs of list) {
+      for (const entry of list) {
+        const group = list.filter((o) => o === entry || scopesOverlap(o.scope, entry.scope));
+        if (group.length < 2) continue;
+        const names = group.map((o) => `${o.vs.namespace}/${o.vs.name}`).join(",");
+        const { vs } = entry;
         const i = hostsOf(vs).findIndex((h) => resolveHost(h, vs.namespace) === host);
         report(
           vs,
@@ -205,7 +225,7 @@ export const conflictingMeshHostsAnalyzer: Analyzer = {
 export const unreachableRulesAnalyzer: Analyzer = {
   name: "virtualservice.unreachablerules",
   codes: ["IST0130", "IST0131"],
-  description: "HTTP rules after a catch-all, and matches that repeat an earlier one",
+  description: "HTTP and TCP rules after a catch-all, and matches that repeat an earlier one",
   run(ctx, report) {
     for (const vs of ctx.of("VirtualService")) {
       for (const section of ["http", "tcp", "tls"]) {
@@ -214,7 +234,9 @@ export const unreachableRulesAnalyzer: Analyzer = {
         let catchAll = -1;
         routes.forEach((route, i) => {
           const matches = arr(obj(route)?.match);
-          if (section === "http" && catchAll !== -1) {
+          // As Istio's analyzeUnreachableHTTPRules and analyzeUnreachableTCPRules (TLS rules cannot be
+          // match-less: validation requires their matches).
+          if (catchAll !== -1) {
             report(
               vs,
               "IST0130",
@@ -225,7 +247,7 @@ export const unreachableRulesAnalyzer: Analyzer = {
             return;
           }
           if (matches.length === 0) {
-            if (section === "http" && i < routes.length - 1) catchAll = i;
+            if (i < routes.length - 1) catchAll = i;
             return;
           }
           let dupes = 0;

@@ -116,11 +116,12 @@ export const authorizationWorkloadsAnalyzer: Analyzer = {
   },
 };
 
-const PROTOCOL_PREFIXES = [
-  "grpc-web",
+/** Istio's protocol names (protocol.Parse), as a port name's prefix or an appProtocol. */
+const PROTOCOLS = new Set([
   "tcp",
   "udp",
   "grpc",
+  "grpc-web",
   "http",
   "http_proxy",
   "http2",
@@ -129,30 +130,52 @@ const PROTOCOL_PREFIXES = [
   "mongo",
   "redis",
   "mysql",
-];
-const WELL_KNOWN_PORTS = new Set([80, 443, 3306, 27017, 6379]);
+]);
+/** appProtocol values Istio maps from Kubernetes' own protocol names (HTTP/2 cleartext, WebSocket). */
+const KUBERNETES_APP_PROTOCOLS = new Set(["kubernetes.io/h2c", "kubernetes.io/ws", "kubernetes.io/wss"]);
+/**
+ * Ports that Istio's ConvertProtocol treats as TCP when nothing names a protocol: SMTP, DNS, MySQL, MongoDB
+ * (pkg/config/kube/conversion.go, wellKnownPorts).
+ */
+const WELL_KNOWN_PORTS = new Set([25, 53, 3306, 27017]);
+
+/**
+ * Whether Istio can tell a Service port's protocol, as its ConvertProtocol: UDP ports are UDP; otherwise the
+ * appProtocol if set, else the name, read as "grpc-web..." or "<protocol>[-suffix]"; failing that, the
+ * well-known ports are TCP.
+ */
+function protocolKnown(port: Readonly<Record<string, unknown>>): boolean {
+  if (str(port.protocol) === "UDP") return true;
+  const appProtocol = str(port.appProtocol);
+  const name = (appProtocol ?? str(port.name) ?? "").toLowerCase();
+  if (appProtocol !== undefined && KUBERNETES_APP_PROTOCOLS.has(name)) return true;
+  const prefix = name.startsWith("grpc-web") ? "grpc-web" : name.split("-")[0]!;
+  if (PROTOCOLS.has(prefix)) return true;
+  return typeof port.port === "number" && WELL_KNOWN_PORTS.has(port.port);
+}
 
 export const portNameAnalyzer: Analyzer = {
   name: "service.portname",
   codes: ["IST0118"],
-  description: "Service ports whose protocol Istio cannot tell from name or appProtocol",
+  description: "Service ports whose protocol Istio cannot tell from appProtocol or name",
   run(ctx, report) {
     for (const svc of ctx.of("Service")) {
       const spec = obj(svc.object.spec);
       if (str(spec?.type) === "ExternalName") continue;
       arr(spec?.ports).forEach((p, i) => {
         const port = obj(p);
-        if (!port || str(port.appProtocol) || str(port.protocol) === "UDP") return;
-        const name = (str(port.name) ?? "").toLowerCase();
-        const prefix = name.startsWith("grpc-web") ? "grpc-web" : name.split("-")[0]!;
-        if (PROTOCOL_PREFIXES.includes(prefix)) return;
-        if (typeof port.port === "number" && WELL_KNOWN_PORTS.has(port.port)) return;
+        if (!port || protocolKnown(port)) return;
+        const appProtocol = str(port.appProtocol);
+        const why =
+          appProtocol !== undefined
+            ? ` Its appProtocol "${appProtocol}", which Istio reads in place of the name, names no protocol Istio supports.`
+            : "";
         report(
           svc,
           "IST0118",
           "info",
           ["spec", "ports", i, "name"],
-          `Port name ${str(port.name) ?? ""} (port: ${String(port.port)}, targetPort: ${String(port.targetPort ?? port.port)}) doesn't follow the naming convention of Istio port.`,
+          `Port name ${str(port.name) ?? ""} (port: ${String(port.port)}, targetPort: ${String(port.targetPort ?? port.port)}) doesn't follow the naming convention of Istio port.${why}`,
         );
       });
     }
