@@ -1,14 +1,12 @@
 // `isthmus` — one binary, subcommands after istioctl's verbs.
 
 import { VERSION } from "../version.ts";
-import { runAnalyze } from "./commands/analyze.ts";
-import { runProxy } from "./commands/proxy.ts";
-import { runValidate } from "./commands/validate.ts";
 import { UsageError } from "./usage-error.ts";
 
 interface Command {
   readonly summary: string;
-  readonly run: (args: string[], io: CommandIO) => Promise<number>;
+  /** Loaded on use: `isthmus proxy` must not pay for the config API's schemas, nor the other way round. */
+  readonly load: () => Promise<(args: string[], io: CommandIO) => Promise<number>>;
 }
 
 export interface CommandIO {
@@ -19,10 +17,16 @@ export interface CommandIO {
 const COMMANDS: Record<string, Command> = {
   validate: {
     summary: "check Istio and Kubernetes resources against their schemas and Istio's rules",
-    run: runValidate,
+    load: async () => (await import("./commands/validate.ts")).runValidate,
   },
-  analyze: { summary: "find problems across resources (Istio's IST codes)", run: runAnalyze },
-  proxy: { summary: "run the data-plane proxy from a ProxyConfig file (like envoy -c)", run: runProxy },
+  analyze: {
+    summary: "find problems across resources (Istio's IST codes)",
+    load: async () => (await import("./commands/analyze.ts")).runAnalyze,
+  },
+  proxy: {
+    summary: "run the data-plane proxy from a ProxyConfig file (like envoy -c)",
+    load: async () => (await import("./commands/proxy.ts")).runProxy,
+  },
 };
 
 const HELP = `isthmus ${VERSION} — a service mesh for multi-cluster and hybrid cloud that speaks Istio's API
@@ -54,7 +58,8 @@ export async function main(argv: string[], io: CommandIO = defaultIO): Promise<n
     return 2;
   }
   try {
-    return await command.run(rest, io);
+    const run = await command.load();
+    return await run(rest, io);
   } catch (e) {
     if (e instanceof UsageError) {
       io.err(`isthmus ${name}: ${e.message}\nRun 'isthmus ${name} --help' for usage.\n`);

@@ -1,7 +1,5 @@
 // Reading a ProxyConfig from a bootstrap file (YAML or JSON), with errors that name the file, line and field.
 import { readFile, stat } from "node:fs/promises";
-import { LineCounter, parseDocument } from "yaml";
-import { positionOf } from "../../common/yaml-position.ts";
 import type { ProxyConfig } from "./types.ts";
 import { type ConfigProblem, validateProxyConfig } from "./validate.ts";
 
@@ -38,7 +36,25 @@ export async function loadProxyConfigFile(file: string): Promise<LoadedConfig> {
   return parseProxyConfig(file, text);
 }
 
-export function parseProxyConfig(file: string, text: string): LoadedConfig {
+/**
+ * A valid JSON config is read without loading the YAML library (about 12 MB a sidecar need not carry);
+ * YAML, and any config with problems, goes through it for line and column numbers.
+ */
+export async function parseProxyConfig(file: string, text: string): Promise<LoadedConfig> {
+  if (/^\s*\{/.test(text)) {
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch {
+      value = undefined;
+    }
+    if (value !== undefined) {
+      const quick = checkProxyConfig(value, (p) => format(file, undefined, p));
+      if (quick.ok) return quick;
+    }
+  }
+  const { LineCounter, parseDocument } = await import("yaml");
+  const { positionOf } = await import("../../common/yaml-position.ts");
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, uniqueKeys: true, prettyErrors: false, logLevel: "silent" });
   if (doc.errors.length > 0) {

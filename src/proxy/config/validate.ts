@@ -2,9 +2,9 @@
 // (unique names, references, one action per route, RE2 syntax, TLS material that loads). A config with any
 // error is refused as a whole; the running config stays.
 import tls from "node:tls";
-import { Ajv2020, type ErrorObject } from "ajv/dist/2020.js";
+import type { ErrorObject } from "ajv";
 import RE2 from "re2";
-import { PROXY_CONFIG_SCHEMA } from "./schema.ts";
+import { validate as validateSchema } from "./schema-validator.gen.ts";
 import type { ProxyConfig, RouteConfiguration } from "./types.ts";
 
 export interface ConfigProblem {
@@ -14,11 +14,13 @@ export interface ConfigProblem {
   readonly message: string;
 }
 
-const ajv = new Ajv2020({ allErrors: true, strict: false });
-const validateSchema = ajv.compile(PROXY_CONFIG_SCHEMA);
+/** The schema validator, compiled ahead of time from schema.ts by `npm run gen:proxy-schema`. */
+const checkSchema = validateSchema as unknown as ((v: unknown) => boolean) & {
+  errors?: ErrorObject[] | null;
+};
 
 export function validateProxyConfig(value: unknown): ConfigProblem[] {
-  if (!validateSchema(value)) return schemaProblems(validateSchema.errors ?? []);
+  if (!checkSchema(value)) return schemaProblems(checkSchema.errors ?? []);
   return semanticProblems(value as ProxyConfig);
 }
 

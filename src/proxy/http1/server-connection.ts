@@ -3,7 +3,7 @@
 // a pipelined next request wait in the buffer) and is itself the pool waiter and the response handler of its
 // current request, so a request allocates no closures or promises.
 import net from "node:net";
-import { Http2UpstreamExchange } from "../http2/upstream-exchange.ts";
+import { http2Module } from "../http2/lazy.ts";
 import { computeHash } from "../lb/hash-policy.ts";
 import type { HttpRuntime } from "../listener/http-runtime.ts";
 import { redirectLocation } from "../router/redirect.ts";
@@ -197,7 +197,7 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
     if (head.expectContinue && head.minor === 1) this.socket.write("HTTP/1.1 100 Continue\r\n\r\n");
     this.state = WAIT_POOL;
     if (cluster.h2) {
-      this.onPoolReady(new Http2UpstreamExchange(cluster.h2, ep));
+      this.onPoolReady(new (http2Module().Http2UpstreamExchange)(cluster.h2, ep));
       return;
     }
     this.pool = cluster.pool(ep);

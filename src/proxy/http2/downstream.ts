@@ -14,9 +14,6 @@ import type { ResponseHandler, UpstreamHttp1Connection } from "../upstream/http1
 import type { PoolWaiter } from "../upstream/http1-pool.ts";
 import { ResponseFlag } from "../upstream/response-flags.ts";
 
-/** The client connection preface of RFC 9113 3.4. */
-export const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
-
 /** Connection-specific fields, forbidden in HTTP/2 (RFC 9113 8.2.2) and hop-by-hop in HTTP/1. */
 const CONNECTION_SPECIFIC = new Set([
   "connection",

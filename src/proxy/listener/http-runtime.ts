@@ -3,7 +3,8 @@
 // swap changes what the next request sees without touching open connections.
 import type { HttpConnectionManagerConfig, ListenerLimits } from "../config/types.ts";
 import type { HeadLimits } from "../http1/head-parser.ts";
-import { Http2Downstream } from "../http2/downstream.ts";
+import type { Http2Downstream } from "../http2/downstream.ts";
+import { http2Module } from "../http2/lazy.ts";
 import type { RouteTable } from "../router/route-table.ts";
 import type { Counter, Gauge, StatsStore } from "../stats/stats.ts";
 import type { ClusterManager } from "../upstream/cluster.ts";
@@ -87,7 +88,7 @@ export class HttpRuntime {
 
   /** The HTTP/2 side of this chain, created on the first HTTP/2 connection. */
   get h2(): Http2Downstream {
-    this.h2Downstream ??= new Http2Downstream(this);
+    this.h2Downstream ??= new (http2Module().Http2Downstream)(this);
     return this.h2Downstream;
   }
 

@@ -5,7 +5,7 @@ import net from "node:net";
 import tls from "node:tls";
 import type { FilterChainConfig, ListenerConfig, RouteConfiguration } from "../config/types.ts";
 import { Http1ServerConnection } from "../http1/server-connection.ts";
-import { H2_PREFACE } from "../http2/downstream.ts";
+import { H2_PREFACE } from "../http2/preface.ts";
 import { RouteTable } from "../router/route-table.ts";
 import type { StatsStore } from "../stats/stats.ts";
 import type { ClusterManager } from "../upstream/cluster.ts";

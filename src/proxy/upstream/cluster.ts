@@ -3,7 +3,8 @@
 // predecessor so that counters and idle keep-alive connections survive a config swap.
 import type tls from "node:tls";
 import type { ClusterConfig, LbPolicy } from "../config/types.ts";
-import { Http2Sessions } from "../http2/upstream-sessions.ts";
+import { http2Module } from "../http2/lazy.ts";
+import type { Http2Sessions } from "../http2/upstream-sessions.ts";
 import { createLoadBalancer } from "../lb/index.ts";
 import type { LbEndpoint, LoadBalancer } from "../lb/load-balancer.ts";
 import { type Counter, type Gauge, StatsStore } from "../stats/stats.ts";
@@ -100,7 +101,8 @@ export class Cluster {
     const reuse = previous && sameConnectionSettings(previous.config, config) ? previous : undefined;
     this.h2 =
       config.protocol === "http2"
-        ? (reuse?.h2 ?? new Http2Sessions(upstreamTls(config), config.connectTimeoutMs ?? 10_000))
+        ? (reuse?.h2 ??
+          new (http2Module().Http2Sessions)(upstreamTls(config), config.connectTimeoutMs ?? 10_000))
         : undefined;
     const eps: Endpoint[] = [];
     for (const e of config.endpoints) {
