@@ -171,6 +171,8 @@ function peakRssMb(pid: number): number {
 
 async function main(): Promise<void> {
   ensureTools();
+  // Measure the compiled proxy, as installed (bin/isthmus.js falls back to the sources when dist/ is stale).
+  execFileSync(process.execPath, [join(root, "scripts", "build.ts")], { stdio: "ignore" });
   const [backendPort, nginxPort, isthmusPort] = [await freePort(), await freePort(), await freePort()];
   startNginx(
     "backend",

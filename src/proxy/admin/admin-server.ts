@@ -3,9 +3,9 @@
 // through the proxy's own head parser rather than node:http, which would cost a sidecar about 10 MB of memory
 // for a handful of requests a minute; one request per connection, then close.
 import net from "node:net";
-import RE2 from "re2";
 import { parseRequestHead } from "../http1/head-parser.ts";
 import { statusText } from "../http1/local-reply.ts";
+import { RE2 } from "../lazy-modules.ts";
 import type { ProxyServer } from "../proxy.ts";
 
 export interface AdminOptions {
@@ -181,9 +181,9 @@ function respond(socket: net.Socket, status: number, body: string, type = "text/
 }
 
 /** Envoy's filter is an RE2 regex too: no backtracking on whatever an operator types. */
-function safeRegExp(s: string): RE2 | undefined {
+function safeRegExp(s: string): { test(s: string): boolean } | undefined {
   try {
-    return new RE2(s, "u");
+    return new (RE2())(s, "u");
   } catch {
     return undefined;
   }

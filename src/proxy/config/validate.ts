@@ -1,9 +1,8 @@
 // ProxyConfig validation: the JSON Schema first (types, unknown fields), then the rules a schema cannot say
 // (unique names, references, one action per route, RE2 syntax, TLS material that loads). A config with any
 // error is refused as a whole; the running config stays.
-import tls from "node:tls";
 import type { ErrorObject } from "ajv";
-import RE2 from "re2";
+import { RE2, tlsModule } from "../lazy-modules.ts";
 import { validate as validateSchema } from "./schema-validator.gen.ts";
 import type { ProxyConfig, RouteConfiguration } from "./types.ts";
 
@@ -228,7 +227,7 @@ function re2(err: Report, path: Array<string | number>, pattern: string): void {
     return;
   }
   try {
-    new RE2(pattern, "u");
+    new (RE2())(pattern, "u");
   } catch (e) {
     err(path, `"${pattern}" is not a valid RE2 regex: ${(e as Error).message}`);
   }
@@ -236,7 +235,11 @@ function re2(err: Report, path: Array<string | number>, pattern: string): void {
 
 function tlsLoads(err: Report, path: Array<string | number>, cert?: string, key?: string, ca?: string): void {
   try {
-    tls.createSecureContext({ ...(cert ? { cert } : {}), ...(key ? { key } : {}), ...(ca ? { ca } : {}) });
+    tlsModule().createSecureContext({
+      ...(cert ? { cert } : {}),
+      ...(key ? { key } : {}),
+      ...(ca ? { ca } : {}),
+    });
   } catch (e) {
     // The library's message names the problem (e.g. "PEM routines::no start line"); the key itself is never echoed.
     err(path, `TLS material does not load: ${(e as Error).message}`);

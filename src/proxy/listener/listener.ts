@@ -2,10 +2,11 @@
 // per connection (destination port, then SNI and ALPN after a TLS handshake, most specific first). A config
 // swap replaces the chains in place: the socket stays bound and open connections keep their runtime.
 import net from "node:net";
-import tls from "node:tls";
+import type tls from "node:tls";
 import type { FilterChainConfig, ListenerConfig, RouteConfiguration } from "../config/types.ts";
 import { Http1ServerConnection } from "../http1/server-connection.ts";
 import { H2_PREFACE } from "../http2/preface.ts";
+import { tlsModule } from "../lazy-modules.ts";
 import { RouteTable } from "../router/route-table.ts";
 import type { StatsStore } from "../stats/stats.ts";
 import type { ClusterManager } from "../upstream/cluster.ts";
@@ -77,7 +78,7 @@ export class Listener {
   ): FilterChainRuntime[] {
     return config.filterChains.map((fc) => {
       const secureContext = fc.tls
-        ? tls.createSecureContext({
+        ? tlsModule().createSecureContext({
             cert: fc.tls.certificateChain,
             key: fc.tls.privateKey,
             ...(fc.tls.validationContext ? { ca: fc.tls.validationContext } : {}),
@@ -144,7 +145,7 @@ export class Listener {
     const tlsChains = this.chains.filter((c) => c.secureContext !== undefined);
     const alpn = [...new Set(tlsChains.flatMap((c) => c.config.tls?.alpnProtocols ?? ["h2", "http/1.1"]))];
     const requireCert = tlsChains.some((c) => c.config.tls?.requireClientCertificate);
-    const socket = new tls.TLSSocket(raw, {
+    const socket = new (tlsModule().TLSSocket)(raw, {
       isServer: true,
       ALPNProtocols: alpn,
       requestCert: requireCert,
@@ -211,7 +212,8 @@ export class Listener {
     }
     const http = chain.http;
     if (!http) return;
-    const negotiated = socket instanceof tls.TLSSocket ? socket.alpnProtocol : false;
+    const negotiated =
+      (socket as tls.TLSSocket).encrypted === true ? (socket as tls.TLSSocket).alpnProtocol : false;
     if (negotiated === "h2" || http.codec === "http2") http.h2.handle(socket, preread);
     else if (negotiated === "http/1.1" || http.codec === "http1") new Http1ServerConnection(socket, http);
     else

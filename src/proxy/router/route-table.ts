@@ -1,7 +1,7 @@
 // A RouteConfiguration compiled for lookup: virtual hosts by authority (exact, suffix and prefix wildcards,
 // default), and each route's match as a precompiled predicate. Built once when config arrives; lookup per
 // request does no compilation and no allocation beyond what the request itself brings.
-import RE2 from "re2";
+
 import type {
   DirectResponseAction,
   HeaderMatcher,
@@ -13,6 +13,7 @@ import type {
   RouteConfiguration,
   VirtualHostConfig,
 } from "../config/types.ts";
+import { RE2 } from "../lazy-modules.ts";
 
 /** What routing needs from a request, whatever its protocol. */
 export interface RouteInput {
@@ -146,7 +147,7 @@ function compileRoute(
     if (p !== "/" && p !== "")
       preds.push(ci ? (_i, path) => path.toLowerCase().startsWith(p) : (_i, path) => path.startsWith(p));
   } else if (m.regex !== undefined) {
-    const re = new RE2(`^(?:${m.regex})$`, ci ? "iu" : "u");
+    const re = new (RE2())(`^(?:${m.regex})$`, ci ? "iu" : "u");
     preds.push((_i, path) => re.test(path));
   }
   for (const h of m.headers ?? []) preds.push(compileHeaderMatcher(h));
@@ -225,7 +226,7 @@ function compileRewrite(
 ): ((path: string, pathOnly: string, query: string) => string) | undefined {
   const withQuery = (p: string, query: string) => (query === "" ? p : `${p}?${query}`);
   if (action.regexRewrite) {
-    const re = new RE2(action.regexRewrite.pattern, "gu");
+    const re = new (RE2())(action.regexRewrite.pattern, "gu");
     // RE2's replace uses $1; Envoy's substitution uses \1.
     const sub = action.regexRewrite.substitution.replace(/\\(\d)/g, "$$$1");
     return (_path, pathOnly, query) => withQuery(pathOnly.replace(re, sub), query);
@@ -274,7 +275,7 @@ function compileHeaderMatcher(m: HeaderMatcher): (input: RouteInput) => boolean 
     const s = m.suffix;
     test = (v) => v.endsWith(s);
   } else if (m.regex !== undefined) {
-    const re = new RE2(`^(?:${m.regex})$`, "u");
+    const re = new (RE2())(`^(?:${m.regex})$`, "u");
     test = (v) => re.test(v);
   } else {
     test = () => true;
@@ -299,7 +300,7 @@ function compileQueryMatcher(
     const p = m.prefix;
     test = (v) => v.startsWith(p);
   } else if (m.regex !== undefined) {
-    const re = new RE2(`^(?:${m.regex})$`, "u");
+    const re = new (RE2())(`^(?:${m.regex})$`, "u");
     test = (v) => re.test(v);
   } else {
     test = () => true;

@@ -2,7 +2,8 @@
 // limits, with waiters queued (and refused beyond the pending limit). Waiters and response handlers are
 // long-lived objects implementing the interfaces below: no closure or promise is created per request.
 import net from "node:net";
-import tls from "node:tls";
+import type tls from "node:tls";
+import { tlsModule } from "../lazy-modules.ts";
 import type { LbEndpoint } from "../lb/load-balancer.ts";
 import type { ClusterLimits } from "./cluster.ts";
 import { UpstreamHttp1Connection } from "./http1-connection.ts";
@@ -73,7 +74,7 @@ export class Http1Pool {
     this.limits.connectionsTotal.inc();
     const o = this.options;
     const socket = o.tls
-      ? tls.connect({ ...o.tls, host: this.endpoint.address, port: this.endpoint.port })
+      ? tlsModule().connect({ ...o.tls, host: this.endpoint.address, port: this.endpoint.port })
       : net.connect({ host: this.endpoint.address, port: this.endpoint.port, noDelay: true });
     new UpstreamHttp1Connection(this, socket, waiter);
   }
