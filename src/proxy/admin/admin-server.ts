@@ -69,7 +69,13 @@ export class AdminServer {
   }
 
   private handle(method: string, target: string, socket: net.Socket): void {
-    const url = new URL(target, "http://admin");
+    // URL.parse gives null where new URL throws: a target such as "http://[" used to throw here, inside the
+    // socket's data handler, and take the whole proxy process down with an uncaught exception.
+    const url = URL.parse(target, "http://admin");
+    if (url === null) {
+      respond(socket, 400, "invalid request target\n");
+      return;
+    }
     const json = url.searchParams.get("format") === "json";
     const send = (status: number, body: string, type = "text/plain; charset=utf-8") =>
       respond(socket, status, body, type);

@@ -23,12 +23,54 @@ export function validateProxyConfig(value: unknown): ConfigProblem[] {
   return semanticProblems(value as ProxyConfig);
 }
 
+/**
+ * oneOf alternatives that a discriminator settles: the failed oneOf's branches that failed a `const` on one
+ * of the object's own fields (type: "tcp" when the filter says type: "http") are ruled out; when exactly one
+ * branch is left, its errors are the real ones. Returns the schema-path prefixes of those chosen branches
+ * ("…/oneOf/0/") and the oneOf errors they replace. Without this, a typo anywhere inside an inline
+ * routeConfig was reported only as "filter: does not match any allowed form", naming no field.
+ */
+function settledOneOfs(errors: readonly ErrorObject[]): { branches: Set<string>; settled: Set<ErrorObject> } {
+  const branches = new Set<string>();
+  const settled = new Set<ErrorObject>();
+  for (const e of errors) {
+    if (e.keyword !== "oneOf") continue;
+    const base = `${e.schemaPath}/`;
+    const seen = new Set<string>();
+    const ruledOut = new Set<string>();
+    for (const x of errors) {
+      if (!x.schemaPath.startsWith(base)) continue;
+      const branch = x.schemaPath.slice(base.length).split("/")[0]!;
+      seen.add(branch);
+      const parent = x.instancePath.slice(0, x.instancePath.lastIndexOf("/"));
+      if (x.keyword === "const" && parent === e.instancePath) ruledOut.add(branch);
+    }
+    const left = [...seen].filter((b) => !ruledOut.has(b));
+    if (left.length === 1 && ruledOut.size > 0) {
+      branches.add(`${base}${left[0]}/`);
+      settled.add(e);
+    }
+  }
+  return { branches, settled };
+}
+
+/** Whether every oneOf branch on an error's schema path is a chosen one (or it is under no oneOf at all). */
+function inChosenBranches(schemaPath: string, branches: ReadonlySet<string>): boolean {
+  for (let i = schemaPath.indexOf("/oneOf/"); i !== -1; i = schemaPath.indexOf("/oneOf/", i + 1)) {
+    const end = schemaPath.indexOf("/", i + "/oneOf/".length);
+    if (end === -1 || !branches.has(schemaPath.slice(0, end + 1))) return false;
+  }
+  return true;
+}
+
 function schemaProblems(errors: readonly ErrorObject[]): ConfigProblem[] {
   const out: ConfigProblem[] = [];
   const seen = new Set<string>();
+  const { branches, settled } = settledOneOfs(errors);
   for (const e of errors) {
-    // oneOf reports every branch's failures; keep the branch-independent summary.
-    if (e.schemaPath.includes("/oneOf/")) continue;
+    // oneOf reports every branch's failures; keep those of the branch a discriminator chose, else the
+    // branch-independent summary.
+    if (settled.has(e) || !inChosenBranches(e.schemaPath, branches)) continue;
     const path = pointer(e.instancePath);
     let message: string;
     let at = path;

@@ -14,6 +14,7 @@ const enum_ = {
   TRAILER_LF: 8,
   FINAL_LF: 9,
   DONE: 10,
+  SIZE_BWS: 11,
 } as const;
 
 /** A chunk-size line longer than this (hex digits + extensions) is refused. */
@@ -69,13 +70,28 @@ export class ChunkedDecoder {
           } else if (ch === 0x0d) {
             this.state = enum_.SIZE_LF;
             i++;
-          } else if (ch === 0x3b || ch === 0x20 || ch === 0x09) {
+          } else if (ch === 0x3b) {
             this.state = enum_.SIZE_EXT;
+            i++;
+          } else if (ch === 0x20 || ch === 0x09) {
+            this.state = enum_.SIZE_BWS;
             i++;
           } else {
             return this.fail("invalid chunk size");
           }
           if (++this.lineBytes > MAX_SIZE_LINE) return this.fail("chunk size line too long");
+          break;
+        }
+        case enum_.SIZE_BWS: {
+          // Whitespace after the size may only lead to ";" (chunk-ext = *( BWS ";" ... )) or the CRLF. "5 5" was
+          // taken as size 5 with an extension " 5", while a server that skips spaces in sizes reads 0x55: the
+          // body is forwarded as is, so the two would disagree on where it ends.
+          const ch = buf[i]!;
+          if (ch === 0x3b) this.state = enum_.SIZE_EXT;
+          else if (ch === 0x0d) this.state = enum_.SIZE_LF;
+          else if (ch !== 0x20 && ch !== 0x09) return this.fail("invalid chunk size");
+          if (++this.lineBytes > MAX_SIZE_LINE) return this.fail("chunk size line too long");
+          i++;
           break;
         }
         case enum_.SIZE_EXT: {

@@ -78,9 +78,12 @@ function headEnd(buf: Buffer, start: number, limits: HeadLimits): number {
   const end = buf.indexOf(CRLFCRLF, start);
   if (end !== -1) return end + 4 - start > limits.maxHeadBytes ? -3 : end + 4;
   if (buf.length - start > limits.maxHeadBytes) return -3;
-  // Not complete: a head terminated by bare LFs would otherwise wait for the timeout.
-  const lf = buf.indexOf(0x0a, start);
-  if (lf !== -1 && (lf === start || buf[lf - 1] !== 0x0d)) return -2;
+  // Not complete: a head terminated by bare LFs would otherwise wait for the timeout. Every LF received so
+  // far is checked, not only the first: "GET / HTTP/1.1\r\nHost: a\n\n" (a proper request line, then bare LFs)
+  // used to wait for the header timeout instead of getting its 400.
+  for (let lf = buf.indexOf(0x0a, start); lf !== -1; lf = buf.indexOf(0x0a, lf + 1)) {
+    if (lf === start || buf[lf - 1] !== 0x0d) return -2;
+  }
   return -1;
 }
 
@@ -185,6 +188,10 @@ function parseFields(head: string, from: number, to: number, limits: HeadLimits,
           if (token === "") continue;
           if (token === "close") c.connClose = true;
           else if (token === "keep-alive") c.connKeepAlive = true;
+          // Content-Length frames the message; it is never a connection option (RFC 9110 7.6.1). Listed here it
+          // used to be dropped as hop-by-hop while the body was still forwarded, unframed: the next hop read the
+          // body as a new request (request smuggling), or a response body as the rest of the stream.
+          else if (token === "content-length") continue;
           else {
             if (token === "upgrade") c.connUpgrade = true;
             if (c.connectionTokens === null) c.connectionTokens = [];
@@ -231,6 +238,21 @@ function common(): Common {
   };
 }
 
+/**
+ * A request line whose version is not HTTP/1.0 or HTTP/1.1: 505 only for a well-formed HTTP-version
+ * ("HTTP/" DIGIT "." DIGIT, RFC 9112 2.3) we do not speak; anything else is a malformed request line (400).
+ * "HTTP/1.1\rHost: a" or "HTTP/1.1 x" used to get 505 because they merely start with "HTTP/".
+ */
+function badVersion(
+  head: string,
+  from: number,
+  to: number,
+): { kind: "error"; status: number; reason: string } {
+  return /^HTTP\/[0-9]\.[0-9]$/.test(head.slice(from, to))
+    ? fail(505, "HTTP version not supported")
+    : fail(400, "malformed request line");
+}
+
 /** Parses a request head at buf[start...]. */
 export function parseRequestHead(
   buf: Buffer,
@@ -252,13 +274,9 @@ export function parseRequestHead(
   for (let i = sp1 + 1; i < sp2; i++) {
     if (TARGET_CHAR[head.charCodeAt(i)] !== 1) return fail(400, "invalid character in the request target");
   }
-  if (eol - sp2 - 1 !== 8 || !head.startsWith("HTTP/1.", sp2 + 1)) {
-    return head.startsWith("HTTP/", sp2 + 1)
-      ? fail(505, "HTTP version not supported")
-      : fail(400, "malformed request line");
-  }
+  if (eol - sp2 - 1 !== 8 || !head.startsWith("HTTP/1.", sp2 + 1)) return badVersion(head, sp2 + 1, eol);
   const minorChar = head.charCodeAt(sp2 + 8);
-  if (minorChar !== 0x30 && minorChar !== 0x31) return fail(505, "HTTP version not supported");
+  if (minorChar !== 0x30 && minorChar !== 0x31) return badVersion(head, sp2 + 1, eol);
   const minor = minorChar - 0x30;
   for (let i = 0; i < eol; i++) {
     const ch = head.charCodeAt(i);

@@ -340,6 +340,9 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
     );
     if (head.chunked && this.dechunk === null) out += "transfer-encoding: chunked\r\n";
     if (!this.keepAlive) out += "connection: close\r\n";
+    // An HTTP/1.0 client takes the connection as closing unless told otherwise (RFC 9112 9.3); without this it
+    // waited for a close that never came, or dropped a connection we kept.
+    else if (req.minor === 0) out += "connection: keep-alive\r\n";
     out += "\r\n";
     // Corked until flush(): the head and the first body bytes leave in one write.
     if (!this.corked) {
@@ -496,8 +499,12 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
     this.finishUpstreamAccounting(false);
     const { status, body } = replyForFlag(flag, detail);
     this.rt.flagCounter(flag).inc();
-    // The request body may be half read: the connection cannot carry another request.
-    if (!this.requestBodyDone) this.keepAlive = false;
+    // The request body may be half read: the connection cannot carry another request. Only when there is a
+    // body: requestBodyDone is set when forwarding starts, so a GET that failed before (connect refused or
+    // timed out, pending overflow) used to have its keep-alive connection closed along with the 503.
+    const req = this.req;
+    if (!this.requestBodyDone && req !== null && (req.chunked || req.contentLength > 0))
+      this.keepAlive = false;
     this.local(status, body, "");
   }
 
@@ -508,8 +515,15 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
     if (req && (req.chunked || req.contentLength > 0) && !this.requestBodyDone && this.upstream === null)
       this.keepAlive = false;
     this.countStatus(status);
+    // As for proxied responses: an HTTP/1.0 client must be told its connection persists.
+    const keepAlive10 = this.keepAlive && req?.minor === 0 ? "connection: keep-alive\r\n" : "";
     this.socket.write(
-      localReplyBytes(status, req?.method === "HEAD" ? "" : body, !this.keepAlive, extraHeaders),
+      localReplyBytes(
+        status,
+        req?.method === "HEAD" ? "" : body,
+        !this.keepAlive,
+        extraHeaders + keepAlive10,
+      ),
       "latin1",
     );
     this.endExchange();

@@ -37,12 +37,12 @@ export class HttpRuntime {
   readonly clusters: ClusterManager;
   readonly mode: "server" | "http_proxy";
   /** Accepted downstream protocols: HTTP/1.1 and HTTP/2 (auto), or only one. */
-  readonly codec: "auto" | "http1" | "http2";
+  codec: "auto" | "http1" | "http2";
   private h2Downstream: Http2Downstream | undefined;
   readonly scheme: "http" | "https";
-  readonly limits: HeadLimits;
-  readonly requestHeadersTimeoutMs: number;
-  readonly idleTimeoutMs: number;
+  limits: HeadLimits;
+  requestHeadersTimeoutMs: number;
+  idleTimeoutMs: number;
   readonly stats: HttpStats;
   readonly connections = new Set<HttpConnection>();
   draining = false;
@@ -84,6 +84,20 @@ export class HttpRuntime {
       protocolErrors: store.counter(`${p}downstream_cx_protocol_error`),
       headerTimeouts: store.counter(`${p}downstream_rq_header_timeout`),
     };
+  }
+
+  /**
+   * Takes over a new config's settings for this chain, in place: the route table, the head limits and
+   * timeouts, the codec. Connections keep a reference to this object, so open ones see the change on their
+   * next request and new ones get it at once. (Only the route table used to be taken over: limits changed by a
+   * config swap were ignored, for new connections too, until a restart.) Counters stay this runtime's.
+   */
+  adopt(next: HttpRuntime): void {
+    this.routeTable = next.routeTable;
+    this.limits = next.limits;
+    this.requestHeadersTimeoutMs = next.requestHeadersTimeoutMs;
+    this.idleTimeoutMs = next.idleTimeoutMs;
+    this.codec = next.codec;
   }
 
   /** The HTTP/2 side of this chain, created on the first HTTP/2 connection. */

@@ -100,8 +100,8 @@ export class Listener {
   }
 
   /**
-   * Swaps in new chains. An HTTP chain with the same name (or position) keeps its runtime object, whose route
-   * table is replaced, so that its open connections see the new routes on their next request.
+   * Swaps in new chains. An HTTP chain with the same name (or position) keeps its runtime object, which adopts
+   * the new route table and limits, so that its open connections see them on their next request.
    */
   commitChains(config: ListenerConfig, next: FilterChainRuntime[]): void {
     this.config = config;
@@ -109,7 +109,7 @@ export class Listener {
     this.chains = next.map((c, i) => {
       const prev = old.find((o) => o.config.name !== undefined && o.config.name === c.config.name) ?? old[i];
       if (prev?.http && c.http && prev.http.scheme === c.http.scheme && prev.http.mode === c.http.mode) {
-        prev.http.routeTable = c.http.routeTable;
+        prev.http.adopt(c.http);
         return { ...c, http: prev.http };
       }
       return c;
@@ -217,7 +217,7 @@ export class Listener {
     if (negotiated === "h2" || http.codec === "http2") http.h2.handle(socket, preread);
     else if (negotiated === "http/1.1" || http.codec === "http1") new Http1ServerConnection(socket, http);
     else
-      sniffPreface(socket, (isH2, bytes) => {
+      sniffPreface(socket, http.idleTimeoutMs, http.requestHeadersTimeoutMs, (isH2, bytes) => {
         if (isH2) http.h2.handle(socket, bytes);
         else {
           if (bytes.length > 0) socket.unshift(bytes);
@@ -258,22 +258,48 @@ export class Listener {
 /**
  * Reads the first bytes of a plain-text connection until they either are the HTTP/2 preface (h2c by prior
  * knowledge) or cannot be; calls back with what was read, to be handed back to the chosen codec.
+ *
+ * Until then no codec watches the connection, so the timeouts are kept here: closed after `idleMs` if nothing
+ * arrives, after `headMs` once bytes have started. Without them a client that connected and stayed silent, or
+ * trickled "PRI * HTTP/2.0...", held its connection (and a slot of maxConnections) forever.
  */
-function sniffPreface(socket: net.Socket, cb: (isH2: boolean, bytes: Buffer) => void): void {
+function sniffPreface(
+  socket: net.Socket,
+  idleMs: number,
+  headMs: number,
+  cb: (isH2: boolean, bytes: Buffer) => void,
+): void {
   let got: Buffer = Buffer.alloc(0);
+  let timer = setTimeout(() => socket.destroy(), idleMs);
   const onReadable = () => {
+    const before = got.length;
     for (let chunk: Buffer | null = socket.read(); chunk !== null; chunk = socket.read()) {
       got = got.length === 0 ? chunk : Buffer.concat([got, chunk]);
     }
     const n = Math.min(got.length, H2_PREFACE.length);
-    if (got.subarray(0, n).equals(H2_PREFACE.subarray(0, n)) && got.length < H2_PREFACE.length) return;
-    socket.off("readable", onReadable);
-    socket.off("end", onEnd);
+    if (got.subarray(0, n).equals(H2_PREFACE.subarray(0, n)) && got.length < H2_PREFACE.length) {
+      if (before === 0 && got.length > 0) {
+        clearTimeout(timer);
+        timer = setTimeout(() => socket.destroy(), headMs);
+      }
+      return;
+    }
+    done();
     cb(got.length >= H2_PREFACE.length && got.subarray(0, H2_PREFACE.length).equals(H2_PREFACE), got);
   };
-  const onEnd = () => socket.destroy();
+  const done = () => {
+    clearTimeout(timer);
+    socket.off("readable", onReadable);
+    socket.off("end", onEnd);
+    socket.off("close", done);
+  };
+  const onEnd = () => {
+    done();
+    socket.destroy();
+  };
   socket.on("readable", onReadable);
   socket.once("end", onEnd);
+  socket.once("close", done);
 }
 
 function sniMatches(pattern: string, sni: string): boolean {
