@@ -148,7 +148,12 @@ function compileRoute(
       preds.push(ci ? (_i, path) => path.toLowerCase().startsWith(p) : (_i, path) => path.startsWith(p));
   } else if (m.regex !== undefined) {
     const re = new (RE2())(`^(?:${m.regex})$`, ci ? "iu" : "u");
-    preds.push((_i, path) => re.test(path));
+    // Most path regexes start with a literal ("/admin/[a-z]+"): a startsWith test rules out most paths
+    // before the call into RE2, which costs about a microsecond per request.
+    const lit = ci ? literalPrefix(m.regex).toLowerCase() : literalPrefix(m.regex);
+    if (lit === "") preds.push((_i, path) => re.test(path));
+    else if (ci) preds.push((_i, path) => path.toLowerCase().startsWith(lit) && re.test(path));
+    else preds.push((_i, path) => path.startsWith(lit) && re.test(path));
   }
   for (const h of m.headers ?? []) preds.push(compileHeaderMatcher(h));
   for (const q of m.queryParameters ?? []) preds.push(compileQueryMatcher(q));
@@ -243,6 +248,19 @@ function compileRewrite(
     };
   }
   return undefined;
+}
+
+/**
+ * The literal text every match of an RE2 pattern starts with ("" when unsure): characters up to the first
+ * metacharacter, minus the last one if a quantifier makes it optional. Any alternation gives "".
+ */
+export function literalPrefix(pattern: string): string {
+  if (pattern.includes("|")) return "";
+  let i = 0;
+  while (i < pattern.length && !"\\.+*?()[]{}^$".includes(pattern[i]!)) i++;
+  const next = pattern[i];
+  if (next === "?" || next === "*" || next === "{") i--;
+  return i > 0 ? pattern.slice(0, i) : "";
 }
 
 /** Reads a header (first value) from a flat list; pseudo-headers come from the input. */
