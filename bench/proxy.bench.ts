@@ -235,6 +235,7 @@ async function main(): Promise<void> {
   isthmusRuns.push(wrk(isthmusPort, host));
   nginxRuns.push(wrk(nginxPort, host));
   const isthmusRps = Math.max(...isthmusRuns);
+  const rssAfterThroughput = peakRssMb(isthmusPid);
   const nginxRps = Math.max(...nginxRuns);
 
   const rate = {
@@ -276,7 +277,9 @@ async function main(): Promise<void> {
   console.log(
     `added latency over direct at 1,000 req/s: p50 ${addedP50.toFixed(3)} ms (<= 0.5), p99 ${addedP99.toFixed(3)} ms (<= 2)`,
   );
-  console.log(`isthmus peak RSS: ${rssMb.toFixed(1)} MB (<= 80)`);
+  console.log(
+    `isthmus peak RSS: ${rssMb.toFixed(1)} MB (<= 80); after the throughput runs: ${rssAfterThroughput.toFixed(1)} MB`,
+  );
   const errors = direct.errors + viaIsthmus.errors + viaNginx.errors;
   if (errors > 0) console.log(`errors in fixed-rate runs: ${errors}`);
   const result = {
