@@ -280,24 +280,35 @@ export function headerValue(input: RouteInput, name: string): string | undefined
   return undefined;
 }
 
-function compileHeaderMatcher(m: HeaderMatcher): (input: RouteInput) => boolean {
-  const name = m.name.toLowerCase();
-  let test: (v: string) => boolean;
+/** One value test for header and query matchers: exact, prefix, suffix or whole-value RE2 (else any value). */
+function compileValueTest(m: {
+  exact?: string;
+  prefix?: string;
+  suffix?: string;
+  regex?: string;
+}): (v: string) => boolean {
   if (m.exact !== undefined) {
     const e = m.exact;
-    test = (v) => v === e;
-  } else if (m.prefix !== undefined) {
-    const p = m.prefix;
-    test = (v) => v.startsWith(p);
-  } else if (m.suffix !== undefined) {
-    const s = m.suffix;
-    test = (v) => v.endsWith(s);
-  } else if (m.regex !== undefined) {
-    const re = new (RE2())(`^(?:${m.regex})$`, "u");
-    test = (v) => re.test(v);
-  } else {
-    test = () => true;
+    return (v) => v === e;
   }
+  if (m.prefix !== undefined) {
+    const p = m.prefix;
+    return (v) => v.startsWith(p);
+  }
+  if (m.suffix !== undefined) {
+    const s = m.suffix;
+    return (v) => v.endsWith(s);
+  }
+  if (m.regex !== undefined) {
+    const re = new (RE2())(`^(?:${m.regex})$`, "u");
+    return (v) => re.test(v);
+  }
+  return () => true;
+}
+
+function compileHeaderMatcher(m: HeaderMatcher): (input: RouteInput) => boolean {
+  const name = m.name.toLowerCase();
+  const test = compileValueTest(m);
   const wantPresent = m.present !== false;
   const invert = m.invert === true;
   return (input) => {
@@ -310,19 +321,7 @@ function compileHeaderMatcher(m: HeaderMatcher): (input: RouteInput) => boolean 
 function compileQueryMatcher(
   m: QueryParameterMatcher,
 ): (input: RouteInput, pathOnly: string, query: string) => boolean {
-  let test: (v: string) => boolean;
-  if (m.exact !== undefined) {
-    const e = m.exact;
-    test = (v) => v === e;
-  } else if (m.prefix !== undefined) {
-    const p = m.prefix;
-    test = (v) => v.startsWith(p);
-  } else if (m.regex !== undefined) {
-    const re = new (RE2())(`^(?:${m.regex})$`, "u");
-    test = (v) => re.test(v);
-  } else {
-    test = () => true;
-  }
+  const test = compileValueTest(m);
   const wantPresent = m.present !== false;
   return (_input, _pathOnly, query) => {
     const v = queryValue(query, m.name);
