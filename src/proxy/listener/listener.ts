@@ -298,6 +298,9 @@ function sniffPreface(
     socket.destroy();
   };
   socket.on("readable", onReadable);
+  // Bytes may already be buffered (the TLS sniff read and gave back the first byte): 'readable' will not
+  // fire again for them, so look now.
+  if (socket.readableLength > 0) onReadable();
   socket.once("end", onEnd);
   socket.once("close", done);
 }
