@@ -4,15 +4,11 @@
 // current request, so a request allocates no closures or promises.
 import net from "node:net";
 import { http2Module } from "../http2/lazy.ts";
-import { computeHash } from "../lb/hash-policy.ts";
+import type { HashInput } from "../lb/hash-policy.ts";
 import type { HttpRuntime } from "../listener/http-runtime.ts";
+import { chooseUpstream, requestHashInput } from "../router/choose-upstream.ts";
 import { redirectLocation } from "../router/redirect.ts";
-import {
-  type CompiledRoute,
-  type CompiledWeightedCluster,
-  pickCluster,
-  queryValue,
-} from "../router/route-table.ts";
+import { type CompiledRoute, type CompiledWeightedCluster, pickCluster } from "../router/route-table.ts";
 import type { Cluster, Endpoint } from "../upstream/cluster.ts";
 import type { UpstreamExchange } from "../upstream/exchange.ts";
 import type { ResponseHandler } from "../upstream/http1-connection.ts";
@@ -162,35 +158,16 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
       this.redirect(route);
       return;
     }
-    const wc = pickCluster(route, Math.random());
-    const cluster = wc ? this.rt.clusters.get(wc.name) : undefined;
-    if (!wc || !cluster) {
-      this.localFlag(ResponseFlag.NoClusterFound, "");
+    const choice = chooseUpstream(route, this.rt.clusters, this);
+    if (typeof choice === "string") {
+      this.localFlag(choice, "");
       return;
     }
-    this.wc = wc;
+    const cluster = choice.cluster;
+    const ep = choice.endpoint;
+    this.wc = choice.wc;
     this.cluster = cluster;
-    if (cluster.limits.active.value >= cluster.limits.maxRequests) {
-      cluster.limits.overflowRequests.inc();
-      this.localFlag(ResponseFlag.UpstreamOverflow, "");
-      return;
-    }
-    const policies = route.action?.hashPolicy;
-    const hash =
-      policies && (cluster.policy === "RING_HASH" || cluster.policy === "MAGLEV")
-        ? this.hashOf(policies)
-        : undefined;
-    const ep = cluster.lb.pick({ hash }) as Endpoint | undefined;
-    if (!ep) {
-      cluster.stats.noHealthyHost.inc();
-      this.localFlag(ResponseFlag.NoHealthyUpstream, "");
-      return;
-    }
     this.endpoint = ep;
-    cluster.limits.active.value++;
-    ep.activeRequests++;
-    cluster.stats.rqTotal.inc();
-    ep.rqTotal++;
     if (head.chunked) this.bodyDecoder = new ChunkedDecoder();
     else this.bodyRemaining = Math.max(head.contentLength, 0);
     // Envoy answers 100-continue itself, so the client starts sending while the upstream is reached.
@@ -207,35 +184,8 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
     if (this.state === WAIT_POOL) this.socket.pause();
   }
 
-  private hashOf(
-    policies: NonNullable<NonNullable<CompiledRoute["action"]>["hashPolicy"]>,
-  ): number | undefined {
-    const req = this.req!;
-    const path = this.path;
-    return computeHash(policies, {
-      header: (name) => {
-        const n = name.toLowerCase();
-        const h = req.headers;
-        for (let i = 0; i < h.length; i += 2) if (h[i] === n) return h[i + 1];
-        return undefined;
-      },
-      cookie: (name) => {
-        const h = req.headers;
-        for (let i = 0; i < h.length; i += 2) {
-          if (h[i] !== "cookie") continue;
-          for (const part of h[i + 1]!.split(";")) {
-            const eq = part.indexOf("=");
-            if (eq !== -1 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
-          }
-        }
-        return undefined;
-      },
-      sourceIp: this.socket.remoteAddress ?? "",
-      queryParameter: (name) => {
-        const q = path.indexOf("?");
-        return q === -1 ? undefined : queryValue(path.slice(q + 1), name);
-      },
-    });
+  hashInput(): HashInput {
+    return requestHashInput(this.req!.headers, this.path, this.socket.remoteAddress ?? "");
   }
 
   // ---------------------------------------------------------------------------------------- PoolWaiter
@@ -537,21 +487,7 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
   }
 
   private countStatus(status: number): void {
-    const s = this.rt.stats;
-    if (status < 200) s.rq1xx.inc();
-    else if (status < 300) s.rq2xx.inc();
-    else if (status < 400) s.rq3xx.inc();
-    else if (status < 500) s.rq4xx.inc();
-    else s.rq5xx.inc();
-    const c = this.cluster;
-    if (c !== null && this.endpoint !== null && this.responseStarted) {
-      if (status < 300) c.stats.rq2xx.inc();
-      else if (status < 400) c.stats.rq3xx.inc();
-      else if (status < 500) c.stats.rq4xx.inc();
-      else c.stats.rq5xx.inc();
-      if (status < 500) this.endpoint.rqSuccess++;
-      else this.endpoint.rqError++;
-    }
+    this.rt.countResponse(status, this.responseStarted ? this.cluster : null, this.endpoint);
   }
 
   private finishUpstreamAccounting(ok: boolean): void {

@@ -6,9 +6,11 @@ import type net from "node:net";
 import { ChunkedDecoder } from "../http1/chunked.ts";
 import type { ResponseHead } from "../http1/head-parser.ts";
 import { replyForFlag } from "../http1/local-reply.ts";
+import type { HashInput } from "../lb/hash-policy.ts";
 import type { HttpRuntime } from "../listener/http-runtime.ts";
+import { chooseUpstream, requestHashInput } from "../router/choose-upstream.ts";
 import { redirectLocation } from "../router/redirect.ts";
-import { type CompiledRoute, type CompiledWeightedCluster, pickCluster } from "../router/route-table.ts";
+import type { CompiledRoute, CompiledWeightedCluster } from "../router/route-table.ts";
 import type { Cluster, Endpoint } from "../upstream/cluster.ts";
 import type { ResponseHandler, UpstreamHttp1Connection } from "../upstream/http1-connection.ts";
 import type { PoolWaiter } from "../upstream/http1-pool.ts";
@@ -113,31 +115,21 @@ class Http2Exchange implements PoolWaiter, ResponseHandler {
       this.respond({ ":status": route.redirect.responseCode ?? 301, location }, true);
       return;
     }
-    const wc = pickCluster(route, Math.random());
-    const cluster = wc ? this.rt.clusters.get(wc.name) : undefined;
-    if (!wc || !cluster) {
-      this.flag(ResponseFlag.NoClusterFound, "");
+    const choice = chooseUpstream(route, this.rt.clusters, this);
+    if (typeof choice === "string") {
+      this.flag(choice, "");
       return;
     }
-    if (cluster.limits.active.value >= cluster.limits.maxRequests) {
-      cluster.limits.overflowRequests.inc();
-      this.flag(ResponseFlag.UpstreamOverflow, "");
-      return;
-    }
-    const ep = cluster.lb.pick({}) as Endpoint | undefined;
-    if (!ep) {
-      this.flag(ResponseFlag.NoHealthyUpstream, "");
-      return;
-    }
+    const { wc, cluster, endpoint: ep } = choice;
     this.wc = wc;
     this.cluster = cluster;
     this.endpoint = ep;
-    cluster.limits.active.value++;
-    ep.activeRequests++;
-    ep.rqTotal++;
-    cluster.stats.rqTotal.inc();
     if (cluster.h2) this.forwardHttp2(cluster, ep, route, wc);
     else cluster.pool(ep).acquire(this);
+  }
+
+  hashInput(): HashInput {
+    return requestHashInput(this.flat, this.path, this.stream.session?.socket?.remoteAddress ?? "");
   }
 
   private upstreamPath(): string {
@@ -183,7 +175,7 @@ class Http2Exchange implements PoolWaiter, ResponseHandler {
       for (const x of wc.responseHeadersToAdd)
         addHeader(out, x.name.toLowerCase(), x.value, x.append === true);
       const endStream = (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0;
-      this.countStatus(Number(h[":status"] ?? 502));
+      this.rt.countResponse(Number(h[":status"] ?? 502), cluster, ep);
       this.respond(out, endStream, !endStream);
       if (endStream) this.finish(true);
     });
@@ -276,7 +268,7 @@ class Http2Exchange implements PoolWaiter, ResponseHandler {
     }
     for (const h of wc.responseHeadersToAdd) addHeader(out, h.name.toLowerCase(), h.value, h.append === true);
     if (head.chunked) this.dechunk = new ChunkedDecoder();
-    this.countStatus(head.status);
+    this.rt.countResponse(head.status, this.cluster ?? null, this.endpoint ?? null);
     this.respond(out, false);
   }
 
@@ -328,7 +320,7 @@ class Http2Exchange implements PoolWaiter, ResponseHandler {
   }
 
   private local(status: number, body: string): void {
-    this.countStatus(status);
+    this.rt.countResponse(status, null, null);
     this.respond({ ":status": status, ...(body ? { "content-type": "text/plain" } : {}) }, body === "");
     if (body !== "" && !this.stream.destroyed) this.stream.end(body);
     this.finish(false);
@@ -347,22 +339,6 @@ class Http2Exchange implements PoolWaiter, ResponseHandler {
     this.local(status, body);
   }
 
-  private countStatus(status: number): void {
-    const s = this.rt.stats;
-    if (status < 200) s.rq1xx.inc();
-    else if (status < 300) s.rq2xx.inc();
-    else if (status < 400) s.rq3xx.inc();
-    else if (status < 500) s.rq4xx.inc();
-    else s.rq5xx.inc();
-    const c = this.cluster;
-    if (c && this.endpoint) {
-      if (status < 300) c.stats.rq2xx.inc();
-      else if (status < 400) c.stats.rq3xx.inc();
-      else if (status < 500) c.stats.rq4xx.inc();
-      else c.stats.rq5xx.inc();
-    }
-  }
-
   private finish(ok: boolean): void {
     if (this.done) return;
     this.done = true;
@@ -371,8 +347,8 @@ class Http2Exchange implements PoolWaiter, ResponseHandler {
     if (c && ep) {
       c.limits.active.value--;
       ep.activeRequests--;
-      if (ok) ep.rqSuccess++;
-      else ep.rqError++;
+      // Successes are counted with the response status (countResponse); failures without one here.
+      if (!ok) ep.rqError++;
     }
   }
 

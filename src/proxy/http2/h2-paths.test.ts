@@ -256,3 +256,62 @@ test("codec http2 serves h2c without sniffing; codec http1 does not speak HTTP/2
   });
   assert.ok(failed, "an HTTP/1-only chain must not answer an HTTP/2 request");
 });
+
+test("h2c: consistent hash by header picks the same endpoint for the same key, and counts per endpoint", async () => {
+  const ports = await Promise.all(
+    ["a", "b", "c", "d"].map(async (name) => (await httpBackend((_req, res) => res.end(name))).port),
+  );
+  const cfg: ProxyConfig = {
+    listeners: [
+      {
+        name: "main",
+        address: "127.0.0.1",
+        port: 0,
+        filterChains: [
+          {
+            filter: {
+              type: "http",
+              routeConfig: {
+                name: "r",
+                virtualHosts: [
+                  {
+                    name: "all",
+                    domains: ["*"],
+                    routes: [
+                      {
+                        match: { prefix: "/" },
+                        route: { cluster: "up", hashPolicy: [{ header: "x-user" }] },
+                      },
+                    ],
+                  },
+                ],
+              },
+            },
+          },
+        ],
+      },
+    ],
+    clusters: [cluster("up", ports, { lbPolicy: "RING_HASH" })],
+  };
+  const p = await startProxy(cfg);
+  const c = h2Client(p.port);
+  const seen = new Map<string, Set<string>>();
+  for (let i = 0; i < 40; i++) {
+    const user = `user-${i % 8}`;
+    const r = await h2Request(c, { ":path": "/", "x-user": user });
+    assert.equal(r.status, 200);
+    if (!seen.has(user)) seen.set(user, new Set());
+    seen.get(user)!.add(r.body);
+  }
+  for (const [user, backends] of seen) assert.equal(backends.size, 1, `${user} always reaches one backend`);
+  assert.ok(
+    new Set([...seen.values()].map((s) => [...s][0])).size > 1,
+    "different keys spread over endpoints",
+  );
+  const eps = p.proxy.clusters.get("up")!.endpoints;
+  assert.equal(
+    eps.reduce((n, e) => n + e.rqSuccess, 0),
+    40,
+    "every response is counted as an endpoint success",
+  );
+});

@@ -7,7 +7,7 @@ import type { Http2Downstream } from "../http2/downstream.ts";
 import { http2Module } from "../http2/lazy.ts";
 import type { RouteTable } from "../router/route-table.ts";
 import type { Counter, Gauge, StatsStore } from "../stats/stats.ts";
-import type { ClusterManager } from "../upstream/cluster.ts";
+import type { Cluster, ClusterManager, Endpoint } from "../upstream/cluster.ts";
 import type { ResponseFlag } from "../upstream/response-flags.ts";
 
 export interface HttpStats {
@@ -114,6 +114,27 @@ export class HttpRuntime {
       this.flags.set(flag, c);
     }
     return c;
+  }
+
+  /**
+   * Counts a response by status class for the listener, and for the cluster and endpoint when the upstream
+   * sent it (a local reply about an upstream, like 503 UF, is not the upstream's answer).
+   */
+  countResponse(status: number, cluster: Cluster | null, endpoint: Endpoint | null): void {
+    const s = this.stats;
+    if (status < 200) s.rq1xx.inc();
+    else if (status < 300) s.rq2xx.inc();
+    else if (status < 400) s.rq3xx.inc();
+    else if (status < 500) s.rq4xx.inc();
+    else s.rq5xx.inc();
+    if (cluster === null || endpoint === null) return;
+    const c = cluster.stats;
+    if (status < 300) c.rq2xx.inc();
+    else if (status < 400) c.rq3xx.inc();
+    else if (status < 500) c.rq4xx.inc();
+    else c.rq5xx.inc();
+    if (status < 500) endpoint.rqSuccess++;
+    else endpoint.rqError++;
   }
 
   /** Closes connections whose head is too slow (slowloris) or that sat idle too long. */

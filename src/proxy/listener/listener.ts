@@ -30,6 +30,9 @@ export class Listener {
   private readonly sweepTimer: NodeJS.Timeout;
   private readonly sockets = new Set<net.Socket>();
   private closed = false;
+  private tlsServers = new Map<number, tls.Server>();
+  /** TLS connections closed because a chain requiring a client certificate got none that verifies. */
+  clientCertRejected = 0;
 
   constructor(config: ListenerConfig) {
     this.name = config.name;
@@ -105,6 +108,7 @@ export class Listener {
    */
   commitChains(config: ListenerConfig, next: FilterChainRuntime[]): void {
     this.config = config;
+    this.tlsServers = new Map();
     const old = this.chains;
     this.chains = next.map((c, i) => {
       const prev = old.find((o) => o.config.name !== undefined && o.config.name === c.config.name) ?? old[i];
@@ -140,28 +144,56 @@ export class Listener {
     });
   }
 
+  /**
+   * TLS is terminated by a tls.Server that never listens: the raw socket is handed to it. Node applies client
+   * certificate verification, the handshake timeout and the end of the handshake state only for sockets of a
+   * tls.Server (a bare TLSSocket accepted any client certificate), so this is the supported way in.
+   * SNICallback cannot see the connection, and chains may match on the destination port, so there is one
+   * server per port seen (normally just the listener's own), rebuilt after a config swap.
+   */
   private handshake(raw: net.Socket): void {
     const port = raw.localPort ?? 0;
+    let server = this.tlsServers.get(port);
+    if (!server) {
+      server = this.tlsServerFor(port);
+      this.tlsServers.set(port, server);
+    }
+    server.emit("connection", raw);
+  }
+
+  private tlsServerFor(port: number): tls.Server {
     const tlsChains = this.chains.filter((c) => c.secureContext !== undefined);
-    const alpn = [...new Set(tlsChains.flatMap((c) => c.config.tls?.alpnProtocols ?? ["h2", "http/1.1"]))];
-    const requireCert = tlsChains.some((c) => c.config.tls?.requireClientCertificate);
-    const socket = new (tlsModule().TLSSocket)(raw, {
-      isServer: true,
-      ALPNProtocols: alpn,
-      requestCert: requireCert,
-      rejectUnauthorized: requireCert,
+    const fallback = this.select(port, undefined, undefined, true) ?? tlsChains[0]!;
+    const t = fallback.config.tls!;
+    const server = tlsModule().createServer({
+      cert: t.certificateChain,
+      key: t.privateKey,
+      ...(t.validationContext ? { ca: t.validationContext } : {}),
+      ALPNProtocols: [
+        ...new Set(tlsChains.flatMap((c) => c.config.tls?.alpnProtocols ?? ["h2", "http/1.1"])),
+      ],
+      // Asked of every client when any chain needs it; enforced below per chain, so that a chain that does not
+      // require one still serves clients without (Istio's PERMISSIVE next to STRICT).
+      requestCert: tlsChains.some((c) => c.config.tls?.requireClientCertificate),
+      rejectUnauthorized: false,
+      handshakeTimeout: this.config.limits?.requestHeadersTimeoutMs ?? 10_000,
       SNICallback: (servername, cb) => {
-        const chain = this.select(port, servername, undefined, true);
-        cb(null, chain?.secureContext ?? tlsChains[0]?.secureContext);
+        cb(null, (this.select(port, servername, undefined, true) ?? fallback).secureContext);
       },
-      secureContext: tlsChains[0]!.secureContext!,
     });
-    socket.on("error", () => socket.destroy());
-    socket.once("secure", () => {
+    server.on("tlsClientError", (_err, socket) => socket.destroy());
+    server.on("secureConnection", (socket: tls.TLSSocket) => {
+      socket.on("error", () => socket.destroy());
       const servername = (socket as tls.TLSSocket & { servername?: string | false }).servername || undefined;
-      const proto = socket.alpnProtocol || undefined;
-      this.dispatch(socket, this.select(port, servername, proto, true), undefined);
+      const chain = this.select(port, servername, socket.alpnProtocol || undefined, true);
+      if (chain?.config.tls?.requireClientCertificate && !socket.authorized) {
+        this.clientCertRejected++;
+        socket.destroy();
+        return;
+      }
+      this.dispatch(socket, chain, undefined);
     });
+    return server;
   }
 
   /** The most specific chain whose conditions all hold. */

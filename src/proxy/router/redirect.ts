@@ -18,7 +18,9 @@ export function redirectLocation(
   const port = r.port !== undefined ? String(r.port) : r.host !== undefined ? "" : reqPort;
   const targetScheme = r.scheme ?? scheme;
   const defaultPort = targetScheme === "https" ? "443" : "80";
-  let p = r.path ?? path;
+  // A new path keeps the request's query unless it brings its own (Envoy's path_redirect, strip_query off).
+  const q = path.indexOf("?");
+  let p = r.path === undefined ? path : r.path.includes("?") || q === -1 ? r.path : r.path + path.slice(q);
   const prefix = route.config.match.prefix;
   if (
     r.path === undefined &&

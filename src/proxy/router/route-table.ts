@@ -102,8 +102,13 @@ export class RouteTable {
       const h = this.exact.get(host);
       if (h) return h;
     }
+    // Wildcards match the authority as sent (Envoy's way: "*.example.com:8080" for a port), then without its
+    // port, so that "*.example.com" also serves clients that name a port.
     for (const [suffix, vh] of this.suffixes)
-      if (host.endsWith(suffix) && host.length > suffix.length) return vh;
+      if (authority.endsWith(suffix) && authority.length > suffix.length) return vh;
+    if (host !== authority)
+      for (const [suffix, vh] of this.suffixes)
+        if (host.endsWith(suffix) && host.length > suffix.length) return vh;
     for (const [prefix, vh] of this.prefixes) if (authority.startsWith(prefix)) return vh;
     return this.defaultHost;
   }

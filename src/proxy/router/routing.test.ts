@@ -54,6 +54,7 @@ const ROUTES: RouteConfiguration = {
     vh("port", ["port.example:8080"]),
     vh("suffix", ["*.suffix.example"]),
     vh("deep", ["*.deep.suffix.example"]),
+    vh("suffix-port", ["*.ported.example:8080"]),
     vh("prefix", ["prefix.*"]),
     vh("longer-prefix", ["prefix.longer.*"]),
     vh(
@@ -136,6 +137,8 @@ const ROUTES: RouteConfiguration = {
         { match: { prefix: "/old/" }, redirect: { prefixRewrite: "/new/", responseCode: 302 } },
         { match: { path: "/moved" }, redirect: { scheme: "https", host: "new.example", path: "/landing" } },
         { match: { path: "/port-redirect" }, redirect: { port: 8443 } },
+        { match: { path: "/keep-query" }, redirect: { path: "/kept" } },
+        { match: { path: "/own-query" }, redirect: { path: "/own?a=b" } },
         { match: { path: "/direct" }, directResponse: { status: 503, body: "maintenance" } },
         { match: { path: "/direct-empty" }, directResponse: { status: 200 } },
         { match: { prefix: "/api/" }, route: { cluster: "a", prefixRewrite: "/v1/" } },
@@ -222,6 +225,9 @@ test("virtual hosts: *.suffix (longest first, not the bare suffix), prefix.*, ex
     "*.suffix.example does not match suffix.example",
   );
   assert.equal(await which("/vh", "x.deep.suffix.example"), "vh:deep", "the longest suffix wins");
+  assert.equal(await which("/vh", "a.ported.example:8080"), "vh:suffix-port", "a wildcard with a port");
+  assert.equal(await which("/vh", "a.ported.example:9090"), "vh:default", "... needs that port");
+  assert.equal(await which("/vh", "a.ported.example"), "vh:default");
   assert.equal(await which("/vh", "exact.suffix.example"), "vh:exact", "an exact domain beats a wildcard");
   assert.equal(await which("/vh", "prefix.anything"), "vh:prefix");
   assert.equal(await which("/vh", "prefix.anything:8080"), "vh:prefix");
@@ -331,6 +337,10 @@ test("redirects: Location and code as Envoy builds them", async () => {
   assert.equal(m.header("location"), "https://new.example/landing");
   const p = await get(proxy.port, "/port-redirect", "www.example");
   assert.equal(p.header("location"), "http://www.example:8443/port-redirect");
+  const kq = await get(proxy.port, "/keep-query?x=1&y=2", "www.example");
+  assert.equal(kq.header("location"), "http://www.example/kept?x=1&y=2", "a new path keeps the query");
+  const oq = await get(proxy.port, "/own-query?x=1", "www.example");
+  assert.equal(oq.header("location"), "http://www.example/own?a=b", "a path with its own query replaces it");
   assert.equal(r.header("x-table"), "t", "the route table's response headers apply to redirects too");
 });
 
