@@ -191,12 +191,17 @@ async function main(): Promise<void> {
   const node = process.execPath;
   const isthmus = spawn(
     "taskset",
-    ["-c", "0", node, join(root, "bin", "isthmus.js"), "proxy", "--config", configFile],
+    ["-c", "0", node, join(root, "bin", "isthmus.js"), "proxy", "--config", configFile, "--admin-port", "0"],
     {
       stdio: ["ignore", "ignore", "pipe"],
     },
   );
   children.push(isthmus);
+  let isthmusStderr = "";
+  isthmus.stderr!.setEncoding("utf8");
+  isthmus.stderr!.on("data", (d: string) => {
+    isthmusStderr += d;
+  });
   await Promise.all([waitPort(backendPort), waitPort(nginxPort), waitPort(isthmusPort)]);
   // taskset execs node in place, so the child is the proxy itself.
   const isthmusPid = isthmus.pid!;
@@ -280,6 +285,15 @@ async function main(): Promise<void> {
   console.log(
     `isthmus peak RSS: ${rssMb.toFixed(1)} MB (<= 80); after the throughput runs: ${rssAfterThroughput.toFixed(1)} MB`,
   );
+  const adminPort = /admin on [^\s]+:(\d+)/.exec(isthmusStderr)?.[1];
+  if (adminPort) {
+    const stats = await (await fetch(`http://127.0.0.1:${adminPort}/stats?filter=^server\\.memory`)).text();
+    const stat = (name: string) =>
+      /: (\d+)/.exec(stats.split("\n").find((l) => l.startsWith(name)) ?? "")?.[1];
+    console.log(
+      `heap governor: ${stat("server.memory_forced_gc:")} forced collections, ${stat("server.memory_forced_gc_ms:")} ms in all`,
+    );
+  }
   const errors = direct.errors + viaIsthmus.errors + viaNginx.errors;
   if (errors > 0) console.log(`errors in fixed-rate runs: ${errors}`);
   const result = {

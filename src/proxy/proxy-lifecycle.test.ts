@@ -24,6 +24,7 @@ import {
   RawClient,
   type RawResponse,
   send,
+  sleep,
   spawnProxy,
   startAdmin,
   startProxy,
@@ -249,6 +250,10 @@ test("admin: /ready, /config_dump, /clusters (text and JSON), /stats with a filt
   const sj = JSON.parse((await admin(port, "/stats?format=json&filter=upstream_rq_total")).body.toString());
   assert.deepEqual(sj.stats, [{ name: "cluster.v1.upstream_rq_total", value: 3 }]);
 
+  const mem = JSON.parse((await admin(port, "/memory")).body.toString());
+  assert.ok(mem.rss > mem.heap_committed && mem.heap_committed >= mem.heap_used && mem.heap_used > 0, mem);
+  assert.ok(mem.spaces.old_space.committed > 0, "per-space figures");
+
   assert.equal((await admin(port, "/no-such")).status, 404);
   assert.equal((await admin(port, "/drain_listeners")).status, 405, "drain needs POST");
 });
@@ -421,4 +426,22 @@ test("CLI: SIGHUP with an invalid file keeps serving; with a valid file switches
 
   child.child.kill("SIGTERM");
   assert.equal(await child.exited, 0, child.stderr());
+});
+
+test("CLI: the heap governor reports server.memory_* stats; a bad --heap-headroom-mb is a usage error", async () => {
+  const file = writeConfig("heap.json", { ...toV1("heap"), admin: { port: 0 } });
+  const child = await spawnProxy(["--config", file, "--admin-port", "0", "--heap-headroom-mb", "1"]);
+  await sleep(1200); // one check
+  const stats = (await admin(child.adminPort!, "/stats?filter=^server\\.memory")).body.toString();
+  assert.match(stats, /^server\.memory_heap_size: [1-9]\d*$/m);
+  assert.match(stats, /^server\.memory_forced_gc: \d+$/m);
+
+  const bin = new URL("../../bin/isthmus.js", import.meta.url).pathname;
+  const bad = spawnSync(process.execPath, [bin, "proxy", "--config", file, "--heap-headroom-mb", "lots"], {
+    encoding: "utf8",
+    timeout: 20_000,
+    env: { ...process.env, ISTHMUS_FROM_SOURCE: "1" },
+  });
+  assert.equal(bad.status, 2, bad.stderr);
+  assert.match(bad.stderr, /--heap-headroom-mb must be a whole number/);
 });

@@ -3,6 +3,7 @@
 // through the proxy's own head parser rather than node:http, which would cost a sidecar about 10 MB of memory
 // for a handful of requests a minute; one request per connection, then close.
 import net from "node:net";
+import v8 from "node:v8";
 import { parseRequestHead } from "../http1/head-parser.ts";
 import { statusText } from "../http1/local-reply.ts";
 import { RE2 } from "../lazy-modules.ts";
@@ -110,6 +111,9 @@ export class AdminServer {
         else send(200, rows.map(([k, v]) => `${k}: ${v}\n`).join(""));
         return;
       }
+      case "/memory":
+        send(200, `${JSON.stringify(memoryReport(), null, 2)}\n`, "application/json");
+        return;
       case "/drain_listeners":
         if (!post) {
           send(405, "use POST\n");
@@ -127,7 +131,10 @@ export class AdminServer {
         setImmediate(this.options.onQuit);
         return;
       case "/":
-        send(200, "/ready\n/config_dump\n/clusters\n/stats\n/drain_listeners (POST)\n/quitquitquit (POST)\n");
+        send(
+          200,
+          "/ready\n/config_dump\n/clusters\n/stats\n/memory\n/drain_listeners (POST)\n/quitquitquit (POST)\n",
+        );
         return;
       default:
         send(404, "not found\n");
@@ -193,4 +200,23 @@ function safeRegExp(s: string): { test(s: string): boolean } | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Envoy's /memory, in Node's terms: the process' resident memory, the V8 heap (used and committed, per space)
+ * and memory outside it (Buffers). Bytes.
+ */
+function memoryReport(): Record<string, unknown> {
+  const m = process.memoryUsage();
+  const spaces: Record<string, { used: number; committed: number }> = {};
+  for (const s of v8.getHeapSpaceStatistics())
+    spaces[s.space_name] = { used: s.space_used_size, committed: s.physical_space_size };
+  return {
+    rss: m.rss,
+    heap_used: m.heapUsed,
+    heap_committed: m.heapTotal,
+    external: m.external,
+    array_buffers: m.arrayBuffers,
+    spaces,
+  };
 }
