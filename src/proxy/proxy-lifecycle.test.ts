@@ -445,3 +445,30 @@ test("CLI: the heap governor reports server.memory_* stats; a bad --heap-headroo
   assert.equal(bad.status, 2, bad.stderr);
   assert.match(bad.stderr, /--heap-headroom-mb must be a whole number/);
 });
+
+test("admin: /clusters shows each endpoint's weight, locality and labels", async () => {
+  const cfg = config({
+    routes: catchAll("zoned"),
+    clusters: [
+      {
+        name: "zoned",
+        endpoints: [
+          {
+            address: "127.0.0.1",
+            port: v1.port,
+            weight: 3,
+            locality: "us-east/zone-a",
+            labels: { version: "v1" },
+          },
+        ],
+      },
+    ],
+  });
+  const p = await startProxy(cfg);
+  const port = await startAdmin(p.proxy);
+  const cj = JSON.parse((await admin(port, "/clusters?format=json")).body.toString());
+  const host = cj.cluster_statuses.find((c: { name: string }) => c.name === "zoned").host_statuses[0];
+  assert.equal(host.weight, 3);
+  assert.equal(host.locality, "us-east/zone-a");
+  assert.deepEqual(host.labels, { version: "v1" });
+});

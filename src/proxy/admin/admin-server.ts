@@ -155,6 +155,7 @@ export class AdminServer {
           address: e.key,
           weight: e.weight,
           locality: e.locality,
+          labels: e.labels,
           health_status: e.healthy ? "HEALTHY" : "UNHEALTHY",
           stats: {
             rq_active: e.activeRequests,
