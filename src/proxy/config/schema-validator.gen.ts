@@ -3,8 +3,9 @@
 "use strict";
 export const validate = validate20;
 export default validate20;
-const schema31 = {"$schema":"https://json-schema.org/draft/2020-12/schema","$id":"https://isthmus.io/schemas/proxy-config.json","title":"isthmus ProxyConfig","description":"Configuration of the isthmus proxy: listeners -> filter chains -> HTTP routes -> clusters -> endpoints. See docs/proxy.md.","type":"object","additionalProperties":false,"properties":{"version":{"type":"string"},"node":{"type":"object","additionalProperties":false,"properties":{"id":{"type":"string"},"cluster":{"type":"string"},"metadata":{"type":"object","additionalProperties":{"type":"string"}}}},"admin":{"type":"object","additionalProperties":false,"properties":{"address":{"type":"string","minLength":1},"port":{"type":"integer","minimum":0,"maximum":65535}}},"listeners":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"address":{"type":"string","minLength":1},"port":{"type":"integer","minimum":0,"maximum":65535},"filterChains":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string"},"match":{"type":"object","additionalProperties":false,"properties":{"destinationPort":{"type":"integer","minimum":0,"maximum":65535},"serverNames":{"type":"array","items":{"type":"string","minLength":1}},"applicationProtocols":{"type":"array","items":{"type":"string","minLength":1}}}},"tls":{"type":"object","additionalProperties":false,"properties":{"certificateChain":{"type":"string","minLength":1},"privateKey":{"type":"string","minLength":1},"validationContext":{"type":"string","minLength":1},"requireClientCertificate":{"type":"boolean"},"alpnProtocols":{"type":"array","items":{"type":"string","minLength":1}}},"required":["certificateChain","privateKey"]},"filter":{"oneOf":[{"type":"object","additionalProperties":false,"properties":{"type":{"const":"http"},"routeConfigName":{"type":"string","minLength":1},"routeConfig":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"virtualHosts":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"domains":{"type":"array","items":{"type":"string","minLength":1},"minItems":1},"routes":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string"},"match":{"type":"object","additionalProperties":false,"properties":{"prefix":{"type":"string"},"path":{"type":"string"},"regex":{"type":"string"},"caseSensitive":{"type":"boolean"},"headers":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"regex":{"type":"string"},"present":{"type":"boolean"},"invert":{"type":"boolean"}},"required":["name"]}},"queryParameters":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"exact":{"type":"string"},"prefix":{"type":"string"},"regex":{"type":"string"},"present":{"type":"boolean"}},"required":["name"]}}}},"route":{"type":"object","additionalProperties":false,"properties":{"cluster":{"type":"string","minLength":1},"weightedClusters":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"weight":{"type":"integer","minimum":0},"requestHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"requestHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"responseHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}}},"required":["name","weight"]},"minItems":1},"prefixRewrite":{"type":"string"},"regexRewrite":{"type":"object","additionalProperties":false,"properties":{"pattern":{"type":"string","minLength":1},"substitution":{"type":"string"}},"required":["pattern","substitution"]},"hostRewrite":{"type":"string","minLength":1},"hashPolicy":{"type":"array","items":{"oneOf":[{"type":"object","additionalProperties":false,"properties":{"header":{"type":"string","minLength":1}},"required":["header"]},{"type":"object","additionalProperties":false,"properties":{"cookie":{"type":"string","minLength":1},"ttlMs":{"type":"integer","minimum":0},"path":{"type":"string"}},"required":["cookie"]},{"type":"object","additionalProperties":false,"properties":{"sourceIp":{"const":true}},"required":["sourceIp"]},{"type":"object","additionalProperties":false,"properties":{"queryParameter":{"type":"string","minLength":1}},"required":["queryParameter"]}]}}}},"redirect":{"type":"object","additionalProperties":false,"properties":{"scheme":{"enum":["http","https"]},"host":{"type":"string","minLength":1},"port":{"type":"integer","minimum":0,"maximum":65535},"path":{"type":"string"},"prefixRewrite":{"type":"string"},"responseCode":{"enum":[301,302,303,307,308]}}},"directResponse":{"type":"object","additionalProperties":false,"properties":{"status":{"type":"integer","minimum":200,"maximum":599},"body":{"type":"string"}},"required":["status"]},"requestHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"requestHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"responseHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}}},"required":["match"]}}},"required":["name","domains","routes"]}}},"required":["name","virtualHosts"]},"mode":{"enum":["server","http_proxy"]},"codec":{"enum":["auto","http1","http2"]},"statPrefix":{"type":"string","minLength":1}},"required":["type"]},{"type":"object","additionalProperties":false,"properties":{"type":{"const":"tcp"},"cluster":{"type":"string","minLength":1},"statPrefix":{"type":"string","minLength":1},"idleTimeoutMs":{"type":"integer","minimum":1}},"required":["type","cluster"]}]}},"required":["filter"]},"minItems":1},"limits":{"type":"object","additionalProperties":false,"properties":{"maxRequestHeadersBytes":{"type":"integer","minimum":1024,"maximum":1048576},"maxRequestHeaders":{"type":"integer","minimum":1,"maximum":10000},"requestHeadersTimeoutMs":{"type":"integer","minimum":1},"idleTimeoutMs":{"type":"integer","minimum":1},"maxConnections":{"type":"integer","minimum":1}}}},"required":["name","port","filterChains"]}},"routeConfigs":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"virtualHosts":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"domains":{"type":"array","items":{"type":"string","minLength":1},"minItems":1},"routes":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string"},"match":{"type":"object","additionalProperties":false,"properties":{"prefix":{"type":"string"},"path":{"type":"string"},"regex":{"type":"string"},"caseSensitive":{"type":"boolean"},"headers":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"regex":{"type":"string"},"present":{"type":"boolean"},"invert":{"type":"boolean"}},"required":["name"]}},"queryParameters":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"exact":{"type":"string"},"prefix":{"type":"string"},"regex":{"type":"string"},"present":{"type":"boolean"}},"required":["name"]}}}},"route":{"type":"object","additionalProperties":false,"properties":{"cluster":{"type":"string","minLength":1},"weightedClusters":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"weight":{"type":"integer","minimum":0},"requestHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"requestHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"responseHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}}},"required":["name","weight"]},"minItems":1},"prefixRewrite":{"type":"string"},"regexRewrite":{"type":"object","additionalProperties":false,"properties":{"pattern":{"type":"string","minLength":1},"substitution":{"type":"string"}},"required":["pattern","substitution"]},"hostRewrite":{"type":"string","minLength":1},"hashPolicy":{"type":"array","items":{"oneOf":[{"type":"object","additionalProperties":false,"properties":{"header":{"type":"string","minLength":1}},"required":["header"]},{"type":"object","additionalProperties":false,"properties":{"cookie":{"type":"string","minLength":1},"ttlMs":{"type":"integer","minimum":0},"path":{"type":"string"}},"required":["cookie"]},{"type":"object","additionalProperties":false,"properties":{"sourceIp":{"const":true}},"required":["sourceIp"]},{"type":"object","additionalProperties":false,"properties":{"queryParameter":{"type":"string","minLength":1}},"required":["queryParameter"]}]}}}},"redirect":{"type":"object","additionalProperties":false,"properties":{"scheme":{"enum":["http","https"]},"host":{"type":"string","minLength":1},"port":{"type":"integer","minimum":0,"maximum":65535},"path":{"type":"string"},"prefixRewrite":{"type":"string"},"responseCode":{"enum":[301,302,303,307,308]}}},"directResponse":{"type":"object","additionalProperties":false,"properties":{"status":{"type":"integer","minimum":200,"maximum":599},"body":{"type":"string"}},"required":["status"]},"requestHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"requestHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"responseHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}}},"required":["match"]}}},"required":["name","domains","routes"]}}},"required":["name","virtualHosts"]}},"clusters":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"lbPolicy":{"enum":["ROUND_ROBIN","LEAST_REQUEST","RANDOM","RING_HASH","MAGLEV"]},"ringHash":{"type":"object","additionalProperties":false,"properties":{"minimumRingSize":{"type":"integer","minimum":1},"maximumRingSize":{"type":"integer","minimum":1}}},"maglev":{"type":"object","additionalProperties":false,"properties":{"tableSize":{"type":"integer","minimum":1}}},"protocol":{"enum":["http1","http2"]},"endpoints":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"address":{"type":"string","minLength":1},"port":{"type":"integer","minimum":1,"maximum":65535},"weight":{"type":"integer","minimum":1,"maximum":1000000},"labels":{"type":"object","additionalProperties":{"type":"string"}},"locality":{"type":"string"}},"required":["address","port"]}},"connectTimeoutMs":{"type":"integer","minimum":1},"idleTimeoutMs":{"type":"integer","minimum":1},"circuitBreakers":{"type":"object","additionalProperties":false,"properties":{"maxConnections":{"type":"integer","minimum":0},"maxPendingRequests":{"type":"integer","minimum":0},"maxRequests":{"type":"integer","minimum":0},"maxRequestsPerConnection":{"type":"integer","minimum":0}}},"tls":{"type":"object","additionalProperties":false,"properties":{"sni":{"type":"string","minLength":1},"validationContext":{"type":"string","minLength":1},"certificateChain":{"type":"string","minLength":1},"privateKey":{"type":"string","minLength":1},"alpnProtocols":{"type":"array","items":{"type":"string","minLength":1}},"insecureSkipVerify":{"type":"boolean"}}}},"required":["name","endpoints"]}}},"required":["listeners"]};
+const schema31 = {"$schema":"https://json-schema.org/draft/2020-12/schema","$id":"https://isthmus.io/schemas/proxy-config.json","title":"isthmus ProxyConfig","description":"Configuration of the isthmus proxy: listeners -> filter chains -> HTTP routes -> clusters -> endpoints. See docs/proxy.md.","type":"object","additionalProperties":false,"properties":{"version":{"type":"string"},"node":{"type":"object","additionalProperties":false,"properties":{"id":{"type":"string"},"cluster":{"type":"string"},"metadata":{"type":"object","additionalProperties":{"type":"string"}}}},"admin":{"type":"object","additionalProperties":false,"properties":{"address":{"type":"string","minLength":1},"port":{"type":"integer","minimum":0,"maximum":65535}}},"listeners":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"address":{"type":"string","minLength":1},"port":{"type":"integer","minimum":0,"maximum":65535},"filterChains":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string"},"match":{"type":"object","additionalProperties":false,"properties":{"destinationPort":{"type":"integer","minimum":0,"maximum":65535},"serverNames":{"type":"array","items":{"type":"string","minLength":1}},"applicationProtocols":{"type":"array","items":{"type":"string","minLength":1}}}},"tls":{"type":"object","additionalProperties":false,"properties":{"certificateChain":{"type":"string","minLength":1},"privateKey":{"type":"string","minLength":1},"validationContext":{"type":"string","minLength":1},"requireClientCertificate":{"type":"boolean"},"alpnProtocols":{"type":"array","items":{"type":"string","minLength":1}}},"required":["certificateChain","privateKey"]},"filter":{"oneOf":[{"type":"object","additionalProperties":false,"properties":{"type":{"const":"http"},"routeConfigName":{"type":"string","minLength":1},"routeConfig":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"virtualHosts":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"domains":{"type":"array","items":{"type":"string","minLength":1},"minItems":1},"routes":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string"},"match":{"type":"object","additionalProperties":false,"properties":{"prefix":{"type":"string"},"path":{"type":"string"},"regex":{"type":"string"},"caseSensitive":{"type":"boolean"},"headers":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"regex":{"type":"string"},"present":{"type":"boolean"},"invert":{"type":"boolean"}},"required":["name"]}},"queryParameters":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"exact":{"type":"string"},"prefix":{"type":"string"},"regex":{"type":"string"},"present":{"type":"boolean"}},"required":["name"]}}}},"route":{"type":"object","additionalProperties":false,"properties":{"cluster":{"type":"string","minLength":1},"weightedClusters":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"weight":{"type":"integer","minimum":0},"requestHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"requestHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"responseHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}}},"required":["name","weight"]},"minItems":1},"prefixRewrite":{"type":"string"},"regexRewrite":{"type":"object","additionalProperties":false,"properties":{"pattern":{"type":"string","minLength":1},"substitution":{"type":"string"}},"required":["pattern","substitution"]},"hostRewrite":{"type":"string","minLength":1},"hashPolicy":{"type":"array","items":{"oneOf":[{"type":"object","additionalProperties":false,"properties":{"header":{"type":"string","minLength":1}},"required":["header"]},{"type":"object","additionalProperties":false,"properties":{"cookie":{"type":"string","minLength":1},"ttlMs":{"type":"integer","minimum":0},"path":{"type":"string"}},"required":["cookie"]},{"type":"object","additionalProperties":false,"properties":{"sourceIp":{"const":true}},"required":["sourceIp"]},{"type":"object","additionalProperties":false,"properties":{"queryParameter":{"type":"string","minLength":1}},"required":["queryParameter"]}]}},"timeoutMs":{"type":"integer","minimum":0},"retryPolicy":{"type":"object","additionalProperties":false,"properties":{"numRetries":{"type":"integer","minimum":0,"maximum":100},"perTryTimeoutMs":{"type":"integer","minimum":0},"retryOn":{"type":"array","items":{"enum":["5xx","gateway-error","reset","connect-failure","refused-stream","retriable-4xx","retriable-status-codes","cancelled","deadline-exceeded","resource-exhausted","unavailable"]}},"retriableStatusCodes":{"type":"array","items":{"type":"integer","minimum":100,"maximum":599}},"backoff":{"type":"object","additionalProperties":false,"properties":{"baseIntervalMs":{"type":"integer","minimum":1},"maxIntervalMs":{"type":"integer","minimum":1}}}},"required":["numRetries"]},"fault":{"type":"object","additionalProperties":false,"properties":{"delay":{"type":"object","additionalProperties":false,"properties":{"fixedDelayMs":{"type":"integer","minimum":0},"percentage":{"type":"number","minimum":0,"maximum":100}},"required":["fixedDelayMs"]},"abort":{"type":"object","additionalProperties":false,"properties":{"httpStatus":{"type":"integer","minimum":200,"maximum":599},"grpcStatus":{"type":"integer","minimum":0,"maximum":16},"percentage":{"type":"number","minimum":0,"maximum":100}}}}},"requestMirrorPolicies":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"cluster":{"type":"string","minLength":1},"percentage":{"type":"number","minimum":0,"maximum":100}},"required":["cluster"]}},"cors":{"type":"object","additionalProperties":false,"properties":{"allowOrigins":{"type":"array","items":{"oneOf":[{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"}},"required":["exact"]},{"type":"object","additionalProperties":false,"properties":{"prefix":{"type":"string"}},"required":["prefix"]},{"type":"object","additionalProperties":false,"properties":{"regex":{"type":"string","minLength":1}},"required":["regex"]}]}},"allowMethods":{"type":"array","items":{"type":"string","minLength":1}},"allowHeaders":{"type":"array","items":{"type":"string","minLength":1}},"exposeHeaders":{"type":"array","items":{"type":"string","minLength":1}},"maxAgeSeconds":{"type":"integer","minimum":0},"allowCredentials":{"type":"boolean"}},"required":["allowOrigins"]},"localRateLimit":{"type":"object","additionalProperties":false,"properties":{"maxTokens":{"type":"integer","minimum":1},"tokensPerFill":{"type":"integer","minimum":1},"fillIntervalMs":{"type":"integer","minimum":1}},"required":["maxTokens","fillIntervalMs"]}}},"redirect":{"type":"object","additionalProperties":false,"properties":{"scheme":{"enum":["http","https"]},"host":{"type":"string","minLength":1},"port":{"type":"integer","minimum":0,"maximum":65535},"path":{"type":"string"},"prefixRewrite":{"type":"string"},"responseCode":{"enum":[301,302,303,307,308]}}},"directResponse":{"type":"object","additionalProperties":false,"properties":{"status":{"type":"integer","minimum":200,"maximum":599},"body":{"type":"string"}},"required":["status"]},"requestHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"requestHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"responseHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}}},"required":["match"]}}},"required":["name","domains","routes"]}}},"required":["name","virtualHosts"]},"mode":{"enum":["server","http_proxy"]},"codec":{"enum":["auto","http1","http2"]},"statPrefix":{"type":"string","minLength":1},"reporter":{"enum":["source","destination"]},"localRateLimit":{"type":"object","additionalProperties":false,"properties":{"maxTokens":{"type":"integer","minimum":1},"tokensPerFill":{"type":"integer","minimum":1},"fillIntervalMs":{"type":"integer","minimum":1}},"required":["maxTokens","fillIntervalMs"]}},"required":["type"]},{"type":"object","additionalProperties":false,"properties":{"type":{"const":"tcp"},"cluster":{"type":"string","minLength":1},"statPrefix":{"type":"string","minLength":1},"idleTimeoutMs":{"type":"integer","minimum":1}},"required":["type","cluster"]}]}},"required":["filter"]},"minItems":1},"limits":{"type":"object","additionalProperties":false,"properties":{"maxRequestHeadersBytes":{"type":"integer","minimum":1024,"maximum":1048576},"maxRequestHeaders":{"type":"integer","minimum":1,"maximum":10000},"requestHeadersTimeoutMs":{"type":"integer","minimum":1},"idleTimeoutMs":{"type":"integer","minimum":1},"maxConnections":{"type":"integer","minimum":1}}}},"required":["name","port","filterChains"]}},"routeConfigs":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"virtualHosts":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"domains":{"type":"array","items":{"type":"string","minLength":1},"minItems":1},"routes":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string"},"match":{"type":"object","additionalProperties":false,"properties":{"prefix":{"type":"string"},"path":{"type":"string"},"regex":{"type":"string"},"caseSensitive":{"type":"boolean"},"headers":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"regex":{"type":"string"},"present":{"type":"boolean"},"invert":{"type":"boolean"}},"required":["name"]}},"queryParameters":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"exact":{"type":"string"},"prefix":{"type":"string"},"regex":{"type":"string"},"present":{"type":"boolean"}},"required":["name"]}}}},"route":{"type":"object","additionalProperties":false,"properties":{"cluster":{"type":"string","minLength":1},"weightedClusters":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"weight":{"type":"integer","minimum":0},"requestHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"requestHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"responseHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}}},"required":["name","weight"]},"minItems":1},"prefixRewrite":{"type":"string"},"regexRewrite":{"type":"object","additionalProperties":false,"properties":{"pattern":{"type":"string","minLength":1},"substitution":{"type":"string"}},"required":["pattern","substitution"]},"hostRewrite":{"type":"string","minLength":1},"hashPolicy":{"type":"array","items":{"oneOf":[{"type":"object","additionalProperties":false,"properties":{"header":{"type":"string","minLength":1}},"required":["header"]},{"type":"object","additionalProperties":false,"properties":{"cookie":{"type":"string","minLength":1},"ttlMs":{"type":"integer","minimum":0},"path":{"type":"string"}},"required":["cookie"]},{"type":"object","additionalProperties":false,"properties":{"sourceIp":{"const":true}},"required":["sourceIp"]},{"type":"object","additionalProperties":false,"properties":{"queryParameter":{"type":"string","minLength":1}},"required":["queryParameter"]}]}},"timeoutMs":{"type":"integer","minimum":0},"retryPolicy":{"type":"object","additionalProperties":false,"properties":{"numRetries":{"type":"integer","minimum":0,"maximum":100},"perTryTimeoutMs":{"type":"integer","minimum":0},"retryOn":{"type":"array","items":{"enum":["5xx","gateway-error","reset","connect-failure","refused-stream","retriable-4xx","retriable-status-codes","cancelled","deadline-exceeded","resource-exhausted","unavailable"]}},"retriableStatusCodes":{"type":"array","items":{"type":"integer","minimum":100,"maximum":599}},"backoff":{"type":"object","additionalProperties":false,"properties":{"baseIntervalMs":{"type":"integer","minimum":1},"maxIntervalMs":{"type":"integer","minimum":1}}}},"required":["numRetries"]},"fault":{"type":"object","additionalProperties":false,"properties":{"delay":{"type":"object","additionalProperties":false,"properties":{"fixedDelayMs":{"type":"integer","minimum":0},"percentage":{"type":"number","minimum":0,"maximum":100}},"required":["fixedDelayMs"]},"abort":{"type":"object","additionalProperties":false,"properties":{"httpStatus":{"type":"integer","minimum":200,"maximum":599},"grpcStatus":{"type":"integer","minimum":0,"maximum":16},"percentage":{"type":"number","minimum":0,"maximum":100}}}}},"requestMirrorPolicies":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"cluster":{"type":"string","minLength":1},"percentage":{"type":"number","minimum":0,"maximum":100}},"required":["cluster"]}},"cors":{"type":"object","additionalProperties":false,"properties":{"allowOrigins":{"type":"array","items":{"oneOf":[{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"}},"required":["exact"]},{"type":"object","additionalProperties":false,"properties":{"prefix":{"type":"string"}},"required":["prefix"]},{"type":"object","additionalProperties":false,"properties":{"regex":{"type":"string","minLength":1}},"required":["regex"]}]}},"allowMethods":{"type":"array","items":{"type":"string","minLength":1}},"allowHeaders":{"type":"array","items":{"type":"string","minLength":1}},"exposeHeaders":{"type":"array","items":{"type":"string","minLength":1}},"maxAgeSeconds":{"type":"integer","minimum":0},"allowCredentials":{"type":"boolean"}},"required":["allowOrigins"]},"localRateLimit":{"type":"object","additionalProperties":false,"properties":{"maxTokens":{"type":"integer","minimum":1},"tokensPerFill":{"type":"integer","minimum":1},"fillIntervalMs":{"type":"integer","minimum":1}},"required":["maxTokens","fillIntervalMs"]}}},"redirect":{"type":"object","additionalProperties":false,"properties":{"scheme":{"enum":["http","https"]},"host":{"type":"string","minLength":1},"port":{"type":"integer","minimum":0,"maximum":65535},"path":{"type":"string"},"prefixRewrite":{"type":"string"},"responseCode":{"enum":[301,302,303,307,308]}}},"directResponse":{"type":"object","additionalProperties":false,"properties":{"status":{"type":"integer","minimum":200,"maximum":599},"body":{"type":"string"}},"required":["status"]},"requestHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"requestHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"responseHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}}},"required":["match"]}}},"required":["name","domains","routes"]}}},"required":["name","virtualHosts"]}},"clusters":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"lbPolicy":{"enum":["ROUND_ROBIN","LEAST_REQUEST","RANDOM","RING_HASH","MAGLEV"]},"ringHash":{"type":"object","additionalProperties":false,"properties":{"minimumRingSize":{"type":"integer","minimum":1},"maximumRingSize":{"type":"integer","minimum":1}}},"maglev":{"type":"object","additionalProperties":false,"properties":{"tableSize":{"type":"integer","minimum":1}}},"protocol":{"enum":["http1","http2"]},"endpoints":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"address":{"type":"string","minLength":1},"port":{"type":"integer","minimum":1,"maximum":65535},"weight":{"type":"integer","minimum":1,"maximum":1000000},"labels":{"type":"object","additionalProperties":{"type":"string"}},"locality":{"type":"string"}},"required":["address","port"]}},"connectTimeoutMs":{"type":"integer","minimum":1},"idleTimeoutMs":{"type":"integer","minimum":1},"circuitBreakers":{"type":"object","additionalProperties":false,"properties":{"maxConnections":{"type":"integer","minimum":0},"maxPendingRequests":{"type":"integer","minimum":0},"maxRequests":{"type":"integer","minimum":0},"maxRequestsPerConnection":{"type":"integer","minimum":0},"retryBudget":{"type":"object","additionalProperties":false,"properties":{"budgetPercent":{"type":"number","minimum":0,"maximum":100},"minRetryConcurrency":{"type":"integer","minimum":0}},"required":["budgetPercent"]}}},"outlierDetection":{"type":"object","additionalProperties":false,"properties":{"consecutive5xxErrors":{"type":"integer","minimum":0},"consecutiveGatewayErrors":{"type":"integer","minimum":0},"intervalMs":{"type":"integer","minimum":1},"baseEjectionTimeMs":{"type":"integer","minimum":1},"maxEjectionPercent":{"type":"number","minimum":0,"maximum":100},"minHealthPercent":{"type":"number","minimum":0,"maximum":100}}},"tls":{"type":"object","additionalProperties":false,"properties":{"sni":{"type":"string","minLength":1},"validationContext":{"type":"string","minLength":1},"certificateChain":{"type":"string","minLength":1},"privateKey":{"type":"string","minLength":1},"alpnProtocols":{"type":"array","items":{"type":"string","minLength":1}},"insecureSkipVerify":{"type":"boolean"}}}},"required":["name","endpoints"]}},"telemetry":{"type":"object","additionalProperties":false,"properties":{"prometheus":{"type":"object","additionalProperties":false,"properties":{"address":{"type":"string","minLength":1},"port":{"type":"integer","minimum":0,"maximum":65535}}},"accessLog":{"type":"object","additionalProperties":false,"properties":{"path":{"type":"string","minLength":1}},"required":["path"]},"tracing":{"type":"object","additionalProperties":false,"properties":{"otlpEndpoint":{"type":"string","pattern":"^https?://"},"samplingPercent":{"type":"number","minimum":0,"maximum":100},"serviceName":{"type":"string","minLength":1}},"required":["otlpEndpoint"]}}}},"required":["listeners"]};
 const func1 = Object.prototype.hasOwnProperty;
+const pattern4 = new RegExp("^https?://", "u");
 
 function validate20(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
 /*# sourceURL="https://isthmus.io/schemas/proxy-config.json" */;
@@ -29,7 +30,7 @@ vErrors.push(err0);
 errors++;
 }
 for(const key0 in data){
-if(!((((((key0 === "version") || (key0 === "node")) || (key0 === "admin")) || (key0 === "listeners")) || (key0 === "routeConfigs")) || (key0 === "clusters"))){
+if(!(((((((key0 === "version") || (key0 === "node")) || (key0 === "admin")) || (key0 === "listeners")) || (key0 === "routeConfigs")) || (key0 === "clusters")) || (key0 === "telemetry"))){
 const err1 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err1];
@@ -739,7 +740,7 @@ vErrors.push(err56);
 errors++;
 }
 for(const key8 in data30){
-if(!((((((key8 === "type") || (key8 === "routeConfigName")) || (key8 === "routeConfig")) || (key8 === "mode")) || (key8 === "codec")) || (key8 === "statPrefix"))){
+if(!((((((((key8 === "type") || (key8 === "routeConfigName")) || (key8 === "routeConfig")) || (key8 === "mode")) || (key8 === "codec")) || (key8 === "statPrefix")) || (key8 === "reporter")) || (key8 === "localRateLimit"))){
 const err57 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key8},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err57];
@@ -1480,7 +1481,7 @@ if(data46.route !== undefined){
 let data69 = data46.route;
 if(data69 && typeof data69 == "object" && !Array.isArray(data69)){
 for(const key16 in data69){
-if(!((((((key16 === "cluster") || (key16 === "weightedClusters")) || (key16 === "prefixRewrite")) || (key16 === "regexRewrite")) || (key16 === "hostRewrite")) || (key16 === "hashPolicy"))){
+if(!(func1.call(schema31.properties.listeners.items.properties.filterChains.items.properties.filter.oneOf[0].properties.routeConfig.properties.virtualHosts.items.properties.routes.items.properties.route.properties, key16))){
 const err116 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key16},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err116];
@@ -2421,9 +2422,10 @@ vErrors.push(err186);
 errors++;
 }
 }
-}
-else {
-const err187 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data69.timeoutMs !== undefined){
+let data102 = data69.timeoutMs;
+if(!((typeof data102 == "number") && (!(data102 % 1) && !isNaN(data102)))){
+const err187 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/timeoutMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/timeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err187];
 }
@@ -2432,13 +2434,9 @@ vErrors.push(err187);
 }
 errors++;
 }
-}
-if(data46.redirect !== undefined){
-let data102 = data46.redirect;
-if(data102 && typeof data102 == "object" && !Array.isArray(data102)){
-for(const key25 in data102){
-if(!((((((key25 === "scheme") || (key25 === "host")) || (key25 === "port")) || (key25 === "path")) || (key25 === "prefixRewrite")) || (key25 === "responseCode"))){
-const err188 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/redirect",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/redirect/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key25},message:"must NOT have additional properties"};
+if(typeof data102 == "number"){
+if(data102 < 0 || isNaN(data102)){
+const err188 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/timeoutMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/timeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err188];
 }
@@ -2448,10 +2446,12 @@ vErrors.push(err188);
 errors++;
 }
 }
-if(data102.scheme !== undefined){
-let data103 = data102.scheme;
-if(!((data103 === "http") || (data103 === "https"))){
-const err189 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/redirect/scheme",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/scheme/enum",keyword:"enum",params:{allowedValues: schema31.properties.listeners.items.properties.filterChains.items.properties.filter.oneOf[0].properties.routeConfig.properties.virtualHosts.items.properties.routes.items.properties.redirect.properties.scheme.enum},message:"must be equal to one of the allowed values"};
+}
+if(data69.retryPolicy !== undefined){
+let data103 = data69.retryPolicy;
+if(data103 && typeof data103 == "object" && !Array.isArray(data103)){
+if(data103.numRetries === undefined){
+const err189 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/retryPolicy",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/required",keyword:"required",params:{missingProperty: "numRetries"},message:"must have required property '"+"numRetries"+"'"};
 if(vErrors === null){
 vErrors = [err189];
 }
@@ -2460,12 +2460,9 @@ vErrors.push(err189);
 }
 errors++;
 }
-}
-if(data102.host !== undefined){
-let data104 = data102.host;
-if(typeof data104 === "string"){
-if(data104.length < 1){
-const err190 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/redirect/host",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/host/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+for(const key25 in data103){
+if(!(((((key25 === "numRetries") || (key25 === "perTryTimeoutMs")) || (key25 === "retryOn")) || (key25 === "retriableStatusCodes")) || (key25 === "backoff"))){
+const err190 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/retryPolicy",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key25},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err190];
 }
@@ -2475,8 +2472,10 @@ vErrors.push(err190);
 errors++;
 }
 }
-else {
-const err191 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/redirect/host",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/host/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data103.numRetries !== undefined){
+let data104 = data103.numRetries;
+if(!((typeof data104 == "number") && (!(data104 % 1) && !isNaN(data104)))){
+const err191 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/retryPolicy/numRetries",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/numRetries/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err191];
 }
@@ -2485,11 +2484,9 @@ vErrors.push(err191);
 }
 errors++;
 }
-}
-if(data102.port !== undefined){
-let data105 = data102.port;
-if(!((typeof data105 == "number") && (!(data105 % 1) && !isNaN(data105)))){
-const err192 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/redirect/port",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(typeof data104 == "number"){
+if(data104 > 100 || isNaN(data104)){
+const err192 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/retryPolicy/numRetries",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/numRetries/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
 if(vErrors === null){
 vErrors = [err192];
 }
@@ -2498,9 +2495,8 @@ vErrors.push(err192);
 }
 errors++;
 }
-if(typeof data105 == "number"){
-if(data105 > 65535 || isNaN(data105)){
-const err193 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/redirect/port",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+if(data104 < 0 || isNaN(data104)){
+const err193 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/retryPolicy/numRetries",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/numRetries/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err193];
 }
@@ -2509,8 +2505,12 @@ vErrors.push(err193);
 }
 errors++;
 }
-if(data105 < 0 || isNaN(data105)){
-const err194 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/redirect/port",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+}
+if(data103.perTryTimeoutMs !== undefined){
+let data105 = data103.perTryTimeoutMs;
+if(!((typeof data105 == "number") && (!(data105 % 1) && !isNaN(data105)))){
+const err194 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/retryPolicy/perTryTimeoutMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/perTryTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err194];
 }
@@ -2519,11 +2519,9 @@ vErrors.push(err194);
 }
 errors++;
 }
-}
-}
-if(data102.path !== undefined){
-if(typeof data102.path !== "string"){
-const err195 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/redirect/path",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/path/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(typeof data105 == "number"){
+if(data105 < 0 || isNaN(data105)){
+const err195 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/retryPolicy/perTryTimeoutMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/perTryTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err195];
 }
@@ -2533,9 +2531,15 @@ vErrors.push(err195);
 errors++;
 }
 }
-if(data102.prefixRewrite !== undefined){
-if(typeof data102.prefixRewrite !== "string"){
-const err196 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/redirect/prefixRewrite",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/prefixRewrite/type",keyword:"type",params:{type: "string"},message:"must be string"};
+}
+if(data103.retryOn !== undefined){
+let data106 = data103.retryOn;
+if(Array.isArray(data106)){
+const len17 = data106.length;
+for(let i17=0; i17<len17; i17++){
+let data107 = data106[i17];
+if(!(((((((((((data107 === "5xx") || (data107 === "gateway-error")) || (data107 === "reset")) || (data107 === "connect-failure")) || (data107 === "refused-stream")) || (data107 === "retriable-4xx")) || (data107 === "retriable-status-codes")) || (data107 === "cancelled")) || (data107 === "deadline-exceeded")) || (data107 === "resource-exhausted")) || (data107 === "unavailable"))){
+const err196 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/retryPolicy/retryOn/" + i17,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retryOn/items/enum",keyword:"enum",params:{allowedValues: schema31.properties.listeners.items.properties.filterChains.items.properties.filter.oneOf[0].properties.routeConfig.properties.virtualHosts.items.properties.routes.items.properties.route.properties.retryPolicy.properties.retryOn.items.enum},message:"must be equal to one of the allowed values"};
 if(vErrors === null){
 vErrors = [err196];
 }
@@ -2545,10 +2549,9 @@ vErrors.push(err196);
 errors++;
 }
 }
-if(data102.responseCode !== undefined){
-let data108 = data102.responseCode;
-if(!(((((data108 === 301) || (data108 === 302)) || (data108 === 303)) || (data108 === 307)) || (data108 === 308))){
-const err197 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/redirect/responseCode",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/responseCode/enum",keyword:"enum",params:{allowedValues: schema31.properties.listeners.items.properties.filterChains.items.properties.filter.oneOf[0].properties.routeConfig.properties.virtualHosts.items.properties.routes.items.properties.redirect.properties.responseCode.enum},message:"must be equal to one of the allowed values"};
+}
+else {
+const err197 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/retryPolicy/retryOn",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retryOn/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err197];
 }
@@ -2558,9 +2561,14 @@ vErrors.push(err197);
 errors++;
 }
 }
-}
-else {
-const err198 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/redirect",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/redirect/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data103.retriableStatusCodes !== undefined){
+let data108 = data103.retriableStatusCodes;
+if(Array.isArray(data108)){
+const len18 = data108.length;
+for(let i18=0; i18<len18; i18++){
+let data109 = data108[i18];
+if(!((typeof data109 == "number") && (!(data109 % 1) && !isNaN(data109)))){
+const err198 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/retryPolicy/retriableStatusCodes/" + i18,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retriableStatusCodes/items/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err198];
 }
@@ -2569,12 +2577,9 @@ vErrors.push(err198);
 }
 errors++;
 }
-}
-if(data46.directResponse !== undefined){
-let data109 = data46.directResponse;
-if(data109 && typeof data109 == "object" && !Array.isArray(data109)){
-if(data109.status === undefined){
-const err199 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/directResponse",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/directResponse/required",keyword:"required",params:{missingProperty: "status"},message:"must have required property '"+"status"+"'"};
+if(typeof data109 == "number"){
+if(data109 > 599 || isNaN(data109)){
+const err199 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/retryPolicy/retriableStatusCodes/" + i18,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retriableStatusCodes/items/maximum",keyword:"maximum",params:{comparison: "<=", limit: 599},message:"must be <= 599"};
 if(vErrors === null){
 vErrors = [err199];
 }
@@ -2583,9 +2588,8 @@ vErrors.push(err199);
 }
 errors++;
 }
-for(const key26 in data109){
-if(!((key26 === "status") || (key26 === "body"))){
-const err200 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/directResponse",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/directResponse/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key26},message:"must NOT have additional properties"};
+if(data109 < 100 || isNaN(data109)){
+const err200 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/retryPolicy/retriableStatusCodes/" + i18,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retriableStatusCodes/items/minimum",keyword:"minimum",params:{comparison: ">=", limit: 100},message:"must be >= 100"};
 if(vErrors === null){
 vErrors = [err200];
 }
@@ -2595,10 +2599,10 @@ vErrors.push(err200);
 errors++;
 }
 }
-if(data109.status !== undefined){
-let data110 = data109.status;
-if(!((typeof data110 == "number") && (!(data110 % 1) && !isNaN(data110)))){
-const err201 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/directResponse/status",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/directResponse/properties/status/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+}
+}
+else {
+const err201 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/retryPolicy/retriableStatusCodes",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retriableStatusCodes/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err201];
 }
@@ -2607,9 +2611,13 @@ vErrors.push(err201);
 }
 errors++;
 }
-if(typeof data110 == "number"){
-if(data110 > 599 || isNaN(data110)){
-const err202 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/directResponse/status",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/directResponse/properties/status/maximum",keyword:"maximum",params:{comparison: "<=", limit: 599},message:"must be <= 599"};
+}
+if(data103.backoff !== undefined){
+let data110 = data103.backoff;
+if(data110 && typeof data110 == "object" && !Array.isArray(data110)){
+for(const key26 in data110){
+if(!((key26 === "baseIntervalMs") || (key26 === "maxIntervalMs"))){
+const err202 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/retryPolicy/backoff",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key26},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err202];
 }
@@ -2618,8 +2626,11 @@ vErrors.push(err202);
 }
 errors++;
 }
-if(data110 < 200 || isNaN(data110)){
-const err203 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/directResponse/status",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/directResponse/properties/status/minimum",keyword:"minimum",params:{comparison: ">=", limit: 200},message:"must be >= 200"};
+}
+if(data110.baseIntervalMs !== undefined){
+let data111 = data110.baseIntervalMs;
+if(!((typeof data111 == "number") && (!(data111 % 1) && !isNaN(data111)))){
+const err203 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/retryPolicy/backoff/baseIntervalMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/properties/baseIntervalMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err203];
 }
@@ -2628,11 +2639,9 @@ vErrors.push(err203);
 }
 errors++;
 }
-}
-}
-if(data109.body !== undefined){
-if(typeof data109.body !== "string"){
-const err204 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/directResponse/body",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/directResponse/properties/body/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(typeof data111 == "number"){
+if(data111 < 1 || isNaN(data111)){
+const err204 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/retryPolicy/backoff/baseIntervalMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/properties/baseIntervalMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err204];
 }
@@ -2643,8 +2652,10 @@ errors++;
 }
 }
 }
-else {
-const err205 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/directResponse",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/directResponse/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data110.maxIntervalMs !== undefined){
+let data112 = data110.maxIntervalMs;
+if(!((typeof data112 == "number") && (!(data112 % 1) && !isNaN(data112)))){
+const err205 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/retryPolicy/backoff/maxIntervalMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/properties/maxIntervalMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err205];
 }
@@ -2653,16 +2664,9 @@ vErrors.push(err205);
 }
 errors++;
 }
-}
-if(data46.requestHeadersToAdd !== undefined){
-let data112 = data46.requestHeadersToAdd;
-if(Array.isArray(data112)){
-const len17 = data112.length;
-for(let i17=0; i17<len17; i17++){
-let data113 = data112[i17];
-if(data113 && typeof data113 == "object" && !Array.isArray(data113)){
-if(data113.name === undefined){
-const err206 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/requestHeadersToAdd/" + i17,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
+if(typeof data112 == "number"){
+if(data112 < 1 || isNaN(data112)){
+const err206 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/retryPolicy/backoff/maxIntervalMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/properties/maxIntervalMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err206];
 }
@@ -2671,8 +2675,11 @@ vErrors.push(err206);
 }
 errors++;
 }
-if(data113.value === undefined){
-const err207 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/requestHeadersToAdd/" + i17,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "value"},message:"must have required property '"+"value"+"'"};
+}
+}
+}
+else {
+const err207 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/retryPolicy/backoff",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err207];
 }
@@ -2681,9 +2688,10 @@ vErrors.push(err207);
 }
 errors++;
 }
-for(const key27 in data113){
-if(!(((key27 === "name") || (key27 === "value")) || (key27 === "append"))){
-const err208 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/requestHeadersToAdd/" + i17,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key27},message:"must NOT have additional properties"};
+}
+}
+else {
+const err208 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/retryPolicy",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err208];
 }
@@ -2693,11 +2701,12 @@ vErrors.push(err208);
 errors++;
 }
 }
-if(data113.name !== undefined){
-let data114 = data113.name;
-if(typeof data114 === "string"){
-if(data114.length < 1){
-const err209 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/requestHeadersToAdd/" + i17+"/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data69.fault !== undefined){
+let data113 = data69.fault;
+if(data113 && typeof data113 == "object" && !Array.isArray(data113)){
+for(const key27 in data113){
+if(!((key27 === "delay") || (key27 === "abort"))){
+const err209 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/fault",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key27},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err209];
 }
@@ -2707,8 +2716,11 @@ vErrors.push(err209);
 errors++;
 }
 }
-else {
-const err210 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/requestHeadersToAdd/" + i17+"/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data113.delay !== undefined){
+let data114 = data113.delay;
+if(data114 && typeof data114 == "object" && !Array.isArray(data114)){
+if(data114.fixedDelayMs === undefined){
+const err210 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/fault/delay",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/required",keyword:"required",params:{missingProperty: "fixedDelayMs"},message:"must have required property '"+"fixedDelayMs"+"'"};
 if(vErrors === null){
 vErrors = [err210];
 }
@@ -2717,10 +2729,9 @@ vErrors.push(err210);
 }
 errors++;
 }
-}
-if(data113.value !== undefined){
-if(typeof data113.value !== "string"){
-const err211 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/requestHeadersToAdd/" + i17+"/value",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/properties/value/type",keyword:"type",params:{type: "string"},message:"must be string"};
+for(const key28 in data114){
+if(!((key28 === "fixedDelayMs") || (key28 === "percentage"))){
+const err211 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/fault/delay",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key28},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err211];
 }
@@ -2730,9 +2741,10 @@ vErrors.push(err211);
 errors++;
 }
 }
-if(data113.append !== undefined){
-if(typeof data113.append !== "boolean"){
-const err212 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/requestHeadersToAdd/" + i17+"/append",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/properties/append/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(data114.fixedDelayMs !== undefined){
+let data115 = data114.fixedDelayMs;
+if(!((typeof data115 == "number") && (!(data115 % 1) && !isNaN(data115)))){
+const err212 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/fault/delay/fixedDelayMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/properties/fixedDelayMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err212];
 }
@@ -2741,10 +2753,9 @@ vErrors.push(err212);
 }
 errors++;
 }
-}
-}
-else {
-const err213 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/requestHeadersToAdd/" + i17,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(typeof data115 == "number"){
+if(data115 < 0 || isNaN(data115)){
+const err213 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/fault/delay/fixedDelayMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/properties/fixedDelayMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err213];
 }
@@ -2755,8 +2766,11 @@ errors++;
 }
 }
 }
-else {
-const err214 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/requestHeadersToAdd",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data114.percentage !== undefined){
+let data116 = data114.percentage;
+if(typeof data116 == "number"){
+if(data116 > 100 || isNaN(data116)){
+const err214 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/fault/delay/percentage",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/properties/percentage/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
 if(vErrors === null){
 vErrors = [err214];
 }
@@ -2765,16 +2779,8 @@ vErrors.push(err214);
 }
 errors++;
 }
-}
-if(data46.requestHeadersToRemove !== undefined){
-let data117 = data46.requestHeadersToRemove;
-if(Array.isArray(data117)){
-const len18 = data117.length;
-for(let i18=0; i18<len18; i18++){
-let data118 = data117[i18];
-if(typeof data118 === "string"){
-if(data118.length < 1){
-const err215 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/requestHeadersToRemove/" + i18,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToRemove/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data116 < 0 || isNaN(data116)){
+const err215 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/fault/delay/percentage",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/properties/percentage/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err215];
 }
@@ -2785,7 +2791,7 @@ errors++;
 }
 }
 else {
-const err216 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/requestHeadersToRemove/" + i18,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToRemove/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err216 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/fault/delay/percentage",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/properties/percentage/type",keyword:"type",params:{type: "number"},message:"must be number"};
 if(vErrors === null){
 vErrors = [err216];
 }
@@ -2797,7 +2803,7 @@ errors++;
 }
 }
 else {
-const err217 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/requestHeadersToRemove",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToRemove/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err217 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/fault/delay",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err217];
 }
@@ -2807,15 +2813,12 @@ vErrors.push(err217);
 errors++;
 }
 }
-if(data46.responseHeadersToAdd !== undefined){
-let data119 = data46.responseHeadersToAdd;
-if(Array.isArray(data119)){
-const len19 = data119.length;
-for(let i19=0; i19<len19; i19++){
-let data120 = data119[i19];
-if(data120 && typeof data120 == "object" && !Array.isArray(data120)){
-if(data120.name === undefined){
-const err218 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/responseHeadersToAdd/" + i19,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
+if(data113.abort !== undefined){
+let data117 = data113.abort;
+if(data117 && typeof data117 == "object" && !Array.isArray(data117)){
+for(const key29 in data117){
+if(!(((key29 === "httpStatus") || (key29 === "grpcStatus")) || (key29 === "percentage"))){
+const err218 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/fault/abort",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key29},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err218];
 }
@@ -2824,8 +2827,11 @@ vErrors.push(err218);
 }
 errors++;
 }
-if(data120.value === undefined){
-const err219 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/responseHeadersToAdd/" + i19,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "value"},message:"must have required property '"+"value"+"'"};
+}
+if(data117.httpStatus !== undefined){
+let data118 = data117.httpStatus;
+if(!((typeof data118 == "number") && (!(data118 % 1) && !isNaN(data118)))){
+const err219 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/fault/abort/httpStatus",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/httpStatus/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err219];
 }
@@ -2834,9 +2840,9 @@ vErrors.push(err219);
 }
 errors++;
 }
-for(const key28 in data120){
-if(!(((key28 === "name") || (key28 === "value")) || (key28 === "append"))){
-const err220 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/responseHeadersToAdd/" + i19,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key28},message:"must NOT have additional properties"};
+if(typeof data118 == "number"){
+if(data118 > 599 || isNaN(data118)){
+const err220 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/fault/abort/httpStatus",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/httpStatus/maximum",keyword:"maximum",params:{comparison: "<=", limit: 599},message:"must be <= 599"};
 if(vErrors === null){
 vErrors = [err220];
 }
@@ -2845,12 +2851,8 @@ vErrors.push(err220);
 }
 errors++;
 }
-}
-if(data120.name !== undefined){
-let data121 = data120.name;
-if(typeof data121 === "string"){
-if(data121.length < 1){
-const err221 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/responseHeadersToAdd/" + i19+"/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data118 < 200 || isNaN(data118)){
+const err221 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/fault/abort/httpStatus",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/httpStatus/minimum",keyword:"minimum",params:{comparison: ">=", limit: 200},message:"must be >= 200"};
 if(vErrors === null){
 vErrors = [err221];
 }
@@ -2860,8 +2862,11 @@ vErrors.push(err221);
 errors++;
 }
 }
-else {
-const err222 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/responseHeadersToAdd/" + i19+"/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+}
+if(data117.grpcStatus !== undefined){
+let data119 = data117.grpcStatus;
+if(!((typeof data119 == "number") && (!(data119 % 1) && !isNaN(data119)))){
+const err222 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/fault/abort/grpcStatus",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/grpcStatus/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err222];
 }
@@ -2870,10 +2875,9 @@ vErrors.push(err222);
 }
 errors++;
 }
-}
-if(data120.value !== undefined){
-if(typeof data120.value !== "string"){
-const err223 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/responseHeadersToAdd/" + i19+"/value",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/properties/value/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(typeof data119 == "number"){
+if(data119 > 16 || isNaN(data119)){
+const err223 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/fault/abort/grpcStatus",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/grpcStatus/maximum",keyword:"maximum",params:{comparison: "<=", limit: 16},message:"must be <= 16"};
 if(vErrors === null){
 vErrors = [err223];
 }
@@ -2882,10 +2886,8 @@ vErrors.push(err223);
 }
 errors++;
 }
-}
-if(data120.append !== undefined){
-if(typeof data120.append !== "boolean"){
-const err224 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/responseHeadersToAdd/" + i19+"/append",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/properties/append/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(data119 < 0 || isNaN(data119)){
+const err224 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/fault/abort/grpcStatus",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/grpcStatus/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err224];
 }
@@ -2896,8 +2898,11 @@ errors++;
 }
 }
 }
-else {
-const err225 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/responseHeadersToAdd/" + i19,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data117.percentage !== undefined){
+let data120 = data117.percentage;
+if(typeof data120 == "number"){
+if(data120 > 100 || isNaN(data120)){
+const err225 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/fault/abort/percentage",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/percentage/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
 if(vErrors === null){
 vErrors = [err225];
 }
@@ -2906,10 +2911,8 @@ vErrors.push(err225);
 }
 errors++;
 }
-}
-}
-else {
-const err226 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/responseHeadersToAdd",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data120 < 0 || isNaN(data120)){
+const err226 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/fault/abort/percentage",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/percentage/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err226];
 }
@@ -2919,15 +2922,8 @@ vErrors.push(err226);
 errors++;
 }
 }
-if(data46.responseHeadersToRemove !== undefined){
-let data124 = data46.responseHeadersToRemove;
-if(Array.isArray(data124)){
-const len20 = data124.length;
-for(let i20=0; i20<len20; i20++){
-let data125 = data124[i20];
-if(typeof data125 === "string"){
-if(data125.length < 1){
-const err227 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/responseHeadersToRemove/" + i20,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToRemove/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+else {
+const err227 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/fault/abort/percentage",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/percentage/type",keyword:"type",params:{type: "number"},message:"must be number"};
 if(vErrors === null){
 vErrors = [err227];
 }
@@ -2937,8 +2933,9 @@ vErrors.push(err227);
 errors++;
 }
 }
+}
 else {
-const err228 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/responseHeadersToRemove/" + i20,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToRemove/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err228 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/fault/abort",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err228];
 }
@@ -2950,7 +2947,7 @@ errors++;
 }
 }
 else {
-const err229 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/responseHeadersToRemove",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToRemove/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err229 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/fault",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err229];
 }
@@ -2960,9 +2957,15 @@ vErrors.push(err229);
 errors++;
 }
 }
-}
-else {
-const err230 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data69.requestMirrorPolicies !== undefined){
+let data121 = data69.requestMirrorPolicies;
+if(Array.isArray(data121)){
+const len19 = data121.length;
+for(let i19=0; i19<len19; i19++){
+let data122 = data121[i19];
+if(data122 && typeof data122 == "object" && !Array.isArray(data122)){
+if(data122.cluster === undefined){
+const err230 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/requestMirrorPolicies/" + i19,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/required",keyword:"required",params:{missingProperty: "cluster"},message:"must have required property '"+"cluster"+"'"};
 if(vErrors === null){
 vErrors = [err230];
 }
@@ -2971,10 +2974,9 @@ vErrors.push(err230);
 }
 errors++;
 }
-}
-}
-else {
-const err231 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/type",keyword:"type",params:{type: "array"},message:"must be array"};
+for(const key30 in data122){
+if(!((key30 === "cluster") || (key30 === "percentage"))){
+const err231 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/requestMirrorPolicies/" + i19,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key30},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err231];
 }
@@ -2984,9 +2986,11 @@ vErrors.push(err231);
 errors++;
 }
 }
-}
-else {
-const err232 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data122.cluster !== undefined){
+let data123 = data122.cluster;
+if(typeof data123 === "string"){
+if(data123.length < 1){
+const err232 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/requestMirrorPolicies/" + i19+"/cluster",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/properties/cluster/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err232];
 }
@@ -2996,9 +3000,8 @@ vErrors.push(err232);
 errors++;
 }
 }
-}
 else {
-const err233 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err233 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/requestMirrorPolicies/" + i19+"/cluster",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/properties/cluster/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err233];
 }
@@ -3008,9 +3011,11 @@ vErrors.push(err233);
 errors++;
 }
 }
-}
-else {
-const err234 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data122.percentage !== undefined){
+let data124 = data122.percentage;
+if(typeof data124 == "number"){
+if(data124 > 100 || isNaN(data124)){
+const err234 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/requestMirrorPolicies/" + i19+"/percentage",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/properties/percentage/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
 if(vErrors === null){
 vErrors = [err234];
 }
@@ -3019,11 +3024,8 @@ vErrors.push(err234);
 }
 errors++;
 }
-}
-if(data30.mode !== undefined){
-let data126 = data30.mode;
-if(!((data126 === "server") || (data126 === "http_proxy"))){
-const err235 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/mode",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/mode/enum",keyword:"enum",params:{allowedValues: schema31.properties.listeners.items.properties.filterChains.items.properties.filter.oneOf[0].properties.mode.enum},message:"must be equal to one of the allowed values"};
+if(data124 < 0 || isNaN(data124)){
+const err235 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/requestMirrorPolicies/" + i19+"/percentage",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/properties/percentage/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err235];
 }
@@ -3033,10 +3035,8 @@ vErrors.push(err235);
 errors++;
 }
 }
-if(data30.codec !== undefined){
-let data127 = data30.codec;
-if(!(((data127 === "auto") || (data127 === "http1")) || (data127 === "http2"))){
-const err236 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/codec",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/codec/enum",keyword:"enum",params:{allowedValues: schema31.properties.listeners.items.properties.filterChains.items.properties.filter.oneOf[0].properties.codec.enum},message:"must be equal to one of the allowed values"};
+else {
+const err236 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/requestMirrorPolicies/" + i19+"/percentage",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/properties/percentage/type",keyword:"type",params:{type: "number"},message:"must be number"};
 if(vErrors === null){
 vErrors = [err236];
 }
@@ -3046,11 +3046,9 @@ vErrors.push(err236);
 errors++;
 }
 }
-if(data30.statPrefix !== undefined){
-let data128 = data30.statPrefix;
-if(typeof data128 === "string"){
-if(data128.length < 1){
-const err237 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/statPrefix",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/statPrefix/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+else {
+const err237 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/requestMirrorPolicies/" + i19,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err237];
 }
@@ -3060,8 +3058,9 @@ vErrors.push(err237);
 errors++;
 }
 }
+}
 else {
-const err238 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/statPrefix",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/statPrefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err238 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/requestMirrorPolicies",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err238];
 }
@@ -3071,9 +3070,11 @@ vErrors.push(err238);
 errors++;
 }
 }
-}
-else {
-const err239 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data69.cors !== undefined){
+let data125 = data69.cors;
+if(data125 && typeof data125 == "object" && !Array.isArray(data125)){
+if(data125.allowOrigins === undefined){
+const err239 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/cors",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/required",keyword:"required",params:{missingProperty: "allowOrigins"},message:"must have required property '"+"allowOrigins"+"'"};
 if(vErrors === null){
 vErrors = [err239];
 }
@@ -3082,16 +3083,9 @@ vErrors.push(err239);
 }
 errors++;
 }
-var _valid0 = _errs71 === errors;
-if(_valid0){
-valid18 = true;
-passing0 = 0;
-var props1 = true;
-}
-const _errs292 = errors;
-if(data30 && typeof data30 == "object" && !Array.isArray(data30)){
-if(data30.type === undefined){
-const err240 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/required",keyword:"required",params:{missingProperty: "type"},message:"must have required property '"+"type"+"'"};
+for(const key31 in data125){
+if(!((((((key31 === "allowOrigins") || (key31 === "allowMethods")) || (key31 === "allowHeaders")) || (key31 === "exposeHeaders")) || (key31 === "maxAgeSeconds")) || (key31 === "allowCredentials"))){
+const err240 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/cors",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key31},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err240];
 }
@@ -3100,8 +3094,20 @@ vErrors.push(err240);
 }
 errors++;
 }
-if(data30.cluster === undefined){
-const err241 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/required",keyword:"required",params:{missingProperty: "cluster"},message:"must have required property '"+"cluster"+"'"};
+}
+if(data125.allowOrigins !== undefined){
+let data126 = data125.allowOrigins;
+if(Array.isArray(data126)){
+const len20 = data126.length;
+for(let i20=0; i20<len20; i20++){
+let data127 = data126[i20];
+const _errs295 = errors;
+let valid76 = false;
+let passing2 = null;
+const _errs296 = errors;
+if(data127 && typeof data127 == "object" && !Array.isArray(data127)){
+if(data127.exact === undefined){
+const err241 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/cors/allowOrigins/" + i20,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/0/required",keyword:"required",params:{missingProperty: "exact"},message:"must have required property '"+"exact"+"'"};
 if(vErrors === null){
 vErrors = [err241];
 }
@@ -3110,9 +3116,9 @@ vErrors.push(err241);
 }
 errors++;
 }
-for(const key29 in data30){
-if(!((((key29 === "type") || (key29 === "cluster")) || (key29 === "statPrefix")) || (key29 === "idleTimeoutMs"))){
-const err242 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key29},message:"must NOT have additional properties"};
+for(const key32 in data127){
+if(!(key32 === "exact")){
+const err242 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/cors/allowOrigins/" + i20,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/0/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key32},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err242];
 }
@@ -3122,9 +3128,9 @@ vErrors.push(err242);
 errors++;
 }
 }
-if(data30.type !== undefined){
-if("tcp" !== data30.type){
-const err243 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/type",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/type/const",keyword:"const",params:{allowedValue: "tcp"},message:"must be equal to constant"};
+if(data127.exact !== undefined){
+if(typeof data127.exact !== "string"){
+const err243 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/cors/allowOrigins/" + i20+"/exact",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/0/properties/exact/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err243];
 }
@@ -3134,11 +3140,9 @@ vErrors.push(err243);
 errors++;
 }
 }
-if(data30.cluster !== undefined){
-let data130 = data30.cluster;
-if(typeof data130 === "string"){
-if(data130.length < 1){
-const err244 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/cluster",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/cluster/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+else {
+const err244 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/cors/allowOrigins/" + i20,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/0/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err244];
 }
@@ -3147,9 +3151,16 @@ vErrors.push(err244);
 }
 errors++;
 }
+var _valid2 = _errs296 === errors;
+if(_valid2){
+valid76 = true;
+passing2 = 0;
+var props1 = true;
 }
-else {
-const err245 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/cluster",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/cluster/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const _errs301 = errors;
+if(data127 && typeof data127 == "object" && !Array.isArray(data127)){
+if(data127.prefix === undefined){
+const err245 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/cors/allowOrigins/" + i20,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/1/required",keyword:"required",params:{missingProperty: "prefix"},message:"must have required property '"+"prefix"+"'"};
 if(vErrors === null){
 vErrors = [err245];
 }
@@ -3158,12 +3169,9 @@ vErrors.push(err245);
 }
 errors++;
 }
-}
-if(data30.statPrefix !== undefined){
-let data131 = data30.statPrefix;
-if(typeof data131 === "string"){
-if(data131.length < 1){
-const err246 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/statPrefix",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/statPrefix/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+for(const key33 in data127){
+if(!(key33 === "prefix")){
+const err246 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/cors/allowOrigins/" + i20,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/1/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key33},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err246];
 }
@@ -3173,8 +3181,9 @@ vErrors.push(err246);
 errors++;
 }
 }
-else {
-const err247 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/statPrefix",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/statPrefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data127.prefix !== undefined){
+if(typeof data127.prefix !== "string"){
+const err247 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/cors/allowOrigins/" + i20+"/prefix",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/1/properties/prefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err247];
 }
@@ -3184,10 +3193,9 @@ vErrors.push(err247);
 errors++;
 }
 }
-if(data30.idleTimeoutMs !== undefined){
-let data132 = data30.idleTimeoutMs;
-if(!((typeof data132 == "number") && (!(data132 % 1) && !isNaN(data132)))){
-const err248 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/idleTimeoutMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/idleTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+}
+else {
+const err248 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/cors/allowOrigins/" + i20,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/1/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err248];
 }
@@ -3196,9 +3204,23 @@ vErrors.push(err248);
 }
 errors++;
 }
-if(typeof data132 == "number"){
-if(data132 < 1 || isNaN(data132)){
-const err249 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/idleTimeoutMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/idleTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+var _valid2 = _errs301 === errors;
+if(_valid2 && valid76){
+valid76 = false;
+passing2 = [passing2, 1];
+}
+else {
+if(_valid2){
+valid76 = true;
+passing2 = 1;
+if(props1 !== true){
+props1 = true;
+}
+}
+const _errs306 = errors;
+if(data127 && typeof data127 == "object" && !Array.isArray(data127)){
+if(data127.regex === undefined){
+const err249 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/cors/allowOrigins/" + i20,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/2/required",keyword:"required",params:{missingProperty: "regex"},message:"must have required property '"+"regex"+"'"};
 if(vErrors === null){
 vErrors = [err249];
 }
@@ -3207,11 +3229,9 @@ vErrors.push(err249);
 }
 errors++;
 }
-}
-}
-}
-else {
-const err250 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/type",keyword:"type",params:{type: "object"},message:"must be object"};
+for(const key34 in data127){
+if(!(key34 === "regex")){
+const err250 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/cors/allowOrigins/" + i20,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/2/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key34},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err250];
 }
@@ -3220,7 +3240,1321 @@ vErrors.push(err250);
 }
 errors++;
 }
-var _valid0 = _errs292 === errors;
+}
+if(data127.regex !== undefined){
+let data130 = data127.regex;
+if(typeof data130 === "string"){
+if(data130.length < 1){
+const err251 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/cors/allowOrigins/" + i20+"/regex",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/2/properties/regex/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err251];
+}
+else {
+vErrors.push(err251);
+}
+errors++;
+}
+}
+else {
+const err252 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/cors/allowOrigins/" + i20+"/regex",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/2/properties/regex/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err252];
+}
+else {
+vErrors.push(err252);
+}
+errors++;
+}
+}
+}
+else {
+const err253 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/cors/allowOrigins/" + i20,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/2/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err253];
+}
+else {
+vErrors.push(err253);
+}
+errors++;
+}
+var _valid2 = _errs306 === errors;
+if(_valid2 && valid76){
+valid76 = false;
+passing2 = [passing2, 2];
+}
+else {
+if(_valid2){
+valid76 = true;
+passing2 = 2;
+if(props1 !== true){
+props1 = true;
+}
+}
+}
+}
+if(!valid76){
+const err254 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/cors/allowOrigins/" + i20,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf",keyword:"oneOf",params:{passingSchemas: passing2},message:"must match exactly one schema in oneOf"};
+if(vErrors === null){
+vErrors = [err254];
+}
+else {
+vErrors.push(err254);
+}
+errors++;
+}
+else {
+errors = _errs295;
+if(vErrors !== null){
+if(_errs295){
+vErrors.length = _errs295;
+}
+else {
+vErrors = null;
+}
+}
+}
+}
+}
+else {
+const err255 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/cors/allowOrigins",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err255];
+}
+else {
+vErrors.push(err255);
+}
+errors++;
+}
+}
+if(data125.allowMethods !== undefined){
+let data131 = data125.allowMethods;
+if(Array.isArray(data131)){
+const len21 = data131.length;
+for(let i21=0; i21<len21; i21++){
+let data132 = data131[i21];
+if(typeof data132 === "string"){
+if(data132.length < 1){
+const err256 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/cors/allowMethods/" + i21,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowMethods/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err256];
+}
+else {
+vErrors.push(err256);
+}
+errors++;
+}
+}
+else {
+const err257 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/cors/allowMethods/" + i21,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowMethods/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err257];
+}
+else {
+vErrors.push(err257);
+}
+errors++;
+}
+}
+}
+else {
+const err258 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/cors/allowMethods",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowMethods/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err258];
+}
+else {
+vErrors.push(err258);
+}
+errors++;
+}
+}
+if(data125.allowHeaders !== undefined){
+let data133 = data125.allowHeaders;
+if(Array.isArray(data133)){
+const len22 = data133.length;
+for(let i22=0; i22<len22; i22++){
+let data134 = data133[i22];
+if(typeof data134 === "string"){
+if(data134.length < 1){
+const err259 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/cors/allowHeaders/" + i22,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowHeaders/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err259];
+}
+else {
+vErrors.push(err259);
+}
+errors++;
+}
+}
+else {
+const err260 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/cors/allowHeaders/" + i22,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowHeaders/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err260];
+}
+else {
+vErrors.push(err260);
+}
+errors++;
+}
+}
+}
+else {
+const err261 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/cors/allowHeaders",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowHeaders/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err261];
+}
+else {
+vErrors.push(err261);
+}
+errors++;
+}
+}
+if(data125.exposeHeaders !== undefined){
+let data135 = data125.exposeHeaders;
+if(Array.isArray(data135)){
+const len23 = data135.length;
+for(let i23=0; i23<len23; i23++){
+let data136 = data135[i23];
+if(typeof data136 === "string"){
+if(data136.length < 1){
+const err262 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/cors/exposeHeaders/" + i23,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/exposeHeaders/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err262];
+}
+else {
+vErrors.push(err262);
+}
+errors++;
+}
+}
+else {
+const err263 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/cors/exposeHeaders/" + i23,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/exposeHeaders/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err263];
+}
+else {
+vErrors.push(err263);
+}
+errors++;
+}
+}
+}
+else {
+const err264 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/cors/exposeHeaders",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/exposeHeaders/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err264];
+}
+else {
+vErrors.push(err264);
+}
+errors++;
+}
+}
+if(data125.maxAgeSeconds !== undefined){
+let data137 = data125.maxAgeSeconds;
+if(!((typeof data137 == "number") && (!(data137 % 1) && !isNaN(data137)))){
+const err265 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/cors/maxAgeSeconds",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/maxAgeSeconds/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err265];
+}
+else {
+vErrors.push(err265);
+}
+errors++;
+}
+if(typeof data137 == "number"){
+if(data137 < 0 || isNaN(data137)){
+const err266 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/cors/maxAgeSeconds",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/maxAgeSeconds/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(vErrors === null){
+vErrors = [err266];
+}
+else {
+vErrors.push(err266);
+}
+errors++;
+}
+}
+}
+if(data125.allowCredentials !== undefined){
+if(typeof data125.allowCredentials !== "boolean"){
+const err267 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/cors/allowCredentials",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowCredentials/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(vErrors === null){
+vErrors = [err267];
+}
+else {
+vErrors.push(err267);
+}
+errors++;
+}
+}
+}
+else {
+const err268 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/cors",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err268];
+}
+else {
+vErrors.push(err268);
+}
+errors++;
+}
+}
+if(data69.localRateLimit !== undefined){
+let data139 = data69.localRateLimit;
+if(data139 && typeof data139 == "object" && !Array.isArray(data139)){
+if(data139.maxTokens === undefined){
+const err269 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/localRateLimit",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/required",keyword:"required",params:{missingProperty: "maxTokens"},message:"must have required property '"+"maxTokens"+"'"};
+if(vErrors === null){
+vErrors = [err269];
+}
+else {
+vErrors.push(err269);
+}
+errors++;
+}
+if(data139.fillIntervalMs === undefined){
+const err270 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/localRateLimit",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/required",keyword:"required",params:{missingProperty: "fillIntervalMs"},message:"must have required property '"+"fillIntervalMs"+"'"};
+if(vErrors === null){
+vErrors = [err270];
+}
+else {
+vErrors.push(err270);
+}
+errors++;
+}
+for(const key35 in data139){
+if(!(((key35 === "maxTokens") || (key35 === "tokensPerFill")) || (key35 === "fillIntervalMs"))){
+const err271 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/localRateLimit",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key35},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err271];
+}
+else {
+vErrors.push(err271);
+}
+errors++;
+}
+}
+if(data139.maxTokens !== undefined){
+let data140 = data139.maxTokens;
+if(!((typeof data140 == "number") && (!(data140 % 1) && !isNaN(data140)))){
+const err272 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/localRateLimit/maxTokens",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/maxTokens/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err272];
+}
+else {
+vErrors.push(err272);
+}
+errors++;
+}
+if(typeof data140 == "number"){
+if(data140 < 1 || isNaN(data140)){
+const err273 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/localRateLimit/maxTokens",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/maxTokens/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if(vErrors === null){
+vErrors = [err273];
+}
+else {
+vErrors.push(err273);
+}
+errors++;
+}
+}
+}
+if(data139.tokensPerFill !== undefined){
+let data141 = data139.tokensPerFill;
+if(!((typeof data141 == "number") && (!(data141 % 1) && !isNaN(data141)))){
+const err274 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/localRateLimit/tokensPerFill",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/tokensPerFill/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err274];
+}
+else {
+vErrors.push(err274);
+}
+errors++;
+}
+if(typeof data141 == "number"){
+if(data141 < 1 || isNaN(data141)){
+const err275 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/localRateLimit/tokensPerFill",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/tokensPerFill/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if(vErrors === null){
+vErrors = [err275];
+}
+else {
+vErrors.push(err275);
+}
+errors++;
+}
+}
+}
+if(data139.fillIntervalMs !== undefined){
+let data142 = data139.fillIntervalMs;
+if(!((typeof data142 == "number") && (!(data142 % 1) && !isNaN(data142)))){
+const err276 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/localRateLimit/fillIntervalMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/fillIntervalMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err276];
+}
+else {
+vErrors.push(err276);
+}
+errors++;
+}
+if(typeof data142 == "number"){
+if(data142 < 1 || isNaN(data142)){
+const err277 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/localRateLimit/fillIntervalMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/fillIntervalMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if(vErrors === null){
+vErrors = [err277];
+}
+else {
+vErrors.push(err277);
+}
+errors++;
+}
+}
+}
+}
+else {
+const err278 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/localRateLimit",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err278];
+}
+else {
+vErrors.push(err278);
+}
+errors++;
+}
+}
+}
+else {
+const err279 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err279];
+}
+else {
+vErrors.push(err279);
+}
+errors++;
+}
+}
+if(data46.redirect !== undefined){
+let data143 = data46.redirect;
+if(data143 && typeof data143 == "object" && !Array.isArray(data143)){
+for(const key36 in data143){
+if(!((((((key36 === "scheme") || (key36 === "host")) || (key36 === "port")) || (key36 === "path")) || (key36 === "prefixRewrite")) || (key36 === "responseCode"))){
+const err280 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/redirect",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/redirect/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key36},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err280];
+}
+else {
+vErrors.push(err280);
+}
+errors++;
+}
+}
+if(data143.scheme !== undefined){
+let data144 = data143.scheme;
+if(!((data144 === "http") || (data144 === "https"))){
+const err281 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/redirect/scheme",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/scheme/enum",keyword:"enum",params:{allowedValues: schema31.properties.listeners.items.properties.filterChains.items.properties.filter.oneOf[0].properties.routeConfig.properties.virtualHosts.items.properties.routes.items.properties.redirect.properties.scheme.enum},message:"must be equal to one of the allowed values"};
+if(vErrors === null){
+vErrors = [err281];
+}
+else {
+vErrors.push(err281);
+}
+errors++;
+}
+}
+if(data143.host !== undefined){
+let data145 = data143.host;
+if(typeof data145 === "string"){
+if(data145.length < 1){
+const err282 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/redirect/host",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/host/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err282];
+}
+else {
+vErrors.push(err282);
+}
+errors++;
+}
+}
+else {
+const err283 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/redirect/host",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/host/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err283];
+}
+else {
+vErrors.push(err283);
+}
+errors++;
+}
+}
+if(data143.port !== undefined){
+let data146 = data143.port;
+if(!((typeof data146 == "number") && (!(data146 % 1) && !isNaN(data146)))){
+const err284 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/redirect/port",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err284];
+}
+else {
+vErrors.push(err284);
+}
+errors++;
+}
+if(typeof data146 == "number"){
+if(data146 > 65535 || isNaN(data146)){
+const err285 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/redirect/port",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+if(vErrors === null){
+vErrors = [err285];
+}
+else {
+vErrors.push(err285);
+}
+errors++;
+}
+if(data146 < 0 || isNaN(data146)){
+const err286 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/redirect/port",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(vErrors === null){
+vErrors = [err286];
+}
+else {
+vErrors.push(err286);
+}
+errors++;
+}
+}
+}
+if(data143.path !== undefined){
+if(typeof data143.path !== "string"){
+const err287 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/redirect/path",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/path/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err287];
+}
+else {
+vErrors.push(err287);
+}
+errors++;
+}
+}
+if(data143.prefixRewrite !== undefined){
+if(typeof data143.prefixRewrite !== "string"){
+const err288 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/redirect/prefixRewrite",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/prefixRewrite/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err288];
+}
+else {
+vErrors.push(err288);
+}
+errors++;
+}
+}
+if(data143.responseCode !== undefined){
+let data149 = data143.responseCode;
+if(!(((((data149 === 301) || (data149 === 302)) || (data149 === 303)) || (data149 === 307)) || (data149 === 308))){
+const err289 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/redirect/responseCode",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/responseCode/enum",keyword:"enum",params:{allowedValues: schema31.properties.listeners.items.properties.filterChains.items.properties.filter.oneOf[0].properties.routeConfig.properties.virtualHosts.items.properties.routes.items.properties.redirect.properties.responseCode.enum},message:"must be equal to one of the allowed values"};
+if(vErrors === null){
+vErrors = [err289];
+}
+else {
+vErrors.push(err289);
+}
+errors++;
+}
+}
+}
+else {
+const err290 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/redirect",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/redirect/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err290];
+}
+else {
+vErrors.push(err290);
+}
+errors++;
+}
+}
+if(data46.directResponse !== undefined){
+let data150 = data46.directResponse;
+if(data150 && typeof data150 == "object" && !Array.isArray(data150)){
+if(data150.status === undefined){
+const err291 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/directResponse",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/directResponse/required",keyword:"required",params:{missingProperty: "status"},message:"must have required property '"+"status"+"'"};
+if(vErrors === null){
+vErrors = [err291];
+}
+else {
+vErrors.push(err291);
+}
+errors++;
+}
+for(const key37 in data150){
+if(!((key37 === "status") || (key37 === "body"))){
+const err292 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/directResponse",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/directResponse/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key37},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err292];
+}
+else {
+vErrors.push(err292);
+}
+errors++;
+}
+}
+if(data150.status !== undefined){
+let data151 = data150.status;
+if(!((typeof data151 == "number") && (!(data151 % 1) && !isNaN(data151)))){
+const err293 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/directResponse/status",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/directResponse/properties/status/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err293];
+}
+else {
+vErrors.push(err293);
+}
+errors++;
+}
+if(typeof data151 == "number"){
+if(data151 > 599 || isNaN(data151)){
+const err294 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/directResponse/status",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/directResponse/properties/status/maximum",keyword:"maximum",params:{comparison: "<=", limit: 599},message:"must be <= 599"};
+if(vErrors === null){
+vErrors = [err294];
+}
+else {
+vErrors.push(err294);
+}
+errors++;
+}
+if(data151 < 200 || isNaN(data151)){
+const err295 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/directResponse/status",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/directResponse/properties/status/minimum",keyword:"minimum",params:{comparison: ">=", limit: 200},message:"must be >= 200"};
+if(vErrors === null){
+vErrors = [err295];
+}
+else {
+vErrors.push(err295);
+}
+errors++;
+}
+}
+}
+if(data150.body !== undefined){
+if(typeof data150.body !== "string"){
+const err296 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/directResponse/body",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/directResponse/properties/body/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err296];
+}
+else {
+vErrors.push(err296);
+}
+errors++;
+}
+}
+}
+else {
+const err297 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/directResponse",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/directResponse/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err297];
+}
+else {
+vErrors.push(err297);
+}
+errors++;
+}
+}
+if(data46.requestHeadersToAdd !== undefined){
+let data153 = data46.requestHeadersToAdd;
+if(Array.isArray(data153)){
+const len24 = data153.length;
+for(let i24=0; i24<len24; i24++){
+let data154 = data153[i24];
+if(data154 && typeof data154 == "object" && !Array.isArray(data154)){
+if(data154.name === undefined){
+const err298 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/requestHeadersToAdd/" + i24,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
+if(vErrors === null){
+vErrors = [err298];
+}
+else {
+vErrors.push(err298);
+}
+errors++;
+}
+if(data154.value === undefined){
+const err299 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/requestHeadersToAdd/" + i24,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "value"},message:"must have required property '"+"value"+"'"};
+if(vErrors === null){
+vErrors = [err299];
+}
+else {
+vErrors.push(err299);
+}
+errors++;
+}
+for(const key38 in data154){
+if(!(((key38 === "name") || (key38 === "value")) || (key38 === "append"))){
+const err300 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/requestHeadersToAdd/" + i24,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key38},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err300];
+}
+else {
+vErrors.push(err300);
+}
+errors++;
+}
+}
+if(data154.name !== undefined){
+let data155 = data154.name;
+if(typeof data155 === "string"){
+if(data155.length < 1){
+const err301 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/requestHeadersToAdd/" + i24+"/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err301];
+}
+else {
+vErrors.push(err301);
+}
+errors++;
+}
+}
+else {
+const err302 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/requestHeadersToAdd/" + i24+"/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err302];
+}
+else {
+vErrors.push(err302);
+}
+errors++;
+}
+}
+if(data154.value !== undefined){
+if(typeof data154.value !== "string"){
+const err303 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/requestHeadersToAdd/" + i24+"/value",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/properties/value/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err303];
+}
+else {
+vErrors.push(err303);
+}
+errors++;
+}
+}
+if(data154.append !== undefined){
+if(typeof data154.append !== "boolean"){
+const err304 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/requestHeadersToAdd/" + i24+"/append",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/properties/append/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(vErrors === null){
+vErrors = [err304];
+}
+else {
+vErrors.push(err304);
+}
+errors++;
+}
+}
+}
+else {
+const err305 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/requestHeadersToAdd/" + i24,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err305];
+}
+else {
+vErrors.push(err305);
+}
+errors++;
+}
+}
+}
+else {
+const err306 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/requestHeadersToAdd",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err306];
+}
+else {
+vErrors.push(err306);
+}
+errors++;
+}
+}
+if(data46.requestHeadersToRemove !== undefined){
+let data158 = data46.requestHeadersToRemove;
+if(Array.isArray(data158)){
+const len25 = data158.length;
+for(let i25=0; i25<len25; i25++){
+let data159 = data158[i25];
+if(typeof data159 === "string"){
+if(data159.length < 1){
+const err307 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/requestHeadersToRemove/" + i25,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToRemove/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err307];
+}
+else {
+vErrors.push(err307);
+}
+errors++;
+}
+}
+else {
+const err308 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/requestHeadersToRemove/" + i25,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToRemove/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err308];
+}
+else {
+vErrors.push(err308);
+}
+errors++;
+}
+}
+}
+else {
+const err309 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/requestHeadersToRemove",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToRemove/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err309];
+}
+else {
+vErrors.push(err309);
+}
+errors++;
+}
+}
+if(data46.responseHeadersToAdd !== undefined){
+let data160 = data46.responseHeadersToAdd;
+if(Array.isArray(data160)){
+const len26 = data160.length;
+for(let i26=0; i26<len26; i26++){
+let data161 = data160[i26];
+if(data161 && typeof data161 == "object" && !Array.isArray(data161)){
+if(data161.name === undefined){
+const err310 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/responseHeadersToAdd/" + i26,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
+if(vErrors === null){
+vErrors = [err310];
+}
+else {
+vErrors.push(err310);
+}
+errors++;
+}
+if(data161.value === undefined){
+const err311 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/responseHeadersToAdd/" + i26,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "value"},message:"must have required property '"+"value"+"'"};
+if(vErrors === null){
+vErrors = [err311];
+}
+else {
+vErrors.push(err311);
+}
+errors++;
+}
+for(const key39 in data161){
+if(!(((key39 === "name") || (key39 === "value")) || (key39 === "append"))){
+const err312 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/responseHeadersToAdd/" + i26,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key39},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err312];
+}
+else {
+vErrors.push(err312);
+}
+errors++;
+}
+}
+if(data161.name !== undefined){
+let data162 = data161.name;
+if(typeof data162 === "string"){
+if(data162.length < 1){
+const err313 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/responseHeadersToAdd/" + i26+"/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err313];
+}
+else {
+vErrors.push(err313);
+}
+errors++;
+}
+}
+else {
+const err314 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/responseHeadersToAdd/" + i26+"/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err314];
+}
+else {
+vErrors.push(err314);
+}
+errors++;
+}
+}
+if(data161.value !== undefined){
+if(typeof data161.value !== "string"){
+const err315 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/responseHeadersToAdd/" + i26+"/value",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/properties/value/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err315];
+}
+else {
+vErrors.push(err315);
+}
+errors++;
+}
+}
+if(data161.append !== undefined){
+if(typeof data161.append !== "boolean"){
+const err316 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/responseHeadersToAdd/" + i26+"/append",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/properties/append/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(vErrors === null){
+vErrors = [err316];
+}
+else {
+vErrors.push(err316);
+}
+errors++;
+}
+}
+}
+else {
+const err317 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/responseHeadersToAdd/" + i26,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err317];
+}
+else {
+vErrors.push(err317);
+}
+errors++;
+}
+}
+}
+else {
+const err318 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/responseHeadersToAdd",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err318];
+}
+else {
+vErrors.push(err318);
+}
+errors++;
+}
+}
+if(data46.responseHeadersToRemove !== undefined){
+let data165 = data46.responseHeadersToRemove;
+if(Array.isArray(data165)){
+const len27 = data165.length;
+for(let i27=0; i27<len27; i27++){
+let data166 = data165[i27];
+if(typeof data166 === "string"){
+if(data166.length < 1){
+const err319 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/responseHeadersToRemove/" + i27,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToRemove/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err319];
+}
+else {
+vErrors.push(err319);
+}
+errors++;
+}
+}
+else {
+const err320 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/responseHeadersToRemove/" + i27,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToRemove/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err320];
+}
+else {
+vErrors.push(err320);
+}
+errors++;
+}
+}
+}
+else {
+const err321 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/responseHeadersToRemove",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToRemove/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err321];
+}
+else {
+vErrors.push(err321);
+}
+errors++;
+}
+}
+}
+else {
+const err322 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err322];
+}
+else {
+vErrors.push(err322);
+}
+errors++;
+}
+}
+}
+else {
+const err323 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err323];
+}
+else {
+vErrors.push(err323);
+}
+errors++;
+}
+}
+}
+else {
+const err324 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err324];
+}
+else {
+vErrors.push(err324);
+}
+errors++;
+}
+}
+}
+else {
+const err325 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err325];
+}
+else {
+vErrors.push(err325);
+}
+errors++;
+}
+}
+}
+else {
+const err326 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err326];
+}
+else {
+vErrors.push(err326);
+}
+errors++;
+}
+}
+if(data30.mode !== undefined){
+let data167 = data30.mode;
+if(!((data167 === "server") || (data167 === "http_proxy"))){
+const err327 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/mode",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/mode/enum",keyword:"enum",params:{allowedValues: schema31.properties.listeners.items.properties.filterChains.items.properties.filter.oneOf[0].properties.mode.enum},message:"must be equal to one of the allowed values"};
+if(vErrors === null){
+vErrors = [err327];
+}
+else {
+vErrors.push(err327);
+}
+errors++;
+}
+}
+if(data30.codec !== undefined){
+let data168 = data30.codec;
+if(!(((data168 === "auto") || (data168 === "http1")) || (data168 === "http2"))){
+const err328 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/codec",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/codec/enum",keyword:"enum",params:{allowedValues: schema31.properties.listeners.items.properties.filterChains.items.properties.filter.oneOf[0].properties.codec.enum},message:"must be equal to one of the allowed values"};
+if(vErrors === null){
+vErrors = [err328];
+}
+else {
+vErrors.push(err328);
+}
+errors++;
+}
+}
+if(data30.statPrefix !== undefined){
+let data169 = data30.statPrefix;
+if(typeof data169 === "string"){
+if(data169.length < 1){
+const err329 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/statPrefix",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/statPrefix/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err329];
+}
+else {
+vErrors.push(err329);
+}
+errors++;
+}
+}
+else {
+const err330 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/statPrefix",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/statPrefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err330];
+}
+else {
+vErrors.push(err330);
+}
+errors++;
+}
+}
+if(data30.reporter !== undefined){
+let data170 = data30.reporter;
+if(!((data170 === "source") || (data170 === "destination"))){
+const err331 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/reporter",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/reporter/enum",keyword:"enum",params:{allowedValues: schema31.properties.listeners.items.properties.filterChains.items.properties.filter.oneOf[0].properties.reporter.enum},message:"must be equal to one of the allowed values"};
+if(vErrors === null){
+vErrors = [err331];
+}
+else {
+vErrors.push(err331);
+}
+errors++;
+}
+}
+if(data30.localRateLimit !== undefined){
+let data171 = data30.localRateLimit;
+if(data171 && typeof data171 == "object" && !Array.isArray(data171)){
+if(data171.maxTokens === undefined){
+const err332 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/localRateLimit",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/localRateLimit/required",keyword:"required",params:{missingProperty: "maxTokens"},message:"must have required property '"+"maxTokens"+"'"};
+if(vErrors === null){
+vErrors = [err332];
+}
+else {
+vErrors.push(err332);
+}
+errors++;
+}
+if(data171.fillIntervalMs === undefined){
+const err333 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/localRateLimit",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/localRateLimit/required",keyword:"required",params:{missingProperty: "fillIntervalMs"},message:"must have required property '"+"fillIntervalMs"+"'"};
+if(vErrors === null){
+vErrors = [err333];
+}
+else {
+vErrors.push(err333);
+}
+errors++;
+}
+for(const key40 in data171){
+if(!(((key40 === "maxTokens") || (key40 === "tokensPerFill")) || (key40 === "fillIntervalMs"))){
+const err334 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/localRateLimit",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/localRateLimit/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key40},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err334];
+}
+else {
+vErrors.push(err334);
+}
+errors++;
+}
+}
+if(data171.maxTokens !== undefined){
+let data172 = data171.maxTokens;
+if(!((typeof data172 == "number") && (!(data172 % 1) && !isNaN(data172)))){
+const err335 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/localRateLimit/maxTokens",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/localRateLimit/properties/maxTokens/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err335];
+}
+else {
+vErrors.push(err335);
+}
+errors++;
+}
+if(typeof data172 == "number"){
+if(data172 < 1 || isNaN(data172)){
+const err336 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/localRateLimit/maxTokens",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/localRateLimit/properties/maxTokens/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if(vErrors === null){
+vErrors = [err336];
+}
+else {
+vErrors.push(err336);
+}
+errors++;
+}
+}
+}
+if(data171.tokensPerFill !== undefined){
+let data173 = data171.tokensPerFill;
+if(!((typeof data173 == "number") && (!(data173 % 1) && !isNaN(data173)))){
+const err337 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/localRateLimit/tokensPerFill",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/localRateLimit/properties/tokensPerFill/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err337];
+}
+else {
+vErrors.push(err337);
+}
+errors++;
+}
+if(typeof data173 == "number"){
+if(data173 < 1 || isNaN(data173)){
+const err338 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/localRateLimit/tokensPerFill",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/localRateLimit/properties/tokensPerFill/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if(vErrors === null){
+vErrors = [err338];
+}
+else {
+vErrors.push(err338);
+}
+errors++;
+}
+}
+}
+if(data171.fillIntervalMs !== undefined){
+let data174 = data171.fillIntervalMs;
+if(!((typeof data174 == "number") && (!(data174 % 1) && !isNaN(data174)))){
+const err339 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/localRateLimit/fillIntervalMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/localRateLimit/properties/fillIntervalMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err339];
+}
+else {
+vErrors.push(err339);
+}
+errors++;
+}
+if(typeof data174 == "number"){
+if(data174 < 1 || isNaN(data174)){
+const err340 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/localRateLimit/fillIntervalMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/localRateLimit/properties/fillIntervalMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if(vErrors === null){
+vErrors = [err340];
+}
+else {
+vErrors.push(err340);
+}
+errors++;
+}
+}
+}
+}
+else {
+const err341 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/localRateLimit",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/localRateLimit/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err341];
+}
+else {
+vErrors.push(err341);
+}
+errors++;
+}
+}
+}
+else {
+const err342 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err342];
+}
+else {
+vErrors.push(err342);
+}
+errors++;
+}
+var _valid0 = _errs71 === errors;
+if(_valid0){
+valid18 = true;
+passing0 = 0;
+var props2 = true;
+}
+const _errs400 = errors;
+if(data30 && typeof data30 == "object" && !Array.isArray(data30)){
+if(data30.type === undefined){
+const err343 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/required",keyword:"required",params:{missingProperty: "type"},message:"must have required property '"+"type"+"'"};
+if(vErrors === null){
+vErrors = [err343];
+}
+else {
+vErrors.push(err343);
+}
+errors++;
+}
+if(data30.cluster === undefined){
+const err344 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/required",keyword:"required",params:{missingProperty: "cluster"},message:"must have required property '"+"cluster"+"'"};
+if(vErrors === null){
+vErrors = [err344];
+}
+else {
+vErrors.push(err344);
+}
+errors++;
+}
+for(const key41 in data30){
+if(!((((key41 === "type") || (key41 === "cluster")) || (key41 === "statPrefix")) || (key41 === "idleTimeoutMs"))){
+const err345 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key41},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err345];
+}
+else {
+vErrors.push(err345);
+}
+errors++;
+}
+}
+if(data30.type !== undefined){
+if("tcp" !== data30.type){
+const err346 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/type",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/type/const",keyword:"const",params:{allowedValue: "tcp"},message:"must be equal to constant"};
+if(vErrors === null){
+vErrors = [err346];
+}
+else {
+vErrors.push(err346);
+}
+errors++;
+}
+}
+if(data30.cluster !== undefined){
+let data176 = data30.cluster;
+if(typeof data176 === "string"){
+if(data176.length < 1){
+const err347 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/cluster",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/cluster/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err347];
+}
+else {
+vErrors.push(err347);
+}
+errors++;
+}
+}
+else {
+const err348 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/cluster",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/cluster/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err348];
+}
+else {
+vErrors.push(err348);
+}
+errors++;
+}
+}
+if(data30.statPrefix !== undefined){
+let data177 = data30.statPrefix;
+if(typeof data177 === "string"){
+if(data177.length < 1){
+const err349 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/statPrefix",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/statPrefix/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err349];
+}
+else {
+vErrors.push(err349);
+}
+errors++;
+}
+}
+else {
+const err350 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/statPrefix",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/statPrefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err350];
+}
+else {
+vErrors.push(err350);
+}
+errors++;
+}
+}
+if(data30.idleTimeoutMs !== undefined){
+let data178 = data30.idleTimeoutMs;
+if(!((typeof data178 == "number") && (!(data178 % 1) && !isNaN(data178)))){
+const err351 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/idleTimeoutMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/idleTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err351];
+}
+else {
+vErrors.push(err351);
+}
+errors++;
+}
+if(typeof data178 == "number"){
+if(data178 < 1 || isNaN(data178)){
+const err352 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/idleTimeoutMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/idleTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if(vErrors === null){
+vErrors = [err352];
+}
+else {
+vErrors.push(err352);
+}
+errors++;
+}
+}
+}
+}
+else {
+const err353 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err353];
+}
+else {
+vErrors.push(err353);
+}
+errors++;
+}
+var _valid0 = _errs400 === errors;
 if(_valid0 && valid18){
 valid18 = false;
 passing0 = [passing0, 1];
@@ -3229,18 +4563,18 @@ else {
 if(_valid0){
 valid18 = true;
 passing0 = 1;
-if(props1 !== true){
-props1 = true;
+if(props2 !== true){
+props2 = true;
 }
 }
 }
 if(!valid18){
-const err251 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf",keyword:"oneOf",params:{passingSchemas: passing0},message:"must match exactly one schema in oneOf"};
+const err354 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf",keyword:"oneOf",params:{passingSchemas: passing0},message:"must match exactly one schema in oneOf"};
 if(vErrors === null){
-vErrors = [err251];
+vErrors = [err354];
 }
 else {
-vErrors.push(err251);
+vErrors.push(err354);
 }
 errors++;
 }
@@ -3258,1300 +4592,7 @@ vErrors = null;
 }
 }
 else {
-const err252 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1,schemaPath:"#/properties/listeners/items/properties/filterChains/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
-if(vErrors === null){
-vErrors = [err252];
-}
-else {
-vErrors.push(err252);
-}
-errors++;
-}
-}
-}
-else {
-const err253 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains",schemaPath:"#/properties/listeners/items/properties/filterChains/type",keyword:"type",params:{type: "array"},message:"must be array"};
-if(vErrors === null){
-vErrors = [err253];
-}
-else {
-vErrors.push(err253);
-}
-errors++;
-}
-}
-if(data10.limits !== undefined){
-let data133 = data10.limits;
-if(data133 && typeof data133 == "object" && !Array.isArray(data133)){
-for(const key30 in data133){
-if(!(((((key30 === "maxRequestHeadersBytes") || (key30 === "maxRequestHeaders")) || (key30 === "requestHeadersTimeoutMs")) || (key30 === "idleTimeoutMs")) || (key30 === "maxConnections"))){
-const err254 = {instancePath:instancePath+"/listeners/" + i0+"/limits",schemaPath:"#/properties/listeners/items/properties/limits/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key30},message:"must NOT have additional properties"};
-if(vErrors === null){
-vErrors = [err254];
-}
-else {
-vErrors.push(err254);
-}
-errors++;
-}
-}
-if(data133.maxRequestHeadersBytes !== undefined){
-let data134 = data133.maxRequestHeadersBytes;
-if(!((typeof data134 == "number") && (!(data134 % 1) && !isNaN(data134)))){
-const err255 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxRequestHeadersBytes",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxRequestHeadersBytes/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
-if(vErrors === null){
-vErrors = [err255];
-}
-else {
-vErrors.push(err255);
-}
-errors++;
-}
-if(typeof data134 == "number"){
-if(data134 > 1048576 || isNaN(data134)){
-const err256 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxRequestHeadersBytes",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxRequestHeadersBytes/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1048576},message:"must be <= 1048576"};
-if(vErrors === null){
-vErrors = [err256];
-}
-else {
-vErrors.push(err256);
-}
-errors++;
-}
-if(data134 < 1024 || isNaN(data134)){
-const err257 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxRequestHeadersBytes",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxRequestHeadersBytes/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1024},message:"must be >= 1024"};
-if(vErrors === null){
-vErrors = [err257];
-}
-else {
-vErrors.push(err257);
-}
-errors++;
-}
-}
-}
-if(data133.maxRequestHeaders !== undefined){
-let data135 = data133.maxRequestHeaders;
-if(!((typeof data135 == "number") && (!(data135 % 1) && !isNaN(data135)))){
-const err258 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxRequestHeaders",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxRequestHeaders/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
-if(vErrors === null){
-vErrors = [err258];
-}
-else {
-vErrors.push(err258);
-}
-errors++;
-}
-if(typeof data135 == "number"){
-if(data135 > 10000 || isNaN(data135)){
-const err259 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxRequestHeaders",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxRequestHeaders/maximum",keyword:"maximum",params:{comparison: "<=", limit: 10000},message:"must be <= 10000"};
-if(vErrors === null){
-vErrors = [err259];
-}
-else {
-vErrors.push(err259);
-}
-errors++;
-}
-if(data135 < 1 || isNaN(data135)){
-const err260 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxRequestHeaders",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxRequestHeaders/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
-if(vErrors === null){
-vErrors = [err260];
-}
-else {
-vErrors.push(err260);
-}
-errors++;
-}
-}
-}
-if(data133.requestHeadersTimeoutMs !== undefined){
-let data136 = data133.requestHeadersTimeoutMs;
-if(!((typeof data136 == "number") && (!(data136 % 1) && !isNaN(data136)))){
-const err261 = {instancePath:instancePath+"/listeners/" + i0+"/limits/requestHeadersTimeoutMs",schemaPath:"#/properties/listeners/items/properties/limits/properties/requestHeadersTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
-if(vErrors === null){
-vErrors = [err261];
-}
-else {
-vErrors.push(err261);
-}
-errors++;
-}
-if(typeof data136 == "number"){
-if(data136 < 1 || isNaN(data136)){
-const err262 = {instancePath:instancePath+"/listeners/" + i0+"/limits/requestHeadersTimeoutMs",schemaPath:"#/properties/listeners/items/properties/limits/properties/requestHeadersTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
-if(vErrors === null){
-vErrors = [err262];
-}
-else {
-vErrors.push(err262);
-}
-errors++;
-}
-}
-}
-if(data133.idleTimeoutMs !== undefined){
-let data137 = data133.idleTimeoutMs;
-if(!((typeof data137 == "number") && (!(data137 % 1) && !isNaN(data137)))){
-const err263 = {instancePath:instancePath+"/listeners/" + i0+"/limits/idleTimeoutMs",schemaPath:"#/properties/listeners/items/properties/limits/properties/idleTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
-if(vErrors === null){
-vErrors = [err263];
-}
-else {
-vErrors.push(err263);
-}
-errors++;
-}
-if(typeof data137 == "number"){
-if(data137 < 1 || isNaN(data137)){
-const err264 = {instancePath:instancePath+"/listeners/" + i0+"/limits/idleTimeoutMs",schemaPath:"#/properties/listeners/items/properties/limits/properties/idleTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
-if(vErrors === null){
-vErrors = [err264];
-}
-else {
-vErrors.push(err264);
-}
-errors++;
-}
-}
-}
-if(data133.maxConnections !== undefined){
-let data138 = data133.maxConnections;
-if(!((typeof data138 == "number") && (!(data138 % 1) && !isNaN(data138)))){
-const err265 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxConnections",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxConnections/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
-if(vErrors === null){
-vErrors = [err265];
-}
-else {
-vErrors.push(err265);
-}
-errors++;
-}
-if(typeof data138 == "number"){
-if(data138 < 1 || isNaN(data138)){
-const err266 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxConnections",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxConnections/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
-if(vErrors === null){
-vErrors = [err266];
-}
-else {
-vErrors.push(err266);
-}
-errors++;
-}
-}
-}
-}
-else {
-const err267 = {instancePath:instancePath+"/listeners/" + i0+"/limits",schemaPath:"#/properties/listeners/items/properties/limits/type",keyword:"type",params:{type: "object"},message:"must be object"};
-if(vErrors === null){
-vErrors = [err267];
-}
-else {
-vErrors.push(err267);
-}
-errors++;
-}
-}
-}
-else {
-const err268 = {instancePath:instancePath+"/listeners/" + i0,schemaPath:"#/properties/listeners/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
-if(vErrors === null){
-vErrors = [err268];
-}
-else {
-vErrors.push(err268);
-}
-errors++;
-}
-}
-}
-else {
-const err269 = {instancePath:instancePath+"/listeners",schemaPath:"#/properties/listeners/type",keyword:"type",params:{type: "array"},message:"must be array"};
-if(vErrors === null){
-vErrors = [err269];
-}
-else {
-vErrors.push(err269);
-}
-errors++;
-}
-}
-if(data.routeConfigs !== undefined){
-let data139 = data.routeConfigs;
-if(Array.isArray(data139)){
-const len21 = data139.length;
-for(let i21=0; i21<len21; i21++){
-let data140 = data139[i21];
-if(data140 && typeof data140 == "object" && !Array.isArray(data140)){
-if(data140.name === undefined){
-const err270 = {instancePath:instancePath+"/routeConfigs/" + i21,schemaPath:"#/properties/routeConfigs/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
-if(vErrors === null){
-vErrors = [err270];
-}
-else {
-vErrors.push(err270);
-}
-errors++;
-}
-if(data140.virtualHosts === undefined){
-const err271 = {instancePath:instancePath+"/routeConfigs/" + i21,schemaPath:"#/properties/routeConfigs/items/required",keyword:"required",params:{missingProperty: "virtualHosts"},message:"must have required property '"+"virtualHosts"+"'"};
-if(vErrors === null){
-vErrors = [err271];
-}
-else {
-vErrors.push(err271);
-}
-errors++;
-}
-for(const key31 in data140){
-if(!(((key31 === "name") || (key31 === "responseHeadersToAdd")) || (key31 === "virtualHosts"))){
-const err272 = {instancePath:instancePath+"/routeConfigs/" + i21,schemaPath:"#/properties/routeConfigs/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key31},message:"must NOT have additional properties"};
-if(vErrors === null){
-vErrors = [err272];
-}
-else {
-vErrors.push(err272);
-}
-errors++;
-}
-}
-if(data140.name !== undefined){
-let data141 = data140.name;
-if(typeof data141 === "string"){
-if(data141.length < 1){
-const err273 = {instancePath:instancePath+"/routeConfigs/" + i21+"/name",schemaPath:"#/properties/routeConfigs/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
-if(vErrors === null){
-vErrors = [err273];
-}
-else {
-vErrors.push(err273);
-}
-errors++;
-}
-}
-else {
-const err274 = {instancePath:instancePath+"/routeConfigs/" + i21+"/name",schemaPath:"#/properties/routeConfigs/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err274];
-}
-else {
-vErrors.push(err274);
-}
-errors++;
-}
-}
-if(data140.responseHeadersToAdd !== undefined){
-let data142 = data140.responseHeadersToAdd;
-if(Array.isArray(data142)){
-const len22 = data142.length;
-for(let i22=0; i22<len22; i22++){
-let data143 = data142[i22];
-if(data143 && typeof data143 == "object" && !Array.isArray(data143)){
-if(data143.name === undefined){
-const err275 = {instancePath:instancePath+"/routeConfigs/" + i21+"/responseHeadersToAdd/" + i22,schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
-if(vErrors === null){
-vErrors = [err275];
-}
-else {
-vErrors.push(err275);
-}
-errors++;
-}
-if(data143.value === undefined){
-const err276 = {instancePath:instancePath+"/routeConfigs/" + i21+"/responseHeadersToAdd/" + i22,schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "value"},message:"must have required property '"+"value"+"'"};
-if(vErrors === null){
-vErrors = [err276];
-}
-else {
-vErrors.push(err276);
-}
-errors++;
-}
-for(const key32 in data143){
-if(!(((key32 === "name") || (key32 === "value")) || (key32 === "append"))){
-const err277 = {instancePath:instancePath+"/routeConfigs/" + i21+"/responseHeadersToAdd/" + i22,schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key32},message:"must NOT have additional properties"};
-if(vErrors === null){
-vErrors = [err277];
-}
-else {
-vErrors.push(err277);
-}
-errors++;
-}
-}
-if(data143.name !== undefined){
-let data144 = data143.name;
-if(typeof data144 === "string"){
-if(data144.length < 1){
-const err278 = {instancePath:instancePath+"/routeConfigs/" + i21+"/responseHeadersToAdd/" + i22+"/name",schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
-if(vErrors === null){
-vErrors = [err278];
-}
-else {
-vErrors.push(err278);
-}
-errors++;
-}
-}
-else {
-const err279 = {instancePath:instancePath+"/routeConfigs/" + i21+"/responseHeadersToAdd/" + i22+"/name",schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err279];
-}
-else {
-vErrors.push(err279);
-}
-errors++;
-}
-}
-if(data143.value !== undefined){
-if(typeof data143.value !== "string"){
-const err280 = {instancePath:instancePath+"/routeConfigs/" + i21+"/responseHeadersToAdd/" + i22+"/value",schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/properties/value/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err280];
-}
-else {
-vErrors.push(err280);
-}
-errors++;
-}
-}
-if(data143.append !== undefined){
-if(typeof data143.append !== "boolean"){
-const err281 = {instancePath:instancePath+"/routeConfigs/" + i21+"/responseHeadersToAdd/" + i22+"/append",schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/properties/append/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
-if(vErrors === null){
-vErrors = [err281];
-}
-else {
-vErrors.push(err281);
-}
-errors++;
-}
-}
-}
-else {
-const err282 = {instancePath:instancePath+"/routeConfigs/" + i21+"/responseHeadersToAdd/" + i22,schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
-if(vErrors === null){
-vErrors = [err282];
-}
-else {
-vErrors.push(err282);
-}
-errors++;
-}
-}
-}
-else {
-const err283 = {instancePath:instancePath+"/routeConfigs/" + i21+"/responseHeadersToAdd",schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/type",keyword:"type",params:{type: "array"},message:"must be array"};
-if(vErrors === null){
-vErrors = [err283];
-}
-else {
-vErrors.push(err283);
-}
-errors++;
-}
-}
-if(data140.virtualHosts !== undefined){
-let data147 = data140.virtualHosts;
-if(Array.isArray(data147)){
-const len23 = data147.length;
-for(let i23=0; i23<len23; i23++){
-let data148 = data147[i23];
-if(data148 && typeof data148 == "object" && !Array.isArray(data148)){
-if(data148.name === undefined){
-const err284 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
-if(vErrors === null){
-vErrors = [err284];
-}
-else {
-vErrors.push(err284);
-}
-errors++;
-}
-if(data148.domains === undefined){
-const err285 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/required",keyword:"required",params:{missingProperty: "domains"},message:"must have required property '"+"domains"+"'"};
-if(vErrors === null){
-vErrors = [err285];
-}
-else {
-vErrors.push(err285);
-}
-errors++;
-}
-if(data148.routes === undefined){
-const err286 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/required",keyword:"required",params:{missingProperty: "routes"},message:"must have required property '"+"routes"+"'"};
-if(vErrors === null){
-vErrors = [err286];
-}
-else {
-vErrors.push(err286);
-}
-errors++;
-}
-for(const key33 in data148){
-if(!(((key33 === "name") || (key33 === "domains")) || (key33 === "routes"))){
-const err287 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key33},message:"must NOT have additional properties"};
-if(vErrors === null){
-vErrors = [err287];
-}
-else {
-vErrors.push(err287);
-}
-errors++;
-}
-}
-if(data148.name !== undefined){
-let data149 = data148.name;
-if(typeof data149 === "string"){
-if(data149.length < 1){
-const err288 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
-if(vErrors === null){
-vErrors = [err288];
-}
-else {
-vErrors.push(err288);
-}
-errors++;
-}
-}
-else {
-const err289 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err289];
-}
-else {
-vErrors.push(err289);
-}
-errors++;
-}
-}
-if(data148.domains !== undefined){
-let data150 = data148.domains;
-if(Array.isArray(data150)){
-if(data150.length < 1){
-const err290 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/domains",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/domains/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"};
-if(vErrors === null){
-vErrors = [err290];
-}
-else {
-vErrors.push(err290);
-}
-errors++;
-}
-const len24 = data150.length;
-for(let i24=0; i24<len24; i24++){
-let data151 = data150[i24];
-if(typeof data151 === "string"){
-if(data151.length < 1){
-const err291 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/domains/" + i24,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/domains/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
-if(vErrors === null){
-vErrors = [err291];
-}
-else {
-vErrors.push(err291);
-}
-errors++;
-}
-}
-else {
-const err292 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/domains/" + i24,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/domains/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err292];
-}
-else {
-vErrors.push(err292);
-}
-errors++;
-}
-}
-}
-else {
-const err293 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/domains",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/domains/type",keyword:"type",params:{type: "array"},message:"must be array"};
-if(vErrors === null){
-vErrors = [err293];
-}
-else {
-vErrors.push(err293);
-}
-errors++;
-}
-}
-if(data148.routes !== undefined){
-let data152 = data148.routes;
-if(Array.isArray(data152)){
-const len25 = data152.length;
-for(let i25=0; i25<len25; i25++){
-let data153 = data152[i25];
-if(data153 && typeof data153 == "object" && !Array.isArray(data153)){
-if(data153.match === undefined){
-const err294 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/required",keyword:"required",params:{missingProperty: "match"},message:"must have required property '"+"match"+"'"};
-if(vErrors === null){
-vErrors = [err294];
-}
-else {
-vErrors.push(err294);
-}
-errors++;
-}
-for(const key34 in data153){
-if(!(func1.call(schema31.properties.routeConfigs.items.properties.virtualHosts.items.properties.routes.items.properties, key34))){
-const err295 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key34},message:"must NOT have additional properties"};
-if(vErrors === null){
-vErrors = [err295];
-}
-else {
-vErrors.push(err295);
-}
-errors++;
-}
-}
-if(data153.name !== undefined){
-if(typeof data153.name !== "string"){
-const err296 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err296];
-}
-else {
-vErrors.push(err296);
-}
-errors++;
-}
-}
-if(data153.match !== undefined){
-let data155 = data153.match;
-if(data155 && typeof data155 == "object" && !Array.isArray(data155)){
-for(const key35 in data155){
-if(!((((((key35 === "prefix") || (key35 === "path")) || (key35 === "regex")) || (key35 === "caseSensitive")) || (key35 === "headers")) || (key35 === "queryParameters"))){
-const err297 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/match",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key35},message:"must NOT have additional properties"};
-if(vErrors === null){
-vErrors = [err297];
-}
-else {
-vErrors.push(err297);
-}
-errors++;
-}
-}
-if(data155.prefix !== undefined){
-if(typeof data155.prefix !== "string"){
-const err298 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/match/prefix",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/prefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err298];
-}
-else {
-vErrors.push(err298);
-}
-errors++;
-}
-}
-if(data155.path !== undefined){
-if(typeof data155.path !== "string"){
-const err299 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/match/path",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/path/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err299];
-}
-else {
-vErrors.push(err299);
-}
-errors++;
-}
-}
-if(data155.regex !== undefined){
-if(typeof data155.regex !== "string"){
-const err300 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/match/regex",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/regex/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err300];
-}
-else {
-vErrors.push(err300);
-}
-errors++;
-}
-}
-if(data155.caseSensitive !== undefined){
-if(typeof data155.caseSensitive !== "boolean"){
-const err301 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/match/caseSensitive",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/caseSensitive/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
-if(vErrors === null){
-vErrors = [err301];
-}
-else {
-vErrors.push(err301);
-}
-errors++;
-}
-}
-if(data155.headers !== undefined){
-let data160 = data155.headers;
-if(Array.isArray(data160)){
-const len26 = data160.length;
-for(let i26=0; i26<len26; i26++){
-let data161 = data160[i26];
-if(data161 && typeof data161 == "object" && !Array.isArray(data161)){
-if(data161.name === undefined){
-const err302 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/match/headers/" + i26,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
-if(vErrors === null){
-vErrors = [err302];
-}
-else {
-vErrors.push(err302);
-}
-errors++;
-}
-for(const key36 in data161){
-if(!(((((((key36 === "name") || (key36 === "exact")) || (key36 === "prefix")) || (key36 === "suffix")) || (key36 === "regex")) || (key36 === "present")) || (key36 === "invert"))){
-const err303 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/match/headers/" + i26,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key36},message:"must NOT have additional properties"};
-if(vErrors === null){
-vErrors = [err303];
-}
-else {
-vErrors.push(err303);
-}
-errors++;
-}
-}
-if(data161.name !== undefined){
-let data162 = data161.name;
-if(typeof data162 === "string"){
-if(data162.length < 1){
-const err304 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/match/headers/" + i26+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
-if(vErrors === null){
-vErrors = [err304];
-}
-else {
-vErrors.push(err304);
-}
-errors++;
-}
-}
-else {
-const err305 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/match/headers/" + i26+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err305];
-}
-else {
-vErrors.push(err305);
-}
-errors++;
-}
-}
-if(data161.exact !== undefined){
-if(typeof data161.exact !== "string"){
-const err306 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/match/headers/" + i26+"/exact",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/exact/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err306];
-}
-else {
-vErrors.push(err306);
-}
-errors++;
-}
-}
-if(data161.prefix !== undefined){
-if(typeof data161.prefix !== "string"){
-const err307 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/match/headers/" + i26+"/prefix",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/prefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err307];
-}
-else {
-vErrors.push(err307);
-}
-errors++;
-}
-}
-if(data161.suffix !== undefined){
-if(typeof data161.suffix !== "string"){
-const err308 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/match/headers/" + i26+"/suffix",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/suffix/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err308];
-}
-else {
-vErrors.push(err308);
-}
-errors++;
-}
-}
-if(data161.regex !== undefined){
-if(typeof data161.regex !== "string"){
-const err309 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/match/headers/" + i26+"/regex",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/regex/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err309];
-}
-else {
-vErrors.push(err309);
-}
-errors++;
-}
-}
-if(data161.present !== undefined){
-if(typeof data161.present !== "boolean"){
-const err310 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/match/headers/" + i26+"/present",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/present/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
-if(vErrors === null){
-vErrors = [err310];
-}
-else {
-vErrors.push(err310);
-}
-errors++;
-}
-}
-if(data161.invert !== undefined){
-if(typeof data161.invert !== "boolean"){
-const err311 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/match/headers/" + i26+"/invert",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/invert/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
-if(vErrors === null){
-vErrors = [err311];
-}
-else {
-vErrors.push(err311);
-}
-errors++;
-}
-}
-}
-else {
-const err312 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/match/headers/" + i26,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
-if(vErrors === null){
-vErrors = [err312];
-}
-else {
-vErrors.push(err312);
-}
-errors++;
-}
-}
-}
-else {
-const err313 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/match/headers",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/type",keyword:"type",params:{type: "array"},message:"must be array"};
-if(vErrors === null){
-vErrors = [err313];
-}
-else {
-vErrors.push(err313);
-}
-errors++;
-}
-}
-if(data155.queryParameters !== undefined){
-let data169 = data155.queryParameters;
-if(Array.isArray(data169)){
-const len27 = data169.length;
-for(let i27=0; i27<len27; i27++){
-let data170 = data169[i27];
-if(data170 && typeof data170 == "object" && !Array.isArray(data170)){
-if(data170.name === undefined){
-const err314 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/match/queryParameters/" + i27,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
-if(vErrors === null){
-vErrors = [err314];
-}
-else {
-vErrors.push(err314);
-}
-errors++;
-}
-for(const key37 in data170){
-if(!(((((key37 === "name") || (key37 === "exact")) || (key37 === "prefix")) || (key37 === "regex")) || (key37 === "present"))){
-const err315 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/match/queryParameters/" + i27,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key37},message:"must NOT have additional properties"};
-if(vErrors === null){
-vErrors = [err315];
-}
-else {
-vErrors.push(err315);
-}
-errors++;
-}
-}
-if(data170.name !== undefined){
-let data171 = data170.name;
-if(typeof data171 === "string"){
-if(data171.length < 1){
-const err316 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/match/queryParameters/" + i27+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
-if(vErrors === null){
-vErrors = [err316];
-}
-else {
-vErrors.push(err316);
-}
-errors++;
-}
-}
-else {
-const err317 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/match/queryParameters/" + i27+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err317];
-}
-else {
-vErrors.push(err317);
-}
-errors++;
-}
-}
-if(data170.exact !== undefined){
-if(typeof data170.exact !== "string"){
-const err318 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/match/queryParameters/" + i27+"/exact",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/exact/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err318];
-}
-else {
-vErrors.push(err318);
-}
-errors++;
-}
-}
-if(data170.prefix !== undefined){
-if(typeof data170.prefix !== "string"){
-const err319 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/match/queryParameters/" + i27+"/prefix",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/prefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err319];
-}
-else {
-vErrors.push(err319);
-}
-errors++;
-}
-}
-if(data170.regex !== undefined){
-if(typeof data170.regex !== "string"){
-const err320 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/match/queryParameters/" + i27+"/regex",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/regex/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err320];
-}
-else {
-vErrors.push(err320);
-}
-errors++;
-}
-}
-if(data170.present !== undefined){
-if(typeof data170.present !== "boolean"){
-const err321 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/match/queryParameters/" + i27+"/present",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/present/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
-if(vErrors === null){
-vErrors = [err321];
-}
-else {
-vErrors.push(err321);
-}
-errors++;
-}
-}
-}
-else {
-const err322 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/match/queryParameters/" + i27,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
-if(vErrors === null){
-vErrors = [err322];
-}
-else {
-vErrors.push(err322);
-}
-errors++;
-}
-}
-}
-else {
-const err323 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/match/queryParameters",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/type",keyword:"type",params:{type: "array"},message:"must be array"};
-if(vErrors === null){
-vErrors = [err323];
-}
-else {
-vErrors.push(err323);
-}
-errors++;
-}
-}
-}
-else {
-const err324 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/match",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/type",keyword:"type",params:{type: "object"},message:"must be object"};
-if(vErrors === null){
-vErrors = [err324];
-}
-else {
-vErrors.push(err324);
-}
-errors++;
-}
-}
-if(data153.route !== undefined){
-let data176 = data153.route;
-if(data176 && typeof data176 == "object" && !Array.isArray(data176)){
-for(const key38 in data176){
-if(!((((((key38 === "cluster") || (key38 === "weightedClusters")) || (key38 === "prefixRewrite")) || (key38 === "regexRewrite")) || (key38 === "hostRewrite")) || (key38 === "hashPolicy"))){
-const err325 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key38},message:"must NOT have additional properties"};
-if(vErrors === null){
-vErrors = [err325];
-}
-else {
-vErrors.push(err325);
-}
-errors++;
-}
-}
-if(data176.cluster !== undefined){
-let data177 = data176.cluster;
-if(typeof data177 === "string"){
-if(data177.length < 1){
-const err326 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/cluster",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cluster/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
-if(vErrors === null){
-vErrors = [err326];
-}
-else {
-vErrors.push(err326);
-}
-errors++;
-}
-}
-else {
-const err327 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/cluster",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cluster/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err327];
-}
-else {
-vErrors.push(err327);
-}
-errors++;
-}
-}
-if(data176.weightedClusters !== undefined){
-let data178 = data176.weightedClusters;
-if(Array.isArray(data178)){
-if(data178.length < 1){
-const err328 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/weightedClusters",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"};
-if(vErrors === null){
-vErrors = [err328];
-}
-else {
-vErrors.push(err328);
-}
-errors++;
-}
-const len28 = data178.length;
-for(let i28=0; i28<len28; i28++){
-let data179 = data178[i28];
-if(data179 && typeof data179 == "object" && !Array.isArray(data179)){
-if(data179.name === undefined){
-const err329 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/weightedClusters/" + i28,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
-if(vErrors === null){
-vErrors = [err329];
-}
-else {
-vErrors.push(err329);
-}
-errors++;
-}
-if(data179.weight === undefined){
-const err330 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/weightedClusters/" + i28,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/required",keyword:"required",params:{missingProperty: "weight"},message:"must have required property '"+"weight"+"'"};
-if(vErrors === null){
-vErrors = [err330];
-}
-else {
-vErrors.push(err330);
-}
-errors++;
-}
-for(const key39 in data179){
-if(!((((((key39 === "name") || (key39 === "weight")) || (key39 === "requestHeadersToAdd")) || (key39 === "requestHeadersToRemove")) || (key39 === "responseHeadersToAdd")) || (key39 === "responseHeadersToRemove"))){
-const err331 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/weightedClusters/" + i28,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key39},message:"must NOT have additional properties"};
-if(vErrors === null){
-vErrors = [err331];
-}
-else {
-vErrors.push(err331);
-}
-errors++;
-}
-}
-if(data179.name !== undefined){
-let data180 = data179.name;
-if(typeof data180 === "string"){
-if(data180.length < 1){
-const err332 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/weightedClusters/" + i28+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
-if(vErrors === null){
-vErrors = [err332];
-}
-else {
-vErrors.push(err332);
-}
-errors++;
-}
-}
-else {
-const err333 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/weightedClusters/" + i28+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err333];
-}
-else {
-vErrors.push(err333);
-}
-errors++;
-}
-}
-if(data179.weight !== undefined){
-let data181 = data179.weight;
-if(!((typeof data181 == "number") && (!(data181 % 1) && !isNaN(data181)))){
-const err334 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/weightedClusters/" + i28+"/weight",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/weight/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
-if(vErrors === null){
-vErrors = [err334];
-}
-else {
-vErrors.push(err334);
-}
-errors++;
-}
-if(typeof data181 == "number"){
-if(data181 < 0 || isNaN(data181)){
-const err335 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/weightedClusters/" + i28+"/weight",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/weight/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
-if(vErrors === null){
-vErrors = [err335];
-}
-else {
-vErrors.push(err335);
-}
-errors++;
-}
-}
-}
-if(data179.requestHeadersToAdd !== undefined){
-let data182 = data179.requestHeadersToAdd;
-if(Array.isArray(data182)){
-const len29 = data182.length;
-for(let i29=0; i29<len29; i29++){
-let data183 = data182[i29];
-if(data183 && typeof data183 == "object" && !Array.isArray(data183)){
-if(data183.name === undefined){
-const err336 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/weightedClusters/" + i28+"/requestHeadersToAdd/" + i29,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
-if(vErrors === null){
-vErrors = [err336];
-}
-else {
-vErrors.push(err336);
-}
-errors++;
-}
-if(data183.value === undefined){
-const err337 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/weightedClusters/" + i28+"/requestHeadersToAdd/" + i29,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "value"},message:"must have required property '"+"value"+"'"};
-if(vErrors === null){
-vErrors = [err337];
-}
-else {
-vErrors.push(err337);
-}
-errors++;
-}
-for(const key40 in data183){
-if(!(((key40 === "name") || (key40 === "value")) || (key40 === "append"))){
-const err338 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/weightedClusters/" + i28+"/requestHeadersToAdd/" + i29,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key40},message:"must NOT have additional properties"};
-if(vErrors === null){
-vErrors = [err338];
-}
-else {
-vErrors.push(err338);
-}
-errors++;
-}
-}
-if(data183.name !== undefined){
-let data184 = data183.name;
-if(typeof data184 === "string"){
-if(data184.length < 1){
-const err339 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/weightedClusters/" + i28+"/requestHeadersToAdd/" + i29+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
-if(vErrors === null){
-vErrors = [err339];
-}
-else {
-vErrors.push(err339);
-}
-errors++;
-}
-}
-else {
-const err340 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/weightedClusters/" + i28+"/requestHeadersToAdd/" + i29+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err340];
-}
-else {
-vErrors.push(err340);
-}
-errors++;
-}
-}
-if(data183.value !== undefined){
-if(typeof data183.value !== "string"){
-const err341 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/weightedClusters/" + i28+"/requestHeadersToAdd/" + i29+"/value",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/properties/value/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err341];
-}
-else {
-vErrors.push(err341);
-}
-errors++;
-}
-}
-if(data183.append !== undefined){
-if(typeof data183.append !== "boolean"){
-const err342 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/weightedClusters/" + i28+"/requestHeadersToAdd/" + i29+"/append",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/properties/append/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
-if(vErrors === null){
-vErrors = [err342];
-}
-else {
-vErrors.push(err342);
-}
-errors++;
-}
-}
-}
-else {
-const err343 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/weightedClusters/" + i28+"/requestHeadersToAdd/" + i29,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
-if(vErrors === null){
-vErrors = [err343];
-}
-else {
-vErrors.push(err343);
-}
-errors++;
-}
-}
-}
-else {
-const err344 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/weightedClusters/" + i28+"/requestHeadersToAdd",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/type",keyword:"type",params:{type: "array"},message:"must be array"};
-if(vErrors === null){
-vErrors = [err344];
-}
-else {
-vErrors.push(err344);
-}
-errors++;
-}
-}
-if(data179.requestHeadersToRemove !== undefined){
-let data187 = data179.requestHeadersToRemove;
-if(Array.isArray(data187)){
-const len30 = data187.length;
-for(let i30=0; i30<len30; i30++){
-let data188 = data187[i30];
-if(typeof data188 === "string"){
-if(data188.length < 1){
-const err345 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/weightedClusters/" + i28+"/requestHeadersToRemove/" + i30,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToRemove/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
-if(vErrors === null){
-vErrors = [err345];
-}
-else {
-vErrors.push(err345);
-}
-errors++;
-}
-}
-else {
-const err346 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/weightedClusters/" + i28+"/requestHeadersToRemove/" + i30,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToRemove/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err346];
-}
-else {
-vErrors.push(err346);
-}
-errors++;
-}
-}
-}
-else {
-const err347 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/weightedClusters/" + i28+"/requestHeadersToRemove",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToRemove/type",keyword:"type",params:{type: "array"},message:"must be array"};
-if(vErrors === null){
-vErrors = [err347];
-}
-else {
-vErrors.push(err347);
-}
-errors++;
-}
-}
-if(data179.responseHeadersToAdd !== undefined){
-let data189 = data179.responseHeadersToAdd;
-if(Array.isArray(data189)){
-const len31 = data189.length;
-for(let i31=0; i31<len31; i31++){
-let data190 = data189[i31];
-if(data190 && typeof data190 == "object" && !Array.isArray(data190)){
-if(data190.name === undefined){
-const err348 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/weightedClusters/" + i28+"/responseHeadersToAdd/" + i31,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
-if(vErrors === null){
-vErrors = [err348];
-}
-else {
-vErrors.push(err348);
-}
-errors++;
-}
-if(data190.value === undefined){
-const err349 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/weightedClusters/" + i28+"/responseHeadersToAdd/" + i31,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "value"},message:"must have required property '"+"value"+"'"};
-if(vErrors === null){
-vErrors = [err349];
-}
-else {
-vErrors.push(err349);
-}
-errors++;
-}
-for(const key41 in data190){
-if(!(((key41 === "name") || (key41 === "value")) || (key41 === "append"))){
-const err350 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/weightedClusters/" + i28+"/responseHeadersToAdd/" + i31,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key41},message:"must NOT have additional properties"};
-if(vErrors === null){
-vErrors = [err350];
-}
-else {
-vErrors.push(err350);
-}
-errors++;
-}
-}
-if(data190.name !== undefined){
-let data191 = data190.name;
-if(typeof data191 === "string"){
-if(data191.length < 1){
-const err351 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/weightedClusters/" + i28+"/responseHeadersToAdd/" + i31+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
-if(vErrors === null){
-vErrors = [err351];
-}
-else {
-vErrors.push(err351);
-}
-errors++;
-}
-}
-else {
-const err352 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/weightedClusters/" + i28+"/responseHeadersToAdd/" + i31+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err352];
-}
-else {
-vErrors.push(err352);
-}
-errors++;
-}
-}
-if(data190.value !== undefined){
-if(typeof data190.value !== "string"){
-const err353 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/weightedClusters/" + i28+"/responseHeadersToAdd/" + i31+"/value",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/properties/value/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err353];
-}
-else {
-vErrors.push(err353);
-}
-errors++;
-}
-}
-if(data190.append !== undefined){
-if(typeof data190.append !== "boolean"){
-const err354 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/weightedClusters/" + i28+"/responseHeadersToAdd/" + i31+"/append",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/properties/append/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
-if(vErrors === null){
-vErrors = [err354];
-}
-else {
-vErrors.push(err354);
-}
-errors++;
-}
-}
-}
-else {
-const err355 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/weightedClusters/" + i28+"/responseHeadersToAdd/" + i31,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err355 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1,schemaPath:"#/properties/listeners/items/properties/filterChains/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err355];
 }
@@ -4563,7 +4604,7 @@ errors++;
 }
 }
 else {
-const err356 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/weightedClusters/" + i28+"/responseHeadersToAdd",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err356 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains",schemaPath:"#/properties/listeners/items/properties/filterChains/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err356];
 }
@@ -4573,15 +4614,12 @@ vErrors.push(err356);
 errors++;
 }
 }
-if(data179.responseHeadersToRemove !== undefined){
-let data194 = data179.responseHeadersToRemove;
-if(Array.isArray(data194)){
-const len32 = data194.length;
-for(let i32=0; i32<len32; i32++){
-let data195 = data194[i32];
-if(typeof data195 === "string"){
-if(data195.length < 1){
-const err357 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/weightedClusters/" + i28+"/responseHeadersToRemove/" + i32,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToRemove/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data10.limits !== undefined){
+let data179 = data10.limits;
+if(data179 && typeof data179 == "object" && !Array.isArray(data179)){
+for(const key42 in data179){
+if(!(((((key42 === "maxRequestHeadersBytes") || (key42 === "maxRequestHeaders")) || (key42 === "requestHeadersTimeoutMs")) || (key42 === "idleTimeoutMs")) || (key42 === "maxConnections"))){
+const err357 = {instancePath:instancePath+"/listeners/" + i0+"/limits",schemaPath:"#/properties/listeners/items/properties/limits/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key42},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err357];
 }
@@ -4591,8 +4629,10 @@ vErrors.push(err357);
 errors++;
 }
 }
-else {
-const err358 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/weightedClusters/" + i28+"/responseHeadersToRemove/" + i32,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToRemove/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data179.maxRequestHeadersBytes !== undefined){
+let data180 = data179.maxRequestHeadersBytes;
+if(!((typeof data180 == "number") && (!(data180 % 1) && !isNaN(data180)))){
+const err358 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxRequestHeadersBytes",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxRequestHeadersBytes/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err358];
 }
@@ -4601,10 +4641,9 @@ vErrors.push(err358);
 }
 errors++;
 }
-}
-}
-else {
-const err359 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/weightedClusters/" + i28+"/responseHeadersToRemove",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToRemove/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(typeof data180 == "number"){
+if(data180 > 1048576 || isNaN(data180)){
+const err359 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxRequestHeadersBytes",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxRequestHeadersBytes/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1048576},message:"must be <= 1048576"};
 if(vErrors === null){
 vErrors = [err359];
 }
@@ -4613,10 +4652,8 @@ vErrors.push(err359);
 }
 errors++;
 }
-}
-}
-else {
-const err360 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/weightedClusters/" + i28,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data180 < 1024 || isNaN(data180)){
+const err360 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxRequestHeadersBytes",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxRequestHeadersBytes/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1024},message:"must be >= 1024"};
 if(vErrors === null){
 vErrors = [err360];
 }
@@ -4627,8 +4664,10 @@ errors++;
 }
 }
 }
-else {
-const err361 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/weightedClusters",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data179.maxRequestHeaders !== undefined){
+let data181 = data179.maxRequestHeaders;
+if(!((typeof data181 == "number") && (!(data181 % 1) && !isNaN(data181)))){
+const err361 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxRequestHeaders",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxRequestHeaders/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err361];
 }
@@ -4637,10 +4676,9 @@ vErrors.push(err361);
 }
 errors++;
 }
-}
-if(data176.prefixRewrite !== undefined){
-if(typeof data176.prefixRewrite !== "string"){
-const err362 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/prefixRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/prefixRewrite/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(typeof data181 == "number"){
+if(data181 > 10000 || isNaN(data181)){
+const err362 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxRequestHeaders",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxRequestHeaders/maximum",keyword:"maximum",params:{comparison: "<=", limit: 10000},message:"must be <= 10000"};
 if(vErrors === null){
 vErrors = [err362];
 }
@@ -4649,12 +4687,8 @@ vErrors.push(err362);
 }
 errors++;
 }
-}
-if(data176.regexRewrite !== undefined){
-let data197 = data176.regexRewrite;
-if(data197 && typeof data197 == "object" && !Array.isArray(data197)){
-if(data197.pattern === undefined){
-const err363 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/regexRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/required",keyword:"required",params:{missingProperty: "pattern"},message:"must have required property '"+"pattern"+"'"};
+if(data181 < 1 || isNaN(data181)){
+const err363 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxRequestHeaders",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxRequestHeaders/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err363];
 }
@@ -4663,8 +4697,12 @@ vErrors.push(err363);
 }
 errors++;
 }
-if(data197.substitution === undefined){
-const err364 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/regexRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/required",keyword:"required",params:{missingProperty: "substitution"},message:"must have required property '"+"substitution"+"'"};
+}
+}
+if(data179.requestHeadersTimeoutMs !== undefined){
+let data182 = data179.requestHeadersTimeoutMs;
+if(!((typeof data182 == "number") && (!(data182 % 1) && !isNaN(data182)))){
+const err364 = {instancePath:instancePath+"/listeners/" + i0+"/limits/requestHeadersTimeoutMs",schemaPath:"#/properties/listeners/items/properties/limits/properties/requestHeadersTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err364];
 }
@@ -4673,9 +4711,9 @@ vErrors.push(err364);
 }
 errors++;
 }
-for(const key42 in data197){
-if(!((key42 === "pattern") || (key42 === "substitution"))){
-const err365 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/regexRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key42},message:"must NOT have additional properties"};
+if(typeof data182 == "number"){
+if(data182 < 1 || isNaN(data182)){
+const err365 = {instancePath:instancePath+"/listeners/" + i0+"/limits/requestHeadersTimeoutMs",schemaPath:"#/properties/listeners/items/properties/limits/properties/requestHeadersTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err365];
 }
@@ -4685,11 +4723,11 @@ vErrors.push(err365);
 errors++;
 }
 }
-if(data197.pattern !== undefined){
-let data198 = data197.pattern;
-if(typeof data198 === "string"){
-if(data198.length < 1){
-const err366 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/regexRewrite/pattern",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/properties/pattern/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+if(data179.idleTimeoutMs !== undefined){
+let data183 = data179.idleTimeoutMs;
+if(!((typeof data183 == "number") && (!(data183 % 1) && !isNaN(data183)))){
+const err366 = {instancePath:instancePath+"/listeners/" + i0+"/limits/idleTimeoutMs",schemaPath:"#/properties/listeners/items/properties/limits/properties/idleTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err366];
 }
@@ -4698,9 +4736,9 @@ vErrors.push(err366);
 }
 errors++;
 }
-}
-else {
-const err367 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/regexRewrite/pattern",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/properties/pattern/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(typeof data183 == "number"){
+if(data183 < 1 || isNaN(data183)){
+const err367 = {instancePath:instancePath+"/listeners/" + i0+"/limits/idleTimeoutMs",schemaPath:"#/properties/listeners/items/properties/limits/properties/idleTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err367];
 }
@@ -4710,9 +4748,11 @@ vErrors.push(err367);
 errors++;
 }
 }
-if(data197.substitution !== undefined){
-if(typeof data197.substitution !== "string"){
-const err368 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/regexRewrite/substitution",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/properties/substitution/type",keyword:"type",params:{type: "string"},message:"must be string"};
+}
+if(data179.maxConnections !== undefined){
+let data184 = data179.maxConnections;
+if(!((typeof data184 == "number") && (!(data184 % 1) && !isNaN(data184)))){
+const err368 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxConnections",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxConnections/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err368];
 }
@@ -4721,10 +4761,9 @@ vErrors.push(err368);
 }
 errors++;
 }
-}
-}
-else {
-const err369 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/regexRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(typeof data184 == "number"){
+if(data184 < 1 || isNaN(data184)){
+const err369 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxConnections",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxConnections/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err369];
 }
@@ -4734,11 +4773,10 @@ vErrors.push(err369);
 errors++;
 }
 }
-if(data176.hostRewrite !== undefined){
-let data200 = data176.hostRewrite;
-if(typeof data200 === "string"){
-if(data200.length < 1){
-const err370 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/hostRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hostRewrite/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+}
+else {
+const err370 = {instancePath:instancePath+"/listeners/" + i0+"/limits",schemaPath:"#/properties/listeners/items/properties/limits/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err370];
 }
@@ -4748,8 +4786,9 @@ vErrors.push(err370);
 errors++;
 }
 }
+}
 else {
-const err371 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/hostRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hostRewrite/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err371 = {instancePath:instancePath+"/listeners/" + i0,schemaPath:"#/properties/listeners/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err371];
 }
@@ -4759,19 +4798,9 @@ vErrors.push(err371);
 errors++;
 }
 }
-if(data176.hashPolicy !== undefined){
-let data201 = data176.hashPolicy;
-if(Array.isArray(data201)){
-const len33 = data201.length;
-for(let i33=0; i33<len33; i33++){
-let data202 = data201[i33];
-const _errs454 = errors;
-let valid113 = false;
-let passing2 = null;
-const _errs455 = errors;
-if(data202 && typeof data202 == "object" && !Array.isArray(data202)){
-if(data202.header === undefined){
-const err372 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/hashPolicy/" + i33,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/0/required",keyword:"required",params:{missingProperty: "header"},message:"must have required property '"+"header"+"'"};
+}
+else {
+const err372 = {instancePath:instancePath+"/listeners",schemaPath:"#/properties/listeners/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err372];
 }
@@ -4780,9 +4809,16 @@ vErrors.push(err372);
 }
 errors++;
 }
-for(const key43 in data202){
-if(!(key43 === "header")){
-const err373 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/hashPolicy/" + i33,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/0/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key43},message:"must NOT have additional properties"};
+}
+if(data.routeConfigs !== undefined){
+let data185 = data.routeConfigs;
+if(Array.isArray(data185)){
+const len28 = data185.length;
+for(let i28=0; i28<len28; i28++){
+let data186 = data185[i28];
+if(data186 && typeof data186 == "object" && !Array.isArray(data186)){
+if(data186.name === undefined){
+const err373 = {instancePath:instancePath+"/routeConfigs/" + i28,schemaPath:"#/properties/routeConfigs/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err373];
 }
@@ -4791,12 +4827,8 @@ vErrors.push(err373);
 }
 errors++;
 }
-}
-if(data202.header !== undefined){
-let data203 = data202.header;
-if(typeof data203 === "string"){
-if(data203.length < 1){
-const err374 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/hashPolicy/" + i33+"/header",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/0/properties/header/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data186.virtualHosts === undefined){
+const err374 = {instancePath:instancePath+"/routeConfigs/" + i28,schemaPath:"#/properties/routeConfigs/items/required",keyword:"required",params:{missingProperty: "virtualHosts"},message:"must have required property '"+"virtualHosts"+"'"};
 if(vErrors === null){
 vErrors = [err374];
 }
@@ -4805,9 +4837,9 @@ vErrors.push(err374);
 }
 errors++;
 }
-}
-else {
-const err375 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/hashPolicy/" + i33+"/header",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/0/properties/header/type",keyword:"type",params:{type: "string"},message:"must be string"};
+for(const key43 in data186){
+if(!(((key43 === "name") || (key43 === "responseHeadersToAdd")) || (key43 === "virtualHosts"))){
+const err375 = {instancePath:instancePath+"/routeConfigs/" + i28,schemaPath:"#/properties/routeConfigs/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key43},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err375];
 }
@@ -4817,9 +4849,11 @@ vErrors.push(err375);
 errors++;
 }
 }
-}
-else {
-const err376 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/hashPolicy/" + i33,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/0/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data186.name !== undefined){
+let data187 = data186.name;
+if(typeof data187 === "string"){
+if(data187.length < 1){
+const err376 = {instancePath:instancePath+"/routeConfigs/" + i28+"/name",schemaPath:"#/properties/routeConfigs/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err376];
 }
@@ -4828,16 +4862,9 @@ vErrors.push(err376);
 }
 errors++;
 }
-var _valid2 = _errs455 === errors;
-if(_valid2){
-valid113 = true;
-passing2 = 0;
-var props2 = true;
 }
-const _errs460 = errors;
-if(data202 && typeof data202 == "object" && !Array.isArray(data202)){
-if(data202.cookie === undefined){
-const err377 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/hashPolicy/" + i33,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/required",keyword:"required",params:{missingProperty: "cookie"},message:"must have required property '"+"cookie"+"'"};
+else {
+const err377 = {instancePath:instancePath+"/routeConfigs/" + i28+"/name",schemaPath:"#/properties/routeConfigs/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err377];
 }
@@ -4846,9 +4873,16 @@ vErrors.push(err377);
 }
 errors++;
 }
-for(const key44 in data202){
-if(!(((key44 === "cookie") || (key44 === "ttlMs")) || (key44 === "path"))){
-const err378 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/hashPolicy/" + i33,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key44},message:"must NOT have additional properties"};
+}
+if(data186.responseHeadersToAdd !== undefined){
+let data188 = data186.responseHeadersToAdd;
+if(Array.isArray(data188)){
+const len29 = data188.length;
+for(let i29=0; i29<len29; i29++){
+let data189 = data188[i29];
+if(data189 && typeof data189 == "object" && !Array.isArray(data189)){
+if(data189.name === undefined){
+const err378 = {instancePath:instancePath+"/routeConfigs/" + i28+"/responseHeadersToAdd/" + i29,schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err378];
 }
@@ -4857,12 +4891,8 @@ vErrors.push(err378);
 }
 errors++;
 }
-}
-if(data202.cookie !== undefined){
-let data204 = data202.cookie;
-if(typeof data204 === "string"){
-if(data204.length < 1){
-const err379 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/hashPolicy/" + i33+"/cookie",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/properties/cookie/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data189.value === undefined){
+const err379 = {instancePath:instancePath+"/routeConfigs/" + i28+"/responseHeadersToAdd/" + i29,schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "value"},message:"must have required property '"+"value"+"'"};
 if(vErrors === null){
 vErrors = [err379];
 }
@@ -4871,9 +4901,9 @@ vErrors.push(err379);
 }
 errors++;
 }
-}
-else {
-const err380 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/hashPolicy/" + i33+"/cookie",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/properties/cookie/type",keyword:"type",params:{type: "string"},message:"must be string"};
+for(const key44 in data189){
+if(!(((key44 === "name") || (key44 === "value")) || (key44 === "append"))){
+const err380 = {instancePath:instancePath+"/routeConfigs/" + i28+"/responseHeadersToAdd/" + i29,schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key44},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err380];
 }
@@ -4883,10 +4913,11 @@ vErrors.push(err380);
 errors++;
 }
 }
-if(data202.ttlMs !== undefined){
-let data205 = data202.ttlMs;
-if(!((typeof data205 == "number") && (!(data205 % 1) && !isNaN(data205)))){
-const err381 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/hashPolicy/" + i33+"/ttlMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/properties/ttlMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data189.name !== undefined){
+let data190 = data189.name;
+if(typeof data190 === "string"){
+if(data190.length < 1){
+const err381 = {instancePath:instancePath+"/routeConfigs/" + i28+"/responseHeadersToAdd/" + i29+"/name",schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err381];
 }
@@ -4895,9 +4926,9 @@ vErrors.push(err381);
 }
 errors++;
 }
-if(typeof data205 == "number"){
-if(data205 < 0 || isNaN(data205)){
-const err382 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/hashPolicy/" + i33+"/ttlMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/properties/ttlMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+else {
+const err382 = {instancePath:instancePath+"/routeConfigs/" + i28+"/responseHeadersToAdd/" + i29+"/name",schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err382];
 }
@@ -4907,10 +4938,9 @@ vErrors.push(err382);
 errors++;
 }
 }
-}
-if(data202.path !== undefined){
-if(typeof data202.path !== "string"){
-const err383 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/hashPolicy/" + i33+"/path",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/properties/path/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data189.value !== undefined){
+if(typeof data189.value !== "string"){
+const err383 = {instancePath:instancePath+"/routeConfigs/" + i28+"/responseHeadersToAdd/" + i29+"/value",schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/properties/value/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err383];
 }
@@ -4920,9 +4950,9 @@ vErrors.push(err383);
 errors++;
 }
 }
-}
-else {
-const err384 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/hashPolicy/" + i33,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data189.append !== undefined){
+if(typeof data189.append !== "boolean"){
+const err384 = {instancePath:instancePath+"/routeConfigs/" + i28+"/responseHeadersToAdd/" + i29+"/append",schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/properties/append/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err384];
 }
@@ -4931,23 +4961,10 @@ vErrors.push(err384);
 }
 errors++;
 }
-var _valid2 = _errs460 === errors;
-if(_valid2 && valid113){
-valid113 = false;
-passing2 = [passing2, 1];
+}
 }
 else {
-if(_valid2){
-valid113 = true;
-passing2 = 1;
-if(props2 !== true){
-props2 = true;
-}
-}
-const _errs469 = errors;
-if(data202 && typeof data202 == "object" && !Array.isArray(data202)){
-if(data202.sourceIp === undefined){
-const err385 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/hashPolicy/" + i33,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/2/required",keyword:"required",params:{missingProperty: "sourceIp"},message:"must have required property '"+"sourceIp"+"'"};
+const err385 = {instancePath:instancePath+"/routeConfigs/" + i28+"/responseHeadersToAdd/" + i29,schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err385];
 }
@@ -4956,9 +4973,10 @@ vErrors.push(err385);
 }
 errors++;
 }
-for(const key45 in data202){
-if(!(key45 === "sourceIp")){
-const err386 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/hashPolicy/" + i33,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/2/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key45},message:"must NOT have additional properties"};
+}
+}
+else {
+const err386 = {instancePath:instancePath+"/routeConfigs/" + i28+"/responseHeadersToAdd",schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err386];
 }
@@ -4968,9 +4986,15 @@ vErrors.push(err386);
 errors++;
 }
 }
-if(data202.sourceIp !== undefined){
-if(true !== data202.sourceIp){
-const err387 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/hashPolicy/" + i33+"/sourceIp",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/2/properties/sourceIp/const",keyword:"const",params:{allowedValue: true},message:"must be equal to constant"};
+if(data186.virtualHosts !== undefined){
+let data193 = data186.virtualHosts;
+if(Array.isArray(data193)){
+const len30 = data193.length;
+for(let i30=0; i30<len30; i30++){
+let data194 = data193[i30];
+if(data194 && typeof data194 == "object" && !Array.isArray(data194)){
+if(data194.name === undefined){
+const err387 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err387];
 }
@@ -4979,10 +5003,8 @@ vErrors.push(err387);
 }
 errors++;
 }
-}
-}
-else {
-const err388 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/hashPolicy/" + i33,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/2/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data194.domains === undefined){
+const err388 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/required",keyword:"required",params:{missingProperty: "domains"},message:"must have required property '"+"domains"+"'"};
 if(vErrors === null){
 vErrors = [err388];
 }
@@ -4991,23 +5013,8 @@ vErrors.push(err388);
 }
 errors++;
 }
-var _valid2 = _errs469 === errors;
-if(_valid2 && valid113){
-valid113 = false;
-passing2 = [passing2, 2];
-}
-else {
-if(_valid2){
-valid113 = true;
-passing2 = 2;
-if(props2 !== true){
-props2 = true;
-}
-}
-const _errs473 = errors;
-if(data202 && typeof data202 == "object" && !Array.isArray(data202)){
-if(data202.queryParameter === undefined){
-const err389 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/hashPolicy/" + i33,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/3/required",keyword:"required",params:{missingProperty: "queryParameter"},message:"must have required property '"+"queryParameter"+"'"};
+if(data194.routes === undefined){
+const err389 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/required",keyword:"required",params:{missingProperty: "routes"},message:"must have required property '"+"routes"+"'"};
 if(vErrors === null){
 vErrors = [err389];
 }
@@ -5016,9 +5023,9 @@ vErrors.push(err389);
 }
 errors++;
 }
-for(const key46 in data202){
-if(!(key46 === "queryParameter")){
-const err390 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/hashPolicy/" + i33,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/3/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key46},message:"must NOT have additional properties"};
+for(const key45 in data194){
+if(!(((key45 === "name") || (key45 === "domains")) || (key45 === "routes"))){
+const err390 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key45},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err390];
 }
@@ -5028,11 +5035,11 @@ vErrors.push(err390);
 errors++;
 }
 }
-if(data202.queryParameter !== undefined){
-let data208 = data202.queryParameter;
-if(typeof data208 === "string"){
-if(data208.length < 1){
-const err391 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/hashPolicy/" + i33+"/queryParameter",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/3/properties/queryParameter/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data194.name !== undefined){
+let data195 = data194.name;
+if(typeof data195 === "string"){
+if(data195.length < 1){
+const err391 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err391];
 }
@@ -5043,7 +5050,7 @@ errors++;
 }
 }
 else {
-const err392 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/hashPolicy/" + i33+"/queryParameter",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/3/properties/queryParameter/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err392 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err392];
 }
@@ -5053,9 +5060,11 @@ vErrors.push(err392);
 errors++;
 }
 }
-}
-else {
-const err393 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/hashPolicy/" + i33,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/3/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data194.domains !== undefined){
+let data196 = data194.domains;
+if(Array.isArray(data196)){
+if(data196.length < 1){
+const err393 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/domains",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/domains/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"};
 if(vErrors === null){
 vErrors = [err393];
 }
@@ -5064,24 +5073,12 @@ vErrors.push(err393);
 }
 errors++;
 }
-var _valid2 = _errs473 === errors;
-if(_valid2 && valid113){
-valid113 = false;
-passing2 = [passing2, 3];
-}
-else {
-if(_valid2){
-valid113 = true;
-passing2 = 3;
-if(props2 !== true){
-props2 = true;
-}
-}
-}
-}
-}
-if(!valid113){
-const err394 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/hashPolicy/" + i33,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf",keyword:"oneOf",params:{passingSchemas: passing2},message:"must match exactly one schema in oneOf"};
+const len31 = data196.length;
+for(let i31=0; i31<len31; i31++){
+let data197 = data196[i31];
+if(typeof data197 === "string"){
+if(data197.length < 1){
+const err394 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/domains/" + i31,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/domains/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err394];
 }
@@ -5090,21 +5087,9 @@ vErrors.push(err394);
 }
 errors++;
 }
-else {
-errors = _errs454;
-if(vErrors !== null){
-if(_errs454){
-vErrors.length = _errs454;
 }
 else {
-vErrors = null;
-}
-}
-}
-}
-}
-else {
-const err395 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route/hashPolicy",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err395 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/domains/" + i31,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/domains/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err395];
 }
@@ -5116,7 +5101,7 @@ errors++;
 }
 }
 else {
-const err396 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/route",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err396 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/domains",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/domains/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err396];
 }
@@ -5126,12 +5111,15 @@ vErrors.push(err396);
 errors++;
 }
 }
-if(data153.redirect !== undefined){
-let data209 = data153.redirect;
-if(data209 && typeof data209 == "object" && !Array.isArray(data209)){
-for(const key47 in data209){
-if(!((((((key47 === "scheme") || (key47 === "host")) || (key47 === "port")) || (key47 === "path")) || (key47 === "prefixRewrite")) || (key47 === "responseCode"))){
-const err397 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/redirect",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key47},message:"must NOT have additional properties"};
+if(data194.routes !== undefined){
+let data198 = data194.routes;
+if(Array.isArray(data198)){
+const len32 = data198.length;
+for(let i32=0; i32<len32; i32++){
+let data199 = data198[i32];
+if(data199 && typeof data199 == "object" && !Array.isArray(data199)){
+if(data199.match === undefined){
+const err397 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/required",keyword:"required",params:{missingProperty: "match"},message:"must have required property '"+"match"+"'"};
 if(vErrors === null){
 vErrors = [err397];
 }
@@ -5140,11 +5128,9 @@ vErrors.push(err397);
 }
 errors++;
 }
-}
-if(data209.scheme !== undefined){
-let data210 = data209.scheme;
-if(!((data210 === "http") || (data210 === "https"))){
-const err398 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/redirect/scheme",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/scheme/enum",keyword:"enum",params:{allowedValues: schema31.properties.routeConfigs.items.properties.virtualHosts.items.properties.routes.items.properties.redirect.properties.scheme.enum},message:"must be equal to one of the allowed values"};
+for(const key46 in data199){
+if(!(func1.call(schema31.properties.routeConfigs.items.properties.virtualHosts.items.properties.routes.items.properties, key46))){
+const err398 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key46},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err398];
 }
@@ -5154,11 +5140,9 @@ vErrors.push(err398);
 errors++;
 }
 }
-if(data209.host !== undefined){
-let data211 = data209.host;
-if(typeof data211 === "string"){
-if(data211.length < 1){
-const err399 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/redirect/host",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/host/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data199.name !== undefined){
+if(typeof data199.name !== "string"){
+const err399 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err399];
 }
@@ -5168,8 +5152,12 @@ vErrors.push(err399);
 errors++;
 }
 }
-else {
-const err400 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/redirect/host",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/host/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data199.match !== undefined){
+let data201 = data199.match;
+if(data201 && typeof data201 == "object" && !Array.isArray(data201)){
+for(const key47 in data201){
+if(!((((((key47 === "prefix") || (key47 === "path")) || (key47 === "regex")) || (key47 === "caseSensitive")) || (key47 === "headers")) || (key47 === "queryParameters"))){
+const err400 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/match",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key47},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err400];
 }
@@ -5179,10 +5167,9 @@ vErrors.push(err400);
 errors++;
 }
 }
-if(data209.port !== undefined){
-let data212 = data209.port;
-if(!((typeof data212 == "number") && (!(data212 % 1) && !isNaN(data212)))){
-const err401 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/redirect/port",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data201.prefix !== undefined){
+if(typeof data201.prefix !== "string"){
+const err401 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/match/prefix",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/prefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err401];
 }
@@ -5191,9 +5178,10 @@ vErrors.push(err401);
 }
 errors++;
 }
-if(typeof data212 == "number"){
-if(data212 > 65535 || isNaN(data212)){
-const err402 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/redirect/port",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+}
+if(data201.path !== undefined){
+if(typeof data201.path !== "string"){
+const err402 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/match/path",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/path/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err402];
 }
@@ -5202,8 +5190,10 @@ vErrors.push(err402);
 }
 errors++;
 }
-if(data212 < 0 || isNaN(data212)){
-const err403 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/redirect/port",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+if(data201.regex !== undefined){
+if(typeof data201.regex !== "string"){
+const err403 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/match/regex",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/regex/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err403];
 }
@@ -5213,10 +5203,9 @@ vErrors.push(err403);
 errors++;
 }
 }
-}
-if(data209.path !== undefined){
-if(typeof data209.path !== "string"){
-const err404 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/redirect/path",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/path/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data201.caseSensitive !== undefined){
+if(typeof data201.caseSensitive !== "boolean"){
+const err404 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/match/caseSensitive",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/caseSensitive/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err404];
 }
@@ -5226,9 +5215,15 @@ vErrors.push(err404);
 errors++;
 }
 }
-if(data209.prefixRewrite !== undefined){
-if(typeof data209.prefixRewrite !== "string"){
-const err405 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/redirect/prefixRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/prefixRewrite/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data201.headers !== undefined){
+let data206 = data201.headers;
+if(Array.isArray(data206)){
+const len33 = data206.length;
+for(let i33=0; i33<len33; i33++){
+let data207 = data206[i33];
+if(data207 && typeof data207 == "object" && !Array.isArray(data207)){
+if(data207.name === undefined){
+const err405 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/match/headers/" + i33,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err405];
 }
@@ -5237,11 +5232,9 @@ vErrors.push(err405);
 }
 errors++;
 }
-}
-if(data209.responseCode !== undefined){
-let data215 = data209.responseCode;
-if(!(((((data215 === 301) || (data215 === 302)) || (data215 === 303)) || (data215 === 307)) || (data215 === 308))){
-const err406 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/redirect/responseCode",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/responseCode/enum",keyword:"enum",params:{allowedValues: schema31.properties.routeConfigs.items.properties.virtualHosts.items.properties.routes.items.properties.redirect.properties.responseCode.enum},message:"must be equal to one of the allowed values"};
+for(const key48 in data207){
+if(!(((((((key48 === "name") || (key48 === "exact")) || (key48 === "prefix")) || (key48 === "suffix")) || (key48 === "regex")) || (key48 === "present")) || (key48 === "invert"))){
+const err406 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/match/headers/" + i33,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key48},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err406];
 }
@@ -5251,9 +5244,11 @@ vErrors.push(err406);
 errors++;
 }
 }
-}
-else {
-const err407 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/redirect",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data207.name !== undefined){
+let data208 = data207.name;
+if(typeof data208 === "string"){
+if(data208.length < 1){
+const err407 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/match/headers/" + i33+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err407];
 }
@@ -5263,11 +5258,8 @@ vErrors.push(err407);
 errors++;
 }
 }
-if(data153.directResponse !== undefined){
-let data216 = data153.directResponse;
-if(data216 && typeof data216 == "object" && !Array.isArray(data216)){
-if(data216.status === undefined){
-const err408 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/directResponse",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/required",keyword:"required",params:{missingProperty: "status"},message:"must have required property '"+"status"+"'"};
+else {
+const err408 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/match/headers/" + i33+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err408];
 }
@@ -5276,9 +5268,10 @@ vErrors.push(err408);
 }
 errors++;
 }
-for(const key48 in data216){
-if(!((key48 === "status") || (key48 === "body"))){
-const err409 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/directResponse",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key48},message:"must NOT have additional properties"};
+}
+if(data207.exact !== undefined){
+if(typeof data207.exact !== "string"){
+const err409 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/match/headers/" + i33+"/exact",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/exact/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err409];
 }
@@ -5288,10 +5281,9 @@ vErrors.push(err409);
 errors++;
 }
 }
-if(data216.status !== undefined){
-let data217 = data216.status;
-if(!((typeof data217 == "number") && (!(data217 % 1) && !isNaN(data217)))){
-const err410 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/directResponse/status",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/properties/status/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data207.prefix !== undefined){
+if(typeof data207.prefix !== "string"){
+const err410 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/match/headers/" + i33+"/prefix",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/prefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err410];
 }
@@ -5300,9 +5292,10 @@ vErrors.push(err410);
 }
 errors++;
 }
-if(typeof data217 == "number"){
-if(data217 > 599 || isNaN(data217)){
-const err411 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/directResponse/status",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/properties/status/maximum",keyword:"maximum",params:{comparison: "<=", limit: 599},message:"must be <= 599"};
+}
+if(data207.suffix !== undefined){
+if(typeof data207.suffix !== "string"){
+const err411 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/match/headers/" + i33+"/suffix",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/suffix/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err411];
 }
@@ -5311,8 +5304,10 @@ vErrors.push(err411);
 }
 errors++;
 }
-if(data217 < 200 || isNaN(data217)){
-const err412 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/directResponse/status",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/properties/status/minimum",keyword:"minimum",params:{comparison: ">=", limit: 200},message:"must be >= 200"};
+}
+if(data207.regex !== undefined){
+if(typeof data207.regex !== "string"){
+const err412 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/match/headers/" + i33+"/regex",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/regex/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err412];
 }
@@ -5322,10 +5317,9 @@ vErrors.push(err412);
 errors++;
 }
 }
-}
-if(data216.body !== undefined){
-if(typeof data216.body !== "string"){
-const err413 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/directResponse/body",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/properties/body/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data207.present !== undefined){
+if(typeof data207.present !== "boolean"){
+const err413 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/match/headers/" + i33+"/present",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/present/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err413];
 }
@@ -5335,9 +5329,9 @@ vErrors.push(err413);
 errors++;
 }
 }
-}
-else {
-const err414 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/directResponse",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data207.invert !== undefined){
+if(typeof data207.invert !== "boolean"){
+const err414 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/match/headers/" + i33+"/invert",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/invert/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err414];
 }
@@ -5347,15 +5341,9 @@ vErrors.push(err414);
 errors++;
 }
 }
-if(data153.requestHeadersToAdd !== undefined){
-let data219 = data153.requestHeadersToAdd;
-if(Array.isArray(data219)){
-const len34 = data219.length;
-for(let i34=0; i34<len34; i34++){
-let data220 = data219[i34];
-if(data220 && typeof data220 == "object" && !Array.isArray(data220)){
-if(data220.name === undefined){
-const err415 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/requestHeadersToAdd/" + i34,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
+}
+else {
+const err415 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/match/headers/" + i33,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err415];
 }
@@ -5364,8 +5352,10 @@ vErrors.push(err415);
 }
 errors++;
 }
-if(data220.value === undefined){
-const err416 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/requestHeadersToAdd/" + i34,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "value"},message:"must have required property '"+"value"+"'"};
+}
+}
+else {
+const err416 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/match/headers",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err416];
 }
@@ -5374,9 +5364,16 @@ vErrors.push(err416);
 }
 errors++;
 }
-for(const key49 in data220){
-if(!(((key49 === "name") || (key49 === "value")) || (key49 === "append"))){
-const err417 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/requestHeadersToAdd/" + i34,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key49},message:"must NOT have additional properties"};
+}
+if(data201.queryParameters !== undefined){
+let data215 = data201.queryParameters;
+if(Array.isArray(data215)){
+const len34 = data215.length;
+for(let i34=0; i34<len34; i34++){
+let data216 = data215[i34];
+if(data216 && typeof data216 == "object" && !Array.isArray(data216)){
+if(data216.name === undefined){
+const err417 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/match/queryParameters/" + i34,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err417];
 }
@@ -5385,12 +5382,9 @@ vErrors.push(err417);
 }
 errors++;
 }
-}
-if(data220.name !== undefined){
-let data221 = data220.name;
-if(typeof data221 === "string"){
-if(data221.length < 1){
-const err418 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/requestHeadersToAdd/" + i34+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+for(const key49 in data216){
+if(!(((((key49 === "name") || (key49 === "exact")) || (key49 === "prefix")) || (key49 === "regex")) || (key49 === "present"))){
+const err418 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/match/queryParameters/" + i34,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key49},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err418];
 }
@@ -5400,8 +5394,11 @@ vErrors.push(err418);
 errors++;
 }
 }
-else {
-const err419 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/requestHeadersToAdd/" + i34+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data216.name !== undefined){
+let data217 = data216.name;
+if(typeof data217 === "string"){
+if(data217.length < 1){
+const err419 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/match/queryParameters/" + i34+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err419];
 }
@@ -5411,9 +5408,8 @@ vErrors.push(err419);
 errors++;
 }
 }
-if(data220.value !== undefined){
-if(typeof data220.value !== "string"){
-const err420 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/requestHeadersToAdd/" + i34+"/value",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/properties/value/type",keyword:"type",params:{type: "string"},message:"must be string"};
+else {
+const err420 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/match/queryParameters/" + i34+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err420];
 }
@@ -5423,9 +5419,9 @@ vErrors.push(err420);
 errors++;
 }
 }
-if(data220.append !== undefined){
-if(typeof data220.append !== "boolean"){
-const err421 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/requestHeadersToAdd/" + i34+"/append",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/properties/append/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(data216.exact !== undefined){
+if(typeof data216.exact !== "string"){
+const err421 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/match/queryParameters/" + i34+"/exact",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/exact/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err421];
 }
@@ -5435,9 +5431,9 @@ vErrors.push(err421);
 errors++;
 }
 }
-}
-else {
-const err422 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/requestHeadersToAdd/" + i34,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data216.prefix !== undefined){
+if(typeof data216.prefix !== "string"){
+const err422 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/match/queryParameters/" + i34+"/prefix",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/prefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err422];
 }
@@ -5447,9 +5443,9 @@ vErrors.push(err422);
 errors++;
 }
 }
-}
-else {
-const err423 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/requestHeadersToAdd",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data216.regex !== undefined){
+if(typeof data216.regex !== "string"){
+const err423 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/match/queryParameters/" + i34+"/regex",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/regex/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err423];
 }
@@ -5459,15 +5455,9 @@ vErrors.push(err423);
 errors++;
 }
 }
-if(data153.requestHeadersToRemove !== undefined){
-let data224 = data153.requestHeadersToRemove;
-if(Array.isArray(data224)){
-const len35 = data224.length;
-for(let i35=0; i35<len35; i35++){
-let data225 = data224[i35];
-if(typeof data225 === "string"){
-if(data225.length < 1){
-const err424 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/requestHeadersToRemove/" + i35,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToRemove/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data216.present !== undefined){
+if(typeof data216.present !== "boolean"){
+const err424 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/match/queryParameters/" + i34+"/present",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/present/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err424];
 }
@@ -5477,8 +5467,9 @@ vErrors.push(err424);
 errors++;
 }
 }
+}
 else {
-const err425 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/requestHeadersToRemove/" + i35,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToRemove/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err425 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/match/queryParameters/" + i34,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err425];
 }
@@ -5490,7 +5481,7 @@ errors++;
 }
 }
 else {
-const err426 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/requestHeadersToRemove",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToRemove/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err426 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/match/queryParameters",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err426];
 }
@@ -5500,15 +5491,9 @@ vErrors.push(err426);
 errors++;
 }
 }
-if(data153.responseHeadersToAdd !== undefined){
-let data226 = data153.responseHeadersToAdd;
-if(Array.isArray(data226)){
-const len36 = data226.length;
-for(let i36=0; i36<len36; i36++){
-let data227 = data226[i36];
-if(data227 && typeof data227 == "object" && !Array.isArray(data227)){
-if(data227.name === undefined){
-const err427 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/responseHeadersToAdd/" + i36,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
+}
+else {
+const err427 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/match",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err427];
 }
@@ -5517,8 +5502,13 @@ vErrors.push(err427);
 }
 errors++;
 }
-if(data227.value === undefined){
-const err428 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/responseHeadersToAdd/" + i36,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "value"},message:"must have required property '"+"value"+"'"};
+}
+if(data199.route !== undefined){
+let data222 = data199.route;
+if(data222 && typeof data222 == "object" && !Array.isArray(data222)){
+for(const key50 in data222){
+if(!(func1.call(schema31.properties.routeConfigs.items.properties.virtualHosts.items.properties.routes.items.properties.route.properties, key50))){
+const err428 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key50},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err428];
 }
@@ -5527,9 +5517,12 @@ vErrors.push(err428);
 }
 errors++;
 }
-for(const key50 in data227){
-if(!(((key50 === "name") || (key50 === "value")) || (key50 === "append"))){
-const err429 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/responseHeadersToAdd/" + i36,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key50},message:"must NOT have additional properties"};
+}
+if(data222.cluster !== undefined){
+let data223 = data222.cluster;
+if(typeof data223 === "string"){
+if(data223.length < 1){
+const err429 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/cluster",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cluster/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err429];
 }
@@ -5539,11 +5532,8 @@ vErrors.push(err429);
 errors++;
 }
 }
-if(data227.name !== undefined){
-let data228 = data227.name;
-if(typeof data228 === "string"){
-if(data228.length < 1){
-const err430 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/responseHeadersToAdd/" + i36+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+else {
+const err430 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/cluster",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cluster/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err430];
 }
@@ -5553,8 +5543,11 @@ vErrors.push(err430);
 errors++;
 }
 }
-else {
-const err431 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/responseHeadersToAdd/" + i36+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data222.weightedClusters !== undefined){
+let data224 = data222.weightedClusters;
+if(Array.isArray(data224)){
+if(data224.length < 1){
+const err431 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"};
 if(vErrors === null){
 vErrors = [err431];
 }
@@ -5563,10 +5556,12 @@ vErrors.push(err431);
 }
 errors++;
 }
-}
-if(data227.value !== undefined){
-if(typeof data227.value !== "string"){
-const err432 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/responseHeadersToAdd/" + i36+"/value",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/properties/value/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const len35 = data224.length;
+for(let i35=0; i35<len35; i35++){
+let data225 = data224[i35];
+if(data225 && typeof data225 == "object" && !Array.isArray(data225)){
+if(data225.name === undefined){
+const err432 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters/" + i35,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err432];
 }
@@ -5575,10 +5570,8 @@ vErrors.push(err432);
 }
 errors++;
 }
-}
-if(data227.append !== undefined){
-if(typeof data227.append !== "boolean"){
-const err433 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/responseHeadersToAdd/" + i36+"/append",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/properties/append/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(data225.weight === undefined){
+const err433 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters/" + i35,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/required",keyword:"required",params:{missingProperty: "weight"},message:"must have required property '"+"weight"+"'"};
 if(vErrors === null){
 vErrors = [err433];
 }
@@ -5587,10 +5580,9 @@ vErrors.push(err433);
 }
 errors++;
 }
-}
-}
-else {
-const err434 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/responseHeadersToAdd/" + i36,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+for(const key51 in data225){
+if(!((((((key51 === "name") || (key51 === "weight")) || (key51 === "requestHeadersToAdd")) || (key51 === "requestHeadersToRemove")) || (key51 === "responseHeadersToAdd")) || (key51 === "responseHeadersToRemove"))){
+const err434 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters/" + i35,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key51},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err434];
 }
@@ -5600,9 +5592,11 @@ vErrors.push(err434);
 errors++;
 }
 }
-}
-else {
-const err435 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/responseHeadersToAdd",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data225.name !== undefined){
+let data226 = data225.name;
+if(typeof data226 === "string"){
+if(data226.length < 1){
+const err435 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters/" + i35+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err435];
 }
@@ -5612,15 +5606,8 @@ vErrors.push(err435);
 errors++;
 }
 }
-if(data153.responseHeadersToRemove !== undefined){
-let data231 = data153.responseHeadersToRemove;
-if(Array.isArray(data231)){
-const len37 = data231.length;
-for(let i37=0; i37<len37; i37++){
-let data232 = data231[i37];
-if(typeof data232 === "string"){
-if(data232.length < 1){
-const err436 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/responseHeadersToRemove/" + i37,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToRemove/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+else {
+const err436 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters/" + i35+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err436];
 }
@@ -5630,8 +5617,10 @@ vErrors.push(err436);
 errors++;
 }
 }
-else {
-const err437 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/responseHeadersToRemove/" + i37,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToRemove/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data225.weight !== undefined){
+let data227 = data225.weight;
+if(!((typeof data227 == "number") && (!(data227 % 1) && !isNaN(data227)))){
+const err437 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters/" + i35+"/weight",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/weight/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err437];
 }
@@ -5640,10 +5629,9 @@ vErrors.push(err437);
 }
 errors++;
 }
-}
-}
-else {
-const err438 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25+"/responseHeadersToRemove",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToRemove/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(typeof data227 == "number"){
+if(data227 < 0 || isNaN(data227)){
+const err438 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters/" + i35+"/weight",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/weight/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err438];
 }
@@ -5654,8 +5642,15 @@ errors++;
 }
 }
 }
-else {
-const err439 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes/" + i25,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data225.requestHeadersToAdd !== undefined){
+let data228 = data225.requestHeadersToAdd;
+if(Array.isArray(data228)){
+const len36 = data228.length;
+for(let i36=0; i36<len36; i36++){
+let data229 = data228[i36];
+if(data229 && typeof data229 == "object" && !Array.isArray(data229)){
+if(data229.name === undefined){
+const err439 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters/" + i35+"/requestHeadersToAdd/" + i36,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err439];
 }
@@ -5664,10 +5659,8 @@ vErrors.push(err439);
 }
 errors++;
 }
-}
-}
-else {
-const err440 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23+"/routes",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data229.value === undefined){
+const err440 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters/" + i35+"/requestHeadersToAdd/" + i36,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "value"},message:"must have required property '"+"value"+"'"};
 if(vErrors === null){
 vErrors = [err440];
 }
@@ -5676,10 +5669,9 @@ vErrors.push(err440);
 }
 errors++;
 }
-}
-}
-else {
-const err441 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts/" + i23,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+for(const key52 in data229){
+if(!(((key52 === "name") || (key52 === "value")) || (key52 === "append"))){
+const err441 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters/" + i35+"/requestHeadersToAdd/" + i36,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key52},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err441];
 }
@@ -5689,9 +5681,11 @@ vErrors.push(err441);
 errors++;
 }
 }
-}
-else {
-const err442 = {instancePath:instancePath+"/routeConfigs/" + i21+"/virtualHosts",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data229.name !== undefined){
+let data230 = data229.name;
+if(typeof data230 === "string"){
+if(data230.length < 1){
+const err442 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters/" + i35+"/requestHeadersToAdd/" + i36+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err442];
 }
@@ -5701,9 +5695,8 @@ vErrors.push(err442);
 errors++;
 }
 }
-}
 else {
-const err443 = {instancePath:instancePath+"/routeConfigs/" + i21,schemaPath:"#/properties/routeConfigs/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err443 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters/" + i35+"/requestHeadersToAdd/" + i36+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err443];
 }
@@ -5713,9 +5706,9 @@ vErrors.push(err443);
 errors++;
 }
 }
-}
-else {
-const err444 = {instancePath:instancePath+"/routeConfigs",schemaPath:"#/properties/routeConfigs/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data229.value !== undefined){
+if(typeof data229.value !== "string"){
+const err444 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters/" + i35+"/requestHeadersToAdd/" + i36+"/value",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/properties/value/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err444];
 }
@@ -5725,15 +5718,9 @@ vErrors.push(err444);
 errors++;
 }
 }
-if(data.clusters !== undefined){
-let data233 = data.clusters;
-if(Array.isArray(data233)){
-const len38 = data233.length;
-for(let i38=0; i38<len38; i38++){
-let data234 = data233[i38];
-if(data234 && typeof data234 == "object" && !Array.isArray(data234)){
-if(data234.name === undefined){
-const err445 = {instancePath:instancePath+"/clusters/" + i38,schemaPath:"#/properties/clusters/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
+if(data229.append !== undefined){
+if(typeof data229.append !== "boolean"){
+const err445 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters/" + i35+"/requestHeadersToAdd/" + i36+"/append",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/properties/append/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err445];
 }
@@ -5742,8 +5729,10 @@ vErrors.push(err445);
 }
 errors++;
 }
-if(data234.endpoints === undefined){
-const err446 = {instancePath:instancePath+"/clusters/" + i38,schemaPath:"#/properties/clusters/items/required",keyword:"required",params:{missingProperty: "endpoints"},message:"must have required property '"+"endpoints"+"'"};
+}
+}
+else {
+const err446 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters/" + i35+"/requestHeadersToAdd/" + i36,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err446];
 }
@@ -5752,9 +5741,10 @@ vErrors.push(err446);
 }
 errors++;
 }
-for(const key51 in data234){
-if(!(func1.call(schema31.properties.clusters.items.properties, key51))){
-const err447 = {instancePath:instancePath+"/clusters/" + i38,schemaPath:"#/properties/clusters/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key51},message:"must NOT have additional properties"};
+}
+}
+else {
+const err447 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters/" + i35+"/requestHeadersToAdd",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err447];
 }
@@ -5764,11 +5754,15 @@ vErrors.push(err447);
 errors++;
 }
 }
-if(data234.name !== undefined){
-let data235 = data234.name;
-if(typeof data235 === "string"){
-if(data235.length < 1){
-const err448 = {instancePath:instancePath+"/clusters/" + i38+"/name",schemaPath:"#/properties/clusters/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data225.requestHeadersToRemove !== undefined){
+let data233 = data225.requestHeadersToRemove;
+if(Array.isArray(data233)){
+const len37 = data233.length;
+for(let i37=0; i37<len37; i37++){
+let data234 = data233[i37];
+if(typeof data234 === "string"){
+if(data234.length < 1){
+const err448 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters/" + i35+"/requestHeadersToRemove/" + i37,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToRemove/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err448];
 }
@@ -5779,7 +5773,7 @@ errors++;
 }
 }
 else {
-const err449 = {instancePath:instancePath+"/clusters/" + i38+"/name",schemaPath:"#/properties/clusters/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err449 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters/" + i35+"/requestHeadersToRemove/" + i37,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToRemove/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err449];
 }
@@ -5789,10 +5783,9 @@ vErrors.push(err449);
 errors++;
 }
 }
-if(data234.lbPolicy !== undefined){
-let data236 = data234.lbPolicy;
-if(!(((((data236 === "ROUND_ROBIN") || (data236 === "LEAST_REQUEST")) || (data236 === "RANDOM")) || (data236 === "RING_HASH")) || (data236 === "MAGLEV"))){
-const err450 = {instancePath:instancePath+"/clusters/" + i38+"/lbPolicy",schemaPath:"#/properties/clusters/items/properties/lbPolicy/enum",keyword:"enum",params:{allowedValues: schema31.properties.clusters.items.properties.lbPolicy.enum},message:"must be equal to one of the allowed values"};
+}
+else {
+const err450 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters/" + i35+"/requestHeadersToRemove",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToRemove/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err450];
 }
@@ -5802,12 +5795,15 @@ vErrors.push(err450);
 errors++;
 }
 }
-if(data234.ringHash !== undefined){
-let data237 = data234.ringHash;
-if(data237 && typeof data237 == "object" && !Array.isArray(data237)){
-for(const key52 in data237){
-if(!((key52 === "minimumRingSize") || (key52 === "maximumRingSize"))){
-const err451 = {instancePath:instancePath+"/clusters/" + i38+"/ringHash",schemaPath:"#/properties/clusters/items/properties/ringHash/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key52},message:"must NOT have additional properties"};
+if(data225.responseHeadersToAdd !== undefined){
+let data235 = data225.responseHeadersToAdd;
+if(Array.isArray(data235)){
+const len38 = data235.length;
+for(let i38=0; i38<len38; i38++){
+let data236 = data235[i38];
+if(data236 && typeof data236 == "object" && !Array.isArray(data236)){
+if(data236.name === undefined){
+const err451 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters/" + i35+"/responseHeadersToAdd/" + i38,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err451];
 }
@@ -5816,11 +5812,8 @@ vErrors.push(err451);
 }
 errors++;
 }
-}
-if(data237.minimumRingSize !== undefined){
-let data238 = data237.minimumRingSize;
-if(!((typeof data238 == "number") && (!(data238 % 1) && !isNaN(data238)))){
-const err452 = {instancePath:instancePath+"/clusters/" + i38+"/ringHash/minimumRingSize",schemaPath:"#/properties/clusters/items/properties/ringHash/properties/minimumRingSize/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data236.value === undefined){
+const err452 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters/" + i35+"/responseHeadersToAdd/" + i38,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "value"},message:"must have required property '"+"value"+"'"};
 if(vErrors === null){
 vErrors = [err452];
 }
@@ -5829,9 +5822,9 @@ vErrors.push(err452);
 }
 errors++;
 }
-if(typeof data238 == "number"){
-if(data238 < 1 || isNaN(data238)){
-const err453 = {instancePath:instancePath+"/clusters/" + i38+"/ringHash/minimumRingSize",schemaPath:"#/properties/clusters/items/properties/ringHash/properties/minimumRingSize/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+for(const key53 in data236){
+if(!(((key53 === "name") || (key53 === "value")) || (key53 === "append"))){
+const err453 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters/" + i35+"/responseHeadersToAdd/" + i38,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key53},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err453];
 }
@@ -5841,11 +5834,11 @@ vErrors.push(err453);
 errors++;
 }
 }
-}
-if(data237.maximumRingSize !== undefined){
-let data239 = data237.maximumRingSize;
-if(!((typeof data239 == "number") && (!(data239 % 1) && !isNaN(data239)))){
-const err454 = {instancePath:instancePath+"/clusters/" + i38+"/ringHash/maximumRingSize",schemaPath:"#/properties/clusters/items/properties/ringHash/properties/maximumRingSize/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data236.name !== undefined){
+let data237 = data236.name;
+if(typeof data237 === "string"){
+if(data237.length < 1){
+const err454 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters/" + i35+"/responseHeadersToAdd/" + i38+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err454];
 }
@@ -5854,9 +5847,9 @@ vErrors.push(err454);
 }
 errors++;
 }
-if(typeof data239 == "number"){
-if(data239 < 1 || isNaN(data239)){
-const err455 = {instancePath:instancePath+"/clusters/" + i38+"/ringHash/maximumRingSize",schemaPath:"#/properties/clusters/items/properties/ringHash/properties/maximumRingSize/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+else {
+const err455 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters/" + i35+"/responseHeadersToAdd/" + i38+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err455];
 }
@@ -5866,10 +5859,9 @@ vErrors.push(err455);
 errors++;
 }
 }
-}
-}
-else {
-const err456 = {instancePath:instancePath+"/clusters/" + i38+"/ringHash",schemaPath:"#/properties/clusters/items/properties/ringHash/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data236.value !== undefined){
+if(typeof data236.value !== "string"){
+const err456 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters/" + i35+"/responseHeadersToAdd/" + i38+"/value",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/properties/value/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err456];
 }
@@ -5879,12 +5871,9 @@ vErrors.push(err456);
 errors++;
 }
 }
-if(data234.maglev !== undefined){
-let data240 = data234.maglev;
-if(data240 && typeof data240 == "object" && !Array.isArray(data240)){
-for(const key53 in data240){
-if(!(key53 === "tableSize")){
-const err457 = {instancePath:instancePath+"/clusters/" + i38+"/maglev",schemaPath:"#/properties/clusters/items/properties/maglev/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key53},message:"must NOT have additional properties"};
+if(data236.append !== undefined){
+if(typeof data236.append !== "boolean"){
+const err457 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters/" + i35+"/responseHeadersToAdd/" + i38+"/append",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/properties/append/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err457];
 }
@@ -5894,10 +5883,9 @@ vErrors.push(err457);
 errors++;
 }
 }
-if(data240.tableSize !== undefined){
-let data241 = data240.tableSize;
-if(!((typeof data241 == "number") && (!(data241 % 1) && !isNaN(data241)))){
-const err458 = {instancePath:instancePath+"/clusters/" + i38+"/maglev/tableSize",schemaPath:"#/properties/clusters/items/properties/maglev/properties/tableSize/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+}
+else {
+const err458 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters/" + i35+"/responseHeadersToAdd/" + i38,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err458];
 }
@@ -5906,9 +5894,10 @@ vErrors.push(err458);
 }
 errors++;
 }
-if(typeof data241 == "number"){
-if(data241 < 1 || isNaN(data241)){
-const err459 = {instancePath:instancePath+"/clusters/" + i38+"/maglev/tableSize",schemaPath:"#/properties/clusters/items/properties/maglev/properties/tableSize/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+}
+else {
+const err459 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters/" + i35+"/responseHeadersToAdd",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err459];
 }
@@ -5918,10 +5907,15 @@ vErrors.push(err459);
 errors++;
 }
 }
-}
-}
-else {
-const err460 = {instancePath:instancePath+"/clusters/" + i38+"/maglev",schemaPath:"#/properties/clusters/items/properties/maglev/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data225.responseHeadersToRemove !== undefined){
+let data240 = data225.responseHeadersToRemove;
+if(Array.isArray(data240)){
+const len39 = data240.length;
+for(let i39=0; i39<len39; i39++){
+let data241 = data240[i39];
+if(typeof data241 === "string"){
+if(data241.length < 1){
+const err460 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters/" + i35+"/responseHeadersToRemove/" + i39,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToRemove/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err460];
 }
@@ -5931,10 +5925,8 @@ vErrors.push(err460);
 errors++;
 }
 }
-if(data234.protocol !== undefined){
-let data242 = data234.protocol;
-if(!((data242 === "http1") || (data242 === "http2"))){
-const err461 = {instancePath:instancePath+"/clusters/" + i38+"/protocol",schemaPath:"#/properties/clusters/items/properties/protocol/enum",keyword:"enum",params:{allowedValues: schema31.properties.clusters.items.properties.protocol.enum},message:"must be equal to one of the allowed values"};
+else {
+const err461 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters/" + i35+"/responseHeadersToRemove/" + i39,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToRemove/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err461];
 }
@@ -5944,15 +5936,9 @@ vErrors.push(err461);
 errors++;
 }
 }
-if(data234.endpoints !== undefined){
-let data243 = data234.endpoints;
-if(Array.isArray(data243)){
-const len39 = data243.length;
-for(let i39=0; i39<len39; i39++){
-let data244 = data243[i39];
-if(data244 && typeof data244 == "object" && !Array.isArray(data244)){
-if(data244.address === undefined){
-const err462 = {instancePath:instancePath+"/clusters/" + i38+"/endpoints/" + i39,schemaPath:"#/properties/clusters/items/properties/endpoints/items/required",keyword:"required",params:{missingProperty: "address"},message:"must have required property '"+"address"+"'"};
+}
+else {
+const err462 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters/" + i35+"/responseHeadersToRemove",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToRemove/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err462];
 }
@@ -5961,8 +5947,10 @@ vErrors.push(err462);
 }
 errors++;
 }
-if(data244.port === undefined){
-const err463 = {instancePath:instancePath+"/clusters/" + i38+"/endpoints/" + i39,schemaPath:"#/properties/clusters/items/properties/endpoints/items/required",keyword:"required",params:{missingProperty: "port"},message:"must have required property '"+"port"+"'"};
+}
+}
+else {
+const err463 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters/" + i35,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err463];
 }
@@ -5971,9 +5959,10 @@ vErrors.push(err463);
 }
 errors++;
 }
-for(const key54 in data244){
-if(!(((((key54 === "address") || (key54 === "port")) || (key54 === "weight")) || (key54 === "labels")) || (key54 === "locality"))){
-const err464 = {instancePath:instancePath+"/clusters/" + i38+"/endpoints/" + i39,schemaPath:"#/properties/clusters/items/properties/endpoints/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key54},message:"must NOT have additional properties"};
+}
+}
+else {
+const err464 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err464];
 }
@@ -5983,11 +5972,9 @@ vErrors.push(err464);
 errors++;
 }
 }
-if(data244.address !== undefined){
-let data245 = data244.address;
-if(typeof data245 === "string"){
-if(data245.length < 1){
-const err465 = {instancePath:instancePath+"/clusters/" + i38+"/endpoints/" + i39+"/address",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/address/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data222.prefixRewrite !== undefined){
+if(typeof data222.prefixRewrite !== "string"){
+const err465 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/prefixRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/prefixRewrite/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err465];
 }
@@ -5997,8 +5984,11 @@ vErrors.push(err465);
 errors++;
 }
 }
-else {
-const err466 = {instancePath:instancePath+"/clusters/" + i38+"/endpoints/" + i39+"/address",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/address/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data222.regexRewrite !== undefined){
+let data243 = data222.regexRewrite;
+if(data243 && typeof data243 == "object" && !Array.isArray(data243)){
+if(data243.pattern === undefined){
+const err466 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/regexRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/required",keyword:"required",params:{missingProperty: "pattern"},message:"must have required property '"+"pattern"+"'"};
 if(vErrors === null){
 vErrors = [err466];
 }
@@ -6007,11 +5997,8 @@ vErrors.push(err466);
 }
 errors++;
 }
-}
-if(data244.port !== undefined){
-let data246 = data244.port;
-if(!((typeof data246 == "number") && (!(data246 % 1) && !isNaN(data246)))){
-const err467 = {instancePath:instancePath+"/clusters/" + i38+"/endpoints/" + i39+"/port",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data243.substitution === undefined){
+const err467 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/regexRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/required",keyword:"required",params:{missingProperty: "substitution"},message:"must have required property '"+"substitution"+"'"};
 if(vErrors === null){
 vErrors = [err467];
 }
@@ -6020,9 +6007,9 @@ vErrors.push(err467);
 }
 errors++;
 }
-if(typeof data246 == "number"){
-if(data246 > 65535 || isNaN(data246)){
-const err468 = {instancePath:instancePath+"/clusters/" + i38+"/endpoints/" + i39+"/port",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+for(const key54 in data243){
+if(!((key54 === "pattern") || (key54 === "substitution"))){
+const err468 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/regexRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key54},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err468];
 }
@@ -6031,8 +6018,12 @@ vErrors.push(err468);
 }
 errors++;
 }
-if(data246 < 1 || isNaN(data246)){
-const err469 = {instancePath:instancePath+"/clusters/" + i38+"/endpoints/" + i39+"/port",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+if(data243.pattern !== undefined){
+let data244 = data243.pattern;
+if(typeof data244 === "string"){
+if(data244.length < 1){
+const err469 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/regexRewrite/pattern",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/properties/pattern/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err469];
 }
@@ -6042,11 +6033,8 @@ vErrors.push(err469);
 errors++;
 }
 }
-}
-if(data244.weight !== undefined){
-let data247 = data244.weight;
-if(!((typeof data247 == "number") && (!(data247 % 1) && !isNaN(data247)))){
-const err470 = {instancePath:instancePath+"/clusters/" + i38+"/endpoints/" + i39+"/weight",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/weight/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+else {
+const err470 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/regexRewrite/pattern",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/properties/pattern/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err470];
 }
@@ -6055,9 +6043,10 @@ vErrors.push(err470);
 }
 errors++;
 }
-if(typeof data247 == "number"){
-if(data247 > 1000000 || isNaN(data247)){
-const err471 = {instancePath:instancePath+"/clusters/" + i38+"/endpoints/" + i39+"/weight",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/weight/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1000000},message:"must be <= 1000000"};
+}
+if(data243.substitution !== undefined){
+if(typeof data243.substitution !== "string"){
+const err471 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/regexRewrite/substitution",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/properties/substitution/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err471];
 }
@@ -6066,8 +6055,10 @@ vErrors.push(err471);
 }
 errors++;
 }
-if(data247 < 1 || isNaN(data247)){
-const err472 = {instancePath:instancePath+"/clusters/" + i38+"/endpoints/" + i39+"/weight",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/weight/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+}
+else {
+const err472 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/regexRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err472];
 }
@@ -6077,13 +6068,11 @@ vErrors.push(err472);
 errors++;
 }
 }
-}
-if(data244.labels !== undefined){
-let data248 = data244.labels;
-if(data248 && typeof data248 == "object" && !Array.isArray(data248)){
-for(const key55 in data248){
-if(typeof data248[key55] !== "string"){
-const err473 = {instancePath:instancePath+"/clusters/" + i38+"/endpoints/" + i39+"/labels/" + key55.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/labels/additionalProperties/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data222.hostRewrite !== undefined){
+let data246 = data222.hostRewrite;
+if(typeof data246 === "string"){
+if(data246.length < 1){
+const err473 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/hostRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hostRewrite/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err473];
 }
@@ -6093,9 +6082,8 @@ vErrors.push(err473);
 errors++;
 }
 }
-}
 else {
-const err474 = {instancePath:instancePath+"/clusters/" + i38+"/endpoints/" + i39+"/labels",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/labels/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err474 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/hostRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hostRewrite/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err474];
 }
@@ -6105,9 +6093,19 @@ vErrors.push(err474);
 errors++;
 }
 }
-if(data244.locality !== undefined){
-if(typeof data244.locality !== "string"){
-const err475 = {instancePath:instancePath+"/clusters/" + i38+"/endpoints/" + i39+"/locality",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/locality/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data222.hashPolicy !== undefined){
+let data247 = data222.hashPolicy;
+if(Array.isArray(data247)){
+const len40 = data247.length;
+for(let i40=0; i40<len40; i40++){
+let data248 = data247[i40];
+const _errs562 = errors;
+let valid140 = false;
+let passing3 = null;
+const _errs563 = errors;
+if(data248 && typeof data248 == "object" && !Array.isArray(data248)){
+if(data248.header === undefined){
+const err475 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/hashPolicy/" + i40,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/0/required",keyword:"required",params:{missingProperty: "header"},message:"must have required property '"+"header"+"'"};
 if(vErrors === null){
 vErrors = [err475];
 }
@@ -6116,10 +6114,9 @@ vErrors.push(err475);
 }
 errors++;
 }
-}
-}
-else {
-const err476 = {instancePath:instancePath+"/clusters/" + i38+"/endpoints/" + i39,schemaPath:"#/properties/clusters/items/properties/endpoints/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+for(const key55 in data248){
+if(!(key55 === "header")){
+const err476 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/hashPolicy/" + i40,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/0/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key55},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err476];
 }
@@ -6129,9 +6126,11 @@ vErrors.push(err476);
 errors++;
 }
 }
-}
-else {
-const err477 = {instancePath:instancePath+"/clusters/" + i38+"/endpoints",schemaPath:"#/properties/clusters/items/properties/endpoints/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data248.header !== undefined){
+let data249 = data248.header;
+if(typeof data249 === "string"){
+if(data249.length < 1){
+const err477 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/hashPolicy/" + i40+"/header",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/0/properties/header/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err477];
 }
@@ -6141,10 +6140,8 @@ vErrors.push(err477);
 errors++;
 }
 }
-if(data234.connectTimeoutMs !== undefined){
-let data251 = data234.connectTimeoutMs;
-if(!((typeof data251 == "number") && (!(data251 % 1) && !isNaN(data251)))){
-const err478 = {instancePath:instancePath+"/clusters/" + i38+"/connectTimeoutMs",schemaPath:"#/properties/clusters/items/properties/connectTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+else {
+const err478 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/hashPolicy/" + i40+"/header",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/0/properties/header/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err478];
 }
@@ -6153,9 +6150,10 @@ vErrors.push(err478);
 }
 errors++;
 }
-if(typeof data251 == "number"){
-if(data251 < 1 || isNaN(data251)){
-const err479 = {instancePath:instancePath+"/clusters/" + i38+"/connectTimeoutMs",schemaPath:"#/properties/clusters/items/properties/connectTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+}
+else {
+const err479 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/hashPolicy/" + i40,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/0/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err479];
 }
@@ -6164,12 +6162,16 @@ vErrors.push(err479);
 }
 errors++;
 }
+var _valid3 = _errs563 === errors;
+if(_valid3){
+valid140 = true;
+passing3 = 0;
+var props3 = true;
 }
-}
-if(data234.idleTimeoutMs !== undefined){
-let data252 = data234.idleTimeoutMs;
-if(!((typeof data252 == "number") && (!(data252 % 1) && !isNaN(data252)))){
-const err480 = {instancePath:instancePath+"/clusters/" + i38+"/idleTimeoutMs",schemaPath:"#/properties/clusters/items/properties/idleTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+const _errs568 = errors;
+if(data248 && typeof data248 == "object" && !Array.isArray(data248)){
+if(data248.cookie === undefined){
+const err480 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/hashPolicy/" + i40,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/required",keyword:"required",params:{missingProperty: "cookie"},message:"must have required property '"+"cookie"+"'"};
 if(vErrors === null){
 vErrors = [err480];
 }
@@ -6178,9 +6180,9 @@ vErrors.push(err480);
 }
 errors++;
 }
-if(typeof data252 == "number"){
-if(data252 < 1 || isNaN(data252)){
-const err481 = {instancePath:instancePath+"/clusters/" + i38+"/idleTimeoutMs",schemaPath:"#/properties/clusters/items/properties/idleTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+for(const key56 in data248){
+if(!(((key56 === "cookie") || (key56 === "ttlMs")) || (key56 === "path"))){
+const err481 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/hashPolicy/" + i40,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key56},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err481];
 }
@@ -6190,13 +6192,11 @@ vErrors.push(err481);
 errors++;
 }
 }
-}
-if(data234.circuitBreakers !== undefined){
-let data253 = data234.circuitBreakers;
-if(data253 && typeof data253 == "object" && !Array.isArray(data253)){
-for(const key56 in data253){
-if(!((((key56 === "maxConnections") || (key56 === "maxPendingRequests")) || (key56 === "maxRequests")) || (key56 === "maxRequestsPerConnection"))){
-const err482 = {instancePath:instancePath+"/clusters/" + i38+"/circuitBreakers",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key56},message:"must NOT have additional properties"};
+if(data248.cookie !== undefined){
+let data250 = data248.cookie;
+if(typeof data250 === "string"){
+if(data250.length < 1){
+const err482 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/hashPolicy/" + i40+"/cookie",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/properties/cookie/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err482];
 }
@@ -6206,10 +6206,8 @@ vErrors.push(err482);
 errors++;
 }
 }
-if(data253.maxConnections !== undefined){
-let data254 = data253.maxConnections;
-if(!((typeof data254 == "number") && (!(data254 % 1) && !isNaN(data254)))){
-const err483 = {instancePath:instancePath+"/clusters/" + i38+"/circuitBreakers/maxConnections",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxConnections/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+else {
+const err483 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/hashPolicy/" + i40+"/cookie",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/properties/cookie/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err483];
 }
@@ -6218,9 +6216,11 @@ vErrors.push(err483);
 }
 errors++;
 }
-if(typeof data254 == "number"){
-if(data254 < 0 || isNaN(data254)){
-const err484 = {instancePath:instancePath+"/clusters/" + i38+"/circuitBreakers/maxConnections",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxConnections/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+if(data248.ttlMs !== undefined){
+let data251 = data248.ttlMs;
+if(!((typeof data251 == "number") && (!(data251 % 1) && !isNaN(data251)))){
+const err484 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/hashPolicy/" + i40+"/ttlMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/properties/ttlMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err484];
 }
@@ -6229,12 +6229,9 @@ vErrors.push(err484);
 }
 errors++;
 }
-}
-}
-if(data253.maxPendingRequests !== undefined){
-let data255 = data253.maxPendingRequests;
-if(!((typeof data255 == "number") && (!(data255 % 1) && !isNaN(data255)))){
-const err485 = {instancePath:instancePath+"/clusters/" + i38+"/circuitBreakers/maxPendingRequests",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxPendingRequests/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(typeof data251 == "number"){
+if(data251 < 0 || isNaN(data251)){
+const err485 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/hashPolicy/" + i40+"/ttlMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/properties/ttlMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err485];
 }
@@ -6243,9 +6240,11 @@ vErrors.push(err485);
 }
 errors++;
 }
-if(typeof data255 == "number"){
-if(data255 < 0 || isNaN(data255)){
-const err486 = {instancePath:instancePath+"/clusters/" + i38+"/circuitBreakers/maxPendingRequests",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxPendingRequests/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+}
+if(data248.path !== undefined){
+if(typeof data248.path !== "string"){
+const err486 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/hashPolicy/" + i40+"/path",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/properties/path/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err486];
 }
@@ -6256,10 +6255,8 @@ errors++;
 }
 }
 }
-if(data253.maxRequests !== undefined){
-let data256 = data253.maxRequests;
-if(!((typeof data256 == "number") && (!(data256 % 1) && !isNaN(data256)))){
-const err487 = {instancePath:instancePath+"/clusters/" + i38+"/circuitBreakers/maxRequests",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxRequests/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+else {
+const err487 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/hashPolicy/" + i40,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err487];
 }
@@ -6268,9 +6265,23 @@ vErrors.push(err487);
 }
 errors++;
 }
-if(typeof data256 == "number"){
-if(data256 < 0 || isNaN(data256)){
-const err488 = {instancePath:instancePath+"/clusters/" + i38+"/circuitBreakers/maxRequests",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxRequests/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+var _valid3 = _errs568 === errors;
+if(_valid3 && valid140){
+valid140 = false;
+passing3 = [passing3, 1];
+}
+else {
+if(_valid3){
+valid140 = true;
+passing3 = 1;
+if(props3 !== true){
+props3 = true;
+}
+}
+const _errs577 = errors;
+if(data248 && typeof data248 == "object" && !Array.isArray(data248)){
+if(data248.sourceIp === undefined){
+const err488 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/hashPolicy/" + i40,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/2/required",keyword:"required",params:{missingProperty: "sourceIp"},message:"must have required property '"+"sourceIp"+"'"};
 if(vErrors === null){
 vErrors = [err488];
 }
@@ -6279,12 +6290,9 @@ vErrors.push(err488);
 }
 errors++;
 }
-}
-}
-if(data253.maxRequestsPerConnection !== undefined){
-let data257 = data253.maxRequestsPerConnection;
-if(!((typeof data257 == "number") && (!(data257 % 1) && !isNaN(data257)))){
-const err489 = {instancePath:instancePath+"/clusters/" + i38+"/circuitBreakers/maxRequestsPerConnection",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxRequestsPerConnection/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+for(const key57 in data248){
+if(!(key57 === "sourceIp")){
+const err489 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/hashPolicy/" + i40,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/2/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key57},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err489];
 }
@@ -6293,9 +6301,10 @@ vErrors.push(err489);
 }
 errors++;
 }
-if(typeof data257 == "number"){
-if(data257 < 0 || isNaN(data257)){
-const err490 = {instancePath:instancePath+"/clusters/" + i38+"/circuitBreakers/maxRequestsPerConnection",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxRequestsPerConnection/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+if(data248.sourceIp !== undefined){
+if(true !== data248.sourceIp){
+const err490 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/hashPolicy/" + i40+"/sourceIp",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/2/properties/sourceIp/const",keyword:"const",params:{allowedValue: true},message:"must be equal to constant"};
 if(vErrors === null){
 vErrors = [err490];
 }
@@ -6306,9 +6315,8 @@ errors++;
 }
 }
 }
-}
 else {
-const err491 = {instancePath:instancePath+"/clusters/" + i38+"/circuitBreakers",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err491 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/hashPolicy/" + i40,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/2/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err491];
 }
@@ -6317,13 +6325,23 @@ vErrors.push(err491);
 }
 errors++;
 }
+var _valid3 = _errs577 === errors;
+if(_valid3 && valid140){
+valid140 = false;
+passing3 = [passing3, 2];
 }
-if(data234.tls !== undefined){
-let data258 = data234.tls;
-if(data258 && typeof data258 == "object" && !Array.isArray(data258)){
-for(const key57 in data258){
-if(!((((((key57 === "sni") || (key57 === "validationContext")) || (key57 === "certificateChain")) || (key57 === "privateKey")) || (key57 === "alpnProtocols")) || (key57 === "insecureSkipVerify"))){
-const err492 = {instancePath:instancePath+"/clusters/" + i38+"/tls",schemaPath:"#/properties/clusters/items/properties/tls/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key57},message:"must NOT have additional properties"};
+else {
+if(_valid3){
+valid140 = true;
+passing3 = 2;
+if(props3 !== true){
+props3 = true;
+}
+}
+const _errs581 = errors;
+if(data248 && typeof data248 == "object" && !Array.isArray(data248)){
+if(data248.queryParameter === undefined){
+const err492 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/hashPolicy/" + i40,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/3/required",keyword:"required",params:{missingProperty: "queryParameter"},message:"must have required property '"+"queryParameter"+"'"};
 if(vErrors === null){
 vErrors = [err492];
 }
@@ -6332,12 +6350,9 @@ vErrors.push(err492);
 }
 errors++;
 }
-}
-if(data258.sni !== undefined){
-let data259 = data258.sni;
-if(typeof data259 === "string"){
-if(data259.length < 1){
-const err493 = {instancePath:instancePath+"/clusters/" + i38+"/tls/sni",schemaPath:"#/properties/clusters/items/properties/tls/properties/sni/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+for(const key58 in data248){
+if(!(key58 === "queryParameter")){
+const err493 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/hashPolicy/" + i40,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/3/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key58},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err493];
 }
@@ -6347,8 +6362,11 @@ vErrors.push(err493);
 errors++;
 }
 }
-else {
-const err494 = {instancePath:instancePath+"/clusters/" + i38+"/tls/sni",schemaPath:"#/properties/clusters/items/properties/tls/properties/sni/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data248.queryParameter !== undefined){
+let data254 = data248.queryParameter;
+if(typeof data254 === "string"){
+if(data254.length < 1){
+const err494 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/hashPolicy/" + i40+"/queryParameter",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/3/properties/queryParameter/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err494];
 }
@@ -6358,11 +6376,8 @@ vErrors.push(err494);
 errors++;
 }
 }
-if(data258.validationContext !== undefined){
-let data260 = data258.validationContext;
-if(typeof data260 === "string"){
-if(data260.length < 1){
-const err495 = {instancePath:instancePath+"/clusters/" + i38+"/tls/validationContext",schemaPath:"#/properties/clusters/items/properties/tls/properties/validationContext/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+else {
+const err495 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/hashPolicy/" + i40+"/queryParameter",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/3/properties/queryParameter/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err495];
 }
@@ -6372,8 +6387,9 @@ vErrors.push(err495);
 errors++;
 }
 }
+}
 else {
-const err496 = {instancePath:instancePath+"/clusters/" + i38+"/tls/validationContext",schemaPath:"#/properties/clusters/items/properties/tls/properties/validationContext/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err496 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/hashPolicy/" + i40,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/3/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err496];
 }
@@ -6382,12 +6398,24 @@ vErrors.push(err496);
 }
 errors++;
 }
+var _valid3 = _errs581 === errors;
+if(_valid3 && valid140){
+valid140 = false;
+passing3 = [passing3, 3];
 }
-if(data258.certificateChain !== undefined){
-let data261 = data258.certificateChain;
-if(typeof data261 === "string"){
-if(data261.length < 1){
-const err497 = {instancePath:instancePath+"/clusters/" + i38+"/tls/certificateChain",schemaPath:"#/properties/clusters/items/properties/tls/properties/certificateChain/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+else {
+if(_valid3){
+valid140 = true;
+passing3 = 3;
+if(props3 !== true){
+props3 = true;
+}
+}
+}
+}
+}
+if(!valid140){
+const err497 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/hashPolicy/" + i40,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf",keyword:"oneOf",params:{passingSchemas: passing3},message:"must match exactly one schema in oneOf"};
 if(vErrors === null){
 vErrors = [err497];
 }
@@ -6396,9 +6424,21 @@ vErrors.push(err497);
 }
 errors++;
 }
+else {
+errors = _errs562;
+if(vErrors !== null){
+if(_errs562){
+vErrors.length = _errs562;
 }
 else {
-const err498 = {instancePath:instancePath+"/clusters/" + i38+"/tls/certificateChain",schemaPath:"#/properties/clusters/items/properties/tls/properties/certificateChain/type",keyword:"type",params:{type: "string"},message:"must be string"};
+vErrors = null;
+}
+}
+}
+}
+}
+else {
+const err498 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/hashPolicy",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err498];
 }
@@ -6408,11 +6448,10 @@ vErrors.push(err498);
 errors++;
 }
 }
-if(data258.privateKey !== undefined){
-let data262 = data258.privateKey;
-if(typeof data262 === "string"){
-if(data262.length < 1){
-const err499 = {instancePath:instancePath+"/clusters/" + i38+"/tls/privateKey",schemaPath:"#/properties/clusters/items/properties/tls/properties/privateKey/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data222.timeoutMs !== undefined){
+let data255 = data222.timeoutMs;
+if(!((typeof data255 == "number") && (!(data255 % 1) && !isNaN(data255)))){
+const err499 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/timeoutMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/timeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err499];
 }
@@ -6421,9 +6460,9 @@ vErrors.push(err499);
 }
 errors++;
 }
-}
-else {
-const err500 = {instancePath:instancePath+"/clusters/" + i38+"/tls/privateKey",schemaPath:"#/properties/clusters/items/properties/tls/properties/privateKey/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(typeof data255 == "number"){
+if(data255 < 0 || isNaN(data255)){
+const err500 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/timeoutMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/timeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err500];
 }
@@ -6433,15 +6472,12 @@ vErrors.push(err500);
 errors++;
 }
 }
-if(data258.alpnProtocols !== undefined){
-let data263 = data258.alpnProtocols;
-if(Array.isArray(data263)){
-const len40 = data263.length;
-for(let i40=0; i40<len40; i40++){
-let data264 = data263[i40];
-if(typeof data264 === "string"){
-if(data264.length < 1){
-const err501 = {instancePath:instancePath+"/clusters/" + i38+"/tls/alpnProtocols/" + i40,schemaPath:"#/properties/clusters/items/properties/tls/properties/alpnProtocols/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+if(data222.retryPolicy !== undefined){
+let data256 = data222.retryPolicy;
+if(data256 && typeof data256 == "object" && !Array.isArray(data256)){
+if(data256.numRetries === undefined){
+const err501 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/retryPolicy",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/required",keyword:"required",params:{missingProperty: "numRetries"},message:"must have required property '"+"numRetries"+"'"};
 if(vErrors === null){
 vErrors = [err501];
 }
@@ -6450,9 +6486,9 @@ vErrors.push(err501);
 }
 errors++;
 }
-}
-else {
-const err502 = {instancePath:instancePath+"/clusters/" + i38+"/tls/alpnProtocols/" + i40,schemaPath:"#/properties/clusters/items/properties/tls/properties/alpnProtocols/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+for(const key59 in data256){
+if(!(((((key59 === "numRetries") || (key59 === "perTryTimeoutMs")) || (key59 === "retryOn")) || (key59 === "retriableStatusCodes")) || (key59 === "backoff"))){
+const err502 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/retryPolicy",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key59},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err502];
 }
@@ -6462,9 +6498,10 @@ vErrors.push(err502);
 errors++;
 }
 }
-}
-else {
-const err503 = {instancePath:instancePath+"/clusters/" + i38+"/tls/alpnProtocols",schemaPath:"#/properties/clusters/items/properties/tls/properties/alpnProtocols/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data256.numRetries !== undefined){
+let data257 = data256.numRetries;
+if(!((typeof data257 == "number") && (!(data257 % 1) && !isNaN(data257)))){
+const err503 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/retryPolicy/numRetries",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/numRetries/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err503];
 }
@@ -6473,10 +6510,9 @@ vErrors.push(err503);
 }
 errors++;
 }
-}
-if(data258.insecureSkipVerify !== undefined){
-if(typeof data258.insecureSkipVerify !== "boolean"){
-const err504 = {instancePath:instancePath+"/clusters/" + i38+"/tls/insecureSkipVerify",schemaPath:"#/properties/clusters/items/properties/tls/properties/insecureSkipVerify/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(typeof data257 == "number"){
+if(data257 > 100 || isNaN(data257)){
+const err504 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/retryPolicy/numRetries",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/numRetries/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
 if(vErrors === null){
 vErrors = [err504];
 }
@@ -6485,10 +6521,8 @@ vErrors.push(err504);
 }
 errors++;
 }
-}
-}
-else {
-const err505 = {instancePath:instancePath+"/clusters/" + i38+"/tls",schemaPath:"#/properties/clusters/items/properties/tls/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data257 < 0 || isNaN(data257)){
+const err505 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/retryPolicy/numRetries",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/numRetries/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err505];
 }
@@ -6499,8 +6533,10 @@ errors++;
 }
 }
 }
-else {
-const err506 = {instancePath:instancePath+"/clusters/" + i38,schemaPath:"#/properties/clusters/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data256.perTryTimeoutMs !== undefined){
+let data258 = data256.perTryTimeoutMs;
+if(!((typeof data258 == "number") && (!(data258 % 1) && !isNaN(data258)))){
+const err506 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/retryPolicy/perTryTimeoutMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/perTryTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err506];
 }
@@ -6509,10 +6545,9 @@ vErrors.push(err506);
 }
 errors++;
 }
-}
-}
-else {
-const err507 = {instancePath:instancePath+"/clusters",schemaPath:"#/properties/clusters/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(typeof data258 == "number"){
+if(data258 < 0 || isNaN(data258)){
+const err507 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/retryPolicy/perTryTimeoutMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/perTryTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err507];
 }
@@ -6523,13 +6558,3102 @@ errors++;
 }
 }
 }
-else {
-const err508 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data256.retryOn !== undefined){
+let data259 = data256.retryOn;
+if(Array.isArray(data259)){
+const len41 = data259.length;
+for(let i41=0; i41<len41; i41++){
+let data260 = data259[i41];
+if(!(((((((((((data260 === "5xx") || (data260 === "gateway-error")) || (data260 === "reset")) || (data260 === "connect-failure")) || (data260 === "refused-stream")) || (data260 === "retriable-4xx")) || (data260 === "retriable-status-codes")) || (data260 === "cancelled")) || (data260 === "deadline-exceeded")) || (data260 === "resource-exhausted")) || (data260 === "unavailable"))){
+const err508 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/retryPolicy/retryOn/" + i41,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retryOn/items/enum",keyword:"enum",params:{allowedValues: schema31.properties.routeConfigs.items.properties.virtualHosts.items.properties.routes.items.properties.route.properties.retryPolicy.properties.retryOn.items.enum},message:"must be equal to one of the allowed values"};
 if(vErrors === null){
 vErrors = [err508];
 }
 else {
 vErrors.push(err508);
+}
+errors++;
+}
+}
+}
+else {
+const err509 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/retryPolicy/retryOn",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retryOn/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err509];
+}
+else {
+vErrors.push(err509);
+}
+errors++;
+}
+}
+if(data256.retriableStatusCodes !== undefined){
+let data261 = data256.retriableStatusCodes;
+if(Array.isArray(data261)){
+const len42 = data261.length;
+for(let i42=0; i42<len42; i42++){
+let data262 = data261[i42];
+if(!((typeof data262 == "number") && (!(data262 % 1) && !isNaN(data262)))){
+const err510 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/retryPolicy/retriableStatusCodes/" + i42,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retriableStatusCodes/items/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err510];
+}
+else {
+vErrors.push(err510);
+}
+errors++;
+}
+if(typeof data262 == "number"){
+if(data262 > 599 || isNaN(data262)){
+const err511 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/retryPolicy/retriableStatusCodes/" + i42,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retriableStatusCodes/items/maximum",keyword:"maximum",params:{comparison: "<=", limit: 599},message:"must be <= 599"};
+if(vErrors === null){
+vErrors = [err511];
+}
+else {
+vErrors.push(err511);
+}
+errors++;
+}
+if(data262 < 100 || isNaN(data262)){
+const err512 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/retryPolicy/retriableStatusCodes/" + i42,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retriableStatusCodes/items/minimum",keyword:"minimum",params:{comparison: ">=", limit: 100},message:"must be >= 100"};
+if(vErrors === null){
+vErrors = [err512];
+}
+else {
+vErrors.push(err512);
+}
+errors++;
+}
+}
+}
+}
+else {
+const err513 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/retryPolicy/retriableStatusCodes",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retriableStatusCodes/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err513];
+}
+else {
+vErrors.push(err513);
+}
+errors++;
+}
+}
+if(data256.backoff !== undefined){
+let data263 = data256.backoff;
+if(data263 && typeof data263 == "object" && !Array.isArray(data263)){
+for(const key60 in data263){
+if(!((key60 === "baseIntervalMs") || (key60 === "maxIntervalMs"))){
+const err514 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/retryPolicy/backoff",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key60},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err514];
+}
+else {
+vErrors.push(err514);
+}
+errors++;
+}
+}
+if(data263.baseIntervalMs !== undefined){
+let data264 = data263.baseIntervalMs;
+if(!((typeof data264 == "number") && (!(data264 % 1) && !isNaN(data264)))){
+const err515 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/retryPolicy/backoff/baseIntervalMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/properties/baseIntervalMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err515];
+}
+else {
+vErrors.push(err515);
+}
+errors++;
+}
+if(typeof data264 == "number"){
+if(data264 < 1 || isNaN(data264)){
+const err516 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/retryPolicy/backoff/baseIntervalMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/properties/baseIntervalMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if(vErrors === null){
+vErrors = [err516];
+}
+else {
+vErrors.push(err516);
+}
+errors++;
+}
+}
+}
+if(data263.maxIntervalMs !== undefined){
+let data265 = data263.maxIntervalMs;
+if(!((typeof data265 == "number") && (!(data265 % 1) && !isNaN(data265)))){
+const err517 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/retryPolicy/backoff/maxIntervalMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/properties/maxIntervalMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err517];
+}
+else {
+vErrors.push(err517);
+}
+errors++;
+}
+if(typeof data265 == "number"){
+if(data265 < 1 || isNaN(data265)){
+const err518 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/retryPolicy/backoff/maxIntervalMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/properties/maxIntervalMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if(vErrors === null){
+vErrors = [err518];
+}
+else {
+vErrors.push(err518);
+}
+errors++;
+}
+}
+}
+}
+else {
+const err519 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/retryPolicy/backoff",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err519];
+}
+else {
+vErrors.push(err519);
+}
+errors++;
+}
+}
+}
+else {
+const err520 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/retryPolicy",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err520];
+}
+else {
+vErrors.push(err520);
+}
+errors++;
+}
+}
+if(data222.fault !== undefined){
+let data266 = data222.fault;
+if(data266 && typeof data266 == "object" && !Array.isArray(data266)){
+for(const key61 in data266){
+if(!((key61 === "delay") || (key61 === "abort"))){
+const err521 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/fault",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key61},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err521];
+}
+else {
+vErrors.push(err521);
+}
+errors++;
+}
+}
+if(data266.delay !== undefined){
+let data267 = data266.delay;
+if(data267 && typeof data267 == "object" && !Array.isArray(data267)){
+if(data267.fixedDelayMs === undefined){
+const err522 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/fault/delay",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/required",keyword:"required",params:{missingProperty: "fixedDelayMs"},message:"must have required property '"+"fixedDelayMs"+"'"};
+if(vErrors === null){
+vErrors = [err522];
+}
+else {
+vErrors.push(err522);
+}
+errors++;
+}
+for(const key62 in data267){
+if(!((key62 === "fixedDelayMs") || (key62 === "percentage"))){
+const err523 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/fault/delay",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key62},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err523];
+}
+else {
+vErrors.push(err523);
+}
+errors++;
+}
+}
+if(data267.fixedDelayMs !== undefined){
+let data268 = data267.fixedDelayMs;
+if(!((typeof data268 == "number") && (!(data268 % 1) && !isNaN(data268)))){
+const err524 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/fault/delay/fixedDelayMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/properties/fixedDelayMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err524];
+}
+else {
+vErrors.push(err524);
+}
+errors++;
+}
+if(typeof data268 == "number"){
+if(data268 < 0 || isNaN(data268)){
+const err525 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/fault/delay/fixedDelayMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/properties/fixedDelayMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(vErrors === null){
+vErrors = [err525];
+}
+else {
+vErrors.push(err525);
+}
+errors++;
+}
+}
+}
+if(data267.percentage !== undefined){
+let data269 = data267.percentage;
+if(typeof data269 == "number"){
+if(data269 > 100 || isNaN(data269)){
+const err526 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/fault/delay/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/properties/percentage/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
+if(vErrors === null){
+vErrors = [err526];
+}
+else {
+vErrors.push(err526);
+}
+errors++;
+}
+if(data269 < 0 || isNaN(data269)){
+const err527 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/fault/delay/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/properties/percentage/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(vErrors === null){
+vErrors = [err527];
+}
+else {
+vErrors.push(err527);
+}
+errors++;
+}
+}
+else {
+const err528 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/fault/delay/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/properties/percentage/type",keyword:"type",params:{type: "number"},message:"must be number"};
+if(vErrors === null){
+vErrors = [err528];
+}
+else {
+vErrors.push(err528);
+}
+errors++;
+}
+}
+}
+else {
+const err529 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/fault/delay",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err529];
+}
+else {
+vErrors.push(err529);
+}
+errors++;
+}
+}
+if(data266.abort !== undefined){
+let data270 = data266.abort;
+if(data270 && typeof data270 == "object" && !Array.isArray(data270)){
+for(const key63 in data270){
+if(!(((key63 === "httpStatus") || (key63 === "grpcStatus")) || (key63 === "percentage"))){
+const err530 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/fault/abort",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key63},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err530];
+}
+else {
+vErrors.push(err530);
+}
+errors++;
+}
+}
+if(data270.httpStatus !== undefined){
+let data271 = data270.httpStatus;
+if(!((typeof data271 == "number") && (!(data271 % 1) && !isNaN(data271)))){
+const err531 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/fault/abort/httpStatus",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/httpStatus/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err531];
+}
+else {
+vErrors.push(err531);
+}
+errors++;
+}
+if(typeof data271 == "number"){
+if(data271 > 599 || isNaN(data271)){
+const err532 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/fault/abort/httpStatus",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/httpStatus/maximum",keyword:"maximum",params:{comparison: "<=", limit: 599},message:"must be <= 599"};
+if(vErrors === null){
+vErrors = [err532];
+}
+else {
+vErrors.push(err532);
+}
+errors++;
+}
+if(data271 < 200 || isNaN(data271)){
+const err533 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/fault/abort/httpStatus",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/httpStatus/minimum",keyword:"minimum",params:{comparison: ">=", limit: 200},message:"must be >= 200"};
+if(vErrors === null){
+vErrors = [err533];
+}
+else {
+vErrors.push(err533);
+}
+errors++;
+}
+}
+}
+if(data270.grpcStatus !== undefined){
+let data272 = data270.grpcStatus;
+if(!((typeof data272 == "number") && (!(data272 % 1) && !isNaN(data272)))){
+const err534 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/fault/abort/grpcStatus",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/grpcStatus/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err534];
+}
+else {
+vErrors.push(err534);
+}
+errors++;
+}
+if(typeof data272 == "number"){
+if(data272 > 16 || isNaN(data272)){
+const err535 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/fault/abort/grpcStatus",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/grpcStatus/maximum",keyword:"maximum",params:{comparison: "<=", limit: 16},message:"must be <= 16"};
+if(vErrors === null){
+vErrors = [err535];
+}
+else {
+vErrors.push(err535);
+}
+errors++;
+}
+if(data272 < 0 || isNaN(data272)){
+const err536 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/fault/abort/grpcStatus",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/grpcStatus/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(vErrors === null){
+vErrors = [err536];
+}
+else {
+vErrors.push(err536);
+}
+errors++;
+}
+}
+}
+if(data270.percentage !== undefined){
+let data273 = data270.percentage;
+if(typeof data273 == "number"){
+if(data273 > 100 || isNaN(data273)){
+const err537 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/fault/abort/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/percentage/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
+if(vErrors === null){
+vErrors = [err537];
+}
+else {
+vErrors.push(err537);
+}
+errors++;
+}
+if(data273 < 0 || isNaN(data273)){
+const err538 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/fault/abort/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/percentage/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(vErrors === null){
+vErrors = [err538];
+}
+else {
+vErrors.push(err538);
+}
+errors++;
+}
+}
+else {
+const err539 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/fault/abort/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/percentage/type",keyword:"type",params:{type: "number"},message:"must be number"};
+if(vErrors === null){
+vErrors = [err539];
+}
+else {
+vErrors.push(err539);
+}
+errors++;
+}
+}
+}
+else {
+const err540 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/fault/abort",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err540];
+}
+else {
+vErrors.push(err540);
+}
+errors++;
+}
+}
+}
+else {
+const err541 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/fault",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err541];
+}
+else {
+vErrors.push(err541);
+}
+errors++;
+}
+}
+if(data222.requestMirrorPolicies !== undefined){
+let data274 = data222.requestMirrorPolicies;
+if(Array.isArray(data274)){
+const len43 = data274.length;
+for(let i43=0; i43<len43; i43++){
+let data275 = data274[i43];
+if(data275 && typeof data275 == "object" && !Array.isArray(data275)){
+if(data275.cluster === undefined){
+const err542 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/requestMirrorPolicies/" + i43,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/required",keyword:"required",params:{missingProperty: "cluster"},message:"must have required property '"+"cluster"+"'"};
+if(vErrors === null){
+vErrors = [err542];
+}
+else {
+vErrors.push(err542);
+}
+errors++;
+}
+for(const key64 in data275){
+if(!((key64 === "cluster") || (key64 === "percentage"))){
+const err543 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/requestMirrorPolicies/" + i43,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key64},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err543];
+}
+else {
+vErrors.push(err543);
+}
+errors++;
+}
+}
+if(data275.cluster !== undefined){
+let data276 = data275.cluster;
+if(typeof data276 === "string"){
+if(data276.length < 1){
+const err544 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/requestMirrorPolicies/" + i43+"/cluster",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/properties/cluster/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err544];
+}
+else {
+vErrors.push(err544);
+}
+errors++;
+}
+}
+else {
+const err545 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/requestMirrorPolicies/" + i43+"/cluster",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/properties/cluster/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err545];
+}
+else {
+vErrors.push(err545);
+}
+errors++;
+}
+}
+if(data275.percentage !== undefined){
+let data277 = data275.percentage;
+if(typeof data277 == "number"){
+if(data277 > 100 || isNaN(data277)){
+const err546 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/requestMirrorPolicies/" + i43+"/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/properties/percentage/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
+if(vErrors === null){
+vErrors = [err546];
+}
+else {
+vErrors.push(err546);
+}
+errors++;
+}
+if(data277 < 0 || isNaN(data277)){
+const err547 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/requestMirrorPolicies/" + i43+"/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/properties/percentage/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(vErrors === null){
+vErrors = [err547];
+}
+else {
+vErrors.push(err547);
+}
+errors++;
+}
+}
+else {
+const err548 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/requestMirrorPolicies/" + i43+"/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/properties/percentage/type",keyword:"type",params:{type: "number"},message:"must be number"};
+if(vErrors === null){
+vErrors = [err548];
+}
+else {
+vErrors.push(err548);
+}
+errors++;
+}
+}
+}
+else {
+const err549 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/requestMirrorPolicies/" + i43,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err549];
+}
+else {
+vErrors.push(err549);
+}
+errors++;
+}
+}
+}
+else {
+const err550 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/requestMirrorPolicies",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err550];
+}
+else {
+vErrors.push(err550);
+}
+errors++;
+}
+}
+if(data222.cors !== undefined){
+let data278 = data222.cors;
+if(data278 && typeof data278 == "object" && !Array.isArray(data278)){
+if(data278.allowOrigins === undefined){
+const err551 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/cors",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/required",keyword:"required",params:{missingProperty: "allowOrigins"},message:"must have required property '"+"allowOrigins"+"'"};
+if(vErrors === null){
+vErrors = [err551];
+}
+else {
+vErrors.push(err551);
+}
+errors++;
+}
+for(const key65 in data278){
+if(!((((((key65 === "allowOrigins") || (key65 === "allowMethods")) || (key65 === "allowHeaders")) || (key65 === "exposeHeaders")) || (key65 === "maxAgeSeconds")) || (key65 === "allowCredentials"))){
+const err552 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/cors",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key65},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err552];
+}
+else {
+vErrors.push(err552);
+}
+errors++;
+}
+}
+if(data278.allowOrigins !== undefined){
+let data279 = data278.allowOrigins;
+if(Array.isArray(data279)){
+const len44 = data279.length;
+for(let i44=0; i44<len44; i44++){
+let data280 = data279[i44];
+const _errs643 = errors;
+let valid160 = false;
+let passing4 = null;
+const _errs644 = errors;
+if(data280 && typeof data280 == "object" && !Array.isArray(data280)){
+if(data280.exact === undefined){
+const err553 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/cors/allowOrigins/" + i44,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/0/required",keyword:"required",params:{missingProperty: "exact"},message:"must have required property '"+"exact"+"'"};
+if(vErrors === null){
+vErrors = [err553];
+}
+else {
+vErrors.push(err553);
+}
+errors++;
+}
+for(const key66 in data280){
+if(!(key66 === "exact")){
+const err554 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/cors/allowOrigins/" + i44,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/0/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key66},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err554];
+}
+else {
+vErrors.push(err554);
+}
+errors++;
+}
+}
+if(data280.exact !== undefined){
+if(typeof data280.exact !== "string"){
+const err555 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/cors/allowOrigins/" + i44+"/exact",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/0/properties/exact/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err555];
+}
+else {
+vErrors.push(err555);
+}
+errors++;
+}
+}
+}
+else {
+const err556 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/cors/allowOrigins/" + i44,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/0/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err556];
+}
+else {
+vErrors.push(err556);
+}
+errors++;
+}
+var _valid4 = _errs644 === errors;
+if(_valid4){
+valid160 = true;
+passing4 = 0;
+var props4 = true;
+}
+const _errs649 = errors;
+if(data280 && typeof data280 == "object" && !Array.isArray(data280)){
+if(data280.prefix === undefined){
+const err557 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/cors/allowOrigins/" + i44,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/1/required",keyword:"required",params:{missingProperty: "prefix"},message:"must have required property '"+"prefix"+"'"};
+if(vErrors === null){
+vErrors = [err557];
+}
+else {
+vErrors.push(err557);
+}
+errors++;
+}
+for(const key67 in data280){
+if(!(key67 === "prefix")){
+const err558 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/cors/allowOrigins/" + i44,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/1/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key67},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err558];
+}
+else {
+vErrors.push(err558);
+}
+errors++;
+}
+}
+if(data280.prefix !== undefined){
+if(typeof data280.prefix !== "string"){
+const err559 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/cors/allowOrigins/" + i44+"/prefix",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/1/properties/prefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err559];
+}
+else {
+vErrors.push(err559);
+}
+errors++;
+}
+}
+}
+else {
+const err560 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/cors/allowOrigins/" + i44,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/1/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err560];
+}
+else {
+vErrors.push(err560);
+}
+errors++;
+}
+var _valid4 = _errs649 === errors;
+if(_valid4 && valid160){
+valid160 = false;
+passing4 = [passing4, 1];
+}
+else {
+if(_valid4){
+valid160 = true;
+passing4 = 1;
+if(props4 !== true){
+props4 = true;
+}
+}
+const _errs654 = errors;
+if(data280 && typeof data280 == "object" && !Array.isArray(data280)){
+if(data280.regex === undefined){
+const err561 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/cors/allowOrigins/" + i44,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/2/required",keyword:"required",params:{missingProperty: "regex"},message:"must have required property '"+"regex"+"'"};
+if(vErrors === null){
+vErrors = [err561];
+}
+else {
+vErrors.push(err561);
+}
+errors++;
+}
+for(const key68 in data280){
+if(!(key68 === "regex")){
+const err562 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/cors/allowOrigins/" + i44,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/2/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key68},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err562];
+}
+else {
+vErrors.push(err562);
+}
+errors++;
+}
+}
+if(data280.regex !== undefined){
+let data283 = data280.regex;
+if(typeof data283 === "string"){
+if(data283.length < 1){
+const err563 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/cors/allowOrigins/" + i44+"/regex",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/2/properties/regex/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err563];
+}
+else {
+vErrors.push(err563);
+}
+errors++;
+}
+}
+else {
+const err564 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/cors/allowOrigins/" + i44+"/regex",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/2/properties/regex/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err564];
+}
+else {
+vErrors.push(err564);
+}
+errors++;
+}
+}
+}
+else {
+const err565 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/cors/allowOrigins/" + i44,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/2/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err565];
+}
+else {
+vErrors.push(err565);
+}
+errors++;
+}
+var _valid4 = _errs654 === errors;
+if(_valid4 && valid160){
+valid160 = false;
+passing4 = [passing4, 2];
+}
+else {
+if(_valid4){
+valid160 = true;
+passing4 = 2;
+if(props4 !== true){
+props4 = true;
+}
+}
+}
+}
+if(!valid160){
+const err566 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/cors/allowOrigins/" + i44,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf",keyword:"oneOf",params:{passingSchemas: passing4},message:"must match exactly one schema in oneOf"};
+if(vErrors === null){
+vErrors = [err566];
+}
+else {
+vErrors.push(err566);
+}
+errors++;
+}
+else {
+errors = _errs643;
+if(vErrors !== null){
+if(_errs643){
+vErrors.length = _errs643;
+}
+else {
+vErrors = null;
+}
+}
+}
+}
+}
+else {
+const err567 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/cors/allowOrigins",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err567];
+}
+else {
+vErrors.push(err567);
+}
+errors++;
+}
+}
+if(data278.allowMethods !== undefined){
+let data284 = data278.allowMethods;
+if(Array.isArray(data284)){
+const len45 = data284.length;
+for(let i45=0; i45<len45; i45++){
+let data285 = data284[i45];
+if(typeof data285 === "string"){
+if(data285.length < 1){
+const err568 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/cors/allowMethods/" + i45,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowMethods/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err568];
+}
+else {
+vErrors.push(err568);
+}
+errors++;
+}
+}
+else {
+const err569 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/cors/allowMethods/" + i45,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowMethods/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err569];
+}
+else {
+vErrors.push(err569);
+}
+errors++;
+}
+}
+}
+else {
+const err570 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/cors/allowMethods",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowMethods/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err570];
+}
+else {
+vErrors.push(err570);
+}
+errors++;
+}
+}
+if(data278.allowHeaders !== undefined){
+let data286 = data278.allowHeaders;
+if(Array.isArray(data286)){
+const len46 = data286.length;
+for(let i46=0; i46<len46; i46++){
+let data287 = data286[i46];
+if(typeof data287 === "string"){
+if(data287.length < 1){
+const err571 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/cors/allowHeaders/" + i46,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowHeaders/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err571];
+}
+else {
+vErrors.push(err571);
+}
+errors++;
+}
+}
+else {
+const err572 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/cors/allowHeaders/" + i46,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowHeaders/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err572];
+}
+else {
+vErrors.push(err572);
+}
+errors++;
+}
+}
+}
+else {
+const err573 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/cors/allowHeaders",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowHeaders/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err573];
+}
+else {
+vErrors.push(err573);
+}
+errors++;
+}
+}
+if(data278.exposeHeaders !== undefined){
+let data288 = data278.exposeHeaders;
+if(Array.isArray(data288)){
+const len47 = data288.length;
+for(let i47=0; i47<len47; i47++){
+let data289 = data288[i47];
+if(typeof data289 === "string"){
+if(data289.length < 1){
+const err574 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/cors/exposeHeaders/" + i47,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/exposeHeaders/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err574];
+}
+else {
+vErrors.push(err574);
+}
+errors++;
+}
+}
+else {
+const err575 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/cors/exposeHeaders/" + i47,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/exposeHeaders/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err575];
+}
+else {
+vErrors.push(err575);
+}
+errors++;
+}
+}
+}
+else {
+const err576 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/cors/exposeHeaders",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/exposeHeaders/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err576];
+}
+else {
+vErrors.push(err576);
+}
+errors++;
+}
+}
+if(data278.maxAgeSeconds !== undefined){
+let data290 = data278.maxAgeSeconds;
+if(!((typeof data290 == "number") && (!(data290 % 1) && !isNaN(data290)))){
+const err577 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/cors/maxAgeSeconds",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/maxAgeSeconds/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err577];
+}
+else {
+vErrors.push(err577);
+}
+errors++;
+}
+if(typeof data290 == "number"){
+if(data290 < 0 || isNaN(data290)){
+const err578 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/cors/maxAgeSeconds",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/maxAgeSeconds/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(vErrors === null){
+vErrors = [err578];
+}
+else {
+vErrors.push(err578);
+}
+errors++;
+}
+}
+}
+if(data278.allowCredentials !== undefined){
+if(typeof data278.allowCredentials !== "boolean"){
+const err579 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/cors/allowCredentials",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowCredentials/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(vErrors === null){
+vErrors = [err579];
+}
+else {
+vErrors.push(err579);
+}
+errors++;
+}
+}
+}
+else {
+const err580 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/cors",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err580];
+}
+else {
+vErrors.push(err580);
+}
+errors++;
+}
+}
+if(data222.localRateLimit !== undefined){
+let data292 = data222.localRateLimit;
+if(data292 && typeof data292 == "object" && !Array.isArray(data292)){
+if(data292.maxTokens === undefined){
+const err581 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/localRateLimit",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/required",keyword:"required",params:{missingProperty: "maxTokens"},message:"must have required property '"+"maxTokens"+"'"};
+if(vErrors === null){
+vErrors = [err581];
+}
+else {
+vErrors.push(err581);
+}
+errors++;
+}
+if(data292.fillIntervalMs === undefined){
+const err582 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/localRateLimit",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/required",keyword:"required",params:{missingProperty: "fillIntervalMs"},message:"must have required property '"+"fillIntervalMs"+"'"};
+if(vErrors === null){
+vErrors = [err582];
+}
+else {
+vErrors.push(err582);
+}
+errors++;
+}
+for(const key69 in data292){
+if(!(((key69 === "maxTokens") || (key69 === "tokensPerFill")) || (key69 === "fillIntervalMs"))){
+const err583 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/localRateLimit",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key69},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err583];
+}
+else {
+vErrors.push(err583);
+}
+errors++;
+}
+}
+if(data292.maxTokens !== undefined){
+let data293 = data292.maxTokens;
+if(!((typeof data293 == "number") && (!(data293 % 1) && !isNaN(data293)))){
+const err584 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/localRateLimit/maxTokens",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/maxTokens/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err584];
+}
+else {
+vErrors.push(err584);
+}
+errors++;
+}
+if(typeof data293 == "number"){
+if(data293 < 1 || isNaN(data293)){
+const err585 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/localRateLimit/maxTokens",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/maxTokens/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if(vErrors === null){
+vErrors = [err585];
+}
+else {
+vErrors.push(err585);
+}
+errors++;
+}
+}
+}
+if(data292.tokensPerFill !== undefined){
+let data294 = data292.tokensPerFill;
+if(!((typeof data294 == "number") && (!(data294 % 1) && !isNaN(data294)))){
+const err586 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/localRateLimit/tokensPerFill",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/tokensPerFill/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err586];
+}
+else {
+vErrors.push(err586);
+}
+errors++;
+}
+if(typeof data294 == "number"){
+if(data294 < 1 || isNaN(data294)){
+const err587 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/localRateLimit/tokensPerFill",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/tokensPerFill/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if(vErrors === null){
+vErrors = [err587];
+}
+else {
+vErrors.push(err587);
+}
+errors++;
+}
+}
+}
+if(data292.fillIntervalMs !== undefined){
+let data295 = data292.fillIntervalMs;
+if(!((typeof data295 == "number") && (!(data295 % 1) && !isNaN(data295)))){
+const err588 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/localRateLimit/fillIntervalMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/fillIntervalMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err588];
+}
+else {
+vErrors.push(err588);
+}
+errors++;
+}
+if(typeof data295 == "number"){
+if(data295 < 1 || isNaN(data295)){
+const err589 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/localRateLimit/fillIntervalMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/fillIntervalMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if(vErrors === null){
+vErrors = [err589];
+}
+else {
+vErrors.push(err589);
+}
+errors++;
+}
+}
+}
+}
+else {
+const err590 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/localRateLimit",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err590];
+}
+else {
+vErrors.push(err590);
+}
+errors++;
+}
+}
+}
+else {
+const err591 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err591];
+}
+else {
+vErrors.push(err591);
+}
+errors++;
+}
+}
+if(data199.redirect !== undefined){
+let data296 = data199.redirect;
+if(data296 && typeof data296 == "object" && !Array.isArray(data296)){
+for(const key70 in data296){
+if(!((((((key70 === "scheme") || (key70 === "host")) || (key70 === "port")) || (key70 === "path")) || (key70 === "prefixRewrite")) || (key70 === "responseCode"))){
+const err592 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/redirect",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key70},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err592];
+}
+else {
+vErrors.push(err592);
+}
+errors++;
+}
+}
+if(data296.scheme !== undefined){
+let data297 = data296.scheme;
+if(!((data297 === "http") || (data297 === "https"))){
+const err593 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/redirect/scheme",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/scheme/enum",keyword:"enum",params:{allowedValues: schema31.properties.routeConfigs.items.properties.virtualHosts.items.properties.routes.items.properties.redirect.properties.scheme.enum},message:"must be equal to one of the allowed values"};
+if(vErrors === null){
+vErrors = [err593];
+}
+else {
+vErrors.push(err593);
+}
+errors++;
+}
+}
+if(data296.host !== undefined){
+let data298 = data296.host;
+if(typeof data298 === "string"){
+if(data298.length < 1){
+const err594 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/redirect/host",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/host/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err594];
+}
+else {
+vErrors.push(err594);
+}
+errors++;
+}
+}
+else {
+const err595 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/redirect/host",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/host/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err595];
+}
+else {
+vErrors.push(err595);
+}
+errors++;
+}
+}
+if(data296.port !== undefined){
+let data299 = data296.port;
+if(!((typeof data299 == "number") && (!(data299 % 1) && !isNaN(data299)))){
+const err596 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/redirect/port",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err596];
+}
+else {
+vErrors.push(err596);
+}
+errors++;
+}
+if(typeof data299 == "number"){
+if(data299 > 65535 || isNaN(data299)){
+const err597 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/redirect/port",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+if(vErrors === null){
+vErrors = [err597];
+}
+else {
+vErrors.push(err597);
+}
+errors++;
+}
+if(data299 < 0 || isNaN(data299)){
+const err598 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/redirect/port",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(vErrors === null){
+vErrors = [err598];
+}
+else {
+vErrors.push(err598);
+}
+errors++;
+}
+}
+}
+if(data296.path !== undefined){
+if(typeof data296.path !== "string"){
+const err599 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/redirect/path",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/path/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err599];
+}
+else {
+vErrors.push(err599);
+}
+errors++;
+}
+}
+if(data296.prefixRewrite !== undefined){
+if(typeof data296.prefixRewrite !== "string"){
+const err600 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/redirect/prefixRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/prefixRewrite/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err600];
+}
+else {
+vErrors.push(err600);
+}
+errors++;
+}
+}
+if(data296.responseCode !== undefined){
+let data302 = data296.responseCode;
+if(!(((((data302 === 301) || (data302 === 302)) || (data302 === 303)) || (data302 === 307)) || (data302 === 308))){
+const err601 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/redirect/responseCode",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/responseCode/enum",keyword:"enum",params:{allowedValues: schema31.properties.routeConfigs.items.properties.virtualHosts.items.properties.routes.items.properties.redirect.properties.responseCode.enum},message:"must be equal to one of the allowed values"};
+if(vErrors === null){
+vErrors = [err601];
+}
+else {
+vErrors.push(err601);
+}
+errors++;
+}
+}
+}
+else {
+const err602 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/redirect",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err602];
+}
+else {
+vErrors.push(err602);
+}
+errors++;
+}
+}
+if(data199.directResponse !== undefined){
+let data303 = data199.directResponse;
+if(data303 && typeof data303 == "object" && !Array.isArray(data303)){
+if(data303.status === undefined){
+const err603 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/directResponse",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/required",keyword:"required",params:{missingProperty: "status"},message:"must have required property '"+"status"+"'"};
+if(vErrors === null){
+vErrors = [err603];
+}
+else {
+vErrors.push(err603);
+}
+errors++;
+}
+for(const key71 in data303){
+if(!((key71 === "status") || (key71 === "body"))){
+const err604 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/directResponse",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key71},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err604];
+}
+else {
+vErrors.push(err604);
+}
+errors++;
+}
+}
+if(data303.status !== undefined){
+let data304 = data303.status;
+if(!((typeof data304 == "number") && (!(data304 % 1) && !isNaN(data304)))){
+const err605 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/directResponse/status",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/properties/status/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err605];
+}
+else {
+vErrors.push(err605);
+}
+errors++;
+}
+if(typeof data304 == "number"){
+if(data304 > 599 || isNaN(data304)){
+const err606 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/directResponse/status",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/properties/status/maximum",keyword:"maximum",params:{comparison: "<=", limit: 599},message:"must be <= 599"};
+if(vErrors === null){
+vErrors = [err606];
+}
+else {
+vErrors.push(err606);
+}
+errors++;
+}
+if(data304 < 200 || isNaN(data304)){
+const err607 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/directResponse/status",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/properties/status/minimum",keyword:"minimum",params:{comparison: ">=", limit: 200},message:"must be >= 200"};
+if(vErrors === null){
+vErrors = [err607];
+}
+else {
+vErrors.push(err607);
+}
+errors++;
+}
+}
+}
+if(data303.body !== undefined){
+if(typeof data303.body !== "string"){
+const err608 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/directResponse/body",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/properties/body/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err608];
+}
+else {
+vErrors.push(err608);
+}
+errors++;
+}
+}
+}
+else {
+const err609 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/directResponse",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err609];
+}
+else {
+vErrors.push(err609);
+}
+errors++;
+}
+}
+if(data199.requestHeadersToAdd !== undefined){
+let data306 = data199.requestHeadersToAdd;
+if(Array.isArray(data306)){
+const len48 = data306.length;
+for(let i48=0; i48<len48; i48++){
+let data307 = data306[i48];
+if(data307 && typeof data307 == "object" && !Array.isArray(data307)){
+if(data307.name === undefined){
+const err610 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/requestHeadersToAdd/" + i48,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
+if(vErrors === null){
+vErrors = [err610];
+}
+else {
+vErrors.push(err610);
+}
+errors++;
+}
+if(data307.value === undefined){
+const err611 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/requestHeadersToAdd/" + i48,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "value"},message:"must have required property '"+"value"+"'"};
+if(vErrors === null){
+vErrors = [err611];
+}
+else {
+vErrors.push(err611);
+}
+errors++;
+}
+for(const key72 in data307){
+if(!(((key72 === "name") || (key72 === "value")) || (key72 === "append"))){
+const err612 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/requestHeadersToAdd/" + i48,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key72},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err612];
+}
+else {
+vErrors.push(err612);
+}
+errors++;
+}
+}
+if(data307.name !== undefined){
+let data308 = data307.name;
+if(typeof data308 === "string"){
+if(data308.length < 1){
+const err613 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/requestHeadersToAdd/" + i48+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err613];
+}
+else {
+vErrors.push(err613);
+}
+errors++;
+}
+}
+else {
+const err614 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/requestHeadersToAdd/" + i48+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err614];
+}
+else {
+vErrors.push(err614);
+}
+errors++;
+}
+}
+if(data307.value !== undefined){
+if(typeof data307.value !== "string"){
+const err615 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/requestHeadersToAdd/" + i48+"/value",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/properties/value/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err615];
+}
+else {
+vErrors.push(err615);
+}
+errors++;
+}
+}
+if(data307.append !== undefined){
+if(typeof data307.append !== "boolean"){
+const err616 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/requestHeadersToAdd/" + i48+"/append",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/properties/append/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(vErrors === null){
+vErrors = [err616];
+}
+else {
+vErrors.push(err616);
+}
+errors++;
+}
+}
+}
+else {
+const err617 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/requestHeadersToAdd/" + i48,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err617];
+}
+else {
+vErrors.push(err617);
+}
+errors++;
+}
+}
+}
+else {
+const err618 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/requestHeadersToAdd",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err618];
+}
+else {
+vErrors.push(err618);
+}
+errors++;
+}
+}
+if(data199.requestHeadersToRemove !== undefined){
+let data311 = data199.requestHeadersToRemove;
+if(Array.isArray(data311)){
+const len49 = data311.length;
+for(let i49=0; i49<len49; i49++){
+let data312 = data311[i49];
+if(typeof data312 === "string"){
+if(data312.length < 1){
+const err619 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/requestHeadersToRemove/" + i49,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToRemove/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err619];
+}
+else {
+vErrors.push(err619);
+}
+errors++;
+}
+}
+else {
+const err620 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/requestHeadersToRemove/" + i49,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToRemove/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err620];
+}
+else {
+vErrors.push(err620);
+}
+errors++;
+}
+}
+}
+else {
+const err621 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/requestHeadersToRemove",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToRemove/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err621];
+}
+else {
+vErrors.push(err621);
+}
+errors++;
+}
+}
+if(data199.responseHeadersToAdd !== undefined){
+let data313 = data199.responseHeadersToAdd;
+if(Array.isArray(data313)){
+const len50 = data313.length;
+for(let i50=0; i50<len50; i50++){
+let data314 = data313[i50];
+if(data314 && typeof data314 == "object" && !Array.isArray(data314)){
+if(data314.name === undefined){
+const err622 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/responseHeadersToAdd/" + i50,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
+if(vErrors === null){
+vErrors = [err622];
+}
+else {
+vErrors.push(err622);
+}
+errors++;
+}
+if(data314.value === undefined){
+const err623 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/responseHeadersToAdd/" + i50,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "value"},message:"must have required property '"+"value"+"'"};
+if(vErrors === null){
+vErrors = [err623];
+}
+else {
+vErrors.push(err623);
+}
+errors++;
+}
+for(const key73 in data314){
+if(!(((key73 === "name") || (key73 === "value")) || (key73 === "append"))){
+const err624 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/responseHeadersToAdd/" + i50,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key73},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err624];
+}
+else {
+vErrors.push(err624);
+}
+errors++;
+}
+}
+if(data314.name !== undefined){
+let data315 = data314.name;
+if(typeof data315 === "string"){
+if(data315.length < 1){
+const err625 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/responseHeadersToAdd/" + i50+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err625];
+}
+else {
+vErrors.push(err625);
+}
+errors++;
+}
+}
+else {
+const err626 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/responseHeadersToAdd/" + i50+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err626];
+}
+else {
+vErrors.push(err626);
+}
+errors++;
+}
+}
+if(data314.value !== undefined){
+if(typeof data314.value !== "string"){
+const err627 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/responseHeadersToAdd/" + i50+"/value",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/properties/value/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err627];
+}
+else {
+vErrors.push(err627);
+}
+errors++;
+}
+}
+if(data314.append !== undefined){
+if(typeof data314.append !== "boolean"){
+const err628 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/responseHeadersToAdd/" + i50+"/append",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/properties/append/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(vErrors === null){
+vErrors = [err628];
+}
+else {
+vErrors.push(err628);
+}
+errors++;
+}
+}
+}
+else {
+const err629 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/responseHeadersToAdd/" + i50,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err629];
+}
+else {
+vErrors.push(err629);
+}
+errors++;
+}
+}
+}
+else {
+const err630 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/responseHeadersToAdd",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err630];
+}
+else {
+vErrors.push(err630);
+}
+errors++;
+}
+}
+if(data199.responseHeadersToRemove !== undefined){
+let data318 = data199.responseHeadersToRemove;
+if(Array.isArray(data318)){
+const len51 = data318.length;
+for(let i51=0; i51<len51; i51++){
+let data319 = data318[i51];
+if(typeof data319 === "string"){
+if(data319.length < 1){
+const err631 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/responseHeadersToRemove/" + i51,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToRemove/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err631];
+}
+else {
+vErrors.push(err631);
+}
+errors++;
+}
+}
+else {
+const err632 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/responseHeadersToRemove/" + i51,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToRemove/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err632];
+}
+else {
+vErrors.push(err632);
+}
+errors++;
+}
+}
+}
+else {
+const err633 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/responseHeadersToRemove",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToRemove/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err633];
+}
+else {
+vErrors.push(err633);
+}
+errors++;
+}
+}
+}
+else {
+const err634 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err634];
+}
+else {
+vErrors.push(err634);
+}
+errors++;
+}
+}
+}
+else {
+const err635 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err635];
+}
+else {
+vErrors.push(err635);
+}
+errors++;
+}
+}
+}
+else {
+const err636 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err636];
+}
+else {
+vErrors.push(err636);
+}
+errors++;
+}
+}
+}
+else {
+const err637 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err637];
+}
+else {
+vErrors.push(err637);
+}
+errors++;
+}
+}
+}
+else {
+const err638 = {instancePath:instancePath+"/routeConfigs/" + i28,schemaPath:"#/properties/routeConfigs/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err638];
+}
+else {
+vErrors.push(err638);
+}
+errors++;
+}
+}
+}
+else {
+const err639 = {instancePath:instancePath+"/routeConfigs",schemaPath:"#/properties/routeConfigs/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err639];
+}
+else {
+vErrors.push(err639);
+}
+errors++;
+}
+}
+if(data.clusters !== undefined){
+let data320 = data.clusters;
+if(Array.isArray(data320)){
+const len52 = data320.length;
+for(let i52=0; i52<len52; i52++){
+let data321 = data320[i52];
+if(data321 && typeof data321 == "object" && !Array.isArray(data321)){
+if(data321.name === undefined){
+const err640 = {instancePath:instancePath+"/clusters/" + i52,schemaPath:"#/properties/clusters/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
+if(vErrors === null){
+vErrors = [err640];
+}
+else {
+vErrors.push(err640);
+}
+errors++;
+}
+if(data321.endpoints === undefined){
+const err641 = {instancePath:instancePath+"/clusters/" + i52,schemaPath:"#/properties/clusters/items/required",keyword:"required",params:{missingProperty: "endpoints"},message:"must have required property '"+"endpoints"+"'"};
+if(vErrors === null){
+vErrors = [err641];
+}
+else {
+vErrors.push(err641);
+}
+errors++;
+}
+for(const key74 in data321){
+if(!(func1.call(schema31.properties.clusters.items.properties, key74))){
+const err642 = {instancePath:instancePath+"/clusters/" + i52,schemaPath:"#/properties/clusters/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key74},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err642];
+}
+else {
+vErrors.push(err642);
+}
+errors++;
+}
+}
+if(data321.name !== undefined){
+let data322 = data321.name;
+if(typeof data322 === "string"){
+if(data322.length < 1){
+const err643 = {instancePath:instancePath+"/clusters/" + i52+"/name",schemaPath:"#/properties/clusters/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err643];
+}
+else {
+vErrors.push(err643);
+}
+errors++;
+}
+}
+else {
+const err644 = {instancePath:instancePath+"/clusters/" + i52+"/name",schemaPath:"#/properties/clusters/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err644];
+}
+else {
+vErrors.push(err644);
+}
+errors++;
+}
+}
+if(data321.lbPolicy !== undefined){
+let data323 = data321.lbPolicy;
+if(!(((((data323 === "ROUND_ROBIN") || (data323 === "LEAST_REQUEST")) || (data323 === "RANDOM")) || (data323 === "RING_HASH")) || (data323 === "MAGLEV"))){
+const err645 = {instancePath:instancePath+"/clusters/" + i52+"/lbPolicy",schemaPath:"#/properties/clusters/items/properties/lbPolicy/enum",keyword:"enum",params:{allowedValues: schema31.properties.clusters.items.properties.lbPolicy.enum},message:"must be equal to one of the allowed values"};
+if(vErrors === null){
+vErrors = [err645];
+}
+else {
+vErrors.push(err645);
+}
+errors++;
+}
+}
+if(data321.ringHash !== undefined){
+let data324 = data321.ringHash;
+if(data324 && typeof data324 == "object" && !Array.isArray(data324)){
+for(const key75 in data324){
+if(!((key75 === "minimumRingSize") || (key75 === "maximumRingSize"))){
+const err646 = {instancePath:instancePath+"/clusters/" + i52+"/ringHash",schemaPath:"#/properties/clusters/items/properties/ringHash/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key75},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err646];
+}
+else {
+vErrors.push(err646);
+}
+errors++;
+}
+}
+if(data324.minimumRingSize !== undefined){
+let data325 = data324.minimumRingSize;
+if(!((typeof data325 == "number") && (!(data325 % 1) && !isNaN(data325)))){
+const err647 = {instancePath:instancePath+"/clusters/" + i52+"/ringHash/minimumRingSize",schemaPath:"#/properties/clusters/items/properties/ringHash/properties/minimumRingSize/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err647];
+}
+else {
+vErrors.push(err647);
+}
+errors++;
+}
+if(typeof data325 == "number"){
+if(data325 < 1 || isNaN(data325)){
+const err648 = {instancePath:instancePath+"/clusters/" + i52+"/ringHash/minimumRingSize",schemaPath:"#/properties/clusters/items/properties/ringHash/properties/minimumRingSize/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if(vErrors === null){
+vErrors = [err648];
+}
+else {
+vErrors.push(err648);
+}
+errors++;
+}
+}
+}
+if(data324.maximumRingSize !== undefined){
+let data326 = data324.maximumRingSize;
+if(!((typeof data326 == "number") && (!(data326 % 1) && !isNaN(data326)))){
+const err649 = {instancePath:instancePath+"/clusters/" + i52+"/ringHash/maximumRingSize",schemaPath:"#/properties/clusters/items/properties/ringHash/properties/maximumRingSize/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err649];
+}
+else {
+vErrors.push(err649);
+}
+errors++;
+}
+if(typeof data326 == "number"){
+if(data326 < 1 || isNaN(data326)){
+const err650 = {instancePath:instancePath+"/clusters/" + i52+"/ringHash/maximumRingSize",schemaPath:"#/properties/clusters/items/properties/ringHash/properties/maximumRingSize/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if(vErrors === null){
+vErrors = [err650];
+}
+else {
+vErrors.push(err650);
+}
+errors++;
+}
+}
+}
+}
+else {
+const err651 = {instancePath:instancePath+"/clusters/" + i52+"/ringHash",schemaPath:"#/properties/clusters/items/properties/ringHash/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err651];
+}
+else {
+vErrors.push(err651);
+}
+errors++;
+}
+}
+if(data321.maglev !== undefined){
+let data327 = data321.maglev;
+if(data327 && typeof data327 == "object" && !Array.isArray(data327)){
+for(const key76 in data327){
+if(!(key76 === "tableSize")){
+const err652 = {instancePath:instancePath+"/clusters/" + i52+"/maglev",schemaPath:"#/properties/clusters/items/properties/maglev/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key76},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err652];
+}
+else {
+vErrors.push(err652);
+}
+errors++;
+}
+}
+if(data327.tableSize !== undefined){
+let data328 = data327.tableSize;
+if(!((typeof data328 == "number") && (!(data328 % 1) && !isNaN(data328)))){
+const err653 = {instancePath:instancePath+"/clusters/" + i52+"/maglev/tableSize",schemaPath:"#/properties/clusters/items/properties/maglev/properties/tableSize/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err653];
+}
+else {
+vErrors.push(err653);
+}
+errors++;
+}
+if(typeof data328 == "number"){
+if(data328 < 1 || isNaN(data328)){
+const err654 = {instancePath:instancePath+"/clusters/" + i52+"/maglev/tableSize",schemaPath:"#/properties/clusters/items/properties/maglev/properties/tableSize/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if(vErrors === null){
+vErrors = [err654];
+}
+else {
+vErrors.push(err654);
+}
+errors++;
+}
+}
+}
+}
+else {
+const err655 = {instancePath:instancePath+"/clusters/" + i52+"/maglev",schemaPath:"#/properties/clusters/items/properties/maglev/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err655];
+}
+else {
+vErrors.push(err655);
+}
+errors++;
+}
+}
+if(data321.protocol !== undefined){
+let data329 = data321.protocol;
+if(!((data329 === "http1") || (data329 === "http2"))){
+const err656 = {instancePath:instancePath+"/clusters/" + i52+"/protocol",schemaPath:"#/properties/clusters/items/properties/protocol/enum",keyword:"enum",params:{allowedValues: schema31.properties.clusters.items.properties.protocol.enum},message:"must be equal to one of the allowed values"};
+if(vErrors === null){
+vErrors = [err656];
+}
+else {
+vErrors.push(err656);
+}
+errors++;
+}
+}
+if(data321.endpoints !== undefined){
+let data330 = data321.endpoints;
+if(Array.isArray(data330)){
+const len53 = data330.length;
+for(let i53=0; i53<len53; i53++){
+let data331 = data330[i53];
+if(data331 && typeof data331 == "object" && !Array.isArray(data331)){
+if(data331.address === undefined){
+const err657 = {instancePath:instancePath+"/clusters/" + i52+"/endpoints/" + i53,schemaPath:"#/properties/clusters/items/properties/endpoints/items/required",keyword:"required",params:{missingProperty: "address"},message:"must have required property '"+"address"+"'"};
+if(vErrors === null){
+vErrors = [err657];
+}
+else {
+vErrors.push(err657);
+}
+errors++;
+}
+if(data331.port === undefined){
+const err658 = {instancePath:instancePath+"/clusters/" + i52+"/endpoints/" + i53,schemaPath:"#/properties/clusters/items/properties/endpoints/items/required",keyword:"required",params:{missingProperty: "port"},message:"must have required property '"+"port"+"'"};
+if(vErrors === null){
+vErrors = [err658];
+}
+else {
+vErrors.push(err658);
+}
+errors++;
+}
+for(const key77 in data331){
+if(!(((((key77 === "address") || (key77 === "port")) || (key77 === "weight")) || (key77 === "labels")) || (key77 === "locality"))){
+const err659 = {instancePath:instancePath+"/clusters/" + i52+"/endpoints/" + i53,schemaPath:"#/properties/clusters/items/properties/endpoints/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key77},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err659];
+}
+else {
+vErrors.push(err659);
+}
+errors++;
+}
+}
+if(data331.address !== undefined){
+let data332 = data331.address;
+if(typeof data332 === "string"){
+if(data332.length < 1){
+const err660 = {instancePath:instancePath+"/clusters/" + i52+"/endpoints/" + i53+"/address",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/address/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err660];
+}
+else {
+vErrors.push(err660);
+}
+errors++;
+}
+}
+else {
+const err661 = {instancePath:instancePath+"/clusters/" + i52+"/endpoints/" + i53+"/address",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/address/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err661];
+}
+else {
+vErrors.push(err661);
+}
+errors++;
+}
+}
+if(data331.port !== undefined){
+let data333 = data331.port;
+if(!((typeof data333 == "number") && (!(data333 % 1) && !isNaN(data333)))){
+const err662 = {instancePath:instancePath+"/clusters/" + i52+"/endpoints/" + i53+"/port",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err662];
+}
+else {
+vErrors.push(err662);
+}
+errors++;
+}
+if(typeof data333 == "number"){
+if(data333 > 65535 || isNaN(data333)){
+const err663 = {instancePath:instancePath+"/clusters/" + i52+"/endpoints/" + i53+"/port",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+if(vErrors === null){
+vErrors = [err663];
+}
+else {
+vErrors.push(err663);
+}
+errors++;
+}
+if(data333 < 1 || isNaN(data333)){
+const err664 = {instancePath:instancePath+"/clusters/" + i52+"/endpoints/" + i53+"/port",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if(vErrors === null){
+vErrors = [err664];
+}
+else {
+vErrors.push(err664);
+}
+errors++;
+}
+}
+}
+if(data331.weight !== undefined){
+let data334 = data331.weight;
+if(!((typeof data334 == "number") && (!(data334 % 1) && !isNaN(data334)))){
+const err665 = {instancePath:instancePath+"/clusters/" + i52+"/endpoints/" + i53+"/weight",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/weight/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err665];
+}
+else {
+vErrors.push(err665);
+}
+errors++;
+}
+if(typeof data334 == "number"){
+if(data334 > 1000000 || isNaN(data334)){
+const err666 = {instancePath:instancePath+"/clusters/" + i52+"/endpoints/" + i53+"/weight",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/weight/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1000000},message:"must be <= 1000000"};
+if(vErrors === null){
+vErrors = [err666];
+}
+else {
+vErrors.push(err666);
+}
+errors++;
+}
+if(data334 < 1 || isNaN(data334)){
+const err667 = {instancePath:instancePath+"/clusters/" + i52+"/endpoints/" + i53+"/weight",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/weight/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if(vErrors === null){
+vErrors = [err667];
+}
+else {
+vErrors.push(err667);
+}
+errors++;
+}
+}
+}
+if(data331.labels !== undefined){
+let data335 = data331.labels;
+if(data335 && typeof data335 == "object" && !Array.isArray(data335)){
+for(const key78 in data335){
+if(typeof data335[key78] !== "string"){
+const err668 = {instancePath:instancePath+"/clusters/" + i52+"/endpoints/" + i53+"/labels/" + key78.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/labels/additionalProperties/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err668];
+}
+else {
+vErrors.push(err668);
+}
+errors++;
+}
+}
+}
+else {
+const err669 = {instancePath:instancePath+"/clusters/" + i52+"/endpoints/" + i53+"/labels",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/labels/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err669];
+}
+else {
+vErrors.push(err669);
+}
+errors++;
+}
+}
+if(data331.locality !== undefined){
+if(typeof data331.locality !== "string"){
+const err670 = {instancePath:instancePath+"/clusters/" + i52+"/endpoints/" + i53+"/locality",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/locality/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err670];
+}
+else {
+vErrors.push(err670);
+}
+errors++;
+}
+}
+}
+else {
+const err671 = {instancePath:instancePath+"/clusters/" + i52+"/endpoints/" + i53,schemaPath:"#/properties/clusters/items/properties/endpoints/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err671];
+}
+else {
+vErrors.push(err671);
+}
+errors++;
+}
+}
+}
+else {
+const err672 = {instancePath:instancePath+"/clusters/" + i52+"/endpoints",schemaPath:"#/properties/clusters/items/properties/endpoints/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err672];
+}
+else {
+vErrors.push(err672);
+}
+errors++;
+}
+}
+if(data321.connectTimeoutMs !== undefined){
+let data338 = data321.connectTimeoutMs;
+if(!((typeof data338 == "number") && (!(data338 % 1) && !isNaN(data338)))){
+const err673 = {instancePath:instancePath+"/clusters/" + i52+"/connectTimeoutMs",schemaPath:"#/properties/clusters/items/properties/connectTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err673];
+}
+else {
+vErrors.push(err673);
+}
+errors++;
+}
+if(typeof data338 == "number"){
+if(data338 < 1 || isNaN(data338)){
+const err674 = {instancePath:instancePath+"/clusters/" + i52+"/connectTimeoutMs",schemaPath:"#/properties/clusters/items/properties/connectTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if(vErrors === null){
+vErrors = [err674];
+}
+else {
+vErrors.push(err674);
+}
+errors++;
+}
+}
+}
+if(data321.idleTimeoutMs !== undefined){
+let data339 = data321.idleTimeoutMs;
+if(!((typeof data339 == "number") && (!(data339 % 1) && !isNaN(data339)))){
+const err675 = {instancePath:instancePath+"/clusters/" + i52+"/idleTimeoutMs",schemaPath:"#/properties/clusters/items/properties/idleTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err675];
+}
+else {
+vErrors.push(err675);
+}
+errors++;
+}
+if(typeof data339 == "number"){
+if(data339 < 1 || isNaN(data339)){
+const err676 = {instancePath:instancePath+"/clusters/" + i52+"/idleTimeoutMs",schemaPath:"#/properties/clusters/items/properties/idleTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if(vErrors === null){
+vErrors = [err676];
+}
+else {
+vErrors.push(err676);
+}
+errors++;
+}
+}
+}
+if(data321.circuitBreakers !== undefined){
+let data340 = data321.circuitBreakers;
+if(data340 && typeof data340 == "object" && !Array.isArray(data340)){
+for(const key79 in data340){
+if(!(((((key79 === "maxConnections") || (key79 === "maxPendingRequests")) || (key79 === "maxRequests")) || (key79 === "maxRequestsPerConnection")) || (key79 === "retryBudget"))){
+const err677 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key79},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err677];
+}
+else {
+vErrors.push(err677);
+}
+errors++;
+}
+}
+if(data340.maxConnections !== undefined){
+let data341 = data340.maxConnections;
+if(!((typeof data341 == "number") && (!(data341 % 1) && !isNaN(data341)))){
+const err678 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers/maxConnections",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxConnections/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err678];
+}
+else {
+vErrors.push(err678);
+}
+errors++;
+}
+if(typeof data341 == "number"){
+if(data341 < 0 || isNaN(data341)){
+const err679 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers/maxConnections",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxConnections/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(vErrors === null){
+vErrors = [err679];
+}
+else {
+vErrors.push(err679);
+}
+errors++;
+}
+}
+}
+if(data340.maxPendingRequests !== undefined){
+let data342 = data340.maxPendingRequests;
+if(!((typeof data342 == "number") && (!(data342 % 1) && !isNaN(data342)))){
+const err680 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers/maxPendingRequests",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxPendingRequests/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err680];
+}
+else {
+vErrors.push(err680);
+}
+errors++;
+}
+if(typeof data342 == "number"){
+if(data342 < 0 || isNaN(data342)){
+const err681 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers/maxPendingRequests",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxPendingRequests/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(vErrors === null){
+vErrors = [err681];
+}
+else {
+vErrors.push(err681);
+}
+errors++;
+}
+}
+}
+if(data340.maxRequests !== undefined){
+let data343 = data340.maxRequests;
+if(!((typeof data343 == "number") && (!(data343 % 1) && !isNaN(data343)))){
+const err682 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers/maxRequests",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxRequests/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err682];
+}
+else {
+vErrors.push(err682);
+}
+errors++;
+}
+if(typeof data343 == "number"){
+if(data343 < 0 || isNaN(data343)){
+const err683 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers/maxRequests",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxRequests/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(vErrors === null){
+vErrors = [err683];
+}
+else {
+vErrors.push(err683);
+}
+errors++;
+}
+}
+}
+if(data340.maxRequestsPerConnection !== undefined){
+let data344 = data340.maxRequestsPerConnection;
+if(!((typeof data344 == "number") && (!(data344 % 1) && !isNaN(data344)))){
+const err684 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers/maxRequestsPerConnection",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxRequestsPerConnection/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err684];
+}
+else {
+vErrors.push(err684);
+}
+errors++;
+}
+if(typeof data344 == "number"){
+if(data344 < 0 || isNaN(data344)){
+const err685 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers/maxRequestsPerConnection",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxRequestsPerConnection/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(vErrors === null){
+vErrors = [err685];
+}
+else {
+vErrors.push(err685);
+}
+errors++;
+}
+}
+}
+if(data340.retryBudget !== undefined){
+let data345 = data340.retryBudget;
+if(data345 && typeof data345 == "object" && !Array.isArray(data345)){
+if(data345.budgetPercent === undefined){
+const err686 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers/retryBudget",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/required",keyword:"required",params:{missingProperty: "budgetPercent"},message:"must have required property '"+"budgetPercent"+"'"};
+if(vErrors === null){
+vErrors = [err686];
+}
+else {
+vErrors.push(err686);
+}
+errors++;
+}
+for(const key80 in data345){
+if(!((key80 === "budgetPercent") || (key80 === "minRetryConcurrency"))){
+const err687 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers/retryBudget",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key80},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err687];
+}
+else {
+vErrors.push(err687);
+}
+errors++;
+}
+}
+if(data345.budgetPercent !== undefined){
+let data346 = data345.budgetPercent;
+if(typeof data346 == "number"){
+if(data346 > 100 || isNaN(data346)){
+const err688 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers/retryBudget/budgetPercent",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/properties/budgetPercent/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
+if(vErrors === null){
+vErrors = [err688];
+}
+else {
+vErrors.push(err688);
+}
+errors++;
+}
+if(data346 < 0 || isNaN(data346)){
+const err689 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers/retryBudget/budgetPercent",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/properties/budgetPercent/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(vErrors === null){
+vErrors = [err689];
+}
+else {
+vErrors.push(err689);
+}
+errors++;
+}
+}
+else {
+const err690 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers/retryBudget/budgetPercent",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/properties/budgetPercent/type",keyword:"type",params:{type: "number"},message:"must be number"};
+if(vErrors === null){
+vErrors = [err690];
+}
+else {
+vErrors.push(err690);
+}
+errors++;
+}
+}
+if(data345.minRetryConcurrency !== undefined){
+let data347 = data345.minRetryConcurrency;
+if(!((typeof data347 == "number") && (!(data347 % 1) && !isNaN(data347)))){
+const err691 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers/retryBudget/minRetryConcurrency",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/properties/minRetryConcurrency/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err691];
+}
+else {
+vErrors.push(err691);
+}
+errors++;
+}
+if(typeof data347 == "number"){
+if(data347 < 0 || isNaN(data347)){
+const err692 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers/retryBudget/minRetryConcurrency",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/properties/minRetryConcurrency/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(vErrors === null){
+vErrors = [err692];
+}
+else {
+vErrors.push(err692);
+}
+errors++;
+}
+}
+}
+}
+else {
+const err693 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers/retryBudget",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err693];
+}
+else {
+vErrors.push(err693);
+}
+errors++;
+}
+}
+}
+else {
+const err694 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err694];
+}
+else {
+vErrors.push(err694);
+}
+errors++;
+}
+}
+if(data321.outlierDetection !== undefined){
+let data348 = data321.outlierDetection;
+if(data348 && typeof data348 == "object" && !Array.isArray(data348)){
+for(const key81 in data348){
+if(!((((((key81 === "consecutive5xxErrors") || (key81 === "consecutiveGatewayErrors")) || (key81 === "intervalMs")) || (key81 === "baseEjectionTimeMs")) || (key81 === "maxEjectionPercent")) || (key81 === "minHealthPercent"))){
+const err695 = {instancePath:instancePath+"/clusters/" + i52+"/outlierDetection",schemaPath:"#/properties/clusters/items/properties/outlierDetection/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key81},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err695];
+}
+else {
+vErrors.push(err695);
+}
+errors++;
+}
+}
+if(data348.consecutive5xxErrors !== undefined){
+let data349 = data348.consecutive5xxErrors;
+if(!((typeof data349 == "number") && (!(data349 % 1) && !isNaN(data349)))){
+const err696 = {instancePath:instancePath+"/clusters/" + i52+"/outlierDetection/consecutive5xxErrors",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/consecutive5xxErrors/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err696];
+}
+else {
+vErrors.push(err696);
+}
+errors++;
+}
+if(typeof data349 == "number"){
+if(data349 < 0 || isNaN(data349)){
+const err697 = {instancePath:instancePath+"/clusters/" + i52+"/outlierDetection/consecutive5xxErrors",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/consecutive5xxErrors/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(vErrors === null){
+vErrors = [err697];
+}
+else {
+vErrors.push(err697);
+}
+errors++;
+}
+}
+}
+if(data348.consecutiveGatewayErrors !== undefined){
+let data350 = data348.consecutiveGatewayErrors;
+if(!((typeof data350 == "number") && (!(data350 % 1) && !isNaN(data350)))){
+const err698 = {instancePath:instancePath+"/clusters/" + i52+"/outlierDetection/consecutiveGatewayErrors",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/consecutiveGatewayErrors/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err698];
+}
+else {
+vErrors.push(err698);
+}
+errors++;
+}
+if(typeof data350 == "number"){
+if(data350 < 0 || isNaN(data350)){
+const err699 = {instancePath:instancePath+"/clusters/" + i52+"/outlierDetection/consecutiveGatewayErrors",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/consecutiveGatewayErrors/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(vErrors === null){
+vErrors = [err699];
+}
+else {
+vErrors.push(err699);
+}
+errors++;
+}
+}
+}
+if(data348.intervalMs !== undefined){
+let data351 = data348.intervalMs;
+if(!((typeof data351 == "number") && (!(data351 % 1) && !isNaN(data351)))){
+const err700 = {instancePath:instancePath+"/clusters/" + i52+"/outlierDetection/intervalMs",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/intervalMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err700];
+}
+else {
+vErrors.push(err700);
+}
+errors++;
+}
+if(typeof data351 == "number"){
+if(data351 < 1 || isNaN(data351)){
+const err701 = {instancePath:instancePath+"/clusters/" + i52+"/outlierDetection/intervalMs",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/intervalMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if(vErrors === null){
+vErrors = [err701];
+}
+else {
+vErrors.push(err701);
+}
+errors++;
+}
+}
+}
+if(data348.baseEjectionTimeMs !== undefined){
+let data352 = data348.baseEjectionTimeMs;
+if(!((typeof data352 == "number") && (!(data352 % 1) && !isNaN(data352)))){
+const err702 = {instancePath:instancePath+"/clusters/" + i52+"/outlierDetection/baseEjectionTimeMs",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/baseEjectionTimeMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err702];
+}
+else {
+vErrors.push(err702);
+}
+errors++;
+}
+if(typeof data352 == "number"){
+if(data352 < 1 || isNaN(data352)){
+const err703 = {instancePath:instancePath+"/clusters/" + i52+"/outlierDetection/baseEjectionTimeMs",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/baseEjectionTimeMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if(vErrors === null){
+vErrors = [err703];
+}
+else {
+vErrors.push(err703);
+}
+errors++;
+}
+}
+}
+if(data348.maxEjectionPercent !== undefined){
+let data353 = data348.maxEjectionPercent;
+if(typeof data353 == "number"){
+if(data353 > 100 || isNaN(data353)){
+const err704 = {instancePath:instancePath+"/clusters/" + i52+"/outlierDetection/maxEjectionPercent",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/maxEjectionPercent/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
+if(vErrors === null){
+vErrors = [err704];
+}
+else {
+vErrors.push(err704);
+}
+errors++;
+}
+if(data353 < 0 || isNaN(data353)){
+const err705 = {instancePath:instancePath+"/clusters/" + i52+"/outlierDetection/maxEjectionPercent",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/maxEjectionPercent/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(vErrors === null){
+vErrors = [err705];
+}
+else {
+vErrors.push(err705);
+}
+errors++;
+}
+}
+else {
+const err706 = {instancePath:instancePath+"/clusters/" + i52+"/outlierDetection/maxEjectionPercent",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/maxEjectionPercent/type",keyword:"type",params:{type: "number"},message:"must be number"};
+if(vErrors === null){
+vErrors = [err706];
+}
+else {
+vErrors.push(err706);
+}
+errors++;
+}
+}
+if(data348.minHealthPercent !== undefined){
+let data354 = data348.minHealthPercent;
+if(typeof data354 == "number"){
+if(data354 > 100 || isNaN(data354)){
+const err707 = {instancePath:instancePath+"/clusters/" + i52+"/outlierDetection/minHealthPercent",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/minHealthPercent/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
+if(vErrors === null){
+vErrors = [err707];
+}
+else {
+vErrors.push(err707);
+}
+errors++;
+}
+if(data354 < 0 || isNaN(data354)){
+const err708 = {instancePath:instancePath+"/clusters/" + i52+"/outlierDetection/minHealthPercent",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/minHealthPercent/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(vErrors === null){
+vErrors = [err708];
+}
+else {
+vErrors.push(err708);
+}
+errors++;
+}
+}
+else {
+const err709 = {instancePath:instancePath+"/clusters/" + i52+"/outlierDetection/minHealthPercent",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/minHealthPercent/type",keyword:"type",params:{type: "number"},message:"must be number"};
+if(vErrors === null){
+vErrors = [err709];
+}
+else {
+vErrors.push(err709);
+}
+errors++;
+}
+}
+}
+else {
+const err710 = {instancePath:instancePath+"/clusters/" + i52+"/outlierDetection",schemaPath:"#/properties/clusters/items/properties/outlierDetection/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err710];
+}
+else {
+vErrors.push(err710);
+}
+errors++;
+}
+}
+if(data321.tls !== undefined){
+let data355 = data321.tls;
+if(data355 && typeof data355 == "object" && !Array.isArray(data355)){
+for(const key82 in data355){
+if(!((((((key82 === "sni") || (key82 === "validationContext")) || (key82 === "certificateChain")) || (key82 === "privateKey")) || (key82 === "alpnProtocols")) || (key82 === "insecureSkipVerify"))){
+const err711 = {instancePath:instancePath+"/clusters/" + i52+"/tls",schemaPath:"#/properties/clusters/items/properties/tls/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key82},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err711];
+}
+else {
+vErrors.push(err711);
+}
+errors++;
+}
+}
+if(data355.sni !== undefined){
+let data356 = data355.sni;
+if(typeof data356 === "string"){
+if(data356.length < 1){
+const err712 = {instancePath:instancePath+"/clusters/" + i52+"/tls/sni",schemaPath:"#/properties/clusters/items/properties/tls/properties/sni/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err712];
+}
+else {
+vErrors.push(err712);
+}
+errors++;
+}
+}
+else {
+const err713 = {instancePath:instancePath+"/clusters/" + i52+"/tls/sni",schemaPath:"#/properties/clusters/items/properties/tls/properties/sni/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err713];
+}
+else {
+vErrors.push(err713);
+}
+errors++;
+}
+}
+if(data355.validationContext !== undefined){
+let data357 = data355.validationContext;
+if(typeof data357 === "string"){
+if(data357.length < 1){
+const err714 = {instancePath:instancePath+"/clusters/" + i52+"/tls/validationContext",schemaPath:"#/properties/clusters/items/properties/tls/properties/validationContext/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err714];
+}
+else {
+vErrors.push(err714);
+}
+errors++;
+}
+}
+else {
+const err715 = {instancePath:instancePath+"/clusters/" + i52+"/tls/validationContext",schemaPath:"#/properties/clusters/items/properties/tls/properties/validationContext/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err715];
+}
+else {
+vErrors.push(err715);
+}
+errors++;
+}
+}
+if(data355.certificateChain !== undefined){
+let data358 = data355.certificateChain;
+if(typeof data358 === "string"){
+if(data358.length < 1){
+const err716 = {instancePath:instancePath+"/clusters/" + i52+"/tls/certificateChain",schemaPath:"#/properties/clusters/items/properties/tls/properties/certificateChain/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err716];
+}
+else {
+vErrors.push(err716);
+}
+errors++;
+}
+}
+else {
+const err717 = {instancePath:instancePath+"/clusters/" + i52+"/tls/certificateChain",schemaPath:"#/properties/clusters/items/properties/tls/properties/certificateChain/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err717];
+}
+else {
+vErrors.push(err717);
+}
+errors++;
+}
+}
+if(data355.privateKey !== undefined){
+let data359 = data355.privateKey;
+if(typeof data359 === "string"){
+if(data359.length < 1){
+const err718 = {instancePath:instancePath+"/clusters/" + i52+"/tls/privateKey",schemaPath:"#/properties/clusters/items/properties/tls/properties/privateKey/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err718];
+}
+else {
+vErrors.push(err718);
+}
+errors++;
+}
+}
+else {
+const err719 = {instancePath:instancePath+"/clusters/" + i52+"/tls/privateKey",schemaPath:"#/properties/clusters/items/properties/tls/properties/privateKey/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err719];
+}
+else {
+vErrors.push(err719);
+}
+errors++;
+}
+}
+if(data355.alpnProtocols !== undefined){
+let data360 = data355.alpnProtocols;
+if(Array.isArray(data360)){
+const len54 = data360.length;
+for(let i54=0; i54<len54; i54++){
+let data361 = data360[i54];
+if(typeof data361 === "string"){
+if(data361.length < 1){
+const err720 = {instancePath:instancePath+"/clusters/" + i52+"/tls/alpnProtocols/" + i54,schemaPath:"#/properties/clusters/items/properties/tls/properties/alpnProtocols/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err720];
+}
+else {
+vErrors.push(err720);
+}
+errors++;
+}
+}
+else {
+const err721 = {instancePath:instancePath+"/clusters/" + i52+"/tls/alpnProtocols/" + i54,schemaPath:"#/properties/clusters/items/properties/tls/properties/alpnProtocols/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err721];
+}
+else {
+vErrors.push(err721);
+}
+errors++;
+}
+}
+}
+else {
+const err722 = {instancePath:instancePath+"/clusters/" + i52+"/tls/alpnProtocols",schemaPath:"#/properties/clusters/items/properties/tls/properties/alpnProtocols/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err722];
+}
+else {
+vErrors.push(err722);
+}
+errors++;
+}
+}
+if(data355.insecureSkipVerify !== undefined){
+if(typeof data355.insecureSkipVerify !== "boolean"){
+const err723 = {instancePath:instancePath+"/clusters/" + i52+"/tls/insecureSkipVerify",schemaPath:"#/properties/clusters/items/properties/tls/properties/insecureSkipVerify/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(vErrors === null){
+vErrors = [err723];
+}
+else {
+vErrors.push(err723);
+}
+errors++;
+}
+}
+}
+else {
+const err724 = {instancePath:instancePath+"/clusters/" + i52+"/tls",schemaPath:"#/properties/clusters/items/properties/tls/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err724];
+}
+else {
+vErrors.push(err724);
+}
+errors++;
+}
+}
+}
+else {
+const err725 = {instancePath:instancePath+"/clusters/" + i52,schemaPath:"#/properties/clusters/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err725];
+}
+else {
+vErrors.push(err725);
+}
+errors++;
+}
+}
+}
+else {
+const err726 = {instancePath:instancePath+"/clusters",schemaPath:"#/properties/clusters/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err726];
+}
+else {
+vErrors.push(err726);
+}
+errors++;
+}
+}
+if(data.telemetry !== undefined){
+let data363 = data.telemetry;
+if(data363 && typeof data363 == "object" && !Array.isArray(data363)){
+for(const key83 in data363){
+if(!(((key83 === "prometheus") || (key83 === "accessLog")) || (key83 === "tracing"))){
+const err727 = {instancePath:instancePath+"/telemetry",schemaPath:"#/properties/telemetry/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key83},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err727];
+}
+else {
+vErrors.push(err727);
+}
+errors++;
+}
+}
+if(data363.prometheus !== undefined){
+let data364 = data363.prometheus;
+if(data364 && typeof data364 == "object" && !Array.isArray(data364)){
+for(const key84 in data364){
+if(!((key84 === "address") || (key84 === "port"))){
+const err728 = {instancePath:instancePath+"/telemetry/prometheus",schemaPath:"#/properties/telemetry/properties/prometheus/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key84},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err728];
+}
+else {
+vErrors.push(err728);
+}
+errors++;
+}
+}
+if(data364.address !== undefined){
+let data365 = data364.address;
+if(typeof data365 === "string"){
+if(data365.length < 1){
+const err729 = {instancePath:instancePath+"/telemetry/prometheus/address",schemaPath:"#/properties/telemetry/properties/prometheus/properties/address/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err729];
+}
+else {
+vErrors.push(err729);
+}
+errors++;
+}
+}
+else {
+const err730 = {instancePath:instancePath+"/telemetry/prometheus/address",schemaPath:"#/properties/telemetry/properties/prometheus/properties/address/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err730];
+}
+else {
+vErrors.push(err730);
+}
+errors++;
+}
+}
+if(data364.port !== undefined){
+let data366 = data364.port;
+if(!((typeof data366 == "number") && (!(data366 % 1) && !isNaN(data366)))){
+const err731 = {instancePath:instancePath+"/telemetry/prometheus/port",schemaPath:"#/properties/telemetry/properties/prometheus/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err731];
+}
+else {
+vErrors.push(err731);
+}
+errors++;
+}
+if(typeof data366 == "number"){
+if(data366 > 65535 || isNaN(data366)){
+const err732 = {instancePath:instancePath+"/telemetry/prometheus/port",schemaPath:"#/properties/telemetry/properties/prometheus/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+if(vErrors === null){
+vErrors = [err732];
+}
+else {
+vErrors.push(err732);
+}
+errors++;
+}
+if(data366 < 0 || isNaN(data366)){
+const err733 = {instancePath:instancePath+"/telemetry/prometheus/port",schemaPath:"#/properties/telemetry/properties/prometheus/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(vErrors === null){
+vErrors = [err733];
+}
+else {
+vErrors.push(err733);
+}
+errors++;
+}
+}
+}
+}
+else {
+const err734 = {instancePath:instancePath+"/telemetry/prometheus",schemaPath:"#/properties/telemetry/properties/prometheus/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err734];
+}
+else {
+vErrors.push(err734);
+}
+errors++;
+}
+}
+if(data363.accessLog !== undefined){
+let data367 = data363.accessLog;
+if(data367 && typeof data367 == "object" && !Array.isArray(data367)){
+if(data367.path === undefined){
+const err735 = {instancePath:instancePath+"/telemetry/accessLog",schemaPath:"#/properties/telemetry/properties/accessLog/required",keyword:"required",params:{missingProperty: "path"},message:"must have required property '"+"path"+"'"};
+if(vErrors === null){
+vErrors = [err735];
+}
+else {
+vErrors.push(err735);
+}
+errors++;
+}
+for(const key85 in data367){
+if(!(key85 === "path")){
+const err736 = {instancePath:instancePath+"/telemetry/accessLog",schemaPath:"#/properties/telemetry/properties/accessLog/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key85},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err736];
+}
+else {
+vErrors.push(err736);
+}
+errors++;
+}
+}
+if(data367.path !== undefined){
+let data368 = data367.path;
+if(typeof data368 === "string"){
+if(data368.length < 1){
+const err737 = {instancePath:instancePath+"/telemetry/accessLog/path",schemaPath:"#/properties/telemetry/properties/accessLog/properties/path/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err737];
+}
+else {
+vErrors.push(err737);
+}
+errors++;
+}
+}
+else {
+const err738 = {instancePath:instancePath+"/telemetry/accessLog/path",schemaPath:"#/properties/telemetry/properties/accessLog/properties/path/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err738];
+}
+else {
+vErrors.push(err738);
+}
+errors++;
+}
+}
+}
+else {
+const err739 = {instancePath:instancePath+"/telemetry/accessLog",schemaPath:"#/properties/telemetry/properties/accessLog/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err739];
+}
+else {
+vErrors.push(err739);
+}
+errors++;
+}
+}
+if(data363.tracing !== undefined){
+let data369 = data363.tracing;
+if(data369 && typeof data369 == "object" && !Array.isArray(data369)){
+if(data369.otlpEndpoint === undefined){
+const err740 = {instancePath:instancePath+"/telemetry/tracing",schemaPath:"#/properties/telemetry/properties/tracing/required",keyword:"required",params:{missingProperty: "otlpEndpoint"},message:"must have required property '"+"otlpEndpoint"+"'"};
+if(vErrors === null){
+vErrors = [err740];
+}
+else {
+vErrors.push(err740);
+}
+errors++;
+}
+for(const key86 in data369){
+if(!(((key86 === "otlpEndpoint") || (key86 === "samplingPercent")) || (key86 === "serviceName"))){
+const err741 = {instancePath:instancePath+"/telemetry/tracing",schemaPath:"#/properties/telemetry/properties/tracing/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key86},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err741];
+}
+else {
+vErrors.push(err741);
+}
+errors++;
+}
+}
+if(data369.otlpEndpoint !== undefined){
+let data370 = data369.otlpEndpoint;
+if(typeof data370 === "string"){
+if(!pattern4.test(data370)){
+const err742 = {instancePath:instancePath+"/telemetry/tracing/otlpEndpoint",schemaPath:"#/properties/telemetry/properties/tracing/properties/otlpEndpoint/pattern",keyword:"pattern",params:{pattern: "^https?://"},message:"must match pattern \""+"^https?://"+"\""};
+if(vErrors === null){
+vErrors = [err742];
+}
+else {
+vErrors.push(err742);
+}
+errors++;
+}
+}
+else {
+const err743 = {instancePath:instancePath+"/telemetry/tracing/otlpEndpoint",schemaPath:"#/properties/telemetry/properties/tracing/properties/otlpEndpoint/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err743];
+}
+else {
+vErrors.push(err743);
+}
+errors++;
+}
+}
+if(data369.samplingPercent !== undefined){
+let data371 = data369.samplingPercent;
+if(typeof data371 == "number"){
+if(data371 > 100 || isNaN(data371)){
+const err744 = {instancePath:instancePath+"/telemetry/tracing/samplingPercent",schemaPath:"#/properties/telemetry/properties/tracing/properties/samplingPercent/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
+if(vErrors === null){
+vErrors = [err744];
+}
+else {
+vErrors.push(err744);
+}
+errors++;
+}
+if(data371 < 0 || isNaN(data371)){
+const err745 = {instancePath:instancePath+"/telemetry/tracing/samplingPercent",schemaPath:"#/properties/telemetry/properties/tracing/properties/samplingPercent/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(vErrors === null){
+vErrors = [err745];
+}
+else {
+vErrors.push(err745);
+}
+errors++;
+}
+}
+else {
+const err746 = {instancePath:instancePath+"/telemetry/tracing/samplingPercent",schemaPath:"#/properties/telemetry/properties/tracing/properties/samplingPercent/type",keyword:"type",params:{type: "number"},message:"must be number"};
+if(vErrors === null){
+vErrors = [err746];
+}
+else {
+vErrors.push(err746);
+}
+errors++;
+}
+}
+if(data369.serviceName !== undefined){
+let data372 = data369.serviceName;
+if(typeof data372 === "string"){
+if(data372.length < 1){
+const err747 = {instancePath:instancePath+"/telemetry/tracing/serviceName",schemaPath:"#/properties/telemetry/properties/tracing/properties/serviceName/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err747];
+}
+else {
+vErrors.push(err747);
+}
+errors++;
+}
+}
+else {
+const err748 = {instancePath:instancePath+"/telemetry/tracing/serviceName",schemaPath:"#/properties/telemetry/properties/tracing/properties/serviceName/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err748];
+}
+else {
+vErrors.push(err748);
+}
+errors++;
+}
+}
+}
+else {
+const err749 = {instancePath:instancePath+"/telemetry/tracing",schemaPath:"#/properties/telemetry/properties/tracing/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err749];
+}
+else {
+vErrors.push(err749);
+}
+errors++;
+}
+}
+}
+else {
+const err750 = {instancePath:instancePath+"/telemetry",schemaPath:"#/properties/telemetry/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err750];
+}
+else {
+vErrors.push(err750);
+}
+errors++;
+}
+}
+}
+else {
+const err751 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err751];
+}
+else {
+vErrors.push(err751);
 }
 errors++;
 }

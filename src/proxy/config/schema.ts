@@ -21,6 +21,32 @@ const obj = (properties: Schema, required: string[] = [], extra: Schema = {}): S
 });
 const arr = (items: Schema, extra: Schema = {}): Schema => ({ type: "array", items, ...extra });
 
+const percentage = { type: "number", minimum: 0, maximum: 100 } as const;
+const stringMatch = {
+  oneOf: [
+    obj({ exact: str }, ["exact"]),
+    obj({ prefix: str }, ["prefix"]),
+    obj({ regex: nonEmpty }, ["regex"]),
+  ],
+};
+const localRateLimit = obj(
+  { maxTokens: positiveInt, tokensPerFill: positiveInt, fillIntervalMs: positiveInt },
+  ["maxTokens", "fillIntervalMs"],
+);
+const RETRY_ON = [
+  "5xx",
+  "gateway-error",
+  "reset",
+  "connect-failure",
+  "refused-stream",
+  "retriable-4xx",
+  "retriable-status-codes",
+  "cancelled",
+  "deadline-exceeded",
+  "resource-exhausted",
+  "unavailable",
+];
+
 const headerValueOption = obj({ name: nonEmpty, value: str, append: bool }, ["name", "value"]);
 const headerOps = {
   requestHeadersToAdd: arr(headerValueOption),
@@ -87,6 +113,38 @@ const routeConfiguration = obj(
                       obj({ queryParameter: nonEmpty }, ["queryParameter"]),
                     ],
                   }),
+                  timeoutMs: nonNegInt,
+                  retryPolicy: obj(
+                    {
+                      numRetries: { type: "integer", minimum: 0, maximum: 100 },
+                      perTryTimeoutMs: nonNegInt,
+                      retryOn: arr({ enum: RETRY_ON }),
+                      retriableStatusCodes: arr({ type: "integer", minimum: 100, maximum: 599 }),
+                      backoff: obj({ baseIntervalMs: positiveInt, maxIntervalMs: positiveInt }),
+                    },
+                    ["numRetries"],
+                  ),
+                  fault: obj({
+                    delay: obj({ fixedDelayMs: nonNegInt, percentage }, ["fixedDelayMs"]),
+                    abort: obj({
+                      httpStatus: { type: "integer", minimum: 200, maximum: 599 },
+                      grpcStatus: { type: "integer", minimum: 0, maximum: 16 },
+                      percentage,
+                    }),
+                  }),
+                  requestMirrorPolicies: arr(obj({ cluster: nonEmpty, percentage }, ["cluster"])),
+                  cors: obj(
+                    {
+                      allowOrigins: arr(stringMatch),
+                      allowMethods: arr(nonEmpty),
+                      allowHeaders: arr(nonEmpty),
+                      exposeHeaders: arr(nonEmpty),
+                      maxAgeSeconds: nonNegInt,
+                      allowCredentials: bool,
+                    },
+                    ["allowOrigins"],
+                  ),
+                  localRateLimit,
                 }),
                 redirect: obj({
                   scheme: { enum: ["http", "https"] },
@@ -148,6 +206,8 @@ const filterChain = obj(
             mode: { enum: ["server", "http_proxy"] },
             codec: { enum: ["auto", "http1", "http2"] },
             statPrefix: nonEmpty,
+            reporter: { enum: ["source", "destination"] },
+            localRateLimit,
           },
           ["type"],
         ),
@@ -187,6 +247,15 @@ const cluster = obj(
       maxPendingRequests: nonNegInt,
       maxRequests: nonNegInt,
       maxRequestsPerConnection: nonNegInt,
+      retryBudget: obj({ budgetPercent: percentage, minRetryConcurrency: nonNegInt }, ["budgetPercent"]),
+    }),
+    outlierDetection: obj({
+      consecutive5xxErrors: nonNegInt,
+      consecutiveGatewayErrors: nonNegInt,
+      intervalMs: positiveInt,
+      baseEjectionTimeMs: positiveInt,
+      maxEjectionPercent: percentage,
+      minHealthPercent: percentage,
     }),
     tls: obj({
       sni: nonEmpty,
@@ -225,6 +294,18 @@ export const PROXY_CONFIG_SCHEMA: Schema = {
       ),
       routeConfigs: arr(routeConfiguration),
       clusters: arr(cluster),
+      telemetry: obj({
+        prometheus: obj({ address: nonEmpty, port }),
+        accessLog: obj({ path: nonEmpty }, ["path"]),
+        tracing: obj(
+          {
+            otlpEndpoint: { type: "string", pattern: "^https?://" },
+            samplingPercent: percentage,
+            serviceName: nonEmpty,
+          },
+          ["otlpEndpoint"],
+        ),
+      }),
     },
     ["listeners"],
   ),

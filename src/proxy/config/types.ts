@@ -11,11 +11,34 @@ export interface ProxyConfig {
   readonly clusters?: readonly ClusterConfig[];
   /** Version label of this config, shown in /config_dump; set by whoever produced it. */
   readonly version?: string;
+  /** Metrics, access log and tracing. Absent: none of them. */
+  readonly telemetry?: TelemetryConfig;
+}
+
+export interface TelemetryConfig {
+  /** Prometheus scrape endpoint (Istio's :15090/stats/prometheus). */
+  readonly prometheus?: { readonly address?: string; readonly port?: number };
+  /** One JSON line per request. path: a file, or "/dev/stdout". */
+  readonly accessLog?: { readonly path: string };
+  /** Spans exported with OTLP/HTTP. */
+  readonly tracing?: {
+    /** e.g. http://127.0.0.1:4318/v1/traces */
+    readonly otlpEndpoint: string;
+    /** 0-100, for requests that arrive without a sampling decision. Default 1 (Istio's). */
+    readonly samplingPercent?: number;
+    /** service.name of the spans. Default: node.metadata.workload or "isthmus-proxy". */
+    readonly serviceName?: string;
+  };
 }
 
 export interface NodeInfo {
   readonly id?: string;
   readonly cluster?: string;
+  /**
+   * This workload's labels for telemetry: workload, namespace, app, version, canonical_service,
+   * canonical_revision, principal, cluster (Istio's metric label names without the source_/destination_
+   * prefix). Sent to peers in the peer metadata exchange.
+   */
   readonly metadata?: Readonly<Record<string, string>>;
 }
 
@@ -94,6 +117,13 @@ export interface HttpConnectionManagerConfig {
   /** Accepted downstream protocols. Default "auto": HTTP/1.1, and HTTP/2 by prior knowledge (h2c) or ALPN. */
   readonly codec?: "auto" | "http1" | "http2";
   readonly statPrefix?: string;
+  /**
+   * Which side of the hop this chain serves, for telemetry: "source" (outbound: the app's requests leave
+   * through it) or "destination" (inbound: requests arrive for the app). Default "destination".
+   */
+  readonly reporter?: "source" | "destination";
+  /** A token bucket for every request of this chain, before routing; beyond it 429 with flag RL. */
+  readonly localRateLimit?: LocalRateLimit;
 }
 
 export interface TcpProxyConfig {
@@ -181,6 +211,83 @@ export interface RouteAction {
   readonly hostRewrite?: string;
   /** Consistent-hash inputs, first that yields a value wins (for RING_HASH / MAGLEV clusters). */
   readonly hashPolicy?: readonly HashPolicy[];
+  /**
+   * Time for the whole exchange, all retries included, until the response is complete: beyond it 504 with
+   * flag UT (or the stream is reset when the response had started). Absent or 0: none (Istio's default).
+   */
+  readonly timeoutMs?: number;
+  /**
+   * Absent: the mesh default (Istio's): 2 retries on connect-failure, refused-stream, unavailable, cancelled.
+   * `{ numRetries: 0 }` turns retries off.
+   */
+  readonly retryPolicy?: RetryPolicy;
+  /** Faults injected before the request is forwarded (Istio's HTTPFaultInjection). */
+  readonly fault?: FaultPolicy;
+  /** Copies of the request sent to other clusters, fire and forget; the Host gets "-shadow". */
+  readonly requestMirrorPolicies?: readonly MirrorPolicy[];
+  /** CORS (Istio's corsPolicy); preflights are answered by the proxy. */
+  readonly cors?: CorsPolicy;
+  /** A token bucket for this route's requests; beyond it 429 with flag RL. */
+  readonly localRateLimit?: LocalRateLimit;
+}
+
+export interface FaultPolicy {
+  /** percentage: 0-100 of requests. */
+  readonly delay?: { readonly fixedDelayMs: number; readonly percentage?: number };
+  /** Either an HTTP status or a gRPC status (sent as a trailers-only gRPC response). */
+  readonly abort?: {
+    readonly httpStatus?: number;
+    readonly grpcStatus?: number;
+    readonly percentage?: number;
+  };
+}
+
+export interface MirrorPolicy {
+  readonly cluster: string;
+  /** 0-100; default 100. */
+  readonly percentage?: number;
+}
+
+export interface StringMatch {
+  readonly exact?: string;
+  readonly prefix?: string;
+  /** RE2, whole value. */
+  readonly regex?: string;
+}
+
+export interface CorsPolicy {
+  readonly allowOrigins: readonly StringMatch[];
+  readonly allowMethods?: readonly string[];
+  readonly allowHeaders?: readonly string[];
+  readonly exposeHeaders?: readonly string[];
+  readonly maxAgeSeconds?: number;
+  readonly allowCredentials?: boolean;
+}
+
+/** Envoy's local rate limit: a bucket of maxTokens, refilled by tokensPerFill every fillIntervalMs. */
+export interface LocalRateLimit {
+  readonly maxTokens: number;
+  /** Default maxTokens. */
+  readonly tokensPerFill?: number;
+  readonly fillIntervalMs: number;
+}
+
+/** Envoy's retry policy (Istio's HTTPRetry). */
+export interface RetryPolicy {
+  /** Retries after the first attempt. */
+  readonly numRetries: number;
+  /** Each attempt's own timeout (504 UT for that attempt, retried on 5xx / gateway-error / reset). */
+  readonly perTryTimeoutMs?: number;
+  /**
+   * Envoy's conditions: 5xx, gateway-error, reset, connect-failure, refused-stream, retriable-4xx,
+   * retriable-status-codes, and for gRPC cancelled, deadline-exceeded, resource-exhausted, unavailable.
+   * Default: connect-failure, refused-stream, unavailable, cancelled.
+   */
+  readonly retryOn?: readonly string[];
+  /** With retriable-status-codes (a bare status in Istio's retryOn means this). */
+  readonly retriableStatusCodes?: readonly number[];
+  /** Exponential backoff with full jitter: base 25 ms, max 10 x base (Envoy's). */
+  readonly backoff?: { readonly baseIntervalMs?: number; readonly maxIntervalMs?: number };
 }
 
 export interface WeightedCluster {
@@ -240,6 +347,24 @@ export interface ClusterConfig {
   readonly idleTimeoutMs?: number;
   /** TLS to the upstream. */
   readonly tls?: UpstreamTlsConfig;
+  /** Passive health checking (Istio's outlierDetection). */
+  readonly outlierDetection?: OutlierDetection;
+}
+
+/** Envoy's outlier detection, as Istio's DestinationRule sets it. Defaults are Envoy's. */
+export interface OutlierDetection {
+  /** 5xx responses (and connection failures) in a row that eject an endpoint. Default 5; 0 disables. */
+  readonly consecutive5xxErrors?: number;
+  /** 502/503/504 (and connection failures) in a row. Default 0 (off). */
+  readonly consecutiveGatewayErrors?: number;
+  /** How often ejections are reconsidered. Default 10 s. */
+  readonly intervalMs?: number;
+  /** An ejection lasts this times the number of times the endpoint was ejected. Default 30 s. */
+  readonly baseEjectionTimeMs?: number;
+  /** At most this share of the endpoints ejected at once. Default 10 %; at least one can always be. */
+  readonly maxEjectionPercent?: number;
+  /** Below this share of healthy endpoints, ejection stops (panic). Default 0. */
+  readonly minHealthPercent?: number;
 }
 
 /** Istio's connectionPool limits, per cluster. Unset = Envoy's defaults (effectively unlimited: 2^32-1). */
@@ -252,6 +377,12 @@ export interface CircuitBreakers {
   readonly maxRequests?: number;
   /** http.maxRequestsPerConnection: a connection is closed after this many (0 = unlimited). */
   readonly maxRequestsPerConnection?: number;
+  /**
+   * Retries in flight at once may not exceed this share of the active requests (at least
+   * minRetryConcurrency), so that retries cannot multiply the load on a failing service. Absent: unlimited
+   * (Istio leaves maxRetries unlimited).
+   */
+  readonly retryBudget?: { readonly budgetPercent: number; readonly minRetryConcurrency?: number };
 }
 
 export interface UpstreamTlsConfig {

@@ -61,6 +61,10 @@ export function replyForFlag(flag: ResponseFlag, detail: string): { status: numb
       };
     case ResponseFlag.UpstreamProtocolError:
       return { status: 502, body: `upstream sent an invalid response: ${detail}` };
+    case ResponseFlag.UpstreamRequestTimeout:
+      return { status: 504, body: "upstream request timeout" };
+    case ResponseFlag.RateLimited:
+      return { status: 429, body: "local_rate_limited" };
     default:
       return { status: 400, body: detail };
   }

@@ -6,10 +6,16 @@ import net from "node:net";
 import { http2Module } from "../http2/lazy.ts";
 import type { HashInput } from "../lb/hash-policy.ts";
 import type { HttpRuntime } from "../listener/http-runtime.ts";
-import { chooseUpstream, requestHashInput } from "../router/choose-upstream.ts";
+import { chooseRetryEndpoint, chooseUpstream, requestHashInput } from "../router/choose-upstream.ts";
 import { redirectLocation } from "../router/redirect.ts";
+import {
+  type AttemptFailure,
+  FAIL_CONNECT,
+  FAIL_PER_TRY_TIMEOUT,
+  FAIL_RESET,
+} from "../router/retry-policy.ts";
 import { type CompiledRoute, type CompiledWeightedCluster, pickCluster } from "../router/route-table.ts";
-import type { Cluster, Endpoint } from "../upstream/cluster.ts";
+import { type Cluster, type Endpoint, retryAllowed } from "../upstream/cluster.ts";
 import type { UpstreamExchange } from "../upstream/exchange.ts";
 import type { ResponseHandler } from "../upstream/http1-connection.ts";
 import type { Http1Pool, PoolWaiter } from "../upstream/http1-pool.ts";
@@ -51,6 +57,19 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
   private keepAlive = true;
   /** HTTP/1.0 client, chunked upstream: the body is decoded and the connection closed at its end. */
   private dechunk: ChunkedDecoder | null = null;
+  // Resilience of the request in flight: attempts made, endpoints tried, the body kept for a retry (null when
+  // it outgrew RETRY_BUFFER_BYTES and cannot be replayed), and the timers (none unless the route sets them).
+  private attempts = 0;
+  private tried: Endpoint[] | null = null;
+  private replay: Buffer[] | null = null;
+  private replayBytes = 0;
+  private retrying = false;
+  private routeTimer: NodeJS.Timeout | null = null;
+  private tryTimer: NodeJS.Timeout | null = null;
+  private backoffTimer: NodeJS.Timeout | null = null;
+  private readonly onRouteTimeout: () => void;
+  private readonly onTryTimeout: () => void;
+  private readonly onBackoffDone: () => void;
   private corked = false;
   private readonly writeDecoded: (buf: Buffer, from: number, to: number) => void;
   private readonly onUpstreamDrain: () => void;
@@ -66,6 +85,9 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
       this.socket.write(buf.subarray(from, to));
     };
     this.onUpstreamDrain = () => this.socket.resume();
+    this.onRouteTimeout = () => this.routeTimedOut();
+    this.onTryTimeout = () => this.tryTimedOut();
+    this.onBackoffDone = () => this.retryNow();
     socket.on("data", (chunk: Buffer) => this.onData(chunk));
     socket.on("drain", () => this.upstream?.resume());
     socket.on("error", () => this.onClose());
@@ -170,6 +192,10 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
     this.endpoint = ep;
     if (head.chunked) this.bodyDecoder = new ChunkedDecoder();
     else this.bodyRemaining = Math.max(head.contentLength, 0);
+    this.attempts = 1;
+    this.replayBytes = 0;
+    this.replay = route.retry.numRetries > 0 && (head.chunked || head.contentLength > 0) ? [] : null;
+    if (route.timeoutMs > 0) this.routeTimer = setTimeout(this.onRouteTimeout, route.timeoutMs);
     // Envoy answers 100-continue itself, so the client starts sending while the upstream is reached.
     if (head.expectContinue && head.minor === 1) this.socket.write("HTTP/1.1 100 Continue\r\n\r\n");
     this.state = WAIT_POOL;
@@ -218,7 +244,12 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
     head += `x-forwarded-proto: ${this.rt.scheme}\r\n\r\n`;
     conn.write(head);
     this.state = FORWARD;
-    if (!req.chunked && this.bodyRemaining === 0) {
+    if (route.retry.perTryTimeoutMs > 0)
+      this.tryTimer = setTimeout(this.onTryTimeout, route.retry.perTryTimeoutMs);
+    if (this.attempts > 1 && this.replay !== null) for (const b of this.replay) conn.write(b);
+    if (this.requestBodyDone) {
+      conn.endRequest();
+    } else if (!req.chunked && this.bodyRemaining === 0) {
       this.requestBodyDone = true;
       conn.endRequest();
     } else if (this.buf !== null) {
@@ -234,7 +265,8 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
       if (this.endpoint) this.endpoint.cxConnectFail++;
     }
     this.socket.resume();
-    this.upstreamFailed(flag, detail);
+    if (flag === ResponseFlag.UpstreamConnectionFailure) this.attemptFailed(FAIL_CONNECT, flag, detail);
+    else this.upstreamFailed(flag, detail);
   }
 
   private forwardBody(): void {
@@ -259,7 +291,13 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
       this.bodyRemaining -= n;
       if (this.bodyRemaining === 0) this.requestBodyDone = true;
     }
-    const ok = up.write(n === buf.length ? buf : buf.subarray(0, n));
+    const part = n === buf.length ? buf : buf.subarray(0, n);
+    if (this.replay !== null) {
+      this.replayBytes += part.length;
+      if (this.replayBytes > RETRY_BUFFER_BYTES) this.replay = null;
+      else this.replay.push(part);
+    }
+    const ok = up.write(part);
     this.buf = n === buf.length ? null : buf.subarray(n);
     if (this.requestBodyDone) {
       this.bodyDecoder = null;
@@ -274,6 +312,18 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
   onResponseHead(head: ResponseHead): void {
     const req = this.req!;
     const wc = this.wc!;
+    this.clearTryTimer();
+    const retry = this.route!.retry;
+    if (retry.numRetries > 0 && retry.retriableResponse(head.status, grpcStatusOf(head.headers))) {
+      if (this.retry()) {
+        // Not the response the client gets: that connection is dropped (its body is not wanted).
+        const up = this.upstream;
+        this.upstream = null;
+        up?.abort();
+        return;
+      }
+      this.addRetryLimitFlag();
+    }
     this.responseStarted = true;
     const untilClose = !head.chunked && head.contentLength < 0 && hasBody(req.method, head.status);
     if (untilClose) this.keepAlive = false;
@@ -337,7 +387,137 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
       this.socket.destroy();
       return;
     }
+    this.attemptFailed(FAIL_RESET, flag, detail);
+  }
+
+  // ------------------------------------------------------------------------------- retries and timeouts
+
+  /** An attempt ended without a response: retry when the policy and the budget allow, else answer. */
+  private attemptFailed(kind: AttemptFailure, flag: ResponseFlag, detail: string): void {
+    this.clearTryTimer();
+    const retry = this.route!.retry;
+    if (retry.numRetries > 0 && retry.retriableFailure(kind)) {
+      if (this.retry()) return;
+      this.addRetryLimitFlag();
+    }
     this.upstreamFailed(flag, detail);
+  }
+
+  /**
+   * Schedules another attempt after the backoff, if one is left, the body can be replayed and the cluster's
+   * retry budget allows. The failed attempt's accounting is closed here.
+   */
+  private retry(): boolean {
+    const route = this.route!;
+    const cluster = this.cluster!;
+    if (this.attempts > route.retry.numRetries) return false;
+    const req = this.req!;
+    if ((req.chunked || req.contentLength > 0) && this.replay === null) return false;
+    if (!retryAllowed(cluster)) {
+      cluster.stats.retryOverflow.inc();
+      return false;
+    }
+    const ep = this.endpoint;
+    if (ep !== null) (this.tried ??= []).push(ep);
+    this.finishUpstreamAccounting(false);
+    this.pool = null;
+    this.attempts++;
+    cluster.stats.retry.inc();
+    cluster.activeRetries++;
+    this.retrying = true;
+    // Body bytes that arrive meanwhile stay in the buffer until the next attempt has a connection.
+    this.state = WAIT_POOL;
+    this.socket.pause();
+    this.backoffTimer = setTimeout(
+      this.onBackoffDone,
+      route.retry.backoffMs(this.attempts - 1, Math.random()),
+    );
+    return true;
+  }
+
+  private retryNow(): void {
+    this.backoffTimer = null;
+    this.endRetry();
+    if (this.state !== WAIT_POOL) return;
+    const cluster = this.cluster!;
+    const ep = chooseRetryEndpoint(this.route!, cluster, this, this.tried ?? []);
+    if (typeof ep === "string") {
+      this.socket.resume();
+      this.localFlag(ep, "");
+      return;
+    }
+    this.endpoint = ep;
+    if (cluster.h2) {
+      this.onPoolReady(new (http2Module().Http2UpstreamExchange)(cluster.h2, ep));
+      return;
+    }
+    this.pool = cluster.pool(ep);
+    this.pool.acquire(this);
+  }
+
+  private endRetry(): void {
+    if (!this.retrying) return;
+    this.retrying = false;
+    this.cluster!.activeRetries--;
+  }
+
+  private addRetryLimitFlag(): void {
+    if (this.attempts > 1 || this.route!.retry.numRetries > 0) {
+      this.cluster?.stats.retryLimitExceeded.inc();
+      this.rt.flagCounter(ResponseFlag.UpstreamRetryLimitExceeded).inc();
+    }
+  }
+
+  private tryTimedOut(): void {
+    this.tryTimer = null;
+    this.cluster?.stats.perTryTimeout.inc();
+    const up = this.upstream;
+    this.upstream = null;
+    up?.abort();
+    if (this.state === WAIT_POOL && this.pool !== null) this.pool.cancel(this);
+    this.attemptFailed(FAIL_PER_TRY_TIMEOUT, ResponseFlag.UpstreamRequestTimeout, "");
+  }
+
+  private routeTimedOut(): void {
+    this.routeTimer = null;
+    this.cluster?.stats.timeout.inc();
+    if (this.responseStarted) {
+      // Part of the response is out: the client can only learn of the timeout by a reset.
+      this.socket.destroy();
+      return;
+    }
+    const up = this.upstream;
+    this.upstream = null;
+    up?.abort();
+    if (this.state === WAIT_POOL && this.pool !== null) this.pool.cancel(this);
+    this.clearTryTimer();
+    if (this.backoffTimer !== null) {
+      clearTimeout(this.backoffTimer);
+      this.backoffTimer = null;
+      this.endRetry();
+    }
+    this.socket.resume();
+    this.upstreamFailed(ResponseFlag.UpstreamRequestTimeout, "");
+  }
+
+  private clearTryTimer(): void {
+    if (this.tryTimer !== null) {
+      clearTimeout(this.tryTimer);
+      this.tryTimer = null;
+    }
+  }
+
+  private clearTimers(): void {
+    this.clearTryTimer();
+    if (this.routeTimer !== null) {
+      clearTimeout(this.routeTimer);
+      this.routeTimer = null;
+    }
+    if (this.backoffTimer !== null) {
+      clearTimeout(this.backoffTimer);
+      this.backoffTimer = null;
+    }
+    this.endRetry();
   }
 
   onUpgrade(head: ResponseHead, upSocket: net.Socket, rest: Buffer): void {
@@ -503,6 +683,9 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
 
   /** The exchange is over: close, or get ready for the next request on this connection. */
   private endExchange(): void {
+    this.clearTimers();
+    this.tried = null;
+    this.replay = null;
     this.req = null;
     this.route = null;
     this.wc = null;
@@ -546,6 +729,7 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
     this.rt.stats.cxActive.value--;
     const prev = this.state;
     this.state = CLOSED;
+    this.clearTimers();
     if (prev === WAIT_POOL && this.pool !== null) {
       this.pool.cancel(this);
       this.finishUpstreamAccounting(false);
@@ -557,6 +741,15 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
     }
     this.socket.destroy();
   }
+}
+
+/** Request body bytes kept so that a failed attempt can be retried (Envoy buffers up to 1 MiB per request). */
+const RETRY_BUFFER_BYTES = 64 * 1024;
+
+/** grpc-status of a response head (trailers-only gRPC responses carry it there), else undefined. */
+function grpcStatusOf(headers: readonly string[]): number | undefined {
+  for (let i = 0; i < headers.length; i += 2) if (headers[i] === "grpc-status") return Number(headers[i + 1]);
+  return undefined;
 }
 
 function hasBody(method: string, status: number): boolean {

@@ -32,21 +32,58 @@ export function chooseUpstream(
     cluster.limits.overflowRequests.inc();
     return ResponseFlag.UpstreamOverflow;
   }
+  const endpoint = pickEndpoint(route, cluster, source, null);
+  if (endpoint === undefined) return ResponseFlag.NoHealthyUpstream;
+  countRequest(cluster, endpoint);
+  return { wc, cluster, endpoint };
+}
+
+/**
+ * The endpoint for a retry in the same cluster: another than those already tried where the balancer offers
+ * one within a few picks (Envoy's previous_hosts predicate), counted like a first attempt.
+ */
+export function chooseRetryEndpoint(
+  route: CompiledRoute,
+  cluster: Cluster,
+  source: HashSource,
+  tried: readonly Endpoint[],
+): Endpoint | ResponseFlag {
+  if (cluster.limits.active.value >= cluster.limits.maxRequests) {
+    cluster.limits.overflowRequests.inc();
+    return ResponseFlag.UpstreamOverflow;
+  }
+  const endpoint = pickEndpoint(route, cluster, source, tried);
+  if (endpoint === undefined) return ResponseFlag.NoHealthyUpstream;
+  countRequest(cluster, endpoint);
+  return endpoint;
+}
+
+const RETRY_HOST_PICKS = 5;
+
+function pickEndpoint(
+  route: CompiledRoute,
+  cluster: Cluster,
+  source: HashSource,
+  tried: readonly Endpoint[] | null,
+): Endpoint | undefined {
   const policies = route.action?.hashPolicy;
   const hash =
     policies && (cluster.policy === "RING_HASH" || cluster.policy === "MAGLEV")
       ? computeHash(policies, source.hashInput())
       : undefined;
-  const endpoint = cluster.lb.pick({ hash }) as Endpoint | undefined;
-  if (!endpoint) {
-    cluster.stats.noHealthyHost.inc();
-    return ResponseFlag.NoHealthyUpstream;
-  }
+  let endpoint = cluster.lb.pick({ hash }) as Endpoint | undefined;
+  if (tried !== null && hash === undefined)
+    for (let i = 1; i < RETRY_HOST_PICKS && endpoint !== undefined && tried.includes(endpoint); i++)
+      endpoint = cluster.lb.pick({ hash }) as Endpoint | undefined;
+  if (endpoint === undefined) cluster.stats.noHealthyHost.inc();
+  return endpoint;
+}
+
+function countRequest(cluster: Cluster, endpoint: Endpoint): void {
   cluster.limits.active.value++;
   endpoint.activeRequests++;
   cluster.stats.rqTotal.inc();
   endpoint.rqTotal++;
-  return { wc, cluster, endpoint };
 }
 
 /** The hash input of a request: flat [name, value, ...] headers with lower-case names, path with query. */

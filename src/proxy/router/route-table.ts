@@ -14,6 +14,7 @@ import type {
   VirtualHostConfig,
 } from "../config/types.ts";
 import { RE2 } from "../lazy-modules.ts";
+import { type CompiledRetryPolicy, compileRetryPolicy } from "./retry-policy.ts";
 
 /** What routing needs from a request, whatever its protocol. */
 export interface RouteInput {
@@ -55,6 +56,9 @@ export interface CompiledRoute {
   readonly requestHeadersToRemove: readonly string[];
   readonly responseHeadersToAdd: readonly HeaderValueOption[];
   readonly responseHeadersToRemove: readonly string[];
+  readonly retry: CompiledRetryPolicy;
+  /** Whole-exchange timeout, 0 for none. */
+  readonly timeoutMs: number;
 }
 
 interface CompiledVirtualHost {
@@ -205,6 +209,8 @@ function compileRoute(
     requestHeadersToRemove: routeOps.requestHeadersToRemove.map((h) => h.toLowerCase()),
     responseHeadersToAdd: routeOps.responseHeadersToAdd,
     responseHeadersToRemove: routeOps.responseHeadersToRemove.map((h) => h.toLowerCase()),
+    retry: compileRetryPolicy(action?.retryPolicy),
+    timeoutMs: action?.timeoutMs ?? 0,
   };
 }
 

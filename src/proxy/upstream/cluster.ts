@@ -58,6 +58,12 @@ export interface ClusterStats {
   readonly rq5xx: Counter;
   readonly cxConnectFail: Counter;
   readonly noHealthyHost: Counter;
+  /** Retries made (upstream_rq_retry), and refused by the retry budget (upstream_rq_retry_overflow). */
+  readonly retry: Counter;
+  readonly retryOverflow: Counter;
+  readonly retryLimitExceeded: Counter;
+  readonly timeout: Counter;
+  readonly perTryTimeout: Counter;
 }
 
 export class Cluster {
@@ -71,6 +77,9 @@ export class Cluster {
   private readonly pools = new Map<string, Http1Pool>();
   /** HTTP/2 sessions, for clusters with protocol http2 (gRPC); undefined for HTTP/1 clusters. */
   readonly h2: Http2Sessions | undefined;
+  readonly retryBudget: { readonly percent: number; readonly minConcurrency: number } | undefined;
+  /** Retries waiting or in flight now (for the retry budget). */
+  activeRetries = 0;
 
   constructor(config: ClusterConfig, store: StatsStore, previous?: Cluster) {
     this.name = config.name;
@@ -97,7 +106,16 @@ export class Cluster {
       rq5xx: store.counter(`${p}upstream_rq_5xx`),
       cxConnectFail: store.counter(`${p}upstream_cx_connect_fail`),
       noHealthyHost: store.counter(`${p}upstream_cx_none_healthy`),
+      retry: store.counter(`${p}upstream_rq_retry`),
+      retryOverflow: store.counter(`${p}upstream_rq_retry_overflow`),
+      retryLimitExceeded: store.counter(`${p}upstream_rq_retry_limit_exceeded`),
+      timeout: store.counter(`${p}upstream_rq_timeout`),
+      perTryTimeout: store.counter(`${p}upstream_rq_per_try_timeout`),
     };
+    const budget = cb.retryBudget;
+    this.retryBudget = budget
+      ? { percent: budget.budgetPercent, minConcurrency: budget.minRetryConcurrency ?? 3 }
+      : undefined;
     const reuse = previous && sameConnectionSettings(previous.config, config) ? previous : undefined;
     this.h2 =
       config.protocol === "http2"
@@ -177,6 +195,14 @@ function upstreamTls(c: ClusterConfig): tls.ConnectionOptions | undefined {
     ALPNProtocols: [...(t.alpnProtocols ?? ["http/1.1"])],
     rejectUnauthorized: t.insecureSkipVerify !== true,
   };
+}
+
+/** Whether one more retry fits the cluster's retry budget (always, without one). */
+export function retryAllowed(c: Cluster): boolean {
+  const b = c.retryBudget;
+  if (b === undefined) return true;
+  const allowed = Math.max(b.minConcurrency, (c.limits.active.value * b.percent) / 100);
+  return c.activeRetries < allowed;
 }
 
 /** All clusters of the running config, by name. */

@@ -75,8 +75,21 @@ export class UpstreamHttp1Connection implements UpstreamExchange {
     this.socket.setNoDelay(true);
     const w = this.waiter;
     this.waiter = null;
+    this.pool.connected(this);
     this.state = ACTIVE;
-    w?.onPoolReady(this);
+    // Its waiter gave up while it was connecting (timeout, retry, downstream gone): the pool gets it.
+    if (w === null) this.pool.release(this);
+    else w.onPoolReady(this);
+  }
+
+  /** The waiter this connection is being opened for, until it connects or fails. */
+  get pendingWaiter(): PoolWaiter | null {
+    return this.waiter;
+  }
+
+  /** The waiter gave up: once connected, the connection goes to the pool instead. */
+  forgetWaiter(): void {
+    this.waiter = null;
   }
 
   private onTimeout(): void {
@@ -92,6 +105,7 @@ export class UpstreamHttp1Connection implements UpstreamExchange {
     this.waiter = null;
     this.state = CLOSED;
     this.socket.destroy();
+    this.pool.connected(this);
     this.pool.removed(this);
     w?.onPoolFailure(flag, detail);
   }

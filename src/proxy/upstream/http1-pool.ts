@@ -25,6 +25,7 @@ export class Http1Pool {
   readonly endpoint: LbEndpoint;
   private readonly idle: UpstreamHttp1Connection[] = [];
   private readonly waiters: PoolWaiter[] = [];
+  private readonly connecting: UpstreamHttp1Connection[] = [];
   private closed = false;
   private readonly limits: ClusterLimits;
   readonly options: PoolOptions;
@@ -60,13 +61,23 @@ export class Http1Pool {
     this.waiters.push(waiter);
   }
 
-  /** A waiter that gave up (its downstream went away) is forgotten. */
+  /**
+   * A waiter that gave up (its downstream went away, a timeout, a retry elsewhere) is forgotten, also by a
+   * connection being opened for it: otherwise that connection would hand itself to the waiter's next request.
+   */
   cancel(waiter: PoolWaiter): void {
     const i = this.waiters.indexOf(waiter);
     if (i !== -1) {
       this.waiters.splice(i, 1);
       this.limits.pending.value--;
     }
+    for (const c of this.connecting) if (c.pendingWaiter === waiter) c.forgetWaiter();
+  }
+
+  /** From a connection: it is no longer connecting (connected or failed). */
+  connected(conn: UpstreamHttp1Connection): void {
+    const i = this.connecting.indexOf(conn);
+    if (i !== -1) this.connecting.splice(i, 1);
   }
 
   private open(waiter: PoolWaiter): void {
@@ -76,7 +87,7 @@ export class Http1Pool {
     const socket = o.tls
       ? tlsModule().connect({ ...o.tls, host: this.endpoint.address, port: this.endpoint.port })
       : net.connect({ host: this.endpoint.address, port: this.endpoint.port, noDelay: true });
-    new UpstreamHttp1Connection(this, socket, waiter);
+    this.connecting.push(new UpstreamHttp1Connection(this, socket, waiter));
   }
 
   /** From a connection: its request/response exchange finished and it can carry another. */

@@ -212,8 +212,11 @@ test("connection refused: 503 connection failure (UF), counted per cluster and e
   assert.match(r.body.toString(), /connection failure/);
   assert.match(r.body.toString(), /ECONNREFUSED/);
   assert.equal(stat("http.pool.response_flag.UF"), 1);
-  assert.equal(stat("cluster.refused.upstream_cx_connect_fail"), 1);
-  assert.equal(proxy.proxy.clusters.get("refused")!.endpoints[0]!.cxConnectFail, 1);
+  // The mesh default retry policy (2 retries on connect-failure) made three attempts, then gave up (URX).
+  assert.equal(stat("http.pool.response_flag.URX"), 1);
+  assert.equal(stat("cluster.refused.upstream_rq_retry"), 2);
+  assert.equal(stat("cluster.refused.upstream_cx_connect_fail"), 3);
+  assert.equal(proxy.proxy.clusters.get("refused")!.endpoints[0]!.cxConnectFail, 3);
   assert.equal(
     gauge("cluster.refused.upstream_cx_active"),
     0,

@@ -19,6 +19,16 @@ export const ResponseFlag = {
   DownstreamConnectionTermination: "DC",
   /** Cluster named by the route does not exist. */
   NoClusterFound: "NC",
+  /** The route timeout or an attempt's per-try timeout expired. */
+  UpstreamRequestTimeout: "UT",
+  /** Retries were exhausted; the last attempt's outcome was returned. */
+  UpstreamRetryLimitExceeded: "URX",
+  /** A fault delay was injected. */
+  DelayInjected: "DI",
+  /** A fault abort was injected. */
+  FaultInjected: "FI",
+  /** The local rate limit refused the request. */
+  RateLimited: "RL",
 } as const;
 
 export type ResponseFlag = (typeof ResponseFlag)[keyof typeof ResponseFlag];
