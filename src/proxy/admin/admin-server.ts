@@ -157,6 +157,18 @@ export class AdminServer {
           locality: e.locality,
           labels: e.labels,
           health_status: e.healthy ? "HEALTHY" : "UNHEALTHY",
+          ...(e.outlier !== null
+            ? {
+                outlier_detection: {
+                  ejected: e.outlier.ejectedUntil !== 0,
+                  ejected_until:
+                    e.outlier.ejectedUntil !== 0 ? new Date(e.outlier.ejectedUntil).toISOString() : null,
+                  ejections: e.outlier.ejections,
+                  consecutive_5xx: e.outlier.consecutive5xx,
+                  consecutive_gateway_failure: e.outlier.consecutiveGateway,
+                },
+              }
+            : {}),
           stats: {
             rq_active: e.activeRequests,
             rq_total: e.rqTotal,

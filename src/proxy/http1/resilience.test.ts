@@ -111,7 +111,11 @@ test("retryOn 5xx: a 503 from one endpoint is retried on the other", async () =>
   }
   assert.equal(good.requests, 6);
   assert.ok(bad.requests > 0);
-  assert.equal(p.proxy.stats.counter("cluster.up.upstream_rq_retry").value, bad.requests, "one retry per 503");
+  assert.equal(
+    p.proxy.stats.counter("cluster.up.upstream_rq_retry").value,
+    bad.requests,
+    "one retry per 503",
+  );
 });
 
 test("retries exhausted: the last response is returned, flagged URX", async () => {

@@ -313,6 +313,7 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
     const req = this.req!;
     const wc = this.wc!;
     this.clearTryTimer();
+    if (this.endpoint !== null) this.cluster!.outlier?.report(this.endpoint, head.status);
     const retry = this.route!.retry;
     if (retry.numRetries > 0 && retry.retriableResponse(head.status, grpcStatusOf(head.headers))) {
       if (this.retry()) {
@@ -395,6 +396,9 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
   /** An attempt ended without a response: retry when the policy and the budget allow, else answer. */
   private attemptFailed(kind: AttemptFailure, flag: ResponseFlag, detail: string): void {
     this.clearTryTimer();
+    // A failure without a response counts against the endpoint as a 503 (a timeout as a 504), as in Envoy.
+    if (this.endpoint !== null)
+      this.cluster!.outlier?.report(this.endpoint, kind === FAIL_PER_TRY_TIMEOUT ? 504 : 503);
     const retry = this.route!.retry;
     if (retry.numRetries > 0 && retry.retriableFailure(kind)) {
       if (this.retry()) return;
@@ -486,6 +490,7 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
       this.socket.destroy();
       return;
     }
+    if (this.endpoint !== null && this.upstream !== null) this.cluster!.outlier?.report(this.endpoint, 504);
     const up = this.upstream;
     this.upstream = null;
     up?.abort();

@@ -176,6 +176,7 @@ class Http2Exchange implements PoolWaiter, ResponseHandler {
         addHeader(out, x.name.toLowerCase(), x.value, x.append === true);
       const endStream = (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0;
       this.rt.countResponse(Number(h[":status"] ?? 502), cluster, ep);
+      cluster.outlier?.report(ep, Number(h[":status"] ?? 502));
       this.respond(out, endStream, !endStream);
       if (endStream) this.finish(true);
     });
@@ -269,6 +270,7 @@ class Http2Exchange implements PoolWaiter, ResponseHandler {
     for (const h of wc.responseHeadersToAdd) addHeader(out, h.name.toLowerCase(), h.value, h.append === true);
     if (head.chunked) this.dechunk = new ChunkedDecoder();
     this.rt.countResponse(head.status, this.cluster ?? null, this.endpoint ?? null);
+    if (this.endpoint) this.cluster?.outlier?.report(this.endpoint, head.status);
     this.respond(out, false);
   }
 
@@ -334,6 +336,7 @@ class Http2Exchange implements PoolWaiter, ResponseHandler {
 
   private upstreamFailed(flag: ResponseFlag, detail: string): void {
     if (this.responded) return;
+    if (this.endpoint) this.cluster?.outlier?.report(this.endpoint, 503);
     this.rt.flagCounter(flag).inc();
     const { status, body } = replyForFlag(flag, detail);
     this.local(status, body);

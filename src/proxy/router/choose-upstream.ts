@@ -71,10 +71,12 @@ function pickEndpoint(
     policies && (cluster.policy === "RING_HASH" || cluster.policy === "MAGLEV")
       ? computeHash(policies, source.hashInput())
       : undefined;
-  let endpoint = cluster.lb.pick({ hash }) as Endpoint | undefined;
-  if (tried !== null && hash === undefined)
+  const avoid = tried !== null && tried.length > 0 ? tried[tried.length - 1] : undefined;
+  let endpoint = cluster.lb.pick({ hash, avoid }) as Endpoint | undefined;
+  // The balancer avoids the last endpoint tried; earlier ones (a third attempt) are avoided by picking again.
+  if (tried !== null && tried.length > 1)
     for (let i = 1; i < RETRY_HOST_PICKS && endpoint !== undefined && tried.includes(endpoint); i++)
-      endpoint = cluster.lb.pick({ hash }) as Endpoint | undefined;
+      endpoint = cluster.lb.pick({ hash, avoid }) as Endpoint | undefined;
   if (endpoint === undefined) cluster.stats.noHealthyHost.inc();
   return endpoint;
 }

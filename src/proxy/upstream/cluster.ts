@@ -9,6 +9,7 @@ import { createLoadBalancer } from "../lb/index.ts";
 import type { LbEndpoint, LoadBalancer } from "../lb/load-balancer.ts";
 import { type Counter, type Gauge, StatsStore } from "../stats/stats.ts";
 import { Http1Pool } from "./http1-pool.ts";
+import { OutlierDetector, type OutlierState } from "./outlier-detector.ts";
 
 /** Envoy's default circuit-breaker thresholds are 1024; Istio raises them to 2^32-1 (effectively none). */
 const UNLIMITED = 2 ** 32 - 1;
@@ -39,6 +40,8 @@ export class Endpoint implements LbEndpoint {
   cxConnectFail = 0;
   labels: Readonly<Record<string, string>>;
   locality: string;
+  /** Outlier detection's state for this endpoint, when its cluster has outlier detection. */
+  outlier: OutlierState | null = null;
 
   constructor(address: string, port: number, weight: number) {
     this.key = `${address}:${port}`;
@@ -140,17 +143,31 @@ export class Cluster {
       ...(config.maglev ? { maglev: config.maglev } : {}),
     });
     this.membership = store.gauge(`${p}membership_total`);
+    this.store = store;
     this.previous = previous;
   }
 
   private previous: Cluster | undefined;
   private readonly membership: Gauge;
+  private readonly store: StatsStore;
+  /** Passive health checking; started when the cluster goes live. */
+  outlier: OutlierDetector | undefined;
 
   /** Called when this cluster goes live: the predecessor's pools it did not adopt drain and close. */
   activate(): void {
     this.membership.value = this.endpoints.length;
     const prev = this.previous;
     this.previous = undefined;
+    prev?.outlier?.stop();
+    const od = this.config.outlierDetection;
+    if (od) this.outlier = new OutlierDetector(od, this.endpoints, this.store, `cluster.${this.name}.`);
+    else
+      for (const e of this.endpoints)
+        if (e.outlier !== null) {
+          // Outlier detection was removed: nothing will bring an ejected endpoint back, so do it now.
+          e.outlier = null;
+          e.healthy = true;
+        }
     if (prev) for (const [key, pool] of prev.pools) if (this.pools.get(key) !== pool) pool.close();
     if (prev?.h2 && prev.h2 !== this.h2) prev.h2.close();
   }
@@ -174,6 +191,7 @@ export class Cluster {
   close(): void {
     for (const pool of this.pools.values()) pool.close();
     this.h2?.close();
+    this.outlier?.stop();
   }
 }
 
