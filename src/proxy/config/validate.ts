@@ -258,6 +258,25 @@ function checkRouteConfig(
         if (a.prefixRewrite !== undefined && a.regexRewrite !== undefined)
           err([...rp, "route"], "only one of prefixRewrite and regexRewrite");
         if (a.regexRewrite) re2(err, [...rp, "route", "regexRewrite", "pattern"], a.regexRewrite.pattern);
+        (a.requestMirrorPolicies ?? []).forEach((m, k) => {
+          if (!clusters.has(m.cluster))
+            warn(
+              [...rp, "route", "requestMirrorPolicies", k, "cluster"],
+              `cluster "${m.cluster}" is not defined; nothing will be mirrored`,
+            );
+        });
+        (a.cors?.allowOrigins ?? []).forEach((o, k) => {
+          if (o.regex !== undefined) re2(err, [...rp, "route", "cors", "allowOrigins", k, "regex"], o.regex);
+        });
+        const f = a.fault?.abort;
+        if (f && (f.httpStatus === undefined) === (f.grpcStatus === undefined))
+          err([...rp, "route", "fault", "abort"], "an abort needs exactly one of httpStatus and grpcStatus");
+        const rb = a.retryPolicy?.backoff;
+        if (rb?.maxIntervalMs !== undefined && rb.maxIntervalMs < (rb.baseIntervalMs ?? 25))
+          err(
+            [...rp, "route", "retryPolicy", "backoff", "maxIntervalMs"],
+            "must not be less than baseIntervalMs",
+          );
       }
     });
   });

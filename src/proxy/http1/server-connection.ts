@@ -3,6 +3,8 @@
 // a pipelined next request wait in the buffer) and is itself the pool waiter and the response handler of its
 // current request, so a request allocates no closures or promises.
 import net from "node:net";
+import { type CompiledCors, isPreflight } from "../filters/cors.ts";
+import type { CompiledFault } from "../filters/fault.ts";
 import { http2Module } from "../http2/lazy.ts";
 import type { HashInput } from "../lb/hash-policy.ts";
 import type { HttpRuntime } from "../listener/http-runtime.ts";
@@ -19,6 +21,7 @@ import { type Cluster, type Endpoint, retryAllowed } from "../upstream/cluster.t
 import type { UpstreamExchange } from "../upstream/exchange.ts";
 import type { ResponseHandler } from "../upstream/http1-connection.ts";
 import type { Http1Pool, PoolWaiter } from "../upstream/http1-pool.ts";
+import { MirrorRequest } from "../upstream/mirror.ts";
 import { ResponseFlag } from "../upstream/response-flags.ts";
 import { ChunkedDecoder } from "./chunked.ts";
 import { parseRequestHead, type RequestHead, type ResponseHead } from "./head-parser.ts";
@@ -70,6 +73,12 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
   private readonly onRouteTimeout: () => void;
   private readonly onTryTimeout: () => void;
   private readonly onBackoffDone: () => void;
+  private faultTimer: NodeJS.Timeout | null = null;
+  private readonly onFaultDelayDone: () => void;
+  /** CORS header lines for the response, "" when the request is not from an allowed origin. */
+  private corsHeaders = "";
+  /** Mirrored copies of the request in flight (null almost always). */
+  private mirrors: MirrorRequest[] | null = null;
   private corked = false;
   private readonly writeDecoded: (buf: Buffer, from: number, to: number) => void;
   private readonly onUpstreamDrain: () => void;
@@ -88,6 +97,7 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
     this.onRouteTimeout = () => this.routeTimedOut();
     this.onTryTimeout = () => this.tryTimedOut();
     this.onBackoffDone = () => this.retryNow();
+    this.onFaultDelayDone = () => this.faultDelayDone();
     socket.on("data", (chunk: Buffer) => this.onData(chunk));
     socket.on("drain", () => this.upstream?.resume());
     socket.on("error", () => this.onClose());
@@ -159,6 +169,11 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
     }
     this.authority = authority.toLowerCase();
     this.path = target;
+    const limit = this.rt.rateLimit;
+    if (limit !== undefined && !limit.take(Date.now())) {
+      this.localFlag(ResponseFlag.RateLimited, "");
+      return;
+    }
     const table = this.rt.routeTable;
     const route = table?.route({
       method: head.method,
@@ -172,8 +187,38 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
       return;
     }
     this.route = route;
+    if (route.rateLimit !== undefined && !route.rateLimit.take(Date.now())) {
+      this.localFlag(ResponseFlag.RateLimited, "");
+      return;
+    }
+    if (route.cors !== undefined && this.applyCors(route.cors, head)) return;
+    const fault = route.fault;
+    if (fault !== undefined) {
+      const delay = fault.delay(Math.random());
+      if (delay > 0) {
+        // Body bytes wait in the buffer meanwhile (WAIT_POOL does not forward), the socket paused.
+        this.rt.flagCounter(ResponseFlag.DelayInjected).inc();
+        this.state = WAIT_POOL;
+        this.socket.pause();
+        this.faultTimer = setTimeout(this.onFaultDelayDone, delay);
+        return;
+      }
+      if (fault.aborts(Math.random())) {
+        this.faultAbort(fault);
+        return;
+      }
+    }
+    this.routeTo(route, head);
+  }
+
+  /** The router's part: a direct response, a redirect, or the upstream. */
+  private routeTo(route: CompiledRoute, head: RequestHead): void {
     if (route.directResponse) {
-      this.local(route.directResponse.status, route.directResponse.body ?? "", this.responseOps(route));
+      this.local(
+        route.directResponse.status,
+        route.directResponse.body ?? "",
+        this.responseOps(route) + this.corsHeaders,
+      );
       return;
     }
     if (route.redirect) {
@@ -210,6 +255,61 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
     if (this.state === WAIT_POOL) this.socket.pause();
   }
 
+  private faultDelayDone(): void {
+    this.faultTimer = null;
+    const route = this.route;
+    const req = this.req;
+    if (route === null || req === null || this.state !== WAIT_POOL) return;
+    this.socket.resume();
+    if (route.fault!.aborts(Math.random())) this.faultAbort(route.fault!);
+    else this.routeTo(route, req);
+  }
+
+  /** The fault filter's abort: the configured status, or for gRPC a trailers-only response with its status. */
+  private faultAbort(fault: CompiledFault): void {
+    this.rt.flagCounter(ResponseFlag.FaultInjected).inc();
+    const grpc = fault.abortGrpcStatus;
+    if (grpc !== undefined)
+      this.local(
+        200,
+        "",
+        `content-type: application/grpc\r\ngrpc-status: ${grpc}\r\ngrpc-message: fault filter abort\r\n`,
+      );
+    else this.local(fault.abortStatus, "fault filter abort", this.corsHeaders);
+  }
+
+  /** CORS: answers an allowed preflight (true), or notes the headers the response will carry. */
+  private applyCors(cors: CompiledCors, head: RequestHead): boolean {
+    let origin: string | undefined;
+    const h = head.headers;
+    for (let i = 0; i < h.length; i += 2)
+      if (h[i] === "origin") {
+        origin = h[i + 1];
+        break;
+      }
+    if (origin === undefined || !cors.allows(origin)) return false;
+    if (isPreflight(head.method, h)) {
+      this.local(200, "", cors.preflightHeaders(origin));
+      return true;
+    }
+    this.corsHeaders = cors.responseHeaders(origin);
+    return false;
+  }
+
+  /** Starts the route's mirrors (each for its share of requests); their body follows in forwardBody. */
+  private startMirrors(route: CompiledRoute, method: string, head: string, host: string): void {
+    for (const m of route.mirrors) {
+      if (m.fraction < 1 && Math.random() >= m.fraction) continue;
+      const cluster = this.rt.clusters.get(m.cluster);
+      if (cluster === undefined) continue;
+      const mirror = new MirrorRequest(cluster, method, head, host);
+      if (!mirror.start()) continue;
+      (this.mirrors ??= []).push(mirror);
+      const req = this.req!;
+      if (!req.chunked && this.bodyRemaining === 0 && req.upgrade === null) mirror.end();
+    }
+  }
+
   hashInput(): HashInput {
     return requestHashInput(this.req!.headers, this.path, this.socket.remoteAddress ?? "");
   }
@@ -243,6 +343,7 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
     if (req.chunked) head += "transfer-encoding: chunked\r\n";
     head += `x-forwarded-proto: ${this.rt.scheme}\r\n\r\n`;
     conn.write(head);
+    if (this.attempts === 1 && route.mirrors.length > 0) this.startMirrors(route, req.method, head, host);
     this.state = FORWARD;
     if (route.retry.perTryTimeoutMs > 0)
       this.tryTimer = setTimeout(this.onTryTimeout, route.retry.perTryTimeoutMs);
@@ -297,10 +398,12 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
       if (this.replayBytes > RETRY_BUFFER_BYTES) this.replay = null;
       else this.replay.push(part);
     }
+    if (this.mirrors !== null) for (const m of this.mirrors) m.write(part);
     const ok = up.write(part);
     this.buf = n === buf.length ? null : buf.subarray(n);
     if (this.requestBodyDone) {
       this.bodyDecoder = null;
+      if (this.mirrors !== null) for (const m of this.mirrors) m.end();
       up.endRequest();
     } else if (!ok) {
       this.socket.pause();
@@ -340,6 +443,7 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
       wc.responseHeadersToAdd,
     );
     if (head.chunked && this.dechunk === null) out += "transfer-encoding: chunked\r\n";
+    if (this.corsHeaders !== "") out += this.corsHeaders;
     if (!this.keepAlive) out += "connection: close\r\n";
     // An HTTP/1.0 client takes the connection as closing unless told otherwise (RFC 9112 9.3); without this it
     // waited for a close that never came, or dropped a connection we kept.
@@ -514,6 +618,10 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
 
   private clearTimers(): void {
     this.clearTryTimer();
+    if (this.faultTimer !== null) {
+      clearTimeout(this.faultTimer);
+      this.faultTimer = null;
+    }
     if (this.routeTimer !== null) {
       clearTimeout(this.routeTimer);
       this.routeTimer = null;
@@ -691,6 +799,8 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
     this.clearTimers();
     this.tried = null;
     this.replay = null;
+    this.corsHeaders = "";
+    this.mirrors = null;
     this.req = null;
     this.route = null;
     this.wc = null;

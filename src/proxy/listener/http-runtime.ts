@@ -2,6 +2,7 @@
 // read per request), the clusters, limits and counters. Connections keep a reference to this object, so a
 // swap changes what the next request sees without touching open connections.
 import type { HttpConnectionManagerConfig, ListenerLimits } from "../config/types.ts";
+import { TokenBucket } from "../filters/local-rate-limit.ts";
 import type { HeadLimits } from "../http1/head-parser.ts";
 import type { Http2Downstream } from "../http2/downstream.ts";
 import { http2Module } from "../http2/lazy.ts";
@@ -46,6 +47,10 @@ export class HttpRuntime {
   readonly stats: HttpStats;
   readonly connections = new Set<HttpConnection>();
   draining = false;
+  /** The chain's local rate limit, before routing. */
+  rateLimit: TokenBucket | undefined;
+  /** Which side of the hop this chain serves (telemetry). */
+  reporter: "source" | "destination";
   private readonly store: StatsStore;
   private readonly prefix: string;
   private readonly flags = new Map<string, Counter>();
@@ -69,6 +74,8 @@ export class HttpRuntime {
     };
     this.requestHeadersTimeoutMs = limits?.requestHeadersTimeoutMs ?? 10_000;
     this.idleTimeoutMs = limits?.idleTimeoutMs ?? 300_000;
+    this.rateLimit = config.localRateLimit ? new TokenBucket(config.localRateLimit, Date.now()) : undefined;
+    this.reporter = config.reporter ?? "destination";
     this.store = store;
     const p = `http.${config.statPrefix ?? "ingress_http"}.`;
     this.prefix = p;
@@ -98,6 +105,8 @@ export class HttpRuntime {
     this.requestHeadersTimeoutMs = next.requestHeadersTimeoutMs;
     this.idleTimeoutMs = next.idleTimeoutMs;
     this.codec = next.codec;
+    this.rateLimit = next.rateLimit;
+    this.reporter = next.reporter;
   }
 
   /** The HTTP/2 side of this chain, created on the first HTTP/2 connection. */

@@ -13,6 +13,9 @@ import type {
   RouteConfiguration,
   VirtualHostConfig,
 } from "../config/types.ts";
+import { type CompiledCors, compileCors } from "../filters/cors.ts";
+import { type CompiledFault, compileFault } from "../filters/fault.ts";
+import { TokenBucket } from "../filters/local-rate-limit.ts";
 import { RE2 } from "../lazy-modules.ts";
 import { type CompiledRetryPolicy, compileRetryPolicy } from "./retry-policy.ts";
 
@@ -59,6 +62,11 @@ export interface CompiledRoute {
   readonly retry: CompiledRetryPolicy;
   /** Whole-exchange timeout, 0 for none. */
   readonly timeoutMs: number;
+  readonly fault: CompiledFault | undefined;
+  readonly cors: CompiledCors | undefined;
+  /** This route's token bucket (shared by every connection; replaced with the route table). */
+  readonly rateLimit: TokenBucket | undefined;
+  readonly mirrors: readonly { readonly cluster: string; readonly fraction: number }[];
 }
 
 interface CompiledVirtualHost {
@@ -211,6 +219,13 @@ function compileRoute(
     responseHeadersToRemove: routeOps.responseHeadersToRemove.map((h) => h.toLowerCase()),
     retry: compileRetryPolicy(action?.retryPolicy),
     timeoutMs: action?.timeoutMs ?? 0,
+    fault: compileFault(action?.fault),
+    cors: compileCors(action?.cors),
+    rateLimit: action?.localRateLimit ? new TokenBucket(action.localRateLimit, Date.now()) : undefined,
+    mirrors: (action?.requestMirrorPolicies ?? []).map((m) => ({
+      cluster: m.cluster,
+      fraction: (m.percentage ?? 100) / 100,
+    })),
   };
 }
 

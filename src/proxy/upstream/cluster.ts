@@ -67,6 +67,9 @@ export interface ClusterStats {
   readonly retryLimitExceeded: Counter;
   readonly timeout: Counter;
   readonly perTryTimeout: Counter;
+  /** Mirrored requests sent to this cluster, and dropped because they could not keep up. */
+  readonly mirrorTotal: Counter;
+  readonly mirrorDropped: Counter;
 }
 
 export class Cluster {
@@ -114,6 +117,8 @@ export class Cluster {
       retryLimitExceeded: store.counter(`${p}upstream_rq_retry_limit_exceeded`),
       timeout: store.counter(`${p}upstream_rq_timeout`),
       perTryTimeout: store.counter(`${p}upstream_rq_per_try_timeout`),
+      mirrorTotal: store.counter(`${p}upstream_rq_mirror`),
+      mirrorDropped: store.counter(`${p}upstream_rq_mirror_dropped`),
     };
     const budget = cb.retryBudget;
     this.retryBudget = budget
