@@ -304,7 +304,8 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
       if (cluster === undefined) continue;
       const mirror = new MirrorRequest(cluster, method, head, host);
       if (!mirror.start()) continue;
-      (this.mirrors ??= []).push(mirror);
+      if (this.mirrors === null) this.mirrors = [mirror];
+      else this.mirrors.push(mirror);
       const req = this.req!;
       if (!req.chunked && this.bodyRemaining === 0 && req.upgrade === null) mirror.end();
     }
@@ -526,7 +527,10 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
       return false;
     }
     const ep = this.endpoint;
-    if (ep !== null) (this.tried ??= []).push(ep);
+    if (ep !== null) {
+      if (this.tried === null) this.tried = [ep];
+      else this.tried.push(ep);
+    }
     this.finishUpstreamAccounting(false);
     this.pool = null;
     this.attempts++;

@@ -3,15 +3,24 @@
 // streaming both ways) or translated to HTTP/1.1 for an HTTP/1 upstream.
 import http2 from "node:http2";
 import type net from "node:net";
+import { type CompiledCors, isPreflight } from "../filters/cors.ts";
+import type { CompiledFault } from "../filters/fault.ts";
 import { ChunkedDecoder } from "../http1/chunked.ts";
 import type { ResponseHead } from "../http1/head-parser.ts";
 import { replyForFlag } from "../http1/local-reply.ts";
 import type { HashInput } from "../lb/hash-policy.ts";
 import type { HttpRuntime } from "../listener/http-runtime.ts";
-import { chooseUpstream, requestHashInput } from "../router/choose-upstream.ts";
+import { chooseRetryEndpoint, chooseUpstream, requestHashInput } from "../router/choose-upstream.ts";
 import { redirectLocation } from "../router/redirect.ts";
+import {
+  type AttemptFailure,
+  FAIL_CONNECT,
+  FAIL_PER_TRY_TIMEOUT,
+  FAIL_REFUSED_STREAM,
+  FAIL_RESET,
+} from "../router/retry-policy.ts";
 import type { CompiledRoute, CompiledWeightedCluster } from "../router/route-table.ts";
-import type { Cluster, Endpoint } from "../upstream/cluster.ts";
+import { type Cluster, type Endpoint, retryAllowed } from "../upstream/cluster.ts";
 import type { ResponseHandler, UpstreamHttp1Connection } from "../upstream/http1-connection.ts";
 import type { PoolWaiter } from "../upstream/http1-pool.ts";
 import { ResponseFlag } from "../upstream/response-flags.ts";
@@ -25,6 +34,9 @@ const CONNECTION_SPECIFIC = new Set([
   "upgrade",
   "host",
 ]);
+
+/** Request body bytes kept so that a failed attempt can be retried. */
+const RETRY_BUFFER_BYTES = 64 * 1024;
 
 export class Http2Downstream {
   private readonly server: http2.Http2Server;
@@ -66,6 +78,21 @@ class Http2Exchange implements PoolWaiter, ResponseHandler {
   private dechunk: ChunkedDecoder | null = null;
   private responded = false;
   private done = false;
+  // HTTP/2 upstream attempts (retries): the current upstream stream, endpoints tried, body kept for replay.
+  private req: http2.ClientHttp2Stream | undefined;
+  private attempts = 0;
+  private tried: Endpoint[] | null = null;
+  private replay: Buffer[] | null = [];
+  private replayBytes = 0;
+  private bodyEnded = false;
+  private bodyHooked = false;
+  private trailers: http2.IncomingHttpHeaders | undefined;
+  private routeTimer: NodeJS.Timeout | undefined;
+  private tryTimer: NodeJS.Timeout | undefined;
+  private backoffTimer: NodeJS.Timeout | undefined;
+  private faultTimer: NodeJS.Timeout | undefined;
+  /** CORS headers for the response of an allowed origin. */
+  private cors: http2.OutgoingHttpHeaders | undefined;
 
   constructor(
     rt: HttpRuntime,
@@ -94,6 +121,11 @@ class Http2Exchange implements PoolWaiter, ResponseHandler {
       this.local(405, "CONNECT over HTTP/2 is not supported");
       return;
     }
+    const limit = this.rt.rateLimit;
+    if (limit !== undefined && !limit.take(Date.now())) {
+      this.flag(ResponseFlag.RateLimited, "");
+      return;
+    }
     const route = this.rt.routeTable?.route({
       method: this.method,
       authority: this.authority,
@@ -106,6 +138,33 @@ class Http2Exchange implements PoolWaiter, ResponseHandler {
       return;
     }
     this.route = route;
+    if (route.rateLimit !== undefined && !route.rateLimit.take(Date.now())) {
+      this.flag(ResponseFlag.RateLimited, "");
+      return;
+    }
+    if (route.cors !== undefined && this.applyCors(route.cors)) return;
+    const fault = route.fault;
+    if (fault !== undefined) {
+      const delay = fault.delay(Math.random());
+      if (delay > 0) {
+        this.rt.flagCounter(ResponseFlag.DelayInjected).inc();
+        this.faultTimer = setTimeout(() => {
+          this.faultTimer = undefined;
+          if (this.done) return;
+          if (fault.aborts(Math.random())) this.faultAbort(fault);
+          else this.routeTo(route);
+        }, delay);
+        return;
+      }
+      if (fault.aborts(Math.random())) {
+        this.faultAbort(fault);
+        return;
+      }
+    }
+    this.routeTo(route);
+  }
+
+  private routeTo(route: CompiledRoute): void {
     if (route.directResponse) {
       this.local(route.directResponse.status, route.directResponse.body ?? "");
       return;
@@ -124,8 +183,65 @@ class Http2Exchange implements PoolWaiter, ResponseHandler {
     this.wc = wc;
     this.cluster = cluster;
     this.endpoint = ep;
+    if (route.timeoutMs > 0) this.routeTimer = setTimeout(() => this.routeTimedOut(), route.timeoutMs);
+    this.attempts = 1;
     if (cluster.h2) this.forwardHttp2(cluster, ep, route, wc);
     else cluster.pool(ep).acquire(this);
+  }
+
+  private faultAbort(fault: CompiledFault): void {
+    this.rt.flagCounter(ResponseFlag.FaultInjected).inc();
+    if (fault.abortGrpcStatus !== undefined) {
+      this.rt.countResponse(200, null, null);
+      this.respond(
+        {
+          ":status": 200,
+          "content-type": "application/grpc",
+          "grpc-status": String(fault.abortGrpcStatus),
+          "grpc-message": "fault filter abort",
+        },
+        true,
+      );
+      this.finish(false);
+    } else this.local(fault.abortStatus, "fault filter abort");
+  }
+
+  private applyCors(cors: CompiledCors): boolean {
+    const origin = headerOf(this.flat, "origin");
+    if (origin === undefined || !cors.allows(origin)) return false;
+    const lines = isPreflight(this.method, this.flat)
+      ? cors.preflightHeaders(origin)
+      : cors.responseHeaders(origin);
+    const headers: http2.OutgoingHttpHeaders = {};
+    for (const line of lines.split("\r\n")) {
+      const c = line.indexOf(": ");
+      if (c > 0) headers[line.slice(0, c)] = line.slice(c + 2);
+    }
+    if (isPreflight(this.method, this.flat)) {
+      this.rt.countResponse(200, null, null);
+      this.respond({ ":status": 200, ...headers }, true);
+      this.finish(false);
+      return true;
+    }
+    this.cors = headers;
+    return false;
+  }
+
+  private routeTimedOut(): void {
+    this.routeTimer = undefined;
+    this.cluster?.stats.timeout.inc();
+    if (this.responded) {
+      this.stream.close(http2.constants.NGHTTP2_CANCEL);
+      return;
+    }
+    const req = this.req;
+    this.req = undefined;
+    req?.close(http2.constants.NGHTTP2_CANCEL);
+    this.upstream?.abort();
+    this.upstream = undefined;
+    if (this.endpoint) this.cluster?.outlier?.report(this.endpoint, 504);
+    this.rt.flagCounter(ResponseFlag.UpstreamRequestTimeout).inc();
+    this.local(504, "upstream request timeout");
   }
 
   hashInput(): HashInput {
@@ -161,53 +277,190 @@ class Http2Exchange implements PoolWaiter, ResponseHandler {
     for (const h of wc.requestHeadersToAdd)
       addHeader(headers, h.name.toLowerCase(), h.value, h.append === true);
     headers["x-forwarded-proto"] = this.rt.scheme;
+    if (!this.bodyHooked) this.hookBody();
+    const noBody = this.bodyEnded && this.replayBytes === 0;
     let req: http2.ClientHttp2Stream;
     try {
-      req = cluster.h2!.session(ep).request(headers, { endStream: this.stream.readableEnded });
+      req = cluster.h2!.session(ep).request(headers, { endStream: noBody });
     } catch (e) {
-      this.upstreamFailed(ResponseFlag.UpstreamConnectionFailure, (e as Error).message);
+      this.attemptFailed(FAIL_CONNECT, ResponseFlag.UpstreamConnectionFailure, (e as Error).message);
       return;
     }
-    let trailers: http2.IncomingHttpHeaders | undefined;
+    this.req = req;
+    if (!noBody) {
+      if (this.attempts > 1 && this.replay !== null) for (const b of this.replay) req.write(b);
+      if (this.bodyEnded) req.end();
+    }
+    if (route.retry.perTryTimeoutMs > 0)
+      this.tryTimer = setTimeout(() => this.tryTimedOut(req), route.retry.perTryTimeoutMs);
     req.on("response", (h, flags) => {
-      const out: http2.OutgoingHttpHeaders = { ":status": Number(h[":status"] ?? 502) };
+      if (this.req !== req) return;
+      this.clearTryTimer();
+      const status = Number(h[":status"] ?? 502);
+      cluster.outlier?.report(ep, status);
+      const grpc = h["grpc-status"] !== undefined ? Number(h["grpc-status"]) : undefined;
+      const retry = route.retry;
+      if (retry.numRetries > 0 && retry.retriableResponse(status, grpc)) {
+        if (this.retry()) {
+          req.close(http2.constants.NGHTTP2_CANCEL);
+          return;
+        }
+        this.retryLimitExceeded();
+      }
+      const out: http2.OutgoingHttpHeaders = { ":status": status, ...this.cors };
       copyHeaders(flatOf(h), out, wc.responseHeadersToRemove);
       for (const x of wc.responseHeadersToAdd)
         addHeader(out, x.name.toLowerCase(), x.value, x.append === true);
       const endStream = (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0;
-      this.rt.countResponse(Number(h[":status"] ?? 502), cluster, ep);
-      cluster.outlier?.report(ep, Number(h[":status"] ?? 502));
+      this.rt.countResponse(status, cluster, ep);
       this.respond(out, endStream, !endStream);
       if (endStream) this.finish(true);
     });
     req.on("trailers", (t) => {
-      trailers = t;
-    });
-    this.stream.on("wantTrailers", () => {
-      const t: http2.OutgoingHttpHeaders = {};
-      if (trailers) copyHeaders(flatOf(trailers), t, []);
-      this.stream.sendTrailers(t);
+      if (this.req === req) this.trailers = t;
     });
     req.on("data", (chunk: Buffer) => {
-      if (!this.stream.write(chunk)) req.pause();
+      if (this.req === req && this.responded && !this.stream.write(chunk)) req.pause();
     });
-    this.stream.on("drain", () => req.resume());
     req.on("end", () => {
+      if (this.req !== req) return;
       if (!this.stream.writableEnded && this.responded) this.stream.end();
       this.finish(true);
     });
-    req.on("error", (err: Error) => {
-      if (!this.responded) this.upstreamFailed(ResponseFlag.UpstreamConnectionFailure, err.message);
-      else this.stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+    req.on("error", (err: NodeJS.ErrnoException) => {
+      if (this.req !== req) return;
+      if (!this.responded) {
+        const refused =
+          err.code === "ECONNREFUSED" || err.code === "ETIMEDOUT" || /connect/i.test(err.message);
+        this.attemptFailed(
+          refused ? FAIL_CONNECT : FAIL_RESET,
+          refused ? ResponseFlag.UpstreamConnectionFailure : ResponseFlag.UpstreamConnectionTermination,
+          err.message,
+        );
+      } else this.stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
     });
     req.on("close", () => {
-      if (!this.responded) this.upstreamFailed(ResponseFlag.UpstreamConnectionTermination, "stream reset");
-      else if (!this.stream.writableEnded && req.rstCode !== http2.constants.NGHTTP2_NO_ERROR)
+      if (this.req !== req) return;
+      if (!this.responded) {
+        const refused = req.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM;
+        this.attemptFailed(
+          refused ? FAIL_REFUSED_STREAM : FAIL_RESET,
+          ResponseFlag.UpstreamConnectionTermination,
+          "stream reset",
+        );
+        return;
+      }
+      if (!this.stream.writableEnded && req.rstCode !== http2.constants.NGHTTP2_NO_ERROR)
         this.stream.close(req.rstCode);
       this.finish(false);
     });
-    // Request body, both directions streaming (gRPC client streaming), with backpressure through pipe.
-    if (!this.stream.readableEnded) this.stream.pipe(req);
+  }
+
+  /**
+   * The request body, for every attempt: written to the current upstream stream with backpressure, and kept
+   * (up to RETRY_BUFFER_BYTES) so that a retry can send it again. Trailers and drain are wired once here too.
+   */
+  private hookBody(): void {
+    this.bodyHooked = true;
+    this.stream.on("wantTrailers", () => {
+      const t: http2.OutgoingHttpHeaders = {};
+      if (this.trailers) copyHeaders(flatOf(this.trailers), t, []);
+      this.stream.sendTrailers(t);
+    });
+    this.stream.on("drain", () => this.req?.resume());
+    if (this.stream.readableEnded) {
+      this.bodyEnded = true;
+      return;
+    }
+    this.stream.on("data", (chunk: Buffer) => {
+      if (this.replay !== null) {
+        this.replayBytes += chunk.length;
+        if (this.replayBytes > RETRY_BUFFER_BYTES) this.replay = null;
+        else this.replay.push(chunk);
+      } else this.replayBytes += chunk.length;
+      const r = this.req;
+      if (r !== undefined && !r.write(chunk)) {
+        this.stream.pause();
+        r.once("drain", () => this.stream.resume());
+      }
+    });
+    this.stream.on("end", () => {
+      this.bodyEnded = true;
+      this.req?.end();
+    });
+  }
+
+  private attemptFailed(kind: AttemptFailure, flag: ResponseFlag, detail: string): void {
+    this.clearTryTimer();
+    if (this.endpoint)
+      this.cluster?.outlier?.report(this.endpoint, kind === FAIL_PER_TRY_TIMEOUT ? 504 : 503);
+    const retry = this.route!.retry;
+    if (retry.numRetries > 0 && retry.retriableFailure(kind)) {
+      if (this.retry()) return;
+      this.retryLimitExceeded();
+    }
+    this.upstreamFailed(flag, detail);
+  }
+
+  /** Another attempt after the backoff, if allowed; closes the failed attempt's accounting. */
+  private retry(): boolean {
+    const route = this.route!;
+    const cluster = this.cluster!;
+    if (this.attempts > route.retry.numRetries || this.replay === null || !cluster.h2) return false;
+    if (!retryAllowed(cluster)) {
+      cluster.stats.retryOverflow.inc();
+      return false;
+    }
+    const ep = this.endpoint;
+    if (ep) {
+      if (this.tried === null) this.tried = [ep];
+      else this.tried.push(ep);
+      cluster.limits.active.value--;
+      ep.activeRequests--;
+      ep.rqError++;
+      this.endpoint = undefined;
+    }
+    this.req = undefined;
+    this.attempts++;
+    cluster.stats.retry.inc();
+    cluster.activeRetries++;
+    this.backoffTimer = setTimeout(
+      () => {
+        this.backoffTimer = undefined;
+        cluster.activeRetries--;
+        if (this.done) return;
+        const next = chooseRetryEndpoint(route, cluster, this, this.tried ?? []);
+        if (typeof next === "string") {
+          this.flag(next, "");
+          return;
+        }
+        this.endpoint = next;
+        this.forwardHttp2(cluster, next, route, this.wc!);
+      },
+      route.retry.backoffMs(this.attempts - 1, Math.random()),
+    );
+    return true;
+  }
+
+  private retryLimitExceeded(): void {
+    this.cluster?.stats.retryLimitExceeded.inc();
+    this.rt.flagCounter(ResponseFlag.UpstreamRetryLimitExceeded).inc();
+  }
+
+  private tryTimedOut(req: http2.ClientHttp2Stream): void {
+    this.tryTimer = undefined;
+    if (this.req !== req) return;
+    this.cluster?.stats.perTryTimeout.inc();
+    this.req = undefined;
+    req.close(http2.constants.NGHTTP2_CANCEL);
+    this.attemptFailed(FAIL_PER_TRY_TIMEOUT, ResponseFlag.UpstreamRequestTimeout, "");
+  }
+
+  private clearTryTimer(): void {
+    if (this.tryTimer !== undefined) {
+      clearTimeout(this.tryTimer);
+      this.tryTimer = undefined;
+    }
   }
 
   // ------------------------------------------------------------------------- HTTP/1 upstream (translate)
@@ -260,7 +513,7 @@ class Http2Exchange implements PoolWaiter, ResponseHandler {
 
   onResponseHead(head: ResponseHead): void {
     const wc = this.wc!;
-    const out: http2.OutgoingHttpHeaders = { ":status": head.status };
+    const out: http2.OutgoingHttpHeaders = { ":status": head.status, ...this.cors };
     const skip = new Set([...(head.connectionTokens ?? []), ...wc.responseHeadersToRemove]);
     for (let i = 0; i < head.headers.length; i += 2) {
       const n = head.headers[i]!;
@@ -345,6 +598,13 @@ class Http2Exchange implements PoolWaiter, ResponseHandler {
   private finish(ok: boolean): void {
     if (this.done) return;
     this.done = true;
+    this.clearTryTimer();
+    if (this.routeTimer !== undefined) clearTimeout(this.routeTimer);
+    if (this.faultTimer !== undefined) clearTimeout(this.faultTimer);
+    if (this.backoffTimer !== undefined) {
+      clearTimeout(this.backoffTimer);
+      this.cluster!.activeRetries--;
+    }
     const c = this.cluster;
     const ep = this.endpoint;
     if (c && ep) {
