@@ -5,6 +5,7 @@ import type { ClusterConfig, ListenerConfig, ProxyConfig, RouteConfiguration } f
 import { validateProxyConfig } from "./config/validate.ts";
 import { type FilterChainRuntime, Listener } from "./listener/listener.ts";
 import { StatsStore } from "./stats/stats.ts";
+import { TelemetrySlot } from "./telemetry/telemetry-slot.ts";
 import { ClusterManager } from "./upstream/cluster.ts";
 
 export interface ApplyResult {
@@ -15,6 +16,8 @@ export interface ApplyResult {
 export class ProxyServer {
   readonly stats = new StatsStore();
   readonly clusters = new ClusterManager(this.stats);
+  /** The telemetry sink every HTTP runtime reports to; set on apply from config.telemetry. */
+  readonly telemetry = new TelemetrySlot();
   private readonly listeners = new Map<string, Listener>();
   private current: ProxyConfig | undefined;
   private appliedAt: Date | undefined;
@@ -52,7 +55,7 @@ export class ProxyServer {
     try {
       nextClusters = this.clusters.prepare(config.clusters ?? ([] as ClusterConfig[]));
       for (const lc of config.listeners) {
-        const chains = Listener.prepareChains(lc, routeConfigs, this.clusters, this.stats);
+        const chains = Listener.prepareChains(lc, routeConfigs, this.clusters, this.stats, this.telemetry);
         const existing = this.listeners.get(lc.name);
         const sameSocket =
           existing && existing.address === (lc.address ?? "0.0.0.0") && existing.config.port === lc.port;

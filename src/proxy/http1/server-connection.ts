@@ -22,7 +22,7 @@ import type { UpstreamExchange } from "../upstream/exchange.ts";
 import type { ResponseHandler } from "../upstream/http1-connection.ts";
 import type { Http1Pool, PoolWaiter } from "../upstream/http1-pool.ts";
 import { MirrorRequest } from "../upstream/mirror.ts";
-import { ResponseFlag } from "../upstream/response-flags.ts";
+import { formatFlags, ResponseFlag } from "../upstream/response-flags.ts";
 import { ChunkedDecoder } from "./chunked.ts";
 import { parseRequestHead, type RequestHead, type ResponseHead } from "./head-parser.ts";
 import { serializeHeaders } from "./headers.ts";
@@ -77,6 +77,14 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
   private readonly onFaultDelayDone: () => void;
   /** CORS header lines for the response, "" when the request is not from an allowed origin. */
   private corsHeaders = "";
+  // Telemetry of the request in flight (kept only when a sink is configured).
+  private startedAt = 0;
+  private flags = "";
+  private status = 0;
+  private grpcStatus: number | undefined = undefined;
+  private bytesIn = 0;
+  private bytesOut = 0;
+  private upstreamHost = "";
   /** Mirrored copies of the request in flight (null almost always). */
   private mirrors: MirrorRequest[] | null = null;
   private corked = false;
@@ -145,6 +153,15 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
 
   private startRequest(head: RequestHead): void {
     this.req = head;
+    if (this.rt.telemetry.sink !== undefined) {
+      this.startedAt = performance.now();
+      this.flags = "";
+      this.status = 0;
+      this.grpcStatus = undefined;
+      this.bytesIn = 0;
+      this.bytesOut = 0;
+      this.upstreamHost = "";
+    }
     this.rt.stats.rqTotal.inc();
     this.requestBodyDone = false;
     this.responseStarted = false;
@@ -197,7 +214,7 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
       const delay = fault.delay(Math.random());
       if (delay > 0) {
         // Body bytes wait in the buffer meanwhile (WAIT_POOL does not forward), the socket paused.
-        this.rt.flagCounter(ResponseFlag.DelayInjected).inc();
+        this.addFlag(ResponseFlag.DelayInjected);
         this.state = WAIT_POOL;
         this.socket.pause();
         this.faultTimer = setTimeout(this.onFaultDelayDone, delay);
@@ -267,7 +284,7 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
 
   /** The fault filter's abort: the configured status, or for gRPC a trailers-only response with its status. */
   private faultAbort(fault: CompiledFault): void {
-    this.rt.flagCounter(ResponseFlag.FaultInjected).inc();
+    this.addFlag(ResponseFlag.FaultInjected);
     const grpc = fault.abortGrpcStatus;
     if (grpc !== undefined)
       this.local(
@@ -399,6 +416,7 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
       if (this.replayBytes > RETRY_BUFFER_BYTES) this.replay = null;
       else this.replay.push(part);
     }
+    this.bytesIn += part.length;
     if (this.mirrors !== null) for (const m of this.mirrors) m.write(part);
     const ok = up.write(part);
     this.buf = n === buf.length ? null : buf.subarray(n);
@@ -430,6 +448,10 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
       this.addRetryLimitFlag();
     }
     this.responseStarted = true;
+    if (this.rt.telemetry.sink !== undefined) {
+      this.upstreamHost = this.endpoint?.key ?? "";
+      this.grpcStatus = grpcStatusOf(head.headers);
+    }
     const untilClose = !head.chunked && head.contentLength < 0 && hasBody(req.method, head.status);
     if (untilClose) this.keepAlive = false;
     if (head.chunked && req.minor === 0) {
@@ -467,6 +489,7 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
   }
 
   onResponseData(buf: Buffer, from: number, to: number): boolean {
+    this.bytesOut += to - from;
     if (this.dechunk !== null) {
       this.dechunk.feed(buf, from, to, this.writeDecoded);
       return this.socket.writableNeedDrain === false;
@@ -576,7 +599,7 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
   private addRetryLimitFlag(): void {
     if (this.attempts > 1 || this.route!.retry.numRetries > 0) {
       this.cluster?.stats.retryLimitExceeded.inc();
-      this.rt.flagCounter(ResponseFlag.UpstreamRetryLimitExceeded).inc();
+      this.addFlag(ResponseFlag.UpstreamRetryLimitExceeded);
     }
   }
 
@@ -738,14 +761,14 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
 
   private localFlag(flag: ResponseFlag, detail: string): void {
     const { status, body } = replyForFlag(flag, detail);
-    this.rt.flagCounter(flag).inc();
+    this.addFlag(flag);
     this.local(status, body, "");
   }
 
   private upstreamFailed(flag: ResponseFlag, detail: string): void {
     this.finishUpstreamAccounting(false);
     const { status, body } = replyForFlag(flag, detail);
-    this.rt.flagCounter(flag).inc();
+    this.addFlag(flag);
     // The request body may be half read: the connection cannot carry another request. Only when there is a
     // body: requestBodyDone is set when forwarding starts, so a GET that failed before (connect refused or
     // timed out, pending overflow) used to have its keep-alive connection closed along with the 503.
@@ -762,6 +785,7 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
     if (req && (req.chunked || req.contentLength > 0) && !this.requestBodyDone && this.upstream === null)
       this.keepAlive = false;
     this.countStatus(status);
+    if (req?.method !== "HEAD") this.bytesOut += body.length;
     // As for proxied responses: an HTTP/1.0 client must be told its connection persists.
     const keepAlive10 = this.keepAlive && req?.minor === 0 ? "connection: keep-alive\r\n" : "";
     this.socket.write(
@@ -784,7 +808,55 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
   }
 
   private countStatus(status: number): void {
+    this.status = status;
     this.rt.countResponse(status, this.responseStarted ? this.cluster : null, this.endpoint);
+  }
+
+  private addFlag(flag: ResponseFlag): void {
+    this.rt.flagCounter(flag).inc();
+    this.flags = this.flags === "" ? flag : `${this.flags},${flag}`;
+  }
+
+  /** Hands the finished request to the telemetry sink (access log, metrics, traces). */
+  private report(): void {
+    const sink = this.rt.telemetry.sink;
+    const req = this.req;
+    if (sink === undefined || req === null) return;
+    const h = req.headers;
+    let requestId = "";
+    let userAgent = "";
+    for (let i = 0; i < h.length; i += 2) {
+      if (h[i] === "x-request-id") requestId = h[i + 1]!;
+      else if (h[i] === "user-agent") userAgent = h[i + 1]!;
+    }
+    const authority = this.authority;
+    const colon = authority.lastIndexOf(":");
+    sink.onHttpRequest({
+      startTimeMs: performance.timeOrigin + this.startedAt,
+      durationMs: performance.now() - this.startedAt,
+      method: req.method,
+      path: this.path,
+      authority,
+      protocol: req.minor === 0 ? "HTTP/1.0" : "HTTP/1.1",
+      responseCode: this.status,
+      responseFlags: formatFlags(this.flags),
+      grpcStatus: this.grpcStatus,
+      bytesReceived: this.bytesIn,
+      bytesSent: this.bytesOut,
+      upstreamHost: this.upstreamHost,
+      upstreamCluster: this.wc?.name ?? "",
+      retries: this.attempts > 1 ? this.attempts - 1 : 0,
+      routeName: this.route?.name ?? "",
+      downstreamRemoteAddress: `${this.socket.remoteAddress ?? ""}:${this.socket.remotePort ?? 0}`,
+      requestId,
+      traceId: "",
+      userAgent,
+      connectionSecurityPolicy:
+        (this.socket as { authorized?: boolean }).authorized === true ? "mutual_tls" : "none",
+      reporter: this.rt.reporter,
+      peer: undefined,
+      destinationService: colon > 0 && authority.indexOf("]") < colon ? authority.slice(0, colon) : authority,
+    });
   }
 
   private finishUpstreamAccounting(ok: boolean): void {
@@ -800,6 +872,7 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
 
   /** The exchange is over: close, or get ready for the next request on this connection. */
   private endExchange(): void {
+    if (this.rt.telemetry.sink !== undefined) this.report();
     this.clearTimers();
     this.tried = null;
     this.replay = null;
@@ -848,6 +921,14 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
     this.rt.stats.cxActive.value--;
     const prev = this.state;
     this.state = CLOSED;
+    if (
+      this.req !== null &&
+      (prev === WAIT_POOL || prev === FORWARD) &&
+      this.rt.telemetry.sink !== undefined
+    ) {
+      this.addFlag(ResponseFlag.DownstreamConnectionTermination);
+      this.report();
+    }
     this.clearTimers();
     if (prev === WAIT_POOL && this.pool !== null) {
       this.pool.cancel(this);

@@ -23,7 +23,7 @@ import type { CompiledRoute, CompiledWeightedCluster } from "../router/route-tab
 import { type Cluster, type Endpoint, retryAllowed } from "../upstream/cluster.ts";
 import type { ResponseHandler, UpstreamHttp1Connection } from "../upstream/http1-connection.ts";
 import type { PoolWaiter } from "../upstream/http1-pool.ts";
-import { ResponseFlag } from "../upstream/response-flags.ts";
+import { formatFlags, ResponseFlag } from "../upstream/response-flags.ts";
 
 /** Connection-specific fields, forbidden in HTTP/2 (RFC 9113 8.2.2) and hop-by-hop in HTTP/1. */
 const CONNECTION_SPECIFIC = new Set([
@@ -91,6 +91,14 @@ class Http2Exchange implements PoolWaiter, ResponseHandler {
   private tryTimer: NodeJS.Timeout | undefined;
   private backoffTimer: NodeJS.Timeout | undefined;
   private faultTimer: NodeJS.Timeout | undefined;
+  // Telemetry (kept only when a sink is configured).
+  private startedAt = 0;
+  private flags = "";
+  private status = 0;
+  private grpcStatus: number | undefined;
+  private bytesIn = 0;
+  private bytesOut = 0;
+  private upstreamHost = "";
   /** CORS headers for the response of an allowed origin. */
   private cors: http2.OutgoingHttpHeaders | undefined;
 
@@ -113,6 +121,9 @@ class Http2Exchange implements PoolWaiter, ResponseHandler {
     }
     stream.on("error", () => {});
     stream.on("close", () => this.onDownstreamClose());
+    // Body bytes are counted where the body is read (hookBody, onPoolReady): a 'data' listener here would
+    // start the stream flowing before anyone forwards it.
+    if (rt.telemetry.sink !== undefined) this.startedAt = performance.now();
     this.start();
   }
 
@@ -147,7 +158,7 @@ class Http2Exchange implements PoolWaiter, ResponseHandler {
     if (fault !== undefined) {
       const delay = fault.delay(Math.random());
       if (delay > 0) {
-        this.rt.flagCounter(ResponseFlag.DelayInjected).inc();
+        this.addFlag(ResponseFlag.DelayInjected);
         this.faultTimer = setTimeout(() => {
           this.faultTimer = undefined;
           if (this.done) return;
@@ -190,7 +201,7 @@ class Http2Exchange implements PoolWaiter, ResponseHandler {
   }
 
   private faultAbort(fault: CompiledFault): void {
-    this.rt.flagCounter(ResponseFlag.FaultInjected).inc();
+    this.addFlag(ResponseFlag.FaultInjected);
     if (fault.abortGrpcStatus !== undefined) {
       this.rt.countResponse(200, null, null);
       this.respond(
@@ -240,7 +251,7 @@ class Http2Exchange implements PoolWaiter, ResponseHandler {
     this.upstream?.abort();
     this.upstream = undefined;
     if (this.endpoint) this.cluster?.outlier?.report(this.endpoint, 504);
-    this.rt.flagCounter(ResponseFlag.UpstreamRequestTimeout).inc();
+    this.addFlag(ResponseFlag.UpstreamRequestTimeout);
     this.local(504, "upstream request timeout");
   }
 
@@ -317,10 +328,14 @@ class Http2Exchange implements PoolWaiter, ResponseHandler {
       if (endStream) this.finish(true);
     });
     req.on("trailers", (t) => {
-      if (this.req === req) this.trailers = t;
+      if (this.req !== req) return;
+      this.trailers = t;
+      if (t["grpc-status"] !== undefined) this.grpcStatus = Number(t["grpc-status"]);
     });
     req.on("data", (chunk: Buffer) => {
-      if (this.req === req && this.responded && !this.stream.write(chunk)) req.pause();
+      if (this.req !== req || !this.responded) return;
+      this.bytesOut += chunk.length;
+      if (!this.stream.write(chunk)) req.pause();
     });
     req.on("end", () => {
       if (this.req !== req) return;
@@ -373,6 +388,7 @@ class Http2Exchange implements PoolWaiter, ResponseHandler {
       return;
     }
     this.stream.on("data", (chunk: Buffer) => {
+      this.bytesIn += chunk.length;
       if (this.replay !== null) {
         this.replayBytes += chunk.length;
         if (this.replayBytes > RETRY_BUFFER_BYTES) this.replay = null;
@@ -444,7 +460,7 @@ class Http2Exchange implements PoolWaiter, ResponseHandler {
 
   private retryLimitExceeded(): void {
     this.cluster?.stats.retryLimitExceeded.inc();
-    this.rt.flagCounter(ResponseFlag.UpstreamRetryLimitExceeded).inc();
+    this.addFlag(ResponseFlag.UpstreamRetryLimitExceeded);
   }
 
   private tryTimedOut(req: http2.ClientHttp2Stream): void {
@@ -494,6 +510,7 @@ class Http2Exchange implements PoolWaiter, ResponseHandler {
       return;
     }
     this.stream.on("data", (chunk: Buffer) => {
+      this.bytesIn += chunk.length;
       const ok = chunked
         ? conn.write(`${chunk.length.toString(16)}\r\n`) && conn.write(chunk) && conn.write("\r\n")
         : conn.write(chunk);
@@ -528,6 +545,7 @@ class Http2Exchange implements PoolWaiter, ResponseHandler {
   }
 
   onResponseData(buf: Buffer, from: number, to: number): boolean {
+    this.bytesOut += to - from;
     if (this.dechunk) {
       this.dechunk.feed(buf, from, to, (b, f, t) => {
         this.stream.write(b.subarray(f, t));
@@ -567,6 +585,9 @@ class Http2Exchange implements PoolWaiter, ResponseHandler {
   private respond(headers: http2.OutgoingHttpHeaders, endStream: boolean, waitForTrailers = false): void {
     if (this.responded || this.stream.destroyed || this.stream.closed) return;
     this.responded = true;
+    this.status = Number(headers[":status"]);
+    if (headers["grpc-status"] !== undefined) this.grpcStatus = Number(headers["grpc-status"]);
+    if (this.endpoint !== undefined) this.upstreamHost = this.endpoint.key;
     try {
       this.stream.respond(headers, { endStream, waitForTrailers });
     } catch {
@@ -576,13 +597,54 @@ class Http2Exchange implements PoolWaiter, ResponseHandler {
 
   private local(status: number, body: string): void {
     this.rt.countResponse(status, null, null);
+    this.bytesOut += body.length;
     this.respond({ ":status": status, ...(body ? { "content-type": "text/plain" } : {}) }, body === "");
     if (body !== "" && !this.stream.destroyed) this.stream.end(body);
     this.finish(false);
   }
 
-  private flag(flag: ResponseFlag, detail: string): void {
+  private addFlag(flag: ResponseFlag): void {
     this.rt.flagCounter(flag).inc();
+    this.flags = this.flags === "" ? flag : `${this.flags},${flag}`;
+  }
+
+  /** Hands the finished request to the telemetry sink. */
+  private report(): void {
+    const sink = this.rt.telemetry.sink!;
+    const authority = this.authority;
+    const colon = authority.lastIndexOf(":");
+    const socket = this.stream.session?.socket;
+    if (!this.responded && this.status === 0) this.addFlag(ResponseFlag.DownstreamConnectionTermination);
+    sink.onHttpRequest({
+      startTimeMs: performance.timeOrigin + this.startedAt,
+      durationMs: performance.now() - this.startedAt,
+      method: this.method,
+      path: this.path,
+      authority,
+      protocol: "HTTP/2",
+      responseCode: this.status,
+      responseFlags: formatFlags(this.flags),
+      grpcStatus: this.grpcStatus,
+      bytesReceived: this.bytesIn,
+      bytesSent: this.bytesOut,
+      upstreamHost: this.upstreamHost,
+      upstreamCluster: this.wc?.name ?? "",
+      retries: this.attempts > 1 ? this.attempts - 1 : 0,
+      routeName: this.route?.name ?? "",
+      downstreamRemoteAddress: `${socket?.remoteAddress ?? ""}:${socket?.remotePort ?? 0}`,
+      requestId: headerOf(this.flat, "x-request-id") ?? "",
+      traceId: "",
+      userAgent: headerOf(this.flat, "user-agent") ?? "",
+      connectionSecurityPolicy:
+        (socket as { authorized?: boolean } | undefined)?.authorized === true ? "mutual_tls" : "none",
+      reporter: this.rt.reporter,
+      peer: undefined,
+      destinationService: colon > 0 && authority.indexOf("]") < colon ? authority.slice(0, colon) : authority,
+    });
+  }
+
+  private flag(flag: ResponseFlag, detail: string): void {
+    this.addFlag(flag);
     const { status, body } = replyForFlag(flag, detail);
     this.local(status, body);
   }
@@ -590,7 +652,7 @@ class Http2Exchange implements PoolWaiter, ResponseHandler {
   private upstreamFailed(flag: ResponseFlag, detail: string): void {
     if (this.responded) return;
     if (this.endpoint) this.cluster?.outlier?.report(this.endpoint, 503);
-    this.rt.flagCounter(flag).inc();
+    this.addFlag(flag);
     const { status, body } = replyForFlag(flag, detail);
     this.local(status, body);
   }
@@ -598,6 +660,7 @@ class Http2Exchange implements PoolWaiter, ResponseHandler {
   private finish(ok: boolean): void {
     if (this.done) return;
     this.done = true;
+    if (this.rt.telemetry.sink !== undefined) this.report();
     this.clearTryTimer();
     if (this.routeTimer !== undefined) clearTimeout(this.routeTimer);
     if (this.faultTimer !== undefined) clearTimeout(this.faultTimer);

@@ -8,6 +8,7 @@ import type { Http2Downstream } from "../http2/downstream.ts";
 import { http2Module } from "../http2/lazy.ts";
 import type { RouteTable } from "../router/route-table.ts";
 import type { Counter, Gauge, StatsStore } from "../stats/stats.ts";
+import { TelemetrySlot } from "../telemetry/telemetry-slot.ts";
 import type { Cluster, ClusterManager, Endpoint } from "../upstream/cluster.ts";
 import type { ResponseFlag } from "../upstream/response-flags.ts";
 
@@ -51,6 +52,8 @@ export class HttpRuntime {
   rateLimit: TokenBucket | undefined;
   /** Which side of the hop this chain serves (telemetry). */
   reporter: "source" | "destination";
+  /** The proxy's telemetry sink (shared, replaced on config swap). */
+  readonly telemetry: TelemetrySlot;
   private readonly store: StatsStore;
   private readonly prefix: string;
   private readonly flags = new Map<string, Counter>();
@@ -62,7 +65,9 @@ export class HttpRuntime {
     limits: ListenerLimits | undefined,
     scheme: "http" | "https",
     store: StatsStore,
+    telemetry: TelemetrySlot = new TelemetrySlot(),
   ) {
+    this.telemetry = telemetry;
     this.routeTable = routeTable;
     this.clusters = clusters;
     this.mode = config.mode ?? "server";

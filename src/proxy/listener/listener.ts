@@ -9,6 +9,7 @@ import { H2_PREFACE } from "../http2/preface.ts";
 import { tlsModule } from "../lazy-modules.ts";
 import { RouteTable } from "../router/route-table.ts";
 import type { StatsStore } from "../stats/stats.ts";
+import { TelemetrySlot } from "../telemetry/telemetry-slot.ts";
 import type { ClusterManager } from "../upstream/cluster.ts";
 import { HttpRuntime } from "./http-runtime.ts";
 import { TcpProxyRuntime } from "./tcp-proxy.ts";
@@ -78,6 +79,7 @@ export class Listener {
     routeConfigs: ReadonlyMap<string, RouteConfiguration>,
     clusters: ClusterManager,
     store: StatsStore,
+    telemetry: TelemetrySlot = new TelemetrySlot(),
   ): FilterChainRuntime[] {
     return config.filterChains.map((fc) => {
       const secureContext = fc.tls
@@ -96,7 +98,7 @@ export class Listener {
       return {
         config: fc,
         secureContext,
-        http: new HttpRuntime(f, table, clusters, config.limits, fc.tls ? "https" : "http", store),
+        http: new HttpRuntime(f, table, clusters, config.limits, fc.tls ? "https" : "http", store, telemetry),
         tcp: undefined,
       };
     });

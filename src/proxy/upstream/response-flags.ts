@@ -32,3 +32,16 @@ export const ResponseFlag = {
 } as const;
 
 export type ResponseFlag = (typeof ResponseFlag)[keyof typeof ResponseFlag];
+
+/** Envoy's order of flags in access logs (the order of its ResponseFlag enum). */
+const ORDER = ["UH", "UT", "UF", "UC", "UO", "NR", "DI", "FI", "RL", "DC", "URX", "DPE", "UPE", "NC"];
+
+/** A comma-joined flag list in Envoy's order ("URX,UF" -> "UF,URX"); "-" for none. */
+export function formatFlags(flags: string): string {
+  if (flags === "") return "-";
+  if (flags.indexOf(",") === -1) return flags;
+  return flags
+    .split(",")
+    .sort((a, b) => ORDER.indexOf(a) - ORDER.indexOf(b))
+    .join(",");
+}
