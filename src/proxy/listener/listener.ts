@@ -91,7 +91,12 @@ export class Listener {
         : undefined;
       const f = fc.filter;
       if (f.type === "tcp")
-        return { config: fc, secureContext, http: undefined, tcp: new TcpProxyRuntime(f, clusters, store) };
+        return {
+          config: fc,
+          secureContext,
+          http: undefined,
+          tcp: new TcpProxyRuntime(f, clusters, store, telemetry),
+        };
       const rc =
         f.routeConfig ?? (f.routeConfigName !== undefined ? routeConfigs.get(f.routeConfigName) : undefined);
       const table = rc ? new RouteTable(rc) : undefined;

@@ -67,3 +67,30 @@ test("the upstream closing closes the downstream", async () => {
   await new Promise((r) => c.on("close", r));
   assert.equal(got, "bye");
 });
+
+test("telemetry: a TCP connection is reported when it opens and when it closes, with its bytes", async () => {
+  const echo = await netBackend((s) => s.pipe(s));
+  const { port, proxy } = await startProxy(tcpConfig(echo.port));
+  const opened: string[] = [];
+  const closed: Array<{ bytesReceived: number; bytesSent: number; upstreamCluster: string; flags: string }> =
+    [];
+  proxy.telemetry.sink = {
+    onHttpRequest: () => {},
+    onTcpOpen: (r) => opened.push(r.upstreamCluster),
+    onTcpClose: (r) =>
+      closed.push({
+        bytesReceived: r.bytesReceived,
+        bytesSent: r.bytesSent,
+        upstreamCluster: r.upstreamCluster,
+        flags: r.responseFlags,
+      }),
+  };
+  const c = net.connect(port, "127.0.0.1");
+  c.write("hello tcp");
+  await new Promise<void>((resolve) => c.once("data", () => resolve()));
+  c.end();
+  const deadline = Date.now() + 3000;
+  while (closed.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  assert.deepEqual(opened, ["up"]);
+  assert.deepEqual(closed, [{ bytesReceived: 9, bytesSent: 9, upstreamCluster: "up", flags: "-" }]);
+});

@@ -3,6 +3,7 @@
 import net from "node:net";
 import type { TcpProxyConfig } from "../config/types.ts";
 import type { Counter, Gauge, StatsStore } from "../stats/stats.ts";
+import { TelemetrySlot } from "../telemetry/telemetry-slot.ts";
 import type { ClusterManager, Endpoint } from "../upstream/cluster.ts";
 
 export class TcpProxyRuntime {
@@ -14,8 +15,16 @@ export class TcpProxyRuntime {
   private readonly connectFail: Counter;
   readonly sockets = new Set<net.Socket>();
 
-  constructor(config: TcpProxyConfig, clusters: ClusterManager, store: StatsStore) {
+  private readonly telemetry: TelemetrySlot;
+
+  constructor(
+    config: TcpProxyConfig,
+    clusters: ClusterManager,
+    store: StatsStore,
+    telemetry: TelemetrySlot = new TelemetrySlot(),
+  ) {
     this.config = config;
+    this.telemetry = telemetry;
     this.clusters = clusters;
     const p = `tcp.${config.statPrefix ?? config.cluster}.`;
     this.cxTotal = store.counter(`${p}downstream_cx_total`);
@@ -40,6 +49,17 @@ export class TcpProxyRuntime {
       return;
     }
     ep.activeRequests++;
+    const sink = this.telemetry.sink;
+    const started = sink !== undefined ? performance.now() : 0;
+    const base = {
+      upstreamCluster: cluster.name,
+      reporter: "destination" as const,
+      peer: undefined,
+      destinationService: cluster.name,
+      connectionSecurityPolicy:
+        (down as { authorized?: boolean }).authorized === true ? ("mutual_tls" as const) : ("none" as const),
+    };
+    sink?.onTcpOpen?.(base);
     down.pause();
     const up = net.connect({ host: ep.address, port: ep.port, noDelay: true });
     up.setTimeout(cluster.config.connectTimeoutMs ?? 10_000, () => up.destroy(new Error("connect timeout")));
@@ -61,6 +81,17 @@ export class TcpProxyRuntime {
     up.once("close", () => {
       done();
       down.destroy();
+      sink?.onTcpClose?.({
+        ...base,
+        startTimeMs: performance.timeOrigin + started,
+        durationMs: performance.now() - started,
+        // Bytes from the downstream are what went up; bytes to it are what came down.
+        bytesReceived: up.bytesWritten,
+        bytesSent: up.bytesRead,
+        upstreamHost: ep.key,
+        downstreamRemoteAddress: `${down.remoteAddress ?? ""}:${down.remotePort ?? 0}`,
+        responseFlags: connected ? "-" : "UF",
+      });
     });
     up.on("error", () => {
       if (!connected) {
