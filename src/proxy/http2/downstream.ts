@@ -23,6 +23,7 @@ import type { CompiledRoute, CompiledWeightedCluster } from "../router/route-tab
 import { type Cluster, type Endpoint, retryAllowed } from "../upstream/cluster.ts";
 import type { ResponseHandler, UpstreamHttp1Connection } from "../upstream/http1-connection.ts";
 import type { PoolWaiter } from "../upstream/http1-pool.ts";
+import { MirrorRequest } from "../upstream/mirror.ts";
 import { formatFlags, ResponseFlag } from "../upstream/response-flags.ts";
 
 /** Connection-specific fields, forbidden in HTTP/2 (RFC 9113 8.2.2) and hop-by-hop in HTTP/1. */
@@ -196,8 +197,65 @@ class Http2Exchange implements PoolWaiter, ResponseHandler {
     this.endpoint = ep;
     if (route.timeoutMs > 0) this.routeTimer = setTimeout(() => this.routeTimedOut(), route.timeoutMs);
     this.attempts = 1;
+    if (route.mirrors.length > 0) this.startMirrors(route);
     if (cluster.h2) this.forwardHttp2(cluster, ep, route, wc);
     else cluster.pool(ep).acquire(this);
+  }
+
+  /**
+   * Mirrors for an HTTP/2 request: the copy is written as HTTP/1.1 (chunked when the body has no length),
+   * which MirrorRequest sends to HTTP/1 clusters as is and to HTTP/2 clusters through the translating exchange.
+   */
+  private startMirrors(route: CompiledRoute): void {
+    const host = this.authority || "unknown";
+    const length = headerOf(this.flat, "content-length");
+    const hasBody = !this.stream.readableEnded;
+    const chunked = hasBody && length === undefined;
+    let head = `${this.method} ${this.path} HTTP/1.1\r\nhost: ${host}\r\n`;
+    for (let i = 0; i < this.flat.length; i += 2)
+      if (this.flat[i] !== "te") head += `${this.flat[i]}: ${this.flat[i + 1]}\r\n`;
+    if (chunked) head += "transfer-encoding: chunked\r\n";
+    head += "\r\n";
+    const mirrors: MirrorRequest[] = [];
+    for (const m of route.mirrors) {
+      if (m.fraction < 1 && Math.random() >= m.fraction) continue;
+      const cluster = this.rt.clusters.get(m.cluster);
+      if (cluster === undefined) continue;
+      const mirror = new MirrorRequest(cluster, this.method, head, host);
+      if (mirror.start()) mirrors.push(mirror);
+    }
+    if (mirrors.length === 0) return;
+    if (!hasBody) {
+      for (const m of mirrors) m.end();
+      return;
+    }
+    // A 'data' listener of its own would start the stream flowing before the upstream is attached: the copies
+    // are taken where the body is forwarded (mirrorData, mirrorEnd).
+    this.mirrorSinks = mirrors;
+    this.mirrorChunked = chunked;
+  }
+
+  private mirrorSinks: MirrorRequest[] | null = null;
+  private mirrorChunked = false;
+
+  /** Copies a body chunk to the mirrors (called where the body is forwarded). */
+  private mirrorData(chunk: Buffer): void {
+    const ms = this.mirrorSinks;
+    if (ms === null) return;
+    const framed = this.mirrorChunked
+      ? Buffer.concat([Buffer.from(`${chunk.length.toString(16)}\r\n`), chunk, Buffer.from("\r\n")])
+      : chunk;
+    for (const m of ms) m.write(framed);
+  }
+
+  private mirrorEnd(): void {
+    const ms = this.mirrorSinks;
+    if (ms === null) return;
+    this.mirrorSinks = null;
+    for (const m of ms) {
+      if (this.mirrorChunked) m.write(Buffer.from("0\r\n\r\n"));
+      m.end();
+    }
   }
 
   private faultAbort(fault: CompiledFault): void {
@@ -389,6 +447,7 @@ class Http2Exchange implements PoolWaiter, ResponseHandler {
     }
     this.stream.on("data", (chunk: Buffer) => {
       this.bytesIn += chunk.length;
+      this.mirrorData(chunk);
       if (this.replay !== null) {
         this.replayBytes += chunk.length;
         if (this.replayBytes > RETRY_BUFFER_BYTES) this.replay = null;
@@ -402,6 +461,7 @@ class Http2Exchange implements PoolWaiter, ResponseHandler {
     });
     this.stream.on("end", () => {
       this.bodyEnded = true;
+      this.mirrorEnd();
       this.req?.end();
     });
   }
@@ -511,6 +571,7 @@ class Http2Exchange implements PoolWaiter, ResponseHandler {
     }
     this.stream.on("data", (chunk: Buffer) => {
       this.bytesIn += chunk.length;
+      this.mirrorData(chunk);
       const ok = chunked
         ? conn.write(`${chunk.length.toString(16)}\r\n`) && conn.write(chunk) && conn.write("\r\n")
         : conn.write(chunk);
@@ -518,6 +579,7 @@ class Http2Exchange implements PoolWaiter, ResponseHandler {
     });
     conn.handlerDrain = () => this.stream.resume();
     this.stream.on("end", () => {
+      this.mirrorEnd();
       if (chunked) conn.write("0\r\n\r\n");
       conn.endRequest();
     });

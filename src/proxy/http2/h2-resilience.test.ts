@@ -191,3 +191,21 @@ test("HTTP/2: fault abort with a gRPC status, rate limit, CORS preflight", async
   assert.equal(pre.headers["access-control-allow-origin"], "https://app.example");
   assert.equal(pre.headers["access-control-allow-methods"], "POST");
 });
+
+test("HTTP/2: a gRPC call is mirrored (body included) to the shadow cluster", async () => {
+  const primary = await grpcBackend(() => "ok");
+  const shadow = await grpcBackend(() => "unavailable");
+  const c = cfg([primary.port], { requestMirrorPolicies: [{ cluster: "shadow" }] });
+  const p = await startProxy({
+    ...c,
+    clusters: [
+      ...c.clusters!,
+      { name: "shadow", protocol: "http2", endpoints: [{ address: "127.0.0.1", port: shadow.port }] },
+    ],
+  });
+  const r = await call(p.port, {}, "mirrored-body");
+  assert.equal(r.grpc, "0");
+  const deadline = Date.now() + 3000;
+  while (shadow.bodies.length === 0 && Date.now() < deadline) await new Promise((x) => setTimeout(x, 10));
+  assert.deepEqual(shadow.bodies, ["mirrored-body"]);
+});
