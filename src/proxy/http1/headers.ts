@@ -13,6 +13,8 @@ const HOP_BY_HOP = new Set([
   "upgrade",
   "expect",
   "host",
+  // Peer metadata is exchanged between two proxies on one hop and never reaches an app or the next hop.
+  "x-isthmus-peer-metadata",
 ]);
 
 /**

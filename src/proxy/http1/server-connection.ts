@@ -17,6 +17,8 @@ import {
   FAIL_RESET,
 } from "../router/retry-policy.ts";
 import { type CompiledRoute, type CompiledWeightedCluster, pickCluster } from "../router/route-table.ts";
+import type { PeerInfo } from "../telemetry/request-record.ts";
+import { PEER_METADATA_HEADER } from "../telemetry/telemetry-slot.ts";
 import { type Cluster, type Endpoint, retryAllowed } from "../upstream/cluster.ts";
 import type { UpstreamExchange } from "../upstream/exchange.ts";
 import type { ResponseHandler } from "../upstream/http1-connection.ts";
@@ -85,6 +87,7 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
   private bytesIn = 0;
   private bytesOut = 0;
   private upstreamHost = "";
+  private peer: PeerInfo | undefined = undefined;
   /** Mirrored copies of the request in flight (null almost always). */
   private mirrors: MirrorRequest[] | null = null;
   private corked = false;
@@ -161,6 +164,7 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
       this.bytesIn = 0;
       this.bytesOut = 0;
       this.upstreamHost = "";
+      this.peer = this.rt.reporter === "destination" ? this.peerFrom(head.headers) : undefined;
     }
     this.rt.stats.rqTotal.inc();
     this.requestBodyDone = false;
@@ -359,7 +363,10 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
     );
     if (req.upgrade !== null) head += `connection: upgrade\r\nupgrade: ${req.upgrade}\r\n`;
     if (req.chunked) head += "transfer-encoding: chunked\r\n";
-    head += `x-forwarded-proto: ${this.rt.scheme}\r\n\r\n`;
+    head += `x-forwarded-proto: ${this.rt.scheme}\r\n`;
+    const own = this.rt.telemetry.ownPeerHeader;
+    if (own !== "" && this.rt.reporter === "source") head += `${PEER_METADATA_HEADER}: ${own}\r\n`;
+    head += "\r\n";
     conn.write(head);
     if (this.attempts === 1 && route.mirrors.length > 0) this.startMirrors(route, req.method, head, host);
     this.state = FORWARD;
@@ -451,6 +458,7 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
     if (this.rt.telemetry.sink !== undefined) {
       this.upstreamHost = this.endpoint?.key ?? "";
       this.grpcStatus = grpcStatusOf(head.headers);
+      if (this.rt.reporter === "source") this.peer = this.peerFrom(head.headers);
     }
     const untilClose = !head.chunked && head.contentLength < 0 && hasBody(req.method, head.status);
     if (untilClose) this.keepAlive = false;
@@ -467,6 +475,8 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
     );
     if (head.chunked && this.dechunk === null) out += "transfer-encoding: chunked\r\n";
     if (this.corsHeaders !== "") out += this.corsHeaders;
+    const own = this.rt.telemetry.ownPeerHeader;
+    if (own !== "" && this.rt.reporter === "destination") out += `${PEER_METADATA_HEADER}: ${own}\r\n`;
     if (!this.keepAlive) out += "connection: close\r\n";
     // An HTTP/1.0 client takes the connection as closing unless told otherwise (RFC 9112 9.3); without this it
     // waited for a close that never came, or dropped a connection we kept.
@@ -812,6 +822,12 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
     this.rt.countResponse(status, this.responseStarted ? this.cluster : null, this.endpoint);
   }
 
+  private peerFrom(headers: readonly string[]): PeerInfo | undefined {
+    for (let i = 0; i < headers.length; i += 2)
+      if (headers[i] === PEER_METADATA_HEADER) return this.rt.telemetry.decodePeer(headers[i + 1]!);
+    return undefined;
+  }
+
   private addFlag(flag: ResponseFlag): void {
     this.rt.flagCounter(flag).inc();
     this.flags = this.flags === "" ? flag : `${this.flags},${flag}`;
@@ -854,7 +870,7 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
       connectionSecurityPolicy:
         (this.socket as { authorized?: boolean }).authorized === true ? "mutual_tls" : "none",
       reporter: this.rt.reporter,
-      peer: undefined,
+      peer: this.peer,
       destinationService: colon > 0 && authority.indexOf("]") < colon ? authority.slice(0, colon) : authority,
     });
   }

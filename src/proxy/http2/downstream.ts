@@ -20,6 +20,8 @@ import {
   FAIL_RESET,
 } from "../router/retry-policy.ts";
 import type { CompiledRoute, CompiledWeightedCluster } from "../router/route-table.ts";
+import type { PeerInfo } from "../telemetry/request-record.ts";
+import { PEER_METADATA_HEADER } from "../telemetry/telemetry-slot.ts";
 import { type Cluster, type Endpoint, retryAllowed } from "../upstream/cluster.ts";
 import type { ResponseHandler, UpstreamHttp1Connection } from "../upstream/http1-connection.ts";
 import type { PoolWaiter } from "../upstream/http1-pool.ts";
@@ -34,6 +36,7 @@ const CONNECTION_SPECIFIC = new Set([
   "transfer-encoding",
   "upgrade",
   "host",
+  PEER_METADATA_HEADER,
 ]);
 
 /** Request body bytes kept so that a failed attempt can be retried. */
@@ -100,6 +103,7 @@ class Http2Exchange implements PoolWaiter, ResponseHandler {
   private bytesIn = 0;
   private bytesOut = 0;
   private upstreamHost = "";
+  private peer: PeerInfo | undefined;
   /** CORS headers for the response of an allowed origin. */
   private cors: http2.OutgoingHttpHeaders | undefined;
 
@@ -124,7 +128,13 @@ class Http2Exchange implements PoolWaiter, ResponseHandler {
     stream.on("close", () => this.onDownstreamClose());
     // Body bytes are counted where the body is read (hookBody, onPoolReady): a 'data' listener here would
     // start the stream flowing before anyone forwards it.
-    if (rt.telemetry.sink !== undefined) this.startedAt = performance.now();
+    if (rt.telemetry.sink !== undefined) {
+      this.startedAt = performance.now();
+      if (rt.reporter === "destination") {
+        const v = headers[PEER_METADATA_HEADER];
+        if (typeof v === "string") this.peer = rt.telemetry.decodePeer(v);
+      }
+    }
     this.start();
   }
 
@@ -346,6 +356,7 @@ class Http2Exchange implements PoolWaiter, ResponseHandler {
     for (const h of wc.requestHeadersToAdd)
       addHeader(headers, h.name.toLowerCase(), h.value, h.append === true);
     headers["x-forwarded-proto"] = this.rt.scheme;
+    this.addOwnPeer(headers, "source");
     if (!this.bodyHooked) this.hookBody();
     const noBody = this.bodyEnded && this.replayBytes === 0;
     let req: http2.ClientHttp2Stream;
@@ -378,6 +389,8 @@ class Http2Exchange implements PoolWaiter, ResponseHandler {
       }
       const out: http2.OutgoingHttpHeaders = { ":status": status, ...this.cors };
       copyHeaders(flatOf(h), out, wc.responseHeadersToRemove);
+      this.notePeer(h[PEER_METADATA_HEADER]);
+      this.addOwnPeer(out, "destination");
       for (const x of wc.responseHeadersToAdd)
         addHeader(out, x.name.toLowerCase(), x.value, x.append === true);
       const endStream = (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0;
@@ -563,7 +576,10 @@ class Http2Exchange implements PoolWaiter, ResponseHandler {
     // HTTP/2 bodies have no length in advance unless the client said so: HTTP/1 needs chunked then.
     const chunked = hasBody && length === undefined;
     if (chunked) head += "transfer-encoding: chunked\r\n";
-    head += `x-forwarded-proto: ${this.rt.scheme}\r\n\r\n`;
+    head += `x-forwarded-proto: ${this.rt.scheme}\r\n`;
+    const own = this.rt.telemetry.ownPeerHeader;
+    if (own !== "" && this.rt.reporter === "source") head += `${PEER_METADATA_HEADER}: ${own}\r\n`;
+    head += "\r\n";
     conn.write(head);
     if (!hasBody) {
       conn.endRequest();
@@ -593,6 +609,10 @@ class Http2Exchange implements PoolWaiter, ResponseHandler {
   onResponseHead(head: ResponseHead): void {
     const wc = this.wc!;
     const out: http2.OutgoingHttpHeaders = { ":status": head.status, ...this.cors };
+    this.addOwnPeer(out, "destination");
+    if (this.rt.telemetry.sink !== undefined && this.rt.reporter === "source")
+      for (let i = 0; i < head.headers.length; i += 2)
+        if (head.headers[i] === PEER_METADATA_HEADER) this.notePeer(head.headers[i + 1]);
     const skip = new Set([...(head.connectionTokens ?? []), ...wc.responseHeadersToRemove]);
     for (let i = 0; i < head.headers.length; i += 2) {
       const n = head.headers[i]!;
@@ -665,6 +685,17 @@ class Http2Exchange implements PoolWaiter, ResponseHandler {
     this.finish(false);
   }
 
+  /** Adds this proxy's metadata header on the side of the hop where it belongs. */
+  private addOwnPeer(h: http2.OutgoingHttpHeaders, when: "source" | "destination"): void {
+    const own = this.rt.telemetry.ownPeerHeader;
+    if (own !== "" && this.rt.reporter === when) h[PEER_METADATA_HEADER] = own;
+  }
+
+  private notePeer(v: unknown): void {
+    if (this.rt.telemetry.sink !== undefined && this.rt.reporter === "source" && typeof v === "string")
+      this.peer = this.rt.telemetry.decodePeer(v);
+  }
+
   private addFlag(flag: ResponseFlag): void {
     this.rt.flagCounter(flag).inc();
     this.flags = this.flags === "" ? flag : `${this.flags},${flag}`;
@@ -700,7 +731,7 @@ class Http2Exchange implements PoolWaiter, ResponseHandler {
       connectionSecurityPolicy:
         (socket as { authorized?: boolean } | undefined)?.authorized === true ? "mutual_tls" : "none",
       reporter: this.rt.reporter,
-      peer: undefined,
+      peer: this.peer,
       destinationService: colon > 0 && authority.indexOf("]") < colon ? authority.slice(0, colon) : authority,
     });
   }
