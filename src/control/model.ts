@@ -1,0 +1,33 @@
+// The control plane's view of the mesh: the proxies it serves and the service instances (endpoints) behind
+// each service. Services themselves are the api layer's MeshService (Kubernetes Service, ServiceEntry).
+
+/** A connected proxy: who it is and what runs behind it, as it announces itself. */
+export interface ProxyNode {
+  readonly id: string;
+  readonly namespace: string;
+  /** Labels of the workload behind the proxy (for sourceLabels, Sidecar selectors, subsets of itself). */
+  readonly labels: Readonly<Record<string, string>>;
+  readonly serviceAccount?: string;
+  readonly cluster?: string;
+  readonly network?: string;
+  /** The app's address and ports, for the inbound side (default 127.0.0.1). */
+  readonly appAddress?: string;
+}
+
+/** One endpoint of a service port. */
+export interface ServiceInstance {
+  /** The service's host (FQDN). */
+  readonly host: string;
+  /** The service port this instance serves. */
+  readonly servicePort: number;
+  readonly address: string;
+  /** The port the workload listens on (targetPort). */
+  readonly port: number;
+  readonly labels: Readonly<Record<string, string>>;
+  /** region/zone/subzone. */
+  readonly locality?: string;
+  readonly serviceAccount?: string;
+  readonly network?: string;
+  readonly cluster?: string;
+  readonly weight?: number;
+}

@@ -1,0 +1,98 @@
+// The service registry: services (Kubernetes Services and ServiceEntries, from the api layer's analysis of
+// the loaded resources) and their instances. Instances come from sources: ServiceEntry endpoints and
+// WorkloadEntries in the config, and registrations (the local runtime's pod addresses; later Kubernetes
+// watches and peer clusters) — each source adds instances without the translator knowing where they came from.
+import { AnalysisContext, type MeshService, selectorMatches } from "../../api/analyze/context.ts";
+import type { Resource } from "../../api/resource.ts";
+import { arr, num, obj, str } from "../../api/validate/checker.ts";
+import type { ServiceInstance } from "../model.ts";
+
+export class ServiceRegistry {
+  readonly context: AnalysisContext;
+  private readonly registered: ServiceInstance[];
+  private readonly byHostPort = new Map<string, ServiceInstance[]>();
+
+  constructor(resources: readonly Resource[], registered: readonly ServiceInstance[] = []) {
+    this.context = new AnalysisContext(resources);
+    this.registered = [...registered];
+    for (const i of [...configInstances(this.context), ...this.registered]) {
+      const key = `${i.host}|${i.servicePort}`;
+      const list = this.byHostPort.get(key);
+      if (list) list.push(i);
+      else this.byHostPort.set(key, [i]);
+    }
+  }
+
+  get services(): readonly MeshService[] {
+    return this.context.services;
+  }
+
+  /** Instances of a service port, optionally only those whose labels match a subset's. */
+  instances(
+    host: string,
+    servicePort: number,
+    subsetLabels?: Readonly<Record<string, string>>,
+  ): ServiceInstance[] {
+    const all = this.byHostPort.get(`${host}|${servicePort}`) ?? [];
+    return subsetLabels ? all.filter((i) => selectorMatches(subsetLabels, i.labels)) : all;
+  }
+}
+
+/** Instances written in the config: ServiceEntry endpoints, and WorkloadEntries selected by a service. */
+function configInstances(ctx: AnalysisContext): ServiceInstance[] {
+  const out: ServiceInstance[] = [];
+  for (const s of ctx.services) {
+    if (s.resource.kind !== "ServiceEntry") continue;
+    const spec = obj(s.resource.object.spec);
+    for (const e of arr(spec?.endpoints)) {
+      const ep = obj(e);
+      const address = str(ep?.address);
+      if (!ep || !address) continue;
+      const ports = obj(ep.ports);
+      for (const p of s.ports) {
+        out.push({
+          host: s.host,
+          servicePort: p.number,
+          address,
+          port: num(ports?.[p.name ?? ""]) ?? p.number,
+          labels: stringMap(ep.labels),
+          ...(str(ep.locality) ? { locality: str(ep.locality)! } : {}),
+          ...(str(ep.network) ? { network: str(ep.network)! } : {}),
+          ...(num(ep.weight) ? { weight: num(ep.weight)! } : {}),
+        });
+      }
+    }
+  }
+  for (const we of ctx.of("WorkloadEntry")) {
+    const spec = obj(we.object.spec);
+    const address = str(spec?.address);
+    if (!address) continue;
+    const labels = stringMap(spec?.labels);
+    for (const s of ctx.services) {
+      if (s.selector === undefined || Object.keys(s.selector).length === 0) continue;
+      if (s.namespace !== we.namespace || !selectorMatches(s.selector, labels)) continue;
+      const ports = obj(spec?.ports);
+      for (const p of s.ports) {
+        const target = typeof p.targetPort === "number" ? p.targetPort : p.number;
+        out.push({
+          host: s.host,
+          servicePort: p.number,
+          address,
+          port: num(ports?.[p.name ?? ""]) ?? target,
+          labels,
+          ...(str(spec?.locality) ? { locality: str(spec?.locality)! } : {}),
+          ...(str(spec?.network) ? { network: str(spec?.network)! } : {}),
+          ...(str(spec?.serviceAccount) ? { serviceAccount: str(spec?.serviceAccount)! } : {}),
+        });
+      }
+    }
+  }
+  return out;
+}
+
+function stringMap(v: unknown): Record<string, string> {
+  const o = obj(v);
+  const out: Record<string, string> = {};
+  if (o) for (const [k, x] of Object.entries(o)) if (typeof x === "string") out[k] = x;
+  return out;
+}
