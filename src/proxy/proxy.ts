@@ -5,6 +5,7 @@ import type { ClusterConfig, ListenerConfig, ProxyConfig, RouteConfiguration } f
 import { validateProxyConfig } from "./config/validate.ts";
 import { type FilterChainRuntime, Listener } from "./listener/listener.ts";
 import { StatsStore } from "./stats/stats.ts";
+import { type PreparedTelemetry, TelemetryManager } from "./telemetry/telemetry-manager.ts";
 import { TelemetrySlot } from "./telemetry/telemetry-slot.ts";
 import { ClusterManager } from "./upstream/cluster.ts";
 
@@ -18,6 +19,7 @@ export class ProxyServer {
   readonly clusters = new ClusterManager(this.stats);
   /** The telemetry sink every HTTP runtime reports to; set on apply from config.telemetry. */
   readonly telemetry = new TelemetrySlot();
+  readonly telemetryManager = new TelemetryManager(this.telemetry, this.stats);
   private readonly listeners = new Map<string, Listener>();
   private current: ProxyConfig | undefined;
   private appliedAt: Date | undefined;
@@ -46,6 +48,7 @@ export class ProxyServer {
     const routeConfigs = new Map<string, RouteConfiguration>(
       (config.routeConfigs ?? []).map((r) => [r.name, r]),
     );
+    let telemetry: PreparedTelemetry;
     const prepared: Array<{
       listener: Listener;
       config: ListenerConfig;
@@ -67,6 +70,7 @@ export class ProxyServer {
         });
       }
       for (const p of prepared) if (p.fresh) await p.listener.listen();
+      telemetry = await this.telemetryManager.prepare(config.telemetry, config.node);
     } catch (e) {
       for (const p of prepared) if (p.fresh) p.listener.close();
       return this.reject([(e as Error).message]);
@@ -74,6 +78,7 @@ export class ProxyServer {
 
     // Swap: from here on nothing can fail.
     this.clusters.commit(nextClusters);
+    this.telemetryManager.commit(telemetry);
     const keep = new Set<Listener>();
     for (const p of prepared) {
       p.listener.commitChains(p.config, p.chains);
@@ -129,5 +134,6 @@ export class ProxyServer {
     }
     for (const l of this.listeners.values()) l.close();
     this.clusters.closeAll();
+    await this.telemetryManager.close();
   }
 }

@@ -4,10 +4,9 @@
 // for a handful of requests a minute; one request per connection, then close.
 import net from "node:net";
 import v8 from "node:v8";
-import { parseRequestHead } from "../http1/head-parser.ts";
-import { statusText } from "../http1/local-reply.ts";
 import { RE2 } from "../lazy-modules.ts";
 import type { ProxyServer } from "../proxy.ts";
+import { respond, serveOneRequest } from "./one-request.ts";
 
 export interface AdminOptions {
   readonly address: string;
@@ -53,20 +52,7 @@ export class AdminServer {
   private accept(socket: net.Socket): void {
     this.sockets.add(socket);
     socket.once("close", () => this.sockets.delete(socket));
-    socket.on("error", () => socket.destroy());
-    socket.setTimeout(10_000, () => socket.destroy());
-    let buf: Buffer | null = null;
-    socket.on("data", (chunk: Buffer) => {
-      buf = buf === null ? chunk : Buffer.concat([buf, chunk]);
-      const r = parseRequestHead(buf, 0, { maxHeadBytes: 16 * 1024, maxHeaders: 64 });
-      if (r.kind === "incomplete") return;
-      socket.removeAllListeners("data");
-      if (r.kind === "error") {
-        respond(socket, r.status, `${r.reason}\n`);
-        return;
-      }
-      this.handle(r.head.method, r.head.target, socket);
-    });
+    serveOneRequest(socket, (method, target, s) => this.handle(method, target, s));
   }
 
   private handle(method: string, target: string, socket: net.Socket): void {
@@ -197,13 +183,6 @@ export class AdminServer {
     }
     return out;
   }
-}
-
-function respond(socket: net.Socket, status: number, body: string, type = "text/plain; charset=utf-8"): void {
-  const len = Buffer.byteLength(body);
-  socket.end(
-    `HTTP/1.1 ${status} ${statusText(status)}\r\ncontent-type: ${type}\r\ncache-control: no-cache\r\ncontent-length: ${len}\r\nconnection: close\r\n\r\n${body}`,
-  );
 }
 
 /** Envoy's filter is an RE2 regex too: no backtracking on whatever an operator types. */

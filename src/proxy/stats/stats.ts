@@ -35,6 +35,11 @@ export class StatsStore {
     return g;
   }
 
+  /** Names of the gauges (the rest of snapshot() are counters). */
+  gaugeNames(): ReadonlySet<string> {
+    return new Set(this.gauges.keys());
+  }
+
   /** name -> value, sorted by name; counters and gauges together. */
   snapshot(): Array<[string, number]> {
     const out: Array<[string, number]> = [];
