@@ -17,8 +17,9 @@ import {
   FAIL_RESET,
 } from "../router/retry-policy.ts";
 import { type CompiledRoute, type CompiledWeightedCluster, pickCluster } from "../router/route-table.ts";
-import type { PeerInfo } from "../telemetry/request-record.ts";
+import type { HttpRequestRecord, PeerInfo } from "../telemetry/request-record.ts";
 import { PEER_METADATA_HEADER } from "../telemetry/telemetry-slot.ts";
+import { TRACE_HEADERS, type TraceHandle } from "../telemetry/trace/request-tracer.ts";
 import { type Cluster, type Endpoint, retryAllowed } from "../upstream/cluster.ts";
 import type { UpstreamExchange } from "../upstream/exchange.ts";
 import type { ResponseHandler } from "../upstream/http1-connection.ts";
@@ -88,6 +89,7 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
   private bytesOut = 0;
   private upstreamHost = "";
   private peer: PeerInfo | undefined = undefined;
+  private trace: TraceHandle | null = null;
   /** Mirrored copies of the request in flight (null almost always). */
   private mirrors: MirrorRequest[] | null = null;
   private corked = false;
@@ -165,6 +167,8 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
       this.bytesOut = 0;
       this.upstreamHost = "";
       this.peer = this.rt.reporter === "destination" ? this.peerFrom(head.headers) : undefined;
+      const tracer = this.rt.telemetry.tracer;
+      this.trace = tracer !== undefined ? tracer.begin(head.headers) : null;
     }
     this.rt.stats.rqTotal.inc();
     this.requestBodyDone = false;
@@ -355,12 +359,21 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
       : this.path;
     const host = route.action?.hostRewrite ?? (this.authority || this.endpoint!.key);
     let head = `${req.method} ${path} HTTP/1.1\r\nhost: ${host}\r\n`;
-    head += serializeHeaders(
-      req.headers,
-      req.connectionTokens,
-      wc.requestHeadersToRemove,
-      wc.requestHeadersToAdd,
-    );
+    const trace = this.trace;
+    head +=
+      trace === null
+        ? serializeHeaders(
+            req.headers,
+            req.connectionTokens,
+            wc.requestHeadersToRemove,
+            wc.requestHeadersToAdd,
+          )
+        : serializeHeaders(
+            req.headers,
+            req.connectionTokens,
+            [...wc.requestHeadersToRemove, ...TRACE_HEADERS],
+            [...wc.requestHeadersToAdd, ...trace.upstreamHeaders],
+          );
     if (req.upgrade !== null) head += `connection: upgrade\r\nupgrade: ${req.upgrade}\r\n`;
     if (req.chunked) head += "transfer-encoding: chunked\r\n";
     head += `x-forwarded-proto: ${this.rt.scheme}\r\n`;
@@ -847,7 +860,9 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
     }
     const authority = this.authority;
     const colon = authority.lastIndexOf(":");
-    sink.onHttpRequest({
+    const trace = this.trace;
+    if (trace !== null) requestId = trace.requestId;
+    const record: HttpRequestRecord = {
       startTimeMs: performance.timeOrigin + this.startedAt,
       durationMs: performance.now() - this.startedAt,
       method: req.method,
@@ -865,14 +880,19 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
       routeName: this.route?.name ?? "",
       downstreamRemoteAddress: `${this.socket.remoteAddress ?? ""}:${this.socket.remotePort ?? 0}`,
       requestId,
-      traceId: "",
+      traceId: trace?.traceId ?? "",
       userAgent,
       connectionSecurityPolicy:
         (this.socket as { authorized?: boolean }).authorized === true ? "mutual_tls" : "none",
       reporter: this.rt.reporter,
       peer: this.peer,
       destinationService: colon > 0 && authority.indexOf("]") < colon ? authority.slice(0, colon) : authority,
-    });
+    };
+    sink.onHttpRequest(record);
+    if (trace !== null) {
+      this.rt.telemetry.tracer?.end(trace, record);
+      this.trace = null;
+    }
   }
 
   private finishUpstreamAccounting(ok: boolean): void {

@@ -20,8 +20,9 @@ import {
   FAIL_RESET,
 } from "../router/retry-policy.ts";
 import type { CompiledRoute, CompiledWeightedCluster } from "../router/route-table.ts";
-import type { PeerInfo } from "../telemetry/request-record.ts";
+import type { HttpRequestRecord, PeerInfo } from "../telemetry/request-record.ts";
 import { PEER_METADATA_HEADER } from "../telemetry/telemetry-slot.ts";
+import { TRACE_HEADERS, type TraceHandle } from "../telemetry/trace/request-tracer.ts";
 import { type Cluster, type Endpoint, retryAllowed } from "../upstream/cluster.ts";
 import type { ResponseHandler, UpstreamHttp1Connection } from "../upstream/http1-connection.ts";
 import type { PoolWaiter } from "../upstream/http1-pool.ts";
@@ -104,6 +105,7 @@ class Http2Exchange implements PoolWaiter, ResponseHandler {
   private bytesOut = 0;
   private upstreamHost = "";
   private peer: PeerInfo | undefined;
+  private trace: TraceHandle | undefined;
   /** CORS headers for the response of an allowed origin. */
   private cors: http2.OutgoingHttpHeaders | undefined;
 
@@ -130,6 +132,7 @@ class Http2Exchange implements PoolWaiter, ResponseHandler {
     // start the stream flowing before anyone forwards it.
     if (rt.telemetry.sink !== undefined) {
       this.startedAt = performance.now();
+      this.trace = rt.telemetry.tracer?.begin(this.flat);
       if (rt.reporter === "destination") {
         const v = headers[PEER_METADATA_HEADER];
         if (typeof v === "string") this.peer = rt.telemetry.decodePeer(v);
@@ -357,6 +360,10 @@ class Http2Exchange implements PoolWaiter, ResponseHandler {
       addHeader(headers, h.name.toLowerCase(), h.value, h.append === true);
     headers["x-forwarded-proto"] = this.rt.scheme;
     this.addOwnPeer(headers, "source");
+    if (this.trace !== undefined) {
+      for (const n of TRACE_HEADERS) delete headers[n];
+      for (const h of this.trace.upstreamHeaders) headers[h.name] = h.value;
+    }
     if (!this.bodyHooked) this.hookBody();
     const noBody = this.bodyEnded && this.replayBytes === 0;
     let req: http2.ClientHttp2Stream;
@@ -566,13 +573,16 @@ class Http2Exchange implements PoolWaiter, ResponseHandler {
     const hasBody = !this.stream.readableEnded;
     conn.begin(this, this.method, false);
     let head = `${this.method} ${this.upstreamPath()} HTTP/1.1\r\nhost: ${route.action?.hostRewrite ?? (this.authority || this.endpoint!.key)}\r\n`;
+    const trace = this.trace;
     for (let i = 0; i < this.flat.length; i += 2) {
       const n = this.flat[i]!;
       if (n === "te" || wc.requestHeadersToRemove.includes(n)) continue;
+      if (trace !== undefined && TRACE_HEADERS.has(n)) continue;
       if (wc.requestHeadersToAdd.some((h) => h.append !== true && h.name.toLowerCase() === n)) continue;
       head += `${n}: ${this.flat[i + 1]}\r\n`;
     }
     for (const h of wc.requestHeadersToAdd) head += `${h.name}: ${h.value}\r\n`;
+    if (trace !== undefined) for (const h of trace.upstreamHeaders) head += `${h.name}: ${h.value}\r\n`;
     // HTTP/2 bodies have no length in advance unless the client said so: HTTP/1 needs chunked then.
     const chunked = hasBody && length === undefined;
     if (chunked) head += "transfer-encoding: chunked\r\n";
@@ -708,7 +718,8 @@ class Http2Exchange implements PoolWaiter, ResponseHandler {
     const colon = authority.lastIndexOf(":");
     const socket = this.stream.session?.socket;
     if (!this.responded && this.status === 0) this.addFlag(ResponseFlag.DownstreamConnectionTermination);
-    sink.onHttpRequest({
+    const trace = this.trace;
+    const record: HttpRequestRecord = {
       startTimeMs: performance.timeOrigin + this.startedAt,
       durationMs: performance.now() - this.startedAt,
       method: this.method,
@@ -725,15 +736,17 @@ class Http2Exchange implements PoolWaiter, ResponseHandler {
       retries: this.attempts > 1 ? this.attempts - 1 : 0,
       routeName: this.route?.name ?? "",
       downstreamRemoteAddress: `${socket?.remoteAddress ?? ""}:${socket?.remotePort ?? 0}`,
-      requestId: headerOf(this.flat, "x-request-id") ?? "",
-      traceId: "",
+      requestId: trace?.requestId ?? headerOf(this.flat, "x-request-id") ?? "",
+      traceId: trace?.traceId ?? "",
       userAgent: headerOf(this.flat, "user-agent") ?? "",
       connectionSecurityPolicy:
         (socket as { authorized?: boolean } | undefined)?.authorized === true ? "mutual_tls" : "none",
       reporter: this.rt.reporter,
       peer: this.peer,
       destinationService: colon > 0 && authority.indexOf("]") < colon ? authority.slice(0, colon) : authority,
-    });
+    };
+    sink.onHttpRequest(record);
+    if (trace !== undefined) this.rt.telemetry.tracer?.end(trace, record);
   }
 
   private flag(flag: ResponseFlag, detail: string): void {

@@ -10,9 +10,12 @@ import { IstioMetrics } from "./prometheus/istio-metrics.ts";
 import { ScrapeServer } from "./prometheus/scrape-server.ts";
 import type { HttpRequestRecord, TcpConnectionRecord, TelemetrySink } from "./request-record.ts";
 import type { TelemetrySlot } from "./telemetry-slot.ts";
+import { RequestTracer } from "./trace/request-tracer.ts";
 
 interface State {
   readonly identity: string;
+  readonly tracer: RequestTracer | undefined;
+  readonly tracingKey: string;
   readonly metrics: IstioMetrics | undefined;
   readonly scrape: ScrapeServer | undefined;
   readonly scrapeAt: string;
@@ -30,6 +33,8 @@ export class TelemetryManager {
   private readonly stats: StatsStore;
   private current: State = {
     identity: "",
+    tracer: undefined,
+    tracingKey: "",
     metrics: undefined,
     scrape: undefined,
     scrapeAt: "",
@@ -74,11 +79,30 @@ export class TelemetryManager {
           ? cur.accessLog
           : new JsonAccessLog(config.accessLog.path);
     }
+    let tracer: RequestTracer | undefined;
+    const tracingKey = config?.tracing ? JSON.stringify([config.tracing, own]) : "";
+    if (config?.tracing) {
+      if (cur.tracer && cur.tracingKey === tracingKey) tracer = cur.tracer;
+      else {
+        // OpenTelemetry is loaded only for proxies that trace.
+        const { OtlpSpanSink } = await import("./trace/otlp-span-sink.ts");
+        const t = config.tracing;
+        tracer = new RequestTracer(
+          t.samplingPercent ?? 1,
+          new OtlpSpanSink({
+            endpoint: t.otlpEndpoint,
+            serviceName: t.serviceName ?? own.workload ?? "isthmus-proxy",
+          }),
+        );
+      }
+    }
     const sinks = [metrics, accessLog].filter((s): s is IstioMetrics | JsonAccessLog => s !== undefined);
+    // With tracing alone the exchanges still build records: they carry the span's data.
+    const all: TelemetrySink[] = sinks.length === 0 && tracer !== undefined ? [NO_SINK] : sinks;
     return {
-      state: { identity, metrics, scrape, scrapeAt, accessLog },
+      state: { identity, tracer, tracingKey, metrics, scrape, scrapeAt, accessLog },
       ownPeerHeader: sinks.length > 0 ? encodePeer(own) : "",
-      sink: sinks.length === 0 ? undefined : sinks.length === 1 ? sinks[0] : new FanoutSink(sinks),
+      sink: all.length === 0 ? undefined : all.length === 1 ? all[0] : new FanoutSink(all),
     };
   }
 
@@ -89,6 +113,8 @@ export class TelemetryManager {
     this.slot.sink = p.sink;
     this.slot.ownPeerHeader = p.ownPeerHeader;
     this.slot.decodePeer = decodePeer;
+    this.slot.tracer = p.state.tracer;
+    if (old.tracer && old.tracer !== p.state.tracer) void old.tracer.shutdown();
     if (old.scrape && old.scrape !== p.state.scrape) old.scrape.close();
     if (old.accessLog && old.accessLog !== p.state.accessLog) void old.accessLog.close();
   }
@@ -97,12 +123,15 @@ export class TelemetryManager {
   discard(p: PreparedTelemetry): void {
     if (p.state.scrape && p.state.scrape !== this.current.scrape) p.state.scrape.close();
     if (p.state.accessLog && p.state.accessLog !== this.current.accessLog) void p.state.accessLog.close();
+    if (p.state.tracer && p.state.tracer !== this.current.tracer) void p.state.tracer.shutdown();
   }
 
   async close(): Promise<void> {
     this.current.scrape?.close();
     await this.current.accessLog?.close();
+    await this.current.tracer?.shutdown();
     this.slot.sink = undefined;
+    this.slot.tracer = undefined;
   }
 
   get metrics(): IstioMetrics | undefined {
@@ -113,6 +142,8 @@ export class TelemetryManager {
     return this.current.accessLog;
   }
 }
+
+const NO_SINK: TelemetrySink = { onHttpRequest: () => {} };
 
 class FanoutSink implements TelemetrySink {
   private readonly sinks: readonly TelemetrySink[];

@@ -1,6 +1,7 @@
 // Where the HTTP exchanges and TCP proxies find the telemetry sink of the running config. One object shared by
 // every runtime of a proxy; a config swap replaces `sink` in place, so open connections report to the new one.
 import type { PeerInfo, TelemetrySink } from "./request-record.ts";
+import type { RequestTracer } from "./trace/request-tracer.ts";
 
 /**
  * The header two proxies exchange their workload metadata in (Istio's x-envoy-peer-metadata): the source
@@ -12,6 +13,8 @@ export const PEER_METADATA_HEADER = "x-isthmus-peer-metadata";
 export class TelemetrySlot {
   /** undefined: no telemetry configured; exchanges then skip building records entirely. */
   sink: TelemetrySink | undefined;
+  /** Tracing (trace context, x-request-id, spans); undefined when not configured. */
+  tracer: RequestTracer | undefined;
   /** Value of the peer metadata header this proxy sends (precomputed), or "" for none. */
   ownPeerHeader = "";
   /** Parses a peer's metadata header value; undefined when absent or invalid. */
