@@ -4,8 +4,9 @@
 // reverse proxy (worker_processes 1, access_log off, upstream keepalive 128, proxy_http_version 1.1). Each
 // proxy is pinned to core 0 with taskset; wrk and the backend share core 1. isthmus does full L7 work: a route
 // table with several virtual hosts and header/regex routes, weighted clusters, response header rewriting,
-// and its stats counters. Reports requests/s, the isthmus/nginx ratio, the latency added over direct at a
-// fixed 1,000 requests/s (open loop, p50/p99), and isthmus' peak RSS. Ends with one JSON line.
+// and its stats counters. isthmus runs twice side by side: telemetry off, and Istio metrics + a JSON access
+// log to a file on (telemetry_* figures). Reports requests/s, the isthmus/nginx ratio, the latency added over
+// direct at a fixed 1,000 requests/s (open loop, p50/p99), and isthmus' peak RSS. Ends with one JSON line.
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import net from "node:net";
@@ -186,25 +187,42 @@ async function main(): Promise<void> {
       `  server { listen 127.0.0.1:${nginxPort} backlog=4096; keepalive_requests 1000000;\n` +
       `    location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; } }`,
   );
-  const configFile = join(work, "isthmus.json");
-  writeFileSync(configFile, proxyConfig(isthmusPort, backendPort));
   const node = process.execPath;
-  const isthmus = spawn(
-    "taskset",
-    ["-c", "0", node, join(root, "bin", "isthmus.js"), "proxy", "--config", configFile, "--admin-port", "0"],
-    {
-      stdio: ["ignore", "ignore", "pipe"],
-    },
-  );
-  children.push(isthmus);
-  let isthmusStderr = "";
-  isthmus.stderr!.setEncoding("utf8");
-  isthmus.stderr!.on("data", (d: string) => {
-    isthmusStderr += d;
-  });
-  await Promise.all([waitPort(backendPort), waitPort(nginxPort), waitPort(isthmusPort)]);
-  // taskset execs node in place, so the child is the proxy itself.
-  const isthmusPid = isthmus.pid!;
+  /** An isthmus process pinned to core 0; with telemetry, Istio metrics and a JSON access log to a file. */
+  const startIsthmus = (name: string, port: number, telemetry: boolean) => {
+    const cfg = JSON.parse(proxyConfig(port, backendPort)) as Record<string, unknown>;
+    if (telemetry)
+      cfg.telemetry = {
+        prometheus: { address: "127.0.0.1", port: 0 },
+        accessLog: { path: join(work, `${name}-access.log`) },
+      };
+    cfg.node = {
+      metadata: { workload: "productpage-v1", namespace: "default", app: "productpage", version: "v1" },
+    };
+    const file = join(work, `${name}.json`);
+    writeFileSync(file, JSON.stringify(cfg));
+    const child = spawn(
+      "taskset",
+      ["-c", "0", node, join(root, "bin", "isthmus.js"), "proxy", "--config", file, "--admin-port", "0"],
+      { stdio: ["ignore", "ignore", "pipe"] },
+    );
+    children.push(child);
+    const proc = { child, stderr: "", port };
+    child.stderr!.setEncoding("utf8");
+    child.stderr!.on("data", (d: string) => {
+      proc.stderr += d;
+    });
+    return proc;
+  };
+  const isthmusTelemetryPort = await freePort();
+  const plain = startIsthmus("isthmus", isthmusPort, false);
+  const withTelemetry = startIsthmus("isthmus-telemetry", isthmusTelemetryPort, true);
+  await Promise.all([
+    waitPort(backendPort),
+    waitPort(nginxPort),
+    waitPort(isthmusPort),
+    waitPort(isthmusTelemetryPort),
+  ]);
 
   const host = "reviews";
   console.log(
@@ -212,36 +230,33 @@ async function main(): Promise<void> {
   );
   // Warm-up (JIT, connection pools), not measured.
   const warm = Math.max(2, Math.round(SECONDS / 4));
-  execFileSync(
-    "taskset",
-    [
-      "-c",
-      "1",
-      "wrk",
-      "-t1",
-      "-c64",
-      `-d${warm}s`,
-      "-H",
-      `Host: ${host}`,
-      `http://127.0.0.1:${isthmusPort}/api/items`,
-    ],
-    { stdio: "ignore" },
-  );
-  execFileSync(
-    "taskset",
-    ["-c", "1", "wrk", "-t1", "-c64", `-d${warm}s`, `http://127.0.0.1:${nginxPort}/api/items`],
-    { stdio: "ignore" },
-  );
+  for (const port of [isthmusPort, isthmusTelemetryPort, nginxPort])
+    execFileSync(
+      "taskset",
+      [
+        "-c",
+        "1",
+        "wrk",
+        "-t1",
+        "-c64",
+        `-d${warm}s`,
+        "-H",
+        `Host: ${host}`,
+        `http://127.0.0.1:${port}/api/items`,
+      ],
+      { stdio: "ignore" },
+    );
 
   const directRps = wrk(backendPort, host);
-  // Alternate the two proxies and keep each one's best of two, so a noisy moment does not decide the ratio.
-  const isthmusRuns = [wrk(isthmusPort, host)];
-  const nginxRuns = [wrk(nginxPort, host)];
-  isthmusRuns.push(wrk(isthmusPort, host));
-  nginxRuns.push(wrk(nginxPort, host));
-  const isthmusRps = Math.max(...isthmusRuns);
-  const rssAfterThroughput = peakRssMb(isthmusPid);
-  const nginxRps = Math.max(...nginxRuns);
+  // Alternate the proxies and keep each one's best of two, so a noisy moment does not decide a ratio.
+  const runs: Record<"plain" | "telemetry" | "nginx", number[]> = { plain: [], telemetry: [], nginx: [] };
+  for (let round = 0; round < 2; round++) {
+    runs.plain.push(wrk(isthmusPort, host));
+    runs.nginx.push(wrk(nginxPort, host));
+    runs.telemetry.push(wrk(isthmusTelemetryPort, host));
+  }
+  const best = (xs: number[]) => Math.max(...xs);
+  const rssAfterThroughput = peakRssMb(plain.child.pid!);
 
   const rate = {
     rps: 1000,
@@ -253,48 +268,68 @@ async function main(): Promise<void> {
   };
   const direct = await fixedRate({ ...rate, port: backendPort });
   const viaIsthmus = await fixedRate({ ...rate, port: isthmusPort });
+  const viaTelemetry = await fixedRate({ ...rate, port: isthmusTelemetryPort });
   const viaNginx = await fixedRate({ ...rate, port: nginxPort });
-  const rssMb = peakRssMb(isthmusPid);
+  const rssMb = peakRssMb(plain.child.pid!);
+  const rssTelemetryMb = peakRssMb(withTelemetry.child.pid!);
 
+  const nginxRps = best(runs.nginx);
+  const isthmusRps = best(runs.plain);
+  const telemetryRps = best(runs.telemetry);
   const ratio = isthmusRps / nginxRps;
+  const ratioTelemetry = telemetryRps / nginxRps;
   const addedP50 = viaIsthmus.p50Ms - direct.p50Ms;
   const addedP99 = viaIsthmus.p99Ms - direct.p99Ms;
-  const row = (a: string, b: string, c: string, d: string) =>
-    console.log(`${a.padEnd(22)}${b.padStart(14)}${c.padStart(14)}${d.padStart(14)}`);
-  row("path", "requests/s", "p50 @1k/s", "p99 @1k/s");
-  row("direct", directRps.toFixed(0), `${direct.p50Ms.toFixed(3)} ms`, `${direct.p99Ms.toFixed(3)} ms`);
+  const addedP50T = viaTelemetry.p50Ms - direct.p50Ms;
+  const addedP99T = viaTelemetry.p99Ms - direct.p99Ms;
+  const row = (a: string, b: string, c: string, d: string, e = "") =>
+    console.log(`${a.padEnd(34)}${b.padStart(12)}${c.padStart(13)}${d.padStart(13)}${e.padStart(12)}`);
+  const ms = (x: number) => `${x.toFixed(3)} ms`;
+  row("path", "requests/s", "p50 @1k/s", "p99 @1k/s", "peak RSS");
+  row("direct", directRps.toFixed(0), ms(direct.p50Ms), ms(direct.p99Ms));
+  row("nginx (1 core)", nginxRps.toFixed(0), ms(viaNginx.p50Ms), ms(viaNginx.p99Ms));
   row(
-    "nginx (1 core)",
-    nginxRps.toFixed(0),
-    `${viaNginx.p50Ms.toFixed(3)} ms`,
-    `${viaNginx.p99Ms.toFixed(3)} ms`,
-  );
-  row(
-    "isthmus (1 core)",
+    "isthmus (1 core), telemetry off",
     isthmusRps.toFixed(0),
-    `${viaIsthmus.p50Ms.toFixed(3)} ms`,
-    `${viaIsthmus.p99Ms.toFixed(3)} ms`,
+    ms(viaIsthmus.p50Ms),
+    ms(viaIsthmus.p99Ms),
+    `${rssMb.toFixed(1)} MB`,
+  );
+  row(
+    "isthmus, metrics + access log",
+    telemetryRps.toFixed(0),
+    ms(viaTelemetry.p50Ms),
+    ms(viaTelemetry.p99Ms),
+    `${rssTelemetryMb.toFixed(1)} MB`,
   );
   console.log(
-    `\nruns (requests/s): isthmus ${isthmusRuns.map((x) => x.toFixed(0)).join(", ")}; nginx ${nginxRuns.map((x) => x.toFixed(0)).join(", ")}`,
-  );
-  console.log(`isthmus/nginx ratio: ${ratio.toFixed(2)}   (required >= 0.5)`);
-  console.log(
-    `added latency over direct at 1,000 req/s: p50 ${addedP50.toFixed(3)} ms (<= 0.5), p99 ${addedP99.toFixed(3)} ms (<= 2)`,
+    `\nruns (requests/s): isthmus ${runs.plain.map((x) => x.toFixed(0)).join(", ")}; with telemetry ${runs.telemetry.map((x) => x.toFixed(0)).join(", ")}; nginx ${runs.nginx.map((x) => x.toFixed(0)).join(", ")}`,
   );
   console.log(
-    `isthmus peak RSS: ${rssMb.toFixed(1)} MB (<= 80); after the throughput runs: ${rssAfterThroughput.toFixed(1)} MB`,
+    `isthmus/nginx ratio: ${ratio.toFixed(2)}, with telemetry ${ratioTelemetry.toFixed(2)}   (required >= 0.5)`,
   );
-  const adminPort = /admin on [^\s]+:(\d+)/.exec(isthmusStderr)?.[1];
-  if (adminPort) {
+  console.log(
+    `added latency over direct at 1,000 req/s: p50 ${addedP50.toFixed(3)} ms, with telemetry ${addedP50T.toFixed(3)} ms (<= 0.5); p99 ${addedP99.toFixed(3)} ms, with telemetry ${addedP99T.toFixed(3)} ms (<= 2)`,
+  );
+  console.log(
+    `isthmus peak RSS: ${rssMb.toFixed(1)} MB, with telemetry ${rssTelemetryMb.toFixed(1)} MB (<= 80); after the throughput runs: ${rssAfterThroughput.toFixed(1)} MB`,
+  );
+  for (const [label, proc] of [
+    ["telemetry off", plain],
+    ["telemetry on", withTelemetry],
+  ] as const) {
+    const adminPort = /admin on [^\s]+:(\d+)/.exec(proc.stderr)?.[1];
+    if (!adminPort) continue;
     const stats = await (await fetch(`http://127.0.0.1:${adminPort}/stats?filter=^server\\.memory`)).text();
     const stat = (name: string) =>
       /: (\d+)/.exec(stats.split("\n").find((l) => l.startsWith(name)) ?? "")?.[1];
     console.log(
-      `heap governor: ${stat("server.memory_forced_gc:")} forced collections, ${stat("server.memory_forced_gc_ms:")} ms in all`,
+      `heap governor (${label}): ${stat("server.memory_forced_gc:")} forced collections, ${stat("server.memory_forced_gc_ms:")} ms in all`,
     );
   }
-  const errors = direct.errors + viaIsthmus.errors + viaNginx.errors;
+  const logLines = readFileSync(join(work, "isthmus-telemetry-access.log"), "utf8").split("\n").length - 1;
+  console.log(`access log lines written (telemetry on): ${logLines}`);
+  const errors = direct.errors + viaIsthmus.errors + viaTelemetry.errors + viaNginx.errors;
   if (errors > 0) console.log(`errors in fixed-rate runs: ${errors}`);
   const result = {
     isthmus_rps: Math.round(isthmusRps),
@@ -303,6 +338,11 @@ async function main(): Promise<void> {
     added_p50_ms: Number(addedP50.toFixed(3)),
     added_p99_ms: Number(addedP99.toFixed(3)),
     rss_mb: Number(rssMb.toFixed(1)),
+    telemetry_rps: Math.round(telemetryRps),
+    telemetry_ratio: Number(ratioTelemetry.toFixed(3)),
+    telemetry_added_p50_ms: Number(addedP50T.toFixed(3)),
+    telemetry_added_p99_ms: Number(addedP99T.toFixed(3)),
+    telemetry_rss_mb: Number(rssTelemetryMb.toFixed(1)),
   };
   const out = join(root, "bench", "results");
   mkdirSync(out, { recursive: true });

@@ -22,7 +22,8 @@ import {
 import type { CompiledRoute, CompiledWeightedCluster } from "../router/route-table.ts";
 import type { HttpRequestRecord, PeerInfo } from "../telemetry/request-record.ts";
 import { PEER_METADATA_HEADER } from "../telemetry/telemetry-slot.ts";
-import { TRACE_HEADERS, type TraceHandle } from "../telemetry/trace/request-tracer.ts";
+import type { TraceHandle } from "../telemetry/trace/request-tracer.ts";
+import { TRACE_HEADERS } from "../telemetry/trace/trace-headers.ts";
 import { type Cluster, type Endpoint, retryAllowed } from "../upstream/cluster.ts";
 import type { ResponseHandler, UpstreamHttp1Connection } from "../upstream/http1-connection.ts";
 import type { PoolWaiter } from "../upstream/http1-pool.ts";

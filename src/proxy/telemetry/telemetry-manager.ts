@@ -4,13 +4,13 @@
 // counters survive config pushes, an unchanged log file stays open, an unchanged scrape port stays bound.
 import type { NodeInfo, TelemetryConfig } from "../config/types.ts";
 import type { StatsStore } from "../stats/stats.ts";
-import { JsonAccessLog } from "./access-log/json-access-log.ts";
+import type { JsonAccessLog } from "./access-log/json-access-log.ts";
 import { decodePeer, encodePeer, peerInfoFromMetadata } from "./peer/peer-metadata-codec.ts";
-import { IstioMetrics } from "./prometheus/istio-metrics.ts";
-import { ScrapeServer } from "./prometheus/scrape-server.ts";
+import type { IstioMetrics } from "./prometheus/istio-metrics.ts";
+import type { ScrapeServer } from "./prometheus/scrape-server.ts";
 import type { HttpRequestRecord, TcpConnectionRecord, TelemetrySink } from "./request-record.ts";
 import type { TelemetrySlot } from "./telemetry-slot.ts";
-import { RequestTracer } from "./trace/request-tracer.ts";
+import type { RequestTracer } from "./trace/request-tracer.ts";
 
 interface State {
   readonly identity: string;
@@ -56,7 +56,10 @@ export class TelemetryManager {
     let metrics: IstioMetrics | undefined;
     let scrape: ScrapeServer | undefined;
     let scrapeAt = "";
+    // Each piece is loaded when a config first asks for it: a proxy without telemetry loads none of it.
     if (config?.prometheus) {
+      const { IstioMetrics } = await import("./prometheus/istio-metrics.ts");
+      const { ScrapeServer } = await import("./prometheus/scrape-server.ts");
       metrics = cur.metrics && cur.identity === identity ? cur.metrics : new IstioMetrics(own);
       const address = config.prometheus.address ?? "0.0.0.0";
       const port = config.prometheus.port ?? 15090;
@@ -74,6 +77,7 @@ export class TelemetryManager {
     }
     let accessLog: JsonAccessLog | undefined;
     if (config?.accessLog) {
+      const { JsonAccessLog } = await import("./access-log/json-access-log.ts");
       accessLog =
         cur.accessLog && cur.accessLog.path === config.accessLog.path
           ? cur.accessLog
@@ -86,6 +90,7 @@ export class TelemetryManager {
       else {
         // OpenTelemetry is loaded only for proxies that trace.
         const { OtlpSpanSink } = await import("./trace/otlp-span-sink.ts");
+        const { RequestTracer } = await import("./trace/request-tracer.ts");
         const t = config.tracing;
         tracer = new RequestTracer(
           t.samplingPercent ?? 1,

@@ -277,3 +277,36 @@ test("peer metadata codec: round trip; any other value decodes to undefined and 
     { numRuns: 2000 },
   );
 });
+
+test("access log lines stay valid JSON whatever the request carries", async () => {
+  const { JsonAccessLog } = await import("./access-log/json-access-log.ts");
+  const path = join(dir, "escape.log");
+  const log = new JsonAccessLog(path);
+  // Request strings are the wire's bytes read as latin1; the log writes those bytes back unchanged, so UTF-8
+  // from the client reads back as UTF-8.
+  const utf8 = "é\u2028";
+  const nasty = `a"b\\c\u0001\n${Buffer.from(utf8, "utf8").toString("latin1")}`;
+  const expected = `a"b\\c\u0001\n${utf8}`;
+  log.onHttpRequest(
+    record({ path: `/x?${nasty}`, userAgent: nasty, authority: nasty, startTimeMs: 1_700_000_000_005 }),
+  );
+  await log.close();
+  const parsed = JSON.parse(readFileSync(path, "utf8").trim());
+  assert.equal(parsed.path, `/x?${expected}`);
+  assert.equal(parsed.user_agent, expected);
+  assert.equal(parsed.start_time, "2023-11-14T22:13:20.005Z");
+  assert.equal(parsed.grpc_status, null);
+});
+
+test("metrics: two peer objects with the same labels count in one series", () => {
+  const m = new IstioMetrics({ app: "me" });
+  m.onHttpRequest(record({ peer: { app: "caller" } }));
+  m.onHttpRequest(record({ peer: { app: "caller" } }));
+  m.onHttpRequest(record({ peer: { app: "other" } }));
+  const lines = m
+    .exposition()
+    .split("\n")
+    .filter((l) => l.startsWith("istio_requests_total{"));
+  assert.equal(lines.length, 2);
+  assert.match(lines.find((l) => l.includes('source_app="caller"'))!, / 2$/);
+});

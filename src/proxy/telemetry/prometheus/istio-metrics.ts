@@ -88,27 +88,55 @@ export class IstioMetrics implements TelemetrySink {
 
   onHttpRequest(r: HttpRequestRecord): void {
     const grpc = r.grpcStatus !== undefined;
-    const key = `${r.reporter}|${peerKey(r.peer)}|${r.destinationService}|${grpc ? "g" : "h"}|${r.responseCode}|${r.grpcStatus ?? ""}|${r.responseFlags}|${r.connectionSecurityPolicy}`;
-    let s = this.http.get(key);
+    // Series are found in two steps: by the peer object (decoded peers are cached, so one object per peer) and
+    // reporter, then by a short key of what varies per request; no long label string is built per request.
+    const byPeer = this.forPeer(r.reporter, r.peer);
+    const short = `${r.responseCode}|${r.responseFlags}|${r.destinationService}|${r.grpcStatus ?? ""}|${r.connectionSecurityPolicy}`;
+    let s = byPeer.get(short);
     if (s === undefined) {
-      if (this.http.size >= MAX_SERIES) {
-        this.overflow++;
-        return;
+      const long = `${r.reporter}|${peerKey(r.peer)}|${short}`;
+      s = this.http.get(long);
+      if (s === undefined) {
+        if (this.http.size >= MAX_SERIES) {
+          this.overflow++;
+          return;
+        }
+        const labels = `${this.sides(r.reporter, r.peer, r.destinationService)},request_protocol="${grpc ? "grpc" : "http"}",response_code="${r.responseCode}",grpc_response_status="${r.grpcStatus ?? ""}",response_flags="${esc(r.responseFlags)}",connection_security_policy="${r.connectionSecurityPolicy}"`;
+        s = {
+          labels,
+          requests: 0,
+          duration: new Histogram(DURATION_BUCKETS_MS),
+          requestBytes: new Histogram(BYTES_BUCKETS),
+          responseBytes: new Histogram(BYTES_BUCKETS),
+        };
+        this.http.set(long, s);
       }
-      const labels = `${this.sides(r.reporter, r.peer, r.destinationService)},request_protocol="${grpc ? "grpc" : "http"}",response_code="${r.responseCode}",grpc_response_status="${r.grpcStatus ?? ""}",response_flags="${esc(r.responseFlags)}",connection_security_policy="${r.connectionSecurityPolicy}"`;
-      s = {
-        labels,
-        requests: 0,
-        duration: new Histogram(DURATION_BUCKETS_MS),
-        requestBytes: new Histogram(BYTES_BUCKETS),
-        responseBytes: new Histogram(BYTES_BUCKETS),
-      };
-      this.http.set(key, s);
+      byPeer.set(short, s);
     }
     s.requests++;
     s.duration.observe(r.durationMs);
     s.requestBytes.observe(r.bytesReceived);
     s.responseBytes.observe(r.bytesSent);
+  }
+
+  private readonly peerSeries = new WeakMap<PeerInfo, Map<string, HttpSeries>>();
+  private readonly noPeer = {
+    source: new Map<string, HttpSeries>(),
+    destination: new Map<string, HttpSeries>(),
+  };
+  private readonly peerSource = new WeakMap<PeerInfo, Map<string, HttpSeries>>();
+
+  private forPeer(reporter: Reporter, peer: PeerInfo | undefined): Map<string, HttpSeries> {
+    if (peer === undefined) return this.noPeer[reporter];
+    const maps = reporter === "source" ? this.peerSource : this.peerSeries;
+    let m = maps.get(peer);
+    if (m === undefined) {
+      // A peer object seen for the first time may describe a peer already known (another decode of the same
+      // header after the decode cache evicted it): onHttpRequest finds its series again by the long key.
+      m = new Map();
+      maps.set(peer, m);
+    }
+    return m;
   }
 
   onTcpOpen(

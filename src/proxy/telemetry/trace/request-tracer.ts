@@ -6,6 +6,8 @@ import type { HeaderValueOption } from "../../config/types.ts";
 import type { HttpRequestRecord } from "../request-record.ts";
 import { formatTraceparent, parseB3, parseTraceparent } from "./trace-context.ts";
 
+export { TRACE_HEADERS } from "./trace-headers.ts";
+
 export interface TraceHandle {
   readonly traceId: string;
   readonly spanId: string;
@@ -27,17 +29,6 @@ export interface SpanSink {
   export(span: FinishedSpan): void;
   shutdown(): Promise<void>;
 }
-
-/** Names of the headers begin() replaces, for the exchanges to drop from the incoming request. */
-export const TRACE_HEADERS: ReadonlySet<string> = new Set([
-  "traceparent",
-  "b3",
-  "x-b3-traceid",
-  "x-b3-spanid",
-  "x-b3-parentspanid",
-  "x-b3-sampled",
-  "x-b3-flags",
-]);
 
 const MAX_REQUEST_ID = 128;
 

@@ -1,0 +1,12 @@
+// The trace headers the proxy replaces on the way upstream, in a module of their own so that the exchanges can
+// know them without loading the tracer (and node:crypto) in proxies that do not trace.
+/** Names of the headers RequestTracer.begin() replaces, for the exchanges to drop from the request. */
+export const TRACE_HEADERS: ReadonlySet<string> = new Set([
+  "traceparent",
+  "b3",
+  "x-b3-traceid",
+  "x-b3-spanid",
+  "x-b3-parentspanid",
+  "x-b3-sampled",
+  "x-b3-flags",
+]);
