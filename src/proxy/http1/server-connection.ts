@@ -490,7 +490,10 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
     if (head.chunked && this.dechunk === null) out += "transfer-encoding: chunked\r\n";
     if (this.corsHeaders !== "") out += this.corsHeaders;
     const own = this.rt.telemetry.ownPeerHeader;
-    if (own !== "" && this.rt.reporter === "destination") out += `${PEER_METADATA_HEADER}: ${own}\r\n`;
+    // Only a peer that sent its metadata is a mesh proxy that reads ours (Istio's metadata exchange does the
+    // same): a plain client would just get more bytes per response.
+    if (own !== "" && this.rt.reporter === "destination" && this.peer !== undefined)
+      out += `${PEER_METADATA_HEADER}: ${own}\r\n`;
     if (!this.keepAlive) out += "connection: close\r\n";
     // An HTTP/1.0 client takes the connection as closing unless told otherwise (RFC 9112 9.3); without this it
     // waited for a close that never came, or dropped a connection we kept.

@@ -699,7 +699,9 @@ class Http2Exchange implements PoolWaiter, ResponseHandler {
   /** Adds this proxy's metadata header on the side of the hop where it belongs. */
   private addOwnPeer(h: http2.OutgoingHttpHeaders, when: "source" | "destination"): void {
     const own = this.rt.telemetry.ownPeerHeader;
-    if (own !== "" && this.rt.reporter === when) h[PEER_METADATA_HEADER] = own;
+    // On responses, only to a peer that sent its own (a mesh proxy), as Istio's metadata exchange.
+    if (own !== "" && this.rt.reporter === when && (when === "source" || this.peer !== undefined))
+      h[PEER_METADATA_HEADER] = own;
   }
 
   private notePeer(v: unknown): void {
