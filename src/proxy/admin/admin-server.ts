@@ -87,6 +87,7 @@ export class AdminServer {
       case "/stats": {
         const filter = url.searchParams.get("filter");
         const re = filter ? safeRegExp(filter) : undefined;
+        this.proxy.telemetryManager.logStats();
         const rows = this.proxy.stats.snapshot().filter(([k]) => !re || re.test(k));
         if (json)
           send(

@@ -42,6 +42,8 @@ export class TelemetryManager {
   };
   /** The bound scrape port (0 when none). */
   scrapePort = 0;
+  /** Copies the access log's counters into the stats (on reads of /stats and scrapes). */
+  logStats: () => void = () => {};
 
   constructor(slot: TelemetrySlot, stats: StatsStore) {
     this.slot = slot;
@@ -69,7 +71,10 @@ export class TelemetryManager {
         const m = metrics;
         scrape = new ScrapeServer({
           istio: () => m.exposition(),
-          envoy: () => this.stats.snapshot(),
+          envoy: () => {
+            this.logStats();
+            return this.stats.snapshot();
+          },
           gauges: () => this.stats.gaugeNames(),
         });
         this.scrapePort = await scrape.listen(address, port);
@@ -100,6 +105,14 @@ export class TelemetryManager {
           }),
         );
       }
+    }
+    if (accessLog) {
+      const log = accessLog;
+      this.stats.gauge("access_log.lines_written");
+      this.logStats = () => {
+        this.stats.gauge("access_log.lines_written").value = log.written;
+        this.stats.gauge("access_log.lines_dropped").value = log.dropped;
+      };
     }
     const sinks = [metrics, accessLog].filter((s): s is IstioMetrics | JsonAccessLog => s !== undefined);
     // With tracing alone the exchanges still build records: they carry the span's data.

@@ -26,6 +26,7 @@ export class JsonAccessLog implements TelemetrySink {
 
   constructor(path: string) {
     this.path = path;
+    // stdout is where Istio's sidecars log by default (meshConfig.accessLogFile: /dev/stdout).
     try {
       this.fd = fs.openSync(path, "a");
     } catch (e) {
