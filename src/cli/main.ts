@@ -24,8 +24,12 @@ const COMMANDS: Record<string, Command> = {
     load: async () => (await import("./commands/analyze.ts")).runAnalyze,
   },
   proxy: {
-    summary: "run the data-plane proxy from a ProxyConfig file (like envoy -c)",
+    summary: "run the data-plane proxy from a ProxyConfig file (like envoy -c) or a control plane",
     load: async () => (await import("./commands/proxy.ts")).runProxy,
+  },
+  "control-plane": {
+    summary: "serve sidecar configs translated from Istio resources over the push stream",
+    load: async () => (await import("./commands/control-plane.ts")).runControlPlane,
   },
 };
 
@@ -35,9 +39,9 @@ Usage: isthmus <command> [options]
 
 Commands:
 ${Object.entries(COMMANDS)
-  .map(([name, c]) => `  ${name.padEnd(10)} ${c.summary}`)
+  .map(([name, c]) => `  ${name.padEnd(14)} ${c.summary}`)
   .join("\n")}
-  version    print the version
+  version        print the version
 
 Run 'isthmus <command> --help' for a command's options.
 `;

@@ -1,19 +1,26 @@
 // isthmus proxy --config FILE — run the data-plane proxy from a static ProxyConfig, like `envoy -c`.
 import { parseArgs } from "node:util";
 import { AdminServer } from "../../proxy/admin/admin-server.ts";
-import { loadProxyConfigFile } from "../../proxy/config/load.ts";
+import { type LoadedConfig, loadProxyConfigFile } from "../../proxy/config/load.ts";
+import type { ProxyConfig } from "../../proxy/config/types.ts";
 import { HeapGovernor } from "../../proxy/memory/heap-governor.ts";
 import { ProxyServer } from "../../proxy/proxy.ts";
 import type { CommandIO } from "../main.ts";
 import { UsageError } from "../usage-error.ts";
 
 const HELP = `Usage: isthmus proxy --config FILE [options]
+       isthmus proxy --control-plane HOST:PORT --node-id ID [--namespace NS] [options]
 
 Runs the isthmus proxy from a ProxyConfig file (YAML or JSON; schema in docs/proxy-config.schema.json,
 reference in docs/proxy.md). Like 'envoy -c', but the format is isthmus' own.
 
 Options:
-  -c, --config FILE        the bootstrap ProxyConfig (required)
+  -c, --config FILE        the bootstrap ProxyConfig (required without --control-plane)
+      --control-plane ADDR take configs from a control plane's push stream (isthmus control-plane); the
+                           bootstrap, if given, serves until the first config arrives
+      --node-id ID         this proxy's identity on the push stream (with --control-plane)
+      --namespace NS       its namespace (default "default")
+      --label K=V          a label of the workload behind it (repeatable)
       --admin-port N       override admin.port (default from the config, else 15000; 0 picks a free port)
       --drain-timeout MS   on SIGTERM, how long in-flight requests may take before exit (default 15000)
       --heap-headroom-mb N force a full garbage collection when the JS heap grows N MB past its live size
@@ -32,6 +39,10 @@ export async function runProxy(args: string[], io: CommandIO): Promise<number> {
     "admin-port"?: string | undefined;
     "drain-timeout"?: string | undefined;
     "heap-headroom-mb"?: string | undefined;
+    "control-plane"?: string | undefined;
+    "node-id"?: string | undefined;
+    namespace?: string | undefined;
+    label?: string[] | undefined;
     help?: boolean | undefined;
   };
   try {
@@ -42,6 +53,10 @@ export async function runProxy(args: string[], io: CommandIO): Promise<number> {
         "admin-port": { type: "string" },
         "drain-timeout": { type: "string" },
         "heap-headroom-mb": { type: "string" },
+        "control-plane": { type: "string" },
+        "node-id": { type: "string" },
+        namespace: { type: "string" },
+        label: { type: "string", multiple: true },
         help: { type: "boolean", short: "h" },
       },
     }));
@@ -53,10 +68,16 @@ export async function runProxy(args: string[], io: CommandIO): Promise<number> {
     return 0;
   }
   const file = values.config;
-  if (!file) throw new UsageError("--config FILE is required");
+  const controlPlane = values["control-plane"];
+  if (!file && !controlPlane) throw new UsageError("--config FILE or --control-plane ADDR is required");
+  if (controlPlane && !values["node-id"])
+    throw new UsageError("--node-id ID is required with --control-plane");
   const drainTimeout = intOption(values["drain-timeout"], "--drain-timeout", 15_000);
   const headroomMb = intOption(values["heap-headroom-mb"], "--heap-headroom-mb", 4);
-  const loaded = await loadProxyConfigFile(file);
+  const empty: ProxyConfig = { listeners: [] };
+  const loaded: LoadedConfig = file
+    ? await loadProxyConfigFile(file)
+    : { ok: true, config: empty, warnings: [] };
   for (const w of loaded.warnings) io.err(`warning: ${w}\n`);
   if (!loaded.ok) {
     for (const e of loaded.errors) io.err(`${e}\n`);
@@ -98,8 +119,34 @@ export async function runProxy(args: string[], io: CommandIO): Promise<number> {
     headroomMb > 0
       ? new HeapGovernor({ headroomBytes: headroomMb * 1024 * 1024, stats: proxy.stats })
       : undefined;
+  let discovery: { stop(): void } | undefined;
+  if (controlPlane) {
+    const labels: Record<string, string> = {};
+    for (const l of values.label ?? []) {
+      const eq = l.indexOf("=");
+      if (eq <= 0) throw new UsageError(`--label must be KEY=VALUE, not "${l}"`);
+      labels[l.slice(0, eq)] = l.slice(eq + 1);
+    }
+    // gRPC is loaded only by proxies that use the push stream.
+    const { DiscoveryClient } = await import("../../proxy/xds/discovery-client.ts");
+    const client = new DiscoveryClient(proxy, {
+      address: controlPlane,
+      node: {
+        id: values["node-id"]!,
+        namespace: values.namespace ?? "default",
+        cluster: "",
+        network: "",
+        serviceAccount: "",
+        labels,
+      },
+      onEvent: (e) => io.err(`isthmus proxy: control plane ${e.kind}${e.detail ? `: ${e.detail}` : ""}\n`),
+    });
+    client.start();
+    discovery = client;
+  }
   const onTerm = () => quit();
   const onHup = async () => {
+    if (!file) return;
     const next = await loadProxyConfigFile(file);
     for (const w of next.warnings) io.err(`warning: ${w}\n`);
     if (!next.ok) {
@@ -118,6 +165,7 @@ export async function runProxy(args: string[], io: CommandIO): Promise<number> {
   process.on("SIGHUP", onHup);
   await done;
   io.err("isthmus proxy: draining\n");
+  discovery?.stop();
   await proxy.shutdown(drainTimeout);
   governor?.stop();
   admin?.close();

@@ -1,0 +1,88 @@
+// isthmus control-plane — istiod's job, first slice: reads Istio and Kubernetes resources from files, keeps
+// the service registry, and serves every connecting proxy its sidecar ProxyConfig over the push stream.
+import { parseArgs } from "node:util";
+import { loadPaths } from "../../api/load/index.ts";
+import { validateResources } from "../../api/validate/index.ts";
+import { DiscoveryServer } from "../../control/push/discovery-server.ts";
+import { ServiceRegistry } from "../../control/registry/registry.ts";
+import { sidecarConfig } from "../../control/translate/sidecar.ts";
+import type { CommandIO } from "../main.ts";
+import { UsageError } from "../usage-error.ts";
+
+const HELP = `Usage: isthmus control-plane --config PATH... [options]
+
+Serves sidecar configs translated from the Istio and Kubernetes resources in PATH (files or directories) to
+proxies started with 'isthmus proxy --control-plane ADDR --node-id ID --namespace NS --label app=...'.
+Instances come from ServiceEntry endpoints and WorkloadEntries. An invalid resource is reported and left out;
+the others are served.
+
+Options:
+  -c, --config PATH    resources to serve (repeatable)
+      --listen ADDR    address of the push stream (default 127.0.0.1:15010, Istio's plain-text port)
+  -h, --help           show this help
+
+Signals: SIGHUP re-reads PATH and pushes what changed; SIGTERM/SIGINT stop.
+`;
+
+export async function runControlPlane(args: string[], io: CommandIO): Promise<number> {
+  let values: { config?: string[] | undefined; listen?: string | undefined; help?: boolean | undefined };
+  try {
+    ({ values } = parseArgs({
+      args,
+      options: {
+        config: { type: "string", short: "c", multiple: true },
+        listen: { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+    }));
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  if (values.help) {
+    io.out(HELP);
+    return 0;
+  }
+  const paths = values.config ?? [];
+  if (paths.length === 0) throw new UsageError("--config PATH is required");
+  const load = async (): Promise<ServiceRegistry> => {
+    const loaded = await loadPaths(paths);
+    const checked = await validateResources(loaded.resources);
+    for (const d of [...loaded.diagnostics, ...checked.diagnostics].filter((x) => x.severity === "error"))
+      io.err(`${d.file ?? ""}${d.line ? `:${d.line}` : ""} ${d.message}\n`);
+    return new ServiceRegistry(checked.valid);
+  };
+  let registry = await load();
+  const server = new DiscoveryServer({
+    render: (node) =>
+      sidecarConfig(registry, { id: node.id, namespace: node.namespace || "default", labels: node.labels }),
+  });
+  const address = values.listen ?? "127.0.0.1:15010";
+  let port: number;
+  try {
+    port = await server.listen(address);
+  } catch (e) {
+    io.err(`isthmus control-plane: cannot listen on ${address}: ${(e as Error).message}\n`);
+    return 1;
+  }
+  io.err(
+    `isthmus control-plane: serving ${registry.services.length} services on ${address.replace(/:\d+$/, "")}:${port}\n`,
+  );
+  let quit!: () => void;
+  const done = new Promise<void>((r) => {
+    quit = r;
+  });
+  const onHup = async () => {
+    registry = await load();
+    server.push();
+    io.err(`isthmus control-plane: reloaded, ${registry.services.length} services\n`);
+  };
+  process.on("SIGHUP", onHup);
+  process.on("SIGTERM", quit);
+  process.on("SIGINT", quit);
+  await done;
+  process.off("SIGHUP", onHup);
+  process.off("SIGTERM", quit);
+  process.off("SIGINT", quit);
+  await server.stop();
+  return 0;
+}

@@ -1,0 +1,139 @@
+// The push stream end to end over real gRPC: a control plane serves configs to a real proxy, which applies
+// them and ACKs; a config it refuses is NACKed with the reason while it keeps serving the last good one; with
+// the control plane gone the proxy keeps serving and, once one is back, reconnects and resyncs.
+import assert from "node:assert/strict";
+import { after, test } from "node:test";
+import type { ProxyConfig } from "../../proxy/config/types.ts";
+import { ProxyServer } from "../../proxy/proxy.ts";
+import { closeAll, get, onClose, waitFor } from "../../proxy/test-support.ts";
+import { DiscoveryClient } from "../../proxy/xds/discovery-client.ts";
+import { discoveryPackage, grpc } from "../../proxy/xds/discovery-proto.ts";
+import { DiscoveryServer } from "./discovery-server.ts";
+
+after(closeAll);
+
+function configSaying(body: string, port: number): ProxyConfig {
+  return {
+    listeners: [
+      {
+        name: "main",
+        address: "127.0.0.1",
+        port,
+        filterChains: [
+          {
+            filter: {
+              type: "http",
+              routeConfig: {
+                name: "r",
+                virtualHosts: [
+                  {
+                    name: "v",
+                    domains: ["*"],
+                    routes: [{ match: { prefix: "/" }, directResponse: { status: 200, body } }],
+                  },
+                ],
+              },
+            },
+          },
+        ],
+      },
+    ],
+  };
+}
+
+async function freePort(): Promise<number> {
+  const net = await import("node:net");
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
+  const p = (s.address() as { port: number }).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return p;
+}
+
+async function controlPlane(render: () => ProxyConfig, port = 0) {
+  const cp = new DiscoveryServer({ render, debounceMs: 10 });
+  const bound = await cp.listen(`127.0.0.1:${port}`);
+  onClose(() => cp.stop());
+  return { cp, port: bound };
+}
+
+const node = {
+  id: "reviews-v1-abc",
+  namespace: "default",
+  cluster: "c1",
+  network: "",
+  serviceAccount: "reviews",
+  labels: { app: "reviews" },
+};
+
+test("push, ACK, update, NACK keeps the good config, control plane restart: no request fails", async () => {
+  const listenPort = await freePort();
+  let current = configSaying("v1", listenPort);
+  const { cp, port } = await controlPlane(() => current);
+  const proxy = new ProxyServer();
+  onClose(() => proxy.shutdown(0));
+  const client = new DiscoveryClient(proxy, { address: `127.0.0.1:${port}`, node });
+  onClose(() => client.stop());
+  client.start();
+  await waitFor(() => client.appliedVersion !== "", 5000, "the first config");
+  assert.equal((await get(listenPort, "/")).body.toString(), "v1");
+  await waitFor(() => cp.status()[0]?.acked === cp.status()[0]?.sent, 3000, "the ACK");
+
+  const v1 = client.appliedVersion;
+  current = configSaying("v2", listenPort);
+  cp.push();
+  await waitFor(
+    () => client.appliedVersion !== v1 && cp.status()[0]?.acked === client.appliedVersion,
+    3000,
+    "v2 applied and acked",
+  );
+  assert.equal((await get(listenPort, "/")).body.toString(), "v2");
+
+  const good = client.appliedVersion;
+  current = { listeners: [{ name: "main", port: -1, filterChains: [] }] } as unknown as ProxyConfig;
+  cp.push();
+  await waitFor(() => cp.status()[0]?.nack !== "", 3000, "the NACK");
+  assert.match(cp.status()[0]!.nack, /port/);
+  assert.equal(cp.rejects, 1);
+  assert.equal(client.appliedVersion, good, "the proxy kept its version");
+  assert.equal((await get(listenPort, "/")).body.toString(), "v2", "and serves it");
+
+  // The control plane goes away: traffic goes on.
+  await cp.stop();
+  for (let i = 0; i < 5; i++) assert.equal((await get(listenPort, "/")).status, 200);
+  // A new one on the same address with a new config: the proxy reconnects and resyncs.
+  current = configSaying("v3", listenPort);
+  await controlPlane(() => current, port);
+  const deadline = Date.now() + 10_000;
+  let body = "";
+  while (Date.now() < deadline) {
+    body = (await get(listenPort, "/")).body.toString();
+    if (body === "v3") break;
+    assert.equal(body, "v2", "served the last good config meanwhile");
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.equal(body, "v3");
+});
+
+test("a stream whose first message names no node is closed; the server keeps serving others", async () => {
+  const listenPort = await freePort();
+  const { cp, port } = await controlPlane(() => configSaying("ok", listenPort));
+  const { Discovery } = discoveryPackage();
+  const raw = new Discovery(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+  onClose(() => raw.close());
+  const call = (raw as unknown as { Stream(): grpc.ClientDuplexStream<object, object> }).Stream();
+  const ended = new Promise<string>((resolve) => {
+    call.on("error", (e: Error) => resolve(e.message));
+    call.on("end", () => resolve("end"));
+  });
+  call.write({ typeUrl: "something-else" });
+  assert.ok(await ended);
+  assert.equal(cp.status().length, 0);
+
+  const proxy = new ProxyServer();
+  onClose(() => proxy.shutdown(0));
+  const client = new DiscoveryClient(proxy, { address: `127.0.0.1:${port}`, node });
+  onClose(() => client.stop());
+  client.start();
+  await waitFor(() => client.appliedVersion !== "", 5000, "a good proxy is still served");
+});
