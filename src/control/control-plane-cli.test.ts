@@ -73,6 +73,11 @@ spec:
     [],
   );
   await proxy.waitForStderr(/control plane applied/, 15_000);
+  const adminPort = Number(/admin on [^\s]+:(\d+)/.exec(proxy.stderr())![1]);
+  const ready = await RawClient.connect(adminPort);
+  ready.write("GET /ready HTTP/1.1\r\nhost: admin\r\n\r\n");
+  assert.equal((await ready.read("GET")).status, 200, "ready once the first config is applied");
+  ready.destroy();
   const first = await viaSidecar("/hello");
   assert.equal(first.status, 200);
   assert.equal(first.body, "from the backend");
@@ -99,4 +104,20 @@ spec:
     await new Promise((r) => setTimeout(r, 50));
   }
   assert.equal(status, 418);
+});
+
+test("a proxy whose control plane is unreachable is not ready, and keeps trying", async () => {
+  const proxy = await spawnProxy(
+    ["--control-plane", "127.0.0.1:1", "--node-id", "lonely", "--admin-port", "0"],
+    [],
+  );
+  await proxy.waitForStderr(/admin on [^\s]+:(\d+)/);
+  await proxy.waitForStderr(/control plane disconnected/, 10_000);
+  const adminPort = Number(/admin on [^\s]+:(\d+)/.exec(proxy.stderr())![1]);
+  const c = await RawClient.connect(adminPort);
+  c.write("GET /ready HTTP/1.1\r\nhost: admin\r\n\r\n");
+  const r = await c.read("GET");
+  c.destroy();
+  assert.equal(r.status, 503);
+  assert.equal(r.body.toString(), "PRE_INITIALIZING\n");
 });

@@ -84,7 +84,8 @@ export async function runProxy(args: string[], io: CommandIO): Promise<number> {
     return 1;
   }
   const proxy = new ProxyServer();
-  const applied = await proxy.apply(loaded.config);
+  // Without a bootstrap the proxy stays PRE_INITIALIZING (/ready 503) until the control plane's first config.
+  const applied = file ? await proxy.apply(loaded.config) : { ok: true, errors: [] };
   if (!applied.ok) {
     for (const e of applied.errors) io.err(`${file}: ${e}\n`);
     return 1;
