@@ -50,9 +50,11 @@ export class RequestTracer {
       for (let i = 0; i < headers.length; i += 2) if (headers[i] === name) return headers[i + 1];
       return undefined;
     };
-    const incoming = parseTraceparent(get("traceparent")) ?? parseB3(get);
+    const w3c = parseTraceparent(get("traceparent"));
+    const incoming = w3c ?? parseB3(get);
     const traceId = incoming?.traceId ?? this.hex(16);
-    const sampled = incoming?.sampled ?? Math.random() < this.samplingFraction;
+    // A caller may send only a sampling decision (b3: 0, x-b3-sampled: 1) without ids: it is kept.
+    const sampled = incoming?.sampled ?? b3Decision(get) ?? Math.random() < this.samplingFraction;
     const spanId = this.hex(8);
     const existingId = get("x-request-id");
     const requestId =
@@ -61,8 +63,11 @@ export class RequestTracer {
         : randomUUID();
     const up: HeaderValueOption[] = [
       { name: "traceparent", value: formatTraceparent(traceId, spanId, sampled) },
+      { name: "x-request-id", value: requestId },
     ];
-    if (requestId !== existingId) up.push({ name: "x-request-id", value: requestId });
+    const tracestate = get("tracestate");
+    if (w3c !== undefined && tracestate !== undefined && tracestate.length <= 512)
+      up.push({ name: "tracestate", value: tracestate });
     if (incoming?.format === "b3") {
       up.push(
         { name: "x-b3-traceid", value: traceId },
@@ -98,4 +103,16 @@ export class RequestTracer {
     this.at += bytes;
     return s;
   }
+}
+
+/** A bare B3 sampling decision: "b3: 0|1|d" or x-b3-sampled / x-b3-flags without ids. */
+function b3Decision(get: (name: string) => string | undefined): boolean | undefined {
+  const single = get("b3");
+  if (single === "0") return false;
+  if (single === "1" || single === "d") return true;
+  if (get("x-b3-flags") === "1") return true;
+  const s = get("x-b3-sampled");
+  if (s === "1" || s === "true") return true;
+  if (s === "0" || s === "false") return false;
+  return undefined;
 }

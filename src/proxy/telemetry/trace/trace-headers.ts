@@ -9,4 +9,8 @@ export const TRACE_HEADERS: ReadonlySet<string> = new Set([
   "x-b3-parentspanid",
   "x-b3-sampled",
   "x-b3-flags",
+  // Passed on again by begin() when the trace it belongs to is continued, dropped when a new one starts.
+  "tracestate",
+  // Always set again by begin(), so that a request carrying several ends up with exactly one.
+  "x-request-id",
 ]);

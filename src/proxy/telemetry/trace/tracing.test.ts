@@ -8,7 +8,7 @@ import type net from "node:net";
 import { after, test } from "node:test";
 import fc from "fast-check";
 import type { ProxyConfig } from "../../config/types.ts";
-import { closeAll, get, httpBackend, onClose, startProxy, waitFor } from "../../test-support.ts";
+import { closeAll, get, httpBackend, onClose, RawClient, startProxy, waitFor } from "../../test-support.ts";
 import { parseB3, parseTraceparent } from "./trace-context.ts";
 
 after(closeAll);
@@ -184,4 +184,26 @@ test("OpenTelemetry is loaded only by a proxy that traces", () => {
   };
   assert.equal(before, 0, "nothing of OpenTelemetry before tracing is configured");
   assert.ok(afterCount > 0, "loaded once it is");
+});
+
+test("a bare B3 sampling decision is kept; tracestate follows a continued trace; one x-request-id", async () => {
+  const { p, seen, col } = await setup(100);
+  await get(p.port, "/", "x", { b3: "0" });
+  assert.equal(parseTraceparent(seen[0]!.traceparent as string)?.sampled, false, "b3: 0 means do not sample");
+  const trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+  await get(p.port, "/", "x", { traceparent: `00-${trace}-00f067aa0ba902b7-00`, tracestate: "vendor=abc" });
+  assert.equal(seen[1]!.tracestate, "vendor=abc");
+  await get(p.port, "/", "x", { traceparent: "garbage", tracestate: "vendor=abc" });
+  assert.equal(seen[2]!.tracestate, undefined, "a new trace does not inherit another's state");
+  const c = await RawClient.connect(p.port);
+  c.write("GET / HTTP/1.1\r\nhost: x\r\nx-request-id: one\r\nx-request-id: two\r\n\r\n");
+  await c.read("GET");
+  c.destroy();
+  assert.equal(seen[3]!["x-request-id"], "one");
+  await flush(p);
+  assert.equal(
+    col.spans.filter((s) => s.traceId === trace).length,
+    0,
+    "an unsampled incoming trace is not exported",
+  );
 });
