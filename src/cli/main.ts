@@ -27,6 +27,18 @@ const COMMANDS: Record<string, Command> = {
     summary: "run the data-plane proxy from a ProxyConfig file (like envoy -c) or a control plane",
     load: async () => (await import("./commands/proxy.ts")).runProxy,
   },
+  apply: {
+    summary: "apply resources to a control plane (all or none per file)",
+    load: async () => (await import("./commands/config-client.ts")).runApply,
+  },
+  get: {
+    summary: "list a control plane's resources of a kind",
+    load: async () => (await import("./commands/config-client.ts")).runGet,
+  },
+  delete: {
+    summary: "delete a resource from a control plane",
+    load: async () => (await import("./commands/config-client.ts")).runDelete,
+  },
   "control-plane": {
     summary: "serve sidecar configs translated from Istio resources over the push stream",
     load: async () => (await import("./commands/control-plane.ts")).runControlPlane,

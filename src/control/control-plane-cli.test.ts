@@ -2,7 +2,7 @@
 // (a real backend) is reachable through the sidecar's outbound listener; a VirtualService added on disk and
 // picked up with SIGHUP changes live traffic (a fault abort), pushed over the stream without a restart.
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -13,8 +13,9 @@ after(closeAll);
 
 const BIN = new URL("../../bin/isthmus.js", import.meta.url).pathname;
 
-async function viaSidecar(path: string): Promise<{ status: number; body: string }> {
-  const c = await RawClient.connect(15001);
+/** A request through the sidecar's outbound listener on its workload address (each test has its own). */
+async function viaSidecar(path: string, ip: string): Promise<{ status: number; body: string }> {
+  const c = await RawClient.connect(15001, ip);
   try {
     c.write(`GET http://echo.example.internal${path} HTTP/1.1\r\nhost: echo.example.internal\r\n\r\n`);
     const r = await c.read("GET");
@@ -67,6 +68,8 @@ spec:
       "client-1",
       "--namespace",
       "default",
+      "--ip",
+      "127.0.0.2",
       "--admin-port",
       "0",
     ],
@@ -78,7 +81,9 @@ spec:
   ready.write("GET /ready HTTP/1.1\r\nhost: admin\r\n\r\n");
   assert.equal((await ready.read("GET")).status, 200, "ready once the first config is applied");
   ready.destroy();
-  const first = await viaSidecar("/hello");
+  const first = await viaSidecar("/hello", "127.0.0.2").catch((e) => {
+    throw new Error(`${(e as Error).message}\nproxy: ${proxy.stderr()}\ncp: ${cpErr}`);
+  });
   assert.equal(first.status, 200);
   assert.equal(first.body, "from the backend");
 
@@ -98,7 +103,7 @@ spec:
   const until = Date.now() + 10_000;
   let status = 0;
   while (Date.now() < until) {
-    status = (await viaSidecar("/hello")).status;
+    status = (await viaSidecar("/hello", "127.0.0.2")).status;
     if (status === 418) break;
     assert.equal(status, 200, "the old config serves until the new one arrives");
     await new Promise((r) => setTimeout(r, 50));
@@ -120,4 +125,121 @@ test("a proxy whose control plane is unreachable is not ready, and keeps trying"
   c.destroy();
   assert.equal(r.status, 503);
   assert.equal(r.body.toString(), "PRE_INITIALIZING\n");
+});
+
+test("config API: apply, an invalid apply changes nothing, get, delete, and a wrong token is refused", async () => {
+  const backend = await httpBackend((_req, res) => res.end("api-backend"));
+  const dir = mkdtempSync(join(tmpdir(), "isthmus-api-"));
+  onClose(() => rmSync(dir, { recursive: true, force: true }));
+  const token = "a-test-token-of-enough-length";
+  const env = { ...process.env, ISTHMUS_FROM_SOURCE: "1", ISTHMUS_TOKEN: token };
+  const cp = spawn(
+    process.execPath,
+    [BIN, "control-plane", "--listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0"],
+    { stdio: ["ignore", "ignore", "pipe"], env },
+  );
+  let cpErr = "";
+  cp.stderr!.setEncoding("utf8");
+  cp.stderr!.on("data", (d: string) => {
+    cpErr += d;
+  });
+  onClose(() => {
+    cp.kill("SIGKILL");
+  });
+  const deadline = Date.now() + 15_000;
+  while (!/config API on [^\s]+:(\d+)/.test(cpErr) || !/services on 127\.0\.0\.1:(\d+)/.test(cpErr)) {
+    if (Date.now() > deadline) throw new Error(`control plane did not start: ${cpErr}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const apiPort = /config API on [^\s]+:(\d+)/.exec(cpErr)![1];
+  const cpPort = /services on 127\.0\.0\.1:(\d+)/.exec(cpErr)![1];
+  const server = `http://127.0.0.1:${apiPort}`;
+  const run = (...args: string[]) =>
+    spawnSync(process.execPath, [BIN, ...args, "--server", server], {
+      encoding: "utf8",
+      env,
+      timeout: 20_000,
+    });
+
+  const se = join(dir, "se.yaml");
+  writeFileSync(
+    se,
+    `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: echo, namespace: default }
+spec:
+  hosts: [echo.example.internal]
+  resolution: STATIC
+  ports: [{ number: 80, name: http, protocol: HTTP }]
+  endpoints: [{ address: 127.0.0.1, ports: { http: ${backend.port} } }]
+`,
+  );
+  const applied = run("apply", "-f", se);
+  assert.equal(applied.status, 0, applied.stderr);
+  assert.match(applied.stdout, /ServiceEntry\/default\/echo applied/);
+
+  await spawnProxy(
+    [
+      "--control-plane",
+      `127.0.0.1:${cpPort}`,
+      "--node-id",
+      "api-client",
+      "--ip",
+      "127.0.0.3",
+      "--admin-port",
+      "0",
+    ],
+    [],
+  );
+  const deadline2 = Date.now() + 10_000;
+  let body = "";
+  while (Date.now() < deadline2) {
+    try {
+      body = (await viaSidecar("/", "127.0.0.3")).body;
+      if (body === "api-backend") break;
+    } catch {}
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.equal(body, "api-backend");
+
+  const bad = join(dir, "bad.yaml");
+  writeFileSync(
+    bad,
+    `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: echo, namespace: default }
+spec:
+  hosts: [echo.example.internal]
+  http:
+    - fault: { abort: { httpStatus: 999, percentage: { value: 100 } } }
+      route: [{ destination: { host: echo.example.internal } }]
+`,
+  );
+  const refused = run("apply", "-f", bad);
+  assert.equal(refused.status, 1);
+  assert.match(refused.stderr, new RegExp(`${bad.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}:7:\\d+ error: `));
+  assert.equal((await viaSidecar("/", "127.0.0.3")).body, "api-backend", "nothing changed");
+
+  const got = run("get", "ServiceEntry");
+  assert.equal(got.status, 0, got.stderr);
+  assert.equal(JSON.parse(got.stdout)[0].metadata.name, "echo");
+
+  const deleted = run("delete", "ServiceEntry", "echo");
+  assert.equal(deleted.status, 0, deleted.stderr);
+  const deadline3 = Date.now() + 10_000;
+  let status = 200;
+  while (Date.now() < deadline3) {
+    status = (await viaSidecar("/", "127.0.0.3")).status;
+    if (status !== 200) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.equal(status, 404, "the host is gone from the sidecar's routes");
+
+  const wrong = spawnSync(process.execPath, [BIN, "get", "ServiceEntry", "--server", server], {
+    encoding: "utf8",
+    env: { ...env, ISTHMUS_TOKEN: "wrong-token-wrong-token" },
+    timeout: 20_000,
+  });
+  assert.equal(wrong.status, 1);
+  assert.match(wrong.stderr, /missing or wrong token/);
 });

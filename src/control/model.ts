@@ -10,7 +10,7 @@ export interface ProxyNode {
   readonly serviceAccount?: string;
   readonly cluster?: string;
   readonly network?: string;
-  /** The app's address and ports, for the inbound side (default 127.0.0.1). */
+  /** The workload's address (pod IP); the sidecar's listeners bind to it. Default 127.0.0.1. */
   readonly appAddress?: string;
 }
 

@@ -5,6 +5,8 @@ import { loadPaths } from "../../api/load/index.ts";
 import { validateResources } from "../../api/validate/index.ts";
 import { DiscoveryServer } from "../../control/push/discovery-server.ts";
 import { ServiceRegistry } from "../../control/registry/registry.ts";
+import { ConfigApi } from "../../control/store/config-api.ts";
+import { ConfigStore } from "../../control/store/config-store.ts";
 import { sidecarConfig } from "../../control/translate/sidecar.ts";
 import type { CommandIO } from "../main.ts";
 import { UsageError } from "../usage-error.ts";
@@ -17,21 +19,30 @@ Instances come from ServiceEntry endpoints and WorkloadEntries. An invalid resou
 the others are served.
 
 Options:
-  -c, --config PATH    resources to serve (repeatable)
+  -c, --config PATH    resources to serve (repeatable; optional with --api-listen)
       --listen ADDR    address of the push stream (default 127.0.0.1:15010, Istio's plain-text port)
+      --api-listen ADDR
+                       serve the config API (isthmus apply / get / delete) on ADDR; needs a token of at
+                       least 16 characters in the ISTHMUS_TOKEN environment variable
   -h, --help           show this help
 
 Signals: SIGHUP re-reads PATH and pushes what changed; SIGTERM/SIGINT stop.
 `;
 
 export async function runControlPlane(args: string[], io: CommandIO): Promise<number> {
-  let values: { config?: string[] | undefined; listen?: string | undefined; help?: boolean | undefined };
+  let values: {
+    config?: string[] | undefined;
+    listen?: string | undefined;
+    "api-listen"?: string | undefined;
+    help?: boolean | undefined;
+  };
   try {
     ({ values } = parseArgs({
       args,
       options: {
         config: { type: "string", short: "c", multiple: true },
         listen: { type: "string" },
+        "api-listen": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
     }));
@@ -43,19 +54,44 @@ export async function runControlPlane(args: string[], io: CommandIO): Promise<nu
     return 0;
   }
   const paths = values.config ?? [];
-  if (paths.length === 0) throw new UsageError("--config PATH is required");
-  const load = async (): Promise<ServiceRegistry> => {
+  const apiListen = values["api-listen"];
+  if (paths.length === 0 && !apiListen)
+    throw new UsageError("--config PATH or --api-listen ADDR is required");
+  const token = process.env.ISTHMUS_TOKEN ?? "";
+  if (apiListen && token.length < 16)
+    throw new UsageError("--api-listen needs ISTHMUS_TOKEN (at least 16 characters) in the environment");
+  const store = new ConfigStore();
+  const loadFiles = async (): Promise<void> => {
+    if (paths.length === 0) return;
     const loaded = await loadPaths(paths);
     const checked = await validateResources(loaded.resources);
     for (const d of [...loaded.diagnostics, ...checked.diagnostics].filter((x) => x.severity === "error"))
       io.err(`${d.file ?? ""}${d.line ? `:${d.line}` : ""} ${d.message}\n`);
-    return new ServiceRegistry(checked.valid);
+    store.replaceAll(checked.valid);
   };
-  let registry = await load();
+  await loadFiles();
+  let registry = new ServiceRegistry(store.all());
   const server = new DiscoveryServer({
     render: (node) =>
-      sidecarConfig(registry, { id: node.id, namespace: node.namespace || "default", labels: node.labels }),
+      sidecarConfig(registry, {
+        id: node.id,
+        namespace: node.namespace || "default",
+        labels: node.labels,
+        ...(node.ip ? { appAddress: node.ip } : {}),
+      }),
   });
+  store.onChange(() => {
+    registry = new ServiceRegistry(store.all());
+    server.push();
+  });
+  let api: ConfigApi | undefined;
+  if (apiListen) {
+    api = new ConfigApi(store, token);
+    const m = /^(.*):(\d+)$/.exec(apiListen);
+    if (!m) throw new UsageError(`--api-listen must be HOST:PORT, not "${apiListen}"`);
+    const apiPort = await api.listen(m[1]!, Number(m[2]));
+    io.err(`isthmus control-plane: config API on ${m[1]}:${apiPort}\n`);
+  }
   const address = values.listen ?? "127.0.0.1:15010";
   let port: number;
   try {
@@ -72,8 +108,7 @@ export async function runControlPlane(args: string[], io: CommandIO): Promise<nu
     quit = r;
   });
   const onHup = async () => {
-    registry = await load();
-    server.push();
+    await loadFiles();
     io.err(`isthmus control-plane: reloaded, ${registry.services.length} services\n`);
   };
   process.on("SIGHUP", onHup);
@@ -83,6 +118,7 @@ export async function runControlPlane(args: string[], io: CommandIO): Promise<nu
   process.off("SIGHUP", onHup);
   process.off("SIGTERM", quit);
   process.off("SIGINT", quit);
+  await api?.close();
   await server.stop();
   return 0;
 }

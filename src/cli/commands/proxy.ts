@@ -21,6 +21,7 @@ Options:
       --node-id ID         this proxy's identity on the push stream (with --control-plane)
       --namespace NS       its namespace (default "default")
       --label K=V          a label of the workload behind it (repeatable)
+      --ip ADDR            the workload's address; the sidecar's listeners bind to it (default 127.0.0.1)
       --admin-port N       override admin.port (default from the config, else 15000; 0 picks a free port)
       --drain-timeout MS   on SIGTERM, how long in-flight requests may take before exit (default 15000)
       --heap-headroom-mb N force a full garbage collection when the JS heap grows N MB past its live size
@@ -43,6 +44,7 @@ export async function runProxy(args: string[], io: CommandIO): Promise<number> {
     "node-id"?: string | undefined;
     namespace?: string | undefined;
     label?: string[] | undefined;
+    ip?: string | undefined;
     help?: boolean | undefined;
   };
   try {
@@ -57,6 +59,7 @@ export async function runProxy(args: string[], io: CommandIO): Promise<number> {
         "node-id": { type: "string" },
         namespace: { type: "string" },
         label: { type: "string", multiple: true },
+        ip: { type: "string" },
         help: { type: "boolean", short: "h" },
       },
     }));
@@ -139,6 +142,7 @@ export async function runProxy(args: string[], io: CommandIO): Promise<number> {
         network: "",
         serviceAccount: "",
         labels,
+        ip: values.ip ?? "",
       },
       onEvent: (e) => io.err(`isthmus proxy: control plane ${e.kind}${e.detail ? `: ${e.detail}` : ""}\n`),
     });

@@ -64,6 +64,7 @@ const node = {
   network: "",
   serviceAccount: "reviews",
   labels: { app: "reviews" },
+  ip: "",
 };
 
 test("push, ACK, update, NACK keeps the good config, control plane restart: no request fails", async () => {

@@ -91,7 +91,7 @@ export function sidecarConfig(registry: ServiceRegistry, proxy: ProxyNode): Prox
     listeners: [
       {
         name: OUTBOUND_LISTENER,
-        address: "127.0.0.1",
+        address: proxy.appAddress ?? "127.0.0.1",
         port: OUTBOUND_PORT,
         filterChains: [
           {

@@ -17,6 +17,7 @@ export interface NodeMessage {
   network: string;
   serviceAccount: string;
   labels: Record<string, string>;
+  ip: string;
 }
 
 export interface DiscoveryRequestMessage {
