@@ -13,6 +13,28 @@ after(closeAll);
 
 const BIN = new URL("../../bin/isthmus.js", import.meta.url).pathname;
 
+/** Runs `isthmus control-plane ARGS`; resolves once stderr matches every pattern; killed in closeAll(). */
+async function startControlPlane(args: string[], env: NodeJS.ProcessEnv, ready: RegExp[]) {
+  const cp = spawn(process.execPath, [BIN, "control-plane", ...args], {
+    stdio: ["ignore", "ignore", "pipe"],
+    env,
+  });
+  const out = { child: cp, stderr: "" };
+  cp.stderr!.setEncoding("utf8");
+  cp.stderr!.on("data", (d: string) => {
+    out.stderr += d;
+  });
+  onClose(() => {
+    cp.kill("SIGKILL");
+  });
+  const deadline = Date.now() + 15_000;
+  while (!ready.every((re) => re.test(out.stderr))) {
+    if (Date.now() > deadline) throw new Error(`control plane did not start: ${out.stderr}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return out;
+}
+
 /** A request through the sidecar's outbound listener on its workload address (each test has its own). */
 async function viaSidecar(path: string, ip: string): Promise<{ status: number; body: string }> {
   const c = await RawClient.connect(15001, ip);
@@ -42,23 +64,13 @@ spec:
   endpoints: [{ address: 127.0.0.1, ports: { http: ${backend.port} } }]
 `,
   );
-  const cp = spawn(process.execPath, [BIN, "control-plane", "--config", dir, "--listen", "127.0.0.1:0"], {
-    stdio: ["ignore", "ignore", "pipe"],
-    env: { ...process.env, ISTHMUS_FROM_SOURCE: "1" },
-  });
-  let cpErr = "";
-  cp.stderr!.setEncoding("utf8");
-  cp.stderr!.on("data", (d: string) => {
-    cpErr += d;
-  });
-  onClose(() => {
-    cp.kill("SIGKILL");
-  });
-  const deadline = Date.now() + 15_000;
-  while (!/on 127\.0\.0\.1:(\d+)/.test(cpErr)) {
-    if (Date.now() > deadline) throw new Error(`control plane did not start: ${cpErr}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  const started = await startControlPlane(
+    ["--config", dir, "--listen", "127.0.0.1:0"],
+    { ...process.env, ISTHMUS_FROM_SOURCE: "1" },
+    [/on 127\.0\.0\.1:(\d+)/],
+  );
+  const cp = started.child;
+  const cpErr = started.stderr;
   const cpPort = /on 127\.0\.0\.1:(\d+)/.exec(cpErr)![1];
   const proxy = await spawnProxy(
     [
@@ -133,24 +145,11 @@ test("config API: apply, an invalid apply changes nothing, get, delete, and a wr
   onClose(() => rmSync(dir, { recursive: true, force: true }));
   const token = "a-test-token-of-enough-length";
   const env = { ...process.env, ISTHMUS_FROM_SOURCE: "1", ISTHMUS_TOKEN: token };
-  const cp = spawn(
-    process.execPath,
-    [BIN, "control-plane", "--listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0"],
-    { stdio: ["ignore", "ignore", "pipe"], env },
+  const { stderr: cpErr } = await startControlPlane(
+    ["--listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0"],
+    env,
+    [/config API on [^\s]+:(\d+)/, /services on 127\.0\.0\.1:(\d+)/],
   );
-  let cpErr = "";
-  cp.stderr!.setEncoding("utf8");
-  cp.stderr!.on("data", (d: string) => {
-    cpErr += d;
-  });
-  onClose(() => {
-    cp.kill("SIGKILL");
-  });
-  const deadline = Date.now() + 15_000;
-  while (!/config API on [^\s]+:(\d+)/.test(cpErr) || !/services on 127\.0\.0\.1:(\d+)/.test(cpErr)) {
-    if (Date.now() > deadline) throw new Error(`control plane did not start: ${cpErr}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
   const apiPort = /config API on [^\s]+:(\d+)/.exec(cpErr)![1];
   const cpPort = /services on 127\.0\.0\.1:(\d+)/.exec(cpErr)![1];
   const server = `http://127.0.0.1:${apiPort}`;
