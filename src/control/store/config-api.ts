@@ -17,7 +17,14 @@ export class ConfigApi {
     this.store = store;
     this.token = Buffer.from(`Bearer ${token}`);
     this.server = http.createServer({ requestTimeout: 30_000, headersTimeout: 10_000 }, (req, res) => {
-      void this.handle(req, res);
+      // A failure inside one request answers 500; it must never become an unhandled rejection that stops the
+      // control plane.
+      this.handle(req, res).catch((e: unknown) => {
+        if (!res.headersSent) {
+          res.writeHead(500, { "content-type": "application/json" });
+          res.end(`${JSON.stringify({ error: (e as Error).message })}\n`);
+        } else res.destroy();
+      });
     });
   }
 

@@ -50,8 +50,17 @@ export class ConfigStore {
     this.changed();
   }
 
+  /** Applies run one after another: each validates against, and replaces, what the previous one left. */
+  private last: Promise<unknown> = Promise.resolve();
+
   /** Parses YAML/JSON text (one or many documents) and creates or replaces its resources, all or none. */
-  async apply(source: string, text: string): Promise<ChangeResult> {
+  apply(source: string, text: string): Promise<ChangeResult> {
+    const run = this.last.then(() => this.applyNow(source, text));
+    this.last = run.catch(() => {});
+    return run;
+  }
+
+  private async applyNow(source: string, text: string): Promise<ChangeResult> {
     const parsed = parseResources(source, text);
     if (parsed.diagnostics.some((d) => d.severity === "error"))
       return { ok: false, diagnostics: parsed.diagnostics, changed: [] };

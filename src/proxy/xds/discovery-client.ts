@@ -70,7 +70,10 @@ export class DiscoveryClient {
     call.on("data", (res: DiscoveryResponseMessage) => {
       gotResponse = true;
       this.backoffMs = 100;
-      void this.onResponse(call, res);
+      this.onResponse(call, res).catch((e: unknown) => {
+        this.lastError = (e as Error).message;
+        this.options.onEvent?.({ kind: "rejected", detail: this.lastError });
+      });
     });
     const retry = (why: string) => {
       if (this.call !== call) return;
