@@ -45,7 +45,7 @@ test("HTTP/1: a proxied request's record: status, bytes, upstream, route, reques
   assert.equal(rec.method, "POST");
   assert.equal(rec.path, "/items?x=1");
   assert.equal(rec.authority, "reviews:9080");
-  assert.equal(rec.destinationService, "reviews");
+  assert.equal(rec.destinationService, "all", "the virtual host's name, never the client's Host header");
   assert.equal(rec.protocol, "HTTP/1.1");
   assert.equal(rec.responseCode, 200);
   assert.equal(rec.responseFlags, "-");
@@ -116,5 +116,5 @@ test("HTTP/2: a gRPC-style request's record", async () => {
   assert.equal(rec.requestId, "r2");
   assert.equal(rec.reporter, "source");
   assert.equal(rec.upstreamCluster, "up");
-  assert.equal(rec.destinationService, "details");
+  assert.equal(rec.destinationService, "all");
 });

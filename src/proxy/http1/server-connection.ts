@@ -17,7 +17,7 @@ import {
   FAIL_RESET,
 } from "../router/retry-policy.ts";
 import { type CompiledRoute, type CompiledWeightedCluster, pickCluster } from "../router/route-table.ts";
-import type { HttpRequestRecord, PeerInfo } from "../telemetry/request-record.ts";
+import { destinationServiceOf, type HttpRequestRecord, type PeerInfo } from "../telemetry/request-record.ts";
 import { PEER_METADATA_HEADER } from "../telemetry/telemetry-slot.ts";
 import type { TraceHandle } from "../telemetry/trace/request-tracer.ts";
 import { TRACE_HEADERS } from "../telemetry/trace/trace-headers.ts";
@@ -863,7 +863,6 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
       else if (h[i] === "user-agent") userAgent = h[i + 1]!;
     }
     const authority = this.authority;
-    const colon = authority.lastIndexOf(":");
     const trace = this.trace;
     if (trace !== null) requestId = trace.requestId;
     const record: HttpRequestRecord = {
@@ -890,7 +889,7 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
         (this.socket as { authorized?: boolean }).authorized === true ? "mutual_tls" : "none",
       reporter: this.rt.reporter,
       peer: this.peer,
-      destinationService: colon > 0 && authority.indexOf("]") < colon ? authority.slice(0, colon) : authority,
+      destinationService: destinationServiceOf(this.route?.virtualHost),
     };
     sink.onHttpRequest(record);
     if (trace !== null) {

@@ -20,7 +20,7 @@ import {
   FAIL_RESET,
 } from "../router/retry-policy.ts";
 import type { CompiledRoute, CompiledWeightedCluster } from "../router/route-table.ts";
-import type { HttpRequestRecord, PeerInfo } from "../telemetry/request-record.ts";
+import { destinationServiceOf, type HttpRequestRecord, type PeerInfo } from "../telemetry/request-record.ts";
 import { PEER_METADATA_HEADER } from "../telemetry/telemetry-slot.ts";
 import type { TraceHandle } from "../telemetry/trace/request-tracer.ts";
 import { TRACE_HEADERS } from "../telemetry/trace/trace-headers.ts";
@@ -718,7 +718,6 @@ class Http2Exchange implements PoolWaiter, ResponseHandler {
   private report(): void {
     const sink = this.rt.telemetry.sink!;
     const authority = this.authority;
-    const colon = authority.lastIndexOf(":");
     const socket = this.stream.session?.socket;
     if (!this.responded && this.status === 0) this.addFlag(ResponseFlag.DownstreamConnectionTermination);
     const trace = this.trace;
@@ -746,7 +745,7 @@ class Http2Exchange implements PoolWaiter, ResponseHandler {
         (socket as { authorized?: boolean } | undefined)?.authorized === true ? "mutual_tls" : "none",
       reporter: this.rt.reporter,
       peer: this.peer,
-      destinationService: colon > 0 && authority.indexOf("]") < colon ? authority.slice(0, colon) : authority,
+      destinationService: destinationServiceOf(this.route?.virtualHost),
     };
     sink.onHttpRequest(record);
     if (trace !== undefined) this.rt.telemetry.tracer?.end(trace, record);

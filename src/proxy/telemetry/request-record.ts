@@ -88,3 +88,14 @@ export interface TelemetrySink {
   /** Flushes buffers and stops timers (shutdown). */
   close?(): Promise<void>;
 }
+
+/**
+ * The destination_service of a request: its virtual host's name without a port ("reviews.default.svc.cluster.local:9080"
+ * -> "reviews.default.svc.cluster.local", as the control plane names them), or "unknown" when no route matched.
+ * Never the client's Host header: a client could otherwise mint a metric series per request.
+ */
+export function destinationServiceOf(virtualHost: string | undefined): string {
+  if (virtualHost === undefined || virtualHost === "") return "unknown";
+  const colon = virtualHost.lastIndexOf(":");
+  return colon > 0 && /^\d+$/.test(virtualHost.slice(colon + 1)) ? virtualHost.slice(0, colon) : virtualHost;
+}

@@ -53,7 +53,8 @@ function sidecar(
                 name: "r",
                 virtualHosts: [
                   {
-                    name: "reviews",
+                    // The control plane names virtual hosts HOST:PORT; destination_service is the host.
+                    name: "reviews.default.svc.cluster.local:9080",
                     domains: ["*"],
                     routes: [
                       {
@@ -247,12 +248,13 @@ test("metrics: unknown labels, escaping, gRPC protocol, and the series cap", () 
 });
 
 test("peer metadata codec: round trip; any other value decodes to undefined and never throws", () => {
-  const p = {
-    workload: "reviews-v1",
-    namespace: "default",
-    principal: "spiffe://cluster.local/ns/default/sa/reviews",
-  };
+  const p = { workload: "reviews-v1", namespace: "default", app: "reviews" };
   assert.deepEqual(decodePeer(encodePeer(p)), p);
+  assert.equal(
+    decodePeer(encodePeer({ ...p, principal: "spiffe://cluster.local/ns/default/sa/admin" } as typeof p)),
+    undefined,
+    "a principal claimed by a peer is refused: identities come from verified mTLS only",
+  );
   assert.equal(decodePeer(Buffer.from('{"evil":"x"}').toString("base64url")), undefined, "unknown key");
   assert.equal(decodePeer(Buffer.from('{"app":"a b"}').toString("base64url")), undefined, "unsafe value");
   assert.equal(decodePeer("x".repeat(3000)), undefined, "too long");
@@ -265,7 +267,6 @@ test("peer metadata codec: round trip; any other value decodes to undefined and 
             [
               "workload",
               "namespace",
-              "principal",
               "app",
               "version",
               "cluster",
@@ -309,4 +310,34 @@ test("metrics: two peer objects with the same labels count in one series", () =>
     .filter((l) => l.startsWith("istio_requests_total{"));
   assert.equal(lines.length, 2);
   assert.match(lines.find((l) => l.includes('source_app="caller"'))!, / 2$/);
+});
+
+test("Envoy names: outlier stats and dotted HTTP stat prefixes keep their labels", async () => {
+  const { envoyExposition } = await import("./prometheus/scrape-server.ts");
+  const text = envoyExposition(
+    [
+      ["cluster.outbound|9080||reviews.default.svc.cluster.local.outlier_detection.ejections_active", 1],
+      ["cluster.outbound|9080||reviews.default.svc.cluster.local.upstream_rq_total", 5],
+      ["http.inbound_0.0.0.0_8080.downstream_rq_2xx", 3],
+      ["http.inbound_0.0.0.0_8080.response_flag.UH", 2],
+    ],
+    new Set(["cluster.outbound|9080||reviews.default.svc.cluster.local.outlier_detection.ejections_active"]),
+  );
+  assert.match(
+    text,
+    /^envoy_cluster_outlier_detection_ejections_active\{cluster_name="outbound\|9080\|\|reviews\.default\.svc\.cluster\.local"\} 1$/m,
+  );
+  assert.match(
+    text,
+    /^envoy_cluster_upstream_rq_total\{cluster_name="outbound\|9080\|\|reviews\.default\.svc\.cluster\.local"\} 5$/m,
+  );
+  assert.match(
+    text,
+    /^envoy_http_downstream_rq_2xx\{http_conn_manager_prefix="inbound_0\.0\.0\.0_8080"\} 3$/m,
+  );
+  assert.match(
+    text,
+    /^envoy_http_response_flag_UH\{http_conn_manager_prefix="inbound_0\.0\.0\.0_8080"\} 2$/m,
+  );
+  assert.match(text, /^# TYPE envoy_cluster_outlier_detection_ejections_active gauge$/m);
 });

@@ -4,10 +4,11 @@
 // over. Anything else decodes to undefined: a peer's header can never throw or inject label values.
 import type { PeerInfo } from "../request-record.ts";
 
+// No principal: an identity is only what mTLS verified, never what a peer says about itself (Istio takes
+// source_principal and destination_principal from the certificate).
 const KEYS = [
   "workload",
   "namespace",
-  "principal",
   "app",
   "version",
   "cluster",
@@ -30,7 +31,6 @@ export function peerInfoFromMetadata(m: Readonly<Record<string, string>> | undef
   };
   pick("workload", "workload");
   pick("namespace", "namespace");
-  pick("principal", "principal");
   pick("app", "app");
   pick("version", "version");
   pick("cluster", "cluster");

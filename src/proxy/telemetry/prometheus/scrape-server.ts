@@ -1,6 +1,7 @@
 // The Prometheus scrape endpoint of a sidecar (Istio's :15090/stats/prometheus): Istio's standard metrics and
 // the proxy's own counters and gauges under Envoy's Prometheus names (envoy_cluster_upstream_rq_total{
-// cluster_name="..."}, envoy_http_downstream_rq_2xx{envoy_http_conn_manager_prefix="..."}, ...).
+// cluster_name="..."}, envoy_http_downstream_rq_2xx{http_conn_manager_prefix="..."}, ...), as Istio's bootstrap
+// names them.
 import net from "node:net";
 import { respond, serveOneRequest } from "../../admin/one-request.ts";
 import { esc } from "./istio-metrics.ts";
@@ -60,25 +61,26 @@ export class ScrapeServer {
 
 /**
  * Envoy's Prometheus names for its stats: the cluster and HTTP prefixes become labels (cluster_name,
- * envoy_http_conn_manager_prefix), the rest of the dotted name joins with underscores after "envoy_".
+ * http_conn_manager_prefix), the rest of the dotted name joins with underscores after "envoy_".
  */
 export function envoyExposition(stats: Array<[string, number]>, gauges: ReadonlySet<string>): string {
   const families = new Map<string, { type: string; lines: string[] }>();
   for (const [name, value] of stats) {
     let metric: string;
     let labels = "";
-    const cluster = /^cluster\.(.+)\.([a-z0-9_]+(?:\.[a-z0-9_]+)*)$/.exec(name);
-    const http = /^http\.([^.]+)\.(.+)$/.exec(name);
-    if (name.startsWith("cluster.") && cluster && !cluster[2]!.startsWith("outlier_detection")) {
-      metric = `envoy_cluster_${cluster[2]!.replace(/\./g, "_")}`;
+    const outlier = /^cluster\.(.+)\.outlier_detection\.([a-z0-9_]+)$/.exec(name);
+    const cluster = /^cluster\.(.+)\.([a-z0-9_]+)$/.exec(name);
+    // The HTTP stat prefix is free text (it may hold dots): the known stat names anchor the match at the end.
+    const http = /^http\.(.+)\.(downstream_[a-z0-9_]+|response_flag\.[A-Z]+)$/.exec(name);
+    if (outlier) {
+      metric = `envoy_cluster_outlier_detection_${outlier[2]}`;
+      labels = `{cluster_name="${esc(outlier[1]!)}"}`;
+    } else if (cluster) {
+      metric = `envoy_cluster_${cluster[2]}`;
       labels = `{cluster_name="${esc(cluster[1]!)}"}`;
-    } else if (name.startsWith("cluster.") && /^cluster\.(.+)\.outlier_detection\.(.+)$/.test(name)) {
-      const m = /^cluster\.(.+)\.outlier_detection\.(.+)$/.exec(name)!;
-      metric = `envoy_cluster_outlier_detection_${m[2]!.replace(/\./g, "_")}`;
-      labels = `{cluster_name="${esc(m[1]!)}"}`;
     } else if (http) {
       metric = `envoy_http_${http[2]!.replace(/\./g, "_")}`;
-      labels = `{envoy_http_conn_manager_prefix="${esc(http[1]!)}"}`;
+      labels = `{http_conn_manager_prefix="${esc(http[1]!)}"}`;
     } else {
       metric = `envoy_${name.replace(/[^a-zA-Z0-9_]/g, "_")}`;
     }
