@@ -59,13 +59,13 @@ export class TcpProxyRuntime {
       connectionSecurityPolicy:
         (down as { authorized?: boolean }).authorized === true ? ("mutual_tls" as const) : ("none" as const),
     };
-    sink?.onTcpOpen?.(base);
     down.pause();
     const up = net.connect({ host: ep.address, port: ep.port, noDelay: true });
     up.setTimeout(cluster.config.connectTimeoutMs ?? 10_000, () => up.destroy(new Error("connect timeout")));
     let connected = false;
     up.once("connect", () => {
       connected = true;
+      sink?.onTcpOpen?.({ ...base, responseFlags: "-" });
       up.setTimeout(this.config.idleTimeoutMs ?? 3_600_000, () => {
         up.destroy();
         down.destroy();
@@ -81,6 +81,7 @@ export class TcpProxyRuntime {
     up.once("close", () => {
       done();
       down.destroy();
+      if (!connected) sink?.onTcpOpen?.({ ...base, responseFlags: "UF" });
       sink?.onTcpClose?.({
         ...base,
         startTimeMs: performance.timeOrigin + started,

@@ -77,11 +77,19 @@ export interface TcpConnectionRecord {
 /** A telemetry sink. Called on the proxy's hot path: no I/O inline, no throwing. */
 export interface TelemetrySink {
   onHttpRequest(record: HttpRequestRecord): void;
-  /** A TCP connection opened (for istio_tcp_connections_opened_total). */
+  /**
+   * A TCP connection opened (istio_tcp_connections_opened_total): reported once its upstream connected or
+   * failed, so that open and close carry the same response flags, as Istio reports them.
+   */
   onTcpOpen?(
     record: Pick<
       TcpConnectionRecord,
-      "upstreamCluster" | "reporter" | "peer" | "destinationService" | "connectionSecurityPolicy"
+      | "upstreamCluster"
+      | "reporter"
+      | "peer"
+      | "destinationService"
+      | "connectionSecurityPolicy"
+      | "responseFlags"
     >,
   ): void;
   onTcpClose?(record: TcpConnectionRecord): void;

@@ -341,3 +341,38 @@ test("Envoy names: outlier stats and dotted HTTP stat prefixes keep their labels
   );
   assert.match(text, /^# TYPE envoy_cluster_outlier_detection_ejections_active gauge$/m);
 });
+
+test("TCP: a connection whose upstream refuses is opened and closed under response_flags UF", async () => {
+  const refused = await (async () => {
+    const srv = net.createServer();
+    await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+    const port = (srv.address() as net.AddressInfo).port;
+    await new Promise<void>((r) => srv.close(() => r()));
+    return port;
+  })();
+  const tcp = await startProxy({
+    listeners: [
+      {
+        name: "main",
+        address: "127.0.0.1",
+        port: 0,
+        filterChains: [{ filter: { type: "tcp", cluster: "db" } }],
+      },
+    ],
+    clusters: [{ name: "db", endpoints: [{ address: "127.0.0.1", port: refused }] }],
+    telemetry: { prometheus: { address: "127.0.0.1", port: 0 } },
+  });
+  const c = net.connect(tcp.port, "127.0.0.1");
+  c.on("error", () => {});
+  await new Promise((r) => c.once("close", r));
+  await waitFor(
+    () =>
+      /istio_tcp_connections_closed_total\{[^}]*response_flags="UF"[^}]*\} 1/.test(
+        tcp.proxy.telemetryManager.metrics?.exposition() ?? "",
+      ),
+    3000,
+  );
+  const m = tcp.proxy.telemetryManager.metrics!.exposition();
+  assert.match(m, /istio_tcp_connections_opened_total\{[^}]*response_flags="UF"[^}]*\} 1/);
+  assert.doesNotMatch(m, /istio_tcp_connections_opened_total\{[^}]*response_flags="-"/);
+});

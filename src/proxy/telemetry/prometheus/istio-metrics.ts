@@ -140,9 +140,18 @@ export class IstioMetrics implements TelemetrySink {
   }
 
   onTcpOpen(
-    r: Pick<TcpConnectionRecord, "reporter" | "peer" | "destinationService" | "connectionSecurityPolicy">,
+    r: Pick<
+      TcpConnectionRecord,
+      "reporter" | "peer" | "destinationService" | "connectionSecurityPolicy" | "responseFlags"
+    >,
   ): void {
-    const s = this.tcpSeries(r.reporter, r.peer, r.destinationService, "-", r.connectionSecurityPolicy);
+    const s = this.tcpSeries(
+      r.reporter,
+      r.peer,
+      r.destinationService,
+      r.responseFlags,
+      r.connectionSecurityPolicy,
+    );
     if (s) s.opened++;
   }
 
@@ -167,8 +176,8 @@ export class IstioMetrics implements TelemetrySink {
     flags: string,
     mtls: string,
   ): TcpSeries | undefined {
-    // Opened and closed must land in one series: flags are not part of the key (Istio reports them on close).
-    const key = `${reporter}|${peerKey(peer)}|${service}|${mtls}`;
+    // Open is reported once the outcome of connecting is known, so open and close share the flags and a series.
+    const key = `${reporter}|${peerKey(peer)}|${service}|${flags}|${mtls}`;
     let s = this.tcp.get(key);
     if (s === undefined) {
       if (this.tcp.size >= MAX_SERIES) {
