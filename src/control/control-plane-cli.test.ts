@@ -13,6 +13,29 @@ after(closeAll);
 
 const BIN = new URL("../../bin/isthmus.js", import.meta.url).pathname;
 
+/** A ServiceEntry for echo.example.internal:80 whose one endpoint is 127.0.0.1:PORT. */
+const echoServiceEntry = (port: number) => `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: echo, namespace: default }
+spec:
+  hosts: [echo.example.internal]
+  location: MESH_EXTERNAL
+  resolution: STATIC
+  ports: [{ number: 80, name: http, protocol: HTTP }]
+  endpoints: [{ address: 127.0.0.1, ports: { http: ${port} } }]
+`;
+
+/** A VirtualService aborting every request to echo.example.internal with STATUS (999 is invalid). */
+const faultVirtualService = (status: number) => `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: echo, namespace: default }
+spec:
+  hosts: [echo.example.internal]
+  http:
+    - fault: { abort: { httpStatus: ${status}, percentage: { value: 100 } } }
+      route: [{ destination: { host: echo.example.internal } }]
+`;
+
 /** Runs `isthmus control-plane ARGS`; resolves once stderr matches every pattern; killed in closeAll(). */
 async function startControlPlane(args: string[], env: NodeJS.ProcessEnv, ready: RegExp[]) {
   const cp = spawn(process.execPath, [BIN, "control-plane", ...args], {
@@ -51,19 +74,7 @@ test("control plane -> proxy over the push stream; SIGHUP with a new VirtualServ
   const backend = await httpBackend((_req, res) => res.end("from the backend"));
   const dir = mkdtempSync(join(tmpdir(), "isthmus-cp-"));
   onClose(() => rmSync(dir, { recursive: true, force: true }));
-  writeFileSync(
-    join(dir, "se.yaml"),
-    `apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: { name: echo, namespace: default }
-spec:
-  hosts: [echo.example.internal]
-  location: MESH_EXTERNAL
-  resolution: STATIC
-  ports: [{ number: 80, name: http, protocol: HTTP }]
-  endpoints: [{ address: 127.0.0.1, ports: { http: ${backend.port} } }]
-`,
-  );
+  writeFileSync(join(dir, "se.yaml"), echoServiceEntry(backend.port));
   const started = await startControlPlane(
     ["--config", dir, "--listen", "127.0.0.1:0"],
     { ...process.env, ISTHMUS_FROM_SOURCE: "1" },
@@ -99,18 +110,7 @@ spec:
   assert.equal(first.status, 200);
   assert.equal(first.body, "from the backend");
 
-  writeFileSync(
-    join(dir, "vs.yaml"),
-    `apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: echo, namespace: default }
-spec:
-  hosts: [echo.example.internal]
-  http:
-    - fault: { abort: { httpStatus: 418, percentage: { value: 100 } } }
-      route: [{ destination: { host: echo.example.internal } }]
-`,
-  );
+  writeFileSync(join(dir, "vs.yaml"), faultVirtualService(418));
   cp.kill("SIGHUP");
   const until = Date.now() + 10_000;
   let status = 0;
@@ -161,18 +161,7 @@ test("config API: apply, an invalid apply changes nothing, get, delete, and a wr
     });
 
   const se = join(dir, "se.yaml");
-  writeFileSync(
-    se,
-    `apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: { name: echo, namespace: default }
-spec:
-  hosts: [echo.example.internal]
-  resolution: STATIC
-  ports: [{ number: 80, name: http, protocol: HTTP }]
-  endpoints: [{ address: 127.0.0.1, ports: { http: ${backend.port} } }]
-`,
-  );
+  writeFileSync(se, echoServiceEntry(backend.port));
   const applied = run("apply", "-f", se);
   assert.equal(applied.status, 0, applied.stderr);
   assert.match(applied.stdout, /ServiceEntry\/default\/echo applied/);
@@ -202,18 +191,7 @@ spec:
   assert.equal(body, "api-backend");
 
   const bad = join(dir, "bad.yaml");
-  writeFileSync(
-    bad,
-    `apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: echo, namespace: default }
-spec:
-  hosts: [echo.example.internal]
-  http:
-    - fault: { abort: { httpStatus: 999, percentage: { value: 100 } } }
-      route: [{ destination: { host: echo.example.internal } }]
-`,
-  );
+  writeFileSync(bad, faultVirtualService(999));
   const refused = run("apply", "-f", bad);
   assert.equal(refused.status, 1);
   assert.match(refused.stderr, new RegExp(`${bad.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}:7:\\d+ error: `));
