@@ -6,6 +6,7 @@ import net from "node:net";
 import { type CompiledCors, isPreflight } from "../filters/cors.ts";
 import type { CompiledFault } from "../filters/fault.ts";
 import { http2Module } from "../http2/lazy.ts";
+import { holdUntilEndOfTurn } from "../io/end-of-turn-flush.ts";
 import type { HashInput } from "../lb/hash-policy.ts";
 import type { HttpRuntime } from "../listener/http-runtime.ts";
 import { chooseRetryEndpoint, chooseUpstream, requestHashInput } from "../router/choose-upstream.ts";
@@ -93,7 +94,6 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
   private trace: TraceHandle | null = null;
   /** Mirrored copies of the request in flight (null almost always). */
   private mirrors: MirrorRequest[] | null = null;
-  private corked = false;
   private readonly writeDecoded: (buf: Buffer, from: number, to: number) => void;
   private readonly onUpstreamDrain: () => void;
 
@@ -499,20 +499,10 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
     // waited for a close that never came, or dropped a connection we kept.
     else if (req.minor === 0) out += "connection: keep-alive\r\n";
     out += "\r\n";
-    // Corked until flush(): the head and the first body bytes leave in one write.
-    if (!this.corked) {
-      this.corked = true;
-      this.socket.cork();
-    }
+    // The head, the body bytes that came with it, and the other responses of this turn leave together.
+    holdUntilEndOfTurn(this.socket);
     this.socket.write(out, "latin1");
     this.countStatus(head.status);
-  }
-
-  flush(): void {
-    if (this.corked) {
-      this.corked = false;
-      this.socket.uncork();
-    }
   }
 
   onResponseData(buf: Buffer, from: number, to: number): boolean {
@@ -525,7 +515,6 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
   }
 
   onResponseEnd(): void {
-    this.flush();
     this.finishUpstreamAccounting(true);
     if (!this.requestBodyDone) {
       // The upstream answered before reading the whole body: the rest of it is still on both connections.

@@ -599,9 +599,13 @@ class Http2Exchange implements PoolWaiter, ResponseHandler {
     this.stream.on("data", (chunk: Buffer) => {
       this.bytesIn += chunk.length;
       this.mirrorData(chunk);
-      const ok = chunked
-        ? conn.write(`${chunk.length.toString(16)}\r\n`) && conn.write(chunk) && conn.write("\r\n")
-        : conn.write(chunk);
+      // Every part is written whatever write() returns: false asks us to pause, it does not refuse the bytes.
+      let ok: boolean;
+      if (chunked) {
+        conn.write(`${chunk.length.toString(16)}\r\n`);
+        conn.write(chunk);
+        ok = conn.write("\r\n");
+      } else ok = conn.write(chunk);
       if (!ok) this.stream.pause();
     });
     conn.handlerDrain = () => this.stream.resume();
@@ -670,8 +674,6 @@ class Http2Exchange implements PoolWaiter, ResponseHandler {
     socket.destroy();
     this.upstreamFailed(ResponseFlag.UpstreamProtocolError, "upgrade is not possible from HTTP/2");
   }
-
-  flush(): void {}
 
   // ------------------------------------------------------------------------------------------- helpers
 

@@ -130,7 +130,6 @@ export class Http2UpstreamExchange {
     this.headSent = true;
     this.chunkedOut = head.chunked;
     this.handler?.onResponseHead(head);
-    this.handler?.flush();
   }
 
   private chunkedOut = false;
@@ -142,7 +141,6 @@ export class Http2UpstreamExchange {
       ? Buffer.concat([Buffer.from(`${chunk.length.toString(16)}\r\n`), chunk, CRLF])
       : chunk;
     if (!h.onResponseData(framed, 0, framed.length)) this.stream?.pause();
-    h.flush();
   }
 
   private onEnd(): void {

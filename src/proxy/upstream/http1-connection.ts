@@ -8,6 +8,7 @@ import {
   type ResponseHead,
   responseHasBody,
 } from "../http1/head-parser.ts";
+import { holdUntilEndOfTurn } from "../io/end-of-turn-flush.ts";
 import type { UpstreamExchange } from "./exchange.ts";
 import type { Http1Pool, PoolWaiter } from "./http1-pool.ts";
 import { ResponseFlag } from "./response-flags.ts";
@@ -22,11 +23,6 @@ export interface ResponseHandler {
   onResponseError(flag: ResponseFlag, detail: string, headSent: boolean): void;
   /** 101 Switching Protocols: the socket is handed over, with bytes already read after the head. */
   onUpgrade(head: ResponseHead, socket: net.Socket, rest: Buffer): void;
-  /**
-   * Called after each batch of upstream bytes has been handed over (head and body of a small response
-   * usually arrive together): the handler may have corked its writes to send them in one syscall.
-   */
-  flush(): void;
 }
 
 const CONNECTING = 0;
@@ -137,6 +133,9 @@ export class UpstreamHttp1Connection implements UpstreamExchange {
   }
 
   write(data: string | Buffer): boolean {
+    // The request leaves with the other writes of this turn (see end-of-turn-flush.ts); a body written in the
+    // same turn as its head joins it in one syscall.
+    holdUntilEndOfTurn(this.socket);
     return typeof data === "string" ? this.socket.write(data, "latin1") : this.socket.write(data);
   }
 
@@ -177,7 +176,6 @@ export class UpstreamHttp1Connection implements UpstreamExchange {
       return;
     }
     this.receive(chunk, h);
-    h.flush();
   }
 
   private receive(chunk: Buffer, h: ResponseHandler): void {
