@@ -289,7 +289,15 @@ test("access log lines stay valid JSON whatever the request carries", async () =
   const nasty = `a"b\\c\u0001\n${Buffer.from(utf8, "utf8").toString("latin1")}`;
   const expected = `a"b\\c\u0001\n${utf8}`;
   log.onHttpRequest(
-    record({ path: `/x?${nasty}`, userAgent: nasty, authority: nasty, startTimeMs: 1_700_000_000_005 }),
+    record({
+      path: `/x?${nasty}`,
+      userAgent: nasty,
+      authority: nasty,
+      startTimeMs: 1_700_000_000_005,
+      // Config names are Unicode, not wire bytes: written as UTF-8, surrogate pairs included.
+      routeName: "路由-é-😀",
+      upstreamCluster: 'outbound|80||"q".svc',
+    }),
   );
   await log.close();
   const parsed = JSON.parse(readFileSync(path, "utf8").trim());
@@ -297,6 +305,8 @@ test("access log lines stay valid JSON whatever the request carries", async () =
   assert.equal(parsed.user_agent, expected);
   assert.equal(parsed.start_time, "2023-11-14T22:13:20.005Z");
   assert.equal(parsed.grpc_status, null);
+  assert.equal(parsed.route_name, "路由-é-😀");
+  assert.equal(parsed.upstream_cluster, 'outbound|80||"q".svc');
 });
 
 test("metrics: two peer objects with the same labels count in one series", () => {
