@@ -39,6 +39,14 @@ const COMMANDS: Record<string, Command> = {
     summary: "delete a resource from a control plane",
     load: async () => (await import("./commands/config-client.ts")).runDelete,
   },
+  "proxy-status": {
+    summary: "the sync state of every proxy connected to the control plane",
+    load: async () => (await import("./commands/debug-views.ts")).runProxyStatus,
+  },
+  "proxy-config": {
+    summary: "a proxy's listeners, routes, clusters and endpoints as the control plane serves them",
+    load: async () => (await import("./commands/debug-views.ts")).runProxyConfig,
+  },
   "control-plane": {
     summary: "serve sidecar configs translated from Istio resources over the push stream",
     load: async () => (await import("./commands/control-plane.ts")).runControlPlane,

@@ -76,7 +76,7 @@ test("control plane -> proxy over the push stream; SIGHUP with a new VirtualServ
   onClose(() => rmSync(dir, { recursive: true, force: true }));
   writeFileSync(join(dir, "se.yaml"), echoServiceEntry(backend.port));
   const started = await startControlPlane(
-    ["--config", dir, "--listen", "127.0.0.1:0"],
+    ["--config", dir, "--listen", "127.0.0.1:0", "--monitoring-listen", "off"],
     { ...process.env, ISTHMUS_FROM_SOURCE: "1" },
     [/on 127\.0\.0\.1:(\d+)/],
   );
@@ -146,10 +146,11 @@ test("config API: apply, an invalid apply changes nothing, get, delete, and a wr
   const token = "a-test-token-of-enough-length";
   const env = { ...process.env, ISTHMUS_FROM_SOURCE: "1", ISTHMUS_TOKEN: token };
   const { stderr: cpErr } = await startControlPlane(
-    ["--listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0"],
+    ["--listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0", "--monitoring-listen", "127.0.0.1:0"],
     env,
-    [/config API on [^\s]+:(\d+)/, /services on 127\.0\.0\.1:(\d+)/],
+    [/config API on [^\s]+:(\d+)/, /services on 127\.0\.0\.1:(\d+)/, /metrics on (http:\S+)/],
   );
+  const metricsUrl = /metrics on (http:\S+)/.exec(cpErr)![1]!;
   const apiPort = /config API on [^\s]+:(\d+)/.exec(cpErr)![1];
   const cpPort = /services on 127\.0\.0\.1:(\d+)/.exec(cpErr)![1];
   const server = `http://127.0.0.1:${apiPort}`;
@@ -189,6 +190,32 @@ test("config API: apply, an invalid apply changes nothing, get, delete, and a wr
     await new Promise((r) => setTimeout(r, 50));
   }
   assert.equal(body, "api-backend");
+
+  // The debugging views: proxy-status, proxy-config, and istiod's metrics.
+  const statusTable = run("proxy-status");
+  assert.equal(statusTable.status, 0, statusTable.stderr);
+  assert.match(statusTable.stdout, /^NAME\s+CLUSTER\s+NAMESPACE\s+CONFIG\s+VERSION\s+ERROR$/m);
+  assert.match(statusTable.stdout, /^api-client\s+-\s+default\s+SYNCED\s+[0-9a-f]{16}\s*$/m);
+  const statusJson = run("proxy-status", "api-client", "-o", "json");
+  assert.equal(JSON.parse(statusJson.stdout)[0].state, "SYNCED");
+  assert.equal(run("proxy-status", "nobody").status, 1);
+  const clusters = run("proxy-config", "clusters", "api-client");
+  assert.equal(clusters.status, 0, clusters.stderr);
+  assert.match(clusters.stdout, /^echo\.example\.internal\s+80\s+-\s+OUTBOUND\s+ROUND_ROBIN\s+1$/m);
+  const endpoints = run("proxy-config", "endpoints", "api-client", "-o", "json");
+  assert.deepEqual(
+    JSON.parse(endpoints.stdout).map((e: { address: string; port: number }) => `${e.address}:${e.port}`),
+    [`127.0.0.1:${backend.port}`],
+  );
+  const listeners = run("proxy-config", "listeners", "api-client");
+  assert.match(listeners.stdout, /127\.0\.0\.3\s+15001\s+ALL -> Route: /);
+  const routes = run("proxy-config", "routes", "api-client", "-o", "yaml");
+  assert.match(routes.stdout, /echo\.example\.internal/);
+  assert.equal(run("proxy-config", "listeners", "nobody").status, 1);
+  const metricsText = await (await fetch(metricsUrl)).text();
+  assert.match(metricsText, /^pilot_xds 1$/m);
+  assert.match(metricsText, /^pilot_xds_pushes\{type="proxy-config"\} [1-9]/m);
+  assert.match(metricsText, /^pilot_xds_push_time_count\{type="proxy-config"\} [1-9]/m);
 
   const bad = join(dir, "bad.yaml");
   writeFileSync(bad, faultVirtualService(999));

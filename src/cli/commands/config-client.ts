@@ -7,7 +7,7 @@ import { UsageError } from "../usage-error.ts";
 
 const COMMON = `  --server URL   the control plane's config API (default: $ISTHMUS_SERVER); the token is $ISTHMUS_TOKEN`;
 
-function connection(server: string | undefined): { base: string; headers: Record<string, string> } {
+export function connection(server: string | undefined): { base: string; headers: Record<string, string> } {
   const base = server ?? process.env.ISTHMUS_SERVER;
   if (!base) throw new UsageError("--server URL (or ISTHMUS_SERVER) is required");
   const token = process.env.ISTHMUS_TOKEN;
@@ -15,7 +15,7 @@ function connection(server: string | undefined): { base: string; headers: Record
   return { base: base.replace(/\/$/, ""), headers: { authorization: `Bearer ${token}` } };
 }
 
-interface Answer {
+export interface Answer {
   ok?: boolean;
   error?: string;
   changed?: string[];
@@ -23,7 +23,7 @@ interface Answer {
   diagnostics?: Array<{ severity: string; file: string; line?: number; col?: number; message: string }>;
 }
 
-async function call(
+export async function call(
   io: CommandIO,
   url: string,
   init: RequestInit,
@@ -37,7 +37,7 @@ async function call(
   }
 }
 
-function report(io: CommandIO, a: Answer): void {
+export function report(io: CommandIO, a: Answer): void {
   for (const d of a.diagnostics ?? [])
     io.err(`${d.file}${d.line ? `:${d.line}:${d.col ?? 1}` : ""} ${d.severity}: ${d.message}\n`);
   if (a.error) io.err(`${a.error}\n`);

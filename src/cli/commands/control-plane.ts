@@ -3,6 +3,8 @@
 import { parseArgs } from "node:util";
 import { loadPaths } from "../../api/load/index.ts";
 import { validateResources } from "../../api/validate/index.ts";
+import { ControlPlaneMetrics } from "../../control/monitoring/control-plane-metrics.ts";
+import { MonitoringServer } from "../../control/monitoring/monitoring-server.ts";
 import { DiscoveryServer } from "../../control/push/discovery-server.ts";
 import { ServiceRegistry } from "../../control/registry/registry.ts";
 import { ConfigApi } from "../../control/store/config-api.ts";
@@ -23,7 +25,11 @@ Options:
       --listen ADDR    address of the push stream (default 127.0.0.1:15010, Istio's plain-text port)
       --api-listen ADDR
                        serve the config API (isthmus apply / get / delete) on ADDR; needs a token of at
-                       least 16 characters in the ISTHMUS_TOKEN environment variable
+                       least 16 characters in the ISTHMUS_TOKEN environment variable, and with it the
+                       debug views of isthmus proxy-status and proxy-config
+      --monitoring-listen ADDR
+                       Prometheus metrics with istiod's names (pilot_*) on http://ADDR/metrics
+                       (default 127.0.0.1:15014, istiod's monitoring port; "off" to disable)
   -h, --help           show this help
 
 Signals: SIGHUP re-reads PATH and pushes what changed; SIGTERM/SIGINT stop.
@@ -34,6 +40,7 @@ export async function runControlPlane(args: string[], io: CommandIO): Promise<nu
     config?: string[] | undefined;
     listen?: string | undefined;
     "api-listen"?: string | undefined;
+    "monitoring-listen"?: string | undefined;
     help?: boolean | undefined;
   };
   try {
@@ -43,6 +50,7 @@ export async function runControlPlane(args: string[], io: CommandIO): Promise<nu
         config: { type: "string", short: "c", multiple: true },
         listen: { type: "string" },
         "api-listen": { type: "string" },
+        "monitoring-listen": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
     }));
@@ -71,7 +79,9 @@ export async function runControlPlane(args: string[], io: CommandIO): Promise<nu
   };
   await loadFiles();
   let registry = new ServiceRegistry(store.all());
+  const metrics = new ControlPlaneMetrics();
   const server = new DiscoveryServer({
+    observer: metrics,
     render: (node) =>
       sidecarConfig(registry, {
         id: node.id,
@@ -86,11 +96,26 @@ export async function runControlPlane(args: string[], io: CommandIO): Promise<nu
   });
   let api: ConfigApi | undefined;
   if (apiListen) {
-    api = new ConfigApi(store, token);
+    api = new ConfigApi(store, token, server);
     const m = /^(.*):(\d+)$/.exec(apiListen);
     if (!m) throw new UsageError(`--api-listen must be HOST:PORT, not "${apiListen}"`);
     const apiPort = await api.listen(m[1]!, Number(m[2]));
     io.err(`isthmus control-plane: config API on ${m[1]}:${apiPort}\n`);
+  }
+  const monitoringListen = values["monitoring-listen"] ?? "127.0.0.1:15014";
+  let monitoring: MonitoringServer | undefined;
+  if (monitoringListen !== "off") {
+    const m = /^(.*):(\d+)$/.exec(monitoringListen);
+    if (!m) throw new UsageError(`--monitoring-listen must be HOST:PORT or "off", not "${monitoringListen}"`);
+    monitoring = new MonitoringServer(metrics);
+    try {
+      const p = await monitoring.listen(m[1]!, Number(m[2]));
+      io.err(`isthmus control-plane: metrics on http://${m[1]}:${p}/metrics\n`);
+    } catch (e) {
+      io.err(`isthmus control-plane: cannot listen on ${monitoringListen}: ${(e as Error).message}\n`);
+      await api?.close();
+      return 1;
+    }
   }
   const address = values.listen ?? "127.0.0.1:15010";
   let port: number;
@@ -98,6 +123,8 @@ export async function runControlPlane(args: string[], io: CommandIO): Promise<nu
     port = await server.listen(address);
   } catch (e) {
     io.err(`isthmus control-plane: cannot listen on ${address}: ${(e as Error).message}\n`);
+    await api?.close();
+    await monitoring?.close();
     return 1;
   }
   io.err(
@@ -119,6 +146,7 @@ export async function runControlPlane(args: string[], io: CommandIO): Promise<nu
   process.off("SIGTERM", quit);
   process.off("SIGINT", quit);
   await api?.close();
+  await monitoring?.close();
   await server.stop();
   return 0;
 }

@@ -3,6 +3,7 @@
 // proxy's ACK or NACK is recorded per proxy (proxy-status). push() re-renders for every proxy after a change,
 // coalescing bursts (debounce), and sends only to proxies whose config changed.
 import { createHash, randomBytes } from "node:crypto";
+import { performance } from "node:perf_hooks";
 import type { ProxyConfig } from "../../proxy/config/types.ts";
 import {
   type DiscoveryRequestMessage,
@@ -12,9 +13,12 @@ import {
   type NodeMessage,
   PROXY_CONFIG_TYPE,
 } from "../../proxy/xds/discovery-proto.ts";
+import type { PushObserver } from "../monitoring/control-plane-metrics.ts";
 
 export interface ProxyStatus {
   readonly id: string;
+  readonly namespace: string;
+  readonly cluster: string;
   /** What was last sent, and what the proxy says it runs. */
   sent: string;
   acked: string;
@@ -22,11 +26,22 @@ export interface ProxyStatus {
   nack: string;
 }
 
+/** istioctl proxy-status' words for a proxy's state of one resource type. */
+export type SyncState = "SYNCED" | "STALE" | "NOT SENT" | "NACKED";
+
+export function syncState(s: ProxyStatus): SyncState {
+  if (s.nack !== "") return "NACKED";
+  if (s.sent === "") return "NOT SENT";
+  return s.acked === s.sent ? "SYNCED" : "STALE";
+}
+
 interface Connection {
   readonly node: NodeMessage;
   readonly call: grpc.ServerDuplexStream<DiscoveryRequestMessage, DiscoveryResponseMessage>;
   readonly status: ProxyStatus;
   nonce: string;
+  /** When the change carried by the response in flight was made (performance.now()), for convergence time. */
+  changeAt: number | undefined;
 }
 
 export interface DiscoveryServerOptions {
@@ -34,6 +49,8 @@ export interface DiscoveryServerOptions {
   readonly render: (node: NodeMessage) => ProxyConfig;
   /** Changes within this window are pushed together. Default 100 ms (istiod's PILOT_DEBOUNCE_AFTER). */
   readonly debounceMs?: number;
+  /** Told of pushes, rejects and convergence (the pilot_* metrics). */
+  readonly observer?: PushObserver;
 }
 
 export class DiscoveryServer {
@@ -41,6 +58,8 @@ export class DiscoveryServer {
   private readonly options: DiscoveryServerOptions;
   private readonly connections = new Set<Connection>();
   private debounce: NodeJS.Timeout | undefined;
+  /** When the first change of the pending push was made. */
+  private pendingSince = 0;
   /** Responses sent (pilot_xds_pushes). */
   pushes = 0;
   /** NACKs received (pilot_total_xds_rejects). */
@@ -68,12 +87,24 @@ export class DiscoveryServer {
     return [...this.connections].map((c) => ({ ...c.status }));
   }
 
+  /** The proxy `id`'s config as it would be rendered now, with its version, and its status (proxy-config). */
+  currentConfig(id: string): { status: ProxyStatus; version: string; config: ProxyConfig } | undefined {
+    for (const c of this.connections) {
+      if (c.status.id !== id) continue;
+      const config = this.options.render(c.node);
+      return { status: { ...c.status }, version: versionOf(JSON.stringify(config)), config };
+    }
+    return undefined;
+  }
+
   /** Re-renders every proxy's config after a change; bursts within the debounce window become one push. */
-  push(): void {
+  push(reason = "config"): void {
     if (this.debounce) return;
+    this.pendingSince = performance.now();
     this.debounce = setTimeout(() => {
       this.debounce = undefined;
-      for (const c of this.connections) this.send(c);
+      this.options.observer?.triggered(reason);
+      for (const c of this.connections) this.send(c, this.pendingSince);
     }, this.options.debounceMs ?? 100);
   }
 
@@ -92,24 +123,37 @@ export class DiscoveryServer {
         conn = {
           node: req.node,
           call,
-          status: { id: req.node.id, sent: "", acked: req.versionInfo, nack: "" },
+          status: {
+            id: req.node.id,
+            namespace: req.node.namespace,
+            cluster: req.node.cluster,
+            sent: "",
+            acked: req.versionInfo,
+            nack: "",
+          },
           nonce: "",
+          changeAt: undefined,
         };
         this.connections.add(conn);
-        this.send(conn);
+        this.options.observer?.connected(1);
+        this.send(conn, undefined);
         return;
       }
       if (req.responseNonce !== conn.nonce) return; // an answer to an older response: superseded
       if (req.errorDetail) {
         this.rejects++;
+        this.options.observer?.rejected(PROXY_CONFIG_TYPE);
         conn.status.nack = req.errorDetail.slice(0, 4096);
       } else {
         conn.status.nack = "";
         conn.status.acked = req.versionInfo;
+        if (conn.changeAt !== undefined)
+          this.options.observer?.converged((performance.now() - conn.changeAt) / 1000);
       }
+      conn.changeAt = undefined;
     });
     const drop = () => {
-      if (conn) this.connections.delete(conn);
+      if (conn && this.connections.delete(conn)) this.options.observer?.connected(-1);
     };
     call.on("end", () => {
       drop();
@@ -119,26 +163,32 @@ export class DiscoveryServer {
     call.on("cancelled", drop);
   }
 
-  private send(c: Connection): void {
+  /** Renders and sends `c` its config if it changed; `changeAt` is when the change that caused this was made. */
+  private send(c: Connection, changeAt: number | undefined): void {
+    const started = performance.now();
     let json: string;
     try {
       json = JSON.stringify(this.options.render(c.node));
     } catch (e) {
       c.status.nack = `not rendered: ${(e as Error).message}`;
+      this.options.observer?.renderFailed(PROXY_CONFIG_TYPE);
       return;
     }
-    const version = createHash("sha256").update(json).digest("hex").slice(0, 16);
+    const version = versionOf(json);
     // What the proxy already runs (it says so when it connects) or was just sent is not sent again.
-    if (version === c.status.acked || version === c.status.sent) return;
+    if (version === c.status.acked) c.status.sent = version;
+    if (version === c.status.sent) return;
     c.nonce = randomBytes(8).toString("hex");
     c.status.sent = version;
+    c.changeAt = changeAt;
     this.pushes++;
-    c.call.write({
-      typeUrl: PROXY_CONFIG_TYPE,
-      versionInfo: version,
-      nonce: c.nonce,
-      resourceJson: Buffer.from(json),
-    });
+    const resourceJson = Buffer.from(json);
+    c.call.write({ typeUrl: PROXY_CONFIG_TYPE, versionInfo: version, nonce: c.nonce, resourceJson });
+    this.options.observer?.pushed(
+      PROXY_CONFIG_TYPE,
+      (performance.now() - started) / 1000,
+      resourceJson.length,
+    );
   }
 
   async stop(): Promise<void> {
@@ -150,6 +200,11 @@ export class DiscoveryServer {
       new Promise<void>((r) => setTimeout(r, 500).unref()),
     ]);
     this.server.forceShutdown();
-    this.connections.clear();
+    for (const c of this.connections) if (this.connections.delete(c)) this.options.observer?.connected(-1);
   }
+}
+
+/** A config's version: a digest of its JSON, so equal configs have equal versions across restarts. */
+function versionOf(json: string): string {
+  return createHash("sha256").update(json).digest("hex").slice(0, 16);
 }

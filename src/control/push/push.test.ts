@@ -8,7 +8,8 @@ import { ProxyServer } from "../../proxy/proxy.ts";
 import { closeAll, get, onClose, waitFor } from "../../proxy/test-support.ts";
 import { DiscoveryClient } from "../../proxy/xds/discovery-client.ts";
 import { discoveryPackage, grpc } from "../../proxy/xds/discovery-proto.ts";
-import { DiscoveryServer } from "./discovery-server.ts";
+import { ControlPlaneMetrics } from "../monitoring/control-plane-metrics.ts";
+import { DiscoveryServer, syncState } from "./discovery-server.ts";
 
 after(closeAll);
 
@@ -50,8 +51,8 @@ async function freePort(): Promise<number> {
   return p;
 }
 
-async function controlPlane(render: () => ProxyConfig, port = 0) {
-  const cp = new DiscoveryServer({ render, debounceMs: 10 });
+async function controlPlane(render: () => ProxyConfig, port = 0, observer?: ControlPlaneMetrics) {
+  const cp = new DiscoveryServer({ render, debounceMs: 10, ...(observer ? { observer } : {}) });
   const bound = await cp.listen(`127.0.0.1:${port}`);
   onClose(() => cp.stop());
   return { cp, port: bound };
@@ -70,7 +71,13 @@ const node = {
 test("push, ACK, update, NACK keeps the good config, control plane restart: no request fails", async () => {
   const listenPort = await freePort();
   let current = configSaying("v1", listenPort);
-  const { cp, port } = await controlPlane(() => current);
+  const metrics = new ControlPlaneMetrics();
+  const { cp, port } = await controlPlane(() => current, 0, metrics);
+  /** One sample of the exposition, by its full name and labels. */
+  const sample = async (series: string) => {
+    const line = (await metrics.exposition()).split("\n").find((l) => l.startsWith(`${series} `));
+    return line === undefined ? undefined : Number(line.split(" ")[1]);
+  };
   const proxy = new ProxyServer();
   onClose(() => proxy.shutdown(0));
   const client = new DiscoveryClient(proxy, { address: `127.0.0.1:${port}`, node });
@@ -79,6 +86,10 @@ test("push, ACK, update, NACK keeps the good config, control plane restart: no r
   await waitFor(() => client.appliedVersion !== "", 5000, "the first config");
   assert.equal((await get(listenPort, "/")).body.toString(), "v1");
   await waitFor(() => cp.status()[0]?.acked === cp.status()[0]?.sent, 3000, "the ACK");
+  assert.equal(syncState(cp.status()[0]!), "SYNCED");
+  assert.equal(await sample("pilot_xds"), 1);
+  assert.equal(await sample('pilot_xds_pushes{type="proxy-config"}'), 1);
+  assert.equal(await sample("pilot_proxy_convergence_time_count"), 0, "a first config is no change");
 
   const v1 = client.appliedVersion;
   current = configSaying("v2", listenPort);
@@ -89,6 +100,8 @@ test("push, ACK, update, NACK keeps the good config, control plane restart: no r
     "v2 applied and acked",
   );
   assert.equal((await get(listenPort, "/")).body.toString(), "v2");
+  assert.equal(await sample("pilot_proxy_convergence_time_count"), 1, "the change converged once");
+  assert.equal(await sample('pilot_push_triggers{type="config"}'), 1);
 
   const good = client.appliedVersion;
   current = { listeners: [{ name: "main", port: -1, filterChains: [] }] } as unknown as ProxyConfig;
@@ -96,11 +109,15 @@ test("push, ACK, update, NACK keeps the good config, control plane restart: no r
   await waitFor(() => cp.status()[0]?.nack !== "", 3000, "the NACK");
   assert.match(cp.status()[0]!.nack, /port/);
   assert.equal(cp.rejects, 1);
+  assert.equal(syncState(cp.status()[0]!), "NACKED");
+  assert.equal(await sample('pilot_total_xds_rejects{type="proxy-config"}'), 1);
+  assert.equal(await sample("pilot_proxy_convergence_time_count"), 1, "a NACK is no convergence");
   assert.equal(client.appliedVersion, good, "the proxy kept its version");
   assert.equal((await get(listenPort, "/")).body.toString(), "v2", "and serves it");
 
   // The control plane goes away: traffic goes on.
   await cp.stop();
+  assert.equal(await sample("pilot_xds"), 0, "the proxy counted as gone");
   for (let i = 0; i < 5; i++) assert.equal((await get(listenPort, "/")).status, 200);
   // A new one on the same address with a new config: the proxy reconnects and resyncs.
   current = configSaying("v3", listenPort);
