@@ -9,7 +9,7 @@ import { DiscoveryServer } from "../../control/push/discovery-server.ts";
 import { ServiceRegistry } from "../../control/registry/registry.ts";
 import { ConfigApi } from "../../control/store/config-api.ts";
 import { ConfigStore } from "../../control/store/config-store.ts";
-import { sidecarConfig } from "../../control/translate/sidecar.ts";
+import { SidecarRenderer } from "../../control/translate/sidecar-renderer.ts";
 import type { CommandIO } from "../main.ts";
 import { UsageError } from "../usage-error.ts";
 
@@ -79,11 +79,12 @@ export async function runControlPlane(args: string[], io: CommandIO): Promise<nu
   };
   await loadFiles();
   let registry = new ServiceRegistry(store.all());
+  let renderer = new SidecarRenderer(registry);
   const metrics = new ControlPlaneMetrics();
   const server = new DiscoveryServer({
     observer: metrics,
     render: (node) =>
-      sidecarConfig(registry, {
+      renderer.render({
         id: node.id,
         namespace: node.namespace || "default",
         labels: node.labels,
@@ -92,6 +93,7 @@ export async function runControlPlane(args: string[], io: CommandIO): Promise<nu
   });
   store.onChange(() => {
     registry = new ServiceRegistry(store.all());
+    renderer = new SidecarRenderer(registry);
     server.push();
   });
   let api: ConfigApi | undefined;

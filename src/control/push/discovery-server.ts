@@ -1,10 +1,15 @@
-// The control plane's side of the push stream: every connected proxy gets its ProxyConfig, rendered for its
-// identity, with a version (a digest of the config, so an unchanged config is never resent) and a nonce; the
-// proxy's ACK or NACK is recorded per proxy (proxy-status). push() re-renders for every proxy after a change,
-// coalescing bursts (debounce), and sends only to proxies whose config changed.
+// The control plane's side of the push stream. Every connected proxy gets its ProxyConfig, rendered for its
+// identity, as named resources (discovery.proto): the first response of a stream carries them all, later ones
+// only those whose version changed and the names of those gone, so an endpoint change costs each proxy that
+// sees it one cluster. Each resource is serialized and digested once however many proxies share it (cached by
+// object: the renderer shares scopes between proxies). At most one response is in flight per proxy: a change
+// that arrives meanwhile is sent when the proxy answers, diffed against what it acknowledged, so a slow or
+// stuck proxy holds one response, not a queue. ACK and NACK are recorded per proxy (proxy-status); a NACKed
+// response leaves the proxy on what it had, which is what the next diff starts from.
 import { createHash, randomBytes } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import type { ProxyConfig } from "../../proxy/config/types.ts";
+import { splitConfig } from "../../proxy/xds/config-resources.ts";
 import {
   type DiscoveryRequestMessage,
   type DiscoveryResponseMessage,
@@ -12,6 +17,7 @@ import {
   grpc,
   type NodeMessage,
   PROXY_CONFIG_TYPE,
+  type ResourceMessage,
 } from "../../proxy/xds/discovery-proto.ts";
 import type { PushObserver } from "../monitoring/control-plane-metrics.ts";
 
@@ -42,6 +48,22 @@ interface Connection {
   nonce: string;
   /** When the change carried by the response in flight was made (performance.now()), for convergence time. */
   changeAt: number | undefined;
+  /** Resource name -> version the proxy acknowledged (what it runs). */
+  known: Map<string, string>;
+  /** The set sent in the response in flight, if one is. */
+  inFlight: Map<string, string> | undefined;
+  /** A change arrived while a response was in flight: send again once it is answered. */
+  dirty: boolean;
+  /** When the change waiting behind the response in flight was made. */
+  dirtySince: number | undefined;
+  /** Nothing sent on this stream yet: the next response is the full state. */
+  fresh: boolean;
+}
+
+/** A resource serialized once: its JSON and version. */
+interface Encoded {
+  readonly json: Buffer;
+  readonly version: string;
 }
 
 export interface DiscoveryServerOptions {
@@ -60,6 +82,8 @@ export class DiscoveryServer {
   private debounce: NodeJS.Timeout | undefined;
   /** When the first change of the pending push was made. */
   private pendingSince = 0;
+  /** Serialized resources by the object they were made from (configs share objects between proxies). */
+  private encoded = new WeakMap<object, Encoded>();
   /** Responses sent (pilot_xds_pushes). */
   pushes = 0;
   /** NACKs received (pilot_total_xds_rejects). */
@@ -92,7 +116,7 @@ export class DiscoveryServer {
     for (const c of this.connections) {
       if (c.status.id !== id) continue;
       const config = this.options.render(c.node);
-      return { status: { ...c.status }, version: versionOf(JSON.stringify(config)), config };
+      return { status: { ...c.status }, version: setVersion(this.encode(config)), config };
     }
     return undefined;
   }
@@ -133,13 +157,18 @@ export class DiscoveryServer {
           },
           nonce: "",
           changeAt: undefined,
+          known: new Map(),
+          inFlight: undefined,
+          dirty: false,
+          dirtySince: undefined,
+          fresh: true,
         };
         this.connections.add(conn);
         this.options.observer?.connected(1);
         this.send(conn, undefined);
         return;
       }
-      if (req.responseNonce !== conn.nonce) return; // an answer to an older response: superseded
+      if (req.responseNonce !== conn.nonce || conn.inFlight === undefined) return; // not the response in flight
       if (req.errorDetail) {
         this.rejects++;
         this.options.observer?.rejected(PROXY_CONFIG_TYPE);
@@ -147,10 +176,18 @@ export class DiscoveryServer {
       } else {
         conn.status.nack = "";
         conn.status.acked = req.versionInfo;
+        conn.known = conn.inFlight;
         if (conn.changeAt !== undefined)
           this.options.observer?.converged((performance.now() - conn.changeAt) / 1000);
       }
+      conn.inFlight = undefined;
       conn.changeAt = undefined;
+      if (conn.dirty) {
+        conn.dirty = false;
+        const since = conn.dirtySince;
+        conn.dirtySince = undefined;
+        this.send(conn, since);
+      }
     });
     const drop = () => {
       if (conn && this.connections.delete(conn)) this.options.observer?.connected(-1);
@@ -163,32 +200,73 @@ export class DiscoveryServer {
     call.on("cancelled", drop);
   }
 
-  /** Renders and sends `c` its config if it changed; `changeAt` is when the change that caused this was made. */
+  /** Renders and sends `c` what changed in its config; `changeAt` is when the change that caused this was made. */
   private send(c: Connection, changeAt: number | undefined): void {
+    if (c.inFlight !== undefined) {
+      c.dirty = true;
+      c.dirtySince ??= changeAt;
+      return;
+    }
     const started = performance.now();
-    let json: string;
+    let parts: Array<[string, Encoded]>;
     try {
-      json = JSON.stringify(this.options.render(c.node));
+      parts = this.encode(this.options.render(c.node));
     } catch (e) {
       c.status.nack = `not rendered: ${(e as Error).message}`;
       this.options.observer?.renderFailed(PROXY_CONFIG_TYPE);
       return;
     }
-    const version = versionOf(json);
-    // What the proxy already runs (it says so when it connects) or was just sent is not sent again.
-    if (version === c.status.acked) c.status.sent = version;
-    if (version === c.status.sent) return;
+    const version = setVersion(parts);
+    const current = new Map(parts.map(([name, e]) => [name, e.version]));
+    if (c.fresh && version === c.status.acked) {
+      // A proxy that reconnects running exactly this set (a restarted control plane): nothing to send.
+      c.fresh = false;
+      c.known = current;
+      c.status.sent = version;
+      return;
+    }
+    if (!c.fresh && version === c.status.sent && c.status.acked === version) return;
+    const resources: ResourceMessage[] = [];
+    for (const [name, e] of parts)
+      if (c.fresh || c.known.get(name) !== e.version)
+        resources.push({ name, version: e.version, json: e.json });
+    const removedResources = c.fresh ? [] : [...c.known.keys()].filter((n) => !current.has(n));
+    if (!c.fresh && resources.length === 0 && removedResources.length === 0) {
+      // What the proxy runs already: a change that did not reach it (or a NACKed one undone).
+      c.status.sent = version;
+      return;
+    }
     c.nonce = randomBytes(8).toString("hex");
     c.status.sent = version;
     c.changeAt = changeAt;
+    c.inFlight = current;
+    const fullState = c.fresh;
+    c.fresh = false;
     this.pushes++;
-    const resourceJson = Buffer.from(json);
-    c.call.write({ typeUrl: PROXY_CONFIG_TYPE, versionInfo: version, nonce: c.nonce, resourceJson });
-    this.options.observer?.pushed(
-      PROXY_CONFIG_TYPE,
-      (performance.now() - started) / 1000,
-      resourceJson.length,
-    );
+    c.call.write({
+      typeUrl: PROXY_CONFIG_TYPE,
+      versionInfo: version,
+      nonce: c.nonce,
+      resources,
+      removedResources,
+      fullState,
+    });
+    let bytes = 0;
+    for (const r of resources) bytes += r.json.length;
+    this.options.observer?.pushed(PROXY_CONFIG_TYPE, (performance.now() - started) / 1000, bytes);
+  }
+
+  /** A config's resources, each serialized once per object. */
+  private encode(config: ProxyConfig): Array<[string, Encoded]> {
+    return splitConfig(config).map(([name, part]) => {
+      let e = this.encoded.get(part);
+      if (e === undefined) {
+        const json = JSON.stringify(part);
+        e = { json: Buffer.from(json), version: digest(json) };
+        this.encoded.set(part, e);
+      }
+      return [name, e];
+    });
   }
 
   async stop(): Promise<void> {
@@ -204,7 +282,13 @@ export class DiscoveryServer {
   }
 }
 
-/** A config's version: a digest of its JSON, so equal configs have equal versions across restarts. */
-function versionOf(json: string): string {
-  return createHash("sha256").update(json).digest("hex").slice(0, 16);
+function digest(text: string): string {
+  return createHash("sha256").update(text).digest("hex").slice(0, 16);
+}
+
+/** The version of a set of resources: a digest of every name and version, so equal sets have equal versions. */
+function setVersion(parts: ReadonlyArray<readonly [string, Encoded]>): string {
+  const h = createHash("sha256");
+  for (const [name, e] of parts) h.update(`${name}\u0000${e.version}\n`);
+  return h.digest("hex").slice(0, 16);
 }

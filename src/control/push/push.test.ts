@@ -7,7 +7,13 @@ import type { ProxyConfig } from "../../proxy/config/types.ts";
 import { ProxyServer } from "../../proxy/proxy.ts";
 import { closeAll, get, onClose, waitFor } from "../../proxy/test-support.ts";
 import { DiscoveryClient } from "../../proxy/xds/discovery-client.ts";
-import { discoveryPackage, grpc } from "../../proxy/xds/discovery-proto.ts";
+import {
+  type DiscoveryRequestMessage,
+  type DiscoveryResponseMessage,
+  discoveryPackage,
+  grpc,
+  PROXY_CONFIG_TYPE,
+} from "../../proxy/xds/discovery-proto.ts";
 import { ControlPlaneMetrics } from "../monitoring/control-plane-metrics.ts";
 import { DiscoveryServer, syncState } from "./discovery-server.ts";
 
@@ -154,4 +160,82 @@ test("a stream whose first message names no node is closed; the server keeps ser
   onClose(() => client.stop());
   client.start();
   await waitFor(() => client.appliedVersion !== "", 5000, "a good proxy is still served");
+});
+
+/** A raw stream client that records responses and ACKs only when told. */
+function rawClient(port: number, id: string) {
+  const { Discovery } = discoveryPackage();
+  const raw = new Discovery(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+  onClose(() => raw.close());
+  const call = (
+    raw as unknown as {
+      Stream(): grpc.ClientDuplexStream<DiscoveryRequestMessage, DiscoveryResponseMessage>;
+    }
+  ).Stream();
+  const responses: DiscoveryResponseMessage[] = [];
+  call.on("data", (r: DiscoveryResponseMessage) => responses.push(r));
+  call.on("error", () => {});
+  onClose(() => call.cancel());
+  call.write({
+    node: { ...node, id },
+    typeUrl: PROXY_CONFIG_TYPE,
+    versionInfo: "",
+    responseNonce: "",
+    errorDetail: "",
+  });
+  const answer = (r: DiscoveryResponseMessage, errorDetail = "") =>
+    call.write({
+      typeUrl: PROXY_CONFIG_TYPE,
+      versionInfo: r.versionInfo,
+      responseNonce: r.nonce,
+      errorDetail,
+    });
+  return { responses, answer };
+}
+
+test("incremental: only changed resources are sent, removals by name, one response in flight per proxy", async () => {
+  const clusterOf = (name: string, port: number) => ({ name, endpoints: [{ address: "127.0.0.1", port }] });
+  let clusters = [clusterOf("a", 1), clusterOf("b", 2), clusterOf("c", 3)];
+  const render = (): ProxyConfig => ({ ...configSaying("x", 1), clusters });
+  const { cp, port } = await controlPlane(render);
+  const p = rawClient(port, "raw-1");
+  await waitFor(() => p.responses.length === 1, 3000, "the first response");
+  const first = p.responses[0]!;
+  assert.equal(first.fullState, true);
+  assert.deepEqual(
+    first.resources.map((r) => r.name),
+    ["bootstrap", "listener/main", "cluster/a", "cluster/b", "cluster/c"],
+  );
+  assert.deepEqual(JSON.parse(first.resources[2]!.json.toString()), clusterOf("a", 1));
+
+  // Not acknowledged yet: a change waits behind the response in flight.
+  clusters = [clusterOf("a", 1), clusterOf("b", 20), clusterOf("c", 3)];
+  cp.push();
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(p.responses.length, 1, "nothing more while the first response is unanswered");
+  assert.equal(syncState(cp.status()[0]!), "STALE");
+  p.answer(first);
+  await waitFor(() => p.responses.length === 2, 3000, "the change, once the first is acknowledged");
+  const second = p.responses[1]!;
+  assert.equal(second.fullState, false);
+  assert.deepEqual(
+    second.resources.map((r) => r.name),
+    ["cluster/b"],
+  );
+  assert.deepEqual(second.removedResources, []);
+
+  // A NACK: the next diff starts from what the proxy acknowledged, so b is sent again with the removal of c.
+  p.answer(second, "refused for the test");
+  await waitFor(() => cp.status()[0]!.nack !== "", 3000, "the NACK");
+  clusters = [clusterOf("a", 1), clusterOf("b", 20)];
+  cp.push();
+  await waitFor(() => p.responses.length === 3, 3000, "the next change");
+  const third = p.responses[2]!;
+  assert.deepEqual(
+    third.resources.map((r) => r.name),
+    ["cluster/b"],
+  );
+  assert.deepEqual(third.removedResources, ["cluster/c"]);
+  p.answer(third);
+  await waitFor(() => syncState(cp.status()[0]!) === "SYNCED", 3000, "synced");
 });

@@ -24,7 +24,55 @@ import {
 import { OUTBOUND_LISTENER, OUTBOUND_PORT, outboundCluster } from "./names.ts";
 import { translateHttpRoutes } from "./virtual-service.ts";
 
-export function sidecarConfig(registry: ServiceRegistry, proxy: ProxyNode): ProxyConfig {
+/**
+ * What a sidecar can reach: the outbound route table and clusters. It depends only on the proxy's namespace and
+ * on those of its labels that some VirtualService's sourceLabels names (sidecar-renderer.ts shares it between
+ * proxies on that basis).
+ */
+export interface OutboundScope {
+  readonly routeConfigs: readonly RouteConfiguration[];
+  readonly clusters: readonly ClusterConfig[];
+}
+
+export function sidecarConfig(
+  registry: ServiceRegistry,
+  proxy: ProxyNode,
+  scope: OutboundScope = outboundScope(registry, proxy),
+): ProxyConfig {
+  return {
+    node: {
+      id: proxy.id,
+      ...(proxy.cluster ? { cluster: proxy.cluster } : {}),
+      metadata: { namespace: proxy.namespace, ...proxy.labels },
+    },
+    listeners: [
+      {
+        name: OUTBOUND_LISTENER,
+        address: proxy.appAddress ?? "127.0.0.1",
+        port: OUTBOUND_PORT,
+        filterChains: [
+          {
+            name: "outbound_http",
+            filter: {
+              type: "http",
+              routeConfigName: "outbound",
+              mode: "http_proxy",
+              reporter: "source",
+              statPrefix: "outbound_0.0.0.0_15001",
+            },
+          },
+        ],
+      },
+    ],
+    routeConfigs: scope.routeConfigs,
+    clusters: scope.clusters,
+  };
+}
+
+export function outboundScope(
+  registry: ServiceRegistry,
+  proxy: Pick<ProxyNode, "namespace" | "labels">,
+): OutboundScope {
   const ctx = registry.context;
   const services = registry.services.filter(
     (s) => !s.host.includes("*") && visible(s.resource, s.exportTo, proxy.namespace),
@@ -81,35 +129,7 @@ export function sidecarConfig(registry: ServiceRegistry, proxy: ProxyNode): Prox
       }
     }
   }
-  const routeConfig: RouteConfiguration = { name: "outbound", virtualHosts };
-  return {
-    node: {
-      id: proxy.id,
-      ...(proxy.cluster ? { cluster: proxy.cluster } : {}),
-      metadata: { namespace: proxy.namespace, ...proxy.labels },
-    },
-    listeners: [
-      {
-        name: OUTBOUND_LISTENER,
-        address: proxy.appAddress ?? "127.0.0.1",
-        port: OUTBOUND_PORT,
-        filterChains: [
-          {
-            name: "outbound_http",
-            filter: {
-              type: "http",
-              routeConfigName: "outbound",
-              mode: "http_proxy",
-              reporter: "source",
-              statPrefix: "outbound_0.0.0.0_15001",
-            },
-          },
-        ],
-      },
-    ],
-    routeConfigs: [routeConfig],
-    clusters,
-  };
+  return { routeConfigs: [{ name: "outbound", virtualHosts }], clusters };
 }
 
 function cluster(

@@ -1,9 +1,11 @@
-// The proxy's side of the push stream: connects to the control plane with its identity, applies each config
-// it is sent through the proxy's usual lifecycle (validate -> provision -> swap) and answers ACK or NACK.
+// The proxy's side of the push stream: connects to the control plane with its identity, merges each response's
+// resources into those it holds (config-resources.ts), applies the assembled ProxyConfig through the proxy's
+// usual lifecycle (validate -> provision -> swap) and answers ACK or NACK; a NACKed response changes nothing.
 // Static stability: while the control plane is away the proxy keeps serving its last good config, and it
 // reconnects with exponential backoff (100 ms to 5 s, jittered), announcing the version it runs so that an
 // unchanged config is not sent again.
 import type { ProxyServer } from "../proxy.ts";
+import { assembleConfig } from "./config-resources.ts";
 import {
   type DiscoveryRequestMessage,
   type DiscoveryResponseMessage,
@@ -24,6 +26,12 @@ export interface DiscoveryClientOptions {
   }) => void;
 }
 
+interface ResourceState {
+  readonly version: string;
+  readonly bytes: number;
+  readonly value: unknown;
+}
+
 /** Largest config accepted from the stream (the proxy refuses a bigger one rather than parse it). */
 const MAX_CONFIG_BYTES = 16 * 1024 * 1024;
 
@@ -33,6 +41,8 @@ export class DiscoveryClient {
   private client: grpc.Client | undefined;
   private call: grpc.ClientDuplexStream<DiscoveryRequestMessage, DiscoveryResponseMessage> | undefined;
   private version = "";
+  /** The resources of the applied config, by name. */
+  private resources = new Map<string, ResourceState>();
   private backoffMs = 100;
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
@@ -53,6 +63,9 @@ export class DiscoveryClient {
     const { Discovery } = discoveryPackage();
     this.client = new Discovery(this.options.address, grpc.credentials.createInsecure(), {
       "grpc.max_receive_message_length": MAX_CONFIG_BYTES,
+      // HTTP/2's default 64 KiB window makes a large config crawl, a round trip per window (as istio-agent
+      // raises it); the config size is bounded by max_receive_message_length anyway.
+      "grpc-node.flow_control_window": 8 * 1024 * 1024,
       "grpc.keepalive_time_ms": 30_000,
     });
     this.connect();
@@ -101,19 +114,22 @@ export class DiscoveryClient {
     res: DiscoveryResponseMessage,
   ): Promise<void> {
     let error = "";
+    let next: Map<string, ResourceState> | undefined;
     if (res.typeUrl !== PROXY_CONFIG_TYPE) error = `unknown type ${JSON.stringify(res.typeUrl)}`;
     else {
-      let parsed: unknown;
       try {
-        parsed = JSON.parse(res.resourceJson.toString("utf8"));
-      } catch (e) {
-        error = `config is not JSON: ${(e as Error).message}`;
-      }
-      if (error === "") {
-        const r = await this.proxy.apply(parsed as Parameters<ProxyServer["apply"]>[0]);
+        next = this.merge(res);
+        const r = await this.proxy.apply(
+          assembleConfig(new Map([...next].map(([n, s]) => [n, s.value]))) as Parameters<
+            ProxyServer["apply"]
+          >[0],
+        );
         if (!r.ok) error = r.errors.slice(0, 20).join("; ");
+      } catch (e) {
+        error = (e as Error).message;
       }
     }
+    if (error === "" && next !== undefined) this.resources = next;
     if (error === "") {
       this.version = res.versionInfo;
       this.options.onEvent?.({ kind: "applied", detail: res.versionInfo });
@@ -129,6 +145,31 @@ export class DiscoveryClient {
         responseNonce: res.nonce,
         errorDetail: error,
       });
+  }
+
+  /**
+   * What this proxy would hold after `res`: its current resources (none for a full state) with the response's
+   * removed and added. Throws on a resource that is not JSON or a set beyond the size bound.
+   */
+  private merge(res: DiscoveryResponseMessage): Map<string, ResourceState> {
+    const next = res.fullState ? new Map<string, ResourceState>() : new Map(this.resources);
+    for (const name of res.removedResources) next.delete(name);
+    for (const r of res.resources) {
+      let value: unknown;
+      try {
+        value = JSON.parse(r.json.toString("utf8"));
+      } catch (e) {
+        throw new Error(
+          `resource ${JSON.stringify(r.name.slice(0, 200))} is not JSON: ${(e as Error).message}`,
+        );
+      }
+      next.set(r.name, { version: r.version, bytes: r.json.length, value });
+    }
+    let total = 0;
+    for (const s of next.values()) total += s.bytes;
+    if (total > MAX_CONFIG_BYTES)
+      throw new Error(`config of ${total} bytes is larger than ${MAX_CONFIG_BYTES}`);
+    return next;
   }
 
   stop(): void {

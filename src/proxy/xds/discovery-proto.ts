@@ -28,11 +28,19 @@ export interface DiscoveryRequestMessage {
   errorDetail: string;
 }
 
+export interface ResourceMessage {
+  name: string;
+  version: string;
+  json: Buffer;
+}
+
 export interface DiscoveryResponseMessage {
   typeUrl: string;
   versionInfo: string;
   nonce: string;
-  resourceJson: Buffer;
+  resources: ResourceMessage[];
+  removedResources: string[];
+  fullState: boolean;
 }
 
 let loaded: grpc.GrpcObject | undefined;
