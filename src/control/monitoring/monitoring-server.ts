@@ -1,6 +1,7 @@
 // istiod's monitoring port (15014): GET /metrics in Prometheus' text format and GET /ready. Unauthenticated,
 // as Prometheus scrapes it; it serves nothing but metrics (the debug views need the config API's token).
 import http from "node:http";
+import { closeServer, listenOn } from "../http/server-lifecycle.ts";
 import type { ControlPlaneMetrics } from "./control-plane-metrics.ts";
 
 export class MonitoringServer {
@@ -26,14 +27,10 @@ export class MonitoringServer {
   }
 
   listen(address: string, port: number): Promise<number> {
-    return new Promise((resolve, reject) => {
-      this.server.once("error", reject);
-      this.server.listen(port, address, () => resolve((this.server.address() as { port: number }).port));
-    });
+    return listenOn(this.server, address, port);
   }
 
   close(): Promise<void> {
-    this.server.closeAllConnections();
-    return new Promise((r) => this.server.close(() => r()));
+    return closeServer(this.server);
   }
 }

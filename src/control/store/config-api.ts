@@ -6,6 +6,7 @@
 import { timingSafeEqual } from "node:crypto";
 import http from "node:http";
 import type { ProxyConfig } from "../../proxy/config/types.ts";
+import { closeServer, listenOn } from "../http/server-lifecycle.ts";
 import { type ProxyStatus, type SyncState, syncState } from "../push/discovery-server.ts";
 import type { ConfigStore } from "./config-store.ts";
 
@@ -46,15 +47,11 @@ export class ConfigApi {
   }
 
   listen(address: string, port: number): Promise<number> {
-    return new Promise((resolve, reject) => {
-      this.server.once("error", reject);
-      this.server.listen(port, address, () => resolve((this.server.address() as { port: number }).port));
-    });
+    return listenOn(this.server, address, port);
   }
 
   close(): Promise<void> {
-    this.server.closeAllConnections();
-    return new Promise((r) => this.server.close(() => r()));
+    return closeServer(this.server);
   }
 
   private authorized(req: http.IncomingMessage): boolean {

@@ -94,10 +94,8 @@ export class JsonAccessLog implements TelemetrySink {
       maxQuotedBytes(r.downstreamRemoteAddress) +
       r.protocol.length +
       r.responseFlags.length;
-    if (!this.room(bound)) return;
-    const o = this.out;
-    o.bytes(K.start);
-    this.time(o, r.startTimeMs);
+    const o = this.begin(bound, r.startTimeMs);
+    if (o === undefined) return;
     o.bytes(K.method);
     o.wire(r.method);
     o.bytes(K.path);
@@ -133,14 +131,7 @@ export class JsonAccessLog implements TelemetrySink {
     o.wireOrNull(r.traceId);
     o.bytes(K.userAgent);
     o.wireOrNull(r.userAgent);
-    o.bytes(K.remote);
-    o.text(r.downstreamRemoteAddress);
-    o.bytes(K.security);
-    o.ascii(r.connectionSecurityPolicy);
-    o.bytes(K.reporter);
-    o.ascii(r.reporter);
-    o.bytes(K.end);
-    this.outLines++;
+    this.end(o, r);
   }
 
   onTcpClose(r: TcpConnectionRecord): void {
@@ -150,10 +141,8 @@ export class JsonAccessLog implements TelemetrySink {
       maxQuotedBytes(r.upstreamCluster) +
       maxQuotedBytes(r.downstreamRemoteAddress) +
       r.responseFlags.length;
-    if (!this.room(bound)) return;
-    const o = this.out;
-    o.bytes(K.start);
-    this.time(o, r.startTimeMs);
+    const o = this.begin(bound, r.startTimeMs);
+    if (o === undefined) return;
     o.bytes(K.tcpProtocol);
     o.ascii(r.responseFlags);
     o.bytes(K.tcpReceived);
@@ -166,6 +155,23 @@ export class JsonAccessLog implements TelemetrySink {
     o.textOrNull(r.upstreamHost);
     o.bytes(K.upCluster);
     o.textOrNull(r.upstreamCluster);
+    this.end(o, r);
+  }
+
+  /** Starts a line of at most `bound` bytes with its start time; undefined (dropped) when there is no room. */
+  private begin(bound: number, startTimeMs: number): JsonBytes | undefined {
+    if (!this.room(bound)) return undefined;
+    const o = this.out;
+    o.bytes(K.start);
+    this.time(o, startTimeMs);
+    return o;
+  }
+
+  /** The fields every line ends with, HTTP and TCP alike. */
+  private end(
+    o: JsonBytes,
+    r: Pick<HttpRequestRecord, "downstreamRemoteAddress" | "connectionSecurityPolicy" | "reporter">,
+  ): void {
     o.bytes(K.remote);
     o.text(r.downstreamRemoteAddress);
     o.bytes(K.security);
