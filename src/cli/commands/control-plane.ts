@@ -1,14 +1,13 @@
 // isthmus control-plane — istiod's job, first slice: reads Istio and Kubernetes resources from files, keeps
 // the service registry, and serves every connecting proxy its sidecar ProxyConfig over the push stream.
 import { parseArgs } from "node:util";
-import { loadPaths } from "../../api/load/index.ts";
-import { validateResources } from "../../api/validate/index.ts";
 import { ControlPlaneMetrics } from "../../control/monitoring/control-plane-metrics.ts";
 import { MonitoringServer } from "../../control/monitoring/monitoring-server.ts";
 import { DiscoveryServer } from "../../control/push/discovery-server.ts";
 import { ServiceRegistry } from "../../control/registry/registry.ts";
 import { ConfigApi } from "../../control/store/config-api.ts";
 import { ConfigStore } from "../../control/store/config-store.ts";
+import { FileSource } from "../../control/store/file-source.ts";
 import { SidecarRenderer } from "../../control/translate/sidecar-renderer.ts";
 import type { CommandIO } from "../main.ts";
 import { UsageError } from "../usage-error.ts";
@@ -17,11 +16,18 @@ const HELP = `Usage: isthmus control-plane --config PATH... [options]
 
 Serves sidecar configs translated from the Istio and Kubernetes resources in PATH (files or directories) to
 proxies started with 'isthmus proxy --control-plane ADDR --node-id ID --namespace NS --label app=...'.
-Instances come from ServiceEntry endpoints and WorkloadEntries. An invalid resource is reported and left out;
-the others are served.
+Instances come from ServiceEntry endpoints and WorkloadEntries.
+
+PATH is watched: a change is read 200 ms after the last write and pushed. The unit is the file: a file
+whose new text has an error (half-written, a resource that fails validation) is not applied at all, its
+errors are printed as FILE:LINE:COL, and its last good resources stay served until it is fixed. A removed
+file removes its resources; an emptied file counts as an interrupted write and keeps them.
+Files take precedence over the config API: 'isthmus apply' and 'delete' of a resource that a file defines
+are refused (409), and a file that starts defining a resource applied through the API takes it over.
 
 Options:
-  -c, --config PATH    resources to serve (repeatable; optional with --api-listen)
+  -c, --config PATH    resources to serve, a file or a directory (read recursively, *.yaml, *.yml,
+                       *.json); watched; repeatable; optional with --api-listen
       --listen ADDR    address of the push stream (default 127.0.0.1:15010, Istio's plain-text port)
       --api-listen ADDR
                        serve the config API (isthmus apply / get / delete) on ADDR; needs a token of at
@@ -32,7 +38,8 @@ Options:
                        (default 127.0.0.1:15014, istiod's monitoring port; "off" to disable)
   -h, --help           show this help
 
-Signals: SIGHUP re-reads PATH and pushes what changed; SIGTERM/SIGINT stop.
+Signals: SIGHUP re-reads and re-validates every file now (and prints the errors of those still refused)
+and pushes what changed; SIGTERM/SIGINT stop.
 `;
 
 export async function runControlPlane(args: string[], io: CommandIO): Promise<number> {
@@ -69,15 +76,9 @@ export async function runControlPlane(args: string[], io: CommandIO): Promise<nu
   if (apiListen && token.length < 16)
     throw new UsageError("--api-listen needs ISTHMUS_TOKEN (at least 16 characters) in the environment");
   const store = new ConfigStore();
-  const loadFiles = async (): Promise<void> => {
-    if (paths.length === 0) return;
-    const loaded = await loadPaths(paths);
-    const checked = await validateResources(loaded.resources);
-    for (const d of [...loaded.diagnostics, ...checked.diagnostics].filter((x) => x.severity === "error"))
-      io.err(`${d.file ?? ""}${d.line ? `:${d.line}` : ""} ${d.message}\n`);
-    store.replaceAll(checked.valid);
-  };
-  await loadFiles();
+  // Watched from here on; each file's last good resources are what the store serves of it.
+  const files = paths.length > 0 ? new FileSource(store, paths, { log: (line) => io.err(line) }) : undefined;
+  await files?.start();
   let registry = new ServiceRegistry(store.all());
   let renderer = new SidecarRenderer(registry);
   const metrics = new ControlPlaneMetrics();
@@ -116,6 +117,7 @@ export async function runControlPlane(args: string[], io: CommandIO): Promise<nu
     } catch (e) {
       io.err(`isthmus control-plane: cannot listen on ${monitoringListen}: ${(e as Error).message}\n`);
       await api?.close();
+      await files?.close();
       return 1;
     }
   }
@@ -127,6 +129,7 @@ export async function runControlPlane(args: string[], io: CommandIO): Promise<nu
     io.err(`isthmus control-plane: cannot listen on ${address}: ${(e as Error).message}\n`);
     await api?.close();
     await monitoring?.close();
+    await files?.close();
     return 1;
   }
   io.err(
@@ -137,7 +140,7 @@ export async function runControlPlane(args: string[], io: CommandIO): Promise<nu
     quit = r;
   });
   const onHup = async () => {
-    await loadFiles();
+    await files?.reload(true);
     io.err(`isthmus control-plane: reloaded, ${registry.services.length} services\n`);
   };
   process.on("SIGHUP", onHup);
@@ -147,6 +150,7 @@ export async function runControlPlane(args: string[], io: CommandIO): Promise<nu
   process.off("SIGHUP", onHup);
   process.off("SIGTERM", quit);
   process.off("SIGINT", quit);
+  await files?.close();
   await api?.close();
   await monitoring?.close();
   await server.stop();

@@ -1,6 +1,7 @@
 // The control plane's config API (for `isthmus apply / get / delete`): HTTP with a bearer token, bounded
 // bodies, JSON answers. POST /apis/resources (YAML or JSON body) applies all or nothing; GET
 // /apis/resources/KIND[/NAMESPACE[/NAME]] lists; DELETE /apis/resources/KIND/NAMESPACE/NAME deletes.
+// Refusals: 400 invalid, 404 not found, 409 a resource a --config file defines, 413 over APPLY_LIMITS.
 // The debug views behind the same token (as istiod's /debug endpoints): GET /debug/syncz (every connected
 // proxy's sync state, for isthmus proxy-status) and GET /debug/config_dump?proxyID=ID (isthmus proxy-config).
 import { timingSafeEqual } from "node:crypto";
@@ -8,7 +9,7 @@ import http from "node:http";
 import type { ProxyConfig } from "../../proxy/config/types.ts";
 import { closeServer, listenOn } from "../http/server-lifecycle.ts";
 import { type ProxyStatus, type SyncState, syncState } from "../push/discovery-server.ts";
-import type { ConfigStore } from "./config-store.ts";
+import { APPLY_LIMITS, type ChangeResult, type ConfigStore } from "./config-store.ts";
 
 /** What the debug views read: the push side's view of its proxies. */
 export interface DebugSource {
@@ -21,7 +22,19 @@ export interface SyncStatus extends ProxyStatus {
   readonly state: SyncState;
 }
 
-const MAX_BODY = 8 * 1024 * 1024;
+const MAX_BODY = APPLY_LIMITS.maxBytes;
+
+const STATUS: Record<NonNullable<ChangeResult["reason"]>, number> = {
+  invalid: 400,
+  "not-found": 404,
+  conflict: 409,
+  "too-large": 413,
+};
+const statusOf = (r: ChangeResult): number => (r.ok ? 200 : STATUS[r.reason ?? "invalid"]);
+
+const tooLarge = (bytes?: number) =>
+  `the body${bytes === undefined ? "" : ` (${bytes} bytes)`} is larger than ${MAX_BODY} bytes ` +
+  `(${MAX_BODY / 1048576} MiB), the limit of one apply; split it into several`;
 
 export class ConfigApi {
   private readonly server: http.Server;
@@ -87,20 +100,18 @@ export class ConfigApi {
     }
     const [, , kind, namespace, name] = parts;
     if (req.method === "POST" && kind === undefined) {
-      const chunks: Buffer[] = [];
-      let size = 0;
-      for await (const c of req as AsyncIterable<Buffer>) {
-        size += c.length;
-        if (size > MAX_BODY) {
-          send(413, { error: `body larger than ${MAX_BODY} bytes` });
-          req.destroy();
-          return;
-        }
-        chunks.push(c);
+      const declared = Number(req.headers["content-length"] ?? Number.NaN);
+      if (declared > MAX_BODY) {
+        refuseBody(req, res, tooLarge(declared));
+        return;
       }
-      const text = Buffer.concat(chunks).toString("utf8");
-      const r = await this.store.apply(String(req.headers["x-source"] ?? "request"), text);
-      send(r.ok ? 200 : 400, r);
+      const body = await readBody(req, MAX_BODY);
+      if (body.problem !== undefined) {
+        if (body.problem === "too-large") refuseBody(req, res, tooLarge());
+        return;
+      }
+      const r = await this.store.apply(String(req.headers["x-source"] ?? "request"), body.text);
+      send(statusOf(r), r);
       return;
     }
     req.resume();
@@ -110,7 +121,7 @@ export class ConfigApi {
     }
     if (req.method === "DELETE" && kind && namespace && name) {
       const r = this.store.delete(kind, namespace, name);
-      send(r.ok ? 200 : 404, r);
+      send(statusOf(r), r);
       return;
     }
     send(405, { error: "unsupported method or path" });
@@ -142,4 +153,53 @@ export class ConfigApi {
     }
     send(404, { error: "not found" });
   }
+}
+
+/** The body as UTF-8 text; past `max` bytes the rest is read and dropped (see refuseBody). */
+function readBody(
+  req: http.IncomingMessage,
+  max: number,
+): Promise<{ text: string; problem?: undefined } | { problem: "too-large" | "aborted" }> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on("data", (c: Buffer) => {
+      if (size > max) return;
+      size += c.length;
+      if (size > max) {
+        chunks.length = 0;
+        resolve({ problem: "too-large" });
+      } else chunks.push(c);
+    });
+    req.once("end", () => resolve({ text: Buffer.concat(chunks).toString("utf8") }));
+    // A promise settles once: after "end" or "too-large" this changes nothing.
+    req.once("close", () => resolve({ problem: "aborted" }));
+  });
+}
+
+/**
+ * Answers 413 to a request whose body is still arriving, once the rest of the body has been read and dropped:
+ * a client still writing into a socket that is closed sees the reset instead of the answer. Dropping is bounded
+ * in time; a client that keeps sending is cut off.
+ */
+function refuseBody(req: http.IncomingMessage, res: http.ServerResponse, error: string): void {
+  const text = `${JSON.stringify({ error }, null, 2)}\n`;
+  const answer = () => {
+    clearTimeout(cutOff);
+    res.writeHead(413, {
+      "content-type": "application/json",
+      "content-length": Buffer.byteLength(text),
+      connection: "close",
+    });
+    res.end(text);
+  };
+  const cutOff = setTimeout(() => req.destroy(), 10_000);
+  cutOff.unref();
+  if (req.complete) {
+    answer();
+    return;
+  }
+  req.once("end", answer);
+  req.once("close", () => clearTimeout(cutOff));
+  req.resume();
 }
