@@ -1,23 +1,30 @@
 // The control plane's side of the push stream. Every connected proxy gets its ProxyConfig, rendered for its
 // identity, as named resources (discovery.proto): the first response of a stream carries them all, later ones
 // only those whose version changed and the names of those gone, so an endpoint change costs each proxy that
-// sees it one cluster. Each resource is serialized and digested once however many proxies share it (cached by
-// object: the renderer shares scopes between proxies). At most one response is in flight per proxy: a change
-// that arrives meanwhile is sent when the proxy answers, diffed against what it acknowledged, so a slow or
-// stuck proxy holds one response, not a queue. ACK and NACK are recorded per proxy (proxy-status); a NACKed
+// sees it one cluster.
+//
+// The work per proxy is kept independent of the mesh's size, because the renderer shares objects between
+// proxies (one cluster list per outbound scope): each resource is serialized, compressed and framed once per
+// object; each shared list is versioned once and diffed once per (acknowledged, new) pair of lists; a proxy's
+// response is a concatenation of those cached bytes behind a small header (protobuf allows a message to be
+// built from its fields' encodings), never a re-encoding. At most one response is in flight per proxy: a
+// change that arrives meanwhile is sent when the proxy answers, diffed against what it acknowledged, so a slow
+// or stuck proxy holds one response, not a queue. The bytes awaiting an answer are bounded across proxies (as
+// istiod's PILOT_PUSH_THROTTLE bounds concurrent pushes): a full push to thousands of proxies does not hold
+// every proxy's config in memory at once. ACK and NACK are recorded per proxy (proxy-status); a NACKed
 // response leaves the proxy on what it had, which is what the next diff starts from.
 import { createHash, randomBytes } from "node:crypto";
 import { performance } from "node:perf_hooks";
+import { deflateRawSync } from "node:zlib";
 import type { ProxyConfig } from "../../proxy/config/types.ts";
-import { splitConfig } from "../../proxy/xds/config-resources.ts";
+import { BOOTSTRAP, configLists } from "../../proxy/xds/config-resources.ts";
 import {
   type DiscoveryRequestMessage,
-  type DiscoveryResponseMessage,
-  discoveryPackage,
   grpc,
   type NodeMessage,
   PROXY_CONFIG_TYPE,
-  type ResourceMessage,
+  preSerializedDiscoveryService,
+  serializeResponse,
 } from "../../proxy/xds/discovery-proto.ts";
 import type { PushObserver } from "../monitoring/control-plane-metrics.ts";
 
@@ -41,29 +48,54 @@ export function syncState(s: ProxyStatus): SyncState {
   return s.acked === s.sent ? "SYNCED" : "STALE";
 }
 
+type Stream = grpc.ServerDuplexStream<DiscoveryRequestMessage, Buffer>;
+
+/** One resource serialized once: its version and its bytes as a DiscoveryResponse's `resources` field. */
+interface Encoded {
+  readonly version: string;
+  readonly wire: Buffer;
+}
+
+/** Resources versioned and diffed together: the bootstrap, or one of the config's lists. */
+interface Group {
+  readonly byName: ReadonlyMap<string, Encoded>;
+  readonly version: string;
+  /** Every resource's bytes, concatenated on first use (a full-state response). */
+  full: Buffer | undefined;
+}
+
+/** What a proxy runs or is sent: [bootstrap, listeners, route configurations, clusters]. */
+type ResourceSet = readonly Group[];
+
+/** Changed resources of one group against another, as response bytes, and the names gone. */
+interface GroupDiff {
+  readonly wire: Buffer;
+  readonly count: number;
+  readonly removed: readonly string[];
+}
+
+const EMPTY_GROUP: Group = { byName: new Map(), version: "", full: Buffer.alloc(0) };
+
 interface Connection {
   readonly node: NodeMessage;
-  readonly call: grpc.ServerDuplexStream<DiscoveryRequestMessage, DiscoveryResponseMessage>;
+  readonly call: Stream;
   readonly status: ProxyStatus;
   nonce: string;
   /** When the change carried by the response in flight was made (performance.now()), for convergence time. */
   changeAt: number | undefined;
-  /** Resource name -> version the proxy acknowledged (what it runs). */
-  known: Map<string, string>;
+  /** The set the proxy acknowledged (what it runs); undefined before its first ACK on this stream. */
+  known: ResourceSet | undefined;
   /** The set sent in the response in flight, if one is. */
-  inFlight: Map<string, string> | undefined;
-  /** A change arrived while a response was in flight: send again once it is answered. */
+  inFlight: ResourceSet | undefined;
+  /** Bytes of the response in flight counted against the push budget (0 once released). */
+  held: number;
+  holdTimer: NodeJS.Timeout | undefined;
+  /** A change arrived while a response was in flight or the budget was spent: send once possible. */
   dirty: boolean;
-  /** When the change waiting behind the response in flight was made. */
+  /** When the change waiting to be sent was made. */
   dirtySince: number | undefined;
   /** Nothing sent on this stream yet: the next response is the full state. */
   fresh: boolean;
-}
-
-/** A resource serialized once: its JSON and version. */
-interface Encoded {
-  readonly json: Buffer;
-  readonly version: string;
 }
 
 export interface DiscoveryServerOptions {
@@ -71,19 +103,37 @@ export interface DiscoveryServerOptions {
   readonly render: (node: NodeMessage) => ProxyConfig;
   /** Changes within this window are pushed together. Default 100 ms (istiod's PILOT_DEBOUNCE_AFTER). */
   readonly debounceMs?: number;
+  /**
+   * Bytes of responses awaiting an answer, across proxies, beyond which further sends wait for answers.
+   * Default 64 MiB. One response is always allowed, whatever its size.
+   */
+  readonly maxInFlightBytes?: number;
+  /** A response unanswered this long stops counting against the budget (a stuck proxy). Default 10 s. */
+  readonly holdTimeoutMs?: number;
   /** Told of pushes, rejects and convergence (the pilot_* metrics). */
   readonly observer?: PushObserver;
 }
 
+/** Resources smaller than this are sent as JSON text: compressing them saves little and costs a header. */
+const COMPRESS_FROM_BYTES = 512;
+
 export class DiscoveryServer {
   private readonly server = new grpc.Server({ "grpc.max_receive_message_length": 1024 * 1024 });
   private readonly options: DiscoveryServerOptions;
+  private readonly maxInFlightBytes: number;
   private readonly connections = new Set<Connection>();
+  /** Connections with a change to send, waiting for the budget (insertion order: first come, first served). */
+  private readonly waiting = new Set<Connection>();
+  private inFlightBytes = 0;
   private debounce: NodeJS.Timeout | undefined;
   /** When the first change of the pending push was made. */
   private pendingSince = 0;
   /** Serialized resources by the object they were made from (configs share objects between proxies). */
   private encoded = new WeakMap<object, Encoded>();
+  /** Groups by the list they were made from. */
+  private groups = new WeakMap<object, Group>();
+  /** Diffs by (acknowledged group, new group). */
+  private diffs = new WeakMap<Group, WeakMap<Group, GroupDiff>>();
   /** Responses sent (pilot_xds_pushes). */
   pushes = 0;
   /** NACKs received (pilot_total_xds_rejects). */
@@ -91,10 +141,9 @@ export class DiscoveryServer {
 
   constructor(options: DiscoveryServerOptions) {
     this.options = options;
-    const { Discovery } = discoveryPackage();
-    this.server.addService(Discovery.service, {
-      Stream: (call: grpc.ServerDuplexStream<DiscoveryRequestMessage, DiscoveryResponseMessage>) =>
-        this.onStream(call),
+    this.maxInFlightBytes = options.maxInFlightBytes ?? 16 * 1024 * 1024;
+    this.server.addService(preSerializedDiscoveryService(), {
+      Stream: (call: Stream) => this.onStream(call),
     });
   }
 
@@ -116,7 +165,7 @@ export class DiscoveryServer {
     for (const c of this.connections) {
       if (c.status.id !== id) continue;
       const config = this.options.render(c.node);
-      return { status: { ...c.status }, version: setVersion(this.encode(config)), config };
+      return { status: { ...c.status }, version: setVersion(this.resourceSet(config)), config };
     }
     return undefined;
   }
@@ -132,7 +181,7 @@ export class DiscoveryServer {
     }, this.options.debounceMs ?? 100);
   }
 
-  private onStream(call: grpc.ServerDuplexStream<DiscoveryRequestMessage, DiscoveryResponseMessage>): void {
+  private onStream(call: Stream): void {
     let conn: Connection | undefined;
     call.on("data", (req: DiscoveryRequestMessage) => {
       if (conn === undefined) {
@@ -157,8 +206,10 @@ export class DiscoveryServer {
           },
           nonce: "",
           changeAt: undefined,
-          known: new Map(),
+          known: undefined,
           inFlight: undefined,
+          held: 0,
+          holdTimer: undefined,
           dirty: false,
           dirtySince: undefined,
           fresh: true,
@@ -182,15 +233,21 @@ export class DiscoveryServer {
       }
       conn.inFlight = undefined;
       conn.changeAt = undefined;
+      this.release(conn);
       if (conn.dirty) {
         conn.dirty = false;
         const since = conn.dirtySince;
         conn.dirtySince = undefined;
         this.send(conn, since);
       }
+      this.drain();
     });
     const drop = () => {
-      if (conn && this.connections.delete(conn)) this.options.observer?.connected(-1);
+      if (!conn || !this.connections.delete(conn)) return;
+      this.waiting.delete(conn);
+      this.release(conn);
+      this.options.observer?.connected(-1);
+      this.drain();
     };
     call.on("end", () => {
       drop();
@@ -200,38 +257,74 @@ export class DiscoveryServer {
     call.on("cancelled", drop);
   }
 
+  /** Returns the budget `c`'s response in flight held. */
+  private release(c: Connection): void {
+    if (c.holdTimer) clearTimeout(c.holdTimer);
+    c.holdTimer = undefined;
+    this.inFlightBytes -= c.held;
+    c.held = 0;
+  }
+
+  /** Sends to waiting proxies while the budget allows. */
+  private drain(): void {
+    for (const c of this.waiting) {
+      if (this.inFlightBytes > 0 && this.inFlightBytes >= this.maxInFlightBytes) return;
+      this.waiting.delete(c);
+      c.dirty = false;
+      const since = c.dirtySince;
+      c.dirtySince = undefined;
+      this.send(c, since);
+    }
+  }
+
   /** Renders and sends `c` what changed in its config; `changeAt` is when the change that caused this was made. */
   private send(c: Connection, changeAt: number | undefined): void {
-    if (c.inFlight !== undefined) {
+    if (c.inFlight !== undefined || this.waiting.has(c)) {
       c.dirty = true;
       c.dirtySince ??= changeAt;
       return;
     }
+    if (this.inFlightBytes > 0 && this.inFlightBytes >= this.maxInFlightBytes) {
+      c.dirty = true;
+      c.dirtySince ??= changeAt;
+      this.waiting.add(c);
+      return;
+    }
     const started = performance.now();
-    let parts: Array<[string, Encoded]>;
+    let set: ResourceSet;
     try {
-      parts = this.encode(this.options.render(c.node));
+      set = this.resourceSet(this.options.render(c.node));
     } catch (e) {
       c.status.nack = `not rendered: ${(e as Error).message}`;
       this.options.observer?.renderFailed(PROXY_CONFIG_TYPE);
       return;
     }
-    const version = setVersion(parts);
-    const current = new Map(parts.map(([name, e]) => [name, e.version]));
+    const version = setVersion(set);
     if (c.fresh && version === c.status.acked) {
       // A proxy that reconnects running exactly this set (a restarted control plane): nothing to send.
       c.fresh = false;
-      c.known = current;
+      c.known = set;
       c.status.sent = version;
       return;
     }
     if (!c.fresh && version === c.status.sent && c.status.acked === version) return;
-    const resources: ResourceMessage[] = [];
-    for (const [name, e] of parts)
-      if (c.fresh || c.known.get(name) !== e.version)
-        resources.push({ name, version: e.version, json: e.json });
-    const removedResources = c.fresh ? [] : [...c.known.keys()].filter((n) => !current.has(n));
-    if (!c.fresh && resources.length === 0 && removedResources.length === 0) {
+    const fullState = c.fresh;
+    const pieces: Buffer[] = [];
+    const removedResources: string[] = [];
+    let count = 0;
+    for (let i = 0; i < set.length; i++) {
+      const g = set[i]!;
+      if (fullState) {
+        pieces.push(fullBytes(g));
+        count += g.byName.size;
+      } else {
+        const d = this.diff(c.known?.[i] ?? EMPTY_GROUP, g);
+        if (d.count > 0) pieces.push(d.wire);
+        count += d.count;
+        removedResources.push(...d.removed);
+      }
+    }
+    if (!fullState && count === 0 && removedResources.length === 0) {
       // What the proxy runs already: a change that did not reach it (or a NACKed one undone).
       c.status.sent = version;
       return;
@@ -239,39 +332,87 @@ export class DiscoveryServer {
     c.nonce = randomBytes(8).toString("hex");
     c.status.sent = version;
     c.changeAt = changeAt;
-    c.inFlight = current;
-    const fullState = c.fresh;
+    c.inFlight = set;
     c.fresh = false;
     this.pushes++;
-    c.call.write({
+    const header = serializeResponse({
       typeUrl: PROXY_CONFIG_TYPE,
       versionInfo: version,
       nonce: c.nonce,
-      resources,
       removedResources,
       fullState,
     });
-    let bytes = 0;
-    for (const r of resources) bytes += r.json.length;
-    this.options.observer?.pushed(PROXY_CONFIG_TYPE, (performance.now() - started) / 1000, bytes);
+    const bytes = Buffer.concat([header, ...pieces]);
+    c.held = bytes.length;
+    this.inFlightBytes += c.held;
+    c.holdTimer = setTimeout(() => {
+      // The proxy neither answers nor reads: its response stays in flight, but stops holding others back.
+      this.release(c);
+      this.drain();
+    }, this.options.holdTimeoutMs ?? 10_000);
+    c.holdTimer.unref();
+    c.call.write(bytes);
+    this.options.observer?.pushed(PROXY_CONFIG_TYPE, (performance.now() - started) / 1000, bytes.length);
   }
 
-  /** A config's resources, each serialized once per object. */
-  private encode(config: ProxyConfig): Array<[string, Encoded]> {
-    return splitConfig(config).map(([name, part]) => {
+  /** A config as groups, each made once per list object (the renderer shares lists between proxies). */
+  private resourceSet(config: ProxyConfig): ResourceSet {
+    const { bootstrap, lists } = configLists(config);
+    const set: Group[] = [this.group([[BOOTSTRAP, bootstrap]])];
+    for (const list of lists) {
+      let g = this.groups.get(list.items);
+      if (g === undefined) {
+        g = this.group(list.items.map((item) => [list.prefix + item.name, item]));
+        this.groups.set(list.items, g);
+      }
+      set.push(g);
+    }
+    return set;
+  }
+
+  private group(parts: ReadonlyArray<readonly [string, object]>): Group {
+    const byName = new Map<string, Encoded>();
+    const h = createHash("sha256");
+    for (const [name, part] of parts) {
       let e = this.encoded.get(part);
       if (e === undefined) {
-        const json = JSON.stringify(part);
-        e = { json: Buffer.from(json), version: digest(json) };
+        e = encodeResource(name, part);
         this.encoded.set(part, e);
       }
-      return [name, e];
-    });
+      byName.set(name, e);
+      h.update(`${name}\u0000${e.version}\n`);
+    }
+    return { byName, version: h.digest("hex").slice(0, 16), full: undefined };
+  }
+
+  /** What `to` changes against `from`, computed once per pair. */
+  private diff(from: Group, to: Group): GroupDiff {
+    let byTo = this.diffs.get(from);
+    if (byTo === undefined) {
+      byTo = new WeakMap();
+      this.diffs.set(from, byTo);
+    }
+    let d = byTo.get(to);
+    if (d !== undefined) return d;
+    const changed: Buffer[] = [];
+    const removed: string[] = [];
+    if (from !== to) {
+      for (const [name, e] of to.byName)
+        if (from.byName.get(name)?.version !== e.version) changed.push(e.wire);
+      for (const name of from.byName.keys()) if (!to.byName.has(name)) removed.push(name);
+    }
+    d = { wire: concatOwned(changed), count: changed.length, removed };
+    byTo.set(to, d);
+    return d;
   }
 
   async stop(): Promise<void> {
     if (this.debounce) clearTimeout(this.debounce);
-    for (const c of this.connections) c.call.end();
+    for (const c of this.connections) {
+      this.release(c);
+      c.call.end();
+    }
+    this.waiting.clear();
     // Proxies may hold their half of a stream open; after a moment they are cut (they reconnect elsewhere).
     await Promise.race([
       new Promise<void>((r) => this.server.tryShutdown(() => r())),
@@ -282,13 +423,47 @@ export class DiscoveryServer {
   }
 }
 
-function digest(text: string): string {
-  return createHash("sha256").update(text).digest("hex").slice(0, 16);
+/** A resource as a DiscoveryResponse `resources` field: JSON, compressed when that pays. */
+function encodeResource(name: string, part: object): Encoded {
+  const json = Buffer.from(JSON.stringify(part));
+  const version = createHash("sha256").update(json).digest("hex").slice(0, 16);
+  let body = json;
+  let encoding = "";
+  if (json.length >= COMPRESS_FROM_BYTES) {
+    const deflated = deflateRawSync(json);
+    if (deflated.length < json.length) {
+      body = deflated;
+      encoding = "deflate";
+    }
+  }
+  return {
+    version,
+    wire: concatOwned([serializeResponse({ resources: [{ name, version, json: body, encoding }] })]),
+  };
 }
 
-/** The version of a set of resources: a digest of every name and version, so equal sets have equal versions. */
-function setVersion(parts: ReadonlyArray<readonly [string, Encoded]>): string {
+/**
+ * Buffers concatenated into memory of their own. Small Buffers are slices of shared 8-64 KiB slabs, and one
+ * long-lived slice keeps its whole slab alive: cached resources made from pooled slices held hundreds of MB of
+ * mostly dead slabs at 1,000 services (bench:control-plane).
+ */
+function concatOwned(parts: readonly Buffer[]): Buffer {
+  let length = 0;
+  for (const p of parts) length += p.length;
+  const out = Buffer.allocUnsafeSlow(length);
+  let at = 0;
+  for (const p of parts) at += p.copy(out, at);
+  return out;
+}
+
+function fullBytes(g: Group): Buffer {
+  g.full ??= concatOwned([...g.byName.values()].map((e) => e.wire));
+  return g.full;
+}
+
+/** The version of a set of resources: a digest of every group's, so equal sets have equal versions. */
+function setVersion(set: ResourceSet): string {
   const h = createHash("sha256");
-  for (const [name, e] of parts) h.update(`${name}\u0000${e.version}\n`);
+  for (const g of set) h.update(`${g.version}\n`);
   return h.digest("hex").slice(0, 16);
 }

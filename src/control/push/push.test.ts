@@ -239,3 +239,57 @@ test("incremental: only changed resources are sent, removals by name, one respon
   p.answer(third);
   await waitFor(() => syncState(cp.status()[0]!) === "SYNCED", 3000, "synced");
 });
+
+test("large resources travel deflated, and a real proxy inflates and applies them", async () => {
+  const listenPort = await freePort();
+  const endpoints = Array.from({ length: 200 }, (_, i) => ({
+    address: `10.1.${i >> 8}.${i & 255}`,
+    port: 8080,
+    labels: { version: "v1" },
+  }));
+  const clusters = [{ name: "big", endpoints }];
+  const { port } = await controlPlane(() => ({ ...configSaying("inflated", listenPort), clusters }));
+  const p = rawClient(port, "raw-deflate");
+  await waitFor(() => p.responses.length === 1, 3000, "the first response");
+  const big = p.responses[0]!.resources.find((r) => r.name === "cluster/big")!;
+  assert.equal(big.encoding, "deflate");
+  const json = JSON.stringify(clusters[0]);
+  assert.ok(big.json.length < json.length / 4, `${big.json.length} bytes for ${json.length} of JSON`);
+  assert.equal(p.responses[0]!.resources.find((r) => r.name === "bootstrap")!.encoding, "", "small: as text");
+
+  const proxy = new ProxyServer();
+  onClose(() => proxy.shutdown(0));
+  const client = new DiscoveryClient(proxy, { address: `127.0.0.1:${port}`, node });
+  onClose(() => client.stop());
+  client.start();
+  await waitFor(() => client.appliedVersion !== "", 5000, "the proxy applies the config");
+  assert.equal(client.rejected, 0, client.lastError);
+  assert.equal((await get(listenPort, "/")).body.toString(), "inflated");
+});
+
+test("the push budget: sends beyond it wait for answers; a proxy that never answers stops holding it", async () => {
+  const clusterOf = (name: string, port: number) => ({ name, endpoints: [{ address: "127.0.0.1", port }] });
+  let clusters = [clusterOf("a", 1)];
+  const render = (): ProxyConfig => ({ ...configSaying("x", 1), clusters });
+  const cp = new DiscoveryServer({ render, debounceMs: 10, maxInFlightBytes: 1, holdTimeoutMs: 400 });
+  const port = await cp.listen("127.0.0.1:0");
+  onClose(() => cp.stop());
+  const a = rawClient(port, "budget-a");
+  await waitFor(() => a.responses.length === 1, 3000, "a's first response");
+  const b = rawClient(port, "budget-b");
+  await waitFor(() => cp.status().length === 2, 3000, "b connected");
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(b.responses.length, 0, "b waits while a's response holds the budget");
+  a.answer(a.responses[0]!);
+  await waitFor(() => b.responses.length === 1, 3000, "b is served once a answers");
+
+  // b never answers: after the hold timeout a's next change is sent anyway.
+  clusters = [clusterOf("a", 2)];
+  cp.push();
+  await waitFor(() => a.responses.length === 2, 3000, "a served despite b's silence");
+  assert.deepEqual(
+    a.responses[1]!.resources.map((r) => r.name),
+    ["cluster/a"],
+  );
+  assert.equal(b.responses.length, 1, "b still has one response in flight, not a queue");
+});

@@ -1,4 +1,4 @@
-// A ProxyConfig as the push stream's named resources, and back (see discovery.proto). The control plane splits;
+// A ProxyConfig as the push stream's named resources, and back (see discovery.proto). The control plane lists;
 // the proxy assembles what it holds into one ProxyConfig, which it then validates like any other.
 import type { ClusterConfig, ListenerConfig, ProxyConfig, RouteConfiguration } from "../config/types.ts";
 
@@ -7,14 +7,27 @@ const LISTENER = "listener/";
 const ROUTE = "route/";
 const CLUSTER = "cluster/";
 
-/** The named parts of a config: the bootstrap (every field but the three lists) first, then each list's items. */
-export function splitConfig(config: ProxyConfig): Array<[name: string, part: object]> {
+/** Resources of one kind, as the config holds them: a list the control plane may share between proxies. */
+export interface ResourceList {
+  readonly prefix: string;
+  readonly items: readonly { readonly name: string }[];
+}
+
+/**
+ * The same resources as splitConfig, grouped: the bootstrap, and the listeners, route configurations and clusters
+ * as the very arrays the config holds. A control plane that renders one array for many proxies can then
+ * serialize, version and diff it once per array instead of once per proxy.
+ */
+export function configLists(config: ProxyConfig): { bootstrap: object; lists: ResourceList[] } {
   const { listeners, routeConfigs, clusters, ...bootstrap } = config;
-  const out: Array<[string, object]> = [[BOOTSTRAP, bootstrap]];
-  for (const l of listeners) out.push([LISTENER + l.name, l]);
-  for (const r of routeConfigs ?? []) out.push([ROUTE + r.name, r]);
-  for (const c of clusters ?? []) out.push([CLUSTER + c.name, c]);
-  return out;
+  return {
+    bootstrap,
+    lists: [
+      { prefix: LISTENER, items: listeners },
+      { prefix: ROUTE, items: routeConfigs ?? [] },
+      { prefix: CLUSTER, items: clusters ?? [] },
+    ],
+  };
 }
 
 /**

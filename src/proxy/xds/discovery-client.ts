@@ -4,6 +4,7 @@
 // Static stability: while the control plane is away the proxy keeps serving its last good config, and it
 // reconnects with exponential backoff (100 ms to 5 s, jittered), announcing the version it runs so that an
 // unchanged config is not sent again.
+import { inflateRawSync } from "node:zlib";
 import type { ProxyServer } from "../proxy.ts";
 import { assembleConfig } from "./config-resources.ts";
 import {
@@ -13,6 +14,7 @@ import {
   grpc,
   type NodeMessage,
   PROXY_CONFIG_TYPE,
+  type ResourceMessage,
 } from "./discovery-proto.ts";
 
 export interface DiscoveryClientOptions {
@@ -156,14 +158,15 @@ export class DiscoveryClient {
     for (const name of res.removedResources) next.delete(name);
     for (const r of res.resources) {
       let value: unknown;
+      const json = resourceJson(r);
       try {
-        value = JSON.parse(r.json.toString("utf8"));
+        value = JSON.parse(json.toString("utf8"));
       } catch (e) {
         throw new Error(
           `resource ${JSON.stringify(r.name.slice(0, 200))} is not JSON: ${(e as Error).message}`,
         );
       }
-      next.set(r.name, { version: r.version, bytes: r.json.length, value });
+      next.set(r.name, { version: r.version, bytes: json.length, value });
     }
     let total = 0;
     for (const s of next.values()) total += s.bytes;
@@ -178,5 +181,21 @@ export class DiscoveryClient {
     this.call?.cancel();
     this.call = undefined;
     this.client?.close();
+  }
+}
+
+/** A resource's JSON text, inflated if compressed; bounded, so a small message cannot expand without limit. */
+function resourceJson(r: ResourceMessage): Buffer {
+  if (r.encoding === "") return r.json;
+  if (r.encoding !== "deflate")
+    throw new Error(
+      `resource ${JSON.stringify(r.name.slice(0, 200))}: unknown encoding ${JSON.stringify(r.encoding.slice(0, 50))}`,
+    );
+  try {
+    return inflateRawSync(r.json, { maxOutputLength: MAX_CONFIG_BYTES });
+  } catch (e) {
+    throw new Error(
+      `resource ${JSON.stringify(r.name.slice(0, 200))} does not inflate: ${(e as Error).message}`,
+    );
   }
 }

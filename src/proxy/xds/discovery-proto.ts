@@ -32,6 +32,8 @@ export interface ResourceMessage {
   name: string;
   version: string;
   json: Buffer;
+  /** "" (JSON text) or "deflate" (raw DEFLATE of the JSON text). */
+  encoding: string;
 }
 
 export interface DiscoveryResponseMessage {
@@ -52,6 +54,30 @@ export function discoveryPackage(): { Discovery: grpc.ServiceClientConstructor }
   );
   const ns = (loaded.isthmus as grpc.GrpcObject).discovery as grpc.GrpcObject;
   return ns.v1 as unknown as { Discovery: grpc.ServiceClientConstructor };
+}
+
+type StreamMethod = grpc.MethodDefinition<DiscoveryRequestMessage, DiscoveryResponseMessage>;
+
+function streamMethod(): StreamMethod {
+  return discoveryPackage().Discovery.service.Stream as unknown as StreamMethod;
+}
+
+/**
+ * A DiscoveryResponse (or the part of one given) in protobuf's wire format. Protobuf lets a message be the
+ * concatenation of its fields, repeated ones included, so the control plane serializes each resource once
+ * (`serializeResponse({resources: [r]})`) and builds each proxy's response by concatenating those pieces after
+ * a header of the other fields, instead of re-encoding every resource for every proxy.
+ */
+export function serializeResponse(message: Partial<DiscoveryResponseMessage>): Buffer {
+  return streamMethod().responseSerialize(message as DiscoveryResponseMessage);
+}
+
+/** The Discovery service whose responses are written as bytes already serialized (see serializeResponse). */
+export function preSerializedDiscoveryService(): grpc.ServiceDefinition {
+  const stream = streamMethod();
+  return {
+    Stream: { ...stream, responseSerialize: (bytes: Buffer) => bytes },
+  } as unknown as grpc.ServiceDefinition;
 }
 
 export { grpc };
