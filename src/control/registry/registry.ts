@@ -44,6 +44,28 @@ function configInstances(ctx: AnalysisContext): ServiceInstance[] {
   for (const s of ctx.services) {
     if (s.resource.kind !== "ServiceEntry") continue;
     const spec = obj(s.resource.object.spec);
+    const resolution = str(spec?.resolution);
+    if (
+      (resolution === "DNS" || resolution === "DNS_ROUND_ROBIN") &&
+      arr(spec?.endpoints).length === 0 &&
+      !obj(spec?.workloadSelector) &&
+      !s.host.includes("*")
+    ) {
+      // Istio: a DNS entry without endpoints has its host itself as the endpoint, resolved by the proxy.
+      for (const p of s.ports) {
+        const declared = arr(spec?.ports)
+          .map(obj)
+          .find((x) => num(x?.number) === p.number);
+        out.push({
+          host: s.host,
+          servicePort: p.number,
+          address: s.host,
+          port: num(declared?.targetPort) || p.number,
+          labels: {},
+        });
+      }
+      continue;
+    }
     for (const e of arr(spec?.endpoints)) {
       const ep = obj(e);
       const address = str(ep?.address);

@@ -14,3 +14,7 @@ export const OUTBOUND_LISTENER = "virtualOutbound";
 export const INBOUND_LISTENER = "virtualInbound";
 export const OUTBOUND_PORT = 15001;
 export const INBOUND_PORT = 15006;
+
+/** Istio's clusters for traffic to hosts the registry does not know (outboundTrafficPolicy). */
+export const PASSTHROUGH_CLUSTER = "PassthroughCluster";
+export const BLACKHOLE_CLUSTER = "BlackHoleCluster";

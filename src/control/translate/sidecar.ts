@@ -1,19 +1,23 @@
 // One sidecar's ProxyConfig from the registry and the Istio resources: the outbound side (what the app behind
-// the proxy can call). Every service port visible from the proxy's namespace gets a virtual host on the
-// outbound listener (the app reaches it with HTTP_PROXY, so requests carry the authority with its port) and a
-// cluster per port and DestinationRule subset; VirtualServices bound to the mesh replace the default route.
-import { hostMatches, type MeshService, resolveHost } from "../../api/analyze/context.ts";
+// the proxy can call). Every service port visible from the proxy's namespace and imported by its Sidecar
+// resource gets a virtual host on the outbound listener (the app reaches it with HTTP_PROXY, so requests carry
+// the authority with its port) and a cluster per port and DestinationRule subset; VirtualServices bound to the
+// mesh (delegates merged in) replace the default route. Other hosts reach the catch-all virtual host:
+// PassthroughCluster (ALLOW_ANY, Istio's default) or a 502 (REGISTRY_ONLY), as Istio's sidecars do.
+import { hostMatches, type MeshService, resolveHost, type ServicePort } from "../../api/analyze/context.ts";
 import type { Resource } from "../../api/resource.ts";
-import { arr, obj, str } from "../../api/validate/checker.ts";
+import { arr, num, type Obj, obj, str } from "../../api/validate/checker.ts";
 import type {
   ClusterConfig,
   ProxyConfig,
   RouteConfig,
   RouteConfiguration,
+  UpstreamTlsConfig,
   VirtualHostConfig,
 } from "../../proxy/config/types.ts";
 import type { ProxyNode } from "../model.ts";
 import type { ServiceRegistry } from "../registry/registry.ts";
+import { mergeDelegates } from "./delegate.ts";
 import {
   clusterSettings,
   findDestinationRule,
@@ -21,13 +25,20 @@ import {
   subsetLabels,
   trafficPolicy,
 } from "./destination-rule.ts";
-import { OUTBOUND_LISTENER, OUTBOUND_PORT, outboundCluster } from "./names.ts";
-import { translateHttpRoutes } from "./virtual-service.ts";
+import {
+  BLACKHOLE_CLUSTER,
+  OUTBOUND_LISTENER,
+  OUTBOUND_PORT,
+  outboundCluster,
+  PASSTHROUGH_CLUSTER,
+} from "./names.ts";
+import { type EgressScope, egressScope, sidecarEgress } from "./sidecar-scope.ts";
+import { type RouteContext, translateHttpRoutes } from "./virtual-service.ts";
 
 /**
- * What a sidecar can reach: the outbound route table and clusters. It depends only on the proxy's namespace and
- * on those of its labels that some VirtualService's sourceLabels names (sidecar-renderer.ts shares it between
- * proxies on that basis).
+ * What a sidecar can reach: the outbound route table and clusters. It depends only on the proxy's namespace, on
+ * those of its labels that some VirtualService's sourceLabels names, and on which Sidecar resource applies
+ * (sidecar-renderer.ts shares it between proxies on that basis).
  */
 export interface OutboundScope {
   readonly routeConfigs: readonly RouteConfiguration[];
@@ -37,7 +48,7 @@ export interface OutboundScope {
 export function sidecarConfig(
   registry: ServiceRegistry,
   proxy: ProxyNode,
-  scope: OutboundScope = outboundScope(registry, proxy),
+  scope: OutboundScope = outboundScope(registry, proxy, { egress: sidecarEgress(registry, proxy) }),
 ): ProxyConfig {
   return {
     node: {
@@ -69,45 +80,70 @@ export function sidecarConfig(
   };
 }
 
+export interface ScopeOptions {
+  /** What the applicable Sidecar imports, and the outbound traffic policy. Default: everything, ALLOW_ANY. */
+  readonly egress?: EgressScope;
+}
+
+/** The mesh's services as one proxy namespace sees them: visible ones, one per host (Istio's precedence). */
+export function visibleServices(registry: ServiceRegistry, namespace: string): MeshService[] {
+  const byHost = new Map<string, MeshService>();
+  for (const s of registry.services) {
+    if (!visible(s.resource, s.exportTo, namespace)) continue;
+    // A wildcard host can only be served by passing traffic through (resolution NONE).
+    if (s.host.includes("*") && !passthroughEntry(s)) continue;
+    const seen = byHost.get(s.host);
+    // The same host from two namespaces: the client's own wins, then a Kubernetes Service over a ServiceEntry.
+    if (
+      !seen ||
+      (s.namespace === namespace && seen.namespace !== namespace) ||
+      (seen.namespace !== namespace && seen.resource.kind !== "Service" && s.resource.kind === "Service")
+    )
+      byHost.set(s.host, s);
+  }
+  return [...byHost.values()];
+}
+
 export function outboundScope(
   registry: ServiceRegistry,
   proxy: Pick<ProxyNode, "namespace" | "labels">,
+  options: ScopeOptions = {},
 ): OutboundScope {
+  const egress = options.egress ?? egressScope(undefined, "ALLOW_ANY", proxy.namespace);
   const ctx = registry.context;
-  const services = registry.services.filter(
-    (s) => !s.host.includes("*") && visible(s.resource, s.exportTo, proxy.namespace),
-  );
+  const all = visibleServices(registry, proxy.namespace);
   const rules = ctx.of("DestinationRule");
   const virtualServices = ctx
     .of("VirtualService")
-    .filter((vs) => boundToMesh(vs) && visibleResource(vs, proxy.namespace));
-  const byHost = new Map<string, MeshService>(services.map((s) => [s.host, s]));
-  const onlyPort = (host: string) => {
-    const s = byHost.get(host);
-    return s && s.ports.length === 1 ? s.ports[0]!.number : undefined;
-  };
-  const hp = (host: string, port: number, subset: string) => {
-    const s = byHost.get(host);
-    const rule = findDestinationRule(rules, host, proxy.namespace, s?.namespace ?? proxy.namespace);
-    return hashPolicy(trafficPolicy(rule, port, subset));
-  };
+    .filter(
+      (vs) =>
+        boundToMesh(vs) &&
+        visibleResource(vs, proxy.namespace) &&
+        egress.importsVirtualService(vs, vsHosts(vs)),
+    );
+  const find = virtualServiceFinder(registry);
+  const specs = new Map(virtualServices.map((vs) => [vs, mergeDelegates(vs, find)]));
+  const byHost = new Map<string, MeshService>(all.map((s) => [s.host, s]));
+  const routeOptions = routeContextFactory(registry, byHost, rules, proxy, new Set(["mesh"]));
 
   const virtualHosts: VirtualHostConfig[] = [];
-  const clusters: ClusterConfig[] = [];
-  for (const s of services) {
+  const clusters: ClusterConfig[] = [...SPECIAL_CLUSTERS];
+  for (const s of all) {
     const rule = findDestinationRule(rules, s.host, proxy.namespace, s.namespace);
     for (const p of s.ports) {
+      // As Istio's sidecar scope: a port the Sidecar does not import gets neither routes nor clusters.
+      if (!egress.importsService(s, p.number)) continue;
       const vs = virtualServices.find((v) => vsHosts(v).some((h) => hostMatches(h, s.host)));
-      let routes: RouteConfig[];
-      if (vs) {
-        routes = translateHttpRoutes(obj(vs.object.spec) ?? {}, `${vs.name}.${vs.namespace}`, {
-          namespace: vs.namespace,
-          port: p.number,
-          sourceLabels: proxy.labels,
-          onlyPort,
-          hashPolicy: hp,
-        });
-      } else {
+      let routes: RouteConfig[] = [];
+      if (vs && isHttpPort(p))
+        routes = translateHttpRoutes(
+          specs.get(vs)!,
+          `${vs.name}.${vs.namespace}`,
+          routeOptions(vs, p.number),
+        );
+      else if (vs) routes = tcpRoutes(specs.get(vs)!, vs.namespace, p.number, routeOptions(vs, p.number));
+      // A VirtualService without a route for this port leaves the service's default route (Istio).
+      if (routes.length === 0) {
         const h = hashPolicy(trafficPolicy(rule, p.number, ""));
         routes = [
           {
@@ -122,14 +158,145 @@ export function outboundScope(
         domains: domains(s, p.number, proxy.namespace),
         routes,
       });
-      clusters.push(cluster(registry, s, p.number, "", rule));
-      for (const sub of arr(rule?.spec.subsets)) {
-        const name = str(obj(sub)?.name);
-        if (name) clusters.push(cluster(registry, s, p.number, name, rule));
-      }
+      clusters.push(...serviceClusters(registry, s, p.number, rule));
     }
   }
+  virtualHosts.push(egress.policy === "REGISTRY_ONLY" ? BLOCK_ALL : ALLOW_ANY);
   return { routeConfigs: [{ name: "outbound", virtualHosts }], clusters };
+}
+
+/**
+ * Whether a service port carries HTTP (Istio's protocol selection: the port's protocol or appProtocol, else its
+ * name's prefix; unknown is sniffed as HTTP in Istio, and taken as HTTP here).
+ */
+export function isHttpPort(p: ServicePort): boolean {
+  const proto = (p.protocol ?? p.name?.split("-")[0] ?? "").toUpperCase();
+  return !NON_HTTP.has(proto);
+}
+
+const NON_HTTP = new Set(["HTTPS", "TLS", "TCP", "MONGO", "MYSQL", "REDIS", "UDP"]);
+
+/**
+ * A non-HTTP port reached through the outbound HTTP proxy (CONNECT): the first tcp or tls rule of the
+ * VirtualService that applies to the port becomes one route to its destination (the SNI of tls matches cannot be
+ * seen before the tunnel; weighted destinations keep their weights).
+ */
+function tcpRoutes(spec: Obj, namespace: string, port: number, ctx: RouteContext): RouteConfig[] {
+  for (const r of [...arr(spec.tls), ...arr(spec.tcp)]) {
+    const rule = obj(r);
+    const matches = arr(rule?.match)
+      .map(obj)
+      .filter((m): m is Obj => m !== undefined);
+    const applies =
+      matches.length === 0 ||
+      matches.some((m) => {
+        const mp = typeof m.port === "number" ? m.port : 0;
+        const gws = arr(m.gateways).filter((g): g is string => typeof g === "string");
+        return (mp === 0 || mp === port) && (gws.length === 0 || gws.includes("mesh"));
+      });
+    if (!rule || !applies) continue;
+    const dests = arr(rule.route)
+      .map(obj)
+      .filter((d): d is Obj => d !== undefined);
+    const weighted = dests.flatMap((d) => {
+      const dest = obj(d.destination);
+      const host = str(dest?.host);
+      if (!host) return [];
+      const fqdn = resolveHost(host, namespace);
+      const p = num(obj(dest?.port)?.number) ?? ctx.onlyPort(fqdn) ?? port;
+      return [
+        {
+          name: outboundCluster(fqdn, p, str(dest?.subset) ?? ""),
+          weight: num(d.weight) ?? (dests.length === 1 ? 100 : 0),
+        },
+      ];
+    });
+    if (weighted.length === 0 || weighted.every((w) => w.weight === 0)) continue;
+    return [
+      {
+        name: "tcp",
+        match: { prefix: "/" },
+        route: weighted.length === 1 ? { cluster: weighted[0]!.name } : { weightedClusters: weighted },
+      },
+    ];
+  }
+  return [];
+}
+
+/** The cluster of a service port and one per subset of its DestinationRule. */
+export function serviceClusters(
+  registry: ServiceRegistry,
+  s: MeshService,
+  port: number,
+  rule: ReturnType<typeof findDestinationRule>,
+): ClusterConfig[] {
+  const out = [cluster(registry, s, port, "", rule)];
+  for (const sub of arr(rule?.spec.subsets)) {
+    const name = str(obj(sub)?.name);
+    if (name) out.push(cluster(registry, s, port, name, rule));
+  }
+  return out;
+}
+
+/** Builds the RouteContext for a VirtualService's routes on a port, as one proxy sees them. */
+export function routeContextFactory(
+  registry: ServiceRegistry,
+  byHost: ReadonlyMap<string, MeshService>,
+  rules: readonly Resource[],
+  proxy: Pick<ProxyNode, "namespace" | "labels">,
+  gateways: ReadonlySet<string>,
+): (vs: Resource, port: number) => RouteContext {
+  const onlyPort = (host: string) => {
+    const s = byHost.get(host) ?? registry.services.find((x) => x.host === host);
+    return s && s.ports.length === 1 ? s.ports[0]!.number : undefined;
+  };
+  const hp = (host: string, port: number, subset: string) => {
+    const s = byHost.get(host);
+    const rule = findDestinationRule(rules, host, proxy.namespace, s?.namespace ?? proxy.namespace);
+    return hashPolicy(trafficPolicy(rule, port, subset));
+  };
+  return (vs, port) => ({
+    namespace: vs.namespace,
+    port,
+    sourceLabels: proxy.labels,
+    sourceNamespace: proxy.namespace,
+    gateways,
+    onlyPort,
+    hashPolicy: hp,
+  });
+}
+
+/** Looks VirtualServices up by namespace and name (for delegates). */
+export function virtualServiceFinder(
+  registry: ServiceRegistry,
+): (ns: string, name: string) => Resource | undefined {
+  let index: Map<string, Resource> | undefined;
+  return (ns, name) => {
+    index ??= new Map(registry.context.of("VirtualService").map((r) => [`${r.namespace}/${r.name}`, r]));
+    return index.get(`${ns}/${name}`);
+  };
+}
+
+/** Istio's catch-all outbound routes: ALLOW_ANY passes unknown hosts through, REGISTRY_ONLY answers 502. */
+const ALLOW_ANY: VirtualHostConfig = {
+  name: "allow_any",
+  domains: ["*"],
+  routes: [{ name: "allow_any", match: { prefix: "/" }, route: { cluster: PASSTHROUGH_CLUSTER } }],
+};
+const BLOCK_ALL: VirtualHostConfig = {
+  name: "block_all",
+  domains: ["*"],
+  routes: [{ name: "block_all", match: { prefix: "/" }, directResponse: { status: 502 } }],
+};
+/** Istio's PassthroughCluster (to the request's own destination) and BlackHoleCluster (no endpoints). */
+const SPECIAL_CLUSTERS: readonly ClusterConfig[] = [
+  { name: PASSTHROUGH_CLUSTER, type: "original_dst", endpoints: [] },
+  { name: BLACKHOLE_CLUSTER, endpoints: [] },
+];
+
+/** A ServiceEntry with resolution NONE: traffic goes where the client sent it. */
+function passthroughEntry(s: MeshService): boolean {
+  return s.resource.kind === "ServiceEntry" && str(obj(s.resource.object.spec)?.resolution) === "NONE";
 }
 
 function cluster(
@@ -143,10 +310,20 @@ function cluster(
   const settings = clusterSettings(trafficPolicy(rule, port, subset));
   const protocol = s.ports.find((p) => p.number === port);
   const h2 = /^(grpc|http2|h2c)/i.test(protocol?.protocol ?? protocol?.name ?? "");
+  if (passthroughEntry(s))
+    return {
+      name: outboundCluster(s.host, port, subset),
+      type: "original_dst",
+      ...settings,
+      ...(h2 ? { protocol: "http2" as const } : {}),
+      endpoints: [],
+    };
+  const tls = originatedTls(trafficPolicy(rule, port, subset), s.host);
   return {
     name: outboundCluster(s.host, port, subset),
     ...settings,
     ...(h2 ? { protocol: "http2" as const } : {}),
+    ...(tls ? { tls } : {}),
     endpoints: registry.instances(s.host, port, labels).map((i) => ({
       address: i.address,
       port: i.port,
@@ -154,6 +331,20 @@ function cluster(
       labels: { ...i.labels },
       ...(i.locality ? { locality: i.locality } : {}),
     })),
+  };
+}
+
+/**
+ * TLS origination (a DestinationRule's tls mode SIMPLE): SNI is the rule's or else the service's host (Istio's
+ * auto SNI); the server is verified against the system's CAs unless insecureSkipVerify. caCertificates and
+ * credentialName are not read yet (MUTUAL and ISTIO_MUTUAL need them).
+ */
+function originatedTls(policy: Obj, host: string): UpstreamTlsConfig | undefined {
+  const tls = obj(policy.tls);
+  if (str(tls?.mode) !== "SIMPLE") return undefined;
+  return {
+    sni: str(tls?.sni) || host,
+    ...(tls?.insecureSkipVerify === true ? { insecureSkipVerify: true } : {}),
   };
 }
 
@@ -168,7 +359,7 @@ function domains(s: MeshService, port: number, clientNs: string): string[] {
   return names.flatMap((n) => (port === 80 ? [n, `${n}:80`] : [`${n}:${port}`]));
 }
 
-function vsHosts(vs: Resource): string[] {
+export function vsHosts(vs: Resource): string[] {
   return arr(obj(vs.object.spec)?.hosts)
     .filter((h): h is string => typeof h === "string")
     .map((h) => resolveHost(h, vs.namespace));
@@ -179,7 +370,7 @@ function boundToMesh(vs: Resource): boolean {
   return gw.length === 0 || gw.includes("mesh");
 }
 
-function visibleResource(r: Resource, ns: string): boolean {
+export function visibleResource(r: Resource, ns: string): boolean {
   return visible(
     r,
     arr(obj(r.object.spec)?.exportTo).filter((x): x is string => typeof x === "string"),

@@ -28,6 +28,13 @@ export interface RouteContext {
   readonly port: number;
   /** The client's labels, for sourceLabels. */
   readonly sourceLabels: Readonly<Record<string, string>>;
+  /** The client's namespace, for sourceNamespace. */
+  readonly sourceNamespace: string;
+  /**
+   * What the proxy is, as match `gateways` name it: "mesh" for a sidecar, "ns/name" of each Gateway for a
+   * gateway. A match that lists gateways applies only to these (and then its sourceLabels are not checked).
+   */
+  readonly gateways: ReadonlySet<string>;
   /** Ports of a destination host, when it has exactly one (a destination without port uses it). */
   readonly onlyPort: (host: string) => number | undefined;
   /** Hash policy for a destination cluster (from its DestinationRule's consistentHash). */
@@ -53,10 +60,34 @@ export function translateHttpRoutes(vs: Obj, name: string, ctx: RouteContext): R
   return out;
 }
 
+/** Istio's TranslateRoute filters: the match's port, then its gateways or else its source labels and namespace. */
 function sourceMatches(m: Obj, ctx: RouteContext): boolean {
+  const port = num(m.port);
+  if (port !== undefined && port !== 0 && port !== ctx.port) return false;
+  const gateways = arr(m.gateways).filter((g): g is string => typeof g === "string");
+  if (gateways.length > 0)
+    return gateways.some((g) => ctx.gateways.has(resolveGatewayName(g, ctx.namespace)));
   const labels = obj(m.sourceLabels);
-  if (!labels) return true;
-  return Object.entries(labels).every(([k, v]) => ctx.sourceLabels[k] === v);
+  if (labels && !Object.entries(labels).every(([k, v]) => ctx.sourceLabels[k] === v)) return false;
+  const ns = str(m.sourceNamespace);
+  return ns === undefined || ns === "" || ns === ctx.sourceNamespace;
+}
+
+/**
+ * Istio's resolveGatewayName: "mesh" stays; "name" is "ns/name" in the VirtualService's namespace, "./name"
+ * too; the legacy "name.ns.svc.cluster.local" is "ns/name".
+ */
+export function resolveGatewayName(gw: string, namespace: string): string {
+  if (gw === "mesh") return gw;
+  const slash = gw.indexOf("/");
+  if (slash === -1) {
+    const dot = gw.indexOf(".");
+    if (dot === -1) return `${namespace}/${gw}`;
+    const rest = gw.slice(dot + 1);
+    const next = rest.indexOf(".");
+    return `${next === -1 ? rest : rest.slice(0, next)}/${gw.slice(0, dot)}`;
+  }
+  return gw.slice(0, slash) === "." ? `${namespace}${gw.slice(slash)}` : gw;
 }
 
 function stringMatch(v: unknown): StringMatch | undefined {

@@ -3,7 +3,7 @@
 "use strict";
 export const validate = validate20;
 export default validate20;
-const schema31 = {"$schema":"https://json-schema.org/draft/2020-12/schema","$id":"https://isthmus.io/schemas/proxy-config.json","title":"isthmus ProxyConfig","description":"Configuration of the isthmus proxy: listeners -> filter chains -> HTTP routes -> clusters -> endpoints. See docs/proxy.md.","type":"object","additionalProperties":false,"properties":{"version":{"type":"string"},"node":{"type":"object","additionalProperties":false,"properties":{"id":{"type":"string"},"cluster":{"type":"string"},"metadata":{"type":"object","additionalProperties":{"type":"string"}}}},"admin":{"type":"object","additionalProperties":false,"properties":{"address":{"type":"string","minLength":1},"port":{"type":"integer","minimum":0,"maximum":65535}}},"listeners":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"address":{"type":"string","minLength":1},"port":{"type":"integer","minimum":0,"maximum":65535},"filterChains":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string"},"match":{"type":"object","additionalProperties":false,"properties":{"destinationPort":{"type":"integer","minimum":0,"maximum":65535},"serverNames":{"type":"array","items":{"type":"string","minLength":1}},"applicationProtocols":{"type":"array","items":{"type":"string","minLength":1}}}},"tls":{"type":"object","additionalProperties":false,"properties":{"certificateChain":{"type":"string","minLength":1},"privateKey":{"type":"string","minLength":1},"validationContext":{"type":"string","minLength":1},"requireClientCertificate":{"type":"boolean"},"alpnProtocols":{"type":"array","items":{"type":"string","minLength":1}}},"required":["certificateChain","privateKey"]},"filter":{"oneOf":[{"type":"object","additionalProperties":false,"properties":{"type":{"const":"http"},"routeConfigName":{"type":"string","minLength":1},"routeConfig":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"virtualHosts":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"domains":{"type":"array","items":{"type":"string","minLength":1},"minItems":1},"routes":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string"},"match":{"type":"object","additionalProperties":false,"properties":{"prefix":{"type":"string"},"path":{"type":"string"},"regex":{"type":"string"},"caseSensitive":{"type":"boolean"},"headers":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"regex":{"type":"string"},"present":{"type":"boolean"},"invert":{"type":"boolean"}},"required":["name"]}},"queryParameters":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"exact":{"type":"string"},"prefix":{"type":"string"},"regex":{"type":"string"},"present":{"type":"boolean"}},"required":["name"]}}}},"route":{"type":"object","additionalProperties":false,"properties":{"cluster":{"type":"string","minLength":1},"weightedClusters":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"weight":{"type":"integer","minimum":0},"requestHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"requestHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"responseHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}}},"required":["name","weight"]},"minItems":1},"prefixRewrite":{"type":"string"},"regexRewrite":{"type":"object","additionalProperties":false,"properties":{"pattern":{"type":"string","minLength":1},"substitution":{"type":"string"}},"required":["pattern","substitution"]},"hostRewrite":{"type":"string","minLength":1},"hashPolicy":{"type":"array","items":{"oneOf":[{"type":"object","additionalProperties":false,"properties":{"header":{"type":"string","minLength":1}},"required":["header"]},{"type":"object","additionalProperties":false,"properties":{"cookie":{"type":"string","minLength":1},"ttlMs":{"type":"integer","minimum":0},"path":{"type":"string"}},"required":["cookie"]},{"type":"object","additionalProperties":false,"properties":{"sourceIp":{"const":true}},"required":["sourceIp"]},{"type":"object","additionalProperties":false,"properties":{"queryParameter":{"type":"string","minLength":1}},"required":["queryParameter"]}]}},"timeoutMs":{"type":"integer","minimum":0},"retryPolicy":{"type":"object","additionalProperties":false,"properties":{"numRetries":{"type":"integer","minimum":0,"maximum":100},"perTryTimeoutMs":{"type":"integer","minimum":0},"retryOn":{"type":"array","items":{"enum":["5xx","gateway-error","reset","connect-failure","refused-stream","retriable-4xx","retriable-status-codes","cancelled","deadline-exceeded","resource-exhausted","unavailable"]}},"retriableStatusCodes":{"type":"array","items":{"type":"integer","minimum":100,"maximum":599}},"backoff":{"type":"object","additionalProperties":false,"properties":{"baseIntervalMs":{"type":"integer","minimum":1},"maxIntervalMs":{"type":"integer","minimum":1}}}},"required":["numRetries"]},"fault":{"type":"object","additionalProperties":false,"properties":{"delay":{"type":"object","additionalProperties":false,"properties":{"fixedDelayMs":{"type":"integer","minimum":0},"percentage":{"type":"number","minimum":0,"maximum":100}},"required":["fixedDelayMs"]},"abort":{"type":"object","additionalProperties":false,"properties":{"httpStatus":{"type":"integer","minimum":200,"maximum":599},"grpcStatus":{"type":"integer","minimum":0,"maximum":16},"percentage":{"type":"number","minimum":0,"maximum":100}}}}},"requestMirrorPolicies":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"cluster":{"type":"string","minLength":1},"percentage":{"type":"number","minimum":0,"maximum":100}},"required":["cluster"]}},"cors":{"type":"object","additionalProperties":false,"properties":{"allowOrigins":{"type":"array","items":{"oneOf":[{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"}},"required":["exact"]},{"type":"object","additionalProperties":false,"properties":{"prefix":{"type":"string"}},"required":["prefix"]},{"type":"object","additionalProperties":false,"properties":{"regex":{"type":"string","minLength":1}},"required":["regex"]}]}},"allowMethods":{"type":"array","items":{"type":"string","minLength":1}},"allowHeaders":{"type":"array","items":{"type":"string","minLength":1}},"exposeHeaders":{"type":"array","items":{"type":"string","minLength":1}},"maxAgeSeconds":{"type":"integer","minimum":0},"allowCredentials":{"type":"boolean"}},"required":["allowOrigins"]},"localRateLimit":{"type":"object","additionalProperties":false,"properties":{"maxTokens":{"type":"integer","minimum":1},"tokensPerFill":{"type":"integer","minimum":1},"fillIntervalMs":{"type":"integer","minimum":1}},"required":["maxTokens","fillIntervalMs"]}}},"redirect":{"type":"object","additionalProperties":false,"properties":{"scheme":{"enum":["http","https"]},"host":{"type":"string","minLength":1},"port":{"type":"integer","minimum":0,"maximum":65535},"path":{"type":"string"},"prefixRewrite":{"type":"string"},"responseCode":{"enum":[301,302,303,307,308]}}},"directResponse":{"type":"object","additionalProperties":false,"properties":{"status":{"type":"integer","minimum":200,"maximum":599},"body":{"type":"string"}},"required":["status"]},"requestHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"requestHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"responseHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}}},"required":["match"]}}},"required":["name","domains","routes"]}}},"required":["name","virtualHosts"]},"mode":{"enum":["server","http_proxy"]},"codec":{"enum":["auto","http1","http2"]},"statPrefix":{"type":"string","minLength":1},"reporter":{"enum":["source","destination"]},"localRateLimit":{"type":"object","additionalProperties":false,"properties":{"maxTokens":{"type":"integer","minimum":1},"tokensPerFill":{"type":"integer","minimum":1},"fillIntervalMs":{"type":"integer","minimum":1}},"required":["maxTokens","fillIntervalMs"]}},"required":["type"]},{"type":"object","additionalProperties":false,"properties":{"type":{"const":"tcp"},"cluster":{"type":"string","minLength":1},"statPrefix":{"type":"string","minLength":1},"idleTimeoutMs":{"type":"integer","minimum":1}},"required":["type","cluster"]}]}},"required":["filter"]},"minItems":1},"limits":{"type":"object","additionalProperties":false,"properties":{"maxRequestHeadersBytes":{"type":"integer","minimum":1024,"maximum":1048576},"maxRequestHeaders":{"type":"integer","minimum":1,"maximum":10000},"requestHeadersTimeoutMs":{"type":"integer","minimum":1},"idleTimeoutMs":{"type":"integer","minimum":1},"maxConnections":{"type":"integer","minimum":1}}}},"required":["name","port","filterChains"]}},"routeConfigs":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"virtualHosts":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"domains":{"type":"array","items":{"type":"string","minLength":1},"minItems":1},"routes":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string"},"match":{"type":"object","additionalProperties":false,"properties":{"prefix":{"type":"string"},"path":{"type":"string"},"regex":{"type":"string"},"caseSensitive":{"type":"boolean"},"headers":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"regex":{"type":"string"},"present":{"type":"boolean"},"invert":{"type":"boolean"}},"required":["name"]}},"queryParameters":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"exact":{"type":"string"},"prefix":{"type":"string"},"regex":{"type":"string"},"present":{"type":"boolean"}},"required":["name"]}}}},"route":{"type":"object","additionalProperties":false,"properties":{"cluster":{"type":"string","minLength":1},"weightedClusters":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"weight":{"type":"integer","minimum":0},"requestHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"requestHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"responseHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}}},"required":["name","weight"]},"minItems":1},"prefixRewrite":{"type":"string"},"regexRewrite":{"type":"object","additionalProperties":false,"properties":{"pattern":{"type":"string","minLength":1},"substitution":{"type":"string"}},"required":["pattern","substitution"]},"hostRewrite":{"type":"string","minLength":1},"hashPolicy":{"type":"array","items":{"oneOf":[{"type":"object","additionalProperties":false,"properties":{"header":{"type":"string","minLength":1}},"required":["header"]},{"type":"object","additionalProperties":false,"properties":{"cookie":{"type":"string","minLength":1},"ttlMs":{"type":"integer","minimum":0},"path":{"type":"string"}},"required":["cookie"]},{"type":"object","additionalProperties":false,"properties":{"sourceIp":{"const":true}},"required":["sourceIp"]},{"type":"object","additionalProperties":false,"properties":{"queryParameter":{"type":"string","minLength":1}},"required":["queryParameter"]}]}},"timeoutMs":{"type":"integer","minimum":0},"retryPolicy":{"type":"object","additionalProperties":false,"properties":{"numRetries":{"type":"integer","minimum":0,"maximum":100},"perTryTimeoutMs":{"type":"integer","minimum":0},"retryOn":{"type":"array","items":{"enum":["5xx","gateway-error","reset","connect-failure","refused-stream","retriable-4xx","retriable-status-codes","cancelled","deadline-exceeded","resource-exhausted","unavailable"]}},"retriableStatusCodes":{"type":"array","items":{"type":"integer","minimum":100,"maximum":599}},"backoff":{"type":"object","additionalProperties":false,"properties":{"baseIntervalMs":{"type":"integer","minimum":1},"maxIntervalMs":{"type":"integer","minimum":1}}}},"required":["numRetries"]},"fault":{"type":"object","additionalProperties":false,"properties":{"delay":{"type":"object","additionalProperties":false,"properties":{"fixedDelayMs":{"type":"integer","minimum":0},"percentage":{"type":"number","minimum":0,"maximum":100}},"required":["fixedDelayMs"]},"abort":{"type":"object","additionalProperties":false,"properties":{"httpStatus":{"type":"integer","minimum":200,"maximum":599},"grpcStatus":{"type":"integer","minimum":0,"maximum":16},"percentage":{"type":"number","minimum":0,"maximum":100}}}}},"requestMirrorPolicies":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"cluster":{"type":"string","minLength":1},"percentage":{"type":"number","minimum":0,"maximum":100}},"required":["cluster"]}},"cors":{"type":"object","additionalProperties":false,"properties":{"allowOrigins":{"type":"array","items":{"oneOf":[{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"}},"required":["exact"]},{"type":"object","additionalProperties":false,"properties":{"prefix":{"type":"string"}},"required":["prefix"]},{"type":"object","additionalProperties":false,"properties":{"regex":{"type":"string","minLength":1}},"required":["regex"]}]}},"allowMethods":{"type":"array","items":{"type":"string","minLength":1}},"allowHeaders":{"type":"array","items":{"type":"string","minLength":1}},"exposeHeaders":{"type":"array","items":{"type":"string","minLength":1}},"maxAgeSeconds":{"type":"integer","minimum":0},"allowCredentials":{"type":"boolean"}},"required":["allowOrigins"]},"localRateLimit":{"type":"object","additionalProperties":false,"properties":{"maxTokens":{"type":"integer","minimum":1},"tokensPerFill":{"type":"integer","minimum":1},"fillIntervalMs":{"type":"integer","minimum":1}},"required":["maxTokens","fillIntervalMs"]}}},"redirect":{"type":"object","additionalProperties":false,"properties":{"scheme":{"enum":["http","https"]},"host":{"type":"string","minLength":1},"port":{"type":"integer","minimum":0,"maximum":65535},"path":{"type":"string"},"prefixRewrite":{"type":"string"},"responseCode":{"enum":[301,302,303,307,308]}}},"directResponse":{"type":"object","additionalProperties":false,"properties":{"status":{"type":"integer","minimum":200,"maximum":599},"body":{"type":"string"}},"required":["status"]},"requestHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"requestHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"responseHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}}},"required":["match"]}}},"required":["name","domains","routes"]}}},"required":["name","virtualHosts"]}},"clusters":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"lbPolicy":{"enum":["ROUND_ROBIN","LEAST_REQUEST","RANDOM","RING_HASH","MAGLEV"]},"ringHash":{"type":"object","additionalProperties":false,"properties":{"minimumRingSize":{"type":"integer","minimum":1},"maximumRingSize":{"type":"integer","minimum":1}}},"maglev":{"type":"object","additionalProperties":false,"properties":{"tableSize":{"type":"integer","minimum":1}}},"protocol":{"enum":["http1","http2"]},"endpoints":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"address":{"type":"string","minLength":1},"port":{"type":"integer","minimum":1,"maximum":65535},"weight":{"type":"integer","minimum":1,"maximum":1000000},"labels":{"type":"object","additionalProperties":{"type":"string"}},"locality":{"type":"string"}},"required":["address","port"]}},"connectTimeoutMs":{"type":"integer","minimum":1},"idleTimeoutMs":{"type":"integer","minimum":1},"circuitBreakers":{"type":"object","additionalProperties":false,"properties":{"maxConnections":{"type":"integer","minimum":0},"maxPendingRequests":{"type":"integer","minimum":0},"maxRequests":{"type":"integer","minimum":0},"maxRequestsPerConnection":{"type":"integer","minimum":0},"retryBudget":{"type":"object","additionalProperties":false,"properties":{"budgetPercent":{"type":"number","minimum":0,"maximum":100},"minRetryConcurrency":{"type":"integer","minimum":0}},"required":["budgetPercent"]}}},"outlierDetection":{"type":"object","additionalProperties":false,"properties":{"consecutive5xxErrors":{"type":"integer","minimum":0},"consecutiveGatewayErrors":{"type":"integer","minimum":0},"intervalMs":{"type":"integer","minimum":1},"baseEjectionTimeMs":{"type":"integer","minimum":1},"maxEjectionPercent":{"type":"number","minimum":0,"maximum":100},"minHealthPercent":{"type":"number","minimum":0,"maximum":100}}},"tls":{"type":"object","additionalProperties":false,"properties":{"sni":{"type":"string","minLength":1},"validationContext":{"type":"string","minLength":1},"certificateChain":{"type":"string","minLength":1},"privateKey":{"type":"string","minLength":1},"alpnProtocols":{"type":"array","items":{"type":"string","minLength":1}},"insecureSkipVerify":{"type":"boolean"}}}},"required":["name","endpoints"]}},"telemetry":{"type":"object","additionalProperties":false,"properties":{"prometheus":{"type":"object","additionalProperties":false,"properties":{"address":{"type":"string","minLength":1},"port":{"type":"integer","minimum":0,"maximum":65535}}},"accessLog":{"type":"object","additionalProperties":false,"properties":{"path":{"type":"string","minLength":1}},"required":["path"]},"tracing":{"type":"object","additionalProperties":false,"properties":{"otlpEndpoint":{"type":"string","pattern":"^https?://"},"samplingPercent":{"type":"number","minimum":0,"maximum":100},"serviceName":{"type":"string","minLength":1}},"required":["otlpEndpoint"]}}}},"required":["listeners"]};
+const schema31 = {"$schema":"https://json-schema.org/draft/2020-12/schema","$id":"https://isthmus.io/schemas/proxy-config.json","title":"isthmus ProxyConfig","description":"Configuration of the isthmus proxy: listeners -> filter chains -> HTTP routes -> clusters -> endpoints. See docs/proxy.md.","type":"object","additionalProperties":false,"properties":{"version":{"type":"string"},"node":{"type":"object","additionalProperties":false,"properties":{"id":{"type":"string"},"cluster":{"type":"string"},"metadata":{"type":"object","additionalProperties":{"type":"string"}}}},"admin":{"type":"object","additionalProperties":false,"properties":{"address":{"type":"string","minLength":1},"port":{"type":"integer","minimum":0,"maximum":65535}}},"listeners":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"address":{"type":"string","minLength":1},"port":{"type":"integer","minimum":0,"maximum":65535},"filterChains":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string"},"match":{"type":"object","additionalProperties":false,"properties":{"destinationPort":{"type":"integer","minimum":0,"maximum":65535},"serverNames":{"type":"array","items":{"type":"string","minLength":1}},"applicationProtocols":{"type":"array","items":{"type":"string","minLength":1}}}},"tls":{"type":"object","additionalProperties":false,"properties":{"certificateChain":{"type":"string","minLength":1},"privateKey":{"type":"string","minLength":1},"validationContext":{"type":"string","minLength":1},"requireClientCertificate":{"type":"boolean"},"alpnProtocols":{"type":"array","items":{"type":"string","minLength":1}}},"required":["certificateChain","privateKey"]},"filter":{"oneOf":[{"type":"object","additionalProperties":false,"properties":{"type":{"const":"http"},"routeConfigName":{"type":"string","minLength":1},"routeConfig":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"virtualHosts":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"domains":{"type":"array","items":{"type":"string","minLength":1},"minItems":1},"routes":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string"},"match":{"type":"object","additionalProperties":false,"properties":{"prefix":{"type":"string"},"path":{"type":"string"},"regex":{"type":"string"},"caseSensitive":{"type":"boolean"},"headers":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"regex":{"type":"string"},"present":{"type":"boolean"},"invert":{"type":"boolean"}},"required":["name"]}},"queryParameters":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"exact":{"type":"string"},"prefix":{"type":"string"},"regex":{"type":"string"},"present":{"type":"boolean"}},"required":["name"]}}}},"route":{"type":"object","additionalProperties":false,"properties":{"cluster":{"type":"string","minLength":1},"weightedClusters":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"weight":{"type":"integer","minimum":0},"requestHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"requestHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"responseHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}}},"required":["name","weight"]},"minItems":1},"prefixRewrite":{"type":"string"},"regexRewrite":{"type":"object","additionalProperties":false,"properties":{"pattern":{"type":"string","minLength":1},"substitution":{"type":"string"}},"required":["pattern","substitution"]},"hostRewrite":{"type":"string","minLength":1},"hashPolicy":{"type":"array","items":{"oneOf":[{"type":"object","additionalProperties":false,"properties":{"header":{"type":"string","minLength":1}},"required":["header"]},{"type":"object","additionalProperties":false,"properties":{"cookie":{"type":"string","minLength":1},"ttlMs":{"type":"integer","minimum":0},"path":{"type":"string"}},"required":["cookie"]},{"type":"object","additionalProperties":false,"properties":{"sourceIp":{"const":true}},"required":["sourceIp"]},{"type":"object","additionalProperties":false,"properties":{"queryParameter":{"type":"string","minLength":1}},"required":["queryParameter"]}]}},"timeoutMs":{"type":"integer","minimum":0},"retryPolicy":{"type":"object","additionalProperties":false,"properties":{"numRetries":{"type":"integer","minimum":0,"maximum":100},"perTryTimeoutMs":{"type":"integer","minimum":0},"retryOn":{"type":"array","items":{"enum":["5xx","gateway-error","reset","connect-failure","refused-stream","retriable-4xx","retriable-status-codes","cancelled","deadline-exceeded","resource-exhausted","unavailable"]}},"retriableStatusCodes":{"type":"array","items":{"type":"integer","minimum":100,"maximum":599}},"backoff":{"type":"object","additionalProperties":false,"properties":{"baseIntervalMs":{"type":"integer","minimum":1},"maxIntervalMs":{"type":"integer","minimum":1}}}},"required":["numRetries"]},"fault":{"type":"object","additionalProperties":false,"properties":{"delay":{"type":"object","additionalProperties":false,"properties":{"fixedDelayMs":{"type":"integer","minimum":0},"percentage":{"type":"number","minimum":0,"maximum":100}},"required":["fixedDelayMs"]},"abort":{"type":"object","additionalProperties":false,"properties":{"httpStatus":{"type":"integer","minimum":200,"maximum":599},"grpcStatus":{"type":"integer","minimum":0,"maximum":16},"percentage":{"type":"number","minimum":0,"maximum":100}}}}},"requestMirrorPolicies":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"cluster":{"type":"string","minLength":1},"percentage":{"type":"number","minimum":0,"maximum":100}},"required":["cluster"]}},"cors":{"type":"object","additionalProperties":false,"properties":{"allowOrigins":{"type":"array","items":{"oneOf":[{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"}},"required":["exact"]},{"type":"object","additionalProperties":false,"properties":{"prefix":{"type":"string"}},"required":["prefix"]},{"type":"object","additionalProperties":false,"properties":{"regex":{"type":"string","minLength":1}},"required":["regex"]}]}},"allowMethods":{"type":"array","items":{"type":"string","minLength":1}},"allowHeaders":{"type":"array","items":{"type":"string","minLength":1}},"exposeHeaders":{"type":"array","items":{"type":"string","minLength":1}},"maxAgeSeconds":{"type":"integer","minimum":0},"allowCredentials":{"type":"boolean"}},"required":["allowOrigins"]},"localRateLimit":{"type":"object","additionalProperties":false,"properties":{"maxTokens":{"type":"integer","minimum":1},"tokensPerFill":{"type":"integer","minimum":1},"fillIntervalMs":{"type":"integer","minimum":1}},"required":["maxTokens","fillIntervalMs"]}}},"redirect":{"type":"object","additionalProperties":false,"properties":{"scheme":{"enum":["http","https"]},"host":{"type":"string","minLength":1},"port":{"type":"integer","minimum":0,"maximum":65535},"path":{"type":"string"},"prefixRewrite":{"type":"string"},"responseCode":{"enum":[301,302,303,307,308]}}},"directResponse":{"type":"object","additionalProperties":false,"properties":{"status":{"type":"integer","minimum":200,"maximum":599},"body":{"type":"string"}},"required":["status"]},"requestHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"requestHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"responseHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}}},"required":["match"]}}},"required":["name","domains","routes"]}}},"required":["name","virtualHosts"]},"mode":{"enum":["server","http_proxy"]},"codec":{"enum":["auto","http1","http2"]},"statPrefix":{"type":"string","minLength":1},"reporter":{"enum":["source","destination"]},"localRateLimit":{"type":"object","additionalProperties":false,"properties":{"maxTokens":{"type":"integer","minimum":1},"tokensPerFill":{"type":"integer","minimum":1},"fillIntervalMs":{"type":"integer","minimum":1}},"required":["maxTokens","fillIntervalMs"]}},"required":["type"]},{"type":"object","additionalProperties":false,"properties":{"type":{"const":"tcp"},"cluster":{"type":"string","minLength":1},"statPrefix":{"type":"string","minLength":1},"idleTimeoutMs":{"type":"integer","minimum":1}},"required":["type","cluster"]}]}},"required":["filter"]},"minItems":1},"limits":{"type":"object","additionalProperties":false,"properties":{"maxRequestHeadersBytes":{"type":"integer","minimum":1024,"maximum":1048576},"maxRequestHeaders":{"type":"integer","minimum":1,"maximum":10000},"requestHeadersTimeoutMs":{"type":"integer","minimum":1},"idleTimeoutMs":{"type":"integer","minimum":1},"maxConnections":{"type":"integer","minimum":1}}}},"required":["name","port","filterChains"]}},"routeConfigs":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"virtualHosts":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"domains":{"type":"array","items":{"type":"string","minLength":1},"minItems":1},"routes":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string"},"match":{"type":"object","additionalProperties":false,"properties":{"prefix":{"type":"string"},"path":{"type":"string"},"regex":{"type":"string"},"caseSensitive":{"type":"boolean"},"headers":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"regex":{"type":"string"},"present":{"type":"boolean"},"invert":{"type":"boolean"}},"required":["name"]}},"queryParameters":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"exact":{"type":"string"},"prefix":{"type":"string"},"regex":{"type":"string"},"present":{"type":"boolean"}},"required":["name"]}}}},"route":{"type":"object","additionalProperties":false,"properties":{"cluster":{"type":"string","minLength":1},"weightedClusters":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"weight":{"type":"integer","minimum":0},"requestHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"requestHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"responseHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}}},"required":["name","weight"]},"minItems":1},"prefixRewrite":{"type":"string"},"regexRewrite":{"type":"object","additionalProperties":false,"properties":{"pattern":{"type":"string","minLength":1},"substitution":{"type":"string"}},"required":["pattern","substitution"]},"hostRewrite":{"type":"string","minLength":1},"hashPolicy":{"type":"array","items":{"oneOf":[{"type":"object","additionalProperties":false,"properties":{"header":{"type":"string","minLength":1}},"required":["header"]},{"type":"object","additionalProperties":false,"properties":{"cookie":{"type":"string","minLength":1},"ttlMs":{"type":"integer","minimum":0},"path":{"type":"string"}},"required":["cookie"]},{"type":"object","additionalProperties":false,"properties":{"sourceIp":{"const":true}},"required":["sourceIp"]},{"type":"object","additionalProperties":false,"properties":{"queryParameter":{"type":"string","minLength":1}},"required":["queryParameter"]}]}},"timeoutMs":{"type":"integer","minimum":0},"retryPolicy":{"type":"object","additionalProperties":false,"properties":{"numRetries":{"type":"integer","minimum":0,"maximum":100},"perTryTimeoutMs":{"type":"integer","minimum":0},"retryOn":{"type":"array","items":{"enum":["5xx","gateway-error","reset","connect-failure","refused-stream","retriable-4xx","retriable-status-codes","cancelled","deadline-exceeded","resource-exhausted","unavailable"]}},"retriableStatusCodes":{"type":"array","items":{"type":"integer","minimum":100,"maximum":599}},"backoff":{"type":"object","additionalProperties":false,"properties":{"baseIntervalMs":{"type":"integer","minimum":1},"maxIntervalMs":{"type":"integer","minimum":1}}}},"required":["numRetries"]},"fault":{"type":"object","additionalProperties":false,"properties":{"delay":{"type":"object","additionalProperties":false,"properties":{"fixedDelayMs":{"type":"integer","minimum":0},"percentage":{"type":"number","minimum":0,"maximum":100}},"required":["fixedDelayMs"]},"abort":{"type":"object","additionalProperties":false,"properties":{"httpStatus":{"type":"integer","minimum":200,"maximum":599},"grpcStatus":{"type":"integer","minimum":0,"maximum":16},"percentage":{"type":"number","minimum":0,"maximum":100}}}}},"requestMirrorPolicies":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"cluster":{"type":"string","minLength":1},"percentage":{"type":"number","minimum":0,"maximum":100}},"required":["cluster"]}},"cors":{"type":"object","additionalProperties":false,"properties":{"allowOrigins":{"type":"array","items":{"oneOf":[{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"}},"required":["exact"]},{"type":"object","additionalProperties":false,"properties":{"prefix":{"type":"string"}},"required":["prefix"]},{"type":"object","additionalProperties":false,"properties":{"regex":{"type":"string","minLength":1}},"required":["regex"]}]}},"allowMethods":{"type":"array","items":{"type":"string","minLength":1}},"allowHeaders":{"type":"array","items":{"type":"string","minLength":1}},"exposeHeaders":{"type":"array","items":{"type":"string","minLength":1}},"maxAgeSeconds":{"type":"integer","minimum":0},"allowCredentials":{"type":"boolean"}},"required":["allowOrigins"]},"localRateLimit":{"type":"object","additionalProperties":false,"properties":{"maxTokens":{"type":"integer","minimum":1},"tokensPerFill":{"type":"integer","minimum":1},"fillIntervalMs":{"type":"integer","minimum":1}},"required":["maxTokens","fillIntervalMs"]}}},"redirect":{"type":"object","additionalProperties":false,"properties":{"scheme":{"enum":["http","https"]},"host":{"type":"string","minLength":1},"port":{"type":"integer","minimum":0,"maximum":65535},"path":{"type":"string"},"prefixRewrite":{"type":"string"},"responseCode":{"enum":[301,302,303,307,308]}}},"directResponse":{"type":"object","additionalProperties":false,"properties":{"status":{"type":"integer","minimum":200,"maximum":599},"body":{"type":"string"}},"required":["status"]},"requestHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"requestHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"responseHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}}},"required":["match"]}}},"required":["name","domains","routes"]}}},"required":["name","virtualHosts"]}},"clusters":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"type":{"enum":["static","original_dst"]},"lbPolicy":{"enum":["ROUND_ROBIN","LEAST_REQUEST","RANDOM","RING_HASH","MAGLEV"]},"ringHash":{"type":"object","additionalProperties":false,"properties":{"minimumRingSize":{"type":"integer","minimum":1},"maximumRingSize":{"type":"integer","minimum":1}}},"maglev":{"type":"object","additionalProperties":false,"properties":{"tableSize":{"type":"integer","minimum":1}}},"protocol":{"enum":["http1","http2"]},"endpoints":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"address":{"type":"string","minLength":1},"port":{"type":"integer","minimum":1,"maximum":65535},"weight":{"type":"integer","minimum":1,"maximum":1000000},"labels":{"type":"object","additionalProperties":{"type":"string"}},"locality":{"type":"string"}},"required":["address","port"]}},"connectTimeoutMs":{"type":"integer","minimum":1},"idleTimeoutMs":{"type":"integer","minimum":1},"circuitBreakers":{"type":"object","additionalProperties":false,"properties":{"maxConnections":{"type":"integer","minimum":0},"maxPendingRequests":{"type":"integer","minimum":0},"maxRequests":{"type":"integer","minimum":0},"maxRequestsPerConnection":{"type":"integer","minimum":0},"retryBudget":{"type":"object","additionalProperties":false,"properties":{"budgetPercent":{"type":"number","minimum":0,"maximum":100},"minRetryConcurrency":{"type":"integer","minimum":0}},"required":["budgetPercent"]}}},"outlierDetection":{"type":"object","additionalProperties":false,"properties":{"consecutive5xxErrors":{"type":"integer","minimum":0},"consecutiveGatewayErrors":{"type":"integer","minimum":0},"intervalMs":{"type":"integer","minimum":1},"baseEjectionTimeMs":{"type":"integer","minimum":1},"maxEjectionPercent":{"type":"number","minimum":0,"maximum":100},"minHealthPercent":{"type":"number","minimum":0,"maximum":100}}},"tls":{"type":"object","additionalProperties":false,"properties":{"sni":{"type":"string","minLength":1},"validationContext":{"type":"string","minLength":1},"certificateChain":{"type":"string","minLength":1},"privateKey":{"type":"string","minLength":1},"alpnProtocols":{"type":"array","items":{"type":"string","minLength":1}},"insecureSkipVerify":{"type":"boolean"}}}},"required":["name","endpoints"]}},"telemetry":{"type":"object","additionalProperties":false,"properties":{"prometheus":{"type":"object","additionalProperties":false,"properties":{"address":{"type":"string","minLength":1},"port":{"type":"integer","minimum":0,"maximum":65535}}},"accessLog":{"type":"object","additionalProperties":false,"properties":{"path":{"type":"string","minLength":1}},"required":["path"]},"tracing":{"type":"object","additionalProperties":false,"properties":{"otlpEndpoint":{"type":"string","pattern":"^https?://"},"samplingPercent":{"type":"number","minimum":0,"maximum":100},"serviceName":{"type":"string","minLength":1}},"required":["otlpEndpoint"]}}}},"required":["listeners"]};
 const func1 = Object.prototype.hasOwnProperty;
 const pattern4 = new RegExp("^https?://", "u");
 
@@ -8321,10 +8321,10 @@ vErrors.push(err644);
 errors++;
 }
 }
-if(data321.lbPolicy !== undefined){
-let data323 = data321.lbPolicy;
-if(!(((((data323 === "ROUND_ROBIN") || (data323 === "LEAST_REQUEST")) || (data323 === "RANDOM")) || (data323 === "RING_HASH")) || (data323 === "MAGLEV"))){
-const err645 = {instancePath:instancePath+"/clusters/" + i52+"/lbPolicy",schemaPath:"#/properties/clusters/items/properties/lbPolicy/enum",keyword:"enum",params:{allowedValues: schema31.properties.clusters.items.properties.lbPolicy.enum},message:"must be equal to one of the allowed values"};
+if(data321.type !== undefined){
+let data323 = data321.type;
+if(!((data323 === "static") || (data323 === "original_dst"))){
+const err645 = {instancePath:instancePath+"/clusters/" + i52+"/type",schemaPath:"#/properties/clusters/items/properties/type/enum",keyword:"enum",params:{allowedValues: schema31.properties.clusters.items.properties.type.enum},message:"must be equal to one of the allowed values"};
 if(vErrors === null){
 vErrors = [err645];
 }
@@ -8334,12 +8334,10 @@ vErrors.push(err645);
 errors++;
 }
 }
-if(data321.ringHash !== undefined){
-let data324 = data321.ringHash;
-if(data324 && typeof data324 == "object" && !Array.isArray(data324)){
-for(const key75 in data324){
-if(!((key75 === "minimumRingSize") || (key75 === "maximumRingSize"))){
-const err646 = {instancePath:instancePath+"/clusters/" + i52+"/ringHash",schemaPath:"#/properties/clusters/items/properties/ringHash/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key75},message:"must NOT have additional properties"};
+if(data321.lbPolicy !== undefined){
+let data324 = data321.lbPolicy;
+if(!(((((data324 === "ROUND_ROBIN") || (data324 === "LEAST_REQUEST")) || (data324 === "RANDOM")) || (data324 === "RING_HASH")) || (data324 === "MAGLEV"))){
+const err646 = {instancePath:instancePath+"/clusters/" + i52+"/lbPolicy",schemaPath:"#/properties/clusters/items/properties/lbPolicy/enum",keyword:"enum",params:{allowedValues: schema31.properties.clusters.items.properties.lbPolicy.enum},message:"must be equal to one of the allowed values"};
 if(vErrors === null){
 vErrors = [err646];
 }
@@ -8349,10 +8347,12 @@ vErrors.push(err646);
 errors++;
 }
 }
-if(data324.minimumRingSize !== undefined){
-let data325 = data324.minimumRingSize;
-if(!((typeof data325 == "number") && (!(data325 % 1) && !isNaN(data325)))){
-const err647 = {instancePath:instancePath+"/clusters/" + i52+"/ringHash/minimumRingSize",schemaPath:"#/properties/clusters/items/properties/ringHash/properties/minimumRingSize/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data321.ringHash !== undefined){
+let data325 = data321.ringHash;
+if(data325 && typeof data325 == "object" && !Array.isArray(data325)){
+for(const key75 in data325){
+if(!((key75 === "minimumRingSize") || (key75 === "maximumRingSize"))){
+const err647 = {instancePath:instancePath+"/clusters/" + i52+"/ringHash",schemaPath:"#/properties/clusters/items/properties/ringHash/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key75},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err647];
 }
@@ -8361,9 +8361,11 @@ vErrors.push(err647);
 }
 errors++;
 }
-if(typeof data325 == "number"){
-if(data325 < 1 || isNaN(data325)){
-const err648 = {instancePath:instancePath+"/clusters/" + i52+"/ringHash/minimumRingSize",schemaPath:"#/properties/clusters/items/properties/ringHash/properties/minimumRingSize/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+if(data325.minimumRingSize !== undefined){
+let data326 = data325.minimumRingSize;
+if(!((typeof data326 == "number") && (!(data326 % 1) && !isNaN(data326)))){
+const err648 = {instancePath:instancePath+"/clusters/" + i52+"/ringHash/minimumRingSize",schemaPath:"#/properties/clusters/items/properties/ringHash/properties/minimumRingSize/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err648];
 }
@@ -8372,12 +8374,9 @@ vErrors.push(err648);
 }
 errors++;
 }
-}
-}
-if(data324.maximumRingSize !== undefined){
-let data326 = data324.maximumRingSize;
-if(!((typeof data326 == "number") && (!(data326 % 1) && !isNaN(data326)))){
-const err649 = {instancePath:instancePath+"/clusters/" + i52+"/ringHash/maximumRingSize",schemaPath:"#/properties/clusters/items/properties/ringHash/properties/maximumRingSize/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(typeof data326 == "number"){
+if(data326 < 1 || isNaN(data326)){
+const err649 = {instancePath:instancePath+"/clusters/" + i52+"/ringHash/minimumRingSize",schemaPath:"#/properties/clusters/items/properties/ringHash/properties/minimumRingSize/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err649];
 }
@@ -8386,9 +8385,12 @@ vErrors.push(err649);
 }
 errors++;
 }
-if(typeof data326 == "number"){
-if(data326 < 1 || isNaN(data326)){
-const err650 = {instancePath:instancePath+"/clusters/" + i52+"/ringHash/maximumRingSize",schemaPath:"#/properties/clusters/items/properties/ringHash/properties/maximumRingSize/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+}
+if(data325.maximumRingSize !== undefined){
+let data327 = data325.maximumRingSize;
+if(!((typeof data327 == "number") && (!(data327 % 1) && !isNaN(data327)))){
+const err650 = {instancePath:instancePath+"/clusters/" + i52+"/ringHash/maximumRingSize",schemaPath:"#/properties/clusters/items/properties/ringHash/properties/maximumRingSize/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err650];
 }
@@ -8397,11 +8399,9 @@ vErrors.push(err650);
 }
 errors++;
 }
-}
-}
-}
-else {
-const err651 = {instancePath:instancePath+"/clusters/" + i52+"/ringHash",schemaPath:"#/properties/clusters/items/properties/ringHash/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(typeof data327 == "number"){
+if(data327 < 1 || isNaN(data327)){
+const err651 = {instancePath:instancePath+"/clusters/" + i52+"/ringHash/maximumRingSize",schemaPath:"#/properties/clusters/items/properties/ringHash/properties/maximumRingSize/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err651];
 }
@@ -8411,12 +8411,10 @@ vErrors.push(err651);
 errors++;
 }
 }
-if(data321.maglev !== undefined){
-let data327 = data321.maglev;
-if(data327 && typeof data327 == "object" && !Array.isArray(data327)){
-for(const key76 in data327){
-if(!(key76 === "tableSize")){
-const err652 = {instancePath:instancePath+"/clusters/" + i52+"/maglev",schemaPath:"#/properties/clusters/items/properties/maglev/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key76},message:"must NOT have additional properties"};
+}
+}
+else {
+const err652 = {instancePath:instancePath+"/clusters/" + i52+"/ringHash",schemaPath:"#/properties/clusters/items/properties/ringHash/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err652];
 }
@@ -8426,10 +8424,12 @@ vErrors.push(err652);
 errors++;
 }
 }
-if(data327.tableSize !== undefined){
-let data328 = data327.tableSize;
-if(!((typeof data328 == "number") && (!(data328 % 1) && !isNaN(data328)))){
-const err653 = {instancePath:instancePath+"/clusters/" + i52+"/maglev/tableSize",schemaPath:"#/properties/clusters/items/properties/maglev/properties/tableSize/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data321.maglev !== undefined){
+let data328 = data321.maglev;
+if(data328 && typeof data328 == "object" && !Array.isArray(data328)){
+for(const key76 in data328){
+if(!(key76 === "tableSize")){
+const err653 = {instancePath:instancePath+"/clusters/" + i52+"/maglev",schemaPath:"#/properties/clusters/items/properties/maglev/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key76},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err653];
 }
@@ -8438,9 +8438,11 @@ vErrors.push(err653);
 }
 errors++;
 }
-if(typeof data328 == "number"){
-if(data328 < 1 || isNaN(data328)){
-const err654 = {instancePath:instancePath+"/clusters/" + i52+"/maglev/tableSize",schemaPath:"#/properties/clusters/items/properties/maglev/properties/tableSize/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+if(data328.tableSize !== undefined){
+let data329 = data328.tableSize;
+if(!((typeof data329 == "number") && (!(data329 % 1) && !isNaN(data329)))){
+const err654 = {instancePath:instancePath+"/clusters/" + i52+"/maglev/tableSize",schemaPath:"#/properties/clusters/items/properties/maglev/properties/tableSize/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err654];
 }
@@ -8449,11 +8451,9 @@ vErrors.push(err654);
 }
 errors++;
 }
-}
-}
-}
-else {
-const err655 = {instancePath:instancePath+"/clusters/" + i52+"/maglev",schemaPath:"#/properties/clusters/items/properties/maglev/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(typeof data329 == "number"){
+if(data329 < 1 || isNaN(data329)){
+const err655 = {instancePath:instancePath+"/clusters/" + i52+"/maglev/tableSize",schemaPath:"#/properties/clusters/items/properties/maglev/properties/tableSize/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err655];
 }
@@ -8463,10 +8463,10 @@ vErrors.push(err655);
 errors++;
 }
 }
-if(data321.protocol !== undefined){
-let data329 = data321.protocol;
-if(!((data329 === "http1") || (data329 === "http2"))){
-const err656 = {instancePath:instancePath+"/clusters/" + i52+"/protocol",schemaPath:"#/properties/clusters/items/properties/protocol/enum",keyword:"enum",params:{allowedValues: schema31.properties.clusters.items.properties.protocol.enum},message:"must be equal to one of the allowed values"};
+}
+}
+else {
+const err656 = {instancePath:instancePath+"/clusters/" + i52+"/maglev",schemaPath:"#/properties/clusters/items/properties/maglev/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err656];
 }
@@ -8476,15 +8476,10 @@ vErrors.push(err656);
 errors++;
 }
 }
-if(data321.endpoints !== undefined){
-let data330 = data321.endpoints;
-if(Array.isArray(data330)){
-const len53 = data330.length;
-for(let i53=0; i53<len53; i53++){
-let data331 = data330[i53];
-if(data331 && typeof data331 == "object" && !Array.isArray(data331)){
-if(data331.address === undefined){
-const err657 = {instancePath:instancePath+"/clusters/" + i52+"/endpoints/" + i53,schemaPath:"#/properties/clusters/items/properties/endpoints/items/required",keyword:"required",params:{missingProperty: "address"},message:"must have required property '"+"address"+"'"};
+if(data321.protocol !== undefined){
+let data330 = data321.protocol;
+if(!((data330 === "http1") || (data330 === "http2"))){
+const err657 = {instancePath:instancePath+"/clusters/" + i52+"/protocol",schemaPath:"#/properties/clusters/items/properties/protocol/enum",keyword:"enum",params:{allowedValues: schema31.properties.clusters.items.properties.protocol.enum},message:"must be equal to one of the allowed values"};
 if(vErrors === null){
 vErrors = [err657];
 }
@@ -8493,8 +8488,16 @@ vErrors.push(err657);
 }
 errors++;
 }
-if(data331.port === undefined){
-const err658 = {instancePath:instancePath+"/clusters/" + i52+"/endpoints/" + i53,schemaPath:"#/properties/clusters/items/properties/endpoints/items/required",keyword:"required",params:{missingProperty: "port"},message:"must have required property '"+"port"+"'"};
+}
+if(data321.endpoints !== undefined){
+let data331 = data321.endpoints;
+if(Array.isArray(data331)){
+const len53 = data331.length;
+for(let i53=0; i53<len53; i53++){
+let data332 = data331[i53];
+if(data332 && typeof data332 == "object" && !Array.isArray(data332)){
+if(data332.address === undefined){
+const err658 = {instancePath:instancePath+"/clusters/" + i52+"/endpoints/" + i53,schemaPath:"#/properties/clusters/items/properties/endpoints/items/required",keyword:"required",params:{missingProperty: "address"},message:"must have required property '"+"address"+"'"};
 if(vErrors === null){
 vErrors = [err658];
 }
@@ -8503,9 +8506,8 @@ vErrors.push(err658);
 }
 errors++;
 }
-for(const key77 in data331){
-if(!(((((key77 === "address") || (key77 === "port")) || (key77 === "weight")) || (key77 === "labels")) || (key77 === "locality"))){
-const err659 = {instancePath:instancePath+"/clusters/" + i52+"/endpoints/" + i53,schemaPath:"#/properties/clusters/items/properties/endpoints/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key77},message:"must NOT have additional properties"};
+if(data332.port === undefined){
+const err659 = {instancePath:instancePath+"/clusters/" + i52+"/endpoints/" + i53,schemaPath:"#/properties/clusters/items/properties/endpoints/items/required",keyword:"required",params:{missingProperty: "port"},message:"must have required property '"+"port"+"'"};
 if(vErrors === null){
 vErrors = [err659];
 }
@@ -8514,12 +8516,9 @@ vErrors.push(err659);
 }
 errors++;
 }
-}
-if(data331.address !== undefined){
-let data332 = data331.address;
-if(typeof data332 === "string"){
-if(data332.length < 1){
-const err660 = {instancePath:instancePath+"/clusters/" + i52+"/endpoints/" + i53+"/address",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/address/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+for(const key77 in data332){
+if(!(((((key77 === "address") || (key77 === "port")) || (key77 === "weight")) || (key77 === "labels")) || (key77 === "locality"))){
+const err660 = {instancePath:instancePath+"/clusters/" + i52+"/endpoints/" + i53,schemaPath:"#/properties/clusters/items/properties/endpoints/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key77},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err660];
 }
@@ -8529,8 +8528,11 @@ vErrors.push(err660);
 errors++;
 }
 }
-else {
-const err661 = {instancePath:instancePath+"/clusters/" + i52+"/endpoints/" + i53+"/address",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/address/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data332.address !== undefined){
+let data333 = data332.address;
+if(typeof data333 === "string"){
+if(data333.length < 1){
+const err661 = {instancePath:instancePath+"/clusters/" + i52+"/endpoints/" + i53+"/address",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/address/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err661];
 }
@@ -8540,10 +8542,8 @@ vErrors.push(err661);
 errors++;
 }
 }
-if(data331.port !== undefined){
-let data333 = data331.port;
-if(!((typeof data333 == "number") && (!(data333 % 1) && !isNaN(data333)))){
-const err662 = {instancePath:instancePath+"/clusters/" + i52+"/endpoints/" + i53+"/port",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+else {
+const err662 = {instancePath:instancePath+"/clusters/" + i52+"/endpoints/" + i53+"/address",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/address/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err662];
 }
@@ -8552,9 +8552,11 @@ vErrors.push(err662);
 }
 errors++;
 }
-if(typeof data333 == "number"){
-if(data333 > 65535 || isNaN(data333)){
-const err663 = {instancePath:instancePath+"/clusters/" + i52+"/endpoints/" + i53+"/port",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+}
+if(data332.port !== undefined){
+let data334 = data332.port;
+if(!((typeof data334 == "number") && (!(data334 % 1) && !isNaN(data334)))){
+const err663 = {instancePath:instancePath+"/clusters/" + i52+"/endpoints/" + i53+"/port",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err663];
 }
@@ -8563,8 +8565,9 @@ vErrors.push(err663);
 }
 errors++;
 }
-if(data333 < 1 || isNaN(data333)){
-const err664 = {instancePath:instancePath+"/clusters/" + i52+"/endpoints/" + i53+"/port",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if(typeof data334 == "number"){
+if(data334 > 65535 || isNaN(data334)){
+const err664 = {instancePath:instancePath+"/clusters/" + i52+"/endpoints/" + i53+"/port",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
 if(vErrors === null){
 vErrors = [err664];
 }
@@ -8573,12 +8576,8 @@ vErrors.push(err664);
 }
 errors++;
 }
-}
-}
-if(data331.weight !== undefined){
-let data334 = data331.weight;
-if(!((typeof data334 == "number") && (!(data334 % 1) && !isNaN(data334)))){
-const err665 = {instancePath:instancePath+"/clusters/" + i52+"/endpoints/" + i53+"/weight",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/weight/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data334 < 1 || isNaN(data334)){
+const err665 = {instancePath:instancePath+"/clusters/" + i52+"/endpoints/" + i53+"/port",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err665];
 }
@@ -8587,9 +8586,12 @@ vErrors.push(err665);
 }
 errors++;
 }
-if(typeof data334 == "number"){
-if(data334 > 1000000 || isNaN(data334)){
-const err666 = {instancePath:instancePath+"/clusters/" + i52+"/endpoints/" + i53+"/weight",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/weight/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1000000},message:"must be <= 1000000"};
+}
+}
+if(data332.weight !== undefined){
+let data335 = data332.weight;
+if(!((typeof data335 == "number") && (!(data335 % 1) && !isNaN(data335)))){
+const err666 = {instancePath:instancePath+"/clusters/" + i52+"/endpoints/" + i53+"/weight",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/weight/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err666];
 }
@@ -8598,8 +8600,9 @@ vErrors.push(err666);
 }
 errors++;
 }
-if(data334 < 1 || isNaN(data334)){
-const err667 = {instancePath:instancePath+"/clusters/" + i52+"/endpoints/" + i53+"/weight",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/weight/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if(typeof data335 == "number"){
+if(data335 > 1000000 || isNaN(data335)){
+const err667 = {instancePath:instancePath+"/clusters/" + i52+"/endpoints/" + i53+"/weight",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/weight/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1000000},message:"must be <= 1000000"};
 if(vErrors === null){
 vErrors = [err667];
 }
@@ -8608,14 +8611,8 @@ vErrors.push(err667);
 }
 errors++;
 }
-}
-}
-if(data331.labels !== undefined){
-let data335 = data331.labels;
-if(data335 && typeof data335 == "object" && !Array.isArray(data335)){
-for(const key78 in data335){
-if(typeof data335[key78] !== "string"){
-const err668 = {instancePath:instancePath+"/clusters/" + i52+"/endpoints/" + i53+"/labels/" + key78.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/labels/additionalProperties/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data335 < 1 || isNaN(data335)){
+const err668 = {instancePath:instancePath+"/clusters/" + i52+"/endpoints/" + i53+"/weight",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/weight/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err668];
 }
@@ -8626,8 +8623,12 @@ errors++;
 }
 }
 }
-else {
-const err669 = {instancePath:instancePath+"/clusters/" + i52+"/endpoints/" + i53+"/labels",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/labels/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data332.labels !== undefined){
+let data336 = data332.labels;
+if(data336 && typeof data336 == "object" && !Array.isArray(data336)){
+for(const key78 in data336){
+if(typeof data336[key78] !== "string"){
+const err669 = {instancePath:instancePath+"/clusters/" + i52+"/endpoints/" + i53+"/labels/" + key78.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/labels/additionalProperties/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err669];
 }
@@ -8637,9 +8638,9 @@ vErrors.push(err669);
 errors++;
 }
 }
-if(data331.locality !== undefined){
-if(typeof data331.locality !== "string"){
-const err670 = {instancePath:instancePath+"/clusters/" + i52+"/endpoints/" + i53+"/locality",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/locality/type",keyword:"type",params:{type: "string"},message:"must be string"};
+}
+else {
+const err670 = {instancePath:instancePath+"/clusters/" + i52+"/endpoints/" + i53+"/labels",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/labels/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err670];
 }
@@ -8649,9 +8650,9 @@ vErrors.push(err670);
 errors++;
 }
 }
-}
-else {
-const err671 = {instancePath:instancePath+"/clusters/" + i52+"/endpoints/" + i53,schemaPath:"#/properties/clusters/items/properties/endpoints/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data332.locality !== undefined){
+if(typeof data332.locality !== "string"){
+const err671 = {instancePath:instancePath+"/clusters/" + i52+"/endpoints/" + i53+"/locality",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/locality/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err671];
 }
@@ -8663,7 +8664,7 @@ errors++;
 }
 }
 else {
-const err672 = {instancePath:instancePath+"/clusters/" + i52+"/endpoints",schemaPath:"#/properties/clusters/items/properties/endpoints/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err672 = {instancePath:instancePath+"/clusters/" + i52+"/endpoints/" + i53,schemaPath:"#/properties/clusters/items/properties/endpoints/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err672];
 }
@@ -8673,10 +8674,9 @@ vErrors.push(err672);
 errors++;
 }
 }
-if(data321.connectTimeoutMs !== undefined){
-let data338 = data321.connectTimeoutMs;
-if(!((typeof data338 == "number") && (!(data338 % 1) && !isNaN(data338)))){
-const err673 = {instancePath:instancePath+"/clusters/" + i52+"/connectTimeoutMs",schemaPath:"#/properties/clusters/items/properties/connectTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+}
+else {
+const err673 = {instancePath:instancePath+"/clusters/" + i52+"/endpoints",schemaPath:"#/properties/clusters/items/properties/endpoints/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err673];
 }
@@ -8685,9 +8685,11 @@ vErrors.push(err673);
 }
 errors++;
 }
-if(typeof data338 == "number"){
-if(data338 < 1 || isNaN(data338)){
-const err674 = {instancePath:instancePath+"/clusters/" + i52+"/connectTimeoutMs",schemaPath:"#/properties/clusters/items/properties/connectTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+if(data321.connectTimeoutMs !== undefined){
+let data339 = data321.connectTimeoutMs;
+if(!((typeof data339 == "number") && (!(data339 % 1) && !isNaN(data339)))){
+const err674 = {instancePath:instancePath+"/clusters/" + i52+"/connectTimeoutMs",schemaPath:"#/properties/clusters/items/properties/connectTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err674];
 }
@@ -8696,12 +8698,9 @@ vErrors.push(err674);
 }
 errors++;
 }
-}
-}
-if(data321.idleTimeoutMs !== undefined){
-let data339 = data321.idleTimeoutMs;
-if(!((typeof data339 == "number") && (!(data339 % 1) && !isNaN(data339)))){
-const err675 = {instancePath:instancePath+"/clusters/" + i52+"/idleTimeoutMs",schemaPath:"#/properties/clusters/items/properties/idleTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(typeof data339 == "number"){
+if(data339 < 1 || isNaN(data339)){
+const err675 = {instancePath:instancePath+"/clusters/" + i52+"/connectTimeoutMs",schemaPath:"#/properties/clusters/items/properties/connectTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err675];
 }
@@ -8710,9 +8709,12 @@ vErrors.push(err675);
 }
 errors++;
 }
-if(typeof data339 == "number"){
-if(data339 < 1 || isNaN(data339)){
-const err676 = {instancePath:instancePath+"/clusters/" + i52+"/idleTimeoutMs",schemaPath:"#/properties/clusters/items/properties/idleTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+}
+if(data321.idleTimeoutMs !== undefined){
+let data340 = data321.idleTimeoutMs;
+if(!((typeof data340 == "number") && (!(data340 % 1) && !isNaN(data340)))){
+const err676 = {instancePath:instancePath+"/clusters/" + i52+"/idleTimeoutMs",schemaPath:"#/properties/clusters/items/properties/idleTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err676];
 }
@@ -8721,14 +8723,9 @@ vErrors.push(err676);
 }
 errors++;
 }
-}
-}
-if(data321.circuitBreakers !== undefined){
-let data340 = data321.circuitBreakers;
-if(data340 && typeof data340 == "object" && !Array.isArray(data340)){
-for(const key79 in data340){
-if(!(((((key79 === "maxConnections") || (key79 === "maxPendingRequests")) || (key79 === "maxRequests")) || (key79 === "maxRequestsPerConnection")) || (key79 === "retryBudget"))){
-const err677 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key79},message:"must NOT have additional properties"};
+if(typeof data340 == "number"){
+if(data340 < 1 || isNaN(data340)){
+const err677 = {instancePath:instancePath+"/clusters/" + i52+"/idleTimeoutMs",schemaPath:"#/properties/clusters/items/properties/idleTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err677];
 }
@@ -8738,10 +8735,13 @@ vErrors.push(err677);
 errors++;
 }
 }
-if(data340.maxConnections !== undefined){
-let data341 = data340.maxConnections;
-if(!((typeof data341 == "number") && (!(data341 % 1) && !isNaN(data341)))){
-const err678 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers/maxConnections",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxConnections/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+}
+if(data321.circuitBreakers !== undefined){
+let data341 = data321.circuitBreakers;
+if(data341 && typeof data341 == "object" && !Array.isArray(data341)){
+for(const key79 in data341){
+if(!(((((key79 === "maxConnections") || (key79 === "maxPendingRequests")) || (key79 === "maxRequests")) || (key79 === "maxRequestsPerConnection")) || (key79 === "retryBudget"))){
+const err678 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key79},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err678];
 }
@@ -8750,9 +8750,11 @@ vErrors.push(err678);
 }
 errors++;
 }
-if(typeof data341 == "number"){
-if(data341 < 0 || isNaN(data341)){
-const err679 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers/maxConnections",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxConnections/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+if(data341.maxConnections !== undefined){
+let data342 = data341.maxConnections;
+if(!((typeof data342 == "number") && (!(data342 % 1) && !isNaN(data342)))){
+const err679 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers/maxConnections",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxConnections/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err679];
 }
@@ -8761,12 +8763,9 @@ vErrors.push(err679);
 }
 errors++;
 }
-}
-}
-if(data340.maxPendingRequests !== undefined){
-let data342 = data340.maxPendingRequests;
-if(!((typeof data342 == "number") && (!(data342 % 1) && !isNaN(data342)))){
-const err680 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers/maxPendingRequests",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxPendingRequests/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(typeof data342 == "number"){
+if(data342 < 0 || isNaN(data342)){
+const err680 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers/maxConnections",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxConnections/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err680];
 }
@@ -8775,9 +8774,12 @@ vErrors.push(err680);
 }
 errors++;
 }
-if(typeof data342 == "number"){
-if(data342 < 0 || isNaN(data342)){
-const err681 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers/maxPendingRequests",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxPendingRequests/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+}
+if(data341.maxPendingRequests !== undefined){
+let data343 = data341.maxPendingRequests;
+if(!((typeof data343 == "number") && (!(data343 % 1) && !isNaN(data343)))){
+const err681 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers/maxPendingRequests",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxPendingRequests/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err681];
 }
@@ -8786,12 +8788,9 @@ vErrors.push(err681);
 }
 errors++;
 }
-}
-}
-if(data340.maxRequests !== undefined){
-let data343 = data340.maxRequests;
-if(!((typeof data343 == "number") && (!(data343 % 1) && !isNaN(data343)))){
-const err682 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers/maxRequests",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxRequests/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(typeof data343 == "number"){
+if(data343 < 0 || isNaN(data343)){
+const err682 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers/maxPendingRequests",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxPendingRequests/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err682];
 }
@@ -8800,9 +8799,12 @@ vErrors.push(err682);
 }
 errors++;
 }
-if(typeof data343 == "number"){
-if(data343 < 0 || isNaN(data343)){
-const err683 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers/maxRequests",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxRequests/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+}
+if(data341.maxRequests !== undefined){
+let data344 = data341.maxRequests;
+if(!((typeof data344 == "number") && (!(data344 % 1) && !isNaN(data344)))){
+const err683 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers/maxRequests",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxRequests/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err683];
 }
@@ -8811,12 +8813,9 @@ vErrors.push(err683);
 }
 errors++;
 }
-}
-}
-if(data340.maxRequestsPerConnection !== undefined){
-let data344 = data340.maxRequestsPerConnection;
-if(!((typeof data344 == "number") && (!(data344 % 1) && !isNaN(data344)))){
-const err684 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers/maxRequestsPerConnection",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxRequestsPerConnection/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(typeof data344 == "number"){
+if(data344 < 0 || isNaN(data344)){
+const err684 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers/maxRequests",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxRequests/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err684];
 }
@@ -8825,9 +8824,12 @@ vErrors.push(err684);
 }
 errors++;
 }
-if(typeof data344 == "number"){
-if(data344 < 0 || isNaN(data344)){
-const err685 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers/maxRequestsPerConnection",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxRequestsPerConnection/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+}
+if(data341.maxRequestsPerConnection !== undefined){
+let data345 = data341.maxRequestsPerConnection;
+if(!((typeof data345 == "number") && (!(data345 % 1) && !isNaN(data345)))){
+const err685 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers/maxRequestsPerConnection",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxRequestsPerConnection/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err685];
 }
@@ -8836,13 +8838,9 @@ vErrors.push(err685);
 }
 errors++;
 }
-}
-}
-if(data340.retryBudget !== undefined){
-let data345 = data340.retryBudget;
-if(data345 && typeof data345 == "object" && !Array.isArray(data345)){
-if(data345.budgetPercent === undefined){
-const err686 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers/retryBudget",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/required",keyword:"required",params:{missingProperty: "budgetPercent"},message:"must have required property '"+"budgetPercent"+"'"};
+if(typeof data345 == "number"){
+if(data345 < 0 || isNaN(data345)){
+const err686 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers/maxRequestsPerConnection",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxRequestsPerConnection/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err686];
 }
@@ -8851,9 +8849,13 @@ vErrors.push(err686);
 }
 errors++;
 }
-for(const key80 in data345){
-if(!((key80 === "budgetPercent") || (key80 === "minRetryConcurrency"))){
-const err687 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers/retryBudget",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key80},message:"must NOT have additional properties"};
+}
+}
+if(data341.retryBudget !== undefined){
+let data346 = data341.retryBudget;
+if(data346 && typeof data346 == "object" && !Array.isArray(data346)){
+if(data346.budgetPercent === undefined){
+const err687 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers/retryBudget",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/required",keyword:"required",params:{missingProperty: "budgetPercent"},message:"must have required property '"+"budgetPercent"+"'"};
 if(vErrors === null){
 vErrors = [err687];
 }
@@ -8862,12 +8864,9 @@ vErrors.push(err687);
 }
 errors++;
 }
-}
-if(data345.budgetPercent !== undefined){
-let data346 = data345.budgetPercent;
-if(typeof data346 == "number"){
-if(data346 > 100 || isNaN(data346)){
-const err688 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers/retryBudget/budgetPercent",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/properties/budgetPercent/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
+for(const key80 in data346){
+if(!((key80 === "budgetPercent") || (key80 === "minRetryConcurrency"))){
+const err688 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers/retryBudget",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key80},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err688];
 }
@@ -8876,8 +8875,12 @@ vErrors.push(err688);
 }
 errors++;
 }
-if(data346 < 0 || isNaN(data346)){
-const err689 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers/retryBudget/budgetPercent",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/properties/budgetPercent/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+if(data346.budgetPercent !== undefined){
+let data347 = data346.budgetPercent;
+if(typeof data347 == "number"){
+if(data347 > 100 || isNaN(data347)){
+const err689 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers/retryBudget/budgetPercent",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/properties/budgetPercent/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
 if(vErrors === null){
 vErrors = [err689];
 }
@@ -8886,9 +8889,8 @@ vErrors.push(err689);
 }
 errors++;
 }
-}
-else {
-const err690 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers/retryBudget/budgetPercent",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/properties/budgetPercent/type",keyword:"type",params:{type: "number"},message:"must be number"};
+if(data347 < 0 || isNaN(data347)){
+const err690 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers/retryBudget/budgetPercent",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/properties/budgetPercent/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err690];
 }
@@ -8898,10 +8900,8 @@ vErrors.push(err690);
 errors++;
 }
 }
-if(data345.minRetryConcurrency !== undefined){
-let data347 = data345.minRetryConcurrency;
-if(!((typeof data347 == "number") && (!(data347 % 1) && !isNaN(data347)))){
-const err691 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers/retryBudget/minRetryConcurrency",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/properties/minRetryConcurrency/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+else {
+const err691 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers/retryBudget/budgetPercent",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/properties/budgetPercent/type",keyword:"type",params:{type: "number"},message:"must be number"};
 if(vErrors === null){
 vErrors = [err691];
 }
@@ -8910,9 +8910,11 @@ vErrors.push(err691);
 }
 errors++;
 }
-if(typeof data347 == "number"){
-if(data347 < 0 || isNaN(data347)){
-const err692 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers/retryBudget/minRetryConcurrency",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/properties/minRetryConcurrency/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+if(data346.minRetryConcurrency !== undefined){
+let data348 = data346.minRetryConcurrency;
+if(!((typeof data348 == "number") && (!(data348 % 1) && !isNaN(data348)))){
+const err692 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers/retryBudget/minRetryConcurrency",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/properties/minRetryConcurrency/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err692];
 }
@@ -8921,11 +8923,9 @@ vErrors.push(err692);
 }
 errors++;
 }
-}
-}
-}
-else {
-const err693 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers/retryBudget",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(typeof data348 == "number"){
+if(data348 < 0 || isNaN(data348)){
+const err693 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers/retryBudget/minRetryConcurrency",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/properties/minRetryConcurrency/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err693];
 }
@@ -8936,8 +8936,9 @@ errors++;
 }
 }
 }
+}
 else {
-const err694 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err694 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers/retryBudget",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err694];
 }
@@ -8947,12 +8948,9 @@ vErrors.push(err694);
 errors++;
 }
 }
-if(data321.outlierDetection !== undefined){
-let data348 = data321.outlierDetection;
-if(data348 && typeof data348 == "object" && !Array.isArray(data348)){
-for(const key81 in data348){
-if(!((((((key81 === "consecutive5xxErrors") || (key81 === "consecutiveGatewayErrors")) || (key81 === "intervalMs")) || (key81 === "baseEjectionTimeMs")) || (key81 === "maxEjectionPercent")) || (key81 === "minHealthPercent"))){
-const err695 = {instancePath:instancePath+"/clusters/" + i52+"/outlierDetection",schemaPath:"#/properties/clusters/items/properties/outlierDetection/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key81},message:"must NOT have additional properties"};
+}
+else {
+const err695 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err695];
 }
@@ -8962,10 +8960,12 @@ vErrors.push(err695);
 errors++;
 }
 }
-if(data348.consecutive5xxErrors !== undefined){
-let data349 = data348.consecutive5xxErrors;
-if(!((typeof data349 == "number") && (!(data349 % 1) && !isNaN(data349)))){
-const err696 = {instancePath:instancePath+"/clusters/" + i52+"/outlierDetection/consecutive5xxErrors",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/consecutive5xxErrors/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data321.outlierDetection !== undefined){
+let data349 = data321.outlierDetection;
+if(data349 && typeof data349 == "object" && !Array.isArray(data349)){
+for(const key81 in data349){
+if(!((((((key81 === "consecutive5xxErrors") || (key81 === "consecutiveGatewayErrors")) || (key81 === "intervalMs")) || (key81 === "baseEjectionTimeMs")) || (key81 === "maxEjectionPercent")) || (key81 === "minHealthPercent"))){
+const err696 = {instancePath:instancePath+"/clusters/" + i52+"/outlierDetection",schemaPath:"#/properties/clusters/items/properties/outlierDetection/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key81},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err696];
 }
@@ -8974,9 +8974,11 @@ vErrors.push(err696);
 }
 errors++;
 }
-if(typeof data349 == "number"){
-if(data349 < 0 || isNaN(data349)){
-const err697 = {instancePath:instancePath+"/clusters/" + i52+"/outlierDetection/consecutive5xxErrors",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/consecutive5xxErrors/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+if(data349.consecutive5xxErrors !== undefined){
+let data350 = data349.consecutive5xxErrors;
+if(!((typeof data350 == "number") && (!(data350 % 1) && !isNaN(data350)))){
+const err697 = {instancePath:instancePath+"/clusters/" + i52+"/outlierDetection/consecutive5xxErrors",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/consecutive5xxErrors/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err697];
 }
@@ -8985,12 +8987,9 @@ vErrors.push(err697);
 }
 errors++;
 }
-}
-}
-if(data348.consecutiveGatewayErrors !== undefined){
-let data350 = data348.consecutiveGatewayErrors;
-if(!((typeof data350 == "number") && (!(data350 % 1) && !isNaN(data350)))){
-const err698 = {instancePath:instancePath+"/clusters/" + i52+"/outlierDetection/consecutiveGatewayErrors",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/consecutiveGatewayErrors/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(typeof data350 == "number"){
+if(data350 < 0 || isNaN(data350)){
+const err698 = {instancePath:instancePath+"/clusters/" + i52+"/outlierDetection/consecutive5xxErrors",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/consecutive5xxErrors/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err698];
 }
@@ -8999,9 +8998,12 @@ vErrors.push(err698);
 }
 errors++;
 }
-if(typeof data350 == "number"){
-if(data350 < 0 || isNaN(data350)){
-const err699 = {instancePath:instancePath+"/clusters/" + i52+"/outlierDetection/consecutiveGatewayErrors",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/consecutiveGatewayErrors/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+}
+if(data349.consecutiveGatewayErrors !== undefined){
+let data351 = data349.consecutiveGatewayErrors;
+if(!((typeof data351 == "number") && (!(data351 % 1) && !isNaN(data351)))){
+const err699 = {instancePath:instancePath+"/clusters/" + i52+"/outlierDetection/consecutiveGatewayErrors",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/consecutiveGatewayErrors/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err699];
 }
@@ -9010,12 +9012,9 @@ vErrors.push(err699);
 }
 errors++;
 }
-}
-}
-if(data348.intervalMs !== undefined){
-let data351 = data348.intervalMs;
-if(!((typeof data351 == "number") && (!(data351 % 1) && !isNaN(data351)))){
-const err700 = {instancePath:instancePath+"/clusters/" + i52+"/outlierDetection/intervalMs",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/intervalMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(typeof data351 == "number"){
+if(data351 < 0 || isNaN(data351)){
+const err700 = {instancePath:instancePath+"/clusters/" + i52+"/outlierDetection/consecutiveGatewayErrors",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/consecutiveGatewayErrors/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err700];
 }
@@ -9024,9 +9023,12 @@ vErrors.push(err700);
 }
 errors++;
 }
-if(typeof data351 == "number"){
-if(data351 < 1 || isNaN(data351)){
-const err701 = {instancePath:instancePath+"/clusters/" + i52+"/outlierDetection/intervalMs",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/intervalMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+}
+if(data349.intervalMs !== undefined){
+let data352 = data349.intervalMs;
+if(!((typeof data352 == "number") && (!(data352 % 1) && !isNaN(data352)))){
+const err701 = {instancePath:instancePath+"/clusters/" + i52+"/outlierDetection/intervalMs",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/intervalMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err701];
 }
@@ -9035,12 +9037,9 @@ vErrors.push(err701);
 }
 errors++;
 }
-}
-}
-if(data348.baseEjectionTimeMs !== undefined){
-let data352 = data348.baseEjectionTimeMs;
-if(!((typeof data352 == "number") && (!(data352 % 1) && !isNaN(data352)))){
-const err702 = {instancePath:instancePath+"/clusters/" + i52+"/outlierDetection/baseEjectionTimeMs",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/baseEjectionTimeMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(typeof data352 == "number"){
+if(data352 < 1 || isNaN(data352)){
+const err702 = {instancePath:instancePath+"/clusters/" + i52+"/outlierDetection/intervalMs",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/intervalMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err702];
 }
@@ -9049,9 +9048,12 @@ vErrors.push(err702);
 }
 errors++;
 }
-if(typeof data352 == "number"){
-if(data352 < 1 || isNaN(data352)){
-const err703 = {instancePath:instancePath+"/clusters/" + i52+"/outlierDetection/baseEjectionTimeMs",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/baseEjectionTimeMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+}
+if(data349.baseEjectionTimeMs !== undefined){
+let data353 = data349.baseEjectionTimeMs;
+if(!((typeof data353 == "number") && (!(data353 % 1) && !isNaN(data353)))){
+const err703 = {instancePath:instancePath+"/clusters/" + i52+"/outlierDetection/baseEjectionTimeMs",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/baseEjectionTimeMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err703];
 }
@@ -9060,13 +9062,9 @@ vErrors.push(err703);
 }
 errors++;
 }
-}
-}
-if(data348.maxEjectionPercent !== undefined){
-let data353 = data348.maxEjectionPercent;
 if(typeof data353 == "number"){
-if(data353 > 100 || isNaN(data353)){
-const err704 = {instancePath:instancePath+"/clusters/" + i52+"/outlierDetection/maxEjectionPercent",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/maxEjectionPercent/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
+if(data353 < 1 || isNaN(data353)){
+const err704 = {instancePath:instancePath+"/clusters/" + i52+"/outlierDetection/baseEjectionTimeMs",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/baseEjectionTimeMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err704];
 }
@@ -9075,8 +9073,13 @@ vErrors.push(err704);
 }
 errors++;
 }
-if(data353 < 0 || isNaN(data353)){
-const err705 = {instancePath:instancePath+"/clusters/" + i52+"/outlierDetection/maxEjectionPercent",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/maxEjectionPercent/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+}
+if(data349.maxEjectionPercent !== undefined){
+let data354 = data349.maxEjectionPercent;
+if(typeof data354 == "number"){
+if(data354 > 100 || isNaN(data354)){
+const err705 = {instancePath:instancePath+"/clusters/" + i52+"/outlierDetection/maxEjectionPercent",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/maxEjectionPercent/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
 if(vErrors === null){
 vErrors = [err705];
 }
@@ -9085,9 +9088,8 @@ vErrors.push(err705);
 }
 errors++;
 }
-}
-else {
-const err706 = {instancePath:instancePath+"/clusters/" + i52+"/outlierDetection/maxEjectionPercent",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/maxEjectionPercent/type",keyword:"type",params:{type: "number"},message:"must be number"};
+if(data354 < 0 || isNaN(data354)){
+const err706 = {instancePath:instancePath+"/clusters/" + i52+"/outlierDetection/maxEjectionPercent",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/maxEjectionPercent/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err706];
 }
@@ -9097,11 +9099,8 @@ vErrors.push(err706);
 errors++;
 }
 }
-if(data348.minHealthPercent !== undefined){
-let data354 = data348.minHealthPercent;
-if(typeof data354 == "number"){
-if(data354 > 100 || isNaN(data354)){
-const err707 = {instancePath:instancePath+"/clusters/" + i52+"/outlierDetection/minHealthPercent",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/minHealthPercent/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
+else {
+const err707 = {instancePath:instancePath+"/clusters/" + i52+"/outlierDetection/maxEjectionPercent",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/maxEjectionPercent/type",keyword:"type",params:{type: "number"},message:"must be number"};
 if(vErrors === null){
 vErrors = [err707];
 }
@@ -9110,8 +9109,12 @@ vErrors.push(err707);
 }
 errors++;
 }
-if(data354 < 0 || isNaN(data354)){
-const err708 = {instancePath:instancePath+"/clusters/" + i52+"/outlierDetection/minHealthPercent",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/minHealthPercent/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+if(data349.minHealthPercent !== undefined){
+let data355 = data349.minHealthPercent;
+if(typeof data355 == "number"){
+if(data355 > 100 || isNaN(data355)){
+const err708 = {instancePath:instancePath+"/clusters/" + i52+"/outlierDetection/minHealthPercent",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/minHealthPercent/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
 if(vErrors === null){
 vErrors = [err708];
 }
@@ -9120,9 +9123,8 @@ vErrors.push(err708);
 }
 errors++;
 }
-}
-else {
-const err709 = {instancePath:instancePath+"/clusters/" + i52+"/outlierDetection/minHealthPercent",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/minHealthPercent/type",keyword:"type",params:{type: "number"},message:"must be number"};
+if(data355 < 0 || isNaN(data355)){
+const err709 = {instancePath:instancePath+"/clusters/" + i52+"/outlierDetection/minHealthPercent",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/minHealthPercent/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err709];
 }
@@ -9132,9 +9134,8 @@ vErrors.push(err709);
 errors++;
 }
 }
-}
 else {
-const err710 = {instancePath:instancePath+"/clusters/" + i52+"/outlierDetection",schemaPath:"#/properties/clusters/items/properties/outlierDetection/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err710 = {instancePath:instancePath+"/clusters/" + i52+"/outlierDetection/minHealthPercent",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/minHealthPercent/type",keyword:"type",params:{type: "number"},message:"must be number"};
 if(vErrors === null){
 vErrors = [err710];
 }
@@ -9144,12 +9145,9 @@ vErrors.push(err710);
 errors++;
 }
 }
-if(data321.tls !== undefined){
-let data355 = data321.tls;
-if(data355 && typeof data355 == "object" && !Array.isArray(data355)){
-for(const key82 in data355){
-if(!((((((key82 === "sni") || (key82 === "validationContext")) || (key82 === "certificateChain")) || (key82 === "privateKey")) || (key82 === "alpnProtocols")) || (key82 === "insecureSkipVerify"))){
-const err711 = {instancePath:instancePath+"/clusters/" + i52+"/tls",schemaPath:"#/properties/clusters/items/properties/tls/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key82},message:"must NOT have additional properties"};
+}
+else {
+const err711 = {instancePath:instancePath+"/clusters/" + i52+"/outlierDetection",schemaPath:"#/properties/clusters/items/properties/outlierDetection/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err711];
 }
@@ -9159,11 +9157,12 @@ vErrors.push(err711);
 errors++;
 }
 }
-if(data355.sni !== undefined){
-let data356 = data355.sni;
-if(typeof data356 === "string"){
-if(data356.length < 1){
-const err712 = {instancePath:instancePath+"/clusters/" + i52+"/tls/sni",schemaPath:"#/properties/clusters/items/properties/tls/properties/sni/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data321.tls !== undefined){
+let data356 = data321.tls;
+if(data356 && typeof data356 == "object" && !Array.isArray(data356)){
+for(const key82 in data356){
+if(!((((((key82 === "sni") || (key82 === "validationContext")) || (key82 === "certificateChain")) || (key82 === "privateKey")) || (key82 === "alpnProtocols")) || (key82 === "insecureSkipVerify"))){
+const err712 = {instancePath:instancePath+"/clusters/" + i52+"/tls",schemaPath:"#/properties/clusters/items/properties/tls/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key82},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err712];
 }
@@ -9173,8 +9172,11 @@ vErrors.push(err712);
 errors++;
 }
 }
-else {
-const err713 = {instancePath:instancePath+"/clusters/" + i52+"/tls/sni",schemaPath:"#/properties/clusters/items/properties/tls/properties/sni/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data356.sni !== undefined){
+let data357 = data356.sni;
+if(typeof data357 === "string"){
+if(data357.length < 1){
+const err713 = {instancePath:instancePath+"/clusters/" + i52+"/tls/sni",schemaPath:"#/properties/clusters/items/properties/tls/properties/sni/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err713];
 }
@@ -9184,11 +9186,8 @@ vErrors.push(err713);
 errors++;
 }
 }
-if(data355.validationContext !== undefined){
-let data357 = data355.validationContext;
-if(typeof data357 === "string"){
-if(data357.length < 1){
-const err714 = {instancePath:instancePath+"/clusters/" + i52+"/tls/validationContext",schemaPath:"#/properties/clusters/items/properties/tls/properties/validationContext/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+else {
+const err714 = {instancePath:instancePath+"/clusters/" + i52+"/tls/sni",schemaPath:"#/properties/clusters/items/properties/tls/properties/sni/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err714];
 }
@@ -9198,8 +9197,11 @@ vErrors.push(err714);
 errors++;
 }
 }
-else {
-const err715 = {instancePath:instancePath+"/clusters/" + i52+"/tls/validationContext",schemaPath:"#/properties/clusters/items/properties/tls/properties/validationContext/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data356.validationContext !== undefined){
+let data358 = data356.validationContext;
+if(typeof data358 === "string"){
+if(data358.length < 1){
+const err715 = {instancePath:instancePath+"/clusters/" + i52+"/tls/validationContext",schemaPath:"#/properties/clusters/items/properties/tls/properties/validationContext/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err715];
 }
@@ -9209,11 +9211,8 @@ vErrors.push(err715);
 errors++;
 }
 }
-if(data355.certificateChain !== undefined){
-let data358 = data355.certificateChain;
-if(typeof data358 === "string"){
-if(data358.length < 1){
-const err716 = {instancePath:instancePath+"/clusters/" + i52+"/tls/certificateChain",schemaPath:"#/properties/clusters/items/properties/tls/properties/certificateChain/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+else {
+const err716 = {instancePath:instancePath+"/clusters/" + i52+"/tls/validationContext",schemaPath:"#/properties/clusters/items/properties/tls/properties/validationContext/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err716];
 }
@@ -9223,8 +9222,11 @@ vErrors.push(err716);
 errors++;
 }
 }
-else {
-const err717 = {instancePath:instancePath+"/clusters/" + i52+"/tls/certificateChain",schemaPath:"#/properties/clusters/items/properties/tls/properties/certificateChain/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data356.certificateChain !== undefined){
+let data359 = data356.certificateChain;
+if(typeof data359 === "string"){
+if(data359.length < 1){
+const err717 = {instancePath:instancePath+"/clusters/" + i52+"/tls/certificateChain",schemaPath:"#/properties/clusters/items/properties/tls/properties/certificateChain/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err717];
 }
@@ -9234,11 +9236,8 @@ vErrors.push(err717);
 errors++;
 }
 }
-if(data355.privateKey !== undefined){
-let data359 = data355.privateKey;
-if(typeof data359 === "string"){
-if(data359.length < 1){
-const err718 = {instancePath:instancePath+"/clusters/" + i52+"/tls/privateKey",schemaPath:"#/properties/clusters/items/properties/tls/properties/privateKey/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+else {
+const err718 = {instancePath:instancePath+"/clusters/" + i52+"/tls/certificateChain",schemaPath:"#/properties/clusters/items/properties/tls/properties/certificateChain/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err718];
 }
@@ -9248,8 +9247,11 @@ vErrors.push(err718);
 errors++;
 }
 }
-else {
-const err719 = {instancePath:instancePath+"/clusters/" + i52+"/tls/privateKey",schemaPath:"#/properties/clusters/items/properties/tls/properties/privateKey/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data356.privateKey !== undefined){
+let data360 = data356.privateKey;
+if(typeof data360 === "string"){
+if(data360.length < 1){
+const err719 = {instancePath:instancePath+"/clusters/" + i52+"/tls/privateKey",schemaPath:"#/properties/clusters/items/properties/tls/properties/privateKey/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err719];
 }
@@ -9259,15 +9261,8 @@ vErrors.push(err719);
 errors++;
 }
 }
-if(data355.alpnProtocols !== undefined){
-let data360 = data355.alpnProtocols;
-if(Array.isArray(data360)){
-const len54 = data360.length;
-for(let i54=0; i54<len54; i54++){
-let data361 = data360[i54];
-if(typeof data361 === "string"){
-if(data361.length < 1){
-const err720 = {instancePath:instancePath+"/clusters/" + i52+"/tls/alpnProtocols/" + i54,schemaPath:"#/properties/clusters/items/properties/tls/properties/alpnProtocols/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+else {
+const err720 = {instancePath:instancePath+"/clusters/" + i52+"/tls/privateKey",schemaPath:"#/properties/clusters/items/properties/tls/properties/privateKey/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err720];
 }
@@ -9277,8 +9272,15 @@ vErrors.push(err720);
 errors++;
 }
 }
-else {
-const err721 = {instancePath:instancePath+"/clusters/" + i52+"/tls/alpnProtocols/" + i54,schemaPath:"#/properties/clusters/items/properties/tls/properties/alpnProtocols/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data356.alpnProtocols !== undefined){
+let data361 = data356.alpnProtocols;
+if(Array.isArray(data361)){
+const len54 = data361.length;
+for(let i54=0; i54<len54; i54++){
+let data362 = data361[i54];
+if(typeof data362 === "string"){
+if(data362.length < 1){
+const err721 = {instancePath:instancePath+"/clusters/" + i52+"/tls/alpnProtocols/" + i54,schemaPath:"#/properties/clusters/items/properties/tls/properties/alpnProtocols/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err721];
 }
@@ -9288,9 +9290,8 @@ vErrors.push(err721);
 errors++;
 }
 }
-}
 else {
-const err722 = {instancePath:instancePath+"/clusters/" + i52+"/tls/alpnProtocols",schemaPath:"#/properties/clusters/items/properties/tls/properties/alpnProtocols/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err722 = {instancePath:instancePath+"/clusters/" + i52+"/tls/alpnProtocols/" + i54,schemaPath:"#/properties/clusters/items/properties/tls/properties/alpnProtocols/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err722];
 }
@@ -9300,9 +9301,9 @@ vErrors.push(err722);
 errors++;
 }
 }
-if(data355.insecureSkipVerify !== undefined){
-if(typeof data355.insecureSkipVerify !== "boolean"){
-const err723 = {instancePath:instancePath+"/clusters/" + i52+"/tls/insecureSkipVerify",schemaPath:"#/properties/clusters/items/properties/tls/properties/insecureSkipVerify/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+}
+else {
+const err723 = {instancePath:instancePath+"/clusters/" + i52+"/tls/alpnProtocols",schemaPath:"#/properties/clusters/items/properties/tls/properties/alpnProtocols/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err723];
 }
@@ -9312,9 +9313,9 @@ vErrors.push(err723);
 errors++;
 }
 }
-}
-else {
-const err724 = {instancePath:instancePath+"/clusters/" + i52+"/tls",schemaPath:"#/properties/clusters/items/properties/tls/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data356.insecureSkipVerify !== undefined){
+if(typeof data356.insecureSkipVerify !== "boolean"){
+const err724 = {instancePath:instancePath+"/clusters/" + i52+"/tls/insecureSkipVerify",schemaPath:"#/properties/clusters/items/properties/tls/properties/insecureSkipVerify/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err724];
 }
@@ -9326,7 +9327,7 @@ errors++;
 }
 }
 else {
-const err725 = {instancePath:instancePath+"/clusters/" + i52,schemaPath:"#/properties/clusters/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err725 = {instancePath:instancePath+"/clusters/" + i52+"/tls",schemaPath:"#/properties/clusters/items/properties/tls/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err725];
 }
@@ -9338,7 +9339,7 @@ errors++;
 }
 }
 else {
-const err726 = {instancePath:instancePath+"/clusters",schemaPath:"#/properties/clusters/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err726 = {instancePath:instancePath+"/clusters/" + i52,schemaPath:"#/properties/clusters/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err726];
 }
@@ -9348,12 +9349,9 @@ vErrors.push(err726);
 errors++;
 }
 }
-if(data.telemetry !== undefined){
-let data363 = data.telemetry;
-if(data363 && typeof data363 == "object" && !Array.isArray(data363)){
-for(const key83 in data363){
-if(!(((key83 === "prometheus") || (key83 === "accessLog")) || (key83 === "tracing"))){
-const err727 = {instancePath:instancePath+"/telemetry",schemaPath:"#/properties/telemetry/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key83},message:"must NOT have additional properties"};
+}
+else {
+const err727 = {instancePath:instancePath+"/clusters",schemaPath:"#/properties/clusters/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err727];
 }
@@ -9363,12 +9361,12 @@ vErrors.push(err727);
 errors++;
 }
 }
-if(data363.prometheus !== undefined){
-let data364 = data363.prometheus;
+if(data.telemetry !== undefined){
+let data364 = data.telemetry;
 if(data364 && typeof data364 == "object" && !Array.isArray(data364)){
-for(const key84 in data364){
-if(!((key84 === "address") || (key84 === "port"))){
-const err728 = {instancePath:instancePath+"/telemetry/prometheus",schemaPath:"#/properties/telemetry/properties/prometheus/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key84},message:"must NOT have additional properties"};
+for(const key83 in data364){
+if(!(((key83 === "prometheus") || (key83 === "accessLog")) || (key83 === "tracing"))){
+const err728 = {instancePath:instancePath+"/telemetry",schemaPath:"#/properties/telemetry/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key83},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err728];
 }
@@ -9378,11 +9376,12 @@ vErrors.push(err728);
 errors++;
 }
 }
-if(data364.address !== undefined){
-let data365 = data364.address;
-if(typeof data365 === "string"){
-if(data365.length < 1){
-const err729 = {instancePath:instancePath+"/telemetry/prometheus/address",schemaPath:"#/properties/telemetry/properties/prometheus/properties/address/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data364.prometheus !== undefined){
+let data365 = data364.prometheus;
+if(data365 && typeof data365 == "object" && !Array.isArray(data365)){
+for(const key84 in data365){
+if(!((key84 === "address") || (key84 === "port"))){
+const err729 = {instancePath:instancePath+"/telemetry/prometheus",schemaPath:"#/properties/telemetry/properties/prometheus/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key84},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err729];
 }
@@ -9392,8 +9391,11 @@ vErrors.push(err729);
 errors++;
 }
 }
-else {
-const err730 = {instancePath:instancePath+"/telemetry/prometheus/address",schemaPath:"#/properties/telemetry/properties/prometheus/properties/address/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data365.address !== undefined){
+let data366 = data365.address;
+if(typeof data366 === "string"){
+if(data366.length < 1){
+const err730 = {instancePath:instancePath+"/telemetry/prometheus/address",schemaPath:"#/properties/telemetry/properties/prometheus/properties/address/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err730];
 }
@@ -9403,10 +9405,8 @@ vErrors.push(err730);
 errors++;
 }
 }
-if(data364.port !== undefined){
-let data366 = data364.port;
-if(!((typeof data366 == "number") && (!(data366 % 1) && !isNaN(data366)))){
-const err731 = {instancePath:instancePath+"/telemetry/prometheus/port",schemaPath:"#/properties/telemetry/properties/prometheus/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+else {
+const err731 = {instancePath:instancePath+"/telemetry/prometheus/address",schemaPath:"#/properties/telemetry/properties/prometheus/properties/address/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err731];
 }
@@ -9415,9 +9415,11 @@ vErrors.push(err731);
 }
 errors++;
 }
-if(typeof data366 == "number"){
-if(data366 > 65535 || isNaN(data366)){
-const err732 = {instancePath:instancePath+"/telemetry/prometheus/port",schemaPath:"#/properties/telemetry/properties/prometheus/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+}
+if(data365.port !== undefined){
+let data367 = data365.port;
+if(!((typeof data367 == "number") && (!(data367 % 1) && !isNaN(data367)))){
+const err732 = {instancePath:instancePath+"/telemetry/prometheus/port",schemaPath:"#/properties/telemetry/properties/prometheus/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err732];
 }
@@ -9426,8 +9428,9 @@ vErrors.push(err732);
 }
 errors++;
 }
-if(data366 < 0 || isNaN(data366)){
-const err733 = {instancePath:instancePath+"/telemetry/prometheus/port",schemaPath:"#/properties/telemetry/properties/prometheus/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(typeof data367 == "number"){
+if(data367 > 65535 || isNaN(data367)){
+const err733 = {instancePath:instancePath+"/telemetry/prometheus/port",schemaPath:"#/properties/telemetry/properties/prometheus/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
 if(vErrors === null){
 vErrors = [err733];
 }
@@ -9436,11 +9439,8 @@ vErrors.push(err733);
 }
 errors++;
 }
-}
-}
-}
-else {
-const err734 = {instancePath:instancePath+"/telemetry/prometheus",schemaPath:"#/properties/telemetry/properties/prometheus/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data367 < 0 || isNaN(data367)){
+const err734 = {instancePath:instancePath+"/telemetry/prometheus/port",schemaPath:"#/properties/telemetry/properties/prometheus/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err734];
 }
@@ -9450,11 +9450,10 @@ vErrors.push(err734);
 errors++;
 }
 }
-if(data363.accessLog !== undefined){
-let data367 = data363.accessLog;
-if(data367 && typeof data367 == "object" && !Array.isArray(data367)){
-if(data367.path === undefined){
-const err735 = {instancePath:instancePath+"/telemetry/accessLog",schemaPath:"#/properties/telemetry/properties/accessLog/required",keyword:"required",params:{missingProperty: "path"},message:"must have required property '"+"path"+"'"};
+}
+}
+else {
+const err735 = {instancePath:instancePath+"/telemetry/prometheus",schemaPath:"#/properties/telemetry/properties/prometheus/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err735];
 }
@@ -9463,9 +9462,12 @@ vErrors.push(err735);
 }
 errors++;
 }
-for(const key85 in data367){
-if(!(key85 === "path")){
-const err736 = {instancePath:instancePath+"/telemetry/accessLog",schemaPath:"#/properties/telemetry/properties/accessLog/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key85},message:"must NOT have additional properties"};
+}
+if(data364.accessLog !== undefined){
+let data368 = data364.accessLog;
+if(data368 && typeof data368 == "object" && !Array.isArray(data368)){
+if(data368.path === undefined){
+const err736 = {instancePath:instancePath+"/telemetry/accessLog",schemaPath:"#/properties/telemetry/properties/accessLog/required",keyword:"required",params:{missingProperty: "path"},message:"must have required property '"+"path"+"'"};
 if(vErrors === null){
 vErrors = [err736];
 }
@@ -9474,12 +9476,9 @@ vErrors.push(err736);
 }
 errors++;
 }
-}
-if(data367.path !== undefined){
-let data368 = data367.path;
-if(typeof data368 === "string"){
-if(data368.length < 1){
-const err737 = {instancePath:instancePath+"/telemetry/accessLog/path",schemaPath:"#/properties/telemetry/properties/accessLog/properties/path/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+for(const key85 in data368){
+if(!(key85 === "path")){
+const err737 = {instancePath:instancePath+"/telemetry/accessLog",schemaPath:"#/properties/telemetry/properties/accessLog/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key85},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err737];
 }
@@ -9489,8 +9488,11 @@ vErrors.push(err737);
 errors++;
 }
 }
-else {
-const err738 = {instancePath:instancePath+"/telemetry/accessLog/path",schemaPath:"#/properties/telemetry/properties/accessLog/properties/path/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data368.path !== undefined){
+let data369 = data368.path;
+if(typeof data369 === "string"){
+if(data369.length < 1){
+const err738 = {instancePath:instancePath+"/telemetry/accessLog/path",schemaPath:"#/properties/telemetry/properties/accessLog/properties/path/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err738];
 }
@@ -9500,9 +9502,8 @@ vErrors.push(err738);
 errors++;
 }
 }
-}
 else {
-const err739 = {instancePath:instancePath+"/telemetry/accessLog",schemaPath:"#/properties/telemetry/properties/accessLog/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err739 = {instancePath:instancePath+"/telemetry/accessLog/path",schemaPath:"#/properties/telemetry/properties/accessLog/properties/path/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err739];
 }
@@ -9512,11 +9513,9 @@ vErrors.push(err739);
 errors++;
 }
 }
-if(data363.tracing !== undefined){
-let data369 = data363.tracing;
-if(data369 && typeof data369 == "object" && !Array.isArray(data369)){
-if(data369.otlpEndpoint === undefined){
-const err740 = {instancePath:instancePath+"/telemetry/tracing",schemaPath:"#/properties/telemetry/properties/tracing/required",keyword:"required",params:{missingProperty: "otlpEndpoint"},message:"must have required property '"+"otlpEndpoint"+"'"};
+}
+else {
+const err740 = {instancePath:instancePath+"/telemetry/accessLog",schemaPath:"#/properties/telemetry/properties/accessLog/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err740];
 }
@@ -9525,9 +9524,12 @@ vErrors.push(err740);
 }
 errors++;
 }
-for(const key86 in data369){
-if(!(((key86 === "otlpEndpoint") || (key86 === "samplingPercent")) || (key86 === "serviceName"))){
-const err741 = {instancePath:instancePath+"/telemetry/tracing",schemaPath:"#/properties/telemetry/properties/tracing/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key86},message:"must NOT have additional properties"};
+}
+if(data364.tracing !== undefined){
+let data370 = data364.tracing;
+if(data370 && typeof data370 == "object" && !Array.isArray(data370)){
+if(data370.otlpEndpoint === undefined){
+const err741 = {instancePath:instancePath+"/telemetry/tracing",schemaPath:"#/properties/telemetry/properties/tracing/required",keyword:"required",params:{missingProperty: "otlpEndpoint"},message:"must have required property '"+"otlpEndpoint"+"'"};
 if(vErrors === null){
 vErrors = [err741];
 }
@@ -9536,12 +9538,9 @@ vErrors.push(err741);
 }
 errors++;
 }
-}
-if(data369.otlpEndpoint !== undefined){
-let data370 = data369.otlpEndpoint;
-if(typeof data370 === "string"){
-if(!pattern4.test(data370)){
-const err742 = {instancePath:instancePath+"/telemetry/tracing/otlpEndpoint",schemaPath:"#/properties/telemetry/properties/tracing/properties/otlpEndpoint/pattern",keyword:"pattern",params:{pattern: "^https?://"},message:"must match pattern \""+"^https?://"+"\""};
+for(const key86 in data370){
+if(!(((key86 === "otlpEndpoint") || (key86 === "samplingPercent")) || (key86 === "serviceName"))){
+const err742 = {instancePath:instancePath+"/telemetry/tracing",schemaPath:"#/properties/telemetry/properties/tracing/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key86},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err742];
 }
@@ -9551,8 +9550,11 @@ vErrors.push(err742);
 errors++;
 }
 }
-else {
-const err743 = {instancePath:instancePath+"/telemetry/tracing/otlpEndpoint",schemaPath:"#/properties/telemetry/properties/tracing/properties/otlpEndpoint/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data370.otlpEndpoint !== undefined){
+let data371 = data370.otlpEndpoint;
+if(typeof data371 === "string"){
+if(!pattern4.test(data371)){
+const err743 = {instancePath:instancePath+"/telemetry/tracing/otlpEndpoint",schemaPath:"#/properties/telemetry/properties/tracing/properties/otlpEndpoint/pattern",keyword:"pattern",params:{pattern: "^https?://"},message:"must match pattern \""+"^https?://"+"\""};
 if(vErrors === null){
 vErrors = [err743];
 }
@@ -9562,11 +9564,8 @@ vErrors.push(err743);
 errors++;
 }
 }
-if(data369.samplingPercent !== undefined){
-let data371 = data369.samplingPercent;
-if(typeof data371 == "number"){
-if(data371 > 100 || isNaN(data371)){
-const err744 = {instancePath:instancePath+"/telemetry/tracing/samplingPercent",schemaPath:"#/properties/telemetry/properties/tracing/properties/samplingPercent/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
+else {
+const err744 = {instancePath:instancePath+"/telemetry/tracing/otlpEndpoint",schemaPath:"#/properties/telemetry/properties/tracing/properties/otlpEndpoint/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err744];
 }
@@ -9575,8 +9574,12 @@ vErrors.push(err744);
 }
 errors++;
 }
-if(data371 < 0 || isNaN(data371)){
-const err745 = {instancePath:instancePath+"/telemetry/tracing/samplingPercent",schemaPath:"#/properties/telemetry/properties/tracing/properties/samplingPercent/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+if(data370.samplingPercent !== undefined){
+let data372 = data370.samplingPercent;
+if(typeof data372 == "number"){
+if(data372 > 100 || isNaN(data372)){
+const err745 = {instancePath:instancePath+"/telemetry/tracing/samplingPercent",schemaPath:"#/properties/telemetry/properties/tracing/properties/samplingPercent/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
 if(vErrors === null){
 vErrors = [err745];
 }
@@ -9585,9 +9588,8 @@ vErrors.push(err745);
 }
 errors++;
 }
-}
-else {
-const err746 = {instancePath:instancePath+"/telemetry/tracing/samplingPercent",schemaPath:"#/properties/telemetry/properties/tracing/properties/samplingPercent/type",keyword:"type",params:{type: "number"},message:"must be number"};
+if(data372 < 0 || isNaN(data372)){
+const err746 = {instancePath:instancePath+"/telemetry/tracing/samplingPercent",schemaPath:"#/properties/telemetry/properties/tracing/properties/samplingPercent/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err746];
 }
@@ -9597,11 +9599,8 @@ vErrors.push(err746);
 errors++;
 }
 }
-if(data369.serviceName !== undefined){
-let data372 = data369.serviceName;
-if(typeof data372 === "string"){
-if(data372.length < 1){
-const err747 = {instancePath:instancePath+"/telemetry/tracing/serviceName",schemaPath:"#/properties/telemetry/properties/tracing/properties/serviceName/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+else {
+const err747 = {instancePath:instancePath+"/telemetry/tracing/samplingPercent",schemaPath:"#/properties/telemetry/properties/tracing/properties/samplingPercent/type",keyword:"type",params:{type: "number"},message:"must be number"};
 if(vErrors === null){
 vErrors = [err747];
 }
@@ -9611,8 +9610,11 @@ vErrors.push(err747);
 errors++;
 }
 }
-else {
-const err748 = {instancePath:instancePath+"/telemetry/tracing/serviceName",schemaPath:"#/properties/telemetry/properties/tracing/properties/serviceName/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data370.serviceName !== undefined){
+let data373 = data370.serviceName;
+if(typeof data373 === "string"){
+if(data373.length < 1){
+const err748 = {instancePath:instancePath+"/telemetry/tracing/serviceName",schemaPath:"#/properties/telemetry/properties/tracing/properties/serviceName/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err748];
 }
@@ -9622,9 +9624,8 @@ vErrors.push(err748);
 errors++;
 }
 }
-}
 else {
-const err749 = {instancePath:instancePath+"/telemetry/tracing",schemaPath:"#/properties/telemetry/properties/tracing/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err749 = {instancePath:instancePath+"/telemetry/tracing/serviceName",schemaPath:"#/properties/telemetry/properties/tracing/properties/serviceName/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err749];
 }
@@ -9636,7 +9637,7 @@ errors++;
 }
 }
 else {
-const err750 = {instancePath:instancePath+"/telemetry",schemaPath:"#/properties/telemetry/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err750 = {instancePath:instancePath+"/telemetry/tracing",schemaPath:"#/properties/telemetry/properties/tracing/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err750];
 }
@@ -9648,12 +9649,24 @@ errors++;
 }
 }
 else {
-const err751 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err751 = {instancePath:instancePath+"/telemetry",schemaPath:"#/properties/telemetry/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err751];
 }
 else {
 vErrors.push(err751);
+}
+errors++;
+}
+}
+}
+else {
+const err752 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err752];
+}
+else {
+vErrors.push(err752);
 }
 errors++;
 }

@@ -224,6 +224,7 @@ const filterChain = obj(
 const cluster = obj(
   {
     name: nonEmpty,
+    type: { enum: ["static", "original_dst"] },
     lbPolicy: { enum: ["ROUND_ROBIN", "LEAST_REQUEST", "RANDOM", "RING_HASH", "MAGLEV"] },
     ringHash: obj({ minimumRingSize: positiveInt, maximumRingSize: positiveInt }),
     maglev: obj({ tableSize: positiveInt }),

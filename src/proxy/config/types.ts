@@ -333,6 +333,13 @@ export type LbPolicy = "ROUND_ROBIN" | "LEAST_REQUEST" | "RANDOM" | "RING_HASH" 
 
 export interface ClusterConfig {
   readonly name: string;
+  /**
+   * "static" (default): the endpoints listed. "original_dst": no endpoints are listed; each request goes to the
+   * host and port its own authority names (the CONNECT target, the absolute-form URI's or the Host header's
+   * host, port 80 when it names none), as a forward proxy would: Envoy's ORIGINAL_DST cluster for traffic to
+   * destinations the config does not know. The host is resolved by the system resolver on each connection.
+   */
+  readonly type?: "static" | "original_dst";
   /** Default ROUND_ROBIN. */
   readonly lbPolicy?: LbPolicy;
   readonly ringHash?: { readonly minimumRingSize?: number; readonly maximumRingSize?: number };

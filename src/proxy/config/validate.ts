@@ -120,6 +120,11 @@ function semanticProblems(c: ProxyConfig): ConfigProblem[] {
   (c.clusters ?? []).forEach((cl, i) => {
     if (clusterNames.has(cl.name)) err(["clusters", i, "name"], `duplicate cluster name "${cl.name}"`);
     clusterNames.add(cl.name);
+    if (cl.type === "original_dst" && cl.endpoints.length > 0)
+      err(
+        ["clusters", i, "endpoints"],
+        "an original_dst cluster takes its endpoint from each request; list none",
+      );
     const keys = new Set<string>();
     cl.endpoints.forEach((e, j) => {
       const k = `${e.address}:${e.port}`;

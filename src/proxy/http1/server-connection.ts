@@ -251,7 +251,7 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
       this.redirect(route);
       return;
     }
-    const choice = chooseUpstream(route, this.rt.clusters, this);
+    const choice = chooseUpstream(route, this.rt.clusters, this, this.authority);
     if (typeof choice === "string") {
       this.localFlag(choice, "");
       return;
@@ -591,7 +591,7 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
     this.endRetry();
     if (this.state !== WAIT_POOL) return;
     const cluster = this.cluster!;
-    const ep = chooseRetryEndpoint(this.route!, cluster, this, this.tried ?? []);
+    const ep = chooseRetryEndpoint(this.route!, cluster, this, this.tried ?? [], this.authority);
     if (typeof ep === "string") {
       this.socket.resume();
       this.localFlag(ep, "");
@@ -736,7 +736,10 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
       this.localFlag(route ? ResponseFlag.NoClusterFound : ResponseFlag.NoRouteFound, "");
       return;
     }
-    const ep = cluster.lb.pick({}) as Endpoint | undefined;
+    const ep =
+      cluster.config.type === "original_dst"
+        ? cluster.originalDestination(authority)
+        : (cluster.lb.pick({}) as Endpoint | undefined);
     if (!ep) {
       this.keepAlive = false;
       this.localFlag(ResponseFlag.NoHealthyUpstream, "");

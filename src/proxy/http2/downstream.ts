@@ -200,7 +200,7 @@ class Http2Exchange implements PoolWaiter, ResponseHandler {
       this.respond({ ":status": route.redirect.responseCode ?? 301, location }, true);
       return;
     }
-    const choice = chooseUpstream(route, this.rt.clusters, this);
+    const choice = chooseUpstream(route, this.rt.clusters, this, this.authority);
     if (typeof choice === "string") {
       this.flag(choice, "");
       return;
@@ -526,7 +526,7 @@ class Http2Exchange implements PoolWaiter, ResponseHandler {
         this.backoffTimer = undefined;
         cluster.activeRetries--;
         if (this.done) return;
-        const next = chooseRetryEndpoint(route, cluster, this, this.tried ?? []);
+        const next = chooseRetryEndpoint(route, cluster, this, this.tried ?? [], this.authority);
         if (typeof next === "string") {
           this.flag(next, "");
           return;

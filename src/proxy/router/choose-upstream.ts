@@ -1,6 +1,6 @@
 // From a matched route to the endpoint a request goes to, the same for every downstream codec: the weighted
 // cluster, the cluster's request circuit breaker, and the load balancer (with the route's hash policies for
-// RING_HASH and MAGLEV). On success the request is counted against the cluster and the endpoint; the caller
+// RING_HASH and MAGLEV; an original_dst cluster's endpoint is the request authority's). On success the request is counted against the cluster and the endpoint; the caller
 // must release it (active requests) when the exchange ends.
 import type { HashInput } from "../lb/hash-policy.ts";
 import { computeHash } from "../lb/hash-policy.ts";
@@ -24,6 +24,7 @@ export function chooseUpstream(
   route: CompiledRoute,
   clusters: ClusterManager,
   source: HashSource,
+  authority: string,
 ): UpstreamChoice | ResponseFlag {
   const wc = pickCluster(route, Math.random());
   const cluster = wc ? clusters.get(wc.name) : undefined;
@@ -32,7 +33,7 @@ export function chooseUpstream(
     cluster.limits.overflowRequests.inc();
     return ResponseFlag.UpstreamOverflow;
   }
-  const endpoint = pickEndpoint(route, cluster, source, null);
+  const endpoint = pickEndpoint(route, cluster, source, null, authority);
   if (endpoint === undefined) return ResponseFlag.NoHealthyUpstream;
   countRequest(cluster, endpoint);
   return { wc, cluster, endpoint };
@@ -47,12 +48,13 @@ export function chooseRetryEndpoint(
   cluster: Cluster,
   source: HashSource,
   tried: readonly Endpoint[],
+  authority: string,
 ): Endpoint | ResponseFlag {
   if (cluster.limits.active.value >= cluster.limits.maxRequests) {
     cluster.limits.overflowRequests.inc();
     return ResponseFlag.UpstreamOverflow;
   }
-  const endpoint = pickEndpoint(route, cluster, source, tried);
+  const endpoint = pickEndpoint(route, cluster, source, tried, authority);
   if (endpoint === undefined) return ResponseFlag.NoHealthyUpstream;
   countRequest(cluster, endpoint);
   return endpoint;
@@ -65,7 +67,13 @@ function pickEndpoint(
   cluster: Cluster,
   source: HashSource,
   tried: readonly Endpoint[] | null,
+  authority: string,
 ): Endpoint | undefined {
+  if (cluster.config.type === "original_dst") {
+    const ep = cluster.originalDestination(authority);
+    if (ep === undefined) cluster.stats.noHealthyHost.inc();
+    return ep;
+  }
   const policies = route.action?.hashPolicy;
   const hash =
     policies && (cluster.policy === "RING_HASH" || cluster.policy === "MAGLEV")

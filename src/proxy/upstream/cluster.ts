@@ -158,6 +158,35 @@ export class Cluster {
   /** Passive health checking; started when the cluster goes live. */
   outlier: OutlierDetector | undefined;
 
+  /** Endpoints of an original_dst cluster, made from request authorities ("host:port" keys). */
+  private dynamic: Map<string, Endpoint> | undefined;
+
+  /**
+   * The endpoint an original_dst cluster sends a request to: its authority's host and port (80 when absent),
+   * made on first use. At most MAX_ORIGINAL_DST endpoints are kept; beyond that, idle ones are dropped with
+   * their pools, so that clients naming many hosts cannot grow the proxy without bound.
+   */
+  originalDestination(authority: string): Endpoint | undefined {
+    const dest = splitAuthority(authority);
+    if (dest === undefined) return undefined;
+    const key = `${dest.host}:${dest.port}`;
+    this.dynamic ??= new Map();
+    let ep = this.dynamic.get(key);
+    if (ep === undefined) {
+      if (this.dynamic.size >= MAX_ORIGINAL_DST)
+        for (const [k, e] of this.dynamic)
+          if (e.activeRequests === 0) {
+            this.dynamic.delete(k);
+            this.pools.get(k)?.close();
+            this.pools.delete(k);
+          }
+      if (this.dynamic.size >= MAX_ORIGINAL_DST) return undefined;
+      ep = new Endpoint(dest.host, dest.port, 1);
+      this.dynamic.set(key, ep);
+    }
+    return ep.healthy ? ep : undefined;
+  }
+
   /** Called when this cluster goes live: the predecessor's pools it did not adopt drain and close. */
   activate(): void {
     this.membership.value = this.endpoints.length;
@@ -198,6 +227,23 @@ export class Cluster {
     this.h2?.close();
     this.outlier?.stop();
   }
+}
+
+const MAX_ORIGINAL_DST = 1024;
+
+/** "host:port", "[v6]:port" or "host" (port 80) -> host and port; undefined when it names no host. */
+function splitAuthority(authority: string): { host: string; port: number } | undefined {
+  let host = authority;
+  let port = 80;
+  const colon = authority.lastIndexOf(":");
+  if (colon > 0 && authority.indexOf("]") < colon) {
+    const p = Number(authority.slice(colon + 1));
+    if (!Number.isInteger(p) || p < 1 || p > 65535) return undefined;
+    port = p;
+    host = authority.slice(0, colon);
+  }
+  if (host.startsWith("[") && host.endsWith("]")) host = host.slice(1, -1);
+  return host === "" ? undefined : { host, port };
 }
 
 function sameConnectionSettings(a: ClusterConfig, b: ClusterConfig): boolean {
