@@ -7,20 +7,40 @@ import type { Resource } from "../../api/resource.ts";
 import { arr, num, obj, str } from "../../api/validate/checker.ts";
 import type { ServiceInstance } from "../model.ts";
 
+const NO_INSTANCES: readonly ServiceInstance[] = Object.freeze([]);
+
 export class ServiceRegistry {
   readonly context: AnalysisContext;
   private readonly registered: ServiceInstance[];
-  private readonly byHostPort = new Map<string, ServiceInstance[]>();
+  private readonly byHostPort = new Map<string, readonly ServiceInstance[]>();
 
-  constructor(resources: readonly Resource[], registered: readonly ServiceInstance[] = []) {
+  /**
+   * `previous`: the registry this one replaces. A service port whose instances are unchanged keeps the very
+   * list it had, so that what was rendered from it can be reused by identity (translate/render-memo.ts).
+   */
+  constructor(
+    resources: readonly Resource[],
+    registered: readonly ServiceInstance[] = [],
+    previous?: ServiceRegistry,
+  ) {
     this.context = new AnalysisContext(resources);
     this.registered = [...registered];
+    const lists = new Map<string, ServiceInstance[]>();
     for (const i of [...configInstances(this.context), ...this.registered]) {
       const key = `${i.host}|${i.servicePort}`;
-      const list = this.byHostPort.get(key);
+      const list = lists.get(key);
       if (list) list.push(i);
-      else this.byHostPort.set(key, [i]);
+      else lists.set(key, [i]);
     }
+    for (const [key, list] of lists) {
+      const before = previous?.byHostPort.get(key);
+      this.byHostPort.set(key, before !== undefined && sameInstances(before, list) ? before : list);
+    }
+  }
+
+  /** Every instance of a service port, as one list that stays the same object while its instances do. */
+  instanceList(host: string, servicePort: number): readonly ServiceInstance[] {
+    return this.byHostPort.get(`${host}|${servicePort}`) ?? NO_INSTANCES;
   }
 
   get services(): readonly MeshService[] {
@@ -32,10 +52,45 @@ export class ServiceRegistry {
     host: string,
     servicePort: number,
     subsetLabels?: Readonly<Record<string, string>>,
-  ): ServiceInstance[] {
-    const all = this.byHostPort.get(`${host}|${servicePort}`) ?? [];
+  ): readonly ServiceInstance[] {
+    const all = this.instanceList(host, servicePort);
     return subsetLabels ? all.filter((i) => selectorMatches(subsetLabels, i.labels)) : all;
   }
+}
+
+/** Every field of an instance: a field added to ServiceInstance and not here is a compile error. */
+const INSTANCE_FIELDS: Record<keyof ServiceInstance, true> = {
+  host: true,
+  servicePort: true,
+  address: true,
+  port: true,
+  labels: true,
+  locality: true,
+  serviceAccount: true,
+  network: true,
+  cluster: true,
+  weight: true,
+};
+const SCALAR_FIELDS = (Object.keys(INSTANCE_FIELDS) as (keyof ServiceInstance)[]).filter(
+  (k) => k !== "labels",
+);
+
+function sameInstances(a: readonly ServiceInstance[], b: readonly ServiceInstance[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i]!;
+    const y = b[i]!;
+    for (const k of SCALAR_FIELDS) if (x[k] !== y[k]) return false;
+    if (!sameLabels(x.labels, y.labels)) return false;
+  }
+  return true;
+}
+
+function sameLabels(a: Readonly<Record<string, string>>, b: Readonly<Record<string, string>>): boolean {
+  const ka = Object.keys(a);
+  if (ka.length !== Object.keys(b).length) return false;
+  for (const k of ka) if (a[k] !== b[k]) return false;
+  return true;
 }
 
 /** Instances written in the config: ServiceEntry endpoints, and WorkloadEntries selected by a service. */

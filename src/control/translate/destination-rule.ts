@@ -14,6 +14,31 @@ export interface ResolvedRule {
   readonly spec: Obj;
 }
 
+interface IndexedRule {
+  readonly rule: ResolvedRule;
+  readonly host: string;
+}
+
+/** Rules by namespace with their hosts resolved, built once per rule list (a render asks once per service). */
+const indexes = new WeakMap<readonly Resource[], Map<string, IndexedRule[]>>();
+
+function indexOf(rules: readonly Resource[]): Map<string, IndexedRule[]> {
+  let index = indexes.get(rules);
+  if (index === undefined) {
+    index = new Map();
+    for (const r of rules) {
+      const spec = obj(r.object.spec);
+      const h = str(spec?.host);
+      if (!spec || !h) continue;
+      const list = index.get(r.namespace) ?? [];
+      list.push({ rule: { resource: r, spec }, host: resolveHost(h, r.namespace) });
+      index.set(r.namespace, list);
+    }
+    indexes.set(rules, index);
+  }
+  return index;
+}
+
 /** The DestinationRule that applies to `host` for a client in `clientNs` (Istio's lookup order). */
 export function findDestinationRule(
   rules: readonly Resource[],
@@ -21,18 +46,14 @@ export function findDestinationRule(
   clientNs: string,
   serviceNs: string,
 ): ResolvedRule | undefined {
+  const index = indexOf(rules);
   for (const ns of [clientNs, serviceNs, ROOT_NAMESPACE]) {
     let best: ResolvedRule | undefined;
     let bestLen = -1;
-    for (const r of rules) {
-      if (r.namespace !== ns || !exportedTo(r, clientNs)) continue;
-      const spec = obj(r.object.spec);
-      const h = str(spec?.host);
-      if (!spec || !h) continue;
-      const resolved = resolveHost(h, r.namespace);
+    for (const { rule, host: resolved } of index.get(ns) ?? []) {
       // The most specific host wins (an exact host over a wildcard).
-      if (hostMatches(resolved, host) && resolved.length > bestLen) {
-        best = { resource: r, spec };
+      if (resolved.length > bestLen && hostMatches(resolved, host) && exportedTo(rule.resource, clientNs)) {
+        best = rule;
         bestLen = resolved.length;
       }
     }

@@ -27,6 +27,7 @@ import type { ServiceRegistry } from "../registry/registry.ts";
 import { mergeDelegates } from "./delegate.ts";
 import { findDestinationRule } from "./destination-rule.ts";
 import { outboundCluster } from "./names.ts";
+import type { RenderMemo } from "./render-memo.ts";
 import {
   routeContextFactory,
   serviceClusters,
@@ -50,14 +51,18 @@ export function selectingGateways(
 }
 
 /** The clusters a gateway in `namespace` gets: every visible service port and subset. */
-export function gatewayClusters(registry: ServiceRegistry, namespace: string): ClusterConfig[] {
+export function gatewayClusters(
+  registry: ServiceRegistry,
+  namespace: string,
+  memo?: RenderMemo,
+): readonly ClusterConfig[] {
   const rules = registry.context.of("DestinationRule");
   const out: ClusterConfig[] = [];
   for (const s of visibleServices(registry, namespace)) {
     const rule = findDestinationRule(rules, s.host, namespace, s.namespace);
-    for (const p of s.ports) out.push(...serviceClusters(registry, s, p.number, rule));
+    for (const p of s.ports) out.push(...serviceClusters(registry, s, p.number, rule, memo));
   }
-  return out;
+  return memo ? memo.list(`gateway-clusters\u0001${namespace}`, out) : out;
 }
 
 interface Server {

@@ -11,6 +11,7 @@ import type { ClusterConfig, ProxyConfig } from "../../proxy/config/types.ts";
 import type { ProxyNode } from "../model.ts";
 import type { ServiceRegistry } from "../registry/registry.ts";
 import { gatewayClusters, gatewayConfig, selectingGateways } from "./gateway.ts";
+import { RenderMemo } from "./render-memo.ts";
 import { type OutboundScope, outboundScope, sidecarConfig } from "./sidecar.ts";
 import { type OutboundPolicy, sidecarEgress } from "./sidecar-scope.ts";
 
@@ -26,9 +27,15 @@ export class SidecarRenderer {
   private readonly scopes = new Map<string, OutboundScope>();
   private readonly gatewayClusters = new Map<string, readonly ClusterConfig[]>();
   private readonly gateways = new Map<string, Pick<ProxyConfig, "listeners" | "routeConfigs">>();
+  private readonly memo: RenderMemo;
 
-  constructor(registry: ServiceRegistry, options: RendererOptions = {}) {
+  /**
+   * `previous`: the renderer this one replaces after a change; what it rendered from inputs that did not change
+   * is reused (render-memo.ts), so one changed service costs its own clusters, not the mesh's.
+   */
+  constructor(registry: ServiceRegistry, options: RendererOptions = {}, previous?: SidecarRenderer) {
     this.registry = registry;
+    this.memo = new RenderMemo(previous?.memo);
     this.labelKeys = sourceLabelKeys(registry);
     this.meshPolicy = options.outboundTrafficPolicy ?? "ALLOW_ANY";
   }
@@ -41,7 +48,7 @@ export class SidecarRenderer {
     const key = [proxy.namespace, egress.key, ...labelValues].join("\u0001");
     let scope = this.scopes.get(key);
     if (scope === undefined) {
-      scope = outboundScope(this.registry, proxy, { egress });
+      scope = outboundScope(this.registry, proxy, { egress, memo: this.memo, key });
       this.scopes.set(key, scope);
     }
     return sidecarConfig(this.registry, proxy, scope);
@@ -54,7 +61,7 @@ export class SidecarRenderer {
   ): ProxyConfig {
     let clusters = this.gatewayClusters.get(proxy.namespace);
     if (clusters === undefined) {
-      clusters = gatewayClusters(this.registry, proxy.namespace);
+      clusters = gatewayClusters(this.registry, proxy.namespace, this.memo);
       this.gatewayClusters.set(proxy.namespace, clusters);
     }
     const key = [

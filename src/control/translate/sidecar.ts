@@ -32,6 +32,7 @@ import {
   outboundCluster,
   PASSTHROUGH_CLUSTER,
 } from "./names.ts";
+import type { RenderMemo } from "./render-memo.ts";
 import { type EgressScope, egressScope, sidecarEgress } from "./sidecar-scope.ts";
 import { type RouteContext, translateHttpRoutes } from "./virtual-service.ts";
 
@@ -83,6 +84,9 @@ export function sidecarConfig(
 export interface ScopeOptions {
   /** What the applicable Sidecar imports, and the outbound traffic policy. Default: everything, ALLOW_ANY. */
   readonly egress?: EgressScope;
+  /** What the previous render made, to reuse what did not change (with `key`, naming this scope). */
+  readonly memo?: RenderMemo;
+  readonly key?: string;
 }
 
 /** The mesh's services as one proxy namespace sees them: visible ones, one per host (Istio's precedence). */
@@ -110,6 +114,7 @@ export function outboundScope(
   options: ScopeOptions = {},
 ): OutboundScope {
   const egress = options.egress ?? egressScope(undefined, "ALLOW_ANY", proxy.namespace);
+  const memo = options.memo;
   const ctx = registry.context;
   const all = visibleServices(registry, proxy.namespace);
   const rules = ctx.of("DestinationRule");
@@ -121,6 +126,22 @@ export function outboundScope(
         visibleResource(vs, proxy.namespace) &&
         egress.importsVirtualService(vs, vsHosts(vs)),
     );
+  // The first VirtualService (in order) with a host covering the service's: exact hosts by lookup, wildcards by
+  // scan, each VirtualService's hosts resolved once per scope rather than once per service.
+  const exactVs = new Map<string, number>();
+  const wildcardVs: Array<[number, string]> = [];
+  virtualServices.forEach((v, i) => {
+    for (const h of vsHosts(v)) {
+      if (h.includes("*")) wildcardVs.push([i, h]);
+      else if (!exactVs.has(h)) exactVs.set(h, i);
+    }
+  });
+  const virtualServiceFor = (host: string): Resource | undefined => {
+    if (host.includes("*")) return virtualServices.find((v) => vsHosts(v).some((h) => hostMatches(h, host)));
+    let best = exactVs.get(host) ?? Number.POSITIVE_INFINITY;
+    for (const [i, h] of wildcardVs) if (i < best && hostMatches(h, host)) best = i;
+    return virtualServices[best];
+  };
   const find = virtualServiceFinder(registry);
   const specs = new Map(virtualServices.map((vs) => [vs, mergeDelegates(vs, find)]));
   const byHost = new Map<string, MeshService>(all.map((s) => [s.host, s]));
@@ -133,7 +154,7 @@ export function outboundScope(
     for (const p of s.ports) {
       // As Istio's sidecar scope: a port the Sidecar does not import gets neither routes nor clusters.
       if (!egress.importsService(s, p.number)) continue;
-      const vs = virtualServices.find((v) => vsHosts(v).some((h) => hostMatches(h, s.host)));
+      const vs = virtualServiceFor(s.host);
       let routes: RouteConfig[] = [];
       if (vs && isHttpPort(p))
         routes = translateHttpRoutes(
@@ -142,27 +163,61 @@ export function outboundScope(
           routeOptions(vs, p.number),
         );
       else if (vs) routes = tcpRoutes(specs.get(vs)!, vs.namespace, p.number, routeOptions(vs, p.number));
-      // A VirtualService without a route for this port leaves the service's default route (Istio).
+      const vhostKey = `vhost\u0001${proxy.namespace}\u0001${s.host}\u0001${p.number}\u0001${ruleName(rule)}`;
       if (routes.length === 0) {
-        const h = hashPolicy(trafficPolicy(rule, p.number, ""));
-        routes = [
-          {
-            name: "default",
-            match: { prefix: "/" },
-            route: { cluster: outboundCluster(s.host, p.number), ...(h ? { hashPolicy: h } : {}) },
-          },
-        ];
+        // A VirtualService without a route for this port leaves the service's default route (Istio). It
+        // depends only on the service and the rule, so it is reused while they are the same objects.
+        // (A new ServiceEntry object whose endpoints alone changed yields the same route: kept by content.)
+        const build = () => defaultVirtualHost(s, p.number, proxy.namespace, rule);
+        virtualHosts.push(memo ? memo.get(vhostKey, [s.resource, rule?.resource], build, true) : build());
+      } else {
+        const vhost: VirtualHostConfig = {
+          name: `${s.host}:${p.number}`,
+          domains: domains(s, p.number, proxy.namespace),
+          routes,
+        };
+        // Routes depend on more than their VirtualService (other services' ports and rules): rebuilt, and kept
+        // as the same object only when they come out the same.
+        virtualHosts.push(memo ? memo.same(`${vhostKey}\u0001${options.key ?? ""}`, vhost) : vhost);
       }
-      virtualHosts.push({
-        name: `${s.host}:${p.number}`,
-        domains: domains(s, p.number, proxy.namespace),
-        routes,
-      });
-      clusters.push(...serviceClusters(registry, s, p.number, rule));
+      clusters.push(...serviceClusters(registry, s, p.number, rule, memo));
     }
   }
   virtualHosts.push(egress.policy === "REGISTRY_ONLY" ? BLOCK_ALL : ALLOW_ANY);
-  return { routeConfigs: [{ name: "outbound", virtualHosts }], clusters };
+  if (!memo || options.key === undefined)
+    return { routeConfigs: [{ name: "outbound", virtualHosts }], clusters };
+  // The lists keep their identity while they hold the same objects: the push side then has nothing to diff.
+  return {
+    routeConfigs: memo.get(`routes\u0001${options.key}`, virtualHosts, () => [
+      { name: "outbound", virtualHosts },
+    ]),
+    clusters: memo.list(`clusters\u0001${options.key}`, clusters),
+  };
+}
+
+/** Names the rule in memo keys, so that scopes seeing different rules for a host do not evict each other. */
+function ruleName(rule: ReturnType<typeof findDestinationRule>): string {
+  return rule ? `${rule.resource.namespace}/${rule.resource.name}` : "";
+}
+
+function defaultVirtualHost(
+  s: MeshService,
+  port: number,
+  clientNs: string,
+  rule: ReturnType<typeof findDestinationRule>,
+): VirtualHostConfig {
+  const h = hashPolicy(trafficPolicy(rule, port, ""));
+  return {
+    name: `${s.host}:${port}`,
+    domains: domains(s, port, clientNs),
+    routes: [
+      {
+        name: "default",
+        match: { prefix: "/" },
+        route: { cluster: outboundCluster(s.host, port), ...(h ? { hashPolicy: h } : {}) },
+      },
+    ],
+  };
 }
 
 /**
@@ -229,13 +284,24 @@ export function serviceClusters(
   s: MeshService,
   port: number,
   rule: ReturnType<typeof findDestinationRule>,
-): ClusterConfig[] {
-  const out = [cluster(registry, s, port, "", rule)];
-  for (const sub of arr(rule?.spec.subsets)) {
-    const name = str(obj(sub)?.name);
-    if (name) out.push(cluster(registry, s, port, name, rule));
-  }
-  return out;
+  memo?: RenderMemo,
+): readonly ClusterConfig[] {
+  const build = () => {
+    const out = [cluster(registry, s, port, "", rule)];
+    for (const sub of arr(rule?.spec.subsets)) {
+      const name = str(obj(sub)?.name);
+      if (name) out.push(cluster(registry, s, port, name, rule));
+    }
+    return out;
+  };
+  // A service port's clusters depend on its definition, its DestinationRule and its instances, nothing else.
+  return memo
+    ? memo.get(
+        `clusters\u0001${s.host}\u0001${port}\u0001${ruleName(rule)}`,
+        [s.resource, rule?.resource, registry.instanceList(s.host, port)],
+        build,
+      )
+    : build();
 }
 
 /** Builds the RouteContext for a VirtualService's routes on a port, as one proxy sees them. */
