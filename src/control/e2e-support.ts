@@ -23,17 +23,19 @@ export interface ControlPlaneProcess {
 }
 
 /**
- * Runs `isthmus control-plane --config PATH... --listen LISTEN --api-listen 127.0.0.1:0 --monitoring-listen off`
- * with `token` in ISTHMUS_TOKEN; resolves once both servers have printed their ports.
+ * Runs `isthmus control-plane --config PATH... --listen LISTEN --api-listen 127.0.0.1:0 --monitoring-listen off
+ * EXTRA...` with `token` in ISTHMUS_TOKEN; resolves once both servers have printed their ports.
  */
 export async function startControlPlane(
   configs: readonly string[],
   token: string,
   listen = "127.0.0.1:0",
+  extra: readonly string[] = [],
 ): Promise<ControlPlaneProcess> {
   const args = ["control-plane", "--listen", listen, "--api-listen", "127.0.0.1:0"];
   args.push("--monitoring-listen", "off");
   for (const c of configs) args.push("--config", c);
+  args.push(...extra);
   const child = spawn(process.execPath, [BIN, ...args], {
     stdio: ["ignore", "ignore", "pipe"],
     env: { ...process.env, ISTHMUS_FROM_SOURCE: "1", ISTHMUS_TOKEN: token },
@@ -80,8 +82,16 @@ export interface CliResult {
 
 /** `isthmus ARGS --server SERVER` with `token` in ISTHMUS_TOKEN, without blocking this process. */
 export function isthmus(server: string, token: string, ...args: string[]): Promise<CliResult> {
+  return runIsthmus([...args, "--server", server], token);
+}
+
+/**
+ * `isthmus ARGS` with `token` in ISTHMUS_TOKEN until it exits (killed after `timeoutMs`), without blocking this
+ * process: for commands that are expected to end, such as a control plane that refuses to start.
+ */
+export function runIsthmus(args: readonly string[], token: string, timeoutMs = 20_000): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args, "--server", server], {
+    const child = spawn(process.execPath, [BIN, ...args], {
       stdio: ["ignore", "pipe", "pipe"],
       env: { ...process.env, ISTHMUS_FROM_SOURCE: "1", ISTHMUS_TOKEN: token },
     });
@@ -93,9 +103,15 @@ export function isthmus(server: string, token: string, ...args: string[]): Promi
     child.stderr!.setEncoding("utf8").on("data", (d: string) => {
       stderr += d;
     });
-    const timer = setTimeout(() => child.kill("SIGKILL"), 20_000);
+    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+    let exited = false;
+    // A test that fails before this ends must not leave it running (a control plane that did start).
+    onClose(() => {
+      if (!exited) child.kill("SIGKILL");
+    });
     child.once("error", reject);
     child.once("close", (status) => {
+      exited = true;
       clearTimeout(timer);
       resolve({ status, stdout, stderr });
     });

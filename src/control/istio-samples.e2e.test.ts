@@ -2,10 +2,12 @@
 // (platform/kube/bookinfo.yaml + destination-rule-all.yaml from ../shared/istio-samples, unchanged), whose
 // reviews v1/v2/v3 and ratings v1 workloads are WorkloadEntries pointing at real HTTP backends, and two
 // `isthmus proxy` sidecars on its push stream (productpage-v1, which calls reviews, and reviews-v2, which
-// calls ratings). With traffic flowing through both sidecars the control plane is SIGKILLed and restarted
-// with the same files: no request fails, and the proxies resync. Then Istio's own task samples, applied to
-// the restarted control plane with `isthmus apply -f`, change live traffic as Istio's traffic-management tasks
-// document (request routing: all-v1, 80/20, end-user jason; fault injection: abort and delay for jason).
+// calls ratings). Istio's own task samples, applied with `isthmus apply -f`, change live traffic as Istio's
+// traffic-management tasks document (request routing: all-v1, 80/20, end-user jason; fault injection: abort
+// and delay for jason). While all-v1 is in force and traffic flows through both sidecars, the control plane
+// (with --state-dir) is SIGKILLed and restarted with the same files and state: no request fails, every one
+// keeps going to v1, and the proxies are SYNCED on the version they had (the applied resources were restored
+// before the push stream served, so nothing is resent). The later samples go to the restarted control plane.
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -77,8 +79,9 @@ test("Istio's Bookinfo task samples change live traffic; a control plane killed 
     workloadEntries(Object.fromEntries(Object.entries(backends).map(([n, b]) => [n, b.port]))),
   );
   const baseConfig = [PLATFORM, sample("destination-rule-all.yaml"), workloads];
+  const stateArgs = ["--state-dir", join(dir, "state")];
 
-  let cp: ControlPlaneProcess = await startControlPlane(baseConfig, TOKEN);
+  let cp: ControlPlaneProcess = await startControlPlane(baseConfig, TOKEN, "127.0.0.1:0", stateArgs);
   const diag = () => `\ncontrol plane:\n${cp.stderr()}`;
   const sidecar = async (id: string, ip: string, app: string, version: string) => {
     const p = await spawnProxy(
@@ -117,10 +120,15 @@ test("Istio's Bookinfo task samples change live traffic; a control plane killed 
     JSON.stringify(unrouted),
   );
 
-  // Static stability: traffic through both sidecars without pause while the control plane is SIGKILLed and
-  // restarted with the same files (on the same push address, as a supervisor would). Every request must
-  // succeed; meanwhile the proxies serve their last config, and on reconnecting they announce its version,
-  // which the restarted control plane renders again: nothing is resent.
+  // Request routing task, first step: everything to v1.
+  await apply(sample("virtual-service-all-v1.yaml"));
+  assert.deepEqual(await tally(productpage, REVIEWS, 20), { "reviews-v1": 20 });
+
+  // Static stability with an applied VirtualService in force: traffic through both sidecars without pause
+  // while the control plane is SIGKILLed and restarted with the same files and state directory (on the same
+  // push address, as a supervisor would). Every request must succeed and still follow all-v1; meanwhile the
+  // proxies serve their last config, and on reconnecting they announce its version, which the restarted
+  // control plane renders again from its files and restored state: nothing is resent.
   const counts = { productpage: 0, reviews: 0, failed: 0 };
   const failures: string[] = [];
   let running = true;
@@ -139,7 +147,7 @@ test("Istio's Bookinfo task samples change live traffic; a control plane killed 
   const traffic = Promise.all([
     loop("productpage", productpage, async () => {
       const r = await productpage.get(REVIEWS, "/", {}, 2000);
-      assert.match(`${r.status} ${r.body}`, /^200 reviews-v[123]$/);
+      assert.equal(`${r.status} ${r.body}`, "200 reviews-v1");
     }),
     loop("reviews", reviews, async () => {
       const r = await reviews.get(RATINGS, "/", counts.reviews % 2 === 0 ? JASON : {}, 2000);
@@ -159,7 +167,7 @@ test("Istio's Bookinfo task samples change live traffic; a control plane killed 
     const atKill = { ...counts };
     await requests(200); // served with no control plane at all
     const whileDown = { p: counts.productpage - atKill.productpage, r: counts.reviews - atKill.reviews };
-    cp = await startControlPlane(baseConfig, TOKEN, `127.0.0.1:${pushPort}`);
+    cp = await startControlPlane(baseConfig, TOKEN, `127.0.0.1:${pushPort}`, stateArgs);
     const resynced = await waitSynced(cp.server, TOKEN, PROXIES, undefined, 20_000);
     await requests(50);
     running = false;
@@ -173,7 +181,11 @@ test("Istio's Bookinfo task samples change live traffic; a control plane killed 
       whileDown.p >= 200 && whileDown.r >= 200,
       `served while the control plane was down: ${JSON.stringify(whileDown)}`,
     );
-    assert.deepEqual(resynced, synced, "the same config renders the same version: the proxies are in sync");
+    assert.deepEqual(
+      resynced,
+      synced,
+      "the restored config renders the same version: the proxies are in sync",
+    );
     synced = resynced;
   } finally {
     running = false;
@@ -182,10 +194,22 @@ test("Istio's Bookinfo task samples change live traffic; a control plane killed 
   assert.match(productpageProxy.stderr(), /control plane disconnected[\s\S]*control plane connected/);
   assert.match(reviewsProxy.stderr(), /control plane disconnected[\s\S]*control plane connected/);
 
+  assert.match(cp.stderr(), /restored \d+ applied resources/);
+  const restored = await isthmus(cp.server, TOKEN, "get", "virtualservice", "reviews");
+  assert.equal(restored.status, 0, `${restored.stderr}${diag()}`);
+  assert.equal(
+    (JSON.parse(restored.stdout) as unknown[]).length,
+    1,
+    "all-v1's reviews VirtualService is back",
+  );
+  assert.deepEqual(
+    await tally(productpage, REVIEWS, 20),
+    { "reviews-v1": 20 },
+    "routing holds after the restart",
+  );
+
   // From here on every change goes to the restarted control plane: its applies change live traffic.
-  // Request routing task: everything to v1, then 80/20 between v1 and v2.
-  await apply(sample("virtual-service-all-v1.yaml"));
-  assert.deepEqual(await tally(productpage, REVIEWS, 20), { "reviews-v1": 20 });
+  // Request routing task, next step: 80/20 between v1 and v2.
   await apply(sample("virtual-service-reviews-80-20.yaml"));
   const split = await tally(productpage, REVIEWS, 500);
   assert.deepEqual(Object.keys(split).sort(), ["reviews-v1", "reviews-v2"], JSON.stringify(split));

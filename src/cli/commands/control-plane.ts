@@ -1,5 +1,6 @@
 // isthmus control-plane — istiod's job, first slice: reads Istio and Kubernetes resources from files, keeps
 // the service registry, and serves every connecting proxy its sidecar ProxyConfig over the push stream.
+import { renameSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { ControlPlaneMetrics } from "../../control/monitoring/control-plane-metrics.ts";
 import { MonitoringServer } from "../../control/monitoring/monitoring-server.ts";
@@ -8,6 +9,7 @@ import { ServiceRegistry } from "../../control/registry/registry.ts";
 import { ConfigApi } from "../../control/store/config-api.ts";
 import { ConfigStore } from "../../control/store/config-store.ts";
 import { FileSource } from "../../control/store/file-source.ts";
+import { InvalidStateError, type LoadedState, StateFile } from "../../control/store/state-file.ts";
 import { SidecarRenderer } from "../../control/translate/sidecar-renderer.ts";
 import type { CommandIO } from "../main.ts";
 import { UsageError } from "../usage-error.ts";
@@ -36,6 +38,15 @@ Options:
       --monitoring-listen ADDR
                        Prometheus metrics with istiod's names (pilot_*) on http://ADDR/metrics
                        (default 127.0.0.1:15014, istiod's monitoring port; "off" to disable)
+      --state-dir DIR  keep the resources applied through the config API in DIR/applied.yaml (created
+                       0600, DIR 0700 if missing), written durably before each apply or delete answers,
+                       and restored at start before any proxy is served, so a restarted control plane
+                       pushes the same config. Without it they are kept in memory only and lost on
+                       restart (--config files are read again either way). A state file that does not
+                       load (corrupt, invalid) stops the start with its FILE:LINE:COL errors
+      --discard-invalid-state
+                       instead, move such a state file aside (DIR/applied.yaml.invalid-TIME) and start
+                       without the applied resources: every proxy is then pushed a config without them
   -h, --help           show this help
 
 Signals: SIGHUP re-reads and re-validates every file now (and prints the errors of those still refused)
@@ -48,6 +59,8 @@ export async function runControlPlane(args: string[], io: CommandIO): Promise<nu
     listen?: string | undefined;
     "api-listen"?: string | undefined;
     "monitoring-listen"?: string | undefined;
+    "state-dir"?: string | undefined;
+    "discard-invalid-state"?: boolean | undefined;
     help?: boolean | undefined;
   };
   try {
@@ -58,6 +71,8 @@ export async function runControlPlane(args: string[], io: CommandIO): Promise<nu
         listen: { type: "string" },
         "api-listen": { type: "string" },
         "monitoring-listen": { type: "string" },
+        "state-dir": { type: "string" },
+        "discard-invalid-state": { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
     }));
@@ -75,7 +90,23 @@ export async function runControlPlane(args: string[], io: CommandIO): Promise<nu
   const token = process.env.ISTHMUS_TOKEN ?? "";
   if (apiListen && token.length < 16)
     throw new UsageError("--api-listen needs ISTHMUS_TOKEN (at least 16 characters) in the environment");
-  const store = new ConfigStore();
+  const stateDir = values["state-dir"];
+  if (stateDir === "") throw new UsageError("--state-dir needs a directory");
+  if (values["discard-invalid-state"] && stateDir === undefined)
+    throw new UsageError("--discard-invalid-state needs --state-dir");
+  const state = stateDir === undefined ? undefined : new StateFile(stateDir);
+  const log = (line: string) => io.err(line);
+  const store = new ConfigStore(undefined, state ? { persister: state, log } : { log });
+  // Restored before the files are read and before the push stream listens: a proxy reconnecting after a
+  // restart must get the config it had, not one without the applied resources.
+  if (state !== undefined) {
+    const loaded = await loadState(state, store.maxResources, values["discard-invalid-state"] ?? false, io);
+    if (loaded === undefined) return 1;
+    store.restoreApplied(loaded.resources);
+  } else if (apiListen)
+    io.err(
+      "isthmus control-plane: no --state-dir: resources applied through the config API are lost on restart\n",
+    );
   // Watched from here on; each file's last good resources are what the store serves of it.
   const files = paths.length > 0 ? new FileSource(store, paths, { log: (line) => io.err(line) }) : undefined;
   await files?.start();
@@ -93,8 +124,10 @@ export async function runControlPlane(args: string[], io: CommandIO): Promise<nu
       }),
   });
   store.onChange(() => {
-    registry = new ServiceRegistry(store.all());
-    renderer = new SidecarRenderer(registry);
+    // The previous registry and renderer let unchanged services keep their rendered objects (and the push side
+    // its encodings): a change costs what it touches.
+    registry = new ServiceRegistry(store.all(), [], registry);
+    renderer = new SidecarRenderer(registry, {}, renderer);
     server.push();
   });
   let api: ConfigApi | undefined;
@@ -155,4 +188,51 @@ export async function runControlPlane(args: string[], io: CommandIO): Promise<nu
   await monitoring?.close();
   await server.stop();
   return 0;
+}
+
+/** The state file's resources, or undefined (after printing why) when the control plane must not start. */
+async function loadState(
+  state: StateFile,
+  maxResources: number,
+  discardInvalid: boolean,
+  io: CommandIO,
+): Promise<LoadedState | undefined> {
+  try {
+    const loaded = await state.load(maxResources);
+    if (loaded.found)
+      io.err(
+        `isthmus control-plane: restored ${loaded.resources.length} applied resources from ${state.file}\n`,
+      );
+    if (state.looseMode())
+      io.err(
+        `isthmus control-plane: warning: ${state.file} is readable by others; the next change writes it 0600\n`,
+      );
+    return loaded;
+  } catch (e) {
+    if (!(e instanceof InvalidStateError)) {
+      io.err(`isthmus control-plane: cannot load the state in ${state.dir}: ${(e as Error).message}\n`);
+      return undefined;
+    }
+    io.err(`isthmus control-plane: ${e.message}`);
+    if (!discardInvalid) {
+      io.err(
+        "isthmus control-plane: not starting: the proxies would be pushed a config without the applied " +
+          "resources; fix or remove the file, or pass --discard-invalid-state\n",
+      );
+      return undefined;
+    }
+    // Kept, not deleted: it is the only copy of what was applied, and an operator may want it back.
+    const aside = `${state.file}.invalid-${new Date().toISOString().replace(/[:.]/g, "-")}`;
+    try {
+      renameSync(state.file, aside);
+    } catch (err) {
+      io.err(`isthmus control-plane: cannot move ${state.file} aside: ${(err as Error).message}\n`);
+      return undefined;
+    }
+    io.err(
+      `isthmus control-plane: warning: --discard-invalid-state: moved it to ${aside}; starting without ` +
+        "the resources applied through the config API\n",
+    );
+    return { resources: [], diagnostics: [], found: false };
+  }
 }

@@ -14,6 +14,11 @@
 // Applies are all-or-nothing: a batch (one `isthmus apply -f`) is validated and if any resource of it has an
 // error nothing changes and the errors come back (Caddy's validate -> swap; an invalid resource never replaces
 // a valid one).
+//
+// Durability (--state-dir): every change of the applied layer, including a file taking a resource over, is
+// handed to a persister (StateFile) at the moment it is committed and before the caller hears of it; when the
+// persister throws, the change is not made. A restarted control plane restores the layer with restoreApplied()
+// in the same order, so it renders the same configs with the same versions.
 import type { Diagnostic } from "../../api/diagnostic.ts";
 import { LIMITS } from "../../api/load/limits.ts";
 import { parseResources } from "../../api/load/parse-documents.ts";
@@ -55,6 +60,20 @@ export interface FilesReport {
   readonly duplicates: Array<{ key: string; files: [string, string] }>;
 }
 
+/** Where the applied layer is kept across restarts; save() is durable when it returns, and throws otherwise. */
+export interface AppliedPersister {
+  save(resources: Iterable<Resource>): void;
+}
+
+/** Thrown by a persister when the change would exceed its bounds: the change is refused as too large (413). */
+export class ChangeTooLargeError extends Error {}
+
+export interface ConfigStoreOptions {
+  readonly persister?: AppliedPersister;
+  /** Receives lines about changes that could not be persisted outside any request (a file's take-over). */
+  readonly log?: (line: string) => void;
+}
+
 export const resourceKey = (r: { kind: string; namespace: string; name: string }) =>
   `${r.kind}/${r.namespace}/${r.name}`;
 
@@ -77,9 +96,24 @@ export class ConfigStore {
   private readonly listeners: Array<() => void> = [];
   /** Resources at most in the store (both layers). */
   readonly maxResources: number;
+  private readonly persister: AppliedPersister | undefined;
+  private readonly log: (line: string) => void;
 
-  constructor(maxResources = 50_000) {
+  constructor(maxResources = 50_000, opts: ConfigStoreOptions = {}) {
     this.maxResources = maxResources;
+    this.persister = opts.persister;
+    this.log = opts.log ?? (() => {});
+  }
+
+  /**
+   * Sets the applied layer to what a previous run persisted (validated by the caller), in its order, without
+   * writing it back; before any file is loaded and any proxy is served. Notifies once.
+   */
+  restoreApplied(resources: readonly Resource[]): void {
+    this.applied = new Map(resources.map((r) => [resourceKey(r), r]));
+    const report = this.rebuild();
+    if (report.takenOver.length > 0) this.persistTakeOver();
+    this.changed();
   }
 
   get size(): number {
@@ -115,8 +149,22 @@ export class ConfigStore {
   replaceFiles(files: ReadonlyMap<string, readonly Resource[]>): FilesReport {
     this.files = new Map(files);
     const report = this.rebuild();
+    if (report.takenOver.length > 0) this.persistTakeOver();
     this.changed();
     return report;
+  }
+
+  /**
+   * A file took applied resources over: the applied layer shrank, and a restart must not bring the old copies
+   * back once the file is gone. A file's change cannot be refused (it is on disk already), so a failed write is
+   * logged and the next successful one carries it.
+   */
+  private persistTakeOver(): void {
+    try {
+      this.persister?.save(this.applied.values());
+    } catch (e) {
+      this.log(`isthmus control-plane: ${(e as Error).message}\n`);
+    }
   }
 
   private rebuild(): FilesReport {
@@ -186,6 +234,13 @@ export class ConfigStore {
       return tooLarge(
         `the store holds at most ${this.maxResources} resources; this apply would make ${total}`,
       );
+    // Durable before it is served or answered; a failed write throws (the API answers 500) and changes nothing.
+    try {
+      this.persister?.save(next.values());
+    } catch (e) {
+      if (e instanceof ChangeTooLargeError) return tooLarge(e.message);
+      throw e;
+    }
     this.applied = next;
     this.rebuild();
     this.changed();
@@ -226,7 +281,11 @@ export class ConfigStore {
           message: `${resourceRef(r)} is defined in this --config file of the control plane; remove it there`,
         })),
       );
-    for (const r of found) this.applied.delete(resourceKey(r));
+    const next = new Map(this.applied);
+    for (const r of found) next.delete(resourceKey(r));
+    // Synchronous like the rest of delete: the write is ordered with the applies' commits, which are too.
+    this.persister?.save(next.values());
+    this.applied = next;
     this.rebuild();
     this.changed();
     return { ok: true, diagnostics: [], changed: found.map(resourceKey) };
