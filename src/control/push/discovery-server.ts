@@ -132,6 +132,8 @@ export class DiscoveryServer {
   private encoded = new WeakMap<object, Encoded>();
   /** Groups by the list they were made from. */
   private groups = new WeakMap<object, Group>();
+  /** Sets by the config they were made from. */
+  private sets = new WeakMap<ProxyConfig, ResourceSet>();
   /** Diffs by (acknowledged group, new group). */
   private diffs = new WeakMap<Group, WeakMap<Group, GroupDiff>>();
   /** Responses sent (pilot_xds_pushes). */
@@ -355,10 +357,22 @@ export class DiscoveryServer {
     this.options.observer?.pushed(PROXY_CONFIG_TYPE, (performance.now() - started) / 1000, bytes.length);
   }
 
-  /** A config as groups, each made once per list object (the renderer shares lists between proxies). */
+  /**
+   * A config as groups, each made once per list object (the renderer shares lists between proxies), once per
+   * config object, and the bootstrap once per node object when that is all it holds.
+   */
   private resourceSet(config: ProxyConfig): ResourceSet {
+    const cached = this.sets.get(config);
+    if (cached !== undefined) return cached;
     const { bootstrap, lists } = configLists(config);
-    const set: Group[] = [this.group([[BOOTSTRAP, bootstrap]])];
+    const keys = Object.keys(bootstrap);
+    const nodeOnly = keys.length === 1 && keys[0] === "node" && config.node !== undefined;
+    let head = nodeOnly ? this.groups.get(config.node!) : undefined;
+    if (head === undefined) {
+      head = this.group([[BOOTSTRAP, bootstrap]]);
+      if (nodeOnly) this.groups.set(config.node!, head);
+    }
+    const set: Group[] = [head];
     for (const list of lists) {
       let g = this.groups.get(list.items);
       if (g === undefined) {
@@ -367,6 +381,7 @@ export class DiscoveryServer {
       }
       set.push(g);
     }
+    this.sets.set(config, set);
     return set;
   }
 

@@ -12,7 +12,7 @@ import type { ProxyNode } from "../model.ts";
 import type { ServiceRegistry } from "../registry/registry.ts";
 import { gatewayClusters, gatewayConfig, selectingGateways } from "./gateway.ts";
 import { RenderMemo } from "./render-memo.ts";
-import { type OutboundScope, outboundScope, sidecarConfig } from "./sidecar.ts";
+import { type OutboundScope, outboundScope, sidecarConfig, sidecarOwnParts } from "./sidecar.ts";
 import { type OutboundPolicy, sidecarEgress } from "./sidecar-scope.ts";
 
 export interface RendererOptions {
@@ -51,7 +51,16 @@ export class SidecarRenderer {
       scope = outboundScope(this.registry, proxy, { egress, memo: this.memo, key });
       this.scopes.set(key, scope);
     }
-    return sidecarConfig(this.registry, proxy, scope);
+    // Per proxy, the config is the same object while its scope and identity are: the push side then knows at
+    // once that a change did not reach this proxy, and re-encodes nothing of what is its own.
+    const own = this.memo.get(
+      `sidecar-own\u0001${proxy.id}`,
+      [proxy.namespace, proxy.cluster, proxy.appAddress, proxy.labels],
+      () => sidecarOwnParts(proxy),
+    );
+    return this.memo.get(`sidecar\u0001${proxy.id}`, [own, scope], () =>
+      sidecarConfig(this.registry, proxy, scope, own),
+    );
   }
 
   private renderGateway(

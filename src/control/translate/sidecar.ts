@@ -50,7 +50,23 @@ export function sidecarConfig(
   registry: ServiceRegistry,
   proxy: ProxyNode,
   scope: OutboundScope = outboundScope(registry, proxy, { egress: sidecarEgress(registry, proxy) }),
+  own: SidecarOwnParts = sidecarOwnParts(proxy),
 ): ProxyConfig {
+  return {
+    node: own.node,
+    listeners: own.listeners,
+    routeConfigs: scope.routeConfigs,
+    clusters: scope.clusters,
+  };
+}
+
+/** What a sidecar's config holds of its own, apart from its scope: its identity and its outbound listener. */
+export interface SidecarOwnParts {
+  readonly node: NonNullable<ProxyConfig["node"]>;
+  readonly listeners: ProxyConfig["listeners"];
+}
+
+export function sidecarOwnParts(proxy: ProxyNode): SidecarOwnParts {
   return {
     node: {
       id: proxy.id,
@@ -76,8 +92,6 @@ export function sidecarConfig(
         ],
       },
     ],
-    routeConfigs: scope.routeConfigs,
-    clusters: scope.clusters,
   };
 }
 
