@@ -93,8 +93,9 @@ function sidecarHost(v: string): string | undefined {
   const parts = v.split("/");
   if (parts.length !== 2) return `host must be of form namespace/dnsName: "${v}"`;
   const [nsRaw, host] = parts as [string, string];
-  // "~" imports from no namespace (Istio's "~/*" imports nothing).
-  if (nsRaw !== "*" && nsRaw !== "." && nsRaw !== "~" && dns1123Label(nsRaw))
+  // "~" alone imports from no namespace ("~/*" imports nothing); "~" before a namespace excludes it.
+  const ns = nsRaw.startsWith("~") ? nsRaw.slice(1) : nsRaw;
+  if (nsRaw !== "~" && ns !== "*" && ns !== "." && dns1123Label(ns))
     return `invalid namespace value "${nsRaw}" in sidecar`;
   if (host === "*") return undefined;
   if (!host.includes(".")) return `short names (non FQDN) are not allowed: "${host}"`;
