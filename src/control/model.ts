@@ -30,4 +30,30 @@ export interface ServiceInstance {
   readonly network?: string;
   readonly cluster?: string;
   readonly weight?: number;
+  /** false: known but not ready (its proxy is gone, or it fails readiness); sent to no proxy. Default true. */
+  readonly healthy?: boolean;
+}
+
+/**
+ * A workload instance (a pod, a VM) as a source announces it: the registry makes it an instance of every
+ * service in its namespace whose selector its labels match (a Kubernetes Service's, a ServiceEntry's
+ * workloadSelector), as Istio does with pods and WorkloadEntries.
+ */
+export interface WorkloadInstance {
+  readonly name: string;
+  readonly namespace: string;
+  readonly address: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly serviceAccount?: string;
+  /** region/zone/subzone. */
+  readonly locality?: string;
+  readonly network?: string;
+  readonly cluster?: string;
+  readonly weight?: number;
+  /** Port name -> the port the workload listens on, over the services' targetPorts (as WorkloadEntry's ports). */
+  readonly ports?: Readonly<Record<string, number>>;
+  /** A WorkloadGroup in the same namespace whose template fills what this instance leaves out (VMs). */
+  readonly group?: string;
+  /** false: not ready; kept, but sent to no proxy. Default true. */
+  readonly healthy?: boolean;
 }

@@ -6,6 +6,7 @@ import { ControlPlaneMetrics } from "../../control/monitoring/control-plane-metr
 import { MonitoringServer } from "../../control/monitoring/monitoring-server.ts";
 import { DiscoveryServer } from "../../control/push/discovery-server.ts";
 import { ServiceRegistry } from "../../control/registry/registry.ts";
+import { RegistrationSource } from "../../control/registry/workload-source.ts";
 import { ConfigApi } from "../../control/store/config-api.ts";
 import { ConfigStore } from "../../control/store/config-store.ts";
 import { FileSource } from "../../control/store/file-source.ts";
@@ -34,7 +35,10 @@ Options:
       --api-listen ADDR
                        serve the config API (isthmus apply / get / delete) on ADDR; needs a token of at
                        least 16 characters in the ISTHMUS_TOKEN environment variable, and with it the
-                       debug views of isthmus proxy-status and proxy-config
+                       debug views of isthmus proxy-status and proxy-config, and workload
+                       registrations: PUT /apis/registrations/NAMESPACE/NAME with JSON {address, labels,
+                       serviceAccount, locality, network, cluster, weight, ports, group, healthy} makes a pod
+                       or VM an instance of the Services that select it (DELETE removes it)
       --monitoring-listen ADDR
                        Prometheus metrics with istiod's names (pilot_*) on http://ADDR/metrics
                        (default 127.0.0.1:15014, istiod's monitoring port; "off" to disable)
@@ -110,7 +114,8 @@ export async function runControlPlane(args: string[], io: CommandIO): Promise<nu
   // Watched from here on; each file's last good resources are what the store serves of it.
   const files = paths.length > 0 ? new FileSource(store, paths, { log: (line) => io.err(line) }) : undefined;
   await files?.start();
-  let registry = new ServiceRegistry(store.all());
+  const registrations = new RegistrationSource();
+  let registry = new ServiceRegistry(store.all(), [], undefined, registrations.workloads());
   let renderer = new SidecarRenderer(registry);
   const metrics = new ControlPlaneMetrics();
   const server = new DiscoveryServer({
@@ -123,16 +128,18 @@ export async function runControlPlane(args: string[], io: CommandIO): Promise<nu
         ...(node.ip ? { appAddress: node.ip } : {}),
       }),
   });
-  store.onChange(() => {
+  const rebuild = (reason: string) => {
     // The previous registry and renderer let unchanged services keep their rendered objects (and the push side
     // its encodings): a change costs what it touches.
-    registry = new ServiceRegistry(store.all(), [], registry);
+    registry = new ServiceRegistry(store.all(), [], registry, registrations.workloads());
     renderer = new SidecarRenderer(registry, {}, renderer);
-    server.push();
-  });
+    server.push(reason);
+  };
+  store.onChange(() => rebuild("config"));
+  registrations.onChange(() => rebuild("endpoint"));
   let api: ConfigApi | undefined;
   if (apiListen) {
-    api = new ConfigApi(store, token, server);
+    api = new ConfigApi(store, token, server, registrations);
     const m = /^(.*):(\d+)$/.exec(apiListen);
     if (!m) throw new UsageError(`--api-listen must be HOST:PORT, not "${apiListen}"`);
     const apiPort = await api.listen(m[1]!, Number(m[2]));

@@ -1,11 +1,12 @@
 // The service registry: services (Kubernetes Services and ServiceEntries, from the api layer's analysis of
 // the loaded resources) and their instances. Instances come from sources: ServiceEntry endpoints and
-// WorkloadEntries in the config, and registrations (the local runtime's pod addresses; later Kubernetes
-// watches and peer clusters) — each source adds instances without the translator knowing where they came from.
+// WorkloadEntries in the config, and workload sources (workload-source.ts: registrations, the local runtime's
+// pod addresses; later Kubernetes watches) and service instances given as such (later peer clusters) — each
+// adds instances without the translator knowing where they came from.
 import { AnalysisContext, type MeshService, selectorMatches } from "../../api/analyze/context.ts";
 import type { Resource } from "../../api/resource.ts";
 import { arr, num, obj, str } from "../../api/validate/checker.ts";
-import type { ServiceInstance } from "../model.ts";
+import type { ServiceInstance, WorkloadInstance } from "../model.ts";
 
 const NO_INSTANCES: readonly ServiceInstance[] = Object.freeze([]);
 
@@ -15,18 +16,27 @@ export class ServiceRegistry {
   private readonly byHostPort = new Map<string, readonly ServiceInstance[]>();
 
   /**
-   * `previous`: the registry this one replaces. A service port whose instances are unchanged keeps the very
-   * list it had, so that what was rendered from it can be reused by identity (translate/render-memo.ts).
+   * `registered`: instances of services as such (a peer cluster's endpoints); `workloads`: instances of
+   * workloads (pods, VMs) from the sources, made instances of the services that select them, like the config's
+   * WorkloadEntries. `previous`: the registry this one replaces. A service port whose instances are unchanged
+   * keeps the very list it had, so that what was rendered from it can be reused by identity
+   * (translate/render-memo.ts).
    */
   constructor(
     resources: readonly Resource[],
     registered: readonly ServiceInstance[] = [],
     previous?: ServiceRegistry,
+    workloads: readonly WorkloadInstance[] = [],
   ) {
     this.context = new AnalysisContext(resources);
     this.registered = [...registered];
     const lists = new Map<string, ServiceInstance[]>();
-    for (const i of [...configInstances(this.context), ...this.registered]) {
+    const all = [
+      ...configInstances(this.context),
+      ...workloadInstances(this.context, [...workloadEntries(this.context), ...workloads]),
+      ...this.registered,
+    ];
+    for (const i of all) {
       const key = `${i.host}|${i.servicePort}`;
       const list = lists.get(key);
       if (list) list.push(i);
@@ -70,6 +80,7 @@ const INSTANCE_FIELDS: Record<keyof ServiceInstance, true> = {
   network: true,
   cluster: true,
   weight: true,
+  healthy: true,
 };
 const SCALAR_FIELDS = (Object.keys(INSTANCE_FIELDS) as (keyof ServiceInstance)[]).filter(
   (k) => k !== "labels",
@@ -93,7 +104,7 @@ function sameLabels(a: Readonly<Record<string, string>>, b: Readonly<Record<stri
   return true;
 }
 
-/** Instances written in the config: ServiceEntry endpoints, and WorkloadEntries selected by a service. */
+/** Instances written in the config: ServiceEntry endpoints. */
 function configInstances(ctx: AnalysisContext): ServiceInstance[] {
   const out: ServiceInstance[] = [];
   for (const s of ctx.services) {
@@ -140,30 +151,95 @@ function configInstances(ctx: AnalysisContext): ServiceInstance[] {
       }
     }
   }
+  return out;
+}
+
+/** The config's WorkloadEntries as workload instances. */
+function workloadEntries(ctx: AnalysisContext): WorkloadInstance[] {
+  const out: WorkloadInstance[] = [];
   for (const we of ctx.of("WorkloadEntry")) {
     const spec = obj(we.object.spec);
     const address = str(spec?.address);
     if (!address) continue;
-    const labels = stringMap(spec?.labels);
-    for (const s of ctx.services) {
-      if (s.selector === undefined || Object.keys(s.selector).length === 0) continue;
-      if (s.namespace !== we.namespace || !selectorMatches(s.selector, labels)) continue;
-      const ports = obj(spec?.ports);
+    const ports = obj(spec?.ports);
+    out.push({
+      name: we.name,
+      namespace: we.namespace,
+      address,
+      labels: stringMap(spec?.labels),
+      ...(str(spec?.serviceAccount) ? { serviceAccount: str(spec?.serviceAccount)! } : {}),
+      ...(str(spec?.locality) ? { locality: str(spec?.locality)! } : {}),
+      ...(str(spec?.network) ? { network: str(spec?.network)! } : {}),
+      ...(num(spec?.weight) ? { weight: num(spec?.weight)! } : {}),
+      ...(ports ? { ports: numberMap(ports) } : {}),
+    });
+  }
+  return out;
+}
+
+/**
+ * Workload instances as instances of the services whose selector they match in their namespace (a Kubernetes
+ * Service's selector, a ServiceEntry's workloadSelector); the port is the instance's own for the port's name,
+ * else the service's targetPort. An instance naming a WorkloadGroup takes the group's labels and template for
+ * what it leaves out (Istio's VM auto-registration).
+ */
+function workloadInstances(ctx: AnalysisContext, workloads: readonly WorkloadInstance[]): ServiceInstance[] {
+  const out: ServiceInstance[] = [];
+  if (workloads.length === 0) return out;
+  const groups = new Map(ctx.of("WorkloadGroup").map((g) => [`${g.namespace}/${g.name}`, g]));
+  const selecting = ctx.services.filter(
+    (s) => s.selector !== undefined && Object.keys(s.selector).length > 0,
+  );
+  for (const raw of workloads) {
+    const w = raw.group === undefined ? raw : withGroup(raw, groups.get(`${raw.namespace}/${raw.group}`));
+    for (const s of selecting) {
+      if (s.namespace !== w.namespace || !selectorMatches(s.selector!, w.labels)) continue;
       for (const p of s.ports) {
         const target = typeof p.targetPort === "number" ? p.targetPort : p.number;
+        const named = typeof p.targetPort === "string" ? w.ports?.[p.targetPort] : undefined;
         out.push({
           host: s.host,
           servicePort: p.number,
-          address,
-          port: num(ports?.[p.name ?? ""]) ?? target,
-          labels,
-          ...(str(spec?.locality) ? { locality: str(spec?.locality)! } : {}),
-          ...(str(spec?.network) ? { network: str(spec?.network)! } : {}),
-          ...(str(spec?.serviceAccount) ? { serviceAccount: str(spec?.serviceAccount)! } : {}),
+          address: w.address,
+          port: w.ports?.[p.name ?? ""] ?? named ?? target,
+          labels: w.labels,
+          ...(w.locality ? { locality: w.locality } : {}),
+          ...(w.network ? { network: w.network } : {}),
+          ...(w.serviceAccount ? { serviceAccount: w.serviceAccount } : {}),
+          ...(w.cluster ? { cluster: w.cluster } : {}),
+          ...(w.weight !== undefined ? { weight: w.weight } : {}),
+          ...(w.healthy === false ? { healthy: false } : {}),
         });
       }
     }
   }
+  return out;
+}
+
+/** An instance completed from its WorkloadGroup: the group's metadata labels and template under its own. */
+function withGroup(w: WorkloadInstance, group: Resource | undefined): WorkloadInstance {
+  if (group === undefined) return w;
+  const spec = obj(group.object.spec);
+  const template = obj(spec?.template);
+  const ports = obj(template?.ports);
+  return {
+    ...w,
+    labels: { ...stringMap(obj(spec?.metadata)?.labels), ...stringMap(template?.labels), ...w.labels },
+    ...((w.serviceAccount ?? str(template?.serviceAccount))
+      ? { serviceAccount: (w.serviceAccount ?? str(template?.serviceAccount))! }
+      : {}),
+    ...((w.locality ?? str(template?.locality))
+      ? { locality: (w.locality ?? str(template?.locality))! }
+      : {}),
+    ...((w.network ?? str(template?.network)) ? { network: (w.network ?? str(template?.network))! } : {}),
+    ...(ports || w.ports ? { ports: { ...numberMap(ports), ...w.ports } } : {}),
+  };
+}
+
+function numberMap(v: unknown): Record<string, number> {
+  const o = obj(v);
+  const out: Record<string, number> = {};
+  if (o) for (const [k, x] of Object.entries(o)) if (typeof x === "number") out[k] = x;
   return out;
 }
 

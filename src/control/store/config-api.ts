@@ -2,6 +2,10 @@
 // bodies, JSON answers. POST /apis/resources (YAML or JSON body) applies all or nothing; GET
 // /apis/resources/KIND[/NAMESPACE[/NAME]] lists; DELETE /apis/resources/KIND/NAMESPACE/NAME deletes.
 // Refusals: 400 invalid, 404 not found, 409 a resource a --config file defines, 413 over APPLY_LIMITS.
+// Workload registrations (workload-source.ts; the local runtime registers each pod): PUT
+// /apis/registrations/NAMESPACE/NAME with a JSON body ({address, labels, serviceAccount, locality, network,
+// cluster, weight, ports, group, healthy}; at most 64 KiB), GET /apis/registrations[/NAMESPACE[/NAME]],
+// DELETE /apis/registrations/NAMESPACE/NAME.
 // The debug views behind the same token (as istiod's /debug endpoints): GET /debug/syncz (every connected
 // proxy's sync state, for isthmus proxy-status) and GET /debug/config_dump?proxyID=ID (isthmus proxy-config).
 import { timingSafeEqual } from "node:crypto";
@@ -9,6 +13,7 @@ import http from "node:http";
 import type { ProxyConfig } from "../../proxy/config/types.ts";
 import { closeServer, listenOn } from "../http/server-lifecycle.ts";
 import { type ProxyStatus, type SyncState, syncState } from "../push/discovery-server.ts";
+import type { RegistrationSource } from "../registry/workload-source.ts";
 import { APPLY_LIMITS, type ChangeResult, type ConfigStore } from "./config-store.ts";
 
 /** What the debug views read: the push side's view of its proxies. */
@@ -23,6 +28,7 @@ export interface SyncStatus extends ProxyStatus {
 }
 
 const MAX_BODY = APPLY_LIMITS.maxBytes;
+const MAX_REGISTRATION_BODY = 64 * 1024;
 
 const STATUS: Record<NonNullable<ChangeResult["reason"]>, number> = {
   invalid: 400,
@@ -41,11 +47,13 @@ export class ConfigApi {
   private readonly store: ConfigStore;
   private readonly token: Buffer;
   private readonly debug: DebugSource | undefined;
+  private readonly registrations: RegistrationSource | undefined;
 
-  constructor(store: ConfigStore, token: string, debug?: DebugSource) {
+  constructor(store: ConfigStore, token: string, debug?: DebugSource, registrations?: RegistrationSource) {
     if (token.length < 16) throw new Error("the API token must have at least 16 characters");
     this.store = store;
     this.debug = debug;
+    this.registrations = registrations;
     this.token = Buffer.from(`Bearer ${token}`);
     this.server = http.createServer({ requestTimeout: 30_000, headersTimeout: 10_000 }, (req, res) => {
       // A failure inside one request answers 500; it must never become an unhandled rejection that stops the
@@ -93,6 +101,10 @@ export class ConfigApi {
       this.serveDebug(parts[1], url.searchParams, send);
       return;
     }
+    if (parts[0] === "apis" && parts[1] === "registrations" && this.registrations !== undefined) {
+      await this.serveRegistrations(req, res, parts.slice(2), send);
+      return;
+    }
     if (parts[0] !== "apis" || parts[1] !== "resources") {
       req.resume();
       send(404, { error: "not found" });
@@ -125,6 +137,51 @@ export class ConfigApi {
       return;
     }
     send(405, { error: "unsupported method or path" });
+  }
+
+  private async serveRegistrations(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    [namespace, name, extra]: string[],
+    send: (status: number, body: unknown) => void,
+  ): Promise<void> {
+    const registrations = this.registrations!;
+    if (req.method === "GET" && extra === undefined) {
+      req.resume();
+      send(200, { items: registrations.get(namespace, name) });
+      return;
+    }
+    if (namespace === undefined || name === undefined || extra !== undefined) {
+      req.resume();
+      send(404, { error: "a registration is /apis/registrations/NAMESPACE/NAME" });
+      return;
+    }
+    if (req.method === "DELETE") {
+      req.resume();
+      if (registrations.deregister(namespace, name)) send(200, { ok: true });
+      else send(404, { error: `no instance ${namespace}/${name} is registered` });
+      return;
+    }
+    if (req.method !== "PUT") {
+      req.resume();
+      send(405, { error: "unsupported method" });
+      return;
+    }
+    const body = await readBody(req, MAX_REGISTRATION_BODY);
+    if (body.problem !== undefined) {
+      if (body.problem === "too-large")
+        refuseBody(req, res, `a registration is at most ${MAX_REGISTRATION_BODY} bytes`);
+      return;
+    }
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(body.text);
+    } catch (e) {
+      send(400, { ok: false, errors: [`the body is not JSON: ${(e as Error).message}`] });
+      return;
+    }
+    const errors = registrations.register(namespace, name, parsed);
+    send(errors.length === 0 ? 200 : 400, errors.length === 0 ? { ok: true } : { ok: false, errors });
   }
 
   private serveDebug(

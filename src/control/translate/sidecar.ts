@@ -404,13 +404,17 @@ function cluster(
     ...settings,
     ...(h2 ? { protocol: "http2" as const } : {}),
     ...(tls ? { tls } : {}),
-    endpoints: registry.instances(s.host, port, labels).map((i) => ({
-      address: i.address,
-      port: i.port,
-      ...(i.weight !== undefined ? { weight: i.weight } : {}),
-      labels: { ...i.labels },
-      ...(i.locality ? { locality: i.locality } : {}),
-    })),
+    // An instance that is not ready is sent to no proxy (Envoy would hold it as unhealthy and skip it).
+    endpoints: registry
+      .instances(s.host, port, labels)
+      .filter((i) => i.healthy !== false)
+      .map((i) => ({
+        address: i.address,
+        port: i.port,
+        ...(i.weight !== undefined ? { weight: i.weight } : {}),
+        labels: { ...i.labels },
+        ...(i.locality ? { locality: i.locality } : {}),
+      })),
   };
 }
 
