@@ -132,16 +132,20 @@ export function outboundScope(
   const ctx = registry.context;
   const all = visibleServices(registry, proxy.namespace);
   const rules = ctx.of("DestinationRule");
-  const virtualServices = ctx
-    .of("VirtualService")
-    .filter(
-      (vs) =>
-        boundToMesh(vs) &&
-        visibleResource(vs, proxy.namespace) &&
-        egress.importsVirtualService(vs, vsHosts(vs)),
-    );
-  // The first VirtualService (in order) with a host covering the service's: exact hosts by lookup, wildcards by
-  // scan, each VirtualService's hosts resolved once per scope rather than once per service.
+  const virtualServices = selectVirtualServices(
+    ctx
+      .of("VirtualService")
+      .filter(
+        (vs) =>
+          boundToMesh(vs) &&
+          visibleResource(vs, proxy.namespace) &&
+          egress.importsVirtualService(vs, vsHosts(vs)),
+      ),
+    proxy.namespace,
+  );
+  // As Istio's most specific host match: a service goes to the VirtualService with its exact host, else to the
+  // one with the longest wildcard covering it; among equals, the first in selection order. Each
+  // VirtualService's hosts are resolved once per scope rather than once per service.
   const exactVs = new Map<string, number>();
   const wildcardVs: Array<[number, string]> = [];
   virtualServices.forEach((v, i) => {
@@ -151,10 +155,16 @@ export function outboundScope(
     }
   });
   const virtualServiceFor = (host: string): Resource | undefined => {
-    if (host.includes("*")) return virtualServices.find((v) => vsHosts(v).some((h) => hostMatches(h, host)));
-    let best = exactVs.get(host) ?? Number.POSITIVE_INFINITY;
-    for (const [i, h] of wildcardVs) if (i < best && hostMatches(h, host)) best = i;
-    return virtualServices[best];
+    const exact = host.includes("*") ? undefined : exactVs.get(host);
+    if (exact !== undefined) return virtualServices[exact];
+    let best: [number, string] | undefined;
+    for (const [i, h] of wildcardVs)
+      if (hostMatches(h, host) && (best === undefined || h.length > best[1].length)) best = [i, h];
+    if (best !== undefined) return virtualServices[best[0]];
+    // A wildcard service host (a NONE ServiceEntry): the first VirtualService with an exact host it covers.
+    return host.includes("*")
+      ? virtualServices.find((v) => vsHosts(v).some((h) => hostMatches(h, host)))
+      : undefined;
   };
   const find = virtualServiceFinder(registry);
   const specs = new Map(virtualServices.map((vs) => [vs, mergeDelegates(vs, find)]));
@@ -447,6 +457,23 @@ export function vsHosts(vs: Resource): string[] {
   return arr(obj(vs.object.spec)?.hosts)
     .filter((h): h is string => typeof h === "string")
     .map((h) => resolveHost(h, vs.namespace));
+}
+
+/**
+ * VirtualServices in the order Istio's SelectVirtualServices gives a proxy in `namespace`: those private to its
+ * namespace (exportTo "."), then those exported to it by name, then public ones; load order within each.
+ */
+function selectVirtualServices(list: readonly Resource[], namespace: string): Resource[] {
+  const rank = (vs: Resource): number => {
+    const exportTo = arr(obj(vs.object.spec)?.exportTo).filter((x): x is string => typeof x === "string");
+    if (exportTo.length === 0 || exportTo.includes("*")) return 2;
+    if (vs.namespace === namespace && exportTo.includes(".")) return 0;
+    return exportTo.includes(namespace) ? 1 : 2;
+  };
+  return list
+    .map((vs, i) => [rank(vs), i, vs] as const)
+    .sort((a, b) => a[0] - b[0] || a[1] - b[1])
+    .map(([, , vs]) => vs);
 }
 
 function boundToMesh(vs: Resource): boolean {
