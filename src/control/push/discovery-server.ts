@@ -96,6 +96,8 @@ interface Connection {
   dirtySince: number | undefined;
   /** Nothing sent on this stream yet: the next response is the full state. */
   fresh: boolean;
+  readonly noncePrefix: string;
+  sequence: number;
 }
 
 export interface DiscoveryServerOptions {
@@ -215,6 +217,8 @@ export class DiscoveryServer {
           dirty: false,
           dirtySince: undefined,
           fresh: true,
+          noncePrefix: `${randomBytes(6).toString("hex")}-`,
+          sequence: 0,
         };
         this.connections.add(conn);
         this.options.observer?.connected(1);
@@ -331,7 +335,8 @@ export class DiscoveryServer {
       c.status.sent = version;
       return;
     }
-    c.nonce = randomBytes(8).toString("hex");
+    // Unique per response on the stream, which is all a nonce must be; a counter costs nothing per push.
+    c.nonce = `${c.noncePrefix}${(++c.sequence).toString(36)}`;
     c.status.sent = version;
     c.changeAt = changeAt;
     c.inFlight = set;

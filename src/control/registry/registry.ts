@@ -13,7 +13,8 @@ const NO_INSTANCES: readonly ServiceInstance[] = Object.freeze([]);
 export class ServiceRegistry {
   readonly context: AnalysisContext;
   private readonly registered: ServiceInstance[];
-  private readonly byHostPort = new Map<string, readonly ServiceInstance[]>();
+  /** host -> service port -> instances (nested rather than one "host|port" key: no string built per lookup). */
+  private readonly byHostPort = new Map<string, Map<number, readonly ServiceInstance[]>>();
 
   /**
    * `registered`: instances of services as such (a peer cluster's endpoints); `workloads`: instances of
@@ -30,27 +31,32 @@ export class ServiceRegistry {
   ) {
     this.context = new AnalysisContext(resources);
     this.registered = [...registered];
-    const lists = new Map<string, ServiceInstance[]>();
     const all = [
       ...configInstances(this.context),
       ...workloadInstances(this.context, [...workloadEntries(this.context), ...workloads]),
       ...this.registered,
     ];
     for (const i of all) {
-      const key = `${i.host}|${i.servicePort}`;
-      const list = lists.get(key);
+      let ports = this.byHostPort.get(i.host);
+      if (ports === undefined) {
+        ports = new Map();
+        this.byHostPort.set(i.host, ports);
+      }
+      const list = ports.get(i.servicePort) as ServiceInstance[] | undefined;
       if (list) list.push(i);
-      else lists.set(key, [i]);
+      else ports.set(i.servicePort, [i]);
     }
-    for (const [key, list] of lists) {
-      const before = previous?.byHostPort.get(key);
-      this.byHostPort.set(key, before !== undefined && sameInstances(before, list) ? before : list);
-    }
+    if (previous !== undefined)
+      for (const [host, ports] of this.byHostPort)
+        for (const [port, list] of ports) {
+          const before = previous.instanceList(host, port);
+          if (before !== NO_INSTANCES && sameInstances(before, list)) ports.set(port, before);
+        }
   }
 
   /** Every instance of a service port, as one list that stays the same object while its instances do. */
   instanceList(host: string, servicePort: number): readonly ServiceInstance[] {
-    return this.byHostPort.get(`${host}|${servicePort}`) ?? NO_INSTANCES;
+    return this.byHostPort.get(host)?.get(servicePort) ?? NO_INSTANCES;
   }
 
   get services(): readonly MeshService[] {
