@@ -2269,6 +2269,115 @@ test("the complete config, broken in one place, yields exactly that finding", as
 });
 
 // ---------------------------------------------------------------------------------------------------------
+// envoyfilter.translation (ISM0003, ISM0004): what isthmus does not apply of an EnvoyFilter
+
+const LOCAL_RATELIMIT = (o: {
+  context: string;
+  enforced?: number;
+  extra?: string;
+}) => `apiVersion: networking.istio.io/v1alpha3
+kind: EnvoyFilter
+metadata: { name: local-rl, namespace: default }
+spec:
+  workloadSelector: { labels: { app: productpage } }
+  configPatches:
+    - applyTo: HTTP_FILTER
+      match:
+        context: ${o.context}
+        listener: { filterChain: { filter: { name: envoy.filters.network.http_connection_manager } } }
+      patch:
+        operation: INSERT_BEFORE
+        value:
+          name: envoy.filters.http.local_ratelimit
+          typed_config:
+            "@type": type.googleapis.com/udpa.type.v1.TypedStruct
+            type_url: type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit
+            value:
+              stat_prefix: http_local_rate_limiter
+              token_bucket: { max_tokens: 4, tokens_per_fill: 4, fill_interval: 60s }
+              filter_enabled: { default_value: { numerator: 100, denominator: HUNDRED } }
+              filter_enforced: { default_value: { numerator: ${o.enforced ?? 100}, denominator: HUNDRED } }
+${o.extra ?? ""}`;
+
+test("envoyfilter.translation: a local rate limit isthmus applies as written is not reported", async () => {
+  const run = await analyze("envoyfilter.translation", LOCAL_RATELIMIT({ context: "SIDECAR_OUTBOUND" }));
+  expectNone(run, "ISM0003");
+  expectNone(run, "ISM0004");
+});
+
+test("envoyfilter.translation: SIDECAR_INBOUND and partial enforcement are not applied (ISM0003)", async () => {
+  const inbound = await analyze("envoyfilter.translation", LOCAL_RATELIMIT({ context: "SIDECAR_INBOUND" }));
+  expectFinding(inbound, {
+    code: "ISM0003",
+    severity: "warning",
+    kind: "EnvoyFilter",
+    name: "local-rl",
+    field: "spec.configPatches[0].match.context",
+    message: "no inbound listener yet",
+    lineOf: "context: SIDECAR_INBOUND",
+  });
+  const half = await analyze(
+    "envoyfilter.translation",
+    LOCAL_RATELIMIT({ context: "GATEWAY", enforced: 50 }),
+  );
+  expectFinding(half, {
+    code: "ISM0003",
+    severity: "warning",
+    kind: "EnvoyFilter",
+    name: "local-rl",
+    field: "spec.configPatches[0].patch.value.typed_config.value.filter_enforced",
+    message: "enforces the limit for 50% of requests; isthmus enforces it on every request",
+    lineOf: "filter_enforced:",
+  });
+});
+
+test("envoyfilter.translation: other patches are named (ISM0003); response headers are not added (ISM0004)", async () => {
+  const run = await analyze(
+    "envoyfilter.translation",
+    LOCAL_RATELIMIT({
+      context: "GATEWAY",
+      extra: `              response_headers_to_add: [{ header: { key: x-local-rate-limit, value: "true" } }]
+    - applyTo: CLUSTER
+      match: { cluster: { service: ratelimit.default.svc.cluster.local } }
+      patch: { operation: ADD, value: { name: rate_limit_cluster } }
+    - applyTo: HTTP_FILTER
+      match: { context: GATEWAY }
+      patch:
+        operation: INSERT_BEFORE
+        value: { name: envoy.filters.http.ratelimit }
+`,
+    }),
+  );
+  expectFinding(run, {
+    code: "ISM0004",
+    severity: "warning",
+    kind: "EnvoyFilter",
+    name: "local-rl",
+    field: "spec.configPatches[0].patch.value.typed_config.value.response_headers_to_add",
+    message: "not added to the 429 response",
+    lineOf: "response_headers_to_add",
+  });
+  expectFinding(run, {
+    code: "ISM0003",
+    severity: "warning",
+    kind: "EnvoyFilter",
+    name: "local-rl",
+    field: "spec.configPatches[1].applyTo",
+    message: "applyTo CLUSTER is not translated",
+    lineOf: "applyTo: CLUSTER",
+  });
+  expectFinding(run, {
+    code: "ISM0003",
+    severity: "warning",
+    kind: "EnvoyFilter",
+    name: "local-rl",
+    field: "spec.configPatches[2].patch.value.name",
+    message: "HTTP filter envoy.filters.http.ratelimit is not translated",
+    lineOf: "name: envoy.filters.http.ratelimit",
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------
 
 test("every analyzer has a test where it fires and one where it stays quiet", () => {
   const names = ANALYZERS.map((a) => a.name);

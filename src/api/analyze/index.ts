@@ -9,6 +9,7 @@ import {
   unknownHostAnalyzer,
   unusedSubsetAnalyzer,
 } from "./analyzers/destination-rule.ts";
+import { envoyFilterAnalyzer } from "./analyzers/envoy-filter.ts";
 import {
   conflictingGatewaysAnalyzer,
   gatewayPortAnalyzer,
@@ -52,6 +53,7 @@ export const ANALYZERS: readonly Analyzer[] = [
   conflictingProtocolAnalyzer,
   unknownAnnotationAnalyzer,
   duplicateResourceAnalyzer,
+  envoyFilterAnalyzer,
 ];
 
 export interface AnalysisResult {

@@ -28,6 +28,9 @@ export const KIND_MODULES: readonly KindModule[] = [
       "Sidecar",
     ],
   ),
+  // EnvoyFilter is served in v1alpha3 only; isthmus translates its local rate limit patches (see
+  // src/api/analyze/analyzers/envoy-filter.ts) and reports the rest.
+  ...istio("networking.istio.io", ["v1alpha3"], ["EnvoyFilter"]),
   ...istio(
     "security.istio.io",
     ["v1", "v1beta1"],

@@ -4,12 +4,19 @@
 // and the values of the labels that VirtualServices' sourceLabels name; a mesh of 1,000 sidecars in 10
 // namespaces renders its route tables and clusters 10 times per change instead of 1,000 (npm run
 // bench:control-plane). Gateways share clusters per namespace, and listeners and route tables per namespace,
-// address, selecting Gateways and sourceLabels values. The shared objects also let the push side serialize each
-// resource once (discovery-server.ts caches by object).
+// address, selecting Gateways and sourceLabels values. Both keys also name the EnvoyFilters (local rate limits,
+// envoy-filter.ts) that apply, since those select proxies by labels. The shared objects also let the push side
+// serialize each resource once (discovery-server.ts caches by object).
 import { arr, obj } from "../../api/validate/checker.ts";
 import type { ClusterConfig, ProxyConfig } from "../../proxy/config/types.ts";
 import type { ProxyNode } from "../model.ts";
 import type { ServiceRegistry } from "../registry/registry.ts";
+import {
+  applyGatewayRateLimits,
+  applySidecarListenerRateLimit,
+  applySidecarRouteRateLimits,
+  proxyRateLimits,
+} from "./envoy-filter.ts";
 import { gatewayClusters, gatewayConfig, selectingGateways } from "./gateway.ts";
 import { RenderMemo } from "./render-memo.ts";
 import { type OutboundScope, outboundScope, sidecarConfig, sidecarOwnParts } from "./sidecar.ts";
@@ -45,18 +52,21 @@ export class SidecarRenderer {
     const gws = selectingGateways(this.registry, proxy.labels);
     if (gws.length > 0) return this.renderGateway(proxy, gws, labelValues);
     const egress = sidecarEgress(this.registry, proxy, this.meshPolicy);
-    const key = [proxy.namespace, egress.key, ...labelValues].join("\u0001");
+    // EnvoyFilters (local rate limits) select by labels too: the scope key names those that apply.
+    const rl = proxyRateLimits(this.registry, proxy, "SIDECAR_OUTBOUND");
+    const key = [proxy.namespace, egress.key, rl.key, ...labelValues].join("\u0001");
     let scope = this.scopes.get(key);
     if (scope === undefined) {
       scope = outboundScope(this.registry, proxy, { egress, memo: this.memo, key });
+      scope = applySidecarRouteRateLimits(scope, rl, this.memo, key);
       this.scopes.set(key, scope);
     }
     // Per proxy, the config is the same object while its scope and identity are: the push side then knows at
     // once that a change did not reach this proxy, and re-encodes nothing of what is its own.
     const own = this.memo.get(
       `sidecar-own\u0001${proxy.id}`,
-      [proxy.namespace, proxy.cluster, proxy.appAddress, proxy.labels],
-      () => sidecarOwnParts(proxy),
+      [proxy.namespace, proxy.cluster, proxy.appAddress, proxy.labels, ...rl.filters],
+      () => applySidecarListenerRateLimit(sidecarOwnParts(proxy), rl),
     );
     return this.memo.get(`sidecar\u0001${proxy.id}`, [own, scope], () =>
       sidecarConfig(this.registry, proxy, scope, own),
@@ -73,16 +83,18 @@ export class SidecarRenderer {
       clusters = gatewayClusters(this.registry, proxy.namespace, this.memo);
       this.gatewayClusters.set(proxy.namespace, clusters);
     }
+    const rl = proxyRateLimits(this.registry, proxy, "GATEWAY");
     const key = [
       proxy.namespace,
       proxy.appAddress ?? "",
       ...gws.map((g) => `${g.namespace}/${g.name}`),
       "",
+      rl.key,
       ...labelValues,
     ].join("\u0001");
     let shared = this.gateways.get(key);
     if (shared === undefined) {
-      const cfg = gatewayConfig(this.registry, proxy, gws, clusters);
+      const cfg = applyGatewayRateLimits(gatewayConfig(this.registry, proxy, gws, clusters), rl);
       shared = { listeners: cfg.listeners, routeConfigs: cfg.routeConfigs ?? [] };
       this.gateways.set(key, shared);
     }
