@@ -182,6 +182,43 @@ test("local rate limit on the listener chain applies before routing", async () =
   assert.equal(r.body.toString(), "local_rate_limited");
 });
 
+test("local rate limit buckets survive a config swap that does not change them, route and listener", async () => {
+  const b = await httpBackend(echo);
+  const build = (maxTokens: number, extraClusters: ClusterConfig[] = []) => {
+    const cfg = config({
+      routes: routes({ localRateLimit: { maxTokens, fillIntervalMs: 60_000 } }),
+      clusters: [up(b.port), ...extraClusters],
+      statPrefix: "f",
+    });
+    const listener = cfg.listeners[0]!;
+    const chain = listener.filterChains[0]!;
+    const limit = { maxTokens: maxTokens + 1, fillIntervalMs: 60_000 };
+    return {
+      ...cfg,
+      listeners: [
+        {
+          ...listener,
+          filterChains: [{ ...chain, filter: { ...chain.filter, localRateLimit: limit } }],
+        },
+      ],
+    };
+  };
+  const p = await startProxy(build(2));
+  assert.equal((await get(p.port, "/")).status, 200);
+  assert.equal((await get(p.port, "/")).status, 200);
+  // A push for something else (another cluster): the route's bucket stays empty.
+  assert.deepEqual((await p.proxy.apply(build(2, [up(b.port, "other")]))).errors, []);
+  assert.equal((await get(p.port, "/")).status, 429, "not refilled by an unrelated push");
+  // New settings: a new bucket, as Envoy builds a new filter.
+  assert.deepEqual((await p.proxy.apply(build(3))).errors, []);
+  const codes: number[] = [];
+  for (let i = 0; i < 5; i++) codes.push((await get(p.port, "/")).status);
+  assert.deepEqual(codes, [200, 200, 200, 429, 429]);
+  // The listener's own bucket (4 tokens) was kept across the last swap too: 3 + 1 before, 4 now taken.
+  assert.deepEqual((await p.proxy.apply(build(3, [up(b.port, "again")]))).errors, []);
+  assert.equal((await get(p.port, "/no/route")).status, 429, "the listener's bucket was not refilled either");
+});
+
 test("CORS: an allowed preflight is answered by the proxy; a disallowed one passes through", async () => {
   const b = await httpBackend(echo);
   const p = await proxy(

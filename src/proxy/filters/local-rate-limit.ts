@@ -8,8 +8,11 @@ export class TokenBucket {
   private readonly max: number;
   private readonly perFill: number;
   private readonly intervalMs: number;
+  /** The settings, so that a config swap keeps a bucket whose settings did not change (Envoy's too). */
+  readonly settings: string;
 
   constructor(c: LocalRateLimit, now: number) {
+    this.settings = `${c.maxTokens}/${c.tokensPerFill ?? c.maxTokens}/${c.fillIntervalMs}`;
     this.max = c.maxTokens;
     this.perFill = c.tokensPerFill ?? c.maxTokens;
     this.intervalMs = c.fillIntervalMs;
@@ -28,4 +31,15 @@ export class TokenBucket {
     this.tokens--;
     return true;
   }
+}
+
+/**
+ * `next`, or `current` if it has the same settings: a config pushed for an unrelated change (an endpoint
+ * elsewhere) must not refill every bucket, or a client could reset its limit by waiting for a push.
+ */
+export function keepBucket(
+  current: TokenBucket | undefined,
+  next: TokenBucket | undefined,
+): TokenBucket | undefined {
+  return current !== undefined && next !== undefined && current.settings === next.settings ? current : next;
 }

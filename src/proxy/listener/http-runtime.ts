@@ -2,7 +2,7 @@
 // read per request), the clusters, limits and counters. Connections keep a reference to this object, so a
 // swap changes what the next request sees without touching open connections.
 import type { HttpConnectionManagerConfig, ListenerLimits } from "../config/types.ts";
-import { TokenBucket } from "../filters/local-rate-limit.ts";
+import { keepBucket, TokenBucket } from "../filters/local-rate-limit.ts";
 import type { HeadLimits } from "../http1/head-parser.ts";
 import type { Http2Downstream } from "../http2/downstream.ts";
 import { http2Module } from "../http2/lazy.ts";
@@ -105,12 +105,14 @@ export class HttpRuntime {
    * config swap were ignored, for new connections too, until a restart.) Counters stay this runtime's.
    */
   adopt(next: HttpRuntime): void {
+    if (next.routeTable !== undefined && this.routeTable !== undefined)
+      next.routeTable.keepRateLimits(this.routeTable);
     this.routeTable = next.routeTable;
     this.limits = next.limits;
     this.requestHeadersTimeoutMs = next.requestHeadersTimeoutMs;
     this.idleTimeoutMs = next.idleTimeoutMs;
     this.codec = next.codec;
-    this.rateLimit = next.rateLimit;
+    this.rateLimit = keepBucket(this.rateLimit, next.rateLimit);
     this.reporter = next.reporter;
   }
 

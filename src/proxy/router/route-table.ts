@@ -15,7 +15,7 @@ import type {
 } from "../config/types.ts";
 import { type CompiledCors, compileCors } from "../filters/cors.ts";
 import { type CompiledFault, compileFault } from "../filters/fault.ts";
-import { TokenBucket } from "../filters/local-rate-limit.ts";
+import { keepBucket, TokenBucket } from "../filters/local-rate-limit.ts";
 import { RE2 } from "../lazy-modules.ts";
 import { type CompiledRetryPolicy, compileRetryPolicy } from "./retry-policy.ts";
 
@@ -64,8 +64,8 @@ export interface CompiledRoute {
   readonly timeoutMs: number;
   readonly fault: CompiledFault | undefined;
   readonly cors: CompiledCors | undefined;
-  /** This route's token bucket (shared by every connection; replaced with the route table). */
-  readonly rateLimit: TokenBucket | undefined;
+  /** This route's token bucket (shared by every connection; kept across swaps while its settings are). */
+  rateLimit: TokenBucket | undefined;
   readonly mirrors: readonly { readonly cluster: string; readonly fraction: number }[];
 }
 
@@ -82,6 +82,7 @@ export class RouteTable {
   /** "foo.*" as "foo.", longest first. */
   private readonly prefixes: Array<[string, CompiledVirtualHost]> = [];
   private defaultHost: CompiledVirtualHost | undefined;
+  private readonly virtualHosts: CompiledVirtualHost[] = [];
   readonly responseHeadersToAdd: readonly HeaderValueOption[];
 
   constructor(config: RouteConfiguration) {
@@ -92,6 +93,7 @@ export class RouteTable {
         name: vh.name,
         routes: vh.routes.map((r, i) => compileRoute(vh, r, i, this.responseHeadersToAdd)),
       };
+      this.virtualHosts.push(compiled);
       for (const raw of vh.domains) {
         const d = raw.toLowerCase();
         if (d === "*") this.defaultHost ??= compiled;
@@ -102,6 +104,16 @@ export class RouteTable {
     }
     this.suffixes.sort((a, b) => b[0].length - a[0].length);
     this.prefixes.sort((a, b) => b[0].length - a[0].length);
+  }
+
+  /** Takes over `previous`'s token buckets for routes (by virtual host and route name) whose settings are the same. */
+  keepRateLimits(previous: RouteTable): void {
+    const old = new Map<string, TokenBucket>();
+    for (const vh of previous.virtualHosts)
+      for (const r of vh.routes) if (r.rateLimit) old.set(`${vh.name}\u0000${r.name}`, r.rateLimit);
+    if (old.size === 0) return;
+    for (const vh of this.virtualHosts)
+      for (const r of vh.routes) r.rateLimit = keepBucket(old.get(`${vh.name}\u0000${r.name}`), r.rateLimit);
   }
 
   /** The virtual host for an authority: exact (with port, then without), longest suffix, prefix, default. */
