@@ -47,6 +47,10 @@ const COMMANDS: Record<string, Command> = {
     summary: "a proxy's listeners, routes, clusters and endpoints as the control plane serves them",
     load: async () => (await import("./commands/debug-views.ts")).runProxyConfig,
   },
+  ca: {
+    summary: "create a mesh root CA and per-cluster intermediates (Istio's cacerts layout)",
+    load: async () => (await import("./commands/ca.ts")).runCa,
+  },
   "control-plane": {
     summary: "serve sidecar configs translated from Istio resources over the push stream",
     load: async () => (await import("./commands/control-plane.ts")).runControlPlane,

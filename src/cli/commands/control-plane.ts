@@ -1,7 +1,12 @@
 // isthmus control-plane — istiod's job, first slice: reads Istio and Kubernetes resources from files, keeps
 // the service registry, and serves every connecting proxy its sidecar ProxyConfig over the push stream.
 import { renameSync } from "node:fs";
+import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { CertificateAuthority } from "../../control/ca/authority.ts";
+import { CacertsError } from "../../control/ca/cacerts.ts";
+import { registerCertificateService } from "../../control/ca/certificate-service.ts";
+import { WorkloadTokens } from "../../control/ca/tokens.ts";
 import { ControlPlaneMetrics } from "../../control/monitoring/control-plane-metrics.ts";
 import { MonitoringServer } from "../../control/monitoring/monitoring-server.ts";
 import { DiscoveryServer } from "../../control/push/discovery-server.ts";
@@ -51,6 +56,15 @@ Options:
       --discard-invalid-state
                        instead, move such a state file aside (DIR/applied.yaml.invalid-TIME) and start
                        without the applied resources: every proxy is then pushed a config without them
+      --trust-domain TD
+                       the mesh's SPIFFE trust domain (default cluster.local): workload certificates carry
+                       spiffe://TD/ns/NAMESPACE/sa/SERVICE_ACCOUNT
+      --ca-dir DIR     sign workload certificates with the plug-in CA in DIR, Istio's cacerts layout
+                       (ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem; 'isthmus ca intermediate'
+                       makes one). Without it a self-signed root is generated (kept in
+                       DIR/self-signed-ca of --state-dir when given). Workloads get certificates on the
+                       --listen port (CertificateService) with a token from POST /apis/tokens of the config
+                       API; see docs/security.md
   -h, --help           show this help
 
 Signals: SIGHUP re-reads and re-validates every file now (and prints the errors of those still refused)
@@ -65,6 +79,8 @@ export async function runControlPlane(args: string[], io: CommandIO): Promise<nu
     "monitoring-listen"?: string | undefined;
     "state-dir"?: string | undefined;
     "discard-invalid-state"?: boolean | undefined;
+    "trust-domain"?: string | undefined;
+    "ca-dir"?: string | undefined;
     help?: boolean | undefined;
   };
   try {
@@ -77,6 +93,8 @@ export async function runControlPlane(args: string[], io: CommandIO): Promise<nu
         "monitoring-listen": { type: "string" },
         "state-dir": { type: "string" },
         "discard-invalid-state": { type: "boolean" },
+        "trust-domain": { type: "string" },
+        "ca-dir": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
     }));
@@ -98,6 +116,10 @@ export async function runControlPlane(args: string[], io: CommandIO): Promise<nu
   if (stateDir === "") throw new UsageError("--state-dir needs a directory");
   if (values["discard-invalid-state"] && stateDir === undefined)
     throw new UsageError("--discard-invalid-state needs --state-dir");
+  const trustDomain = values["trust-domain"] ?? "cluster.local";
+  if (!/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/.test(trustDomain))
+    throw new UsageError(`--trust-domain must be a DNS name in lower case, not "${trustDomain}"`);
+  if (values["ca-dir"] === "") throw new UsageError("--ca-dir needs a directory");
   const state = stateDir === undefined ? undefined : new StateFile(stateDir);
   const log = (line: string) => io.err(line);
   const store = new ConfigStore(undefined, state ? { persister: state, log } : { log });
@@ -118,6 +140,24 @@ export async function runControlPlane(args: string[], io: CommandIO): Promise<nu
   let registry = new ServiceRegistry(store.all(), [], undefined, registrations.workloads());
   let renderer = new SidecarRenderer(registry);
   const metrics = new ControlPlaneMetrics();
+  let ca: CertificateAuthority;
+  let tokens: WorkloadTokens;
+  try {
+    ca =
+      values["ca-dir"] !== undefined
+        ? await CertificateAuthority.fromDirectory(values["ca-dir"], { trustDomain })
+        : await CertificateAuthority.selfSigned({
+            trustDomain,
+            ...(stateDir === undefined ? {} : { dir: join(stateDir, "self-signed-ca") }),
+          });
+    tokens =
+      stateDir === undefined ? await WorkloadTokens.generate() : await WorkloadTokens.loadOrCreate(stateDir);
+  } catch (e) {
+    // Files an operator gave or the state directory: their problem is reported, not a crash (exit 70).
+    io.err(`isthmus control-plane: ${e instanceof CacertsError ? "" : "CA: "}${(e as Error).message}\n`);
+    await files?.close();
+    return 1;
+  }
   const server = new DiscoveryServer({
     observer: metrics,
     render: (node) =>
@@ -128,6 +168,10 @@ export async function runControlPlane(args: string[], io: CommandIO): Promise<nu
         ...(node.ip ? { appAddress: node.ip } : {}),
       }),
   });
+  registerCertificateService(server, { ca, tokens, observer: metrics, log });
+  io.err(
+    `isthmus control-plane: CA for trust domain ${trustDomain}: ${values["ca-dir"] === undefined ? "self-signed root" : `plug-in CA ${values["ca-dir"]}`}\n`,
+  );
   const rebuild = (reason: string) => {
     // The previous registry and renderer let unchanged services keep their rendered objects (and the push side
     // its encodings): a change costs what it touches.
@@ -139,7 +183,7 @@ export async function runControlPlane(args: string[], io: CommandIO): Promise<nu
   registrations.onChange(() => rebuild("endpoint"));
   let api: ConfigApi | undefined;
   if (apiListen) {
-    api = new ConfigApi(store, token, server, registrations);
+    api = new ConfigApi(store, token, server, registrations, tokens);
     const m = /^(.*):(\d+)$/.exec(apiListen);
     if (!m) throw new UsageError(`--api-listen must be HOST:PORT, not "${apiListen}"`);
     const apiPort = await api.listen(m[1]!, Number(m[2]));

@@ -18,7 +18,16 @@ export interface PushObserver {
   connected(delta: 1 | -1): void;
 }
 
-export class ControlPlaneMetrics implements PushObserver {
+/** What the CA's CSR service reports (src/control/ca/certificate-service.ts); reasons come from fixed sets. */
+export interface CaObserver {
+  csrReceived(): void;
+  certIssued(): void;
+  /** A refused CSR: whose fault (the token, the CSR, the identity asked for, signing) and the precise reason. */
+  csrRefused(kind: "authentication" | "csr" | "identity" | "sign", reason: string): void;
+  caExpiry(root: Date, chain: Date): void;
+}
+
+export class ControlPlaneMetrics implements PushObserver, CaObserver {
   readonly registry = new Registry();
   private readonly xds = new Gauge({
     name: "pilot_xds",
@@ -69,6 +78,77 @@ export class ControlPlaneMetrics implements PushObserver {
     labelNames: ["type"],
     registers: [this.registry],
   });
+
+  // Citadel's (istiod's CA) names, so Istio's dashboards read them; isthmus_ca_csr_refused_total breaks the
+  // refusals down by reason.
+  private readonly csrs = new Counter({
+    name: "citadel_server_csr_count",
+    help: "The number of CSRs received by Citadel server.",
+    registers: [this.registry],
+  });
+  private readonly issued = new Counter({
+    name: "citadel_server_success_cert_issuance_count",
+    help: "The number of certificates issuances that have succeeded.",
+    registers: [this.registry],
+  });
+  private readonly authFailures = new Counter({
+    name: "citadel_server_authentication_failure_count",
+    help: "The number of authentication failures.",
+    registers: [this.registry],
+  });
+  private readonly csrParseErrors = new Counter({
+    name: "citadel_server_csr_parsing_err_count",
+    help: "The number of errors occurred when parsing the CSR.",
+    registers: [this.registry],
+  });
+  private readonly idErrors = new Counter({
+    name: "citadel_server_id_extraction_err_count",
+    help: "The number of errors occurred when extracting the ID from CSR.",
+    registers: [this.registry],
+  });
+  private readonly signErrors = new Counter({
+    name: "citadel_server_csr_sign_err_count",
+    help: "The number of errors occurred when signing the CSR.",
+    labelNames: ["error_type"],
+    registers: [this.registry],
+  });
+  private readonly refusedCsrs = new Counter({
+    name: "isthmus_ca_csr_refused_total",
+    help: "CSRs refused, by reason.",
+    labelNames: ["reason"],
+    registers: [this.registry],
+  });
+  private readonly rootExpiry = new Gauge({
+    name: "citadel_server_root_cert_expiry_timestamp",
+    help: "The unix timestamp, in seconds, when Citadel root cert will expire.",
+    registers: [this.registry],
+  });
+  private readonly chainExpiry = new Gauge({
+    name: "citadel_server_cert_chain_expiry_timestamp",
+    help: "The unix timestamp, in seconds, when Citadel cert chain will expire.",
+    registers: [this.registry],
+  });
+
+  csrReceived(): void {
+    this.csrs.inc();
+  }
+
+  certIssued(): void {
+    this.issued.inc();
+  }
+
+  csrRefused(kind: "authentication" | "csr" | "identity" | "sign", reason: string): void {
+    this.refusedCsrs.inc({ reason });
+    if (kind === "authentication") this.authFailures.inc();
+    else if (kind === "csr") this.csrParseErrors.inc();
+    else if (kind === "identity") this.idErrors.inc();
+    else this.signErrors.inc({ error_type: reason });
+  }
+
+  caExpiry(root: Date, chain: Date): void {
+    this.rootExpiry.set(root.getTime() / 1000);
+    this.chainExpiry.set(chain.getTime() / 1000);
+  }
 
   pushed(type: string, seconds: number, bytes: number): void {
     this.pushes.inc({ type });

@@ -151,6 +151,11 @@ export class DiscoveryServer {
     });
   }
 
+  /** Serves another gRPC service on the same server and port (the CA's CertificateService). */
+  addService(service: grpc.ServiceDefinition, implementation: grpc.UntypedServiceImplementation): void {
+    this.server.addService(service, implementation);
+  }
+
   listen(address: string): Promise<number> {
     return new Promise((resolve, reject) => {
       this.server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, port) =>

@@ -6,6 +6,8 @@
 // /apis/registrations/NAMESPACE/NAME with a JSON body ({address, labels, serviceAccount, locality, network,
 // cluster, weight, ports, group, healthy}; at most 64 KiB), GET /apis/registrations[/NAMESPACE[/NAME]],
 // DELETE /apis/registrations/NAMESPACE/NAME.
+// Workload tokens for the CA (src/control/ca/tokens.ts): POST /apis/tokens {namespace, serviceAccount,
+// ttlSeconds} answers {token, expiresAt}.
 // The debug views behind the same token (as istiod's /debug endpoints): GET /debug/syncz (every connected
 // proxy's sync state, for isthmus proxy-status) and GET /debug/config_dump?proxyID=ID (isthmus proxy-config).
 import { timingSafeEqual } from "node:crypto";
@@ -30,6 +32,13 @@ export interface SyncStatus extends ProxyStatus {
 const MAX_BODY = APPLY_LIMITS.maxBytes;
 const MAX_REGISTRATION_BODY = 64 * 1024;
 
+/** Issues workload tokens from a request body (WorkloadTokens.issueFor). */
+export interface TokenIssuer {
+  issueFor(
+    body: unknown,
+  ): Promise<{ ok: true; token: string; expiresAt: string } | { ok: false; errors: string[] }>;
+}
+
 const STATUS: Record<NonNullable<ChangeResult["reason"]>, number> = {
   invalid: 400,
   "not-found": 404,
@@ -48,12 +57,20 @@ export class ConfigApi {
   private readonly token: Buffer;
   private readonly debug: DebugSource | undefined;
   private readonly registrations: RegistrationSource | undefined;
+  private readonly tokens: TokenIssuer | undefined;
 
-  constructor(store: ConfigStore, token: string, debug?: DebugSource, registrations?: RegistrationSource) {
+  constructor(
+    store: ConfigStore,
+    token: string,
+    debug?: DebugSource,
+    registrations?: RegistrationSource,
+    tokens?: TokenIssuer,
+  ) {
     if (token.length < 16) throw new Error("the API token must have at least 16 characters");
     this.store = store;
     this.debug = debug;
     this.registrations = registrations;
+    this.tokens = tokens;
     this.token = Buffer.from(`Bearer ${token}`);
     this.server = http.createServer({ requestTimeout: 30_000, headersTimeout: 10_000 }, (req, res) => {
       // A failure inside one request answers 500; it must never become an unhandled rejection that stops the
@@ -103,6 +120,29 @@ export class ConfigApi {
     }
     if (parts[0] === "apis" && parts[1] === "registrations" && this.registrations !== undefined) {
       await this.serveRegistrations(req, res, parts.slice(2), send);
+      return;
+    }
+    if (parts[0] === "apis" && parts[1] === "tokens" && parts.length === 2 && this.tokens !== undefined) {
+      if (req.method !== "POST") {
+        req.resume();
+        send(405, { error: "unsupported method" });
+        return;
+      }
+      const body = await readBody(req, MAX_REGISTRATION_BODY);
+      if (body.problem !== undefined) {
+        if (body.problem === "too-large")
+          refuseBody(req, res, `a token request is at most ${MAX_REGISTRATION_BODY} bytes`);
+        return;
+      }
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(body.text);
+      } catch (e) {
+        send(400, { ok: false, errors: [`the body is not JSON: ${(e as Error).message}`] });
+        return;
+      }
+      const issued = await this.tokens.issueFor(parsed);
+      send(issued.ok ? 200 : 400, issued.ok ? { token: issued.token, expiresAt: issued.expiresAt } : issued);
       return;
     }
     if (parts[0] !== "apis" || parts[1] !== "resources") {
