@@ -4,6 +4,7 @@
 import type { ClusterConfig, ListenerConfig, ProxyConfig, RouteConfiguration } from "./config/types.ts";
 import { validateProxyConfig } from "./config/validate.ts";
 import { type FilterChainRuntime, Listener } from "./listener/listener.ts";
+import { SecretStore } from "./secrets/secret-store.ts";
 import { StatsStore } from "./stats/stats.ts";
 import { type PreparedTelemetry, TelemetryManager } from "./telemetry/telemetry-manager.ts";
 import { TelemetrySlot } from "./telemetry/telemetry-slot.ts";
@@ -20,6 +21,8 @@ export class ProxyServer {
   /** The telemetry sink every HTTP runtime reports to; set on apply from config.telemetry. */
   readonly telemetry = new TelemetrySlot();
   readonly telemetryManager = new TelemetryManager(this.telemetry, this.stats);
+  /** TLS secrets by name (the workload certificate, trusted roots) that listeners and clusters may refer to. */
+  readonly secrets = new SecretStore();
   private readonly listeners = new Map<string, Listener>();
   private current: ProxyConfig | undefined;
   private appliedAt: Date | undefined;
@@ -32,8 +35,11 @@ export class ProxyServer {
     return this.current;
   }
 
+  /** What the proxy still waits for before it is ready besides a config (e.g. "identity": its certificate). */
+  readonly awaiting = new Set<string>();
+
   get ready(): boolean {
-    return this.current !== undefined && !this.draining;
+    return this.current !== undefined && !this.draining && this.awaiting.size === 0;
   }
 
   /** Applies a config, or refuses it with the reasons; the running config is unchanged on refusal. */

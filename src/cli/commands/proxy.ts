@@ -22,6 +22,15 @@ Options:
       --namespace NS       its namespace (default "default")
       --label K=V          a label of the workload behind it (repeatable)
       --ip ADDR            the workload's address; the sidecar's listeners bind to it (default 127.0.0.1)
+      --service-account SA the workload's service account (default "default")
+      --identity-token FILE
+                           obtain the workload certificate: a key made here, a CSR for
+                           spiffe://TRUST_DOMAIN/ns/NS/sa/SA sent to the control plane's CA with the token in
+                           FILE (re-read on each request; isthmus control-plane issues them), rotated at half
+                           its lifetime; held as the secrets "default" (certificate) and "ROOTCA" (trust
+                           bundle) that listeners and clusters name. The proxy is not ready until it has one.
+      --trust-domain TD    the mesh's trust domain (default cluster.local)
+      --ca ADDR            the CA's address (default: --control-plane's)
       --admin-port N       override admin.port (default from the config, else 15000; 0 picks a free port)
       --drain-timeout MS   on SIGTERM, how long in-flight requests may take before exit (default 15000)
       --heap-headroom-mb N force a full garbage collection when the JS heap grows N MB past its live size
@@ -31,7 +40,7 @@ Options:
 
 Signals: SIGTERM/SIGINT drain (stop accepting, finish in-flight requests, exit); SIGHUP re-reads FILE and
 applies it if valid (an invalid file is reported and the running config stays).
-Admin endpoints: /ready /config_dump /clusters /stats /memory /drain_listeners (POST) /quitquitquit (POST).
+Admin endpoints: /ready /config_dump /clusters /stats /memory /certs /drain_listeners (POST) /quitquitquit (POST).
 `;
 
 export async function runProxy(args: string[], io: CommandIO): Promise<number> {
@@ -45,6 +54,10 @@ export async function runProxy(args: string[], io: CommandIO): Promise<number> {
     namespace?: string | undefined;
     label?: string[] | undefined;
     ip?: string | undefined;
+    "service-account"?: string | undefined;
+    "identity-token"?: string | undefined;
+    "trust-domain"?: string | undefined;
+    ca?: string | undefined;
     help?: boolean | undefined;
   };
   try {
@@ -60,6 +73,10 @@ export async function runProxy(args: string[], io: CommandIO): Promise<number> {
         namespace: { type: "string" },
         label: { type: "string", multiple: true },
         ip: { type: "string" },
+        "service-account": { type: "string" },
+        "identity-token": { type: "string" },
+        "trust-domain": { type: "string" },
+        ca: { type: "string" },
         help: { type: "boolean", short: "h" },
       },
     }));
@@ -75,6 +92,21 @@ export async function runProxy(args: string[], io: CommandIO): Promise<number> {
   if (!file && !controlPlane) throw new UsageError("--config FILE or --control-plane ADDR is required");
   if (controlPlane && !values["node-id"])
     throw new UsageError("--node-id ID is required with --control-plane");
+  const tokenFile = values["identity-token"];
+  const caAddress = values.ca ?? controlPlane;
+  if (tokenFile !== undefined && caAddress === undefined)
+    throw new UsageError("--identity-token needs --ca ADDR or --control-plane ADDR");
+  const namespace = values.namespace ?? "default";
+  const serviceAccount = values["service-account"] ?? "default";
+  const trustDomain = values["trust-domain"] ?? "cluster.local";
+  for (const [flag, v] of [
+    ["--namespace", namespace],
+    ["--service-account", serviceAccount],
+  ] as const)
+    if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(v) || v.length > 63)
+      throw new UsageError(`${flag} must be a DNS label, not "${v}"`);
+  if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(trustDomain))
+    throw new UsageError(`--trust-domain must be a DNS name, not "${trustDomain}"`);
   const drainTimeout = intOption(values["drain-timeout"], "--drain-timeout", 15_000);
   const headroomMb = intOption(values["heap-headroom-mb"], "--heap-headroom-mb", 4);
   const empty: ProxyConfig = { listeners: [] };
@@ -123,6 +155,30 @@ export async function runProxy(args: string[], io: CommandIO): Promise<number> {
     headroomMb > 0
       ? new HeapGovernor({ headroomBytes: headroomMb * 1024 * 1024, stats: proxy.stats })
       : undefined;
+  let identity: { close(): void } | undefined;
+  if (tokenFile !== undefined) {
+    // Loaded only by proxies that have a mesh identity (gRPC and X.509 stay out of a static proxy).
+    const { WorkloadIdentity } = await import("../../proxy/identity/workload-identity.ts");
+    const id = new WorkloadIdentity({
+      spiffeId: `spiffe://${trustDomain}/ns/${namespace}/sa/${serviceAccount}`,
+      caAddress: caAddress!,
+      tokenFile,
+      log: (line) => io.err(`isthmus proxy: identity: ${line}\n`),
+    });
+    proxy.awaiting.add("identity");
+    id.onRotate((m) => {
+      proxy.awaiting.delete("identity");
+      proxy.secrets.setCertificate("default", {
+        certificateChain: m.certificateChain,
+        privateKey: m.privateKey,
+      });
+      proxy.secrets.setValidation("ROOTCA", { trustedCa: m.trustBundle });
+      io.err(`isthmus proxy: identity ${m.spiffeId} until ${m.notAfter.toISOString()}\n`);
+    });
+    // Not awaited: the proxy serves its bootstrap meanwhile; listeners that need the secret wait for it.
+    id.start().catch((e: unknown) => io.err(`isthmus proxy: identity: ${(e as Error).message}\n`));
+    identity = id;
+  }
   let discovery: { stop(): void } | undefined;
   if (controlPlane) {
     const labels: Record<string, string> = {};
@@ -137,10 +193,10 @@ export async function runProxy(args: string[], io: CommandIO): Promise<number> {
       address: controlPlane,
       node: {
         id: values["node-id"]!,
-        namespace: values.namespace ?? "default",
+        namespace,
         cluster: "",
         network: "",
-        serviceAccount: "",
+        serviceAccount,
         labels,
         ip: values.ip ?? "",
       },
@@ -171,6 +227,7 @@ export async function runProxy(args: string[], io: CommandIO): Promise<number> {
   await done;
   io.err("isthmus proxy: draining\n");
   discovery?.stop();
+  identity?.close();
   await proxy.shutdown(drainTimeout);
   governor?.stop();
   admin?.close();

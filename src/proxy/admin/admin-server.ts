@@ -6,6 +6,7 @@ import net from "node:net";
 import v8 from "node:v8";
 import { RE2 } from "../lazy-modules.ts";
 import type { ProxyServer } from "../proxy.ts";
+import { certsReport } from "../secrets/certs-report.ts";
 import { respond, serveOneRequest } from "./one-request.ts";
 
 export interface AdminOptions {
@@ -101,6 +102,9 @@ export class AdminServer {
       case "/memory":
         send(200, `${JSON.stringify(memoryReport(), null, 2)}\n`, "application/json");
         return;
+      case "/certs":
+        send(200, `${JSON.stringify(certsReport(this.proxy.secrets), null, 2)}\n`, "application/json");
+        return;
       case "/drain_listeners":
         if (!post) {
           send(405, "use POST\n");
@@ -120,7 +124,7 @@ export class AdminServer {
       case "/":
         send(
           200,
-          "/ready\n/config_dump\n/clusters\n/stats\n/memory\n/drain_listeners (POST)\n/quitquitquit (POST)\n",
+          "/ready\n/config_dump\n/clusters\n/stats\n/memory\n/certs\n/drain_listeners (POST)\n/quitquitquit (POST)\n",
         );
         return;
       default:
