@@ -19,12 +19,15 @@ import {
 } from "./envoy-filter.ts";
 import { gatewayClusters, gatewayConfig, selectingGateways } from "./gateway.ts";
 import { RenderMemo } from "./render-memo.ts";
+import { applicablePolicies, type SecurityOptions, withGatewaySecurity } from "./security/index.ts";
 import { type OutboundScope, outboundScope, sidecarConfig, sidecarOwnParts } from "./sidecar.ts";
 import { type OutboundPolicy, sidecarEgress } from "./sidecar-scope.ts";
 
 export interface RendererOptions {
   /** The mesh's outboundTrafficPolicy (MeshConfig), for proxies whose Sidecar sets none. Default ALLOW_ANY. */
   readonly outboundTrafficPolicy?: OutboundPolicy;
+  /** AuthorizationPolicy's root namespace and CUSTOM providers (MeshConfig). */
+  readonly security?: SecurityOptions;
 }
 
 export class SidecarRenderer {
@@ -35,6 +38,7 @@ export class SidecarRenderer {
   private readonly gatewayClusters = new Map<string, readonly ClusterConfig[]>();
   private readonly gateways = new Map<string, Pick<ProxyConfig, "listeners" | "routeConfigs">>();
   private readonly memo: RenderMemo;
+  private readonly security: SecurityOptions;
 
   /**
    * `previous`: the renderer this one replaces after a change; what it rendered from inputs that did not change
@@ -45,6 +49,7 @@ export class SidecarRenderer {
     this.memo = new RenderMemo(previous?.memo);
     this.labelKeys = sourceLabelKeys(registry);
     this.meshPolicy = options.outboundTrafficPolicy ?? "ALLOW_ANY";
+    this.security = options.security ?? {};
   }
 
   render(proxy: ProxyNode): ProxyConfig {
@@ -84,17 +89,24 @@ export class SidecarRenderer {
       this.gatewayClusters.set(proxy.namespace, clusters);
     }
     const rl = proxyRateLimits(this.registry, proxy, "GATEWAY");
+    // AuthorizationPolicies and RequestAuthentications select by labels too: the key names those that apply.
+    const sec = applicablePolicies(this.registry, proxy, this.security);
     const key = [
       proxy.namespace,
       proxy.appAddress ?? "",
       ...gws.map((g) => `${g.namespace}/${g.name}`),
       "",
       rl.key,
+      sec.key,
       ...labelValues,
     ].join("\u0001");
     let shared = this.gateways.get(key);
     if (shared === undefined) {
-      const cfg = applyGatewayRateLimits(gatewayConfig(this.registry, proxy, gws, clusters), rl);
+      const cfg = withGatewaySecurity(
+        applyGatewayRateLimits(gatewayConfig(this.registry, proxy, gws, clusters), rl),
+        sec,
+        this.security,
+      );
       shared = { listeners: cfg.listeners, routeConfigs: cfg.routeConfigs ?? [] };
       this.gateways.set(key, shared);
     }

@@ -3,9 +3,1470 @@
 "use strict";
 export const validate = validate20;
 export default validate20;
-const schema31 = {"$schema":"https://json-schema.org/draft/2020-12/schema","$id":"https://isthmus.io/schemas/proxy-config.json","title":"isthmus ProxyConfig","description":"Configuration of the isthmus proxy: listeners -> filter chains -> HTTP routes -> clusters -> endpoints. See docs/proxy.md.","type":"object","additionalProperties":false,"properties":{"version":{"type":"string"},"node":{"type":"object","additionalProperties":false,"properties":{"id":{"type":"string"},"cluster":{"type":"string"},"metadata":{"type":"object","additionalProperties":{"type":"string"}}}},"admin":{"type":"object","additionalProperties":false,"properties":{"address":{"type":"string","minLength":1},"port":{"type":"integer","minimum":0,"maximum":65535}}},"listeners":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"address":{"type":"string","minLength":1},"port":{"type":"integer","minimum":0,"maximum":65535},"filterChains":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string"},"match":{"type":"object","additionalProperties":false,"properties":{"destinationPort":{"type":"integer","minimum":0,"maximum":65535},"serverNames":{"type":"array","items":{"type":"string","minLength":1}},"applicationProtocols":{"type":"array","items":{"type":"string","minLength":1}}}},"tls":{"type":"object","additionalProperties":false,"properties":{"certificateChain":{"type":"string","minLength":1},"privateKey":{"type":"string","minLength":1},"validationContext":{"type":"string","minLength":1},"requireClientCertificate":{"type":"boolean"},"alpnProtocols":{"type":"array","items":{"type":"string","minLength":1}}},"required":["certificateChain","privateKey"]},"filter":{"oneOf":[{"type":"object","additionalProperties":false,"properties":{"type":{"const":"http"},"routeConfigName":{"type":"string","minLength":1},"routeConfig":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"virtualHosts":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"domains":{"type":"array","items":{"type":"string","minLength":1},"minItems":1},"routes":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string"},"match":{"type":"object","additionalProperties":false,"properties":{"prefix":{"type":"string"},"path":{"type":"string"},"regex":{"type":"string"},"caseSensitive":{"type":"boolean"},"headers":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"regex":{"type":"string"},"present":{"type":"boolean"},"invert":{"type":"boolean"}},"required":["name"]}},"queryParameters":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"exact":{"type":"string"},"prefix":{"type":"string"},"regex":{"type":"string"},"present":{"type":"boolean"}},"required":["name"]}}}},"route":{"type":"object","additionalProperties":false,"properties":{"cluster":{"type":"string","minLength":1},"weightedClusters":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"weight":{"type":"integer","minimum":0},"requestHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"requestHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"responseHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}}},"required":["name","weight"]},"minItems":1},"prefixRewrite":{"type":"string"},"regexRewrite":{"type":"object","additionalProperties":false,"properties":{"pattern":{"type":"string","minLength":1},"substitution":{"type":"string"}},"required":["pattern","substitution"]},"hostRewrite":{"type":"string","minLength":1},"hashPolicy":{"type":"array","items":{"oneOf":[{"type":"object","additionalProperties":false,"properties":{"header":{"type":"string","minLength":1}},"required":["header"]},{"type":"object","additionalProperties":false,"properties":{"cookie":{"type":"string","minLength":1},"ttlMs":{"type":"integer","minimum":0},"path":{"type":"string"}},"required":["cookie"]},{"type":"object","additionalProperties":false,"properties":{"sourceIp":{"const":true}},"required":["sourceIp"]},{"type":"object","additionalProperties":false,"properties":{"queryParameter":{"type":"string","minLength":1}},"required":["queryParameter"]}]}},"timeoutMs":{"type":"integer","minimum":0},"retryPolicy":{"type":"object","additionalProperties":false,"properties":{"numRetries":{"type":"integer","minimum":0,"maximum":100},"perTryTimeoutMs":{"type":"integer","minimum":0},"retryOn":{"type":"array","items":{"enum":["5xx","gateway-error","reset","connect-failure","refused-stream","retriable-4xx","retriable-status-codes","cancelled","deadline-exceeded","resource-exhausted","unavailable"]}},"retriableStatusCodes":{"type":"array","items":{"type":"integer","minimum":100,"maximum":599}},"backoff":{"type":"object","additionalProperties":false,"properties":{"baseIntervalMs":{"type":"integer","minimum":1},"maxIntervalMs":{"type":"integer","minimum":1}}}},"required":["numRetries"]},"fault":{"type":"object","additionalProperties":false,"properties":{"delay":{"type":"object","additionalProperties":false,"properties":{"fixedDelayMs":{"type":"integer","minimum":0},"percentage":{"type":"number","minimum":0,"maximum":100}},"required":["fixedDelayMs"]},"abort":{"type":"object","additionalProperties":false,"properties":{"httpStatus":{"type":"integer","minimum":200,"maximum":599},"grpcStatus":{"type":"integer","minimum":0,"maximum":16},"percentage":{"type":"number","minimum":0,"maximum":100}}}}},"requestMirrorPolicies":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"cluster":{"type":"string","minLength":1},"percentage":{"type":"number","minimum":0,"maximum":100}},"required":["cluster"]}},"cors":{"type":"object","additionalProperties":false,"properties":{"allowOrigins":{"type":"array","items":{"oneOf":[{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"}},"required":["exact"]},{"type":"object","additionalProperties":false,"properties":{"prefix":{"type":"string"}},"required":["prefix"]},{"type":"object","additionalProperties":false,"properties":{"regex":{"type":"string","minLength":1}},"required":["regex"]}]}},"allowMethods":{"type":"array","items":{"type":"string","minLength":1}},"allowHeaders":{"type":"array","items":{"type":"string","minLength":1}},"exposeHeaders":{"type":"array","items":{"type":"string","minLength":1}},"maxAgeSeconds":{"type":"integer","minimum":0},"allowCredentials":{"type":"boolean"}},"required":["allowOrigins"]},"localRateLimit":{"type":"object","additionalProperties":false,"properties":{"maxTokens":{"type":"integer","minimum":1},"tokensPerFill":{"type":"integer","minimum":1},"fillIntervalMs":{"type":"integer","minimum":1}},"required":["maxTokens","fillIntervalMs"]}}},"redirect":{"type":"object","additionalProperties":false,"properties":{"scheme":{"enum":["http","https"]},"host":{"type":"string","minLength":1},"port":{"type":"integer","minimum":0,"maximum":65535},"path":{"type":"string"},"prefixRewrite":{"type":"string"},"responseCode":{"enum":[301,302,303,307,308]}}},"directResponse":{"type":"object","additionalProperties":false,"properties":{"status":{"type":"integer","minimum":200,"maximum":599},"body":{"type":"string"}},"required":["status"]},"requestHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"requestHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"responseHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}}},"required":["match"]}}},"required":["name","domains","routes"]}}},"required":["name","virtualHosts"]},"mode":{"enum":["server","http_proxy"]},"codec":{"enum":["auto","http1","http2"]},"statPrefix":{"type":"string","minLength":1},"reporter":{"enum":["source","destination"]},"localRateLimit":{"type":"object","additionalProperties":false,"properties":{"maxTokens":{"type":"integer","minimum":1},"tokensPerFill":{"type":"integer","minimum":1},"fillIntervalMs":{"type":"integer","minimum":1}},"required":["maxTokens","fillIntervalMs"]}},"required":["type"]},{"type":"object","additionalProperties":false,"properties":{"type":{"const":"tcp"},"cluster":{"type":"string","minLength":1},"statPrefix":{"type":"string","minLength":1},"idleTimeoutMs":{"type":"integer","minimum":1}},"required":["type","cluster"]}]}},"required":["filter"]},"minItems":1},"limits":{"type":"object","additionalProperties":false,"properties":{"maxRequestHeadersBytes":{"type":"integer","minimum":1024,"maximum":1048576},"maxRequestHeaders":{"type":"integer","minimum":1,"maximum":10000},"requestHeadersTimeoutMs":{"type":"integer","minimum":1},"idleTimeoutMs":{"type":"integer","minimum":1},"maxConnections":{"type":"integer","minimum":1}}}},"required":["name","port","filterChains"]}},"routeConfigs":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"virtualHosts":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"domains":{"type":"array","items":{"type":"string","minLength":1},"minItems":1},"routes":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string"},"match":{"type":"object","additionalProperties":false,"properties":{"prefix":{"type":"string"},"path":{"type":"string"},"regex":{"type":"string"},"caseSensitive":{"type":"boolean"},"headers":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"regex":{"type":"string"},"present":{"type":"boolean"},"invert":{"type":"boolean"}},"required":["name"]}},"queryParameters":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"exact":{"type":"string"},"prefix":{"type":"string"},"regex":{"type":"string"},"present":{"type":"boolean"}},"required":["name"]}}}},"route":{"type":"object","additionalProperties":false,"properties":{"cluster":{"type":"string","minLength":1},"weightedClusters":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"weight":{"type":"integer","minimum":0},"requestHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"requestHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"responseHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}}},"required":["name","weight"]},"minItems":1},"prefixRewrite":{"type":"string"},"regexRewrite":{"type":"object","additionalProperties":false,"properties":{"pattern":{"type":"string","minLength":1},"substitution":{"type":"string"}},"required":["pattern","substitution"]},"hostRewrite":{"type":"string","minLength":1},"hashPolicy":{"type":"array","items":{"oneOf":[{"type":"object","additionalProperties":false,"properties":{"header":{"type":"string","minLength":1}},"required":["header"]},{"type":"object","additionalProperties":false,"properties":{"cookie":{"type":"string","minLength":1},"ttlMs":{"type":"integer","minimum":0},"path":{"type":"string"}},"required":["cookie"]},{"type":"object","additionalProperties":false,"properties":{"sourceIp":{"const":true}},"required":["sourceIp"]},{"type":"object","additionalProperties":false,"properties":{"queryParameter":{"type":"string","minLength":1}},"required":["queryParameter"]}]}},"timeoutMs":{"type":"integer","minimum":0},"retryPolicy":{"type":"object","additionalProperties":false,"properties":{"numRetries":{"type":"integer","minimum":0,"maximum":100},"perTryTimeoutMs":{"type":"integer","minimum":0},"retryOn":{"type":"array","items":{"enum":["5xx","gateway-error","reset","connect-failure","refused-stream","retriable-4xx","retriable-status-codes","cancelled","deadline-exceeded","resource-exhausted","unavailable"]}},"retriableStatusCodes":{"type":"array","items":{"type":"integer","minimum":100,"maximum":599}},"backoff":{"type":"object","additionalProperties":false,"properties":{"baseIntervalMs":{"type":"integer","minimum":1},"maxIntervalMs":{"type":"integer","minimum":1}}}},"required":["numRetries"]},"fault":{"type":"object","additionalProperties":false,"properties":{"delay":{"type":"object","additionalProperties":false,"properties":{"fixedDelayMs":{"type":"integer","minimum":0},"percentage":{"type":"number","minimum":0,"maximum":100}},"required":["fixedDelayMs"]},"abort":{"type":"object","additionalProperties":false,"properties":{"httpStatus":{"type":"integer","minimum":200,"maximum":599},"grpcStatus":{"type":"integer","minimum":0,"maximum":16},"percentage":{"type":"number","minimum":0,"maximum":100}}}}},"requestMirrorPolicies":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"cluster":{"type":"string","minLength":1},"percentage":{"type":"number","minimum":0,"maximum":100}},"required":["cluster"]}},"cors":{"type":"object","additionalProperties":false,"properties":{"allowOrigins":{"type":"array","items":{"oneOf":[{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"}},"required":["exact"]},{"type":"object","additionalProperties":false,"properties":{"prefix":{"type":"string"}},"required":["prefix"]},{"type":"object","additionalProperties":false,"properties":{"regex":{"type":"string","minLength":1}},"required":["regex"]}]}},"allowMethods":{"type":"array","items":{"type":"string","minLength":1}},"allowHeaders":{"type":"array","items":{"type":"string","minLength":1}},"exposeHeaders":{"type":"array","items":{"type":"string","minLength":1}},"maxAgeSeconds":{"type":"integer","minimum":0},"allowCredentials":{"type":"boolean"}},"required":["allowOrigins"]},"localRateLimit":{"type":"object","additionalProperties":false,"properties":{"maxTokens":{"type":"integer","minimum":1},"tokensPerFill":{"type":"integer","minimum":1},"fillIntervalMs":{"type":"integer","minimum":1}},"required":["maxTokens","fillIntervalMs"]}}},"redirect":{"type":"object","additionalProperties":false,"properties":{"scheme":{"enum":["http","https"]},"host":{"type":"string","minLength":1},"port":{"type":"integer","minimum":0,"maximum":65535},"path":{"type":"string"},"prefixRewrite":{"type":"string"},"responseCode":{"enum":[301,302,303,307,308]}}},"directResponse":{"type":"object","additionalProperties":false,"properties":{"status":{"type":"integer","minimum":200,"maximum":599},"body":{"type":"string"}},"required":["status"]},"requestHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"requestHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"responseHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}}},"required":["match"]}}},"required":["name","domains","routes"]}}},"required":["name","virtualHosts"]}},"clusters":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"type":{"enum":["static","original_dst"]},"lbPolicy":{"enum":["ROUND_ROBIN","LEAST_REQUEST","RANDOM","RING_HASH","MAGLEV"]},"ringHash":{"type":"object","additionalProperties":false,"properties":{"minimumRingSize":{"type":"integer","minimum":1},"maximumRingSize":{"type":"integer","minimum":1}}},"maglev":{"type":"object","additionalProperties":false,"properties":{"tableSize":{"type":"integer","minimum":1}}},"protocol":{"enum":["http1","http2"]},"endpoints":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"address":{"type":"string","minLength":1},"port":{"type":"integer","minimum":1,"maximum":65535},"weight":{"type":"integer","minimum":1,"maximum":1000000},"labels":{"type":"object","additionalProperties":{"type":"string"}},"locality":{"type":"string"}},"required":["address","port"]}},"connectTimeoutMs":{"type":"integer","minimum":1},"idleTimeoutMs":{"type":"integer","minimum":1},"circuitBreakers":{"type":"object","additionalProperties":false,"properties":{"maxConnections":{"type":"integer","minimum":0},"maxPendingRequests":{"type":"integer","minimum":0},"maxRequests":{"type":"integer","minimum":0},"maxRequestsPerConnection":{"type":"integer","minimum":0},"retryBudget":{"type":"object","additionalProperties":false,"properties":{"budgetPercent":{"type":"number","minimum":0,"maximum":100},"minRetryConcurrency":{"type":"integer","minimum":0}},"required":["budgetPercent"]}}},"outlierDetection":{"type":"object","additionalProperties":false,"properties":{"consecutive5xxErrors":{"type":"integer","minimum":0},"consecutiveGatewayErrors":{"type":"integer","minimum":0},"intervalMs":{"type":"integer","minimum":1},"baseEjectionTimeMs":{"type":"integer","minimum":1},"maxEjectionPercent":{"type":"number","minimum":0,"maximum":100},"minHealthPercent":{"type":"number","minimum":0,"maximum":100}}},"tls":{"type":"object","additionalProperties":false,"properties":{"sni":{"type":"string","minLength":1},"validationContext":{"type":"string","minLength":1},"certificateChain":{"type":"string","minLength":1},"privateKey":{"type":"string","minLength":1},"alpnProtocols":{"type":"array","items":{"type":"string","minLength":1}},"insecureSkipVerify":{"type":"boolean"}}}},"required":["name","endpoints"]}},"telemetry":{"type":"object","additionalProperties":false,"properties":{"prometheus":{"type":"object","additionalProperties":false,"properties":{"address":{"type":"string","minLength":1},"port":{"type":"integer","minimum":0,"maximum":65535}}},"accessLog":{"type":"object","additionalProperties":false,"properties":{"path":{"type":"string","minLength":1}},"required":["path"]},"tracing":{"type":"object","additionalProperties":false,"properties":{"otlpEndpoint":{"type":"string","pattern":"^https?://"},"samplingPercent":{"type":"number","minimum":0,"maximum":100},"serviceName":{"type":"string","minLength":1}},"required":["otlpEndpoint"]}}}},"required":["listeners"]};
+const schema31 = {"$schema":"https://json-schema.org/draft/2020-12/schema","$id":"https://isthmus.io/schemas/proxy-config.json","title":"isthmus ProxyConfig","description":"Configuration of the isthmus proxy: listeners -> filter chains -> HTTP routes -> clusters -> endpoints. See docs/proxy.md.","type":"object","additionalProperties":false,"properties":{"version":{"type":"string"},"node":{"type":"object","additionalProperties":false,"properties":{"id":{"type":"string"},"cluster":{"type":"string"},"metadata":{"type":"object","additionalProperties":{"type":"string"}}}},"admin":{"type":"object","additionalProperties":false,"properties":{"address":{"type":"string","minLength":1},"port":{"type":"integer","minimum":0,"maximum":65535}}},"listeners":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"address":{"type":"string","minLength":1},"port":{"type":"integer","minimum":0,"maximum":65535},"filterChains":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string"},"match":{"type":"object","additionalProperties":false,"properties":{"destinationPort":{"type":"integer","minimum":0,"maximum":65535},"serverNames":{"type":"array","items":{"type":"string","minLength":1}},"applicationProtocols":{"type":"array","items":{"type":"string","minLength":1}}}},"tls":{"type":"object","additionalProperties":false,"properties":{"certificateChain":{"type":"string","minLength":1},"privateKey":{"type":"string","minLength":1},"validationContext":{"type":"string","minLength":1},"requireClientCertificate":{"type":"boolean"},"alpnProtocols":{"type":"array","items":{"type":"string","minLength":1}}},"required":["certificateChain","privateKey"]},"filter":{"oneOf":[{"type":"object","additionalProperties":false,"properties":{"type":{"const":"http"},"routeConfigName":{"type":"string","minLength":1},"routeConfig":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"virtualHosts":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"domains":{"type":"array","items":{"type":"string","minLength":1},"minItems":1},"routes":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string"},"match":{"type":"object","additionalProperties":false,"properties":{"prefix":{"type":"string"},"path":{"type":"string"},"regex":{"type":"string"},"caseSensitive":{"type":"boolean"},"headers":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"regex":{"type":"string"},"present":{"type":"boolean"},"invert":{"type":"boolean"}},"required":["name"]}},"queryParameters":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"exact":{"type":"string"},"prefix":{"type":"string"},"regex":{"type":"string"},"present":{"type":"boolean"}},"required":["name"]}}}},"route":{"type":"object","additionalProperties":false,"properties":{"cluster":{"type":"string","minLength":1},"weightedClusters":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"weight":{"type":"integer","minimum":0},"requestHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"requestHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"responseHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}}},"required":["name","weight"]},"minItems":1},"prefixRewrite":{"type":"string"},"regexRewrite":{"type":"object","additionalProperties":false,"properties":{"pattern":{"type":"string","minLength":1},"substitution":{"type":"string"}},"required":["pattern","substitution"]},"hostRewrite":{"type":"string","minLength":1},"hashPolicy":{"type":"array","items":{"oneOf":[{"type":"object","additionalProperties":false,"properties":{"header":{"type":"string","minLength":1}},"required":["header"]},{"type":"object","additionalProperties":false,"properties":{"cookie":{"type":"string","minLength":1},"ttlMs":{"type":"integer","minimum":0},"path":{"type":"string"}},"required":["cookie"]},{"type":"object","additionalProperties":false,"properties":{"sourceIp":{"const":true}},"required":["sourceIp"]},{"type":"object","additionalProperties":false,"properties":{"queryParameter":{"type":"string","minLength":1}},"required":["queryParameter"]}]}},"timeoutMs":{"type":"integer","minimum":0},"retryPolicy":{"type":"object","additionalProperties":false,"properties":{"numRetries":{"type":"integer","minimum":0,"maximum":100},"perTryTimeoutMs":{"type":"integer","minimum":0},"retryOn":{"type":"array","items":{"enum":["5xx","gateway-error","reset","connect-failure","refused-stream","retriable-4xx","retriable-status-codes","cancelled","deadline-exceeded","resource-exhausted","unavailable"]}},"retriableStatusCodes":{"type":"array","items":{"type":"integer","minimum":100,"maximum":599}},"backoff":{"type":"object","additionalProperties":false,"properties":{"baseIntervalMs":{"type":"integer","minimum":1},"maxIntervalMs":{"type":"integer","minimum":1}}}},"required":["numRetries"]},"fault":{"type":"object","additionalProperties":false,"properties":{"delay":{"type":"object","additionalProperties":false,"properties":{"fixedDelayMs":{"type":"integer","minimum":0},"percentage":{"type":"number","minimum":0,"maximum":100}},"required":["fixedDelayMs"]},"abort":{"type":"object","additionalProperties":false,"properties":{"httpStatus":{"type":"integer","minimum":200,"maximum":599},"grpcStatus":{"type":"integer","minimum":0,"maximum":16},"percentage":{"type":"number","minimum":0,"maximum":100}}}}},"requestMirrorPolicies":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"cluster":{"type":"string","minLength":1},"percentage":{"type":"number","minimum":0,"maximum":100}},"required":["cluster"]}},"cors":{"type":"object","additionalProperties":false,"properties":{"allowOrigins":{"type":"array","items":{"oneOf":[{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"}},"required":["exact"]},{"type":"object","additionalProperties":false,"properties":{"prefix":{"type":"string"}},"required":["prefix"]},{"type":"object","additionalProperties":false,"properties":{"regex":{"type":"string","minLength":1}},"required":["regex"]}]}},"allowMethods":{"type":"array","items":{"type":"string","minLength":1}},"allowHeaders":{"type":"array","items":{"type":"string","minLength":1}},"exposeHeaders":{"type":"array","items":{"type":"string","minLength":1}},"maxAgeSeconds":{"type":"integer","minimum":0},"allowCredentials":{"type":"boolean"}},"required":["allowOrigins"]},"localRateLimit":{"type":"object","additionalProperties":false,"properties":{"maxTokens":{"type":"integer","minimum":1},"tokensPerFill":{"type":"integer","minimum":1},"fillIntervalMs":{"type":"integer","minimum":1}},"required":["maxTokens","fillIntervalMs"]}}},"redirect":{"type":"object","additionalProperties":false,"properties":{"scheme":{"enum":["http","https"]},"host":{"type":"string","minLength":1},"port":{"type":"integer","minimum":0,"maximum":65535},"path":{"type":"string"},"prefixRewrite":{"type":"string"},"responseCode":{"enum":[301,302,303,307,308]}}},"directResponse":{"type":"object","additionalProperties":false,"properties":{"status":{"type":"integer","minimum":200,"maximum":599},"body":{"type":"string"}},"required":["status"]},"requestHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"requestHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"responseHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}}},"required":["match"]}}},"required":["name","domains","routes"]}}},"required":["name","virtualHosts"]},"mode":{"enum":["server","http_proxy"]},"codec":{"enum":["auto","http1","http2"]},"statPrefix":{"type":"string","minLength":1},"reporter":{"enum":["source","destination"]},"localRateLimit":{"type":"object","additionalProperties":false,"properties":{"maxTokens":{"type":"integer","minimum":1},"tokensPerFill":{"type":"integer","minimum":1},"fillIntervalMs":{"type":"integer","minimum":1}},"required":["maxTokens","fillIntervalMs"]},"jwtAuthn":{"type":"object","additionalProperties":false,"properties":{"providers":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"issuer":{"type":"string","minLength":1},"audiences":{"type":"array","items":{"type":"string","minLength":1}},"localJwks":{"type":"string","minLength":1},"remoteJwks":{"type":"object","additionalProperties":false,"properties":{"uri":{"type":"string","pattern":"^https?://"},"cluster":{"type":"string","minLength":1},"timeoutMs":{"type":"integer","minimum":1},"cacheDurationMs":{"type":"integer","minimum":1}},"required":["uri"]},"fromHeaders":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"valuePrefix":{"type":"string"}},"required":["name"]}},"fromParams":{"type":"array","items":{"type":"string","minLength":1}},"fromCookies":{"type":"array","items":{"type":"string","minLength":1}},"forward":{"type":"boolean"},"forwardPayloadHeader":{"type":"string","minLength":1},"clockSkewSeconds":{"type":"integer","minimum":0},"maxTokenBytes":{"type":"integer","minimum":64,"maximum":1048576}},"required":["name"]},"minItems":1}},"required":["providers"]},"extAuthz":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"cluster":{"type":"string","minLength":1},"pathPrefix":{"type":"string"},"authority":{"type":"string","minLength":1},"timeoutMs":{"type":"integer","minimum":1},"failureModeAllow":{"type":"boolean"},"statusOnError":{"type":"integer","minimum":200,"maximum":599},"includeRequestHeaders":{"type":"array","items":{"type":"string","minLength":1}},"headersToUpstreamOnAllow":{"type":"array","items":{"type":"string","minLength":1}},"headersToDownstreamOnDeny":{"type":"array","items":{"type":"string","minLength":1}},"policies":{"type":"object","additionalProperties":{"type":"object","additionalProperties":false,"properties":{"permissions":{"type":"array","items":{"$ref":"#/$defs/rbacPermission"}},"principals":{"type":"array","items":{"$ref":"#/$defs/rbacPrincipal"}}},"required":["permissions","principals"]}}},"required":["cluster"]}},"rbac":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"rules":{"type":"object","additionalProperties":false,"properties":{"action":{"enum":["ALLOW","DENY","LOG"]},"policies":{"type":"object","additionalProperties":{"type":"object","additionalProperties":false,"properties":{"permissions":{"type":"array","items":{"$ref":"#/$defs/rbacPermission"}},"principals":{"type":"array","items":{"$ref":"#/$defs/rbacPrincipal"}}},"required":["permissions","principals"]}}},"required":["action","policies"]},"shadowRules":{"type":"object","additionalProperties":false,"properties":{"action":{"enum":["ALLOW","DENY","LOG"]},"policies":{"type":"object","additionalProperties":{"type":"object","additionalProperties":false,"properties":{"permissions":{"type":"array","items":{"$ref":"#/$defs/rbacPermission"}},"principals":{"type":"array","items":{"$ref":"#/$defs/rbacPrincipal"}}},"required":["permissions","principals"]}}},"required":["action","policies"]},"shadowRulesStatPrefix":{"type":"string"},"rulesStatPrefix":{"type":"string"}}}}},"required":["type"]},{"type":"object","additionalProperties":false,"properties":{"type":{"const":"tcp"},"cluster":{"type":"string","minLength":1},"statPrefix":{"type":"string","minLength":1},"idleTimeoutMs":{"type":"integer","minimum":1},"rbac":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"rules":{"type":"object","additionalProperties":false,"properties":{"action":{"enum":["ALLOW","DENY","LOG"]},"policies":{"type":"object","additionalProperties":{"type":"object","additionalProperties":false,"properties":{"permissions":{"type":"array","items":{"$ref":"#/$defs/rbacPermission"}},"principals":{"type":"array","items":{"$ref":"#/$defs/rbacPrincipal"}}},"required":["permissions","principals"]}}},"required":["action","policies"]},"shadowRules":{"type":"object","additionalProperties":false,"properties":{"action":{"enum":["ALLOW","DENY","LOG"]},"policies":{"type":"object","additionalProperties":{"type":"object","additionalProperties":false,"properties":{"permissions":{"type":"array","items":{"$ref":"#/$defs/rbacPermission"}},"principals":{"type":"array","items":{"$ref":"#/$defs/rbacPrincipal"}}},"required":["permissions","principals"]}}},"required":["action","policies"]},"shadowRulesStatPrefix":{"type":"string"},"rulesStatPrefix":{"type":"string"}}}}},"required":["type","cluster"]}]}},"required":["filter"]},"minItems":1},"limits":{"type":"object","additionalProperties":false,"properties":{"maxRequestHeadersBytes":{"type":"integer","minimum":1024,"maximum":1048576},"maxRequestHeaders":{"type":"integer","minimum":1,"maximum":10000},"requestHeadersTimeoutMs":{"type":"integer","minimum":1},"idleTimeoutMs":{"type":"integer","minimum":1},"maxConnections":{"type":"integer","minimum":1}}}},"required":["name","port","filterChains"]}},"routeConfigs":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"virtualHosts":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"domains":{"type":"array","items":{"type":"string","minLength":1},"minItems":1},"routes":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string"},"match":{"type":"object","additionalProperties":false,"properties":{"prefix":{"type":"string"},"path":{"type":"string"},"regex":{"type":"string"},"caseSensitive":{"type":"boolean"},"headers":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"regex":{"type":"string"},"present":{"type":"boolean"},"invert":{"type":"boolean"}},"required":["name"]}},"queryParameters":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"exact":{"type":"string"},"prefix":{"type":"string"},"regex":{"type":"string"},"present":{"type":"boolean"}},"required":["name"]}}}},"route":{"type":"object","additionalProperties":false,"properties":{"cluster":{"type":"string","minLength":1},"weightedClusters":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"weight":{"type":"integer","minimum":0},"requestHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"requestHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"responseHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}}},"required":["name","weight"]},"minItems":1},"prefixRewrite":{"type":"string"},"regexRewrite":{"type":"object","additionalProperties":false,"properties":{"pattern":{"type":"string","minLength":1},"substitution":{"type":"string"}},"required":["pattern","substitution"]},"hostRewrite":{"type":"string","minLength":1},"hashPolicy":{"type":"array","items":{"oneOf":[{"type":"object","additionalProperties":false,"properties":{"header":{"type":"string","minLength":1}},"required":["header"]},{"type":"object","additionalProperties":false,"properties":{"cookie":{"type":"string","minLength":1},"ttlMs":{"type":"integer","minimum":0},"path":{"type":"string"}},"required":["cookie"]},{"type":"object","additionalProperties":false,"properties":{"sourceIp":{"const":true}},"required":["sourceIp"]},{"type":"object","additionalProperties":false,"properties":{"queryParameter":{"type":"string","minLength":1}},"required":["queryParameter"]}]}},"timeoutMs":{"type":"integer","minimum":0},"retryPolicy":{"type":"object","additionalProperties":false,"properties":{"numRetries":{"type":"integer","minimum":0,"maximum":100},"perTryTimeoutMs":{"type":"integer","minimum":0},"retryOn":{"type":"array","items":{"enum":["5xx","gateway-error","reset","connect-failure","refused-stream","retriable-4xx","retriable-status-codes","cancelled","deadline-exceeded","resource-exhausted","unavailable"]}},"retriableStatusCodes":{"type":"array","items":{"type":"integer","minimum":100,"maximum":599}},"backoff":{"type":"object","additionalProperties":false,"properties":{"baseIntervalMs":{"type":"integer","minimum":1},"maxIntervalMs":{"type":"integer","minimum":1}}}},"required":["numRetries"]},"fault":{"type":"object","additionalProperties":false,"properties":{"delay":{"type":"object","additionalProperties":false,"properties":{"fixedDelayMs":{"type":"integer","minimum":0},"percentage":{"type":"number","minimum":0,"maximum":100}},"required":["fixedDelayMs"]},"abort":{"type":"object","additionalProperties":false,"properties":{"httpStatus":{"type":"integer","minimum":200,"maximum":599},"grpcStatus":{"type":"integer","minimum":0,"maximum":16},"percentage":{"type":"number","minimum":0,"maximum":100}}}}},"requestMirrorPolicies":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"cluster":{"type":"string","minLength":1},"percentage":{"type":"number","minimum":0,"maximum":100}},"required":["cluster"]}},"cors":{"type":"object","additionalProperties":false,"properties":{"allowOrigins":{"type":"array","items":{"oneOf":[{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"}},"required":["exact"]},{"type":"object","additionalProperties":false,"properties":{"prefix":{"type":"string"}},"required":["prefix"]},{"type":"object","additionalProperties":false,"properties":{"regex":{"type":"string","minLength":1}},"required":["regex"]}]}},"allowMethods":{"type":"array","items":{"type":"string","minLength":1}},"allowHeaders":{"type":"array","items":{"type":"string","minLength":1}},"exposeHeaders":{"type":"array","items":{"type":"string","minLength":1}},"maxAgeSeconds":{"type":"integer","minimum":0},"allowCredentials":{"type":"boolean"}},"required":["allowOrigins"]},"localRateLimit":{"type":"object","additionalProperties":false,"properties":{"maxTokens":{"type":"integer","minimum":1},"tokensPerFill":{"type":"integer","minimum":1},"fillIntervalMs":{"type":"integer","minimum":1}},"required":["maxTokens","fillIntervalMs"]}}},"redirect":{"type":"object","additionalProperties":false,"properties":{"scheme":{"enum":["http","https"]},"host":{"type":"string","minLength":1},"port":{"type":"integer","minimum":0,"maximum":65535},"path":{"type":"string"},"prefixRewrite":{"type":"string"},"responseCode":{"enum":[301,302,303,307,308]}}},"directResponse":{"type":"object","additionalProperties":false,"properties":{"status":{"type":"integer","minimum":200,"maximum":599},"body":{"type":"string"}},"required":["status"]},"requestHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"requestHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"responseHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}}},"required":["match"]}}},"required":["name","domains","routes"]}}},"required":["name","virtualHosts"]}},"clusters":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"type":{"enum":["static","original_dst"]},"lbPolicy":{"enum":["ROUND_ROBIN","LEAST_REQUEST","RANDOM","RING_HASH","MAGLEV"]},"ringHash":{"type":"object","additionalProperties":false,"properties":{"minimumRingSize":{"type":"integer","minimum":1},"maximumRingSize":{"type":"integer","minimum":1}}},"maglev":{"type":"object","additionalProperties":false,"properties":{"tableSize":{"type":"integer","minimum":1}}},"protocol":{"enum":["http1","http2"]},"endpoints":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"address":{"type":"string","minLength":1},"port":{"type":"integer","minimum":1,"maximum":65535},"weight":{"type":"integer","minimum":1,"maximum":1000000},"labels":{"type":"object","additionalProperties":{"type":"string"}},"locality":{"type":"string"}},"required":["address","port"]}},"connectTimeoutMs":{"type":"integer","minimum":1},"idleTimeoutMs":{"type":"integer","minimum":1},"circuitBreakers":{"type":"object","additionalProperties":false,"properties":{"maxConnections":{"type":"integer","minimum":0},"maxPendingRequests":{"type":"integer","minimum":0},"maxRequests":{"type":"integer","minimum":0},"maxRequestsPerConnection":{"type":"integer","minimum":0},"retryBudget":{"type":"object","additionalProperties":false,"properties":{"budgetPercent":{"type":"number","minimum":0,"maximum":100},"minRetryConcurrency":{"type":"integer","minimum":0}},"required":["budgetPercent"]}}},"outlierDetection":{"type":"object","additionalProperties":false,"properties":{"consecutive5xxErrors":{"type":"integer","minimum":0},"consecutiveGatewayErrors":{"type":"integer","minimum":0},"intervalMs":{"type":"integer","minimum":1},"baseEjectionTimeMs":{"type":"integer","minimum":1},"maxEjectionPercent":{"type":"number","minimum":0,"maximum":100},"minHealthPercent":{"type":"number","minimum":0,"maximum":100}}},"tls":{"type":"object","additionalProperties":false,"properties":{"sni":{"type":"string","minLength":1},"validationContext":{"type":"string","minLength":1},"certificateChain":{"type":"string","minLength":1},"privateKey":{"type":"string","minLength":1},"alpnProtocols":{"type":"array","items":{"type":"string","minLength":1}},"insecureSkipVerify":{"type":"boolean"}}}},"required":["name","endpoints"]}},"telemetry":{"type":"object","additionalProperties":false,"properties":{"prometheus":{"type":"object","additionalProperties":false,"properties":{"address":{"type":"string","minLength":1},"port":{"type":"integer","minimum":0,"maximum":65535}}},"accessLog":{"type":"object","additionalProperties":false,"properties":{"path":{"type":"string","minLength":1}},"required":["path"]},"tracing":{"type":"object","additionalProperties":false,"properties":{"otlpEndpoint":{"type":"string","pattern":"^https?://"},"samplingPercent":{"type":"number","minimum":0,"maximum":100},"serviceName":{"type":"string","minLength":1}},"required":["otlpEndpoint"]}}}},"required":["listeners"],"$defs":{"rbacPermission":{"type":"object","additionalProperties":false,"properties":{"any":{"const":true},"andRules":{"type":"array","items":{"$ref":"#/$defs/rbacPermission"}},"orRules":{"type":"array","items":{"$ref":"#/$defs/rbacPermission"}},"notRule":{"$ref":"#/$defs/rbacPermission"},"header":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"contains":{"type":"string"},"regex":{"type":"string","minLength":1},"ignoreCase":{"type":"boolean"},"present":{"type":"boolean"},"invert":{"type":"boolean"}},"required":["name"]},"urlPath":{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"contains":{"type":"string"},"regex":{"type":"string","minLength":1},"ignoreCase":{"type":"boolean"}},"minProperties":1},"uriTemplate":{"type":"string","pattern":"^/"},"destinationIp":{"type":"string","minLength":1},"destinationPort":{"type":"integer","minimum":0,"maximum":65535},"requestedServerName":{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"contains":{"type":"string"},"regex":{"type":"string","minLength":1},"ignoreCase":{"type":"boolean"}},"minProperties":1}},"minProperties":1,"maxProperties":1},"rbacPrincipal":{"type":"object","additionalProperties":false,"properties":{"any":{"const":true},"andIds":{"type":"array","items":{"$ref":"#/$defs/rbacPrincipal"}},"orIds":{"type":"array","items":{"$ref":"#/$defs/rbacPrincipal"}},"notId":{"$ref":"#/$defs/rbacPrincipal"},"authenticated":{"type":"object","additionalProperties":false,"properties":{"principalName":{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"contains":{"type":"string"},"regex":{"type":"string","minLength":1},"ignoreCase":{"type":"boolean"}},"minProperties":1}}},"directRemoteIp":{"type":"string","minLength":1},"remoteIp":{"type":"string","minLength":1},"header":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"contains":{"type":"string"},"regex":{"type":"string","minLength":1},"ignoreCase":{"type":"boolean"},"present":{"type":"boolean"},"invert":{"type":"boolean"}},"required":["name"]},"requestPrincipal":{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"contains":{"type":"string"},"regex":{"type":"string","minLength":1},"ignoreCase":{"type":"boolean"}},"minProperties":1},"jwtClaim":{"type":"object","additionalProperties":false,"properties":{"path":{"type":"array","items":{"type":"string","minLength":1},"minItems":1},"value":{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"contains":{"type":"string"},"regex":{"type":"string","minLength":1},"ignoreCase":{"type":"boolean"}},"minProperties":1}},"required":["path","value"]}},"minProperties":1,"maxProperties":1}}};
 const func1 = Object.prototype.hasOwnProperty;
 const pattern4 = new RegExp("^https?://", "u");
+const schema32 = {"type":"object","additionalProperties":false,"properties":{"any":{"const":true},"andRules":{"type":"array","items":{"$ref":"#/$defs/rbacPermission"}},"orRules":{"type":"array","items":{"$ref":"#/$defs/rbacPermission"}},"notRule":{"$ref":"#/$defs/rbacPermission"},"header":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"contains":{"type":"string"},"regex":{"type":"string","minLength":1},"ignoreCase":{"type":"boolean"},"present":{"type":"boolean"},"invert":{"type":"boolean"}},"required":["name"]},"urlPath":{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"contains":{"type":"string"},"regex":{"type":"string","minLength":1},"ignoreCase":{"type":"boolean"}},"minProperties":1},"uriTemplate":{"type":"string","pattern":"^/"},"destinationIp":{"type":"string","minLength":1},"destinationPort":{"type":"integer","minimum":0,"maximum":65535},"requestedServerName":{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"contains":{"type":"string"},"regex":{"type":"string","minLength":1},"ignoreCase":{"type":"boolean"}},"minProperties":1}},"minProperties":1,"maxProperties":1};
+const wrapper0 = {validate: validate21};
+const pattern5 = new RegExp("^/", "u");
+
+function validate21(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
+let vErrors = null;
+let errors = 0;
+const evaluated0 = validate21.evaluated;
+if(evaluated0.dynamicProps){
+evaluated0.props = undefined;
+}
+if(evaluated0.dynamicItems){
+evaluated0.items = undefined;
+}
+if(data && typeof data == "object" && !Array.isArray(data)){
+if(Object.keys(data).length > 1){
+const err0 = {instancePath,schemaPath:"#/maxProperties",keyword:"maxProperties",params:{limit: 1},message:"must NOT have more than 1 properties"};
+if(vErrors === null){
+vErrors = [err0];
+}
+else {
+vErrors.push(err0);
+}
+errors++;
+}
+if(Object.keys(data).length < 1){
+const err1 = {instancePath,schemaPath:"#/minProperties",keyword:"minProperties",params:{limit: 1},message:"must NOT have fewer than 1 properties"};
+if(vErrors === null){
+vErrors = [err1];
+}
+else {
+vErrors.push(err1);
+}
+errors++;
+}
+for(const key0 in data){
+if(!(func1.call(schema32.properties, key0))){
+const err2 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err2];
+}
+else {
+vErrors.push(err2);
+}
+errors++;
+}
+}
+if(data.any !== undefined){
+if(true !== data.any){
+const err3 = {instancePath:instancePath+"/any",schemaPath:"#/properties/any/const",keyword:"const",params:{allowedValue: true},message:"must be equal to constant"};
+if(vErrors === null){
+vErrors = [err3];
+}
+else {
+vErrors.push(err3);
+}
+errors++;
+}
+}
+if(data.andRules !== undefined){
+let data1 = data.andRules;
+if(Array.isArray(data1)){
+const len0 = data1.length;
+for(let i0=0; i0<len0; i0++){
+if(!(wrapper0.validate(data1[i0], {instancePath:instancePath+"/andRules/" + i0,parentData:data1,parentDataProperty:i0,rootData,dynamicAnchors}))){
+vErrors = vErrors === null ? wrapper0.validate.errors : vErrors.concat(wrapper0.validate.errors);
+errors = vErrors.length;
+}
+}
+}
+else {
+const err4 = {instancePath:instancePath+"/andRules",schemaPath:"#/properties/andRules/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err4];
+}
+else {
+vErrors.push(err4);
+}
+errors++;
+}
+}
+if(data.orRules !== undefined){
+let data3 = data.orRules;
+if(Array.isArray(data3)){
+const len1 = data3.length;
+for(let i1=0; i1<len1; i1++){
+if(!(wrapper0.validate(data3[i1], {instancePath:instancePath+"/orRules/" + i1,parentData:data3,parentDataProperty:i1,rootData,dynamicAnchors}))){
+vErrors = vErrors === null ? wrapper0.validate.errors : vErrors.concat(wrapper0.validate.errors);
+errors = vErrors.length;
+}
+}
+}
+else {
+const err5 = {instancePath:instancePath+"/orRules",schemaPath:"#/properties/orRules/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err5];
+}
+else {
+vErrors.push(err5);
+}
+errors++;
+}
+}
+if(data.notRule !== undefined){
+if(!(wrapper0.validate(data.notRule, {instancePath:instancePath+"/notRule",parentData:data,parentDataProperty:"notRule",rootData,dynamicAnchors}))){
+vErrors = vErrors === null ? wrapper0.validate.errors : vErrors.concat(wrapper0.validate.errors);
+errors = vErrors.length;
+}
+}
+if(data.header !== undefined){
+let data6 = data.header;
+if(data6 && typeof data6 == "object" && !Array.isArray(data6)){
+if(data6.name === undefined){
+const err6 = {instancePath:instancePath+"/header",schemaPath:"#/properties/header/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
+if(vErrors === null){
+vErrors = [err6];
+}
+else {
+vErrors.push(err6);
+}
+errors++;
+}
+for(const key1 in data6){
+if(!(func1.call(schema32.properties.header.properties, key1))){
+const err7 = {instancePath:instancePath+"/header",schemaPath:"#/properties/header/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key1},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err7];
+}
+else {
+vErrors.push(err7);
+}
+errors++;
+}
+}
+if(data6.name !== undefined){
+let data7 = data6.name;
+if(typeof data7 === "string"){
+if(data7.length < 1){
+const err8 = {instancePath:instancePath+"/header/name",schemaPath:"#/properties/header/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err8];
+}
+else {
+vErrors.push(err8);
+}
+errors++;
+}
+}
+else {
+const err9 = {instancePath:instancePath+"/header/name",schemaPath:"#/properties/header/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err9];
+}
+else {
+vErrors.push(err9);
+}
+errors++;
+}
+}
+if(data6.exact !== undefined){
+if(typeof data6.exact !== "string"){
+const err10 = {instancePath:instancePath+"/header/exact",schemaPath:"#/properties/header/properties/exact/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err10];
+}
+else {
+vErrors.push(err10);
+}
+errors++;
+}
+}
+if(data6.prefix !== undefined){
+if(typeof data6.prefix !== "string"){
+const err11 = {instancePath:instancePath+"/header/prefix",schemaPath:"#/properties/header/properties/prefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err11];
+}
+else {
+vErrors.push(err11);
+}
+errors++;
+}
+}
+if(data6.suffix !== undefined){
+if(typeof data6.suffix !== "string"){
+const err12 = {instancePath:instancePath+"/header/suffix",schemaPath:"#/properties/header/properties/suffix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err12];
+}
+else {
+vErrors.push(err12);
+}
+errors++;
+}
+}
+if(data6.contains !== undefined){
+if(typeof data6.contains !== "string"){
+const err13 = {instancePath:instancePath+"/header/contains",schemaPath:"#/properties/header/properties/contains/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err13];
+}
+else {
+vErrors.push(err13);
+}
+errors++;
+}
+}
+if(data6.regex !== undefined){
+let data12 = data6.regex;
+if(typeof data12 === "string"){
+if(data12.length < 1){
+const err14 = {instancePath:instancePath+"/header/regex",schemaPath:"#/properties/header/properties/regex/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err14];
+}
+else {
+vErrors.push(err14);
+}
+errors++;
+}
+}
+else {
+const err15 = {instancePath:instancePath+"/header/regex",schemaPath:"#/properties/header/properties/regex/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err15];
+}
+else {
+vErrors.push(err15);
+}
+errors++;
+}
+}
+if(data6.ignoreCase !== undefined){
+if(typeof data6.ignoreCase !== "boolean"){
+const err16 = {instancePath:instancePath+"/header/ignoreCase",schemaPath:"#/properties/header/properties/ignoreCase/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(vErrors === null){
+vErrors = [err16];
+}
+else {
+vErrors.push(err16);
+}
+errors++;
+}
+}
+if(data6.present !== undefined){
+if(typeof data6.present !== "boolean"){
+const err17 = {instancePath:instancePath+"/header/present",schemaPath:"#/properties/header/properties/present/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(vErrors === null){
+vErrors = [err17];
+}
+else {
+vErrors.push(err17);
+}
+errors++;
+}
+}
+if(data6.invert !== undefined){
+if(typeof data6.invert !== "boolean"){
+const err18 = {instancePath:instancePath+"/header/invert",schemaPath:"#/properties/header/properties/invert/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(vErrors === null){
+vErrors = [err18];
+}
+else {
+vErrors.push(err18);
+}
+errors++;
+}
+}
+}
+else {
+const err19 = {instancePath:instancePath+"/header",schemaPath:"#/properties/header/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err19];
+}
+else {
+vErrors.push(err19);
+}
+errors++;
+}
+}
+if(data.urlPath !== undefined){
+let data16 = data.urlPath;
+if(data16 && typeof data16 == "object" && !Array.isArray(data16)){
+if(Object.keys(data16).length < 1){
+const err20 = {instancePath:instancePath+"/urlPath",schemaPath:"#/properties/urlPath/minProperties",keyword:"minProperties",params:{limit: 1},message:"must NOT have fewer than 1 properties"};
+if(vErrors === null){
+vErrors = [err20];
+}
+else {
+vErrors.push(err20);
+}
+errors++;
+}
+for(const key2 in data16){
+if(!((((((key2 === "exact") || (key2 === "prefix")) || (key2 === "suffix")) || (key2 === "contains")) || (key2 === "regex")) || (key2 === "ignoreCase"))){
+const err21 = {instancePath:instancePath+"/urlPath",schemaPath:"#/properties/urlPath/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key2},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err21];
+}
+else {
+vErrors.push(err21);
+}
+errors++;
+}
+}
+if(data16.exact !== undefined){
+if(typeof data16.exact !== "string"){
+const err22 = {instancePath:instancePath+"/urlPath/exact",schemaPath:"#/properties/urlPath/properties/exact/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err22];
+}
+else {
+vErrors.push(err22);
+}
+errors++;
+}
+}
+if(data16.prefix !== undefined){
+if(typeof data16.prefix !== "string"){
+const err23 = {instancePath:instancePath+"/urlPath/prefix",schemaPath:"#/properties/urlPath/properties/prefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err23];
+}
+else {
+vErrors.push(err23);
+}
+errors++;
+}
+}
+if(data16.suffix !== undefined){
+if(typeof data16.suffix !== "string"){
+const err24 = {instancePath:instancePath+"/urlPath/suffix",schemaPath:"#/properties/urlPath/properties/suffix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err24];
+}
+else {
+vErrors.push(err24);
+}
+errors++;
+}
+}
+if(data16.contains !== undefined){
+if(typeof data16.contains !== "string"){
+const err25 = {instancePath:instancePath+"/urlPath/contains",schemaPath:"#/properties/urlPath/properties/contains/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err25];
+}
+else {
+vErrors.push(err25);
+}
+errors++;
+}
+}
+if(data16.regex !== undefined){
+let data21 = data16.regex;
+if(typeof data21 === "string"){
+if(data21.length < 1){
+const err26 = {instancePath:instancePath+"/urlPath/regex",schemaPath:"#/properties/urlPath/properties/regex/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err26];
+}
+else {
+vErrors.push(err26);
+}
+errors++;
+}
+}
+else {
+const err27 = {instancePath:instancePath+"/urlPath/regex",schemaPath:"#/properties/urlPath/properties/regex/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err27];
+}
+else {
+vErrors.push(err27);
+}
+errors++;
+}
+}
+if(data16.ignoreCase !== undefined){
+if(typeof data16.ignoreCase !== "boolean"){
+const err28 = {instancePath:instancePath+"/urlPath/ignoreCase",schemaPath:"#/properties/urlPath/properties/ignoreCase/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(vErrors === null){
+vErrors = [err28];
+}
+else {
+vErrors.push(err28);
+}
+errors++;
+}
+}
+}
+else {
+const err29 = {instancePath:instancePath+"/urlPath",schemaPath:"#/properties/urlPath/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err29];
+}
+else {
+vErrors.push(err29);
+}
+errors++;
+}
+}
+if(data.uriTemplate !== undefined){
+let data23 = data.uriTemplate;
+if(typeof data23 === "string"){
+if(!pattern5.test(data23)){
+const err30 = {instancePath:instancePath+"/uriTemplate",schemaPath:"#/properties/uriTemplate/pattern",keyword:"pattern",params:{pattern: "^/"},message:"must match pattern \""+"^/"+"\""};
+if(vErrors === null){
+vErrors = [err30];
+}
+else {
+vErrors.push(err30);
+}
+errors++;
+}
+}
+else {
+const err31 = {instancePath:instancePath+"/uriTemplate",schemaPath:"#/properties/uriTemplate/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err31];
+}
+else {
+vErrors.push(err31);
+}
+errors++;
+}
+}
+if(data.destinationIp !== undefined){
+let data24 = data.destinationIp;
+if(typeof data24 === "string"){
+if(data24.length < 1){
+const err32 = {instancePath:instancePath+"/destinationIp",schemaPath:"#/properties/destinationIp/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err32];
+}
+else {
+vErrors.push(err32);
+}
+errors++;
+}
+}
+else {
+const err33 = {instancePath:instancePath+"/destinationIp",schemaPath:"#/properties/destinationIp/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err33];
+}
+else {
+vErrors.push(err33);
+}
+errors++;
+}
+}
+if(data.destinationPort !== undefined){
+let data25 = data.destinationPort;
+if(!((typeof data25 == "number") && (!(data25 % 1) && !isNaN(data25)))){
+const err34 = {instancePath:instancePath+"/destinationPort",schemaPath:"#/properties/destinationPort/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err34];
+}
+else {
+vErrors.push(err34);
+}
+errors++;
+}
+if(typeof data25 == "number"){
+if(data25 > 65535 || isNaN(data25)){
+const err35 = {instancePath:instancePath+"/destinationPort",schemaPath:"#/properties/destinationPort/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+if(vErrors === null){
+vErrors = [err35];
+}
+else {
+vErrors.push(err35);
+}
+errors++;
+}
+if(data25 < 0 || isNaN(data25)){
+const err36 = {instancePath:instancePath+"/destinationPort",schemaPath:"#/properties/destinationPort/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(vErrors === null){
+vErrors = [err36];
+}
+else {
+vErrors.push(err36);
+}
+errors++;
+}
+}
+}
+if(data.requestedServerName !== undefined){
+let data26 = data.requestedServerName;
+if(data26 && typeof data26 == "object" && !Array.isArray(data26)){
+if(Object.keys(data26).length < 1){
+const err37 = {instancePath:instancePath+"/requestedServerName",schemaPath:"#/properties/requestedServerName/minProperties",keyword:"minProperties",params:{limit: 1},message:"must NOT have fewer than 1 properties"};
+if(vErrors === null){
+vErrors = [err37];
+}
+else {
+vErrors.push(err37);
+}
+errors++;
+}
+for(const key3 in data26){
+if(!((((((key3 === "exact") || (key3 === "prefix")) || (key3 === "suffix")) || (key3 === "contains")) || (key3 === "regex")) || (key3 === "ignoreCase"))){
+const err38 = {instancePath:instancePath+"/requestedServerName",schemaPath:"#/properties/requestedServerName/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key3},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err38];
+}
+else {
+vErrors.push(err38);
+}
+errors++;
+}
+}
+if(data26.exact !== undefined){
+if(typeof data26.exact !== "string"){
+const err39 = {instancePath:instancePath+"/requestedServerName/exact",schemaPath:"#/properties/requestedServerName/properties/exact/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err39];
+}
+else {
+vErrors.push(err39);
+}
+errors++;
+}
+}
+if(data26.prefix !== undefined){
+if(typeof data26.prefix !== "string"){
+const err40 = {instancePath:instancePath+"/requestedServerName/prefix",schemaPath:"#/properties/requestedServerName/properties/prefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err40];
+}
+else {
+vErrors.push(err40);
+}
+errors++;
+}
+}
+if(data26.suffix !== undefined){
+if(typeof data26.suffix !== "string"){
+const err41 = {instancePath:instancePath+"/requestedServerName/suffix",schemaPath:"#/properties/requestedServerName/properties/suffix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err41];
+}
+else {
+vErrors.push(err41);
+}
+errors++;
+}
+}
+if(data26.contains !== undefined){
+if(typeof data26.contains !== "string"){
+const err42 = {instancePath:instancePath+"/requestedServerName/contains",schemaPath:"#/properties/requestedServerName/properties/contains/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err42];
+}
+else {
+vErrors.push(err42);
+}
+errors++;
+}
+}
+if(data26.regex !== undefined){
+let data31 = data26.regex;
+if(typeof data31 === "string"){
+if(data31.length < 1){
+const err43 = {instancePath:instancePath+"/requestedServerName/regex",schemaPath:"#/properties/requestedServerName/properties/regex/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err43];
+}
+else {
+vErrors.push(err43);
+}
+errors++;
+}
+}
+else {
+const err44 = {instancePath:instancePath+"/requestedServerName/regex",schemaPath:"#/properties/requestedServerName/properties/regex/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err44];
+}
+else {
+vErrors.push(err44);
+}
+errors++;
+}
+}
+if(data26.ignoreCase !== undefined){
+if(typeof data26.ignoreCase !== "boolean"){
+const err45 = {instancePath:instancePath+"/requestedServerName/ignoreCase",schemaPath:"#/properties/requestedServerName/properties/ignoreCase/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(vErrors === null){
+vErrors = [err45];
+}
+else {
+vErrors.push(err45);
+}
+errors++;
+}
+}
+}
+else {
+const err46 = {instancePath:instancePath+"/requestedServerName",schemaPath:"#/properties/requestedServerName/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err46];
+}
+else {
+vErrors.push(err46);
+}
+errors++;
+}
+}
+}
+else {
+const err47 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err47];
+}
+else {
+vErrors.push(err47);
+}
+errors++;
+}
+validate21.errors = vErrors;
+return errors === 0;
+}
+validate21.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
+
+const schema33 = {"type":"object","additionalProperties":false,"properties":{"any":{"const":true},"andIds":{"type":"array","items":{"$ref":"#/$defs/rbacPrincipal"}},"orIds":{"type":"array","items":{"$ref":"#/$defs/rbacPrincipal"}},"notId":{"$ref":"#/$defs/rbacPrincipal"},"authenticated":{"type":"object","additionalProperties":false,"properties":{"principalName":{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"contains":{"type":"string"},"regex":{"type":"string","minLength":1},"ignoreCase":{"type":"boolean"}},"minProperties":1}}},"directRemoteIp":{"type":"string","minLength":1},"remoteIp":{"type":"string","minLength":1},"header":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"contains":{"type":"string"},"regex":{"type":"string","minLength":1},"ignoreCase":{"type":"boolean"},"present":{"type":"boolean"},"invert":{"type":"boolean"}},"required":["name"]},"requestPrincipal":{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"contains":{"type":"string"},"regex":{"type":"string","minLength":1},"ignoreCase":{"type":"boolean"}},"minProperties":1},"jwtClaim":{"type":"object","additionalProperties":false,"properties":{"path":{"type":"array","items":{"type":"string","minLength":1},"minItems":1},"value":{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"contains":{"type":"string"},"regex":{"type":"string","minLength":1},"ignoreCase":{"type":"boolean"}},"minProperties":1}},"required":["path","value"]}},"minProperties":1,"maxProperties":1};
+const wrapper3 = {validate: validate23};
+
+function validate23(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
+let vErrors = null;
+let errors = 0;
+const evaluated0 = validate23.evaluated;
+if(evaluated0.dynamicProps){
+evaluated0.props = undefined;
+}
+if(evaluated0.dynamicItems){
+evaluated0.items = undefined;
+}
+if(data && typeof data == "object" && !Array.isArray(data)){
+if(Object.keys(data).length > 1){
+const err0 = {instancePath,schemaPath:"#/maxProperties",keyword:"maxProperties",params:{limit: 1},message:"must NOT have more than 1 properties"};
+if(vErrors === null){
+vErrors = [err0];
+}
+else {
+vErrors.push(err0);
+}
+errors++;
+}
+if(Object.keys(data).length < 1){
+const err1 = {instancePath,schemaPath:"#/minProperties",keyword:"minProperties",params:{limit: 1},message:"must NOT have fewer than 1 properties"};
+if(vErrors === null){
+vErrors = [err1];
+}
+else {
+vErrors.push(err1);
+}
+errors++;
+}
+for(const key0 in data){
+if(!(func1.call(schema33.properties, key0))){
+const err2 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err2];
+}
+else {
+vErrors.push(err2);
+}
+errors++;
+}
+}
+if(data.any !== undefined){
+if(true !== data.any){
+const err3 = {instancePath:instancePath+"/any",schemaPath:"#/properties/any/const",keyword:"const",params:{allowedValue: true},message:"must be equal to constant"};
+if(vErrors === null){
+vErrors = [err3];
+}
+else {
+vErrors.push(err3);
+}
+errors++;
+}
+}
+if(data.andIds !== undefined){
+let data1 = data.andIds;
+if(Array.isArray(data1)){
+const len0 = data1.length;
+for(let i0=0; i0<len0; i0++){
+if(!(wrapper3.validate(data1[i0], {instancePath:instancePath+"/andIds/" + i0,parentData:data1,parentDataProperty:i0,rootData,dynamicAnchors}))){
+vErrors = vErrors === null ? wrapper3.validate.errors : vErrors.concat(wrapper3.validate.errors);
+errors = vErrors.length;
+}
+}
+}
+else {
+const err4 = {instancePath:instancePath+"/andIds",schemaPath:"#/properties/andIds/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err4];
+}
+else {
+vErrors.push(err4);
+}
+errors++;
+}
+}
+if(data.orIds !== undefined){
+let data3 = data.orIds;
+if(Array.isArray(data3)){
+const len1 = data3.length;
+for(let i1=0; i1<len1; i1++){
+if(!(wrapper3.validate(data3[i1], {instancePath:instancePath+"/orIds/" + i1,parentData:data3,parentDataProperty:i1,rootData,dynamicAnchors}))){
+vErrors = vErrors === null ? wrapper3.validate.errors : vErrors.concat(wrapper3.validate.errors);
+errors = vErrors.length;
+}
+}
+}
+else {
+const err5 = {instancePath:instancePath+"/orIds",schemaPath:"#/properties/orIds/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err5];
+}
+else {
+vErrors.push(err5);
+}
+errors++;
+}
+}
+if(data.notId !== undefined){
+if(!(wrapper3.validate(data.notId, {instancePath:instancePath+"/notId",parentData:data,parentDataProperty:"notId",rootData,dynamicAnchors}))){
+vErrors = vErrors === null ? wrapper3.validate.errors : vErrors.concat(wrapper3.validate.errors);
+errors = vErrors.length;
+}
+}
+if(data.authenticated !== undefined){
+let data6 = data.authenticated;
+if(data6 && typeof data6 == "object" && !Array.isArray(data6)){
+for(const key1 in data6){
+if(!(key1 === "principalName")){
+const err6 = {instancePath:instancePath+"/authenticated",schemaPath:"#/properties/authenticated/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key1},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err6];
+}
+else {
+vErrors.push(err6);
+}
+errors++;
+}
+}
+if(data6.principalName !== undefined){
+let data7 = data6.principalName;
+if(data7 && typeof data7 == "object" && !Array.isArray(data7)){
+if(Object.keys(data7).length < 1){
+const err7 = {instancePath:instancePath+"/authenticated/principalName",schemaPath:"#/properties/authenticated/properties/principalName/minProperties",keyword:"minProperties",params:{limit: 1},message:"must NOT have fewer than 1 properties"};
+if(vErrors === null){
+vErrors = [err7];
+}
+else {
+vErrors.push(err7);
+}
+errors++;
+}
+for(const key2 in data7){
+if(!((((((key2 === "exact") || (key2 === "prefix")) || (key2 === "suffix")) || (key2 === "contains")) || (key2 === "regex")) || (key2 === "ignoreCase"))){
+const err8 = {instancePath:instancePath+"/authenticated/principalName",schemaPath:"#/properties/authenticated/properties/principalName/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key2},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err8];
+}
+else {
+vErrors.push(err8);
+}
+errors++;
+}
+}
+if(data7.exact !== undefined){
+if(typeof data7.exact !== "string"){
+const err9 = {instancePath:instancePath+"/authenticated/principalName/exact",schemaPath:"#/properties/authenticated/properties/principalName/properties/exact/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err9];
+}
+else {
+vErrors.push(err9);
+}
+errors++;
+}
+}
+if(data7.prefix !== undefined){
+if(typeof data7.prefix !== "string"){
+const err10 = {instancePath:instancePath+"/authenticated/principalName/prefix",schemaPath:"#/properties/authenticated/properties/principalName/properties/prefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err10];
+}
+else {
+vErrors.push(err10);
+}
+errors++;
+}
+}
+if(data7.suffix !== undefined){
+if(typeof data7.suffix !== "string"){
+const err11 = {instancePath:instancePath+"/authenticated/principalName/suffix",schemaPath:"#/properties/authenticated/properties/principalName/properties/suffix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err11];
+}
+else {
+vErrors.push(err11);
+}
+errors++;
+}
+}
+if(data7.contains !== undefined){
+if(typeof data7.contains !== "string"){
+const err12 = {instancePath:instancePath+"/authenticated/principalName/contains",schemaPath:"#/properties/authenticated/properties/principalName/properties/contains/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err12];
+}
+else {
+vErrors.push(err12);
+}
+errors++;
+}
+}
+if(data7.regex !== undefined){
+let data12 = data7.regex;
+if(typeof data12 === "string"){
+if(data12.length < 1){
+const err13 = {instancePath:instancePath+"/authenticated/principalName/regex",schemaPath:"#/properties/authenticated/properties/principalName/properties/regex/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err13];
+}
+else {
+vErrors.push(err13);
+}
+errors++;
+}
+}
+else {
+const err14 = {instancePath:instancePath+"/authenticated/principalName/regex",schemaPath:"#/properties/authenticated/properties/principalName/properties/regex/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err14];
+}
+else {
+vErrors.push(err14);
+}
+errors++;
+}
+}
+if(data7.ignoreCase !== undefined){
+if(typeof data7.ignoreCase !== "boolean"){
+const err15 = {instancePath:instancePath+"/authenticated/principalName/ignoreCase",schemaPath:"#/properties/authenticated/properties/principalName/properties/ignoreCase/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(vErrors === null){
+vErrors = [err15];
+}
+else {
+vErrors.push(err15);
+}
+errors++;
+}
+}
+}
+else {
+const err16 = {instancePath:instancePath+"/authenticated/principalName",schemaPath:"#/properties/authenticated/properties/principalName/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err16];
+}
+else {
+vErrors.push(err16);
+}
+errors++;
+}
+}
+}
+else {
+const err17 = {instancePath:instancePath+"/authenticated",schemaPath:"#/properties/authenticated/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err17];
+}
+else {
+vErrors.push(err17);
+}
+errors++;
+}
+}
+if(data.directRemoteIp !== undefined){
+let data14 = data.directRemoteIp;
+if(typeof data14 === "string"){
+if(data14.length < 1){
+const err18 = {instancePath:instancePath+"/directRemoteIp",schemaPath:"#/properties/directRemoteIp/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err18];
+}
+else {
+vErrors.push(err18);
+}
+errors++;
+}
+}
+else {
+const err19 = {instancePath:instancePath+"/directRemoteIp",schemaPath:"#/properties/directRemoteIp/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err19];
+}
+else {
+vErrors.push(err19);
+}
+errors++;
+}
+}
+if(data.remoteIp !== undefined){
+let data15 = data.remoteIp;
+if(typeof data15 === "string"){
+if(data15.length < 1){
+const err20 = {instancePath:instancePath+"/remoteIp",schemaPath:"#/properties/remoteIp/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err20];
+}
+else {
+vErrors.push(err20);
+}
+errors++;
+}
+}
+else {
+const err21 = {instancePath:instancePath+"/remoteIp",schemaPath:"#/properties/remoteIp/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err21];
+}
+else {
+vErrors.push(err21);
+}
+errors++;
+}
+}
+if(data.header !== undefined){
+let data16 = data.header;
+if(data16 && typeof data16 == "object" && !Array.isArray(data16)){
+if(data16.name === undefined){
+const err22 = {instancePath:instancePath+"/header",schemaPath:"#/properties/header/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
+if(vErrors === null){
+vErrors = [err22];
+}
+else {
+vErrors.push(err22);
+}
+errors++;
+}
+for(const key3 in data16){
+if(!(func1.call(schema33.properties.header.properties, key3))){
+const err23 = {instancePath:instancePath+"/header",schemaPath:"#/properties/header/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key3},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err23];
+}
+else {
+vErrors.push(err23);
+}
+errors++;
+}
+}
+if(data16.name !== undefined){
+let data17 = data16.name;
+if(typeof data17 === "string"){
+if(data17.length < 1){
+const err24 = {instancePath:instancePath+"/header/name",schemaPath:"#/properties/header/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err24];
+}
+else {
+vErrors.push(err24);
+}
+errors++;
+}
+}
+else {
+const err25 = {instancePath:instancePath+"/header/name",schemaPath:"#/properties/header/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err25];
+}
+else {
+vErrors.push(err25);
+}
+errors++;
+}
+}
+if(data16.exact !== undefined){
+if(typeof data16.exact !== "string"){
+const err26 = {instancePath:instancePath+"/header/exact",schemaPath:"#/properties/header/properties/exact/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err26];
+}
+else {
+vErrors.push(err26);
+}
+errors++;
+}
+}
+if(data16.prefix !== undefined){
+if(typeof data16.prefix !== "string"){
+const err27 = {instancePath:instancePath+"/header/prefix",schemaPath:"#/properties/header/properties/prefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err27];
+}
+else {
+vErrors.push(err27);
+}
+errors++;
+}
+}
+if(data16.suffix !== undefined){
+if(typeof data16.suffix !== "string"){
+const err28 = {instancePath:instancePath+"/header/suffix",schemaPath:"#/properties/header/properties/suffix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err28];
+}
+else {
+vErrors.push(err28);
+}
+errors++;
+}
+}
+if(data16.contains !== undefined){
+if(typeof data16.contains !== "string"){
+const err29 = {instancePath:instancePath+"/header/contains",schemaPath:"#/properties/header/properties/contains/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err29];
+}
+else {
+vErrors.push(err29);
+}
+errors++;
+}
+}
+if(data16.regex !== undefined){
+let data22 = data16.regex;
+if(typeof data22 === "string"){
+if(data22.length < 1){
+const err30 = {instancePath:instancePath+"/header/regex",schemaPath:"#/properties/header/properties/regex/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err30];
+}
+else {
+vErrors.push(err30);
+}
+errors++;
+}
+}
+else {
+const err31 = {instancePath:instancePath+"/header/regex",schemaPath:"#/properties/header/properties/regex/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err31];
+}
+else {
+vErrors.push(err31);
+}
+errors++;
+}
+}
+if(data16.ignoreCase !== undefined){
+if(typeof data16.ignoreCase !== "boolean"){
+const err32 = {instancePath:instancePath+"/header/ignoreCase",schemaPath:"#/properties/header/properties/ignoreCase/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(vErrors === null){
+vErrors = [err32];
+}
+else {
+vErrors.push(err32);
+}
+errors++;
+}
+}
+if(data16.present !== undefined){
+if(typeof data16.present !== "boolean"){
+const err33 = {instancePath:instancePath+"/header/present",schemaPath:"#/properties/header/properties/present/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(vErrors === null){
+vErrors = [err33];
+}
+else {
+vErrors.push(err33);
+}
+errors++;
+}
+}
+if(data16.invert !== undefined){
+if(typeof data16.invert !== "boolean"){
+const err34 = {instancePath:instancePath+"/header/invert",schemaPath:"#/properties/header/properties/invert/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(vErrors === null){
+vErrors = [err34];
+}
+else {
+vErrors.push(err34);
+}
+errors++;
+}
+}
+}
+else {
+const err35 = {instancePath:instancePath+"/header",schemaPath:"#/properties/header/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err35];
+}
+else {
+vErrors.push(err35);
+}
+errors++;
+}
+}
+if(data.requestPrincipal !== undefined){
+let data26 = data.requestPrincipal;
+if(data26 && typeof data26 == "object" && !Array.isArray(data26)){
+if(Object.keys(data26).length < 1){
+const err36 = {instancePath:instancePath+"/requestPrincipal",schemaPath:"#/properties/requestPrincipal/minProperties",keyword:"minProperties",params:{limit: 1},message:"must NOT have fewer than 1 properties"};
+if(vErrors === null){
+vErrors = [err36];
+}
+else {
+vErrors.push(err36);
+}
+errors++;
+}
+for(const key4 in data26){
+if(!((((((key4 === "exact") || (key4 === "prefix")) || (key4 === "suffix")) || (key4 === "contains")) || (key4 === "regex")) || (key4 === "ignoreCase"))){
+const err37 = {instancePath:instancePath+"/requestPrincipal",schemaPath:"#/properties/requestPrincipal/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key4},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err37];
+}
+else {
+vErrors.push(err37);
+}
+errors++;
+}
+}
+if(data26.exact !== undefined){
+if(typeof data26.exact !== "string"){
+const err38 = {instancePath:instancePath+"/requestPrincipal/exact",schemaPath:"#/properties/requestPrincipal/properties/exact/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err38];
+}
+else {
+vErrors.push(err38);
+}
+errors++;
+}
+}
+if(data26.prefix !== undefined){
+if(typeof data26.prefix !== "string"){
+const err39 = {instancePath:instancePath+"/requestPrincipal/prefix",schemaPath:"#/properties/requestPrincipal/properties/prefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err39];
+}
+else {
+vErrors.push(err39);
+}
+errors++;
+}
+}
+if(data26.suffix !== undefined){
+if(typeof data26.suffix !== "string"){
+const err40 = {instancePath:instancePath+"/requestPrincipal/suffix",schemaPath:"#/properties/requestPrincipal/properties/suffix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err40];
+}
+else {
+vErrors.push(err40);
+}
+errors++;
+}
+}
+if(data26.contains !== undefined){
+if(typeof data26.contains !== "string"){
+const err41 = {instancePath:instancePath+"/requestPrincipal/contains",schemaPath:"#/properties/requestPrincipal/properties/contains/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err41];
+}
+else {
+vErrors.push(err41);
+}
+errors++;
+}
+}
+if(data26.regex !== undefined){
+let data31 = data26.regex;
+if(typeof data31 === "string"){
+if(data31.length < 1){
+const err42 = {instancePath:instancePath+"/requestPrincipal/regex",schemaPath:"#/properties/requestPrincipal/properties/regex/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err42];
+}
+else {
+vErrors.push(err42);
+}
+errors++;
+}
+}
+else {
+const err43 = {instancePath:instancePath+"/requestPrincipal/regex",schemaPath:"#/properties/requestPrincipal/properties/regex/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err43];
+}
+else {
+vErrors.push(err43);
+}
+errors++;
+}
+}
+if(data26.ignoreCase !== undefined){
+if(typeof data26.ignoreCase !== "boolean"){
+const err44 = {instancePath:instancePath+"/requestPrincipal/ignoreCase",schemaPath:"#/properties/requestPrincipal/properties/ignoreCase/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(vErrors === null){
+vErrors = [err44];
+}
+else {
+vErrors.push(err44);
+}
+errors++;
+}
+}
+}
+else {
+const err45 = {instancePath:instancePath+"/requestPrincipal",schemaPath:"#/properties/requestPrincipal/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err45];
+}
+else {
+vErrors.push(err45);
+}
+errors++;
+}
+}
+if(data.jwtClaim !== undefined){
+let data33 = data.jwtClaim;
+if(data33 && typeof data33 == "object" && !Array.isArray(data33)){
+if(data33.path === undefined){
+const err46 = {instancePath:instancePath+"/jwtClaim",schemaPath:"#/properties/jwtClaim/required",keyword:"required",params:{missingProperty: "path"},message:"must have required property '"+"path"+"'"};
+if(vErrors === null){
+vErrors = [err46];
+}
+else {
+vErrors.push(err46);
+}
+errors++;
+}
+if(data33.value === undefined){
+const err47 = {instancePath:instancePath+"/jwtClaim",schemaPath:"#/properties/jwtClaim/required",keyword:"required",params:{missingProperty: "value"},message:"must have required property '"+"value"+"'"};
+if(vErrors === null){
+vErrors = [err47];
+}
+else {
+vErrors.push(err47);
+}
+errors++;
+}
+for(const key5 in data33){
+if(!((key5 === "path") || (key5 === "value"))){
+const err48 = {instancePath:instancePath+"/jwtClaim",schemaPath:"#/properties/jwtClaim/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key5},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err48];
+}
+else {
+vErrors.push(err48);
+}
+errors++;
+}
+}
+if(data33.path !== undefined){
+let data34 = data33.path;
+if(Array.isArray(data34)){
+if(data34.length < 1){
+const err49 = {instancePath:instancePath+"/jwtClaim/path",schemaPath:"#/properties/jwtClaim/properties/path/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"};
+if(vErrors === null){
+vErrors = [err49];
+}
+else {
+vErrors.push(err49);
+}
+errors++;
+}
+const len2 = data34.length;
+for(let i2=0; i2<len2; i2++){
+let data35 = data34[i2];
+if(typeof data35 === "string"){
+if(data35.length < 1){
+const err50 = {instancePath:instancePath+"/jwtClaim/path/" + i2,schemaPath:"#/properties/jwtClaim/properties/path/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err50];
+}
+else {
+vErrors.push(err50);
+}
+errors++;
+}
+}
+else {
+const err51 = {instancePath:instancePath+"/jwtClaim/path/" + i2,schemaPath:"#/properties/jwtClaim/properties/path/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err51];
+}
+else {
+vErrors.push(err51);
+}
+errors++;
+}
+}
+}
+else {
+const err52 = {instancePath:instancePath+"/jwtClaim/path",schemaPath:"#/properties/jwtClaim/properties/path/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err52];
+}
+else {
+vErrors.push(err52);
+}
+errors++;
+}
+}
+if(data33.value !== undefined){
+let data36 = data33.value;
+if(data36 && typeof data36 == "object" && !Array.isArray(data36)){
+if(Object.keys(data36).length < 1){
+const err53 = {instancePath:instancePath+"/jwtClaim/value",schemaPath:"#/properties/jwtClaim/properties/value/minProperties",keyword:"minProperties",params:{limit: 1},message:"must NOT have fewer than 1 properties"};
+if(vErrors === null){
+vErrors = [err53];
+}
+else {
+vErrors.push(err53);
+}
+errors++;
+}
+for(const key6 in data36){
+if(!((((((key6 === "exact") || (key6 === "prefix")) || (key6 === "suffix")) || (key6 === "contains")) || (key6 === "regex")) || (key6 === "ignoreCase"))){
+const err54 = {instancePath:instancePath+"/jwtClaim/value",schemaPath:"#/properties/jwtClaim/properties/value/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key6},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err54];
+}
+else {
+vErrors.push(err54);
+}
+errors++;
+}
+}
+if(data36.exact !== undefined){
+if(typeof data36.exact !== "string"){
+const err55 = {instancePath:instancePath+"/jwtClaim/value/exact",schemaPath:"#/properties/jwtClaim/properties/value/properties/exact/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err55];
+}
+else {
+vErrors.push(err55);
+}
+errors++;
+}
+}
+if(data36.prefix !== undefined){
+if(typeof data36.prefix !== "string"){
+const err56 = {instancePath:instancePath+"/jwtClaim/value/prefix",schemaPath:"#/properties/jwtClaim/properties/value/properties/prefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err56];
+}
+else {
+vErrors.push(err56);
+}
+errors++;
+}
+}
+if(data36.suffix !== undefined){
+if(typeof data36.suffix !== "string"){
+const err57 = {instancePath:instancePath+"/jwtClaim/value/suffix",schemaPath:"#/properties/jwtClaim/properties/value/properties/suffix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err57];
+}
+else {
+vErrors.push(err57);
+}
+errors++;
+}
+}
+if(data36.contains !== undefined){
+if(typeof data36.contains !== "string"){
+const err58 = {instancePath:instancePath+"/jwtClaim/value/contains",schemaPath:"#/properties/jwtClaim/properties/value/properties/contains/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err58];
+}
+else {
+vErrors.push(err58);
+}
+errors++;
+}
+}
+if(data36.regex !== undefined){
+let data41 = data36.regex;
+if(typeof data41 === "string"){
+if(data41.length < 1){
+const err59 = {instancePath:instancePath+"/jwtClaim/value/regex",schemaPath:"#/properties/jwtClaim/properties/value/properties/regex/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err59];
+}
+else {
+vErrors.push(err59);
+}
+errors++;
+}
+}
+else {
+const err60 = {instancePath:instancePath+"/jwtClaim/value/regex",schemaPath:"#/properties/jwtClaim/properties/value/properties/regex/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err60];
+}
+else {
+vErrors.push(err60);
+}
+errors++;
+}
+}
+if(data36.ignoreCase !== undefined){
+if(typeof data36.ignoreCase !== "boolean"){
+const err61 = {instancePath:instancePath+"/jwtClaim/value/ignoreCase",schemaPath:"#/properties/jwtClaim/properties/value/properties/ignoreCase/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(vErrors === null){
+vErrors = [err61];
+}
+else {
+vErrors.push(err61);
+}
+errors++;
+}
+}
+}
+else {
+const err62 = {instancePath:instancePath+"/jwtClaim/value",schemaPath:"#/properties/jwtClaim/properties/value/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err62];
+}
+else {
+vErrors.push(err62);
+}
+errors++;
+}
+}
+}
+else {
+const err63 = {instancePath:instancePath+"/jwtClaim",schemaPath:"#/properties/jwtClaim/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err63];
+}
+else {
+vErrors.push(err63);
+}
+errors++;
+}
+}
+}
+else {
+const err64 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err64];
+}
+else {
+vErrors.push(err64);
+}
+errors++;
+}
+validate23.errors = vErrors;
+return errors === 0;
+}
+validate23.evaluated = {"props":true,"dynamicProps":false,"dynamicItems":false};
+
 
 function validate20(data, {instancePath="", parentData, parentDataProperty, rootData=data, dynamicAnchors={}}={}){
 /*# sourceURL="https://isthmus.io/schemas/proxy-config.json" */;
@@ -740,7 +2201,7 @@ vErrors.push(err56);
 errors++;
 }
 for(const key8 in data30){
-if(!((((((((key8 === "type") || (key8 === "routeConfigName")) || (key8 === "routeConfig")) || (key8 === "mode")) || (key8 === "codec")) || (key8 === "statPrefix")) || (key8 === "reporter")) || (key8 === "localRateLimit"))){
+if(!(func1.call(schema31.properties.listeners.items.properties.filterChains.items.properties.filter.oneOf[0].properties, key8))){
 const err57 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key8},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err57];
@@ -4405,9 +5866,11 @@ vErrors.push(err341);
 errors++;
 }
 }
-}
-else {
-const err342 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data30.jwtAuthn !== undefined){
+let data175 = data30.jwtAuthn;
+if(data175 && typeof data175 == "object" && !Array.isArray(data175)){
+if(data175.providers === undefined){
+const err342 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/required",keyword:"required",params:{missingProperty: "providers"},message:"must have required property '"+"providers"+"'"};
 if(vErrors === null){
 vErrors = [err342];
 }
@@ -4416,16 +5879,9 @@ vErrors.push(err342);
 }
 errors++;
 }
-var _valid0 = _errs71 === errors;
-if(_valid0){
-valid18 = true;
-passing0 = 0;
-var props2 = true;
-}
-const _errs400 = errors;
-if(data30 && typeof data30 == "object" && !Array.isArray(data30)){
-if(data30.type === undefined){
-const err343 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/required",keyword:"required",params:{missingProperty: "type"},message:"must have required property '"+"type"+"'"};
+for(const key41 in data175){
+if(!(key41 === "providers")){
+const err343 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key41},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err343];
 }
@@ -4434,8 +5890,12 @@ vErrors.push(err343);
 }
 errors++;
 }
-if(data30.cluster === undefined){
-const err344 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/required",keyword:"required",params:{missingProperty: "cluster"},message:"must have required property '"+"cluster"+"'"};
+}
+if(data175.providers !== undefined){
+let data176 = data175.providers;
+if(Array.isArray(data176)){
+if(data176.length < 1){
+const err344 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"};
 if(vErrors === null){
 vErrors = [err344];
 }
@@ -4444,9 +5904,12 @@ vErrors.push(err344);
 }
 errors++;
 }
-for(const key41 in data30){
-if(!((((key41 === "type") || (key41 === "cluster")) || (key41 === "statPrefix")) || (key41 === "idleTimeoutMs"))){
-const err345 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key41},message:"must NOT have additional properties"};
+const len28 = data176.length;
+for(let i28=0; i28<len28; i28++){
+let data177 = data176[i28];
+if(data177 && typeof data177 == "object" && !Array.isArray(data177)){
+if(data177.name === undefined){
+const err345 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err345];
 }
@@ -4455,10 +5918,9 @@ vErrors.push(err345);
 }
 errors++;
 }
-}
-if(data30.type !== undefined){
-if("tcp" !== data30.type){
-const err346 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/type",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/type/const",keyword:"const",params:{allowedValue: "tcp"},message:"must be equal to constant"};
+for(const key42 in data177){
+if(!(func1.call(schema31.properties.listeners.items.properties.filterChains.items.properties.filter.oneOf[0].properties.jwtAuthn.properties.providers.items.properties, key42))){
+const err346 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key42},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err346];
 }
@@ -4468,11 +5930,11 @@ vErrors.push(err346);
 errors++;
 }
 }
-if(data30.cluster !== undefined){
-let data176 = data30.cluster;
-if(typeof data176 === "string"){
-if(data176.length < 1){
-const err347 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/cluster",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/cluster/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data177.name !== undefined){
+let data178 = data177.name;
+if(typeof data178 === "string"){
+if(data178.length < 1){
+const err347 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err347];
 }
@@ -4483,7 +5945,7 @@ errors++;
 }
 }
 else {
-const err348 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/cluster",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/cluster/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err348 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err348];
 }
@@ -4493,11 +5955,11 @@ vErrors.push(err348);
 errors++;
 }
 }
-if(data30.statPrefix !== undefined){
-let data177 = data30.statPrefix;
-if(typeof data177 === "string"){
-if(data177.length < 1){
-const err349 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/statPrefix",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/statPrefix/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data177.issuer !== undefined){
+let data179 = data177.issuer;
+if(typeof data179 === "string"){
+if(data179.length < 1){
+const err349 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/issuer",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/issuer/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err349];
 }
@@ -4508,7 +5970,7 @@ errors++;
 }
 }
 else {
-const err350 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/statPrefix",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/statPrefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err350 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/issuer",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/issuer/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err350];
 }
@@ -4518,10 +5980,15 @@ vErrors.push(err350);
 errors++;
 }
 }
-if(data30.idleTimeoutMs !== undefined){
-let data178 = data30.idleTimeoutMs;
-if(!((typeof data178 == "number") && (!(data178 % 1) && !isNaN(data178)))){
-const err351 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/idleTimeoutMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/idleTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data177.audiences !== undefined){
+let data180 = data177.audiences;
+if(Array.isArray(data180)){
+const len29 = data180.length;
+for(let i29=0; i29<len29; i29++){
+let data181 = data180[i29];
+if(typeof data181 === "string"){
+if(data181.length < 1){
+const err351 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/audiences/" + i29,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/audiences/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err351];
 }
@@ -4530,9 +5997,9 @@ vErrors.push(err351);
 }
 errors++;
 }
-if(typeof data178 == "number"){
-if(data178 < 1 || isNaN(data178)){
-const err352 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/idleTimeoutMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/idleTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+else {
+const err352 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/audiences/" + i29,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/audiences/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err352];
 }
@@ -4543,9 +6010,8 @@ errors++;
 }
 }
 }
-}
 else {
-const err353 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err353 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/audiences",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/audiences/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err353];
 }
@@ -4554,7 +6020,1838 @@ vErrors.push(err353);
 }
 errors++;
 }
-var _valid0 = _errs400 === errors;
+}
+if(data177.localJwks !== undefined){
+let data182 = data177.localJwks;
+if(typeof data182 === "string"){
+if(data182.length < 1){
+const err354 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/localJwks",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/localJwks/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err354];
+}
+else {
+vErrors.push(err354);
+}
+errors++;
+}
+}
+else {
+const err355 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/localJwks",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/localJwks/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err355];
+}
+else {
+vErrors.push(err355);
+}
+errors++;
+}
+}
+if(data177.remoteJwks !== undefined){
+let data183 = data177.remoteJwks;
+if(data183 && typeof data183 == "object" && !Array.isArray(data183)){
+if(data183.uri === undefined){
+const err356 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/remoteJwks",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/remoteJwks/required",keyword:"required",params:{missingProperty: "uri"},message:"must have required property '"+"uri"+"'"};
+if(vErrors === null){
+vErrors = [err356];
+}
+else {
+vErrors.push(err356);
+}
+errors++;
+}
+for(const key43 in data183){
+if(!((((key43 === "uri") || (key43 === "cluster")) || (key43 === "timeoutMs")) || (key43 === "cacheDurationMs"))){
+const err357 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/remoteJwks",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/remoteJwks/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key43},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err357];
+}
+else {
+vErrors.push(err357);
+}
+errors++;
+}
+}
+if(data183.uri !== undefined){
+let data184 = data183.uri;
+if(typeof data184 === "string"){
+if(!pattern4.test(data184)){
+const err358 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/remoteJwks/uri",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/remoteJwks/properties/uri/pattern",keyword:"pattern",params:{pattern: "^https?://"},message:"must match pattern \""+"^https?://"+"\""};
+if(vErrors === null){
+vErrors = [err358];
+}
+else {
+vErrors.push(err358);
+}
+errors++;
+}
+}
+else {
+const err359 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/remoteJwks/uri",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/remoteJwks/properties/uri/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err359];
+}
+else {
+vErrors.push(err359);
+}
+errors++;
+}
+}
+if(data183.cluster !== undefined){
+let data185 = data183.cluster;
+if(typeof data185 === "string"){
+if(data185.length < 1){
+const err360 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/remoteJwks/cluster",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/remoteJwks/properties/cluster/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err360];
+}
+else {
+vErrors.push(err360);
+}
+errors++;
+}
+}
+else {
+const err361 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/remoteJwks/cluster",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/remoteJwks/properties/cluster/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err361];
+}
+else {
+vErrors.push(err361);
+}
+errors++;
+}
+}
+if(data183.timeoutMs !== undefined){
+let data186 = data183.timeoutMs;
+if(!((typeof data186 == "number") && (!(data186 % 1) && !isNaN(data186)))){
+const err362 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/remoteJwks/timeoutMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/remoteJwks/properties/timeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err362];
+}
+else {
+vErrors.push(err362);
+}
+errors++;
+}
+if(typeof data186 == "number"){
+if(data186 < 1 || isNaN(data186)){
+const err363 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/remoteJwks/timeoutMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/remoteJwks/properties/timeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if(vErrors === null){
+vErrors = [err363];
+}
+else {
+vErrors.push(err363);
+}
+errors++;
+}
+}
+}
+if(data183.cacheDurationMs !== undefined){
+let data187 = data183.cacheDurationMs;
+if(!((typeof data187 == "number") && (!(data187 % 1) && !isNaN(data187)))){
+const err364 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/remoteJwks/cacheDurationMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/remoteJwks/properties/cacheDurationMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err364];
+}
+else {
+vErrors.push(err364);
+}
+errors++;
+}
+if(typeof data187 == "number"){
+if(data187 < 1 || isNaN(data187)){
+const err365 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/remoteJwks/cacheDurationMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/remoteJwks/properties/cacheDurationMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if(vErrors === null){
+vErrors = [err365];
+}
+else {
+vErrors.push(err365);
+}
+errors++;
+}
+}
+}
+}
+else {
+const err366 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/remoteJwks",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/remoteJwks/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err366];
+}
+else {
+vErrors.push(err366);
+}
+errors++;
+}
+}
+if(data177.fromHeaders !== undefined){
+let data188 = data177.fromHeaders;
+if(Array.isArray(data188)){
+const len30 = data188.length;
+for(let i30=0; i30<len30; i30++){
+let data189 = data188[i30];
+if(data189 && typeof data189 == "object" && !Array.isArray(data189)){
+if(data189.name === undefined){
+const err367 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/fromHeaders/" + i30,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/fromHeaders/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
+if(vErrors === null){
+vErrors = [err367];
+}
+else {
+vErrors.push(err367);
+}
+errors++;
+}
+for(const key44 in data189){
+if(!((key44 === "name") || (key44 === "valuePrefix"))){
+const err368 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/fromHeaders/" + i30,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/fromHeaders/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key44},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err368];
+}
+else {
+vErrors.push(err368);
+}
+errors++;
+}
+}
+if(data189.name !== undefined){
+let data190 = data189.name;
+if(typeof data190 === "string"){
+if(data190.length < 1){
+const err369 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/fromHeaders/" + i30+"/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/fromHeaders/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err369];
+}
+else {
+vErrors.push(err369);
+}
+errors++;
+}
+}
+else {
+const err370 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/fromHeaders/" + i30+"/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/fromHeaders/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err370];
+}
+else {
+vErrors.push(err370);
+}
+errors++;
+}
+}
+if(data189.valuePrefix !== undefined){
+if(typeof data189.valuePrefix !== "string"){
+const err371 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/fromHeaders/" + i30+"/valuePrefix",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/fromHeaders/items/properties/valuePrefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err371];
+}
+else {
+vErrors.push(err371);
+}
+errors++;
+}
+}
+}
+else {
+const err372 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/fromHeaders/" + i30,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/fromHeaders/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err372];
+}
+else {
+vErrors.push(err372);
+}
+errors++;
+}
+}
+}
+else {
+const err373 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/fromHeaders",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/fromHeaders/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err373];
+}
+else {
+vErrors.push(err373);
+}
+errors++;
+}
+}
+if(data177.fromParams !== undefined){
+let data192 = data177.fromParams;
+if(Array.isArray(data192)){
+const len31 = data192.length;
+for(let i31=0; i31<len31; i31++){
+let data193 = data192[i31];
+if(typeof data193 === "string"){
+if(data193.length < 1){
+const err374 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/fromParams/" + i31,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/fromParams/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err374];
+}
+else {
+vErrors.push(err374);
+}
+errors++;
+}
+}
+else {
+const err375 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/fromParams/" + i31,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/fromParams/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err375];
+}
+else {
+vErrors.push(err375);
+}
+errors++;
+}
+}
+}
+else {
+const err376 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/fromParams",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/fromParams/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err376];
+}
+else {
+vErrors.push(err376);
+}
+errors++;
+}
+}
+if(data177.fromCookies !== undefined){
+let data194 = data177.fromCookies;
+if(Array.isArray(data194)){
+const len32 = data194.length;
+for(let i32=0; i32<len32; i32++){
+let data195 = data194[i32];
+if(typeof data195 === "string"){
+if(data195.length < 1){
+const err377 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/fromCookies/" + i32,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/fromCookies/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err377];
+}
+else {
+vErrors.push(err377);
+}
+errors++;
+}
+}
+else {
+const err378 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/fromCookies/" + i32,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/fromCookies/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err378];
+}
+else {
+vErrors.push(err378);
+}
+errors++;
+}
+}
+}
+else {
+const err379 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/fromCookies",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/fromCookies/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err379];
+}
+else {
+vErrors.push(err379);
+}
+errors++;
+}
+}
+if(data177.forward !== undefined){
+if(typeof data177.forward !== "boolean"){
+const err380 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/forward",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/forward/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(vErrors === null){
+vErrors = [err380];
+}
+else {
+vErrors.push(err380);
+}
+errors++;
+}
+}
+if(data177.forwardPayloadHeader !== undefined){
+let data197 = data177.forwardPayloadHeader;
+if(typeof data197 === "string"){
+if(data197.length < 1){
+const err381 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/forwardPayloadHeader",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/forwardPayloadHeader/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err381];
+}
+else {
+vErrors.push(err381);
+}
+errors++;
+}
+}
+else {
+const err382 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/forwardPayloadHeader",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/forwardPayloadHeader/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err382];
+}
+else {
+vErrors.push(err382);
+}
+errors++;
+}
+}
+if(data177.clockSkewSeconds !== undefined){
+let data198 = data177.clockSkewSeconds;
+if(!((typeof data198 == "number") && (!(data198 % 1) && !isNaN(data198)))){
+const err383 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/clockSkewSeconds",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/clockSkewSeconds/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err383];
+}
+else {
+vErrors.push(err383);
+}
+errors++;
+}
+if(typeof data198 == "number"){
+if(data198 < 0 || isNaN(data198)){
+const err384 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/clockSkewSeconds",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/clockSkewSeconds/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(vErrors === null){
+vErrors = [err384];
+}
+else {
+vErrors.push(err384);
+}
+errors++;
+}
+}
+}
+if(data177.maxTokenBytes !== undefined){
+let data199 = data177.maxTokenBytes;
+if(!((typeof data199 == "number") && (!(data199 % 1) && !isNaN(data199)))){
+const err385 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/maxTokenBytes",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/maxTokenBytes/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err385];
+}
+else {
+vErrors.push(err385);
+}
+errors++;
+}
+if(typeof data199 == "number"){
+if(data199 > 1048576 || isNaN(data199)){
+const err386 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/maxTokenBytes",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/maxTokenBytes/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1048576},message:"must be <= 1048576"};
+if(vErrors === null){
+vErrors = [err386];
+}
+else {
+vErrors.push(err386);
+}
+errors++;
+}
+if(data199 < 64 || isNaN(data199)){
+const err387 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/maxTokenBytes",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/maxTokenBytes/minimum",keyword:"minimum",params:{comparison: ">=", limit: 64},message:"must be >= 64"};
+if(vErrors === null){
+vErrors = [err387];
+}
+else {
+vErrors.push(err387);
+}
+errors++;
+}
+}
+}
+}
+else {
+const err388 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err388];
+}
+else {
+vErrors.push(err388);
+}
+errors++;
+}
+}
+}
+else {
+const err389 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err389];
+}
+else {
+vErrors.push(err389);
+}
+errors++;
+}
+}
+}
+else {
+const err390 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err390];
+}
+else {
+vErrors.push(err390);
+}
+errors++;
+}
+}
+if(data30.extAuthz !== undefined){
+let data200 = data30.extAuthz;
+if(Array.isArray(data200)){
+const len33 = data200.length;
+for(let i33=0; i33<len33; i33++){
+let data201 = data200[i33];
+if(data201 && typeof data201 == "object" && !Array.isArray(data201)){
+if(data201.cluster === undefined){
+const err391 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i33,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/required",keyword:"required",params:{missingProperty: "cluster"},message:"must have required property '"+"cluster"+"'"};
+if(vErrors === null){
+vErrors = [err391];
+}
+else {
+vErrors.push(err391);
+}
+errors++;
+}
+for(const key45 in data201){
+if(!(func1.call(schema31.properties.listeners.items.properties.filterChains.items.properties.filter.oneOf[0].properties.extAuthz.items.properties, key45))){
+const err392 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i33,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key45},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err392];
+}
+else {
+vErrors.push(err392);
+}
+errors++;
+}
+}
+if(data201.cluster !== undefined){
+let data202 = data201.cluster;
+if(typeof data202 === "string"){
+if(data202.length < 1){
+const err393 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i33+"/cluster",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/cluster/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err393];
+}
+else {
+vErrors.push(err393);
+}
+errors++;
+}
+}
+else {
+const err394 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i33+"/cluster",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/cluster/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err394];
+}
+else {
+vErrors.push(err394);
+}
+errors++;
+}
+}
+if(data201.pathPrefix !== undefined){
+if(typeof data201.pathPrefix !== "string"){
+const err395 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i33+"/pathPrefix",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/pathPrefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err395];
+}
+else {
+vErrors.push(err395);
+}
+errors++;
+}
+}
+if(data201.authority !== undefined){
+let data204 = data201.authority;
+if(typeof data204 === "string"){
+if(data204.length < 1){
+const err396 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i33+"/authority",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/authority/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err396];
+}
+else {
+vErrors.push(err396);
+}
+errors++;
+}
+}
+else {
+const err397 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i33+"/authority",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/authority/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err397];
+}
+else {
+vErrors.push(err397);
+}
+errors++;
+}
+}
+if(data201.timeoutMs !== undefined){
+let data205 = data201.timeoutMs;
+if(!((typeof data205 == "number") && (!(data205 % 1) && !isNaN(data205)))){
+const err398 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i33+"/timeoutMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/timeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err398];
+}
+else {
+vErrors.push(err398);
+}
+errors++;
+}
+if(typeof data205 == "number"){
+if(data205 < 1 || isNaN(data205)){
+const err399 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i33+"/timeoutMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/timeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if(vErrors === null){
+vErrors = [err399];
+}
+else {
+vErrors.push(err399);
+}
+errors++;
+}
+}
+}
+if(data201.failureModeAllow !== undefined){
+if(typeof data201.failureModeAllow !== "boolean"){
+const err400 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i33+"/failureModeAllow",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/failureModeAllow/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(vErrors === null){
+vErrors = [err400];
+}
+else {
+vErrors.push(err400);
+}
+errors++;
+}
+}
+if(data201.statusOnError !== undefined){
+let data207 = data201.statusOnError;
+if(!((typeof data207 == "number") && (!(data207 % 1) && !isNaN(data207)))){
+const err401 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i33+"/statusOnError",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/statusOnError/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err401];
+}
+else {
+vErrors.push(err401);
+}
+errors++;
+}
+if(typeof data207 == "number"){
+if(data207 > 599 || isNaN(data207)){
+const err402 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i33+"/statusOnError",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/statusOnError/maximum",keyword:"maximum",params:{comparison: "<=", limit: 599},message:"must be <= 599"};
+if(vErrors === null){
+vErrors = [err402];
+}
+else {
+vErrors.push(err402);
+}
+errors++;
+}
+if(data207 < 200 || isNaN(data207)){
+const err403 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i33+"/statusOnError",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/statusOnError/minimum",keyword:"minimum",params:{comparison: ">=", limit: 200},message:"must be >= 200"};
+if(vErrors === null){
+vErrors = [err403];
+}
+else {
+vErrors.push(err403);
+}
+errors++;
+}
+}
+}
+if(data201.includeRequestHeaders !== undefined){
+let data208 = data201.includeRequestHeaders;
+if(Array.isArray(data208)){
+const len34 = data208.length;
+for(let i34=0; i34<len34; i34++){
+let data209 = data208[i34];
+if(typeof data209 === "string"){
+if(data209.length < 1){
+const err404 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i33+"/includeRequestHeaders/" + i34,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/includeRequestHeaders/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err404];
+}
+else {
+vErrors.push(err404);
+}
+errors++;
+}
+}
+else {
+const err405 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i33+"/includeRequestHeaders/" + i34,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/includeRequestHeaders/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err405];
+}
+else {
+vErrors.push(err405);
+}
+errors++;
+}
+}
+}
+else {
+const err406 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i33+"/includeRequestHeaders",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/includeRequestHeaders/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err406];
+}
+else {
+vErrors.push(err406);
+}
+errors++;
+}
+}
+if(data201.headersToUpstreamOnAllow !== undefined){
+let data210 = data201.headersToUpstreamOnAllow;
+if(Array.isArray(data210)){
+const len35 = data210.length;
+for(let i35=0; i35<len35; i35++){
+let data211 = data210[i35];
+if(typeof data211 === "string"){
+if(data211.length < 1){
+const err407 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i33+"/headersToUpstreamOnAllow/" + i35,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/headersToUpstreamOnAllow/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err407];
+}
+else {
+vErrors.push(err407);
+}
+errors++;
+}
+}
+else {
+const err408 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i33+"/headersToUpstreamOnAllow/" + i35,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/headersToUpstreamOnAllow/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err408];
+}
+else {
+vErrors.push(err408);
+}
+errors++;
+}
+}
+}
+else {
+const err409 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i33+"/headersToUpstreamOnAllow",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/headersToUpstreamOnAllow/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err409];
+}
+else {
+vErrors.push(err409);
+}
+errors++;
+}
+}
+if(data201.headersToDownstreamOnDeny !== undefined){
+let data212 = data201.headersToDownstreamOnDeny;
+if(Array.isArray(data212)){
+const len36 = data212.length;
+for(let i36=0; i36<len36; i36++){
+let data213 = data212[i36];
+if(typeof data213 === "string"){
+if(data213.length < 1){
+const err410 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i33+"/headersToDownstreamOnDeny/" + i36,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/headersToDownstreamOnDeny/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err410];
+}
+else {
+vErrors.push(err410);
+}
+errors++;
+}
+}
+else {
+const err411 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i33+"/headersToDownstreamOnDeny/" + i36,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/headersToDownstreamOnDeny/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err411];
+}
+else {
+vErrors.push(err411);
+}
+errors++;
+}
+}
+}
+else {
+const err412 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i33+"/headersToDownstreamOnDeny",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/headersToDownstreamOnDeny/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err412];
+}
+else {
+vErrors.push(err412);
+}
+errors++;
+}
+}
+if(data201.policies !== undefined){
+let data214 = data201.policies;
+if(data214 && typeof data214 == "object" && !Array.isArray(data214)){
+for(const key46 in data214){
+let data215 = data214[key46];
+if(data215 && typeof data215 == "object" && !Array.isArray(data215)){
+if(data215.permissions === undefined){
+const err413 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i33+"/policies/" + key46.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/policies/additionalProperties/required",keyword:"required",params:{missingProperty: "permissions"},message:"must have required property '"+"permissions"+"'"};
+if(vErrors === null){
+vErrors = [err413];
+}
+else {
+vErrors.push(err413);
+}
+errors++;
+}
+if(data215.principals === undefined){
+const err414 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i33+"/policies/" + key46.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/policies/additionalProperties/required",keyword:"required",params:{missingProperty: "principals"},message:"must have required property '"+"principals"+"'"};
+if(vErrors === null){
+vErrors = [err414];
+}
+else {
+vErrors.push(err414);
+}
+errors++;
+}
+for(const key47 in data215){
+if(!((key47 === "permissions") || (key47 === "principals"))){
+const err415 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i33+"/policies/" + key46.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/policies/additionalProperties/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key47},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err415];
+}
+else {
+vErrors.push(err415);
+}
+errors++;
+}
+}
+if(data215.permissions !== undefined){
+let data216 = data215.permissions;
+if(Array.isArray(data216)){
+const len37 = data216.length;
+for(let i37=0; i37<len37; i37++){
+if(!(validate21(data216[i37], {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i33+"/policies/" + key46.replace(/~/g, "~0").replace(/\//g, "~1")+"/permissions/" + i37,parentData:data216,parentDataProperty:i37,rootData,dynamicAnchors}))){
+vErrors = vErrors === null ? validate21.errors : vErrors.concat(validate21.errors);
+errors = vErrors.length;
+}
+}
+}
+else {
+const err416 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i33+"/policies/" + key46.replace(/~/g, "~0").replace(/\//g, "~1")+"/permissions",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/policies/additionalProperties/properties/permissions/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err416];
+}
+else {
+vErrors.push(err416);
+}
+errors++;
+}
+}
+if(data215.principals !== undefined){
+let data218 = data215.principals;
+if(Array.isArray(data218)){
+const len38 = data218.length;
+for(let i38=0; i38<len38; i38++){
+if(!(validate23(data218[i38], {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i33+"/policies/" + key46.replace(/~/g, "~0").replace(/\//g, "~1")+"/principals/" + i38,parentData:data218,parentDataProperty:i38,rootData,dynamicAnchors}))){
+vErrors = vErrors === null ? validate23.errors : vErrors.concat(validate23.errors);
+errors = vErrors.length;
+}
+}
+}
+else {
+const err417 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i33+"/policies/" + key46.replace(/~/g, "~0").replace(/\//g, "~1")+"/principals",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/policies/additionalProperties/properties/principals/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err417];
+}
+else {
+vErrors.push(err417);
+}
+errors++;
+}
+}
+}
+else {
+const err418 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i33+"/policies/" + key46.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/policies/additionalProperties/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err418];
+}
+else {
+vErrors.push(err418);
+}
+errors++;
+}
+}
+}
+else {
+const err419 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i33+"/policies",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/policies/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err419];
+}
+else {
+vErrors.push(err419);
+}
+errors++;
+}
+}
+}
+else {
+const err420 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i33,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err420];
+}
+else {
+vErrors.push(err420);
+}
+errors++;
+}
+}
+}
+else {
+const err421 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err421];
+}
+else {
+vErrors.push(err421);
+}
+errors++;
+}
+}
+if(data30.rbac !== undefined){
+let data220 = data30.rbac;
+if(Array.isArray(data220)){
+const len39 = data220.length;
+for(let i39=0; i39<len39; i39++){
+let data221 = data220[i39];
+if(data221 && typeof data221 == "object" && !Array.isArray(data221)){
+for(const key48 in data221){
+if(!((((key48 === "rules") || (key48 === "shadowRules")) || (key48 === "shadowRulesStatPrefix")) || (key48 === "rulesStatPrefix"))){
+const err422 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i39,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key48},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err422];
+}
+else {
+vErrors.push(err422);
+}
+errors++;
+}
+}
+if(data221.rules !== undefined){
+let data222 = data221.rules;
+if(data222 && typeof data222 == "object" && !Array.isArray(data222)){
+if(data222.action === undefined){
+const err423 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i39+"/rules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/rules/required",keyword:"required",params:{missingProperty: "action"},message:"must have required property '"+"action"+"'"};
+if(vErrors === null){
+vErrors = [err423];
+}
+else {
+vErrors.push(err423);
+}
+errors++;
+}
+if(data222.policies === undefined){
+const err424 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i39+"/rules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/rules/required",keyword:"required",params:{missingProperty: "policies"},message:"must have required property '"+"policies"+"'"};
+if(vErrors === null){
+vErrors = [err424];
+}
+else {
+vErrors.push(err424);
+}
+errors++;
+}
+for(const key49 in data222){
+if(!((key49 === "action") || (key49 === "policies"))){
+const err425 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i39+"/rules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/rules/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key49},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err425];
+}
+else {
+vErrors.push(err425);
+}
+errors++;
+}
+}
+if(data222.action !== undefined){
+let data223 = data222.action;
+if(!(((data223 === "ALLOW") || (data223 === "DENY")) || (data223 === "LOG"))){
+const err426 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i39+"/rules/action",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/rules/properties/action/enum",keyword:"enum",params:{allowedValues: schema31.properties.listeners.items.properties.filterChains.items.properties.filter.oneOf[0].properties.rbac.items.properties.rules.properties.action.enum},message:"must be equal to one of the allowed values"};
+if(vErrors === null){
+vErrors = [err426];
+}
+else {
+vErrors.push(err426);
+}
+errors++;
+}
+}
+if(data222.policies !== undefined){
+let data224 = data222.policies;
+if(data224 && typeof data224 == "object" && !Array.isArray(data224)){
+for(const key50 in data224){
+let data225 = data224[key50];
+if(data225 && typeof data225 == "object" && !Array.isArray(data225)){
+if(data225.permissions === undefined){
+const err427 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i39+"/rules/policies/" + key50.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/rules/properties/policies/additionalProperties/required",keyword:"required",params:{missingProperty: "permissions"},message:"must have required property '"+"permissions"+"'"};
+if(vErrors === null){
+vErrors = [err427];
+}
+else {
+vErrors.push(err427);
+}
+errors++;
+}
+if(data225.principals === undefined){
+const err428 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i39+"/rules/policies/" + key50.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/rules/properties/policies/additionalProperties/required",keyword:"required",params:{missingProperty: "principals"},message:"must have required property '"+"principals"+"'"};
+if(vErrors === null){
+vErrors = [err428];
+}
+else {
+vErrors.push(err428);
+}
+errors++;
+}
+for(const key51 in data225){
+if(!((key51 === "permissions") || (key51 === "principals"))){
+const err429 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i39+"/rules/policies/" + key50.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/rules/properties/policies/additionalProperties/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key51},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err429];
+}
+else {
+vErrors.push(err429);
+}
+errors++;
+}
+}
+if(data225.permissions !== undefined){
+let data226 = data225.permissions;
+if(Array.isArray(data226)){
+const len40 = data226.length;
+for(let i40=0; i40<len40; i40++){
+if(!(validate21(data226[i40], {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i39+"/rules/policies/" + key50.replace(/~/g, "~0").replace(/\//g, "~1")+"/permissions/" + i40,parentData:data226,parentDataProperty:i40,rootData,dynamicAnchors}))){
+vErrors = vErrors === null ? validate21.errors : vErrors.concat(validate21.errors);
+errors = vErrors.length;
+}
+}
+}
+else {
+const err430 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i39+"/rules/policies/" + key50.replace(/~/g, "~0").replace(/\//g, "~1")+"/permissions",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/rules/properties/policies/additionalProperties/properties/permissions/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err430];
+}
+else {
+vErrors.push(err430);
+}
+errors++;
+}
+}
+if(data225.principals !== undefined){
+let data228 = data225.principals;
+if(Array.isArray(data228)){
+const len41 = data228.length;
+for(let i41=0; i41<len41; i41++){
+if(!(validate23(data228[i41], {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i39+"/rules/policies/" + key50.replace(/~/g, "~0").replace(/\//g, "~1")+"/principals/" + i41,parentData:data228,parentDataProperty:i41,rootData,dynamicAnchors}))){
+vErrors = vErrors === null ? validate23.errors : vErrors.concat(validate23.errors);
+errors = vErrors.length;
+}
+}
+}
+else {
+const err431 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i39+"/rules/policies/" + key50.replace(/~/g, "~0").replace(/\//g, "~1")+"/principals",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/rules/properties/policies/additionalProperties/properties/principals/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err431];
+}
+else {
+vErrors.push(err431);
+}
+errors++;
+}
+}
+}
+else {
+const err432 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i39+"/rules/policies/" + key50.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/rules/properties/policies/additionalProperties/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err432];
+}
+else {
+vErrors.push(err432);
+}
+errors++;
+}
+}
+}
+else {
+const err433 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i39+"/rules/policies",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/rules/properties/policies/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err433];
+}
+else {
+vErrors.push(err433);
+}
+errors++;
+}
+}
+}
+else {
+const err434 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i39+"/rules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/rules/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err434];
+}
+else {
+vErrors.push(err434);
+}
+errors++;
+}
+}
+if(data221.shadowRules !== undefined){
+let data230 = data221.shadowRules;
+if(data230 && typeof data230 == "object" && !Array.isArray(data230)){
+if(data230.action === undefined){
+const err435 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i39+"/shadowRules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/shadowRules/required",keyword:"required",params:{missingProperty: "action"},message:"must have required property '"+"action"+"'"};
+if(vErrors === null){
+vErrors = [err435];
+}
+else {
+vErrors.push(err435);
+}
+errors++;
+}
+if(data230.policies === undefined){
+const err436 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i39+"/shadowRules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/shadowRules/required",keyword:"required",params:{missingProperty: "policies"},message:"must have required property '"+"policies"+"'"};
+if(vErrors === null){
+vErrors = [err436];
+}
+else {
+vErrors.push(err436);
+}
+errors++;
+}
+for(const key52 in data230){
+if(!((key52 === "action") || (key52 === "policies"))){
+const err437 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i39+"/shadowRules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/shadowRules/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key52},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err437];
+}
+else {
+vErrors.push(err437);
+}
+errors++;
+}
+}
+if(data230.action !== undefined){
+let data231 = data230.action;
+if(!(((data231 === "ALLOW") || (data231 === "DENY")) || (data231 === "LOG"))){
+const err438 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i39+"/shadowRules/action",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/shadowRules/properties/action/enum",keyword:"enum",params:{allowedValues: schema31.properties.listeners.items.properties.filterChains.items.properties.filter.oneOf[0].properties.rbac.items.properties.shadowRules.properties.action.enum},message:"must be equal to one of the allowed values"};
+if(vErrors === null){
+vErrors = [err438];
+}
+else {
+vErrors.push(err438);
+}
+errors++;
+}
+}
+if(data230.policies !== undefined){
+let data232 = data230.policies;
+if(data232 && typeof data232 == "object" && !Array.isArray(data232)){
+for(const key53 in data232){
+let data233 = data232[key53];
+if(data233 && typeof data233 == "object" && !Array.isArray(data233)){
+if(data233.permissions === undefined){
+const err439 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i39+"/shadowRules/policies/" + key53.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/shadowRules/properties/policies/additionalProperties/required",keyword:"required",params:{missingProperty: "permissions"},message:"must have required property '"+"permissions"+"'"};
+if(vErrors === null){
+vErrors = [err439];
+}
+else {
+vErrors.push(err439);
+}
+errors++;
+}
+if(data233.principals === undefined){
+const err440 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i39+"/shadowRules/policies/" + key53.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/shadowRules/properties/policies/additionalProperties/required",keyword:"required",params:{missingProperty: "principals"},message:"must have required property '"+"principals"+"'"};
+if(vErrors === null){
+vErrors = [err440];
+}
+else {
+vErrors.push(err440);
+}
+errors++;
+}
+for(const key54 in data233){
+if(!((key54 === "permissions") || (key54 === "principals"))){
+const err441 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i39+"/shadowRules/policies/" + key53.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/shadowRules/properties/policies/additionalProperties/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key54},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err441];
+}
+else {
+vErrors.push(err441);
+}
+errors++;
+}
+}
+if(data233.permissions !== undefined){
+let data234 = data233.permissions;
+if(Array.isArray(data234)){
+const len42 = data234.length;
+for(let i42=0; i42<len42; i42++){
+if(!(validate21(data234[i42], {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i39+"/shadowRules/policies/" + key53.replace(/~/g, "~0").replace(/\//g, "~1")+"/permissions/" + i42,parentData:data234,parentDataProperty:i42,rootData,dynamicAnchors}))){
+vErrors = vErrors === null ? validate21.errors : vErrors.concat(validate21.errors);
+errors = vErrors.length;
+}
+}
+}
+else {
+const err442 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i39+"/shadowRules/policies/" + key53.replace(/~/g, "~0").replace(/\//g, "~1")+"/permissions",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/shadowRules/properties/policies/additionalProperties/properties/permissions/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err442];
+}
+else {
+vErrors.push(err442);
+}
+errors++;
+}
+}
+if(data233.principals !== undefined){
+let data236 = data233.principals;
+if(Array.isArray(data236)){
+const len43 = data236.length;
+for(let i43=0; i43<len43; i43++){
+if(!(validate23(data236[i43], {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i39+"/shadowRules/policies/" + key53.replace(/~/g, "~0").replace(/\//g, "~1")+"/principals/" + i43,parentData:data236,parentDataProperty:i43,rootData,dynamicAnchors}))){
+vErrors = vErrors === null ? validate23.errors : vErrors.concat(validate23.errors);
+errors = vErrors.length;
+}
+}
+}
+else {
+const err443 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i39+"/shadowRules/policies/" + key53.replace(/~/g, "~0").replace(/\//g, "~1")+"/principals",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/shadowRules/properties/policies/additionalProperties/properties/principals/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err443];
+}
+else {
+vErrors.push(err443);
+}
+errors++;
+}
+}
+}
+else {
+const err444 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i39+"/shadowRules/policies/" + key53.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/shadowRules/properties/policies/additionalProperties/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err444];
+}
+else {
+vErrors.push(err444);
+}
+errors++;
+}
+}
+}
+else {
+const err445 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i39+"/shadowRules/policies",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/shadowRules/properties/policies/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err445];
+}
+else {
+vErrors.push(err445);
+}
+errors++;
+}
+}
+}
+else {
+const err446 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i39+"/shadowRules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/shadowRules/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err446];
+}
+else {
+vErrors.push(err446);
+}
+errors++;
+}
+}
+if(data221.shadowRulesStatPrefix !== undefined){
+if(typeof data221.shadowRulesStatPrefix !== "string"){
+const err447 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i39+"/shadowRulesStatPrefix",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/shadowRulesStatPrefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err447];
+}
+else {
+vErrors.push(err447);
+}
+errors++;
+}
+}
+if(data221.rulesStatPrefix !== undefined){
+if(typeof data221.rulesStatPrefix !== "string"){
+const err448 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i39+"/rulesStatPrefix",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/rulesStatPrefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err448];
+}
+else {
+vErrors.push(err448);
+}
+errors++;
+}
+}
+}
+else {
+const err449 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i39,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err449];
+}
+else {
+vErrors.push(err449);
+}
+errors++;
+}
+}
+}
+else {
+const err450 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err450];
+}
+else {
+vErrors.push(err450);
+}
+errors++;
+}
+}
+}
+else {
+const err451 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err451];
+}
+else {
+vErrors.push(err451);
+}
+errors++;
+}
+var _valid0 = _errs71 === errors;
+if(_valid0){
+valid18 = true;
+passing0 = 0;
+var props2 = true;
+}
+const _errs536 = errors;
+if(data30 && typeof data30 == "object" && !Array.isArray(data30)){
+if(data30.type === undefined){
+const err452 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/required",keyword:"required",params:{missingProperty: "type"},message:"must have required property '"+"type"+"'"};
+if(vErrors === null){
+vErrors = [err452];
+}
+else {
+vErrors.push(err452);
+}
+errors++;
+}
+if(data30.cluster === undefined){
+const err453 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/required",keyword:"required",params:{missingProperty: "cluster"},message:"must have required property '"+"cluster"+"'"};
+if(vErrors === null){
+vErrors = [err453];
+}
+else {
+vErrors.push(err453);
+}
+errors++;
+}
+for(const key55 in data30){
+if(!(((((key55 === "type") || (key55 === "cluster")) || (key55 === "statPrefix")) || (key55 === "idleTimeoutMs")) || (key55 === "rbac"))){
+const err454 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key55},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err454];
+}
+else {
+vErrors.push(err454);
+}
+errors++;
+}
+}
+if(data30.type !== undefined){
+if("tcp" !== data30.type){
+const err455 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/type",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/type/const",keyword:"const",params:{allowedValue: "tcp"},message:"must be equal to constant"};
+if(vErrors === null){
+vErrors = [err455];
+}
+else {
+vErrors.push(err455);
+}
+errors++;
+}
+}
+if(data30.cluster !== undefined){
+let data241 = data30.cluster;
+if(typeof data241 === "string"){
+if(data241.length < 1){
+const err456 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/cluster",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/cluster/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err456];
+}
+else {
+vErrors.push(err456);
+}
+errors++;
+}
+}
+else {
+const err457 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/cluster",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/cluster/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err457];
+}
+else {
+vErrors.push(err457);
+}
+errors++;
+}
+}
+if(data30.statPrefix !== undefined){
+let data242 = data30.statPrefix;
+if(typeof data242 === "string"){
+if(data242.length < 1){
+const err458 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/statPrefix",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/statPrefix/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err458];
+}
+else {
+vErrors.push(err458);
+}
+errors++;
+}
+}
+else {
+const err459 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/statPrefix",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/statPrefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err459];
+}
+else {
+vErrors.push(err459);
+}
+errors++;
+}
+}
+if(data30.idleTimeoutMs !== undefined){
+let data243 = data30.idleTimeoutMs;
+if(!((typeof data243 == "number") && (!(data243 % 1) && !isNaN(data243)))){
+const err460 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/idleTimeoutMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/idleTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err460];
+}
+else {
+vErrors.push(err460);
+}
+errors++;
+}
+if(typeof data243 == "number"){
+if(data243 < 1 || isNaN(data243)){
+const err461 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/idleTimeoutMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/idleTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if(vErrors === null){
+vErrors = [err461];
+}
+else {
+vErrors.push(err461);
+}
+errors++;
+}
+}
+}
+if(data30.rbac !== undefined){
+let data244 = data30.rbac;
+if(Array.isArray(data244)){
+const len44 = data244.length;
+for(let i44=0; i44<len44; i44++){
+let data245 = data244[i44];
+if(data245 && typeof data245 == "object" && !Array.isArray(data245)){
+for(const key56 in data245){
+if(!((((key56 === "rules") || (key56 === "shadowRules")) || (key56 === "shadowRulesStatPrefix")) || (key56 === "rulesStatPrefix"))){
+const err462 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i44,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key56},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err462];
+}
+else {
+vErrors.push(err462);
+}
+errors++;
+}
+}
+if(data245.rules !== undefined){
+let data246 = data245.rules;
+if(data246 && typeof data246 == "object" && !Array.isArray(data246)){
+if(data246.action === undefined){
+const err463 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i44+"/rules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/rules/required",keyword:"required",params:{missingProperty: "action"},message:"must have required property '"+"action"+"'"};
+if(vErrors === null){
+vErrors = [err463];
+}
+else {
+vErrors.push(err463);
+}
+errors++;
+}
+if(data246.policies === undefined){
+const err464 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i44+"/rules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/rules/required",keyword:"required",params:{missingProperty: "policies"},message:"must have required property '"+"policies"+"'"};
+if(vErrors === null){
+vErrors = [err464];
+}
+else {
+vErrors.push(err464);
+}
+errors++;
+}
+for(const key57 in data246){
+if(!((key57 === "action") || (key57 === "policies"))){
+const err465 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i44+"/rules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/rules/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key57},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err465];
+}
+else {
+vErrors.push(err465);
+}
+errors++;
+}
+}
+if(data246.action !== undefined){
+let data247 = data246.action;
+if(!(((data247 === "ALLOW") || (data247 === "DENY")) || (data247 === "LOG"))){
+const err466 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i44+"/rules/action",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/rules/properties/action/enum",keyword:"enum",params:{allowedValues: schema31.properties.listeners.items.properties.filterChains.items.properties.filter.oneOf[1].properties.rbac.items.properties.rules.properties.action.enum},message:"must be equal to one of the allowed values"};
+if(vErrors === null){
+vErrors = [err466];
+}
+else {
+vErrors.push(err466);
+}
+errors++;
+}
+}
+if(data246.policies !== undefined){
+let data248 = data246.policies;
+if(data248 && typeof data248 == "object" && !Array.isArray(data248)){
+for(const key58 in data248){
+let data249 = data248[key58];
+if(data249 && typeof data249 == "object" && !Array.isArray(data249)){
+if(data249.permissions === undefined){
+const err467 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i44+"/rules/policies/" + key58.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/rules/properties/policies/additionalProperties/required",keyword:"required",params:{missingProperty: "permissions"},message:"must have required property '"+"permissions"+"'"};
+if(vErrors === null){
+vErrors = [err467];
+}
+else {
+vErrors.push(err467);
+}
+errors++;
+}
+if(data249.principals === undefined){
+const err468 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i44+"/rules/policies/" + key58.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/rules/properties/policies/additionalProperties/required",keyword:"required",params:{missingProperty: "principals"},message:"must have required property '"+"principals"+"'"};
+if(vErrors === null){
+vErrors = [err468];
+}
+else {
+vErrors.push(err468);
+}
+errors++;
+}
+for(const key59 in data249){
+if(!((key59 === "permissions") || (key59 === "principals"))){
+const err469 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i44+"/rules/policies/" + key58.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/rules/properties/policies/additionalProperties/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key59},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err469];
+}
+else {
+vErrors.push(err469);
+}
+errors++;
+}
+}
+if(data249.permissions !== undefined){
+let data250 = data249.permissions;
+if(Array.isArray(data250)){
+const len45 = data250.length;
+for(let i45=0; i45<len45; i45++){
+if(!(validate21(data250[i45], {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i44+"/rules/policies/" + key58.replace(/~/g, "~0").replace(/\//g, "~1")+"/permissions/" + i45,parentData:data250,parentDataProperty:i45,rootData,dynamicAnchors}))){
+vErrors = vErrors === null ? validate21.errors : vErrors.concat(validate21.errors);
+errors = vErrors.length;
+}
+}
+}
+else {
+const err470 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i44+"/rules/policies/" + key58.replace(/~/g, "~0").replace(/\//g, "~1")+"/permissions",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/rules/properties/policies/additionalProperties/properties/permissions/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err470];
+}
+else {
+vErrors.push(err470);
+}
+errors++;
+}
+}
+if(data249.principals !== undefined){
+let data252 = data249.principals;
+if(Array.isArray(data252)){
+const len46 = data252.length;
+for(let i46=0; i46<len46; i46++){
+if(!(validate23(data252[i46], {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i44+"/rules/policies/" + key58.replace(/~/g, "~0").replace(/\//g, "~1")+"/principals/" + i46,parentData:data252,parentDataProperty:i46,rootData,dynamicAnchors}))){
+vErrors = vErrors === null ? validate23.errors : vErrors.concat(validate23.errors);
+errors = vErrors.length;
+}
+}
+}
+else {
+const err471 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i44+"/rules/policies/" + key58.replace(/~/g, "~0").replace(/\//g, "~1")+"/principals",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/rules/properties/policies/additionalProperties/properties/principals/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err471];
+}
+else {
+vErrors.push(err471);
+}
+errors++;
+}
+}
+}
+else {
+const err472 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i44+"/rules/policies/" + key58.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/rules/properties/policies/additionalProperties/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err472];
+}
+else {
+vErrors.push(err472);
+}
+errors++;
+}
+}
+}
+else {
+const err473 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i44+"/rules/policies",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/rules/properties/policies/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err473];
+}
+else {
+vErrors.push(err473);
+}
+errors++;
+}
+}
+}
+else {
+const err474 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i44+"/rules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/rules/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err474];
+}
+else {
+vErrors.push(err474);
+}
+errors++;
+}
+}
+if(data245.shadowRules !== undefined){
+let data254 = data245.shadowRules;
+if(data254 && typeof data254 == "object" && !Array.isArray(data254)){
+if(data254.action === undefined){
+const err475 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i44+"/shadowRules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/shadowRules/required",keyword:"required",params:{missingProperty: "action"},message:"must have required property '"+"action"+"'"};
+if(vErrors === null){
+vErrors = [err475];
+}
+else {
+vErrors.push(err475);
+}
+errors++;
+}
+if(data254.policies === undefined){
+const err476 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i44+"/shadowRules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/shadowRules/required",keyword:"required",params:{missingProperty: "policies"},message:"must have required property '"+"policies"+"'"};
+if(vErrors === null){
+vErrors = [err476];
+}
+else {
+vErrors.push(err476);
+}
+errors++;
+}
+for(const key60 in data254){
+if(!((key60 === "action") || (key60 === "policies"))){
+const err477 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i44+"/shadowRules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/shadowRules/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key60},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err477];
+}
+else {
+vErrors.push(err477);
+}
+errors++;
+}
+}
+if(data254.action !== undefined){
+let data255 = data254.action;
+if(!(((data255 === "ALLOW") || (data255 === "DENY")) || (data255 === "LOG"))){
+const err478 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i44+"/shadowRules/action",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/shadowRules/properties/action/enum",keyword:"enum",params:{allowedValues: schema31.properties.listeners.items.properties.filterChains.items.properties.filter.oneOf[1].properties.rbac.items.properties.shadowRules.properties.action.enum},message:"must be equal to one of the allowed values"};
+if(vErrors === null){
+vErrors = [err478];
+}
+else {
+vErrors.push(err478);
+}
+errors++;
+}
+}
+if(data254.policies !== undefined){
+let data256 = data254.policies;
+if(data256 && typeof data256 == "object" && !Array.isArray(data256)){
+for(const key61 in data256){
+let data257 = data256[key61];
+if(data257 && typeof data257 == "object" && !Array.isArray(data257)){
+if(data257.permissions === undefined){
+const err479 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i44+"/shadowRules/policies/" + key61.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/shadowRules/properties/policies/additionalProperties/required",keyword:"required",params:{missingProperty: "permissions"},message:"must have required property '"+"permissions"+"'"};
+if(vErrors === null){
+vErrors = [err479];
+}
+else {
+vErrors.push(err479);
+}
+errors++;
+}
+if(data257.principals === undefined){
+const err480 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i44+"/shadowRules/policies/" + key61.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/shadowRules/properties/policies/additionalProperties/required",keyword:"required",params:{missingProperty: "principals"},message:"must have required property '"+"principals"+"'"};
+if(vErrors === null){
+vErrors = [err480];
+}
+else {
+vErrors.push(err480);
+}
+errors++;
+}
+for(const key62 in data257){
+if(!((key62 === "permissions") || (key62 === "principals"))){
+const err481 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i44+"/shadowRules/policies/" + key61.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/shadowRules/properties/policies/additionalProperties/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key62},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err481];
+}
+else {
+vErrors.push(err481);
+}
+errors++;
+}
+}
+if(data257.permissions !== undefined){
+let data258 = data257.permissions;
+if(Array.isArray(data258)){
+const len47 = data258.length;
+for(let i47=0; i47<len47; i47++){
+if(!(validate21(data258[i47], {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i44+"/shadowRules/policies/" + key61.replace(/~/g, "~0").replace(/\//g, "~1")+"/permissions/" + i47,parentData:data258,parentDataProperty:i47,rootData,dynamicAnchors}))){
+vErrors = vErrors === null ? validate21.errors : vErrors.concat(validate21.errors);
+errors = vErrors.length;
+}
+}
+}
+else {
+const err482 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i44+"/shadowRules/policies/" + key61.replace(/~/g, "~0").replace(/\//g, "~1")+"/permissions",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/shadowRules/properties/policies/additionalProperties/properties/permissions/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err482];
+}
+else {
+vErrors.push(err482);
+}
+errors++;
+}
+}
+if(data257.principals !== undefined){
+let data260 = data257.principals;
+if(Array.isArray(data260)){
+const len48 = data260.length;
+for(let i48=0; i48<len48; i48++){
+if(!(validate23(data260[i48], {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i44+"/shadowRules/policies/" + key61.replace(/~/g, "~0").replace(/\//g, "~1")+"/principals/" + i48,parentData:data260,parentDataProperty:i48,rootData,dynamicAnchors}))){
+vErrors = vErrors === null ? validate23.errors : vErrors.concat(validate23.errors);
+errors = vErrors.length;
+}
+}
+}
+else {
+const err483 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i44+"/shadowRules/policies/" + key61.replace(/~/g, "~0").replace(/\//g, "~1")+"/principals",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/shadowRules/properties/policies/additionalProperties/properties/principals/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err483];
+}
+else {
+vErrors.push(err483);
+}
+errors++;
+}
+}
+}
+else {
+const err484 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i44+"/shadowRules/policies/" + key61.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/shadowRules/properties/policies/additionalProperties/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err484];
+}
+else {
+vErrors.push(err484);
+}
+errors++;
+}
+}
+}
+else {
+const err485 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i44+"/shadowRules/policies",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/shadowRules/properties/policies/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err485];
+}
+else {
+vErrors.push(err485);
+}
+errors++;
+}
+}
+}
+else {
+const err486 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i44+"/shadowRules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/shadowRules/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err486];
+}
+else {
+vErrors.push(err486);
+}
+errors++;
+}
+}
+if(data245.shadowRulesStatPrefix !== undefined){
+if(typeof data245.shadowRulesStatPrefix !== "string"){
+const err487 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i44+"/shadowRulesStatPrefix",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/shadowRulesStatPrefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err487];
+}
+else {
+vErrors.push(err487);
+}
+errors++;
+}
+}
+if(data245.rulesStatPrefix !== undefined){
+if(typeof data245.rulesStatPrefix !== "string"){
+const err488 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i44+"/rulesStatPrefix",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/rulesStatPrefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err488];
+}
+else {
+vErrors.push(err488);
+}
+errors++;
+}
+}
+}
+else {
+const err489 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i44,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err489];
+}
+else {
+vErrors.push(err489);
+}
+errors++;
+}
+}
+}
+else {
+const err490 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err490];
+}
+else {
+vErrors.push(err490);
+}
+errors++;
+}
+}
+}
+else {
+const err491 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err491];
+}
+else {
+vErrors.push(err491);
+}
+errors++;
+}
+var _valid0 = _errs536 === errors;
 if(_valid0 && valid18){
 valid18 = false;
 passing0 = [passing0, 1];
@@ -4569,12 +7866,12 @@ props2 = true;
 }
 }
 if(!valid18){
-const err354 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf",keyword:"oneOf",params:{passingSchemas: passing0},message:"must match exactly one schema in oneOf"};
+const err492 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf",keyword:"oneOf",params:{passingSchemas: passing0},message:"must match exactly one schema in oneOf"};
 if(vErrors === null){
-vErrors = [err354];
+vErrors = [err492];
 }
 else {
-vErrors.push(err354);
+vErrors.push(err492);
 }
 errors++;
 }
@@ -4592,1767 +7889,7 @@ vErrors = null;
 }
 }
 else {
-const err355 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1,schemaPath:"#/properties/listeners/items/properties/filterChains/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
-if(vErrors === null){
-vErrors = [err355];
-}
-else {
-vErrors.push(err355);
-}
-errors++;
-}
-}
-}
-else {
-const err356 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains",schemaPath:"#/properties/listeners/items/properties/filterChains/type",keyword:"type",params:{type: "array"},message:"must be array"};
-if(vErrors === null){
-vErrors = [err356];
-}
-else {
-vErrors.push(err356);
-}
-errors++;
-}
-}
-if(data10.limits !== undefined){
-let data179 = data10.limits;
-if(data179 && typeof data179 == "object" && !Array.isArray(data179)){
-for(const key42 in data179){
-if(!(((((key42 === "maxRequestHeadersBytes") || (key42 === "maxRequestHeaders")) || (key42 === "requestHeadersTimeoutMs")) || (key42 === "idleTimeoutMs")) || (key42 === "maxConnections"))){
-const err357 = {instancePath:instancePath+"/listeners/" + i0+"/limits",schemaPath:"#/properties/listeners/items/properties/limits/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key42},message:"must NOT have additional properties"};
-if(vErrors === null){
-vErrors = [err357];
-}
-else {
-vErrors.push(err357);
-}
-errors++;
-}
-}
-if(data179.maxRequestHeadersBytes !== undefined){
-let data180 = data179.maxRequestHeadersBytes;
-if(!((typeof data180 == "number") && (!(data180 % 1) && !isNaN(data180)))){
-const err358 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxRequestHeadersBytes",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxRequestHeadersBytes/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
-if(vErrors === null){
-vErrors = [err358];
-}
-else {
-vErrors.push(err358);
-}
-errors++;
-}
-if(typeof data180 == "number"){
-if(data180 > 1048576 || isNaN(data180)){
-const err359 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxRequestHeadersBytes",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxRequestHeadersBytes/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1048576},message:"must be <= 1048576"};
-if(vErrors === null){
-vErrors = [err359];
-}
-else {
-vErrors.push(err359);
-}
-errors++;
-}
-if(data180 < 1024 || isNaN(data180)){
-const err360 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxRequestHeadersBytes",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxRequestHeadersBytes/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1024},message:"must be >= 1024"};
-if(vErrors === null){
-vErrors = [err360];
-}
-else {
-vErrors.push(err360);
-}
-errors++;
-}
-}
-}
-if(data179.maxRequestHeaders !== undefined){
-let data181 = data179.maxRequestHeaders;
-if(!((typeof data181 == "number") && (!(data181 % 1) && !isNaN(data181)))){
-const err361 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxRequestHeaders",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxRequestHeaders/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
-if(vErrors === null){
-vErrors = [err361];
-}
-else {
-vErrors.push(err361);
-}
-errors++;
-}
-if(typeof data181 == "number"){
-if(data181 > 10000 || isNaN(data181)){
-const err362 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxRequestHeaders",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxRequestHeaders/maximum",keyword:"maximum",params:{comparison: "<=", limit: 10000},message:"must be <= 10000"};
-if(vErrors === null){
-vErrors = [err362];
-}
-else {
-vErrors.push(err362);
-}
-errors++;
-}
-if(data181 < 1 || isNaN(data181)){
-const err363 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxRequestHeaders",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxRequestHeaders/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
-if(vErrors === null){
-vErrors = [err363];
-}
-else {
-vErrors.push(err363);
-}
-errors++;
-}
-}
-}
-if(data179.requestHeadersTimeoutMs !== undefined){
-let data182 = data179.requestHeadersTimeoutMs;
-if(!((typeof data182 == "number") && (!(data182 % 1) && !isNaN(data182)))){
-const err364 = {instancePath:instancePath+"/listeners/" + i0+"/limits/requestHeadersTimeoutMs",schemaPath:"#/properties/listeners/items/properties/limits/properties/requestHeadersTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
-if(vErrors === null){
-vErrors = [err364];
-}
-else {
-vErrors.push(err364);
-}
-errors++;
-}
-if(typeof data182 == "number"){
-if(data182 < 1 || isNaN(data182)){
-const err365 = {instancePath:instancePath+"/listeners/" + i0+"/limits/requestHeadersTimeoutMs",schemaPath:"#/properties/listeners/items/properties/limits/properties/requestHeadersTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
-if(vErrors === null){
-vErrors = [err365];
-}
-else {
-vErrors.push(err365);
-}
-errors++;
-}
-}
-}
-if(data179.idleTimeoutMs !== undefined){
-let data183 = data179.idleTimeoutMs;
-if(!((typeof data183 == "number") && (!(data183 % 1) && !isNaN(data183)))){
-const err366 = {instancePath:instancePath+"/listeners/" + i0+"/limits/idleTimeoutMs",schemaPath:"#/properties/listeners/items/properties/limits/properties/idleTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
-if(vErrors === null){
-vErrors = [err366];
-}
-else {
-vErrors.push(err366);
-}
-errors++;
-}
-if(typeof data183 == "number"){
-if(data183 < 1 || isNaN(data183)){
-const err367 = {instancePath:instancePath+"/listeners/" + i0+"/limits/idleTimeoutMs",schemaPath:"#/properties/listeners/items/properties/limits/properties/idleTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
-if(vErrors === null){
-vErrors = [err367];
-}
-else {
-vErrors.push(err367);
-}
-errors++;
-}
-}
-}
-if(data179.maxConnections !== undefined){
-let data184 = data179.maxConnections;
-if(!((typeof data184 == "number") && (!(data184 % 1) && !isNaN(data184)))){
-const err368 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxConnections",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxConnections/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
-if(vErrors === null){
-vErrors = [err368];
-}
-else {
-vErrors.push(err368);
-}
-errors++;
-}
-if(typeof data184 == "number"){
-if(data184 < 1 || isNaN(data184)){
-const err369 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxConnections",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxConnections/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
-if(vErrors === null){
-vErrors = [err369];
-}
-else {
-vErrors.push(err369);
-}
-errors++;
-}
-}
-}
-}
-else {
-const err370 = {instancePath:instancePath+"/listeners/" + i0+"/limits",schemaPath:"#/properties/listeners/items/properties/limits/type",keyword:"type",params:{type: "object"},message:"must be object"};
-if(vErrors === null){
-vErrors = [err370];
-}
-else {
-vErrors.push(err370);
-}
-errors++;
-}
-}
-}
-else {
-const err371 = {instancePath:instancePath+"/listeners/" + i0,schemaPath:"#/properties/listeners/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
-if(vErrors === null){
-vErrors = [err371];
-}
-else {
-vErrors.push(err371);
-}
-errors++;
-}
-}
-}
-else {
-const err372 = {instancePath:instancePath+"/listeners",schemaPath:"#/properties/listeners/type",keyword:"type",params:{type: "array"},message:"must be array"};
-if(vErrors === null){
-vErrors = [err372];
-}
-else {
-vErrors.push(err372);
-}
-errors++;
-}
-}
-if(data.routeConfigs !== undefined){
-let data185 = data.routeConfigs;
-if(Array.isArray(data185)){
-const len28 = data185.length;
-for(let i28=0; i28<len28; i28++){
-let data186 = data185[i28];
-if(data186 && typeof data186 == "object" && !Array.isArray(data186)){
-if(data186.name === undefined){
-const err373 = {instancePath:instancePath+"/routeConfigs/" + i28,schemaPath:"#/properties/routeConfigs/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
-if(vErrors === null){
-vErrors = [err373];
-}
-else {
-vErrors.push(err373);
-}
-errors++;
-}
-if(data186.virtualHosts === undefined){
-const err374 = {instancePath:instancePath+"/routeConfigs/" + i28,schemaPath:"#/properties/routeConfigs/items/required",keyword:"required",params:{missingProperty: "virtualHosts"},message:"must have required property '"+"virtualHosts"+"'"};
-if(vErrors === null){
-vErrors = [err374];
-}
-else {
-vErrors.push(err374);
-}
-errors++;
-}
-for(const key43 in data186){
-if(!(((key43 === "name") || (key43 === "responseHeadersToAdd")) || (key43 === "virtualHosts"))){
-const err375 = {instancePath:instancePath+"/routeConfigs/" + i28,schemaPath:"#/properties/routeConfigs/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key43},message:"must NOT have additional properties"};
-if(vErrors === null){
-vErrors = [err375];
-}
-else {
-vErrors.push(err375);
-}
-errors++;
-}
-}
-if(data186.name !== undefined){
-let data187 = data186.name;
-if(typeof data187 === "string"){
-if(data187.length < 1){
-const err376 = {instancePath:instancePath+"/routeConfigs/" + i28+"/name",schemaPath:"#/properties/routeConfigs/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
-if(vErrors === null){
-vErrors = [err376];
-}
-else {
-vErrors.push(err376);
-}
-errors++;
-}
-}
-else {
-const err377 = {instancePath:instancePath+"/routeConfigs/" + i28+"/name",schemaPath:"#/properties/routeConfigs/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err377];
-}
-else {
-vErrors.push(err377);
-}
-errors++;
-}
-}
-if(data186.responseHeadersToAdd !== undefined){
-let data188 = data186.responseHeadersToAdd;
-if(Array.isArray(data188)){
-const len29 = data188.length;
-for(let i29=0; i29<len29; i29++){
-let data189 = data188[i29];
-if(data189 && typeof data189 == "object" && !Array.isArray(data189)){
-if(data189.name === undefined){
-const err378 = {instancePath:instancePath+"/routeConfigs/" + i28+"/responseHeadersToAdd/" + i29,schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
-if(vErrors === null){
-vErrors = [err378];
-}
-else {
-vErrors.push(err378);
-}
-errors++;
-}
-if(data189.value === undefined){
-const err379 = {instancePath:instancePath+"/routeConfigs/" + i28+"/responseHeadersToAdd/" + i29,schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "value"},message:"must have required property '"+"value"+"'"};
-if(vErrors === null){
-vErrors = [err379];
-}
-else {
-vErrors.push(err379);
-}
-errors++;
-}
-for(const key44 in data189){
-if(!(((key44 === "name") || (key44 === "value")) || (key44 === "append"))){
-const err380 = {instancePath:instancePath+"/routeConfigs/" + i28+"/responseHeadersToAdd/" + i29,schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key44},message:"must NOT have additional properties"};
-if(vErrors === null){
-vErrors = [err380];
-}
-else {
-vErrors.push(err380);
-}
-errors++;
-}
-}
-if(data189.name !== undefined){
-let data190 = data189.name;
-if(typeof data190 === "string"){
-if(data190.length < 1){
-const err381 = {instancePath:instancePath+"/routeConfigs/" + i28+"/responseHeadersToAdd/" + i29+"/name",schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
-if(vErrors === null){
-vErrors = [err381];
-}
-else {
-vErrors.push(err381);
-}
-errors++;
-}
-}
-else {
-const err382 = {instancePath:instancePath+"/routeConfigs/" + i28+"/responseHeadersToAdd/" + i29+"/name",schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err382];
-}
-else {
-vErrors.push(err382);
-}
-errors++;
-}
-}
-if(data189.value !== undefined){
-if(typeof data189.value !== "string"){
-const err383 = {instancePath:instancePath+"/routeConfigs/" + i28+"/responseHeadersToAdd/" + i29+"/value",schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/properties/value/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err383];
-}
-else {
-vErrors.push(err383);
-}
-errors++;
-}
-}
-if(data189.append !== undefined){
-if(typeof data189.append !== "boolean"){
-const err384 = {instancePath:instancePath+"/routeConfigs/" + i28+"/responseHeadersToAdd/" + i29+"/append",schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/properties/append/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
-if(vErrors === null){
-vErrors = [err384];
-}
-else {
-vErrors.push(err384);
-}
-errors++;
-}
-}
-}
-else {
-const err385 = {instancePath:instancePath+"/routeConfigs/" + i28+"/responseHeadersToAdd/" + i29,schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
-if(vErrors === null){
-vErrors = [err385];
-}
-else {
-vErrors.push(err385);
-}
-errors++;
-}
-}
-}
-else {
-const err386 = {instancePath:instancePath+"/routeConfigs/" + i28+"/responseHeadersToAdd",schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/type",keyword:"type",params:{type: "array"},message:"must be array"};
-if(vErrors === null){
-vErrors = [err386];
-}
-else {
-vErrors.push(err386);
-}
-errors++;
-}
-}
-if(data186.virtualHosts !== undefined){
-let data193 = data186.virtualHosts;
-if(Array.isArray(data193)){
-const len30 = data193.length;
-for(let i30=0; i30<len30; i30++){
-let data194 = data193[i30];
-if(data194 && typeof data194 == "object" && !Array.isArray(data194)){
-if(data194.name === undefined){
-const err387 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
-if(vErrors === null){
-vErrors = [err387];
-}
-else {
-vErrors.push(err387);
-}
-errors++;
-}
-if(data194.domains === undefined){
-const err388 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/required",keyword:"required",params:{missingProperty: "domains"},message:"must have required property '"+"domains"+"'"};
-if(vErrors === null){
-vErrors = [err388];
-}
-else {
-vErrors.push(err388);
-}
-errors++;
-}
-if(data194.routes === undefined){
-const err389 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/required",keyword:"required",params:{missingProperty: "routes"},message:"must have required property '"+"routes"+"'"};
-if(vErrors === null){
-vErrors = [err389];
-}
-else {
-vErrors.push(err389);
-}
-errors++;
-}
-for(const key45 in data194){
-if(!(((key45 === "name") || (key45 === "domains")) || (key45 === "routes"))){
-const err390 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key45},message:"must NOT have additional properties"};
-if(vErrors === null){
-vErrors = [err390];
-}
-else {
-vErrors.push(err390);
-}
-errors++;
-}
-}
-if(data194.name !== undefined){
-let data195 = data194.name;
-if(typeof data195 === "string"){
-if(data195.length < 1){
-const err391 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
-if(vErrors === null){
-vErrors = [err391];
-}
-else {
-vErrors.push(err391);
-}
-errors++;
-}
-}
-else {
-const err392 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err392];
-}
-else {
-vErrors.push(err392);
-}
-errors++;
-}
-}
-if(data194.domains !== undefined){
-let data196 = data194.domains;
-if(Array.isArray(data196)){
-if(data196.length < 1){
-const err393 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/domains",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/domains/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"};
-if(vErrors === null){
-vErrors = [err393];
-}
-else {
-vErrors.push(err393);
-}
-errors++;
-}
-const len31 = data196.length;
-for(let i31=0; i31<len31; i31++){
-let data197 = data196[i31];
-if(typeof data197 === "string"){
-if(data197.length < 1){
-const err394 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/domains/" + i31,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/domains/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
-if(vErrors === null){
-vErrors = [err394];
-}
-else {
-vErrors.push(err394);
-}
-errors++;
-}
-}
-else {
-const err395 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/domains/" + i31,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/domains/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err395];
-}
-else {
-vErrors.push(err395);
-}
-errors++;
-}
-}
-}
-else {
-const err396 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/domains",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/domains/type",keyword:"type",params:{type: "array"},message:"must be array"};
-if(vErrors === null){
-vErrors = [err396];
-}
-else {
-vErrors.push(err396);
-}
-errors++;
-}
-}
-if(data194.routes !== undefined){
-let data198 = data194.routes;
-if(Array.isArray(data198)){
-const len32 = data198.length;
-for(let i32=0; i32<len32; i32++){
-let data199 = data198[i32];
-if(data199 && typeof data199 == "object" && !Array.isArray(data199)){
-if(data199.match === undefined){
-const err397 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/required",keyword:"required",params:{missingProperty: "match"},message:"must have required property '"+"match"+"'"};
-if(vErrors === null){
-vErrors = [err397];
-}
-else {
-vErrors.push(err397);
-}
-errors++;
-}
-for(const key46 in data199){
-if(!(func1.call(schema31.properties.routeConfigs.items.properties.virtualHosts.items.properties.routes.items.properties, key46))){
-const err398 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key46},message:"must NOT have additional properties"};
-if(vErrors === null){
-vErrors = [err398];
-}
-else {
-vErrors.push(err398);
-}
-errors++;
-}
-}
-if(data199.name !== undefined){
-if(typeof data199.name !== "string"){
-const err399 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err399];
-}
-else {
-vErrors.push(err399);
-}
-errors++;
-}
-}
-if(data199.match !== undefined){
-let data201 = data199.match;
-if(data201 && typeof data201 == "object" && !Array.isArray(data201)){
-for(const key47 in data201){
-if(!((((((key47 === "prefix") || (key47 === "path")) || (key47 === "regex")) || (key47 === "caseSensitive")) || (key47 === "headers")) || (key47 === "queryParameters"))){
-const err400 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/match",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key47},message:"must NOT have additional properties"};
-if(vErrors === null){
-vErrors = [err400];
-}
-else {
-vErrors.push(err400);
-}
-errors++;
-}
-}
-if(data201.prefix !== undefined){
-if(typeof data201.prefix !== "string"){
-const err401 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/match/prefix",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/prefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err401];
-}
-else {
-vErrors.push(err401);
-}
-errors++;
-}
-}
-if(data201.path !== undefined){
-if(typeof data201.path !== "string"){
-const err402 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/match/path",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/path/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err402];
-}
-else {
-vErrors.push(err402);
-}
-errors++;
-}
-}
-if(data201.regex !== undefined){
-if(typeof data201.regex !== "string"){
-const err403 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/match/regex",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/regex/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err403];
-}
-else {
-vErrors.push(err403);
-}
-errors++;
-}
-}
-if(data201.caseSensitive !== undefined){
-if(typeof data201.caseSensitive !== "boolean"){
-const err404 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/match/caseSensitive",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/caseSensitive/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
-if(vErrors === null){
-vErrors = [err404];
-}
-else {
-vErrors.push(err404);
-}
-errors++;
-}
-}
-if(data201.headers !== undefined){
-let data206 = data201.headers;
-if(Array.isArray(data206)){
-const len33 = data206.length;
-for(let i33=0; i33<len33; i33++){
-let data207 = data206[i33];
-if(data207 && typeof data207 == "object" && !Array.isArray(data207)){
-if(data207.name === undefined){
-const err405 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/match/headers/" + i33,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
-if(vErrors === null){
-vErrors = [err405];
-}
-else {
-vErrors.push(err405);
-}
-errors++;
-}
-for(const key48 in data207){
-if(!(((((((key48 === "name") || (key48 === "exact")) || (key48 === "prefix")) || (key48 === "suffix")) || (key48 === "regex")) || (key48 === "present")) || (key48 === "invert"))){
-const err406 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/match/headers/" + i33,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key48},message:"must NOT have additional properties"};
-if(vErrors === null){
-vErrors = [err406];
-}
-else {
-vErrors.push(err406);
-}
-errors++;
-}
-}
-if(data207.name !== undefined){
-let data208 = data207.name;
-if(typeof data208 === "string"){
-if(data208.length < 1){
-const err407 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/match/headers/" + i33+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
-if(vErrors === null){
-vErrors = [err407];
-}
-else {
-vErrors.push(err407);
-}
-errors++;
-}
-}
-else {
-const err408 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/match/headers/" + i33+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err408];
-}
-else {
-vErrors.push(err408);
-}
-errors++;
-}
-}
-if(data207.exact !== undefined){
-if(typeof data207.exact !== "string"){
-const err409 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/match/headers/" + i33+"/exact",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/exact/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err409];
-}
-else {
-vErrors.push(err409);
-}
-errors++;
-}
-}
-if(data207.prefix !== undefined){
-if(typeof data207.prefix !== "string"){
-const err410 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/match/headers/" + i33+"/prefix",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/prefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err410];
-}
-else {
-vErrors.push(err410);
-}
-errors++;
-}
-}
-if(data207.suffix !== undefined){
-if(typeof data207.suffix !== "string"){
-const err411 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/match/headers/" + i33+"/suffix",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/suffix/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err411];
-}
-else {
-vErrors.push(err411);
-}
-errors++;
-}
-}
-if(data207.regex !== undefined){
-if(typeof data207.regex !== "string"){
-const err412 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/match/headers/" + i33+"/regex",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/regex/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err412];
-}
-else {
-vErrors.push(err412);
-}
-errors++;
-}
-}
-if(data207.present !== undefined){
-if(typeof data207.present !== "boolean"){
-const err413 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/match/headers/" + i33+"/present",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/present/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
-if(vErrors === null){
-vErrors = [err413];
-}
-else {
-vErrors.push(err413);
-}
-errors++;
-}
-}
-if(data207.invert !== undefined){
-if(typeof data207.invert !== "boolean"){
-const err414 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/match/headers/" + i33+"/invert",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/invert/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
-if(vErrors === null){
-vErrors = [err414];
-}
-else {
-vErrors.push(err414);
-}
-errors++;
-}
-}
-}
-else {
-const err415 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/match/headers/" + i33,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
-if(vErrors === null){
-vErrors = [err415];
-}
-else {
-vErrors.push(err415);
-}
-errors++;
-}
-}
-}
-else {
-const err416 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/match/headers",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/type",keyword:"type",params:{type: "array"},message:"must be array"};
-if(vErrors === null){
-vErrors = [err416];
-}
-else {
-vErrors.push(err416);
-}
-errors++;
-}
-}
-if(data201.queryParameters !== undefined){
-let data215 = data201.queryParameters;
-if(Array.isArray(data215)){
-const len34 = data215.length;
-for(let i34=0; i34<len34; i34++){
-let data216 = data215[i34];
-if(data216 && typeof data216 == "object" && !Array.isArray(data216)){
-if(data216.name === undefined){
-const err417 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/match/queryParameters/" + i34,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
-if(vErrors === null){
-vErrors = [err417];
-}
-else {
-vErrors.push(err417);
-}
-errors++;
-}
-for(const key49 in data216){
-if(!(((((key49 === "name") || (key49 === "exact")) || (key49 === "prefix")) || (key49 === "regex")) || (key49 === "present"))){
-const err418 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/match/queryParameters/" + i34,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key49},message:"must NOT have additional properties"};
-if(vErrors === null){
-vErrors = [err418];
-}
-else {
-vErrors.push(err418);
-}
-errors++;
-}
-}
-if(data216.name !== undefined){
-let data217 = data216.name;
-if(typeof data217 === "string"){
-if(data217.length < 1){
-const err419 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/match/queryParameters/" + i34+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
-if(vErrors === null){
-vErrors = [err419];
-}
-else {
-vErrors.push(err419);
-}
-errors++;
-}
-}
-else {
-const err420 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/match/queryParameters/" + i34+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err420];
-}
-else {
-vErrors.push(err420);
-}
-errors++;
-}
-}
-if(data216.exact !== undefined){
-if(typeof data216.exact !== "string"){
-const err421 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/match/queryParameters/" + i34+"/exact",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/exact/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err421];
-}
-else {
-vErrors.push(err421);
-}
-errors++;
-}
-}
-if(data216.prefix !== undefined){
-if(typeof data216.prefix !== "string"){
-const err422 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/match/queryParameters/" + i34+"/prefix",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/prefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err422];
-}
-else {
-vErrors.push(err422);
-}
-errors++;
-}
-}
-if(data216.regex !== undefined){
-if(typeof data216.regex !== "string"){
-const err423 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/match/queryParameters/" + i34+"/regex",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/regex/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err423];
-}
-else {
-vErrors.push(err423);
-}
-errors++;
-}
-}
-if(data216.present !== undefined){
-if(typeof data216.present !== "boolean"){
-const err424 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/match/queryParameters/" + i34+"/present",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/present/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
-if(vErrors === null){
-vErrors = [err424];
-}
-else {
-vErrors.push(err424);
-}
-errors++;
-}
-}
-}
-else {
-const err425 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/match/queryParameters/" + i34,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
-if(vErrors === null){
-vErrors = [err425];
-}
-else {
-vErrors.push(err425);
-}
-errors++;
-}
-}
-}
-else {
-const err426 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/match/queryParameters",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/type",keyword:"type",params:{type: "array"},message:"must be array"};
-if(vErrors === null){
-vErrors = [err426];
-}
-else {
-vErrors.push(err426);
-}
-errors++;
-}
-}
-}
-else {
-const err427 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/match",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/type",keyword:"type",params:{type: "object"},message:"must be object"};
-if(vErrors === null){
-vErrors = [err427];
-}
-else {
-vErrors.push(err427);
-}
-errors++;
-}
-}
-if(data199.route !== undefined){
-let data222 = data199.route;
-if(data222 && typeof data222 == "object" && !Array.isArray(data222)){
-for(const key50 in data222){
-if(!(func1.call(schema31.properties.routeConfigs.items.properties.virtualHosts.items.properties.routes.items.properties.route.properties, key50))){
-const err428 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key50},message:"must NOT have additional properties"};
-if(vErrors === null){
-vErrors = [err428];
-}
-else {
-vErrors.push(err428);
-}
-errors++;
-}
-}
-if(data222.cluster !== undefined){
-let data223 = data222.cluster;
-if(typeof data223 === "string"){
-if(data223.length < 1){
-const err429 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/cluster",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cluster/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
-if(vErrors === null){
-vErrors = [err429];
-}
-else {
-vErrors.push(err429);
-}
-errors++;
-}
-}
-else {
-const err430 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/cluster",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cluster/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err430];
-}
-else {
-vErrors.push(err430);
-}
-errors++;
-}
-}
-if(data222.weightedClusters !== undefined){
-let data224 = data222.weightedClusters;
-if(Array.isArray(data224)){
-if(data224.length < 1){
-const err431 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"};
-if(vErrors === null){
-vErrors = [err431];
-}
-else {
-vErrors.push(err431);
-}
-errors++;
-}
-const len35 = data224.length;
-for(let i35=0; i35<len35; i35++){
-let data225 = data224[i35];
-if(data225 && typeof data225 == "object" && !Array.isArray(data225)){
-if(data225.name === undefined){
-const err432 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters/" + i35,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
-if(vErrors === null){
-vErrors = [err432];
-}
-else {
-vErrors.push(err432);
-}
-errors++;
-}
-if(data225.weight === undefined){
-const err433 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters/" + i35,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/required",keyword:"required",params:{missingProperty: "weight"},message:"must have required property '"+"weight"+"'"};
-if(vErrors === null){
-vErrors = [err433];
-}
-else {
-vErrors.push(err433);
-}
-errors++;
-}
-for(const key51 in data225){
-if(!((((((key51 === "name") || (key51 === "weight")) || (key51 === "requestHeadersToAdd")) || (key51 === "requestHeadersToRemove")) || (key51 === "responseHeadersToAdd")) || (key51 === "responseHeadersToRemove"))){
-const err434 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters/" + i35,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key51},message:"must NOT have additional properties"};
-if(vErrors === null){
-vErrors = [err434];
-}
-else {
-vErrors.push(err434);
-}
-errors++;
-}
-}
-if(data225.name !== undefined){
-let data226 = data225.name;
-if(typeof data226 === "string"){
-if(data226.length < 1){
-const err435 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters/" + i35+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
-if(vErrors === null){
-vErrors = [err435];
-}
-else {
-vErrors.push(err435);
-}
-errors++;
-}
-}
-else {
-const err436 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters/" + i35+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err436];
-}
-else {
-vErrors.push(err436);
-}
-errors++;
-}
-}
-if(data225.weight !== undefined){
-let data227 = data225.weight;
-if(!((typeof data227 == "number") && (!(data227 % 1) && !isNaN(data227)))){
-const err437 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters/" + i35+"/weight",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/weight/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
-if(vErrors === null){
-vErrors = [err437];
-}
-else {
-vErrors.push(err437);
-}
-errors++;
-}
-if(typeof data227 == "number"){
-if(data227 < 0 || isNaN(data227)){
-const err438 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters/" + i35+"/weight",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/weight/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
-if(vErrors === null){
-vErrors = [err438];
-}
-else {
-vErrors.push(err438);
-}
-errors++;
-}
-}
-}
-if(data225.requestHeadersToAdd !== undefined){
-let data228 = data225.requestHeadersToAdd;
-if(Array.isArray(data228)){
-const len36 = data228.length;
-for(let i36=0; i36<len36; i36++){
-let data229 = data228[i36];
-if(data229 && typeof data229 == "object" && !Array.isArray(data229)){
-if(data229.name === undefined){
-const err439 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters/" + i35+"/requestHeadersToAdd/" + i36,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
-if(vErrors === null){
-vErrors = [err439];
-}
-else {
-vErrors.push(err439);
-}
-errors++;
-}
-if(data229.value === undefined){
-const err440 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters/" + i35+"/requestHeadersToAdd/" + i36,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "value"},message:"must have required property '"+"value"+"'"};
-if(vErrors === null){
-vErrors = [err440];
-}
-else {
-vErrors.push(err440);
-}
-errors++;
-}
-for(const key52 in data229){
-if(!(((key52 === "name") || (key52 === "value")) || (key52 === "append"))){
-const err441 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters/" + i35+"/requestHeadersToAdd/" + i36,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key52},message:"must NOT have additional properties"};
-if(vErrors === null){
-vErrors = [err441];
-}
-else {
-vErrors.push(err441);
-}
-errors++;
-}
-}
-if(data229.name !== undefined){
-let data230 = data229.name;
-if(typeof data230 === "string"){
-if(data230.length < 1){
-const err442 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters/" + i35+"/requestHeadersToAdd/" + i36+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
-if(vErrors === null){
-vErrors = [err442];
-}
-else {
-vErrors.push(err442);
-}
-errors++;
-}
-}
-else {
-const err443 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters/" + i35+"/requestHeadersToAdd/" + i36+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err443];
-}
-else {
-vErrors.push(err443);
-}
-errors++;
-}
-}
-if(data229.value !== undefined){
-if(typeof data229.value !== "string"){
-const err444 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters/" + i35+"/requestHeadersToAdd/" + i36+"/value",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/properties/value/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err444];
-}
-else {
-vErrors.push(err444);
-}
-errors++;
-}
-}
-if(data229.append !== undefined){
-if(typeof data229.append !== "boolean"){
-const err445 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters/" + i35+"/requestHeadersToAdd/" + i36+"/append",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/properties/append/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
-if(vErrors === null){
-vErrors = [err445];
-}
-else {
-vErrors.push(err445);
-}
-errors++;
-}
-}
-}
-else {
-const err446 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters/" + i35+"/requestHeadersToAdd/" + i36,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
-if(vErrors === null){
-vErrors = [err446];
-}
-else {
-vErrors.push(err446);
-}
-errors++;
-}
-}
-}
-else {
-const err447 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters/" + i35+"/requestHeadersToAdd",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/type",keyword:"type",params:{type: "array"},message:"must be array"};
-if(vErrors === null){
-vErrors = [err447];
-}
-else {
-vErrors.push(err447);
-}
-errors++;
-}
-}
-if(data225.requestHeadersToRemove !== undefined){
-let data233 = data225.requestHeadersToRemove;
-if(Array.isArray(data233)){
-const len37 = data233.length;
-for(let i37=0; i37<len37; i37++){
-let data234 = data233[i37];
-if(typeof data234 === "string"){
-if(data234.length < 1){
-const err448 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters/" + i35+"/requestHeadersToRemove/" + i37,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToRemove/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
-if(vErrors === null){
-vErrors = [err448];
-}
-else {
-vErrors.push(err448);
-}
-errors++;
-}
-}
-else {
-const err449 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters/" + i35+"/requestHeadersToRemove/" + i37,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToRemove/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err449];
-}
-else {
-vErrors.push(err449);
-}
-errors++;
-}
-}
-}
-else {
-const err450 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters/" + i35+"/requestHeadersToRemove",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToRemove/type",keyword:"type",params:{type: "array"},message:"must be array"};
-if(vErrors === null){
-vErrors = [err450];
-}
-else {
-vErrors.push(err450);
-}
-errors++;
-}
-}
-if(data225.responseHeadersToAdd !== undefined){
-let data235 = data225.responseHeadersToAdd;
-if(Array.isArray(data235)){
-const len38 = data235.length;
-for(let i38=0; i38<len38; i38++){
-let data236 = data235[i38];
-if(data236 && typeof data236 == "object" && !Array.isArray(data236)){
-if(data236.name === undefined){
-const err451 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters/" + i35+"/responseHeadersToAdd/" + i38,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
-if(vErrors === null){
-vErrors = [err451];
-}
-else {
-vErrors.push(err451);
-}
-errors++;
-}
-if(data236.value === undefined){
-const err452 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters/" + i35+"/responseHeadersToAdd/" + i38,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "value"},message:"must have required property '"+"value"+"'"};
-if(vErrors === null){
-vErrors = [err452];
-}
-else {
-vErrors.push(err452);
-}
-errors++;
-}
-for(const key53 in data236){
-if(!(((key53 === "name") || (key53 === "value")) || (key53 === "append"))){
-const err453 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters/" + i35+"/responseHeadersToAdd/" + i38,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key53},message:"must NOT have additional properties"};
-if(vErrors === null){
-vErrors = [err453];
-}
-else {
-vErrors.push(err453);
-}
-errors++;
-}
-}
-if(data236.name !== undefined){
-let data237 = data236.name;
-if(typeof data237 === "string"){
-if(data237.length < 1){
-const err454 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters/" + i35+"/responseHeadersToAdd/" + i38+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
-if(vErrors === null){
-vErrors = [err454];
-}
-else {
-vErrors.push(err454);
-}
-errors++;
-}
-}
-else {
-const err455 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters/" + i35+"/responseHeadersToAdd/" + i38+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err455];
-}
-else {
-vErrors.push(err455);
-}
-errors++;
-}
-}
-if(data236.value !== undefined){
-if(typeof data236.value !== "string"){
-const err456 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters/" + i35+"/responseHeadersToAdd/" + i38+"/value",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/properties/value/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err456];
-}
-else {
-vErrors.push(err456);
-}
-errors++;
-}
-}
-if(data236.append !== undefined){
-if(typeof data236.append !== "boolean"){
-const err457 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters/" + i35+"/responseHeadersToAdd/" + i38+"/append",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/properties/append/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
-if(vErrors === null){
-vErrors = [err457];
-}
-else {
-vErrors.push(err457);
-}
-errors++;
-}
-}
-}
-else {
-const err458 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters/" + i35+"/responseHeadersToAdd/" + i38,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
-if(vErrors === null){
-vErrors = [err458];
-}
-else {
-vErrors.push(err458);
-}
-errors++;
-}
-}
-}
-else {
-const err459 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters/" + i35+"/responseHeadersToAdd",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/type",keyword:"type",params:{type: "array"},message:"must be array"};
-if(vErrors === null){
-vErrors = [err459];
-}
-else {
-vErrors.push(err459);
-}
-errors++;
-}
-}
-if(data225.responseHeadersToRemove !== undefined){
-let data240 = data225.responseHeadersToRemove;
-if(Array.isArray(data240)){
-const len39 = data240.length;
-for(let i39=0; i39<len39; i39++){
-let data241 = data240[i39];
-if(typeof data241 === "string"){
-if(data241.length < 1){
-const err460 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters/" + i35+"/responseHeadersToRemove/" + i39,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToRemove/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
-if(vErrors === null){
-vErrors = [err460];
-}
-else {
-vErrors.push(err460);
-}
-errors++;
-}
-}
-else {
-const err461 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters/" + i35+"/responseHeadersToRemove/" + i39,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToRemove/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err461];
-}
-else {
-vErrors.push(err461);
-}
-errors++;
-}
-}
-}
-else {
-const err462 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters/" + i35+"/responseHeadersToRemove",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToRemove/type",keyword:"type",params:{type: "array"},message:"must be array"};
-if(vErrors === null){
-vErrors = [err462];
-}
-else {
-vErrors.push(err462);
-}
-errors++;
-}
-}
-}
-else {
-const err463 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters/" + i35,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
-if(vErrors === null){
-vErrors = [err463];
-}
-else {
-vErrors.push(err463);
-}
-errors++;
-}
-}
-}
-else {
-const err464 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/weightedClusters",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/type",keyword:"type",params:{type: "array"},message:"must be array"};
-if(vErrors === null){
-vErrors = [err464];
-}
-else {
-vErrors.push(err464);
-}
-errors++;
-}
-}
-if(data222.prefixRewrite !== undefined){
-if(typeof data222.prefixRewrite !== "string"){
-const err465 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/prefixRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/prefixRewrite/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err465];
-}
-else {
-vErrors.push(err465);
-}
-errors++;
-}
-}
-if(data222.regexRewrite !== undefined){
-let data243 = data222.regexRewrite;
-if(data243 && typeof data243 == "object" && !Array.isArray(data243)){
-if(data243.pattern === undefined){
-const err466 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/regexRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/required",keyword:"required",params:{missingProperty: "pattern"},message:"must have required property '"+"pattern"+"'"};
-if(vErrors === null){
-vErrors = [err466];
-}
-else {
-vErrors.push(err466);
-}
-errors++;
-}
-if(data243.substitution === undefined){
-const err467 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/regexRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/required",keyword:"required",params:{missingProperty: "substitution"},message:"must have required property '"+"substitution"+"'"};
-if(vErrors === null){
-vErrors = [err467];
-}
-else {
-vErrors.push(err467);
-}
-errors++;
-}
-for(const key54 in data243){
-if(!((key54 === "pattern") || (key54 === "substitution"))){
-const err468 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/regexRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key54},message:"must NOT have additional properties"};
-if(vErrors === null){
-vErrors = [err468];
-}
-else {
-vErrors.push(err468);
-}
-errors++;
-}
-}
-if(data243.pattern !== undefined){
-let data244 = data243.pattern;
-if(typeof data244 === "string"){
-if(data244.length < 1){
-const err469 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/regexRewrite/pattern",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/properties/pattern/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
-if(vErrors === null){
-vErrors = [err469];
-}
-else {
-vErrors.push(err469);
-}
-errors++;
-}
-}
-else {
-const err470 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/regexRewrite/pattern",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/properties/pattern/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err470];
-}
-else {
-vErrors.push(err470);
-}
-errors++;
-}
-}
-if(data243.substitution !== undefined){
-if(typeof data243.substitution !== "string"){
-const err471 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/regexRewrite/substitution",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/properties/substitution/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err471];
-}
-else {
-vErrors.push(err471);
-}
-errors++;
-}
-}
-}
-else {
-const err472 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/regexRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/type",keyword:"type",params:{type: "object"},message:"must be object"};
-if(vErrors === null){
-vErrors = [err472];
-}
-else {
-vErrors.push(err472);
-}
-errors++;
-}
-}
-if(data222.hostRewrite !== undefined){
-let data246 = data222.hostRewrite;
-if(typeof data246 === "string"){
-if(data246.length < 1){
-const err473 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/hostRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hostRewrite/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
-if(vErrors === null){
-vErrors = [err473];
-}
-else {
-vErrors.push(err473);
-}
-errors++;
-}
-}
-else {
-const err474 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/hostRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hostRewrite/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err474];
-}
-else {
-vErrors.push(err474);
-}
-errors++;
-}
-}
-if(data222.hashPolicy !== undefined){
-let data247 = data222.hashPolicy;
-if(Array.isArray(data247)){
-const len40 = data247.length;
-for(let i40=0; i40<len40; i40++){
-let data248 = data247[i40];
-const _errs562 = errors;
-let valid140 = false;
-let passing3 = null;
-const _errs563 = errors;
-if(data248 && typeof data248 == "object" && !Array.isArray(data248)){
-if(data248.header === undefined){
-const err475 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/hashPolicy/" + i40,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/0/required",keyword:"required",params:{missingProperty: "header"},message:"must have required property '"+"header"+"'"};
-if(vErrors === null){
-vErrors = [err475];
-}
-else {
-vErrors.push(err475);
-}
-errors++;
-}
-for(const key55 in data248){
-if(!(key55 === "header")){
-const err476 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/hashPolicy/" + i40,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/0/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key55},message:"must NOT have additional properties"};
-if(vErrors === null){
-vErrors = [err476];
-}
-else {
-vErrors.push(err476);
-}
-errors++;
-}
-}
-if(data248.header !== undefined){
-let data249 = data248.header;
-if(typeof data249 === "string"){
-if(data249.length < 1){
-const err477 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/hashPolicy/" + i40+"/header",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/0/properties/header/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
-if(vErrors === null){
-vErrors = [err477];
-}
-else {
-vErrors.push(err477);
-}
-errors++;
-}
-}
-else {
-const err478 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/hashPolicy/" + i40+"/header",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/0/properties/header/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err478];
-}
-else {
-vErrors.push(err478);
-}
-errors++;
-}
-}
-}
-else {
-const err479 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/hashPolicy/" + i40,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/0/type",keyword:"type",params:{type: "object"},message:"must be object"};
-if(vErrors === null){
-vErrors = [err479];
-}
-else {
-vErrors.push(err479);
-}
-errors++;
-}
-var _valid3 = _errs563 === errors;
-if(_valid3){
-valid140 = true;
-passing3 = 0;
-var props3 = true;
-}
-const _errs568 = errors;
-if(data248 && typeof data248 == "object" && !Array.isArray(data248)){
-if(data248.cookie === undefined){
-const err480 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/hashPolicy/" + i40,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/required",keyword:"required",params:{missingProperty: "cookie"},message:"must have required property '"+"cookie"+"'"};
-if(vErrors === null){
-vErrors = [err480];
-}
-else {
-vErrors.push(err480);
-}
-errors++;
-}
-for(const key56 in data248){
-if(!(((key56 === "cookie") || (key56 === "ttlMs")) || (key56 === "path"))){
-const err481 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/hashPolicy/" + i40,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key56},message:"must NOT have additional properties"};
-if(vErrors === null){
-vErrors = [err481];
-}
-else {
-vErrors.push(err481);
-}
-errors++;
-}
-}
-if(data248.cookie !== undefined){
-let data250 = data248.cookie;
-if(typeof data250 === "string"){
-if(data250.length < 1){
-const err482 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/hashPolicy/" + i40+"/cookie",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/properties/cookie/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
-if(vErrors === null){
-vErrors = [err482];
-}
-else {
-vErrors.push(err482);
-}
-errors++;
-}
-}
-else {
-const err483 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/hashPolicy/" + i40+"/cookie",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/properties/cookie/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err483];
-}
-else {
-vErrors.push(err483);
-}
-errors++;
-}
-}
-if(data248.ttlMs !== undefined){
-let data251 = data248.ttlMs;
-if(!((typeof data251 == "number") && (!(data251 % 1) && !isNaN(data251)))){
-const err484 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/hashPolicy/" + i40+"/ttlMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/properties/ttlMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
-if(vErrors === null){
-vErrors = [err484];
-}
-else {
-vErrors.push(err484);
-}
-errors++;
-}
-if(typeof data251 == "number"){
-if(data251 < 0 || isNaN(data251)){
-const err485 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/hashPolicy/" + i40+"/ttlMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/properties/ttlMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
-if(vErrors === null){
-vErrors = [err485];
-}
-else {
-vErrors.push(err485);
-}
-errors++;
-}
-}
-}
-if(data248.path !== undefined){
-if(typeof data248.path !== "string"){
-const err486 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/hashPolicy/" + i40+"/path",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/properties/path/type",keyword:"type",params:{type: "string"},message:"must be string"};
-if(vErrors === null){
-vErrors = [err486];
-}
-else {
-vErrors.push(err486);
-}
-errors++;
-}
-}
-}
-else {
-const err487 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/hashPolicy/" + i40,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/type",keyword:"type",params:{type: "object"},message:"must be object"};
-if(vErrors === null){
-vErrors = [err487];
-}
-else {
-vErrors.push(err487);
-}
-errors++;
-}
-var _valid3 = _errs568 === errors;
-if(_valid3 && valid140){
-valid140 = false;
-passing3 = [passing3, 1];
-}
-else {
-if(_valid3){
-valid140 = true;
-passing3 = 1;
-if(props3 !== true){
-props3 = true;
-}
-}
-const _errs577 = errors;
-if(data248 && typeof data248 == "object" && !Array.isArray(data248)){
-if(data248.sourceIp === undefined){
-const err488 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/hashPolicy/" + i40,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/2/required",keyword:"required",params:{missingProperty: "sourceIp"},message:"must have required property '"+"sourceIp"+"'"};
-if(vErrors === null){
-vErrors = [err488];
-}
-else {
-vErrors.push(err488);
-}
-errors++;
-}
-for(const key57 in data248){
-if(!(key57 === "sourceIp")){
-const err489 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/hashPolicy/" + i40,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/2/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key57},message:"must NOT have additional properties"};
-if(vErrors === null){
-vErrors = [err489];
-}
-else {
-vErrors.push(err489);
-}
-errors++;
-}
-}
-if(data248.sourceIp !== undefined){
-if(true !== data248.sourceIp){
-const err490 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/hashPolicy/" + i40+"/sourceIp",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/2/properties/sourceIp/const",keyword:"const",params:{allowedValue: true},message:"must be equal to constant"};
-if(vErrors === null){
-vErrors = [err490];
-}
-else {
-vErrors.push(err490);
-}
-errors++;
-}
-}
-}
-else {
-const err491 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/hashPolicy/" + i40,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/2/type",keyword:"type",params:{type: "object"},message:"must be object"};
-if(vErrors === null){
-vErrors = [err491];
-}
-else {
-vErrors.push(err491);
-}
-errors++;
-}
-var _valid3 = _errs577 === errors;
-if(_valid3 && valid140){
-valid140 = false;
-passing3 = [passing3, 2];
-}
-else {
-if(_valid3){
-valid140 = true;
-passing3 = 2;
-if(props3 !== true){
-props3 = true;
-}
-}
-const _errs581 = errors;
-if(data248 && typeof data248 == "object" && !Array.isArray(data248)){
-if(data248.queryParameter === undefined){
-const err492 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/hashPolicy/" + i40,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/3/required",keyword:"required",params:{missingProperty: "queryParameter"},message:"must have required property '"+"queryParameter"+"'"};
-if(vErrors === null){
-vErrors = [err492];
-}
-else {
-vErrors.push(err492);
-}
-errors++;
-}
-for(const key58 in data248){
-if(!(key58 === "queryParameter")){
-const err493 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/hashPolicy/" + i40,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/3/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key58},message:"must NOT have additional properties"};
+const err493 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1,schemaPath:"#/properties/listeners/items/properties/filterChains/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err493];
 }
@@ -6362,11 +7899,9 @@ vErrors.push(err493);
 errors++;
 }
 }
-if(data248.queryParameter !== undefined){
-let data254 = data248.queryParameter;
-if(typeof data254 === "string"){
-if(data254.length < 1){
-const err494 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/hashPolicy/" + i40+"/queryParameter",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/3/properties/queryParameter/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+else {
+const err494 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains",schemaPath:"#/properties/listeners/items/properties/filterChains/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err494];
 }
@@ -6376,8 +7911,12 @@ vErrors.push(err494);
 errors++;
 }
 }
-else {
-const err495 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/hashPolicy/" + i40+"/queryParameter",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/3/properties/queryParameter/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data10.limits !== undefined){
+let data264 = data10.limits;
+if(data264 && typeof data264 == "object" && !Array.isArray(data264)){
+for(const key63 in data264){
+if(!(((((key63 === "maxRequestHeadersBytes") || (key63 === "maxRequestHeaders")) || (key63 === "requestHeadersTimeoutMs")) || (key63 === "idleTimeoutMs")) || (key63 === "maxConnections"))){
+const err495 = {instancePath:instancePath+"/listeners/" + i0+"/limits",schemaPath:"#/properties/listeners/items/properties/limits/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key63},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err495];
 }
@@ -6387,9 +7926,10 @@ vErrors.push(err495);
 errors++;
 }
 }
-}
-else {
-const err496 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/hashPolicy/" + i40,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/3/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data264.maxRequestHeadersBytes !== undefined){
+let data265 = data264.maxRequestHeadersBytes;
+if(!((typeof data265 == "number") && (!(data265 % 1) && !isNaN(data265)))){
+const err496 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxRequestHeadersBytes",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxRequestHeadersBytes/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err496];
 }
@@ -6398,24 +7938,9 @@ vErrors.push(err496);
 }
 errors++;
 }
-var _valid3 = _errs581 === errors;
-if(_valid3 && valid140){
-valid140 = false;
-passing3 = [passing3, 3];
-}
-else {
-if(_valid3){
-valid140 = true;
-passing3 = 3;
-if(props3 !== true){
-props3 = true;
-}
-}
-}
-}
-}
-if(!valid140){
-const err497 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/hashPolicy/" + i40,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf",keyword:"oneOf",params:{passingSchemas: passing3},message:"must match exactly one schema in oneOf"};
+if(typeof data265 == "number"){
+if(data265 > 1048576 || isNaN(data265)){
+const err497 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxRequestHeadersBytes",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxRequestHeadersBytes/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1048576},message:"must be <= 1048576"};
 if(vErrors === null){
 vErrors = [err497];
 }
@@ -6424,21 +7949,8 @@ vErrors.push(err497);
 }
 errors++;
 }
-else {
-errors = _errs562;
-if(vErrors !== null){
-if(_errs562){
-vErrors.length = _errs562;
-}
-else {
-vErrors = null;
-}
-}
-}
-}
-}
-else {
-const err498 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/hashPolicy",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data265 < 1024 || isNaN(data265)){
+const err498 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxRequestHeadersBytes",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxRequestHeadersBytes/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1024},message:"must be >= 1024"};
 if(vErrors === null){
 vErrors = [err498];
 }
@@ -6448,10 +7960,11 @@ vErrors.push(err498);
 errors++;
 }
 }
-if(data222.timeoutMs !== undefined){
-let data255 = data222.timeoutMs;
-if(!((typeof data255 == "number") && (!(data255 % 1) && !isNaN(data255)))){
-const err499 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/timeoutMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/timeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+}
+if(data264.maxRequestHeaders !== undefined){
+let data266 = data264.maxRequestHeaders;
+if(!((typeof data266 == "number") && (!(data266 % 1) && !isNaN(data266)))){
+const err499 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxRequestHeaders",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxRequestHeaders/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err499];
 }
@@ -6460,9 +7973,9 @@ vErrors.push(err499);
 }
 errors++;
 }
-if(typeof data255 == "number"){
-if(data255 < 0 || isNaN(data255)){
-const err500 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/timeoutMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/timeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(typeof data266 == "number"){
+if(data266 > 10000 || isNaN(data266)){
+const err500 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxRequestHeaders",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxRequestHeaders/maximum",keyword:"maximum",params:{comparison: "<=", limit: 10000},message:"must be <= 10000"};
 if(vErrors === null){
 vErrors = [err500];
 }
@@ -6471,13 +7984,8 @@ vErrors.push(err500);
 }
 errors++;
 }
-}
-}
-if(data222.retryPolicy !== undefined){
-let data256 = data222.retryPolicy;
-if(data256 && typeof data256 == "object" && !Array.isArray(data256)){
-if(data256.numRetries === undefined){
-const err501 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/retryPolicy",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/required",keyword:"required",params:{missingProperty: "numRetries"},message:"must have required property '"+"numRetries"+"'"};
+if(data266 < 1 || isNaN(data266)){
+const err501 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxRequestHeaders",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxRequestHeaders/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err501];
 }
@@ -6486,9 +7994,12 @@ vErrors.push(err501);
 }
 errors++;
 }
-for(const key59 in data256){
-if(!(((((key59 === "numRetries") || (key59 === "perTryTimeoutMs")) || (key59 === "retryOn")) || (key59 === "retriableStatusCodes")) || (key59 === "backoff"))){
-const err502 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/retryPolicy",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key59},message:"must NOT have additional properties"};
+}
+}
+if(data264.requestHeadersTimeoutMs !== undefined){
+let data267 = data264.requestHeadersTimeoutMs;
+if(!((typeof data267 == "number") && (!(data267 % 1) && !isNaN(data267)))){
+const err502 = {instancePath:instancePath+"/listeners/" + i0+"/limits/requestHeadersTimeoutMs",schemaPath:"#/properties/listeners/items/properties/limits/properties/requestHeadersTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err502];
 }
@@ -6497,11 +8008,9 @@ vErrors.push(err502);
 }
 errors++;
 }
-}
-if(data256.numRetries !== undefined){
-let data257 = data256.numRetries;
-if(!((typeof data257 == "number") && (!(data257 % 1) && !isNaN(data257)))){
-const err503 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/retryPolicy/numRetries",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/numRetries/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(typeof data267 == "number"){
+if(data267 < 1 || isNaN(data267)){
+const err503 = {instancePath:instancePath+"/listeners/" + i0+"/limits/requestHeadersTimeoutMs",schemaPath:"#/properties/listeners/items/properties/limits/properties/requestHeadersTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err503];
 }
@@ -6510,9 +8019,12 @@ vErrors.push(err503);
 }
 errors++;
 }
-if(typeof data257 == "number"){
-if(data257 > 100 || isNaN(data257)){
-const err504 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/retryPolicy/numRetries",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/numRetries/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
+}
+}
+if(data264.idleTimeoutMs !== undefined){
+let data268 = data264.idleTimeoutMs;
+if(!((typeof data268 == "number") && (!(data268 % 1) && !isNaN(data268)))){
+const err504 = {instancePath:instancePath+"/listeners/" + i0+"/limits/idleTimeoutMs",schemaPath:"#/properties/listeners/items/properties/limits/properties/idleTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err504];
 }
@@ -6521,8 +8033,9 @@ vErrors.push(err504);
 }
 errors++;
 }
-if(data257 < 0 || isNaN(data257)){
-const err505 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/retryPolicy/numRetries",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/numRetries/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(typeof data268 == "number"){
+if(data268 < 1 || isNaN(data268)){
+const err505 = {instancePath:instancePath+"/listeners/" + i0+"/limits/idleTimeoutMs",schemaPath:"#/properties/listeners/items/properties/limits/properties/idleTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err505];
 }
@@ -6533,10 +8046,10 @@ errors++;
 }
 }
 }
-if(data256.perTryTimeoutMs !== undefined){
-let data258 = data256.perTryTimeoutMs;
-if(!((typeof data258 == "number") && (!(data258 % 1) && !isNaN(data258)))){
-const err506 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/retryPolicy/perTryTimeoutMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/perTryTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data264.maxConnections !== undefined){
+let data269 = data264.maxConnections;
+if(!((typeof data269 == "number") && (!(data269 % 1) && !isNaN(data269)))){
+const err506 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxConnections",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxConnections/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err506];
 }
@@ -6545,9 +8058,9 @@ vErrors.push(err506);
 }
 errors++;
 }
-if(typeof data258 == "number"){
-if(data258 < 0 || isNaN(data258)){
-const err507 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/retryPolicy/perTryTimeoutMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/perTryTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(typeof data269 == "number"){
+if(data269 < 1 || isNaN(data269)){
+const err507 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxConnections",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxConnections/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err507];
 }
@@ -6558,14 +8071,9 @@ errors++;
 }
 }
 }
-if(data256.retryOn !== undefined){
-let data259 = data256.retryOn;
-if(Array.isArray(data259)){
-const len41 = data259.length;
-for(let i41=0; i41<len41; i41++){
-let data260 = data259[i41];
-if(!(((((((((((data260 === "5xx") || (data260 === "gateway-error")) || (data260 === "reset")) || (data260 === "connect-failure")) || (data260 === "refused-stream")) || (data260 === "retriable-4xx")) || (data260 === "retriable-status-codes")) || (data260 === "cancelled")) || (data260 === "deadline-exceeded")) || (data260 === "resource-exhausted")) || (data260 === "unavailable"))){
-const err508 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/retryPolicy/retryOn/" + i41,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retryOn/items/enum",keyword:"enum",params:{allowedValues: schema31.properties.routeConfigs.items.properties.virtualHosts.items.properties.routes.items.properties.route.properties.retryPolicy.properties.retryOn.items.enum},message:"must be equal to one of the allowed values"};
+}
+else {
+const err508 = {instancePath:instancePath+"/listeners/" + i0+"/limits",schemaPath:"#/properties/listeners/items/properties/limits/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err508];
 }
@@ -6577,7 +8085,7 @@ errors++;
 }
 }
 else {
-const err509 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/retryPolicy/retryOn",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retryOn/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err509 = {instancePath:instancePath+"/listeners/" + i0,schemaPath:"#/properties/listeners/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err509];
 }
@@ -6587,14 +8095,9 @@ vErrors.push(err509);
 errors++;
 }
 }
-if(data256.retriableStatusCodes !== undefined){
-let data261 = data256.retriableStatusCodes;
-if(Array.isArray(data261)){
-const len42 = data261.length;
-for(let i42=0; i42<len42; i42++){
-let data262 = data261[i42];
-if(!((typeof data262 == "number") && (!(data262 % 1) && !isNaN(data262)))){
-const err510 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/retryPolicy/retriableStatusCodes/" + i42,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retriableStatusCodes/items/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+}
+else {
+const err510 = {instancePath:instancePath+"/listeners",schemaPath:"#/properties/listeners/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err510];
 }
@@ -6603,9 +8106,16 @@ vErrors.push(err510);
 }
 errors++;
 }
-if(typeof data262 == "number"){
-if(data262 > 599 || isNaN(data262)){
-const err511 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/retryPolicy/retriableStatusCodes/" + i42,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retriableStatusCodes/items/maximum",keyword:"maximum",params:{comparison: "<=", limit: 599},message:"must be <= 599"};
+}
+if(data.routeConfigs !== undefined){
+let data270 = data.routeConfigs;
+if(Array.isArray(data270)){
+const len49 = data270.length;
+for(let i49=0; i49<len49; i49++){
+let data271 = data270[i49];
+if(data271 && typeof data271 == "object" && !Array.isArray(data271)){
+if(data271.name === undefined){
+const err511 = {instancePath:instancePath+"/routeConfigs/" + i49,schemaPath:"#/properties/routeConfigs/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err511];
 }
@@ -6614,8 +8124,8 @@ vErrors.push(err511);
 }
 errors++;
 }
-if(data262 < 100 || isNaN(data262)){
-const err512 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/retryPolicy/retriableStatusCodes/" + i42,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retriableStatusCodes/items/minimum",keyword:"minimum",params:{comparison: ">=", limit: 100},message:"must be >= 100"};
+if(data271.virtualHosts === undefined){
+const err512 = {instancePath:instancePath+"/routeConfigs/" + i49,schemaPath:"#/properties/routeConfigs/items/required",keyword:"required",params:{missingProperty: "virtualHosts"},message:"must have required property '"+"virtualHosts"+"'"};
 if(vErrors === null){
 vErrors = [err512];
 }
@@ -6624,11 +8134,9 @@ vErrors.push(err512);
 }
 errors++;
 }
-}
-}
-}
-else {
-const err513 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/retryPolicy/retriableStatusCodes",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retriableStatusCodes/type",keyword:"type",params:{type: "array"},message:"must be array"};
+for(const key64 in data271){
+if(!(((key64 === "name") || (key64 === "responseHeadersToAdd")) || (key64 === "virtualHosts"))){
+const err513 = {instancePath:instancePath+"/routeConfigs/" + i49,schemaPath:"#/properties/routeConfigs/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key64},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err513];
 }
@@ -6638,12 +8146,11 @@ vErrors.push(err513);
 errors++;
 }
 }
-if(data256.backoff !== undefined){
-let data263 = data256.backoff;
-if(data263 && typeof data263 == "object" && !Array.isArray(data263)){
-for(const key60 in data263){
-if(!((key60 === "baseIntervalMs") || (key60 === "maxIntervalMs"))){
-const err514 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/retryPolicy/backoff",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key60},message:"must NOT have additional properties"};
+if(data271.name !== undefined){
+let data272 = data271.name;
+if(typeof data272 === "string"){
+if(data272.length < 1){
+const err514 = {instancePath:instancePath+"/routeConfigs/" + i49+"/name",schemaPath:"#/properties/routeConfigs/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err514];
 }
@@ -6653,10 +8160,8 @@ vErrors.push(err514);
 errors++;
 }
 }
-if(data263.baseIntervalMs !== undefined){
-let data264 = data263.baseIntervalMs;
-if(!((typeof data264 == "number") && (!(data264 % 1) && !isNaN(data264)))){
-const err515 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/retryPolicy/backoff/baseIntervalMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/properties/baseIntervalMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+else {
+const err515 = {instancePath:instancePath+"/routeConfigs/" + i49+"/name",schemaPath:"#/properties/routeConfigs/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err515];
 }
@@ -6665,9 +8170,16 @@ vErrors.push(err515);
 }
 errors++;
 }
-if(typeof data264 == "number"){
-if(data264 < 1 || isNaN(data264)){
-const err516 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/retryPolicy/backoff/baseIntervalMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/properties/baseIntervalMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+if(data271.responseHeadersToAdd !== undefined){
+let data273 = data271.responseHeadersToAdd;
+if(Array.isArray(data273)){
+const len50 = data273.length;
+for(let i50=0; i50<len50; i50++){
+let data274 = data273[i50];
+if(data274 && typeof data274 == "object" && !Array.isArray(data274)){
+if(data274.name === undefined){
+const err516 = {instancePath:instancePath+"/routeConfigs/" + i49+"/responseHeadersToAdd/" + i50,schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err516];
 }
@@ -6676,12 +8188,8 @@ vErrors.push(err516);
 }
 errors++;
 }
-}
-}
-if(data263.maxIntervalMs !== undefined){
-let data265 = data263.maxIntervalMs;
-if(!((typeof data265 == "number") && (!(data265 % 1) && !isNaN(data265)))){
-const err517 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/retryPolicy/backoff/maxIntervalMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/properties/maxIntervalMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data274.value === undefined){
+const err517 = {instancePath:instancePath+"/routeConfigs/" + i49+"/responseHeadersToAdd/" + i50,schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "value"},message:"must have required property '"+"value"+"'"};
 if(vErrors === null){
 vErrors = [err517];
 }
@@ -6690,9 +8198,9 @@ vErrors.push(err517);
 }
 errors++;
 }
-if(typeof data265 == "number"){
-if(data265 < 1 || isNaN(data265)){
-const err518 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/retryPolicy/backoff/maxIntervalMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/properties/maxIntervalMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+for(const key65 in data274){
+if(!(((key65 === "name") || (key65 === "value")) || (key65 === "append"))){
+const err518 = {instancePath:instancePath+"/routeConfigs/" + i49+"/responseHeadersToAdd/" + i50,schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key65},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err518];
 }
@@ -6702,10 +8210,11 @@ vErrors.push(err518);
 errors++;
 }
 }
-}
-}
-else {
-const err519 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/retryPolicy/backoff",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data274.name !== undefined){
+let data275 = data274.name;
+if(typeof data275 === "string"){
+if(data275.length < 1){
+const err519 = {instancePath:instancePath+"/routeConfigs/" + i49+"/responseHeadersToAdd/" + i50+"/name",schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err519];
 }
@@ -6715,9 +8224,8 @@ vErrors.push(err519);
 errors++;
 }
 }
-}
 else {
-const err520 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/retryPolicy",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err520 = {instancePath:instancePath+"/routeConfigs/" + i49+"/responseHeadersToAdd/" + i50+"/name",schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err520];
 }
@@ -6727,12 +8235,9 @@ vErrors.push(err520);
 errors++;
 }
 }
-if(data222.fault !== undefined){
-let data266 = data222.fault;
-if(data266 && typeof data266 == "object" && !Array.isArray(data266)){
-for(const key61 in data266){
-if(!((key61 === "delay") || (key61 === "abort"))){
-const err521 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/fault",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key61},message:"must NOT have additional properties"};
+if(data274.value !== undefined){
+if(typeof data274.value !== "string"){
+const err521 = {instancePath:instancePath+"/routeConfigs/" + i49+"/responseHeadersToAdd/" + i50+"/value",schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/properties/value/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err521];
 }
@@ -6742,11 +8247,9 @@ vErrors.push(err521);
 errors++;
 }
 }
-if(data266.delay !== undefined){
-let data267 = data266.delay;
-if(data267 && typeof data267 == "object" && !Array.isArray(data267)){
-if(data267.fixedDelayMs === undefined){
-const err522 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/fault/delay",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/required",keyword:"required",params:{missingProperty: "fixedDelayMs"},message:"must have required property '"+"fixedDelayMs"+"'"};
+if(data274.append !== undefined){
+if(typeof data274.append !== "boolean"){
+const err522 = {instancePath:instancePath+"/routeConfigs/" + i49+"/responseHeadersToAdd/" + i50+"/append",schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/properties/append/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err522];
 }
@@ -6755,9 +8258,10 @@ vErrors.push(err522);
 }
 errors++;
 }
-for(const key62 in data267){
-if(!((key62 === "fixedDelayMs") || (key62 === "percentage"))){
-const err523 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/fault/delay",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key62},message:"must NOT have additional properties"};
+}
+}
+else {
+const err523 = {instancePath:instancePath+"/routeConfigs/" + i49+"/responseHeadersToAdd/" + i50,schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err523];
 }
@@ -6767,10 +8271,9 @@ vErrors.push(err523);
 errors++;
 }
 }
-if(data267.fixedDelayMs !== undefined){
-let data268 = data267.fixedDelayMs;
-if(!((typeof data268 == "number") && (!(data268 % 1) && !isNaN(data268)))){
-const err524 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/fault/delay/fixedDelayMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/properties/fixedDelayMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+}
+else {
+const err524 = {instancePath:instancePath+"/routeConfigs/" + i49+"/responseHeadersToAdd",schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err524];
 }
@@ -6779,9 +8282,16 @@ vErrors.push(err524);
 }
 errors++;
 }
-if(typeof data268 == "number"){
-if(data268 < 0 || isNaN(data268)){
-const err525 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/fault/delay/fixedDelayMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/properties/fixedDelayMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+if(data271.virtualHosts !== undefined){
+let data278 = data271.virtualHosts;
+if(Array.isArray(data278)){
+const len51 = data278.length;
+for(let i51=0; i51<len51; i51++){
+let data279 = data278[i51];
+if(data279 && typeof data279 == "object" && !Array.isArray(data279)){
+if(data279.name === undefined){
+const err525 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err525];
 }
@@ -6790,13 +8300,8 @@ vErrors.push(err525);
 }
 errors++;
 }
-}
-}
-if(data267.percentage !== undefined){
-let data269 = data267.percentage;
-if(typeof data269 == "number"){
-if(data269 > 100 || isNaN(data269)){
-const err526 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/fault/delay/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/properties/percentage/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
+if(data279.domains === undefined){
+const err526 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/required",keyword:"required",params:{missingProperty: "domains"},message:"must have required property '"+"domains"+"'"};
 if(vErrors === null){
 vErrors = [err526];
 }
@@ -6805,8 +8310,8 @@ vErrors.push(err526);
 }
 errors++;
 }
-if(data269 < 0 || isNaN(data269)){
-const err527 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/fault/delay/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/properties/percentage/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(data279.routes === undefined){
+const err527 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/required",keyword:"required",params:{missingProperty: "routes"},message:"must have required property '"+"routes"+"'"};
 if(vErrors === null){
 vErrors = [err527];
 }
@@ -6815,9 +8320,9 @@ vErrors.push(err527);
 }
 errors++;
 }
-}
-else {
-const err528 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/fault/delay/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/properties/percentage/type",keyword:"type",params:{type: "number"},message:"must be number"};
+for(const key66 in data279){
+if(!(((key66 === "name") || (key66 === "domains")) || (key66 === "routes"))){
+const err528 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key66},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err528];
 }
@@ -6827,9 +8332,11 @@ vErrors.push(err528);
 errors++;
 }
 }
-}
-else {
-const err529 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/fault/delay",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data279.name !== undefined){
+let data280 = data279.name;
+if(typeof data280 === "string"){
+if(data280.length < 1){
+const err529 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err529];
 }
@@ -6839,12 +8346,8 @@ vErrors.push(err529);
 errors++;
 }
 }
-if(data266.abort !== undefined){
-let data270 = data266.abort;
-if(data270 && typeof data270 == "object" && !Array.isArray(data270)){
-for(const key63 in data270){
-if(!(((key63 === "httpStatus") || (key63 === "grpcStatus")) || (key63 === "percentage"))){
-const err530 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/fault/abort",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key63},message:"must NOT have additional properties"};
+else {
+const err530 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err530];
 }
@@ -6854,10 +8357,11 @@ vErrors.push(err530);
 errors++;
 }
 }
-if(data270.httpStatus !== undefined){
-let data271 = data270.httpStatus;
-if(!((typeof data271 == "number") && (!(data271 % 1) && !isNaN(data271)))){
-const err531 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/fault/abort/httpStatus",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/httpStatus/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data279.domains !== undefined){
+let data281 = data279.domains;
+if(Array.isArray(data281)){
+if(data281.length < 1){
+const err531 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/domains",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/domains/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"};
 if(vErrors === null){
 vErrors = [err531];
 }
@@ -6866,9 +8370,12 @@ vErrors.push(err531);
 }
 errors++;
 }
-if(typeof data271 == "number"){
-if(data271 > 599 || isNaN(data271)){
-const err532 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/fault/abort/httpStatus",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/httpStatus/maximum",keyword:"maximum",params:{comparison: "<=", limit: 599},message:"must be <= 599"};
+const len52 = data281.length;
+for(let i52=0; i52<len52; i52++){
+let data282 = data281[i52];
+if(typeof data282 === "string"){
+if(data282.length < 1){
+const err532 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/domains/" + i52,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/domains/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err532];
 }
@@ -6877,8 +8384,9 @@ vErrors.push(err532);
 }
 errors++;
 }
-if(data271 < 200 || isNaN(data271)){
-const err533 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/fault/abort/httpStatus",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/httpStatus/minimum",keyword:"minimum",params:{comparison: ">=", limit: 200},message:"must be >= 200"};
+}
+else {
+const err533 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/domains/" + i52,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/domains/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err533];
 }
@@ -6889,10 +8397,8 @@ errors++;
 }
 }
 }
-if(data270.grpcStatus !== undefined){
-let data272 = data270.grpcStatus;
-if(!((typeof data272 == "number") && (!(data272 % 1) && !isNaN(data272)))){
-const err534 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/fault/abort/grpcStatus",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/grpcStatus/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+else {
+const err534 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/domains",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/domains/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err534];
 }
@@ -6901,9 +8407,16 @@ vErrors.push(err534);
 }
 errors++;
 }
-if(typeof data272 == "number"){
-if(data272 > 16 || isNaN(data272)){
-const err535 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/fault/abort/grpcStatus",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/grpcStatus/maximum",keyword:"maximum",params:{comparison: "<=", limit: 16},message:"must be <= 16"};
+}
+if(data279.routes !== undefined){
+let data283 = data279.routes;
+if(Array.isArray(data283)){
+const len53 = data283.length;
+for(let i53=0; i53<len53; i53++){
+let data284 = data283[i53];
+if(data284 && typeof data284 == "object" && !Array.isArray(data284)){
+if(data284.match === undefined){
+const err535 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/required",keyword:"required",params:{missingProperty: "match"},message:"must have required property '"+"match"+"'"};
 if(vErrors === null){
 vErrors = [err535];
 }
@@ -6912,8 +8425,9 @@ vErrors.push(err535);
 }
 errors++;
 }
-if(data272 < 0 || isNaN(data272)){
-const err536 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/fault/abort/grpcStatus",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/grpcStatus/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+for(const key67 in data284){
+if(!(func1.call(schema31.properties.routeConfigs.items.properties.virtualHosts.items.properties.routes.items.properties, key67))){
+const err536 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key67},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err536];
 }
@@ -6923,12 +8437,9 @@ vErrors.push(err536);
 errors++;
 }
 }
-}
-if(data270.percentage !== undefined){
-let data273 = data270.percentage;
-if(typeof data273 == "number"){
-if(data273 > 100 || isNaN(data273)){
-const err537 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/fault/abort/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/percentage/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
+if(data284.name !== undefined){
+if(typeof data284.name !== "string"){
+const err537 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err537];
 }
@@ -6937,8 +8448,13 @@ vErrors.push(err537);
 }
 errors++;
 }
-if(data273 < 0 || isNaN(data273)){
-const err538 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/fault/abort/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/percentage/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+if(data284.match !== undefined){
+let data286 = data284.match;
+if(data286 && typeof data286 == "object" && !Array.isArray(data286)){
+for(const key68 in data286){
+if(!((((((key68 === "prefix") || (key68 === "path")) || (key68 === "regex")) || (key68 === "caseSensitive")) || (key68 === "headers")) || (key68 === "queryParameters"))){
+const err538 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/match",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key68},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err538];
 }
@@ -6948,8 +8464,9 @@ vErrors.push(err538);
 errors++;
 }
 }
-else {
-const err539 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/fault/abort/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/percentage/type",keyword:"type",params:{type: "number"},message:"must be number"};
+if(data286.prefix !== undefined){
+if(typeof data286.prefix !== "string"){
+const err539 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/match/prefix",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/prefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err539];
 }
@@ -6959,9 +8476,9 @@ vErrors.push(err539);
 errors++;
 }
 }
-}
-else {
-const err540 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/fault/abort",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data286.path !== undefined){
+if(typeof data286.path !== "string"){
+const err540 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/match/path",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/path/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err540];
 }
@@ -6971,9 +8488,9 @@ vErrors.push(err540);
 errors++;
 }
 }
-}
-else {
-const err541 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/fault",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data286.regex !== undefined){
+if(typeof data286.regex !== "string"){
+const err541 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/match/regex",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/regex/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err541];
 }
@@ -6983,15 +8500,9 @@ vErrors.push(err541);
 errors++;
 }
 }
-if(data222.requestMirrorPolicies !== undefined){
-let data274 = data222.requestMirrorPolicies;
-if(Array.isArray(data274)){
-const len43 = data274.length;
-for(let i43=0; i43<len43; i43++){
-let data275 = data274[i43];
-if(data275 && typeof data275 == "object" && !Array.isArray(data275)){
-if(data275.cluster === undefined){
-const err542 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/requestMirrorPolicies/" + i43,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/required",keyword:"required",params:{missingProperty: "cluster"},message:"must have required property '"+"cluster"+"'"};
+if(data286.caseSensitive !== undefined){
+if(typeof data286.caseSensitive !== "boolean"){
+const err542 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/match/caseSensitive",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/caseSensitive/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err542];
 }
@@ -7000,9 +8511,16 @@ vErrors.push(err542);
 }
 errors++;
 }
-for(const key64 in data275){
-if(!((key64 === "cluster") || (key64 === "percentage"))){
-const err543 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/requestMirrorPolicies/" + i43,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key64},message:"must NOT have additional properties"};
+}
+if(data286.headers !== undefined){
+let data291 = data286.headers;
+if(Array.isArray(data291)){
+const len54 = data291.length;
+for(let i54=0; i54<len54; i54++){
+let data292 = data291[i54];
+if(data292 && typeof data292 == "object" && !Array.isArray(data292)){
+if(data292.name === undefined){
+const err543 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/match/headers/" + i54,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err543];
 }
@@ -7011,12 +8529,9 @@ vErrors.push(err543);
 }
 errors++;
 }
-}
-if(data275.cluster !== undefined){
-let data276 = data275.cluster;
-if(typeof data276 === "string"){
-if(data276.length < 1){
-const err544 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/requestMirrorPolicies/" + i43+"/cluster",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/properties/cluster/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+for(const key69 in data292){
+if(!(((((((key69 === "name") || (key69 === "exact")) || (key69 === "prefix")) || (key69 === "suffix")) || (key69 === "regex")) || (key69 === "present")) || (key69 === "invert"))){
+const err544 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/match/headers/" + i54,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key69},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err544];
 }
@@ -7026,8 +8541,11 @@ vErrors.push(err544);
 errors++;
 }
 }
-else {
-const err545 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/requestMirrorPolicies/" + i43+"/cluster",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/properties/cluster/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data292.name !== undefined){
+let data293 = data292.name;
+if(typeof data293 === "string"){
+if(data293.length < 1){
+const err545 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/match/headers/" + i54+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err545];
 }
@@ -7037,11 +8555,8 @@ vErrors.push(err545);
 errors++;
 }
 }
-if(data275.percentage !== undefined){
-let data277 = data275.percentage;
-if(typeof data277 == "number"){
-if(data277 > 100 || isNaN(data277)){
-const err546 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/requestMirrorPolicies/" + i43+"/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/properties/percentage/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
+else {
+const err546 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/match/headers/" + i54+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err546];
 }
@@ -7050,8 +8565,10 @@ vErrors.push(err546);
 }
 errors++;
 }
-if(data277 < 0 || isNaN(data277)){
-const err547 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/requestMirrorPolicies/" + i43+"/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/properties/percentage/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+if(data292.exact !== undefined){
+if(typeof data292.exact !== "string"){
+const err547 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/match/headers/" + i54+"/exact",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/exact/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err547];
 }
@@ -7061,8 +8578,9 @@ vErrors.push(err547);
 errors++;
 }
 }
-else {
-const err548 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/requestMirrorPolicies/" + i43+"/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/properties/percentage/type",keyword:"type",params:{type: "number"},message:"must be number"};
+if(data292.prefix !== undefined){
+if(typeof data292.prefix !== "string"){
+const err548 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/match/headers/" + i54+"/prefix",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/prefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err548];
 }
@@ -7072,9 +8590,9 @@ vErrors.push(err548);
 errors++;
 }
 }
-}
-else {
-const err549 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/requestMirrorPolicies/" + i43,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data292.suffix !== undefined){
+if(typeof data292.suffix !== "string"){
+const err549 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/match/headers/" + i54+"/suffix",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/suffix/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err549];
 }
@@ -7084,9 +8602,9 @@ vErrors.push(err549);
 errors++;
 }
 }
-}
-else {
-const err550 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/requestMirrorPolicies",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data292.regex !== undefined){
+if(typeof data292.regex !== "string"){
+const err550 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/match/headers/" + i54+"/regex",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/regex/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err550];
 }
@@ -7096,11 +8614,9 @@ vErrors.push(err550);
 errors++;
 }
 }
-if(data222.cors !== undefined){
-let data278 = data222.cors;
-if(data278 && typeof data278 == "object" && !Array.isArray(data278)){
-if(data278.allowOrigins === undefined){
-const err551 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/cors",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/required",keyword:"required",params:{missingProperty: "allowOrigins"},message:"must have required property '"+"allowOrigins"+"'"};
+if(data292.present !== undefined){
+if(typeof data292.present !== "boolean"){
+const err551 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/match/headers/" + i54+"/present",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/present/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err551];
 }
@@ -7109,9 +8625,10 @@ vErrors.push(err551);
 }
 errors++;
 }
-for(const key65 in data278){
-if(!((((((key65 === "allowOrigins") || (key65 === "allowMethods")) || (key65 === "allowHeaders")) || (key65 === "exposeHeaders")) || (key65 === "maxAgeSeconds")) || (key65 === "allowCredentials"))){
-const err552 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/cors",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key65},message:"must NOT have additional properties"};
+}
+if(data292.invert !== undefined){
+if(typeof data292.invert !== "boolean"){
+const err552 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/match/headers/" + i54+"/invert",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/invert/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err552];
 }
@@ -7121,19 +8638,9 @@ vErrors.push(err552);
 errors++;
 }
 }
-if(data278.allowOrigins !== undefined){
-let data279 = data278.allowOrigins;
-if(Array.isArray(data279)){
-const len44 = data279.length;
-for(let i44=0; i44<len44; i44++){
-let data280 = data279[i44];
-const _errs643 = errors;
-let valid160 = false;
-let passing4 = null;
-const _errs644 = errors;
-if(data280 && typeof data280 == "object" && !Array.isArray(data280)){
-if(data280.exact === undefined){
-const err553 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/cors/allowOrigins/" + i44,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/0/required",keyword:"required",params:{missingProperty: "exact"},message:"must have required property '"+"exact"+"'"};
+}
+else {
+const err553 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/match/headers/" + i54,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err553];
 }
@@ -7142,9 +8649,10 @@ vErrors.push(err553);
 }
 errors++;
 }
-for(const key66 in data280){
-if(!(key66 === "exact")){
-const err554 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/cors/allowOrigins/" + i44,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/0/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key66},message:"must NOT have additional properties"};
+}
+}
+else {
+const err554 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/match/headers",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err554];
 }
@@ -7154,9 +8662,15 @@ vErrors.push(err554);
 errors++;
 }
 }
-if(data280.exact !== undefined){
-if(typeof data280.exact !== "string"){
-const err555 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/cors/allowOrigins/" + i44+"/exact",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/0/properties/exact/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data286.queryParameters !== undefined){
+let data300 = data286.queryParameters;
+if(Array.isArray(data300)){
+const len55 = data300.length;
+for(let i55=0; i55<len55; i55++){
+let data301 = data300[i55];
+if(data301 && typeof data301 == "object" && !Array.isArray(data301)){
+if(data301.name === undefined){
+const err555 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/match/queryParameters/" + i55,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err555];
 }
@@ -7165,10 +8679,9 @@ vErrors.push(err555);
 }
 errors++;
 }
-}
-}
-else {
-const err556 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/cors/allowOrigins/" + i44,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/0/type",keyword:"type",params:{type: "object"},message:"must be object"};
+for(const key70 in data301){
+if(!(((((key70 === "name") || (key70 === "exact")) || (key70 === "prefix")) || (key70 === "regex")) || (key70 === "present"))){
+const err556 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/match/queryParameters/" + i55,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key70},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err556];
 }
@@ -7177,16 +8690,12 @@ vErrors.push(err556);
 }
 errors++;
 }
-var _valid4 = _errs644 === errors;
-if(_valid4){
-valid160 = true;
-passing4 = 0;
-var props4 = true;
 }
-const _errs649 = errors;
-if(data280 && typeof data280 == "object" && !Array.isArray(data280)){
-if(data280.prefix === undefined){
-const err557 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/cors/allowOrigins/" + i44,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/1/required",keyword:"required",params:{missingProperty: "prefix"},message:"must have required property '"+"prefix"+"'"};
+if(data301.name !== undefined){
+let data302 = data301.name;
+if(typeof data302 === "string"){
+if(data302.length < 1){
+const err557 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/match/queryParameters/" + i55+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err557];
 }
@@ -7195,9 +8704,9 @@ vErrors.push(err557);
 }
 errors++;
 }
-for(const key67 in data280){
-if(!(key67 === "prefix")){
-const err558 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/cors/allowOrigins/" + i44,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/1/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key67},message:"must NOT have additional properties"};
+}
+else {
+const err558 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/match/queryParameters/" + i55+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err558];
 }
@@ -7207,9 +8716,9 @@ vErrors.push(err558);
 errors++;
 }
 }
-if(data280.prefix !== undefined){
-if(typeof data280.prefix !== "string"){
-const err559 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/cors/allowOrigins/" + i44+"/prefix",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/1/properties/prefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data301.exact !== undefined){
+if(typeof data301.exact !== "string"){
+const err559 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/match/queryParameters/" + i55+"/exact",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/exact/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err559];
 }
@@ -7219,9 +8728,9 @@ vErrors.push(err559);
 errors++;
 }
 }
-}
-else {
-const err560 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/cors/allowOrigins/" + i44,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/1/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data301.prefix !== undefined){
+if(typeof data301.prefix !== "string"){
+const err560 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/match/queryParameters/" + i55+"/prefix",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/prefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err560];
 }
@@ -7230,23 +8739,10 @@ vErrors.push(err560);
 }
 errors++;
 }
-var _valid4 = _errs649 === errors;
-if(_valid4 && valid160){
-valid160 = false;
-passing4 = [passing4, 1];
 }
-else {
-if(_valid4){
-valid160 = true;
-passing4 = 1;
-if(props4 !== true){
-props4 = true;
-}
-}
-const _errs654 = errors;
-if(data280 && typeof data280 == "object" && !Array.isArray(data280)){
-if(data280.regex === undefined){
-const err561 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/cors/allowOrigins/" + i44,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/2/required",keyword:"required",params:{missingProperty: "regex"},message:"must have required property '"+"regex"+"'"};
+if(data301.regex !== undefined){
+if(typeof data301.regex !== "string"){
+const err561 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/match/queryParameters/" + i55+"/regex",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/regex/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err561];
 }
@@ -7255,9 +8751,10 @@ vErrors.push(err561);
 }
 errors++;
 }
-for(const key68 in data280){
-if(!(key68 === "regex")){
-const err562 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/cors/allowOrigins/" + i44,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/2/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key68},message:"must NOT have additional properties"};
+}
+if(data301.present !== undefined){
+if(typeof data301.present !== "boolean"){
+const err562 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/match/queryParameters/" + i55+"/present",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/present/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err562];
 }
@@ -7267,11 +8764,9 @@ vErrors.push(err562);
 errors++;
 }
 }
-if(data280.regex !== undefined){
-let data283 = data280.regex;
-if(typeof data283 === "string"){
-if(data283.length < 1){
-const err563 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/cors/allowOrigins/" + i44+"/regex",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/2/properties/regex/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+else {
+const err563 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/match/queryParameters/" + i55,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err563];
 }
@@ -7281,8 +8776,9 @@ vErrors.push(err563);
 errors++;
 }
 }
+}
 else {
-const err564 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/cors/allowOrigins/" + i44+"/regex",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/2/properties/regex/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err564 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/match/queryParameters",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err564];
 }
@@ -7294,7 +8790,7 @@ errors++;
 }
 }
 else {
-const err565 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/cors/allowOrigins/" + i44,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/2/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err565 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/match",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err565];
 }
@@ -7303,23 +8799,13 @@ vErrors.push(err565);
 }
 errors++;
 }
-var _valid4 = _errs654 === errors;
-if(_valid4 && valid160){
-valid160 = false;
-passing4 = [passing4, 2];
 }
-else {
-if(_valid4){
-valid160 = true;
-passing4 = 2;
-if(props4 !== true){
-props4 = true;
-}
-}
-}
-}
-if(!valid160){
-const err566 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/cors/allowOrigins/" + i44,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf",keyword:"oneOf",params:{passingSchemas: passing4},message:"must match exactly one schema in oneOf"};
+if(data284.route !== undefined){
+let data307 = data284.route;
+if(data307 && typeof data307 == "object" && !Array.isArray(data307)){
+for(const key71 in data307){
+if(!(func1.call(schema31.properties.routeConfigs.items.properties.virtualHosts.items.properties.routes.items.properties.route.properties, key71))){
+const err566 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key71},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err566];
 }
@@ -7328,21 +8814,12 @@ vErrors.push(err566);
 }
 errors++;
 }
-else {
-errors = _errs643;
-if(vErrors !== null){
-if(_errs643){
-vErrors.length = _errs643;
 }
-else {
-vErrors = null;
-}
-}
-}
-}
-}
-else {
-const err567 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/cors/allowOrigins",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data307.cluster !== undefined){
+let data308 = data307.cluster;
+if(typeof data308 === "string"){
+if(data308.length < 1){
+const err567 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/cluster",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cluster/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err567];
 }
@@ -7352,15 +8829,8 @@ vErrors.push(err567);
 errors++;
 }
 }
-if(data278.allowMethods !== undefined){
-let data284 = data278.allowMethods;
-if(Array.isArray(data284)){
-const len45 = data284.length;
-for(let i45=0; i45<len45; i45++){
-let data285 = data284[i45];
-if(typeof data285 === "string"){
-if(data285.length < 1){
-const err568 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/cors/allowMethods/" + i45,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowMethods/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+else {
+const err568 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/cluster",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cluster/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err568];
 }
@@ -7370,8 +8840,11 @@ vErrors.push(err568);
 errors++;
 }
 }
-else {
-const err569 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/cors/allowMethods/" + i45,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowMethods/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data307.weightedClusters !== undefined){
+let data309 = data307.weightedClusters;
+if(Array.isArray(data309)){
+if(data309.length < 1){
+const err569 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"};
 if(vErrors === null){
 vErrors = [err569];
 }
@@ -7380,10 +8853,12 @@ vErrors.push(err569);
 }
 errors++;
 }
-}
-}
-else {
-const err570 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/cors/allowMethods",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowMethods/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const len56 = data309.length;
+for(let i56=0; i56<len56; i56++){
+let data310 = data309[i56];
+if(data310 && typeof data310 == "object" && !Array.isArray(data310)){
+if(data310.name === undefined){
+const err570 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters/" + i56,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err570];
 }
@@ -7392,16 +8867,8 @@ vErrors.push(err570);
 }
 errors++;
 }
-}
-if(data278.allowHeaders !== undefined){
-let data286 = data278.allowHeaders;
-if(Array.isArray(data286)){
-const len46 = data286.length;
-for(let i46=0; i46<len46; i46++){
-let data287 = data286[i46];
-if(typeof data287 === "string"){
-if(data287.length < 1){
-const err571 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/cors/allowHeaders/" + i46,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowHeaders/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data310.weight === undefined){
+const err571 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters/" + i56,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/required",keyword:"required",params:{missingProperty: "weight"},message:"must have required property '"+"weight"+"'"};
 if(vErrors === null){
 vErrors = [err571];
 }
@@ -7410,9 +8877,9 @@ vErrors.push(err571);
 }
 errors++;
 }
-}
-else {
-const err572 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/cors/allowHeaders/" + i46,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowHeaders/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+for(const key72 in data310){
+if(!((((((key72 === "name") || (key72 === "weight")) || (key72 === "requestHeadersToAdd")) || (key72 === "requestHeadersToRemove")) || (key72 === "responseHeadersToAdd")) || (key72 === "responseHeadersToRemove"))){
+const err572 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters/" + i56,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key72},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err572];
 }
@@ -7422,9 +8889,11 @@ vErrors.push(err572);
 errors++;
 }
 }
-}
-else {
-const err573 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/cors/allowHeaders",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowHeaders/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data310.name !== undefined){
+let data311 = data310.name;
+if(typeof data311 === "string"){
+if(data311.length < 1){
+const err573 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters/" + i56+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err573];
 }
@@ -7434,15 +8903,8 @@ vErrors.push(err573);
 errors++;
 }
 }
-if(data278.exposeHeaders !== undefined){
-let data288 = data278.exposeHeaders;
-if(Array.isArray(data288)){
-const len47 = data288.length;
-for(let i47=0; i47<len47; i47++){
-let data289 = data288[i47];
-if(typeof data289 === "string"){
-if(data289.length < 1){
-const err574 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/cors/exposeHeaders/" + i47,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/exposeHeaders/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+else {
+const err574 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters/" + i56+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err574];
 }
@@ -7452,8 +8914,10 @@ vErrors.push(err574);
 errors++;
 }
 }
-else {
-const err575 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/cors/exposeHeaders/" + i47,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/exposeHeaders/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data310.weight !== undefined){
+let data312 = data310.weight;
+if(!((typeof data312 == "number") && (!(data312 % 1) && !isNaN(data312)))){
+const err575 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters/" + i56+"/weight",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/weight/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err575];
 }
@@ -7462,10 +8926,9 @@ vErrors.push(err575);
 }
 errors++;
 }
-}
-}
-else {
-const err576 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/cors/exposeHeaders",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/exposeHeaders/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(typeof data312 == "number"){
+if(data312 < 0 || isNaN(data312)){
+const err576 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters/" + i56+"/weight",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/weight/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err576];
 }
@@ -7475,10 +8938,16 @@ vErrors.push(err576);
 errors++;
 }
 }
-if(data278.maxAgeSeconds !== undefined){
-let data290 = data278.maxAgeSeconds;
-if(!((typeof data290 == "number") && (!(data290 % 1) && !isNaN(data290)))){
-const err577 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/cors/maxAgeSeconds",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/maxAgeSeconds/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+}
+if(data310.requestHeadersToAdd !== undefined){
+let data313 = data310.requestHeadersToAdd;
+if(Array.isArray(data313)){
+const len57 = data313.length;
+for(let i57=0; i57<len57; i57++){
+let data314 = data313[i57];
+if(data314 && typeof data314 == "object" && !Array.isArray(data314)){
+if(data314.name === undefined){
+const err577 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters/" + i56+"/requestHeadersToAdd/" + i57,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err577];
 }
@@ -7487,9 +8956,8 @@ vErrors.push(err577);
 }
 errors++;
 }
-if(typeof data290 == "number"){
-if(data290 < 0 || isNaN(data290)){
-const err578 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/cors/maxAgeSeconds",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/maxAgeSeconds/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(data314.value === undefined){
+const err578 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters/" + i56+"/requestHeadersToAdd/" + i57,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "value"},message:"must have required property '"+"value"+"'"};
 if(vErrors === null){
 vErrors = [err578];
 }
@@ -7498,11 +8966,9 @@ vErrors.push(err578);
 }
 errors++;
 }
-}
-}
-if(data278.allowCredentials !== undefined){
-if(typeof data278.allowCredentials !== "boolean"){
-const err579 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/cors/allowCredentials",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowCredentials/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+for(const key73 in data314){
+if(!(((key73 === "name") || (key73 === "value")) || (key73 === "append"))){
+const err579 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters/" + i56+"/requestHeadersToAdd/" + i57,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key73},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err579];
 }
@@ -7512,9 +8978,11 @@ vErrors.push(err579);
 errors++;
 }
 }
-}
-else {
-const err580 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/cors",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data314.name !== undefined){
+let data315 = data314.name;
+if(typeof data315 === "string"){
+if(data315.length < 1){
+const err580 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters/" + i56+"/requestHeadersToAdd/" + i57+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err580];
 }
@@ -7524,11 +8992,8 @@ vErrors.push(err580);
 errors++;
 }
 }
-if(data222.localRateLimit !== undefined){
-let data292 = data222.localRateLimit;
-if(data292 && typeof data292 == "object" && !Array.isArray(data292)){
-if(data292.maxTokens === undefined){
-const err581 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/localRateLimit",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/required",keyword:"required",params:{missingProperty: "maxTokens"},message:"must have required property '"+"maxTokens"+"'"};
+else {
+const err581 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters/" + i56+"/requestHeadersToAdd/" + i57+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err581];
 }
@@ -7537,8 +9002,10 @@ vErrors.push(err581);
 }
 errors++;
 }
-if(data292.fillIntervalMs === undefined){
-const err582 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/localRateLimit",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/required",keyword:"required",params:{missingProperty: "fillIntervalMs"},message:"must have required property '"+"fillIntervalMs"+"'"};
+}
+if(data314.value !== undefined){
+if(typeof data314.value !== "string"){
+const err582 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters/" + i56+"/requestHeadersToAdd/" + i57+"/value",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/properties/value/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err582];
 }
@@ -7547,9 +9014,10 @@ vErrors.push(err582);
 }
 errors++;
 }
-for(const key69 in data292){
-if(!(((key69 === "maxTokens") || (key69 === "tokensPerFill")) || (key69 === "fillIntervalMs"))){
-const err583 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/localRateLimit",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key69},message:"must NOT have additional properties"};
+}
+if(data314.append !== undefined){
+if(typeof data314.append !== "boolean"){
+const err583 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters/" + i56+"/requestHeadersToAdd/" + i57+"/append",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/properties/append/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err583];
 }
@@ -7559,10 +9027,9 @@ vErrors.push(err583);
 errors++;
 }
 }
-if(data292.maxTokens !== undefined){
-let data293 = data292.maxTokens;
-if(!((typeof data293 == "number") && (!(data293 % 1) && !isNaN(data293)))){
-const err584 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/localRateLimit/maxTokens",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/maxTokens/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+}
+else {
+const err584 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters/" + i56+"/requestHeadersToAdd/" + i57,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err584];
 }
@@ -7571,9 +9038,10 @@ vErrors.push(err584);
 }
 errors++;
 }
-if(typeof data293 == "number"){
-if(data293 < 1 || isNaN(data293)){
-const err585 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/localRateLimit/maxTokens",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/maxTokens/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+}
+else {
+const err585 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters/" + i56+"/requestHeadersToAdd",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err585];
 }
@@ -7583,11 +9051,15 @@ vErrors.push(err585);
 errors++;
 }
 }
-}
-if(data292.tokensPerFill !== undefined){
-let data294 = data292.tokensPerFill;
-if(!((typeof data294 == "number") && (!(data294 % 1) && !isNaN(data294)))){
-const err586 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/localRateLimit/tokensPerFill",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/tokensPerFill/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data310.requestHeadersToRemove !== undefined){
+let data318 = data310.requestHeadersToRemove;
+if(Array.isArray(data318)){
+const len58 = data318.length;
+for(let i58=0; i58<len58; i58++){
+let data319 = data318[i58];
+if(typeof data319 === "string"){
+if(data319.length < 1){
+const err586 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters/" + i56+"/requestHeadersToRemove/" + i58,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToRemove/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err586];
 }
@@ -7596,9 +9068,9 @@ vErrors.push(err586);
 }
 errors++;
 }
-if(typeof data294 == "number"){
-if(data294 < 1 || isNaN(data294)){
-const err587 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/localRateLimit/tokensPerFill",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/tokensPerFill/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+else {
+const err587 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters/" + i56+"/requestHeadersToRemove/" + i58,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToRemove/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err587];
 }
@@ -7609,10 +9081,8 @@ errors++;
 }
 }
 }
-if(data292.fillIntervalMs !== undefined){
-let data295 = data292.fillIntervalMs;
-if(!((typeof data295 == "number") && (!(data295 % 1) && !isNaN(data295)))){
-const err588 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/localRateLimit/fillIntervalMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/fillIntervalMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+else {
+const err588 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters/" + i56+"/requestHeadersToRemove",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToRemove/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err588];
 }
@@ -7621,9 +9091,16 @@ vErrors.push(err588);
 }
 errors++;
 }
-if(typeof data295 == "number"){
-if(data295 < 1 || isNaN(data295)){
-const err589 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/localRateLimit/fillIntervalMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/fillIntervalMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+if(data310.responseHeadersToAdd !== undefined){
+let data320 = data310.responseHeadersToAdd;
+if(Array.isArray(data320)){
+const len59 = data320.length;
+for(let i59=0; i59<len59; i59++){
+let data321 = data320[i59];
+if(data321 && typeof data321 == "object" && !Array.isArray(data321)){
+if(data321.name === undefined){
+const err589 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters/" + i56+"/responseHeadersToAdd/" + i59,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err589];
 }
@@ -7632,11 +9109,8 @@ vErrors.push(err589);
 }
 errors++;
 }
-}
-}
-}
-else {
-const err590 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route/localRateLimit",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data321.value === undefined){
+const err590 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters/" + i56+"/responseHeadersToAdd/" + i59,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "value"},message:"must have required property '"+"value"+"'"};
 if(vErrors === null){
 vErrors = [err590];
 }
@@ -7645,10 +9119,9 @@ vErrors.push(err590);
 }
 errors++;
 }
-}
-}
-else {
-const err591 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/route",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/type",keyword:"type",params:{type: "object"},message:"must be object"};
+for(const key74 in data321){
+if(!(((key74 === "name") || (key74 === "value")) || (key74 === "append"))){
+const err591 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters/" + i56+"/responseHeadersToAdd/" + i59,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key74},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err591];
 }
@@ -7658,12 +9131,11 @@ vErrors.push(err591);
 errors++;
 }
 }
-if(data199.redirect !== undefined){
-let data296 = data199.redirect;
-if(data296 && typeof data296 == "object" && !Array.isArray(data296)){
-for(const key70 in data296){
-if(!((((((key70 === "scheme") || (key70 === "host")) || (key70 === "port")) || (key70 === "path")) || (key70 === "prefixRewrite")) || (key70 === "responseCode"))){
-const err592 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/redirect",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key70},message:"must NOT have additional properties"};
+if(data321.name !== undefined){
+let data322 = data321.name;
+if(typeof data322 === "string"){
+if(data322.length < 1){
+const err592 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters/" + i56+"/responseHeadersToAdd/" + i59+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err592];
 }
@@ -7673,10 +9145,8 @@ vErrors.push(err592);
 errors++;
 }
 }
-if(data296.scheme !== undefined){
-let data297 = data296.scheme;
-if(!((data297 === "http") || (data297 === "https"))){
-const err593 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/redirect/scheme",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/scheme/enum",keyword:"enum",params:{allowedValues: schema31.properties.routeConfigs.items.properties.virtualHosts.items.properties.routes.items.properties.redirect.properties.scheme.enum},message:"must be equal to one of the allowed values"};
+else {
+const err593 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters/" + i56+"/responseHeadersToAdd/" + i59+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err593];
 }
@@ -7686,11 +9156,9 @@ vErrors.push(err593);
 errors++;
 }
 }
-if(data296.host !== undefined){
-let data298 = data296.host;
-if(typeof data298 === "string"){
-if(data298.length < 1){
-const err594 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/redirect/host",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/host/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data321.value !== undefined){
+if(typeof data321.value !== "string"){
+const err594 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters/" + i56+"/responseHeadersToAdd/" + i59+"/value",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/properties/value/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err594];
 }
@@ -7700,8 +9168,9 @@ vErrors.push(err594);
 errors++;
 }
 }
-else {
-const err595 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/redirect/host",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/host/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data321.append !== undefined){
+if(typeof data321.append !== "boolean"){
+const err595 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters/" + i56+"/responseHeadersToAdd/" + i59+"/append",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/properties/append/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err595];
 }
@@ -7711,10 +9180,9 @@ vErrors.push(err595);
 errors++;
 }
 }
-if(data296.port !== undefined){
-let data299 = data296.port;
-if(!((typeof data299 == "number") && (!(data299 % 1) && !isNaN(data299)))){
-const err596 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/redirect/port",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+}
+else {
+const err596 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters/" + i56+"/responseHeadersToAdd/" + i59,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err596];
 }
@@ -7723,9 +9191,10 @@ vErrors.push(err596);
 }
 errors++;
 }
-if(typeof data299 == "number"){
-if(data299 > 65535 || isNaN(data299)){
-const err597 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/redirect/port",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+}
+}
+else {
+const err597 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters/" + i56+"/responseHeadersToAdd",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err597];
 }
@@ -7734,8 +9203,16 @@ vErrors.push(err597);
 }
 errors++;
 }
-if(data299 < 0 || isNaN(data299)){
-const err598 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/redirect/port",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+if(data310.responseHeadersToRemove !== undefined){
+let data325 = data310.responseHeadersToRemove;
+if(Array.isArray(data325)){
+const len60 = data325.length;
+for(let i60=0; i60<len60; i60++){
+let data326 = data325[i60];
+if(typeof data326 === "string"){
+if(data326.length < 1){
+const err598 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters/" + i56+"/responseHeadersToRemove/" + i60,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToRemove/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err598];
 }
@@ -7745,10 +9222,8 @@ vErrors.push(err598);
 errors++;
 }
 }
-}
-if(data296.path !== undefined){
-if(typeof data296.path !== "string"){
-const err599 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/redirect/path",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/path/type",keyword:"type",params:{type: "string"},message:"must be string"};
+else {
+const err599 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters/" + i56+"/responseHeadersToRemove/" + i60,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToRemove/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err599];
 }
@@ -7758,9 +9233,9 @@ vErrors.push(err599);
 errors++;
 }
 }
-if(data296.prefixRewrite !== undefined){
-if(typeof data296.prefixRewrite !== "string"){
-const err600 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/redirect/prefixRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/prefixRewrite/type",keyword:"type",params:{type: "string"},message:"must be string"};
+}
+else {
+const err600 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters/" + i56+"/responseHeadersToRemove",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToRemove/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err600];
 }
@@ -7770,10 +9245,9 @@ vErrors.push(err600);
 errors++;
 }
 }
-if(data296.responseCode !== undefined){
-let data302 = data296.responseCode;
-if(!(((((data302 === 301) || (data302 === 302)) || (data302 === 303)) || (data302 === 307)) || (data302 === 308))){
-const err601 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/redirect/responseCode",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/responseCode/enum",keyword:"enum",params:{allowedValues: schema31.properties.routeConfigs.items.properties.virtualHosts.items.properties.routes.items.properties.redirect.properties.responseCode.enum},message:"must be equal to one of the allowed values"};
+}
+else {
+const err601 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters/" + i56,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err601];
 }
@@ -7785,7 +9259,7 @@ errors++;
 }
 }
 else {
-const err602 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/redirect",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err602 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err602];
 }
@@ -7795,11 +9269,9 @@ vErrors.push(err602);
 errors++;
 }
 }
-if(data199.directResponse !== undefined){
-let data303 = data199.directResponse;
-if(data303 && typeof data303 == "object" && !Array.isArray(data303)){
-if(data303.status === undefined){
-const err603 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/directResponse",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/required",keyword:"required",params:{missingProperty: "status"},message:"must have required property '"+"status"+"'"};
+if(data307.prefixRewrite !== undefined){
+if(typeof data307.prefixRewrite !== "string"){
+const err603 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/prefixRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/prefixRewrite/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err603];
 }
@@ -7808,9 +9280,12 @@ vErrors.push(err603);
 }
 errors++;
 }
-for(const key71 in data303){
-if(!((key71 === "status") || (key71 === "body"))){
-const err604 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/directResponse",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key71},message:"must NOT have additional properties"};
+}
+if(data307.regexRewrite !== undefined){
+let data328 = data307.regexRewrite;
+if(data328 && typeof data328 == "object" && !Array.isArray(data328)){
+if(data328.pattern === undefined){
+const err604 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/regexRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/required",keyword:"required",params:{missingProperty: "pattern"},message:"must have required property '"+"pattern"+"'"};
 if(vErrors === null){
 vErrors = [err604];
 }
@@ -7819,11 +9294,8 @@ vErrors.push(err604);
 }
 errors++;
 }
-}
-if(data303.status !== undefined){
-let data304 = data303.status;
-if(!((typeof data304 == "number") && (!(data304 % 1) && !isNaN(data304)))){
-const err605 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/directResponse/status",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/properties/status/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data328.substitution === undefined){
+const err605 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/regexRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/required",keyword:"required",params:{missingProperty: "substitution"},message:"must have required property '"+"substitution"+"'"};
 if(vErrors === null){
 vErrors = [err605];
 }
@@ -7832,9 +9304,9 @@ vErrors.push(err605);
 }
 errors++;
 }
-if(typeof data304 == "number"){
-if(data304 > 599 || isNaN(data304)){
-const err606 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/directResponse/status",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/properties/status/maximum",keyword:"maximum",params:{comparison: "<=", limit: 599},message:"must be <= 599"};
+for(const key75 in data328){
+if(!((key75 === "pattern") || (key75 === "substitution"))){
+const err606 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/regexRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key75},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err606];
 }
@@ -7843,8 +9315,12 @@ vErrors.push(err606);
 }
 errors++;
 }
-if(data304 < 200 || isNaN(data304)){
-const err607 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/directResponse/status",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/properties/status/minimum",keyword:"minimum",params:{comparison: ">=", limit: 200},message:"must be >= 200"};
+}
+if(data328.pattern !== undefined){
+let data329 = data328.pattern;
+if(typeof data329 === "string"){
+if(data329.length < 1){
+const err607 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/regexRewrite/pattern",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/properties/pattern/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err607];
 }
@@ -7854,10 +9330,8 @@ vErrors.push(err607);
 errors++;
 }
 }
-}
-if(data303.body !== undefined){
-if(typeof data303.body !== "string"){
-const err608 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/directResponse/body",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/properties/body/type",keyword:"type",params:{type: "string"},message:"must be string"};
+else {
+const err608 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/regexRewrite/pattern",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/properties/pattern/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err608];
 }
@@ -7867,9 +9341,9 @@ vErrors.push(err608);
 errors++;
 }
 }
-}
-else {
-const err609 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/directResponse",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data328.substitution !== undefined){
+if(typeof data328.substitution !== "string"){
+const err609 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/regexRewrite/substitution",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/properties/substitution/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err609];
 }
@@ -7879,15 +9353,9 @@ vErrors.push(err609);
 errors++;
 }
 }
-if(data199.requestHeadersToAdd !== undefined){
-let data306 = data199.requestHeadersToAdd;
-if(Array.isArray(data306)){
-const len48 = data306.length;
-for(let i48=0; i48<len48; i48++){
-let data307 = data306[i48];
-if(data307 && typeof data307 == "object" && !Array.isArray(data307)){
-if(data307.name === undefined){
-const err610 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/requestHeadersToAdd/" + i48,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
+}
+else {
+const err610 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/regexRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err610];
 }
@@ -7896,8 +9364,12 @@ vErrors.push(err610);
 }
 errors++;
 }
-if(data307.value === undefined){
-const err611 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/requestHeadersToAdd/" + i48,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "value"},message:"must have required property '"+"value"+"'"};
+}
+if(data307.hostRewrite !== undefined){
+let data331 = data307.hostRewrite;
+if(typeof data331 === "string"){
+if(data331.length < 1){
+const err611 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/hostRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hostRewrite/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err611];
 }
@@ -7906,9 +9378,9 @@ vErrors.push(err611);
 }
 errors++;
 }
-for(const key72 in data307){
-if(!(((key72 === "name") || (key72 === "value")) || (key72 === "append"))){
-const err612 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/requestHeadersToAdd/" + i48,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key72},message:"must NOT have additional properties"};
+}
+else {
+const err612 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/hostRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hostRewrite/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err612];
 }
@@ -7918,11 +9390,19 @@ vErrors.push(err612);
 errors++;
 }
 }
-if(data307.name !== undefined){
-let data308 = data307.name;
-if(typeof data308 === "string"){
-if(data308.length < 1){
-const err613 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/requestHeadersToAdd/" + i48+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data307.hashPolicy !== undefined){
+let data332 = data307.hashPolicy;
+if(Array.isArray(data332)){
+const len61 = data332.length;
+for(let i61=0; i61<len61; i61++){
+let data333 = data332[i61];
+const _errs739 = errors;
+let valid203 = false;
+let passing3 = null;
+const _errs740 = errors;
+if(data333 && typeof data333 == "object" && !Array.isArray(data333)){
+if(data333.header === undefined){
+const err613 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/hashPolicy/" + i61,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/0/required",keyword:"required",params:{missingProperty: "header"},message:"must have required property '"+"header"+"'"};
 if(vErrors === null){
 vErrors = [err613];
 }
@@ -7931,9 +9411,9 @@ vErrors.push(err613);
 }
 errors++;
 }
-}
-else {
-const err614 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/requestHeadersToAdd/" + i48+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+for(const key76 in data333){
+if(!(key76 === "header")){
+const err614 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/hashPolicy/" + i61,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/0/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key76},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err614];
 }
@@ -7943,9 +9423,11 @@ vErrors.push(err614);
 errors++;
 }
 }
-if(data307.value !== undefined){
-if(typeof data307.value !== "string"){
-const err615 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/requestHeadersToAdd/" + i48+"/value",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/properties/value/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data333.header !== undefined){
+let data334 = data333.header;
+if(typeof data334 === "string"){
+if(data334.length < 1){
+const err615 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/hashPolicy/" + i61+"/header",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/0/properties/header/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err615];
 }
@@ -7955,9 +9437,8 @@ vErrors.push(err615);
 errors++;
 }
 }
-if(data307.append !== undefined){
-if(typeof data307.append !== "boolean"){
-const err616 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/requestHeadersToAdd/" + i48+"/append",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/properties/append/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+else {
+const err616 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/hashPolicy/" + i61+"/header",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/0/properties/header/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err616];
 }
@@ -7969,7 +9450,7 @@ errors++;
 }
 }
 else {
-const err617 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/requestHeadersToAdd/" + i48,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err617 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/hashPolicy/" + i61,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/0/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err617];
 }
@@ -7978,10 +9459,16 @@ vErrors.push(err617);
 }
 errors++;
 }
+var _valid3 = _errs740 === errors;
+if(_valid3){
+valid203 = true;
+passing3 = 0;
+var props3 = true;
 }
-}
-else {
-const err618 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/requestHeadersToAdd",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const _errs745 = errors;
+if(data333 && typeof data333 == "object" && !Array.isArray(data333)){
+if(data333.cookie === undefined){
+const err618 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/hashPolicy/" + i61,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/required",keyword:"required",params:{missingProperty: "cookie"},message:"must have required property '"+"cookie"+"'"};
 if(vErrors === null){
 vErrors = [err618];
 }
@@ -7990,16 +9477,9 @@ vErrors.push(err618);
 }
 errors++;
 }
-}
-if(data199.requestHeadersToRemove !== undefined){
-let data311 = data199.requestHeadersToRemove;
-if(Array.isArray(data311)){
-const len49 = data311.length;
-for(let i49=0; i49<len49; i49++){
-let data312 = data311[i49];
-if(typeof data312 === "string"){
-if(data312.length < 1){
-const err619 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/requestHeadersToRemove/" + i49,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToRemove/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+for(const key77 in data333){
+if(!(((key77 === "cookie") || (key77 === "ttlMs")) || (key77 === "path"))){
+const err619 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/hashPolicy/" + i61,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key77},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err619];
 }
@@ -8009,8 +9489,11 @@ vErrors.push(err619);
 errors++;
 }
 }
-else {
-const err620 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/requestHeadersToRemove/" + i49,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToRemove/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data333.cookie !== undefined){
+let data335 = data333.cookie;
+if(typeof data335 === "string"){
+if(data335.length < 1){
+const err620 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/hashPolicy/" + i61+"/cookie",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/properties/cookie/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err620];
 }
@@ -8020,9 +9503,8 @@ vErrors.push(err620);
 errors++;
 }
 }
-}
 else {
-const err621 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/requestHeadersToRemove",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToRemove/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err621 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/hashPolicy/" + i61+"/cookie",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/properties/cookie/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err621];
 }
@@ -8032,15 +9514,10 @@ vErrors.push(err621);
 errors++;
 }
 }
-if(data199.responseHeadersToAdd !== undefined){
-let data313 = data199.responseHeadersToAdd;
-if(Array.isArray(data313)){
-const len50 = data313.length;
-for(let i50=0; i50<len50; i50++){
-let data314 = data313[i50];
-if(data314 && typeof data314 == "object" && !Array.isArray(data314)){
-if(data314.name === undefined){
-const err622 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/responseHeadersToAdd/" + i50,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
+if(data333.ttlMs !== undefined){
+let data336 = data333.ttlMs;
+if(!((typeof data336 == "number") && (!(data336 % 1) && !isNaN(data336)))){
+const err622 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/hashPolicy/" + i61+"/ttlMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/properties/ttlMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err622];
 }
@@ -8049,8 +9526,9 @@ vErrors.push(err622);
 }
 errors++;
 }
-if(data314.value === undefined){
-const err623 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/responseHeadersToAdd/" + i50,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "value"},message:"must have required property '"+"value"+"'"};
+if(typeof data336 == "number"){
+if(data336 < 0 || isNaN(data336)){
+const err623 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/hashPolicy/" + i61+"/ttlMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/properties/ttlMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err623];
 }
@@ -8059,9 +9537,11 @@ vErrors.push(err623);
 }
 errors++;
 }
-for(const key73 in data314){
-if(!(((key73 === "name") || (key73 === "value")) || (key73 === "append"))){
-const err624 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/responseHeadersToAdd/" + i50,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key73},message:"must NOT have additional properties"};
+}
+}
+if(data333.path !== undefined){
+if(typeof data333.path !== "string"){
+const err624 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/hashPolicy/" + i61+"/path",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/properties/path/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err624];
 }
@@ -8071,11 +9551,9 @@ vErrors.push(err624);
 errors++;
 }
 }
-if(data314.name !== undefined){
-let data315 = data314.name;
-if(typeof data315 === "string"){
-if(data315.length < 1){
-const err625 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/responseHeadersToAdd/" + i50+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+else {
+const err625 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/hashPolicy/" + i61,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err625];
 }
@@ -8084,9 +9562,23 @@ vErrors.push(err625);
 }
 errors++;
 }
+var _valid3 = _errs745 === errors;
+if(_valid3 && valid203){
+valid203 = false;
+passing3 = [passing3, 1];
 }
 else {
-const err626 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/responseHeadersToAdd/" + i50+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(_valid3){
+valid203 = true;
+passing3 = 1;
+if(props3 !== true){
+props3 = true;
+}
+}
+const _errs754 = errors;
+if(data333 && typeof data333 == "object" && !Array.isArray(data333)){
+if(data333.sourceIp === undefined){
+const err626 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/hashPolicy/" + i61,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/2/required",keyword:"required",params:{missingProperty: "sourceIp"},message:"must have required property '"+"sourceIp"+"'"};
 if(vErrors === null){
 vErrors = [err626];
 }
@@ -8095,10 +9587,9 @@ vErrors.push(err626);
 }
 errors++;
 }
-}
-if(data314.value !== undefined){
-if(typeof data314.value !== "string"){
-const err627 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/responseHeadersToAdd/" + i50+"/value",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/properties/value/type",keyword:"type",params:{type: "string"},message:"must be string"};
+for(const key78 in data333){
+if(!(key78 === "sourceIp")){
+const err627 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/hashPolicy/" + i61,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/2/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key78},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err627];
 }
@@ -8108,9 +9599,9 @@ vErrors.push(err627);
 errors++;
 }
 }
-if(data314.append !== undefined){
-if(typeof data314.append !== "boolean"){
-const err628 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/responseHeadersToAdd/" + i50+"/append",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/properties/append/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(data333.sourceIp !== undefined){
+if(true !== data333.sourceIp){
+const err628 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/hashPolicy/" + i61+"/sourceIp",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/2/properties/sourceIp/const",keyword:"const",params:{allowedValue: true},message:"must be equal to constant"};
 if(vErrors === null){
 vErrors = [err628];
 }
@@ -8122,7 +9613,7 @@ errors++;
 }
 }
 else {
-const err629 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/responseHeadersToAdd/" + i50,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err629 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/hashPolicy/" + i61,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/2/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err629];
 }
@@ -8131,10 +9622,23 @@ vErrors.push(err629);
 }
 errors++;
 }
-}
+var _valid3 = _errs754 === errors;
+if(_valid3 && valid203){
+valid203 = false;
+passing3 = [passing3, 2];
 }
 else {
-const err630 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/responseHeadersToAdd",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(_valid3){
+valid203 = true;
+passing3 = 2;
+if(props3 !== true){
+props3 = true;
+}
+}
+const _errs758 = errors;
+if(data333 && typeof data333 == "object" && !Array.isArray(data333)){
+if(data333.queryParameter === undefined){
+const err630 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/hashPolicy/" + i61,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/3/required",keyword:"required",params:{missingProperty: "queryParameter"},message:"must have required property '"+"queryParameter"+"'"};
 if(vErrors === null){
 vErrors = [err630];
 }
@@ -8143,16 +9647,9 @@ vErrors.push(err630);
 }
 errors++;
 }
-}
-if(data199.responseHeadersToRemove !== undefined){
-let data318 = data199.responseHeadersToRemove;
-if(Array.isArray(data318)){
-const len51 = data318.length;
-for(let i51=0; i51<len51; i51++){
-let data319 = data318[i51];
-if(typeof data319 === "string"){
-if(data319.length < 1){
-const err631 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/responseHeadersToRemove/" + i51,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToRemove/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+for(const key79 in data333){
+if(!(key79 === "queryParameter")){
+const err631 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/hashPolicy/" + i61,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/3/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key79},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err631];
 }
@@ -8162,8 +9659,11 @@ vErrors.push(err631);
 errors++;
 }
 }
-else {
-const err632 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/responseHeadersToRemove/" + i51,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToRemove/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data333.queryParameter !== undefined){
+let data339 = data333.queryParameter;
+if(typeof data339 === "string"){
+if(data339.length < 1){
+const err632 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/hashPolicy/" + i61+"/queryParameter",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/3/properties/queryParameter/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err632];
 }
@@ -8173,9 +9673,8 @@ vErrors.push(err632);
 errors++;
 }
 }
-}
 else {
-const err633 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32+"/responseHeadersToRemove",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToRemove/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err633 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/hashPolicy/" + i61+"/queryParameter",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/3/properties/queryParameter/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err633];
 }
@@ -8187,7 +9686,7 @@ errors++;
 }
 }
 else {
-const err634 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes/" + i32,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err634 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/hashPolicy/" + i61,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/3/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err634];
 }
@@ -8196,10 +9695,24 @@ vErrors.push(err634);
 }
 errors++;
 }
-}
+var _valid3 = _errs758 === errors;
+if(_valid3 && valid203){
+valid203 = false;
+passing3 = [passing3, 3];
 }
 else {
-const err635 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30+"/routes",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(_valid3){
+valid203 = true;
+passing3 = 3;
+if(props3 !== true){
+props3 = true;
+}
+}
+}
+}
+}
+if(!valid203){
+const err635 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/hashPolicy/" + i61,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf",keyword:"oneOf",params:{passingSchemas: passing3},message:"must match exactly one schema in oneOf"};
 if(vErrors === null){
 vErrors = [err635];
 }
@@ -8208,10 +9721,21 @@ vErrors.push(err635);
 }
 errors++;
 }
+else {
+errors = _errs739;
+if(vErrors !== null){
+if(_errs739){
+vErrors.length = _errs739;
+}
+else {
+vErrors = null;
+}
+}
+}
 }
 }
 else {
-const err636 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts/" + i30,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err636 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/hashPolicy",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err636];
 }
@@ -8221,9 +9745,10 @@ vErrors.push(err636);
 errors++;
 }
 }
-}
-else {
-const err637 = {instancePath:instancePath+"/routeConfigs/" + i28+"/virtualHosts",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data307.timeoutMs !== undefined){
+let data340 = data307.timeoutMs;
+if(!((typeof data340 == "number") && (!(data340 % 1) && !isNaN(data340)))){
+const err637 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/timeoutMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/timeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err637];
 }
@@ -8232,10 +9757,9 @@ vErrors.push(err637);
 }
 errors++;
 }
-}
-}
-else {
-const err638 = {instancePath:instancePath+"/routeConfigs/" + i28,schemaPath:"#/properties/routeConfigs/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(typeof data340 == "number"){
+if(data340 < 0 || isNaN(data340)){
+const err638 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/timeoutMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/timeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err638];
 }
@@ -8246,8 +9770,11 @@ errors++;
 }
 }
 }
-else {
-const err639 = {instancePath:instancePath+"/routeConfigs",schemaPath:"#/properties/routeConfigs/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data307.retryPolicy !== undefined){
+let data341 = data307.retryPolicy;
+if(data341 && typeof data341 == "object" && !Array.isArray(data341)){
+if(data341.numRetries === undefined){
+const err639 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/retryPolicy",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/required",keyword:"required",params:{missingProperty: "numRetries"},message:"must have required property '"+"numRetries"+"'"};
 if(vErrors === null){
 vErrors = [err639];
 }
@@ -8256,16 +9783,9 @@ vErrors.push(err639);
 }
 errors++;
 }
-}
-if(data.clusters !== undefined){
-let data320 = data.clusters;
-if(Array.isArray(data320)){
-const len52 = data320.length;
-for(let i52=0; i52<len52; i52++){
-let data321 = data320[i52];
-if(data321 && typeof data321 == "object" && !Array.isArray(data321)){
-if(data321.name === undefined){
-const err640 = {instancePath:instancePath+"/clusters/" + i52,schemaPath:"#/properties/clusters/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
+for(const key80 in data341){
+if(!(((((key80 === "numRetries") || (key80 === "perTryTimeoutMs")) || (key80 === "retryOn")) || (key80 === "retriableStatusCodes")) || (key80 === "backoff"))){
+const err640 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/retryPolicy",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key80},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err640];
 }
@@ -8274,8 +9794,11 @@ vErrors.push(err640);
 }
 errors++;
 }
-if(data321.endpoints === undefined){
-const err641 = {instancePath:instancePath+"/clusters/" + i52,schemaPath:"#/properties/clusters/items/required",keyword:"required",params:{missingProperty: "endpoints"},message:"must have required property '"+"endpoints"+"'"};
+}
+if(data341.numRetries !== undefined){
+let data342 = data341.numRetries;
+if(!((typeof data342 == "number") && (!(data342 % 1) && !isNaN(data342)))){
+const err641 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/retryPolicy/numRetries",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/numRetries/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err641];
 }
@@ -8284,9 +9807,9 @@ vErrors.push(err641);
 }
 errors++;
 }
-for(const key74 in data321){
-if(!(func1.call(schema31.properties.clusters.items.properties, key74))){
-const err642 = {instancePath:instancePath+"/clusters/" + i52,schemaPath:"#/properties/clusters/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key74},message:"must NOT have additional properties"};
+if(typeof data342 == "number"){
+if(data342 > 100 || isNaN(data342)){
+const err642 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/retryPolicy/numRetries",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/numRetries/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
 if(vErrors === null){
 vErrors = [err642];
 }
@@ -8295,12 +9818,8 @@ vErrors.push(err642);
 }
 errors++;
 }
-}
-if(data321.name !== undefined){
-let data322 = data321.name;
-if(typeof data322 === "string"){
-if(data322.length < 1){
-const err643 = {instancePath:instancePath+"/clusters/" + i52+"/name",schemaPath:"#/properties/clusters/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data342 < 0 || isNaN(data342)){
+const err643 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/retryPolicy/numRetries",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/numRetries/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err643];
 }
@@ -8310,8 +9829,11 @@ vErrors.push(err643);
 errors++;
 }
 }
-else {
-const err644 = {instancePath:instancePath+"/clusters/" + i52+"/name",schemaPath:"#/properties/clusters/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+}
+if(data341.perTryTimeoutMs !== undefined){
+let data343 = data341.perTryTimeoutMs;
+if(!((typeof data343 == "number") && (!(data343 % 1) && !isNaN(data343)))){
+const err644 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/retryPolicy/perTryTimeoutMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/perTryTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err644];
 }
@@ -8320,11 +9842,9 @@ vErrors.push(err644);
 }
 errors++;
 }
-}
-if(data321.type !== undefined){
-let data323 = data321.type;
-if(!((data323 === "static") || (data323 === "original_dst"))){
-const err645 = {instancePath:instancePath+"/clusters/" + i52+"/type",schemaPath:"#/properties/clusters/items/properties/type/enum",keyword:"enum",params:{allowedValues: schema31.properties.clusters.items.properties.type.enum},message:"must be equal to one of the allowed values"};
+if(typeof data343 == "number"){
+if(data343 < 0 || isNaN(data343)){
+const err645 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/retryPolicy/perTryTimeoutMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/perTryTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err645];
 }
@@ -8334,10 +9854,15 @@ vErrors.push(err645);
 errors++;
 }
 }
-if(data321.lbPolicy !== undefined){
-let data324 = data321.lbPolicy;
-if(!(((((data324 === "ROUND_ROBIN") || (data324 === "LEAST_REQUEST")) || (data324 === "RANDOM")) || (data324 === "RING_HASH")) || (data324 === "MAGLEV"))){
-const err646 = {instancePath:instancePath+"/clusters/" + i52+"/lbPolicy",schemaPath:"#/properties/clusters/items/properties/lbPolicy/enum",keyword:"enum",params:{allowedValues: schema31.properties.clusters.items.properties.lbPolicy.enum},message:"must be equal to one of the allowed values"};
+}
+if(data341.retryOn !== undefined){
+let data344 = data341.retryOn;
+if(Array.isArray(data344)){
+const len62 = data344.length;
+for(let i62=0; i62<len62; i62++){
+let data345 = data344[i62];
+if(!(((((((((((data345 === "5xx") || (data345 === "gateway-error")) || (data345 === "reset")) || (data345 === "connect-failure")) || (data345 === "refused-stream")) || (data345 === "retriable-4xx")) || (data345 === "retriable-status-codes")) || (data345 === "cancelled")) || (data345 === "deadline-exceeded")) || (data345 === "resource-exhausted")) || (data345 === "unavailable"))){
+const err646 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/retryPolicy/retryOn/" + i62,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retryOn/items/enum",keyword:"enum",params:{allowedValues: schema31.properties.routeConfigs.items.properties.virtualHosts.items.properties.routes.items.properties.route.properties.retryPolicy.properties.retryOn.items.enum},message:"must be equal to one of the allowed values"};
 if(vErrors === null){
 vErrors = [err646];
 }
@@ -8347,12 +9872,9 @@ vErrors.push(err646);
 errors++;
 }
 }
-if(data321.ringHash !== undefined){
-let data325 = data321.ringHash;
-if(data325 && typeof data325 == "object" && !Array.isArray(data325)){
-for(const key75 in data325){
-if(!((key75 === "minimumRingSize") || (key75 === "maximumRingSize"))){
-const err647 = {instancePath:instancePath+"/clusters/" + i52+"/ringHash",schemaPath:"#/properties/clusters/items/properties/ringHash/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key75},message:"must NOT have additional properties"};
+}
+else {
+const err647 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/retryPolicy/retryOn",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retryOn/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err647];
 }
@@ -8362,10 +9884,14 @@ vErrors.push(err647);
 errors++;
 }
 }
-if(data325.minimumRingSize !== undefined){
-let data326 = data325.minimumRingSize;
-if(!((typeof data326 == "number") && (!(data326 % 1) && !isNaN(data326)))){
-const err648 = {instancePath:instancePath+"/clusters/" + i52+"/ringHash/minimumRingSize",schemaPath:"#/properties/clusters/items/properties/ringHash/properties/minimumRingSize/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data341.retriableStatusCodes !== undefined){
+let data346 = data341.retriableStatusCodes;
+if(Array.isArray(data346)){
+const len63 = data346.length;
+for(let i63=0; i63<len63; i63++){
+let data347 = data346[i63];
+if(!((typeof data347 == "number") && (!(data347 % 1) && !isNaN(data347)))){
+const err648 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/retryPolicy/retriableStatusCodes/" + i63,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retriableStatusCodes/items/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err648];
 }
@@ -8374,9 +9900,9 @@ vErrors.push(err648);
 }
 errors++;
 }
-if(typeof data326 == "number"){
-if(data326 < 1 || isNaN(data326)){
-const err649 = {instancePath:instancePath+"/clusters/" + i52+"/ringHash/minimumRingSize",schemaPath:"#/properties/clusters/items/properties/ringHash/properties/minimumRingSize/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if(typeof data347 == "number"){
+if(data347 > 599 || isNaN(data347)){
+const err649 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/retryPolicy/retriableStatusCodes/" + i63,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retriableStatusCodes/items/maximum",keyword:"maximum",params:{comparison: "<=", limit: 599},message:"must be <= 599"};
 if(vErrors === null){
 vErrors = [err649];
 }
@@ -8385,12 +9911,8 @@ vErrors.push(err649);
 }
 errors++;
 }
-}
-}
-if(data325.maximumRingSize !== undefined){
-let data327 = data325.maximumRingSize;
-if(!((typeof data327 == "number") && (!(data327 % 1) && !isNaN(data327)))){
-const err650 = {instancePath:instancePath+"/clusters/" + i52+"/ringHash/maximumRingSize",schemaPath:"#/properties/clusters/items/properties/ringHash/properties/maximumRingSize/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data347 < 100 || isNaN(data347)){
+const err650 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/retryPolicy/retriableStatusCodes/" + i63,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retriableStatusCodes/items/minimum",keyword:"minimum",params:{comparison: ">=", limit: 100},message:"must be >= 100"};
 if(vErrors === null){
 vErrors = [err650];
 }
@@ -8399,9 +9921,11 @@ vErrors.push(err650);
 }
 errors++;
 }
-if(typeof data327 == "number"){
-if(data327 < 1 || isNaN(data327)){
-const err651 = {instancePath:instancePath+"/clusters/" + i52+"/ringHash/maximumRingSize",schemaPath:"#/properties/clusters/items/properties/ringHash/properties/maximumRingSize/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+}
+}
+else {
+const err651 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/retryPolicy/retriableStatusCodes",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retriableStatusCodes/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err651];
 }
@@ -8411,10 +9935,12 @@ vErrors.push(err651);
 errors++;
 }
 }
-}
-}
-else {
-const err652 = {instancePath:instancePath+"/clusters/" + i52+"/ringHash",schemaPath:"#/properties/clusters/items/properties/ringHash/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data341.backoff !== undefined){
+let data348 = data341.backoff;
+if(data348 && typeof data348 == "object" && !Array.isArray(data348)){
+for(const key81 in data348){
+if(!((key81 === "baseIntervalMs") || (key81 === "maxIntervalMs"))){
+const err652 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/retryPolicy/backoff",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key81},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err652];
 }
@@ -8424,12 +9950,10 @@ vErrors.push(err652);
 errors++;
 }
 }
-if(data321.maglev !== undefined){
-let data328 = data321.maglev;
-if(data328 && typeof data328 == "object" && !Array.isArray(data328)){
-for(const key76 in data328){
-if(!(key76 === "tableSize")){
-const err653 = {instancePath:instancePath+"/clusters/" + i52+"/maglev",schemaPath:"#/properties/clusters/items/properties/maglev/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key76},message:"must NOT have additional properties"};
+if(data348.baseIntervalMs !== undefined){
+let data349 = data348.baseIntervalMs;
+if(!((typeof data349 == "number") && (!(data349 % 1) && !isNaN(data349)))){
+const err653 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/retryPolicy/backoff/baseIntervalMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/properties/baseIntervalMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err653];
 }
@@ -8438,11 +9962,9 @@ vErrors.push(err653);
 }
 errors++;
 }
-}
-if(data328.tableSize !== undefined){
-let data329 = data328.tableSize;
-if(!((typeof data329 == "number") && (!(data329 % 1) && !isNaN(data329)))){
-const err654 = {instancePath:instancePath+"/clusters/" + i52+"/maglev/tableSize",schemaPath:"#/properties/clusters/items/properties/maglev/properties/tableSize/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(typeof data349 == "number"){
+if(data349 < 1 || isNaN(data349)){
+const err654 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/retryPolicy/backoff/baseIntervalMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/properties/baseIntervalMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err654];
 }
@@ -8451,9 +9973,12 @@ vErrors.push(err654);
 }
 errors++;
 }
-if(typeof data329 == "number"){
-if(data329 < 1 || isNaN(data329)){
-const err655 = {instancePath:instancePath+"/clusters/" + i52+"/maglev/tableSize",schemaPath:"#/properties/clusters/items/properties/maglev/properties/tableSize/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+}
+if(data348.maxIntervalMs !== undefined){
+let data350 = data348.maxIntervalMs;
+if(!((typeof data350 == "number") && (!(data350 % 1) && !isNaN(data350)))){
+const err655 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/retryPolicy/backoff/maxIntervalMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/properties/maxIntervalMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err655];
 }
@@ -8462,11 +9987,9 @@ vErrors.push(err655);
 }
 errors++;
 }
-}
-}
-}
-else {
-const err656 = {instancePath:instancePath+"/clusters/" + i52+"/maglev",schemaPath:"#/properties/clusters/items/properties/maglev/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(typeof data350 == "number"){
+if(data350 < 1 || isNaN(data350)){
+const err656 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/retryPolicy/backoff/maxIntervalMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/properties/maxIntervalMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err656];
 }
@@ -8476,10 +9999,10 @@ vErrors.push(err656);
 errors++;
 }
 }
-if(data321.protocol !== undefined){
-let data330 = data321.protocol;
-if(!((data330 === "http1") || (data330 === "http2"))){
-const err657 = {instancePath:instancePath+"/clusters/" + i52+"/protocol",schemaPath:"#/properties/clusters/items/properties/protocol/enum",keyword:"enum",params:{allowedValues: schema31.properties.clusters.items.properties.protocol.enum},message:"must be equal to one of the allowed values"};
+}
+}
+else {
+const err657 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/retryPolicy/backoff",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err657];
 }
@@ -8489,15 +10012,9 @@ vErrors.push(err657);
 errors++;
 }
 }
-if(data321.endpoints !== undefined){
-let data331 = data321.endpoints;
-if(Array.isArray(data331)){
-const len53 = data331.length;
-for(let i53=0; i53<len53; i53++){
-let data332 = data331[i53];
-if(data332 && typeof data332 == "object" && !Array.isArray(data332)){
-if(data332.address === undefined){
-const err658 = {instancePath:instancePath+"/clusters/" + i52+"/endpoints/" + i53,schemaPath:"#/properties/clusters/items/properties/endpoints/items/required",keyword:"required",params:{missingProperty: "address"},message:"must have required property '"+"address"+"'"};
+}
+else {
+const err658 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/retryPolicy",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err658];
 }
@@ -8506,8 +10023,13 @@ vErrors.push(err658);
 }
 errors++;
 }
-if(data332.port === undefined){
-const err659 = {instancePath:instancePath+"/clusters/" + i52+"/endpoints/" + i53,schemaPath:"#/properties/clusters/items/properties/endpoints/items/required",keyword:"required",params:{missingProperty: "port"},message:"must have required property '"+"port"+"'"};
+}
+if(data307.fault !== undefined){
+let data351 = data307.fault;
+if(data351 && typeof data351 == "object" && !Array.isArray(data351)){
+for(const key82 in data351){
+if(!((key82 === "delay") || (key82 === "abort"))){
+const err659 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/fault",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key82},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err659];
 }
@@ -8516,9 +10038,12 @@ vErrors.push(err659);
 }
 errors++;
 }
-for(const key77 in data332){
-if(!(((((key77 === "address") || (key77 === "port")) || (key77 === "weight")) || (key77 === "labels")) || (key77 === "locality"))){
-const err660 = {instancePath:instancePath+"/clusters/" + i52+"/endpoints/" + i53,schemaPath:"#/properties/clusters/items/properties/endpoints/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key77},message:"must NOT have additional properties"};
+}
+if(data351.delay !== undefined){
+let data352 = data351.delay;
+if(data352 && typeof data352 == "object" && !Array.isArray(data352)){
+if(data352.fixedDelayMs === undefined){
+const err660 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/fault/delay",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/required",keyword:"required",params:{missingProperty: "fixedDelayMs"},message:"must have required property '"+"fixedDelayMs"+"'"};
 if(vErrors === null){
 vErrors = [err660];
 }
@@ -8527,12 +10052,9 @@ vErrors.push(err660);
 }
 errors++;
 }
-}
-if(data332.address !== undefined){
-let data333 = data332.address;
-if(typeof data333 === "string"){
-if(data333.length < 1){
-const err661 = {instancePath:instancePath+"/clusters/" + i52+"/endpoints/" + i53+"/address",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/address/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+for(const key83 in data352){
+if(!((key83 === "fixedDelayMs") || (key83 === "percentage"))){
+const err661 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/fault/delay",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key83},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err661];
 }
@@ -8542,8 +10064,10 @@ vErrors.push(err661);
 errors++;
 }
 }
-else {
-const err662 = {instancePath:instancePath+"/clusters/" + i52+"/endpoints/" + i53+"/address",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/address/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data352.fixedDelayMs !== undefined){
+let data353 = data352.fixedDelayMs;
+if(!((typeof data353 == "number") && (!(data353 % 1) && !isNaN(data353)))){
+const err662 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/fault/delay/fixedDelayMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/properties/fixedDelayMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err662];
 }
@@ -8552,11 +10076,9 @@ vErrors.push(err662);
 }
 errors++;
 }
-}
-if(data332.port !== undefined){
-let data334 = data332.port;
-if(!((typeof data334 == "number") && (!(data334 % 1) && !isNaN(data334)))){
-const err663 = {instancePath:instancePath+"/clusters/" + i52+"/endpoints/" + i53+"/port",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(typeof data353 == "number"){
+if(data353 < 0 || isNaN(data353)){
+const err663 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/fault/delay/fixedDelayMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/properties/fixedDelayMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err663];
 }
@@ -8565,9 +10087,13 @@ vErrors.push(err663);
 }
 errors++;
 }
-if(typeof data334 == "number"){
-if(data334 > 65535 || isNaN(data334)){
-const err664 = {instancePath:instancePath+"/clusters/" + i52+"/endpoints/" + i53+"/port",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+}
+}
+if(data352.percentage !== undefined){
+let data354 = data352.percentage;
+if(typeof data354 == "number"){
+if(data354 > 100 || isNaN(data354)){
+const err664 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/fault/delay/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/properties/percentage/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
 if(vErrors === null){
 vErrors = [err664];
 }
@@ -8576,8 +10102,8 @@ vErrors.push(err664);
 }
 errors++;
 }
-if(data334 < 1 || isNaN(data334)){
-const err665 = {instancePath:instancePath+"/clusters/" + i52+"/endpoints/" + i53+"/port",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if(data354 < 0 || isNaN(data354)){
+const err665 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/fault/delay/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/properties/percentage/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err665];
 }
@@ -8587,11 +10113,8 @@ vErrors.push(err665);
 errors++;
 }
 }
-}
-if(data332.weight !== undefined){
-let data335 = data332.weight;
-if(!((typeof data335 == "number") && (!(data335 % 1) && !isNaN(data335)))){
-const err666 = {instancePath:instancePath+"/clusters/" + i52+"/endpoints/" + i53+"/weight",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/weight/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+else {
+const err666 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/fault/delay/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/properties/percentage/type",keyword:"type",params:{type: "number"},message:"must be number"};
 if(vErrors === null){
 vErrors = [err666];
 }
@@ -8600,9 +10123,10 @@ vErrors.push(err666);
 }
 errors++;
 }
-if(typeof data335 == "number"){
-if(data335 > 1000000 || isNaN(data335)){
-const err667 = {instancePath:instancePath+"/clusters/" + i52+"/endpoints/" + i53+"/weight",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/weight/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1000000},message:"must be <= 1000000"};
+}
+}
+else {
+const err667 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/fault/delay",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err667];
 }
@@ -8611,8 +10135,13 @@ vErrors.push(err667);
 }
 errors++;
 }
-if(data335 < 1 || isNaN(data335)){
-const err668 = {instancePath:instancePath+"/clusters/" + i52+"/endpoints/" + i53+"/weight",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/weight/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+if(data351.abort !== undefined){
+let data355 = data351.abort;
+if(data355 && typeof data355 == "object" && !Array.isArray(data355)){
+for(const key84 in data355){
+if(!(((key84 === "httpStatus") || (key84 === "grpcStatus")) || (key84 === "percentage"))){
+const err668 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/fault/abort",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key84},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err668];
 }
@@ -8622,13 +10151,10 @@ vErrors.push(err668);
 errors++;
 }
 }
-}
-if(data332.labels !== undefined){
-let data336 = data332.labels;
-if(data336 && typeof data336 == "object" && !Array.isArray(data336)){
-for(const key78 in data336){
-if(typeof data336[key78] !== "string"){
-const err669 = {instancePath:instancePath+"/clusters/" + i52+"/endpoints/" + i53+"/labels/" + key78.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/labels/additionalProperties/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data355.httpStatus !== undefined){
+let data356 = data355.httpStatus;
+if(!((typeof data356 == "number") && (!(data356 % 1) && !isNaN(data356)))){
+const err669 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/fault/abort/httpStatus",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/httpStatus/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err669];
 }
@@ -8637,10 +10163,9 @@ vErrors.push(err669);
 }
 errors++;
 }
-}
-}
-else {
-const err670 = {instancePath:instancePath+"/clusters/" + i52+"/endpoints/" + i53+"/labels",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/labels/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(typeof data356 == "number"){
+if(data356 > 599 || isNaN(data356)){
+const err670 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/fault/abort/httpStatus",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/httpStatus/maximum",keyword:"maximum",params:{comparison: "<=", limit: 599},message:"must be <= 599"};
 if(vErrors === null){
 vErrors = [err670];
 }
@@ -8649,10 +10174,8 @@ vErrors.push(err670);
 }
 errors++;
 }
-}
-if(data332.locality !== undefined){
-if(typeof data332.locality !== "string"){
-const err671 = {instancePath:instancePath+"/clusters/" + i52+"/endpoints/" + i53+"/locality",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/locality/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data356 < 200 || isNaN(data356)){
+const err671 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/fault/abort/httpStatus",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/httpStatus/minimum",keyword:"minimum",params:{comparison: ">=", limit: 200},message:"must be >= 200"};
 if(vErrors === null){
 vErrors = [err671];
 }
@@ -8663,8 +10186,10 @@ errors++;
 }
 }
 }
-else {
-const err672 = {instancePath:instancePath+"/clusters/" + i52+"/endpoints/" + i53,schemaPath:"#/properties/clusters/items/properties/endpoints/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data355.grpcStatus !== undefined){
+let data357 = data355.grpcStatus;
+if(!((typeof data357 == "number") && (!(data357 % 1) && !isNaN(data357)))){
+const err672 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/fault/abort/grpcStatus",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/grpcStatus/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err672];
 }
@@ -8673,10 +10198,9 @@ vErrors.push(err672);
 }
 errors++;
 }
-}
-}
-else {
-const err673 = {instancePath:instancePath+"/clusters/" + i52+"/endpoints",schemaPath:"#/properties/clusters/items/properties/endpoints/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(typeof data357 == "number"){
+if(data357 > 16 || isNaN(data357)){
+const err673 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/fault/abort/grpcStatus",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/grpcStatus/maximum",keyword:"maximum",params:{comparison: "<=", limit: 16},message:"must be <= 16"};
 if(vErrors === null){
 vErrors = [err673];
 }
@@ -8685,11 +10209,8 @@ vErrors.push(err673);
 }
 errors++;
 }
-}
-if(data321.connectTimeoutMs !== undefined){
-let data339 = data321.connectTimeoutMs;
-if(!((typeof data339 == "number") && (!(data339 % 1) && !isNaN(data339)))){
-const err674 = {instancePath:instancePath+"/clusters/" + i52+"/connectTimeoutMs",schemaPath:"#/properties/clusters/items/properties/connectTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data357 < 0 || isNaN(data357)){
+const err674 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/fault/abort/grpcStatus",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/grpcStatus/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err674];
 }
@@ -8698,9 +10219,13 @@ vErrors.push(err674);
 }
 errors++;
 }
-if(typeof data339 == "number"){
-if(data339 < 1 || isNaN(data339)){
-const err675 = {instancePath:instancePath+"/clusters/" + i52+"/connectTimeoutMs",schemaPath:"#/properties/clusters/items/properties/connectTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+}
+if(data355.percentage !== undefined){
+let data358 = data355.percentage;
+if(typeof data358 == "number"){
+if(data358 > 100 || isNaN(data358)){
+const err675 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/fault/abort/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/percentage/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
 if(vErrors === null){
 vErrors = [err675];
 }
@@ -8709,12 +10234,8 @@ vErrors.push(err675);
 }
 errors++;
 }
-}
-}
-if(data321.idleTimeoutMs !== undefined){
-let data340 = data321.idleTimeoutMs;
-if(!((typeof data340 == "number") && (!(data340 % 1) && !isNaN(data340)))){
-const err676 = {instancePath:instancePath+"/clusters/" + i52+"/idleTimeoutMs",schemaPath:"#/properties/clusters/items/properties/idleTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data358 < 0 || isNaN(data358)){
+const err676 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/fault/abort/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/percentage/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err676];
 }
@@ -8723,9 +10244,9 @@ vErrors.push(err676);
 }
 errors++;
 }
-if(typeof data340 == "number"){
-if(data340 < 1 || isNaN(data340)){
-const err677 = {instancePath:instancePath+"/clusters/" + i52+"/idleTimeoutMs",schemaPath:"#/properties/clusters/items/properties/idleTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+else {
+const err677 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/fault/abort/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/percentage/type",keyword:"type",params:{type: "number"},message:"must be number"};
 if(vErrors === null){
 vErrors = [err677];
 }
@@ -8736,12 +10257,8 @@ errors++;
 }
 }
 }
-if(data321.circuitBreakers !== undefined){
-let data341 = data321.circuitBreakers;
-if(data341 && typeof data341 == "object" && !Array.isArray(data341)){
-for(const key79 in data341){
-if(!(((((key79 === "maxConnections") || (key79 === "maxPendingRequests")) || (key79 === "maxRequests")) || (key79 === "maxRequestsPerConnection")) || (key79 === "retryBudget"))){
-const err678 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key79},message:"must NOT have additional properties"};
+else {
+const err678 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/fault/abort",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err678];
 }
@@ -8751,10 +10268,9 @@ vErrors.push(err678);
 errors++;
 }
 }
-if(data341.maxConnections !== undefined){
-let data342 = data341.maxConnections;
-if(!((typeof data342 == "number") && (!(data342 % 1) && !isNaN(data342)))){
-const err679 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers/maxConnections",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxConnections/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+}
+else {
+const err679 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/fault",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err679];
 }
@@ -8763,9 +10279,16 @@ vErrors.push(err679);
 }
 errors++;
 }
-if(typeof data342 == "number"){
-if(data342 < 0 || isNaN(data342)){
-const err680 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers/maxConnections",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxConnections/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+if(data307.requestMirrorPolicies !== undefined){
+let data359 = data307.requestMirrorPolicies;
+if(Array.isArray(data359)){
+const len64 = data359.length;
+for(let i64=0; i64<len64; i64++){
+let data360 = data359[i64];
+if(data360 && typeof data360 == "object" && !Array.isArray(data360)){
+if(data360.cluster === undefined){
+const err680 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/requestMirrorPolicies/" + i64,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/required",keyword:"required",params:{missingProperty: "cluster"},message:"must have required property '"+"cluster"+"'"};
 if(vErrors === null){
 vErrors = [err680];
 }
@@ -8774,12 +10297,9 @@ vErrors.push(err680);
 }
 errors++;
 }
-}
-}
-if(data341.maxPendingRequests !== undefined){
-let data343 = data341.maxPendingRequests;
-if(!((typeof data343 == "number") && (!(data343 % 1) && !isNaN(data343)))){
-const err681 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers/maxPendingRequests",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxPendingRequests/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+for(const key85 in data360){
+if(!((key85 === "cluster") || (key85 === "percentage"))){
+const err681 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/requestMirrorPolicies/" + i64,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key85},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err681];
 }
@@ -8788,9 +10308,12 @@ vErrors.push(err681);
 }
 errors++;
 }
-if(typeof data343 == "number"){
-if(data343 < 0 || isNaN(data343)){
-const err682 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers/maxPendingRequests",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxPendingRequests/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+if(data360.cluster !== undefined){
+let data361 = data360.cluster;
+if(typeof data361 === "string"){
+if(data361.length < 1){
+const err682 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/requestMirrorPolicies/" + i64+"/cluster",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/properties/cluster/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err682];
 }
@@ -8800,11 +10323,8 @@ vErrors.push(err682);
 errors++;
 }
 }
-}
-if(data341.maxRequests !== undefined){
-let data344 = data341.maxRequests;
-if(!((typeof data344 == "number") && (!(data344 % 1) && !isNaN(data344)))){
-const err683 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers/maxRequests",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxRequests/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+else {
+const err683 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/requestMirrorPolicies/" + i64+"/cluster",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/properties/cluster/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err683];
 }
@@ -8813,9 +10333,12 @@ vErrors.push(err683);
 }
 errors++;
 }
-if(typeof data344 == "number"){
-if(data344 < 0 || isNaN(data344)){
-const err684 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers/maxRequests",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxRequests/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+if(data360.percentage !== undefined){
+let data362 = data360.percentage;
+if(typeof data362 == "number"){
+if(data362 > 100 || isNaN(data362)){
+const err684 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/requestMirrorPolicies/" + i64+"/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/properties/percentage/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
 if(vErrors === null){
 vErrors = [err684];
 }
@@ -8824,12 +10347,8 @@ vErrors.push(err684);
 }
 errors++;
 }
-}
-}
-if(data341.maxRequestsPerConnection !== undefined){
-let data345 = data341.maxRequestsPerConnection;
-if(!((typeof data345 == "number") && (!(data345 % 1) && !isNaN(data345)))){
-const err685 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers/maxRequestsPerConnection",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxRequestsPerConnection/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data362 < 0 || isNaN(data362)){
+const err685 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/requestMirrorPolicies/" + i64+"/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/properties/percentage/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err685];
 }
@@ -8838,9 +10357,9 @@ vErrors.push(err685);
 }
 errors++;
 }
-if(typeof data345 == "number"){
-if(data345 < 0 || isNaN(data345)){
-const err686 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers/maxRequestsPerConnection",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxRequestsPerConnection/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+else {
+const err686 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/requestMirrorPolicies/" + i64+"/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/properties/percentage/type",keyword:"type",params:{type: "number"},message:"must be number"};
 if(vErrors === null){
 vErrors = [err686];
 }
@@ -8851,11 +10370,8 @@ errors++;
 }
 }
 }
-if(data341.retryBudget !== undefined){
-let data346 = data341.retryBudget;
-if(data346 && typeof data346 == "object" && !Array.isArray(data346)){
-if(data346.budgetPercent === undefined){
-const err687 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers/retryBudget",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/required",keyword:"required",params:{missingProperty: "budgetPercent"},message:"must have required property '"+"budgetPercent"+"'"};
+else {
+const err687 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/requestMirrorPolicies/" + i64,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err687];
 }
@@ -8864,9 +10380,10 @@ vErrors.push(err687);
 }
 errors++;
 }
-for(const key80 in data346){
-if(!((key80 === "budgetPercent") || (key80 === "minRetryConcurrency"))){
-const err688 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers/retryBudget",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key80},message:"must NOT have additional properties"};
+}
+}
+else {
+const err688 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/requestMirrorPolicies",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err688];
 }
@@ -8876,11 +10393,11 @@ vErrors.push(err688);
 errors++;
 }
 }
-if(data346.budgetPercent !== undefined){
-let data347 = data346.budgetPercent;
-if(typeof data347 == "number"){
-if(data347 > 100 || isNaN(data347)){
-const err689 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers/retryBudget/budgetPercent",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/properties/budgetPercent/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
+if(data307.cors !== undefined){
+let data363 = data307.cors;
+if(data363 && typeof data363 == "object" && !Array.isArray(data363)){
+if(data363.allowOrigins === undefined){
+const err689 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/cors",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/required",keyword:"required",params:{missingProperty: "allowOrigins"},message:"must have required property '"+"allowOrigins"+"'"};
 if(vErrors === null){
 vErrors = [err689];
 }
@@ -8889,8 +10406,9 @@ vErrors.push(err689);
 }
 errors++;
 }
-if(data347 < 0 || isNaN(data347)){
-const err690 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers/retryBudget/budgetPercent",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/properties/budgetPercent/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+for(const key86 in data363){
+if(!((((((key86 === "allowOrigins") || (key86 === "allowMethods")) || (key86 === "allowHeaders")) || (key86 === "exposeHeaders")) || (key86 === "maxAgeSeconds")) || (key86 === "allowCredentials"))){
+const err690 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/cors",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key86},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err690];
 }
@@ -8900,8 +10418,19 @@ vErrors.push(err690);
 errors++;
 }
 }
-else {
-const err691 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers/retryBudget/budgetPercent",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/properties/budgetPercent/type",keyword:"type",params:{type: "number"},message:"must be number"};
+if(data363.allowOrigins !== undefined){
+let data364 = data363.allowOrigins;
+if(Array.isArray(data364)){
+const len65 = data364.length;
+for(let i65=0; i65<len65; i65++){
+let data365 = data364[i65];
+const _errs820 = errors;
+let valid223 = false;
+let passing4 = null;
+const _errs821 = errors;
+if(data365 && typeof data365 == "object" && !Array.isArray(data365)){
+if(data365.exact === undefined){
+const err691 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/cors/allowOrigins/" + i65,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/0/required",keyword:"required",params:{missingProperty: "exact"},message:"must have required property '"+"exact"+"'"};
 if(vErrors === null){
 vErrors = [err691];
 }
@@ -8910,11 +10439,9 @@ vErrors.push(err691);
 }
 errors++;
 }
-}
-if(data346.minRetryConcurrency !== undefined){
-let data348 = data346.minRetryConcurrency;
-if(!((typeof data348 == "number") && (!(data348 % 1) && !isNaN(data348)))){
-const err692 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers/retryBudget/minRetryConcurrency",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/properties/minRetryConcurrency/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+for(const key87 in data365){
+if(!(key87 === "exact")){
+const err692 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/cors/allowOrigins/" + i65,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/0/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key87},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err692];
 }
@@ -8923,9 +10450,10 @@ vErrors.push(err692);
 }
 errors++;
 }
-if(typeof data348 == "number"){
-if(data348 < 0 || isNaN(data348)){
-const err693 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers/retryBudget/minRetryConcurrency",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/properties/minRetryConcurrency/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+if(data365.exact !== undefined){
+if(typeof data365.exact !== "string"){
+const err693 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/cors/allowOrigins/" + i65+"/exact",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/0/properties/exact/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err693];
 }
@@ -8936,9 +10464,8 @@ errors++;
 }
 }
 }
-}
 else {
-const err694 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers/retryBudget",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err694 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/cors/allowOrigins/" + i65,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/0/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err694];
 }
@@ -8947,10 +10474,16 @@ vErrors.push(err694);
 }
 errors++;
 }
+var _valid4 = _errs821 === errors;
+if(_valid4){
+valid223 = true;
+passing4 = 0;
+var props4 = true;
 }
-}
-else {
-const err695 = {instancePath:instancePath+"/clusters/" + i52+"/circuitBreakers",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const _errs826 = errors;
+if(data365 && typeof data365 == "object" && !Array.isArray(data365)){
+if(data365.prefix === undefined){
+const err695 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/cors/allowOrigins/" + i65,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/1/required",keyword:"required",params:{missingProperty: "prefix"},message:"must have required property '"+"prefix"+"'"};
 if(vErrors === null){
 vErrors = [err695];
 }
@@ -8959,13 +10492,9 @@ vErrors.push(err695);
 }
 errors++;
 }
-}
-if(data321.outlierDetection !== undefined){
-let data349 = data321.outlierDetection;
-if(data349 && typeof data349 == "object" && !Array.isArray(data349)){
-for(const key81 in data349){
-if(!((((((key81 === "consecutive5xxErrors") || (key81 === "consecutiveGatewayErrors")) || (key81 === "intervalMs")) || (key81 === "baseEjectionTimeMs")) || (key81 === "maxEjectionPercent")) || (key81 === "minHealthPercent"))){
-const err696 = {instancePath:instancePath+"/clusters/" + i52+"/outlierDetection",schemaPath:"#/properties/clusters/items/properties/outlierDetection/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key81},message:"must NOT have additional properties"};
+for(const key88 in data365){
+if(!(key88 === "prefix")){
+const err696 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/cors/allowOrigins/" + i65,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/1/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key88},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err696];
 }
@@ -8975,10 +10504,9 @@ vErrors.push(err696);
 errors++;
 }
 }
-if(data349.consecutive5xxErrors !== undefined){
-let data350 = data349.consecutive5xxErrors;
-if(!((typeof data350 == "number") && (!(data350 % 1) && !isNaN(data350)))){
-const err697 = {instancePath:instancePath+"/clusters/" + i52+"/outlierDetection/consecutive5xxErrors",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/consecutive5xxErrors/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data365.prefix !== undefined){
+if(typeof data365.prefix !== "string"){
+const err697 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/cors/allowOrigins/" + i65+"/prefix",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/1/properties/prefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err697];
 }
@@ -8987,9 +10515,10 @@ vErrors.push(err697);
 }
 errors++;
 }
-if(typeof data350 == "number"){
-if(data350 < 0 || isNaN(data350)){
-const err698 = {instancePath:instancePath+"/clusters/" + i52+"/outlierDetection/consecutive5xxErrors",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/consecutive5xxErrors/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+}
+else {
+const err698 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/cors/allowOrigins/" + i65,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/1/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err698];
 }
@@ -8998,12 +10527,23 @@ vErrors.push(err698);
 }
 errors++;
 }
+var _valid4 = _errs826 === errors;
+if(_valid4 && valid223){
+valid223 = false;
+passing4 = [passing4, 1];
+}
+else {
+if(_valid4){
+valid223 = true;
+passing4 = 1;
+if(props4 !== true){
+props4 = true;
 }
 }
-if(data349.consecutiveGatewayErrors !== undefined){
-let data351 = data349.consecutiveGatewayErrors;
-if(!((typeof data351 == "number") && (!(data351 % 1) && !isNaN(data351)))){
-const err699 = {instancePath:instancePath+"/clusters/" + i52+"/outlierDetection/consecutiveGatewayErrors",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/consecutiveGatewayErrors/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+const _errs831 = errors;
+if(data365 && typeof data365 == "object" && !Array.isArray(data365)){
+if(data365.regex === undefined){
+const err699 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/cors/allowOrigins/" + i65,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/2/required",keyword:"required",params:{missingProperty: "regex"},message:"must have required property '"+"regex"+"'"};
 if(vErrors === null){
 vErrors = [err699];
 }
@@ -9012,9 +10552,9 @@ vErrors.push(err699);
 }
 errors++;
 }
-if(typeof data351 == "number"){
-if(data351 < 0 || isNaN(data351)){
-const err700 = {instancePath:instancePath+"/clusters/" + i52+"/outlierDetection/consecutiveGatewayErrors",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/consecutiveGatewayErrors/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+for(const key89 in data365){
+if(!(key89 === "regex")){
+const err700 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/cors/allowOrigins/" + i65,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/2/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key89},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err700];
 }
@@ -9024,11 +10564,11 @@ vErrors.push(err700);
 errors++;
 }
 }
-}
-if(data349.intervalMs !== undefined){
-let data352 = data349.intervalMs;
-if(!((typeof data352 == "number") && (!(data352 % 1) && !isNaN(data352)))){
-const err701 = {instancePath:instancePath+"/clusters/" + i52+"/outlierDetection/intervalMs",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/intervalMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data365.regex !== undefined){
+let data368 = data365.regex;
+if(typeof data368 === "string"){
+if(data368.length < 1){
+const err701 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/cors/allowOrigins/" + i65+"/regex",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/2/properties/regex/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err701];
 }
@@ -9037,9 +10577,9 @@ vErrors.push(err701);
 }
 errors++;
 }
-if(typeof data352 == "number"){
-if(data352 < 1 || isNaN(data352)){
-const err702 = {instancePath:instancePath+"/clusters/" + i52+"/outlierDetection/intervalMs",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/intervalMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+else {
+const err702 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/cors/allowOrigins/" + i65+"/regex",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/2/properties/regex/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err702];
 }
@@ -9050,10 +10590,8 @@ errors++;
 }
 }
 }
-if(data349.baseEjectionTimeMs !== undefined){
-let data353 = data349.baseEjectionTimeMs;
-if(!((typeof data353 == "number") && (!(data353 % 1) && !isNaN(data353)))){
-const err703 = {instancePath:instancePath+"/clusters/" + i52+"/outlierDetection/baseEjectionTimeMs",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/baseEjectionTimeMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+else {
+const err703 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/cors/allowOrigins/" + i65,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/2/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err703];
 }
@@ -9062,9 +10600,23 @@ vErrors.push(err703);
 }
 errors++;
 }
-if(typeof data353 == "number"){
-if(data353 < 1 || isNaN(data353)){
-const err704 = {instancePath:instancePath+"/clusters/" + i52+"/outlierDetection/baseEjectionTimeMs",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/baseEjectionTimeMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+var _valid4 = _errs831 === errors;
+if(_valid4 && valid223){
+valid223 = false;
+passing4 = [passing4, 2];
+}
+else {
+if(_valid4){
+valid223 = true;
+passing4 = 2;
+if(props4 !== true){
+props4 = true;
+}
+}
+}
+}
+if(!valid223){
+const err704 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/cors/allowOrigins/" + i65,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf",keyword:"oneOf",params:{passingSchemas: passing4},message:"must match exactly one schema in oneOf"};
 if(vErrors === null){
 vErrors = [err704];
 }
@@ -9073,13 +10625,21 @@ vErrors.push(err704);
 }
 errors++;
 }
+else {
+errors = _errs820;
+if(vErrors !== null){
+if(_errs820){
+vErrors.length = _errs820;
+}
+else {
+vErrors = null;
 }
 }
-if(data349.maxEjectionPercent !== undefined){
-let data354 = data349.maxEjectionPercent;
-if(typeof data354 == "number"){
-if(data354 > 100 || isNaN(data354)){
-const err705 = {instancePath:instancePath+"/clusters/" + i52+"/outlierDetection/maxEjectionPercent",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/maxEjectionPercent/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
+}
+}
+}
+else {
+const err705 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/cors/allowOrigins",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err705];
 }
@@ -9088,8 +10648,16 @@ vErrors.push(err705);
 }
 errors++;
 }
-if(data354 < 0 || isNaN(data354)){
-const err706 = {instancePath:instancePath+"/clusters/" + i52+"/outlierDetection/maxEjectionPercent",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/maxEjectionPercent/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+if(data363.allowMethods !== undefined){
+let data369 = data363.allowMethods;
+if(Array.isArray(data369)){
+const len66 = data369.length;
+for(let i66=0; i66<len66; i66++){
+let data370 = data369[i66];
+if(typeof data370 === "string"){
+if(data370.length < 1){
+const err706 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/cors/allowMethods/" + i66,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowMethods/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err706];
 }
@@ -9100,7 +10668,7 @@ errors++;
 }
 }
 else {
-const err707 = {instancePath:instancePath+"/clusters/" + i52+"/outlierDetection/maxEjectionPercent",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/maxEjectionPercent/type",keyword:"type",params:{type: "number"},message:"must be number"};
+const err707 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/cors/allowMethods/" + i66,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowMethods/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err707];
 }
@@ -9110,11 +10678,9 @@ vErrors.push(err707);
 errors++;
 }
 }
-if(data349.minHealthPercent !== undefined){
-let data355 = data349.minHealthPercent;
-if(typeof data355 == "number"){
-if(data355 > 100 || isNaN(data355)){
-const err708 = {instancePath:instancePath+"/clusters/" + i52+"/outlierDetection/minHealthPercent",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/minHealthPercent/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
+}
+else {
+const err708 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/cors/allowMethods",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowMethods/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err708];
 }
@@ -9123,8 +10689,16 @@ vErrors.push(err708);
 }
 errors++;
 }
-if(data355 < 0 || isNaN(data355)){
-const err709 = {instancePath:instancePath+"/clusters/" + i52+"/outlierDetection/minHealthPercent",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/minHealthPercent/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+if(data363.allowHeaders !== undefined){
+let data371 = data363.allowHeaders;
+if(Array.isArray(data371)){
+const len67 = data371.length;
+for(let i67=0; i67<len67; i67++){
+let data372 = data371[i67];
+if(typeof data372 === "string"){
+if(data372.length < 1){
+const err709 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/cors/allowHeaders/" + i67,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowHeaders/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err709];
 }
@@ -9135,7 +10709,7 @@ errors++;
 }
 }
 else {
-const err710 = {instancePath:instancePath+"/clusters/" + i52+"/outlierDetection/minHealthPercent",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/minHealthPercent/type",keyword:"type",params:{type: "number"},message:"must be number"};
+const err710 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/cors/allowHeaders/" + i67,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowHeaders/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err710];
 }
@@ -9147,7 +10721,7 @@ errors++;
 }
 }
 else {
-const err711 = {instancePath:instancePath+"/clusters/" + i52+"/outlierDetection",schemaPath:"#/properties/clusters/items/properties/outlierDetection/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err711 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/cors/allowHeaders",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowHeaders/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err711];
 }
@@ -9157,12 +10731,15 @@ vErrors.push(err711);
 errors++;
 }
 }
-if(data321.tls !== undefined){
-let data356 = data321.tls;
-if(data356 && typeof data356 == "object" && !Array.isArray(data356)){
-for(const key82 in data356){
-if(!((((((key82 === "sni") || (key82 === "validationContext")) || (key82 === "certificateChain")) || (key82 === "privateKey")) || (key82 === "alpnProtocols")) || (key82 === "insecureSkipVerify"))){
-const err712 = {instancePath:instancePath+"/clusters/" + i52+"/tls",schemaPath:"#/properties/clusters/items/properties/tls/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key82},message:"must NOT have additional properties"};
+if(data363.exposeHeaders !== undefined){
+let data373 = data363.exposeHeaders;
+if(Array.isArray(data373)){
+const len68 = data373.length;
+for(let i68=0; i68<len68; i68++){
+let data374 = data373[i68];
+if(typeof data374 === "string"){
+if(data374.length < 1){
+const err712 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/cors/exposeHeaders/" + i68,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/exposeHeaders/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err712];
 }
@@ -9172,11 +10749,8 @@ vErrors.push(err712);
 errors++;
 }
 }
-if(data356.sni !== undefined){
-let data357 = data356.sni;
-if(typeof data357 === "string"){
-if(data357.length < 1){
-const err713 = {instancePath:instancePath+"/clusters/" + i52+"/tls/sni",schemaPath:"#/properties/clusters/items/properties/tls/properties/sni/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+else {
+const err713 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/cors/exposeHeaders/" + i68,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/exposeHeaders/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err713];
 }
@@ -9186,8 +10760,9 @@ vErrors.push(err713);
 errors++;
 }
 }
+}
 else {
-const err714 = {instancePath:instancePath+"/clusters/" + i52+"/tls/sni",schemaPath:"#/properties/clusters/items/properties/tls/properties/sni/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err714 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/cors/exposeHeaders",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/exposeHeaders/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err714];
 }
@@ -9197,11 +10772,10 @@ vErrors.push(err714);
 errors++;
 }
 }
-if(data356.validationContext !== undefined){
-let data358 = data356.validationContext;
-if(typeof data358 === "string"){
-if(data358.length < 1){
-const err715 = {instancePath:instancePath+"/clusters/" + i52+"/tls/validationContext",schemaPath:"#/properties/clusters/items/properties/tls/properties/validationContext/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data363.maxAgeSeconds !== undefined){
+let data375 = data363.maxAgeSeconds;
+if(!((typeof data375 == "number") && (!(data375 % 1) && !isNaN(data375)))){
+const err715 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/cors/maxAgeSeconds",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/maxAgeSeconds/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err715];
 }
@@ -9210,9 +10784,9 @@ vErrors.push(err715);
 }
 errors++;
 }
-}
-else {
-const err716 = {instancePath:instancePath+"/clusters/" + i52+"/tls/validationContext",schemaPath:"#/properties/clusters/items/properties/tls/properties/validationContext/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(typeof data375 == "number"){
+if(data375 < 0 || isNaN(data375)){
+const err716 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/cors/maxAgeSeconds",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/maxAgeSeconds/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err716];
 }
@@ -9222,11 +10796,10 @@ vErrors.push(err716);
 errors++;
 }
 }
-if(data356.certificateChain !== undefined){
-let data359 = data356.certificateChain;
-if(typeof data359 === "string"){
-if(data359.length < 1){
-const err717 = {instancePath:instancePath+"/clusters/" + i52+"/tls/certificateChain",schemaPath:"#/properties/clusters/items/properties/tls/properties/certificateChain/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+if(data363.allowCredentials !== undefined){
+if(typeof data363.allowCredentials !== "boolean"){
+const err717 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/cors/allowCredentials",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowCredentials/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err717];
 }
@@ -9236,8 +10809,9 @@ vErrors.push(err717);
 errors++;
 }
 }
+}
 else {
-const err718 = {instancePath:instancePath+"/clusters/" + i52+"/tls/certificateChain",schemaPath:"#/properties/clusters/items/properties/tls/properties/certificateChain/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err718 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/cors",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err718];
 }
@@ -9247,11 +10821,11 @@ vErrors.push(err718);
 errors++;
 }
 }
-if(data356.privateKey !== undefined){
-let data360 = data356.privateKey;
-if(typeof data360 === "string"){
-if(data360.length < 1){
-const err719 = {instancePath:instancePath+"/clusters/" + i52+"/tls/privateKey",schemaPath:"#/properties/clusters/items/properties/tls/properties/privateKey/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data307.localRateLimit !== undefined){
+let data377 = data307.localRateLimit;
+if(data377 && typeof data377 == "object" && !Array.isArray(data377)){
+if(data377.maxTokens === undefined){
+const err719 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/localRateLimit",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/required",keyword:"required",params:{missingProperty: "maxTokens"},message:"must have required property '"+"maxTokens"+"'"};
 if(vErrors === null){
 vErrors = [err719];
 }
@@ -9260,9 +10834,8 @@ vErrors.push(err719);
 }
 errors++;
 }
-}
-else {
-const err720 = {instancePath:instancePath+"/clusters/" + i52+"/tls/privateKey",schemaPath:"#/properties/clusters/items/properties/tls/properties/privateKey/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data377.fillIntervalMs === undefined){
+const err720 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/localRateLimit",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/required",keyword:"required",params:{missingProperty: "fillIntervalMs"},message:"must have required property '"+"fillIntervalMs"+"'"};
 if(vErrors === null){
 vErrors = [err720];
 }
@@ -9271,16 +10844,9 @@ vErrors.push(err720);
 }
 errors++;
 }
-}
-if(data356.alpnProtocols !== undefined){
-let data361 = data356.alpnProtocols;
-if(Array.isArray(data361)){
-const len54 = data361.length;
-for(let i54=0; i54<len54; i54++){
-let data362 = data361[i54];
-if(typeof data362 === "string"){
-if(data362.length < 1){
-const err721 = {instancePath:instancePath+"/clusters/" + i52+"/tls/alpnProtocols/" + i54,schemaPath:"#/properties/clusters/items/properties/tls/properties/alpnProtocols/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+for(const key90 in data377){
+if(!(((key90 === "maxTokens") || (key90 === "tokensPerFill")) || (key90 === "fillIntervalMs"))){
+const err721 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/localRateLimit",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key90},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err721];
 }
@@ -9290,8 +10856,10 @@ vErrors.push(err721);
 errors++;
 }
 }
-else {
-const err722 = {instancePath:instancePath+"/clusters/" + i52+"/tls/alpnProtocols/" + i54,schemaPath:"#/properties/clusters/items/properties/tls/properties/alpnProtocols/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data377.maxTokens !== undefined){
+let data378 = data377.maxTokens;
+if(!((typeof data378 == "number") && (!(data378 % 1) && !isNaN(data378)))){
+const err722 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/localRateLimit/maxTokens",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/maxTokens/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err722];
 }
@@ -9300,10 +10868,9 @@ vErrors.push(err722);
 }
 errors++;
 }
-}
-}
-else {
-const err723 = {instancePath:instancePath+"/clusters/" + i52+"/tls/alpnProtocols",schemaPath:"#/properties/clusters/items/properties/tls/properties/alpnProtocols/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(typeof data378 == "number"){
+if(data378 < 1 || isNaN(data378)){
+const err723 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/localRateLimit/maxTokens",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/maxTokens/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err723];
 }
@@ -9313,9 +10880,11 @@ vErrors.push(err723);
 errors++;
 }
 }
-if(data356.insecureSkipVerify !== undefined){
-if(typeof data356.insecureSkipVerify !== "boolean"){
-const err724 = {instancePath:instancePath+"/clusters/" + i52+"/tls/insecureSkipVerify",schemaPath:"#/properties/clusters/items/properties/tls/properties/insecureSkipVerify/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+}
+if(data377.tokensPerFill !== undefined){
+let data379 = data377.tokensPerFill;
+if(!((typeof data379 == "number") && (!(data379 % 1) && !isNaN(data379)))){
+const err724 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/localRateLimit/tokensPerFill",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/tokensPerFill/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err724];
 }
@@ -9324,10 +10893,9 @@ vErrors.push(err724);
 }
 errors++;
 }
-}
-}
-else {
-const err725 = {instancePath:instancePath+"/clusters/" + i52+"/tls",schemaPath:"#/properties/clusters/items/properties/tls/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(typeof data379 == "number"){
+if(data379 < 1 || isNaN(data379)){
+const err725 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/localRateLimit/tokensPerFill",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/tokensPerFill/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err725];
 }
@@ -9338,8 +10906,10 @@ errors++;
 }
 }
 }
-else {
-const err726 = {instancePath:instancePath+"/clusters/" + i52,schemaPath:"#/properties/clusters/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data377.fillIntervalMs !== undefined){
+let data380 = data377.fillIntervalMs;
+if(!((typeof data380 == "number") && (!(data380 % 1) && !isNaN(data380)))){
+const err726 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/localRateLimit/fillIntervalMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/fillIntervalMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err726];
 }
@@ -9348,10 +10918,9 @@ vErrors.push(err726);
 }
 errors++;
 }
-}
-}
-else {
-const err727 = {instancePath:instancePath+"/clusters",schemaPath:"#/properties/clusters/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(typeof data380 == "number"){
+if(data380 < 1 || isNaN(data380)){
+const err727 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/localRateLimit/fillIntervalMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/fillIntervalMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err727];
 }
@@ -9361,12 +10930,10 @@ vErrors.push(err727);
 errors++;
 }
 }
-if(data.telemetry !== undefined){
-let data364 = data.telemetry;
-if(data364 && typeof data364 == "object" && !Array.isArray(data364)){
-for(const key83 in data364){
-if(!(((key83 === "prometheus") || (key83 === "accessLog")) || (key83 === "tracing"))){
-const err728 = {instancePath:instancePath+"/telemetry",schemaPath:"#/properties/telemetry/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key83},message:"must NOT have additional properties"};
+}
+}
+else {
+const err728 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/localRateLimit",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err728];
 }
@@ -9376,12 +10943,9 @@ vErrors.push(err728);
 errors++;
 }
 }
-if(data364.prometheus !== undefined){
-let data365 = data364.prometheus;
-if(data365 && typeof data365 == "object" && !Array.isArray(data365)){
-for(const key84 in data365){
-if(!((key84 === "address") || (key84 === "port"))){
-const err729 = {instancePath:instancePath+"/telemetry/prometheus",schemaPath:"#/properties/telemetry/properties/prometheus/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key84},message:"must NOT have additional properties"};
+}
+else {
+const err729 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err729];
 }
@@ -9391,11 +10955,12 @@ vErrors.push(err729);
 errors++;
 }
 }
-if(data365.address !== undefined){
-let data366 = data365.address;
-if(typeof data366 === "string"){
-if(data366.length < 1){
-const err730 = {instancePath:instancePath+"/telemetry/prometheus/address",schemaPath:"#/properties/telemetry/properties/prometheus/properties/address/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data284.redirect !== undefined){
+let data381 = data284.redirect;
+if(data381 && typeof data381 == "object" && !Array.isArray(data381)){
+for(const key91 in data381){
+if(!((((((key91 === "scheme") || (key91 === "host")) || (key91 === "port")) || (key91 === "path")) || (key91 === "prefixRewrite")) || (key91 === "responseCode"))){
+const err730 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/redirect",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key91},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err730];
 }
@@ -9405,8 +10970,10 @@ vErrors.push(err730);
 errors++;
 }
 }
-else {
-const err731 = {instancePath:instancePath+"/telemetry/prometheus/address",schemaPath:"#/properties/telemetry/properties/prometheus/properties/address/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data381.scheme !== undefined){
+let data382 = data381.scheme;
+if(!((data382 === "http") || (data382 === "https"))){
+const err731 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/redirect/scheme",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/scheme/enum",keyword:"enum",params:{allowedValues: schema31.properties.routeConfigs.items.properties.virtualHosts.items.properties.routes.items.properties.redirect.properties.scheme.enum},message:"must be equal to one of the allowed values"};
 if(vErrors === null){
 vErrors = [err731];
 }
@@ -9416,10 +10983,11 @@ vErrors.push(err731);
 errors++;
 }
 }
-if(data365.port !== undefined){
-let data367 = data365.port;
-if(!((typeof data367 == "number") && (!(data367 % 1) && !isNaN(data367)))){
-const err732 = {instancePath:instancePath+"/telemetry/prometheus/port",schemaPath:"#/properties/telemetry/properties/prometheus/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data381.host !== undefined){
+let data383 = data381.host;
+if(typeof data383 === "string"){
+if(data383.length < 1){
+const err732 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/redirect/host",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/host/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err732];
 }
@@ -9428,9 +10996,9 @@ vErrors.push(err732);
 }
 errors++;
 }
-if(typeof data367 == "number"){
-if(data367 > 65535 || isNaN(data367)){
-const err733 = {instancePath:instancePath+"/telemetry/prometheus/port",schemaPath:"#/properties/telemetry/properties/prometheus/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+}
+else {
+const err733 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/redirect/host",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/host/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err733];
 }
@@ -9439,8 +11007,11 @@ vErrors.push(err733);
 }
 errors++;
 }
-if(data367 < 0 || isNaN(data367)){
-const err734 = {instancePath:instancePath+"/telemetry/prometheus/port",schemaPath:"#/properties/telemetry/properties/prometheus/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+if(data381.port !== undefined){
+let data384 = data381.port;
+if(!((typeof data384 == "number") && (!(data384 % 1) && !isNaN(data384)))){
+const err734 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/redirect/port",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err734];
 }
@@ -9449,11 +11020,9 @@ vErrors.push(err734);
 }
 errors++;
 }
-}
-}
-}
-else {
-const err735 = {instancePath:instancePath+"/telemetry/prometheus",schemaPath:"#/properties/telemetry/properties/prometheus/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(typeof data384 == "number"){
+if(data384 > 65535 || isNaN(data384)){
+const err735 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/redirect/port",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
 if(vErrors === null){
 vErrors = [err735];
 }
@@ -9462,12 +11031,8 @@ vErrors.push(err735);
 }
 errors++;
 }
-}
-if(data364.accessLog !== undefined){
-let data368 = data364.accessLog;
-if(data368 && typeof data368 == "object" && !Array.isArray(data368)){
-if(data368.path === undefined){
-const err736 = {instancePath:instancePath+"/telemetry/accessLog",schemaPath:"#/properties/telemetry/properties/accessLog/required",keyword:"required",params:{missingProperty: "path"},message:"must have required property '"+"path"+"'"};
+if(data384 < 0 || isNaN(data384)){
+const err736 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/redirect/port",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err736];
 }
@@ -9476,9 +11041,11 @@ vErrors.push(err736);
 }
 errors++;
 }
-for(const key85 in data368){
-if(!(key85 === "path")){
-const err737 = {instancePath:instancePath+"/telemetry/accessLog",schemaPath:"#/properties/telemetry/properties/accessLog/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key85},message:"must NOT have additional properties"};
+}
+}
+if(data381.path !== undefined){
+if(typeof data381.path !== "string"){
+const err737 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/redirect/path",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/path/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err737];
 }
@@ -9488,11 +11055,9 @@ vErrors.push(err737);
 errors++;
 }
 }
-if(data368.path !== undefined){
-let data369 = data368.path;
-if(typeof data369 === "string"){
-if(data369.length < 1){
-const err738 = {instancePath:instancePath+"/telemetry/accessLog/path",schemaPath:"#/properties/telemetry/properties/accessLog/properties/path/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data381.prefixRewrite !== undefined){
+if(typeof data381.prefixRewrite !== "string"){
+const err738 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/redirect/prefixRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/prefixRewrite/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err738];
 }
@@ -9502,8 +11067,10 @@ vErrors.push(err738);
 errors++;
 }
 }
-else {
-const err739 = {instancePath:instancePath+"/telemetry/accessLog/path",schemaPath:"#/properties/telemetry/properties/accessLog/properties/path/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data381.responseCode !== undefined){
+let data387 = data381.responseCode;
+if(!(((((data387 === 301) || (data387 === 302)) || (data387 === 303)) || (data387 === 307)) || (data387 === 308))){
+const err739 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/redirect/responseCode",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/responseCode/enum",keyword:"enum",params:{allowedValues: schema31.properties.routeConfigs.items.properties.virtualHosts.items.properties.routes.items.properties.redirect.properties.responseCode.enum},message:"must be equal to one of the allowed values"};
 if(vErrors === null){
 vErrors = [err739];
 }
@@ -9515,7 +11082,7 @@ errors++;
 }
 }
 else {
-const err740 = {instancePath:instancePath+"/telemetry/accessLog",schemaPath:"#/properties/telemetry/properties/accessLog/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err740 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/redirect",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err740];
 }
@@ -9525,11 +11092,11 @@ vErrors.push(err740);
 errors++;
 }
 }
-if(data364.tracing !== undefined){
-let data370 = data364.tracing;
-if(data370 && typeof data370 == "object" && !Array.isArray(data370)){
-if(data370.otlpEndpoint === undefined){
-const err741 = {instancePath:instancePath+"/telemetry/tracing",schemaPath:"#/properties/telemetry/properties/tracing/required",keyword:"required",params:{missingProperty: "otlpEndpoint"},message:"must have required property '"+"otlpEndpoint"+"'"};
+if(data284.directResponse !== undefined){
+let data388 = data284.directResponse;
+if(data388 && typeof data388 == "object" && !Array.isArray(data388)){
+if(data388.status === undefined){
+const err741 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/directResponse",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/required",keyword:"required",params:{missingProperty: "status"},message:"must have required property '"+"status"+"'"};
 if(vErrors === null){
 vErrors = [err741];
 }
@@ -9538,9 +11105,9 @@ vErrors.push(err741);
 }
 errors++;
 }
-for(const key86 in data370){
-if(!(((key86 === "otlpEndpoint") || (key86 === "samplingPercent")) || (key86 === "serviceName"))){
-const err742 = {instancePath:instancePath+"/telemetry/tracing",schemaPath:"#/properties/telemetry/properties/tracing/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key86},message:"must NOT have additional properties"};
+for(const key92 in data388){
+if(!((key92 === "status") || (key92 === "body"))){
+const err742 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/directResponse",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key92},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err742];
 }
@@ -9550,11 +11117,10 @@ vErrors.push(err742);
 errors++;
 }
 }
-if(data370.otlpEndpoint !== undefined){
-let data371 = data370.otlpEndpoint;
-if(typeof data371 === "string"){
-if(!pattern4.test(data371)){
-const err743 = {instancePath:instancePath+"/telemetry/tracing/otlpEndpoint",schemaPath:"#/properties/telemetry/properties/tracing/properties/otlpEndpoint/pattern",keyword:"pattern",params:{pattern: "^https?://"},message:"must match pattern \""+"^https?://"+"\""};
+if(data388.status !== undefined){
+let data389 = data388.status;
+if(!((typeof data389 == "number") && (!(data389 % 1) && !isNaN(data389)))){
+const err743 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/directResponse/status",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/properties/status/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err743];
 }
@@ -9563,9 +11129,9 @@ vErrors.push(err743);
 }
 errors++;
 }
-}
-else {
-const err744 = {instancePath:instancePath+"/telemetry/tracing/otlpEndpoint",schemaPath:"#/properties/telemetry/properties/tracing/properties/otlpEndpoint/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(typeof data389 == "number"){
+if(data389 > 599 || isNaN(data389)){
+const err744 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/directResponse/status",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/properties/status/maximum",keyword:"maximum",params:{comparison: "<=", limit: 599},message:"must be <= 599"};
 if(vErrors === null){
 vErrors = [err744];
 }
@@ -9574,12 +11140,8 @@ vErrors.push(err744);
 }
 errors++;
 }
-}
-if(data370.samplingPercent !== undefined){
-let data372 = data370.samplingPercent;
-if(typeof data372 == "number"){
-if(data372 > 100 || isNaN(data372)){
-const err745 = {instancePath:instancePath+"/telemetry/tracing/samplingPercent",schemaPath:"#/properties/telemetry/properties/tracing/properties/samplingPercent/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
+if(data389 < 200 || isNaN(data389)){
+const err745 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/directResponse/status",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/properties/status/minimum",keyword:"minimum",params:{comparison: ">=", limit: 200},message:"must be >= 200"};
 if(vErrors === null){
 vErrors = [err745];
 }
@@ -9588,8 +11150,11 @@ vErrors.push(err745);
 }
 errors++;
 }
-if(data372 < 0 || isNaN(data372)){
-const err746 = {instancePath:instancePath+"/telemetry/tracing/samplingPercent",schemaPath:"#/properties/telemetry/properties/tracing/properties/samplingPercent/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+}
+if(data388.body !== undefined){
+if(typeof data388.body !== "string"){
+const err746 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/directResponse/body",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/properties/body/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err746];
 }
@@ -9599,8 +11164,9 @@ vErrors.push(err746);
 errors++;
 }
 }
+}
 else {
-const err747 = {instancePath:instancePath+"/telemetry/tracing/samplingPercent",schemaPath:"#/properties/telemetry/properties/tracing/properties/samplingPercent/type",keyword:"type",params:{type: "number"},message:"must be number"};
+const err747 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/directResponse",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err747];
 }
@@ -9610,11 +11176,15 @@ vErrors.push(err747);
 errors++;
 }
 }
-if(data370.serviceName !== undefined){
-let data373 = data370.serviceName;
-if(typeof data373 === "string"){
-if(data373.length < 1){
-const err748 = {instancePath:instancePath+"/telemetry/tracing/serviceName",schemaPath:"#/properties/telemetry/properties/tracing/properties/serviceName/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data284.requestHeadersToAdd !== undefined){
+let data391 = data284.requestHeadersToAdd;
+if(Array.isArray(data391)){
+const len69 = data391.length;
+for(let i69=0; i69<len69; i69++){
+let data392 = data391[i69];
+if(data392 && typeof data392 == "object" && !Array.isArray(data392)){
+if(data392.name === undefined){
+const err748 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/requestHeadersToAdd/" + i69,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err748];
 }
@@ -9623,9 +11193,8 @@ vErrors.push(err748);
 }
 errors++;
 }
-}
-else {
-const err749 = {instancePath:instancePath+"/telemetry/tracing/serviceName",schemaPath:"#/properties/telemetry/properties/tracing/properties/serviceName/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data392.value === undefined){
+const err749 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/requestHeadersToAdd/" + i69,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "value"},message:"must have required property '"+"value"+"'"};
 if(vErrors === null){
 vErrors = [err749];
 }
@@ -9634,10 +11203,9 @@ vErrors.push(err749);
 }
 errors++;
 }
-}
-}
-else {
-const err750 = {instancePath:instancePath+"/telemetry/tracing",schemaPath:"#/properties/telemetry/properties/tracing/type",keyword:"type",params:{type: "object"},message:"must be object"};
+for(const key93 in data392){
+if(!(((key93 === "name") || (key93 === "value")) || (key93 === "append"))){
+const err750 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/requestHeadersToAdd/" + i69,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key93},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err750];
 }
@@ -9647,9 +11215,11 @@ vErrors.push(err750);
 errors++;
 }
 }
-}
-else {
-const err751 = {instancePath:instancePath+"/telemetry",schemaPath:"#/properties/telemetry/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data392.name !== undefined){
+let data393 = data392.name;
+if(typeof data393 === "string"){
+if(data393.length < 1){
+const err751 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/requestHeadersToAdd/" + i69+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err751];
 }
@@ -9659,14 +11229,1741 @@ vErrors.push(err751);
 errors++;
 }
 }
-}
 else {
-const err752 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err752 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/requestHeadersToAdd/" + i69+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err752];
 }
 else {
 vErrors.push(err752);
+}
+errors++;
+}
+}
+if(data392.value !== undefined){
+if(typeof data392.value !== "string"){
+const err753 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/requestHeadersToAdd/" + i69+"/value",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/properties/value/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err753];
+}
+else {
+vErrors.push(err753);
+}
+errors++;
+}
+}
+if(data392.append !== undefined){
+if(typeof data392.append !== "boolean"){
+const err754 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/requestHeadersToAdd/" + i69+"/append",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/properties/append/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(vErrors === null){
+vErrors = [err754];
+}
+else {
+vErrors.push(err754);
+}
+errors++;
+}
+}
+}
+else {
+const err755 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/requestHeadersToAdd/" + i69,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err755];
+}
+else {
+vErrors.push(err755);
+}
+errors++;
+}
+}
+}
+else {
+const err756 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/requestHeadersToAdd",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err756];
+}
+else {
+vErrors.push(err756);
+}
+errors++;
+}
+}
+if(data284.requestHeadersToRemove !== undefined){
+let data396 = data284.requestHeadersToRemove;
+if(Array.isArray(data396)){
+const len70 = data396.length;
+for(let i70=0; i70<len70; i70++){
+let data397 = data396[i70];
+if(typeof data397 === "string"){
+if(data397.length < 1){
+const err757 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/requestHeadersToRemove/" + i70,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToRemove/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err757];
+}
+else {
+vErrors.push(err757);
+}
+errors++;
+}
+}
+else {
+const err758 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/requestHeadersToRemove/" + i70,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToRemove/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err758];
+}
+else {
+vErrors.push(err758);
+}
+errors++;
+}
+}
+}
+else {
+const err759 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/requestHeadersToRemove",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToRemove/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err759];
+}
+else {
+vErrors.push(err759);
+}
+errors++;
+}
+}
+if(data284.responseHeadersToAdd !== undefined){
+let data398 = data284.responseHeadersToAdd;
+if(Array.isArray(data398)){
+const len71 = data398.length;
+for(let i71=0; i71<len71; i71++){
+let data399 = data398[i71];
+if(data399 && typeof data399 == "object" && !Array.isArray(data399)){
+if(data399.name === undefined){
+const err760 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/responseHeadersToAdd/" + i71,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
+if(vErrors === null){
+vErrors = [err760];
+}
+else {
+vErrors.push(err760);
+}
+errors++;
+}
+if(data399.value === undefined){
+const err761 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/responseHeadersToAdd/" + i71,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "value"},message:"must have required property '"+"value"+"'"};
+if(vErrors === null){
+vErrors = [err761];
+}
+else {
+vErrors.push(err761);
+}
+errors++;
+}
+for(const key94 in data399){
+if(!(((key94 === "name") || (key94 === "value")) || (key94 === "append"))){
+const err762 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/responseHeadersToAdd/" + i71,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key94},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err762];
+}
+else {
+vErrors.push(err762);
+}
+errors++;
+}
+}
+if(data399.name !== undefined){
+let data400 = data399.name;
+if(typeof data400 === "string"){
+if(data400.length < 1){
+const err763 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/responseHeadersToAdd/" + i71+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err763];
+}
+else {
+vErrors.push(err763);
+}
+errors++;
+}
+}
+else {
+const err764 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/responseHeadersToAdd/" + i71+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err764];
+}
+else {
+vErrors.push(err764);
+}
+errors++;
+}
+}
+if(data399.value !== undefined){
+if(typeof data399.value !== "string"){
+const err765 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/responseHeadersToAdd/" + i71+"/value",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/properties/value/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err765];
+}
+else {
+vErrors.push(err765);
+}
+errors++;
+}
+}
+if(data399.append !== undefined){
+if(typeof data399.append !== "boolean"){
+const err766 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/responseHeadersToAdd/" + i71+"/append",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/properties/append/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(vErrors === null){
+vErrors = [err766];
+}
+else {
+vErrors.push(err766);
+}
+errors++;
+}
+}
+}
+else {
+const err767 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/responseHeadersToAdd/" + i71,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err767];
+}
+else {
+vErrors.push(err767);
+}
+errors++;
+}
+}
+}
+else {
+const err768 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/responseHeadersToAdd",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err768];
+}
+else {
+vErrors.push(err768);
+}
+errors++;
+}
+}
+if(data284.responseHeadersToRemove !== undefined){
+let data403 = data284.responseHeadersToRemove;
+if(Array.isArray(data403)){
+const len72 = data403.length;
+for(let i72=0; i72<len72; i72++){
+let data404 = data403[i72];
+if(typeof data404 === "string"){
+if(data404.length < 1){
+const err769 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/responseHeadersToRemove/" + i72,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToRemove/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err769];
+}
+else {
+vErrors.push(err769);
+}
+errors++;
+}
+}
+else {
+const err770 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/responseHeadersToRemove/" + i72,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToRemove/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err770];
+}
+else {
+vErrors.push(err770);
+}
+errors++;
+}
+}
+}
+else {
+const err771 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/responseHeadersToRemove",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToRemove/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err771];
+}
+else {
+vErrors.push(err771);
+}
+errors++;
+}
+}
+}
+else {
+const err772 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err772];
+}
+else {
+vErrors.push(err772);
+}
+errors++;
+}
+}
+}
+else {
+const err773 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err773];
+}
+else {
+vErrors.push(err773);
+}
+errors++;
+}
+}
+}
+else {
+const err774 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err774];
+}
+else {
+vErrors.push(err774);
+}
+errors++;
+}
+}
+}
+else {
+const err775 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err775];
+}
+else {
+vErrors.push(err775);
+}
+errors++;
+}
+}
+}
+else {
+const err776 = {instancePath:instancePath+"/routeConfigs/" + i49,schemaPath:"#/properties/routeConfigs/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err776];
+}
+else {
+vErrors.push(err776);
+}
+errors++;
+}
+}
+}
+else {
+const err777 = {instancePath:instancePath+"/routeConfigs",schemaPath:"#/properties/routeConfigs/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err777];
+}
+else {
+vErrors.push(err777);
+}
+errors++;
+}
+}
+if(data.clusters !== undefined){
+let data405 = data.clusters;
+if(Array.isArray(data405)){
+const len73 = data405.length;
+for(let i73=0; i73<len73; i73++){
+let data406 = data405[i73];
+if(data406 && typeof data406 == "object" && !Array.isArray(data406)){
+if(data406.name === undefined){
+const err778 = {instancePath:instancePath+"/clusters/" + i73,schemaPath:"#/properties/clusters/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
+if(vErrors === null){
+vErrors = [err778];
+}
+else {
+vErrors.push(err778);
+}
+errors++;
+}
+if(data406.endpoints === undefined){
+const err779 = {instancePath:instancePath+"/clusters/" + i73,schemaPath:"#/properties/clusters/items/required",keyword:"required",params:{missingProperty: "endpoints"},message:"must have required property '"+"endpoints"+"'"};
+if(vErrors === null){
+vErrors = [err779];
+}
+else {
+vErrors.push(err779);
+}
+errors++;
+}
+for(const key95 in data406){
+if(!(func1.call(schema31.properties.clusters.items.properties, key95))){
+const err780 = {instancePath:instancePath+"/clusters/" + i73,schemaPath:"#/properties/clusters/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key95},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err780];
+}
+else {
+vErrors.push(err780);
+}
+errors++;
+}
+}
+if(data406.name !== undefined){
+let data407 = data406.name;
+if(typeof data407 === "string"){
+if(data407.length < 1){
+const err781 = {instancePath:instancePath+"/clusters/" + i73+"/name",schemaPath:"#/properties/clusters/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err781];
+}
+else {
+vErrors.push(err781);
+}
+errors++;
+}
+}
+else {
+const err782 = {instancePath:instancePath+"/clusters/" + i73+"/name",schemaPath:"#/properties/clusters/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err782];
+}
+else {
+vErrors.push(err782);
+}
+errors++;
+}
+}
+if(data406.type !== undefined){
+let data408 = data406.type;
+if(!((data408 === "static") || (data408 === "original_dst"))){
+const err783 = {instancePath:instancePath+"/clusters/" + i73+"/type",schemaPath:"#/properties/clusters/items/properties/type/enum",keyword:"enum",params:{allowedValues: schema31.properties.clusters.items.properties.type.enum},message:"must be equal to one of the allowed values"};
+if(vErrors === null){
+vErrors = [err783];
+}
+else {
+vErrors.push(err783);
+}
+errors++;
+}
+}
+if(data406.lbPolicy !== undefined){
+let data409 = data406.lbPolicy;
+if(!(((((data409 === "ROUND_ROBIN") || (data409 === "LEAST_REQUEST")) || (data409 === "RANDOM")) || (data409 === "RING_HASH")) || (data409 === "MAGLEV"))){
+const err784 = {instancePath:instancePath+"/clusters/" + i73+"/lbPolicy",schemaPath:"#/properties/clusters/items/properties/lbPolicy/enum",keyword:"enum",params:{allowedValues: schema31.properties.clusters.items.properties.lbPolicy.enum},message:"must be equal to one of the allowed values"};
+if(vErrors === null){
+vErrors = [err784];
+}
+else {
+vErrors.push(err784);
+}
+errors++;
+}
+}
+if(data406.ringHash !== undefined){
+let data410 = data406.ringHash;
+if(data410 && typeof data410 == "object" && !Array.isArray(data410)){
+for(const key96 in data410){
+if(!((key96 === "minimumRingSize") || (key96 === "maximumRingSize"))){
+const err785 = {instancePath:instancePath+"/clusters/" + i73+"/ringHash",schemaPath:"#/properties/clusters/items/properties/ringHash/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key96},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err785];
+}
+else {
+vErrors.push(err785);
+}
+errors++;
+}
+}
+if(data410.minimumRingSize !== undefined){
+let data411 = data410.minimumRingSize;
+if(!((typeof data411 == "number") && (!(data411 % 1) && !isNaN(data411)))){
+const err786 = {instancePath:instancePath+"/clusters/" + i73+"/ringHash/minimumRingSize",schemaPath:"#/properties/clusters/items/properties/ringHash/properties/minimumRingSize/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err786];
+}
+else {
+vErrors.push(err786);
+}
+errors++;
+}
+if(typeof data411 == "number"){
+if(data411 < 1 || isNaN(data411)){
+const err787 = {instancePath:instancePath+"/clusters/" + i73+"/ringHash/minimumRingSize",schemaPath:"#/properties/clusters/items/properties/ringHash/properties/minimumRingSize/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if(vErrors === null){
+vErrors = [err787];
+}
+else {
+vErrors.push(err787);
+}
+errors++;
+}
+}
+}
+if(data410.maximumRingSize !== undefined){
+let data412 = data410.maximumRingSize;
+if(!((typeof data412 == "number") && (!(data412 % 1) && !isNaN(data412)))){
+const err788 = {instancePath:instancePath+"/clusters/" + i73+"/ringHash/maximumRingSize",schemaPath:"#/properties/clusters/items/properties/ringHash/properties/maximumRingSize/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err788];
+}
+else {
+vErrors.push(err788);
+}
+errors++;
+}
+if(typeof data412 == "number"){
+if(data412 < 1 || isNaN(data412)){
+const err789 = {instancePath:instancePath+"/clusters/" + i73+"/ringHash/maximumRingSize",schemaPath:"#/properties/clusters/items/properties/ringHash/properties/maximumRingSize/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if(vErrors === null){
+vErrors = [err789];
+}
+else {
+vErrors.push(err789);
+}
+errors++;
+}
+}
+}
+}
+else {
+const err790 = {instancePath:instancePath+"/clusters/" + i73+"/ringHash",schemaPath:"#/properties/clusters/items/properties/ringHash/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err790];
+}
+else {
+vErrors.push(err790);
+}
+errors++;
+}
+}
+if(data406.maglev !== undefined){
+let data413 = data406.maglev;
+if(data413 && typeof data413 == "object" && !Array.isArray(data413)){
+for(const key97 in data413){
+if(!(key97 === "tableSize")){
+const err791 = {instancePath:instancePath+"/clusters/" + i73+"/maglev",schemaPath:"#/properties/clusters/items/properties/maglev/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key97},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err791];
+}
+else {
+vErrors.push(err791);
+}
+errors++;
+}
+}
+if(data413.tableSize !== undefined){
+let data414 = data413.tableSize;
+if(!((typeof data414 == "number") && (!(data414 % 1) && !isNaN(data414)))){
+const err792 = {instancePath:instancePath+"/clusters/" + i73+"/maglev/tableSize",schemaPath:"#/properties/clusters/items/properties/maglev/properties/tableSize/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err792];
+}
+else {
+vErrors.push(err792);
+}
+errors++;
+}
+if(typeof data414 == "number"){
+if(data414 < 1 || isNaN(data414)){
+const err793 = {instancePath:instancePath+"/clusters/" + i73+"/maglev/tableSize",schemaPath:"#/properties/clusters/items/properties/maglev/properties/tableSize/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if(vErrors === null){
+vErrors = [err793];
+}
+else {
+vErrors.push(err793);
+}
+errors++;
+}
+}
+}
+}
+else {
+const err794 = {instancePath:instancePath+"/clusters/" + i73+"/maglev",schemaPath:"#/properties/clusters/items/properties/maglev/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err794];
+}
+else {
+vErrors.push(err794);
+}
+errors++;
+}
+}
+if(data406.protocol !== undefined){
+let data415 = data406.protocol;
+if(!((data415 === "http1") || (data415 === "http2"))){
+const err795 = {instancePath:instancePath+"/clusters/" + i73+"/protocol",schemaPath:"#/properties/clusters/items/properties/protocol/enum",keyword:"enum",params:{allowedValues: schema31.properties.clusters.items.properties.protocol.enum},message:"must be equal to one of the allowed values"};
+if(vErrors === null){
+vErrors = [err795];
+}
+else {
+vErrors.push(err795);
+}
+errors++;
+}
+}
+if(data406.endpoints !== undefined){
+let data416 = data406.endpoints;
+if(Array.isArray(data416)){
+const len74 = data416.length;
+for(let i74=0; i74<len74; i74++){
+let data417 = data416[i74];
+if(data417 && typeof data417 == "object" && !Array.isArray(data417)){
+if(data417.address === undefined){
+const err796 = {instancePath:instancePath+"/clusters/" + i73+"/endpoints/" + i74,schemaPath:"#/properties/clusters/items/properties/endpoints/items/required",keyword:"required",params:{missingProperty: "address"},message:"must have required property '"+"address"+"'"};
+if(vErrors === null){
+vErrors = [err796];
+}
+else {
+vErrors.push(err796);
+}
+errors++;
+}
+if(data417.port === undefined){
+const err797 = {instancePath:instancePath+"/clusters/" + i73+"/endpoints/" + i74,schemaPath:"#/properties/clusters/items/properties/endpoints/items/required",keyword:"required",params:{missingProperty: "port"},message:"must have required property '"+"port"+"'"};
+if(vErrors === null){
+vErrors = [err797];
+}
+else {
+vErrors.push(err797);
+}
+errors++;
+}
+for(const key98 in data417){
+if(!(((((key98 === "address") || (key98 === "port")) || (key98 === "weight")) || (key98 === "labels")) || (key98 === "locality"))){
+const err798 = {instancePath:instancePath+"/clusters/" + i73+"/endpoints/" + i74,schemaPath:"#/properties/clusters/items/properties/endpoints/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key98},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err798];
+}
+else {
+vErrors.push(err798);
+}
+errors++;
+}
+}
+if(data417.address !== undefined){
+let data418 = data417.address;
+if(typeof data418 === "string"){
+if(data418.length < 1){
+const err799 = {instancePath:instancePath+"/clusters/" + i73+"/endpoints/" + i74+"/address",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/address/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err799];
+}
+else {
+vErrors.push(err799);
+}
+errors++;
+}
+}
+else {
+const err800 = {instancePath:instancePath+"/clusters/" + i73+"/endpoints/" + i74+"/address",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/address/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err800];
+}
+else {
+vErrors.push(err800);
+}
+errors++;
+}
+}
+if(data417.port !== undefined){
+let data419 = data417.port;
+if(!((typeof data419 == "number") && (!(data419 % 1) && !isNaN(data419)))){
+const err801 = {instancePath:instancePath+"/clusters/" + i73+"/endpoints/" + i74+"/port",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err801];
+}
+else {
+vErrors.push(err801);
+}
+errors++;
+}
+if(typeof data419 == "number"){
+if(data419 > 65535 || isNaN(data419)){
+const err802 = {instancePath:instancePath+"/clusters/" + i73+"/endpoints/" + i74+"/port",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+if(vErrors === null){
+vErrors = [err802];
+}
+else {
+vErrors.push(err802);
+}
+errors++;
+}
+if(data419 < 1 || isNaN(data419)){
+const err803 = {instancePath:instancePath+"/clusters/" + i73+"/endpoints/" + i74+"/port",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if(vErrors === null){
+vErrors = [err803];
+}
+else {
+vErrors.push(err803);
+}
+errors++;
+}
+}
+}
+if(data417.weight !== undefined){
+let data420 = data417.weight;
+if(!((typeof data420 == "number") && (!(data420 % 1) && !isNaN(data420)))){
+const err804 = {instancePath:instancePath+"/clusters/" + i73+"/endpoints/" + i74+"/weight",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/weight/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err804];
+}
+else {
+vErrors.push(err804);
+}
+errors++;
+}
+if(typeof data420 == "number"){
+if(data420 > 1000000 || isNaN(data420)){
+const err805 = {instancePath:instancePath+"/clusters/" + i73+"/endpoints/" + i74+"/weight",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/weight/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1000000},message:"must be <= 1000000"};
+if(vErrors === null){
+vErrors = [err805];
+}
+else {
+vErrors.push(err805);
+}
+errors++;
+}
+if(data420 < 1 || isNaN(data420)){
+const err806 = {instancePath:instancePath+"/clusters/" + i73+"/endpoints/" + i74+"/weight",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/weight/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if(vErrors === null){
+vErrors = [err806];
+}
+else {
+vErrors.push(err806);
+}
+errors++;
+}
+}
+}
+if(data417.labels !== undefined){
+let data421 = data417.labels;
+if(data421 && typeof data421 == "object" && !Array.isArray(data421)){
+for(const key99 in data421){
+if(typeof data421[key99] !== "string"){
+const err807 = {instancePath:instancePath+"/clusters/" + i73+"/endpoints/" + i74+"/labels/" + key99.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/labels/additionalProperties/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err807];
+}
+else {
+vErrors.push(err807);
+}
+errors++;
+}
+}
+}
+else {
+const err808 = {instancePath:instancePath+"/clusters/" + i73+"/endpoints/" + i74+"/labels",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/labels/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err808];
+}
+else {
+vErrors.push(err808);
+}
+errors++;
+}
+}
+if(data417.locality !== undefined){
+if(typeof data417.locality !== "string"){
+const err809 = {instancePath:instancePath+"/clusters/" + i73+"/endpoints/" + i74+"/locality",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/locality/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err809];
+}
+else {
+vErrors.push(err809);
+}
+errors++;
+}
+}
+}
+else {
+const err810 = {instancePath:instancePath+"/clusters/" + i73+"/endpoints/" + i74,schemaPath:"#/properties/clusters/items/properties/endpoints/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err810];
+}
+else {
+vErrors.push(err810);
+}
+errors++;
+}
+}
+}
+else {
+const err811 = {instancePath:instancePath+"/clusters/" + i73+"/endpoints",schemaPath:"#/properties/clusters/items/properties/endpoints/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err811];
+}
+else {
+vErrors.push(err811);
+}
+errors++;
+}
+}
+if(data406.connectTimeoutMs !== undefined){
+let data424 = data406.connectTimeoutMs;
+if(!((typeof data424 == "number") && (!(data424 % 1) && !isNaN(data424)))){
+const err812 = {instancePath:instancePath+"/clusters/" + i73+"/connectTimeoutMs",schemaPath:"#/properties/clusters/items/properties/connectTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err812];
+}
+else {
+vErrors.push(err812);
+}
+errors++;
+}
+if(typeof data424 == "number"){
+if(data424 < 1 || isNaN(data424)){
+const err813 = {instancePath:instancePath+"/clusters/" + i73+"/connectTimeoutMs",schemaPath:"#/properties/clusters/items/properties/connectTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if(vErrors === null){
+vErrors = [err813];
+}
+else {
+vErrors.push(err813);
+}
+errors++;
+}
+}
+}
+if(data406.idleTimeoutMs !== undefined){
+let data425 = data406.idleTimeoutMs;
+if(!((typeof data425 == "number") && (!(data425 % 1) && !isNaN(data425)))){
+const err814 = {instancePath:instancePath+"/clusters/" + i73+"/idleTimeoutMs",schemaPath:"#/properties/clusters/items/properties/idleTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err814];
+}
+else {
+vErrors.push(err814);
+}
+errors++;
+}
+if(typeof data425 == "number"){
+if(data425 < 1 || isNaN(data425)){
+const err815 = {instancePath:instancePath+"/clusters/" + i73+"/idleTimeoutMs",schemaPath:"#/properties/clusters/items/properties/idleTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if(vErrors === null){
+vErrors = [err815];
+}
+else {
+vErrors.push(err815);
+}
+errors++;
+}
+}
+}
+if(data406.circuitBreakers !== undefined){
+let data426 = data406.circuitBreakers;
+if(data426 && typeof data426 == "object" && !Array.isArray(data426)){
+for(const key100 in data426){
+if(!(((((key100 === "maxConnections") || (key100 === "maxPendingRequests")) || (key100 === "maxRequests")) || (key100 === "maxRequestsPerConnection")) || (key100 === "retryBudget"))){
+const err816 = {instancePath:instancePath+"/clusters/" + i73+"/circuitBreakers",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key100},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err816];
+}
+else {
+vErrors.push(err816);
+}
+errors++;
+}
+}
+if(data426.maxConnections !== undefined){
+let data427 = data426.maxConnections;
+if(!((typeof data427 == "number") && (!(data427 % 1) && !isNaN(data427)))){
+const err817 = {instancePath:instancePath+"/clusters/" + i73+"/circuitBreakers/maxConnections",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxConnections/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err817];
+}
+else {
+vErrors.push(err817);
+}
+errors++;
+}
+if(typeof data427 == "number"){
+if(data427 < 0 || isNaN(data427)){
+const err818 = {instancePath:instancePath+"/clusters/" + i73+"/circuitBreakers/maxConnections",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxConnections/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(vErrors === null){
+vErrors = [err818];
+}
+else {
+vErrors.push(err818);
+}
+errors++;
+}
+}
+}
+if(data426.maxPendingRequests !== undefined){
+let data428 = data426.maxPendingRequests;
+if(!((typeof data428 == "number") && (!(data428 % 1) && !isNaN(data428)))){
+const err819 = {instancePath:instancePath+"/clusters/" + i73+"/circuitBreakers/maxPendingRequests",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxPendingRequests/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err819];
+}
+else {
+vErrors.push(err819);
+}
+errors++;
+}
+if(typeof data428 == "number"){
+if(data428 < 0 || isNaN(data428)){
+const err820 = {instancePath:instancePath+"/clusters/" + i73+"/circuitBreakers/maxPendingRequests",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxPendingRequests/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(vErrors === null){
+vErrors = [err820];
+}
+else {
+vErrors.push(err820);
+}
+errors++;
+}
+}
+}
+if(data426.maxRequests !== undefined){
+let data429 = data426.maxRequests;
+if(!((typeof data429 == "number") && (!(data429 % 1) && !isNaN(data429)))){
+const err821 = {instancePath:instancePath+"/clusters/" + i73+"/circuitBreakers/maxRequests",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxRequests/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err821];
+}
+else {
+vErrors.push(err821);
+}
+errors++;
+}
+if(typeof data429 == "number"){
+if(data429 < 0 || isNaN(data429)){
+const err822 = {instancePath:instancePath+"/clusters/" + i73+"/circuitBreakers/maxRequests",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxRequests/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(vErrors === null){
+vErrors = [err822];
+}
+else {
+vErrors.push(err822);
+}
+errors++;
+}
+}
+}
+if(data426.maxRequestsPerConnection !== undefined){
+let data430 = data426.maxRequestsPerConnection;
+if(!((typeof data430 == "number") && (!(data430 % 1) && !isNaN(data430)))){
+const err823 = {instancePath:instancePath+"/clusters/" + i73+"/circuitBreakers/maxRequestsPerConnection",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxRequestsPerConnection/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err823];
+}
+else {
+vErrors.push(err823);
+}
+errors++;
+}
+if(typeof data430 == "number"){
+if(data430 < 0 || isNaN(data430)){
+const err824 = {instancePath:instancePath+"/clusters/" + i73+"/circuitBreakers/maxRequestsPerConnection",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxRequestsPerConnection/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(vErrors === null){
+vErrors = [err824];
+}
+else {
+vErrors.push(err824);
+}
+errors++;
+}
+}
+}
+if(data426.retryBudget !== undefined){
+let data431 = data426.retryBudget;
+if(data431 && typeof data431 == "object" && !Array.isArray(data431)){
+if(data431.budgetPercent === undefined){
+const err825 = {instancePath:instancePath+"/clusters/" + i73+"/circuitBreakers/retryBudget",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/required",keyword:"required",params:{missingProperty: "budgetPercent"},message:"must have required property '"+"budgetPercent"+"'"};
+if(vErrors === null){
+vErrors = [err825];
+}
+else {
+vErrors.push(err825);
+}
+errors++;
+}
+for(const key101 in data431){
+if(!((key101 === "budgetPercent") || (key101 === "minRetryConcurrency"))){
+const err826 = {instancePath:instancePath+"/clusters/" + i73+"/circuitBreakers/retryBudget",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key101},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err826];
+}
+else {
+vErrors.push(err826);
+}
+errors++;
+}
+}
+if(data431.budgetPercent !== undefined){
+let data432 = data431.budgetPercent;
+if(typeof data432 == "number"){
+if(data432 > 100 || isNaN(data432)){
+const err827 = {instancePath:instancePath+"/clusters/" + i73+"/circuitBreakers/retryBudget/budgetPercent",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/properties/budgetPercent/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
+if(vErrors === null){
+vErrors = [err827];
+}
+else {
+vErrors.push(err827);
+}
+errors++;
+}
+if(data432 < 0 || isNaN(data432)){
+const err828 = {instancePath:instancePath+"/clusters/" + i73+"/circuitBreakers/retryBudget/budgetPercent",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/properties/budgetPercent/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(vErrors === null){
+vErrors = [err828];
+}
+else {
+vErrors.push(err828);
+}
+errors++;
+}
+}
+else {
+const err829 = {instancePath:instancePath+"/clusters/" + i73+"/circuitBreakers/retryBudget/budgetPercent",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/properties/budgetPercent/type",keyword:"type",params:{type: "number"},message:"must be number"};
+if(vErrors === null){
+vErrors = [err829];
+}
+else {
+vErrors.push(err829);
+}
+errors++;
+}
+}
+if(data431.minRetryConcurrency !== undefined){
+let data433 = data431.minRetryConcurrency;
+if(!((typeof data433 == "number") && (!(data433 % 1) && !isNaN(data433)))){
+const err830 = {instancePath:instancePath+"/clusters/" + i73+"/circuitBreakers/retryBudget/minRetryConcurrency",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/properties/minRetryConcurrency/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err830];
+}
+else {
+vErrors.push(err830);
+}
+errors++;
+}
+if(typeof data433 == "number"){
+if(data433 < 0 || isNaN(data433)){
+const err831 = {instancePath:instancePath+"/clusters/" + i73+"/circuitBreakers/retryBudget/minRetryConcurrency",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/properties/minRetryConcurrency/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(vErrors === null){
+vErrors = [err831];
+}
+else {
+vErrors.push(err831);
+}
+errors++;
+}
+}
+}
+}
+else {
+const err832 = {instancePath:instancePath+"/clusters/" + i73+"/circuitBreakers/retryBudget",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err832];
+}
+else {
+vErrors.push(err832);
+}
+errors++;
+}
+}
+}
+else {
+const err833 = {instancePath:instancePath+"/clusters/" + i73+"/circuitBreakers",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err833];
+}
+else {
+vErrors.push(err833);
+}
+errors++;
+}
+}
+if(data406.outlierDetection !== undefined){
+let data434 = data406.outlierDetection;
+if(data434 && typeof data434 == "object" && !Array.isArray(data434)){
+for(const key102 in data434){
+if(!((((((key102 === "consecutive5xxErrors") || (key102 === "consecutiveGatewayErrors")) || (key102 === "intervalMs")) || (key102 === "baseEjectionTimeMs")) || (key102 === "maxEjectionPercent")) || (key102 === "minHealthPercent"))){
+const err834 = {instancePath:instancePath+"/clusters/" + i73+"/outlierDetection",schemaPath:"#/properties/clusters/items/properties/outlierDetection/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key102},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err834];
+}
+else {
+vErrors.push(err834);
+}
+errors++;
+}
+}
+if(data434.consecutive5xxErrors !== undefined){
+let data435 = data434.consecutive5xxErrors;
+if(!((typeof data435 == "number") && (!(data435 % 1) && !isNaN(data435)))){
+const err835 = {instancePath:instancePath+"/clusters/" + i73+"/outlierDetection/consecutive5xxErrors",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/consecutive5xxErrors/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err835];
+}
+else {
+vErrors.push(err835);
+}
+errors++;
+}
+if(typeof data435 == "number"){
+if(data435 < 0 || isNaN(data435)){
+const err836 = {instancePath:instancePath+"/clusters/" + i73+"/outlierDetection/consecutive5xxErrors",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/consecutive5xxErrors/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(vErrors === null){
+vErrors = [err836];
+}
+else {
+vErrors.push(err836);
+}
+errors++;
+}
+}
+}
+if(data434.consecutiveGatewayErrors !== undefined){
+let data436 = data434.consecutiveGatewayErrors;
+if(!((typeof data436 == "number") && (!(data436 % 1) && !isNaN(data436)))){
+const err837 = {instancePath:instancePath+"/clusters/" + i73+"/outlierDetection/consecutiveGatewayErrors",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/consecutiveGatewayErrors/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err837];
+}
+else {
+vErrors.push(err837);
+}
+errors++;
+}
+if(typeof data436 == "number"){
+if(data436 < 0 || isNaN(data436)){
+const err838 = {instancePath:instancePath+"/clusters/" + i73+"/outlierDetection/consecutiveGatewayErrors",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/consecutiveGatewayErrors/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(vErrors === null){
+vErrors = [err838];
+}
+else {
+vErrors.push(err838);
+}
+errors++;
+}
+}
+}
+if(data434.intervalMs !== undefined){
+let data437 = data434.intervalMs;
+if(!((typeof data437 == "number") && (!(data437 % 1) && !isNaN(data437)))){
+const err839 = {instancePath:instancePath+"/clusters/" + i73+"/outlierDetection/intervalMs",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/intervalMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err839];
+}
+else {
+vErrors.push(err839);
+}
+errors++;
+}
+if(typeof data437 == "number"){
+if(data437 < 1 || isNaN(data437)){
+const err840 = {instancePath:instancePath+"/clusters/" + i73+"/outlierDetection/intervalMs",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/intervalMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if(vErrors === null){
+vErrors = [err840];
+}
+else {
+vErrors.push(err840);
+}
+errors++;
+}
+}
+}
+if(data434.baseEjectionTimeMs !== undefined){
+let data438 = data434.baseEjectionTimeMs;
+if(!((typeof data438 == "number") && (!(data438 % 1) && !isNaN(data438)))){
+const err841 = {instancePath:instancePath+"/clusters/" + i73+"/outlierDetection/baseEjectionTimeMs",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/baseEjectionTimeMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err841];
+}
+else {
+vErrors.push(err841);
+}
+errors++;
+}
+if(typeof data438 == "number"){
+if(data438 < 1 || isNaN(data438)){
+const err842 = {instancePath:instancePath+"/clusters/" + i73+"/outlierDetection/baseEjectionTimeMs",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/baseEjectionTimeMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if(vErrors === null){
+vErrors = [err842];
+}
+else {
+vErrors.push(err842);
+}
+errors++;
+}
+}
+}
+if(data434.maxEjectionPercent !== undefined){
+let data439 = data434.maxEjectionPercent;
+if(typeof data439 == "number"){
+if(data439 > 100 || isNaN(data439)){
+const err843 = {instancePath:instancePath+"/clusters/" + i73+"/outlierDetection/maxEjectionPercent",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/maxEjectionPercent/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
+if(vErrors === null){
+vErrors = [err843];
+}
+else {
+vErrors.push(err843);
+}
+errors++;
+}
+if(data439 < 0 || isNaN(data439)){
+const err844 = {instancePath:instancePath+"/clusters/" + i73+"/outlierDetection/maxEjectionPercent",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/maxEjectionPercent/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(vErrors === null){
+vErrors = [err844];
+}
+else {
+vErrors.push(err844);
+}
+errors++;
+}
+}
+else {
+const err845 = {instancePath:instancePath+"/clusters/" + i73+"/outlierDetection/maxEjectionPercent",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/maxEjectionPercent/type",keyword:"type",params:{type: "number"},message:"must be number"};
+if(vErrors === null){
+vErrors = [err845];
+}
+else {
+vErrors.push(err845);
+}
+errors++;
+}
+}
+if(data434.minHealthPercent !== undefined){
+let data440 = data434.minHealthPercent;
+if(typeof data440 == "number"){
+if(data440 > 100 || isNaN(data440)){
+const err846 = {instancePath:instancePath+"/clusters/" + i73+"/outlierDetection/minHealthPercent",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/minHealthPercent/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
+if(vErrors === null){
+vErrors = [err846];
+}
+else {
+vErrors.push(err846);
+}
+errors++;
+}
+if(data440 < 0 || isNaN(data440)){
+const err847 = {instancePath:instancePath+"/clusters/" + i73+"/outlierDetection/minHealthPercent",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/minHealthPercent/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(vErrors === null){
+vErrors = [err847];
+}
+else {
+vErrors.push(err847);
+}
+errors++;
+}
+}
+else {
+const err848 = {instancePath:instancePath+"/clusters/" + i73+"/outlierDetection/minHealthPercent",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/minHealthPercent/type",keyword:"type",params:{type: "number"},message:"must be number"};
+if(vErrors === null){
+vErrors = [err848];
+}
+else {
+vErrors.push(err848);
+}
+errors++;
+}
+}
+}
+else {
+const err849 = {instancePath:instancePath+"/clusters/" + i73+"/outlierDetection",schemaPath:"#/properties/clusters/items/properties/outlierDetection/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err849];
+}
+else {
+vErrors.push(err849);
+}
+errors++;
+}
+}
+if(data406.tls !== undefined){
+let data441 = data406.tls;
+if(data441 && typeof data441 == "object" && !Array.isArray(data441)){
+for(const key103 in data441){
+if(!((((((key103 === "sni") || (key103 === "validationContext")) || (key103 === "certificateChain")) || (key103 === "privateKey")) || (key103 === "alpnProtocols")) || (key103 === "insecureSkipVerify"))){
+const err850 = {instancePath:instancePath+"/clusters/" + i73+"/tls",schemaPath:"#/properties/clusters/items/properties/tls/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key103},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err850];
+}
+else {
+vErrors.push(err850);
+}
+errors++;
+}
+}
+if(data441.sni !== undefined){
+let data442 = data441.sni;
+if(typeof data442 === "string"){
+if(data442.length < 1){
+const err851 = {instancePath:instancePath+"/clusters/" + i73+"/tls/sni",schemaPath:"#/properties/clusters/items/properties/tls/properties/sni/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err851];
+}
+else {
+vErrors.push(err851);
+}
+errors++;
+}
+}
+else {
+const err852 = {instancePath:instancePath+"/clusters/" + i73+"/tls/sni",schemaPath:"#/properties/clusters/items/properties/tls/properties/sni/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err852];
+}
+else {
+vErrors.push(err852);
+}
+errors++;
+}
+}
+if(data441.validationContext !== undefined){
+let data443 = data441.validationContext;
+if(typeof data443 === "string"){
+if(data443.length < 1){
+const err853 = {instancePath:instancePath+"/clusters/" + i73+"/tls/validationContext",schemaPath:"#/properties/clusters/items/properties/tls/properties/validationContext/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err853];
+}
+else {
+vErrors.push(err853);
+}
+errors++;
+}
+}
+else {
+const err854 = {instancePath:instancePath+"/clusters/" + i73+"/tls/validationContext",schemaPath:"#/properties/clusters/items/properties/tls/properties/validationContext/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err854];
+}
+else {
+vErrors.push(err854);
+}
+errors++;
+}
+}
+if(data441.certificateChain !== undefined){
+let data444 = data441.certificateChain;
+if(typeof data444 === "string"){
+if(data444.length < 1){
+const err855 = {instancePath:instancePath+"/clusters/" + i73+"/tls/certificateChain",schemaPath:"#/properties/clusters/items/properties/tls/properties/certificateChain/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err855];
+}
+else {
+vErrors.push(err855);
+}
+errors++;
+}
+}
+else {
+const err856 = {instancePath:instancePath+"/clusters/" + i73+"/tls/certificateChain",schemaPath:"#/properties/clusters/items/properties/tls/properties/certificateChain/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err856];
+}
+else {
+vErrors.push(err856);
+}
+errors++;
+}
+}
+if(data441.privateKey !== undefined){
+let data445 = data441.privateKey;
+if(typeof data445 === "string"){
+if(data445.length < 1){
+const err857 = {instancePath:instancePath+"/clusters/" + i73+"/tls/privateKey",schemaPath:"#/properties/clusters/items/properties/tls/properties/privateKey/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err857];
+}
+else {
+vErrors.push(err857);
+}
+errors++;
+}
+}
+else {
+const err858 = {instancePath:instancePath+"/clusters/" + i73+"/tls/privateKey",schemaPath:"#/properties/clusters/items/properties/tls/properties/privateKey/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err858];
+}
+else {
+vErrors.push(err858);
+}
+errors++;
+}
+}
+if(data441.alpnProtocols !== undefined){
+let data446 = data441.alpnProtocols;
+if(Array.isArray(data446)){
+const len75 = data446.length;
+for(let i75=0; i75<len75; i75++){
+let data447 = data446[i75];
+if(typeof data447 === "string"){
+if(data447.length < 1){
+const err859 = {instancePath:instancePath+"/clusters/" + i73+"/tls/alpnProtocols/" + i75,schemaPath:"#/properties/clusters/items/properties/tls/properties/alpnProtocols/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err859];
+}
+else {
+vErrors.push(err859);
+}
+errors++;
+}
+}
+else {
+const err860 = {instancePath:instancePath+"/clusters/" + i73+"/tls/alpnProtocols/" + i75,schemaPath:"#/properties/clusters/items/properties/tls/properties/alpnProtocols/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err860];
+}
+else {
+vErrors.push(err860);
+}
+errors++;
+}
+}
+}
+else {
+const err861 = {instancePath:instancePath+"/clusters/" + i73+"/tls/alpnProtocols",schemaPath:"#/properties/clusters/items/properties/tls/properties/alpnProtocols/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err861];
+}
+else {
+vErrors.push(err861);
+}
+errors++;
+}
+}
+if(data441.insecureSkipVerify !== undefined){
+if(typeof data441.insecureSkipVerify !== "boolean"){
+const err862 = {instancePath:instancePath+"/clusters/" + i73+"/tls/insecureSkipVerify",schemaPath:"#/properties/clusters/items/properties/tls/properties/insecureSkipVerify/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(vErrors === null){
+vErrors = [err862];
+}
+else {
+vErrors.push(err862);
+}
+errors++;
+}
+}
+}
+else {
+const err863 = {instancePath:instancePath+"/clusters/" + i73+"/tls",schemaPath:"#/properties/clusters/items/properties/tls/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err863];
+}
+else {
+vErrors.push(err863);
+}
+errors++;
+}
+}
+}
+else {
+const err864 = {instancePath:instancePath+"/clusters/" + i73,schemaPath:"#/properties/clusters/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err864];
+}
+else {
+vErrors.push(err864);
+}
+errors++;
+}
+}
+}
+else {
+const err865 = {instancePath:instancePath+"/clusters",schemaPath:"#/properties/clusters/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err865];
+}
+else {
+vErrors.push(err865);
+}
+errors++;
+}
+}
+if(data.telemetry !== undefined){
+let data449 = data.telemetry;
+if(data449 && typeof data449 == "object" && !Array.isArray(data449)){
+for(const key104 in data449){
+if(!(((key104 === "prometheus") || (key104 === "accessLog")) || (key104 === "tracing"))){
+const err866 = {instancePath:instancePath+"/telemetry",schemaPath:"#/properties/telemetry/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key104},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err866];
+}
+else {
+vErrors.push(err866);
+}
+errors++;
+}
+}
+if(data449.prometheus !== undefined){
+let data450 = data449.prometheus;
+if(data450 && typeof data450 == "object" && !Array.isArray(data450)){
+for(const key105 in data450){
+if(!((key105 === "address") || (key105 === "port"))){
+const err867 = {instancePath:instancePath+"/telemetry/prometheus",schemaPath:"#/properties/telemetry/properties/prometheus/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key105},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err867];
+}
+else {
+vErrors.push(err867);
+}
+errors++;
+}
+}
+if(data450.address !== undefined){
+let data451 = data450.address;
+if(typeof data451 === "string"){
+if(data451.length < 1){
+const err868 = {instancePath:instancePath+"/telemetry/prometheus/address",schemaPath:"#/properties/telemetry/properties/prometheus/properties/address/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err868];
+}
+else {
+vErrors.push(err868);
+}
+errors++;
+}
+}
+else {
+const err869 = {instancePath:instancePath+"/telemetry/prometheus/address",schemaPath:"#/properties/telemetry/properties/prometheus/properties/address/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err869];
+}
+else {
+vErrors.push(err869);
+}
+errors++;
+}
+}
+if(data450.port !== undefined){
+let data452 = data450.port;
+if(!((typeof data452 == "number") && (!(data452 % 1) && !isNaN(data452)))){
+const err870 = {instancePath:instancePath+"/telemetry/prometheus/port",schemaPath:"#/properties/telemetry/properties/prometheus/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err870];
+}
+else {
+vErrors.push(err870);
+}
+errors++;
+}
+if(typeof data452 == "number"){
+if(data452 > 65535 || isNaN(data452)){
+const err871 = {instancePath:instancePath+"/telemetry/prometheus/port",schemaPath:"#/properties/telemetry/properties/prometheus/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+if(vErrors === null){
+vErrors = [err871];
+}
+else {
+vErrors.push(err871);
+}
+errors++;
+}
+if(data452 < 0 || isNaN(data452)){
+const err872 = {instancePath:instancePath+"/telemetry/prometheus/port",schemaPath:"#/properties/telemetry/properties/prometheus/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(vErrors === null){
+vErrors = [err872];
+}
+else {
+vErrors.push(err872);
+}
+errors++;
+}
+}
+}
+}
+else {
+const err873 = {instancePath:instancePath+"/telemetry/prometheus",schemaPath:"#/properties/telemetry/properties/prometheus/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err873];
+}
+else {
+vErrors.push(err873);
+}
+errors++;
+}
+}
+if(data449.accessLog !== undefined){
+let data453 = data449.accessLog;
+if(data453 && typeof data453 == "object" && !Array.isArray(data453)){
+if(data453.path === undefined){
+const err874 = {instancePath:instancePath+"/telemetry/accessLog",schemaPath:"#/properties/telemetry/properties/accessLog/required",keyword:"required",params:{missingProperty: "path"},message:"must have required property '"+"path"+"'"};
+if(vErrors === null){
+vErrors = [err874];
+}
+else {
+vErrors.push(err874);
+}
+errors++;
+}
+for(const key106 in data453){
+if(!(key106 === "path")){
+const err875 = {instancePath:instancePath+"/telemetry/accessLog",schemaPath:"#/properties/telemetry/properties/accessLog/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key106},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err875];
+}
+else {
+vErrors.push(err875);
+}
+errors++;
+}
+}
+if(data453.path !== undefined){
+let data454 = data453.path;
+if(typeof data454 === "string"){
+if(data454.length < 1){
+const err876 = {instancePath:instancePath+"/telemetry/accessLog/path",schemaPath:"#/properties/telemetry/properties/accessLog/properties/path/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err876];
+}
+else {
+vErrors.push(err876);
+}
+errors++;
+}
+}
+else {
+const err877 = {instancePath:instancePath+"/telemetry/accessLog/path",schemaPath:"#/properties/telemetry/properties/accessLog/properties/path/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err877];
+}
+else {
+vErrors.push(err877);
+}
+errors++;
+}
+}
+}
+else {
+const err878 = {instancePath:instancePath+"/telemetry/accessLog",schemaPath:"#/properties/telemetry/properties/accessLog/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err878];
+}
+else {
+vErrors.push(err878);
+}
+errors++;
+}
+}
+if(data449.tracing !== undefined){
+let data455 = data449.tracing;
+if(data455 && typeof data455 == "object" && !Array.isArray(data455)){
+if(data455.otlpEndpoint === undefined){
+const err879 = {instancePath:instancePath+"/telemetry/tracing",schemaPath:"#/properties/telemetry/properties/tracing/required",keyword:"required",params:{missingProperty: "otlpEndpoint"},message:"must have required property '"+"otlpEndpoint"+"'"};
+if(vErrors === null){
+vErrors = [err879];
+}
+else {
+vErrors.push(err879);
+}
+errors++;
+}
+for(const key107 in data455){
+if(!(((key107 === "otlpEndpoint") || (key107 === "samplingPercent")) || (key107 === "serviceName"))){
+const err880 = {instancePath:instancePath+"/telemetry/tracing",schemaPath:"#/properties/telemetry/properties/tracing/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key107},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err880];
+}
+else {
+vErrors.push(err880);
+}
+errors++;
+}
+}
+if(data455.otlpEndpoint !== undefined){
+let data456 = data455.otlpEndpoint;
+if(typeof data456 === "string"){
+if(!pattern4.test(data456)){
+const err881 = {instancePath:instancePath+"/telemetry/tracing/otlpEndpoint",schemaPath:"#/properties/telemetry/properties/tracing/properties/otlpEndpoint/pattern",keyword:"pattern",params:{pattern: "^https?://"},message:"must match pattern \""+"^https?://"+"\""};
+if(vErrors === null){
+vErrors = [err881];
+}
+else {
+vErrors.push(err881);
+}
+errors++;
+}
+}
+else {
+const err882 = {instancePath:instancePath+"/telemetry/tracing/otlpEndpoint",schemaPath:"#/properties/telemetry/properties/tracing/properties/otlpEndpoint/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err882];
+}
+else {
+vErrors.push(err882);
+}
+errors++;
+}
+}
+if(data455.samplingPercent !== undefined){
+let data457 = data455.samplingPercent;
+if(typeof data457 == "number"){
+if(data457 > 100 || isNaN(data457)){
+const err883 = {instancePath:instancePath+"/telemetry/tracing/samplingPercent",schemaPath:"#/properties/telemetry/properties/tracing/properties/samplingPercent/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
+if(vErrors === null){
+vErrors = [err883];
+}
+else {
+vErrors.push(err883);
+}
+errors++;
+}
+if(data457 < 0 || isNaN(data457)){
+const err884 = {instancePath:instancePath+"/telemetry/tracing/samplingPercent",schemaPath:"#/properties/telemetry/properties/tracing/properties/samplingPercent/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(vErrors === null){
+vErrors = [err884];
+}
+else {
+vErrors.push(err884);
+}
+errors++;
+}
+}
+else {
+const err885 = {instancePath:instancePath+"/telemetry/tracing/samplingPercent",schemaPath:"#/properties/telemetry/properties/tracing/properties/samplingPercent/type",keyword:"type",params:{type: "number"},message:"must be number"};
+if(vErrors === null){
+vErrors = [err885];
+}
+else {
+vErrors.push(err885);
+}
+errors++;
+}
+}
+if(data455.serviceName !== undefined){
+let data458 = data455.serviceName;
+if(typeof data458 === "string"){
+if(data458.length < 1){
+const err886 = {instancePath:instancePath+"/telemetry/tracing/serviceName",schemaPath:"#/properties/telemetry/properties/tracing/properties/serviceName/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err886];
+}
+else {
+vErrors.push(err886);
+}
+errors++;
+}
+}
+else {
+const err887 = {instancePath:instancePath+"/telemetry/tracing/serviceName",schemaPath:"#/properties/telemetry/properties/tracing/properties/serviceName/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err887];
+}
+else {
+vErrors.push(err887);
+}
+errors++;
+}
+}
+}
+else {
+const err888 = {instancePath:instancePath+"/telemetry/tracing",schemaPath:"#/properties/telemetry/properties/tracing/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err888];
+}
+else {
+vErrors.push(err888);
+}
+errors++;
+}
+}
+}
+else {
+const err889 = {instancePath:instancePath+"/telemetry",schemaPath:"#/properties/telemetry/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err889];
+}
+else {
+vErrors.push(err889);
+}
+errors++;
+}
+}
+}
+else {
+const err890 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err890];
+}
+else {
+vErrors.push(err890);
 }
 errors++;
 }

@@ -170,6 +170,129 @@ const routeConfiguration = obj(
   ["name", "virtualHosts"],
 );
 
+// Security filters. Permissions and principals nest (and/or/not), hence $defs and $ref; each is exactly one
+// field, as Envoy's oneof.
+const rbacString = obj(
+  { exact: str, prefix: str, suffix: str, contains: str, regex: nonEmpty, ignoreCase: bool },
+  [],
+  { minProperties: 1 },
+);
+const rbacHeader = obj(
+  {
+    name: nonEmpty,
+    exact: str,
+    prefix: str,
+    suffix: str,
+    contains: str,
+    regex: nonEmpty,
+    ignoreCase: bool,
+    present: bool,
+    invert: bool,
+  },
+  ["name"],
+);
+const one = { minProperties: 1, maxProperties: 1 };
+const permissionRef = { $ref: "#/$defs/rbacPermission" };
+const principalRef = { $ref: "#/$defs/rbacPrincipal" };
+const RBAC_DEFS = {
+  rbacPermission: obj(
+    {
+      any: { const: true },
+      andRules: arr(permissionRef),
+      orRules: arr(permissionRef),
+      notRule: permissionRef,
+      header: rbacHeader,
+      urlPath: rbacString,
+      uriTemplate: { type: "string", pattern: "^/" },
+      destinationIp: nonEmpty,
+      destinationPort: port,
+      requestedServerName: rbacString,
+    },
+    [],
+    one,
+  ),
+  rbacPrincipal: obj(
+    {
+      any: { const: true },
+      andIds: arr(principalRef),
+      orIds: arr(principalRef),
+      notId: principalRef,
+      authenticated: obj({ principalName: rbacString }),
+      directRemoteIp: nonEmpty,
+      remoteIp: nonEmpty,
+      header: rbacHeader,
+      requestPrincipal: rbacString,
+      jwtClaim: obj({ path: arr(nonEmpty, { minItems: 1 }), value: rbacString }, ["path", "value"]),
+    },
+    [],
+    one,
+  ),
+};
+const rbacPolicies = {
+  type: "object",
+  additionalProperties: obj({ permissions: arr(permissionRef), principals: arr(principalRef) }, [
+    "permissions",
+    "principals",
+  ]),
+};
+const rbacRules = obj({ action: { enum: ["ALLOW", "DENY", "LOG"] }, policies: rbacPolicies }, [
+  "action",
+  "policies",
+]);
+const rbac = arr(
+  obj({ rules: rbacRules, shadowRules: rbacRules, shadowRulesStatPrefix: str, rulesStatPrefix: str }),
+);
+const extAuthz = arr(
+  obj(
+    {
+      cluster: nonEmpty,
+      pathPrefix: str,
+      authority: nonEmpty,
+      timeoutMs: positiveInt,
+      failureModeAllow: bool,
+      statusOnError: { type: "integer", minimum: 200, maximum: 599 },
+      includeRequestHeaders: arr(nonEmpty),
+      headersToUpstreamOnAllow: arr(nonEmpty),
+      headersToDownstreamOnDeny: arr(nonEmpty),
+      policies: rbacPolicies,
+    },
+    ["cluster"],
+  ),
+);
+const jwtAuthn = obj(
+  {
+    providers: arr(
+      obj(
+        {
+          name: nonEmpty,
+          issuer: nonEmpty,
+          audiences: arr(nonEmpty),
+          localJwks: nonEmpty,
+          remoteJwks: obj(
+            {
+              uri: { type: "string", pattern: "^https?://" },
+              cluster: nonEmpty,
+              timeoutMs: positiveInt,
+              cacheDurationMs: positiveInt,
+            },
+            ["uri"],
+          ),
+          fromHeaders: arr(obj({ name: nonEmpty, valuePrefix: str }, ["name"])),
+          fromParams: arr(nonEmpty),
+          fromCookies: arr(nonEmpty),
+          forward: bool,
+          forwardPayloadHeader: nonEmpty,
+          clockSkewSeconds: nonNegInt,
+          maxTokenBytes: { type: "integer", minimum: 64, maximum: 1024 * 1024 },
+        },
+        ["name"],
+      ),
+      { minItems: 1 },
+    ),
+  },
+  ["providers"],
+);
+
 const listenerLimits = obj({
   maxRequestHeadersBytes: { type: "integer", minimum: 1024, maximum: 1024 * 1024 },
   maxRequestHeaders: { type: "integer", minimum: 1, maximum: 10_000 },
@@ -208,13 +331,22 @@ const filterChain = obj(
             statPrefix: nonEmpty,
             reporter: { enum: ["source", "destination"] },
             localRateLimit,
+            jwtAuthn,
+            extAuthz,
+            rbac,
           },
           ["type"],
         ),
-        obj({ type: { const: "tcp" }, cluster: nonEmpty, statPrefix: nonEmpty, idleTimeoutMs: positiveInt }, [
-          "type",
-          "cluster",
-        ]),
+        obj(
+          {
+            type: { const: "tcp" },
+            cluster: nonEmpty,
+            statPrefix: nonEmpty,
+            idleTimeoutMs: positiveInt,
+            rbac,
+          },
+          ["type", "cluster"],
+        ),
       ],
     },
   },
@@ -310,4 +442,5 @@ export const PROXY_CONFIG_SCHEMA: Schema = {
     },
     ["listeners"],
   ),
+  $defs: RBAC_DEFS,
 };

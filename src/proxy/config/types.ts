@@ -124,6 +124,16 @@ export interface HttpConnectionManagerConfig {
   readonly reporter?: "source" | "destination";
   /** A token bucket for every request of this chain, before routing; beyond it 429 with flag RL. */
   readonly localRateLimit?: LocalRateLimit;
+  /**
+   * Envoy's jwt_authn: tokens verified before routing; a verified token's principal (iss/sub) and payload are
+   * what RBAC's requestPrincipal and jwtClaim match. An invalid token: 401; no token: the request passes
+   * without a principal.
+   */
+  readonly jwtAuthn?: JwtAuthnConfig;
+  /** Envoy's ext_authz (HTTP), in order, after jwtAuthn and before rbac. */
+  readonly extAuthz?: readonly ExtAuthzConfig[];
+  /** Envoy's RBAC filters, in order, after jwtAuthn and extAuthz; the first that denies answers 403. */
+  readonly rbac?: readonly RbacConfig[];
 }
 
 export interface TcpProxyConfig {
@@ -132,6 +142,166 @@ export interface TcpProxyConfig {
   readonly statPrefix?: string;
   /** Close a connection idle in both directions this long. Default 1 hour. */
   readonly idleTimeoutMs?: number;
+  /**
+   * Envoy's network RBAC filters, in order, when the connection is accepted: a denied connection is closed.
+   * Only source IP, TLS peer, destination IP/port and SNI are known; header, path, method and JWT matchers
+   * never match here.
+   */
+  readonly rbac?: readonly RbacConfig[];
+}
+
+// -------------------------------------------------------------------------------------------- security
+
+/** Envoy's StringMatcher: exactly one of exact, prefix, suffix, contains, regex (RE2, whole value). */
+export interface RbacStringMatcher {
+  readonly exact?: string;
+  readonly prefix?: string;
+  readonly suffix?: string;
+  readonly contains?: string;
+  readonly regex?: string;
+  readonly ignoreCase?: boolean;
+}
+
+/**
+ * A header of the request (pseudo-headers :method, :authority, :path included; several values joined with
+ * ","). Without a value matcher: present. `invert`: the result negated (an absent header matches then).
+ */
+export interface RbacHeaderMatcher extends RbacStringMatcher {
+  readonly name: string;
+  readonly present?: boolean;
+  readonly invert?: boolean;
+}
+
+/** Envoy's RBAC permission: what the request asks for. Exactly one field. */
+export interface RbacPermission {
+  readonly any?: true;
+  readonly andRules?: readonly RbacPermission[];
+  readonly orRules?: readonly RbacPermission[];
+  readonly notRule?: RbacPermission;
+  readonly header?: RbacHeaderMatcher;
+  /** The path without query, dot segments resolved and unreserved %XX decoded. */
+  readonly urlPath?: RbacStringMatcher;
+  /** Envoy's uri_template: `{*}` one segment, `{**}` the rest of the path (last). */
+  readonly uriTemplate?: string;
+  /** CIDR or address of the local address the connection arrived at. */
+  readonly destinationIp?: string;
+  readonly destinationPort?: number;
+  /** TLS SNI of the connection. */
+  readonly requestedServerName?: RbacStringMatcher;
+}
+
+/** Envoy's RBAC principal: who asks. Exactly one field. */
+export interface RbacPrincipal {
+  readonly any?: true;
+  readonly andIds?: readonly RbacPrincipal[];
+  readonly orIds?: readonly RbacPrincipal[];
+  readonly notId?: RbacPrincipal;
+  /**
+   * A TLS peer whose certificate the chain verified; principalName matches its URI SAN (else its subject).
+   * Plain-text connections never match.
+   */
+  readonly authenticated?: { readonly principalName?: RbacStringMatcher };
+  /** CIDR or address of the downstream socket's peer. */
+  readonly directRemoteIp?: string;
+  /** CIDR or address of the client (this proxy trusts no x-forwarded-for hop: the socket's peer). */
+  readonly remoteIp?: string;
+  readonly header?: RbacHeaderMatcher;
+  /** The verified JWT's "iss/sub" (jwtAuthn); no verified token never matches. */
+  readonly requestPrincipal?: RbacStringMatcher;
+  /** A claim of the verified JWT's payload at `path`; a list claim matches when one element does. */
+  readonly jwtClaim?: { readonly path: readonly string[]; readonly value: RbacStringMatcher };
+}
+
+/** A policy matches when one of its permissions and one of its principals match. */
+export interface RbacPolicy {
+  readonly permissions: readonly RbacPermission[];
+  readonly principals: readonly RbacPrincipal[];
+}
+
+export interface RbacRules {
+  /**
+   * ALLOW: a request that matches no policy is denied (no policies: every request is). DENY: a request that
+   * matches one is denied. LOG: never denies; the match is counted (rbac.logged) and noted in the access log.
+   */
+  readonly action: "ALLOW" | "DENY" | "LOG";
+  /** By name, evaluated in name order (the first match is the effective policy). */
+  readonly policies: Readonly<Record<string, RbacPolicy>>;
+}
+
+/** Envoy's RBAC filter: rules enforced, shadow rules only evaluated and counted (dry run). */
+export interface RbacConfig {
+  /** Absent: nothing enforced. */
+  readonly rules?: RbacRules;
+  readonly shadowRules?: RbacRules;
+  /** Inserted in the shadow counters' names: rbac.PREFIXshadow_allowed. */
+  readonly shadowRulesStatPrefix?: string;
+  /** Inserted in the enforced counters' names: rbac.PREFIXallowed. */
+  readonly rulesStatPrefix?: string;
+}
+
+/**
+ * Envoy's ext_authz with an HTTP service: the request's method, path and headers (without body) are sent to
+ * `cluster` as a check; a 200 answer lets it through (with the headersToUpstreamOnAllow it names), any other
+ * status is the client's answer (403 when it is not an error status), flag UAEX.
+ */
+export interface ExtAuthzConfig {
+  readonly cluster: string;
+  /** Prepended to the request's path in the check. */
+  readonly pathPrefix?: string;
+  /** Authority of the check request. Default: the cluster's name. */
+  readonly authority?: string;
+  /** Default 200 (Envoy's). */
+  readonly timeoutMs?: number;
+  /** The service unreachable, timing out or answering 5xx: let the request through (true) or answer statusOnError. */
+  readonly failureModeAllow?: boolean;
+  /** Default 403. */
+  readonly statusOnError?: number;
+  /** Request headers sent to the service (besides :method, :path, host, content-length). Default: all. */
+  readonly includeRequestHeaders?: readonly string[];
+  /** Headers of an OK answer copied to the upstream request. */
+  readonly headersToUpstreamOnAllow?: readonly string[];
+  /** Headers of a denying answer copied to the client's response. Default: all of them. */
+  readonly headersToDownstreamOnDeny?: readonly string[];
+  /** Only requests matching one of these are checked (Istio's CUSTOM rules). Absent: every request. */
+  readonly policies?: Readonly<Record<string, RbacPolicy>>;
+}
+
+export interface JwtAuthnConfig {
+  readonly providers: readonly JwtProvider[];
+}
+
+/** Envoy's JwtProvider (with Istio's requirement: any of the providers, or no token at all). */
+export interface JwtProvider {
+  readonly name: string;
+  /** The token's iss must be this. Absent: any issuer. */
+  readonly issuer?: string;
+  /** The token's aud must contain one of these. Absent: not checked. */
+  readonly audiences?: readonly string[];
+  /** A JWKS document (JSON text). */
+  readonly localJwks?: string;
+  /** A JWKS fetched on first use, kept cacheDurationMs, refetched on expiry and on an unknown kid. */
+  readonly remoteJwks?: {
+    /** http(s) URL of the JWKS. */
+    readonly uri: string;
+    /** Connect to this cluster's endpoint instead of resolving the URI's host. */
+    readonly cluster?: string;
+    /** Default 5,000. */
+    readonly timeoutMs?: number;
+    /** Default 600,000 (Envoy's 10 minutes). */
+    readonly cacheDurationMs?: number;
+  };
+  /** Where the token is looked for. None of fromHeaders/fromParams/fromCookies: Authorization: Bearer and ?access_token. */
+  readonly fromHeaders?: readonly { readonly name: string; readonly valuePrefix?: string }[];
+  readonly fromParams?: readonly string[];
+  readonly fromCookies?: readonly string[];
+  /** Keep the token in the request forwarded upstream. Default false: a header carrying it is removed. */
+  readonly forward?: boolean;
+  /** The verified payload, base64url JSON, in this request header. */
+  readonly forwardPayloadHeader?: string;
+  /** Default 60 (Envoy's). */
+  readonly clockSkewSeconds?: number;
+  /** Tokens longer than this are refused. Default 8,192. */
+  readonly maxTokenBytes?: number;
 }
 
 // ----------------------------------------------------------------------------------------------- routing

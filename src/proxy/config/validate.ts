@@ -1,10 +1,21 @@
 // ProxyConfig validation: the JSON Schema first (types, unknown fields), then the rules a schema cannot say
 // (unique names, references, one action per route, RE2 syntax, TLS material that loads). A config with any
 // error is refused as a whole; the running config stays.
+import net from "node:net";
 import type { ErrorObject } from "ajv";
 import { RE2, tlsModule } from "../lazy-modules.ts";
 import { validate as validateSchema } from "./schema-validator.gen.ts";
-import type { ProxyConfig, RouteConfiguration } from "./types.ts";
+import type {
+  ExtAuthzConfig,
+  JwtAuthnConfig,
+  ProxyConfig,
+  RbacConfig,
+  RbacPermission,
+  RbacPolicy,
+  RbacPrincipal,
+  RbacStringMatcher,
+  RouteConfiguration,
+} from "./types.ts";
 
 export interface ConfigProblem {
   readonly severity: "error" | "warning";
@@ -183,6 +194,7 @@ function semanticProblems(c: ProxyConfig): ConfigProblem[] {
       if (fc.tls)
         tlsLoads(err, [...p, "tls"], fc.tls.certificateChain, fc.tls.privateKey, fc.tls.validationContext);
       const f = fc.filter;
+      if (f.rbac) checkRbac(f.rbac, [...p, "filter", "rbac"], err);
       if (f.type === "tcp") {
         if (!clusterNames.has(f.cluster))
           warn(
@@ -197,6 +209,8 @@ function semanticProblems(c: ProxyConfig): ConfigProblem[] {
         err([...p, "filter", "routeConfigName"], `route configuration "${f.routeConfigName}" is not defined`);
       if (f.routeConfig)
         checkRouteConfig(f.routeConfig, [...p, "filter", "routeConfig"], clusterNames, err, warn);
+      if (f.extAuthz) checkExtAuthz(f.extAuthz, [...p, "filter", "extAuthz"], clusterNames, err, warn);
+      if (f.jwtAuthn) checkJwtAuthn(f.jwtAuthn, [...p, "filter", "jwtAuthn"], clusterNames, err);
     });
   });
   return out;
@@ -316,4 +330,127 @@ function isPrime(n: number): boolean {
   if (n < 2) return false;
   for (let i = 2; i * i <= n; i++) if (n % i === 0) return false;
   return true;
+}
+
+function checkRbac(filters: readonly RbacConfig[], base: Array<string | number>, err: Report): void {
+  filters.forEach((f, i) => {
+    for (const which of ["rules", "shadowRules"] as const) {
+      const r = f[which];
+      if (r) checkPolicies(r.policies, [...base, i, which, "policies"], err);
+    }
+  });
+}
+
+function checkPolicies(
+  policies: Readonly<Record<string, RbacPolicy>>,
+  base: Array<string | number>,
+  err: Report,
+): void {
+  for (const [name, policy] of Object.entries(policies)) {
+    policy.permissions.forEach((x, i) => {
+      checkPermission(x, [...base, name, "permissions", i], err);
+    });
+    policy.principals.forEach((x, i) => {
+      checkPrincipal(x, [...base, name, "principals", i], err);
+    });
+  }
+}
+
+function checkMatcher(m: RbacStringMatcher, path: Array<string | number>, err: Report): void {
+  const kinds = [m.exact, m.prefix, m.suffix, m.contains, m.regex].filter((x) => x !== undefined).length;
+  if (kinds > 1) err(path, "at most one of exact, prefix, suffix, contains and regex");
+  if (m.regex !== undefined) re2(err, [...path, "regex"], m.regex);
+}
+
+function checkCidr(v: string, path: Array<string | number>, err: Report): void {
+  const [addr, len, extra] = v.split("/");
+  const family = net.isIP(addr ?? "");
+  const max = family === 6 ? 128 : 32;
+  if (family === 0 || extra !== undefined || (len !== undefined && (!/^\d+$/.test(len) || Number(len) > max)))
+    err(path, `"${v}" is not an IP address or CIDR range`);
+}
+
+function checkPermission(x: RbacPermission, path: Array<string | number>, err: Report): void {
+  x.andRules?.forEach((y, i) => {
+    checkPermission(y, [...path, "andRules", i], err);
+  });
+  x.orRules?.forEach((y, i) => {
+    checkPermission(y, [...path, "orRules", i], err);
+  });
+  if (x.notRule) checkPermission(x.notRule, [...path, "notRule"], err);
+  if (x.header) checkMatcher(x.header, [...path, "header"], err);
+  if (x.urlPath) checkMatcher(x.urlPath, [...path, "urlPath"], err);
+  if (x.requestedServerName) checkMatcher(x.requestedServerName, [...path, "requestedServerName"], err);
+  if (x.destinationIp !== undefined) checkCidr(x.destinationIp, [...path, "destinationIp"], err);
+  if (x.uriTemplate !== undefined) {
+    const segs = x.uriTemplate.split("/").slice(1);
+    const dbl = segs.indexOf("{**}");
+    if (
+      (dbl !== -1 && segs.slice(dbl + 1).some((s) => s === "{*}" || s === "{**}")) ||
+      segs.some((s) => /[{}]/.test(s.replace(/^\{\*\*?\}$/, "")))
+    )
+      err([...path, "uriTemplate"], "only whole segments {*}, and one {**} with no operator after it");
+  }
+}
+
+function checkPrincipal(x: RbacPrincipal, path: Array<string | number>, err: Report): void {
+  x.andIds?.forEach((y, i) => {
+    checkPrincipal(y, [...path, "andIds", i], err);
+  });
+  x.orIds?.forEach((y, i) => {
+    checkPrincipal(y, [...path, "orIds", i], err);
+  });
+  if (x.notId) checkPrincipal(x.notId, [...path, "notId"], err);
+  if (x.header) checkMatcher(x.header, [...path, "header"], err);
+  if (x.authenticated?.principalName)
+    checkMatcher(x.authenticated.principalName, [...path, "authenticated", "principalName"], err);
+  if (x.requestPrincipal) checkMatcher(x.requestPrincipal, [...path, "requestPrincipal"], err);
+  if (x.jwtClaim) checkMatcher(x.jwtClaim.value, [...path, "jwtClaim", "value"], err);
+  if (x.directRemoteIp !== undefined) checkCidr(x.directRemoteIp, [...path, "directRemoteIp"], err);
+  if (x.remoteIp !== undefined) checkCidr(x.remoteIp, [...path, "remoteIp"], err);
+}
+
+function checkExtAuthz(
+  filters: readonly ExtAuthzConfig[],
+  base: Array<string | number>,
+  clusters: ReadonlySet<string>,
+  err: Report,
+  warn: Report,
+): void {
+  filters.forEach((f, i) => {
+    if (!clusters.has(f.cluster))
+      warn(
+        [...base, i, "cluster"],
+        `cluster "${f.cluster}" is not defined; checks fail (${f.failureModeAllow ? "allowed" : "denied"})`,
+      );
+    if (f.policies) checkPolicies(f.policies, [...base, i, "policies"], err);
+  });
+}
+
+function checkJwtAuthn(
+  c: JwtAuthnConfig,
+  base: Array<string | number>,
+  clusters: ReadonlySet<string>,
+  err: Report,
+): void {
+  const names = new Set<string>();
+  c.providers.forEach((p, i) => {
+    const pp = [...base, "providers", i];
+    if (names.has(p.name)) err([...pp, "name"], `duplicate provider name "${p.name}"`);
+    names.add(p.name);
+    if ((p.localJwks === undefined) === (p.remoteJwks === undefined))
+      err(pp, "a provider needs exactly one of localJwks and remoteJwks");
+    if (p.localJwks !== undefined) {
+      let keys: unknown;
+      try {
+        keys = (JSON.parse(p.localJwks) as { keys?: unknown }).keys;
+      } catch {
+        keys = undefined;
+      }
+      if (!Array.isArray(keys)) err([...pp, "localJwks"], 'not a JWKS document ({"keys": [...]})');
+    }
+    const rc = p.remoteJwks?.cluster;
+    if (rc !== undefined && !clusters.has(rc))
+      err([...pp, "remoteJwks", "cluster"], `cluster "${rc}" is not defined`);
+  });
 }

@@ -5,6 +5,7 @@
 import net from "node:net";
 import { type CompiledCors, isPreflight } from "../filters/cors.ts";
 import type { CompiledFault } from "../filters/fault.ts";
+import type { SecurityVerdict } from "../filters/rbac-http.ts";
 import { http2Module } from "../http2/lazy.ts";
 import { holdUntilEndOfTurn } from "../io/end-of-turn-flush.ts";
 import type { HashInput } from "../lb/hash-policy.ts";
@@ -195,6 +196,48 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
     }
     this.authority = authority.toLowerCase();
     this.path = target;
+    const security = this.rt.security;
+    if (security !== undefined) {
+      const v = security.check({
+        method: head.method,
+        authority: this.authority,
+        path: target,
+        headers: head.headers,
+        socket: this.socket,
+      });
+      if (v instanceof Promise) {
+        // The body waits in the buffer (WAIT_POOL forwards nothing) until the filters decide.
+        this.state = WAIT_POOL;
+        this.socket.pause();
+        v.then(
+          (r) => this.securityDone(head, target, r),
+          () => this.securityDone(head, target, { status: 500, body: "", headers: [] }),
+        );
+        return;
+      }
+      if (v !== null) {
+        this.securityDenied(v);
+        return;
+      }
+    }
+    this.routeRequest(head, target);
+  }
+
+  private securityDone(head: RequestHead, target: string, v: SecurityVerdict): void {
+    if (this.state !== WAIT_POOL || this.req !== head) return;
+    this.socket.resume();
+    if (v !== null) this.securityDenied(v);
+    else this.routeRequest(head, target);
+  }
+
+  private securityDenied(v: NonNullable<SecurityVerdict>): void {
+    let extra = "";
+    for (let i = 0; i < v.headers.length; i += 2) extra += `${v.headers[i]}: ${v.headers[i + 1]}\r\n`;
+    this.local(v.status, v.body, extra);
+  }
+
+  /** After the security filters: the chain's rate limit, routing and the route's filters. */
+  private routeRequest(head: RequestHead, target: string): void {
     const limit = this.rt.rateLimit;
     if (limit !== undefined && !limit.take(Date.now())) {
       this.localFlag(ResponseFlag.RateLimited, "");

@@ -5,6 +5,7 @@ import http2 from "node:http2";
 import type net from "node:net";
 import { type CompiledCors, isPreflight } from "../filters/cors.ts";
 import type { CompiledFault } from "../filters/fault.ts";
+import type { SecurityVerdict } from "../filters/rbac-http.ts";
 import { ChunkedDecoder } from "../http1/chunked.ts";
 import type { ResponseHead } from "../http1/head-parser.ts";
 import { replyForFlag } from "../http1/local-reply.ts";
@@ -147,6 +148,51 @@ class Http2Exchange implements PoolWaiter, ResponseHandler {
       this.local(405, "CONNECT over HTTP/2 is not supported");
       return;
     }
+    const security = this.rt.security;
+    const socket = this.stream.session?.socket;
+    if (security !== undefined && socket !== undefined) {
+      const v = security.check({
+        method: this.method,
+        authority: this.authority,
+        path: this.path,
+        headers: this.flat,
+        socket,
+      });
+      if (v instanceof Promise) {
+        // The body stays unread (flow control holds the client) until the filters decide.
+        v.then(
+          (r) => {
+            if (this.done) return;
+            if (r !== null) this.securityDenied(r);
+            else this.routeRequest();
+          },
+          () => {
+            if (!this.done) this.local(500, "");
+          },
+        );
+        return;
+      }
+      if (v !== null) {
+        this.securityDenied(v);
+        return;
+      }
+    }
+    this.routeRequest();
+  }
+
+  private securityDenied(v: NonNullable<SecurityVerdict>): void {
+    const h: http2.OutgoingHttpHeaders = { ":status": v.status };
+    for (let i = 0; i < v.headers.length; i += 2) h[v.headers[i]!] = v.headers[i + 1]!;
+    if (v.body !== "") h["content-type"] = "text/plain";
+    this.rt.countResponse(v.status, null, null);
+    this.bytesOut += v.body.length;
+    this.respond(h, v.body === "");
+    if (v.body !== "" && !this.stream.destroyed) this.stream.end(v.body);
+    this.finish(false);
+  }
+
+  /** After the security filters: the chain's rate limit, routing and the route's filters. */
+  private routeRequest(): void {
     const limit = this.rt.rateLimit;
     if (limit !== undefined && !limit.take(Date.now())) {
       this.flag(ResponseFlag.RateLimited, "");

@@ -3,6 +3,7 @@
 // swap changes what the next request sees without touching open connections.
 import type { HttpConnectionManagerConfig, ListenerLimits } from "../config/types.ts";
 import { keepBucket, TokenBucket } from "../filters/local-rate-limit.ts";
+import { HttpSecurity } from "../filters/rbac-http.ts";
 import type { HeadLimits } from "../http1/head-parser.ts";
 import type { Http2Downstream } from "../http2/downstream.ts";
 import { http2Module } from "../http2/lazy.ts";
@@ -50,6 +51,8 @@ export class HttpRuntime {
   draining = false;
   /** The chain's local rate limit, before routing. */
   rateLimit: TokenBucket | undefined;
+  /** jwt_authn, ext_authz and RBAC before routing; undefined when the chain has none. */
+  security: HttpSecurity | undefined;
   /** Which side of the hop this chain serves (telemetry). */
   reporter: "source" | "destination";
   /** The proxy's telemetry sink (shared, replaced on config swap). */
@@ -81,6 +84,7 @@ export class HttpRuntime {
     this.idleTimeoutMs = limits?.idleTimeoutMs ?? 300_000;
     this.rateLimit = config.localRateLimit ? new TokenBucket(config.localRateLimit, Date.now()) : undefined;
     this.reporter = config.reporter ?? "destination";
+    this.security = HttpSecurity.of(config, clusters, store);
     this.store = store;
     const p = `http.${config.statPrefix ?? "ingress_http"}.`;
     this.prefix = p;
@@ -114,6 +118,7 @@ export class HttpRuntime {
     this.codec = next.codec;
     this.rateLimit = keepBucket(this.rateLimit, next.rateLimit);
     this.reporter = next.reporter;
+    this.security = next.security;
   }
 
   /** The HTTP/2 side of this chain, created on the first HTTP/2 connection. */

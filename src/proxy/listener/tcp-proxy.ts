@@ -2,6 +2,7 @@
 // bytes flow both ways with backpressure (pipe), and either side closing closes the other.
 import net from "node:net";
 import type { TcpProxyConfig } from "../config/types.ts";
+import { NetworkRbac } from "../filters/rbac-http.ts";
 import type { Counter, Gauge, StatsStore } from "../stats/stats.ts";
 import { TelemetrySlot } from "../telemetry/telemetry-slot.ts";
 import type { ClusterManager, Endpoint } from "../upstream/cluster.ts";
@@ -16,6 +17,7 @@ export class TcpProxyRuntime {
   readonly sockets = new Set<net.Socket>();
 
   private readonly telemetry: TelemetrySlot;
+  private readonly rbac: NetworkRbac | undefined;
 
   constructor(
     config: TcpProxyConfig,
@@ -31,6 +33,7 @@ export class TcpProxyRuntime {
     this.cxActive = store.gauge(`${p}downstream_cx_active`);
     this.noRoute = store.counter(`${p}downstream_cx_no_route`);
     this.connectFail = store.counter(`${p}upstream_cx_connect_fail`);
+    this.rbac = NetworkRbac.of(config, store);
   }
 
   handle(down: net.Socket, preread?: Buffer): void {
@@ -41,6 +44,11 @@ export class TcpProxyRuntime {
       this.sockets.delete(down);
       this.cxActive.value--;
     });
+    // Network RBAC: a denied connection is closed before any upstream is chosen.
+    if (this.rbac !== undefined && !this.rbac.allows(down)) {
+      down.destroy();
+      return;
+    }
     const cluster = this.clusters.get(this.config.cluster);
     const ep = cluster?.lb.pick({}) as Endpoint | undefined;
     if (!cluster || !ep) {
