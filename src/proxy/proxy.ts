@@ -17,12 +17,12 @@ export interface ApplyResult {
 
 export class ProxyServer {
   readonly stats = new StatsStore();
-  readonly clusters = new ClusterManager(this.stats);
+  /** TLS secrets by name (the workload certificate, trusted roots) that listeners and clusters may refer to. */
+  readonly secrets = new SecretStore();
+  readonly clusters = new ClusterManager(this.stats, this.secrets);
   /** The telemetry sink every HTTP runtime reports to; set on apply from config.telemetry. */
   readonly telemetry = new TelemetrySlot();
   readonly telemetryManager = new TelemetryManager(this.telemetry, this.stats);
-  /** TLS secrets by name (the workload certificate, trusted roots) that listeners and clusters may refer to. */
-  readonly secrets = new SecretStore();
   private readonly listeners = new Map<string, Listener>();
   private current: ProxyConfig | undefined;
   private appliedAt: Date | undefined;
@@ -64,12 +64,19 @@ export class ProxyServer {
     try {
       nextClusters = this.clusters.prepare(config.clusters ?? ([] as ClusterConfig[]));
       for (const lc of config.listeners) {
-        const chains = Listener.prepareChains(lc, routeConfigs, this.clusters, this.stats, this.telemetry);
+        const chains = Listener.prepareChains(
+          lc,
+          routeConfigs,
+          this.clusters,
+          this.stats,
+          this.telemetry,
+          this.secrets,
+        );
         const existing = this.listeners.get(lc.name);
         const sameSocket =
           existing && existing.address === (lc.address ?? "0.0.0.0") && existing.config.port === lc.port;
         prepared.push({
-          listener: sameSocket ? existing : new Listener(lc),
+          listener: sameSocket ? existing : new Listener(lc, this.secrets),
           config: lc,
           chains,
           fresh: !sameSocket,

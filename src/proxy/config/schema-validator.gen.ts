@@ -3,7 +3,7 @@
 "use strict";
 export const validate = validate20;
 export default validate20;
-const schema31 = {"$schema":"https://json-schema.org/draft/2020-12/schema","$id":"https://isthmus.io/schemas/proxy-config.json","title":"isthmus ProxyConfig","description":"Configuration of the isthmus proxy: listeners -> filter chains -> HTTP routes -> clusters -> endpoints. See docs/proxy.md.","type":"object","additionalProperties":false,"properties":{"version":{"type":"string"},"node":{"type":"object","additionalProperties":false,"properties":{"id":{"type":"string"},"cluster":{"type":"string"},"metadata":{"type":"object","additionalProperties":{"type":"string"}}}},"admin":{"type":"object","additionalProperties":false,"properties":{"address":{"type":"string","minLength":1},"port":{"type":"integer","minimum":0,"maximum":65535}}},"listeners":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"address":{"type":"string","minLength":1},"port":{"type":"integer","minimum":0,"maximum":65535},"filterChains":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string"},"match":{"type":"object","additionalProperties":false,"properties":{"destinationPort":{"type":"integer","minimum":0,"maximum":65535},"serverNames":{"type":"array","items":{"type":"string","minLength":1}},"applicationProtocols":{"type":"array","items":{"type":"string","minLength":1}}}},"tls":{"type":"object","additionalProperties":false,"properties":{"certificateChain":{"type":"string","minLength":1},"privateKey":{"type":"string","minLength":1},"validationContext":{"type":"string","minLength":1},"requireClientCertificate":{"type":"boolean"},"alpnProtocols":{"type":"array","items":{"type":"string","minLength":1}}},"required":["certificateChain","privateKey"]},"filter":{"oneOf":[{"type":"object","additionalProperties":false,"properties":{"type":{"const":"http"},"routeConfigName":{"type":"string","minLength":1},"routeConfig":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"virtualHosts":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"domains":{"type":"array","items":{"type":"string","minLength":1},"minItems":1},"routes":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string"},"match":{"type":"object","additionalProperties":false,"properties":{"prefix":{"type":"string"},"path":{"type":"string"},"regex":{"type":"string"},"caseSensitive":{"type":"boolean"},"headers":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"regex":{"type":"string"},"present":{"type":"boolean"},"invert":{"type":"boolean"}},"required":["name"]}},"queryParameters":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"exact":{"type":"string"},"prefix":{"type":"string"},"regex":{"type":"string"},"present":{"type":"boolean"}},"required":["name"]}}}},"route":{"type":"object","additionalProperties":false,"properties":{"cluster":{"type":"string","minLength":1},"weightedClusters":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"weight":{"type":"integer","minimum":0},"requestHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"requestHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"responseHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}}},"required":["name","weight"]},"minItems":1},"prefixRewrite":{"type":"string"},"regexRewrite":{"type":"object","additionalProperties":false,"properties":{"pattern":{"type":"string","minLength":1},"substitution":{"type":"string"}},"required":["pattern","substitution"]},"hostRewrite":{"type":"string","minLength":1},"hashPolicy":{"type":"array","items":{"oneOf":[{"type":"object","additionalProperties":false,"properties":{"header":{"type":"string","minLength":1}},"required":["header"]},{"type":"object","additionalProperties":false,"properties":{"cookie":{"type":"string","minLength":1},"ttlMs":{"type":"integer","minimum":0},"path":{"type":"string"}},"required":["cookie"]},{"type":"object","additionalProperties":false,"properties":{"sourceIp":{"const":true}},"required":["sourceIp"]},{"type":"object","additionalProperties":false,"properties":{"queryParameter":{"type":"string","minLength":1}},"required":["queryParameter"]}]}},"timeoutMs":{"type":"integer","minimum":0},"retryPolicy":{"type":"object","additionalProperties":false,"properties":{"numRetries":{"type":"integer","minimum":0,"maximum":100},"perTryTimeoutMs":{"type":"integer","minimum":0},"retryOn":{"type":"array","items":{"enum":["5xx","gateway-error","reset","connect-failure","refused-stream","retriable-4xx","retriable-status-codes","cancelled","deadline-exceeded","resource-exhausted","unavailable"]}},"retriableStatusCodes":{"type":"array","items":{"type":"integer","minimum":100,"maximum":599}},"backoff":{"type":"object","additionalProperties":false,"properties":{"baseIntervalMs":{"type":"integer","minimum":1},"maxIntervalMs":{"type":"integer","minimum":1}}}},"required":["numRetries"]},"fault":{"type":"object","additionalProperties":false,"properties":{"delay":{"type":"object","additionalProperties":false,"properties":{"fixedDelayMs":{"type":"integer","minimum":0},"percentage":{"type":"number","minimum":0,"maximum":100}},"required":["fixedDelayMs"]},"abort":{"type":"object","additionalProperties":false,"properties":{"httpStatus":{"type":"integer","minimum":200,"maximum":599},"grpcStatus":{"type":"integer","minimum":0,"maximum":16},"percentage":{"type":"number","minimum":0,"maximum":100}}}}},"requestMirrorPolicies":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"cluster":{"type":"string","minLength":1},"percentage":{"type":"number","minimum":0,"maximum":100}},"required":["cluster"]}},"cors":{"type":"object","additionalProperties":false,"properties":{"allowOrigins":{"type":"array","items":{"oneOf":[{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"}},"required":["exact"]},{"type":"object","additionalProperties":false,"properties":{"prefix":{"type":"string"}},"required":["prefix"]},{"type":"object","additionalProperties":false,"properties":{"regex":{"type":"string","minLength":1}},"required":["regex"]}]}},"allowMethods":{"type":"array","items":{"type":"string","minLength":1}},"allowHeaders":{"type":"array","items":{"type":"string","minLength":1}},"exposeHeaders":{"type":"array","items":{"type":"string","minLength":1}},"maxAgeSeconds":{"type":"integer","minimum":0},"allowCredentials":{"type":"boolean"}},"required":["allowOrigins"]},"localRateLimit":{"type":"object","additionalProperties":false,"properties":{"maxTokens":{"type":"integer","minimum":1},"tokensPerFill":{"type":"integer","minimum":1},"fillIntervalMs":{"type":"integer","minimum":1}},"required":["maxTokens","fillIntervalMs"]}}},"redirect":{"type":"object","additionalProperties":false,"properties":{"scheme":{"enum":["http","https"]},"host":{"type":"string","minLength":1},"port":{"type":"integer","minimum":0,"maximum":65535},"path":{"type":"string"},"prefixRewrite":{"type":"string"},"responseCode":{"enum":[301,302,303,307,308]}}},"directResponse":{"type":"object","additionalProperties":false,"properties":{"status":{"type":"integer","minimum":200,"maximum":599},"body":{"type":"string"}},"required":["status"]},"requestHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"requestHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"responseHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}}},"required":["match"]}}},"required":["name","domains","routes"]}}},"required":["name","virtualHosts"]},"mode":{"enum":["server","http_proxy"]},"codec":{"enum":["auto","http1","http2"]},"statPrefix":{"type":"string","minLength":1},"reporter":{"enum":["source","destination"]},"localRateLimit":{"type":"object","additionalProperties":false,"properties":{"maxTokens":{"type":"integer","minimum":1},"tokensPerFill":{"type":"integer","minimum":1},"fillIntervalMs":{"type":"integer","minimum":1}},"required":["maxTokens","fillIntervalMs"]},"jwtAuthn":{"type":"object","additionalProperties":false,"properties":{"providers":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"issuer":{"type":"string","minLength":1},"audiences":{"type":"array","items":{"type":"string","minLength":1}},"localJwks":{"type":"string","minLength":1},"remoteJwks":{"type":"object","additionalProperties":false,"properties":{"uri":{"type":"string","pattern":"^https?://"},"cluster":{"type":"string","minLength":1},"timeoutMs":{"type":"integer","minimum":1},"cacheDurationMs":{"type":"integer","minimum":1}},"required":["uri"]},"fromHeaders":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"valuePrefix":{"type":"string"}},"required":["name"]}},"fromParams":{"type":"array","items":{"type":"string","minLength":1}},"fromCookies":{"type":"array","items":{"type":"string","minLength":1}},"forward":{"type":"boolean"},"forwardPayloadHeader":{"type":"string","minLength":1},"clockSkewSeconds":{"type":"integer","minimum":0},"maxTokenBytes":{"type":"integer","minimum":64,"maximum":1048576}},"required":["name"]},"minItems":1}},"required":["providers"]},"extAuthz":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"cluster":{"type":"string","minLength":1},"pathPrefix":{"type":"string"},"authority":{"type":"string","minLength":1},"timeoutMs":{"type":"integer","minimum":1},"failureModeAllow":{"type":"boolean"},"statusOnError":{"type":"integer","minimum":200,"maximum":599},"includeRequestHeaders":{"type":"array","items":{"type":"string","minLength":1}},"headersToUpstreamOnAllow":{"type":"array","items":{"type":"string","minLength":1}},"headersToDownstreamOnDeny":{"type":"array","items":{"type":"string","minLength":1}},"policies":{"type":"object","additionalProperties":{"type":"object","additionalProperties":false,"properties":{"permissions":{"type":"array","items":{"$ref":"#/$defs/rbacPermission"}},"principals":{"type":"array","items":{"$ref":"#/$defs/rbacPrincipal"}}},"required":["permissions","principals"]}}},"required":["cluster"]}},"rbac":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"rules":{"type":"object","additionalProperties":false,"properties":{"action":{"enum":["ALLOW","DENY","LOG"]},"policies":{"type":"object","additionalProperties":{"type":"object","additionalProperties":false,"properties":{"permissions":{"type":"array","items":{"$ref":"#/$defs/rbacPermission"}},"principals":{"type":"array","items":{"$ref":"#/$defs/rbacPrincipal"}}},"required":["permissions","principals"]}}},"required":["action","policies"]},"shadowRules":{"type":"object","additionalProperties":false,"properties":{"action":{"enum":["ALLOW","DENY","LOG"]},"policies":{"type":"object","additionalProperties":{"type":"object","additionalProperties":false,"properties":{"permissions":{"type":"array","items":{"$ref":"#/$defs/rbacPermission"}},"principals":{"type":"array","items":{"$ref":"#/$defs/rbacPrincipal"}}},"required":["permissions","principals"]}}},"required":["action","policies"]},"shadowRulesStatPrefix":{"type":"string"},"rulesStatPrefix":{"type":"string"}}}}},"required":["type"]},{"type":"object","additionalProperties":false,"properties":{"type":{"const":"tcp"},"cluster":{"type":"string","minLength":1},"statPrefix":{"type":"string","minLength":1},"idleTimeoutMs":{"type":"integer","minimum":1},"rbac":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"rules":{"type":"object","additionalProperties":false,"properties":{"action":{"enum":["ALLOW","DENY","LOG"]},"policies":{"type":"object","additionalProperties":{"type":"object","additionalProperties":false,"properties":{"permissions":{"type":"array","items":{"$ref":"#/$defs/rbacPermission"}},"principals":{"type":"array","items":{"$ref":"#/$defs/rbacPrincipal"}}},"required":["permissions","principals"]}}},"required":["action","policies"]},"shadowRules":{"type":"object","additionalProperties":false,"properties":{"action":{"enum":["ALLOW","DENY","LOG"]},"policies":{"type":"object","additionalProperties":{"type":"object","additionalProperties":false,"properties":{"permissions":{"type":"array","items":{"$ref":"#/$defs/rbacPermission"}},"principals":{"type":"array","items":{"$ref":"#/$defs/rbacPrincipal"}}},"required":["permissions","principals"]}}},"required":["action","policies"]},"shadowRulesStatPrefix":{"type":"string"},"rulesStatPrefix":{"type":"string"}}}}},"required":["type","cluster"]}]}},"required":["filter"]},"minItems":1},"limits":{"type":"object","additionalProperties":false,"properties":{"maxRequestHeadersBytes":{"type":"integer","minimum":1024,"maximum":1048576},"maxRequestHeaders":{"type":"integer","minimum":1,"maximum":10000},"requestHeadersTimeoutMs":{"type":"integer","minimum":1},"idleTimeoutMs":{"type":"integer","minimum":1},"maxConnections":{"type":"integer","minimum":1}}}},"required":["name","port","filterChains"]}},"routeConfigs":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"virtualHosts":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"domains":{"type":"array","items":{"type":"string","minLength":1},"minItems":1},"routes":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string"},"match":{"type":"object","additionalProperties":false,"properties":{"prefix":{"type":"string"},"path":{"type":"string"},"regex":{"type":"string"},"caseSensitive":{"type":"boolean"},"headers":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"regex":{"type":"string"},"present":{"type":"boolean"},"invert":{"type":"boolean"}},"required":["name"]}},"queryParameters":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"exact":{"type":"string"},"prefix":{"type":"string"},"regex":{"type":"string"},"present":{"type":"boolean"}},"required":["name"]}}}},"route":{"type":"object","additionalProperties":false,"properties":{"cluster":{"type":"string","minLength":1},"weightedClusters":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"weight":{"type":"integer","minimum":0},"requestHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"requestHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"responseHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}}},"required":["name","weight"]},"minItems":1},"prefixRewrite":{"type":"string"},"regexRewrite":{"type":"object","additionalProperties":false,"properties":{"pattern":{"type":"string","minLength":1},"substitution":{"type":"string"}},"required":["pattern","substitution"]},"hostRewrite":{"type":"string","minLength":1},"hashPolicy":{"type":"array","items":{"oneOf":[{"type":"object","additionalProperties":false,"properties":{"header":{"type":"string","minLength":1}},"required":["header"]},{"type":"object","additionalProperties":false,"properties":{"cookie":{"type":"string","minLength":1},"ttlMs":{"type":"integer","minimum":0},"path":{"type":"string"}},"required":["cookie"]},{"type":"object","additionalProperties":false,"properties":{"sourceIp":{"const":true}},"required":["sourceIp"]},{"type":"object","additionalProperties":false,"properties":{"queryParameter":{"type":"string","minLength":1}},"required":["queryParameter"]}]}},"timeoutMs":{"type":"integer","minimum":0},"retryPolicy":{"type":"object","additionalProperties":false,"properties":{"numRetries":{"type":"integer","minimum":0,"maximum":100},"perTryTimeoutMs":{"type":"integer","minimum":0},"retryOn":{"type":"array","items":{"enum":["5xx","gateway-error","reset","connect-failure","refused-stream","retriable-4xx","retriable-status-codes","cancelled","deadline-exceeded","resource-exhausted","unavailable"]}},"retriableStatusCodes":{"type":"array","items":{"type":"integer","minimum":100,"maximum":599}},"backoff":{"type":"object","additionalProperties":false,"properties":{"baseIntervalMs":{"type":"integer","minimum":1},"maxIntervalMs":{"type":"integer","minimum":1}}}},"required":["numRetries"]},"fault":{"type":"object","additionalProperties":false,"properties":{"delay":{"type":"object","additionalProperties":false,"properties":{"fixedDelayMs":{"type":"integer","minimum":0},"percentage":{"type":"number","minimum":0,"maximum":100}},"required":["fixedDelayMs"]},"abort":{"type":"object","additionalProperties":false,"properties":{"httpStatus":{"type":"integer","minimum":200,"maximum":599},"grpcStatus":{"type":"integer","minimum":0,"maximum":16},"percentage":{"type":"number","minimum":0,"maximum":100}}}}},"requestMirrorPolicies":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"cluster":{"type":"string","minLength":1},"percentage":{"type":"number","minimum":0,"maximum":100}},"required":["cluster"]}},"cors":{"type":"object","additionalProperties":false,"properties":{"allowOrigins":{"type":"array","items":{"oneOf":[{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"}},"required":["exact"]},{"type":"object","additionalProperties":false,"properties":{"prefix":{"type":"string"}},"required":["prefix"]},{"type":"object","additionalProperties":false,"properties":{"regex":{"type":"string","minLength":1}},"required":["regex"]}]}},"allowMethods":{"type":"array","items":{"type":"string","minLength":1}},"allowHeaders":{"type":"array","items":{"type":"string","minLength":1}},"exposeHeaders":{"type":"array","items":{"type":"string","minLength":1}},"maxAgeSeconds":{"type":"integer","minimum":0},"allowCredentials":{"type":"boolean"}},"required":["allowOrigins"]},"localRateLimit":{"type":"object","additionalProperties":false,"properties":{"maxTokens":{"type":"integer","minimum":1},"tokensPerFill":{"type":"integer","minimum":1},"fillIntervalMs":{"type":"integer","minimum":1}},"required":["maxTokens","fillIntervalMs"]}}},"redirect":{"type":"object","additionalProperties":false,"properties":{"scheme":{"enum":["http","https"]},"host":{"type":"string","minLength":1},"port":{"type":"integer","minimum":0,"maximum":65535},"path":{"type":"string"},"prefixRewrite":{"type":"string"},"responseCode":{"enum":[301,302,303,307,308]}}},"directResponse":{"type":"object","additionalProperties":false,"properties":{"status":{"type":"integer","minimum":200,"maximum":599},"body":{"type":"string"}},"required":["status"]},"requestHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"requestHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"responseHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}}},"required":["match"]}}},"required":["name","domains","routes"]}}},"required":["name","virtualHosts"]}},"clusters":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"type":{"enum":["static","original_dst"]},"lbPolicy":{"enum":["ROUND_ROBIN","LEAST_REQUEST","RANDOM","RING_HASH","MAGLEV"]},"ringHash":{"type":"object","additionalProperties":false,"properties":{"minimumRingSize":{"type":"integer","minimum":1},"maximumRingSize":{"type":"integer","minimum":1}}},"maglev":{"type":"object","additionalProperties":false,"properties":{"tableSize":{"type":"integer","minimum":1}}},"protocol":{"enum":["http1","http2"]},"endpoints":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"address":{"type":"string","minLength":1},"port":{"type":"integer","minimum":1,"maximum":65535},"weight":{"type":"integer","minimum":1,"maximum":1000000},"labels":{"type":"object","additionalProperties":{"type":"string"}},"locality":{"type":"string"}},"required":["address","port"]}},"connectTimeoutMs":{"type":"integer","minimum":1},"idleTimeoutMs":{"type":"integer","minimum":1},"circuitBreakers":{"type":"object","additionalProperties":false,"properties":{"maxConnections":{"type":"integer","minimum":0},"maxPendingRequests":{"type":"integer","minimum":0},"maxRequests":{"type":"integer","minimum":0},"maxRequestsPerConnection":{"type":"integer","minimum":0},"retryBudget":{"type":"object","additionalProperties":false,"properties":{"budgetPercent":{"type":"number","minimum":0,"maximum":100},"minRetryConcurrency":{"type":"integer","minimum":0}},"required":["budgetPercent"]}}},"outlierDetection":{"type":"object","additionalProperties":false,"properties":{"consecutive5xxErrors":{"type":"integer","minimum":0},"consecutiveGatewayErrors":{"type":"integer","minimum":0},"intervalMs":{"type":"integer","minimum":1},"baseEjectionTimeMs":{"type":"integer","minimum":1},"maxEjectionPercent":{"type":"number","minimum":0,"maximum":100},"minHealthPercent":{"type":"number","minimum":0,"maximum":100}}},"tls":{"type":"object","additionalProperties":false,"properties":{"sni":{"type":"string","minLength":1},"validationContext":{"type":"string","minLength":1},"certificateChain":{"type":"string","minLength":1},"privateKey":{"type":"string","minLength":1},"alpnProtocols":{"type":"array","items":{"type":"string","minLength":1}},"insecureSkipVerify":{"type":"boolean"}}}},"required":["name","endpoints"]}},"telemetry":{"type":"object","additionalProperties":false,"properties":{"prometheus":{"type":"object","additionalProperties":false,"properties":{"address":{"type":"string","minLength":1},"port":{"type":"integer","minimum":0,"maximum":65535}}},"accessLog":{"type":"object","additionalProperties":false,"properties":{"path":{"type":"string","minLength":1}},"required":["path"]},"tracing":{"type":"object","additionalProperties":false,"properties":{"otlpEndpoint":{"type":"string","pattern":"^https?://"},"samplingPercent":{"type":"number","minimum":0,"maximum":100},"serviceName":{"type":"string","minLength":1}},"required":["otlpEndpoint"]}}}},"required":["listeners"],"$defs":{"rbacPermission":{"type":"object","additionalProperties":false,"properties":{"any":{"const":true},"andRules":{"type":"array","items":{"$ref":"#/$defs/rbacPermission"}},"orRules":{"type":"array","items":{"$ref":"#/$defs/rbacPermission"}},"notRule":{"$ref":"#/$defs/rbacPermission"},"header":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"contains":{"type":"string"},"regex":{"type":"string","minLength":1},"ignoreCase":{"type":"boolean"},"present":{"type":"boolean"},"invert":{"type":"boolean"}},"required":["name"]},"urlPath":{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"contains":{"type":"string"},"regex":{"type":"string","minLength":1},"ignoreCase":{"type":"boolean"}},"minProperties":1},"uriTemplate":{"type":"string","pattern":"^/"},"destinationIp":{"type":"string","minLength":1},"destinationPort":{"type":"integer","minimum":0,"maximum":65535},"requestedServerName":{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"contains":{"type":"string"},"regex":{"type":"string","minLength":1},"ignoreCase":{"type":"boolean"}},"minProperties":1}},"minProperties":1,"maxProperties":1},"rbacPrincipal":{"type":"object","additionalProperties":false,"properties":{"any":{"const":true},"andIds":{"type":"array","items":{"$ref":"#/$defs/rbacPrincipal"}},"orIds":{"type":"array","items":{"$ref":"#/$defs/rbacPrincipal"}},"notId":{"$ref":"#/$defs/rbacPrincipal"},"authenticated":{"type":"object","additionalProperties":false,"properties":{"principalName":{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"contains":{"type":"string"},"regex":{"type":"string","minLength":1},"ignoreCase":{"type":"boolean"}},"minProperties":1}}},"directRemoteIp":{"type":"string","minLength":1},"remoteIp":{"type":"string","minLength":1},"header":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"contains":{"type":"string"},"regex":{"type":"string","minLength":1},"ignoreCase":{"type":"boolean"},"present":{"type":"boolean"},"invert":{"type":"boolean"}},"required":["name"]},"requestPrincipal":{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"contains":{"type":"string"},"regex":{"type":"string","minLength":1},"ignoreCase":{"type":"boolean"}},"minProperties":1},"jwtClaim":{"type":"object","additionalProperties":false,"properties":{"path":{"type":"array","items":{"type":"string","minLength":1},"minItems":1},"value":{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"contains":{"type":"string"},"regex":{"type":"string","minLength":1},"ignoreCase":{"type":"boolean"}},"minProperties":1}},"required":["path","value"]}},"minProperties":1,"maxProperties":1}}};
+const schema31 = {"$schema":"https://json-schema.org/draft/2020-12/schema","$id":"https://isthmus.io/schemas/proxy-config.json","title":"isthmus ProxyConfig","description":"Configuration of the isthmus proxy: listeners -> filter chains -> HTTP routes -> clusters -> endpoints. See docs/proxy.md.","type":"object","additionalProperties":false,"properties":{"version":{"type":"string"},"node":{"type":"object","additionalProperties":false,"properties":{"id":{"type":"string"},"cluster":{"type":"string"},"metadata":{"type":"object","additionalProperties":{"type":"string"}}}},"admin":{"type":"object","additionalProperties":false,"properties":{"address":{"type":"string","minLength":1},"port":{"type":"integer","minimum":0,"maximum":65535}}},"listeners":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"address":{"type":"string","minLength":1},"port":{"type":"integer","minimum":0,"maximum":65535},"filterChains":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string"},"match":{"type":"object","additionalProperties":false,"properties":{"destinationPort":{"type":"integer","minimum":0,"maximum":65535},"serverNames":{"type":"array","items":{"type":"string","minLength":1}},"applicationProtocols":{"type":"array","items":{"type":"string","minLength":1}}}},"tls":{"type":"object","additionalProperties":false,"properties":{"certificateChain":{"type":"string","minLength":1},"privateKey":{"type":"string","minLength":1},"certificateSecret":{"type":"string","minLength":1},"validationContext":{"type":"string","minLength":1},"validationSecret":{"type":"string","minLength":1},"requireClientCertificate":{"type":"boolean"},"matchSubjectAltNames":{"type":"array","items":{"type":"string","minLength":1}},"alpnProtocols":{"type":"array","items":{"type":"string","minLength":1}}}},"filter":{"oneOf":[{"type":"object","additionalProperties":false,"properties":{"type":{"const":"http"},"routeConfigName":{"type":"string","minLength":1},"routeConfig":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"virtualHosts":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"domains":{"type":"array","items":{"type":"string","minLength":1},"minItems":1},"routes":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string"},"match":{"type":"object","additionalProperties":false,"properties":{"prefix":{"type":"string"},"path":{"type":"string"},"regex":{"type":"string"},"caseSensitive":{"type":"boolean"},"headers":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"regex":{"type":"string"},"present":{"type":"boolean"},"invert":{"type":"boolean"}},"required":["name"]}},"queryParameters":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"exact":{"type":"string"},"prefix":{"type":"string"},"regex":{"type":"string"},"present":{"type":"boolean"}},"required":["name"]}}}},"route":{"type":"object","additionalProperties":false,"properties":{"cluster":{"type":"string","minLength":1},"weightedClusters":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"weight":{"type":"integer","minimum":0},"requestHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"requestHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"responseHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}}},"required":["name","weight"]},"minItems":1},"prefixRewrite":{"type":"string"},"regexRewrite":{"type":"object","additionalProperties":false,"properties":{"pattern":{"type":"string","minLength":1},"substitution":{"type":"string"}},"required":["pattern","substitution"]},"hostRewrite":{"type":"string","minLength":1},"hashPolicy":{"type":"array","items":{"oneOf":[{"type":"object","additionalProperties":false,"properties":{"header":{"type":"string","minLength":1}},"required":["header"]},{"type":"object","additionalProperties":false,"properties":{"cookie":{"type":"string","minLength":1},"ttlMs":{"type":"integer","minimum":0},"path":{"type":"string"}},"required":["cookie"]},{"type":"object","additionalProperties":false,"properties":{"sourceIp":{"const":true}},"required":["sourceIp"]},{"type":"object","additionalProperties":false,"properties":{"queryParameter":{"type":"string","minLength":1}},"required":["queryParameter"]}]}},"timeoutMs":{"type":"integer","minimum":0},"retryPolicy":{"type":"object","additionalProperties":false,"properties":{"numRetries":{"type":"integer","minimum":0,"maximum":100},"perTryTimeoutMs":{"type":"integer","minimum":0},"retryOn":{"type":"array","items":{"enum":["5xx","gateway-error","reset","connect-failure","refused-stream","retriable-4xx","retriable-status-codes","cancelled","deadline-exceeded","resource-exhausted","unavailable"]}},"retriableStatusCodes":{"type":"array","items":{"type":"integer","minimum":100,"maximum":599}},"backoff":{"type":"object","additionalProperties":false,"properties":{"baseIntervalMs":{"type":"integer","minimum":1},"maxIntervalMs":{"type":"integer","minimum":1}}}},"required":["numRetries"]},"fault":{"type":"object","additionalProperties":false,"properties":{"delay":{"type":"object","additionalProperties":false,"properties":{"fixedDelayMs":{"type":"integer","minimum":0},"percentage":{"type":"number","minimum":0,"maximum":100}},"required":["fixedDelayMs"]},"abort":{"type":"object","additionalProperties":false,"properties":{"httpStatus":{"type":"integer","minimum":200,"maximum":599},"grpcStatus":{"type":"integer","minimum":0,"maximum":16},"percentage":{"type":"number","minimum":0,"maximum":100}}}}},"requestMirrorPolicies":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"cluster":{"type":"string","minLength":1},"percentage":{"type":"number","minimum":0,"maximum":100}},"required":["cluster"]}},"cors":{"type":"object","additionalProperties":false,"properties":{"allowOrigins":{"type":"array","items":{"oneOf":[{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"}},"required":["exact"]},{"type":"object","additionalProperties":false,"properties":{"prefix":{"type":"string"}},"required":["prefix"]},{"type":"object","additionalProperties":false,"properties":{"regex":{"type":"string","minLength":1}},"required":["regex"]}]}},"allowMethods":{"type":"array","items":{"type":"string","minLength":1}},"allowHeaders":{"type":"array","items":{"type":"string","minLength":1}},"exposeHeaders":{"type":"array","items":{"type":"string","minLength":1}},"maxAgeSeconds":{"type":"integer","minimum":0},"allowCredentials":{"type":"boolean"}},"required":["allowOrigins"]},"localRateLimit":{"type":"object","additionalProperties":false,"properties":{"maxTokens":{"type":"integer","minimum":1},"tokensPerFill":{"type":"integer","minimum":1},"fillIntervalMs":{"type":"integer","minimum":1}},"required":["maxTokens","fillIntervalMs"]}}},"redirect":{"type":"object","additionalProperties":false,"properties":{"scheme":{"enum":["http","https"]},"host":{"type":"string","minLength":1},"port":{"type":"integer","minimum":0,"maximum":65535},"path":{"type":"string"},"prefixRewrite":{"type":"string"},"responseCode":{"enum":[301,302,303,307,308]}}},"directResponse":{"type":"object","additionalProperties":false,"properties":{"status":{"type":"integer","minimum":200,"maximum":599},"body":{"type":"string"}},"required":["status"]},"requestHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"requestHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"responseHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}}},"required":["match"]}}},"required":["name","domains","routes"]}}},"required":["name","virtualHosts"]},"mode":{"enum":["server","http_proxy"]},"codec":{"enum":["auto","http1","http2"]},"statPrefix":{"type":"string","minLength":1},"reporter":{"enum":["source","destination"]},"localRateLimit":{"type":"object","additionalProperties":false,"properties":{"maxTokens":{"type":"integer","minimum":1},"tokensPerFill":{"type":"integer","minimum":1},"fillIntervalMs":{"type":"integer","minimum":1}},"required":["maxTokens","fillIntervalMs"]},"jwtAuthn":{"type":"object","additionalProperties":false,"properties":{"providers":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"issuer":{"type":"string","minLength":1},"audiences":{"type":"array","items":{"type":"string","minLength":1}},"localJwks":{"type":"string","minLength":1},"remoteJwks":{"type":"object","additionalProperties":false,"properties":{"uri":{"type":"string","pattern":"^https?://"},"cluster":{"type":"string","minLength":1},"timeoutMs":{"type":"integer","minimum":1},"cacheDurationMs":{"type":"integer","minimum":1}},"required":["uri"]},"fromHeaders":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"valuePrefix":{"type":"string"}},"required":["name"]}},"fromParams":{"type":"array","items":{"type":"string","minLength":1}},"fromCookies":{"type":"array","items":{"type":"string","minLength":1}},"forward":{"type":"boolean"},"forwardPayloadHeader":{"type":"string","minLength":1},"clockSkewSeconds":{"type":"integer","minimum":0},"maxTokenBytes":{"type":"integer","minimum":64,"maximum":1048576}},"required":["name"]},"minItems":1}},"required":["providers"]},"extAuthz":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"cluster":{"type":"string","minLength":1},"pathPrefix":{"type":"string"},"authority":{"type":"string","minLength":1},"timeoutMs":{"type":"integer","minimum":1},"failureModeAllow":{"type":"boolean"},"statusOnError":{"type":"integer","minimum":200,"maximum":599},"includeRequestHeaders":{"type":"array","items":{"type":"string","minLength":1}},"headersToUpstreamOnAllow":{"type":"array","items":{"type":"string","minLength":1}},"headersToDownstreamOnDeny":{"type":"array","items":{"type":"string","minLength":1}},"policies":{"type":"object","additionalProperties":{"type":"object","additionalProperties":false,"properties":{"permissions":{"type":"array","items":{"$ref":"#/$defs/rbacPermission"}},"principals":{"type":"array","items":{"$ref":"#/$defs/rbacPrincipal"}}},"required":["permissions","principals"]}}},"required":["cluster"]}},"rbac":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"rules":{"type":"object","additionalProperties":false,"properties":{"action":{"enum":["ALLOW","DENY","LOG"]},"policies":{"type":"object","additionalProperties":{"type":"object","additionalProperties":false,"properties":{"permissions":{"type":"array","items":{"$ref":"#/$defs/rbacPermission"}},"principals":{"type":"array","items":{"$ref":"#/$defs/rbacPrincipal"}}},"required":["permissions","principals"]}}},"required":["action","policies"]},"shadowRules":{"type":"object","additionalProperties":false,"properties":{"action":{"enum":["ALLOW","DENY","LOG"]},"policies":{"type":"object","additionalProperties":{"type":"object","additionalProperties":false,"properties":{"permissions":{"type":"array","items":{"$ref":"#/$defs/rbacPermission"}},"principals":{"type":"array","items":{"$ref":"#/$defs/rbacPrincipal"}}},"required":["permissions","principals"]}}},"required":["action","policies"]},"shadowRulesStatPrefix":{"type":"string"},"rulesStatPrefix":{"type":"string"}}}}},"required":["type"]},{"type":"object","additionalProperties":false,"properties":{"type":{"const":"tcp"},"cluster":{"type":"string","minLength":1},"statPrefix":{"type":"string","minLength":1},"idleTimeoutMs":{"type":"integer","minimum":1},"rbac":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"rules":{"type":"object","additionalProperties":false,"properties":{"action":{"enum":["ALLOW","DENY","LOG"]},"policies":{"type":"object","additionalProperties":{"type":"object","additionalProperties":false,"properties":{"permissions":{"type":"array","items":{"$ref":"#/$defs/rbacPermission"}},"principals":{"type":"array","items":{"$ref":"#/$defs/rbacPrincipal"}}},"required":["permissions","principals"]}}},"required":["action","policies"]},"shadowRules":{"type":"object","additionalProperties":false,"properties":{"action":{"enum":["ALLOW","DENY","LOG"]},"policies":{"type":"object","additionalProperties":{"type":"object","additionalProperties":false,"properties":{"permissions":{"type":"array","items":{"$ref":"#/$defs/rbacPermission"}},"principals":{"type":"array","items":{"$ref":"#/$defs/rbacPrincipal"}}},"required":["permissions","principals"]}}},"required":["action","policies"]},"shadowRulesStatPrefix":{"type":"string"},"rulesStatPrefix":{"type":"string"}}}}},"required":["type","cluster"]}]}},"required":["filter"]},"minItems":1},"limits":{"type":"object","additionalProperties":false,"properties":{"maxRequestHeadersBytes":{"type":"integer","minimum":1024,"maximum":1048576},"maxRequestHeaders":{"type":"integer","minimum":1,"maximum":10000},"requestHeadersTimeoutMs":{"type":"integer","minimum":1},"idleTimeoutMs":{"type":"integer","minimum":1},"maxConnections":{"type":"integer","minimum":1}}}},"required":["name","port","filterChains"]}},"routeConfigs":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"virtualHosts":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"domains":{"type":"array","items":{"type":"string","minLength":1},"minItems":1},"routes":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string"},"match":{"type":"object","additionalProperties":false,"properties":{"prefix":{"type":"string"},"path":{"type":"string"},"regex":{"type":"string"},"caseSensitive":{"type":"boolean"},"headers":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"regex":{"type":"string"},"present":{"type":"boolean"},"invert":{"type":"boolean"}},"required":["name"]}},"queryParameters":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"exact":{"type":"string"},"prefix":{"type":"string"},"regex":{"type":"string"},"present":{"type":"boolean"}},"required":["name"]}}}},"route":{"type":"object","additionalProperties":false,"properties":{"cluster":{"type":"string","minLength":1},"weightedClusters":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"weight":{"type":"integer","minimum":0},"requestHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"requestHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"responseHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}}},"required":["name","weight"]},"minItems":1},"prefixRewrite":{"type":"string"},"regexRewrite":{"type":"object","additionalProperties":false,"properties":{"pattern":{"type":"string","minLength":1},"substitution":{"type":"string"}},"required":["pattern","substitution"]},"hostRewrite":{"type":"string","minLength":1},"hashPolicy":{"type":"array","items":{"oneOf":[{"type":"object","additionalProperties":false,"properties":{"header":{"type":"string","minLength":1}},"required":["header"]},{"type":"object","additionalProperties":false,"properties":{"cookie":{"type":"string","minLength":1},"ttlMs":{"type":"integer","minimum":0},"path":{"type":"string"}},"required":["cookie"]},{"type":"object","additionalProperties":false,"properties":{"sourceIp":{"const":true}},"required":["sourceIp"]},{"type":"object","additionalProperties":false,"properties":{"queryParameter":{"type":"string","minLength":1}},"required":["queryParameter"]}]}},"timeoutMs":{"type":"integer","minimum":0},"retryPolicy":{"type":"object","additionalProperties":false,"properties":{"numRetries":{"type":"integer","minimum":0,"maximum":100},"perTryTimeoutMs":{"type":"integer","minimum":0},"retryOn":{"type":"array","items":{"enum":["5xx","gateway-error","reset","connect-failure","refused-stream","retriable-4xx","retriable-status-codes","cancelled","deadline-exceeded","resource-exhausted","unavailable"]}},"retriableStatusCodes":{"type":"array","items":{"type":"integer","minimum":100,"maximum":599}},"backoff":{"type":"object","additionalProperties":false,"properties":{"baseIntervalMs":{"type":"integer","minimum":1},"maxIntervalMs":{"type":"integer","minimum":1}}}},"required":["numRetries"]},"fault":{"type":"object","additionalProperties":false,"properties":{"delay":{"type":"object","additionalProperties":false,"properties":{"fixedDelayMs":{"type":"integer","minimum":0},"percentage":{"type":"number","minimum":0,"maximum":100}},"required":["fixedDelayMs"]},"abort":{"type":"object","additionalProperties":false,"properties":{"httpStatus":{"type":"integer","minimum":200,"maximum":599},"grpcStatus":{"type":"integer","minimum":0,"maximum":16},"percentage":{"type":"number","minimum":0,"maximum":100}}}}},"requestMirrorPolicies":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"cluster":{"type":"string","minLength":1},"percentage":{"type":"number","minimum":0,"maximum":100}},"required":["cluster"]}},"cors":{"type":"object","additionalProperties":false,"properties":{"allowOrigins":{"type":"array","items":{"oneOf":[{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"}},"required":["exact"]},{"type":"object","additionalProperties":false,"properties":{"prefix":{"type":"string"}},"required":["prefix"]},{"type":"object","additionalProperties":false,"properties":{"regex":{"type":"string","minLength":1}},"required":["regex"]}]}},"allowMethods":{"type":"array","items":{"type":"string","minLength":1}},"allowHeaders":{"type":"array","items":{"type":"string","minLength":1}},"exposeHeaders":{"type":"array","items":{"type":"string","minLength":1}},"maxAgeSeconds":{"type":"integer","minimum":0},"allowCredentials":{"type":"boolean"}},"required":["allowOrigins"]},"localRateLimit":{"type":"object","additionalProperties":false,"properties":{"maxTokens":{"type":"integer","minimum":1},"tokensPerFill":{"type":"integer","minimum":1},"fillIntervalMs":{"type":"integer","minimum":1}},"required":["maxTokens","fillIntervalMs"]}}},"redirect":{"type":"object","additionalProperties":false,"properties":{"scheme":{"enum":["http","https"]},"host":{"type":"string","minLength":1},"port":{"type":"integer","minimum":0,"maximum":65535},"path":{"type":"string"},"prefixRewrite":{"type":"string"},"responseCode":{"enum":[301,302,303,307,308]}}},"directResponse":{"type":"object","additionalProperties":false,"properties":{"status":{"type":"integer","minimum":200,"maximum":599},"body":{"type":"string"}},"required":["status"]},"requestHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"requestHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"responseHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}}},"required":["match"]}}},"required":["name","domains","routes"]}}},"required":["name","virtualHosts"]}},"clusters":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"type":{"enum":["static","original_dst"]},"lbPolicy":{"enum":["ROUND_ROBIN","LEAST_REQUEST","RANDOM","RING_HASH","MAGLEV"]},"ringHash":{"type":"object","additionalProperties":false,"properties":{"minimumRingSize":{"type":"integer","minimum":1},"maximumRingSize":{"type":"integer","minimum":1}}},"maglev":{"type":"object","additionalProperties":false,"properties":{"tableSize":{"type":"integer","minimum":1}}},"protocol":{"enum":["http1","http2"]},"endpoints":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"address":{"type":"string","minLength":1},"port":{"type":"integer","minimum":1,"maximum":65535},"weight":{"type":"integer","minimum":1,"maximum":1000000},"labels":{"type":"object","additionalProperties":{"type":"string"}},"locality":{"type":"string"}},"required":["address","port"]}},"connectTimeoutMs":{"type":"integer","minimum":1},"idleTimeoutMs":{"type":"integer","minimum":1},"circuitBreakers":{"type":"object","additionalProperties":false,"properties":{"maxConnections":{"type":"integer","minimum":0},"maxPendingRequests":{"type":"integer","minimum":0},"maxRequests":{"type":"integer","minimum":0},"maxRequestsPerConnection":{"type":"integer","minimum":0},"retryBudget":{"type":"object","additionalProperties":false,"properties":{"budgetPercent":{"type":"number","minimum":0,"maximum":100},"minRetryConcurrency":{"type":"integer","minimum":0}},"required":["budgetPercent"]}}},"outlierDetection":{"type":"object","additionalProperties":false,"properties":{"consecutive5xxErrors":{"type":"integer","minimum":0},"consecutiveGatewayErrors":{"type":"integer","minimum":0},"intervalMs":{"type":"integer","minimum":1},"baseEjectionTimeMs":{"type":"integer","minimum":1},"maxEjectionPercent":{"type":"number","minimum":0,"maximum":100},"minHealthPercent":{"type":"number","minimum":0,"maximum":100}}},"tls":{"type":"object","additionalProperties":false,"properties":{"sni":{"type":"string","minLength":1},"validationContext":{"type":"string","minLength":1},"validationSecret":{"type":"string","minLength":1},"certificateChain":{"type":"string","minLength":1},"privateKey":{"type":"string","minLength":1},"certificateSecret":{"type":"string","minLength":1},"matchSubjectAltNames":{"type":"array","items":{"type":"string","minLength":1}},"alpnProtocols":{"type":"array","items":{"type":"string","minLength":1}},"insecureSkipVerify":{"type":"boolean"}}}},"required":["name","endpoints"]}},"telemetry":{"type":"object","additionalProperties":false,"properties":{"prometheus":{"type":"object","additionalProperties":false,"properties":{"address":{"type":"string","minLength":1},"port":{"type":"integer","minimum":0,"maximum":65535}}},"accessLog":{"type":"object","additionalProperties":false,"properties":{"path":{"type":"string","minLength":1}},"required":["path"]},"tracing":{"type":"object","additionalProperties":false,"properties":{"otlpEndpoint":{"type":"string","pattern":"^https?://"},"samplingPercent":{"type":"number","minimum":0,"maximum":100},"serviceName":{"type":"string","minLength":1}},"required":["otlpEndpoint"]}}}},"required":["listeners"],"$defs":{"rbacPermission":{"type":"object","additionalProperties":false,"properties":{"any":{"const":true},"andRules":{"type":"array","items":{"$ref":"#/$defs/rbacPermission"}},"orRules":{"type":"array","items":{"$ref":"#/$defs/rbacPermission"}},"notRule":{"$ref":"#/$defs/rbacPermission"},"header":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"contains":{"type":"string"},"regex":{"type":"string","minLength":1},"ignoreCase":{"type":"boolean"},"present":{"type":"boolean"},"invert":{"type":"boolean"}},"required":["name"]},"urlPath":{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"contains":{"type":"string"},"regex":{"type":"string","minLength":1},"ignoreCase":{"type":"boolean"}},"minProperties":1},"uriTemplate":{"type":"string","pattern":"^/"},"destinationIp":{"type":"string","minLength":1},"destinationPort":{"type":"integer","minimum":0,"maximum":65535},"requestedServerName":{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"contains":{"type":"string"},"regex":{"type":"string","minLength":1},"ignoreCase":{"type":"boolean"}},"minProperties":1}},"minProperties":1,"maxProperties":1},"rbacPrincipal":{"type":"object","additionalProperties":false,"properties":{"any":{"const":true},"andIds":{"type":"array","items":{"$ref":"#/$defs/rbacPrincipal"}},"orIds":{"type":"array","items":{"$ref":"#/$defs/rbacPrincipal"}},"notId":{"$ref":"#/$defs/rbacPrincipal"},"authenticated":{"type":"object","additionalProperties":false,"properties":{"principalName":{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"contains":{"type":"string"},"regex":{"type":"string","minLength":1},"ignoreCase":{"type":"boolean"}},"minProperties":1}}},"directRemoteIp":{"type":"string","minLength":1},"remoteIp":{"type":"string","minLength":1},"header":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"contains":{"type":"string"},"regex":{"type":"string","minLength":1},"ignoreCase":{"type":"boolean"},"present":{"type":"boolean"},"invert":{"type":"boolean"}},"required":["name"]},"requestPrincipal":{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"contains":{"type":"string"},"regex":{"type":"string","minLength":1},"ignoreCase":{"type":"boolean"}},"minProperties":1},"jwtClaim":{"type":"object","additionalProperties":false,"properties":{"path":{"type":"array","items":{"type":"string","minLength":1},"minItems":1},"value":{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"contains":{"type":"string"},"regex":{"type":"string","minLength":1},"ignoreCase":{"type":"boolean"}},"minProperties":1}},"required":["path","value"]}},"minProperties":1,"maxProperties":1}}};
 const func1 = Object.prototype.hasOwnProperty;
 const pattern4 = new RegExp("^https?://", "u");
 const schema32 = {"type":"object","additionalProperties":false,"properties":{"any":{"const":true},"andRules":{"type":"array","items":{"$ref":"#/$defs/rbacPermission"}},"orRules":{"type":"array","items":{"$ref":"#/$defs/rbacPermission"}},"notRule":{"$ref":"#/$defs/rbacPermission"},"header":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"contains":{"type":"string"},"regex":{"type":"string","minLength":1},"ignoreCase":{"type":"boolean"},"present":{"type":"boolean"},"invert":{"type":"boolean"}},"required":["name"]},"urlPath":{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"contains":{"type":"string"},"regex":{"type":"string","minLength":1},"ignoreCase":{"type":"boolean"}},"minProperties":1},"uriTemplate":{"type":"string","pattern":"^/"},"destinationIp":{"type":"string","minLength":1},"destinationPort":{"type":"integer","minimum":0,"maximum":65535},"requestedServerName":{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"contains":{"type":"string"},"regex":{"type":"string","minLength":1},"ignoreCase":{"type":"boolean"}},"minProperties":1}},"minProperties":1,"maxProperties":1};
@@ -2011,8 +2011,9 @@ errors++;
 if(data15.tls !== undefined){
 let data23 = data15.tls;
 if(data23 && typeof data23 == "object" && !Array.isArray(data23)){
-if(data23.certificateChain === undefined){
-const err42 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/tls",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/tls/required",keyword:"required",params:{missingProperty: "certificateChain"},message:"must have required property '"+"certificateChain"+"'"};
+for(const key7 in data23){
+if(!((((((((key7 === "certificateChain") || (key7 === "privateKey")) || (key7 === "certificateSecret")) || (key7 === "validationContext")) || (key7 === "validationSecret")) || (key7 === "requireClientCertificate")) || (key7 === "matchSubjectAltNames")) || (key7 === "alpnProtocols"))){
+const err42 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/tls",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/tls/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key7},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err42];
 }
@@ -2021,8 +2022,12 @@ vErrors.push(err42);
 }
 errors++;
 }
-if(data23.privateKey === undefined){
-const err43 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/tls",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/tls/required",keyword:"required",params:{missingProperty: "privateKey"},message:"must have required property '"+"privateKey"+"'"};
+}
+if(data23.certificateChain !== undefined){
+let data24 = data23.certificateChain;
+if(typeof data24 === "string"){
+if(data24.length < 1){
+const err43 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/tls/certificateChain",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/tls/properties/certificateChain/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err43];
 }
@@ -2031,9 +2036,9 @@ vErrors.push(err43);
 }
 errors++;
 }
-for(const key7 in data23){
-if(!(((((key7 === "certificateChain") || (key7 === "privateKey")) || (key7 === "validationContext")) || (key7 === "requireClientCertificate")) || (key7 === "alpnProtocols"))){
-const err44 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/tls",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/tls/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key7},message:"must NOT have additional properties"};
+}
+else {
+const err44 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/tls/certificateChain",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/tls/properties/certificateChain/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err44];
 }
@@ -2043,11 +2048,11 @@ vErrors.push(err44);
 errors++;
 }
 }
-if(data23.certificateChain !== undefined){
-let data24 = data23.certificateChain;
-if(typeof data24 === "string"){
-if(data24.length < 1){
-const err45 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/tls/certificateChain",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/tls/properties/certificateChain/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data23.privateKey !== undefined){
+let data25 = data23.privateKey;
+if(typeof data25 === "string"){
+if(data25.length < 1){
+const err45 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/tls/privateKey",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/tls/properties/privateKey/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err45];
 }
@@ -2058,7 +2063,7 @@ errors++;
 }
 }
 else {
-const err46 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/tls/certificateChain",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/tls/properties/certificateChain/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err46 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/tls/privateKey",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/tls/properties/privateKey/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err46];
 }
@@ -2068,11 +2073,11 @@ vErrors.push(err46);
 errors++;
 }
 }
-if(data23.privateKey !== undefined){
-let data25 = data23.privateKey;
-if(typeof data25 === "string"){
-if(data25.length < 1){
-const err47 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/tls/privateKey",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/tls/properties/privateKey/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data23.certificateSecret !== undefined){
+let data26 = data23.certificateSecret;
+if(typeof data26 === "string"){
+if(data26.length < 1){
+const err47 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/tls/certificateSecret",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/tls/properties/certificateSecret/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err47];
 }
@@ -2083,7 +2088,7 @@ errors++;
 }
 }
 else {
-const err48 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/tls/privateKey",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/tls/properties/privateKey/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err48 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/tls/certificateSecret",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/tls/properties/certificateSecret/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err48];
 }
@@ -2094,9 +2099,9 @@ errors++;
 }
 }
 if(data23.validationContext !== undefined){
-let data26 = data23.validationContext;
-if(typeof data26 === "string"){
-if(data26.length < 1){
+let data27 = data23.validationContext;
+if(typeof data27 === "string"){
+if(data27.length < 1){
 const err49 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/tls/validationContext",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/tls/properties/validationContext/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err49];
@@ -2118,9 +2123,11 @@ vErrors.push(err50);
 errors++;
 }
 }
-if(data23.requireClientCertificate !== undefined){
-if(typeof data23.requireClientCertificate !== "boolean"){
-const err51 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/tls/requireClientCertificate",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/tls/properties/requireClientCertificate/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(data23.validationSecret !== undefined){
+let data28 = data23.validationSecret;
+if(typeof data28 === "string"){
+if(data28.length < 1){
+const err51 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/tls/validationSecret",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/tls/properties/validationSecret/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err51];
 }
@@ -2130,15 +2137,8 @@ vErrors.push(err51);
 errors++;
 }
 }
-if(data23.alpnProtocols !== undefined){
-let data28 = data23.alpnProtocols;
-if(Array.isArray(data28)){
-const len4 = data28.length;
-for(let i4=0; i4<len4; i4++){
-let data29 = data28[i4];
-if(typeof data29 === "string"){
-if(data29.length < 1){
-const err52 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/tls/alpnProtocols/" + i4,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/tls/properties/alpnProtocols/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+else {
+const err52 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/tls/validationSecret",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/tls/properties/validationSecret/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err52];
 }
@@ -2148,8 +2148,9 @@ vErrors.push(err52);
 errors++;
 }
 }
-else {
-const err53 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/tls/alpnProtocols/" + i4,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/tls/properties/alpnProtocols/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data23.requireClientCertificate !== undefined){
+if(typeof data23.requireClientCertificate !== "boolean"){
+const err53 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/tls/requireClientCertificate",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/tls/properties/requireClientCertificate/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err53];
 }
@@ -2159,9 +2160,15 @@ vErrors.push(err53);
 errors++;
 }
 }
-}
-else {
-const err54 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/tls/alpnProtocols",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/tls/properties/alpnProtocols/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data23.matchSubjectAltNames !== undefined){
+let data30 = data23.matchSubjectAltNames;
+if(Array.isArray(data30)){
+const len4 = data30.length;
+for(let i4=0; i4<len4; i4++){
+let data31 = data30[i4];
+if(typeof data31 === "string"){
+if(data31.length < 1){
+const err54 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/tls/matchSubjectAltNames/" + i4,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/tls/properties/matchSubjectAltNames/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err54];
 }
@@ -2171,9 +2178,8 @@ vErrors.push(err54);
 errors++;
 }
 }
-}
 else {
-const err55 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/tls",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/tls/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err55 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/tls/matchSubjectAltNames/" + i4,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/tls/properties/matchSubjectAltNames/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err55];
 }
@@ -2183,15 +2189,9 @@ vErrors.push(err55);
 errors++;
 }
 }
-if(data15.filter !== undefined){
-let data30 = data15.filter;
-const _errs70 = errors;
-let valid18 = false;
-let passing0 = null;
-const _errs71 = errors;
-if(data30 && typeof data30 == "object" && !Array.isArray(data30)){
-if(data30.type === undefined){
-const err56 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/required",keyword:"required",params:{missingProperty: "type"},message:"must have required property '"+"type"+"'"};
+}
+else {
+const err56 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/tls/matchSubjectAltNames",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/tls/properties/matchSubjectAltNames/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err56];
 }
@@ -2200,9 +2200,16 @@ vErrors.push(err56);
 }
 errors++;
 }
-for(const key8 in data30){
-if(!(func1.call(schema31.properties.listeners.items.properties.filterChains.items.properties.filter.oneOf[0].properties, key8))){
-const err57 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key8},message:"must NOT have additional properties"};
+}
+if(data23.alpnProtocols !== undefined){
+let data32 = data23.alpnProtocols;
+if(Array.isArray(data32)){
+const len5 = data32.length;
+for(let i5=0; i5<len5; i5++){
+let data33 = data32[i5];
+if(typeof data33 === "string"){
+if(data33.length < 1){
+const err57 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/tls/alpnProtocols/" + i5,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/tls/properties/alpnProtocols/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err57];
 }
@@ -2212,9 +2219,8 @@ vErrors.push(err57);
 errors++;
 }
 }
-if(data30.type !== undefined){
-if("http" !== data30.type){
-const err58 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/type",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/type/const",keyword:"const",params:{allowedValue: "http"},message:"must be equal to constant"};
+else {
+const err58 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/tls/alpnProtocols/" + i5,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/tls/properties/alpnProtocols/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err58];
 }
@@ -2224,11 +2230,9 @@ vErrors.push(err58);
 errors++;
 }
 }
-if(data30.routeConfigName !== undefined){
-let data32 = data30.routeConfigName;
-if(typeof data32 === "string"){
-if(data32.length < 1){
-const err59 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfigName",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfigName/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+else {
+const err59 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/tls/alpnProtocols",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/tls/properties/alpnProtocols/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err59];
 }
@@ -2238,8 +2242,9 @@ vErrors.push(err59);
 errors++;
 }
 }
+}
 else {
-const err60 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfigName",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfigName/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err60 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/tls",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/tls/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err60];
 }
@@ -2249,11 +2254,15 @@ vErrors.push(err60);
 errors++;
 }
 }
-if(data30.routeConfig !== undefined){
-let data33 = data30.routeConfig;
-if(data33 && typeof data33 == "object" && !Array.isArray(data33)){
-if(data33.name === undefined){
-const err61 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
+if(data15.filter !== undefined){
+let data34 = data15.filter;
+const _errs78 = errors;
+let valid20 = false;
+let passing0 = null;
+const _errs79 = errors;
+if(data34 && typeof data34 == "object" && !Array.isArray(data34)){
+if(data34.type === undefined){
+const err61 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/required",keyword:"required",params:{missingProperty: "type"},message:"must have required property '"+"type"+"'"};
 if(vErrors === null){
 vErrors = [err61];
 }
@@ -2262,8 +2271,9 @@ vErrors.push(err61);
 }
 errors++;
 }
-if(data33.virtualHosts === undefined){
-const err62 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/required",keyword:"required",params:{missingProperty: "virtualHosts"},message:"must have required property '"+"virtualHosts"+"'"};
+for(const key8 in data34){
+if(!(func1.call(schema31.properties.listeners.items.properties.filterChains.items.properties.filter.oneOf[0].properties, key8))){
+const err62 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key8},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err62];
 }
@@ -2272,9 +2282,10 @@ vErrors.push(err62);
 }
 errors++;
 }
-for(const key9 in data33){
-if(!(((key9 === "name") || (key9 === "responseHeadersToAdd")) || (key9 === "virtualHosts"))){
-const err63 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key9},message:"must NOT have additional properties"};
+}
+if(data34.type !== undefined){
+if("http" !== data34.type){
+const err63 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/type",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/type/const",keyword:"const",params:{allowedValue: "http"},message:"must be equal to constant"};
 if(vErrors === null){
 vErrors = [err63];
 }
@@ -2284,11 +2295,11 @@ vErrors.push(err63);
 errors++;
 }
 }
-if(data33.name !== undefined){
-let data34 = data33.name;
-if(typeof data34 === "string"){
-if(data34.length < 1){
-const err64 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data34.routeConfigName !== undefined){
+let data36 = data34.routeConfigName;
+if(typeof data36 === "string"){
+if(data36.length < 1){
+const err64 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfigName",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfigName/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err64];
 }
@@ -2299,7 +2310,7 @@ errors++;
 }
 }
 else {
-const err65 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err65 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfigName",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfigName/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err65];
 }
@@ -2309,15 +2320,11 @@ vErrors.push(err65);
 errors++;
 }
 }
-if(data33.responseHeadersToAdd !== undefined){
-let data35 = data33.responseHeadersToAdd;
-if(Array.isArray(data35)){
-const len5 = data35.length;
-for(let i5=0; i5<len5; i5++){
-let data36 = data35[i5];
-if(data36 && typeof data36 == "object" && !Array.isArray(data36)){
-if(data36.name === undefined){
-const err66 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/responseHeadersToAdd/" + i5,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
+if(data34.routeConfig !== undefined){
+let data37 = data34.routeConfig;
+if(data37 && typeof data37 == "object" && !Array.isArray(data37)){
+if(data37.name === undefined){
+const err66 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err66];
 }
@@ -2326,8 +2333,8 @@ vErrors.push(err66);
 }
 errors++;
 }
-if(data36.value === undefined){
-const err67 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/responseHeadersToAdd/" + i5,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "value"},message:"must have required property '"+"value"+"'"};
+if(data37.virtualHosts === undefined){
+const err67 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/required",keyword:"required",params:{missingProperty: "virtualHosts"},message:"must have required property '"+"virtualHosts"+"'"};
 if(vErrors === null){
 vErrors = [err67];
 }
@@ -2336,9 +2343,9 @@ vErrors.push(err67);
 }
 errors++;
 }
-for(const key10 in data36){
-if(!(((key10 === "name") || (key10 === "value")) || (key10 === "append"))){
-const err68 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/responseHeadersToAdd/" + i5,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/responseHeadersToAdd/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key10},message:"must NOT have additional properties"};
+for(const key9 in data37){
+if(!(((key9 === "name") || (key9 === "responseHeadersToAdd")) || (key9 === "virtualHosts"))){
+const err68 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key9},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err68];
 }
@@ -2348,11 +2355,11 @@ vErrors.push(err68);
 errors++;
 }
 }
-if(data36.name !== undefined){
-let data37 = data36.name;
-if(typeof data37 === "string"){
-if(data37.length < 1){
-const err69 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/responseHeadersToAdd/" + i5+"/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/responseHeadersToAdd/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data37.name !== undefined){
+let data38 = data37.name;
+if(typeof data38 === "string"){
+if(data38.length < 1){
+const err69 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err69];
 }
@@ -2363,7 +2370,7 @@ errors++;
 }
 }
 else {
-const err70 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/responseHeadersToAdd/" + i5+"/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/responseHeadersToAdd/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err70 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err70];
 }
@@ -2373,9 +2380,15 @@ vErrors.push(err70);
 errors++;
 }
 }
-if(data36.value !== undefined){
-if(typeof data36.value !== "string"){
-const err71 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/responseHeadersToAdd/" + i5+"/value",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/responseHeadersToAdd/items/properties/value/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data37.responseHeadersToAdd !== undefined){
+let data39 = data37.responseHeadersToAdd;
+if(Array.isArray(data39)){
+const len6 = data39.length;
+for(let i6=0; i6<len6; i6++){
+let data40 = data39[i6];
+if(data40 && typeof data40 == "object" && !Array.isArray(data40)){
+if(data40.name === undefined){
+const err71 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/responseHeadersToAdd/" + i6,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err71];
 }
@@ -2384,10 +2397,8 @@ vErrors.push(err71);
 }
 errors++;
 }
-}
-if(data36.append !== undefined){
-if(typeof data36.append !== "boolean"){
-const err72 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/responseHeadersToAdd/" + i5+"/append",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/responseHeadersToAdd/items/properties/append/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(data40.value === undefined){
+const err72 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/responseHeadersToAdd/" + i6,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "value"},message:"must have required property '"+"value"+"'"};
 if(vErrors === null){
 vErrors = [err72];
 }
@@ -2396,10 +2407,9 @@ vErrors.push(err72);
 }
 errors++;
 }
-}
-}
-else {
-const err73 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/responseHeadersToAdd/" + i5,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/responseHeadersToAdd/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+for(const key10 in data40){
+if(!(((key10 === "name") || (key10 === "value")) || (key10 === "append"))){
+const err73 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/responseHeadersToAdd/" + i6,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/responseHeadersToAdd/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key10},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err73];
 }
@@ -2409,9 +2419,11 @@ vErrors.push(err73);
 errors++;
 }
 }
-}
-else {
-const err74 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/responseHeadersToAdd",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/responseHeadersToAdd/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data40.name !== undefined){
+let data41 = data40.name;
+if(typeof data41 === "string"){
+if(data41.length < 1){
+const err74 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/responseHeadersToAdd/" + i6+"/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/responseHeadersToAdd/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err74];
 }
@@ -2421,15 +2433,8 @@ vErrors.push(err74);
 errors++;
 }
 }
-if(data33.virtualHosts !== undefined){
-let data40 = data33.virtualHosts;
-if(Array.isArray(data40)){
-const len6 = data40.length;
-for(let i6=0; i6<len6; i6++){
-let data41 = data40[i6];
-if(data41 && typeof data41 == "object" && !Array.isArray(data41)){
-if(data41.name === undefined){
-const err75 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
+else {
+const err75 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/responseHeadersToAdd/" + i6+"/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/responseHeadersToAdd/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err75];
 }
@@ -2438,8 +2443,10 @@ vErrors.push(err75);
 }
 errors++;
 }
-if(data41.domains === undefined){
-const err76 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/required",keyword:"required",params:{missingProperty: "domains"},message:"must have required property '"+"domains"+"'"};
+}
+if(data40.value !== undefined){
+if(typeof data40.value !== "string"){
+const err76 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/responseHeadersToAdd/" + i6+"/value",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/responseHeadersToAdd/items/properties/value/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err76];
 }
@@ -2448,8 +2455,10 @@ vErrors.push(err76);
 }
 errors++;
 }
-if(data41.routes === undefined){
-const err77 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/required",keyword:"required",params:{missingProperty: "routes"},message:"must have required property '"+"routes"+"'"};
+}
+if(data40.append !== undefined){
+if(typeof data40.append !== "boolean"){
+const err77 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/responseHeadersToAdd/" + i6+"/append",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/responseHeadersToAdd/items/properties/append/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err77];
 }
@@ -2458,9 +2467,10 @@ vErrors.push(err77);
 }
 errors++;
 }
-for(const key11 in data41){
-if(!(((key11 === "name") || (key11 === "domains")) || (key11 === "routes"))){
-const err78 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key11},message:"must NOT have additional properties"};
+}
+}
+else {
+const err78 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/responseHeadersToAdd/" + i6,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/responseHeadersToAdd/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err78];
 }
@@ -2470,11 +2480,9 @@ vErrors.push(err78);
 errors++;
 }
 }
-if(data41.name !== undefined){
-let data42 = data41.name;
-if(typeof data42 === "string"){
-if(data42.length < 1){
-const err79 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+else {
+const err79 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/responseHeadersToAdd",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/responseHeadersToAdd/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err79];
 }
@@ -2484,8 +2492,15 @@ vErrors.push(err79);
 errors++;
 }
 }
-else {
-const err80 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data37.virtualHosts !== undefined){
+let data44 = data37.virtualHosts;
+if(Array.isArray(data44)){
+const len7 = data44.length;
+for(let i7=0; i7<len7; i7++){
+let data45 = data44[i7];
+if(data45 && typeof data45 == "object" && !Array.isArray(data45)){
+if(data45.name === undefined){
+const err80 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err80];
 }
@@ -2494,12 +2509,8 @@ vErrors.push(err80);
 }
 errors++;
 }
-}
-if(data41.domains !== undefined){
-let data43 = data41.domains;
-if(Array.isArray(data43)){
-if(data43.length < 1){
-const err81 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/domains",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/domains/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"};
+if(data45.domains === undefined){
+const err81 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/required",keyword:"required",params:{missingProperty: "domains"},message:"must have required property '"+"domains"+"'"};
 if(vErrors === null){
 vErrors = [err81];
 }
@@ -2508,12 +2519,8 @@ vErrors.push(err81);
 }
 errors++;
 }
-const len7 = data43.length;
-for(let i7=0; i7<len7; i7++){
-let data44 = data43[i7];
-if(typeof data44 === "string"){
-if(data44.length < 1){
-const err82 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/domains/" + i7,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/domains/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data45.routes === undefined){
+const err82 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/required",keyword:"required",params:{missingProperty: "routes"},message:"must have required property '"+"routes"+"'"};
 if(vErrors === null){
 vErrors = [err82];
 }
@@ -2522,9 +2529,9 @@ vErrors.push(err82);
 }
 errors++;
 }
-}
-else {
-const err83 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/domains/" + i7,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/domains/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+for(const key11 in data45){
+if(!(((key11 === "name") || (key11 === "domains")) || (key11 === "routes"))){
+const err83 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key11},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err83];
 }
@@ -2534,9 +2541,11 @@ vErrors.push(err83);
 errors++;
 }
 }
-}
-else {
-const err84 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/domains",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/domains/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data45.name !== undefined){
+let data46 = data45.name;
+if(typeof data46 === "string"){
+if(data46.length < 1){
+const err84 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err84];
 }
@@ -2546,15 +2555,8 @@ vErrors.push(err84);
 errors++;
 }
 }
-if(data41.routes !== undefined){
-let data45 = data41.routes;
-if(Array.isArray(data45)){
-const len8 = data45.length;
-for(let i8=0; i8<len8; i8++){
-let data46 = data45[i8];
-if(data46 && typeof data46 == "object" && !Array.isArray(data46)){
-if(data46.match === undefined){
-const err85 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/required",keyword:"required",params:{missingProperty: "match"},message:"must have required property '"+"match"+"'"};
+else {
+const err85 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err85];
 }
@@ -2563,9 +2565,12 @@ vErrors.push(err85);
 }
 errors++;
 }
-for(const key12 in data46){
-if(!(func1.call(schema31.properties.listeners.items.properties.filterChains.items.properties.filter.oneOf[0].properties.routeConfig.properties.virtualHosts.items.properties.routes.items.properties, key12))){
-const err86 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key12},message:"must NOT have additional properties"};
+}
+if(data45.domains !== undefined){
+let data47 = data45.domains;
+if(Array.isArray(data47)){
+if(data47.length < 1){
+const err86 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/domains",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/domains/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"};
 if(vErrors === null){
 vErrors = [err86];
 }
@@ -2574,10 +2579,12 @@ vErrors.push(err86);
 }
 errors++;
 }
-}
-if(data46.name !== undefined){
-if(typeof data46.name !== "string"){
-const err87 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const len8 = data47.length;
+for(let i8=0; i8<len8; i8++){
+let data48 = data47[i8];
+if(typeof data48 === "string"){
+if(data48.length < 1){
+const err87 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/domains/" + i8,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/domains/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err87];
 }
@@ -2587,12 +2594,8 @@ vErrors.push(err87);
 errors++;
 }
 }
-if(data46.match !== undefined){
-let data48 = data46.match;
-if(data48 && typeof data48 == "object" && !Array.isArray(data48)){
-for(const key13 in data48){
-if(!((((((key13 === "prefix") || (key13 === "path")) || (key13 === "regex")) || (key13 === "caseSensitive")) || (key13 === "headers")) || (key13 === "queryParameters"))){
-const err88 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/match",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/match/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key13},message:"must NOT have additional properties"};
+else {
+const err88 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/domains/" + i8,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/domains/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err88];
 }
@@ -2602,9 +2605,9 @@ vErrors.push(err88);
 errors++;
 }
 }
-if(data48.prefix !== undefined){
-if(typeof data48.prefix !== "string"){
-const err89 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/match/prefix",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/match/properties/prefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+}
+else {
+const err89 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/domains",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/domains/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err89];
 }
@@ -2614,9 +2617,15 @@ vErrors.push(err89);
 errors++;
 }
 }
-if(data48.path !== undefined){
-if(typeof data48.path !== "string"){
-const err90 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/match/path",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/match/properties/path/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data45.routes !== undefined){
+let data49 = data45.routes;
+if(Array.isArray(data49)){
+const len9 = data49.length;
+for(let i9=0; i9<len9; i9++){
+let data50 = data49[i9];
+if(data50 && typeof data50 == "object" && !Array.isArray(data50)){
+if(data50.match === undefined){
+const err90 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/required",keyword:"required",params:{missingProperty: "match"},message:"must have required property '"+"match"+"'"};
 if(vErrors === null){
 vErrors = [err90];
 }
@@ -2625,10 +2634,9 @@ vErrors.push(err90);
 }
 errors++;
 }
-}
-if(data48.regex !== undefined){
-if(typeof data48.regex !== "string"){
-const err91 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/match/regex",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/match/properties/regex/type",keyword:"type",params:{type: "string"},message:"must be string"};
+for(const key12 in data50){
+if(!(func1.call(schema31.properties.listeners.items.properties.filterChains.items.properties.filter.oneOf[0].properties.routeConfig.properties.virtualHosts.items.properties.routes.items.properties, key12))){
+const err91 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key12},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err91];
 }
@@ -2638,9 +2646,9 @@ vErrors.push(err91);
 errors++;
 }
 }
-if(data48.caseSensitive !== undefined){
-if(typeof data48.caseSensitive !== "boolean"){
-const err92 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/match/caseSensitive",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/match/properties/caseSensitive/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(data50.name !== undefined){
+if(typeof data50.name !== "string"){
+const err92 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err92];
 }
@@ -2650,15 +2658,12 @@ vErrors.push(err92);
 errors++;
 }
 }
-if(data48.headers !== undefined){
-let data53 = data48.headers;
-if(Array.isArray(data53)){
-const len9 = data53.length;
-for(let i9=0; i9<len9; i9++){
-let data54 = data53[i9];
-if(data54 && typeof data54 == "object" && !Array.isArray(data54)){
-if(data54.name === undefined){
-const err93 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/match/headers/" + i9,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
+if(data50.match !== undefined){
+let data52 = data50.match;
+if(data52 && typeof data52 == "object" && !Array.isArray(data52)){
+for(const key13 in data52){
+if(!((((((key13 === "prefix") || (key13 === "path")) || (key13 === "regex")) || (key13 === "caseSensitive")) || (key13 === "headers")) || (key13 === "queryParameters"))){
+const err93 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/match",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/match/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key13},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err93];
 }
@@ -2667,9 +2672,10 @@ vErrors.push(err93);
 }
 errors++;
 }
-for(const key14 in data54){
-if(!(((((((key14 === "name") || (key14 === "exact")) || (key14 === "prefix")) || (key14 === "suffix")) || (key14 === "regex")) || (key14 === "present")) || (key14 === "invert"))){
-const err94 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/match/headers/" + i9,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key14},message:"must NOT have additional properties"};
+}
+if(data52.prefix !== undefined){
+if(typeof data52.prefix !== "string"){
+const err94 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/match/prefix",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/match/properties/prefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err94];
 }
@@ -2679,11 +2685,9 @@ vErrors.push(err94);
 errors++;
 }
 }
-if(data54.name !== undefined){
-let data55 = data54.name;
-if(typeof data55 === "string"){
-if(data55.length < 1){
-const err95 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/match/headers/" + i9+"/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data52.path !== undefined){
+if(typeof data52.path !== "string"){
+const err95 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/match/path",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/match/properties/path/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err95];
 }
@@ -2693,8 +2697,9 @@ vErrors.push(err95);
 errors++;
 }
 }
-else {
-const err96 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/match/headers/" + i9+"/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data52.regex !== undefined){
+if(typeof data52.regex !== "string"){
+const err96 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/match/regex",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/match/properties/regex/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err96];
 }
@@ -2704,9 +2709,9 @@ vErrors.push(err96);
 errors++;
 }
 }
-if(data54.exact !== undefined){
-if(typeof data54.exact !== "string"){
-const err97 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/match/headers/" + i9+"/exact",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/exact/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data52.caseSensitive !== undefined){
+if(typeof data52.caseSensitive !== "boolean"){
+const err97 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/match/caseSensitive",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/match/properties/caseSensitive/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err97];
 }
@@ -2716,9 +2721,15 @@ vErrors.push(err97);
 errors++;
 }
 }
-if(data54.prefix !== undefined){
-if(typeof data54.prefix !== "string"){
-const err98 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/match/headers/" + i9+"/prefix",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/prefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data52.headers !== undefined){
+let data57 = data52.headers;
+if(Array.isArray(data57)){
+const len10 = data57.length;
+for(let i10=0; i10<len10; i10++){
+let data58 = data57[i10];
+if(data58 && typeof data58 == "object" && !Array.isArray(data58)){
+if(data58.name === undefined){
+const err98 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/match/headers/" + i10,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err98];
 }
@@ -2727,10 +2738,9 @@ vErrors.push(err98);
 }
 errors++;
 }
-}
-if(data54.suffix !== undefined){
-if(typeof data54.suffix !== "string"){
-const err99 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/match/headers/" + i9+"/suffix",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/suffix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+for(const key14 in data58){
+if(!(((((((key14 === "name") || (key14 === "exact")) || (key14 === "prefix")) || (key14 === "suffix")) || (key14 === "regex")) || (key14 === "present")) || (key14 === "invert"))){
+const err99 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/match/headers/" + i10,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key14},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err99];
 }
@@ -2740,9 +2750,11 @@ vErrors.push(err99);
 errors++;
 }
 }
-if(data54.regex !== undefined){
-if(typeof data54.regex !== "string"){
-const err100 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/match/headers/" + i9+"/regex",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/regex/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data58.name !== undefined){
+let data59 = data58.name;
+if(typeof data59 === "string"){
+if(data59.length < 1){
+const err100 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/match/headers/" + i10+"/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err100];
 }
@@ -2752,9 +2764,8 @@ vErrors.push(err100);
 errors++;
 }
 }
-if(data54.present !== undefined){
-if(typeof data54.present !== "boolean"){
-const err101 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/match/headers/" + i9+"/present",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/present/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+else {
+const err101 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/match/headers/" + i10+"/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err101];
 }
@@ -2764,9 +2775,9 @@ vErrors.push(err101);
 errors++;
 }
 }
-if(data54.invert !== undefined){
-if(typeof data54.invert !== "boolean"){
-const err102 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/match/headers/" + i9+"/invert",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/invert/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(data58.exact !== undefined){
+if(typeof data58.exact !== "string"){
+const err102 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/match/headers/" + i10+"/exact",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/exact/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err102];
 }
@@ -2776,9 +2787,9 @@ vErrors.push(err102);
 errors++;
 }
 }
-}
-else {
-const err103 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/match/headers/" + i9,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data58.prefix !== undefined){
+if(typeof data58.prefix !== "string"){
+const err103 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/match/headers/" + i10+"/prefix",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/prefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err103];
 }
@@ -2788,9 +2799,9 @@ vErrors.push(err103);
 errors++;
 }
 }
-}
-else {
-const err104 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/match/headers",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data58.suffix !== undefined){
+if(typeof data58.suffix !== "string"){
+const err104 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/match/headers/" + i10+"/suffix",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/suffix/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err104];
 }
@@ -2800,15 +2811,9 @@ vErrors.push(err104);
 errors++;
 }
 }
-if(data48.queryParameters !== undefined){
-let data62 = data48.queryParameters;
-if(Array.isArray(data62)){
-const len10 = data62.length;
-for(let i10=0; i10<len10; i10++){
-let data63 = data62[i10];
-if(data63 && typeof data63 == "object" && !Array.isArray(data63)){
-if(data63.name === undefined){
-const err105 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/match/queryParameters/" + i10,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
+if(data58.regex !== undefined){
+if(typeof data58.regex !== "string"){
+const err105 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/match/headers/" + i10+"/regex",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/regex/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err105];
 }
@@ -2817,9 +2822,10 @@ vErrors.push(err105);
 }
 errors++;
 }
-for(const key15 in data63){
-if(!(((((key15 === "name") || (key15 === "exact")) || (key15 === "prefix")) || (key15 === "regex")) || (key15 === "present"))){
-const err106 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/match/queryParameters/" + i10,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key15},message:"must NOT have additional properties"};
+}
+if(data58.present !== undefined){
+if(typeof data58.present !== "boolean"){
+const err106 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/match/headers/" + i10+"/present",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/present/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err106];
 }
@@ -2829,11 +2835,9 @@ vErrors.push(err106);
 errors++;
 }
 }
-if(data63.name !== undefined){
-let data64 = data63.name;
-if(typeof data64 === "string"){
-if(data64.length < 1){
-const err107 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/match/queryParameters/" + i10+"/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data58.invert !== undefined){
+if(typeof data58.invert !== "boolean"){
+const err107 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/match/headers/" + i10+"/invert",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/invert/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err107];
 }
@@ -2843,8 +2847,9 @@ vErrors.push(err107);
 errors++;
 }
 }
+}
 else {
-const err108 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/match/queryParameters/" + i10+"/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err108 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/match/headers/" + i10,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err108];
 }
@@ -2854,9 +2859,9 @@ vErrors.push(err108);
 errors++;
 }
 }
-if(data63.exact !== undefined){
-if(typeof data63.exact !== "string"){
-const err109 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/match/queryParameters/" + i10+"/exact",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/exact/type",keyword:"type",params:{type: "string"},message:"must be string"};
+}
+else {
+const err109 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/match/headers",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err109];
 }
@@ -2866,9 +2871,15 @@ vErrors.push(err109);
 errors++;
 }
 }
-if(data63.prefix !== undefined){
-if(typeof data63.prefix !== "string"){
-const err110 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/match/queryParameters/" + i10+"/prefix",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/prefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data52.queryParameters !== undefined){
+let data66 = data52.queryParameters;
+if(Array.isArray(data66)){
+const len11 = data66.length;
+for(let i11=0; i11<len11; i11++){
+let data67 = data66[i11];
+if(data67 && typeof data67 == "object" && !Array.isArray(data67)){
+if(data67.name === undefined){
+const err110 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/match/queryParameters/" + i11,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err110];
 }
@@ -2877,10 +2888,9 @@ vErrors.push(err110);
 }
 errors++;
 }
-}
-if(data63.regex !== undefined){
-if(typeof data63.regex !== "string"){
-const err111 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/match/queryParameters/" + i10+"/regex",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/regex/type",keyword:"type",params:{type: "string"},message:"must be string"};
+for(const key15 in data67){
+if(!(((((key15 === "name") || (key15 === "exact")) || (key15 === "prefix")) || (key15 === "regex")) || (key15 === "present"))){
+const err111 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/match/queryParameters/" + i11,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key15},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err111];
 }
@@ -2890,9 +2900,11 @@ vErrors.push(err111);
 errors++;
 }
 }
-if(data63.present !== undefined){
-if(typeof data63.present !== "boolean"){
-const err112 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/match/queryParameters/" + i10+"/present",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/present/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(data67.name !== undefined){
+let data68 = data67.name;
+if(typeof data68 === "string"){
+if(data68.length < 1){
+const err112 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/match/queryParameters/" + i11+"/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err112];
 }
@@ -2902,9 +2914,8 @@ vErrors.push(err112);
 errors++;
 }
 }
-}
 else {
-const err113 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/match/queryParameters/" + i10,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err113 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/match/queryParameters/" + i11+"/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err113];
 }
@@ -2914,9 +2925,9 @@ vErrors.push(err113);
 errors++;
 }
 }
-}
-else {
-const err114 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/match/queryParameters",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data67.exact !== undefined){
+if(typeof data67.exact !== "string"){
+const err114 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/match/queryParameters/" + i11+"/exact",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/exact/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err114];
 }
@@ -2926,9 +2937,9 @@ vErrors.push(err114);
 errors++;
 }
 }
-}
-else {
-const err115 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/match",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/match/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data67.prefix !== undefined){
+if(typeof data67.prefix !== "string"){
+const err115 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/match/queryParameters/" + i11+"/prefix",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/prefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err115];
 }
@@ -2938,12 +2949,9 @@ vErrors.push(err115);
 errors++;
 }
 }
-if(data46.route !== undefined){
-let data69 = data46.route;
-if(data69 && typeof data69 == "object" && !Array.isArray(data69)){
-for(const key16 in data69){
-if(!(func1.call(schema31.properties.listeners.items.properties.filterChains.items.properties.filter.oneOf[0].properties.routeConfig.properties.virtualHosts.items.properties.routes.items.properties.route.properties, key16))){
-const err116 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key16},message:"must NOT have additional properties"};
+if(data67.regex !== undefined){
+if(typeof data67.regex !== "string"){
+const err116 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/match/queryParameters/" + i11+"/regex",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/regex/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err116];
 }
@@ -2953,11 +2961,9 @@ vErrors.push(err116);
 errors++;
 }
 }
-if(data69.cluster !== undefined){
-let data70 = data69.cluster;
-if(typeof data70 === "string"){
-if(data70.length < 1){
-const err117 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/cluster",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cluster/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data67.present !== undefined){
+if(typeof data67.present !== "boolean"){
+const err117 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/match/queryParameters/" + i11+"/present",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/present/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err117];
 }
@@ -2967,8 +2973,9 @@ vErrors.push(err117);
 errors++;
 }
 }
+}
 else {
-const err118 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/cluster",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cluster/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err118 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/match/queryParameters/" + i11,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err118];
 }
@@ -2978,11 +2985,9 @@ vErrors.push(err118);
 errors++;
 }
 }
-if(data69.weightedClusters !== undefined){
-let data71 = data69.weightedClusters;
-if(Array.isArray(data71)){
-if(data71.length < 1){
-const err119 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/weightedClusters",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"};
+}
+else {
+const err119 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/match/queryParameters",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err119];
 }
@@ -2991,12 +2996,10 @@ vErrors.push(err119);
 }
 errors++;
 }
-const len11 = data71.length;
-for(let i11=0; i11<len11; i11++){
-let data72 = data71[i11];
-if(data72 && typeof data72 == "object" && !Array.isArray(data72)){
-if(data72.name === undefined){
-const err120 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/weightedClusters/" + i11,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
+}
+}
+else {
+const err120 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/match",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/match/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err120];
 }
@@ -3005,8 +3008,13 @@ vErrors.push(err120);
 }
 errors++;
 }
-if(data72.weight === undefined){
-const err121 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/weightedClusters/" + i11,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/required",keyword:"required",params:{missingProperty: "weight"},message:"must have required property '"+"weight"+"'"};
+}
+if(data50.route !== undefined){
+let data73 = data50.route;
+if(data73 && typeof data73 == "object" && !Array.isArray(data73)){
+for(const key16 in data73){
+if(!(func1.call(schema31.properties.listeners.items.properties.filterChains.items.properties.filter.oneOf[0].properties.routeConfig.properties.virtualHosts.items.properties.routes.items.properties.route.properties, key16))){
+const err121 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key16},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err121];
 }
@@ -3015,9 +3023,12 @@ vErrors.push(err121);
 }
 errors++;
 }
-for(const key17 in data72){
-if(!((((((key17 === "name") || (key17 === "weight")) || (key17 === "requestHeadersToAdd")) || (key17 === "requestHeadersToRemove")) || (key17 === "responseHeadersToAdd")) || (key17 === "responseHeadersToRemove"))){
-const err122 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/weightedClusters/" + i11,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key17},message:"must NOT have additional properties"};
+}
+if(data73.cluster !== undefined){
+let data74 = data73.cluster;
+if(typeof data74 === "string"){
+if(data74.length < 1){
+const err122 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/cluster",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cluster/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err122];
 }
@@ -3027,11 +3038,8 @@ vErrors.push(err122);
 errors++;
 }
 }
-if(data72.name !== undefined){
-let data73 = data72.name;
-if(typeof data73 === "string"){
-if(data73.length < 1){
-const err123 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/weightedClusters/" + i11+"/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+else {
+const err123 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/cluster",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cluster/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err123];
 }
@@ -3041,8 +3049,11 @@ vErrors.push(err123);
 errors++;
 }
 }
-else {
-const err124 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/weightedClusters/" + i11+"/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data73.weightedClusters !== undefined){
+let data75 = data73.weightedClusters;
+if(Array.isArray(data75)){
+if(data75.length < 1){
+const err124 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/weightedClusters",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"};
 if(vErrors === null){
 vErrors = [err124];
 }
@@ -3051,11 +3062,12 @@ vErrors.push(err124);
 }
 errors++;
 }
-}
-if(data72.weight !== undefined){
-let data74 = data72.weight;
-if(!((typeof data74 == "number") && (!(data74 % 1) && !isNaN(data74)))){
-const err125 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/weightedClusters/" + i11+"/weight",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/weight/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+const len12 = data75.length;
+for(let i12=0; i12<len12; i12++){
+let data76 = data75[i12];
+if(data76 && typeof data76 == "object" && !Array.isArray(data76)){
+if(data76.name === undefined){
+const err125 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/weightedClusters/" + i12,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err125];
 }
@@ -3064,9 +3076,8 @@ vErrors.push(err125);
 }
 errors++;
 }
-if(typeof data74 == "number"){
-if(data74 < 0 || isNaN(data74)){
-const err126 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/weightedClusters/" + i11+"/weight",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/weight/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(data76.weight === undefined){
+const err126 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/weightedClusters/" + i12,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/required",keyword:"required",params:{missingProperty: "weight"},message:"must have required property '"+"weight"+"'"};
 if(vErrors === null){
 vErrors = [err126];
 }
@@ -3075,17 +3086,9 @@ vErrors.push(err126);
 }
 errors++;
 }
-}
-}
-if(data72.requestHeadersToAdd !== undefined){
-let data75 = data72.requestHeadersToAdd;
-if(Array.isArray(data75)){
-const len12 = data75.length;
-for(let i12=0; i12<len12; i12++){
-let data76 = data75[i12];
-if(data76 && typeof data76 == "object" && !Array.isArray(data76)){
-if(data76.name === undefined){
-const err127 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/weightedClusters/" + i11+"/requestHeadersToAdd/" + i12,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
+for(const key17 in data76){
+if(!((((((key17 === "name") || (key17 === "weight")) || (key17 === "requestHeadersToAdd")) || (key17 === "requestHeadersToRemove")) || (key17 === "responseHeadersToAdd")) || (key17 === "responseHeadersToRemove"))){
+const err127 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/weightedClusters/" + i12,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key17},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err127];
 }
@@ -3094,8 +3097,12 @@ vErrors.push(err127);
 }
 errors++;
 }
-if(data76.value === undefined){
-const err128 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/weightedClusters/" + i11+"/requestHeadersToAdd/" + i12,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "value"},message:"must have required property '"+"value"+"'"};
+}
+if(data76.name !== undefined){
+let data77 = data76.name;
+if(typeof data77 === "string"){
+if(data77.length < 1){
+const err128 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/weightedClusters/" + i12+"/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err128];
 }
@@ -3104,9 +3111,9 @@ vErrors.push(err128);
 }
 errors++;
 }
-for(const key18 in data76){
-if(!(((key18 === "name") || (key18 === "value")) || (key18 === "append"))){
-const err129 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/weightedClusters/" + i11+"/requestHeadersToAdd/" + i12,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key18},message:"must NOT have additional properties"};
+}
+else {
+const err129 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/weightedClusters/" + i12+"/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err129];
 }
@@ -3116,11 +3123,10 @@ vErrors.push(err129);
 errors++;
 }
 }
-if(data76.name !== undefined){
-let data77 = data76.name;
-if(typeof data77 === "string"){
-if(data77.length < 1){
-const err130 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/weightedClusters/" + i11+"/requestHeadersToAdd/" + i12+"/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data76.weight !== undefined){
+let data78 = data76.weight;
+if(!((typeof data78 == "number") && (!(data78 % 1) && !isNaN(data78)))){
+const err130 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/weightedClusters/" + i12+"/weight",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/weight/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err130];
 }
@@ -3129,9 +3135,9 @@ vErrors.push(err130);
 }
 errors++;
 }
-}
-else {
-const err131 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/weightedClusters/" + i11+"/requestHeadersToAdd/" + i12+"/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(typeof data78 == "number"){
+if(data78 < 0 || isNaN(data78)){
+const err131 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/weightedClusters/" + i12+"/weight",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/weight/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err131];
 }
@@ -3141,9 +3147,16 @@ vErrors.push(err131);
 errors++;
 }
 }
-if(data76.value !== undefined){
-if(typeof data76.value !== "string"){
-const err132 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/weightedClusters/" + i11+"/requestHeadersToAdd/" + i12+"/value",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/properties/value/type",keyword:"type",params:{type: "string"},message:"must be string"};
+}
+if(data76.requestHeadersToAdd !== undefined){
+let data79 = data76.requestHeadersToAdd;
+if(Array.isArray(data79)){
+const len13 = data79.length;
+for(let i13=0; i13<len13; i13++){
+let data80 = data79[i13];
+if(data80 && typeof data80 == "object" && !Array.isArray(data80)){
+if(data80.name === undefined){
+const err132 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/weightedClusters/" + i12+"/requestHeadersToAdd/" + i13,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err132];
 }
@@ -3152,10 +3165,8 @@ vErrors.push(err132);
 }
 errors++;
 }
-}
-if(data76.append !== undefined){
-if(typeof data76.append !== "boolean"){
-const err133 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/weightedClusters/" + i11+"/requestHeadersToAdd/" + i12+"/append",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/properties/append/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(data80.value === undefined){
+const err133 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/weightedClusters/" + i12+"/requestHeadersToAdd/" + i13,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "value"},message:"must have required property '"+"value"+"'"};
 if(vErrors === null){
 vErrors = [err133];
 }
@@ -3164,10 +3175,9 @@ vErrors.push(err133);
 }
 errors++;
 }
-}
-}
-else {
-const err134 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/weightedClusters/" + i11+"/requestHeadersToAdd/" + i12,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+for(const key18 in data80){
+if(!(((key18 === "name") || (key18 === "value")) || (key18 === "append"))){
+const err134 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/weightedClusters/" + i12+"/requestHeadersToAdd/" + i13,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key18},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err134];
 }
@@ -3177,9 +3187,11 @@ vErrors.push(err134);
 errors++;
 }
 }
-}
-else {
-const err135 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/weightedClusters/" + i11+"/requestHeadersToAdd",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data80.name !== undefined){
+let data81 = data80.name;
+if(typeof data81 === "string"){
+if(data81.length < 1){
+const err135 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/weightedClusters/" + i12+"/requestHeadersToAdd/" + i13+"/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err135];
 }
@@ -3189,15 +3201,8 @@ vErrors.push(err135);
 errors++;
 }
 }
-if(data72.requestHeadersToRemove !== undefined){
-let data80 = data72.requestHeadersToRemove;
-if(Array.isArray(data80)){
-const len13 = data80.length;
-for(let i13=0; i13<len13; i13++){
-let data81 = data80[i13];
-if(typeof data81 === "string"){
-if(data81.length < 1){
-const err136 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/weightedClusters/" + i11+"/requestHeadersToRemove/" + i13,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToRemove/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+else {
+const err136 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/weightedClusters/" + i12+"/requestHeadersToAdd/" + i13+"/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err136];
 }
@@ -3207,8 +3212,9 @@ vErrors.push(err136);
 errors++;
 }
 }
-else {
-const err137 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/weightedClusters/" + i11+"/requestHeadersToRemove/" + i13,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToRemove/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data80.value !== undefined){
+if(typeof data80.value !== "string"){
+const err137 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/weightedClusters/" + i12+"/requestHeadersToAdd/" + i13+"/value",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/properties/value/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err137];
 }
@@ -3218,9 +3224,9 @@ vErrors.push(err137);
 errors++;
 }
 }
-}
-else {
-const err138 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/weightedClusters/" + i11+"/requestHeadersToRemove",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToRemove/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data80.append !== undefined){
+if(typeof data80.append !== "boolean"){
+const err138 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/weightedClusters/" + i12+"/requestHeadersToAdd/" + i13+"/append",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/properties/append/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err138];
 }
@@ -3230,15 +3236,9 @@ vErrors.push(err138);
 errors++;
 }
 }
-if(data72.responseHeadersToAdd !== undefined){
-let data82 = data72.responseHeadersToAdd;
-if(Array.isArray(data82)){
-const len14 = data82.length;
-for(let i14=0; i14<len14; i14++){
-let data83 = data82[i14];
-if(data83 && typeof data83 == "object" && !Array.isArray(data83)){
-if(data83.name === undefined){
-const err139 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/weightedClusters/" + i11+"/responseHeadersToAdd/" + i14,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
+}
+else {
+const err139 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/weightedClusters/" + i12+"/requestHeadersToAdd/" + i13,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err139];
 }
@@ -3247,8 +3247,10 @@ vErrors.push(err139);
 }
 errors++;
 }
-if(data83.value === undefined){
-const err140 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/weightedClusters/" + i11+"/responseHeadersToAdd/" + i14,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "value"},message:"must have required property '"+"value"+"'"};
+}
+}
+else {
+const err140 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/weightedClusters/" + i12+"/requestHeadersToAdd",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err140];
 }
@@ -3257,9 +3259,16 @@ vErrors.push(err140);
 }
 errors++;
 }
-for(const key19 in data83){
-if(!(((key19 === "name") || (key19 === "value")) || (key19 === "append"))){
-const err141 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/weightedClusters/" + i11+"/responseHeadersToAdd/" + i14,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key19},message:"must NOT have additional properties"};
+}
+if(data76.requestHeadersToRemove !== undefined){
+let data84 = data76.requestHeadersToRemove;
+if(Array.isArray(data84)){
+const len14 = data84.length;
+for(let i14=0; i14<len14; i14++){
+let data85 = data84[i14];
+if(typeof data85 === "string"){
+if(data85.length < 1){
+const err141 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/weightedClusters/" + i12+"/requestHeadersToRemove/" + i14,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToRemove/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err141];
 }
@@ -3269,11 +3278,8 @@ vErrors.push(err141);
 errors++;
 }
 }
-if(data83.name !== undefined){
-let data84 = data83.name;
-if(typeof data84 === "string"){
-if(data84.length < 1){
-const err142 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/weightedClusters/" + i11+"/responseHeadersToAdd/" + i14+"/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+else {
+const err142 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/weightedClusters/" + i12+"/requestHeadersToRemove/" + i14,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToRemove/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err142];
 }
@@ -3283,8 +3289,9 @@ vErrors.push(err142);
 errors++;
 }
 }
+}
 else {
-const err143 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/weightedClusters/" + i11+"/responseHeadersToAdd/" + i14+"/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err143 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/weightedClusters/" + i12+"/requestHeadersToRemove",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToRemove/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err143];
 }
@@ -3294,9 +3301,15 @@ vErrors.push(err143);
 errors++;
 }
 }
-if(data83.value !== undefined){
-if(typeof data83.value !== "string"){
-const err144 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/weightedClusters/" + i11+"/responseHeadersToAdd/" + i14+"/value",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/properties/value/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data76.responseHeadersToAdd !== undefined){
+let data86 = data76.responseHeadersToAdd;
+if(Array.isArray(data86)){
+const len15 = data86.length;
+for(let i15=0; i15<len15; i15++){
+let data87 = data86[i15];
+if(data87 && typeof data87 == "object" && !Array.isArray(data87)){
+if(data87.name === undefined){
+const err144 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/weightedClusters/" + i12+"/responseHeadersToAdd/" + i15,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err144];
 }
@@ -3305,10 +3318,8 @@ vErrors.push(err144);
 }
 errors++;
 }
-}
-if(data83.append !== undefined){
-if(typeof data83.append !== "boolean"){
-const err145 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/weightedClusters/" + i11+"/responseHeadersToAdd/" + i14+"/append",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/properties/append/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(data87.value === undefined){
+const err145 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/weightedClusters/" + i12+"/responseHeadersToAdd/" + i15,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "value"},message:"must have required property '"+"value"+"'"};
 if(vErrors === null){
 vErrors = [err145];
 }
@@ -3317,10 +3328,9 @@ vErrors.push(err145);
 }
 errors++;
 }
-}
-}
-else {
-const err146 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/weightedClusters/" + i11+"/responseHeadersToAdd/" + i14,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+for(const key19 in data87){
+if(!(((key19 === "name") || (key19 === "value")) || (key19 === "append"))){
+const err146 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/weightedClusters/" + i12+"/responseHeadersToAdd/" + i15,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key19},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err146];
 }
@@ -3330,9 +3340,11 @@ vErrors.push(err146);
 errors++;
 }
 }
-}
-else {
-const err147 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/weightedClusters/" + i11+"/responseHeadersToAdd",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data87.name !== undefined){
+let data88 = data87.name;
+if(typeof data88 === "string"){
+if(data88.length < 1){
+const err147 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/weightedClusters/" + i12+"/responseHeadersToAdd/" + i15+"/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err147];
 }
@@ -3342,15 +3354,8 @@ vErrors.push(err147);
 errors++;
 }
 }
-if(data72.responseHeadersToRemove !== undefined){
-let data87 = data72.responseHeadersToRemove;
-if(Array.isArray(data87)){
-const len15 = data87.length;
-for(let i15=0; i15<len15; i15++){
-let data88 = data87[i15];
-if(typeof data88 === "string"){
-if(data88.length < 1){
-const err148 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/weightedClusters/" + i11+"/responseHeadersToRemove/" + i15,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToRemove/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+else {
+const err148 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/weightedClusters/" + i12+"/responseHeadersToAdd/" + i15+"/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err148];
 }
@@ -3360,8 +3365,9 @@ vErrors.push(err148);
 errors++;
 }
 }
-else {
-const err149 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/weightedClusters/" + i11+"/responseHeadersToRemove/" + i15,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToRemove/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data87.value !== undefined){
+if(typeof data87.value !== "string"){
+const err149 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/weightedClusters/" + i12+"/responseHeadersToAdd/" + i15+"/value",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/properties/value/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err149];
 }
@@ -3371,9 +3377,9 @@ vErrors.push(err149);
 errors++;
 }
 }
-}
-else {
-const err150 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/weightedClusters/" + i11+"/responseHeadersToRemove",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToRemove/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data87.append !== undefined){
+if(typeof data87.append !== "boolean"){
+const err150 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/weightedClusters/" + i12+"/responseHeadersToAdd/" + i15+"/append",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/properties/append/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err150];
 }
@@ -3385,7 +3391,7 @@ errors++;
 }
 }
 else {
-const err151 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/weightedClusters/" + i11,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err151 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/weightedClusters/" + i12+"/responseHeadersToAdd/" + i15,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err151];
 }
@@ -3397,7 +3403,7 @@ errors++;
 }
 }
 else {
-const err152 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/weightedClusters",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err152 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/weightedClusters/" + i12+"/responseHeadersToAdd",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err152];
 }
@@ -3407,9 +3413,15 @@ vErrors.push(err152);
 errors++;
 }
 }
-if(data69.prefixRewrite !== undefined){
-if(typeof data69.prefixRewrite !== "string"){
-const err153 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/prefixRewrite",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/prefixRewrite/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data76.responseHeadersToRemove !== undefined){
+let data91 = data76.responseHeadersToRemove;
+if(Array.isArray(data91)){
+const len16 = data91.length;
+for(let i16=0; i16<len16; i16++){
+let data92 = data91[i16];
+if(typeof data92 === "string"){
+if(data92.length < 1){
+const err153 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/weightedClusters/" + i12+"/responseHeadersToRemove/" + i16,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToRemove/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err153];
 }
@@ -3419,11 +3431,8 @@ vErrors.push(err153);
 errors++;
 }
 }
-if(data69.regexRewrite !== undefined){
-let data90 = data69.regexRewrite;
-if(data90 && typeof data90 == "object" && !Array.isArray(data90)){
-if(data90.pattern === undefined){
-const err154 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/regexRewrite",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/required",keyword:"required",params:{missingProperty: "pattern"},message:"must have required property '"+"pattern"+"'"};
+else {
+const err154 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/weightedClusters/" + i12+"/responseHeadersToRemove/" + i16,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToRemove/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err154];
 }
@@ -3432,8 +3441,10 @@ vErrors.push(err154);
 }
 errors++;
 }
-if(data90.substitution === undefined){
-const err155 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/regexRewrite",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/required",keyword:"required",params:{missingProperty: "substitution"},message:"must have required property '"+"substitution"+"'"};
+}
+}
+else {
+const err155 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/weightedClusters/" + i12+"/responseHeadersToRemove",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToRemove/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err155];
 }
@@ -3442,9 +3453,10 @@ vErrors.push(err155);
 }
 errors++;
 }
-for(const key20 in data90){
-if(!((key20 === "pattern") || (key20 === "substitution"))){
-const err156 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/regexRewrite",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key20},message:"must NOT have additional properties"};
+}
+}
+else {
+const err156 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/weightedClusters/" + i12,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err156];
 }
@@ -3454,11 +3466,9 @@ vErrors.push(err156);
 errors++;
 }
 }
-if(data90.pattern !== undefined){
-let data91 = data90.pattern;
-if(typeof data91 === "string"){
-if(data91.length < 1){
-const err157 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/regexRewrite/pattern",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/properties/pattern/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+else {
+const err157 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/weightedClusters",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err157];
 }
@@ -3468,8 +3478,9 @@ vErrors.push(err157);
 errors++;
 }
 }
-else {
-const err158 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/regexRewrite/pattern",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/properties/pattern/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data73.prefixRewrite !== undefined){
+if(typeof data73.prefixRewrite !== "string"){
+const err158 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/prefixRewrite",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/prefixRewrite/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err158];
 }
@@ -3479,9 +3490,11 @@ vErrors.push(err158);
 errors++;
 }
 }
-if(data90.substitution !== undefined){
-if(typeof data90.substitution !== "string"){
-const err159 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/regexRewrite/substitution",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/properties/substitution/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data73.regexRewrite !== undefined){
+let data94 = data73.regexRewrite;
+if(data94 && typeof data94 == "object" && !Array.isArray(data94)){
+if(data94.pattern === undefined){
+const err159 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/regexRewrite",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/required",keyword:"required",params:{missingProperty: "pattern"},message:"must have required property '"+"pattern"+"'"};
 if(vErrors === null){
 vErrors = [err159];
 }
@@ -3490,10 +3503,8 @@ vErrors.push(err159);
 }
 errors++;
 }
-}
-}
-else {
-const err160 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/regexRewrite",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data94.substitution === undefined){
+const err160 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/regexRewrite",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/required",keyword:"required",params:{missingProperty: "substitution"},message:"must have required property '"+"substitution"+"'"};
 if(vErrors === null){
 vErrors = [err160];
 }
@@ -3502,12 +3513,9 @@ vErrors.push(err160);
 }
 errors++;
 }
-}
-if(data69.hostRewrite !== undefined){
-let data93 = data69.hostRewrite;
-if(typeof data93 === "string"){
-if(data93.length < 1){
-const err161 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/hostRewrite",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hostRewrite/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+for(const key20 in data94){
+if(!((key20 === "pattern") || (key20 === "substitution"))){
+const err161 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/regexRewrite",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key20},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err161];
 }
@@ -3517,8 +3525,11 @@ vErrors.push(err161);
 errors++;
 }
 }
-else {
-const err162 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/hostRewrite",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hostRewrite/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data94.pattern !== undefined){
+let data95 = data94.pattern;
+if(typeof data95 === "string"){
+if(data95.length < 1){
+const err162 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/regexRewrite/pattern",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/properties/pattern/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err162];
 }
@@ -3528,19 +3539,8 @@ vErrors.push(err162);
 errors++;
 }
 }
-if(data69.hashPolicy !== undefined){
-let data94 = data69.hashPolicy;
-if(Array.isArray(data94)){
-const len16 = data94.length;
-for(let i16=0; i16<len16; i16++){
-let data95 = data94[i16];
-const _errs214 = errors;
-let valid56 = false;
-let passing1 = null;
-const _errs215 = errors;
-if(data95 && typeof data95 == "object" && !Array.isArray(data95)){
-if(data95.header === undefined){
-const err163 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/hashPolicy/" + i16,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/0/required",keyword:"required",params:{missingProperty: "header"},message:"must have required property '"+"header"+"'"};
+else {
+const err163 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/regexRewrite/pattern",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/properties/pattern/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err163];
 }
@@ -3549,9 +3549,10 @@ vErrors.push(err163);
 }
 errors++;
 }
-for(const key21 in data95){
-if(!(key21 === "header")){
-const err164 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/hashPolicy/" + i16,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/0/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key21},message:"must NOT have additional properties"};
+}
+if(data94.substitution !== undefined){
+if(typeof data94.substitution !== "string"){
+const err164 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/regexRewrite/substitution",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/properties/substitution/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err164];
 }
@@ -3561,11 +3562,9 @@ vErrors.push(err164);
 errors++;
 }
 }
-if(data95.header !== undefined){
-let data96 = data95.header;
-if(typeof data96 === "string"){
-if(data96.length < 1){
-const err165 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/hashPolicy/" + i16+"/header",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/0/properties/header/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+else {
+const err165 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/regexRewrite",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err165];
 }
@@ -3575,8 +3574,11 @@ vErrors.push(err165);
 errors++;
 }
 }
-else {
-const err166 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/hashPolicy/" + i16+"/header",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/0/properties/header/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data73.hostRewrite !== undefined){
+let data97 = data73.hostRewrite;
+if(typeof data97 === "string"){
+if(data97.length < 1){
+const err166 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/hostRewrite",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hostRewrite/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err166];
 }
@@ -3586,9 +3588,8 @@ vErrors.push(err166);
 errors++;
 }
 }
-}
 else {
-const err167 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/hashPolicy/" + i16,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/0/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err167 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/hostRewrite",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hostRewrite/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err167];
 }
@@ -3597,16 +3598,20 @@ vErrors.push(err167);
 }
 errors++;
 }
-var _valid1 = _errs215 === errors;
-if(_valid1){
-valid56 = true;
-passing1 = 0;
-var props0 = true;
 }
-const _errs220 = errors;
-if(data95 && typeof data95 == "object" && !Array.isArray(data95)){
-if(data95.cookie === undefined){
-const err168 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/hashPolicy/" + i16,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/required",keyword:"required",params:{missingProperty: "cookie"},message:"must have required property '"+"cookie"+"'"};
+if(data73.hashPolicy !== undefined){
+let data98 = data73.hashPolicy;
+if(Array.isArray(data98)){
+const len17 = data98.length;
+for(let i17=0; i17<len17; i17++){
+let data99 = data98[i17];
+const _errs222 = errors;
+let valid58 = false;
+let passing1 = null;
+const _errs223 = errors;
+if(data99 && typeof data99 == "object" && !Array.isArray(data99)){
+if(data99.header === undefined){
+const err168 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/hashPolicy/" + i17,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/0/required",keyword:"required",params:{missingProperty: "header"},message:"must have required property '"+"header"+"'"};
 if(vErrors === null){
 vErrors = [err168];
 }
@@ -3615,9 +3620,9 @@ vErrors.push(err168);
 }
 errors++;
 }
-for(const key22 in data95){
-if(!(((key22 === "cookie") || (key22 === "ttlMs")) || (key22 === "path"))){
-const err169 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/hashPolicy/" + i16,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key22},message:"must NOT have additional properties"};
+for(const key21 in data99){
+if(!(key21 === "header")){
+const err169 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/hashPolicy/" + i17,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/0/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key21},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err169];
 }
@@ -3627,11 +3632,11 @@ vErrors.push(err169);
 errors++;
 }
 }
-if(data95.cookie !== undefined){
-let data97 = data95.cookie;
-if(typeof data97 === "string"){
-if(data97.length < 1){
-const err170 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/hashPolicy/" + i16+"/cookie",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/properties/cookie/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data99.header !== undefined){
+let data100 = data99.header;
+if(typeof data100 === "string"){
+if(data100.length < 1){
+const err170 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/hashPolicy/" + i17+"/header",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/0/properties/header/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err170];
 }
@@ -3642,7 +3647,7 @@ errors++;
 }
 }
 else {
-const err171 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/hashPolicy/" + i16+"/cookie",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/properties/cookie/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err171 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/hashPolicy/" + i17+"/header",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/0/properties/header/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err171];
 }
@@ -3652,10 +3657,9 @@ vErrors.push(err171);
 errors++;
 }
 }
-if(data95.ttlMs !== undefined){
-let data98 = data95.ttlMs;
-if(!((typeof data98 == "number") && (!(data98 % 1) && !isNaN(data98)))){
-const err172 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/hashPolicy/" + i16+"/ttlMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/properties/ttlMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+}
+else {
+const err172 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/hashPolicy/" + i17,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/0/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err172];
 }
@@ -3664,9 +3668,16 @@ vErrors.push(err172);
 }
 errors++;
 }
-if(typeof data98 == "number"){
-if(data98 < 0 || isNaN(data98)){
-const err173 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/hashPolicy/" + i16+"/ttlMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/properties/ttlMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+var _valid1 = _errs223 === errors;
+if(_valid1){
+valid58 = true;
+passing1 = 0;
+var props0 = true;
+}
+const _errs228 = errors;
+if(data99 && typeof data99 == "object" && !Array.isArray(data99)){
+if(data99.cookie === undefined){
+const err173 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/hashPolicy/" + i17,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/required",keyword:"required",params:{missingProperty: "cookie"},message:"must have required property '"+"cookie"+"'"};
 if(vErrors === null){
 vErrors = [err173];
 }
@@ -3675,11 +3686,9 @@ vErrors.push(err173);
 }
 errors++;
 }
-}
-}
-if(data95.path !== undefined){
-if(typeof data95.path !== "string"){
-const err174 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/hashPolicy/" + i16+"/path",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/properties/path/type",keyword:"type",params:{type: "string"},message:"must be string"};
+for(const key22 in data99){
+if(!(((key22 === "cookie") || (key22 === "ttlMs")) || (key22 === "path"))){
+const err174 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/hashPolicy/" + i17,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key22},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err174];
 }
@@ -3689,9 +3698,11 @@ vErrors.push(err174);
 errors++;
 }
 }
-}
-else {
-const err175 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/hashPolicy/" + i16,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data99.cookie !== undefined){
+let data101 = data99.cookie;
+if(typeof data101 === "string"){
+if(data101.length < 1){
+const err175 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/hashPolicy/" + i17+"/cookie",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/properties/cookie/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err175];
 }
@@ -3700,23 +3711,9 @@ vErrors.push(err175);
 }
 errors++;
 }
-var _valid1 = _errs220 === errors;
-if(_valid1 && valid56){
-valid56 = false;
-passing1 = [passing1, 1];
 }
 else {
-if(_valid1){
-valid56 = true;
-passing1 = 1;
-if(props0 !== true){
-props0 = true;
-}
-}
-const _errs229 = errors;
-if(data95 && typeof data95 == "object" && !Array.isArray(data95)){
-if(data95.sourceIp === undefined){
-const err176 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/hashPolicy/" + i16,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/2/required",keyword:"required",params:{missingProperty: "sourceIp"},message:"must have required property '"+"sourceIp"+"'"};
+const err176 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/hashPolicy/" + i17+"/cookie",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/properties/cookie/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err176];
 }
@@ -3725,9 +3722,11 @@ vErrors.push(err176);
 }
 errors++;
 }
-for(const key23 in data95){
-if(!(key23 === "sourceIp")){
-const err177 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/hashPolicy/" + i16,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/2/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key23},message:"must NOT have additional properties"};
+}
+if(data99.ttlMs !== undefined){
+let data102 = data99.ttlMs;
+if(!((typeof data102 == "number") && (!(data102 % 1) && !isNaN(data102)))){
+const err177 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/hashPolicy/" + i17+"/ttlMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/properties/ttlMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err177];
 }
@@ -3736,10 +3735,9 @@ vErrors.push(err177);
 }
 errors++;
 }
-}
-if(data95.sourceIp !== undefined){
-if(true !== data95.sourceIp){
-const err178 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/hashPolicy/" + i16+"/sourceIp",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/2/properties/sourceIp/const",keyword:"const",params:{allowedValue: true},message:"must be equal to constant"};
+if(typeof data102 == "number"){
+if(data102 < 0 || isNaN(data102)){
+const err178 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/hashPolicy/" + i17+"/ttlMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/properties/ttlMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err178];
 }
@@ -3750,8 +3748,9 @@ errors++;
 }
 }
 }
-else {
-const err179 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/hashPolicy/" + i16,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/2/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data99.path !== undefined){
+if(typeof data99.path !== "string"){
+const err179 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/hashPolicy/" + i17+"/path",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/properties/path/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err179];
 }
@@ -3760,23 +3759,10 @@ vErrors.push(err179);
 }
 errors++;
 }
-var _valid1 = _errs229 === errors;
-if(_valid1 && valid56){
-valid56 = false;
-passing1 = [passing1, 2];
+}
 }
 else {
-if(_valid1){
-valid56 = true;
-passing1 = 2;
-if(props0 !== true){
-props0 = true;
-}
-}
-const _errs233 = errors;
-if(data95 && typeof data95 == "object" && !Array.isArray(data95)){
-if(data95.queryParameter === undefined){
-const err180 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/hashPolicy/" + i16,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/3/required",keyword:"required",params:{missingProperty: "queryParameter"},message:"must have required property '"+"queryParameter"+"'"};
+const err180 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/hashPolicy/" + i17,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err180];
 }
@@ -3785,9 +3771,23 @@ vErrors.push(err180);
 }
 errors++;
 }
-for(const key24 in data95){
-if(!(key24 === "queryParameter")){
-const err181 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/hashPolicy/" + i16,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/3/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key24},message:"must NOT have additional properties"};
+var _valid1 = _errs228 === errors;
+if(_valid1 && valid58){
+valid58 = false;
+passing1 = [passing1, 1];
+}
+else {
+if(_valid1){
+valid58 = true;
+passing1 = 1;
+if(props0 !== true){
+props0 = true;
+}
+}
+const _errs237 = errors;
+if(data99 && typeof data99 == "object" && !Array.isArray(data99)){
+if(data99.sourceIp === undefined){
+const err181 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/hashPolicy/" + i17,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/2/required",keyword:"required",params:{missingProperty: "sourceIp"},message:"must have required property '"+"sourceIp"+"'"};
 if(vErrors === null){
 vErrors = [err181];
 }
@@ -3796,12 +3796,9 @@ vErrors.push(err181);
 }
 errors++;
 }
-}
-if(data95.queryParameter !== undefined){
-let data101 = data95.queryParameter;
-if(typeof data101 === "string"){
-if(data101.length < 1){
-const err182 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/hashPolicy/" + i16+"/queryParameter",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/3/properties/queryParameter/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+for(const key23 in data99){
+if(!(key23 === "sourceIp")){
+const err182 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/hashPolicy/" + i17,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/2/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key23},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err182];
 }
@@ -3811,8 +3808,9 @@ vErrors.push(err182);
 errors++;
 }
 }
-else {
-const err183 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/hashPolicy/" + i16+"/queryParameter",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/3/properties/queryParameter/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data99.sourceIp !== undefined){
+if(true !== data99.sourceIp){
+const err183 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/hashPolicy/" + i17+"/sourceIp",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/2/properties/sourceIp/const",keyword:"const",params:{allowedValue: true},message:"must be equal to constant"};
 if(vErrors === null){
 vErrors = [err183];
 }
@@ -3824,7 +3822,7 @@ errors++;
 }
 }
 else {
-const err184 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/hashPolicy/" + i16,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/3/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err184 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/hashPolicy/" + i17,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/2/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err184];
 }
@@ -3833,24 +3831,23 @@ vErrors.push(err184);
 }
 errors++;
 }
-var _valid1 = _errs233 === errors;
-if(_valid1 && valid56){
-valid56 = false;
-passing1 = [passing1, 3];
+var _valid1 = _errs237 === errors;
+if(_valid1 && valid58){
+valid58 = false;
+passing1 = [passing1, 2];
 }
 else {
 if(_valid1){
-valid56 = true;
-passing1 = 3;
+valid58 = true;
+passing1 = 2;
 if(props0 !== true){
 props0 = true;
 }
 }
-}
-}
-}
-if(!valid56){
-const err185 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/hashPolicy/" + i16,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf",keyword:"oneOf",params:{passingSchemas: passing1},message:"must match exactly one schema in oneOf"};
+const _errs241 = errors;
+if(data99 && typeof data99 == "object" && !Array.isArray(data99)){
+if(data99.queryParameter === undefined){
+const err185 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/hashPolicy/" + i17,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/3/required",keyword:"required",params:{missingProperty: "queryParameter"},message:"must have required property '"+"queryParameter"+"'"};
 if(vErrors === null){
 vErrors = [err185];
 }
@@ -3859,21 +3856,9 @@ vErrors.push(err185);
 }
 errors++;
 }
-else {
-errors = _errs214;
-if(vErrors !== null){
-if(_errs214){
-vErrors.length = _errs214;
-}
-else {
-vErrors = null;
-}
-}
-}
-}
-}
-else {
-const err186 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/hashPolicy",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/type",keyword:"type",params:{type: "array"},message:"must be array"};
+for(const key24 in data99){
+if(!(key24 === "queryParameter")){
+const err186 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/hashPolicy/" + i17,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/3/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key24},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err186];
 }
@@ -3883,10 +3868,11 @@ vErrors.push(err186);
 errors++;
 }
 }
-if(data69.timeoutMs !== undefined){
-let data102 = data69.timeoutMs;
-if(!((typeof data102 == "number") && (!(data102 % 1) && !isNaN(data102)))){
-const err187 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/timeoutMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/timeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data99.queryParameter !== undefined){
+let data105 = data99.queryParameter;
+if(typeof data105 === "string"){
+if(data105.length < 1){
+const err187 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/hashPolicy/" + i17+"/queryParameter",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/3/properties/queryParameter/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err187];
 }
@@ -3895,9 +3881,9 @@ vErrors.push(err187);
 }
 errors++;
 }
-if(typeof data102 == "number"){
-if(data102 < 0 || isNaN(data102)){
-const err188 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/timeoutMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/timeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+else {
+const err188 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/hashPolicy/" + i17+"/queryParameter",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/3/properties/queryParameter/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err188];
 }
@@ -3908,11 +3894,8 @@ errors++;
 }
 }
 }
-if(data69.retryPolicy !== undefined){
-let data103 = data69.retryPolicy;
-if(data103 && typeof data103 == "object" && !Array.isArray(data103)){
-if(data103.numRetries === undefined){
-const err189 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/retryPolicy",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/required",keyword:"required",params:{missingProperty: "numRetries"},message:"must have required property '"+"numRetries"+"'"};
+else {
+const err189 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/hashPolicy/" + i17,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/3/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err189];
 }
@@ -3921,9 +3904,24 @@ vErrors.push(err189);
 }
 errors++;
 }
-for(const key25 in data103){
-if(!(((((key25 === "numRetries") || (key25 === "perTryTimeoutMs")) || (key25 === "retryOn")) || (key25 === "retriableStatusCodes")) || (key25 === "backoff"))){
-const err190 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/retryPolicy",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key25},message:"must NOT have additional properties"};
+var _valid1 = _errs241 === errors;
+if(_valid1 && valid58){
+valid58 = false;
+passing1 = [passing1, 3];
+}
+else {
+if(_valid1){
+valid58 = true;
+passing1 = 3;
+if(props0 !== true){
+props0 = true;
+}
+}
+}
+}
+}
+if(!valid58){
+const err190 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/hashPolicy/" + i17,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf",keyword:"oneOf",params:{passingSchemas: passing1},message:"must match exactly one schema in oneOf"};
 if(vErrors === null){
 vErrors = [err190];
 }
@@ -3932,11 +3930,21 @@ vErrors.push(err190);
 }
 errors++;
 }
+else {
+errors = _errs222;
+if(vErrors !== null){
+if(_errs222){
+vErrors.length = _errs222;
 }
-if(data103.numRetries !== undefined){
-let data104 = data103.numRetries;
-if(!((typeof data104 == "number") && (!(data104 % 1) && !isNaN(data104)))){
-const err191 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/retryPolicy/numRetries",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/numRetries/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+else {
+vErrors = null;
+}
+}
+}
+}
+}
+else {
+const err191 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/hashPolicy",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err191];
 }
@@ -3945,9 +3953,11 @@ vErrors.push(err191);
 }
 errors++;
 }
-if(typeof data104 == "number"){
-if(data104 > 100 || isNaN(data104)){
-const err192 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/retryPolicy/numRetries",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/numRetries/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
+}
+if(data73.timeoutMs !== undefined){
+let data106 = data73.timeoutMs;
+if(!((typeof data106 == "number") && (!(data106 % 1) && !isNaN(data106)))){
+const err192 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/timeoutMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/timeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err192];
 }
@@ -3956,8 +3966,9 @@ vErrors.push(err192);
 }
 errors++;
 }
-if(data104 < 0 || isNaN(data104)){
-const err193 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/retryPolicy/numRetries",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/numRetries/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(typeof data106 == "number"){
+if(data106 < 0 || isNaN(data106)){
+const err193 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/timeoutMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/timeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err193];
 }
@@ -3968,10 +3979,11 @@ errors++;
 }
 }
 }
-if(data103.perTryTimeoutMs !== undefined){
-let data105 = data103.perTryTimeoutMs;
-if(!((typeof data105 == "number") && (!(data105 % 1) && !isNaN(data105)))){
-const err194 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/retryPolicy/perTryTimeoutMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/perTryTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data73.retryPolicy !== undefined){
+let data107 = data73.retryPolicy;
+if(data107 && typeof data107 == "object" && !Array.isArray(data107)){
+if(data107.numRetries === undefined){
+const err194 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/retryPolicy",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/required",keyword:"required",params:{missingProperty: "numRetries"},message:"must have required property '"+"numRetries"+"'"};
 if(vErrors === null){
 vErrors = [err194];
 }
@@ -3980,9 +3992,9 @@ vErrors.push(err194);
 }
 errors++;
 }
-if(typeof data105 == "number"){
-if(data105 < 0 || isNaN(data105)){
-const err195 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/retryPolicy/perTryTimeoutMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/perTryTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+for(const key25 in data107){
+if(!(((((key25 === "numRetries") || (key25 === "perTryTimeoutMs")) || (key25 === "retryOn")) || (key25 === "retriableStatusCodes")) || (key25 === "backoff"))){
+const err195 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/retryPolicy",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key25},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err195];
 }
@@ -3992,15 +4004,10 @@ vErrors.push(err195);
 errors++;
 }
 }
-}
-if(data103.retryOn !== undefined){
-let data106 = data103.retryOn;
-if(Array.isArray(data106)){
-const len17 = data106.length;
-for(let i17=0; i17<len17; i17++){
-let data107 = data106[i17];
-if(!(((((((((((data107 === "5xx") || (data107 === "gateway-error")) || (data107 === "reset")) || (data107 === "connect-failure")) || (data107 === "refused-stream")) || (data107 === "retriable-4xx")) || (data107 === "retriable-status-codes")) || (data107 === "cancelled")) || (data107 === "deadline-exceeded")) || (data107 === "resource-exhausted")) || (data107 === "unavailable"))){
-const err196 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/retryPolicy/retryOn/" + i17,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retryOn/items/enum",keyword:"enum",params:{allowedValues: schema31.properties.listeners.items.properties.filterChains.items.properties.filter.oneOf[0].properties.routeConfig.properties.virtualHosts.items.properties.routes.items.properties.route.properties.retryPolicy.properties.retryOn.items.enum},message:"must be equal to one of the allowed values"};
+if(data107.numRetries !== undefined){
+let data108 = data107.numRetries;
+if(!((typeof data108 == "number") && (!(data108 % 1) && !isNaN(data108)))){
+const err196 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/retryPolicy/numRetries",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/numRetries/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err196];
 }
@@ -4009,10 +4016,9 @@ vErrors.push(err196);
 }
 errors++;
 }
-}
-}
-else {
-const err197 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/retryPolicy/retryOn",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retryOn/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(typeof data108 == "number"){
+if(data108 > 100 || isNaN(data108)){
+const err197 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/retryPolicy/numRetries",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/numRetries/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
 if(vErrors === null){
 vErrors = [err197];
 }
@@ -4021,15 +4027,8 @@ vErrors.push(err197);
 }
 errors++;
 }
-}
-if(data103.retriableStatusCodes !== undefined){
-let data108 = data103.retriableStatusCodes;
-if(Array.isArray(data108)){
-const len18 = data108.length;
-for(let i18=0; i18<len18; i18++){
-let data109 = data108[i18];
-if(!((typeof data109 == "number") && (!(data109 % 1) && !isNaN(data109)))){
-const err198 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/retryPolicy/retriableStatusCodes/" + i18,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retriableStatusCodes/items/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data108 < 0 || isNaN(data108)){
+const err198 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/retryPolicy/numRetries",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/numRetries/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err198];
 }
@@ -4038,9 +4037,12 @@ vErrors.push(err198);
 }
 errors++;
 }
-if(typeof data109 == "number"){
-if(data109 > 599 || isNaN(data109)){
-const err199 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/retryPolicy/retriableStatusCodes/" + i18,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retriableStatusCodes/items/maximum",keyword:"maximum",params:{comparison: "<=", limit: 599},message:"must be <= 599"};
+}
+}
+if(data107.perTryTimeoutMs !== undefined){
+let data109 = data107.perTryTimeoutMs;
+if(!((typeof data109 == "number") && (!(data109 % 1) && !isNaN(data109)))){
+const err199 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/retryPolicy/perTryTimeoutMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/perTryTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err199];
 }
@@ -4049,8 +4051,9 @@ vErrors.push(err199);
 }
 errors++;
 }
-if(data109 < 100 || isNaN(data109)){
-const err200 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/retryPolicy/retriableStatusCodes/" + i18,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retriableStatusCodes/items/minimum",keyword:"minimum",params:{comparison: ">=", limit: 100},message:"must be >= 100"};
+if(typeof data109 == "number"){
+if(data109 < 0 || isNaN(data109)){
+const err200 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/retryPolicy/perTryTimeoutMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/perTryTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err200];
 }
@@ -4061,9 +4064,14 @@ errors++;
 }
 }
 }
-}
-else {
-const err201 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/retryPolicy/retriableStatusCodes",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retriableStatusCodes/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data107.retryOn !== undefined){
+let data110 = data107.retryOn;
+if(Array.isArray(data110)){
+const len18 = data110.length;
+for(let i18=0; i18<len18; i18++){
+let data111 = data110[i18];
+if(!(((((((((((data111 === "5xx") || (data111 === "gateway-error")) || (data111 === "reset")) || (data111 === "connect-failure")) || (data111 === "refused-stream")) || (data111 === "retriable-4xx")) || (data111 === "retriable-status-codes")) || (data111 === "cancelled")) || (data111 === "deadline-exceeded")) || (data111 === "resource-exhausted")) || (data111 === "unavailable"))){
+const err201 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/retryPolicy/retryOn/" + i18,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retryOn/items/enum",keyword:"enum",params:{allowedValues: schema31.properties.listeners.items.properties.filterChains.items.properties.filter.oneOf[0].properties.routeConfig.properties.virtualHosts.items.properties.routes.items.properties.route.properties.retryPolicy.properties.retryOn.items.enum},message:"must be equal to one of the allowed values"};
 if(vErrors === null){
 vErrors = [err201];
 }
@@ -4073,12 +4081,9 @@ vErrors.push(err201);
 errors++;
 }
 }
-if(data103.backoff !== undefined){
-let data110 = data103.backoff;
-if(data110 && typeof data110 == "object" && !Array.isArray(data110)){
-for(const key26 in data110){
-if(!((key26 === "baseIntervalMs") || (key26 === "maxIntervalMs"))){
-const err202 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/retryPolicy/backoff",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key26},message:"must NOT have additional properties"};
+}
+else {
+const err202 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/retryPolicy/retryOn",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retryOn/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err202];
 }
@@ -4088,10 +4093,14 @@ vErrors.push(err202);
 errors++;
 }
 }
-if(data110.baseIntervalMs !== undefined){
-let data111 = data110.baseIntervalMs;
-if(!((typeof data111 == "number") && (!(data111 % 1) && !isNaN(data111)))){
-const err203 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/retryPolicy/backoff/baseIntervalMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/properties/baseIntervalMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data107.retriableStatusCodes !== undefined){
+let data112 = data107.retriableStatusCodes;
+if(Array.isArray(data112)){
+const len19 = data112.length;
+for(let i19=0; i19<len19; i19++){
+let data113 = data112[i19];
+if(!((typeof data113 == "number") && (!(data113 % 1) && !isNaN(data113)))){
+const err203 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/retryPolicy/retriableStatusCodes/" + i19,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retriableStatusCodes/items/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err203];
 }
@@ -4100,9 +4109,9 @@ vErrors.push(err203);
 }
 errors++;
 }
-if(typeof data111 == "number"){
-if(data111 < 1 || isNaN(data111)){
-const err204 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/retryPolicy/backoff/baseIntervalMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/properties/baseIntervalMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if(typeof data113 == "number"){
+if(data113 > 599 || isNaN(data113)){
+const err204 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/retryPolicy/retriableStatusCodes/" + i19,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retriableStatusCodes/items/maximum",keyword:"maximum",params:{comparison: "<=", limit: 599},message:"must be <= 599"};
 if(vErrors === null){
 vErrors = [err204];
 }
@@ -4111,12 +4120,8 @@ vErrors.push(err204);
 }
 errors++;
 }
-}
-}
-if(data110.maxIntervalMs !== undefined){
-let data112 = data110.maxIntervalMs;
-if(!((typeof data112 == "number") && (!(data112 % 1) && !isNaN(data112)))){
-const err205 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/retryPolicy/backoff/maxIntervalMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/properties/maxIntervalMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data113 < 100 || isNaN(data113)){
+const err205 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/retryPolicy/retriableStatusCodes/" + i19,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retriableStatusCodes/items/minimum",keyword:"minimum",params:{comparison: ">=", limit: 100},message:"must be >= 100"};
 if(vErrors === null){
 vErrors = [err205];
 }
@@ -4125,9 +4130,11 @@ vErrors.push(err205);
 }
 errors++;
 }
-if(typeof data112 == "number"){
-if(data112 < 1 || isNaN(data112)){
-const err206 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/retryPolicy/backoff/maxIntervalMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/properties/maxIntervalMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+}
+}
+else {
+const err206 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/retryPolicy/retriableStatusCodes",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retriableStatusCodes/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err206];
 }
@@ -4137,10 +4144,12 @@ vErrors.push(err206);
 errors++;
 }
 }
-}
-}
-else {
-const err207 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/retryPolicy/backoff",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data107.backoff !== undefined){
+let data114 = data107.backoff;
+if(data114 && typeof data114 == "object" && !Array.isArray(data114)){
+for(const key26 in data114){
+if(!((key26 === "baseIntervalMs") || (key26 === "maxIntervalMs"))){
+const err207 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/retryPolicy/backoff",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key26},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err207];
 }
@@ -4150,9 +4159,10 @@ vErrors.push(err207);
 errors++;
 }
 }
-}
-else {
-const err208 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/retryPolicy",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data114.baseIntervalMs !== undefined){
+let data115 = data114.baseIntervalMs;
+if(!((typeof data115 == "number") && (!(data115 % 1) && !isNaN(data115)))){
+const err208 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/retryPolicy/backoff/baseIntervalMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/properties/baseIntervalMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err208];
 }
@@ -4161,13 +4171,9 @@ vErrors.push(err208);
 }
 errors++;
 }
-}
-if(data69.fault !== undefined){
-let data113 = data69.fault;
-if(data113 && typeof data113 == "object" && !Array.isArray(data113)){
-for(const key27 in data113){
-if(!((key27 === "delay") || (key27 === "abort"))){
-const err209 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/fault",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key27},message:"must NOT have additional properties"};
+if(typeof data115 == "number"){
+if(data115 < 1 || isNaN(data115)){
+const err209 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/retryPolicy/backoff/baseIntervalMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/properties/baseIntervalMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err209];
 }
@@ -4177,11 +4183,11 @@ vErrors.push(err209);
 errors++;
 }
 }
-if(data113.delay !== undefined){
-let data114 = data113.delay;
-if(data114 && typeof data114 == "object" && !Array.isArray(data114)){
-if(data114.fixedDelayMs === undefined){
-const err210 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/fault/delay",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/required",keyword:"required",params:{missingProperty: "fixedDelayMs"},message:"must have required property '"+"fixedDelayMs"+"'"};
+}
+if(data114.maxIntervalMs !== undefined){
+let data116 = data114.maxIntervalMs;
+if(!((typeof data116 == "number") && (!(data116 % 1) && !isNaN(data116)))){
+const err210 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/retryPolicy/backoff/maxIntervalMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/properties/maxIntervalMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err210];
 }
@@ -4190,9 +4196,9 @@ vErrors.push(err210);
 }
 errors++;
 }
-for(const key28 in data114){
-if(!((key28 === "fixedDelayMs") || (key28 === "percentage"))){
-const err211 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/fault/delay",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key28},message:"must NOT have additional properties"};
+if(typeof data116 == "number"){
+if(data116 < 1 || isNaN(data116)){
+const err211 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/retryPolicy/backoff/maxIntervalMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/properties/maxIntervalMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err211];
 }
@@ -4202,10 +4208,10 @@ vErrors.push(err211);
 errors++;
 }
 }
-if(data114.fixedDelayMs !== undefined){
-let data115 = data114.fixedDelayMs;
-if(!((typeof data115 == "number") && (!(data115 % 1) && !isNaN(data115)))){
-const err212 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/fault/delay/fixedDelayMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/properties/fixedDelayMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+}
+}
+else {
+const err212 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/retryPolicy/backoff",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err212];
 }
@@ -4214,9 +4220,10 @@ vErrors.push(err212);
 }
 errors++;
 }
-if(typeof data115 == "number"){
-if(data115 < 0 || isNaN(data115)){
-const err213 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/fault/delay/fixedDelayMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/properties/fixedDelayMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+}
+else {
+const err213 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/retryPolicy",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err213];
 }
@@ -4226,12 +4233,12 @@ vErrors.push(err213);
 errors++;
 }
 }
-}
-if(data114.percentage !== undefined){
-let data116 = data114.percentage;
-if(typeof data116 == "number"){
-if(data116 > 100 || isNaN(data116)){
-const err214 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/fault/delay/percentage",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/properties/percentage/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
+if(data73.fault !== undefined){
+let data117 = data73.fault;
+if(data117 && typeof data117 == "object" && !Array.isArray(data117)){
+for(const key27 in data117){
+if(!((key27 === "delay") || (key27 === "abort"))){
+const err214 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/fault",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key27},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err214];
 }
@@ -4240,8 +4247,12 @@ vErrors.push(err214);
 }
 errors++;
 }
-if(data116 < 0 || isNaN(data116)){
-const err215 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/fault/delay/percentage",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/properties/percentage/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+if(data117.delay !== undefined){
+let data118 = data117.delay;
+if(data118 && typeof data118 == "object" && !Array.isArray(data118)){
+if(data118.fixedDelayMs === undefined){
+const err215 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/fault/delay",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/required",keyword:"required",params:{missingProperty: "fixedDelayMs"},message:"must have required property '"+"fixedDelayMs"+"'"};
 if(vErrors === null){
 vErrors = [err215];
 }
@@ -4250,9 +4261,9 @@ vErrors.push(err215);
 }
 errors++;
 }
-}
-else {
-const err216 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/fault/delay/percentage",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/properties/percentage/type",keyword:"type",params:{type: "number"},message:"must be number"};
+for(const key28 in data118){
+if(!((key28 === "fixedDelayMs") || (key28 === "percentage"))){
+const err216 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/fault/delay",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key28},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err216];
 }
@@ -4262,9 +4273,10 @@ vErrors.push(err216);
 errors++;
 }
 }
-}
-else {
-const err217 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/fault/delay",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data118.fixedDelayMs !== undefined){
+let data119 = data118.fixedDelayMs;
+if(!((typeof data119 == "number") && (!(data119 % 1) && !isNaN(data119)))){
+const err217 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/fault/delay/fixedDelayMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/properties/fixedDelayMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err217];
 }
@@ -4273,13 +4285,9 @@ vErrors.push(err217);
 }
 errors++;
 }
-}
-if(data113.abort !== undefined){
-let data117 = data113.abort;
-if(data117 && typeof data117 == "object" && !Array.isArray(data117)){
-for(const key29 in data117){
-if(!(((key29 === "httpStatus") || (key29 === "grpcStatus")) || (key29 === "percentage"))){
-const err218 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/fault/abort",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key29},message:"must NOT have additional properties"};
+if(typeof data119 == "number"){
+if(data119 < 0 || isNaN(data119)){
+const err218 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/fault/delay/fixedDelayMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/properties/fixedDelayMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err218];
 }
@@ -4289,10 +4297,12 @@ vErrors.push(err218);
 errors++;
 }
 }
-if(data117.httpStatus !== undefined){
-let data118 = data117.httpStatus;
-if(!((typeof data118 == "number") && (!(data118 % 1) && !isNaN(data118)))){
-const err219 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/fault/abort/httpStatus",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/httpStatus/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+}
+if(data118.percentage !== undefined){
+let data120 = data118.percentage;
+if(typeof data120 == "number"){
+if(data120 > 100 || isNaN(data120)){
+const err219 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/fault/delay/percentage",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/properties/percentage/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
 if(vErrors === null){
 vErrors = [err219];
 }
@@ -4301,9 +4311,8 @@ vErrors.push(err219);
 }
 errors++;
 }
-if(typeof data118 == "number"){
-if(data118 > 599 || isNaN(data118)){
-const err220 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/fault/abort/httpStatus",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/httpStatus/maximum",keyword:"maximum",params:{comparison: "<=", limit: 599},message:"must be <= 599"};
+if(data120 < 0 || isNaN(data120)){
+const err220 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/fault/delay/percentage",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/properties/percentage/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err220];
 }
@@ -4312,8 +4321,9 @@ vErrors.push(err220);
 }
 errors++;
 }
-if(data118 < 200 || isNaN(data118)){
-const err221 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/fault/abort/httpStatus",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/httpStatus/minimum",keyword:"minimum",params:{comparison: ">=", limit: 200},message:"must be >= 200"};
+}
+else {
+const err221 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/fault/delay/percentage",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/properties/percentage/type",keyword:"type",params:{type: "number"},message:"must be number"};
 if(vErrors === null){
 vErrors = [err221];
 }
@@ -4324,10 +4334,8 @@ errors++;
 }
 }
 }
-if(data117.grpcStatus !== undefined){
-let data119 = data117.grpcStatus;
-if(!((typeof data119 == "number") && (!(data119 % 1) && !isNaN(data119)))){
-const err222 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/fault/abort/grpcStatus",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/grpcStatus/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+else {
+const err222 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/fault/delay",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err222];
 }
@@ -4336,9 +4344,13 @@ vErrors.push(err222);
 }
 errors++;
 }
-if(typeof data119 == "number"){
-if(data119 > 16 || isNaN(data119)){
-const err223 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/fault/abort/grpcStatus",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/grpcStatus/maximum",keyword:"maximum",params:{comparison: "<=", limit: 16},message:"must be <= 16"};
+}
+if(data117.abort !== undefined){
+let data121 = data117.abort;
+if(data121 && typeof data121 == "object" && !Array.isArray(data121)){
+for(const key29 in data121){
+if(!(((key29 === "httpStatus") || (key29 === "grpcStatus")) || (key29 === "percentage"))){
+const err223 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/fault/abort",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key29},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err223];
 }
@@ -4347,8 +4359,11 @@ vErrors.push(err223);
 }
 errors++;
 }
-if(data119 < 0 || isNaN(data119)){
-const err224 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/fault/abort/grpcStatus",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/grpcStatus/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+if(data121.httpStatus !== undefined){
+let data122 = data121.httpStatus;
+if(!((typeof data122 == "number") && (!(data122 % 1) && !isNaN(data122)))){
+const err224 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/fault/abort/httpStatus",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/httpStatus/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err224];
 }
@@ -4357,13 +4372,9 @@ vErrors.push(err224);
 }
 errors++;
 }
-}
-}
-if(data117.percentage !== undefined){
-let data120 = data117.percentage;
-if(typeof data120 == "number"){
-if(data120 > 100 || isNaN(data120)){
-const err225 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/fault/abort/percentage",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/percentage/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
+if(typeof data122 == "number"){
+if(data122 > 599 || isNaN(data122)){
+const err225 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/fault/abort/httpStatus",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/httpStatus/maximum",keyword:"maximum",params:{comparison: "<=", limit: 599},message:"must be <= 599"};
 if(vErrors === null){
 vErrors = [err225];
 }
@@ -4372,8 +4383,8 @@ vErrors.push(err225);
 }
 errors++;
 }
-if(data120 < 0 || isNaN(data120)){
-const err226 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/fault/abort/percentage",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/percentage/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(data122 < 200 || isNaN(data122)){
+const err226 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/fault/abort/httpStatus",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/httpStatus/minimum",keyword:"minimum",params:{comparison: ">=", limit: 200},message:"must be >= 200"};
 if(vErrors === null){
 vErrors = [err226];
 }
@@ -4383,8 +4394,11 @@ vErrors.push(err226);
 errors++;
 }
 }
-else {
-const err227 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/fault/abort/percentage",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/percentage/type",keyword:"type",params:{type: "number"},message:"must be number"};
+}
+if(data121.grpcStatus !== undefined){
+let data123 = data121.grpcStatus;
+if(!((typeof data123 == "number") && (!(data123 % 1) && !isNaN(data123)))){
+const err227 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/fault/abort/grpcStatus",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/grpcStatus/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err227];
 }
@@ -4393,10 +4407,9 @@ vErrors.push(err227);
 }
 errors++;
 }
-}
-}
-else {
-const err228 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/fault/abort",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(typeof data123 == "number"){
+if(data123 > 16 || isNaN(data123)){
+const err228 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/fault/abort/grpcStatus",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/grpcStatus/maximum",keyword:"maximum",params:{comparison: "<=", limit: 16},message:"must be <= 16"};
 if(vErrors === null){
 vErrors = [err228];
 }
@@ -4405,10 +4418,8 @@ vErrors.push(err228);
 }
 errors++;
 }
-}
-}
-else {
-const err229 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/fault",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data123 < 0 || isNaN(data123)){
+const err229 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/fault/abort/grpcStatus",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/grpcStatus/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err229];
 }
@@ -4418,15 +4429,12 @@ vErrors.push(err229);
 errors++;
 }
 }
-if(data69.requestMirrorPolicies !== undefined){
-let data121 = data69.requestMirrorPolicies;
-if(Array.isArray(data121)){
-const len19 = data121.length;
-for(let i19=0; i19<len19; i19++){
-let data122 = data121[i19];
-if(data122 && typeof data122 == "object" && !Array.isArray(data122)){
-if(data122.cluster === undefined){
-const err230 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/requestMirrorPolicies/" + i19,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/required",keyword:"required",params:{missingProperty: "cluster"},message:"must have required property '"+"cluster"+"'"};
+}
+if(data121.percentage !== undefined){
+let data124 = data121.percentage;
+if(typeof data124 == "number"){
+if(data124 > 100 || isNaN(data124)){
+const err230 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/fault/abort/percentage",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/percentage/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
 if(vErrors === null){
 vErrors = [err230];
 }
@@ -4435,9 +4443,8 @@ vErrors.push(err230);
 }
 errors++;
 }
-for(const key30 in data122){
-if(!((key30 === "cluster") || (key30 === "percentage"))){
-const err231 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/requestMirrorPolicies/" + i19,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key30},message:"must NOT have additional properties"};
+if(data124 < 0 || isNaN(data124)){
+const err231 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/fault/abort/percentage",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/percentage/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err231];
 }
@@ -4447,11 +4454,8 @@ vErrors.push(err231);
 errors++;
 }
 }
-if(data122.cluster !== undefined){
-let data123 = data122.cluster;
-if(typeof data123 === "string"){
-if(data123.length < 1){
-const err232 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/requestMirrorPolicies/" + i19+"/cluster",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/properties/cluster/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+else {
+const err232 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/fault/abort/percentage",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/percentage/type",keyword:"type",params:{type: "number"},message:"must be number"};
 if(vErrors === null){
 vErrors = [err232];
 }
@@ -4461,8 +4465,9 @@ vErrors.push(err232);
 errors++;
 }
 }
+}
 else {
-const err233 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/requestMirrorPolicies/" + i19+"/cluster",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/properties/cluster/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err233 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/fault/abort",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err233];
 }
@@ -4472,11 +4477,9 @@ vErrors.push(err233);
 errors++;
 }
 }
-if(data122.percentage !== undefined){
-let data124 = data122.percentage;
-if(typeof data124 == "number"){
-if(data124 > 100 || isNaN(data124)){
-const err234 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/requestMirrorPolicies/" + i19+"/percentage",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/properties/percentage/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
+}
+else {
+const err234 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/fault",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err234];
 }
@@ -4485,8 +4488,16 @@ vErrors.push(err234);
 }
 errors++;
 }
-if(data124 < 0 || isNaN(data124)){
-const err235 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/requestMirrorPolicies/" + i19+"/percentage",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/properties/percentage/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+if(data73.requestMirrorPolicies !== undefined){
+let data125 = data73.requestMirrorPolicies;
+if(Array.isArray(data125)){
+const len20 = data125.length;
+for(let i20=0; i20<len20; i20++){
+let data126 = data125[i20];
+if(data126 && typeof data126 == "object" && !Array.isArray(data126)){
+if(data126.cluster === undefined){
+const err235 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/requestMirrorPolicies/" + i20,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/required",keyword:"required",params:{missingProperty: "cluster"},message:"must have required property '"+"cluster"+"'"};
 if(vErrors === null){
 vErrors = [err235];
 }
@@ -4495,9 +4506,9 @@ vErrors.push(err235);
 }
 errors++;
 }
-}
-else {
-const err236 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/requestMirrorPolicies/" + i19+"/percentage",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/properties/percentage/type",keyword:"type",params:{type: "number"},message:"must be number"};
+for(const key30 in data126){
+if(!((key30 === "cluster") || (key30 === "percentage"))){
+const err236 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/requestMirrorPolicies/" + i20,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key30},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err236];
 }
@@ -4507,9 +4518,11 @@ vErrors.push(err236);
 errors++;
 }
 }
-}
-else {
-const err237 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/requestMirrorPolicies/" + i19,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data126.cluster !== undefined){
+let data127 = data126.cluster;
+if(typeof data127 === "string"){
+if(data127.length < 1){
+const err237 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/requestMirrorPolicies/" + i20+"/cluster",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/properties/cluster/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err237];
 }
@@ -4519,9 +4532,8 @@ vErrors.push(err237);
 errors++;
 }
 }
-}
 else {
-const err238 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/requestMirrorPolicies",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err238 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/requestMirrorPolicies/" + i20+"/cluster",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/properties/cluster/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err238];
 }
@@ -4531,11 +4543,11 @@ vErrors.push(err238);
 errors++;
 }
 }
-if(data69.cors !== undefined){
-let data125 = data69.cors;
-if(data125 && typeof data125 == "object" && !Array.isArray(data125)){
-if(data125.allowOrigins === undefined){
-const err239 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/cors",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/required",keyword:"required",params:{missingProperty: "allowOrigins"},message:"must have required property '"+"allowOrigins"+"'"};
+if(data126.percentage !== undefined){
+let data128 = data126.percentage;
+if(typeof data128 == "number"){
+if(data128 > 100 || isNaN(data128)){
+const err239 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/requestMirrorPolicies/" + i20+"/percentage",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/properties/percentage/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
 if(vErrors === null){
 vErrors = [err239];
 }
@@ -4544,9 +4556,8 @@ vErrors.push(err239);
 }
 errors++;
 }
-for(const key31 in data125){
-if(!((((((key31 === "allowOrigins") || (key31 === "allowMethods")) || (key31 === "allowHeaders")) || (key31 === "exposeHeaders")) || (key31 === "maxAgeSeconds")) || (key31 === "allowCredentials"))){
-const err240 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/cors",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key31},message:"must NOT have additional properties"};
+if(data128 < 0 || isNaN(data128)){
+const err240 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/requestMirrorPolicies/" + i20+"/percentage",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/properties/percentage/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err240];
 }
@@ -4556,19 +4567,8 @@ vErrors.push(err240);
 errors++;
 }
 }
-if(data125.allowOrigins !== undefined){
-let data126 = data125.allowOrigins;
-if(Array.isArray(data126)){
-const len20 = data126.length;
-for(let i20=0; i20<len20; i20++){
-let data127 = data126[i20];
-const _errs295 = errors;
-let valid76 = false;
-let passing2 = null;
-const _errs296 = errors;
-if(data127 && typeof data127 == "object" && !Array.isArray(data127)){
-if(data127.exact === undefined){
-const err241 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/cors/allowOrigins/" + i20,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/0/required",keyword:"required",params:{missingProperty: "exact"},message:"must have required property '"+"exact"+"'"};
+else {
+const err241 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/requestMirrorPolicies/" + i20+"/percentage",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/properties/percentage/type",keyword:"type",params:{type: "number"},message:"must be number"};
 if(vErrors === null){
 vErrors = [err241];
 }
@@ -4577,9 +4577,10 @@ vErrors.push(err241);
 }
 errors++;
 }
-for(const key32 in data127){
-if(!(key32 === "exact")){
-const err242 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/cors/allowOrigins/" + i20,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/0/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key32},message:"must NOT have additional properties"};
+}
+}
+else {
+const err242 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/requestMirrorPolicies/" + i20,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err242];
 }
@@ -4589,9 +4590,9 @@ vErrors.push(err242);
 errors++;
 }
 }
-if(data127.exact !== undefined){
-if(typeof data127.exact !== "string"){
-const err243 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/cors/allowOrigins/" + i20+"/exact",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/0/properties/exact/type",keyword:"type",params:{type: "string"},message:"must be string"};
+}
+else {
+const err243 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/requestMirrorPolicies",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err243];
 }
@@ -4601,9 +4602,11 @@ vErrors.push(err243);
 errors++;
 }
 }
-}
-else {
-const err244 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/cors/allowOrigins/" + i20,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/0/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data73.cors !== undefined){
+let data129 = data73.cors;
+if(data129 && typeof data129 == "object" && !Array.isArray(data129)){
+if(data129.allowOrigins === undefined){
+const err244 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/cors",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/required",keyword:"required",params:{missingProperty: "allowOrigins"},message:"must have required property '"+"allowOrigins"+"'"};
 if(vErrors === null){
 vErrors = [err244];
 }
@@ -4612,16 +4615,9 @@ vErrors.push(err244);
 }
 errors++;
 }
-var _valid2 = _errs296 === errors;
-if(_valid2){
-valid76 = true;
-passing2 = 0;
-var props1 = true;
-}
-const _errs301 = errors;
-if(data127 && typeof data127 == "object" && !Array.isArray(data127)){
-if(data127.prefix === undefined){
-const err245 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/cors/allowOrigins/" + i20,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/1/required",keyword:"required",params:{missingProperty: "prefix"},message:"must have required property '"+"prefix"+"'"};
+for(const key31 in data129){
+if(!((((((key31 === "allowOrigins") || (key31 === "allowMethods")) || (key31 === "allowHeaders")) || (key31 === "exposeHeaders")) || (key31 === "maxAgeSeconds")) || (key31 === "allowCredentials"))){
+const err245 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/cors",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key31},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err245];
 }
@@ -4630,9 +4626,20 @@ vErrors.push(err245);
 }
 errors++;
 }
-for(const key33 in data127){
-if(!(key33 === "prefix")){
-const err246 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/cors/allowOrigins/" + i20,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/1/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key33},message:"must NOT have additional properties"};
+}
+if(data129.allowOrigins !== undefined){
+let data130 = data129.allowOrigins;
+if(Array.isArray(data130)){
+const len21 = data130.length;
+for(let i21=0; i21<len21; i21++){
+let data131 = data130[i21];
+const _errs303 = errors;
+let valid78 = false;
+let passing2 = null;
+const _errs304 = errors;
+if(data131 && typeof data131 == "object" && !Array.isArray(data131)){
+if(data131.exact === undefined){
+const err246 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/cors/allowOrigins/" + i21,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/0/required",keyword:"required",params:{missingProperty: "exact"},message:"must have required property '"+"exact"+"'"};
 if(vErrors === null){
 vErrors = [err246];
 }
@@ -4641,10 +4648,9 @@ vErrors.push(err246);
 }
 errors++;
 }
-}
-if(data127.prefix !== undefined){
-if(typeof data127.prefix !== "string"){
-const err247 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/cors/allowOrigins/" + i20+"/prefix",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/1/properties/prefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+for(const key32 in data131){
+if(!(key32 === "exact")){
+const err247 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/cors/allowOrigins/" + i21,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/0/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key32},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err247];
 }
@@ -4654,9 +4660,9 @@ vErrors.push(err247);
 errors++;
 }
 }
-}
-else {
-const err248 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/cors/allowOrigins/" + i20,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/1/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data131.exact !== undefined){
+if(typeof data131.exact !== "string"){
+const err248 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/cors/allowOrigins/" + i21+"/exact",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/0/properties/exact/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err248];
 }
@@ -4665,23 +4671,10 @@ vErrors.push(err248);
 }
 errors++;
 }
-var _valid2 = _errs301 === errors;
-if(_valid2 && valid76){
-valid76 = false;
-passing2 = [passing2, 1];
+}
 }
 else {
-if(_valid2){
-valid76 = true;
-passing2 = 1;
-if(props1 !== true){
-props1 = true;
-}
-}
-const _errs306 = errors;
-if(data127 && typeof data127 == "object" && !Array.isArray(data127)){
-if(data127.regex === undefined){
-const err249 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/cors/allowOrigins/" + i20,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/2/required",keyword:"required",params:{missingProperty: "regex"},message:"must have required property '"+"regex"+"'"};
+const err249 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/cors/allowOrigins/" + i21,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/0/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err249];
 }
@@ -4690,9 +4683,16 @@ vErrors.push(err249);
 }
 errors++;
 }
-for(const key34 in data127){
-if(!(key34 === "regex")){
-const err250 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/cors/allowOrigins/" + i20,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/2/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key34},message:"must NOT have additional properties"};
+var _valid2 = _errs304 === errors;
+if(_valid2){
+valid78 = true;
+passing2 = 0;
+var props1 = true;
+}
+const _errs309 = errors;
+if(data131 && typeof data131 == "object" && !Array.isArray(data131)){
+if(data131.prefix === undefined){
+const err250 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/cors/allowOrigins/" + i21,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/1/required",keyword:"required",params:{missingProperty: "prefix"},message:"must have required property '"+"prefix"+"'"};
 if(vErrors === null){
 vErrors = [err250];
 }
@@ -4701,12 +4701,9 @@ vErrors.push(err250);
 }
 errors++;
 }
-}
-if(data127.regex !== undefined){
-let data130 = data127.regex;
-if(typeof data130 === "string"){
-if(data130.length < 1){
-const err251 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/cors/allowOrigins/" + i20+"/regex",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/2/properties/regex/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+for(const key33 in data131){
+if(!(key33 === "prefix")){
+const err251 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/cors/allowOrigins/" + i21,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/1/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key33},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err251];
 }
@@ -4716,8 +4713,9 @@ vErrors.push(err251);
 errors++;
 }
 }
-else {
-const err252 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/cors/allowOrigins/" + i20+"/regex",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/2/properties/regex/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data131.prefix !== undefined){
+if(typeof data131.prefix !== "string"){
+const err252 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/cors/allowOrigins/" + i21+"/prefix",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/1/properties/prefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err252];
 }
@@ -4729,7 +4727,7 @@ errors++;
 }
 }
 else {
-const err253 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/cors/allowOrigins/" + i20,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/2/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err253 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/cors/allowOrigins/" + i21,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/1/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err253];
 }
@@ -4738,23 +4736,23 @@ vErrors.push(err253);
 }
 errors++;
 }
-var _valid2 = _errs306 === errors;
-if(_valid2 && valid76){
-valid76 = false;
-passing2 = [passing2, 2];
+var _valid2 = _errs309 === errors;
+if(_valid2 && valid78){
+valid78 = false;
+passing2 = [passing2, 1];
 }
 else {
 if(_valid2){
-valid76 = true;
-passing2 = 2;
+valid78 = true;
+passing2 = 1;
 if(props1 !== true){
 props1 = true;
 }
 }
-}
-}
-if(!valid76){
-const err254 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/cors/allowOrigins/" + i20,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf",keyword:"oneOf",params:{passingSchemas: passing2},message:"must match exactly one schema in oneOf"};
+const _errs314 = errors;
+if(data131 && typeof data131 == "object" && !Array.isArray(data131)){
+if(data131.regex === undefined){
+const err254 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/cors/allowOrigins/" + i21,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/2/required",keyword:"required",params:{missingProperty: "regex"},message:"must have required property '"+"regex"+"'"};
 if(vErrors === null){
 vErrors = [err254];
 }
@@ -4763,21 +4761,9 @@ vErrors.push(err254);
 }
 errors++;
 }
-else {
-errors = _errs295;
-if(vErrors !== null){
-if(_errs295){
-vErrors.length = _errs295;
-}
-else {
-vErrors = null;
-}
-}
-}
-}
-}
-else {
-const err255 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/cors/allowOrigins",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/type",keyword:"type",params:{type: "array"},message:"must be array"};
+for(const key34 in data131){
+if(!(key34 === "regex")){
+const err255 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/cors/allowOrigins/" + i21,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/2/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key34},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err255];
 }
@@ -4787,15 +4773,11 @@ vErrors.push(err255);
 errors++;
 }
 }
-if(data125.allowMethods !== undefined){
-let data131 = data125.allowMethods;
-if(Array.isArray(data131)){
-const len21 = data131.length;
-for(let i21=0; i21<len21; i21++){
-let data132 = data131[i21];
-if(typeof data132 === "string"){
-if(data132.length < 1){
-const err256 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/cors/allowMethods/" + i21,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowMethods/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data131.regex !== undefined){
+let data134 = data131.regex;
+if(typeof data134 === "string"){
+if(data134.length < 1){
+const err256 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/cors/allowOrigins/" + i21+"/regex",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/2/properties/regex/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err256];
 }
@@ -4806,7 +4788,7 @@ errors++;
 }
 }
 else {
-const err257 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/cors/allowMethods/" + i21,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowMethods/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err257 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/cors/allowOrigins/" + i21+"/regex",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/2/properties/regex/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err257];
 }
@@ -4818,7 +4800,7 @@ errors++;
 }
 }
 else {
-const err258 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/cors/allowMethods",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowMethods/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err258 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/cors/allowOrigins/" + i21,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/2/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err258];
 }
@@ -4827,16 +4809,23 @@ vErrors.push(err258);
 }
 errors++;
 }
+var _valid2 = _errs314 === errors;
+if(_valid2 && valid78){
+valid78 = false;
+passing2 = [passing2, 2];
 }
-if(data125.allowHeaders !== undefined){
-let data133 = data125.allowHeaders;
-if(Array.isArray(data133)){
-const len22 = data133.length;
-for(let i22=0; i22<len22; i22++){
-let data134 = data133[i22];
-if(typeof data134 === "string"){
-if(data134.length < 1){
-const err259 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/cors/allowHeaders/" + i22,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowHeaders/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+else {
+if(_valid2){
+valid78 = true;
+passing2 = 2;
+if(props1 !== true){
+props1 = true;
+}
+}
+}
+}
+if(!valid78){
+const err259 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/cors/allowOrigins/" + i21,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf",keyword:"oneOf",params:{passingSchemas: passing2},message:"must match exactly one schema in oneOf"};
 if(vErrors === null){
 vErrors = [err259];
 }
@@ -4845,9 +4834,21 @@ vErrors.push(err259);
 }
 errors++;
 }
+else {
+errors = _errs303;
+if(vErrors !== null){
+if(_errs303){
+vErrors.length = _errs303;
 }
 else {
-const err260 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/cors/allowHeaders/" + i22,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowHeaders/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+vErrors = null;
+}
+}
+}
+}
+}
+else {
+const err260 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/cors/allowOrigins",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err260];
 }
@@ -4857,9 +4858,15 @@ vErrors.push(err260);
 errors++;
 }
 }
-}
-else {
-const err261 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/cors/allowHeaders",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowHeaders/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data129.allowMethods !== undefined){
+let data135 = data129.allowMethods;
+if(Array.isArray(data135)){
+const len22 = data135.length;
+for(let i22=0; i22<len22; i22++){
+let data136 = data135[i22];
+if(typeof data136 === "string"){
+if(data136.length < 1){
+const err261 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/cors/allowMethods/" + i22,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowMethods/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err261];
 }
@@ -4869,15 +4876,8 @@ vErrors.push(err261);
 errors++;
 }
 }
-if(data125.exposeHeaders !== undefined){
-let data135 = data125.exposeHeaders;
-if(Array.isArray(data135)){
-const len23 = data135.length;
-for(let i23=0; i23<len23; i23++){
-let data136 = data135[i23];
-if(typeof data136 === "string"){
-if(data136.length < 1){
-const err262 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/cors/exposeHeaders/" + i23,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/exposeHeaders/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+else {
+const err262 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/cors/allowMethods/" + i22,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowMethods/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err262];
 }
@@ -4887,8 +4887,9 @@ vErrors.push(err262);
 errors++;
 }
 }
+}
 else {
-const err263 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/cors/exposeHeaders/" + i23,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/exposeHeaders/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err263 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/cors/allowMethods",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowMethods/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err263];
 }
@@ -4898,9 +4899,15 @@ vErrors.push(err263);
 errors++;
 }
 }
-}
-else {
-const err264 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/cors/exposeHeaders",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/exposeHeaders/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data129.allowHeaders !== undefined){
+let data137 = data129.allowHeaders;
+if(Array.isArray(data137)){
+const len23 = data137.length;
+for(let i23=0; i23<len23; i23++){
+let data138 = data137[i23];
+if(typeof data138 === "string"){
+if(data138.length < 1){
+const err264 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/cors/allowHeaders/" + i23,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowHeaders/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err264];
 }
@@ -4910,10 +4917,8 @@ vErrors.push(err264);
 errors++;
 }
 }
-if(data125.maxAgeSeconds !== undefined){
-let data137 = data125.maxAgeSeconds;
-if(!((typeof data137 == "number") && (!(data137 % 1) && !isNaN(data137)))){
-const err265 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/cors/maxAgeSeconds",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/maxAgeSeconds/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+else {
+const err265 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/cors/allowHeaders/" + i23,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowHeaders/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err265];
 }
@@ -4922,9 +4927,10 @@ vErrors.push(err265);
 }
 errors++;
 }
-if(typeof data137 == "number"){
-if(data137 < 0 || isNaN(data137)){
-const err266 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/cors/maxAgeSeconds",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/maxAgeSeconds/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+}
+else {
+const err266 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/cors/allowHeaders",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowHeaders/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err266];
 }
@@ -4934,10 +4940,15 @@ vErrors.push(err266);
 errors++;
 }
 }
-}
-if(data125.allowCredentials !== undefined){
-if(typeof data125.allowCredentials !== "boolean"){
-const err267 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/cors/allowCredentials",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowCredentials/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(data129.exposeHeaders !== undefined){
+let data139 = data129.exposeHeaders;
+if(Array.isArray(data139)){
+const len24 = data139.length;
+for(let i24=0; i24<len24; i24++){
+let data140 = data139[i24];
+if(typeof data140 === "string"){
+if(data140.length < 1){
+const err267 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/cors/exposeHeaders/" + i24,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/exposeHeaders/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err267];
 }
@@ -4947,9 +4958,8 @@ vErrors.push(err267);
 errors++;
 }
 }
-}
 else {
-const err268 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/cors",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err268 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/cors/exposeHeaders/" + i24,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/exposeHeaders/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err268];
 }
@@ -4959,11 +4969,9 @@ vErrors.push(err268);
 errors++;
 }
 }
-if(data69.localRateLimit !== undefined){
-let data139 = data69.localRateLimit;
-if(data139 && typeof data139 == "object" && !Array.isArray(data139)){
-if(data139.maxTokens === undefined){
-const err269 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/localRateLimit",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/required",keyword:"required",params:{missingProperty: "maxTokens"},message:"must have required property '"+"maxTokens"+"'"};
+}
+else {
+const err269 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/cors/exposeHeaders",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/exposeHeaders/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err269];
 }
@@ -4972,8 +4980,11 @@ vErrors.push(err269);
 }
 errors++;
 }
-if(data139.fillIntervalMs === undefined){
-const err270 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/localRateLimit",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/required",keyword:"required",params:{missingProperty: "fillIntervalMs"},message:"must have required property '"+"fillIntervalMs"+"'"};
+}
+if(data129.maxAgeSeconds !== undefined){
+let data141 = data129.maxAgeSeconds;
+if(!((typeof data141 == "number") && (!(data141 % 1) && !isNaN(data141)))){
+const err270 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/cors/maxAgeSeconds",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/maxAgeSeconds/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err270];
 }
@@ -4982,9 +4993,9 @@ vErrors.push(err270);
 }
 errors++;
 }
-for(const key35 in data139){
-if(!(((key35 === "maxTokens") || (key35 === "tokensPerFill")) || (key35 === "fillIntervalMs"))){
-const err271 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/localRateLimit",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key35},message:"must NOT have additional properties"};
+if(typeof data141 == "number"){
+if(data141 < 0 || isNaN(data141)){
+const err271 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/cors/maxAgeSeconds",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/maxAgeSeconds/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err271];
 }
@@ -4994,10 +5005,10 @@ vErrors.push(err271);
 errors++;
 }
 }
-if(data139.maxTokens !== undefined){
-let data140 = data139.maxTokens;
-if(!((typeof data140 == "number") && (!(data140 % 1) && !isNaN(data140)))){
-const err272 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/localRateLimit/maxTokens",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/maxTokens/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+}
+if(data129.allowCredentials !== undefined){
+if(typeof data129.allowCredentials !== "boolean"){
+const err272 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/cors/allowCredentials",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowCredentials/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err272];
 }
@@ -5006,9 +5017,10 @@ vErrors.push(err272);
 }
 errors++;
 }
-if(typeof data140 == "number"){
-if(data140 < 1 || isNaN(data140)){
-const err273 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/localRateLimit/maxTokens",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/maxTokens/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+}
+else {
+const err273 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/cors",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err273];
 }
@@ -5018,11 +5030,11 @@ vErrors.push(err273);
 errors++;
 }
 }
-}
-if(data139.tokensPerFill !== undefined){
-let data141 = data139.tokensPerFill;
-if(!((typeof data141 == "number") && (!(data141 % 1) && !isNaN(data141)))){
-const err274 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/localRateLimit/tokensPerFill",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/tokensPerFill/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data73.localRateLimit !== undefined){
+let data143 = data73.localRateLimit;
+if(data143 && typeof data143 == "object" && !Array.isArray(data143)){
+if(data143.maxTokens === undefined){
+const err274 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/localRateLimit",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/required",keyword:"required",params:{missingProperty: "maxTokens"},message:"must have required property '"+"maxTokens"+"'"};
 if(vErrors === null){
 vErrors = [err274];
 }
@@ -5031,9 +5043,8 @@ vErrors.push(err274);
 }
 errors++;
 }
-if(typeof data141 == "number"){
-if(data141 < 1 || isNaN(data141)){
-const err275 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/localRateLimit/tokensPerFill",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/tokensPerFill/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if(data143.fillIntervalMs === undefined){
+const err275 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/localRateLimit",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/required",keyword:"required",params:{missingProperty: "fillIntervalMs"},message:"must have required property '"+"fillIntervalMs"+"'"};
 if(vErrors === null){
 vErrors = [err275];
 }
@@ -5042,12 +5053,9 @@ vErrors.push(err275);
 }
 errors++;
 }
-}
-}
-if(data139.fillIntervalMs !== undefined){
-let data142 = data139.fillIntervalMs;
-if(!((typeof data142 == "number") && (!(data142 % 1) && !isNaN(data142)))){
-const err276 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/localRateLimit/fillIntervalMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/fillIntervalMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+for(const key35 in data143){
+if(!(((key35 === "maxTokens") || (key35 === "tokensPerFill")) || (key35 === "fillIntervalMs"))){
+const err276 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/localRateLimit",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key35},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err276];
 }
@@ -5056,9 +5064,11 @@ vErrors.push(err276);
 }
 errors++;
 }
-if(typeof data142 == "number"){
-if(data142 < 1 || isNaN(data142)){
-const err277 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/localRateLimit/fillIntervalMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/fillIntervalMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+if(data143.maxTokens !== undefined){
+let data144 = data143.maxTokens;
+if(!((typeof data144 == "number") && (!(data144 % 1) && !isNaN(data144)))){
+const err277 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/localRateLimit/maxTokens",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/maxTokens/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err277];
 }
@@ -5067,11 +5077,9 @@ vErrors.push(err277);
 }
 errors++;
 }
-}
-}
-}
-else {
-const err278 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route/localRateLimit",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(typeof data144 == "number"){
+if(data144 < 1 || isNaN(data144)){
+const err278 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/localRateLimit/maxTokens",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/maxTokens/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err278];
 }
@@ -5082,8 +5090,10 @@ errors++;
 }
 }
 }
-else {
-const err279 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/route",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data143.tokensPerFill !== undefined){
+let data145 = data143.tokensPerFill;
+if(!((typeof data145 == "number") && (!(data145 % 1) && !isNaN(data145)))){
+const err279 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/localRateLimit/tokensPerFill",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/tokensPerFill/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err279];
 }
@@ -5092,13 +5102,9 @@ vErrors.push(err279);
 }
 errors++;
 }
-}
-if(data46.redirect !== undefined){
-let data143 = data46.redirect;
-if(data143 && typeof data143 == "object" && !Array.isArray(data143)){
-for(const key36 in data143){
-if(!((((((key36 === "scheme") || (key36 === "host")) || (key36 === "port")) || (key36 === "path")) || (key36 === "prefixRewrite")) || (key36 === "responseCode"))){
-const err280 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/redirect",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/redirect/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key36},message:"must NOT have additional properties"};
+if(typeof data145 == "number"){
+if(data145 < 1 || isNaN(data145)){
+const err280 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/localRateLimit/tokensPerFill",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/tokensPerFill/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err280];
 }
@@ -5108,10 +5114,11 @@ vErrors.push(err280);
 errors++;
 }
 }
-if(data143.scheme !== undefined){
-let data144 = data143.scheme;
-if(!((data144 === "http") || (data144 === "https"))){
-const err281 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/redirect/scheme",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/scheme/enum",keyword:"enum",params:{allowedValues: schema31.properties.listeners.items.properties.filterChains.items.properties.filter.oneOf[0].properties.routeConfig.properties.virtualHosts.items.properties.routes.items.properties.redirect.properties.scheme.enum},message:"must be equal to one of the allowed values"};
+}
+if(data143.fillIntervalMs !== undefined){
+let data146 = data143.fillIntervalMs;
+if(!((typeof data146 == "number") && (!(data146 % 1) && !isNaN(data146)))){
+const err281 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/localRateLimit/fillIntervalMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/fillIntervalMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err281];
 }
@@ -5120,12 +5127,9 @@ vErrors.push(err281);
 }
 errors++;
 }
-}
-if(data143.host !== undefined){
-let data145 = data143.host;
-if(typeof data145 === "string"){
-if(data145.length < 1){
-const err282 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/redirect/host",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/host/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(typeof data146 == "number"){
+if(data146 < 1 || isNaN(data146)){
+const err282 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/localRateLimit/fillIntervalMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/fillIntervalMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err282];
 }
@@ -5135,8 +5139,10 @@ vErrors.push(err282);
 errors++;
 }
 }
+}
+}
 else {
-const err283 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/redirect/host",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/host/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err283 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route/localRateLimit",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err283];
 }
@@ -5146,10 +5152,9 @@ vErrors.push(err283);
 errors++;
 }
 }
-if(data143.port !== undefined){
-let data146 = data143.port;
-if(!((typeof data146 == "number") && (!(data146 % 1) && !isNaN(data146)))){
-const err284 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/redirect/port",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+}
+else {
+const err284 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/route",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/route/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err284];
 }
@@ -5158,9 +5163,13 @@ vErrors.push(err284);
 }
 errors++;
 }
-if(typeof data146 == "number"){
-if(data146 > 65535 || isNaN(data146)){
-const err285 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/redirect/port",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+}
+if(data50.redirect !== undefined){
+let data147 = data50.redirect;
+if(data147 && typeof data147 == "object" && !Array.isArray(data147)){
+for(const key36 in data147){
+if(!((((((key36 === "scheme") || (key36 === "host")) || (key36 === "port")) || (key36 === "path")) || (key36 === "prefixRewrite")) || (key36 === "responseCode"))){
+const err285 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/redirect",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/redirect/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key36},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err285];
 }
@@ -5169,8 +5178,11 @@ vErrors.push(err285);
 }
 errors++;
 }
-if(data146 < 0 || isNaN(data146)){
-const err286 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/redirect/port",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+if(data147.scheme !== undefined){
+let data148 = data147.scheme;
+if(!((data148 === "http") || (data148 === "https"))){
+const err286 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/redirect/scheme",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/scheme/enum",keyword:"enum",params:{allowedValues: schema31.properties.listeners.items.properties.filterChains.items.properties.filter.oneOf[0].properties.routeConfig.properties.virtualHosts.items.properties.routes.items.properties.redirect.properties.scheme.enum},message:"must be equal to one of the allowed values"};
 if(vErrors === null){
 vErrors = [err286];
 }
@@ -5180,10 +5192,11 @@ vErrors.push(err286);
 errors++;
 }
 }
-}
-if(data143.path !== undefined){
-if(typeof data143.path !== "string"){
-const err287 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/redirect/path",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/path/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data147.host !== undefined){
+let data149 = data147.host;
+if(typeof data149 === "string"){
+if(data149.length < 1){
+const err287 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/redirect/host",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/host/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err287];
 }
@@ -5193,9 +5206,8 @@ vErrors.push(err287);
 errors++;
 }
 }
-if(data143.prefixRewrite !== undefined){
-if(typeof data143.prefixRewrite !== "string"){
-const err288 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/redirect/prefixRewrite",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/prefixRewrite/type",keyword:"type",params:{type: "string"},message:"must be string"};
+else {
+const err288 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/redirect/host",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/host/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err288];
 }
@@ -5205,10 +5217,10 @@ vErrors.push(err288);
 errors++;
 }
 }
-if(data143.responseCode !== undefined){
-let data149 = data143.responseCode;
-if(!(((((data149 === 301) || (data149 === 302)) || (data149 === 303)) || (data149 === 307)) || (data149 === 308))){
-const err289 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/redirect/responseCode",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/responseCode/enum",keyword:"enum",params:{allowedValues: schema31.properties.listeners.items.properties.filterChains.items.properties.filter.oneOf[0].properties.routeConfig.properties.virtualHosts.items.properties.routes.items.properties.redirect.properties.responseCode.enum},message:"must be equal to one of the allowed values"};
+if(data147.port !== undefined){
+let data150 = data147.port;
+if(!((typeof data150 == "number") && (!(data150 % 1) && !isNaN(data150)))){
+const err289 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/redirect/port",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err289];
 }
@@ -5217,10 +5229,9 @@ vErrors.push(err289);
 }
 errors++;
 }
-}
-}
-else {
-const err290 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/redirect",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/redirect/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(typeof data150 == "number"){
+if(data150 > 65535 || isNaN(data150)){
+const err290 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/redirect/port",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
 if(vErrors === null){
 vErrors = [err290];
 }
@@ -5229,12 +5240,8 @@ vErrors.push(err290);
 }
 errors++;
 }
-}
-if(data46.directResponse !== undefined){
-let data150 = data46.directResponse;
-if(data150 && typeof data150 == "object" && !Array.isArray(data150)){
-if(data150.status === undefined){
-const err291 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/directResponse",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/directResponse/required",keyword:"required",params:{missingProperty: "status"},message:"must have required property '"+"status"+"'"};
+if(data150 < 0 || isNaN(data150)){
+const err291 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/redirect/port",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err291];
 }
@@ -5243,9 +5250,11 @@ vErrors.push(err291);
 }
 errors++;
 }
-for(const key37 in data150){
-if(!((key37 === "status") || (key37 === "body"))){
-const err292 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/directResponse",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/directResponse/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key37},message:"must NOT have additional properties"};
+}
+}
+if(data147.path !== undefined){
+if(typeof data147.path !== "string"){
+const err292 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/redirect/path",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/path/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err292];
 }
@@ -5255,10 +5264,9 @@ vErrors.push(err292);
 errors++;
 }
 }
-if(data150.status !== undefined){
-let data151 = data150.status;
-if(!((typeof data151 == "number") && (!(data151 % 1) && !isNaN(data151)))){
-const err293 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/directResponse/status",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/directResponse/properties/status/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data147.prefixRewrite !== undefined){
+if(typeof data147.prefixRewrite !== "string"){
+const err293 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/redirect/prefixRewrite",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/prefixRewrite/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err293];
 }
@@ -5267,9 +5275,11 @@ vErrors.push(err293);
 }
 errors++;
 }
-if(typeof data151 == "number"){
-if(data151 > 599 || isNaN(data151)){
-const err294 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/directResponse/status",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/directResponse/properties/status/maximum",keyword:"maximum",params:{comparison: "<=", limit: 599},message:"must be <= 599"};
+}
+if(data147.responseCode !== undefined){
+let data153 = data147.responseCode;
+if(!(((((data153 === 301) || (data153 === 302)) || (data153 === 303)) || (data153 === 307)) || (data153 === 308))){
+const err294 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/redirect/responseCode",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/responseCode/enum",keyword:"enum",params:{allowedValues: schema31.properties.listeners.items.properties.filterChains.items.properties.filter.oneOf[0].properties.routeConfig.properties.virtualHosts.items.properties.routes.items.properties.redirect.properties.responseCode.enum},message:"must be equal to one of the allowed values"};
 if(vErrors === null){
 vErrors = [err294];
 }
@@ -5278,8 +5288,10 @@ vErrors.push(err294);
 }
 errors++;
 }
-if(data151 < 200 || isNaN(data151)){
-const err295 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/directResponse/status",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/directResponse/properties/status/minimum",keyword:"minimum",params:{comparison: ">=", limit: 200},message:"must be >= 200"};
+}
+}
+else {
+const err295 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/redirect",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/redirect/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err295];
 }
@@ -5289,10 +5301,11 @@ vErrors.push(err295);
 errors++;
 }
 }
-}
-if(data150.body !== undefined){
-if(typeof data150.body !== "string"){
-const err296 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/directResponse/body",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/directResponse/properties/body/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data50.directResponse !== undefined){
+let data154 = data50.directResponse;
+if(data154 && typeof data154 == "object" && !Array.isArray(data154)){
+if(data154.status === undefined){
+const err296 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/directResponse",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/directResponse/required",keyword:"required",params:{missingProperty: "status"},message:"must have required property '"+"status"+"'"};
 if(vErrors === null){
 vErrors = [err296];
 }
@@ -5301,10 +5314,9 @@ vErrors.push(err296);
 }
 errors++;
 }
-}
-}
-else {
-const err297 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/directResponse",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/directResponse/type",keyword:"type",params:{type: "object"},message:"must be object"};
+for(const key37 in data154){
+if(!((key37 === "status") || (key37 === "body"))){
+const err297 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/directResponse",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/directResponse/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key37},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err297];
 }
@@ -5314,15 +5326,10 @@ vErrors.push(err297);
 errors++;
 }
 }
-if(data46.requestHeadersToAdd !== undefined){
-let data153 = data46.requestHeadersToAdd;
-if(Array.isArray(data153)){
-const len24 = data153.length;
-for(let i24=0; i24<len24; i24++){
-let data154 = data153[i24];
-if(data154 && typeof data154 == "object" && !Array.isArray(data154)){
-if(data154.name === undefined){
-const err298 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/requestHeadersToAdd/" + i24,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
+if(data154.status !== undefined){
+let data155 = data154.status;
+if(!((typeof data155 == "number") && (!(data155 % 1) && !isNaN(data155)))){
+const err298 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/directResponse/status",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/directResponse/properties/status/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err298];
 }
@@ -5331,8 +5338,9 @@ vErrors.push(err298);
 }
 errors++;
 }
-if(data154.value === undefined){
-const err299 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/requestHeadersToAdd/" + i24,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "value"},message:"must have required property '"+"value"+"'"};
+if(typeof data155 == "number"){
+if(data155 > 599 || isNaN(data155)){
+const err299 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/directResponse/status",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/directResponse/properties/status/maximum",keyword:"maximum",params:{comparison: "<=", limit: 599},message:"must be <= 599"};
 if(vErrors === null){
 vErrors = [err299];
 }
@@ -5341,9 +5349,8 @@ vErrors.push(err299);
 }
 errors++;
 }
-for(const key38 in data154){
-if(!(((key38 === "name") || (key38 === "value")) || (key38 === "append"))){
-const err300 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/requestHeadersToAdd/" + i24,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key38},message:"must NOT have additional properties"};
+if(data155 < 200 || isNaN(data155)){
+const err300 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/directResponse/status",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/directResponse/properties/status/minimum",keyword:"minimum",params:{comparison: ">=", limit: 200},message:"must be >= 200"};
 if(vErrors === null){
 vErrors = [err300];
 }
@@ -5353,11 +5360,10 @@ vErrors.push(err300);
 errors++;
 }
 }
-if(data154.name !== undefined){
-let data155 = data154.name;
-if(typeof data155 === "string"){
-if(data155.length < 1){
-const err301 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/requestHeadersToAdd/" + i24+"/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+if(data154.body !== undefined){
+if(typeof data154.body !== "string"){
+const err301 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/directResponse/body",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/directResponse/properties/body/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err301];
 }
@@ -5367,8 +5373,9 @@ vErrors.push(err301);
 errors++;
 }
 }
+}
 else {
-const err302 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/requestHeadersToAdd/" + i24+"/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err302 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/directResponse",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/directResponse/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err302];
 }
@@ -5378,9 +5385,15 @@ vErrors.push(err302);
 errors++;
 }
 }
-if(data154.value !== undefined){
-if(typeof data154.value !== "string"){
-const err303 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/requestHeadersToAdd/" + i24+"/value",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/properties/value/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data50.requestHeadersToAdd !== undefined){
+let data157 = data50.requestHeadersToAdd;
+if(Array.isArray(data157)){
+const len25 = data157.length;
+for(let i25=0; i25<len25; i25++){
+let data158 = data157[i25];
+if(data158 && typeof data158 == "object" && !Array.isArray(data158)){
+if(data158.name === undefined){
+const err303 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/requestHeadersToAdd/" + i25,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err303];
 }
@@ -5389,10 +5402,8 @@ vErrors.push(err303);
 }
 errors++;
 }
-}
-if(data154.append !== undefined){
-if(typeof data154.append !== "boolean"){
-const err304 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/requestHeadersToAdd/" + i24+"/append",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/properties/append/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(data158.value === undefined){
+const err304 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/requestHeadersToAdd/" + i25,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "value"},message:"must have required property '"+"value"+"'"};
 if(vErrors === null){
 vErrors = [err304];
 }
@@ -5401,10 +5412,9 @@ vErrors.push(err304);
 }
 errors++;
 }
-}
-}
-else {
-const err305 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/requestHeadersToAdd/" + i24,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+for(const key38 in data158){
+if(!(((key38 === "name") || (key38 === "value")) || (key38 === "append"))){
+const err305 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/requestHeadersToAdd/" + i25,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key38},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err305];
 }
@@ -5414,9 +5424,11 @@ vErrors.push(err305);
 errors++;
 }
 }
-}
-else {
-const err306 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/requestHeadersToAdd",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data158.name !== undefined){
+let data159 = data158.name;
+if(typeof data159 === "string"){
+if(data159.length < 1){
+const err306 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/requestHeadersToAdd/" + i25+"/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err306];
 }
@@ -5426,15 +5438,8 @@ vErrors.push(err306);
 errors++;
 }
 }
-if(data46.requestHeadersToRemove !== undefined){
-let data158 = data46.requestHeadersToRemove;
-if(Array.isArray(data158)){
-const len25 = data158.length;
-for(let i25=0; i25<len25; i25++){
-let data159 = data158[i25];
-if(typeof data159 === "string"){
-if(data159.length < 1){
-const err307 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/requestHeadersToRemove/" + i25,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToRemove/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+else {
+const err307 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/requestHeadersToAdd/" + i25+"/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err307];
 }
@@ -5444,8 +5449,9 @@ vErrors.push(err307);
 errors++;
 }
 }
-else {
-const err308 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/requestHeadersToRemove/" + i25,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToRemove/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data158.value !== undefined){
+if(typeof data158.value !== "string"){
+const err308 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/requestHeadersToAdd/" + i25+"/value",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/properties/value/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err308];
 }
@@ -5455,9 +5461,9 @@ vErrors.push(err308);
 errors++;
 }
 }
-}
-else {
-const err309 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/requestHeadersToRemove",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToRemove/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data158.append !== undefined){
+if(typeof data158.append !== "boolean"){
+const err309 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/requestHeadersToAdd/" + i25+"/append",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/properties/append/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err309];
 }
@@ -5467,15 +5473,9 @@ vErrors.push(err309);
 errors++;
 }
 }
-if(data46.responseHeadersToAdd !== undefined){
-let data160 = data46.responseHeadersToAdd;
-if(Array.isArray(data160)){
-const len26 = data160.length;
-for(let i26=0; i26<len26; i26++){
-let data161 = data160[i26];
-if(data161 && typeof data161 == "object" && !Array.isArray(data161)){
-if(data161.name === undefined){
-const err310 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/responseHeadersToAdd/" + i26,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
+}
+else {
+const err310 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/requestHeadersToAdd/" + i25,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err310];
 }
@@ -5484,8 +5484,10 @@ vErrors.push(err310);
 }
 errors++;
 }
-if(data161.value === undefined){
-const err311 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/responseHeadersToAdd/" + i26,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "value"},message:"must have required property '"+"value"+"'"};
+}
+}
+else {
+const err311 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/requestHeadersToAdd",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err311];
 }
@@ -5494,9 +5496,16 @@ vErrors.push(err311);
 }
 errors++;
 }
-for(const key39 in data161){
-if(!(((key39 === "name") || (key39 === "value")) || (key39 === "append"))){
-const err312 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/responseHeadersToAdd/" + i26,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key39},message:"must NOT have additional properties"};
+}
+if(data50.requestHeadersToRemove !== undefined){
+let data162 = data50.requestHeadersToRemove;
+if(Array.isArray(data162)){
+const len26 = data162.length;
+for(let i26=0; i26<len26; i26++){
+let data163 = data162[i26];
+if(typeof data163 === "string"){
+if(data163.length < 1){
+const err312 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/requestHeadersToRemove/" + i26,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToRemove/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err312];
 }
@@ -5506,11 +5515,8 @@ vErrors.push(err312);
 errors++;
 }
 }
-if(data161.name !== undefined){
-let data162 = data161.name;
-if(typeof data162 === "string"){
-if(data162.length < 1){
-const err313 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/responseHeadersToAdd/" + i26+"/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+else {
+const err313 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/requestHeadersToRemove/" + i26,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToRemove/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err313];
 }
@@ -5520,8 +5526,9 @@ vErrors.push(err313);
 errors++;
 }
 }
+}
 else {
-const err314 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/responseHeadersToAdd/" + i26+"/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err314 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/requestHeadersToRemove",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToRemove/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err314];
 }
@@ -5531,9 +5538,15 @@ vErrors.push(err314);
 errors++;
 }
 }
-if(data161.value !== undefined){
-if(typeof data161.value !== "string"){
-const err315 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/responseHeadersToAdd/" + i26+"/value",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/properties/value/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data50.responseHeadersToAdd !== undefined){
+let data164 = data50.responseHeadersToAdd;
+if(Array.isArray(data164)){
+const len27 = data164.length;
+for(let i27=0; i27<len27; i27++){
+let data165 = data164[i27];
+if(data165 && typeof data165 == "object" && !Array.isArray(data165)){
+if(data165.name === undefined){
+const err315 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/responseHeadersToAdd/" + i27,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err315];
 }
@@ -5542,10 +5555,8 @@ vErrors.push(err315);
 }
 errors++;
 }
-}
-if(data161.append !== undefined){
-if(typeof data161.append !== "boolean"){
-const err316 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/responseHeadersToAdd/" + i26+"/append",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/properties/append/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(data165.value === undefined){
+const err316 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/responseHeadersToAdd/" + i27,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "value"},message:"must have required property '"+"value"+"'"};
 if(vErrors === null){
 vErrors = [err316];
 }
@@ -5554,10 +5565,9 @@ vErrors.push(err316);
 }
 errors++;
 }
-}
-}
-else {
-const err317 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/responseHeadersToAdd/" + i26,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+for(const key39 in data165){
+if(!(((key39 === "name") || (key39 === "value")) || (key39 === "append"))){
+const err317 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/responseHeadersToAdd/" + i27,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key39},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err317];
 }
@@ -5567,9 +5577,11 @@ vErrors.push(err317);
 errors++;
 }
 }
-}
-else {
-const err318 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/responseHeadersToAdd",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data165.name !== undefined){
+let data166 = data165.name;
+if(typeof data166 === "string"){
+if(data166.length < 1){
+const err318 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/responseHeadersToAdd/" + i27+"/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err318];
 }
@@ -5579,15 +5591,8 @@ vErrors.push(err318);
 errors++;
 }
 }
-if(data46.responseHeadersToRemove !== undefined){
-let data165 = data46.responseHeadersToRemove;
-if(Array.isArray(data165)){
-const len27 = data165.length;
-for(let i27=0; i27<len27; i27++){
-let data166 = data165[i27];
-if(typeof data166 === "string"){
-if(data166.length < 1){
-const err319 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/responseHeadersToRemove/" + i27,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToRemove/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+else {
+const err319 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/responseHeadersToAdd/" + i27+"/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err319];
 }
@@ -5597,8 +5602,9 @@ vErrors.push(err319);
 errors++;
 }
 }
-else {
-const err320 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/responseHeadersToRemove/" + i27,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToRemove/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data165.value !== undefined){
+if(typeof data165.value !== "string"){
+const err320 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/responseHeadersToAdd/" + i27+"/value",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/properties/value/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err320];
 }
@@ -5608,9 +5614,9 @@ vErrors.push(err320);
 errors++;
 }
 }
-}
-else {
-const err321 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8+"/responseHeadersToRemove",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToRemove/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data165.append !== undefined){
+if(typeof data165.append !== "boolean"){
+const err321 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/responseHeadersToAdd/" + i27+"/append",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/properties/append/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err321];
 }
@@ -5622,7 +5628,7 @@ errors++;
 }
 }
 else {
-const err322 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes/" + i8,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err322 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/responseHeadersToAdd/" + i27,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err322];
 }
@@ -5634,7 +5640,7 @@ errors++;
 }
 }
 else {
-const err323 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6+"/routes",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err323 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/responseHeadersToAdd",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err323];
 }
@@ -5644,9 +5650,15 @@ vErrors.push(err323);
 errors++;
 }
 }
-}
-else {
-const err324 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i6,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data50.responseHeadersToRemove !== undefined){
+let data169 = data50.responseHeadersToRemove;
+if(Array.isArray(data169)){
+const len28 = data169.length;
+for(let i28=0; i28<len28; i28++){
+let data170 = data169[i28];
+if(typeof data170 === "string"){
+if(data170.length < 1){
+const err324 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/responseHeadersToRemove/" + i28,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToRemove/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err324];
 }
@@ -5656,9 +5668,8 @@ vErrors.push(err324);
 errors++;
 }
 }
-}
 else {
-const err325 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err325 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/responseHeadersToRemove/" + i28,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToRemove/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err325];
 }
@@ -5670,7 +5681,7 @@ errors++;
 }
 }
 else {
-const err326 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err326 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9+"/responseHeadersToRemove",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToRemove/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err326];
 }
@@ -5680,10 +5691,9 @@ vErrors.push(err326);
 errors++;
 }
 }
-if(data30.mode !== undefined){
-let data167 = data30.mode;
-if(!((data167 === "server") || (data167 === "http_proxy"))){
-const err327 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/mode",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/mode/enum",keyword:"enum",params:{allowedValues: schema31.properties.listeners.items.properties.filterChains.items.properties.filter.oneOf[0].properties.mode.enum},message:"must be equal to one of the allowed values"};
+}
+else {
+const err327 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes/" + i9,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err327];
 }
@@ -5693,10 +5703,9 @@ vErrors.push(err327);
 errors++;
 }
 }
-if(data30.codec !== undefined){
-let data168 = data30.codec;
-if(!(((data168 === "auto") || (data168 === "http1")) || (data168 === "http2"))){
-const err328 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/codec",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/codec/enum",keyword:"enum",params:{allowedValues: schema31.properties.listeners.items.properties.filterChains.items.properties.filter.oneOf[0].properties.codec.enum},message:"must be equal to one of the allowed values"};
+}
+else {
+const err328 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7+"/routes",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/properties/routes/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err328];
 }
@@ -5706,11 +5715,9 @@ vErrors.push(err328);
 errors++;
 }
 }
-if(data30.statPrefix !== undefined){
-let data169 = data30.statPrefix;
-if(typeof data169 === "string"){
-if(data169.length < 1){
-const err329 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/statPrefix",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/statPrefix/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+else {
+const err329 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts/" + i7,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err329];
 }
@@ -5720,8 +5727,9 @@ vErrors.push(err329);
 errors++;
 }
 }
+}
 else {
-const err330 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/statPrefix",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/statPrefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err330 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig/virtualHosts",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/properties/virtualHosts/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err330];
 }
@@ -5731,10 +5739,9 @@ vErrors.push(err330);
 errors++;
 }
 }
-if(data30.reporter !== undefined){
-let data170 = data30.reporter;
-if(!((data170 === "source") || (data170 === "destination"))){
-const err331 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/reporter",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/reporter/enum",keyword:"enum",params:{allowedValues: schema31.properties.listeners.items.properties.filterChains.items.properties.filter.oneOf[0].properties.reporter.enum},message:"must be equal to one of the allowed values"};
+}
+else {
+const err331 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/routeConfig",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/routeConfig/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err331];
 }
@@ -5744,11 +5751,10 @@ vErrors.push(err331);
 errors++;
 }
 }
-if(data30.localRateLimit !== undefined){
-let data171 = data30.localRateLimit;
-if(data171 && typeof data171 == "object" && !Array.isArray(data171)){
-if(data171.maxTokens === undefined){
-const err332 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/localRateLimit",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/localRateLimit/required",keyword:"required",params:{missingProperty: "maxTokens"},message:"must have required property '"+"maxTokens"+"'"};
+if(data34.mode !== undefined){
+let data171 = data34.mode;
+if(!((data171 === "server") || (data171 === "http_proxy"))){
+const err332 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/mode",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/mode/enum",keyword:"enum",params:{allowedValues: schema31.properties.listeners.items.properties.filterChains.items.properties.filter.oneOf[0].properties.mode.enum},message:"must be equal to one of the allowed values"};
 if(vErrors === null){
 vErrors = [err332];
 }
@@ -5757,8 +5763,11 @@ vErrors.push(err332);
 }
 errors++;
 }
-if(data171.fillIntervalMs === undefined){
-const err333 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/localRateLimit",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/localRateLimit/required",keyword:"required",params:{missingProperty: "fillIntervalMs"},message:"must have required property '"+"fillIntervalMs"+"'"};
+}
+if(data34.codec !== undefined){
+let data172 = data34.codec;
+if(!(((data172 === "auto") || (data172 === "http1")) || (data172 === "http2"))){
+const err333 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/codec",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/codec/enum",keyword:"enum",params:{allowedValues: schema31.properties.listeners.items.properties.filterChains.items.properties.filter.oneOf[0].properties.codec.enum},message:"must be equal to one of the allowed values"};
 if(vErrors === null){
 vErrors = [err333];
 }
@@ -5767,9 +5776,12 @@ vErrors.push(err333);
 }
 errors++;
 }
-for(const key40 in data171){
-if(!(((key40 === "maxTokens") || (key40 === "tokensPerFill")) || (key40 === "fillIntervalMs"))){
-const err334 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/localRateLimit",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/localRateLimit/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key40},message:"must NOT have additional properties"};
+}
+if(data34.statPrefix !== undefined){
+let data173 = data34.statPrefix;
+if(typeof data173 === "string"){
+if(data173.length < 1){
+const err334 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/statPrefix",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/statPrefix/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err334];
 }
@@ -5779,10 +5791,8 @@ vErrors.push(err334);
 errors++;
 }
 }
-if(data171.maxTokens !== undefined){
-let data172 = data171.maxTokens;
-if(!((typeof data172 == "number") && (!(data172 % 1) && !isNaN(data172)))){
-const err335 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/localRateLimit/maxTokens",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/localRateLimit/properties/maxTokens/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+else {
+const err335 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/statPrefix",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/statPrefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err335];
 }
@@ -5791,9 +5801,11 @@ vErrors.push(err335);
 }
 errors++;
 }
-if(typeof data172 == "number"){
-if(data172 < 1 || isNaN(data172)){
-const err336 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/localRateLimit/maxTokens",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/localRateLimit/properties/maxTokens/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+if(data34.reporter !== undefined){
+let data174 = data34.reporter;
+if(!((data174 === "source") || (data174 === "destination"))){
+const err336 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/reporter",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/reporter/enum",keyword:"enum",params:{allowedValues: schema31.properties.listeners.items.properties.filterChains.items.properties.filter.oneOf[0].properties.reporter.enum},message:"must be equal to one of the allowed values"};
 if(vErrors === null){
 vErrors = [err336];
 }
@@ -5803,11 +5815,11 @@ vErrors.push(err336);
 errors++;
 }
 }
-}
-if(data171.tokensPerFill !== undefined){
-let data173 = data171.tokensPerFill;
-if(!((typeof data173 == "number") && (!(data173 % 1) && !isNaN(data173)))){
-const err337 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/localRateLimit/tokensPerFill",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/localRateLimit/properties/tokensPerFill/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data34.localRateLimit !== undefined){
+let data175 = data34.localRateLimit;
+if(data175 && typeof data175 == "object" && !Array.isArray(data175)){
+if(data175.maxTokens === undefined){
+const err337 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/localRateLimit",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/localRateLimit/required",keyword:"required",params:{missingProperty: "maxTokens"},message:"must have required property '"+"maxTokens"+"'"};
 if(vErrors === null){
 vErrors = [err337];
 }
@@ -5816,9 +5828,8 @@ vErrors.push(err337);
 }
 errors++;
 }
-if(typeof data173 == "number"){
-if(data173 < 1 || isNaN(data173)){
-const err338 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/localRateLimit/tokensPerFill",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/localRateLimit/properties/tokensPerFill/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if(data175.fillIntervalMs === undefined){
+const err338 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/localRateLimit",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/localRateLimit/required",keyword:"required",params:{missingProperty: "fillIntervalMs"},message:"must have required property '"+"fillIntervalMs"+"'"};
 if(vErrors === null){
 vErrors = [err338];
 }
@@ -5827,12 +5838,9 @@ vErrors.push(err338);
 }
 errors++;
 }
-}
-}
-if(data171.fillIntervalMs !== undefined){
-let data174 = data171.fillIntervalMs;
-if(!((typeof data174 == "number") && (!(data174 % 1) && !isNaN(data174)))){
-const err339 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/localRateLimit/fillIntervalMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/localRateLimit/properties/fillIntervalMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+for(const key40 in data175){
+if(!(((key40 === "maxTokens") || (key40 === "tokensPerFill")) || (key40 === "fillIntervalMs"))){
+const err339 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/localRateLimit",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/localRateLimit/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key40},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err339];
 }
@@ -5841,9 +5849,11 @@ vErrors.push(err339);
 }
 errors++;
 }
-if(typeof data174 == "number"){
-if(data174 < 1 || isNaN(data174)){
-const err340 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/localRateLimit/fillIntervalMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/localRateLimit/properties/fillIntervalMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+if(data175.maxTokens !== undefined){
+let data176 = data175.maxTokens;
+if(!((typeof data176 == "number") && (!(data176 % 1) && !isNaN(data176)))){
+const err340 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/localRateLimit/maxTokens",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/localRateLimit/properties/maxTokens/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err340];
 }
@@ -5852,11 +5862,9 @@ vErrors.push(err340);
 }
 errors++;
 }
-}
-}
-}
-else {
-const err341 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/localRateLimit",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/localRateLimit/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(typeof data176 == "number"){
+if(data176 < 1 || isNaN(data176)){
+const err341 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/localRateLimit/maxTokens",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/localRateLimit/properties/maxTokens/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err341];
 }
@@ -5866,11 +5874,11 @@ vErrors.push(err341);
 errors++;
 }
 }
-if(data30.jwtAuthn !== undefined){
-let data175 = data30.jwtAuthn;
-if(data175 && typeof data175 == "object" && !Array.isArray(data175)){
-if(data175.providers === undefined){
-const err342 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/required",keyword:"required",params:{missingProperty: "providers"},message:"must have required property '"+"providers"+"'"};
+}
+if(data175.tokensPerFill !== undefined){
+let data177 = data175.tokensPerFill;
+if(!((typeof data177 == "number") && (!(data177 % 1) && !isNaN(data177)))){
+const err342 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/localRateLimit/tokensPerFill",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/localRateLimit/properties/tokensPerFill/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err342];
 }
@@ -5879,9 +5887,9 @@ vErrors.push(err342);
 }
 errors++;
 }
-for(const key41 in data175){
-if(!(key41 === "providers")){
-const err343 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key41},message:"must NOT have additional properties"};
+if(typeof data177 == "number"){
+if(data177 < 1 || isNaN(data177)){
+const err343 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/localRateLimit/tokensPerFill",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/localRateLimit/properties/tokensPerFill/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err343];
 }
@@ -5891,11 +5899,11 @@ vErrors.push(err343);
 errors++;
 }
 }
-if(data175.providers !== undefined){
-let data176 = data175.providers;
-if(Array.isArray(data176)){
-if(data176.length < 1){
-const err344 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"};
+}
+if(data175.fillIntervalMs !== undefined){
+let data178 = data175.fillIntervalMs;
+if(!((typeof data178 == "number") && (!(data178 % 1) && !isNaN(data178)))){
+const err344 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/localRateLimit/fillIntervalMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/localRateLimit/properties/fillIntervalMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err344];
 }
@@ -5904,12 +5912,9 @@ vErrors.push(err344);
 }
 errors++;
 }
-const len28 = data176.length;
-for(let i28=0; i28<len28; i28++){
-let data177 = data176[i28];
-if(data177 && typeof data177 == "object" && !Array.isArray(data177)){
-if(data177.name === undefined){
-const err345 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
+if(typeof data178 == "number"){
+if(data178 < 1 || isNaN(data178)){
+const err345 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/localRateLimit/fillIntervalMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/localRateLimit/properties/fillIntervalMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err345];
 }
@@ -5918,9 +5923,11 @@ vErrors.push(err345);
 }
 errors++;
 }
-for(const key42 in data177){
-if(!(func1.call(schema31.properties.listeners.items.properties.filterChains.items.properties.filter.oneOf[0].properties.jwtAuthn.properties.providers.items.properties, key42))){
-const err346 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key42},message:"must NOT have additional properties"};
+}
+}
+}
+else {
+const err346 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/localRateLimit",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/localRateLimit/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err346];
 }
@@ -5930,11 +5937,11 @@ vErrors.push(err346);
 errors++;
 }
 }
-if(data177.name !== undefined){
-let data178 = data177.name;
-if(typeof data178 === "string"){
-if(data178.length < 1){
-const err347 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data34.jwtAuthn !== undefined){
+let data179 = data34.jwtAuthn;
+if(data179 && typeof data179 == "object" && !Array.isArray(data179)){
+if(data179.providers === undefined){
+const err347 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/required",keyword:"required",params:{missingProperty: "providers"},message:"must have required property '"+"providers"+"'"};
 if(vErrors === null){
 vErrors = [err347];
 }
@@ -5943,9 +5950,9 @@ vErrors.push(err347);
 }
 errors++;
 }
-}
-else {
-const err348 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+for(const key41 in data179){
+if(!(key41 === "providers")){
+const err348 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key41},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err348];
 }
@@ -5955,11 +5962,11 @@ vErrors.push(err348);
 errors++;
 }
 }
-if(data177.issuer !== undefined){
-let data179 = data177.issuer;
-if(typeof data179 === "string"){
-if(data179.length < 1){
-const err349 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/issuer",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/issuer/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data179.providers !== undefined){
+let data180 = data179.providers;
+if(Array.isArray(data180)){
+if(data180.length < 1){
+const err349 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"};
 if(vErrors === null){
 vErrors = [err349];
 }
@@ -5968,9 +5975,12 @@ vErrors.push(err349);
 }
 errors++;
 }
-}
-else {
-const err350 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/issuer",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/issuer/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const len29 = data180.length;
+for(let i29=0; i29<len29; i29++){
+let data181 = data180[i29];
+if(data181 && typeof data181 == "object" && !Array.isArray(data181)){
+if(data181.name === undefined){
+const err350 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err350];
 }
@@ -5979,16 +5989,9 @@ vErrors.push(err350);
 }
 errors++;
 }
-}
-if(data177.audiences !== undefined){
-let data180 = data177.audiences;
-if(Array.isArray(data180)){
-const len29 = data180.length;
-for(let i29=0; i29<len29; i29++){
-let data181 = data180[i29];
-if(typeof data181 === "string"){
-if(data181.length < 1){
-const err351 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/audiences/" + i29,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/audiences/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+for(const key42 in data181){
+if(!(func1.call(schema31.properties.listeners.items.properties.filterChains.items.properties.filter.oneOf[0].properties.jwtAuthn.properties.providers.items.properties, key42))){
+const err351 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key42},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err351];
 }
@@ -5998,8 +6001,11 @@ vErrors.push(err351);
 errors++;
 }
 }
-else {
-const err352 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/audiences/" + i29,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/audiences/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data181.name !== undefined){
+let data182 = data181.name;
+if(typeof data182 === "string"){
+if(data182.length < 1){
+const err352 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err352];
 }
@@ -6009,9 +6015,8 @@ vErrors.push(err352);
 errors++;
 }
 }
-}
 else {
-const err353 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/audiences",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/audiences/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err353 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err353];
 }
@@ -6021,11 +6026,11 @@ vErrors.push(err353);
 errors++;
 }
 }
-if(data177.localJwks !== undefined){
-let data182 = data177.localJwks;
-if(typeof data182 === "string"){
-if(data182.length < 1){
-const err354 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/localJwks",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/localJwks/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data181.issuer !== undefined){
+let data183 = data181.issuer;
+if(typeof data183 === "string"){
+if(data183.length < 1){
+const err354 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/issuer",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/issuer/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err354];
 }
@@ -6036,7 +6041,7 @@ errors++;
 }
 }
 else {
-const err355 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/localJwks",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/localJwks/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err355 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/issuer",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/issuer/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err355];
 }
@@ -6046,11 +6051,15 @@ vErrors.push(err355);
 errors++;
 }
 }
-if(data177.remoteJwks !== undefined){
-let data183 = data177.remoteJwks;
-if(data183 && typeof data183 == "object" && !Array.isArray(data183)){
-if(data183.uri === undefined){
-const err356 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/remoteJwks",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/remoteJwks/required",keyword:"required",params:{missingProperty: "uri"},message:"must have required property '"+"uri"+"'"};
+if(data181.audiences !== undefined){
+let data184 = data181.audiences;
+if(Array.isArray(data184)){
+const len30 = data184.length;
+for(let i30=0; i30<len30; i30++){
+let data185 = data184[i30];
+if(typeof data185 === "string"){
+if(data185.length < 1){
+const err356 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/audiences/" + i30,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/audiences/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err356];
 }
@@ -6059,9 +6068,9 @@ vErrors.push(err356);
 }
 errors++;
 }
-for(const key43 in data183){
-if(!((((key43 === "uri") || (key43 === "cluster")) || (key43 === "timeoutMs")) || (key43 === "cacheDurationMs"))){
-const err357 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/remoteJwks",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/remoteJwks/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key43},message:"must NOT have additional properties"};
+}
+else {
+const err357 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/audiences/" + i30,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/audiences/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err357];
 }
@@ -6071,11 +6080,9 @@ vErrors.push(err357);
 errors++;
 }
 }
-if(data183.uri !== undefined){
-let data184 = data183.uri;
-if(typeof data184 === "string"){
-if(!pattern4.test(data184)){
-const err358 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/remoteJwks/uri",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/remoteJwks/properties/uri/pattern",keyword:"pattern",params:{pattern: "^https?://"},message:"must match pattern \""+"^https?://"+"\""};
+}
+else {
+const err358 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/audiences",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/audiences/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err358];
 }
@@ -6085,8 +6092,11 @@ vErrors.push(err358);
 errors++;
 }
 }
-else {
-const err359 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/remoteJwks/uri",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/remoteJwks/properties/uri/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data181.localJwks !== undefined){
+let data186 = data181.localJwks;
+if(typeof data186 === "string"){
+if(data186.length < 1){
+const err359 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/localJwks",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/localJwks/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err359];
 }
@@ -6096,11 +6106,8 @@ vErrors.push(err359);
 errors++;
 }
 }
-if(data183.cluster !== undefined){
-let data185 = data183.cluster;
-if(typeof data185 === "string"){
-if(data185.length < 1){
-const err360 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/remoteJwks/cluster",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/remoteJwks/properties/cluster/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+else {
+const err360 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/localJwks",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/localJwks/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err360];
 }
@@ -6110,8 +6117,11 @@ vErrors.push(err360);
 errors++;
 }
 }
-else {
-const err361 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/remoteJwks/cluster",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/remoteJwks/properties/cluster/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data181.remoteJwks !== undefined){
+let data187 = data181.remoteJwks;
+if(data187 && typeof data187 == "object" && !Array.isArray(data187)){
+if(data187.uri === undefined){
+const err361 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/remoteJwks",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/remoteJwks/required",keyword:"required",params:{missingProperty: "uri"},message:"must have required property '"+"uri"+"'"};
 if(vErrors === null){
 vErrors = [err361];
 }
@@ -6120,11 +6130,9 @@ vErrors.push(err361);
 }
 errors++;
 }
-}
-if(data183.timeoutMs !== undefined){
-let data186 = data183.timeoutMs;
-if(!((typeof data186 == "number") && (!(data186 % 1) && !isNaN(data186)))){
-const err362 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/remoteJwks/timeoutMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/remoteJwks/properties/timeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+for(const key43 in data187){
+if(!((((key43 === "uri") || (key43 === "cluster")) || (key43 === "timeoutMs")) || (key43 === "cacheDurationMs"))){
+const err362 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/remoteJwks",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/remoteJwks/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key43},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err362];
 }
@@ -6133,9 +6141,12 @@ vErrors.push(err362);
 }
 errors++;
 }
-if(typeof data186 == "number"){
-if(data186 < 1 || isNaN(data186)){
-const err363 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/remoteJwks/timeoutMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/remoteJwks/properties/timeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+if(data187.uri !== undefined){
+let data188 = data187.uri;
+if(typeof data188 === "string"){
+if(!pattern4.test(data188)){
+const err363 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/remoteJwks/uri",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/remoteJwks/properties/uri/pattern",keyword:"pattern",params:{pattern: "^https?://"},message:"must match pattern \""+"^https?://"+"\""};
 if(vErrors === null){
 vErrors = [err363];
 }
@@ -6145,11 +6156,8 @@ vErrors.push(err363);
 errors++;
 }
 }
-}
-if(data183.cacheDurationMs !== undefined){
-let data187 = data183.cacheDurationMs;
-if(!((typeof data187 == "number") && (!(data187 % 1) && !isNaN(data187)))){
-const err364 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/remoteJwks/cacheDurationMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/remoteJwks/properties/cacheDurationMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+else {
+const err364 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/remoteJwks/uri",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/remoteJwks/properties/uri/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err364];
 }
@@ -6158,9 +6166,12 @@ vErrors.push(err364);
 }
 errors++;
 }
-if(typeof data187 == "number"){
-if(data187 < 1 || isNaN(data187)){
-const err365 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/remoteJwks/cacheDurationMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/remoteJwks/properties/cacheDurationMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+if(data187.cluster !== undefined){
+let data189 = data187.cluster;
+if(typeof data189 === "string"){
+if(data189.length < 1){
+const err365 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/remoteJwks/cluster",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/remoteJwks/properties/cluster/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err365];
 }
@@ -6170,10 +6181,8 @@ vErrors.push(err365);
 errors++;
 }
 }
-}
-}
 else {
-const err366 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/remoteJwks",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/remoteJwks/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err366 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/remoteJwks/cluster",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/remoteJwks/properties/cluster/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err366];
 }
@@ -6183,15 +6192,10 @@ vErrors.push(err366);
 errors++;
 }
 }
-if(data177.fromHeaders !== undefined){
-let data188 = data177.fromHeaders;
-if(Array.isArray(data188)){
-const len30 = data188.length;
-for(let i30=0; i30<len30; i30++){
-let data189 = data188[i30];
-if(data189 && typeof data189 == "object" && !Array.isArray(data189)){
-if(data189.name === undefined){
-const err367 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/fromHeaders/" + i30,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/fromHeaders/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
+if(data187.timeoutMs !== undefined){
+let data190 = data187.timeoutMs;
+if(!((typeof data190 == "number") && (!(data190 % 1) && !isNaN(data190)))){
+const err367 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/remoteJwks/timeoutMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/remoteJwks/properties/timeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err367];
 }
@@ -6200,9 +6204,9 @@ vErrors.push(err367);
 }
 errors++;
 }
-for(const key44 in data189){
-if(!((key44 === "name") || (key44 === "valuePrefix"))){
-const err368 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/fromHeaders/" + i30,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/fromHeaders/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key44},message:"must NOT have additional properties"};
+if(typeof data190 == "number"){
+if(data190 < 1 || isNaN(data190)){
+const err368 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/remoteJwks/timeoutMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/remoteJwks/properties/timeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err368];
 }
@@ -6212,11 +6216,11 @@ vErrors.push(err368);
 errors++;
 }
 }
-if(data189.name !== undefined){
-let data190 = data189.name;
-if(typeof data190 === "string"){
-if(data190.length < 1){
-const err369 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/fromHeaders/" + i30+"/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/fromHeaders/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+if(data187.cacheDurationMs !== undefined){
+let data191 = data187.cacheDurationMs;
+if(!((typeof data191 == "number") && (!(data191 % 1) && !isNaN(data191)))){
+const err369 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/remoteJwks/cacheDurationMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/remoteJwks/properties/cacheDurationMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err369];
 }
@@ -6225,9 +6229,9 @@ vErrors.push(err369);
 }
 errors++;
 }
-}
-else {
-const err370 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/fromHeaders/" + i30+"/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/fromHeaders/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(typeof data191 == "number"){
+if(data191 < 1 || isNaN(data191)){
+const err370 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/remoteJwks/cacheDurationMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/remoteJwks/properties/cacheDurationMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err370];
 }
@@ -6237,9 +6241,10 @@ vErrors.push(err370);
 errors++;
 }
 }
-if(data189.valuePrefix !== undefined){
-if(typeof data189.valuePrefix !== "string"){
-const err371 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/fromHeaders/" + i30+"/valuePrefix",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/fromHeaders/items/properties/valuePrefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+}
+}
+else {
+const err371 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/remoteJwks",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/remoteJwks/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err371];
 }
@@ -6249,9 +6254,15 @@ vErrors.push(err371);
 errors++;
 }
 }
-}
-else {
-const err372 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/fromHeaders/" + i30,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/fromHeaders/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data181.fromHeaders !== undefined){
+let data192 = data181.fromHeaders;
+if(Array.isArray(data192)){
+const len31 = data192.length;
+for(let i31=0; i31<len31; i31++){
+let data193 = data192[i31];
+if(data193 && typeof data193 == "object" && !Array.isArray(data193)){
+if(data193.name === undefined){
+const err372 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/fromHeaders/" + i31,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/fromHeaders/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err372];
 }
@@ -6260,10 +6271,9 @@ vErrors.push(err372);
 }
 errors++;
 }
-}
-}
-else {
-const err373 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/fromHeaders",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/fromHeaders/type",keyword:"type",params:{type: "array"},message:"must be array"};
+for(const key44 in data193){
+if(!((key44 === "name") || (key44 === "valuePrefix"))){
+const err373 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/fromHeaders/" + i31,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/fromHeaders/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key44},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err373];
 }
@@ -6273,15 +6283,11 @@ vErrors.push(err373);
 errors++;
 }
 }
-if(data177.fromParams !== undefined){
-let data192 = data177.fromParams;
-if(Array.isArray(data192)){
-const len31 = data192.length;
-for(let i31=0; i31<len31; i31++){
-let data193 = data192[i31];
-if(typeof data193 === "string"){
-if(data193.length < 1){
-const err374 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/fromParams/" + i31,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/fromParams/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data193.name !== undefined){
+let data194 = data193.name;
+if(typeof data194 === "string"){
+if(data194.length < 1){
+const err374 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/fromHeaders/" + i31+"/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/fromHeaders/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err374];
 }
@@ -6292,7 +6298,7 @@ errors++;
 }
 }
 else {
-const err375 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/fromParams/" + i31,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/fromParams/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err375 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/fromHeaders/" + i31+"/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/fromHeaders/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err375];
 }
@@ -6302,9 +6308,9 @@ vErrors.push(err375);
 errors++;
 }
 }
-}
-else {
-const err376 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/fromParams",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/fromParams/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data193.valuePrefix !== undefined){
+if(typeof data193.valuePrefix !== "string"){
+const err376 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/fromHeaders/" + i31+"/valuePrefix",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/fromHeaders/items/properties/valuePrefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err376];
 }
@@ -6314,15 +6320,9 @@ vErrors.push(err376);
 errors++;
 }
 }
-if(data177.fromCookies !== undefined){
-let data194 = data177.fromCookies;
-if(Array.isArray(data194)){
-const len32 = data194.length;
-for(let i32=0; i32<len32; i32++){
-let data195 = data194[i32];
-if(typeof data195 === "string"){
-if(data195.length < 1){
-const err377 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/fromCookies/" + i32,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/fromCookies/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+else {
+const err377 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/fromHeaders/" + i31,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/fromHeaders/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err377];
 }
@@ -6332,8 +6332,9 @@ vErrors.push(err377);
 errors++;
 }
 }
+}
 else {
-const err378 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/fromCookies/" + i32,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/fromCookies/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err378 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/fromHeaders",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/fromHeaders/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err378];
 }
@@ -6343,9 +6344,15 @@ vErrors.push(err378);
 errors++;
 }
 }
-}
-else {
-const err379 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/fromCookies",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/fromCookies/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data181.fromParams !== undefined){
+let data196 = data181.fromParams;
+if(Array.isArray(data196)){
+const len32 = data196.length;
+for(let i32=0; i32<len32; i32++){
+let data197 = data196[i32];
+if(typeof data197 === "string"){
+if(data197.length < 1){
+const err379 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/fromParams/" + i32,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/fromParams/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err379];
 }
@@ -6355,9 +6362,8 @@ vErrors.push(err379);
 errors++;
 }
 }
-if(data177.forward !== undefined){
-if(typeof data177.forward !== "boolean"){
-const err380 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/forward",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/forward/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+else {
+const err380 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/fromParams/" + i32,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/fromParams/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err380];
 }
@@ -6367,11 +6373,9 @@ vErrors.push(err380);
 errors++;
 }
 }
-if(data177.forwardPayloadHeader !== undefined){
-let data197 = data177.forwardPayloadHeader;
-if(typeof data197 === "string"){
-if(data197.length < 1){
-const err381 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/forwardPayloadHeader",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/forwardPayloadHeader/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+else {
+const err381 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/fromParams",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/fromParams/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err381];
 }
@@ -6381,8 +6385,15 @@ vErrors.push(err381);
 errors++;
 }
 }
-else {
-const err382 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/forwardPayloadHeader",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/forwardPayloadHeader/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data181.fromCookies !== undefined){
+let data198 = data181.fromCookies;
+if(Array.isArray(data198)){
+const len33 = data198.length;
+for(let i33=0; i33<len33; i33++){
+let data199 = data198[i33];
+if(typeof data199 === "string"){
+if(data199.length < 1){
+const err382 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/fromCookies/" + i33,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/fromCookies/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err382];
 }
@@ -6392,10 +6403,8 @@ vErrors.push(err382);
 errors++;
 }
 }
-if(data177.clockSkewSeconds !== undefined){
-let data198 = data177.clockSkewSeconds;
-if(!((typeof data198 == "number") && (!(data198 % 1) && !isNaN(data198)))){
-const err383 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/clockSkewSeconds",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/clockSkewSeconds/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+else {
+const err383 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/fromCookies/" + i33,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/fromCookies/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err383];
 }
@@ -6404,9 +6413,10 @@ vErrors.push(err383);
 }
 errors++;
 }
-if(typeof data198 == "number"){
-if(data198 < 0 || isNaN(data198)){
-const err384 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/clockSkewSeconds",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/clockSkewSeconds/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+}
+else {
+const err384 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/fromCookies",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/fromCookies/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err384];
 }
@@ -6416,11 +6426,9 @@ vErrors.push(err384);
 errors++;
 }
 }
-}
-if(data177.maxTokenBytes !== undefined){
-let data199 = data177.maxTokenBytes;
-if(!((typeof data199 == "number") && (!(data199 % 1) && !isNaN(data199)))){
-const err385 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/maxTokenBytes",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/maxTokenBytes/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data181.forward !== undefined){
+if(typeof data181.forward !== "boolean"){
+const err385 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/forward",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/forward/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err385];
 }
@@ -6429,9 +6437,12 @@ vErrors.push(err385);
 }
 errors++;
 }
-if(typeof data199 == "number"){
-if(data199 > 1048576 || isNaN(data199)){
-const err386 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/maxTokenBytes",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/maxTokenBytes/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1048576},message:"must be <= 1048576"};
+}
+if(data181.forwardPayloadHeader !== undefined){
+let data201 = data181.forwardPayloadHeader;
+if(typeof data201 === "string"){
+if(data201.length < 1){
+const err386 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/forwardPayloadHeader",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/forwardPayloadHeader/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err386];
 }
@@ -6440,8 +6451,9 @@ vErrors.push(err386);
 }
 errors++;
 }
-if(data199 < 64 || isNaN(data199)){
-const err387 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28+"/maxTokenBytes",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/maxTokenBytes/minimum",keyword:"minimum",params:{comparison: ">=", limit: 64},message:"must be >= 64"};
+}
+else {
+const err387 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/forwardPayloadHeader",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/forwardPayloadHeader/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err387];
 }
@@ -6451,10 +6463,10 @@ vErrors.push(err387);
 errors++;
 }
 }
-}
-}
-else {
-const err388 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i28,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data181.clockSkewSeconds !== undefined){
+let data202 = data181.clockSkewSeconds;
+if(!((typeof data202 == "number") && (!(data202 % 1) && !isNaN(data202)))){
+const err388 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/clockSkewSeconds",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/clockSkewSeconds/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err388];
 }
@@ -6463,10 +6475,9 @@ vErrors.push(err388);
 }
 errors++;
 }
-}
-}
-else {
-const err389 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(typeof data202 == "number"){
+if(data202 < 0 || isNaN(data202)){
+const err389 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/clockSkewSeconds",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/clockSkewSeconds/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err389];
 }
@@ -6477,8 +6488,10 @@ errors++;
 }
 }
 }
-else {
-const err390 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data181.maxTokenBytes !== undefined){
+let data203 = data181.maxTokenBytes;
+if(!((typeof data203 == "number") && (!(data203 % 1) && !isNaN(data203)))){
+const err390 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/maxTokenBytes",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/maxTokenBytes/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err390];
 }
@@ -6487,16 +6500,9 @@ vErrors.push(err390);
 }
 errors++;
 }
-}
-if(data30.extAuthz !== undefined){
-let data200 = data30.extAuthz;
-if(Array.isArray(data200)){
-const len33 = data200.length;
-for(let i33=0; i33<len33; i33++){
-let data201 = data200[i33];
-if(data201 && typeof data201 == "object" && !Array.isArray(data201)){
-if(data201.cluster === undefined){
-const err391 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i33,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/required",keyword:"required",params:{missingProperty: "cluster"},message:"must have required property '"+"cluster"+"'"};
+if(typeof data203 == "number"){
+if(data203 > 1048576 || isNaN(data203)){
+const err391 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/maxTokenBytes",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/maxTokenBytes/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1048576},message:"must be <= 1048576"};
 if(vErrors === null){
 vErrors = [err391];
 }
@@ -6505,9 +6511,8 @@ vErrors.push(err391);
 }
 errors++;
 }
-for(const key45 in data201){
-if(!(func1.call(schema31.properties.listeners.items.properties.filterChains.items.properties.filter.oneOf[0].properties.extAuthz.items.properties, key45))){
-const err392 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i33,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key45},message:"must NOT have additional properties"};
+if(data203 < 64 || isNaN(data203)){
+const err392 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/maxTokenBytes",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/maxTokenBytes/minimum",keyword:"minimum",params:{comparison: ">=", limit: 64},message:"must be >= 64"};
 if(vErrors === null){
 vErrors = [err392];
 }
@@ -6517,11 +6522,10 @@ vErrors.push(err392);
 errors++;
 }
 }
-if(data201.cluster !== undefined){
-let data202 = data201.cluster;
-if(typeof data202 === "string"){
-if(data202.length < 1){
-const err393 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i33+"/cluster",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/cluster/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+}
+else {
+const err393 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err393];
 }
@@ -6531,8 +6535,9 @@ vErrors.push(err393);
 errors++;
 }
 }
+}
 else {
-const err394 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i33+"/cluster",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/cluster/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err394 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err394];
 }
@@ -6542,9 +6547,9 @@ vErrors.push(err394);
 errors++;
 }
 }
-if(data201.pathPrefix !== undefined){
-if(typeof data201.pathPrefix !== "string"){
-const err395 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i33+"/pathPrefix",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/pathPrefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+}
+else {
+const err395 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err395];
 }
@@ -6554,11 +6559,15 @@ vErrors.push(err395);
 errors++;
 }
 }
-if(data201.authority !== undefined){
-let data204 = data201.authority;
-if(typeof data204 === "string"){
-if(data204.length < 1){
-const err396 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i33+"/authority",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/authority/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data34.extAuthz !== undefined){
+let data204 = data34.extAuthz;
+if(Array.isArray(data204)){
+const len34 = data204.length;
+for(let i34=0; i34<len34; i34++){
+let data205 = data204[i34];
+if(data205 && typeof data205 == "object" && !Array.isArray(data205)){
+if(data205.cluster === undefined){
+const err396 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/required",keyword:"required",params:{missingProperty: "cluster"},message:"must have required property '"+"cluster"+"'"};
 if(vErrors === null){
 vErrors = [err396];
 }
@@ -6567,9 +6576,9 @@ vErrors.push(err396);
 }
 errors++;
 }
-}
-else {
-const err397 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i33+"/authority",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/authority/type",keyword:"type",params:{type: "string"},message:"must be string"};
+for(const key45 in data205){
+if(!(func1.call(schema31.properties.listeners.items.properties.filterChains.items.properties.filter.oneOf[0].properties.extAuthz.items.properties, key45))){
+const err397 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key45},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err397];
 }
@@ -6579,10 +6588,11 @@ vErrors.push(err397);
 errors++;
 }
 }
-if(data201.timeoutMs !== undefined){
-let data205 = data201.timeoutMs;
-if(!((typeof data205 == "number") && (!(data205 % 1) && !isNaN(data205)))){
-const err398 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i33+"/timeoutMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/timeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data205.cluster !== undefined){
+let data206 = data205.cluster;
+if(typeof data206 === "string"){
+if(data206.length < 1){
+const err398 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/cluster",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/cluster/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err398];
 }
@@ -6591,9 +6601,9 @@ vErrors.push(err398);
 }
 errors++;
 }
-if(typeof data205 == "number"){
-if(data205 < 1 || isNaN(data205)){
-const err399 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i33+"/timeoutMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/timeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+else {
+const err399 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/cluster",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/cluster/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err399];
 }
@@ -6603,10 +6613,9 @@ vErrors.push(err399);
 errors++;
 }
 }
-}
-if(data201.failureModeAllow !== undefined){
-if(typeof data201.failureModeAllow !== "boolean"){
-const err400 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i33+"/failureModeAllow",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/failureModeAllow/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(data205.pathPrefix !== undefined){
+if(typeof data205.pathPrefix !== "string"){
+const err400 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/pathPrefix",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/pathPrefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err400];
 }
@@ -6616,10 +6625,11 @@ vErrors.push(err400);
 errors++;
 }
 }
-if(data201.statusOnError !== undefined){
-let data207 = data201.statusOnError;
-if(!((typeof data207 == "number") && (!(data207 % 1) && !isNaN(data207)))){
-const err401 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i33+"/statusOnError",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/statusOnError/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data205.authority !== undefined){
+let data208 = data205.authority;
+if(typeof data208 === "string"){
+if(data208.length < 1){
+const err401 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/authority",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/authority/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err401];
 }
@@ -6628,9 +6638,9 @@ vErrors.push(err401);
 }
 errors++;
 }
-if(typeof data207 == "number"){
-if(data207 > 599 || isNaN(data207)){
-const err402 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i33+"/statusOnError",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/statusOnError/maximum",keyword:"maximum",params:{comparison: "<=", limit: 599},message:"must be <= 599"};
+}
+else {
+const err402 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/authority",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/authority/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err402];
 }
@@ -6639,8 +6649,11 @@ vErrors.push(err402);
 }
 errors++;
 }
-if(data207 < 200 || isNaN(data207)){
-const err403 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i33+"/statusOnError",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/statusOnError/minimum",keyword:"minimum",params:{comparison: ">=", limit: 200},message:"must be >= 200"};
+}
+if(data205.timeoutMs !== undefined){
+let data209 = data205.timeoutMs;
+if(!((typeof data209 == "number") && (!(data209 % 1) && !isNaN(data209)))){
+const err403 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/timeoutMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/timeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err403];
 }
@@ -6649,17 +6662,9 @@ vErrors.push(err403);
 }
 errors++;
 }
-}
-}
-if(data201.includeRequestHeaders !== undefined){
-let data208 = data201.includeRequestHeaders;
-if(Array.isArray(data208)){
-const len34 = data208.length;
-for(let i34=0; i34<len34; i34++){
-let data209 = data208[i34];
-if(typeof data209 === "string"){
-if(data209.length < 1){
-const err404 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i33+"/includeRequestHeaders/" + i34,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/includeRequestHeaders/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(typeof data209 == "number"){
+if(data209 < 1 || isNaN(data209)){
+const err404 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/timeoutMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/timeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err404];
 }
@@ -6669,8 +6674,10 @@ vErrors.push(err404);
 errors++;
 }
 }
-else {
-const err405 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i33+"/includeRequestHeaders/" + i34,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/includeRequestHeaders/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+}
+if(data205.failureModeAllow !== undefined){
+if(typeof data205.failureModeAllow !== "boolean"){
+const err405 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/failureModeAllow",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/failureModeAllow/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err405];
 }
@@ -6680,9 +6687,10 @@ vErrors.push(err405);
 errors++;
 }
 }
-}
-else {
-const err406 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i33+"/includeRequestHeaders",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/includeRequestHeaders/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data205.statusOnError !== undefined){
+let data211 = data205.statusOnError;
+if(!((typeof data211 == "number") && (!(data211 % 1) && !isNaN(data211)))){
+const err406 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/statusOnError",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/statusOnError/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err406];
 }
@@ -6691,16 +6699,9 @@ vErrors.push(err406);
 }
 errors++;
 }
-}
-if(data201.headersToUpstreamOnAllow !== undefined){
-let data210 = data201.headersToUpstreamOnAllow;
-if(Array.isArray(data210)){
-const len35 = data210.length;
-for(let i35=0; i35<len35; i35++){
-let data211 = data210[i35];
-if(typeof data211 === "string"){
-if(data211.length < 1){
-const err407 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i33+"/headersToUpstreamOnAllow/" + i35,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/headersToUpstreamOnAllow/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(typeof data211 == "number"){
+if(data211 > 599 || isNaN(data211)){
+const err407 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/statusOnError",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/statusOnError/maximum",keyword:"maximum",params:{comparison: "<=", limit: 599},message:"must be <= 599"};
 if(vErrors === null){
 vErrors = [err407];
 }
@@ -6709,9 +6710,8 @@ vErrors.push(err407);
 }
 errors++;
 }
-}
-else {
-const err408 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i33+"/headersToUpstreamOnAllow/" + i35,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/headersToUpstreamOnAllow/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data211 < 200 || isNaN(data211)){
+const err408 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/statusOnError",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/statusOnError/minimum",keyword:"minimum",params:{comparison: ">=", limit: 200},message:"must be >= 200"};
 if(vErrors === null){
 vErrors = [err408];
 }
@@ -6722,8 +6722,15 @@ errors++;
 }
 }
 }
-else {
-const err409 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i33+"/headersToUpstreamOnAllow",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/headersToUpstreamOnAllow/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data205.includeRequestHeaders !== undefined){
+let data212 = data205.includeRequestHeaders;
+if(Array.isArray(data212)){
+const len35 = data212.length;
+for(let i35=0; i35<len35; i35++){
+let data213 = data212[i35];
+if(typeof data213 === "string"){
+if(data213.length < 1){
+const err409 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/includeRequestHeaders/" + i35,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/includeRequestHeaders/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err409];
 }
@@ -6733,15 +6740,8 @@ vErrors.push(err409);
 errors++;
 }
 }
-if(data201.headersToDownstreamOnDeny !== undefined){
-let data212 = data201.headersToDownstreamOnDeny;
-if(Array.isArray(data212)){
-const len36 = data212.length;
-for(let i36=0; i36<len36; i36++){
-let data213 = data212[i36];
-if(typeof data213 === "string"){
-if(data213.length < 1){
-const err410 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i33+"/headersToDownstreamOnDeny/" + i36,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/headersToDownstreamOnDeny/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+else {
+const err410 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/includeRequestHeaders/" + i35,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/includeRequestHeaders/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err410];
 }
@@ -6751,8 +6751,9 @@ vErrors.push(err410);
 errors++;
 }
 }
+}
 else {
-const err411 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i33+"/headersToDownstreamOnDeny/" + i36,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/headersToDownstreamOnDeny/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err411 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/includeRequestHeaders",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/includeRequestHeaders/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err411];
 }
@@ -6762,9 +6763,15 @@ vErrors.push(err411);
 errors++;
 }
 }
-}
-else {
-const err412 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i33+"/headersToDownstreamOnDeny",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/headersToDownstreamOnDeny/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data205.headersToUpstreamOnAllow !== undefined){
+let data214 = data205.headersToUpstreamOnAllow;
+if(Array.isArray(data214)){
+const len36 = data214.length;
+for(let i36=0; i36<len36; i36++){
+let data215 = data214[i36];
+if(typeof data215 === "string"){
+if(data215.length < 1){
+const err412 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/headersToUpstreamOnAllow/" + i36,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/headersToUpstreamOnAllow/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err412];
 }
@@ -6774,14 +6781,8 @@ vErrors.push(err412);
 errors++;
 }
 }
-if(data201.policies !== undefined){
-let data214 = data201.policies;
-if(data214 && typeof data214 == "object" && !Array.isArray(data214)){
-for(const key46 in data214){
-let data215 = data214[key46];
-if(data215 && typeof data215 == "object" && !Array.isArray(data215)){
-if(data215.permissions === undefined){
-const err413 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i33+"/policies/" + key46.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/policies/additionalProperties/required",keyword:"required",params:{missingProperty: "permissions"},message:"must have required property '"+"permissions"+"'"};
+else {
+const err413 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/headersToUpstreamOnAllow/" + i36,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/headersToUpstreamOnAllow/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err413];
 }
@@ -6790,8 +6791,10 @@ vErrors.push(err413);
 }
 errors++;
 }
-if(data215.principals === undefined){
-const err414 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i33+"/policies/" + key46.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/policies/additionalProperties/required",keyword:"required",params:{missingProperty: "principals"},message:"must have required property '"+"principals"+"'"};
+}
+}
+else {
+const err414 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/headersToUpstreamOnAllow",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/headersToUpstreamOnAllow/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err414];
 }
@@ -6800,9 +6803,16 @@ vErrors.push(err414);
 }
 errors++;
 }
-for(const key47 in data215){
-if(!((key47 === "permissions") || (key47 === "principals"))){
-const err415 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i33+"/policies/" + key46.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/policies/additionalProperties/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key47},message:"must NOT have additional properties"};
+}
+if(data205.headersToDownstreamOnDeny !== undefined){
+let data216 = data205.headersToDownstreamOnDeny;
+if(Array.isArray(data216)){
+const len37 = data216.length;
+for(let i37=0; i37<len37; i37++){
+let data217 = data216[i37];
+if(typeof data217 === "string"){
+if(data217.length < 1){
+const err415 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/headersToDownstreamOnDeny/" + i37,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/headersToDownstreamOnDeny/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err415];
 }
@@ -6812,19 +6822,8 @@ vErrors.push(err415);
 errors++;
 }
 }
-if(data215.permissions !== undefined){
-let data216 = data215.permissions;
-if(Array.isArray(data216)){
-const len37 = data216.length;
-for(let i37=0; i37<len37; i37++){
-if(!(validate21(data216[i37], {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i33+"/policies/" + key46.replace(/~/g, "~0").replace(/\//g, "~1")+"/permissions/" + i37,parentData:data216,parentDataProperty:i37,rootData,dynamicAnchors}))){
-vErrors = vErrors === null ? validate21.errors : vErrors.concat(validate21.errors);
-errors = vErrors.length;
-}
-}
-}
 else {
-const err416 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i33+"/policies/" + key46.replace(/~/g, "~0").replace(/\//g, "~1")+"/permissions",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/policies/additionalProperties/properties/permissions/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err416 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/headersToDownstreamOnDeny/" + i37,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/headersToDownstreamOnDeny/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err416];
 }
@@ -6834,19 +6833,9 @@ vErrors.push(err416);
 errors++;
 }
 }
-if(data215.principals !== undefined){
-let data218 = data215.principals;
-if(Array.isArray(data218)){
-const len38 = data218.length;
-for(let i38=0; i38<len38; i38++){
-if(!(validate23(data218[i38], {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i33+"/policies/" + key46.replace(/~/g, "~0").replace(/\//g, "~1")+"/principals/" + i38,parentData:data218,parentDataProperty:i38,rootData,dynamicAnchors}))){
-vErrors = vErrors === null ? validate23.errors : vErrors.concat(validate23.errors);
-errors = vErrors.length;
-}
-}
 }
 else {
-const err417 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i33+"/policies/" + key46.replace(/~/g, "~0").replace(/\//g, "~1")+"/principals",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/policies/additionalProperties/properties/principals/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err417 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/headersToDownstreamOnDeny",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/headersToDownstreamOnDeny/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err417];
 }
@@ -6856,9 +6845,14 @@ vErrors.push(err417);
 errors++;
 }
 }
-}
-else {
-const err418 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i33+"/policies/" + key46.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/policies/additionalProperties/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data205.policies !== undefined){
+let data218 = data205.policies;
+if(data218 && typeof data218 == "object" && !Array.isArray(data218)){
+for(const key46 in data218){
+let data219 = data218[key46];
+if(data219 && typeof data219 == "object" && !Array.isArray(data219)){
+if(data219.permissions === undefined){
+const err418 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/policies/" + key46.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/policies/additionalProperties/required",keyword:"required",params:{missingProperty: "permissions"},message:"must have required property '"+"permissions"+"'"};
 if(vErrors === null){
 vErrors = [err418];
 }
@@ -6867,10 +6861,8 @@ vErrors.push(err418);
 }
 errors++;
 }
-}
-}
-else {
-const err419 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i33+"/policies",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/policies/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data219.principals === undefined){
+const err419 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/policies/" + key46.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/policies/additionalProperties/required",keyword:"required",params:{missingProperty: "principals"},message:"must have required property '"+"principals"+"'"};
 if(vErrors === null){
 vErrors = [err419];
 }
@@ -6879,10 +6871,9 @@ vErrors.push(err419);
 }
 errors++;
 }
-}
-}
-else {
-const err420 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i33,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+for(const key47 in data219){
+if(!((key47 === "permissions") || (key47 === "principals"))){
+const err420 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/policies/" + key46.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/policies/additionalProperties/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key47},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err420];
 }
@@ -6892,9 +6883,19 @@ vErrors.push(err420);
 errors++;
 }
 }
+if(data219.permissions !== undefined){
+let data220 = data219.permissions;
+if(Array.isArray(data220)){
+const len38 = data220.length;
+for(let i38=0; i38<len38; i38++){
+if(!(validate21(data220[i38], {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/policies/" + key46.replace(/~/g, "~0").replace(/\//g, "~1")+"/permissions/" + i38,parentData:data220,parentDataProperty:i38,rootData,dynamicAnchors}))){
+vErrors = vErrors === null ? validate21.errors : vErrors.concat(validate21.errors);
+errors = vErrors.length;
+}
+}
 }
 else {
-const err421 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err421 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/policies/" + key46.replace(/~/g, "~0").replace(/\//g, "~1")+"/permissions",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/policies/additionalProperties/properties/permissions/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err421];
 }
@@ -6904,16 +6905,19 @@ vErrors.push(err421);
 errors++;
 }
 }
-if(data30.rbac !== undefined){
-let data220 = data30.rbac;
-if(Array.isArray(data220)){
-const len39 = data220.length;
+if(data219.principals !== undefined){
+let data222 = data219.principals;
+if(Array.isArray(data222)){
+const len39 = data222.length;
 for(let i39=0; i39<len39; i39++){
-let data221 = data220[i39];
-if(data221 && typeof data221 == "object" && !Array.isArray(data221)){
-for(const key48 in data221){
-if(!((((key48 === "rules") || (key48 === "shadowRules")) || (key48 === "shadowRulesStatPrefix")) || (key48 === "rulesStatPrefix"))){
-const err422 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i39,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key48},message:"must NOT have additional properties"};
+if(!(validate23(data222[i39], {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/policies/" + key46.replace(/~/g, "~0").replace(/\//g, "~1")+"/principals/" + i39,parentData:data222,parentDataProperty:i39,rootData,dynamicAnchors}))){
+vErrors = vErrors === null ? validate23.errors : vErrors.concat(validate23.errors);
+errors = vErrors.length;
+}
+}
+}
+else {
+const err422 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/policies/" + key46.replace(/~/g, "~0").replace(/\//g, "~1")+"/principals",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/policies/additionalProperties/properties/principals/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err422];
 }
@@ -6923,11 +6927,9 @@ vErrors.push(err422);
 errors++;
 }
 }
-if(data221.rules !== undefined){
-let data222 = data221.rules;
-if(data222 && typeof data222 == "object" && !Array.isArray(data222)){
-if(data222.action === undefined){
-const err423 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i39+"/rules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/rules/required",keyword:"required",params:{missingProperty: "action"},message:"must have required property '"+"action"+"'"};
+}
+else {
+const err423 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/policies/" + key46.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/policies/additionalProperties/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err423];
 }
@@ -6936,8 +6938,10 @@ vErrors.push(err423);
 }
 errors++;
 }
-if(data222.policies === undefined){
-const err424 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i39+"/rules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/rules/required",keyword:"required",params:{missingProperty: "policies"},message:"must have required property '"+"policies"+"'"};
+}
+}
+else {
+const err424 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/policies",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/policies/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err424];
 }
@@ -6946,9 +6950,10 @@ vErrors.push(err424);
 }
 errors++;
 }
-for(const key49 in data222){
-if(!((key49 === "action") || (key49 === "policies"))){
-const err425 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i39+"/rules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/rules/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key49},message:"must NOT have additional properties"};
+}
+}
+else {
+const err425 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err425];
 }
@@ -6958,10 +6963,9 @@ vErrors.push(err425);
 errors++;
 }
 }
-if(data222.action !== undefined){
-let data223 = data222.action;
-if(!(((data223 === "ALLOW") || (data223 === "DENY")) || (data223 === "LOG"))){
-const err426 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i39+"/rules/action",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/rules/properties/action/enum",keyword:"enum",params:{allowedValues: schema31.properties.listeners.items.properties.filterChains.items.properties.filter.oneOf[0].properties.rbac.items.properties.rules.properties.action.enum},message:"must be equal to one of the allowed values"};
+}
+else {
+const err426 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err426];
 }
@@ -6971,14 +6975,16 @@ vErrors.push(err426);
 errors++;
 }
 }
-if(data222.policies !== undefined){
-let data224 = data222.policies;
-if(data224 && typeof data224 == "object" && !Array.isArray(data224)){
-for(const key50 in data224){
-let data225 = data224[key50];
+if(data34.rbac !== undefined){
+let data224 = data34.rbac;
+if(Array.isArray(data224)){
+const len40 = data224.length;
+for(let i40=0; i40<len40; i40++){
+let data225 = data224[i40];
 if(data225 && typeof data225 == "object" && !Array.isArray(data225)){
-if(data225.permissions === undefined){
-const err427 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i39+"/rules/policies/" + key50.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/rules/properties/policies/additionalProperties/required",keyword:"required",params:{missingProperty: "permissions"},message:"must have required property '"+"permissions"+"'"};
+for(const key48 in data225){
+if(!((((key48 === "rules") || (key48 === "shadowRules")) || (key48 === "shadowRulesStatPrefix")) || (key48 === "rulesStatPrefix"))){
+const err427 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key48},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err427];
 }
@@ -6987,8 +6993,12 @@ vErrors.push(err427);
 }
 errors++;
 }
-if(data225.principals === undefined){
-const err428 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i39+"/rules/policies/" + key50.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/rules/properties/policies/additionalProperties/required",keyword:"required",params:{missingProperty: "principals"},message:"must have required property '"+"principals"+"'"};
+}
+if(data225.rules !== undefined){
+let data226 = data225.rules;
+if(data226 && typeof data226 == "object" && !Array.isArray(data226)){
+if(data226.action === undefined){
+const err428 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/rules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/rules/required",keyword:"required",params:{missingProperty: "action"},message:"must have required property '"+"action"+"'"};
 if(vErrors === null){
 vErrors = [err428];
 }
@@ -6997,9 +7007,8 @@ vErrors.push(err428);
 }
 errors++;
 }
-for(const key51 in data225){
-if(!((key51 === "permissions") || (key51 === "principals"))){
-const err429 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i39+"/rules/policies/" + key50.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/rules/properties/policies/additionalProperties/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key51},message:"must NOT have additional properties"};
+if(data226.policies === undefined){
+const err429 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/rules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/rules/required",keyword:"required",params:{missingProperty: "policies"},message:"must have required property '"+"policies"+"'"};
 if(vErrors === null){
 vErrors = [err429];
 }
@@ -7008,20 +7017,9 @@ vErrors.push(err429);
 }
 errors++;
 }
-}
-if(data225.permissions !== undefined){
-let data226 = data225.permissions;
-if(Array.isArray(data226)){
-const len40 = data226.length;
-for(let i40=0; i40<len40; i40++){
-if(!(validate21(data226[i40], {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i39+"/rules/policies/" + key50.replace(/~/g, "~0").replace(/\//g, "~1")+"/permissions/" + i40,parentData:data226,parentDataProperty:i40,rootData,dynamicAnchors}))){
-vErrors = vErrors === null ? validate21.errors : vErrors.concat(validate21.errors);
-errors = vErrors.length;
-}
-}
-}
-else {
-const err430 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i39+"/rules/policies/" + key50.replace(/~/g, "~0").replace(/\//g, "~1")+"/permissions",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/rules/properties/policies/additionalProperties/properties/permissions/type",keyword:"type",params:{type: "array"},message:"must be array"};
+for(const key49 in data226){
+if(!((key49 === "action") || (key49 === "policies"))){
+const err430 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/rules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/rules/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key49},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err430];
 }
@@ -7031,19 +7029,10 @@ vErrors.push(err430);
 errors++;
 }
 }
-if(data225.principals !== undefined){
-let data228 = data225.principals;
-if(Array.isArray(data228)){
-const len41 = data228.length;
-for(let i41=0; i41<len41; i41++){
-if(!(validate23(data228[i41], {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i39+"/rules/policies/" + key50.replace(/~/g, "~0").replace(/\//g, "~1")+"/principals/" + i41,parentData:data228,parentDataProperty:i41,rootData,dynamicAnchors}))){
-vErrors = vErrors === null ? validate23.errors : vErrors.concat(validate23.errors);
-errors = vErrors.length;
-}
-}
-}
-else {
-const err431 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i39+"/rules/policies/" + key50.replace(/~/g, "~0").replace(/\//g, "~1")+"/principals",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/rules/properties/policies/additionalProperties/properties/principals/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data226.action !== undefined){
+let data227 = data226.action;
+if(!(((data227 === "ALLOW") || (data227 === "DENY")) || (data227 === "LOG"))){
+const err431 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/rules/action",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/rules/properties/action/enum",keyword:"enum",params:{allowedValues: schema31.properties.listeners.items.properties.filterChains.items.properties.filter.oneOf[0].properties.rbac.items.properties.rules.properties.action.enum},message:"must be equal to one of the allowed values"};
 if(vErrors === null){
 vErrors = [err431];
 }
@@ -7053,9 +7042,14 @@ vErrors.push(err431);
 errors++;
 }
 }
-}
-else {
-const err432 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i39+"/rules/policies/" + key50.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/rules/properties/policies/additionalProperties/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data226.policies !== undefined){
+let data228 = data226.policies;
+if(data228 && typeof data228 == "object" && !Array.isArray(data228)){
+for(const key50 in data228){
+let data229 = data228[key50];
+if(data229 && typeof data229 == "object" && !Array.isArray(data229)){
+if(data229.permissions === undefined){
+const err432 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/rules/policies/" + key50.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/rules/properties/policies/additionalProperties/required",keyword:"required",params:{missingProperty: "permissions"},message:"must have required property '"+"permissions"+"'"};
 if(vErrors === null){
 vErrors = [err432];
 }
@@ -7064,10 +7058,8 @@ vErrors.push(err432);
 }
 errors++;
 }
-}
-}
-else {
-const err433 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i39+"/rules/policies",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/rules/properties/policies/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data229.principals === undefined){
+const err433 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/rules/policies/" + key50.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/rules/properties/policies/additionalProperties/required",keyword:"required",params:{missingProperty: "principals"},message:"must have required property '"+"principals"+"'"};
 if(vErrors === null){
 vErrors = [err433];
 }
@@ -7076,10 +7068,9 @@ vErrors.push(err433);
 }
 errors++;
 }
-}
-}
-else {
-const err434 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i39+"/rules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/rules/type",keyword:"type",params:{type: "object"},message:"must be object"};
+for(const key51 in data229){
+if(!((key51 === "permissions") || (key51 === "principals"))){
+const err434 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/rules/policies/" + key50.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/rules/properties/policies/additionalProperties/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key51},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err434];
 }
@@ -7089,11 +7080,19 @@ vErrors.push(err434);
 errors++;
 }
 }
-if(data221.shadowRules !== undefined){
-let data230 = data221.shadowRules;
-if(data230 && typeof data230 == "object" && !Array.isArray(data230)){
-if(data230.action === undefined){
-const err435 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i39+"/shadowRules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/shadowRules/required",keyword:"required",params:{missingProperty: "action"},message:"must have required property '"+"action"+"'"};
+if(data229.permissions !== undefined){
+let data230 = data229.permissions;
+if(Array.isArray(data230)){
+const len41 = data230.length;
+for(let i41=0; i41<len41; i41++){
+if(!(validate21(data230[i41], {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/rules/policies/" + key50.replace(/~/g, "~0").replace(/\//g, "~1")+"/permissions/" + i41,parentData:data230,parentDataProperty:i41,rootData,dynamicAnchors}))){
+vErrors = vErrors === null ? validate21.errors : vErrors.concat(validate21.errors);
+errors = vErrors.length;
+}
+}
+}
+else {
+const err435 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/rules/policies/" + key50.replace(/~/g, "~0").replace(/\//g, "~1")+"/permissions",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/rules/properties/policies/additionalProperties/properties/permissions/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err435];
 }
@@ -7102,8 +7101,20 @@ vErrors.push(err435);
 }
 errors++;
 }
-if(data230.policies === undefined){
-const err436 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i39+"/shadowRules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/shadowRules/required",keyword:"required",params:{missingProperty: "policies"},message:"must have required property '"+"policies"+"'"};
+}
+if(data229.principals !== undefined){
+let data232 = data229.principals;
+if(Array.isArray(data232)){
+const len42 = data232.length;
+for(let i42=0; i42<len42; i42++){
+if(!(validate23(data232[i42], {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/rules/policies/" + key50.replace(/~/g, "~0").replace(/\//g, "~1")+"/principals/" + i42,parentData:data232,parentDataProperty:i42,rootData,dynamicAnchors}))){
+vErrors = vErrors === null ? validate23.errors : vErrors.concat(validate23.errors);
+errors = vErrors.length;
+}
+}
+}
+else {
+const err436 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/rules/policies/" + key50.replace(/~/g, "~0").replace(/\//g, "~1")+"/principals",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/rules/properties/policies/additionalProperties/properties/principals/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err436];
 }
@@ -7112,9 +7123,10 @@ vErrors.push(err436);
 }
 errors++;
 }
-for(const key52 in data230){
-if(!((key52 === "action") || (key52 === "policies"))){
-const err437 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i39+"/shadowRules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/shadowRules/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key52},message:"must NOT have additional properties"};
+}
+}
+else {
+const err437 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/rules/policies/" + key50.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/rules/properties/policies/additionalProperties/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err437];
 }
@@ -7124,10 +7136,9 @@ vErrors.push(err437);
 errors++;
 }
 }
-if(data230.action !== undefined){
-let data231 = data230.action;
-if(!(((data231 === "ALLOW") || (data231 === "DENY")) || (data231 === "LOG"))){
-const err438 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i39+"/shadowRules/action",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/shadowRules/properties/action/enum",keyword:"enum",params:{allowedValues: schema31.properties.listeners.items.properties.filterChains.items.properties.filter.oneOf[0].properties.rbac.items.properties.shadowRules.properties.action.enum},message:"must be equal to one of the allowed values"};
+}
+else {
+const err438 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/rules/policies",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/rules/properties/policies/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err438];
 }
@@ -7137,14 +7148,9 @@ vErrors.push(err438);
 errors++;
 }
 }
-if(data230.policies !== undefined){
-let data232 = data230.policies;
-if(data232 && typeof data232 == "object" && !Array.isArray(data232)){
-for(const key53 in data232){
-let data233 = data232[key53];
-if(data233 && typeof data233 == "object" && !Array.isArray(data233)){
-if(data233.permissions === undefined){
-const err439 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i39+"/shadowRules/policies/" + key53.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/shadowRules/properties/policies/additionalProperties/required",keyword:"required",params:{missingProperty: "permissions"},message:"must have required property '"+"permissions"+"'"};
+}
+else {
+const err439 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/rules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/rules/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err439];
 }
@@ -7153,8 +7159,12 @@ vErrors.push(err439);
 }
 errors++;
 }
-if(data233.principals === undefined){
-const err440 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i39+"/shadowRules/policies/" + key53.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/shadowRules/properties/policies/additionalProperties/required",keyword:"required",params:{missingProperty: "principals"},message:"must have required property '"+"principals"+"'"};
+}
+if(data225.shadowRules !== undefined){
+let data234 = data225.shadowRules;
+if(data234 && typeof data234 == "object" && !Array.isArray(data234)){
+if(data234.action === undefined){
+const err440 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/shadowRules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/shadowRules/required",keyword:"required",params:{missingProperty: "action"},message:"must have required property '"+"action"+"'"};
 if(vErrors === null){
 vErrors = [err440];
 }
@@ -7163,9 +7173,8 @@ vErrors.push(err440);
 }
 errors++;
 }
-for(const key54 in data233){
-if(!((key54 === "permissions") || (key54 === "principals"))){
-const err441 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i39+"/shadowRules/policies/" + key53.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/shadowRules/properties/policies/additionalProperties/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key54},message:"must NOT have additional properties"};
+if(data234.policies === undefined){
+const err441 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/shadowRules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/shadowRules/required",keyword:"required",params:{missingProperty: "policies"},message:"must have required property '"+"policies"+"'"};
 if(vErrors === null){
 vErrors = [err441];
 }
@@ -7174,20 +7183,9 @@ vErrors.push(err441);
 }
 errors++;
 }
-}
-if(data233.permissions !== undefined){
-let data234 = data233.permissions;
-if(Array.isArray(data234)){
-const len42 = data234.length;
-for(let i42=0; i42<len42; i42++){
-if(!(validate21(data234[i42], {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i39+"/shadowRules/policies/" + key53.replace(/~/g, "~0").replace(/\//g, "~1")+"/permissions/" + i42,parentData:data234,parentDataProperty:i42,rootData,dynamicAnchors}))){
-vErrors = vErrors === null ? validate21.errors : vErrors.concat(validate21.errors);
-errors = vErrors.length;
-}
-}
-}
-else {
-const err442 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i39+"/shadowRules/policies/" + key53.replace(/~/g, "~0").replace(/\//g, "~1")+"/permissions",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/shadowRules/properties/policies/additionalProperties/properties/permissions/type",keyword:"type",params:{type: "array"},message:"must be array"};
+for(const key52 in data234){
+if(!((key52 === "action") || (key52 === "policies"))){
+const err442 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/shadowRules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/shadowRules/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key52},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err442];
 }
@@ -7197,19 +7195,10 @@ vErrors.push(err442);
 errors++;
 }
 }
-if(data233.principals !== undefined){
-let data236 = data233.principals;
-if(Array.isArray(data236)){
-const len43 = data236.length;
-for(let i43=0; i43<len43; i43++){
-if(!(validate23(data236[i43], {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i39+"/shadowRules/policies/" + key53.replace(/~/g, "~0").replace(/\//g, "~1")+"/principals/" + i43,parentData:data236,parentDataProperty:i43,rootData,dynamicAnchors}))){
-vErrors = vErrors === null ? validate23.errors : vErrors.concat(validate23.errors);
-errors = vErrors.length;
-}
-}
-}
-else {
-const err443 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i39+"/shadowRules/policies/" + key53.replace(/~/g, "~0").replace(/\//g, "~1")+"/principals",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/shadowRules/properties/policies/additionalProperties/properties/principals/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data234.action !== undefined){
+let data235 = data234.action;
+if(!(((data235 === "ALLOW") || (data235 === "DENY")) || (data235 === "LOG"))){
+const err443 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/shadowRules/action",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/shadowRules/properties/action/enum",keyword:"enum",params:{allowedValues: schema31.properties.listeners.items.properties.filterChains.items.properties.filter.oneOf[0].properties.rbac.items.properties.shadowRules.properties.action.enum},message:"must be equal to one of the allowed values"};
 if(vErrors === null){
 vErrors = [err443];
 }
@@ -7219,9 +7208,14 @@ vErrors.push(err443);
 errors++;
 }
 }
-}
-else {
-const err444 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i39+"/shadowRules/policies/" + key53.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/shadowRules/properties/policies/additionalProperties/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data234.policies !== undefined){
+let data236 = data234.policies;
+if(data236 && typeof data236 == "object" && !Array.isArray(data236)){
+for(const key53 in data236){
+let data237 = data236[key53];
+if(data237 && typeof data237 == "object" && !Array.isArray(data237)){
+if(data237.permissions === undefined){
+const err444 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/shadowRules/policies/" + key53.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/shadowRules/properties/policies/additionalProperties/required",keyword:"required",params:{missingProperty: "permissions"},message:"must have required property '"+"permissions"+"'"};
 if(vErrors === null){
 vErrors = [err444];
 }
@@ -7230,10 +7224,8 @@ vErrors.push(err444);
 }
 errors++;
 }
-}
-}
-else {
-const err445 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i39+"/shadowRules/policies",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/shadowRules/properties/policies/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data237.principals === undefined){
+const err445 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/shadowRules/policies/" + key53.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/shadowRules/properties/policies/additionalProperties/required",keyword:"required",params:{missingProperty: "principals"},message:"must have required property '"+"principals"+"'"};
 if(vErrors === null){
 vErrors = [err445];
 }
@@ -7242,10 +7234,9 @@ vErrors.push(err445);
 }
 errors++;
 }
-}
-}
-else {
-const err446 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i39+"/shadowRules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/shadowRules/type",keyword:"type",params:{type: "object"},message:"must be object"};
+for(const key54 in data237){
+if(!((key54 === "permissions") || (key54 === "principals"))){
+const err446 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/shadowRules/policies/" + key53.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/shadowRules/properties/policies/additionalProperties/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key54},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err446];
 }
@@ -7255,9 +7246,19 @@ vErrors.push(err446);
 errors++;
 }
 }
-if(data221.shadowRulesStatPrefix !== undefined){
-if(typeof data221.shadowRulesStatPrefix !== "string"){
-const err447 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i39+"/shadowRulesStatPrefix",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/shadowRulesStatPrefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data237.permissions !== undefined){
+let data238 = data237.permissions;
+if(Array.isArray(data238)){
+const len43 = data238.length;
+for(let i43=0; i43<len43; i43++){
+if(!(validate21(data238[i43], {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/shadowRules/policies/" + key53.replace(/~/g, "~0").replace(/\//g, "~1")+"/permissions/" + i43,parentData:data238,parentDataProperty:i43,rootData,dynamicAnchors}))){
+vErrors = vErrors === null ? validate21.errors : vErrors.concat(validate21.errors);
+errors = vErrors.length;
+}
+}
+}
+else {
+const err447 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/shadowRules/policies/" + key53.replace(/~/g, "~0").replace(/\//g, "~1")+"/permissions",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/shadowRules/properties/policies/additionalProperties/properties/permissions/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err447];
 }
@@ -7267,9 +7268,19 @@ vErrors.push(err447);
 errors++;
 }
 }
-if(data221.rulesStatPrefix !== undefined){
-if(typeof data221.rulesStatPrefix !== "string"){
-const err448 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i39+"/rulesStatPrefix",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/rulesStatPrefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data237.principals !== undefined){
+let data240 = data237.principals;
+if(Array.isArray(data240)){
+const len44 = data240.length;
+for(let i44=0; i44<len44; i44++){
+if(!(validate23(data240[i44], {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/shadowRules/policies/" + key53.replace(/~/g, "~0").replace(/\//g, "~1")+"/principals/" + i44,parentData:data240,parentDataProperty:i44,rootData,dynamicAnchors}))){
+vErrors = vErrors === null ? validate23.errors : vErrors.concat(validate23.errors);
+errors = vErrors.length;
+}
+}
+}
+else {
+const err448 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/shadowRules/policies/" + key53.replace(/~/g, "~0").replace(/\//g, "~1")+"/principals",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/shadowRules/properties/policies/additionalProperties/properties/principals/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err448];
 }
@@ -7281,7 +7292,7 @@ errors++;
 }
 }
 else {
-const err449 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i39,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err449 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/shadowRules/policies/" + key53.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/shadowRules/properties/policies/additionalProperties/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err449];
 }
@@ -7293,7 +7304,7 @@ errors++;
 }
 }
 else {
-const err450 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err450 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/shadowRules/policies",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/shadowRules/properties/policies/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err450];
 }
@@ -7305,7 +7316,7 @@ errors++;
 }
 }
 else {
-const err451 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err451 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/shadowRules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/shadowRules/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err451];
 }
@@ -7314,16 +7325,10 @@ vErrors.push(err451);
 }
 errors++;
 }
-var _valid0 = _errs71 === errors;
-if(_valid0){
-valid18 = true;
-passing0 = 0;
-var props2 = true;
 }
-const _errs536 = errors;
-if(data30 && typeof data30 == "object" && !Array.isArray(data30)){
-if(data30.type === undefined){
-const err452 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/required",keyword:"required",params:{missingProperty: "type"},message:"must have required property '"+"type"+"'"};
+if(data225.shadowRulesStatPrefix !== undefined){
+if(typeof data225.shadowRulesStatPrefix !== "string"){
+const err452 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/shadowRulesStatPrefix",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/shadowRulesStatPrefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err452];
 }
@@ -7332,8 +7337,10 @@ vErrors.push(err452);
 }
 errors++;
 }
-if(data30.cluster === undefined){
-const err453 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/required",keyword:"required",params:{missingProperty: "cluster"},message:"must have required property '"+"cluster"+"'"};
+}
+if(data225.rulesStatPrefix !== undefined){
+if(typeof data225.rulesStatPrefix !== "string"){
+const err453 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/rulesStatPrefix",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/rulesStatPrefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err453];
 }
@@ -7342,9 +7349,10 @@ vErrors.push(err453);
 }
 errors++;
 }
-for(const key55 in data30){
-if(!(((((key55 === "type") || (key55 === "cluster")) || (key55 === "statPrefix")) || (key55 === "idleTimeoutMs")) || (key55 === "rbac"))){
-const err454 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key55},message:"must NOT have additional properties"};
+}
+}
+else {
+const err454 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err454];
 }
@@ -7354,9 +7362,9 @@ vErrors.push(err454);
 errors++;
 }
 }
-if(data30.type !== undefined){
-if("tcp" !== data30.type){
-const err455 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/type",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/type/const",keyword:"const",params:{allowedValue: "tcp"},message:"must be equal to constant"};
+}
+else {
+const err455 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err455];
 }
@@ -7366,11 +7374,9 @@ vErrors.push(err455);
 errors++;
 }
 }
-if(data30.cluster !== undefined){
-let data241 = data30.cluster;
-if(typeof data241 === "string"){
-if(data241.length < 1){
-const err456 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/cluster",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/cluster/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+else {
+const err456 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err456];
 }
@@ -7379,9 +7385,16 @@ vErrors.push(err456);
 }
 errors++;
 }
+var _valid0 = _errs79 === errors;
+if(_valid0){
+valid20 = true;
+passing0 = 0;
+var props2 = true;
 }
-else {
-const err457 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/cluster",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/cluster/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const _errs544 = errors;
+if(data34 && typeof data34 == "object" && !Array.isArray(data34)){
+if(data34.type === undefined){
+const err457 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/required",keyword:"required",params:{missingProperty: "type"},message:"must have required property '"+"type"+"'"};
 if(vErrors === null){
 vErrors = [err457];
 }
@@ -7390,12 +7403,8 @@ vErrors.push(err457);
 }
 errors++;
 }
-}
-if(data30.statPrefix !== undefined){
-let data242 = data30.statPrefix;
-if(typeof data242 === "string"){
-if(data242.length < 1){
-const err458 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/statPrefix",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/statPrefix/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data34.cluster === undefined){
+const err458 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/required",keyword:"required",params:{missingProperty: "cluster"},message:"must have required property '"+"cluster"+"'"};
 if(vErrors === null){
 vErrors = [err458];
 }
@@ -7404,9 +7413,9 @@ vErrors.push(err458);
 }
 errors++;
 }
-}
-else {
-const err459 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/statPrefix",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/statPrefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+for(const key55 in data34){
+if(!(((((key55 === "type") || (key55 === "cluster")) || (key55 === "statPrefix")) || (key55 === "idleTimeoutMs")) || (key55 === "rbac"))){
+const err459 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key55},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err459];
 }
@@ -7416,10 +7425,9 @@ vErrors.push(err459);
 errors++;
 }
 }
-if(data30.idleTimeoutMs !== undefined){
-let data243 = data30.idleTimeoutMs;
-if(!((typeof data243 == "number") && (!(data243 % 1) && !isNaN(data243)))){
-const err460 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/idleTimeoutMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/idleTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data34.type !== undefined){
+if("tcp" !== data34.type){
+const err460 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/type",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/type/const",keyword:"const",params:{allowedValue: "tcp"},message:"must be equal to constant"};
 if(vErrors === null){
 vErrors = [err460];
 }
@@ -7428,9 +7436,12 @@ vErrors.push(err460);
 }
 errors++;
 }
-if(typeof data243 == "number"){
-if(data243 < 1 || isNaN(data243)){
-const err461 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/idleTimeoutMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/idleTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+if(data34.cluster !== undefined){
+let data245 = data34.cluster;
+if(typeof data245 === "string"){
+if(data245.length < 1){
+const err461 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/cluster",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/cluster/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err461];
 }
@@ -7440,17 +7451,8 @@ vErrors.push(err461);
 errors++;
 }
 }
-}
-if(data30.rbac !== undefined){
-let data244 = data30.rbac;
-if(Array.isArray(data244)){
-const len44 = data244.length;
-for(let i44=0; i44<len44; i44++){
-let data245 = data244[i44];
-if(data245 && typeof data245 == "object" && !Array.isArray(data245)){
-for(const key56 in data245){
-if(!((((key56 === "rules") || (key56 === "shadowRules")) || (key56 === "shadowRulesStatPrefix")) || (key56 === "rulesStatPrefix"))){
-const err462 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i44,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key56},message:"must NOT have additional properties"};
+else {
+const err462 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/cluster",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/cluster/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err462];
 }
@@ -7460,11 +7462,11 @@ vErrors.push(err462);
 errors++;
 }
 }
-if(data245.rules !== undefined){
-let data246 = data245.rules;
-if(data246 && typeof data246 == "object" && !Array.isArray(data246)){
-if(data246.action === undefined){
-const err463 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i44+"/rules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/rules/required",keyword:"required",params:{missingProperty: "action"},message:"must have required property '"+"action"+"'"};
+if(data34.statPrefix !== undefined){
+let data246 = data34.statPrefix;
+if(typeof data246 === "string"){
+if(data246.length < 1){
+const err463 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/statPrefix",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/statPrefix/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err463];
 }
@@ -7473,8 +7475,9 @@ vErrors.push(err463);
 }
 errors++;
 }
-if(data246.policies === undefined){
-const err464 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i44+"/rules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/rules/required",keyword:"required",params:{missingProperty: "policies"},message:"must have required property '"+"policies"+"'"};
+}
+else {
+const err464 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/statPrefix",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/statPrefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err464];
 }
@@ -7483,9 +7486,11 @@ vErrors.push(err464);
 }
 errors++;
 }
-for(const key57 in data246){
-if(!((key57 === "action") || (key57 === "policies"))){
-const err465 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i44+"/rules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/rules/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key57},message:"must NOT have additional properties"};
+}
+if(data34.idleTimeoutMs !== undefined){
+let data247 = data34.idleTimeoutMs;
+if(!((typeof data247 == "number") && (!(data247 % 1) && !isNaN(data247)))){
+const err465 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/idleTimeoutMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/idleTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err465];
 }
@@ -7494,11 +7499,9 @@ vErrors.push(err465);
 }
 errors++;
 }
-}
-if(data246.action !== undefined){
-let data247 = data246.action;
-if(!(((data247 === "ALLOW") || (data247 === "DENY")) || (data247 === "LOG"))){
-const err466 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i44+"/rules/action",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/rules/properties/action/enum",keyword:"enum",params:{allowedValues: schema31.properties.listeners.items.properties.filterChains.items.properties.filter.oneOf[1].properties.rbac.items.properties.rules.properties.action.enum},message:"must be equal to one of the allowed values"};
+if(typeof data247 == "number"){
+if(data247 < 1 || isNaN(data247)){
+const err466 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/idleTimeoutMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/idleTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err466];
 }
@@ -7508,14 +7511,17 @@ vErrors.push(err466);
 errors++;
 }
 }
-if(data246.policies !== undefined){
-let data248 = data246.policies;
-if(data248 && typeof data248 == "object" && !Array.isArray(data248)){
-for(const key58 in data248){
-let data249 = data248[key58];
+}
+if(data34.rbac !== undefined){
+let data248 = data34.rbac;
+if(Array.isArray(data248)){
+const len45 = data248.length;
+for(let i45=0; i45<len45; i45++){
+let data249 = data248[i45];
 if(data249 && typeof data249 == "object" && !Array.isArray(data249)){
-if(data249.permissions === undefined){
-const err467 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i44+"/rules/policies/" + key58.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/rules/properties/policies/additionalProperties/required",keyword:"required",params:{missingProperty: "permissions"},message:"must have required property '"+"permissions"+"'"};
+for(const key56 in data249){
+if(!((((key56 === "rules") || (key56 === "shadowRules")) || (key56 === "shadowRulesStatPrefix")) || (key56 === "rulesStatPrefix"))){
+const err467 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key56},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err467];
 }
@@ -7524,8 +7530,12 @@ vErrors.push(err467);
 }
 errors++;
 }
-if(data249.principals === undefined){
-const err468 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i44+"/rules/policies/" + key58.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/rules/properties/policies/additionalProperties/required",keyword:"required",params:{missingProperty: "principals"},message:"must have required property '"+"principals"+"'"};
+}
+if(data249.rules !== undefined){
+let data250 = data249.rules;
+if(data250 && typeof data250 == "object" && !Array.isArray(data250)){
+if(data250.action === undefined){
+const err468 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/rules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/rules/required",keyword:"required",params:{missingProperty: "action"},message:"must have required property '"+"action"+"'"};
 if(vErrors === null){
 vErrors = [err468];
 }
@@ -7534,9 +7544,8 @@ vErrors.push(err468);
 }
 errors++;
 }
-for(const key59 in data249){
-if(!((key59 === "permissions") || (key59 === "principals"))){
-const err469 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i44+"/rules/policies/" + key58.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/rules/properties/policies/additionalProperties/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key59},message:"must NOT have additional properties"};
+if(data250.policies === undefined){
+const err469 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/rules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/rules/required",keyword:"required",params:{missingProperty: "policies"},message:"must have required property '"+"policies"+"'"};
 if(vErrors === null){
 vErrors = [err469];
 }
@@ -7545,20 +7554,9 @@ vErrors.push(err469);
 }
 errors++;
 }
-}
-if(data249.permissions !== undefined){
-let data250 = data249.permissions;
-if(Array.isArray(data250)){
-const len45 = data250.length;
-for(let i45=0; i45<len45; i45++){
-if(!(validate21(data250[i45], {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i44+"/rules/policies/" + key58.replace(/~/g, "~0").replace(/\//g, "~1")+"/permissions/" + i45,parentData:data250,parentDataProperty:i45,rootData,dynamicAnchors}))){
-vErrors = vErrors === null ? validate21.errors : vErrors.concat(validate21.errors);
-errors = vErrors.length;
-}
-}
-}
-else {
-const err470 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i44+"/rules/policies/" + key58.replace(/~/g, "~0").replace(/\//g, "~1")+"/permissions",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/rules/properties/policies/additionalProperties/properties/permissions/type",keyword:"type",params:{type: "array"},message:"must be array"};
+for(const key57 in data250){
+if(!((key57 === "action") || (key57 === "policies"))){
+const err470 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/rules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/rules/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key57},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err470];
 }
@@ -7568,19 +7566,10 @@ vErrors.push(err470);
 errors++;
 }
 }
-if(data249.principals !== undefined){
-let data252 = data249.principals;
-if(Array.isArray(data252)){
-const len46 = data252.length;
-for(let i46=0; i46<len46; i46++){
-if(!(validate23(data252[i46], {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i44+"/rules/policies/" + key58.replace(/~/g, "~0").replace(/\//g, "~1")+"/principals/" + i46,parentData:data252,parentDataProperty:i46,rootData,dynamicAnchors}))){
-vErrors = vErrors === null ? validate23.errors : vErrors.concat(validate23.errors);
-errors = vErrors.length;
-}
-}
-}
-else {
-const err471 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i44+"/rules/policies/" + key58.replace(/~/g, "~0").replace(/\//g, "~1")+"/principals",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/rules/properties/policies/additionalProperties/properties/principals/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data250.action !== undefined){
+let data251 = data250.action;
+if(!(((data251 === "ALLOW") || (data251 === "DENY")) || (data251 === "LOG"))){
+const err471 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/rules/action",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/rules/properties/action/enum",keyword:"enum",params:{allowedValues: schema31.properties.listeners.items.properties.filterChains.items.properties.filter.oneOf[1].properties.rbac.items.properties.rules.properties.action.enum},message:"must be equal to one of the allowed values"};
 if(vErrors === null){
 vErrors = [err471];
 }
@@ -7590,9 +7579,14 @@ vErrors.push(err471);
 errors++;
 }
 }
-}
-else {
-const err472 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i44+"/rules/policies/" + key58.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/rules/properties/policies/additionalProperties/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data250.policies !== undefined){
+let data252 = data250.policies;
+if(data252 && typeof data252 == "object" && !Array.isArray(data252)){
+for(const key58 in data252){
+let data253 = data252[key58];
+if(data253 && typeof data253 == "object" && !Array.isArray(data253)){
+if(data253.permissions === undefined){
+const err472 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/rules/policies/" + key58.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/rules/properties/policies/additionalProperties/required",keyword:"required",params:{missingProperty: "permissions"},message:"must have required property '"+"permissions"+"'"};
 if(vErrors === null){
 vErrors = [err472];
 }
@@ -7601,10 +7595,8 @@ vErrors.push(err472);
 }
 errors++;
 }
-}
-}
-else {
-const err473 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i44+"/rules/policies",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/rules/properties/policies/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data253.principals === undefined){
+const err473 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/rules/policies/" + key58.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/rules/properties/policies/additionalProperties/required",keyword:"required",params:{missingProperty: "principals"},message:"must have required property '"+"principals"+"'"};
 if(vErrors === null){
 vErrors = [err473];
 }
@@ -7613,10 +7605,9 @@ vErrors.push(err473);
 }
 errors++;
 }
-}
-}
-else {
-const err474 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i44+"/rules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/rules/type",keyword:"type",params:{type: "object"},message:"must be object"};
+for(const key59 in data253){
+if(!((key59 === "permissions") || (key59 === "principals"))){
+const err474 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/rules/policies/" + key58.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/rules/properties/policies/additionalProperties/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key59},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err474];
 }
@@ -7626,11 +7617,19 @@ vErrors.push(err474);
 errors++;
 }
 }
-if(data245.shadowRules !== undefined){
-let data254 = data245.shadowRules;
-if(data254 && typeof data254 == "object" && !Array.isArray(data254)){
-if(data254.action === undefined){
-const err475 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i44+"/shadowRules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/shadowRules/required",keyword:"required",params:{missingProperty: "action"},message:"must have required property '"+"action"+"'"};
+if(data253.permissions !== undefined){
+let data254 = data253.permissions;
+if(Array.isArray(data254)){
+const len46 = data254.length;
+for(let i46=0; i46<len46; i46++){
+if(!(validate21(data254[i46], {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/rules/policies/" + key58.replace(/~/g, "~0").replace(/\//g, "~1")+"/permissions/" + i46,parentData:data254,parentDataProperty:i46,rootData,dynamicAnchors}))){
+vErrors = vErrors === null ? validate21.errors : vErrors.concat(validate21.errors);
+errors = vErrors.length;
+}
+}
+}
+else {
+const err475 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/rules/policies/" + key58.replace(/~/g, "~0").replace(/\//g, "~1")+"/permissions",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/rules/properties/policies/additionalProperties/properties/permissions/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err475];
 }
@@ -7639,8 +7638,20 @@ vErrors.push(err475);
 }
 errors++;
 }
-if(data254.policies === undefined){
-const err476 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i44+"/shadowRules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/shadowRules/required",keyword:"required",params:{missingProperty: "policies"},message:"must have required property '"+"policies"+"'"};
+}
+if(data253.principals !== undefined){
+let data256 = data253.principals;
+if(Array.isArray(data256)){
+const len47 = data256.length;
+for(let i47=0; i47<len47; i47++){
+if(!(validate23(data256[i47], {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/rules/policies/" + key58.replace(/~/g, "~0").replace(/\//g, "~1")+"/principals/" + i47,parentData:data256,parentDataProperty:i47,rootData,dynamicAnchors}))){
+vErrors = vErrors === null ? validate23.errors : vErrors.concat(validate23.errors);
+errors = vErrors.length;
+}
+}
+}
+else {
+const err476 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/rules/policies/" + key58.replace(/~/g, "~0").replace(/\//g, "~1")+"/principals",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/rules/properties/policies/additionalProperties/properties/principals/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err476];
 }
@@ -7649,9 +7660,10 @@ vErrors.push(err476);
 }
 errors++;
 }
-for(const key60 in data254){
-if(!((key60 === "action") || (key60 === "policies"))){
-const err477 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i44+"/shadowRules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/shadowRules/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key60},message:"must NOT have additional properties"};
+}
+}
+else {
+const err477 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/rules/policies/" + key58.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/rules/properties/policies/additionalProperties/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err477];
 }
@@ -7661,10 +7673,9 @@ vErrors.push(err477);
 errors++;
 }
 }
-if(data254.action !== undefined){
-let data255 = data254.action;
-if(!(((data255 === "ALLOW") || (data255 === "DENY")) || (data255 === "LOG"))){
-const err478 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i44+"/shadowRules/action",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/shadowRules/properties/action/enum",keyword:"enum",params:{allowedValues: schema31.properties.listeners.items.properties.filterChains.items.properties.filter.oneOf[1].properties.rbac.items.properties.shadowRules.properties.action.enum},message:"must be equal to one of the allowed values"};
+}
+else {
+const err478 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/rules/policies",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/rules/properties/policies/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err478];
 }
@@ -7674,14 +7685,9 @@ vErrors.push(err478);
 errors++;
 }
 }
-if(data254.policies !== undefined){
-let data256 = data254.policies;
-if(data256 && typeof data256 == "object" && !Array.isArray(data256)){
-for(const key61 in data256){
-let data257 = data256[key61];
-if(data257 && typeof data257 == "object" && !Array.isArray(data257)){
-if(data257.permissions === undefined){
-const err479 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i44+"/shadowRules/policies/" + key61.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/shadowRules/properties/policies/additionalProperties/required",keyword:"required",params:{missingProperty: "permissions"},message:"must have required property '"+"permissions"+"'"};
+}
+else {
+const err479 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/rules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/rules/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err479];
 }
@@ -7690,8 +7696,12 @@ vErrors.push(err479);
 }
 errors++;
 }
-if(data257.principals === undefined){
-const err480 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i44+"/shadowRules/policies/" + key61.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/shadowRules/properties/policies/additionalProperties/required",keyword:"required",params:{missingProperty: "principals"},message:"must have required property '"+"principals"+"'"};
+}
+if(data249.shadowRules !== undefined){
+let data258 = data249.shadowRules;
+if(data258 && typeof data258 == "object" && !Array.isArray(data258)){
+if(data258.action === undefined){
+const err480 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/shadowRules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/shadowRules/required",keyword:"required",params:{missingProperty: "action"},message:"must have required property '"+"action"+"'"};
 if(vErrors === null){
 vErrors = [err480];
 }
@@ -7700,9 +7710,8 @@ vErrors.push(err480);
 }
 errors++;
 }
-for(const key62 in data257){
-if(!((key62 === "permissions") || (key62 === "principals"))){
-const err481 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i44+"/shadowRules/policies/" + key61.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/shadowRules/properties/policies/additionalProperties/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key62},message:"must NOT have additional properties"};
+if(data258.policies === undefined){
+const err481 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/shadowRules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/shadowRules/required",keyword:"required",params:{missingProperty: "policies"},message:"must have required property '"+"policies"+"'"};
 if(vErrors === null){
 vErrors = [err481];
 }
@@ -7711,20 +7720,9 @@ vErrors.push(err481);
 }
 errors++;
 }
-}
-if(data257.permissions !== undefined){
-let data258 = data257.permissions;
-if(Array.isArray(data258)){
-const len47 = data258.length;
-for(let i47=0; i47<len47; i47++){
-if(!(validate21(data258[i47], {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i44+"/shadowRules/policies/" + key61.replace(/~/g, "~0").replace(/\//g, "~1")+"/permissions/" + i47,parentData:data258,parentDataProperty:i47,rootData,dynamicAnchors}))){
-vErrors = vErrors === null ? validate21.errors : vErrors.concat(validate21.errors);
-errors = vErrors.length;
-}
-}
-}
-else {
-const err482 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i44+"/shadowRules/policies/" + key61.replace(/~/g, "~0").replace(/\//g, "~1")+"/permissions",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/shadowRules/properties/policies/additionalProperties/properties/permissions/type",keyword:"type",params:{type: "array"},message:"must be array"};
+for(const key60 in data258){
+if(!((key60 === "action") || (key60 === "policies"))){
+const err482 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/shadowRules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/shadowRules/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key60},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err482];
 }
@@ -7734,19 +7732,10 @@ vErrors.push(err482);
 errors++;
 }
 }
-if(data257.principals !== undefined){
-let data260 = data257.principals;
-if(Array.isArray(data260)){
-const len48 = data260.length;
-for(let i48=0; i48<len48; i48++){
-if(!(validate23(data260[i48], {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i44+"/shadowRules/policies/" + key61.replace(/~/g, "~0").replace(/\//g, "~1")+"/principals/" + i48,parentData:data260,parentDataProperty:i48,rootData,dynamicAnchors}))){
-vErrors = vErrors === null ? validate23.errors : vErrors.concat(validate23.errors);
-errors = vErrors.length;
-}
-}
-}
-else {
-const err483 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i44+"/shadowRules/policies/" + key61.replace(/~/g, "~0").replace(/\//g, "~1")+"/principals",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/shadowRules/properties/policies/additionalProperties/properties/principals/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data258.action !== undefined){
+let data259 = data258.action;
+if(!(((data259 === "ALLOW") || (data259 === "DENY")) || (data259 === "LOG"))){
+const err483 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/shadowRules/action",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/shadowRules/properties/action/enum",keyword:"enum",params:{allowedValues: schema31.properties.listeners.items.properties.filterChains.items.properties.filter.oneOf[1].properties.rbac.items.properties.shadowRules.properties.action.enum},message:"must be equal to one of the allowed values"};
 if(vErrors === null){
 vErrors = [err483];
 }
@@ -7756,9 +7745,14 @@ vErrors.push(err483);
 errors++;
 }
 }
-}
-else {
-const err484 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i44+"/shadowRules/policies/" + key61.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/shadowRules/properties/policies/additionalProperties/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data258.policies !== undefined){
+let data260 = data258.policies;
+if(data260 && typeof data260 == "object" && !Array.isArray(data260)){
+for(const key61 in data260){
+let data261 = data260[key61];
+if(data261 && typeof data261 == "object" && !Array.isArray(data261)){
+if(data261.permissions === undefined){
+const err484 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/shadowRules/policies/" + key61.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/shadowRules/properties/policies/additionalProperties/required",keyword:"required",params:{missingProperty: "permissions"},message:"must have required property '"+"permissions"+"'"};
 if(vErrors === null){
 vErrors = [err484];
 }
@@ -7767,10 +7761,8 @@ vErrors.push(err484);
 }
 errors++;
 }
-}
-}
-else {
-const err485 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i44+"/shadowRules/policies",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/shadowRules/properties/policies/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data261.principals === undefined){
+const err485 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/shadowRules/policies/" + key61.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/shadowRules/properties/policies/additionalProperties/required",keyword:"required",params:{missingProperty: "principals"},message:"must have required property '"+"principals"+"'"};
 if(vErrors === null){
 vErrors = [err485];
 }
@@ -7779,10 +7771,9 @@ vErrors.push(err485);
 }
 errors++;
 }
-}
-}
-else {
-const err486 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i44+"/shadowRules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/shadowRules/type",keyword:"type",params:{type: "object"},message:"must be object"};
+for(const key62 in data261){
+if(!((key62 === "permissions") || (key62 === "principals"))){
+const err486 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/shadowRules/policies/" + key61.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/shadowRules/properties/policies/additionalProperties/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key62},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err486];
 }
@@ -7792,9 +7783,19 @@ vErrors.push(err486);
 errors++;
 }
 }
-if(data245.shadowRulesStatPrefix !== undefined){
-if(typeof data245.shadowRulesStatPrefix !== "string"){
-const err487 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i44+"/shadowRulesStatPrefix",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/shadowRulesStatPrefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data261.permissions !== undefined){
+let data262 = data261.permissions;
+if(Array.isArray(data262)){
+const len48 = data262.length;
+for(let i48=0; i48<len48; i48++){
+if(!(validate21(data262[i48], {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/shadowRules/policies/" + key61.replace(/~/g, "~0").replace(/\//g, "~1")+"/permissions/" + i48,parentData:data262,parentDataProperty:i48,rootData,dynamicAnchors}))){
+vErrors = vErrors === null ? validate21.errors : vErrors.concat(validate21.errors);
+errors = vErrors.length;
+}
+}
+}
+else {
+const err487 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/shadowRules/policies/" + key61.replace(/~/g, "~0").replace(/\//g, "~1")+"/permissions",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/shadowRules/properties/policies/additionalProperties/properties/permissions/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err487];
 }
@@ -7804,9 +7805,19 @@ vErrors.push(err487);
 errors++;
 }
 }
-if(data245.rulesStatPrefix !== undefined){
-if(typeof data245.rulesStatPrefix !== "string"){
-const err488 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i44+"/rulesStatPrefix",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/rulesStatPrefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data261.principals !== undefined){
+let data264 = data261.principals;
+if(Array.isArray(data264)){
+const len49 = data264.length;
+for(let i49=0; i49<len49; i49++){
+if(!(validate23(data264[i49], {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/shadowRules/policies/" + key61.replace(/~/g, "~0").replace(/\//g, "~1")+"/principals/" + i49,parentData:data264,parentDataProperty:i49,rootData,dynamicAnchors}))){
+vErrors = vErrors === null ? validate23.errors : vErrors.concat(validate23.errors);
+errors = vErrors.length;
+}
+}
+}
+else {
+const err488 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/shadowRules/policies/" + key61.replace(/~/g, "~0").replace(/\//g, "~1")+"/principals",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/shadowRules/properties/policies/additionalProperties/properties/principals/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err488];
 }
@@ -7818,7 +7829,7 @@ errors++;
 }
 }
 else {
-const err489 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i44,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err489 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/shadowRules/policies/" + key61.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/shadowRules/properties/policies/additionalProperties/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err489];
 }
@@ -7830,7 +7841,7 @@ errors++;
 }
 }
 else {
-const err490 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err490 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/shadowRules/policies",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/shadowRules/properties/policies/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err490];
 }
@@ -7842,7 +7853,7 @@ errors++;
 }
 }
 else {
-const err491 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err491 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/shadowRules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/shadowRules/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err491];
 }
@@ -7851,22 +7862,10 @@ vErrors.push(err491);
 }
 errors++;
 }
-var _valid0 = _errs536 === errors;
-if(_valid0 && valid18){
-valid18 = false;
-passing0 = [passing0, 1];
 }
-else {
-if(_valid0){
-valid18 = true;
-passing0 = 1;
-if(props2 !== true){
-props2 = true;
-}
-}
-}
-if(!valid18){
-const err492 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf",keyword:"oneOf",params:{passingSchemas: passing0},message:"must match exactly one schema in oneOf"};
+if(data249.shadowRulesStatPrefix !== undefined){
+if(typeof data249.shadowRulesStatPrefix !== "string"){
+const err492 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/shadowRulesStatPrefix",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/shadowRulesStatPrefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err492];
 }
@@ -7875,21 +7874,10 @@ vErrors.push(err492);
 }
 errors++;
 }
-else {
-errors = _errs70;
-if(vErrors !== null){
-if(_errs70){
-vErrors.length = _errs70;
 }
-else {
-vErrors = null;
-}
-}
-}
-}
-}
-else {
-const err493 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1,schemaPath:"#/properties/listeners/items/properties/filterChains/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data249.rulesStatPrefix !== undefined){
+if(typeof data249.rulesStatPrefix !== "string"){
+const err493 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/rulesStatPrefix",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/rulesStatPrefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err493];
 }
@@ -7901,7 +7889,7 @@ errors++;
 }
 }
 else {
-const err494 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains",schemaPath:"#/properties/listeners/items/properties/filterChains/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err494 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err494];
 }
@@ -7911,12 +7899,9 @@ vErrors.push(err494);
 errors++;
 }
 }
-if(data10.limits !== undefined){
-let data264 = data10.limits;
-if(data264 && typeof data264 == "object" && !Array.isArray(data264)){
-for(const key63 in data264){
-if(!(((((key63 === "maxRequestHeadersBytes") || (key63 === "maxRequestHeaders")) || (key63 === "requestHeadersTimeoutMs")) || (key63 === "idleTimeoutMs")) || (key63 === "maxConnections"))){
-const err495 = {instancePath:instancePath+"/listeners/" + i0+"/limits",schemaPath:"#/properties/listeners/items/properties/limits/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key63},message:"must NOT have additional properties"};
+}
+else {
+const err495 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err495];
 }
@@ -7926,10 +7911,9 @@ vErrors.push(err495);
 errors++;
 }
 }
-if(data264.maxRequestHeadersBytes !== undefined){
-let data265 = data264.maxRequestHeadersBytes;
-if(!((typeof data265 == "number") && (!(data265 % 1) && !isNaN(data265)))){
-const err496 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxRequestHeadersBytes",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxRequestHeadersBytes/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+}
+else {
+const err496 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err496];
 }
@@ -7938,9 +7922,22 @@ vErrors.push(err496);
 }
 errors++;
 }
-if(typeof data265 == "number"){
-if(data265 > 1048576 || isNaN(data265)){
-const err497 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxRequestHeadersBytes",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxRequestHeadersBytes/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1048576},message:"must be <= 1048576"};
+var _valid0 = _errs544 === errors;
+if(_valid0 && valid20){
+valid20 = false;
+passing0 = [passing0, 1];
+}
+else {
+if(_valid0){
+valid20 = true;
+passing0 = 1;
+if(props2 !== true){
+props2 = true;
+}
+}
+}
+if(!valid20){
+const err497 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf",keyword:"oneOf",params:{passingSchemas: passing0},message:"must match exactly one schema in oneOf"};
 if(vErrors === null){
 vErrors = [err497];
 }
@@ -7949,8 +7946,21 @@ vErrors.push(err497);
 }
 errors++;
 }
-if(data265 < 1024 || isNaN(data265)){
-const err498 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxRequestHeadersBytes",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxRequestHeadersBytes/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1024},message:"must be >= 1024"};
+else {
+errors = _errs78;
+if(vErrors !== null){
+if(_errs78){
+vErrors.length = _errs78;
+}
+else {
+vErrors = null;
+}
+}
+}
+}
+}
+else {
+const err498 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1,schemaPath:"#/properties/listeners/items/properties/filterChains/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err498];
 }
@@ -7961,10 +7971,8 @@ errors++;
 }
 }
 }
-if(data264.maxRequestHeaders !== undefined){
-let data266 = data264.maxRequestHeaders;
-if(!((typeof data266 == "number") && (!(data266 % 1) && !isNaN(data266)))){
-const err499 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxRequestHeaders",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxRequestHeaders/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+else {
+const err499 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains",schemaPath:"#/properties/listeners/items/properties/filterChains/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err499];
 }
@@ -7973,9 +7981,13 @@ vErrors.push(err499);
 }
 errors++;
 }
-if(typeof data266 == "number"){
-if(data266 > 10000 || isNaN(data266)){
-const err500 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxRequestHeaders",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxRequestHeaders/maximum",keyword:"maximum",params:{comparison: "<=", limit: 10000},message:"must be <= 10000"};
+}
+if(data10.limits !== undefined){
+let data268 = data10.limits;
+if(data268 && typeof data268 == "object" && !Array.isArray(data268)){
+for(const key63 in data268){
+if(!(((((key63 === "maxRequestHeadersBytes") || (key63 === "maxRequestHeaders")) || (key63 === "requestHeadersTimeoutMs")) || (key63 === "idleTimeoutMs")) || (key63 === "maxConnections"))){
+const err500 = {instancePath:instancePath+"/listeners/" + i0+"/limits",schemaPath:"#/properties/listeners/items/properties/limits/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key63},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err500];
 }
@@ -7984,8 +7996,11 @@ vErrors.push(err500);
 }
 errors++;
 }
-if(data266 < 1 || isNaN(data266)){
-const err501 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxRequestHeaders",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxRequestHeaders/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+if(data268.maxRequestHeadersBytes !== undefined){
+let data269 = data268.maxRequestHeadersBytes;
+if(!((typeof data269 == "number") && (!(data269 % 1) && !isNaN(data269)))){
+const err501 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxRequestHeadersBytes",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxRequestHeadersBytes/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err501];
 }
@@ -7994,12 +8009,9 @@ vErrors.push(err501);
 }
 errors++;
 }
-}
-}
-if(data264.requestHeadersTimeoutMs !== undefined){
-let data267 = data264.requestHeadersTimeoutMs;
-if(!((typeof data267 == "number") && (!(data267 % 1) && !isNaN(data267)))){
-const err502 = {instancePath:instancePath+"/listeners/" + i0+"/limits/requestHeadersTimeoutMs",schemaPath:"#/properties/listeners/items/properties/limits/properties/requestHeadersTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(typeof data269 == "number"){
+if(data269 > 1048576 || isNaN(data269)){
+const err502 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxRequestHeadersBytes",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxRequestHeadersBytes/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1048576},message:"must be <= 1048576"};
 if(vErrors === null){
 vErrors = [err502];
 }
@@ -8008,9 +8020,8 @@ vErrors.push(err502);
 }
 errors++;
 }
-if(typeof data267 == "number"){
-if(data267 < 1 || isNaN(data267)){
-const err503 = {instancePath:instancePath+"/listeners/" + i0+"/limits/requestHeadersTimeoutMs",schemaPath:"#/properties/listeners/items/properties/limits/properties/requestHeadersTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if(data269 < 1024 || isNaN(data269)){
+const err503 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxRequestHeadersBytes",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxRequestHeadersBytes/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1024},message:"must be >= 1024"};
 if(vErrors === null){
 vErrors = [err503];
 }
@@ -8021,10 +8032,10 @@ errors++;
 }
 }
 }
-if(data264.idleTimeoutMs !== undefined){
-let data268 = data264.idleTimeoutMs;
-if(!((typeof data268 == "number") && (!(data268 % 1) && !isNaN(data268)))){
-const err504 = {instancePath:instancePath+"/listeners/" + i0+"/limits/idleTimeoutMs",schemaPath:"#/properties/listeners/items/properties/limits/properties/idleTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data268.maxRequestHeaders !== undefined){
+let data270 = data268.maxRequestHeaders;
+if(!((typeof data270 == "number") && (!(data270 % 1) && !isNaN(data270)))){
+const err504 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxRequestHeaders",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxRequestHeaders/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err504];
 }
@@ -8033,9 +8044,9 @@ vErrors.push(err504);
 }
 errors++;
 }
-if(typeof data268 == "number"){
-if(data268 < 1 || isNaN(data268)){
-const err505 = {instancePath:instancePath+"/listeners/" + i0+"/limits/idleTimeoutMs",schemaPath:"#/properties/listeners/items/properties/limits/properties/idleTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if(typeof data270 == "number"){
+if(data270 > 10000 || isNaN(data270)){
+const err505 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxRequestHeaders",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxRequestHeaders/maximum",keyword:"maximum",params:{comparison: "<=", limit: 10000},message:"must be <= 10000"};
 if(vErrors === null){
 vErrors = [err505];
 }
@@ -8044,12 +8055,8 @@ vErrors.push(err505);
 }
 errors++;
 }
-}
-}
-if(data264.maxConnections !== undefined){
-let data269 = data264.maxConnections;
-if(!((typeof data269 == "number") && (!(data269 % 1) && !isNaN(data269)))){
-const err506 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxConnections",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxConnections/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data270 < 1 || isNaN(data270)){
+const err506 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxRequestHeaders",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxRequestHeaders/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err506];
 }
@@ -8058,9 +8065,12 @@ vErrors.push(err506);
 }
 errors++;
 }
-if(typeof data269 == "number"){
-if(data269 < 1 || isNaN(data269)){
-const err507 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxConnections",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxConnections/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+}
+if(data268.requestHeadersTimeoutMs !== undefined){
+let data271 = data268.requestHeadersTimeoutMs;
+if(!((typeof data271 == "number") && (!(data271 % 1) && !isNaN(data271)))){
+const err507 = {instancePath:instancePath+"/listeners/" + i0+"/limits/requestHeadersTimeoutMs",schemaPath:"#/properties/listeners/items/properties/limits/properties/requestHeadersTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err507];
 }
@@ -8069,11 +8079,9 @@ vErrors.push(err507);
 }
 errors++;
 }
-}
-}
-}
-else {
-const err508 = {instancePath:instancePath+"/listeners/" + i0+"/limits",schemaPath:"#/properties/listeners/items/properties/limits/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(typeof data271 == "number"){
+if(data271 < 1 || isNaN(data271)){
+const err508 = {instancePath:instancePath+"/listeners/" + i0+"/limits/requestHeadersTimeoutMs",schemaPath:"#/properties/listeners/items/properties/limits/properties/requestHeadersTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err508];
 }
@@ -8084,8 +8092,10 @@ errors++;
 }
 }
 }
-else {
-const err509 = {instancePath:instancePath+"/listeners/" + i0,schemaPath:"#/properties/listeners/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data268.idleTimeoutMs !== undefined){
+let data272 = data268.idleTimeoutMs;
+if(!((typeof data272 == "number") && (!(data272 % 1) && !isNaN(data272)))){
+const err509 = {instancePath:instancePath+"/listeners/" + i0+"/limits/idleTimeoutMs",schemaPath:"#/properties/listeners/items/properties/limits/properties/idleTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err509];
 }
@@ -8094,10 +8104,9 @@ vErrors.push(err509);
 }
 errors++;
 }
-}
-}
-else {
-const err510 = {instancePath:instancePath+"/listeners",schemaPath:"#/properties/listeners/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(typeof data272 == "number"){
+if(data272 < 1 || isNaN(data272)){
+const err510 = {instancePath:instancePath+"/listeners/" + i0+"/limits/idleTimeoutMs",schemaPath:"#/properties/listeners/items/properties/limits/properties/idleTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err510];
 }
@@ -8107,15 +8116,11 @@ vErrors.push(err510);
 errors++;
 }
 }
-if(data.routeConfigs !== undefined){
-let data270 = data.routeConfigs;
-if(Array.isArray(data270)){
-const len49 = data270.length;
-for(let i49=0; i49<len49; i49++){
-let data271 = data270[i49];
-if(data271 && typeof data271 == "object" && !Array.isArray(data271)){
-if(data271.name === undefined){
-const err511 = {instancePath:instancePath+"/routeConfigs/" + i49,schemaPath:"#/properties/routeConfigs/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
+}
+if(data268.maxConnections !== undefined){
+let data273 = data268.maxConnections;
+if(!((typeof data273 == "number") && (!(data273 % 1) && !isNaN(data273)))){
+const err511 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxConnections",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxConnections/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err511];
 }
@@ -8124,8 +8129,9 @@ vErrors.push(err511);
 }
 errors++;
 }
-if(data271.virtualHosts === undefined){
-const err512 = {instancePath:instancePath+"/routeConfigs/" + i49,schemaPath:"#/properties/routeConfigs/items/required",keyword:"required",params:{missingProperty: "virtualHosts"},message:"must have required property '"+"virtualHosts"+"'"};
+if(typeof data273 == "number"){
+if(data273 < 1 || isNaN(data273)){
+const err512 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxConnections",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxConnections/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err512];
 }
@@ -8134,9 +8140,11 @@ vErrors.push(err512);
 }
 errors++;
 }
-for(const key64 in data271){
-if(!(((key64 === "name") || (key64 === "responseHeadersToAdd")) || (key64 === "virtualHosts"))){
-const err513 = {instancePath:instancePath+"/routeConfigs/" + i49,schemaPath:"#/properties/routeConfigs/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key64},message:"must NOT have additional properties"};
+}
+}
+}
+else {
+const err513 = {instancePath:instancePath+"/listeners/" + i0+"/limits",schemaPath:"#/properties/listeners/items/properties/limits/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err513];
 }
@@ -8146,11 +8154,9 @@ vErrors.push(err513);
 errors++;
 }
 }
-if(data271.name !== undefined){
-let data272 = data271.name;
-if(typeof data272 === "string"){
-if(data272.length < 1){
-const err514 = {instancePath:instancePath+"/routeConfigs/" + i49+"/name",schemaPath:"#/properties/routeConfigs/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+else {
+const err514 = {instancePath:instancePath+"/listeners/" + i0,schemaPath:"#/properties/listeners/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err514];
 }
@@ -8160,8 +8166,9 @@ vErrors.push(err514);
 errors++;
 }
 }
+}
 else {
-const err515 = {instancePath:instancePath+"/routeConfigs/" + i49+"/name",schemaPath:"#/properties/routeConfigs/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err515 = {instancePath:instancePath+"/listeners",schemaPath:"#/properties/listeners/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err515];
 }
@@ -8171,15 +8178,15 @@ vErrors.push(err515);
 errors++;
 }
 }
-if(data271.responseHeadersToAdd !== undefined){
-let data273 = data271.responseHeadersToAdd;
-if(Array.isArray(data273)){
-const len50 = data273.length;
+if(data.routeConfigs !== undefined){
+let data274 = data.routeConfigs;
+if(Array.isArray(data274)){
+const len50 = data274.length;
 for(let i50=0; i50<len50; i50++){
-let data274 = data273[i50];
-if(data274 && typeof data274 == "object" && !Array.isArray(data274)){
-if(data274.name === undefined){
-const err516 = {instancePath:instancePath+"/routeConfigs/" + i49+"/responseHeadersToAdd/" + i50,schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
+let data275 = data274[i50];
+if(data275 && typeof data275 == "object" && !Array.isArray(data275)){
+if(data275.name === undefined){
+const err516 = {instancePath:instancePath+"/routeConfigs/" + i50,schemaPath:"#/properties/routeConfigs/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err516];
 }
@@ -8188,8 +8195,8 @@ vErrors.push(err516);
 }
 errors++;
 }
-if(data274.value === undefined){
-const err517 = {instancePath:instancePath+"/routeConfigs/" + i49+"/responseHeadersToAdd/" + i50,schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "value"},message:"must have required property '"+"value"+"'"};
+if(data275.virtualHosts === undefined){
+const err517 = {instancePath:instancePath+"/routeConfigs/" + i50,schemaPath:"#/properties/routeConfigs/items/required",keyword:"required",params:{missingProperty: "virtualHosts"},message:"must have required property '"+"virtualHosts"+"'"};
 if(vErrors === null){
 vErrors = [err517];
 }
@@ -8198,9 +8205,9 @@ vErrors.push(err517);
 }
 errors++;
 }
-for(const key65 in data274){
-if(!(((key65 === "name") || (key65 === "value")) || (key65 === "append"))){
-const err518 = {instancePath:instancePath+"/routeConfigs/" + i49+"/responseHeadersToAdd/" + i50,schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key65},message:"must NOT have additional properties"};
+for(const key64 in data275){
+if(!(((key64 === "name") || (key64 === "responseHeadersToAdd")) || (key64 === "virtualHosts"))){
+const err518 = {instancePath:instancePath+"/routeConfigs/" + i50,schemaPath:"#/properties/routeConfigs/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key64},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err518];
 }
@@ -8210,11 +8217,11 @@ vErrors.push(err518);
 errors++;
 }
 }
-if(data274.name !== undefined){
-let data275 = data274.name;
-if(typeof data275 === "string"){
-if(data275.length < 1){
-const err519 = {instancePath:instancePath+"/routeConfigs/" + i49+"/responseHeadersToAdd/" + i50+"/name",schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data275.name !== undefined){
+let data276 = data275.name;
+if(typeof data276 === "string"){
+if(data276.length < 1){
+const err519 = {instancePath:instancePath+"/routeConfigs/" + i50+"/name",schemaPath:"#/properties/routeConfigs/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err519];
 }
@@ -8225,7 +8232,7 @@ errors++;
 }
 }
 else {
-const err520 = {instancePath:instancePath+"/routeConfigs/" + i49+"/responseHeadersToAdd/" + i50+"/name",schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err520 = {instancePath:instancePath+"/routeConfigs/" + i50+"/name",schemaPath:"#/properties/routeConfigs/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err520];
 }
@@ -8235,9 +8242,15 @@ vErrors.push(err520);
 errors++;
 }
 }
-if(data274.value !== undefined){
-if(typeof data274.value !== "string"){
-const err521 = {instancePath:instancePath+"/routeConfigs/" + i49+"/responseHeadersToAdd/" + i50+"/value",schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/properties/value/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data275.responseHeadersToAdd !== undefined){
+let data277 = data275.responseHeadersToAdd;
+if(Array.isArray(data277)){
+const len51 = data277.length;
+for(let i51=0; i51<len51; i51++){
+let data278 = data277[i51];
+if(data278 && typeof data278 == "object" && !Array.isArray(data278)){
+if(data278.name === undefined){
+const err521 = {instancePath:instancePath+"/routeConfigs/" + i50+"/responseHeadersToAdd/" + i51,schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err521];
 }
@@ -8246,10 +8259,8 @@ vErrors.push(err521);
 }
 errors++;
 }
-}
-if(data274.append !== undefined){
-if(typeof data274.append !== "boolean"){
-const err522 = {instancePath:instancePath+"/routeConfigs/" + i49+"/responseHeadersToAdd/" + i50+"/append",schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/properties/append/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(data278.value === undefined){
+const err522 = {instancePath:instancePath+"/routeConfigs/" + i50+"/responseHeadersToAdd/" + i51,schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "value"},message:"must have required property '"+"value"+"'"};
 if(vErrors === null){
 vErrors = [err522];
 }
@@ -8258,10 +8269,9 @@ vErrors.push(err522);
 }
 errors++;
 }
-}
-}
-else {
-const err523 = {instancePath:instancePath+"/routeConfigs/" + i49+"/responseHeadersToAdd/" + i50,schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+for(const key65 in data278){
+if(!(((key65 === "name") || (key65 === "value")) || (key65 === "append"))){
+const err523 = {instancePath:instancePath+"/routeConfigs/" + i50+"/responseHeadersToAdd/" + i51,schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key65},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err523];
 }
@@ -8271,9 +8281,11 @@ vErrors.push(err523);
 errors++;
 }
 }
-}
-else {
-const err524 = {instancePath:instancePath+"/routeConfigs/" + i49+"/responseHeadersToAdd",schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data278.name !== undefined){
+let data279 = data278.name;
+if(typeof data279 === "string"){
+if(data279.length < 1){
+const err524 = {instancePath:instancePath+"/routeConfigs/" + i50+"/responseHeadersToAdd/" + i51+"/name",schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err524];
 }
@@ -8283,15 +8295,8 @@ vErrors.push(err524);
 errors++;
 }
 }
-if(data271.virtualHosts !== undefined){
-let data278 = data271.virtualHosts;
-if(Array.isArray(data278)){
-const len51 = data278.length;
-for(let i51=0; i51<len51; i51++){
-let data279 = data278[i51];
-if(data279 && typeof data279 == "object" && !Array.isArray(data279)){
-if(data279.name === undefined){
-const err525 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
+else {
+const err525 = {instancePath:instancePath+"/routeConfigs/" + i50+"/responseHeadersToAdd/" + i51+"/name",schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err525];
 }
@@ -8300,8 +8305,10 @@ vErrors.push(err525);
 }
 errors++;
 }
-if(data279.domains === undefined){
-const err526 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/required",keyword:"required",params:{missingProperty: "domains"},message:"must have required property '"+"domains"+"'"};
+}
+if(data278.value !== undefined){
+if(typeof data278.value !== "string"){
+const err526 = {instancePath:instancePath+"/routeConfigs/" + i50+"/responseHeadersToAdd/" + i51+"/value",schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/properties/value/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err526];
 }
@@ -8310,8 +8317,10 @@ vErrors.push(err526);
 }
 errors++;
 }
-if(data279.routes === undefined){
-const err527 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/required",keyword:"required",params:{missingProperty: "routes"},message:"must have required property '"+"routes"+"'"};
+}
+if(data278.append !== undefined){
+if(typeof data278.append !== "boolean"){
+const err527 = {instancePath:instancePath+"/routeConfigs/" + i50+"/responseHeadersToAdd/" + i51+"/append",schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/properties/append/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err527];
 }
@@ -8320,9 +8329,10 @@ vErrors.push(err527);
 }
 errors++;
 }
-for(const key66 in data279){
-if(!(((key66 === "name") || (key66 === "domains")) || (key66 === "routes"))){
-const err528 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key66},message:"must NOT have additional properties"};
+}
+}
+else {
+const err528 = {instancePath:instancePath+"/routeConfigs/" + i50+"/responseHeadersToAdd/" + i51,schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err528];
 }
@@ -8332,11 +8342,9 @@ vErrors.push(err528);
 errors++;
 }
 }
-if(data279.name !== undefined){
-let data280 = data279.name;
-if(typeof data280 === "string"){
-if(data280.length < 1){
-const err529 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+else {
+const err529 = {instancePath:instancePath+"/routeConfigs/" + i50+"/responseHeadersToAdd",schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err529];
 }
@@ -8346,8 +8354,15 @@ vErrors.push(err529);
 errors++;
 }
 }
-else {
-const err530 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data275.virtualHosts !== undefined){
+let data282 = data275.virtualHosts;
+if(Array.isArray(data282)){
+const len52 = data282.length;
+for(let i52=0; i52<len52; i52++){
+let data283 = data282[i52];
+if(data283 && typeof data283 == "object" && !Array.isArray(data283)){
+if(data283.name === undefined){
+const err530 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err530];
 }
@@ -8356,12 +8371,8 @@ vErrors.push(err530);
 }
 errors++;
 }
-}
-if(data279.domains !== undefined){
-let data281 = data279.domains;
-if(Array.isArray(data281)){
-if(data281.length < 1){
-const err531 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/domains",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/domains/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"};
+if(data283.domains === undefined){
+const err531 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/required",keyword:"required",params:{missingProperty: "domains"},message:"must have required property '"+"domains"+"'"};
 if(vErrors === null){
 vErrors = [err531];
 }
@@ -8370,12 +8381,8 @@ vErrors.push(err531);
 }
 errors++;
 }
-const len52 = data281.length;
-for(let i52=0; i52<len52; i52++){
-let data282 = data281[i52];
-if(typeof data282 === "string"){
-if(data282.length < 1){
-const err532 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/domains/" + i52,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/domains/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data283.routes === undefined){
+const err532 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/required",keyword:"required",params:{missingProperty: "routes"},message:"must have required property '"+"routes"+"'"};
 if(vErrors === null){
 vErrors = [err532];
 }
@@ -8384,9 +8391,9 @@ vErrors.push(err532);
 }
 errors++;
 }
-}
-else {
-const err533 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/domains/" + i52,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/domains/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+for(const key66 in data283){
+if(!(((key66 === "name") || (key66 === "domains")) || (key66 === "routes"))){
+const err533 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key66},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err533];
 }
@@ -8396,9 +8403,11 @@ vErrors.push(err533);
 errors++;
 }
 }
-}
-else {
-const err534 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/domains",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/domains/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data283.name !== undefined){
+let data284 = data283.name;
+if(typeof data284 === "string"){
+if(data284.length < 1){
+const err534 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err534];
 }
@@ -8408,15 +8417,8 @@ vErrors.push(err534);
 errors++;
 }
 }
-if(data279.routes !== undefined){
-let data283 = data279.routes;
-if(Array.isArray(data283)){
-const len53 = data283.length;
-for(let i53=0; i53<len53; i53++){
-let data284 = data283[i53];
-if(data284 && typeof data284 == "object" && !Array.isArray(data284)){
-if(data284.match === undefined){
-const err535 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/required",keyword:"required",params:{missingProperty: "match"},message:"must have required property '"+"match"+"'"};
+else {
+const err535 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err535];
 }
@@ -8425,9 +8427,12 @@ vErrors.push(err535);
 }
 errors++;
 }
-for(const key67 in data284){
-if(!(func1.call(schema31.properties.routeConfigs.items.properties.virtualHosts.items.properties.routes.items.properties, key67))){
-const err536 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key67},message:"must NOT have additional properties"};
+}
+if(data283.domains !== undefined){
+let data285 = data283.domains;
+if(Array.isArray(data285)){
+if(data285.length < 1){
+const err536 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/domains",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/domains/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"};
 if(vErrors === null){
 vErrors = [err536];
 }
@@ -8436,10 +8441,12 @@ vErrors.push(err536);
 }
 errors++;
 }
-}
-if(data284.name !== undefined){
-if(typeof data284.name !== "string"){
-const err537 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const len53 = data285.length;
+for(let i53=0; i53<len53; i53++){
+let data286 = data285[i53];
+if(typeof data286 === "string"){
+if(data286.length < 1){
+const err537 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/domains/" + i53,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/domains/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err537];
 }
@@ -8449,12 +8456,8 @@ vErrors.push(err537);
 errors++;
 }
 }
-if(data284.match !== undefined){
-let data286 = data284.match;
-if(data286 && typeof data286 == "object" && !Array.isArray(data286)){
-for(const key68 in data286){
-if(!((((((key68 === "prefix") || (key68 === "path")) || (key68 === "regex")) || (key68 === "caseSensitive")) || (key68 === "headers")) || (key68 === "queryParameters"))){
-const err538 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/match",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key68},message:"must NOT have additional properties"};
+else {
+const err538 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/domains/" + i53,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/domains/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err538];
 }
@@ -8464,9 +8467,9 @@ vErrors.push(err538);
 errors++;
 }
 }
-if(data286.prefix !== undefined){
-if(typeof data286.prefix !== "string"){
-const err539 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/match/prefix",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/prefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+}
+else {
+const err539 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/domains",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/domains/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err539];
 }
@@ -8476,9 +8479,15 @@ vErrors.push(err539);
 errors++;
 }
 }
-if(data286.path !== undefined){
-if(typeof data286.path !== "string"){
-const err540 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/match/path",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/path/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data283.routes !== undefined){
+let data287 = data283.routes;
+if(Array.isArray(data287)){
+const len54 = data287.length;
+for(let i54=0; i54<len54; i54++){
+let data288 = data287[i54];
+if(data288 && typeof data288 == "object" && !Array.isArray(data288)){
+if(data288.match === undefined){
+const err540 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/required",keyword:"required",params:{missingProperty: "match"},message:"must have required property '"+"match"+"'"};
 if(vErrors === null){
 vErrors = [err540];
 }
@@ -8487,10 +8496,9 @@ vErrors.push(err540);
 }
 errors++;
 }
-}
-if(data286.regex !== undefined){
-if(typeof data286.regex !== "string"){
-const err541 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/match/regex",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/regex/type",keyword:"type",params:{type: "string"},message:"must be string"};
+for(const key67 in data288){
+if(!(func1.call(schema31.properties.routeConfigs.items.properties.virtualHosts.items.properties.routes.items.properties, key67))){
+const err541 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key67},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err541];
 }
@@ -8500,9 +8508,9 @@ vErrors.push(err541);
 errors++;
 }
 }
-if(data286.caseSensitive !== undefined){
-if(typeof data286.caseSensitive !== "boolean"){
-const err542 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/match/caseSensitive",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/caseSensitive/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(data288.name !== undefined){
+if(typeof data288.name !== "string"){
+const err542 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err542];
 }
@@ -8512,15 +8520,12 @@ vErrors.push(err542);
 errors++;
 }
 }
-if(data286.headers !== undefined){
-let data291 = data286.headers;
-if(Array.isArray(data291)){
-const len54 = data291.length;
-for(let i54=0; i54<len54; i54++){
-let data292 = data291[i54];
-if(data292 && typeof data292 == "object" && !Array.isArray(data292)){
-if(data292.name === undefined){
-const err543 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/match/headers/" + i54,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
+if(data288.match !== undefined){
+let data290 = data288.match;
+if(data290 && typeof data290 == "object" && !Array.isArray(data290)){
+for(const key68 in data290){
+if(!((((((key68 === "prefix") || (key68 === "path")) || (key68 === "regex")) || (key68 === "caseSensitive")) || (key68 === "headers")) || (key68 === "queryParameters"))){
+const err543 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key68},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err543];
 }
@@ -8529,9 +8534,10 @@ vErrors.push(err543);
 }
 errors++;
 }
-for(const key69 in data292){
-if(!(((((((key69 === "name") || (key69 === "exact")) || (key69 === "prefix")) || (key69 === "suffix")) || (key69 === "regex")) || (key69 === "present")) || (key69 === "invert"))){
-const err544 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/match/headers/" + i54,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key69},message:"must NOT have additional properties"};
+}
+if(data290.prefix !== undefined){
+if(typeof data290.prefix !== "string"){
+const err544 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/prefix",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/prefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err544];
 }
@@ -8541,11 +8547,9 @@ vErrors.push(err544);
 errors++;
 }
 }
-if(data292.name !== undefined){
-let data293 = data292.name;
-if(typeof data293 === "string"){
-if(data293.length < 1){
-const err545 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/match/headers/" + i54+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data290.path !== undefined){
+if(typeof data290.path !== "string"){
+const err545 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/path",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/path/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err545];
 }
@@ -8555,8 +8559,9 @@ vErrors.push(err545);
 errors++;
 }
 }
-else {
-const err546 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/match/headers/" + i54+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data290.regex !== undefined){
+if(typeof data290.regex !== "string"){
+const err546 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/regex",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/regex/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err546];
 }
@@ -8566,9 +8571,9 @@ vErrors.push(err546);
 errors++;
 }
 }
-if(data292.exact !== undefined){
-if(typeof data292.exact !== "string"){
-const err547 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/match/headers/" + i54+"/exact",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/exact/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data290.caseSensitive !== undefined){
+if(typeof data290.caseSensitive !== "boolean"){
+const err547 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/caseSensitive",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/caseSensitive/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err547];
 }
@@ -8578,9 +8583,15 @@ vErrors.push(err547);
 errors++;
 }
 }
-if(data292.prefix !== undefined){
-if(typeof data292.prefix !== "string"){
-const err548 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/match/headers/" + i54+"/prefix",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/prefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data290.headers !== undefined){
+let data295 = data290.headers;
+if(Array.isArray(data295)){
+const len55 = data295.length;
+for(let i55=0; i55<len55; i55++){
+let data296 = data295[i55];
+if(data296 && typeof data296 == "object" && !Array.isArray(data296)){
+if(data296.name === undefined){
+const err548 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/headers/" + i55,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err548];
 }
@@ -8589,10 +8600,9 @@ vErrors.push(err548);
 }
 errors++;
 }
-}
-if(data292.suffix !== undefined){
-if(typeof data292.suffix !== "string"){
-const err549 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/match/headers/" + i54+"/suffix",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/suffix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+for(const key69 in data296){
+if(!(((((((key69 === "name") || (key69 === "exact")) || (key69 === "prefix")) || (key69 === "suffix")) || (key69 === "regex")) || (key69 === "present")) || (key69 === "invert"))){
+const err549 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/headers/" + i55,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key69},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err549];
 }
@@ -8602,9 +8612,11 @@ vErrors.push(err549);
 errors++;
 }
 }
-if(data292.regex !== undefined){
-if(typeof data292.regex !== "string"){
-const err550 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/match/headers/" + i54+"/regex",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/regex/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data296.name !== undefined){
+let data297 = data296.name;
+if(typeof data297 === "string"){
+if(data297.length < 1){
+const err550 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/headers/" + i55+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err550];
 }
@@ -8614,9 +8626,8 @@ vErrors.push(err550);
 errors++;
 }
 }
-if(data292.present !== undefined){
-if(typeof data292.present !== "boolean"){
-const err551 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/match/headers/" + i54+"/present",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/present/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+else {
+const err551 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/headers/" + i55+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err551];
 }
@@ -8626,9 +8637,9 @@ vErrors.push(err551);
 errors++;
 }
 }
-if(data292.invert !== undefined){
-if(typeof data292.invert !== "boolean"){
-const err552 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/match/headers/" + i54+"/invert",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/invert/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(data296.exact !== undefined){
+if(typeof data296.exact !== "string"){
+const err552 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/headers/" + i55+"/exact",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/exact/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err552];
 }
@@ -8638,9 +8649,9 @@ vErrors.push(err552);
 errors++;
 }
 }
-}
-else {
-const err553 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/match/headers/" + i54,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data296.prefix !== undefined){
+if(typeof data296.prefix !== "string"){
+const err553 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/headers/" + i55+"/prefix",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/prefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err553];
 }
@@ -8650,9 +8661,9 @@ vErrors.push(err553);
 errors++;
 }
 }
-}
-else {
-const err554 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/match/headers",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data296.suffix !== undefined){
+if(typeof data296.suffix !== "string"){
+const err554 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/headers/" + i55+"/suffix",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/suffix/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err554];
 }
@@ -8662,15 +8673,9 @@ vErrors.push(err554);
 errors++;
 }
 }
-if(data286.queryParameters !== undefined){
-let data300 = data286.queryParameters;
-if(Array.isArray(data300)){
-const len55 = data300.length;
-for(let i55=0; i55<len55; i55++){
-let data301 = data300[i55];
-if(data301 && typeof data301 == "object" && !Array.isArray(data301)){
-if(data301.name === undefined){
-const err555 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/match/queryParameters/" + i55,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
+if(data296.regex !== undefined){
+if(typeof data296.regex !== "string"){
+const err555 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/headers/" + i55+"/regex",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/regex/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err555];
 }
@@ -8679,9 +8684,10 @@ vErrors.push(err555);
 }
 errors++;
 }
-for(const key70 in data301){
-if(!(((((key70 === "name") || (key70 === "exact")) || (key70 === "prefix")) || (key70 === "regex")) || (key70 === "present"))){
-const err556 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/match/queryParameters/" + i55,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key70},message:"must NOT have additional properties"};
+}
+if(data296.present !== undefined){
+if(typeof data296.present !== "boolean"){
+const err556 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/headers/" + i55+"/present",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/present/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err556];
 }
@@ -8691,11 +8697,9 @@ vErrors.push(err556);
 errors++;
 }
 }
-if(data301.name !== undefined){
-let data302 = data301.name;
-if(typeof data302 === "string"){
-if(data302.length < 1){
-const err557 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/match/queryParameters/" + i55+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data296.invert !== undefined){
+if(typeof data296.invert !== "boolean"){
+const err557 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/headers/" + i55+"/invert",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/invert/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err557];
 }
@@ -8705,8 +8709,9 @@ vErrors.push(err557);
 errors++;
 }
 }
+}
 else {
-const err558 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/match/queryParameters/" + i55+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err558 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/headers/" + i55,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err558];
 }
@@ -8716,9 +8721,9 @@ vErrors.push(err558);
 errors++;
 }
 }
-if(data301.exact !== undefined){
-if(typeof data301.exact !== "string"){
-const err559 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/match/queryParameters/" + i55+"/exact",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/exact/type",keyword:"type",params:{type: "string"},message:"must be string"};
+}
+else {
+const err559 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/headers",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err559];
 }
@@ -8728,9 +8733,15 @@ vErrors.push(err559);
 errors++;
 }
 }
-if(data301.prefix !== undefined){
-if(typeof data301.prefix !== "string"){
-const err560 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/match/queryParameters/" + i55+"/prefix",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/prefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data290.queryParameters !== undefined){
+let data304 = data290.queryParameters;
+if(Array.isArray(data304)){
+const len56 = data304.length;
+for(let i56=0; i56<len56; i56++){
+let data305 = data304[i56];
+if(data305 && typeof data305 == "object" && !Array.isArray(data305)){
+if(data305.name === undefined){
+const err560 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/queryParameters/" + i56,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err560];
 }
@@ -8739,10 +8750,9 @@ vErrors.push(err560);
 }
 errors++;
 }
-}
-if(data301.regex !== undefined){
-if(typeof data301.regex !== "string"){
-const err561 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/match/queryParameters/" + i55+"/regex",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/regex/type",keyword:"type",params:{type: "string"},message:"must be string"};
+for(const key70 in data305){
+if(!(((((key70 === "name") || (key70 === "exact")) || (key70 === "prefix")) || (key70 === "regex")) || (key70 === "present"))){
+const err561 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/queryParameters/" + i56,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key70},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err561];
 }
@@ -8752,9 +8762,11 @@ vErrors.push(err561);
 errors++;
 }
 }
-if(data301.present !== undefined){
-if(typeof data301.present !== "boolean"){
-const err562 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/match/queryParameters/" + i55+"/present",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/present/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(data305.name !== undefined){
+let data306 = data305.name;
+if(typeof data306 === "string"){
+if(data306.length < 1){
+const err562 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/queryParameters/" + i56+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err562];
 }
@@ -8764,9 +8776,8 @@ vErrors.push(err562);
 errors++;
 }
 }
-}
 else {
-const err563 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/match/queryParameters/" + i55,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err563 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/queryParameters/" + i56+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err563];
 }
@@ -8776,9 +8787,9 @@ vErrors.push(err563);
 errors++;
 }
 }
-}
-else {
-const err564 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/match/queryParameters",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data305.exact !== undefined){
+if(typeof data305.exact !== "string"){
+const err564 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/queryParameters/" + i56+"/exact",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/exact/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err564];
 }
@@ -8788,9 +8799,9 @@ vErrors.push(err564);
 errors++;
 }
 }
-}
-else {
-const err565 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/match",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data305.prefix !== undefined){
+if(typeof data305.prefix !== "string"){
+const err565 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/queryParameters/" + i56+"/prefix",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/prefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err565];
 }
@@ -8800,12 +8811,9 @@ vErrors.push(err565);
 errors++;
 }
 }
-if(data284.route !== undefined){
-let data307 = data284.route;
-if(data307 && typeof data307 == "object" && !Array.isArray(data307)){
-for(const key71 in data307){
-if(!(func1.call(schema31.properties.routeConfigs.items.properties.virtualHosts.items.properties.routes.items.properties.route.properties, key71))){
-const err566 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key71},message:"must NOT have additional properties"};
+if(data305.regex !== undefined){
+if(typeof data305.regex !== "string"){
+const err566 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/queryParameters/" + i56+"/regex",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/regex/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err566];
 }
@@ -8815,11 +8823,9 @@ vErrors.push(err566);
 errors++;
 }
 }
-if(data307.cluster !== undefined){
-let data308 = data307.cluster;
-if(typeof data308 === "string"){
-if(data308.length < 1){
-const err567 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/cluster",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cluster/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data305.present !== undefined){
+if(typeof data305.present !== "boolean"){
+const err567 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/queryParameters/" + i56+"/present",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/present/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err567];
 }
@@ -8829,8 +8835,9 @@ vErrors.push(err567);
 errors++;
 }
 }
+}
 else {
-const err568 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/cluster",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cluster/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err568 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/queryParameters/" + i56,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err568];
 }
@@ -8840,11 +8847,9 @@ vErrors.push(err568);
 errors++;
 }
 }
-if(data307.weightedClusters !== undefined){
-let data309 = data307.weightedClusters;
-if(Array.isArray(data309)){
-if(data309.length < 1){
-const err569 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"};
+}
+else {
+const err569 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/queryParameters",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err569];
 }
@@ -8853,12 +8858,10 @@ vErrors.push(err569);
 }
 errors++;
 }
-const len56 = data309.length;
-for(let i56=0; i56<len56; i56++){
-let data310 = data309[i56];
-if(data310 && typeof data310 == "object" && !Array.isArray(data310)){
-if(data310.name === undefined){
-const err570 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters/" + i56,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
+}
+}
+else {
+const err570 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err570];
 }
@@ -8867,8 +8870,13 @@ vErrors.push(err570);
 }
 errors++;
 }
-if(data310.weight === undefined){
-const err571 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters/" + i56,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/required",keyword:"required",params:{missingProperty: "weight"},message:"must have required property '"+"weight"+"'"};
+}
+if(data288.route !== undefined){
+let data311 = data288.route;
+if(data311 && typeof data311 == "object" && !Array.isArray(data311)){
+for(const key71 in data311){
+if(!(func1.call(schema31.properties.routeConfigs.items.properties.virtualHosts.items.properties.routes.items.properties.route.properties, key71))){
+const err571 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key71},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err571];
 }
@@ -8877,9 +8885,12 @@ vErrors.push(err571);
 }
 errors++;
 }
-for(const key72 in data310){
-if(!((((((key72 === "name") || (key72 === "weight")) || (key72 === "requestHeadersToAdd")) || (key72 === "requestHeadersToRemove")) || (key72 === "responseHeadersToAdd")) || (key72 === "responseHeadersToRemove"))){
-const err572 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters/" + i56,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key72},message:"must NOT have additional properties"};
+}
+if(data311.cluster !== undefined){
+let data312 = data311.cluster;
+if(typeof data312 === "string"){
+if(data312.length < 1){
+const err572 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cluster",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cluster/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err572];
 }
@@ -8889,11 +8900,8 @@ vErrors.push(err572);
 errors++;
 }
 }
-if(data310.name !== undefined){
-let data311 = data310.name;
-if(typeof data311 === "string"){
-if(data311.length < 1){
-const err573 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters/" + i56+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+else {
+const err573 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cluster",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cluster/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err573];
 }
@@ -8903,8 +8911,11 @@ vErrors.push(err573);
 errors++;
 }
 }
-else {
-const err574 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters/" + i56+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data311.weightedClusters !== undefined){
+let data313 = data311.weightedClusters;
+if(Array.isArray(data313)){
+if(data313.length < 1){
+const err574 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"};
 if(vErrors === null){
 vErrors = [err574];
 }
@@ -8913,11 +8924,12 @@ vErrors.push(err574);
 }
 errors++;
 }
-}
-if(data310.weight !== undefined){
-let data312 = data310.weight;
-if(!((typeof data312 == "number") && (!(data312 % 1) && !isNaN(data312)))){
-const err575 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters/" + i56+"/weight",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/weight/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+const len57 = data313.length;
+for(let i57=0; i57<len57; i57++){
+let data314 = data313[i57];
+if(data314 && typeof data314 == "object" && !Array.isArray(data314)){
+if(data314.name === undefined){
+const err575 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err575];
 }
@@ -8926,9 +8938,8 @@ vErrors.push(err575);
 }
 errors++;
 }
-if(typeof data312 == "number"){
-if(data312 < 0 || isNaN(data312)){
-const err576 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters/" + i56+"/weight",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/weight/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(data314.weight === undefined){
+const err576 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/required",keyword:"required",params:{missingProperty: "weight"},message:"must have required property '"+"weight"+"'"};
 if(vErrors === null){
 vErrors = [err576];
 }
@@ -8937,17 +8948,9 @@ vErrors.push(err576);
 }
 errors++;
 }
-}
-}
-if(data310.requestHeadersToAdd !== undefined){
-let data313 = data310.requestHeadersToAdd;
-if(Array.isArray(data313)){
-const len57 = data313.length;
-for(let i57=0; i57<len57; i57++){
-let data314 = data313[i57];
-if(data314 && typeof data314 == "object" && !Array.isArray(data314)){
-if(data314.name === undefined){
-const err577 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters/" + i56+"/requestHeadersToAdd/" + i57,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
+for(const key72 in data314){
+if(!((((((key72 === "name") || (key72 === "weight")) || (key72 === "requestHeadersToAdd")) || (key72 === "requestHeadersToRemove")) || (key72 === "responseHeadersToAdd")) || (key72 === "responseHeadersToRemove"))){
+const err577 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key72},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err577];
 }
@@ -8956,8 +8959,12 @@ vErrors.push(err577);
 }
 errors++;
 }
-if(data314.value === undefined){
-const err578 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters/" + i56+"/requestHeadersToAdd/" + i57,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "value"},message:"must have required property '"+"value"+"'"};
+}
+if(data314.name !== undefined){
+let data315 = data314.name;
+if(typeof data315 === "string"){
+if(data315.length < 1){
+const err578 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err578];
 }
@@ -8966,9 +8973,9 @@ vErrors.push(err578);
 }
 errors++;
 }
-for(const key73 in data314){
-if(!(((key73 === "name") || (key73 === "value")) || (key73 === "append"))){
-const err579 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters/" + i56+"/requestHeadersToAdd/" + i57,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key73},message:"must NOT have additional properties"};
+}
+else {
+const err579 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err579];
 }
@@ -8978,11 +8985,10 @@ vErrors.push(err579);
 errors++;
 }
 }
-if(data314.name !== undefined){
-let data315 = data314.name;
-if(typeof data315 === "string"){
-if(data315.length < 1){
-const err580 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters/" + i56+"/requestHeadersToAdd/" + i57+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data314.weight !== undefined){
+let data316 = data314.weight;
+if(!((typeof data316 == "number") && (!(data316 % 1) && !isNaN(data316)))){
+const err580 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/weight",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/weight/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err580];
 }
@@ -8991,9 +8997,9 @@ vErrors.push(err580);
 }
 errors++;
 }
-}
-else {
-const err581 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters/" + i56+"/requestHeadersToAdd/" + i57+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(typeof data316 == "number"){
+if(data316 < 0 || isNaN(data316)){
+const err581 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/weight",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/weight/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err581];
 }
@@ -9003,9 +9009,16 @@ vErrors.push(err581);
 errors++;
 }
 }
-if(data314.value !== undefined){
-if(typeof data314.value !== "string"){
-const err582 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters/" + i56+"/requestHeadersToAdd/" + i57+"/value",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/properties/value/type",keyword:"type",params:{type: "string"},message:"must be string"};
+}
+if(data314.requestHeadersToAdd !== undefined){
+let data317 = data314.requestHeadersToAdd;
+if(Array.isArray(data317)){
+const len58 = data317.length;
+for(let i58=0; i58<len58; i58++){
+let data318 = data317[i58];
+if(data318 && typeof data318 == "object" && !Array.isArray(data318)){
+if(data318.name === undefined){
+const err582 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/requestHeadersToAdd/" + i58,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err582];
 }
@@ -9014,10 +9027,8 @@ vErrors.push(err582);
 }
 errors++;
 }
-}
-if(data314.append !== undefined){
-if(typeof data314.append !== "boolean"){
-const err583 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters/" + i56+"/requestHeadersToAdd/" + i57+"/append",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/properties/append/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(data318.value === undefined){
+const err583 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/requestHeadersToAdd/" + i58,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "value"},message:"must have required property '"+"value"+"'"};
 if(vErrors === null){
 vErrors = [err583];
 }
@@ -9026,10 +9037,9 @@ vErrors.push(err583);
 }
 errors++;
 }
-}
-}
-else {
-const err584 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters/" + i56+"/requestHeadersToAdd/" + i57,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+for(const key73 in data318){
+if(!(((key73 === "name") || (key73 === "value")) || (key73 === "append"))){
+const err584 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/requestHeadersToAdd/" + i58,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key73},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err584];
 }
@@ -9039,9 +9049,11 @@ vErrors.push(err584);
 errors++;
 }
 }
-}
-else {
-const err585 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters/" + i56+"/requestHeadersToAdd",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data318.name !== undefined){
+let data319 = data318.name;
+if(typeof data319 === "string"){
+if(data319.length < 1){
+const err585 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/requestHeadersToAdd/" + i58+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err585];
 }
@@ -9051,15 +9063,8 @@ vErrors.push(err585);
 errors++;
 }
 }
-if(data310.requestHeadersToRemove !== undefined){
-let data318 = data310.requestHeadersToRemove;
-if(Array.isArray(data318)){
-const len58 = data318.length;
-for(let i58=0; i58<len58; i58++){
-let data319 = data318[i58];
-if(typeof data319 === "string"){
-if(data319.length < 1){
-const err586 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters/" + i56+"/requestHeadersToRemove/" + i58,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToRemove/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+else {
+const err586 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/requestHeadersToAdd/" + i58+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err586];
 }
@@ -9069,8 +9074,9 @@ vErrors.push(err586);
 errors++;
 }
 }
-else {
-const err587 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters/" + i56+"/requestHeadersToRemove/" + i58,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToRemove/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data318.value !== undefined){
+if(typeof data318.value !== "string"){
+const err587 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/requestHeadersToAdd/" + i58+"/value",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/properties/value/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err587];
 }
@@ -9080,9 +9086,9 @@ vErrors.push(err587);
 errors++;
 }
 }
-}
-else {
-const err588 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters/" + i56+"/requestHeadersToRemove",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToRemove/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data318.append !== undefined){
+if(typeof data318.append !== "boolean"){
+const err588 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/requestHeadersToAdd/" + i58+"/append",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/properties/append/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err588];
 }
@@ -9092,15 +9098,9 @@ vErrors.push(err588);
 errors++;
 }
 }
-if(data310.responseHeadersToAdd !== undefined){
-let data320 = data310.responseHeadersToAdd;
-if(Array.isArray(data320)){
-const len59 = data320.length;
-for(let i59=0; i59<len59; i59++){
-let data321 = data320[i59];
-if(data321 && typeof data321 == "object" && !Array.isArray(data321)){
-if(data321.name === undefined){
-const err589 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters/" + i56+"/responseHeadersToAdd/" + i59,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
+}
+else {
+const err589 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/requestHeadersToAdd/" + i58,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err589];
 }
@@ -9109,8 +9109,10 @@ vErrors.push(err589);
 }
 errors++;
 }
-if(data321.value === undefined){
-const err590 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters/" + i56+"/responseHeadersToAdd/" + i59,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "value"},message:"must have required property '"+"value"+"'"};
+}
+}
+else {
+const err590 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/requestHeadersToAdd",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err590];
 }
@@ -9119,9 +9121,16 @@ vErrors.push(err590);
 }
 errors++;
 }
-for(const key74 in data321){
-if(!(((key74 === "name") || (key74 === "value")) || (key74 === "append"))){
-const err591 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters/" + i56+"/responseHeadersToAdd/" + i59,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key74},message:"must NOT have additional properties"};
+}
+if(data314.requestHeadersToRemove !== undefined){
+let data322 = data314.requestHeadersToRemove;
+if(Array.isArray(data322)){
+const len59 = data322.length;
+for(let i59=0; i59<len59; i59++){
+let data323 = data322[i59];
+if(typeof data323 === "string"){
+if(data323.length < 1){
+const err591 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/requestHeadersToRemove/" + i59,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToRemove/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err591];
 }
@@ -9131,11 +9140,8 @@ vErrors.push(err591);
 errors++;
 }
 }
-if(data321.name !== undefined){
-let data322 = data321.name;
-if(typeof data322 === "string"){
-if(data322.length < 1){
-const err592 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters/" + i56+"/responseHeadersToAdd/" + i59+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+else {
+const err592 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/requestHeadersToRemove/" + i59,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToRemove/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err592];
 }
@@ -9145,8 +9151,9 @@ vErrors.push(err592);
 errors++;
 }
 }
+}
 else {
-const err593 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters/" + i56+"/responseHeadersToAdd/" + i59+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err593 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/requestHeadersToRemove",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToRemove/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err593];
 }
@@ -9156,9 +9163,15 @@ vErrors.push(err593);
 errors++;
 }
 }
-if(data321.value !== undefined){
-if(typeof data321.value !== "string"){
-const err594 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters/" + i56+"/responseHeadersToAdd/" + i59+"/value",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/properties/value/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data314.responseHeadersToAdd !== undefined){
+let data324 = data314.responseHeadersToAdd;
+if(Array.isArray(data324)){
+const len60 = data324.length;
+for(let i60=0; i60<len60; i60++){
+let data325 = data324[i60];
+if(data325 && typeof data325 == "object" && !Array.isArray(data325)){
+if(data325.name === undefined){
+const err594 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/responseHeadersToAdd/" + i60,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err594];
 }
@@ -9167,10 +9180,8 @@ vErrors.push(err594);
 }
 errors++;
 }
-}
-if(data321.append !== undefined){
-if(typeof data321.append !== "boolean"){
-const err595 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters/" + i56+"/responseHeadersToAdd/" + i59+"/append",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/properties/append/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(data325.value === undefined){
+const err595 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/responseHeadersToAdd/" + i60,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "value"},message:"must have required property '"+"value"+"'"};
 if(vErrors === null){
 vErrors = [err595];
 }
@@ -9179,10 +9190,9 @@ vErrors.push(err595);
 }
 errors++;
 }
-}
-}
-else {
-const err596 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters/" + i56+"/responseHeadersToAdd/" + i59,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+for(const key74 in data325){
+if(!(((key74 === "name") || (key74 === "value")) || (key74 === "append"))){
+const err596 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/responseHeadersToAdd/" + i60,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key74},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err596];
 }
@@ -9192,9 +9202,11 @@ vErrors.push(err596);
 errors++;
 }
 }
-}
-else {
-const err597 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters/" + i56+"/responseHeadersToAdd",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data325.name !== undefined){
+let data326 = data325.name;
+if(typeof data326 === "string"){
+if(data326.length < 1){
+const err597 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/responseHeadersToAdd/" + i60+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err597];
 }
@@ -9204,15 +9216,8 @@ vErrors.push(err597);
 errors++;
 }
 }
-if(data310.responseHeadersToRemove !== undefined){
-let data325 = data310.responseHeadersToRemove;
-if(Array.isArray(data325)){
-const len60 = data325.length;
-for(let i60=0; i60<len60; i60++){
-let data326 = data325[i60];
-if(typeof data326 === "string"){
-if(data326.length < 1){
-const err598 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters/" + i56+"/responseHeadersToRemove/" + i60,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToRemove/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+else {
+const err598 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/responseHeadersToAdd/" + i60+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err598];
 }
@@ -9222,8 +9227,9 @@ vErrors.push(err598);
 errors++;
 }
 }
-else {
-const err599 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters/" + i56+"/responseHeadersToRemove/" + i60,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToRemove/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data325.value !== undefined){
+if(typeof data325.value !== "string"){
+const err599 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/responseHeadersToAdd/" + i60+"/value",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/properties/value/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err599];
 }
@@ -9233,9 +9239,9 @@ vErrors.push(err599);
 errors++;
 }
 }
-}
-else {
-const err600 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters/" + i56+"/responseHeadersToRemove",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToRemove/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data325.append !== undefined){
+if(typeof data325.append !== "boolean"){
+const err600 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/responseHeadersToAdd/" + i60+"/append",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/properties/append/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err600];
 }
@@ -9247,7 +9253,7 @@ errors++;
 }
 }
 else {
-const err601 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters/" + i56,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err601 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/responseHeadersToAdd/" + i60,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err601];
 }
@@ -9259,7 +9265,7 @@ errors++;
 }
 }
 else {
-const err602 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/weightedClusters",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err602 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/responseHeadersToAdd",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err602];
 }
@@ -9269,9 +9275,15 @@ vErrors.push(err602);
 errors++;
 }
 }
-if(data307.prefixRewrite !== undefined){
-if(typeof data307.prefixRewrite !== "string"){
-const err603 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/prefixRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/prefixRewrite/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data314.responseHeadersToRemove !== undefined){
+let data329 = data314.responseHeadersToRemove;
+if(Array.isArray(data329)){
+const len61 = data329.length;
+for(let i61=0; i61<len61; i61++){
+let data330 = data329[i61];
+if(typeof data330 === "string"){
+if(data330.length < 1){
+const err603 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/responseHeadersToRemove/" + i61,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToRemove/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err603];
 }
@@ -9281,11 +9293,8 @@ vErrors.push(err603);
 errors++;
 }
 }
-if(data307.regexRewrite !== undefined){
-let data328 = data307.regexRewrite;
-if(data328 && typeof data328 == "object" && !Array.isArray(data328)){
-if(data328.pattern === undefined){
-const err604 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/regexRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/required",keyword:"required",params:{missingProperty: "pattern"},message:"must have required property '"+"pattern"+"'"};
+else {
+const err604 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/responseHeadersToRemove/" + i61,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToRemove/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err604];
 }
@@ -9294,8 +9303,10 @@ vErrors.push(err604);
 }
 errors++;
 }
-if(data328.substitution === undefined){
-const err605 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/regexRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/required",keyword:"required",params:{missingProperty: "substitution"},message:"must have required property '"+"substitution"+"'"};
+}
+}
+else {
+const err605 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/responseHeadersToRemove",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToRemove/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err605];
 }
@@ -9304,9 +9315,10 @@ vErrors.push(err605);
 }
 errors++;
 }
-for(const key75 in data328){
-if(!((key75 === "pattern") || (key75 === "substitution"))){
-const err606 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/regexRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key75},message:"must NOT have additional properties"};
+}
+}
+else {
+const err606 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err606];
 }
@@ -9316,11 +9328,9 @@ vErrors.push(err606);
 errors++;
 }
 }
-if(data328.pattern !== undefined){
-let data329 = data328.pattern;
-if(typeof data329 === "string"){
-if(data329.length < 1){
-const err607 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/regexRewrite/pattern",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/properties/pattern/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+else {
+const err607 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err607];
 }
@@ -9330,8 +9340,9 @@ vErrors.push(err607);
 errors++;
 }
 }
-else {
-const err608 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/regexRewrite/pattern",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/properties/pattern/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data311.prefixRewrite !== undefined){
+if(typeof data311.prefixRewrite !== "string"){
+const err608 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/prefixRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/prefixRewrite/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err608];
 }
@@ -9341,9 +9352,11 @@ vErrors.push(err608);
 errors++;
 }
 }
-if(data328.substitution !== undefined){
-if(typeof data328.substitution !== "string"){
-const err609 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/regexRewrite/substitution",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/properties/substitution/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data311.regexRewrite !== undefined){
+let data332 = data311.regexRewrite;
+if(data332 && typeof data332 == "object" && !Array.isArray(data332)){
+if(data332.pattern === undefined){
+const err609 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/regexRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/required",keyword:"required",params:{missingProperty: "pattern"},message:"must have required property '"+"pattern"+"'"};
 if(vErrors === null){
 vErrors = [err609];
 }
@@ -9352,10 +9365,8 @@ vErrors.push(err609);
 }
 errors++;
 }
-}
-}
-else {
-const err610 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/regexRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data332.substitution === undefined){
+const err610 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/regexRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/required",keyword:"required",params:{missingProperty: "substitution"},message:"must have required property '"+"substitution"+"'"};
 if(vErrors === null){
 vErrors = [err610];
 }
@@ -9364,12 +9375,9 @@ vErrors.push(err610);
 }
 errors++;
 }
-}
-if(data307.hostRewrite !== undefined){
-let data331 = data307.hostRewrite;
-if(typeof data331 === "string"){
-if(data331.length < 1){
-const err611 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/hostRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hostRewrite/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+for(const key75 in data332){
+if(!((key75 === "pattern") || (key75 === "substitution"))){
+const err611 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/regexRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key75},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err611];
 }
@@ -9379,8 +9387,11 @@ vErrors.push(err611);
 errors++;
 }
 }
-else {
-const err612 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/hostRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hostRewrite/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data332.pattern !== undefined){
+let data333 = data332.pattern;
+if(typeof data333 === "string"){
+if(data333.length < 1){
+const err612 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/regexRewrite/pattern",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/properties/pattern/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err612];
 }
@@ -9390,19 +9401,8 @@ vErrors.push(err612);
 errors++;
 }
 }
-if(data307.hashPolicy !== undefined){
-let data332 = data307.hashPolicy;
-if(Array.isArray(data332)){
-const len61 = data332.length;
-for(let i61=0; i61<len61; i61++){
-let data333 = data332[i61];
-const _errs739 = errors;
-let valid203 = false;
-let passing3 = null;
-const _errs740 = errors;
-if(data333 && typeof data333 == "object" && !Array.isArray(data333)){
-if(data333.header === undefined){
-const err613 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/hashPolicy/" + i61,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/0/required",keyword:"required",params:{missingProperty: "header"},message:"must have required property '"+"header"+"'"};
+else {
+const err613 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/regexRewrite/pattern",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/properties/pattern/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err613];
 }
@@ -9411,9 +9411,10 @@ vErrors.push(err613);
 }
 errors++;
 }
-for(const key76 in data333){
-if(!(key76 === "header")){
-const err614 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/hashPolicy/" + i61,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/0/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key76},message:"must NOT have additional properties"};
+}
+if(data332.substitution !== undefined){
+if(typeof data332.substitution !== "string"){
+const err614 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/regexRewrite/substitution",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/properties/substitution/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err614];
 }
@@ -9423,11 +9424,9 @@ vErrors.push(err614);
 errors++;
 }
 }
-if(data333.header !== undefined){
-let data334 = data333.header;
-if(typeof data334 === "string"){
-if(data334.length < 1){
-const err615 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/hashPolicy/" + i61+"/header",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/0/properties/header/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+else {
+const err615 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/regexRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err615];
 }
@@ -9437,8 +9436,11 @@ vErrors.push(err615);
 errors++;
 }
 }
-else {
-const err616 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/hashPolicy/" + i61+"/header",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/0/properties/header/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data311.hostRewrite !== undefined){
+let data335 = data311.hostRewrite;
+if(typeof data335 === "string"){
+if(data335.length < 1){
+const err616 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hostRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hostRewrite/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err616];
 }
@@ -9448,9 +9450,8 @@ vErrors.push(err616);
 errors++;
 }
 }
-}
 else {
-const err617 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/hashPolicy/" + i61,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/0/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err617 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hostRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hostRewrite/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err617];
 }
@@ -9459,16 +9460,20 @@ vErrors.push(err617);
 }
 errors++;
 }
-var _valid3 = _errs740 === errors;
-if(_valid3){
-valid203 = true;
-passing3 = 0;
-var props3 = true;
 }
-const _errs745 = errors;
-if(data333 && typeof data333 == "object" && !Array.isArray(data333)){
-if(data333.cookie === undefined){
-const err618 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/hashPolicy/" + i61,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/required",keyword:"required",params:{missingProperty: "cookie"},message:"must have required property '"+"cookie"+"'"};
+if(data311.hashPolicy !== undefined){
+let data336 = data311.hashPolicy;
+if(Array.isArray(data336)){
+const len62 = data336.length;
+for(let i62=0; i62<len62; i62++){
+let data337 = data336[i62];
+const _errs747 = errors;
+let valid205 = false;
+let passing3 = null;
+const _errs748 = errors;
+if(data337 && typeof data337 == "object" && !Array.isArray(data337)){
+if(data337.header === undefined){
+const err618 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/0/required",keyword:"required",params:{missingProperty: "header"},message:"must have required property '"+"header"+"'"};
 if(vErrors === null){
 vErrors = [err618];
 }
@@ -9477,9 +9482,9 @@ vErrors.push(err618);
 }
 errors++;
 }
-for(const key77 in data333){
-if(!(((key77 === "cookie") || (key77 === "ttlMs")) || (key77 === "path"))){
-const err619 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/hashPolicy/" + i61,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key77},message:"must NOT have additional properties"};
+for(const key76 in data337){
+if(!(key76 === "header")){
+const err619 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/0/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key76},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err619];
 }
@@ -9489,11 +9494,11 @@ vErrors.push(err619);
 errors++;
 }
 }
-if(data333.cookie !== undefined){
-let data335 = data333.cookie;
-if(typeof data335 === "string"){
-if(data335.length < 1){
-const err620 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/hashPolicy/" + i61+"/cookie",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/properties/cookie/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data337.header !== undefined){
+let data338 = data337.header;
+if(typeof data338 === "string"){
+if(data338.length < 1){
+const err620 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62+"/header",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/0/properties/header/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err620];
 }
@@ -9504,7 +9509,7 @@ errors++;
 }
 }
 else {
-const err621 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/hashPolicy/" + i61+"/cookie",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/properties/cookie/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err621 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62+"/header",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/0/properties/header/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err621];
 }
@@ -9514,10 +9519,9 @@ vErrors.push(err621);
 errors++;
 }
 }
-if(data333.ttlMs !== undefined){
-let data336 = data333.ttlMs;
-if(!((typeof data336 == "number") && (!(data336 % 1) && !isNaN(data336)))){
-const err622 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/hashPolicy/" + i61+"/ttlMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/properties/ttlMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+}
+else {
+const err622 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/0/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err622];
 }
@@ -9526,9 +9530,16 @@ vErrors.push(err622);
 }
 errors++;
 }
-if(typeof data336 == "number"){
-if(data336 < 0 || isNaN(data336)){
-const err623 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/hashPolicy/" + i61+"/ttlMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/properties/ttlMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+var _valid3 = _errs748 === errors;
+if(_valid3){
+valid205 = true;
+passing3 = 0;
+var props3 = true;
+}
+const _errs753 = errors;
+if(data337 && typeof data337 == "object" && !Array.isArray(data337)){
+if(data337.cookie === undefined){
+const err623 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/required",keyword:"required",params:{missingProperty: "cookie"},message:"must have required property '"+"cookie"+"'"};
 if(vErrors === null){
 vErrors = [err623];
 }
@@ -9537,11 +9548,9 @@ vErrors.push(err623);
 }
 errors++;
 }
-}
-}
-if(data333.path !== undefined){
-if(typeof data333.path !== "string"){
-const err624 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/hashPolicy/" + i61+"/path",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/properties/path/type",keyword:"type",params:{type: "string"},message:"must be string"};
+for(const key77 in data337){
+if(!(((key77 === "cookie") || (key77 === "ttlMs")) || (key77 === "path"))){
+const err624 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key77},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err624];
 }
@@ -9551,9 +9560,11 @@ vErrors.push(err624);
 errors++;
 }
 }
-}
-else {
-const err625 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/hashPolicy/" + i61,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data337.cookie !== undefined){
+let data339 = data337.cookie;
+if(typeof data339 === "string"){
+if(data339.length < 1){
+const err625 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62+"/cookie",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/properties/cookie/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err625];
 }
@@ -9562,23 +9573,9 @@ vErrors.push(err625);
 }
 errors++;
 }
-var _valid3 = _errs745 === errors;
-if(_valid3 && valid203){
-valid203 = false;
-passing3 = [passing3, 1];
 }
 else {
-if(_valid3){
-valid203 = true;
-passing3 = 1;
-if(props3 !== true){
-props3 = true;
-}
-}
-const _errs754 = errors;
-if(data333 && typeof data333 == "object" && !Array.isArray(data333)){
-if(data333.sourceIp === undefined){
-const err626 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/hashPolicy/" + i61,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/2/required",keyword:"required",params:{missingProperty: "sourceIp"},message:"must have required property '"+"sourceIp"+"'"};
+const err626 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62+"/cookie",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/properties/cookie/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err626];
 }
@@ -9587,9 +9584,11 @@ vErrors.push(err626);
 }
 errors++;
 }
-for(const key78 in data333){
-if(!(key78 === "sourceIp")){
-const err627 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/hashPolicy/" + i61,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/2/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key78},message:"must NOT have additional properties"};
+}
+if(data337.ttlMs !== undefined){
+let data340 = data337.ttlMs;
+if(!((typeof data340 == "number") && (!(data340 % 1) && !isNaN(data340)))){
+const err627 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62+"/ttlMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/properties/ttlMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err627];
 }
@@ -9598,10 +9597,9 @@ vErrors.push(err627);
 }
 errors++;
 }
-}
-if(data333.sourceIp !== undefined){
-if(true !== data333.sourceIp){
-const err628 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/hashPolicy/" + i61+"/sourceIp",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/2/properties/sourceIp/const",keyword:"const",params:{allowedValue: true},message:"must be equal to constant"};
+if(typeof data340 == "number"){
+if(data340 < 0 || isNaN(data340)){
+const err628 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62+"/ttlMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/properties/ttlMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err628];
 }
@@ -9612,8 +9610,9 @@ errors++;
 }
 }
 }
-else {
-const err629 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/hashPolicy/" + i61,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/2/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data337.path !== undefined){
+if(typeof data337.path !== "string"){
+const err629 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62+"/path",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/properties/path/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err629];
 }
@@ -9622,23 +9621,10 @@ vErrors.push(err629);
 }
 errors++;
 }
-var _valid3 = _errs754 === errors;
-if(_valid3 && valid203){
-valid203 = false;
-passing3 = [passing3, 2];
+}
 }
 else {
-if(_valid3){
-valid203 = true;
-passing3 = 2;
-if(props3 !== true){
-props3 = true;
-}
-}
-const _errs758 = errors;
-if(data333 && typeof data333 == "object" && !Array.isArray(data333)){
-if(data333.queryParameter === undefined){
-const err630 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/hashPolicy/" + i61,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/3/required",keyword:"required",params:{missingProperty: "queryParameter"},message:"must have required property '"+"queryParameter"+"'"};
+const err630 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err630];
 }
@@ -9647,9 +9633,23 @@ vErrors.push(err630);
 }
 errors++;
 }
-for(const key79 in data333){
-if(!(key79 === "queryParameter")){
-const err631 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/hashPolicy/" + i61,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/3/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key79},message:"must NOT have additional properties"};
+var _valid3 = _errs753 === errors;
+if(_valid3 && valid205){
+valid205 = false;
+passing3 = [passing3, 1];
+}
+else {
+if(_valid3){
+valid205 = true;
+passing3 = 1;
+if(props3 !== true){
+props3 = true;
+}
+}
+const _errs762 = errors;
+if(data337 && typeof data337 == "object" && !Array.isArray(data337)){
+if(data337.sourceIp === undefined){
+const err631 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/2/required",keyword:"required",params:{missingProperty: "sourceIp"},message:"must have required property '"+"sourceIp"+"'"};
 if(vErrors === null){
 vErrors = [err631];
 }
@@ -9658,12 +9658,9 @@ vErrors.push(err631);
 }
 errors++;
 }
-}
-if(data333.queryParameter !== undefined){
-let data339 = data333.queryParameter;
-if(typeof data339 === "string"){
-if(data339.length < 1){
-const err632 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/hashPolicy/" + i61+"/queryParameter",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/3/properties/queryParameter/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+for(const key78 in data337){
+if(!(key78 === "sourceIp")){
+const err632 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/2/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key78},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err632];
 }
@@ -9673,8 +9670,9 @@ vErrors.push(err632);
 errors++;
 }
 }
-else {
-const err633 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/hashPolicy/" + i61+"/queryParameter",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/3/properties/queryParameter/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data337.sourceIp !== undefined){
+if(true !== data337.sourceIp){
+const err633 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62+"/sourceIp",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/2/properties/sourceIp/const",keyword:"const",params:{allowedValue: true},message:"must be equal to constant"};
 if(vErrors === null){
 vErrors = [err633];
 }
@@ -9686,7 +9684,7 @@ errors++;
 }
 }
 else {
-const err634 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/hashPolicy/" + i61,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/3/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err634 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/2/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err634];
 }
@@ -9695,24 +9693,23 @@ vErrors.push(err634);
 }
 errors++;
 }
-var _valid3 = _errs758 === errors;
-if(_valid3 && valid203){
-valid203 = false;
-passing3 = [passing3, 3];
+var _valid3 = _errs762 === errors;
+if(_valid3 && valid205){
+valid205 = false;
+passing3 = [passing3, 2];
 }
 else {
 if(_valid3){
-valid203 = true;
-passing3 = 3;
+valid205 = true;
+passing3 = 2;
 if(props3 !== true){
 props3 = true;
 }
 }
-}
-}
-}
-if(!valid203){
-const err635 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/hashPolicy/" + i61,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf",keyword:"oneOf",params:{passingSchemas: passing3},message:"must match exactly one schema in oneOf"};
+const _errs766 = errors;
+if(data337 && typeof data337 == "object" && !Array.isArray(data337)){
+if(data337.queryParameter === undefined){
+const err635 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/3/required",keyword:"required",params:{missingProperty: "queryParameter"},message:"must have required property '"+"queryParameter"+"'"};
 if(vErrors === null){
 vErrors = [err635];
 }
@@ -9721,21 +9718,9 @@ vErrors.push(err635);
 }
 errors++;
 }
-else {
-errors = _errs739;
-if(vErrors !== null){
-if(_errs739){
-vErrors.length = _errs739;
-}
-else {
-vErrors = null;
-}
-}
-}
-}
-}
-else {
-const err636 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/hashPolicy",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/type",keyword:"type",params:{type: "array"},message:"must be array"};
+for(const key79 in data337){
+if(!(key79 === "queryParameter")){
+const err636 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/3/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key79},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err636];
 }
@@ -9745,10 +9730,11 @@ vErrors.push(err636);
 errors++;
 }
 }
-if(data307.timeoutMs !== undefined){
-let data340 = data307.timeoutMs;
-if(!((typeof data340 == "number") && (!(data340 % 1) && !isNaN(data340)))){
-const err637 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/timeoutMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/timeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data337.queryParameter !== undefined){
+let data343 = data337.queryParameter;
+if(typeof data343 === "string"){
+if(data343.length < 1){
+const err637 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62+"/queryParameter",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/3/properties/queryParameter/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err637];
 }
@@ -9757,9 +9743,9 @@ vErrors.push(err637);
 }
 errors++;
 }
-if(typeof data340 == "number"){
-if(data340 < 0 || isNaN(data340)){
-const err638 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/timeoutMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/timeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+else {
+const err638 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62+"/queryParameter",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/3/properties/queryParameter/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err638];
 }
@@ -9770,11 +9756,8 @@ errors++;
 }
 }
 }
-if(data307.retryPolicy !== undefined){
-let data341 = data307.retryPolicy;
-if(data341 && typeof data341 == "object" && !Array.isArray(data341)){
-if(data341.numRetries === undefined){
-const err639 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/retryPolicy",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/required",keyword:"required",params:{missingProperty: "numRetries"},message:"must have required property '"+"numRetries"+"'"};
+else {
+const err639 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/3/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err639];
 }
@@ -9783,9 +9766,24 @@ vErrors.push(err639);
 }
 errors++;
 }
-for(const key80 in data341){
-if(!(((((key80 === "numRetries") || (key80 === "perTryTimeoutMs")) || (key80 === "retryOn")) || (key80 === "retriableStatusCodes")) || (key80 === "backoff"))){
-const err640 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/retryPolicy",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key80},message:"must NOT have additional properties"};
+var _valid3 = _errs766 === errors;
+if(_valid3 && valid205){
+valid205 = false;
+passing3 = [passing3, 3];
+}
+else {
+if(_valid3){
+valid205 = true;
+passing3 = 3;
+if(props3 !== true){
+props3 = true;
+}
+}
+}
+}
+}
+if(!valid205){
+const err640 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf",keyword:"oneOf",params:{passingSchemas: passing3},message:"must match exactly one schema in oneOf"};
 if(vErrors === null){
 vErrors = [err640];
 }
@@ -9794,11 +9792,21 @@ vErrors.push(err640);
 }
 errors++;
 }
+else {
+errors = _errs747;
+if(vErrors !== null){
+if(_errs747){
+vErrors.length = _errs747;
 }
-if(data341.numRetries !== undefined){
-let data342 = data341.numRetries;
-if(!((typeof data342 == "number") && (!(data342 % 1) && !isNaN(data342)))){
-const err641 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/retryPolicy/numRetries",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/numRetries/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+else {
+vErrors = null;
+}
+}
+}
+}
+}
+else {
+const err641 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err641];
 }
@@ -9807,9 +9815,11 @@ vErrors.push(err641);
 }
 errors++;
 }
-if(typeof data342 == "number"){
-if(data342 > 100 || isNaN(data342)){
-const err642 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/retryPolicy/numRetries",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/numRetries/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
+}
+if(data311.timeoutMs !== undefined){
+let data344 = data311.timeoutMs;
+if(!((typeof data344 == "number") && (!(data344 % 1) && !isNaN(data344)))){
+const err642 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/timeoutMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/timeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err642];
 }
@@ -9818,8 +9828,9 @@ vErrors.push(err642);
 }
 errors++;
 }
-if(data342 < 0 || isNaN(data342)){
-const err643 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/retryPolicy/numRetries",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/numRetries/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(typeof data344 == "number"){
+if(data344 < 0 || isNaN(data344)){
+const err643 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/timeoutMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/timeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err643];
 }
@@ -9830,10 +9841,11 @@ errors++;
 }
 }
 }
-if(data341.perTryTimeoutMs !== undefined){
-let data343 = data341.perTryTimeoutMs;
-if(!((typeof data343 == "number") && (!(data343 % 1) && !isNaN(data343)))){
-const err644 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/retryPolicy/perTryTimeoutMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/perTryTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data311.retryPolicy !== undefined){
+let data345 = data311.retryPolicy;
+if(data345 && typeof data345 == "object" && !Array.isArray(data345)){
+if(data345.numRetries === undefined){
+const err644 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/required",keyword:"required",params:{missingProperty: "numRetries"},message:"must have required property '"+"numRetries"+"'"};
 if(vErrors === null){
 vErrors = [err644];
 }
@@ -9842,9 +9854,9 @@ vErrors.push(err644);
 }
 errors++;
 }
-if(typeof data343 == "number"){
-if(data343 < 0 || isNaN(data343)){
-const err645 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/retryPolicy/perTryTimeoutMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/perTryTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+for(const key80 in data345){
+if(!(((((key80 === "numRetries") || (key80 === "perTryTimeoutMs")) || (key80 === "retryOn")) || (key80 === "retriableStatusCodes")) || (key80 === "backoff"))){
+const err645 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key80},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err645];
 }
@@ -9854,15 +9866,10 @@ vErrors.push(err645);
 errors++;
 }
 }
-}
-if(data341.retryOn !== undefined){
-let data344 = data341.retryOn;
-if(Array.isArray(data344)){
-const len62 = data344.length;
-for(let i62=0; i62<len62; i62++){
-let data345 = data344[i62];
-if(!(((((((((((data345 === "5xx") || (data345 === "gateway-error")) || (data345 === "reset")) || (data345 === "connect-failure")) || (data345 === "refused-stream")) || (data345 === "retriable-4xx")) || (data345 === "retriable-status-codes")) || (data345 === "cancelled")) || (data345 === "deadline-exceeded")) || (data345 === "resource-exhausted")) || (data345 === "unavailable"))){
-const err646 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/retryPolicy/retryOn/" + i62,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retryOn/items/enum",keyword:"enum",params:{allowedValues: schema31.properties.routeConfigs.items.properties.virtualHosts.items.properties.routes.items.properties.route.properties.retryPolicy.properties.retryOn.items.enum},message:"must be equal to one of the allowed values"};
+if(data345.numRetries !== undefined){
+let data346 = data345.numRetries;
+if(!((typeof data346 == "number") && (!(data346 % 1) && !isNaN(data346)))){
+const err646 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/numRetries",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/numRetries/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err646];
 }
@@ -9871,10 +9878,9 @@ vErrors.push(err646);
 }
 errors++;
 }
-}
-}
-else {
-const err647 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/retryPolicy/retryOn",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retryOn/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(typeof data346 == "number"){
+if(data346 > 100 || isNaN(data346)){
+const err647 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/numRetries",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/numRetries/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
 if(vErrors === null){
 vErrors = [err647];
 }
@@ -9883,15 +9889,8 @@ vErrors.push(err647);
 }
 errors++;
 }
-}
-if(data341.retriableStatusCodes !== undefined){
-let data346 = data341.retriableStatusCodes;
-if(Array.isArray(data346)){
-const len63 = data346.length;
-for(let i63=0; i63<len63; i63++){
-let data347 = data346[i63];
-if(!((typeof data347 == "number") && (!(data347 % 1) && !isNaN(data347)))){
-const err648 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/retryPolicy/retriableStatusCodes/" + i63,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retriableStatusCodes/items/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data346 < 0 || isNaN(data346)){
+const err648 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/numRetries",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/numRetries/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err648];
 }
@@ -9900,9 +9899,12 @@ vErrors.push(err648);
 }
 errors++;
 }
-if(typeof data347 == "number"){
-if(data347 > 599 || isNaN(data347)){
-const err649 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/retryPolicy/retriableStatusCodes/" + i63,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retriableStatusCodes/items/maximum",keyword:"maximum",params:{comparison: "<=", limit: 599},message:"must be <= 599"};
+}
+}
+if(data345.perTryTimeoutMs !== undefined){
+let data347 = data345.perTryTimeoutMs;
+if(!((typeof data347 == "number") && (!(data347 % 1) && !isNaN(data347)))){
+const err649 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/perTryTimeoutMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/perTryTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err649];
 }
@@ -9911,8 +9913,9 @@ vErrors.push(err649);
 }
 errors++;
 }
-if(data347 < 100 || isNaN(data347)){
-const err650 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/retryPolicy/retriableStatusCodes/" + i63,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retriableStatusCodes/items/minimum",keyword:"minimum",params:{comparison: ">=", limit: 100},message:"must be >= 100"};
+if(typeof data347 == "number"){
+if(data347 < 0 || isNaN(data347)){
+const err650 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/perTryTimeoutMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/perTryTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err650];
 }
@@ -9923,9 +9926,14 @@ errors++;
 }
 }
 }
-}
-else {
-const err651 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/retryPolicy/retriableStatusCodes",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retriableStatusCodes/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data345.retryOn !== undefined){
+let data348 = data345.retryOn;
+if(Array.isArray(data348)){
+const len63 = data348.length;
+for(let i63=0; i63<len63; i63++){
+let data349 = data348[i63];
+if(!(((((((((((data349 === "5xx") || (data349 === "gateway-error")) || (data349 === "reset")) || (data349 === "connect-failure")) || (data349 === "refused-stream")) || (data349 === "retriable-4xx")) || (data349 === "retriable-status-codes")) || (data349 === "cancelled")) || (data349 === "deadline-exceeded")) || (data349 === "resource-exhausted")) || (data349 === "unavailable"))){
+const err651 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/retryOn/" + i63,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retryOn/items/enum",keyword:"enum",params:{allowedValues: schema31.properties.routeConfigs.items.properties.virtualHosts.items.properties.routes.items.properties.route.properties.retryPolicy.properties.retryOn.items.enum},message:"must be equal to one of the allowed values"};
 if(vErrors === null){
 vErrors = [err651];
 }
@@ -9935,12 +9943,9 @@ vErrors.push(err651);
 errors++;
 }
 }
-if(data341.backoff !== undefined){
-let data348 = data341.backoff;
-if(data348 && typeof data348 == "object" && !Array.isArray(data348)){
-for(const key81 in data348){
-if(!((key81 === "baseIntervalMs") || (key81 === "maxIntervalMs"))){
-const err652 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/retryPolicy/backoff",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key81},message:"must NOT have additional properties"};
+}
+else {
+const err652 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/retryOn",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retryOn/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err652];
 }
@@ -9950,10 +9955,14 @@ vErrors.push(err652);
 errors++;
 }
 }
-if(data348.baseIntervalMs !== undefined){
-let data349 = data348.baseIntervalMs;
-if(!((typeof data349 == "number") && (!(data349 % 1) && !isNaN(data349)))){
-const err653 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/retryPolicy/backoff/baseIntervalMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/properties/baseIntervalMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data345.retriableStatusCodes !== undefined){
+let data350 = data345.retriableStatusCodes;
+if(Array.isArray(data350)){
+const len64 = data350.length;
+for(let i64=0; i64<len64; i64++){
+let data351 = data350[i64];
+if(!((typeof data351 == "number") && (!(data351 % 1) && !isNaN(data351)))){
+const err653 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/retriableStatusCodes/" + i64,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retriableStatusCodes/items/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err653];
 }
@@ -9962,9 +9971,9 @@ vErrors.push(err653);
 }
 errors++;
 }
-if(typeof data349 == "number"){
-if(data349 < 1 || isNaN(data349)){
-const err654 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/retryPolicy/backoff/baseIntervalMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/properties/baseIntervalMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if(typeof data351 == "number"){
+if(data351 > 599 || isNaN(data351)){
+const err654 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/retriableStatusCodes/" + i64,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retriableStatusCodes/items/maximum",keyword:"maximum",params:{comparison: "<=", limit: 599},message:"must be <= 599"};
 if(vErrors === null){
 vErrors = [err654];
 }
@@ -9973,12 +9982,8 @@ vErrors.push(err654);
 }
 errors++;
 }
-}
-}
-if(data348.maxIntervalMs !== undefined){
-let data350 = data348.maxIntervalMs;
-if(!((typeof data350 == "number") && (!(data350 % 1) && !isNaN(data350)))){
-const err655 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/retryPolicy/backoff/maxIntervalMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/properties/maxIntervalMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data351 < 100 || isNaN(data351)){
+const err655 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/retriableStatusCodes/" + i64,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retriableStatusCodes/items/minimum",keyword:"minimum",params:{comparison: ">=", limit: 100},message:"must be >= 100"};
 if(vErrors === null){
 vErrors = [err655];
 }
@@ -9987,9 +9992,11 @@ vErrors.push(err655);
 }
 errors++;
 }
-if(typeof data350 == "number"){
-if(data350 < 1 || isNaN(data350)){
-const err656 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/retryPolicy/backoff/maxIntervalMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/properties/maxIntervalMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+}
+}
+else {
+const err656 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/retriableStatusCodes",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retriableStatusCodes/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err656];
 }
@@ -9999,10 +10006,12 @@ vErrors.push(err656);
 errors++;
 }
 }
-}
-}
-else {
-const err657 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/retryPolicy/backoff",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data345.backoff !== undefined){
+let data352 = data345.backoff;
+if(data352 && typeof data352 == "object" && !Array.isArray(data352)){
+for(const key81 in data352){
+if(!((key81 === "baseIntervalMs") || (key81 === "maxIntervalMs"))){
+const err657 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/backoff",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key81},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err657];
 }
@@ -10012,9 +10021,10 @@ vErrors.push(err657);
 errors++;
 }
 }
-}
-else {
-const err658 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/retryPolicy",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data352.baseIntervalMs !== undefined){
+let data353 = data352.baseIntervalMs;
+if(!((typeof data353 == "number") && (!(data353 % 1) && !isNaN(data353)))){
+const err658 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/backoff/baseIntervalMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/properties/baseIntervalMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err658];
 }
@@ -10023,13 +10033,9 @@ vErrors.push(err658);
 }
 errors++;
 }
-}
-if(data307.fault !== undefined){
-let data351 = data307.fault;
-if(data351 && typeof data351 == "object" && !Array.isArray(data351)){
-for(const key82 in data351){
-if(!((key82 === "delay") || (key82 === "abort"))){
-const err659 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/fault",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key82},message:"must NOT have additional properties"};
+if(typeof data353 == "number"){
+if(data353 < 1 || isNaN(data353)){
+const err659 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/backoff/baseIntervalMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/properties/baseIntervalMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err659];
 }
@@ -10039,11 +10045,11 @@ vErrors.push(err659);
 errors++;
 }
 }
-if(data351.delay !== undefined){
-let data352 = data351.delay;
-if(data352 && typeof data352 == "object" && !Array.isArray(data352)){
-if(data352.fixedDelayMs === undefined){
-const err660 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/fault/delay",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/required",keyword:"required",params:{missingProperty: "fixedDelayMs"},message:"must have required property '"+"fixedDelayMs"+"'"};
+}
+if(data352.maxIntervalMs !== undefined){
+let data354 = data352.maxIntervalMs;
+if(!((typeof data354 == "number") && (!(data354 % 1) && !isNaN(data354)))){
+const err660 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/backoff/maxIntervalMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/properties/maxIntervalMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err660];
 }
@@ -10052,9 +10058,9 @@ vErrors.push(err660);
 }
 errors++;
 }
-for(const key83 in data352){
-if(!((key83 === "fixedDelayMs") || (key83 === "percentage"))){
-const err661 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/fault/delay",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key83},message:"must NOT have additional properties"};
+if(typeof data354 == "number"){
+if(data354 < 1 || isNaN(data354)){
+const err661 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/backoff/maxIntervalMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/properties/maxIntervalMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err661];
 }
@@ -10064,10 +10070,10 @@ vErrors.push(err661);
 errors++;
 }
 }
-if(data352.fixedDelayMs !== undefined){
-let data353 = data352.fixedDelayMs;
-if(!((typeof data353 == "number") && (!(data353 % 1) && !isNaN(data353)))){
-const err662 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/fault/delay/fixedDelayMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/properties/fixedDelayMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+}
+}
+else {
+const err662 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/backoff",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err662];
 }
@@ -10076,9 +10082,10 @@ vErrors.push(err662);
 }
 errors++;
 }
-if(typeof data353 == "number"){
-if(data353 < 0 || isNaN(data353)){
-const err663 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/fault/delay/fixedDelayMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/properties/fixedDelayMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+}
+else {
+const err663 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err663];
 }
@@ -10088,12 +10095,12 @@ vErrors.push(err663);
 errors++;
 }
 }
-}
-if(data352.percentage !== undefined){
-let data354 = data352.percentage;
-if(typeof data354 == "number"){
-if(data354 > 100 || isNaN(data354)){
-const err664 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/fault/delay/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/properties/percentage/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
+if(data311.fault !== undefined){
+let data355 = data311.fault;
+if(data355 && typeof data355 == "object" && !Array.isArray(data355)){
+for(const key82 in data355){
+if(!((key82 === "delay") || (key82 === "abort"))){
+const err664 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key82},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err664];
 }
@@ -10102,8 +10109,12 @@ vErrors.push(err664);
 }
 errors++;
 }
-if(data354 < 0 || isNaN(data354)){
-const err665 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/fault/delay/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/properties/percentage/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+if(data355.delay !== undefined){
+let data356 = data355.delay;
+if(data356 && typeof data356 == "object" && !Array.isArray(data356)){
+if(data356.fixedDelayMs === undefined){
+const err665 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/delay",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/required",keyword:"required",params:{missingProperty: "fixedDelayMs"},message:"must have required property '"+"fixedDelayMs"+"'"};
 if(vErrors === null){
 vErrors = [err665];
 }
@@ -10112,9 +10123,9 @@ vErrors.push(err665);
 }
 errors++;
 }
-}
-else {
-const err666 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/fault/delay/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/properties/percentage/type",keyword:"type",params:{type: "number"},message:"must be number"};
+for(const key83 in data356){
+if(!((key83 === "fixedDelayMs") || (key83 === "percentage"))){
+const err666 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/delay",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key83},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err666];
 }
@@ -10124,9 +10135,10 @@ vErrors.push(err666);
 errors++;
 }
 }
-}
-else {
-const err667 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/fault/delay",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data356.fixedDelayMs !== undefined){
+let data357 = data356.fixedDelayMs;
+if(!((typeof data357 == "number") && (!(data357 % 1) && !isNaN(data357)))){
+const err667 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/delay/fixedDelayMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/properties/fixedDelayMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err667];
 }
@@ -10135,13 +10147,9 @@ vErrors.push(err667);
 }
 errors++;
 }
-}
-if(data351.abort !== undefined){
-let data355 = data351.abort;
-if(data355 && typeof data355 == "object" && !Array.isArray(data355)){
-for(const key84 in data355){
-if(!(((key84 === "httpStatus") || (key84 === "grpcStatus")) || (key84 === "percentage"))){
-const err668 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/fault/abort",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key84},message:"must NOT have additional properties"};
+if(typeof data357 == "number"){
+if(data357 < 0 || isNaN(data357)){
+const err668 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/delay/fixedDelayMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/properties/fixedDelayMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err668];
 }
@@ -10151,10 +10159,12 @@ vErrors.push(err668);
 errors++;
 }
 }
-if(data355.httpStatus !== undefined){
-let data356 = data355.httpStatus;
-if(!((typeof data356 == "number") && (!(data356 % 1) && !isNaN(data356)))){
-const err669 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/fault/abort/httpStatus",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/httpStatus/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+}
+if(data356.percentage !== undefined){
+let data358 = data356.percentage;
+if(typeof data358 == "number"){
+if(data358 > 100 || isNaN(data358)){
+const err669 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/delay/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/properties/percentage/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
 if(vErrors === null){
 vErrors = [err669];
 }
@@ -10163,9 +10173,8 @@ vErrors.push(err669);
 }
 errors++;
 }
-if(typeof data356 == "number"){
-if(data356 > 599 || isNaN(data356)){
-const err670 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/fault/abort/httpStatus",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/httpStatus/maximum",keyword:"maximum",params:{comparison: "<=", limit: 599},message:"must be <= 599"};
+if(data358 < 0 || isNaN(data358)){
+const err670 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/delay/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/properties/percentage/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err670];
 }
@@ -10174,8 +10183,9 @@ vErrors.push(err670);
 }
 errors++;
 }
-if(data356 < 200 || isNaN(data356)){
-const err671 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/fault/abort/httpStatus",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/httpStatus/minimum",keyword:"minimum",params:{comparison: ">=", limit: 200},message:"must be >= 200"};
+}
+else {
+const err671 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/delay/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/properties/percentage/type",keyword:"type",params:{type: "number"},message:"must be number"};
 if(vErrors === null){
 vErrors = [err671];
 }
@@ -10186,10 +10196,8 @@ errors++;
 }
 }
 }
-if(data355.grpcStatus !== undefined){
-let data357 = data355.grpcStatus;
-if(!((typeof data357 == "number") && (!(data357 % 1) && !isNaN(data357)))){
-const err672 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/fault/abort/grpcStatus",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/grpcStatus/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+else {
+const err672 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/delay",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err672];
 }
@@ -10198,9 +10206,13 @@ vErrors.push(err672);
 }
 errors++;
 }
-if(typeof data357 == "number"){
-if(data357 > 16 || isNaN(data357)){
-const err673 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/fault/abort/grpcStatus",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/grpcStatus/maximum",keyword:"maximum",params:{comparison: "<=", limit: 16},message:"must be <= 16"};
+}
+if(data355.abort !== undefined){
+let data359 = data355.abort;
+if(data359 && typeof data359 == "object" && !Array.isArray(data359)){
+for(const key84 in data359){
+if(!(((key84 === "httpStatus") || (key84 === "grpcStatus")) || (key84 === "percentage"))){
+const err673 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/abort",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key84},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err673];
 }
@@ -10209,8 +10221,11 @@ vErrors.push(err673);
 }
 errors++;
 }
-if(data357 < 0 || isNaN(data357)){
-const err674 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/fault/abort/grpcStatus",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/grpcStatus/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+if(data359.httpStatus !== undefined){
+let data360 = data359.httpStatus;
+if(!((typeof data360 == "number") && (!(data360 % 1) && !isNaN(data360)))){
+const err674 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/abort/httpStatus",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/httpStatus/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err674];
 }
@@ -10219,13 +10234,9 @@ vErrors.push(err674);
 }
 errors++;
 }
-}
-}
-if(data355.percentage !== undefined){
-let data358 = data355.percentage;
-if(typeof data358 == "number"){
-if(data358 > 100 || isNaN(data358)){
-const err675 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/fault/abort/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/percentage/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
+if(typeof data360 == "number"){
+if(data360 > 599 || isNaN(data360)){
+const err675 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/abort/httpStatus",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/httpStatus/maximum",keyword:"maximum",params:{comparison: "<=", limit: 599},message:"must be <= 599"};
 if(vErrors === null){
 vErrors = [err675];
 }
@@ -10234,8 +10245,8 @@ vErrors.push(err675);
 }
 errors++;
 }
-if(data358 < 0 || isNaN(data358)){
-const err676 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/fault/abort/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/percentage/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(data360 < 200 || isNaN(data360)){
+const err676 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/abort/httpStatus",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/httpStatus/minimum",keyword:"minimum",params:{comparison: ">=", limit: 200},message:"must be >= 200"};
 if(vErrors === null){
 vErrors = [err676];
 }
@@ -10245,8 +10256,11 @@ vErrors.push(err676);
 errors++;
 }
 }
-else {
-const err677 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/fault/abort/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/percentage/type",keyword:"type",params:{type: "number"},message:"must be number"};
+}
+if(data359.grpcStatus !== undefined){
+let data361 = data359.grpcStatus;
+if(!((typeof data361 == "number") && (!(data361 % 1) && !isNaN(data361)))){
+const err677 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/abort/grpcStatus",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/grpcStatus/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err677];
 }
@@ -10255,10 +10269,9 @@ vErrors.push(err677);
 }
 errors++;
 }
-}
-}
-else {
-const err678 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/fault/abort",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(typeof data361 == "number"){
+if(data361 > 16 || isNaN(data361)){
+const err678 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/abort/grpcStatus",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/grpcStatus/maximum",keyword:"maximum",params:{comparison: "<=", limit: 16},message:"must be <= 16"};
 if(vErrors === null){
 vErrors = [err678];
 }
@@ -10267,10 +10280,8 @@ vErrors.push(err678);
 }
 errors++;
 }
-}
-}
-else {
-const err679 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/fault",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data361 < 0 || isNaN(data361)){
+const err679 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/abort/grpcStatus",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/grpcStatus/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err679];
 }
@@ -10280,15 +10291,12 @@ vErrors.push(err679);
 errors++;
 }
 }
-if(data307.requestMirrorPolicies !== undefined){
-let data359 = data307.requestMirrorPolicies;
-if(Array.isArray(data359)){
-const len64 = data359.length;
-for(let i64=0; i64<len64; i64++){
-let data360 = data359[i64];
-if(data360 && typeof data360 == "object" && !Array.isArray(data360)){
-if(data360.cluster === undefined){
-const err680 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/requestMirrorPolicies/" + i64,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/required",keyword:"required",params:{missingProperty: "cluster"},message:"must have required property '"+"cluster"+"'"};
+}
+if(data359.percentage !== undefined){
+let data362 = data359.percentage;
+if(typeof data362 == "number"){
+if(data362 > 100 || isNaN(data362)){
+const err680 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/abort/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/percentage/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
 if(vErrors === null){
 vErrors = [err680];
 }
@@ -10297,9 +10305,8 @@ vErrors.push(err680);
 }
 errors++;
 }
-for(const key85 in data360){
-if(!((key85 === "cluster") || (key85 === "percentage"))){
-const err681 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/requestMirrorPolicies/" + i64,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key85},message:"must NOT have additional properties"};
+if(data362 < 0 || isNaN(data362)){
+const err681 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/abort/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/percentage/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err681];
 }
@@ -10309,11 +10316,8 @@ vErrors.push(err681);
 errors++;
 }
 }
-if(data360.cluster !== undefined){
-let data361 = data360.cluster;
-if(typeof data361 === "string"){
-if(data361.length < 1){
-const err682 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/requestMirrorPolicies/" + i64+"/cluster",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/properties/cluster/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+else {
+const err682 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/abort/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/percentage/type",keyword:"type",params:{type: "number"},message:"must be number"};
 if(vErrors === null){
 vErrors = [err682];
 }
@@ -10323,8 +10327,9 @@ vErrors.push(err682);
 errors++;
 }
 }
+}
 else {
-const err683 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/requestMirrorPolicies/" + i64+"/cluster",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/properties/cluster/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err683 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/abort",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err683];
 }
@@ -10334,11 +10339,9 @@ vErrors.push(err683);
 errors++;
 }
 }
-if(data360.percentage !== undefined){
-let data362 = data360.percentage;
-if(typeof data362 == "number"){
-if(data362 > 100 || isNaN(data362)){
-const err684 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/requestMirrorPolicies/" + i64+"/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/properties/percentage/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
+}
+else {
+const err684 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err684];
 }
@@ -10347,8 +10350,16 @@ vErrors.push(err684);
 }
 errors++;
 }
-if(data362 < 0 || isNaN(data362)){
-const err685 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/requestMirrorPolicies/" + i64+"/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/properties/percentage/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+if(data311.requestMirrorPolicies !== undefined){
+let data363 = data311.requestMirrorPolicies;
+if(Array.isArray(data363)){
+const len65 = data363.length;
+for(let i65=0; i65<len65; i65++){
+let data364 = data363[i65];
+if(data364 && typeof data364 == "object" && !Array.isArray(data364)){
+if(data364.cluster === undefined){
+const err685 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/requestMirrorPolicies/" + i65,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/required",keyword:"required",params:{missingProperty: "cluster"},message:"must have required property '"+"cluster"+"'"};
 if(vErrors === null){
 vErrors = [err685];
 }
@@ -10357,9 +10368,9 @@ vErrors.push(err685);
 }
 errors++;
 }
-}
-else {
-const err686 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/requestMirrorPolicies/" + i64+"/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/properties/percentage/type",keyword:"type",params:{type: "number"},message:"must be number"};
+for(const key85 in data364){
+if(!((key85 === "cluster") || (key85 === "percentage"))){
+const err686 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/requestMirrorPolicies/" + i65,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key85},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err686];
 }
@@ -10369,9 +10380,11 @@ vErrors.push(err686);
 errors++;
 }
 }
-}
-else {
-const err687 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/requestMirrorPolicies/" + i64,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data364.cluster !== undefined){
+let data365 = data364.cluster;
+if(typeof data365 === "string"){
+if(data365.length < 1){
+const err687 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/requestMirrorPolicies/" + i65+"/cluster",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/properties/cluster/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err687];
 }
@@ -10381,9 +10394,8 @@ vErrors.push(err687);
 errors++;
 }
 }
-}
 else {
-const err688 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/requestMirrorPolicies",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err688 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/requestMirrorPolicies/" + i65+"/cluster",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/properties/cluster/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err688];
 }
@@ -10393,11 +10405,11 @@ vErrors.push(err688);
 errors++;
 }
 }
-if(data307.cors !== undefined){
-let data363 = data307.cors;
-if(data363 && typeof data363 == "object" && !Array.isArray(data363)){
-if(data363.allowOrigins === undefined){
-const err689 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/cors",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/required",keyword:"required",params:{missingProperty: "allowOrigins"},message:"must have required property '"+"allowOrigins"+"'"};
+if(data364.percentage !== undefined){
+let data366 = data364.percentage;
+if(typeof data366 == "number"){
+if(data366 > 100 || isNaN(data366)){
+const err689 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/requestMirrorPolicies/" + i65+"/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/properties/percentage/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
 if(vErrors === null){
 vErrors = [err689];
 }
@@ -10406,9 +10418,8 @@ vErrors.push(err689);
 }
 errors++;
 }
-for(const key86 in data363){
-if(!((((((key86 === "allowOrigins") || (key86 === "allowMethods")) || (key86 === "allowHeaders")) || (key86 === "exposeHeaders")) || (key86 === "maxAgeSeconds")) || (key86 === "allowCredentials"))){
-const err690 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/cors",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key86},message:"must NOT have additional properties"};
+if(data366 < 0 || isNaN(data366)){
+const err690 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/requestMirrorPolicies/" + i65+"/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/properties/percentage/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err690];
 }
@@ -10418,19 +10429,8 @@ vErrors.push(err690);
 errors++;
 }
 }
-if(data363.allowOrigins !== undefined){
-let data364 = data363.allowOrigins;
-if(Array.isArray(data364)){
-const len65 = data364.length;
-for(let i65=0; i65<len65; i65++){
-let data365 = data364[i65];
-const _errs820 = errors;
-let valid223 = false;
-let passing4 = null;
-const _errs821 = errors;
-if(data365 && typeof data365 == "object" && !Array.isArray(data365)){
-if(data365.exact === undefined){
-const err691 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/cors/allowOrigins/" + i65,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/0/required",keyword:"required",params:{missingProperty: "exact"},message:"must have required property '"+"exact"+"'"};
+else {
+const err691 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/requestMirrorPolicies/" + i65+"/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/properties/percentage/type",keyword:"type",params:{type: "number"},message:"must be number"};
 if(vErrors === null){
 vErrors = [err691];
 }
@@ -10439,9 +10439,10 @@ vErrors.push(err691);
 }
 errors++;
 }
-for(const key87 in data365){
-if(!(key87 === "exact")){
-const err692 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/cors/allowOrigins/" + i65,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/0/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key87},message:"must NOT have additional properties"};
+}
+}
+else {
+const err692 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/requestMirrorPolicies/" + i65,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err692];
 }
@@ -10451,9 +10452,9 @@ vErrors.push(err692);
 errors++;
 }
 }
-if(data365.exact !== undefined){
-if(typeof data365.exact !== "string"){
-const err693 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/cors/allowOrigins/" + i65+"/exact",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/0/properties/exact/type",keyword:"type",params:{type: "string"},message:"must be string"};
+}
+else {
+const err693 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/requestMirrorPolicies",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err693];
 }
@@ -10463,9 +10464,11 @@ vErrors.push(err693);
 errors++;
 }
 }
-}
-else {
-const err694 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/cors/allowOrigins/" + i65,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/0/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data311.cors !== undefined){
+let data367 = data311.cors;
+if(data367 && typeof data367 == "object" && !Array.isArray(data367)){
+if(data367.allowOrigins === undefined){
+const err694 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/required",keyword:"required",params:{missingProperty: "allowOrigins"},message:"must have required property '"+"allowOrigins"+"'"};
 if(vErrors === null){
 vErrors = [err694];
 }
@@ -10474,16 +10477,9 @@ vErrors.push(err694);
 }
 errors++;
 }
-var _valid4 = _errs821 === errors;
-if(_valid4){
-valid223 = true;
-passing4 = 0;
-var props4 = true;
-}
-const _errs826 = errors;
-if(data365 && typeof data365 == "object" && !Array.isArray(data365)){
-if(data365.prefix === undefined){
-const err695 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/cors/allowOrigins/" + i65,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/1/required",keyword:"required",params:{missingProperty: "prefix"},message:"must have required property '"+"prefix"+"'"};
+for(const key86 in data367){
+if(!((((((key86 === "allowOrigins") || (key86 === "allowMethods")) || (key86 === "allowHeaders")) || (key86 === "exposeHeaders")) || (key86 === "maxAgeSeconds")) || (key86 === "allowCredentials"))){
+const err695 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key86},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err695];
 }
@@ -10492,9 +10488,20 @@ vErrors.push(err695);
 }
 errors++;
 }
-for(const key88 in data365){
-if(!(key88 === "prefix")){
-const err696 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/cors/allowOrigins/" + i65,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/1/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key88},message:"must NOT have additional properties"};
+}
+if(data367.allowOrigins !== undefined){
+let data368 = data367.allowOrigins;
+if(Array.isArray(data368)){
+const len66 = data368.length;
+for(let i66=0; i66<len66; i66++){
+let data369 = data368[i66];
+const _errs828 = errors;
+let valid225 = false;
+let passing4 = null;
+const _errs829 = errors;
+if(data369 && typeof data369 == "object" && !Array.isArray(data369)){
+if(data369.exact === undefined){
+const err696 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowOrigins/" + i66,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/0/required",keyword:"required",params:{missingProperty: "exact"},message:"must have required property '"+"exact"+"'"};
 if(vErrors === null){
 vErrors = [err696];
 }
@@ -10503,10 +10510,9 @@ vErrors.push(err696);
 }
 errors++;
 }
-}
-if(data365.prefix !== undefined){
-if(typeof data365.prefix !== "string"){
-const err697 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/cors/allowOrigins/" + i65+"/prefix",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/1/properties/prefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+for(const key87 in data369){
+if(!(key87 === "exact")){
+const err697 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowOrigins/" + i66,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/0/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key87},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err697];
 }
@@ -10516,9 +10522,9 @@ vErrors.push(err697);
 errors++;
 }
 }
-}
-else {
-const err698 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/cors/allowOrigins/" + i65,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/1/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data369.exact !== undefined){
+if(typeof data369.exact !== "string"){
+const err698 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowOrigins/" + i66+"/exact",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/0/properties/exact/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err698];
 }
@@ -10527,23 +10533,10 @@ vErrors.push(err698);
 }
 errors++;
 }
-var _valid4 = _errs826 === errors;
-if(_valid4 && valid223){
-valid223 = false;
-passing4 = [passing4, 1];
+}
 }
 else {
-if(_valid4){
-valid223 = true;
-passing4 = 1;
-if(props4 !== true){
-props4 = true;
-}
-}
-const _errs831 = errors;
-if(data365 && typeof data365 == "object" && !Array.isArray(data365)){
-if(data365.regex === undefined){
-const err699 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/cors/allowOrigins/" + i65,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/2/required",keyword:"required",params:{missingProperty: "regex"},message:"must have required property '"+"regex"+"'"};
+const err699 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowOrigins/" + i66,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/0/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err699];
 }
@@ -10552,9 +10545,16 @@ vErrors.push(err699);
 }
 errors++;
 }
-for(const key89 in data365){
-if(!(key89 === "regex")){
-const err700 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/cors/allowOrigins/" + i65,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/2/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key89},message:"must NOT have additional properties"};
+var _valid4 = _errs829 === errors;
+if(_valid4){
+valid225 = true;
+passing4 = 0;
+var props4 = true;
+}
+const _errs834 = errors;
+if(data369 && typeof data369 == "object" && !Array.isArray(data369)){
+if(data369.prefix === undefined){
+const err700 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowOrigins/" + i66,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/1/required",keyword:"required",params:{missingProperty: "prefix"},message:"must have required property '"+"prefix"+"'"};
 if(vErrors === null){
 vErrors = [err700];
 }
@@ -10563,12 +10563,9 @@ vErrors.push(err700);
 }
 errors++;
 }
-}
-if(data365.regex !== undefined){
-let data368 = data365.regex;
-if(typeof data368 === "string"){
-if(data368.length < 1){
-const err701 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/cors/allowOrigins/" + i65+"/regex",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/2/properties/regex/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+for(const key88 in data369){
+if(!(key88 === "prefix")){
+const err701 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowOrigins/" + i66,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/1/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key88},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err701];
 }
@@ -10578,8 +10575,9 @@ vErrors.push(err701);
 errors++;
 }
 }
-else {
-const err702 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/cors/allowOrigins/" + i65+"/regex",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/2/properties/regex/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data369.prefix !== undefined){
+if(typeof data369.prefix !== "string"){
+const err702 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowOrigins/" + i66+"/prefix",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/1/properties/prefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err702];
 }
@@ -10591,7 +10589,7 @@ errors++;
 }
 }
 else {
-const err703 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/cors/allowOrigins/" + i65,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/2/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err703 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowOrigins/" + i66,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/1/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err703];
 }
@@ -10600,23 +10598,23 @@ vErrors.push(err703);
 }
 errors++;
 }
-var _valid4 = _errs831 === errors;
-if(_valid4 && valid223){
-valid223 = false;
-passing4 = [passing4, 2];
+var _valid4 = _errs834 === errors;
+if(_valid4 && valid225){
+valid225 = false;
+passing4 = [passing4, 1];
 }
 else {
 if(_valid4){
-valid223 = true;
-passing4 = 2;
+valid225 = true;
+passing4 = 1;
 if(props4 !== true){
 props4 = true;
 }
 }
-}
-}
-if(!valid223){
-const err704 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/cors/allowOrigins/" + i65,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf",keyword:"oneOf",params:{passingSchemas: passing4},message:"must match exactly one schema in oneOf"};
+const _errs839 = errors;
+if(data369 && typeof data369 == "object" && !Array.isArray(data369)){
+if(data369.regex === undefined){
+const err704 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowOrigins/" + i66,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/2/required",keyword:"required",params:{missingProperty: "regex"},message:"must have required property '"+"regex"+"'"};
 if(vErrors === null){
 vErrors = [err704];
 }
@@ -10625,21 +10623,9 @@ vErrors.push(err704);
 }
 errors++;
 }
-else {
-errors = _errs820;
-if(vErrors !== null){
-if(_errs820){
-vErrors.length = _errs820;
-}
-else {
-vErrors = null;
-}
-}
-}
-}
-}
-else {
-const err705 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/cors/allowOrigins",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/type",keyword:"type",params:{type: "array"},message:"must be array"};
+for(const key89 in data369){
+if(!(key89 === "regex")){
+const err705 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowOrigins/" + i66,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/2/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key89},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err705];
 }
@@ -10649,15 +10635,11 @@ vErrors.push(err705);
 errors++;
 }
 }
-if(data363.allowMethods !== undefined){
-let data369 = data363.allowMethods;
-if(Array.isArray(data369)){
-const len66 = data369.length;
-for(let i66=0; i66<len66; i66++){
-let data370 = data369[i66];
-if(typeof data370 === "string"){
-if(data370.length < 1){
-const err706 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/cors/allowMethods/" + i66,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowMethods/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data369.regex !== undefined){
+let data372 = data369.regex;
+if(typeof data372 === "string"){
+if(data372.length < 1){
+const err706 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowOrigins/" + i66+"/regex",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/2/properties/regex/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err706];
 }
@@ -10668,7 +10650,7 @@ errors++;
 }
 }
 else {
-const err707 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/cors/allowMethods/" + i66,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowMethods/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err707 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowOrigins/" + i66+"/regex",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/2/properties/regex/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err707];
 }
@@ -10680,7 +10662,7 @@ errors++;
 }
 }
 else {
-const err708 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/cors/allowMethods",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowMethods/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err708 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowOrigins/" + i66,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/2/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err708];
 }
@@ -10689,16 +10671,23 @@ vErrors.push(err708);
 }
 errors++;
 }
+var _valid4 = _errs839 === errors;
+if(_valid4 && valid225){
+valid225 = false;
+passing4 = [passing4, 2];
 }
-if(data363.allowHeaders !== undefined){
-let data371 = data363.allowHeaders;
-if(Array.isArray(data371)){
-const len67 = data371.length;
-for(let i67=0; i67<len67; i67++){
-let data372 = data371[i67];
-if(typeof data372 === "string"){
-if(data372.length < 1){
-const err709 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/cors/allowHeaders/" + i67,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowHeaders/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+else {
+if(_valid4){
+valid225 = true;
+passing4 = 2;
+if(props4 !== true){
+props4 = true;
+}
+}
+}
+}
+if(!valid225){
+const err709 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowOrigins/" + i66,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf",keyword:"oneOf",params:{passingSchemas: passing4},message:"must match exactly one schema in oneOf"};
 if(vErrors === null){
 vErrors = [err709];
 }
@@ -10707,9 +10696,21 @@ vErrors.push(err709);
 }
 errors++;
 }
+else {
+errors = _errs828;
+if(vErrors !== null){
+if(_errs828){
+vErrors.length = _errs828;
 }
 else {
-const err710 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/cors/allowHeaders/" + i67,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowHeaders/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+vErrors = null;
+}
+}
+}
+}
+}
+else {
+const err710 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowOrigins",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err710];
 }
@@ -10719,9 +10720,15 @@ vErrors.push(err710);
 errors++;
 }
 }
-}
-else {
-const err711 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/cors/allowHeaders",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowHeaders/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data367.allowMethods !== undefined){
+let data373 = data367.allowMethods;
+if(Array.isArray(data373)){
+const len67 = data373.length;
+for(let i67=0; i67<len67; i67++){
+let data374 = data373[i67];
+if(typeof data374 === "string"){
+if(data374.length < 1){
+const err711 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowMethods/" + i67,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowMethods/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err711];
 }
@@ -10731,15 +10738,8 @@ vErrors.push(err711);
 errors++;
 }
 }
-if(data363.exposeHeaders !== undefined){
-let data373 = data363.exposeHeaders;
-if(Array.isArray(data373)){
-const len68 = data373.length;
-for(let i68=0; i68<len68; i68++){
-let data374 = data373[i68];
-if(typeof data374 === "string"){
-if(data374.length < 1){
-const err712 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/cors/exposeHeaders/" + i68,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/exposeHeaders/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+else {
+const err712 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowMethods/" + i67,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowMethods/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err712];
 }
@@ -10749,8 +10749,9 @@ vErrors.push(err712);
 errors++;
 }
 }
+}
 else {
-const err713 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/cors/exposeHeaders/" + i68,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/exposeHeaders/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err713 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowMethods",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowMethods/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err713];
 }
@@ -10760,9 +10761,15 @@ vErrors.push(err713);
 errors++;
 }
 }
-}
-else {
-const err714 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/cors/exposeHeaders",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/exposeHeaders/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data367.allowHeaders !== undefined){
+let data375 = data367.allowHeaders;
+if(Array.isArray(data375)){
+const len68 = data375.length;
+for(let i68=0; i68<len68; i68++){
+let data376 = data375[i68];
+if(typeof data376 === "string"){
+if(data376.length < 1){
+const err714 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowHeaders/" + i68,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowHeaders/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err714];
 }
@@ -10772,10 +10779,8 @@ vErrors.push(err714);
 errors++;
 }
 }
-if(data363.maxAgeSeconds !== undefined){
-let data375 = data363.maxAgeSeconds;
-if(!((typeof data375 == "number") && (!(data375 % 1) && !isNaN(data375)))){
-const err715 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/cors/maxAgeSeconds",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/maxAgeSeconds/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+else {
+const err715 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowHeaders/" + i68,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowHeaders/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err715];
 }
@@ -10784,9 +10789,10 @@ vErrors.push(err715);
 }
 errors++;
 }
-if(typeof data375 == "number"){
-if(data375 < 0 || isNaN(data375)){
-const err716 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/cors/maxAgeSeconds",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/maxAgeSeconds/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+}
+else {
+const err716 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowHeaders",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowHeaders/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err716];
 }
@@ -10796,10 +10802,15 @@ vErrors.push(err716);
 errors++;
 }
 }
-}
-if(data363.allowCredentials !== undefined){
-if(typeof data363.allowCredentials !== "boolean"){
-const err717 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/cors/allowCredentials",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowCredentials/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(data367.exposeHeaders !== undefined){
+let data377 = data367.exposeHeaders;
+if(Array.isArray(data377)){
+const len69 = data377.length;
+for(let i69=0; i69<len69; i69++){
+let data378 = data377[i69];
+if(typeof data378 === "string"){
+if(data378.length < 1){
+const err717 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/exposeHeaders/" + i69,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/exposeHeaders/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err717];
 }
@@ -10809,9 +10820,8 @@ vErrors.push(err717);
 errors++;
 }
 }
-}
 else {
-const err718 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/cors",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err718 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/exposeHeaders/" + i69,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/exposeHeaders/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err718];
 }
@@ -10821,11 +10831,9 @@ vErrors.push(err718);
 errors++;
 }
 }
-if(data307.localRateLimit !== undefined){
-let data377 = data307.localRateLimit;
-if(data377 && typeof data377 == "object" && !Array.isArray(data377)){
-if(data377.maxTokens === undefined){
-const err719 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/localRateLimit",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/required",keyword:"required",params:{missingProperty: "maxTokens"},message:"must have required property '"+"maxTokens"+"'"};
+}
+else {
+const err719 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/exposeHeaders",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/exposeHeaders/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err719];
 }
@@ -10834,8 +10842,11 @@ vErrors.push(err719);
 }
 errors++;
 }
-if(data377.fillIntervalMs === undefined){
-const err720 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/localRateLimit",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/required",keyword:"required",params:{missingProperty: "fillIntervalMs"},message:"must have required property '"+"fillIntervalMs"+"'"};
+}
+if(data367.maxAgeSeconds !== undefined){
+let data379 = data367.maxAgeSeconds;
+if(!((typeof data379 == "number") && (!(data379 % 1) && !isNaN(data379)))){
+const err720 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/maxAgeSeconds",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/maxAgeSeconds/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err720];
 }
@@ -10844,9 +10855,9 @@ vErrors.push(err720);
 }
 errors++;
 }
-for(const key90 in data377){
-if(!(((key90 === "maxTokens") || (key90 === "tokensPerFill")) || (key90 === "fillIntervalMs"))){
-const err721 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/localRateLimit",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key90},message:"must NOT have additional properties"};
+if(typeof data379 == "number"){
+if(data379 < 0 || isNaN(data379)){
+const err721 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/maxAgeSeconds",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/maxAgeSeconds/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err721];
 }
@@ -10856,10 +10867,10 @@ vErrors.push(err721);
 errors++;
 }
 }
-if(data377.maxTokens !== undefined){
-let data378 = data377.maxTokens;
-if(!((typeof data378 == "number") && (!(data378 % 1) && !isNaN(data378)))){
-const err722 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/localRateLimit/maxTokens",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/maxTokens/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+}
+if(data367.allowCredentials !== undefined){
+if(typeof data367.allowCredentials !== "boolean"){
+const err722 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowCredentials",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowCredentials/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err722];
 }
@@ -10868,9 +10879,10 @@ vErrors.push(err722);
 }
 errors++;
 }
-if(typeof data378 == "number"){
-if(data378 < 1 || isNaN(data378)){
-const err723 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/localRateLimit/maxTokens",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/maxTokens/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+}
+else {
+const err723 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err723];
 }
@@ -10880,11 +10892,11 @@ vErrors.push(err723);
 errors++;
 }
 }
-}
-if(data377.tokensPerFill !== undefined){
-let data379 = data377.tokensPerFill;
-if(!((typeof data379 == "number") && (!(data379 % 1) && !isNaN(data379)))){
-const err724 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/localRateLimit/tokensPerFill",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/tokensPerFill/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data311.localRateLimit !== undefined){
+let data381 = data311.localRateLimit;
+if(data381 && typeof data381 == "object" && !Array.isArray(data381)){
+if(data381.maxTokens === undefined){
+const err724 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/localRateLimit",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/required",keyword:"required",params:{missingProperty: "maxTokens"},message:"must have required property '"+"maxTokens"+"'"};
 if(vErrors === null){
 vErrors = [err724];
 }
@@ -10893,9 +10905,8 @@ vErrors.push(err724);
 }
 errors++;
 }
-if(typeof data379 == "number"){
-if(data379 < 1 || isNaN(data379)){
-const err725 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/localRateLimit/tokensPerFill",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/tokensPerFill/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if(data381.fillIntervalMs === undefined){
+const err725 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/localRateLimit",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/required",keyword:"required",params:{missingProperty: "fillIntervalMs"},message:"must have required property '"+"fillIntervalMs"+"'"};
 if(vErrors === null){
 vErrors = [err725];
 }
@@ -10904,12 +10915,9 @@ vErrors.push(err725);
 }
 errors++;
 }
-}
-}
-if(data377.fillIntervalMs !== undefined){
-let data380 = data377.fillIntervalMs;
-if(!((typeof data380 == "number") && (!(data380 % 1) && !isNaN(data380)))){
-const err726 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/localRateLimit/fillIntervalMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/fillIntervalMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+for(const key90 in data381){
+if(!(((key90 === "maxTokens") || (key90 === "tokensPerFill")) || (key90 === "fillIntervalMs"))){
+const err726 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/localRateLimit",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key90},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err726];
 }
@@ -10918,9 +10926,11 @@ vErrors.push(err726);
 }
 errors++;
 }
-if(typeof data380 == "number"){
-if(data380 < 1 || isNaN(data380)){
-const err727 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/localRateLimit/fillIntervalMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/fillIntervalMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+if(data381.maxTokens !== undefined){
+let data382 = data381.maxTokens;
+if(!((typeof data382 == "number") && (!(data382 % 1) && !isNaN(data382)))){
+const err727 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/localRateLimit/maxTokens",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/maxTokens/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err727];
 }
@@ -10929,11 +10939,9 @@ vErrors.push(err727);
 }
 errors++;
 }
-}
-}
-}
-else {
-const err728 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route/localRateLimit",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(typeof data382 == "number"){
+if(data382 < 1 || isNaN(data382)){
+const err728 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/localRateLimit/maxTokens",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/maxTokens/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err728];
 }
@@ -10944,8 +10952,10 @@ errors++;
 }
 }
 }
-else {
-const err729 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/route",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data381.tokensPerFill !== undefined){
+let data383 = data381.tokensPerFill;
+if(!((typeof data383 == "number") && (!(data383 % 1) && !isNaN(data383)))){
+const err729 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/localRateLimit/tokensPerFill",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/tokensPerFill/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err729];
 }
@@ -10954,13 +10964,9 @@ vErrors.push(err729);
 }
 errors++;
 }
-}
-if(data284.redirect !== undefined){
-let data381 = data284.redirect;
-if(data381 && typeof data381 == "object" && !Array.isArray(data381)){
-for(const key91 in data381){
-if(!((((((key91 === "scheme") || (key91 === "host")) || (key91 === "port")) || (key91 === "path")) || (key91 === "prefixRewrite")) || (key91 === "responseCode"))){
-const err730 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/redirect",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key91},message:"must NOT have additional properties"};
+if(typeof data383 == "number"){
+if(data383 < 1 || isNaN(data383)){
+const err730 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/localRateLimit/tokensPerFill",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/tokensPerFill/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err730];
 }
@@ -10970,10 +10976,11 @@ vErrors.push(err730);
 errors++;
 }
 }
-if(data381.scheme !== undefined){
-let data382 = data381.scheme;
-if(!((data382 === "http") || (data382 === "https"))){
-const err731 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/redirect/scheme",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/scheme/enum",keyword:"enum",params:{allowedValues: schema31.properties.routeConfigs.items.properties.virtualHosts.items.properties.routes.items.properties.redirect.properties.scheme.enum},message:"must be equal to one of the allowed values"};
+}
+if(data381.fillIntervalMs !== undefined){
+let data384 = data381.fillIntervalMs;
+if(!((typeof data384 == "number") && (!(data384 % 1) && !isNaN(data384)))){
+const err731 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/localRateLimit/fillIntervalMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/fillIntervalMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err731];
 }
@@ -10982,12 +10989,9 @@ vErrors.push(err731);
 }
 errors++;
 }
-}
-if(data381.host !== undefined){
-let data383 = data381.host;
-if(typeof data383 === "string"){
-if(data383.length < 1){
-const err732 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/redirect/host",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/host/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(typeof data384 == "number"){
+if(data384 < 1 || isNaN(data384)){
+const err732 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/localRateLimit/fillIntervalMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/fillIntervalMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err732];
 }
@@ -10997,8 +11001,10 @@ vErrors.push(err732);
 errors++;
 }
 }
+}
+}
 else {
-const err733 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/redirect/host",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/host/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err733 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/localRateLimit",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err733];
 }
@@ -11008,10 +11014,9 @@ vErrors.push(err733);
 errors++;
 }
 }
-if(data381.port !== undefined){
-let data384 = data381.port;
-if(!((typeof data384 == "number") && (!(data384 % 1) && !isNaN(data384)))){
-const err734 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/redirect/port",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+}
+else {
+const err734 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err734];
 }
@@ -11020,9 +11025,13 @@ vErrors.push(err734);
 }
 errors++;
 }
-if(typeof data384 == "number"){
-if(data384 > 65535 || isNaN(data384)){
-const err735 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/redirect/port",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+}
+if(data288.redirect !== undefined){
+let data385 = data288.redirect;
+if(data385 && typeof data385 == "object" && !Array.isArray(data385)){
+for(const key91 in data385){
+if(!((((((key91 === "scheme") || (key91 === "host")) || (key91 === "port")) || (key91 === "path")) || (key91 === "prefixRewrite")) || (key91 === "responseCode"))){
+const err735 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/redirect",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key91},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err735];
 }
@@ -11031,8 +11040,11 @@ vErrors.push(err735);
 }
 errors++;
 }
-if(data384 < 0 || isNaN(data384)){
-const err736 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/redirect/port",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+if(data385.scheme !== undefined){
+let data386 = data385.scheme;
+if(!((data386 === "http") || (data386 === "https"))){
+const err736 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/redirect/scheme",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/scheme/enum",keyword:"enum",params:{allowedValues: schema31.properties.routeConfigs.items.properties.virtualHosts.items.properties.routes.items.properties.redirect.properties.scheme.enum},message:"must be equal to one of the allowed values"};
 if(vErrors === null){
 vErrors = [err736];
 }
@@ -11042,10 +11054,11 @@ vErrors.push(err736);
 errors++;
 }
 }
-}
-if(data381.path !== undefined){
-if(typeof data381.path !== "string"){
-const err737 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/redirect/path",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/path/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data385.host !== undefined){
+let data387 = data385.host;
+if(typeof data387 === "string"){
+if(data387.length < 1){
+const err737 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/redirect/host",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/host/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err737];
 }
@@ -11055,9 +11068,8 @@ vErrors.push(err737);
 errors++;
 }
 }
-if(data381.prefixRewrite !== undefined){
-if(typeof data381.prefixRewrite !== "string"){
-const err738 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/redirect/prefixRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/prefixRewrite/type",keyword:"type",params:{type: "string"},message:"must be string"};
+else {
+const err738 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/redirect/host",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/host/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err738];
 }
@@ -11067,10 +11079,10 @@ vErrors.push(err738);
 errors++;
 }
 }
-if(data381.responseCode !== undefined){
-let data387 = data381.responseCode;
-if(!(((((data387 === 301) || (data387 === 302)) || (data387 === 303)) || (data387 === 307)) || (data387 === 308))){
-const err739 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/redirect/responseCode",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/responseCode/enum",keyword:"enum",params:{allowedValues: schema31.properties.routeConfigs.items.properties.virtualHosts.items.properties.routes.items.properties.redirect.properties.responseCode.enum},message:"must be equal to one of the allowed values"};
+if(data385.port !== undefined){
+let data388 = data385.port;
+if(!((typeof data388 == "number") && (!(data388 % 1) && !isNaN(data388)))){
+const err739 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/redirect/port",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err739];
 }
@@ -11079,10 +11091,9 @@ vErrors.push(err739);
 }
 errors++;
 }
-}
-}
-else {
-const err740 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/redirect",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(typeof data388 == "number"){
+if(data388 > 65535 || isNaN(data388)){
+const err740 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/redirect/port",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
 if(vErrors === null){
 vErrors = [err740];
 }
@@ -11091,12 +11102,8 @@ vErrors.push(err740);
 }
 errors++;
 }
-}
-if(data284.directResponse !== undefined){
-let data388 = data284.directResponse;
-if(data388 && typeof data388 == "object" && !Array.isArray(data388)){
-if(data388.status === undefined){
-const err741 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/directResponse",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/required",keyword:"required",params:{missingProperty: "status"},message:"must have required property '"+"status"+"'"};
+if(data388 < 0 || isNaN(data388)){
+const err741 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/redirect/port",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err741];
 }
@@ -11105,9 +11112,11 @@ vErrors.push(err741);
 }
 errors++;
 }
-for(const key92 in data388){
-if(!((key92 === "status") || (key92 === "body"))){
-const err742 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/directResponse",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key92},message:"must NOT have additional properties"};
+}
+}
+if(data385.path !== undefined){
+if(typeof data385.path !== "string"){
+const err742 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/redirect/path",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/path/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err742];
 }
@@ -11117,10 +11126,9 @@ vErrors.push(err742);
 errors++;
 }
 }
-if(data388.status !== undefined){
-let data389 = data388.status;
-if(!((typeof data389 == "number") && (!(data389 % 1) && !isNaN(data389)))){
-const err743 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/directResponse/status",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/properties/status/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data385.prefixRewrite !== undefined){
+if(typeof data385.prefixRewrite !== "string"){
+const err743 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/redirect/prefixRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/prefixRewrite/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err743];
 }
@@ -11129,9 +11137,11 @@ vErrors.push(err743);
 }
 errors++;
 }
-if(typeof data389 == "number"){
-if(data389 > 599 || isNaN(data389)){
-const err744 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/directResponse/status",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/properties/status/maximum",keyword:"maximum",params:{comparison: "<=", limit: 599},message:"must be <= 599"};
+}
+if(data385.responseCode !== undefined){
+let data391 = data385.responseCode;
+if(!(((((data391 === 301) || (data391 === 302)) || (data391 === 303)) || (data391 === 307)) || (data391 === 308))){
+const err744 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/redirect/responseCode",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/responseCode/enum",keyword:"enum",params:{allowedValues: schema31.properties.routeConfigs.items.properties.virtualHosts.items.properties.routes.items.properties.redirect.properties.responseCode.enum},message:"must be equal to one of the allowed values"};
 if(vErrors === null){
 vErrors = [err744];
 }
@@ -11140,8 +11150,10 @@ vErrors.push(err744);
 }
 errors++;
 }
-if(data389 < 200 || isNaN(data389)){
-const err745 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/directResponse/status",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/properties/status/minimum",keyword:"minimum",params:{comparison: ">=", limit: 200},message:"must be >= 200"};
+}
+}
+else {
+const err745 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/redirect",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err745];
 }
@@ -11151,10 +11163,11 @@ vErrors.push(err745);
 errors++;
 }
 }
-}
-if(data388.body !== undefined){
-if(typeof data388.body !== "string"){
-const err746 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/directResponse/body",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/properties/body/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data288.directResponse !== undefined){
+let data392 = data288.directResponse;
+if(data392 && typeof data392 == "object" && !Array.isArray(data392)){
+if(data392.status === undefined){
+const err746 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/directResponse",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/required",keyword:"required",params:{missingProperty: "status"},message:"must have required property '"+"status"+"'"};
 if(vErrors === null){
 vErrors = [err746];
 }
@@ -11163,10 +11176,9 @@ vErrors.push(err746);
 }
 errors++;
 }
-}
-}
-else {
-const err747 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/directResponse",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/type",keyword:"type",params:{type: "object"},message:"must be object"};
+for(const key92 in data392){
+if(!((key92 === "status") || (key92 === "body"))){
+const err747 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/directResponse",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key92},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err747];
 }
@@ -11176,15 +11188,10 @@ vErrors.push(err747);
 errors++;
 }
 }
-if(data284.requestHeadersToAdd !== undefined){
-let data391 = data284.requestHeadersToAdd;
-if(Array.isArray(data391)){
-const len69 = data391.length;
-for(let i69=0; i69<len69; i69++){
-let data392 = data391[i69];
-if(data392 && typeof data392 == "object" && !Array.isArray(data392)){
-if(data392.name === undefined){
-const err748 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/requestHeadersToAdd/" + i69,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
+if(data392.status !== undefined){
+let data393 = data392.status;
+if(!((typeof data393 == "number") && (!(data393 % 1) && !isNaN(data393)))){
+const err748 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/directResponse/status",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/properties/status/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err748];
 }
@@ -11193,8 +11200,9 @@ vErrors.push(err748);
 }
 errors++;
 }
-if(data392.value === undefined){
-const err749 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/requestHeadersToAdd/" + i69,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "value"},message:"must have required property '"+"value"+"'"};
+if(typeof data393 == "number"){
+if(data393 > 599 || isNaN(data393)){
+const err749 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/directResponse/status",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/properties/status/maximum",keyword:"maximum",params:{comparison: "<=", limit: 599},message:"must be <= 599"};
 if(vErrors === null){
 vErrors = [err749];
 }
@@ -11203,9 +11211,8 @@ vErrors.push(err749);
 }
 errors++;
 }
-for(const key93 in data392){
-if(!(((key93 === "name") || (key93 === "value")) || (key93 === "append"))){
-const err750 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/requestHeadersToAdd/" + i69,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key93},message:"must NOT have additional properties"};
+if(data393 < 200 || isNaN(data393)){
+const err750 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/directResponse/status",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/properties/status/minimum",keyword:"minimum",params:{comparison: ">=", limit: 200},message:"must be >= 200"};
 if(vErrors === null){
 vErrors = [err750];
 }
@@ -11215,11 +11222,10 @@ vErrors.push(err750);
 errors++;
 }
 }
-if(data392.name !== undefined){
-let data393 = data392.name;
-if(typeof data393 === "string"){
-if(data393.length < 1){
-const err751 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/requestHeadersToAdd/" + i69+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+if(data392.body !== undefined){
+if(typeof data392.body !== "string"){
+const err751 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/directResponse/body",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/properties/body/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err751];
 }
@@ -11229,8 +11235,9 @@ vErrors.push(err751);
 errors++;
 }
 }
+}
 else {
-const err752 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/requestHeadersToAdd/" + i69+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err752 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/directResponse",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err752];
 }
@@ -11240,9 +11247,15 @@ vErrors.push(err752);
 errors++;
 }
 }
-if(data392.value !== undefined){
-if(typeof data392.value !== "string"){
-const err753 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/requestHeadersToAdd/" + i69+"/value",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/properties/value/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data288.requestHeadersToAdd !== undefined){
+let data395 = data288.requestHeadersToAdd;
+if(Array.isArray(data395)){
+const len70 = data395.length;
+for(let i70=0; i70<len70; i70++){
+let data396 = data395[i70];
+if(data396 && typeof data396 == "object" && !Array.isArray(data396)){
+if(data396.name === undefined){
+const err753 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/requestHeadersToAdd/" + i70,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err753];
 }
@@ -11251,10 +11264,8 @@ vErrors.push(err753);
 }
 errors++;
 }
-}
-if(data392.append !== undefined){
-if(typeof data392.append !== "boolean"){
-const err754 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/requestHeadersToAdd/" + i69+"/append",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/properties/append/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(data396.value === undefined){
+const err754 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/requestHeadersToAdd/" + i70,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "value"},message:"must have required property '"+"value"+"'"};
 if(vErrors === null){
 vErrors = [err754];
 }
@@ -11263,10 +11274,9 @@ vErrors.push(err754);
 }
 errors++;
 }
-}
-}
-else {
-const err755 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/requestHeadersToAdd/" + i69,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+for(const key93 in data396){
+if(!(((key93 === "name") || (key93 === "value")) || (key93 === "append"))){
+const err755 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/requestHeadersToAdd/" + i70,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key93},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err755];
 }
@@ -11276,9 +11286,11 @@ vErrors.push(err755);
 errors++;
 }
 }
-}
-else {
-const err756 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/requestHeadersToAdd",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data396.name !== undefined){
+let data397 = data396.name;
+if(typeof data397 === "string"){
+if(data397.length < 1){
+const err756 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/requestHeadersToAdd/" + i70+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err756];
 }
@@ -11288,15 +11300,8 @@ vErrors.push(err756);
 errors++;
 }
 }
-if(data284.requestHeadersToRemove !== undefined){
-let data396 = data284.requestHeadersToRemove;
-if(Array.isArray(data396)){
-const len70 = data396.length;
-for(let i70=0; i70<len70; i70++){
-let data397 = data396[i70];
-if(typeof data397 === "string"){
-if(data397.length < 1){
-const err757 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/requestHeadersToRemove/" + i70,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToRemove/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+else {
+const err757 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/requestHeadersToAdd/" + i70+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err757];
 }
@@ -11306,8 +11311,9 @@ vErrors.push(err757);
 errors++;
 }
 }
-else {
-const err758 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/requestHeadersToRemove/" + i70,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToRemove/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data396.value !== undefined){
+if(typeof data396.value !== "string"){
+const err758 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/requestHeadersToAdd/" + i70+"/value",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/properties/value/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err758];
 }
@@ -11317,9 +11323,9 @@ vErrors.push(err758);
 errors++;
 }
 }
-}
-else {
-const err759 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/requestHeadersToRemove",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToRemove/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data396.append !== undefined){
+if(typeof data396.append !== "boolean"){
+const err759 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/requestHeadersToAdd/" + i70+"/append",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/properties/append/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err759];
 }
@@ -11329,15 +11335,9 @@ vErrors.push(err759);
 errors++;
 }
 }
-if(data284.responseHeadersToAdd !== undefined){
-let data398 = data284.responseHeadersToAdd;
-if(Array.isArray(data398)){
-const len71 = data398.length;
-for(let i71=0; i71<len71; i71++){
-let data399 = data398[i71];
-if(data399 && typeof data399 == "object" && !Array.isArray(data399)){
-if(data399.name === undefined){
-const err760 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/responseHeadersToAdd/" + i71,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
+}
+else {
+const err760 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/requestHeadersToAdd/" + i70,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err760];
 }
@@ -11346,8 +11346,10 @@ vErrors.push(err760);
 }
 errors++;
 }
-if(data399.value === undefined){
-const err761 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/responseHeadersToAdd/" + i71,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "value"},message:"must have required property '"+"value"+"'"};
+}
+}
+else {
+const err761 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/requestHeadersToAdd",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err761];
 }
@@ -11356,9 +11358,16 @@ vErrors.push(err761);
 }
 errors++;
 }
-for(const key94 in data399){
-if(!(((key94 === "name") || (key94 === "value")) || (key94 === "append"))){
-const err762 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/responseHeadersToAdd/" + i71,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key94},message:"must NOT have additional properties"};
+}
+if(data288.requestHeadersToRemove !== undefined){
+let data400 = data288.requestHeadersToRemove;
+if(Array.isArray(data400)){
+const len71 = data400.length;
+for(let i71=0; i71<len71; i71++){
+let data401 = data400[i71];
+if(typeof data401 === "string"){
+if(data401.length < 1){
+const err762 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/requestHeadersToRemove/" + i71,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToRemove/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err762];
 }
@@ -11368,11 +11377,8 @@ vErrors.push(err762);
 errors++;
 }
 }
-if(data399.name !== undefined){
-let data400 = data399.name;
-if(typeof data400 === "string"){
-if(data400.length < 1){
-const err763 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/responseHeadersToAdd/" + i71+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+else {
+const err763 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/requestHeadersToRemove/" + i71,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToRemove/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err763];
 }
@@ -11382,8 +11388,9 @@ vErrors.push(err763);
 errors++;
 }
 }
+}
 else {
-const err764 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/responseHeadersToAdd/" + i71+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err764 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/requestHeadersToRemove",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToRemove/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err764];
 }
@@ -11393,9 +11400,15 @@ vErrors.push(err764);
 errors++;
 }
 }
-if(data399.value !== undefined){
-if(typeof data399.value !== "string"){
-const err765 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/responseHeadersToAdd/" + i71+"/value",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/properties/value/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data288.responseHeadersToAdd !== undefined){
+let data402 = data288.responseHeadersToAdd;
+if(Array.isArray(data402)){
+const len72 = data402.length;
+for(let i72=0; i72<len72; i72++){
+let data403 = data402[i72];
+if(data403 && typeof data403 == "object" && !Array.isArray(data403)){
+if(data403.name === undefined){
+const err765 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/responseHeadersToAdd/" + i72,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err765];
 }
@@ -11404,10 +11417,8 @@ vErrors.push(err765);
 }
 errors++;
 }
-}
-if(data399.append !== undefined){
-if(typeof data399.append !== "boolean"){
-const err766 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/responseHeadersToAdd/" + i71+"/append",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/properties/append/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(data403.value === undefined){
+const err766 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/responseHeadersToAdd/" + i72,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "value"},message:"must have required property '"+"value"+"'"};
 if(vErrors === null){
 vErrors = [err766];
 }
@@ -11416,10 +11427,9 @@ vErrors.push(err766);
 }
 errors++;
 }
-}
-}
-else {
-const err767 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/responseHeadersToAdd/" + i71,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+for(const key94 in data403){
+if(!(((key94 === "name") || (key94 === "value")) || (key94 === "append"))){
+const err767 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/responseHeadersToAdd/" + i72,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key94},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err767];
 }
@@ -11429,9 +11439,11 @@ vErrors.push(err767);
 errors++;
 }
 }
-}
-else {
-const err768 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/responseHeadersToAdd",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data403.name !== undefined){
+let data404 = data403.name;
+if(typeof data404 === "string"){
+if(data404.length < 1){
+const err768 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/responseHeadersToAdd/" + i72+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err768];
 }
@@ -11441,15 +11453,8 @@ vErrors.push(err768);
 errors++;
 }
 }
-if(data284.responseHeadersToRemove !== undefined){
-let data403 = data284.responseHeadersToRemove;
-if(Array.isArray(data403)){
-const len72 = data403.length;
-for(let i72=0; i72<len72; i72++){
-let data404 = data403[i72];
-if(typeof data404 === "string"){
-if(data404.length < 1){
-const err769 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/responseHeadersToRemove/" + i72,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToRemove/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+else {
+const err769 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/responseHeadersToAdd/" + i72+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err769];
 }
@@ -11459,8 +11464,9 @@ vErrors.push(err769);
 errors++;
 }
 }
-else {
-const err770 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/responseHeadersToRemove/" + i72,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToRemove/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data403.value !== undefined){
+if(typeof data403.value !== "string"){
+const err770 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/responseHeadersToAdd/" + i72+"/value",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/properties/value/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err770];
 }
@@ -11470,9 +11476,9 @@ vErrors.push(err770);
 errors++;
 }
 }
-}
-else {
-const err771 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53+"/responseHeadersToRemove",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToRemove/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data403.append !== undefined){
+if(typeof data403.append !== "boolean"){
+const err771 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/responseHeadersToAdd/" + i72+"/append",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/properties/append/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err771];
 }
@@ -11484,7 +11490,7 @@ errors++;
 }
 }
 else {
-const err772 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes/" + i53,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err772 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/responseHeadersToAdd/" + i72,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err772];
 }
@@ -11496,7 +11502,7 @@ errors++;
 }
 }
 else {
-const err773 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51+"/routes",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err773 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/responseHeadersToAdd",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err773];
 }
@@ -11506,9 +11512,15 @@ vErrors.push(err773);
 errors++;
 }
 }
-}
-else {
-const err774 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts/" + i51,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data288.responseHeadersToRemove !== undefined){
+let data407 = data288.responseHeadersToRemove;
+if(Array.isArray(data407)){
+const len73 = data407.length;
+for(let i73=0; i73<len73; i73++){
+let data408 = data407[i73];
+if(typeof data408 === "string"){
+if(data408.length < 1){
+const err774 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/responseHeadersToRemove/" + i73,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToRemove/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err774];
 }
@@ -11518,9 +11530,8 @@ vErrors.push(err774);
 errors++;
 }
 }
-}
 else {
-const err775 = {instancePath:instancePath+"/routeConfigs/" + i49+"/virtualHosts",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err775 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/responseHeadersToRemove/" + i73,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToRemove/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err775];
 }
@@ -11532,7 +11543,7 @@ errors++;
 }
 }
 else {
-const err776 = {instancePath:instancePath+"/routeConfigs/" + i49,schemaPath:"#/properties/routeConfigs/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err776 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/responseHeadersToRemove",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToRemove/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err776];
 }
@@ -11544,7 +11555,7 @@ errors++;
 }
 }
 else {
-const err777 = {instancePath:instancePath+"/routeConfigs",schemaPath:"#/properties/routeConfigs/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err777 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err777];
 }
@@ -11554,15 +11565,9 @@ vErrors.push(err777);
 errors++;
 }
 }
-if(data.clusters !== undefined){
-let data405 = data.clusters;
-if(Array.isArray(data405)){
-const len73 = data405.length;
-for(let i73=0; i73<len73; i73++){
-let data406 = data405[i73];
-if(data406 && typeof data406 == "object" && !Array.isArray(data406)){
-if(data406.name === undefined){
-const err778 = {instancePath:instancePath+"/clusters/" + i73,schemaPath:"#/properties/clusters/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
+}
+else {
+const err778 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err778];
 }
@@ -11571,8 +11576,10 @@ vErrors.push(err778);
 }
 errors++;
 }
-if(data406.endpoints === undefined){
-const err779 = {instancePath:instancePath+"/clusters/" + i73,schemaPath:"#/properties/clusters/items/required",keyword:"required",params:{missingProperty: "endpoints"},message:"must have required property '"+"endpoints"+"'"};
+}
+}
+else {
+const err779 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err779];
 }
@@ -11581,9 +11588,10 @@ vErrors.push(err779);
 }
 errors++;
 }
-for(const key95 in data406){
-if(!(func1.call(schema31.properties.clusters.items.properties, key95))){
-const err780 = {instancePath:instancePath+"/clusters/" + i73,schemaPath:"#/properties/clusters/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key95},message:"must NOT have additional properties"};
+}
+}
+else {
+const err780 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err780];
 }
@@ -11593,11 +11601,9 @@ vErrors.push(err780);
 errors++;
 }
 }
-if(data406.name !== undefined){
-let data407 = data406.name;
-if(typeof data407 === "string"){
-if(data407.length < 1){
-const err781 = {instancePath:instancePath+"/clusters/" + i73+"/name",schemaPath:"#/properties/clusters/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+else {
+const err781 = {instancePath:instancePath+"/routeConfigs/" + i50,schemaPath:"#/properties/routeConfigs/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err781];
 }
@@ -11607,8 +11613,9 @@ vErrors.push(err781);
 errors++;
 }
 }
+}
 else {
-const err782 = {instancePath:instancePath+"/clusters/" + i73+"/name",schemaPath:"#/properties/clusters/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err782 = {instancePath:instancePath+"/routeConfigs",schemaPath:"#/properties/routeConfigs/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err782];
 }
@@ -11618,10 +11625,15 @@ vErrors.push(err782);
 errors++;
 }
 }
-if(data406.type !== undefined){
-let data408 = data406.type;
-if(!((data408 === "static") || (data408 === "original_dst"))){
-const err783 = {instancePath:instancePath+"/clusters/" + i73+"/type",schemaPath:"#/properties/clusters/items/properties/type/enum",keyword:"enum",params:{allowedValues: schema31.properties.clusters.items.properties.type.enum},message:"must be equal to one of the allowed values"};
+if(data.clusters !== undefined){
+let data409 = data.clusters;
+if(Array.isArray(data409)){
+const len74 = data409.length;
+for(let i74=0; i74<len74; i74++){
+let data410 = data409[i74];
+if(data410 && typeof data410 == "object" && !Array.isArray(data410)){
+if(data410.name === undefined){
+const err783 = {instancePath:instancePath+"/clusters/" + i74,schemaPath:"#/properties/clusters/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err783];
 }
@@ -11630,11 +11642,8 @@ vErrors.push(err783);
 }
 errors++;
 }
-}
-if(data406.lbPolicy !== undefined){
-let data409 = data406.lbPolicy;
-if(!(((((data409 === "ROUND_ROBIN") || (data409 === "LEAST_REQUEST")) || (data409 === "RANDOM")) || (data409 === "RING_HASH")) || (data409 === "MAGLEV"))){
-const err784 = {instancePath:instancePath+"/clusters/" + i73+"/lbPolicy",schemaPath:"#/properties/clusters/items/properties/lbPolicy/enum",keyword:"enum",params:{allowedValues: schema31.properties.clusters.items.properties.lbPolicy.enum},message:"must be equal to one of the allowed values"};
+if(data410.endpoints === undefined){
+const err784 = {instancePath:instancePath+"/clusters/" + i74,schemaPath:"#/properties/clusters/items/required",keyword:"required",params:{missingProperty: "endpoints"},message:"must have required property '"+"endpoints"+"'"};
 if(vErrors === null){
 vErrors = [err784];
 }
@@ -11643,13 +11652,9 @@ vErrors.push(err784);
 }
 errors++;
 }
-}
-if(data406.ringHash !== undefined){
-let data410 = data406.ringHash;
-if(data410 && typeof data410 == "object" && !Array.isArray(data410)){
-for(const key96 in data410){
-if(!((key96 === "minimumRingSize") || (key96 === "maximumRingSize"))){
-const err785 = {instancePath:instancePath+"/clusters/" + i73+"/ringHash",schemaPath:"#/properties/clusters/items/properties/ringHash/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key96},message:"must NOT have additional properties"};
+for(const key95 in data410){
+if(!(func1.call(schema31.properties.clusters.items.properties, key95))){
+const err785 = {instancePath:instancePath+"/clusters/" + i74,schemaPath:"#/properties/clusters/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key95},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err785];
 }
@@ -11659,10 +11664,11 @@ vErrors.push(err785);
 errors++;
 }
 }
-if(data410.minimumRingSize !== undefined){
-let data411 = data410.minimumRingSize;
-if(!((typeof data411 == "number") && (!(data411 % 1) && !isNaN(data411)))){
-const err786 = {instancePath:instancePath+"/clusters/" + i73+"/ringHash/minimumRingSize",schemaPath:"#/properties/clusters/items/properties/ringHash/properties/minimumRingSize/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data410.name !== undefined){
+let data411 = data410.name;
+if(typeof data411 === "string"){
+if(data411.length < 1){
+const err786 = {instancePath:instancePath+"/clusters/" + i74+"/name",schemaPath:"#/properties/clusters/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err786];
 }
@@ -11671,9 +11677,9 @@ vErrors.push(err786);
 }
 errors++;
 }
-if(typeof data411 == "number"){
-if(data411 < 1 || isNaN(data411)){
-const err787 = {instancePath:instancePath+"/clusters/" + i73+"/ringHash/minimumRingSize",schemaPath:"#/properties/clusters/items/properties/ringHash/properties/minimumRingSize/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+else {
+const err787 = {instancePath:instancePath+"/clusters/" + i74+"/name",schemaPath:"#/properties/clusters/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err787];
 }
@@ -11683,11 +11689,10 @@ vErrors.push(err787);
 errors++;
 }
 }
-}
-if(data410.maximumRingSize !== undefined){
-let data412 = data410.maximumRingSize;
-if(!((typeof data412 == "number") && (!(data412 % 1) && !isNaN(data412)))){
-const err788 = {instancePath:instancePath+"/clusters/" + i73+"/ringHash/maximumRingSize",schemaPath:"#/properties/clusters/items/properties/ringHash/properties/maximumRingSize/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data410.type !== undefined){
+let data412 = data410.type;
+if(!((data412 === "static") || (data412 === "original_dst"))){
+const err788 = {instancePath:instancePath+"/clusters/" + i74+"/type",schemaPath:"#/properties/clusters/items/properties/type/enum",keyword:"enum",params:{allowedValues: schema31.properties.clusters.items.properties.type.enum},message:"must be equal to one of the allowed values"};
 if(vErrors === null){
 vErrors = [err788];
 }
@@ -11696,9 +11701,11 @@ vErrors.push(err788);
 }
 errors++;
 }
-if(typeof data412 == "number"){
-if(data412 < 1 || isNaN(data412)){
-const err789 = {instancePath:instancePath+"/clusters/" + i73+"/ringHash/maximumRingSize",schemaPath:"#/properties/clusters/items/properties/ringHash/properties/maximumRingSize/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+if(data410.lbPolicy !== undefined){
+let data413 = data410.lbPolicy;
+if(!(((((data413 === "ROUND_ROBIN") || (data413 === "LEAST_REQUEST")) || (data413 === "RANDOM")) || (data413 === "RING_HASH")) || (data413 === "MAGLEV"))){
+const err789 = {instancePath:instancePath+"/clusters/" + i74+"/lbPolicy",schemaPath:"#/properties/clusters/items/properties/lbPolicy/enum",keyword:"enum",params:{allowedValues: schema31.properties.clusters.items.properties.lbPolicy.enum},message:"must be equal to one of the allowed values"};
 if(vErrors === null){
 vErrors = [err789];
 }
@@ -11708,10 +11715,12 @@ vErrors.push(err789);
 errors++;
 }
 }
-}
-}
-else {
-const err790 = {instancePath:instancePath+"/clusters/" + i73+"/ringHash",schemaPath:"#/properties/clusters/items/properties/ringHash/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data410.ringHash !== undefined){
+let data414 = data410.ringHash;
+if(data414 && typeof data414 == "object" && !Array.isArray(data414)){
+for(const key96 in data414){
+if(!((key96 === "minimumRingSize") || (key96 === "maximumRingSize"))){
+const err790 = {instancePath:instancePath+"/clusters/" + i74+"/ringHash",schemaPath:"#/properties/clusters/items/properties/ringHash/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key96},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err790];
 }
@@ -11721,12 +11730,10 @@ vErrors.push(err790);
 errors++;
 }
 }
-if(data406.maglev !== undefined){
-let data413 = data406.maglev;
-if(data413 && typeof data413 == "object" && !Array.isArray(data413)){
-for(const key97 in data413){
-if(!(key97 === "tableSize")){
-const err791 = {instancePath:instancePath+"/clusters/" + i73+"/maglev",schemaPath:"#/properties/clusters/items/properties/maglev/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key97},message:"must NOT have additional properties"};
+if(data414.minimumRingSize !== undefined){
+let data415 = data414.minimumRingSize;
+if(!((typeof data415 == "number") && (!(data415 % 1) && !isNaN(data415)))){
+const err791 = {instancePath:instancePath+"/clusters/" + i74+"/ringHash/minimumRingSize",schemaPath:"#/properties/clusters/items/properties/ringHash/properties/minimumRingSize/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err791];
 }
@@ -11735,11 +11742,9 @@ vErrors.push(err791);
 }
 errors++;
 }
-}
-if(data413.tableSize !== undefined){
-let data414 = data413.tableSize;
-if(!((typeof data414 == "number") && (!(data414 % 1) && !isNaN(data414)))){
-const err792 = {instancePath:instancePath+"/clusters/" + i73+"/maglev/tableSize",schemaPath:"#/properties/clusters/items/properties/maglev/properties/tableSize/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(typeof data415 == "number"){
+if(data415 < 1 || isNaN(data415)){
+const err792 = {instancePath:instancePath+"/clusters/" + i74+"/ringHash/minimumRingSize",schemaPath:"#/properties/clusters/items/properties/ringHash/properties/minimumRingSize/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err792];
 }
@@ -11748,9 +11753,12 @@ vErrors.push(err792);
 }
 errors++;
 }
-if(typeof data414 == "number"){
-if(data414 < 1 || isNaN(data414)){
-const err793 = {instancePath:instancePath+"/clusters/" + i73+"/maglev/tableSize",schemaPath:"#/properties/clusters/items/properties/maglev/properties/tableSize/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+}
+if(data414.maximumRingSize !== undefined){
+let data416 = data414.maximumRingSize;
+if(!((typeof data416 == "number") && (!(data416 % 1) && !isNaN(data416)))){
+const err793 = {instancePath:instancePath+"/clusters/" + i74+"/ringHash/maximumRingSize",schemaPath:"#/properties/clusters/items/properties/ringHash/properties/maximumRingSize/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err793];
 }
@@ -11759,11 +11767,9 @@ vErrors.push(err793);
 }
 errors++;
 }
-}
-}
-}
-else {
-const err794 = {instancePath:instancePath+"/clusters/" + i73+"/maglev",schemaPath:"#/properties/clusters/items/properties/maglev/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(typeof data416 == "number"){
+if(data416 < 1 || isNaN(data416)){
+const err794 = {instancePath:instancePath+"/clusters/" + i74+"/ringHash/maximumRingSize",schemaPath:"#/properties/clusters/items/properties/ringHash/properties/maximumRingSize/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err794];
 }
@@ -11773,10 +11779,10 @@ vErrors.push(err794);
 errors++;
 }
 }
-if(data406.protocol !== undefined){
-let data415 = data406.protocol;
-if(!((data415 === "http1") || (data415 === "http2"))){
-const err795 = {instancePath:instancePath+"/clusters/" + i73+"/protocol",schemaPath:"#/properties/clusters/items/properties/protocol/enum",keyword:"enum",params:{allowedValues: schema31.properties.clusters.items.properties.protocol.enum},message:"must be equal to one of the allowed values"};
+}
+}
+else {
+const err795 = {instancePath:instancePath+"/clusters/" + i74+"/ringHash",schemaPath:"#/properties/clusters/items/properties/ringHash/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err795];
 }
@@ -11786,15 +11792,12 @@ vErrors.push(err795);
 errors++;
 }
 }
-if(data406.endpoints !== undefined){
-let data416 = data406.endpoints;
-if(Array.isArray(data416)){
-const len74 = data416.length;
-for(let i74=0; i74<len74; i74++){
-let data417 = data416[i74];
+if(data410.maglev !== undefined){
+let data417 = data410.maglev;
 if(data417 && typeof data417 == "object" && !Array.isArray(data417)){
-if(data417.address === undefined){
-const err796 = {instancePath:instancePath+"/clusters/" + i73+"/endpoints/" + i74,schemaPath:"#/properties/clusters/items/properties/endpoints/items/required",keyword:"required",params:{missingProperty: "address"},message:"must have required property '"+"address"+"'"};
+for(const key97 in data417){
+if(!(key97 === "tableSize")){
+const err796 = {instancePath:instancePath+"/clusters/" + i74+"/maglev",schemaPath:"#/properties/clusters/items/properties/maglev/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key97},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err796];
 }
@@ -11803,8 +11806,11 @@ vErrors.push(err796);
 }
 errors++;
 }
-if(data417.port === undefined){
-const err797 = {instancePath:instancePath+"/clusters/" + i73+"/endpoints/" + i74,schemaPath:"#/properties/clusters/items/properties/endpoints/items/required",keyword:"required",params:{missingProperty: "port"},message:"must have required property '"+"port"+"'"};
+}
+if(data417.tableSize !== undefined){
+let data418 = data417.tableSize;
+if(!((typeof data418 == "number") && (!(data418 % 1) && !isNaN(data418)))){
+const err797 = {instancePath:instancePath+"/clusters/" + i74+"/maglev/tableSize",schemaPath:"#/properties/clusters/items/properties/maglev/properties/tableSize/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err797];
 }
@@ -11813,9 +11819,9 @@ vErrors.push(err797);
 }
 errors++;
 }
-for(const key98 in data417){
-if(!(((((key98 === "address") || (key98 === "port")) || (key98 === "weight")) || (key98 === "labels")) || (key98 === "locality"))){
-const err798 = {instancePath:instancePath+"/clusters/" + i73+"/endpoints/" + i74,schemaPath:"#/properties/clusters/items/properties/endpoints/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key98},message:"must NOT have additional properties"};
+if(typeof data418 == "number"){
+if(data418 < 1 || isNaN(data418)){
+const err798 = {instancePath:instancePath+"/clusters/" + i74+"/maglev/tableSize",schemaPath:"#/properties/clusters/items/properties/maglev/properties/tableSize/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err798];
 }
@@ -11825,11 +11831,10 @@ vErrors.push(err798);
 errors++;
 }
 }
-if(data417.address !== undefined){
-let data418 = data417.address;
-if(typeof data418 === "string"){
-if(data418.length < 1){
-const err799 = {instancePath:instancePath+"/clusters/" + i73+"/endpoints/" + i74+"/address",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/address/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+}
+else {
+const err799 = {instancePath:instancePath+"/clusters/" + i74+"/maglev",schemaPath:"#/properties/clusters/items/properties/maglev/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err799];
 }
@@ -11839,8 +11844,10 @@ vErrors.push(err799);
 errors++;
 }
 }
-else {
-const err800 = {instancePath:instancePath+"/clusters/" + i73+"/endpoints/" + i74+"/address",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/address/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data410.protocol !== undefined){
+let data419 = data410.protocol;
+if(!((data419 === "http1") || (data419 === "http2"))){
+const err800 = {instancePath:instancePath+"/clusters/" + i74+"/protocol",schemaPath:"#/properties/clusters/items/properties/protocol/enum",keyword:"enum",params:{allowedValues: schema31.properties.clusters.items.properties.protocol.enum},message:"must be equal to one of the allowed values"};
 if(vErrors === null){
 vErrors = [err800];
 }
@@ -11850,10 +11857,15 @@ vErrors.push(err800);
 errors++;
 }
 }
-if(data417.port !== undefined){
-let data419 = data417.port;
-if(!((typeof data419 == "number") && (!(data419 % 1) && !isNaN(data419)))){
-const err801 = {instancePath:instancePath+"/clusters/" + i73+"/endpoints/" + i74+"/port",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data410.endpoints !== undefined){
+let data420 = data410.endpoints;
+if(Array.isArray(data420)){
+const len75 = data420.length;
+for(let i75=0; i75<len75; i75++){
+let data421 = data420[i75];
+if(data421 && typeof data421 == "object" && !Array.isArray(data421)){
+if(data421.address === undefined){
+const err801 = {instancePath:instancePath+"/clusters/" + i74+"/endpoints/" + i75,schemaPath:"#/properties/clusters/items/properties/endpoints/items/required",keyword:"required",params:{missingProperty: "address"},message:"must have required property '"+"address"+"'"};
 if(vErrors === null){
 vErrors = [err801];
 }
@@ -11862,9 +11874,8 @@ vErrors.push(err801);
 }
 errors++;
 }
-if(typeof data419 == "number"){
-if(data419 > 65535 || isNaN(data419)){
-const err802 = {instancePath:instancePath+"/clusters/" + i73+"/endpoints/" + i74+"/port",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+if(data421.port === undefined){
+const err802 = {instancePath:instancePath+"/clusters/" + i74+"/endpoints/" + i75,schemaPath:"#/properties/clusters/items/properties/endpoints/items/required",keyword:"required",params:{missingProperty: "port"},message:"must have required property '"+"port"+"'"};
 if(vErrors === null){
 vErrors = [err802];
 }
@@ -11873,8 +11884,9 @@ vErrors.push(err802);
 }
 errors++;
 }
-if(data419 < 1 || isNaN(data419)){
-const err803 = {instancePath:instancePath+"/clusters/" + i73+"/endpoints/" + i74+"/port",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+for(const key98 in data421){
+if(!(((((key98 === "address") || (key98 === "port")) || (key98 === "weight")) || (key98 === "labels")) || (key98 === "locality"))){
+const err803 = {instancePath:instancePath+"/clusters/" + i74+"/endpoints/" + i75,schemaPath:"#/properties/clusters/items/properties/endpoints/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key98},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err803];
 }
@@ -11884,11 +11896,11 @@ vErrors.push(err803);
 errors++;
 }
 }
-}
-if(data417.weight !== undefined){
-let data420 = data417.weight;
-if(!((typeof data420 == "number") && (!(data420 % 1) && !isNaN(data420)))){
-const err804 = {instancePath:instancePath+"/clusters/" + i73+"/endpoints/" + i74+"/weight",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/weight/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data421.address !== undefined){
+let data422 = data421.address;
+if(typeof data422 === "string"){
+if(data422.length < 1){
+const err804 = {instancePath:instancePath+"/clusters/" + i74+"/endpoints/" + i75+"/address",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/address/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err804];
 }
@@ -11897,9 +11909,9 @@ vErrors.push(err804);
 }
 errors++;
 }
-if(typeof data420 == "number"){
-if(data420 > 1000000 || isNaN(data420)){
-const err805 = {instancePath:instancePath+"/clusters/" + i73+"/endpoints/" + i74+"/weight",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/weight/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1000000},message:"must be <= 1000000"};
+}
+else {
+const err805 = {instancePath:instancePath+"/clusters/" + i74+"/endpoints/" + i75+"/address",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/address/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err805];
 }
@@ -11908,8 +11920,11 @@ vErrors.push(err805);
 }
 errors++;
 }
-if(data420 < 1 || isNaN(data420)){
-const err806 = {instancePath:instancePath+"/clusters/" + i73+"/endpoints/" + i74+"/weight",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/weight/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+if(data421.port !== undefined){
+let data423 = data421.port;
+if(!((typeof data423 == "number") && (!(data423 % 1) && !isNaN(data423)))){
+const err806 = {instancePath:instancePath+"/clusters/" + i74+"/endpoints/" + i75+"/port",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err806];
 }
@@ -11918,14 +11933,9 @@ vErrors.push(err806);
 }
 errors++;
 }
-}
-}
-if(data417.labels !== undefined){
-let data421 = data417.labels;
-if(data421 && typeof data421 == "object" && !Array.isArray(data421)){
-for(const key99 in data421){
-if(typeof data421[key99] !== "string"){
-const err807 = {instancePath:instancePath+"/clusters/" + i73+"/endpoints/" + i74+"/labels/" + key99.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/labels/additionalProperties/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(typeof data423 == "number"){
+if(data423 > 65535 || isNaN(data423)){
+const err807 = {instancePath:instancePath+"/clusters/" + i74+"/endpoints/" + i75+"/port",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
 if(vErrors === null){
 vErrors = [err807];
 }
@@ -11934,10 +11944,8 @@ vErrors.push(err807);
 }
 errors++;
 }
-}
-}
-else {
-const err808 = {instancePath:instancePath+"/clusters/" + i73+"/endpoints/" + i74+"/labels",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/labels/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data423 < 1 || isNaN(data423)){
+const err808 = {instancePath:instancePath+"/clusters/" + i74+"/endpoints/" + i75+"/port",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err808];
 }
@@ -11947,9 +11955,11 @@ vErrors.push(err808);
 errors++;
 }
 }
-if(data417.locality !== undefined){
-if(typeof data417.locality !== "string"){
-const err809 = {instancePath:instancePath+"/clusters/" + i73+"/endpoints/" + i74+"/locality",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/locality/type",keyword:"type",params:{type: "string"},message:"must be string"};
+}
+if(data421.weight !== undefined){
+let data424 = data421.weight;
+if(!((typeof data424 == "number") && (!(data424 % 1) && !isNaN(data424)))){
+const err809 = {instancePath:instancePath+"/clusters/" + i74+"/endpoints/" + i75+"/weight",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/weight/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err809];
 }
@@ -11958,10 +11968,9 @@ vErrors.push(err809);
 }
 errors++;
 }
-}
-}
-else {
-const err810 = {instancePath:instancePath+"/clusters/" + i73+"/endpoints/" + i74,schemaPath:"#/properties/clusters/items/properties/endpoints/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(typeof data424 == "number"){
+if(data424 > 1000000 || isNaN(data424)){
+const err810 = {instancePath:instancePath+"/clusters/" + i74+"/endpoints/" + i75+"/weight",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/weight/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1000000},message:"must be <= 1000000"};
 if(vErrors === null){
 vErrors = [err810];
 }
@@ -11970,10 +11979,8 @@ vErrors.push(err810);
 }
 errors++;
 }
-}
-}
-else {
-const err811 = {instancePath:instancePath+"/clusters/" + i73+"/endpoints",schemaPath:"#/properties/clusters/items/properties/endpoints/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data424 < 1 || isNaN(data424)){
+const err811 = {instancePath:instancePath+"/clusters/" + i74+"/endpoints/" + i75+"/weight",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/weight/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err811];
 }
@@ -11983,10 +11990,13 @@ vErrors.push(err811);
 errors++;
 }
 }
-if(data406.connectTimeoutMs !== undefined){
-let data424 = data406.connectTimeoutMs;
-if(!((typeof data424 == "number") && (!(data424 % 1) && !isNaN(data424)))){
-const err812 = {instancePath:instancePath+"/clusters/" + i73+"/connectTimeoutMs",schemaPath:"#/properties/clusters/items/properties/connectTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+}
+if(data421.labels !== undefined){
+let data425 = data421.labels;
+if(data425 && typeof data425 == "object" && !Array.isArray(data425)){
+for(const key99 in data425){
+if(typeof data425[key99] !== "string"){
+const err812 = {instancePath:instancePath+"/clusters/" + i74+"/endpoints/" + i75+"/labels/" + key99.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/labels/additionalProperties/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err812];
 }
@@ -11995,9 +12005,10 @@ vErrors.push(err812);
 }
 errors++;
 }
-if(typeof data424 == "number"){
-if(data424 < 1 || isNaN(data424)){
-const err813 = {instancePath:instancePath+"/clusters/" + i73+"/connectTimeoutMs",schemaPath:"#/properties/clusters/items/properties/connectTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+}
+else {
+const err813 = {instancePath:instancePath+"/clusters/" + i74+"/endpoints/" + i75+"/labels",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/labels/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err813];
 }
@@ -12007,11 +12018,9 @@ vErrors.push(err813);
 errors++;
 }
 }
-}
-if(data406.idleTimeoutMs !== undefined){
-let data425 = data406.idleTimeoutMs;
-if(!((typeof data425 == "number") && (!(data425 % 1) && !isNaN(data425)))){
-const err814 = {instancePath:instancePath+"/clusters/" + i73+"/idleTimeoutMs",schemaPath:"#/properties/clusters/items/properties/idleTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data421.locality !== undefined){
+if(typeof data421.locality !== "string"){
+const err814 = {instancePath:instancePath+"/clusters/" + i74+"/endpoints/" + i75+"/locality",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/locality/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err814];
 }
@@ -12020,9 +12029,10 @@ vErrors.push(err814);
 }
 errors++;
 }
-if(typeof data425 == "number"){
-if(data425 < 1 || isNaN(data425)){
-const err815 = {instancePath:instancePath+"/clusters/" + i73+"/idleTimeoutMs",schemaPath:"#/properties/clusters/items/properties/idleTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+}
+else {
+const err815 = {instancePath:instancePath+"/clusters/" + i74+"/endpoints/" + i75,schemaPath:"#/properties/clusters/items/properties/endpoints/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err815];
 }
@@ -12033,12 +12043,8 @@ errors++;
 }
 }
 }
-if(data406.circuitBreakers !== undefined){
-let data426 = data406.circuitBreakers;
-if(data426 && typeof data426 == "object" && !Array.isArray(data426)){
-for(const key100 in data426){
-if(!(((((key100 === "maxConnections") || (key100 === "maxPendingRequests")) || (key100 === "maxRequests")) || (key100 === "maxRequestsPerConnection")) || (key100 === "retryBudget"))){
-const err816 = {instancePath:instancePath+"/clusters/" + i73+"/circuitBreakers",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key100},message:"must NOT have additional properties"};
+else {
+const err816 = {instancePath:instancePath+"/clusters/" + i74+"/endpoints",schemaPath:"#/properties/clusters/items/properties/endpoints/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err816];
 }
@@ -12048,10 +12054,10 @@ vErrors.push(err816);
 errors++;
 }
 }
-if(data426.maxConnections !== undefined){
-let data427 = data426.maxConnections;
-if(!((typeof data427 == "number") && (!(data427 % 1) && !isNaN(data427)))){
-const err817 = {instancePath:instancePath+"/clusters/" + i73+"/circuitBreakers/maxConnections",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxConnections/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data410.connectTimeoutMs !== undefined){
+let data428 = data410.connectTimeoutMs;
+if(!((typeof data428 == "number") && (!(data428 % 1) && !isNaN(data428)))){
+const err817 = {instancePath:instancePath+"/clusters/" + i74+"/connectTimeoutMs",schemaPath:"#/properties/clusters/items/properties/connectTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err817];
 }
@@ -12060,9 +12066,9 @@ vErrors.push(err817);
 }
 errors++;
 }
-if(typeof data427 == "number"){
-if(data427 < 0 || isNaN(data427)){
-const err818 = {instancePath:instancePath+"/clusters/" + i73+"/circuitBreakers/maxConnections",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxConnections/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(typeof data428 == "number"){
+if(data428 < 1 || isNaN(data428)){
+const err818 = {instancePath:instancePath+"/clusters/" + i74+"/connectTimeoutMs",schemaPath:"#/properties/clusters/items/properties/connectTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err818];
 }
@@ -12073,10 +12079,10 @@ errors++;
 }
 }
 }
-if(data426.maxPendingRequests !== undefined){
-let data428 = data426.maxPendingRequests;
-if(!((typeof data428 == "number") && (!(data428 % 1) && !isNaN(data428)))){
-const err819 = {instancePath:instancePath+"/clusters/" + i73+"/circuitBreakers/maxPendingRequests",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxPendingRequests/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data410.idleTimeoutMs !== undefined){
+let data429 = data410.idleTimeoutMs;
+if(!((typeof data429 == "number") && (!(data429 % 1) && !isNaN(data429)))){
+const err819 = {instancePath:instancePath+"/clusters/" + i74+"/idleTimeoutMs",schemaPath:"#/properties/clusters/items/properties/idleTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err819];
 }
@@ -12085,9 +12091,9 @@ vErrors.push(err819);
 }
 errors++;
 }
-if(typeof data428 == "number"){
-if(data428 < 0 || isNaN(data428)){
-const err820 = {instancePath:instancePath+"/clusters/" + i73+"/circuitBreakers/maxPendingRequests",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxPendingRequests/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(typeof data429 == "number"){
+if(data429 < 1 || isNaN(data429)){
+const err820 = {instancePath:instancePath+"/clusters/" + i74+"/idleTimeoutMs",schemaPath:"#/properties/clusters/items/properties/idleTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err820];
 }
@@ -12098,10 +12104,12 @@ errors++;
 }
 }
 }
-if(data426.maxRequests !== undefined){
-let data429 = data426.maxRequests;
-if(!((typeof data429 == "number") && (!(data429 % 1) && !isNaN(data429)))){
-const err821 = {instancePath:instancePath+"/clusters/" + i73+"/circuitBreakers/maxRequests",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxRequests/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data410.circuitBreakers !== undefined){
+let data430 = data410.circuitBreakers;
+if(data430 && typeof data430 == "object" && !Array.isArray(data430)){
+for(const key100 in data430){
+if(!(((((key100 === "maxConnections") || (key100 === "maxPendingRequests")) || (key100 === "maxRequests")) || (key100 === "maxRequestsPerConnection")) || (key100 === "retryBudget"))){
+const err821 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key100},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err821];
 }
@@ -12110,9 +12118,11 @@ vErrors.push(err821);
 }
 errors++;
 }
-if(typeof data429 == "number"){
-if(data429 < 0 || isNaN(data429)){
-const err822 = {instancePath:instancePath+"/clusters/" + i73+"/circuitBreakers/maxRequests",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxRequests/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+if(data430.maxConnections !== undefined){
+let data431 = data430.maxConnections;
+if(!((typeof data431 == "number") && (!(data431 % 1) && !isNaN(data431)))){
+const err822 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers/maxConnections",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxConnections/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err822];
 }
@@ -12121,12 +12131,9 @@ vErrors.push(err822);
 }
 errors++;
 }
-}
-}
-if(data426.maxRequestsPerConnection !== undefined){
-let data430 = data426.maxRequestsPerConnection;
-if(!((typeof data430 == "number") && (!(data430 % 1) && !isNaN(data430)))){
-const err823 = {instancePath:instancePath+"/clusters/" + i73+"/circuitBreakers/maxRequestsPerConnection",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxRequestsPerConnection/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(typeof data431 == "number"){
+if(data431 < 0 || isNaN(data431)){
+const err823 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers/maxConnections",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxConnections/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err823];
 }
@@ -12135,9 +12142,12 @@ vErrors.push(err823);
 }
 errors++;
 }
-if(typeof data430 == "number"){
-if(data430 < 0 || isNaN(data430)){
-const err824 = {instancePath:instancePath+"/clusters/" + i73+"/circuitBreakers/maxRequestsPerConnection",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxRequestsPerConnection/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+}
+if(data430.maxPendingRequests !== undefined){
+let data432 = data430.maxPendingRequests;
+if(!((typeof data432 == "number") && (!(data432 % 1) && !isNaN(data432)))){
+const err824 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers/maxPendingRequests",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxPendingRequests/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err824];
 }
@@ -12146,13 +12156,9 @@ vErrors.push(err824);
 }
 errors++;
 }
-}
-}
-if(data426.retryBudget !== undefined){
-let data431 = data426.retryBudget;
-if(data431 && typeof data431 == "object" && !Array.isArray(data431)){
-if(data431.budgetPercent === undefined){
-const err825 = {instancePath:instancePath+"/clusters/" + i73+"/circuitBreakers/retryBudget",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/required",keyword:"required",params:{missingProperty: "budgetPercent"},message:"must have required property '"+"budgetPercent"+"'"};
+if(typeof data432 == "number"){
+if(data432 < 0 || isNaN(data432)){
+const err825 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers/maxPendingRequests",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxPendingRequests/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err825];
 }
@@ -12161,9 +12167,12 @@ vErrors.push(err825);
 }
 errors++;
 }
-for(const key101 in data431){
-if(!((key101 === "budgetPercent") || (key101 === "minRetryConcurrency"))){
-const err826 = {instancePath:instancePath+"/clusters/" + i73+"/circuitBreakers/retryBudget",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key101},message:"must NOT have additional properties"};
+}
+}
+if(data430.maxRequests !== undefined){
+let data433 = data430.maxRequests;
+if(!((typeof data433 == "number") && (!(data433 % 1) && !isNaN(data433)))){
+const err826 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers/maxRequests",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxRequests/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err826];
 }
@@ -12172,12 +12181,9 @@ vErrors.push(err826);
 }
 errors++;
 }
-}
-if(data431.budgetPercent !== undefined){
-let data432 = data431.budgetPercent;
-if(typeof data432 == "number"){
-if(data432 > 100 || isNaN(data432)){
-const err827 = {instancePath:instancePath+"/clusters/" + i73+"/circuitBreakers/retryBudget/budgetPercent",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/properties/budgetPercent/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
+if(typeof data433 == "number"){
+if(data433 < 0 || isNaN(data433)){
+const err827 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers/maxRequests",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxRequests/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err827];
 }
@@ -12186,8 +12192,12 @@ vErrors.push(err827);
 }
 errors++;
 }
-if(data432 < 0 || isNaN(data432)){
-const err828 = {instancePath:instancePath+"/clusters/" + i73+"/circuitBreakers/retryBudget/budgetPercent",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/properties/budgetPercent/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+}
+if(data430.maxRequestsPerConnection !== undefined){
+let data434 = data430.maxRequestsPerConnection;
+if(!((typeof data434 == "number") && (!(data434 % 1) && !isNaN(data434)))){
+const err828 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers/maxRequestsPerConnection",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxRequestsPerConnection/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err828];
 }
@@ -12196,9 +12206,9 @@ vErrors.push(err828);
 }
 errors++;
 }
-}
-else {
-const err829 = {instancePath:instancePath+"/clusters/" + i73+"/circuitBreakers/retryBudget/budgetPercent",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/properties/budgetPercent/type",keyword:"type",params:{type: "number"},message:"must be number"};
+if(typeof data434 == "number"){
+if(data434 < 0 || isNaN(data434)){
+const err829 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers/maxRequestsPerConnection",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxRequestsPerConnection/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err829];
 }
@@ -12208,10 +12218,12 @@ vErrors.push(err829);
 errors++;
 }
 }
-if(data431.minRetryConcurrency !== undefined){
-let data433 = data431.minRetryConcurrency;
-if(!((typeof data433 == "number") && (!(data433 % 1) && !isNaN(data433)))){
-const err830 = {instancePath:instancePath+"/clusters/" + i73+"/circuitBreakers/retryBudget/minRetryConcurrency",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/properties/minRetryConcurrency/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+}
+if(data430.retryBudget !== undefined){
+let data435 = data430.retryBudget;
+if(data435 && typeof data435 == "object" && !Array.isArray(data435)){
+if(data435.budgetPercent === undefined){
+const err830 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers/retryBudget",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/required",keyword:"required",params:{missingProperty: "budgetPercent"},message:"must have required property '"+"budgetPercent"+"'"};
 if(vErrors === null){
 vErrors = [err830];
 }
@@ -12220,9 +12232,9 @@ vErrors.push(err830);
 }
 errors++;
 }
-if(typeof data433 == "number"){
-if(data433 < 0 || isNaN(data433)){
-const err831 = {instancePath:instancePath+"/clusters/" + i73+"/circuitBreakers/retryBudget/minRetryConcurrency",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/properties/minRetryConcurrency/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+for(const key101 in data435){
+if(!((key101 === "budgetPercent") || (key101 === "minRetryConcurrency"))){
+const err831 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers/retryBudget",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key101},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err831];
 }
@@ -12232,10 +12244,11 @@ vErrors.push(err831);
 errors++;
 }
 }
-}
-}
-else {
-const err832 = {instancePath:instancePath+"/clusters/" + i73+"/circuitBreakers/retryBudget",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data435.budgetPercent !== undefined){
+let data436 = data435.budgetPercent;
+if(typeof data436 == "number"){
+if(data436 > 100 || isNaN(data436)){
+const err832 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers/retryBudget/budgetPercent",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/properties/budgetPercent/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
 if(vErrors === null){
 vErrors = [err832];
 }
@@ -12244,10 +12257,8 @@ vErrors.push(err832);
 }
 errors++;
 }
-}
-}
-else {
-const err833 = {instancePath:instancePath+"/clusters/" + i73+"/circuitBreakers",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data436 < 0 || isNaN(data436)){
+const err833 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers/retryBudget/budgetPercent",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/properties/budgetPercent/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err833];
 }
@@ -12257,12 +12268,8 @@ vErrors.push(err833);
 errors++;
 }
 }
-if(data406.outlierDetection !== undefined){
-let data434 = data406.outlierDetection;
-if(data434 && typeof data434 == "object" && !Array.isArray(data434)){
-for(const key102 in data434){
-if(!((((((key102 === "consecutive5xxErrors") || (key102 === "consecutiveGatewayErrors")) || (key102 === "intervalMs")) || (key102 === "baseEjectionTimeMs")) || (key102 === "maxEjectionPercent")) || (key102 === "minHealthPercent"))){
-const err834 = {instancePath:instancePath+"/clusters/" + i73+"/outlierDetection",schemaPath:"#/properties/clusters/items/properties/outlierDetection/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key102},message:"must NOT have additional properties"};
+else {
+const err834 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers/retryBudget/budgetPercent",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/properties/budgetPercent/type",keyword:"type",params:{type: "number"},message:"must be number"};
 if(vErrors === null){
 vErrors = [err834];
 }
@@ -12272,10 +12279,10 @@ vErrors.push(err834);
 errors++;
 }
 }
-if(data434.consecutive5xxErrors !== undefined){
-let data435 = data434.consecutive5xxErrors;
-if(!((typeof data435 == "number") && (!(data435 % 1) && !isNaN(data435)))){
-const err835 = {instancePath:instancePath+"/clusters/" + i73+"/outlierDetection/consecutive5xxErrors",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/consecutive5xxErrors/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data435.minRetryConcurrency !== undefined){
+let data437 = data435.minRetryConcurrency;
+if(!((typeof data437 == "number") && (!(data437 % 1) && !isNaN(data437)))){
+const err835 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers/retryBudget/minRetryConcurrency",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/properties/minRetryConcurrency/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err835];
 }
@@ -12284,9 +12291,9 @@ vErrors.push(err835);
 }
 errors++;
 }
-if(typeof data435 == "number"){
-if(data435 < 0 || isNaN(data435)){
-const err836 = {instancePath:instancePath+"/clusters/" + i73+"/outlierDetection/consecutive5xxErrors",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/consecutive5xxErrors/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(typeof data437 == "number"){
+if(data437 < 0 || isNaN(data437)){
+const err836 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers/retryBudget/minRetryConcurrency",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/properties/minRetryConcurrency/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err836];
 }
@@ -12297,10 +12304,9 @@ errors++;
 }
 }
 }
-if(data434.consecutiveGatewayErrors !== undefined){
-let data436 = data434.consecutiveGatewayErrors;
-if(!((typeof data436 == "number") && (!(data436 % 1) && !isNaN(data436)))){
-const err837 = {instancePath:instancePath+"/clusters/" + i73+"/outlierDetection/consecutiveGatewayErrors",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/consecutiveGatewayErrors/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+}
+else {
+const err837 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers/retryBudget",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err837];
 }
@@ -12309,9 +12315,10 @@ vErrors.push(err837);
 }
 errors++;
 }
-if(typeof data436 == "number"){
-if(data436 < 0 || isNaN(data436)){
-const err838 = {instancePath:instancePath+"/clusters/" + i73+"/outlierDetection/consecutiveGatewayErrors",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/consecutiveGatewayErrors/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+}
+else {
+const err838 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err838];
 }
@@ -12321,11 +12328,12 @@ vErrors.push(err838);
 errors++;
 }
 }
-}
-if(data434.intervalMs !== undefined){
-let data437 = data434.intervalMs;
-if(!((typeof data437 == "number") && (!(data437 % 1) && !isNaN(data437)))){
-const err839 = {instancePath:instancePath+"/clusters/" + i73+"/outlierDetection/intervalMs",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/intervalMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data410.outlierDetection !== undefined){
+let data438 = data410.outlierDetection;
+if(data438 && typeof data438 == "object" && !Array.isArray(data438)){
+for(const key102 in data438){
+if(!((((((key102 === "consecutive5xxErrors") || (key102 === "consecutiveGatewayErrors")) || (key102 === "intervalMs")) || (key102 === "baseEjectionTimeMs")) || (key102 === "maxEjectionPercent")) || (key102 === "minHealthPercent"))){
+const err839 = {instancePath:instancePath+"/clusters/" + i74+"/outlierDetection",schemaPath:"#/properties/clusters/items/properties/outlierDetection/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key102},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err839];
 }
@@ -12334,9 +12342,11 @@ vErrors.push(err839);
 }
 errors++;
 }
-if(typeof data437 == "number"){
-if(data437 < 1 || isNaN(data437)){
-const err840 = {instancePath:instancePath+"/clusters/" + i73+"/outlierDetection/intervalMs",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/intervalMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+if(data438.consecutive5xxErrors !== undefined){
+let data439 = data438.consecutive5xxErrors;
+if(!((typeof data439 == "number") && (!(data439 % 1) && !isNaN(data439)))){
+const err840 = {instancePath:instancePath+"/clusters/" + i74+"/outlierDetection/consecutive5xxErrors",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/consecutive5xxErrors/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err840];
 }
@@ -12345,12 +12355,9 @@ vErrors.push(err840);
 }
 errors++;
 }
-}
-}
-if(data434.baseEjectionTimeMs !== undefined){
-let data438 = data434.baseEjectionTimeMs;
-if(!((typeof data438 == "number") && (!(data438 % 1) && !isNaN(data438)))){
-const err841 = {instancePath:instancePath+"/clusters/" + i73+"/outlierDetection/baseEjectionTimeMs",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/baseEjectionTimeMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(typeof data439 == "number"){
+if(data439 < 0 || isNaN(data439)){
+const err841 = {instancePath:instancePath+"/clusters/" + i74+"/outlierDetection/consecutive5xxErrors",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/consecutive5xxErrors/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err841];
 }
@@ -12359,9 +12366,12 @@ vErrors.push(err841);
 }
 errors++;
 }
-if(typeof data438 == "number"){
-if(data438 < 1 || isNaN(data438)){
-const err842 = {instancePath:instancePath+"/clusters/" + i73+"/outlierDetection/baseEjectionTimeMs",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/baseEjectionTimeMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+}
+if(data438.consecutiveGatewayErrors !== undefined){
+let data440 = data438.consecutiveGatewayErrors;
+if(!((typeof data440 == "number") && (!(data440 % 1) && !isNaN(data440)))){
+const err842 = {instancePath:instancePath+"/clusters/" + i74+"/outlierDetection/consecutiveGatewayErrors",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/consecutiveGatewayErrors/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err842];
 }
@@ -12370,13 +12380,9 @@ vErrors.push(err842);
 }
 errors++;
 }
-}
-}
-if(data434.maxEjectionPercent !== undefined){
-let data439 = data434.maxEjectionPercent;
-if(typeof data439 == "number"){
-if(data439 > 100 || isNaN(data439)){
-const err843 = {instancePath:instancePath+"/clusters/" + i73+"/outlierDetection/maxEjectionPercent",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/maxEjectionPercent/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
+if(typeof data440 == "number"){
+if(data440 < 0 || isNaN(data440)){
+const err843 = {instancePath:instancePath+"/clusters/" + i74+"/outlierDetection/consecutiveGatewayErrors",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/consecutiveGatewayErrors/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err843];
 }
@@ -12385,8 +12391,12 @@ vErrors.push(err843);
 }
 errors++;
 }
-if(data439 < 0 || isNaN(data439)){
-const err844 = {instancePath:instancePath+"/clusters/" + i73+"/outlierDetection/maxEjectionPercent",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/maxEjectionPercent/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+}
+if(data438.intervalMs !== undefined){
+let data441 = data438.intervalMs;
+if(!((typeof data441 == "number") && (!(data441 % 1) && !isNaN(data441)))){
+const err844 = {instancePath:instancePath+"/clusters/" + i74+"/outlierDetection/intervalMs",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/intervalMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err844];
 }
@@ -12395,9 +12405,9 @@ vErrors.push(err844);
 }
 errors++;
 }
-}
-else {
-const err845 = {instancePath:instancePath+"/clusters/" + i73+"/outlierDetection/maxEjectionPercent",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/maxEjectionPercent/type",keyword:"type",params:{type: "number"},message:"must be number"};
+if(typeof data441 == "number"){
+if(data441 < 1 || isNaN(data441)){
+const err845 = {instancePath:instancePath+"/clusters/" + i74+"/outlierDetection/intervalMs",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/intervalMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err845];
 }
@@ -12407,11 +12417,11 @@ vErrors.push(err845);
 errors++;
 }
 }
-if(data434.minHealthPercent !== undefined){
-let data440 = data434.minHealthPercent;
-if(typeof data440 == "number"){
-if(data440 > 100 || isNaN(data440)){
-const err846 = {instancePath:instancePath+"/clusters/" + i73+"/outlierDetection/minHealthPercent",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/minHealthPercent/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
+}
+if(data438.baseEjectionTimeMs !== undefined){
+let data442 = data438.baseEjectionTimeMs;
+if(!((typeof data442 == "number") && (!(data442 % 1) && !isNaN(data442)))){
+const err846 = {instancePath:instancePath+"/clusters/" + i74+"/outlierDetection/baseEjectionTimeMs",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/baseEjectionTimeMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err846];
 }
@@ -12420,8 +12430,9 @@ vErrors.push(err846);
 }
 errors++;
 }
-if(data440 < 0 || isNaN(data440)){
-const err847 = {instancePath:instancePath+"/clusters/" + i73+"/outlierDetection/minHealthPercent",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/minHealthPercent/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(typeof data442 == "number"){
+if(data442 < 1 || isNaN(data442)){
+const err847 = {instancePath:instancePath+"/clusters/" + i74+"/outlierDetection/baseEjectionTimeMs",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/baseEjectionTimeMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err847];
 }
@@ -12431,8 +12442,12 @@ vErrors.push(err847);
 errors++;
 }
 }
-else {
-const err848 = {instancePath:instancePath+"/clusters/" + i73+"/outlierDetection/minHealthPercent",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/minHealthPercent/type",keyword:"type",params:{type: "number"},message:"must be number"};
+}
+if(data438.maxEjectionPercent !== undefined){
+let data443 = data438.maxEjectionPercent;
+if(typeof data443 == "number"){
+if(data443 > 100 || isNaN(data443)){
+const err848 = {instancePath:instancePath+"/clusters/" + i74+"/outlierDetection/maxEjectionPercent",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/maxEjectionPercent/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
 if(vErrors === null){
 vErrors = [err848];
 }
@@ -12441,10 +12456,8 @@ vErrors.push(err848);
 }
 errors++;
 }
-}
-}
-else {
-const err849 = {instancePath:instancePath+"/clusters/" + i73+"/outlierDetection",schemaPath:"#/properties/clusters/items/properties/outlierDetection/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data443 < 0 || isNaN(data443)){
+const err849 = {instancePath:instancePath+"/clusters/" + i74+"/outlierDetection/maxEjectionPercent",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/maxEjectionPercent/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err849];
 }
@@ -12454,12 +12467,8 @@ vErrors.push(err849);
 errors++;
 }
 }
-if(data406.tls !== undefined){
-let data441 = data406.tls;
-if(data441 && typeof data441 == "object" && !Array.isArray(data441)){
-for(const key103 in data441){
-if(!((((((key103 === "sni") || (key103 === "validationContext")) || (key103 === "certificateChain")) || (key103 === "privateKey")) || (key103 === "alpnProtocols")) || (key103 === "insecureSkipVerify"))){
-const err850 = {instancePath:instancePath+"/clusters/" + i73+"/tls",schemaPath:"#/properties/clusters/items/properties/tls/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key103},message:"must NOT have additional properties"};
+else {
+const err850 = {instancePath:instancePath+"/clusters/" + i74+"/outlierDetection/maxEjectionPercent",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/maxEjectionPercent/type",keyword:"type",params:{type: "number"},message:"must be number"};
 if(vErrors === null){
 vErrors = [err850];
 }
@@ -12469,11 +12478,11 @@ vErrors.push(err850);
 errors++;
 }
 }
-if(data441.sni !== undefined){
-let data442 = data441.sni;
-if(typeof data442 === "string"){
-if(data442.length < 1){
-const err851 = {instancePath:instancePath+"/clusters/" + i73+"/tls/sni",schemaPath:"#/properties/clusters/items/properties/tls/properties/sni/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data438.minHealthPercent !== undefined){
+let data444 = data438.minHealthPercent;
+if(typeof data444 == "number"){
+if(data444 > 100 || isNaN(data444)){
+const err851 = {instancePath:instancePath+"/clusters/" + i74+"/outlierDetection/minHealthPercent",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/minHealthPercent/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
 if(vErrors === null){
 vErrors = [err851];
 }
@@ -12482,9 +12491,8 @@ vErrors.push(err851);
 }
 errors++;
 }
-}
-else {
-const err852 = {instancePath:instancePath+"/clusters/" + i73+"/tls/sni",schemaPath:"#/properties/clusters/items/properties/tls/properties/sni/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data444 < 0 || isNaN(data444)){
+const err852 = {instancePath:instancePath+"/clusters/" + i74+"/outlierDetection/minHealthPercent",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/minHealthPercent/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err852];
 }
@@ -12494,11 +12502,8 @@ vErrors.push(err852);
 errors++;
 }
 }
-if(data441.validationContext !== undefined){
-let data443 = data441.validationContext;
-if(typeof data443 === "string"){
-if(data443.length < 1){
-const err853 = {instancePath:instancePath+"/clusters/" + i73+"/tls/validationContext",schemaPath:"#/properties/clusters/items/properties/tls/properties/validationContext/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+else {
+const err853 = {instancePath:instancePath+"/clusters/" + i74+"/outlierDetection/minHealthPercent",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/minHealthPercent/type",keyword:"type",params:{type: "number"},message:"must be number"};
 if(vErrors === null){
 vErrors = [err853];
 }
@@ -12508,8 +12513,9 @@ vErrors.push(err853);
 errors++;
 }
 }
+}
 else {
-const err854 = {instancePath:instancePath+"/clusters/" + i73+"/tls/validationContext",schemaPath:"#/properties/clusters/items/properties/tls/properties/validationContext/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err854 = {instancePath:instancePath+"/clusters/" + i74+"/outlierDetection",schemaPath:"#/properties/clusters/items/properties/outlierDetection/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err854];
 }
@@ -12519,11 +12525,12 @@ vErrors.push(err854);
 errors++;
 }
 }
-if(data441.certificateChain !== undefined){
-let data444 = data441.certificateChain;
-if(typeof data444 === "string"){
-if(data444.length < 1){
-const err855 = {instancePath:instancePath+"/clusters/" + i73+"/tls/certificateChain",schemaPath:"#/properties/clusters/items/properties/tls/properties/certificateChain/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data410.tls !== undefined){
+let data445 = data410.tls;
+if(data445 && typeof data445 == "object" && !Array.isArray(data445)){
+for(const key103 in data445){
+if(!(func1.call(schema31.properties.clusters.items.properties.tls.properties, key103))){
+const err855 = {instancePath:instancePath+"/clusters/" + i74+"/tls",schemaPath:"#/properties/clusters/items/properties/tls/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key103},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err855];
 }
@@ -12533,8 +12540,11 @@ vErrors.push(err855);
 errors++;
 }
 }
-else {
-const err856 = {instancePath:instancePath+"/clusters/" + i73+"/tls/certificateChain",schemaPath:"#/properties/clusters/items/properties/tls/properties/certificateChain/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data445.sni !== undefined){
+let data446 = data445.sni;
+if(typeof data446 === "string"){
+if(data446.length < 1){
+const err856 = {instancePath:instancePath+"/clusters/" + i74+"/tls/sni",schemaPath:"#/properties/clusters/items/properties/tls/properties/sni/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err856];
 }
@@ -12544,11 +12554,8 @@ vErrors.push(err856);
 errors++;
 }
 }
-if(data441.privateKey !== undefined){
-let data445 = data441.privateKey;
-if(typeof data445 === "string"){
-if(data445.length < 1){
-const err857 = {instancePath:instancePath+"/clusters/" + i73+"/tls/privateKey",schemaPath:"#/properties/clusters/items/properties/tls/properties/privateKey/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+else {
+const err857 = {instancePath:instancePath+"/clusters/" + i74+"/tls/sni",schemaPath:"#/properties/clusters/items/properties/tls/properties/sni/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err857];
 }
@@ -12558,8 +12565,11 @@ vErrors.push(err857);
 errors++;
 }
 }
-else {
-const err858 = {instancePath:instancePath+"/clusters/" + i73+"/tls/privateKey",schemaPath:"#/properties/clusters/items/properties/tls/properties/privateKey/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data445.validationContext !== undefined){
+let data447 = data445.validationContext;
+if(typeof data447 === "string"){
+if(data447.length < 1){
+const err858 = {instancePath:instancePath+"/clusters/" + i74+"/tls/validationContext",schemaPath:"#/properties/clusters/items/properties/tls/properties/validationContext/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err858];
 }
@@ -12569,15 +12579,8 @@ vErrors.push(err858);
 errors++;
 }
 }
-if(data441.alpnProtocols !== undefined){
-let data446 = data441.alpnProtocols;
-if(Array.isArray(data446)){
-const len75 = data446.length;
-for(let i75=0; i75<len75; i75++){
-let data447 = data446[i75];
-if(typeof data447 === "string"){
-if(data447.length < 1){
-const err859 = {instancePath:instancePath+"/clusters/" + i73+"/tls/alpnProtocols/" + i75,schemaPath:"#/properties/clusters/items/properties/tls/properties/alpnProtocols/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+else {
+const err859 = {instancePath:instancePath+"/clusters/" + i74+"/tls/validationContext",schemaPath:"#/properties/clusters/items/properties/tls/properties/validationContext/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err859];
 }
@@ -12587,8 +12590,11 @@ vErrors.push(err859);
 errors++;
 }
 }
-else {
-const err860 = {instancePath:instancePath+"/clusters/" + i73+"/tls/alpnProtocols/" + i75,schemaPath:"#/properties/clusters/items/properties/tls/properties/alpnProtocols/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data445.validationSecret !== undefined){
+let data448 = data445.validationSecret;
+if(typeof data448 === "string"){
+if(data448.length < 1){
+const err860 = {instancePath:instancePath+"/clusters/" + i74+"/tls/validationSecret",schemaPath:"#/properties/clusters/items/properties/tls/properties/validationSecret/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err860];
 }
@@ -12598,9 +12604,8 @@ vErrors.push(err860);
 errors++;
 }
 }
-}
 else {
-const err861 = {instancePath:instancePath+"/clusters/" + i73+"/tls/alpnProtocols",schemaPath:"#/properties/clusters/items/properties/tls/properties/alpnProtocols/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err861 = {instancePath:instancePath+"/clusters/" + i74+"/tls/validationSecret",schemaPath:"#/properties/clusters/items/properties/tls/properties/validationSecret/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err861];
 }
@@ -12610,9 +12615,11 @@ vErrors.push(err861);
 errors++;
 }
 }
-if(data441.insecureSkipVerify !== undefined){
-if(typeof data441.insecureSkipVerify !== "boolean"){
-const err862 = {instancePath:instancePath+"/clusters/" + i73+"/tls/insecureSkipVerify",schemaPath:"#/properties/clusters/items/properties/tls/properties/insecureSkipVerify/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(data445.certificateChain !== undefined){
+let data449 = data445.certificateChain;
+if(typeof data449 === "string"){
+if(data449.length < 1){
+const err862 = {instancePath:instancePath+"/clusters/" + i74+"/tls/certificateChain",schemaPath:"#/properties/clusters/items/properties/tls/properties/certificateChain/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err862];
 }
@@ -12622,9 +12629,8 @@ vErrors.push(err862);
 errors++;
 }
 }
-}
 else {
-const err863 = {instancePath:instancePath+"/clusters/" + i73+"/tls",schemaPath:"#/properties/clusters/items/properties/tls/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err863 = {instancePath:instancePath+"/clusters/" + i74+"/tls/certificateChain",schemaPath:"#/properties/clusters/items/properties/tls/properties/certificateChain/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err863];
 }
@@ -12634,9 +12640,11 @@ vErrors.push(err863);
 errors++;
 }
 }
-}
-else {
-const err864 = {instancePath:instancePath+"/clusters/" + i73,schemaPath:"#/properties/clusters/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data445.privateKey !== undefined){
+let data450 = data445.privateKey;
+if(typeof data450 === "string"){
+if(data450.length < 1){
+const err864 = {instancePath:instancePath+"/clusters/" + i74+"/tls/privateKey",schemaPath:"#/properties/clusters/items/properties/tls/properties/privateKey/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err864];
 }
@@ -12646,9 +12654,8 @@ vErrors.push(err864);
 errors++;
 }
 }
-}
 else {
-const err865 = {instancePath:instancePath+"/clusters",schemaPath:"#/properties/clusters/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err865 = {instancePath:instancePath+"/clusters/" + i74+"/tls/privateKey",schemaPath:"#/properties/clusters/items/properties/tls/properties/privateKey/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err865];
 }
@@ -12658,12 +12665,11 @@ vErrors.push(err865);
 errors++;
 }
 }
-if(data.telemetry !== undefined){
-let data449 = data.telemetry;
-if(data449 && typeof data449 == "object" && !Array.isArray(data449)){
-for(const key104 in data449){
-if(!(((key104 === "prometheus") || (key104 === "accessLog")) || (key104 === "tracing"))){
-const err866 = {instancePath:instancePath+"/telemetry",schemaPath:"#/properties/telemetry/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key104},message:"must NOT have additional properties"};
+if(data445.certificateSecret !== undefined){
+let data451 = data445.certificateSecret;
+if(typeof data451 === "string"){
+if(data451.length < 1){
+const err866 = {instancePath:instancePath+"/clusters/" + i74+"/tls/certificateSecret",schemaPath:"#/properties/clusters/items/properties/tls/properties/certificateSecret/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err866];
 }
@@ -12673,12 +12679,8 @@ vErrors.push(err866);
 errors++;
 }
 }
-if(data449.prometheus !== undefined){
-let data450 = data449.prometheus;
-if(data450 && typeof data450 == "object" && !Array.isArray(data450)){
-for(const key105 in data450){
-if(!((key105 === "address") || (key105 === "port"))){
-const err867 = {instancePath:instancePath+"/telemetry/prometheus",schemaPath:"#/properties/telemetry/properties/prometheus/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key105},message:"must NOT have additional properties"};
+else {
+const err867 = {instancePath:instancePath+"/clusters/" + i74+"/tls/certificateSecret",schemaPath:"#/properties/clusters/items/properties/tls/properties/certificateSecret/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err867];
 }
@@ -12688,11 +12690,15 @@ vErrors.push(err867);
 errors++;
 }
 }
-if(data450.address !== undefined){
-let data451 = data450.address;
-if(typeof data451 === "string"){
-if(data451.length < 1){
-const err868 = {instancePath:instancePath+"/telemetry/prometheus/address",schemaPath:"#/properties/telemetry/properties/prometheus/properties/address/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data445.matchSubjectAltNames !== undefined){
+let data452 = data445.matchSubjectAltNames;
+if(Array.isArray(data452)){
+const len76 = data452.length;
+for(let i76=0; i76<len76; i76++){
+let data453 = data452[i76];
+if(typeof data453 === "string"){
+if(data453.length < 1){
+const err868 = {instancePath:instancePath+"/clusters/" + i74+"/tls/matchSubjectAltNames/" + i76,schemaPath:"#/properties/clusters/items/properties/tls/properties/matchSubjectAltNames/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err868];
 }
@@ -12703,7 +12709,7 @@ errors++;
 }
 }
 else {
-const err869 = {instancePath:instancePath+"/telemetry/prometheus/address",schemaPath:"#/properties/telemetry/properties/prometheus/properties/address/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err869 = {instancePath:instancePath+"/clusters/" + i74+"/tls/matchSubjectAltNames/" + i76,schemaPath:"#/properties/clusters/items/properties/tls/properties/matchSubjectAltNames/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err869];
 }
@@ -12713,10 +12719,9 @@ vErrors.push(err869);
 errors++;
 }
 }
-if(data450.port !== undefined){
-let data452 = data450.port;
-if(!((typeof data452 == "number") && (!(data452 % 1) && !isNaN(data452)))){
-const err870 = {instancePath:instancePath+"/telemetry/prometheus/port",schemaPath:"#/properties/telemetry/properties/prometheus/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+}
+else {
+const err870 = {instancePath:instancePath+"/clusters/" + i74+"/tls/matchSubjectAltNames",schemaPath:"#/properties/clusters/items/properties/tls/properties/matchSubjectAltNames/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err870];
 }
@@ -12725,9 +12730,16 @@ vErrors.push(err870);
 }
 errors++;
 }
-if(typeof data452 == "number"){
-if(data452 > 65535 || isNaN(data452)){
-const err871 = {instancePath:instancePath+"/telemetry/prometheus/port",schemaPath:"#/properties/telemetry/properties/prometheus/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+}
+if(data445.alpnProtocols !== undefined){
+let data454 = data445.alpnProtocols;
+if(Array.isArray(data454)){
+const len77 = data454.length;
+for(let i77=0; i77<len77; i77++){
+let data455 = data454[i77];
+if(typeof data455 === "string"){
+if(data455.length < 1){
+const err871 = {instancePath:instancePath+"/clusters/" + i74+"/tls/alpnProtocols/" + i77,schemaPath:"#/properties/clusters/items/properties/tls/properties/alpnProtocols/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err871];
 }
@@ -12736,8 +12748,9 @@ vErrors.push(err871);
 }
 errors++;
 }
-if(data452 < 0 || isNaN(data452)){
-const err872 = {instancePath:instancePath+"/telemetry/prometheus/port",schemaPath:"#/properties/telemetry/properties/prometheus/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+else {
+const err872 = {instancePath:instancePath+"/clusters/" + i74+"/tls/alpnProtocols/" + i77,schemaPath:"#/properties/clusters/items/properties/tls/properties/alpnProtocols/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err872];
 }
@@ -12748,9 +12761,8 @@ errors++;
 }
 }
 }
-}
 else {
-const err873 = {instancePath:instancePath+"/telemetry/prometheus",schemaPath:"#/properties/telemetry/properties/prometheus/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err873 = {instancePath:instancePath+"/clusters/" + i74+"/tls/alpnProtocols",schemaPath:"#/properties/clusters/items/properties/tls/properties/alpnProtocols/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err873];
 }
@@ -12760,11 +12772,9 @@ vErrors.push(err873);
 errors++;
 }
 }
-if(data449.accessLog !== undefined){
-let data453 = data449.accessLog;
-if(data453 && typeof data453 == "object" && !Array.isArray(data453)){
-if(data453.path === undefined){
-const err874 = {instancePath:instancePath+"/telemetry/accessLog",schemaPath:"#/properties/telemetry/properties/accessLog/required",keyword:"required",params:{missingProperty: "path"},message:"must have required property '"+"path"+"'"};
+if(data445.insecureSkipVerify !== undefined){
+if(typeof data445.insecureSkipVerify !== "boolean"){
+const err874 = {instancePath:instancePath+"/clusters/" + i74+"/tls/insecureSkipVerify",schemaPath:"#/properties/clusters/items/properties/tls/properties/insecureSkipVerify/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err874];
 }
@@ -12773,9 +12783,10 @@ vErrors.push(err874);
 }
 errors++;
 }
-for(const key106 in data453){
-if(!(key106 === "path")){
-const err875 = {instancePath:instancePath+"/telemetry/accessLog",schemaPath:"#/properties/telemetry/properties/accessLog/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key106},message:"must NOT have additional properties"};
+}
+}
+else {
+const err875 = {instancePath:instancePath+"/clusters/" + i74+"/tls",schemaPath:"#/properties/clusters/items/properties/tls/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err875];
 }
@@ -12785,11 +12796,9 @@ vErrors.push(err875);
 errors++;
 }
 }
-if(data453.path !== undefined){
-let data454 = data453.path;
-if(typeof data454 === "string"){
-if(data454.length < 1){
-const err876 = {instancePath:instancePath+"/telemetry/accessLog/path",schemaPath:"#/properties/telemetry/properties/accessLog/properties/path/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+else {
+const err876 = {instancePath:instancePath+"/clusters/" + i74,schemaPath:"#/properties/clusters/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err876];
 }
@@ -12799,8 +12808,9 @@ vErrors.push(err876);
 errors++;
 }
 }
+}
 else {
-const err877 = {instancePath:instancePath+"/telemetry/accessLog/path",schemaPath:"#/properties/telemetry/properties/accessLog/properties/path/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err877 = {instancePath:instancePath+"/clusters",schemaPath:"#/properties/clusters/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err877];
 }
@@ -12810,9 +12820,12 @@ vErrors.push(err877);
 errors++;
 }
 }
-}
-else {
-const err878 = {instancePath:instancePath+"/telemetry/accessLog",schemaPath:"#/properties/telemetry/properties/accessLog/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data.telemetry !== undefined){
+let data457 = data.telemetry;
+if(data457 && typeof data457 == "object" && !Array.isArray(data457)){
+for(const key104 in data457){
+if(!(((key104 === "prometheus") || (key104 === "accessLog")) || (key104 === "tracing"))){
+const err878 = {instancePath:instancePath+"/telemetry",schemaPath:"#/properties/telemetry/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key104},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err878];
 }
@@ -12822,11 +12835,12 @@ vErrors.push(err878);
 errors++;
 }
 }
-if(data449.tracing !== undefined){
-let data455 = data449.tracing;
-if(data455 && typeof data455 == "object" && !Array.isArray(data455)){
-if(data455.otlpEndpoint === undefined){
-const err879 = {instancePath:instancePath+"/telemetry/tracing",schemaPath:"#/properties/telemetry/properties/tracing/required",keyword:"required",params:{missingProperty: "otlpEndpoint"},message:"must have required property '"+"otlpEndpoint"+"'"};
+if(data457.prometheus !== undefined){
+let data458 = data457.prometheus;
+if(data458 && typeof data458 == "object" && !Array.isArray(data458)){
+for(const key105 in data458){
+if(!((key105 === "address") || (key105 === "port"))){
+const err879 = {instancePath:instancePath+"/telemetry/prometheus",schemaPath:"#/properties/telemetry/properties/prometheus/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key105},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err879];
 }
@@ -12835,9 +12849,12 @@ vErrors.push(err879);
 }
 errors++;
 }
-for(const key107 in data455){
-if(!(((key107 === "otlpEndpoint") || (key107 === "samplingPercent")) || (key107 === "serviceName"))){
-const err880 = {instancePath:instancePath+"/telemetry/tracing",schemaPath:"#/properties/telemetry/properties/tracing/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key107},message:"must NOT have additional properties"};
+}
+if(data458.address !== undefined){
+let data459 = data458.address;
+if(typeof data459 === "string"){
+if(data459.length < 1){
+const err880 = {instancePath:instancePath+"/telemetry/prometheus/address",schemaPath:"#/properties/telemetry/properties/prometheus/properties/address/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err880];
 }
@@ -12847,11 +12864,8 @@ vErrors.push(err880);
 errors++;
 }
 }
-if(data455.otlpEndpoint !== undefined){
-let data456 = data455.otlpEndpoint;
-if(typeof data456 === "string"){
-if(!pattern4.test(data456)){
-const err881 = {instancePath:instancePath+"/telemetry/tracing/otlpEndpoint",schemaPath:"#/properties/telemetry/properties/tracing/properties/otlpEndpoint/pattern",keyword:"pattern",params:{pattern: "^https?://"},message:"must match pattern \""+"^https?://"+"\""};
+else {
+const err881 = {instancePath:instancePath+"/telemetry/prometheus/address",schemaPath:"#/properties/telemetry/properties/prometheus/properties/address/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err881];
 }
@@ -12861,8 +12875,10 @@ vErrors.push(err881);
 errors++;
 }
 }
-else {
-const err882 = {instancePath:instancePath+"/telemetry/tracing/otlpEndpoint",schemaPath:"#/properties/telemetry/properties/tracing/properties/otlpEndpoint/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data458.port !== undefined){
+let data460 = data458.port;
+if(!((typeof data460 == "number") && (!(data460 % 1) && !isNaN(data460)))){
+const err882 = {instancePath:instancePath+"/telemetry/prometheus/port",schemaPath:"#/properties/telemetry/properties/prometheus/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err882];
 }
@@ -12871,12 +12887,9 @@ vErrors.push(err882);
 }
 errors++;
 }
-}
-if(data455.samplingPercent !== undefined){
-let data457 = data455.samplingPercent;
-if(typeof data457 == "number"){
-if(data457 > 100 || isNaN(data457)){
-const err883 = {instancePath:instancePath+"/telemetry/tracing/samplingPercent",schemaPath:"#/properties/telemetry/properties/tracing/properties/samplingPercent/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
+if(typeof data460 == "number"){
+if(data460 > 65535 || isNaN(data460)){
+const err883 = {instancePath:instancePath+"/telemetry/prometheus/port",schemaPath:"#/properties/telemetry/properties/prometheus/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
 if(vErrors === null){
 vErrors = [err883];
 }
@@ -12885,8 +12898,8 @@ vErrors.push(err883);
 }
 errors++;
 }
-if(data457 < 0 || isNaN(data457)){
-const err884 = {instancePath:instancePath+"/telemetry/tracing/samplingPercent",schemaPath:"#/properties/telemetry/properties/tracing/properties/samplingPercent/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(data460 < 0 || isNaN(data460)){
+const err884 = {instancePath:instancePath+"/telemetry/prometheus/port",schemaPath:"#/properties/telemetry/properties/prometheus/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err884];
 }
@@ -12896,8 +12909,10 @@ vErrors.push(err884);
 errors++;
 }
 }
+}
+}
 else {
-const err885 = {instancePath:instancePath+"/telemetry/tracing/samplingPercent",schemaPath:"#/properties/telemetry/properties/tracing/properties/samplingPercent/type",keyword:"type",params:{type: "number"},message:"must be number"};
+const err885 = {instancePath:instancePath+"/telemetry/prometheus",schemaPath:"#/properties/telemetry/properties/prometheus/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err885];
 }
@@ -12907,11 +12922,11 @@ vErrors.push(err885);
 errors++;
 }
 }
-if(data455.serviceName !== undefined){
-let data458 = data455.serviceName;
-if(typeof data458 === "string"){
-if(data458.length < 1){
-const err886 = {instancePath:instancePath+"/telemetry/tracing/serviceName",schemaPath:"#/properties/telemetry/properties/tracing/properties/serviceName/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data457.accessLog !== undefined){
+let data461 = data457.accessLog;
+if(data461 && typeof data461 == "object" && !Array.isArray(data461)){
+if(data461.path === undefined){
+const err886 = {instancePath:instancePath+"/telemetry/accessLog",schemaPath:"#/properties/telemetry/properties/accessLog/required",keyword:"required",params:{missingProperty: "path"},message:"must have required property '"+"path"+"'"};
 if(vErrors === null){
 vErrors = [err886];
 }
@@ -12920,9 +12935,9 @@ vErrors.push(err886);
 }
 errors++;
 }
-}
-else {
-const err887 = {instancePath:instancePath+"/telemetry/tracing/serviceName",schemaPath:"#/properties/telemetry/properties/tracing/properties/serviceName/type",keyword:"type",params:{type: "string"},message:"must be string"};
+for(const key106 in data461){
+if(!(key106 === "path")){
+const err887 = {instancePath:instancePath+"/telemetry/accessLog",schemaPath:"#/properties/telemetry/properties/accessLog/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key106},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err887];
 }
@@ -12932,9 +12947,11 @@ vErrors.push(err887);
 errors++;
 }
 }
-}
-else {
-const err888 = {instancePath:instancePath+"/telemetry/tracing",schemaPath:"#/properties/telemetry/properties/tracing/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data461.path !== undefined){
+let data462 = data461.path;
+if(typeof data462 === "string"){
+if(data462.length < 1){
+const err888 = {instancePath:instancePath+"/telemetry/accessLog/path",schemaPath:"#/properties/telemetry/properties/accessLog/properties/path/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err888];
 }
@@ -12944,9 +12961,8 @@ vErrors.push(err888);
 errors++;
 }
 }
-}
 else {
-const err889 = {instancePath:instancePath+"/telemetry",schemaPath:"#/properties/telemetry/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err889 = {instancePath:instancePath+"/telemetry/accessLog/path",schemaPath:"#/properties/telemetry/properties/accessLog/properties/path/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err889];
 }
@@ -12958,12 +12974,158 @@ errors++;
 }
 }
 else {
-const err890 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err890 = {instancePath:instancePath+"/telemetry/accessLog",schemaPath:"#/properties/telemetry/properties/accessLog/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err890];
 }
 else {
 vErrors.push(err890);
+}
+errors++;
+}
+}
+if(data457.tracing !== undefined){
+let data463 = data457.tracing;
+if(data463 && typeof data463 == "object" && !Array.isArray(data463)){
+if(data463.otlpEndpoint === undefined){
+const err891 = {instancePath:instancePath+"/telemetry/tracing",schemaPath:"#/properties/telemetry/properties/tracing/required",keyword:"required",params:{missingProperty: "otlpEndpoint"},message:"must have required property '"+"otlpEndpoint"+"'"};
+if(vErrors === null){
+vErrors = [err891];
+}
+else {
+vErrors.push(err891);
+}
+errors++;
+}
+for(const key107 in data463){
+if(!(((key107 === "otlpEndpoint") || (key107 === "samplingPercent")) || (key107 === "serviceName"))){
+const err892 = {instancePath:instancePath+"/telemetry/tracing",schemaPath:"#/properties/telemetry/properties/tracing/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key107},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err892];
+}
+else {
+vErrors.push(err892);
+}
+errors++;
+}
+}
+if(data463.otlpEndpoint !== undefined){
+let data464 = data463.otlpEndpoint;
+if(typeof data464 === "string"){
+if(!pattern4.test(data464)){
+const err893 = {instancePath:instancePath+"/telemetry/tracing/otlpEndpoint",schemaPath:"#/properties/telemetry/properties/tracing/properties/otlpEndpoint/pattern",keyword:"pattern",params:{pattern: "^https?://"},message:"must match pattern \""+"^https?://"+"\""};
+if(vErrors === null){
+vErrors = [err893];
+}
+else {
+vErrors.push(err893);
+}
+errors++;
+}
+}
+else {
+const err894 = {instancePath:instancePath+"/telemetry/tracing/otlpEndpoint",schemaPath:"#/properties/telemetry/properties/tracing/properties/otlpEndpoint/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err894];
+}
+else {
+vErrors.push(err894);
+}
+errors++;
+}
+}
+if(data463.samplingPercent !== undefined){
+let data465 = data463.samplingPercent;
+if(typeof data465 == "number"){
+if(data465 > 100 || isNaN(data465)){
+const err895 = {instancePath:instancePath+"/telemetry/tracing/samplingPercent",schemaPath:"#/properties/telemetry/properties/tracing/properties/samplingPercent/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
+if(vErrors === null){
+vErrors = [err895];
+}
+else {
+vErrors.push(err895);
+}
+errors++;
+}
+if(data465 < 0 || isNaN(data465)){
+const err896 = {instancePath:instancePath+"/telemetry/tracing/samplingPercent",schemaPath:"#/properties/telemetry/properties/tracing/properties/samplingPercent/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(vErrors === null){
+vErrors = [err896];
+}
+else {
+vErrors.push(err896);
+}
+errors++;
+}
+}
+else {
+const err897 = {instancePath:instancePath+"/telemetry/tracing/samplingPercent",schemaPath:"#/properties/telemetry/properties/tracing/properties/samplingPercent/type",keyword:"type",params:{type: "number"},message:"must be number"};
+if(vErrors === null){
+vErrors = [err897];
+}
+else {
+vErrors.push(err897);
+}
+errors++;
+}
+}
+if(data463.serviceName !== undefined){
+let data466 = data463.serviceName;
+if(typeof data466 === "string"){
+if(data466.length < 1){
+const err898 = {instancePath:instancePath+"/telemetry/tracing/serviceName",schemaPath:"#/properties/telemetry/properties/tracing/properties/serviceName/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err898];
+}
+else {
+vErrors.push(err898);
+}
+errors++;
+}
+}
+else {
+const err899 = {instancePath:instancePath+"/telemetry/tracing/serviceName",schemaPath:"#/properties/telemetry/properties/tracing/properties/serviceName/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err899];
+}
+else {
+vErrors.push(err899);
+}
+errors++;
+}
+}
+}
+else {
+const err900 = {instancePath:instancePath+"/telemetry/tracing",schemaPath:"#/properties/telemetry/properties/tracing/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err900];
+}
+else {
+vErrors.push(err900);
+}
+errors++;
+}
+}
+}
+else {
+const err901 = {instancePath:instancePath+"/telemetry",schemaPath:"#/properties/telemetry/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err901];
+}
+else {
+vErrors.push(err901);
+}
+errors++;
+}
+}
+}
+else {
+const err902 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err902];
+}
+else {
+vErrors.push(err902);
 }
 errors++;
 }

@@ -309,16 +309,16 @@ const filterChain = obj(
       serverNames: arr(nonEmpty),
       applicationProtocols: arr(nonEmpty),
     }),
-    tls: obj(
-      {
-        certificateChain: nonEmpty,
-        privateKey: nonEmpty,
-        validationContext: nonEmpty,
-        requireClientCertificate: bool,
-        alpnProtocols: arr(nonEmpty),
-      },
-      ["certificateChain", "privateKey"],
-    ),
+    tls: obj({
+      certificateChain: nonEmpty,
+      privateKey: nonEmpty,
+      certificateSecret: nonEmpty,
+      validationContext: nonEmpty,
+      validationSecret: nonEmpty,
+      requireClientCertificate: bool,
+      matchSubjectAltNames: arr(nonEmpty),
+      alpnProtocols: arr(nonEmpty),
+    }),
     filter: {
       oneOf: [
         obj(
@@ -393,8 +393,11 @@ const cluster = obj(
     tls: obj({
       sni: nonEmpty,
       validationContext: nonEmpty,
+      validationSecret: nonEmpty,
       certificateChain: nonEmpty,
       privateKey: nonEmpty,
+      certificateSecret: nonEmpty,
+      matchSubjectAltNames: arr(nonEmpty),
       alpnProtocols: arr(nonEmpty),
       insecureSkipVerify: bool,
     }),

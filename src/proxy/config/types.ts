@@ -92,12 +92,18 @@ export interface FilterChainMatch {
 }
 
 export interface DownstreamTlsConfig {
-  /** PEM. */
-  readonly certificateChain: string;
-  readonly privateKey: string;
+  /** PEM, inline; or certificateSecret. */
+  readonly certificateChain?: string;
+  readonly privateKey?: string;
+  /** The name of a certificate secret the proxy holds (e.g. "default", its workload certificate). */
+  readonly certificateSecret?: string;
   /** PEM CA bundle; with requireClientCertificate, client certificates must chain to it. */
   readonly validationContext?: string;
+  /** The name of a validation secret (trusted roots) the proxy holds, instead of validationContext. */
+  readonly validationSecret?: string;
   readonly requireClientCertificate?: boolean;
+  /** The client certificate must carry one of these URI SANs (e.g. SPIFFE IDs). Default: any. */
+  readonly matchSubjectAltNames?: readonly string[];
   /** ALPN the server accepts, in preference order. Default ["h2", "http/1.1"]. */
   readonly alpnProtocols?: readonly string[];
 }
@@ -566,8 +572,17 @@ export interface UpstreamTlsConfig {
   readonly sni?: string;
   /** PEM CA bundle; default: Node's CA store. */
   readonly validationContext?: string;
+  /** The name of a validation secret (trusted roots) the proxy holds, instead of validationContext. */
+  readonly validationSecret?: string;
   readonly certificateChain?: string;
   readonly privateKey?: string;
+  /** The name of a certificate secret the proxy holds, presented as the client certificate. */
+  readonly certificateSecret?: string;
+  /**
+   * The server certificate must carry one of these URI SANs (e.g. the SPIFFE IDs expected behind the
+   * cluster); checked instead of the host name. Default: the host name check.
+   */
+  readonly matchSubjectAltNames?: readonly string[];
   readonly alpnProtocols?: readonly string[];
   readonly insecureSkipVerify?: boolean;
 }

@@ -154,6 +154,16 @@ function semanticProblems(c: ProxyConfig): ConfigProblem[] {
       err(["clusters", i, "maglev", "tableSize"], `maglev table size ${ts} must be prime`);
     if (cl.tls?.certificateChain !== undefined && cl.tls.privateKey === undefined)
       err(["clusters", i, "tls", "privateKey"], "a client certificate needs its private key");
+    if (cl.tls?.certificateSecret !== undefined && cl.tls.certificateChain !== undefined)
+      err(
+        ["clusters", i, "tls", "certificateSecret"],
+        "certificateChain and certificateSecret exclude each other",
+      );
+    if (cl.tls?.validationSecret !== undefined && cl.tls.validationContext !== undefined)
+      err(
+        ["clusters", i, "tls", "validationSecret"],
+        "validationContext and validationSecret exclude each other",
+      );
     if (cl.tls)
       tlsLoads(
         err,
@@ -191,8 +201,20 @@ function semanticProblems(c: ProxyConfig): ConfigProblem[] {
       matches.add(key);
       if (fc.match?.serverNames && !fc.tls)
         err([...p, "match", "serverNames"], "serverNames needs tls on the chain");
-      if (fc.tls)
-        tlsLoads(err, [...p, "tls"], fc.tls.certificateChain, fc.tls.privateKey, fc.tls.validationContext);
+      if (fc.tls) {
+        const t = fc.tls;
+        const inline = t.certificateChain !== undefined || t.privateKey !== undefined;
+        if (inline === (t.certificateSecret !== undefined))
+          err(
+            [...p, "tls"],
+            "a TLS chain needs either certificateChain and privateKey, or certificateSecret",
+          );
+        else if (inline && (t.certificateChain === undefined || t.privateKey === undefined))
+          err([...p, "tls"], "certificateChain and privateKey go together");
+        if (t.validationContext !== undefined && t.validationSecret !== undefined)
+          err([...p, "tls", "validationSecret"], "validationContext and validationSecret exclude each other");
+        if (inline) tlsLoads(err, [...p, "tls"], t.certificateChain, t.privateKey, t.validationContext);
+      }
       const f = fc.filter;
       if (f.rbac) checkRbac(f.rbac, [...p, "filter", "rbac"], err);
       if (f.type === "tcp") {

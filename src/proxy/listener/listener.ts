@@ -8,15 +8,25 @@ import { Http1ServerConnection } from "../http1/server-connection.ts";
 import { H2_PREFACE } from "../http2/preface.ts";
 import { tlsModule } from "../lazy-modules.ts";
 import { RouteTable } from "../router/route-table.ts";
+import { SecretStore } from "../secrets/secret-store.ts";
 import type { StatsStore } from "../stats/stats.ts";
 import { TelemetrySlot } from "../telemetry/telemetry-slot.ts";
 import type { ClusterManager } from "../upstream/cluster.ts";
 import { HttpRuntime } from "./http-runtime.ts";
 import { TcpProxyRuntime } from "./tcp-proxy.ts";
 
+/** A chain's TLS material: inline, or named secrets read from the store when a handshake needs them. */
+export interface ChainTls {
+  /** cert, key and ca as node:tls options, undefined while a named secret is missing. */
+  options(): tls.SecureContextOptions | undefined;
+  /** The secure context of the current material (cached until the store changes). */
+  context(): tls.SecureContext | undefined;
+}
+
 export interface FilterChainRuntime {
   readonly config: FilterChainConfig;
-  readonly secureContext: tls.SecureContext | undefined;
+  /** Undefined for a plain-text chain. */
+  readonly tls: ChainTls | undefined;
   readonly http: HttpRuntime | undefined;
   readonly tcp: TcpProxyRuntime | undefined;
 }
@@ -31,11 +41,13 @@ export class Listener {
   private readonly sweepTimer: NodeJS.Timeout;
   private readonly sockets = new Set<net.Socket>();
   private closed = false;
-  private tlsServers = new Map<number, tls.Server>();
+  private tlsServers = new Map<number, { server: tls.Server; generation: number }>();
+  private readonly secrets: SecretStore;
   /** TLS connections closed because a chain requiring a client certificate got none that verifies. */
   clientCertRejected = 0;
 
-  constructor(config: ListenerConfig) {
+  constructor(config: ListenerConfig, secrets: SecretStore = new SecretStore()) {
+    this.secrets = secrets;
     this.name = config.name;
     this.config = config;
     this.server = net.createServer({ noDelay: true, pauseOnConnect: false }, (s) => this.onConnection(s));
@@ -80,20 +92,15 @@ export class Listener {
     clusters: ClusterManager,
     store: StatsStore,
     telemetry: TelemetrySlot = new TelemetrySlot(),
+    secrets: SecretStore = new SecretStore(),
   ): FilterChainRuntime[] {
     return config.filterChains.map((fc) => {
-      const secureContext = fc.tls
-        ? tlsModule().createSecureContext({
-            cert: fc.tls.certificateChain,
-            key: fc.tls.privateKey,
-            ...(fc.tls.validationContext ? { ca: fc.tls.validationContext } : {}),
-          })
-        : undefined;
+      const secureContext = fc.tls ? chainTls(fc.tls, secrets) : undefined;
       const f = fc.filter;
       if (f.type === "tcp")
         return {
           config: fc,
-          secureContext,
+          tls: secureContext,
           http: undefined,
           tcp: new TcpProxyRuntime(f, clusters, store, telemetry),
         };
@@ -102,7 +109,7 @@ export class Listener {
       const table = rc ? new RouteTable(rc) : undefined;
       return {
         config: fc,
-        secureContext,
+        tls: secureContext,
         http: new HttpRuntime(f, table, clusters, config.limits, fc.tls ? "https" : "http", store, telemetry),
         tcp: undefined,
       };
@@ -136,7 +143,7 @@ export class Listener {
     this.sockets.add(socket);
     socket.once("close", () => this.sockets.delete(socket));
     socket.on("error", () => {});
-    const needsTls = this.chains.some((c) => c.secureContext !== undefined);
+    const needsTls = this.chains.some((c) => c.tls !== undefined);
     if (!needsTls) {
       this.dispatch(socket, this.select(socket.localPort ?? 0, undefined, undefined, false), undefined);
       return;
@@ -160,22 +167,22 @@ export class Listener {
    */
   private handshake(raw: net.Socket): void {
     const port = raw.localPort ?? 0;
-    let server = this.tlsServers.get(port);
-    if (!server) {
-      server = this.tlsServerFor(port);
-      this.tlsServers.set(port, server);
+    let entry = this.tlsServers.get(port);
+    // Rebuilt when a secret changes (a rotated certificate), for new handshakes; open connections keep theirs.
+    if (!entry || entry.generation !== this.secrets.generation) {
+      entry = { server: this.tlsServerFor(port), generation: this.secrets.generation };
+      this.tlsServers.set(port, entry);
     }
-    server.emit("connection", raw);
+    entry.server.emit("connection", raw);
   }
 
   private tlsServerFor(port: number): tls.Server {
-    const tlsChains = this.chains.filter((c) => c.secureContext !== undefined);
+    const tlsChains = this.chains.filter((c) => c.tls !== undefined);
     const fallback = this.select(port, undefined, undefined, true) ?? tlsChains[0]!;
-    const t = fallback.config.tls!;
     const server = tlsModule().createServer({
-      cert: t.certificateChain,
-      key: t.privateKey,
-      ...(t.validationContext ? { ca: t.validationContext } : {}),
+      // Without the material yet (a secret not received), only clients whose SNI picks a chain that has it
+      // complete a handshake.
+      ...(fallback.tls!.options() ?? {}),
       ALPNProtocols: [
         ...new Set(tlsChains.flatMap((c) => c.config.tls?.alpnProtocols ?? ["h2", "http/1.1"])),
       ],
@@ -185,7 +192,9 @@ export class Listener {
       rejectUnauthorized: false,
       handshakeTimeout: this.config.limits?.requestHeadersTimeoutMs ?? 10_000,
       SNICallback: (servername, cb) => {
-        cb(null, (this.select(port, servername, undefined, true) ?? fallback).secureContext);
+        const ctx = (this.select(port, servername, undefined, true) ?? fallback).tls!.context();
+        if (ctx) cb(null, ctx);
+        else cb(new Error("no certificate yet for this server name"));
       },
     });
     server.on("tlsClientError", (_err, socket) => socket.destroy());
@@ -193,7 +202,13 @@ export class Listener {
       socket.on("error", () => socket.destroy());
       const servername = (socket as tls.TLSSocket & { servername?: string | false }).servername || undefined;
       const chain = this.select(port, servername, socket.alpnProtocol || undefined, true);
-      if (chain?.config.tls?.requireClientCertificate && !socket.authorized) {
+      const t = chain?.config.tls;
+      if (t?.requireClientCertificate && !socket.authorized) {
+        this.clientCertRejected++;
+        socket.destroy();
+        return;
+      }
+      if (t?.matchSubjectAltNames !== undefined && !peerSanMatches(socket, t.matchSubjectAltNames)) {
         this.clientCertRejected++;
         socket.destroy();
         return;
@@ -213,7 +228,7 @@ export class Listener {
     let best: FilterChainRuntime | undefined;
     let bestScore = -1;
     for (const c of this.chains) {
-      if ((c.secureContext !== undefined) !== isTls) continue;
+      if ((c.tls !== undefined) !== isTls) continue;
       const m = c.config.match;
       let score = 0;
       if (m?.destinationPort !== undefined) {
@@ -347,4 +362,42 @@ function sniffPreface(
 function sniMatches(pattern: string, sni: string): boolean {
   if (pattern.startsWith("*.")) return sni.endsWith(pattern.slice(1));
   return pattern === sni;
+}
+
+function chainTls(t: NonNullable<FilterChainConfig["tls"]>, secrets: SecretStore): ChainTls {
+  const options = (): tls.SecureContextOptions | undefined => {
+    const cert = t.certificateSecret !== undefined ? secrets.certificate(t.certificateSecret) : undefined;
+    if (t.certificateSecret !== undefined && cert === undefined) return undefined;
+    const ca =
+      t.validationSecret !== undefined
+        ? secrets.validation(t.validationSecret)?.trustedCa
+        : t.validationContext;
+    if (t.validationSecret !== undefined && ca === undefined) return undefined;
+    return {
+      cert: cert?.certificateChain ?? t.certificateChain,
+      key: cert?.privateKey ?? t.privateKey,
+      ...(ca !== undefined ? { ca } : {}),
+    };
+  };
+  let cached: { generation: number; context: tls.SecureContext | undefined } | undefined;
+  return {
+    options,
+    context: () => {
+      if (cached === undefined || cached.generation !== secrets.generation) {
+        const o = options();
+        cached = {
+          generation: secrets.generation,
+          context: o ? tlsModule().createSecureContext(o) : undefined,
+        };
+      }
+      return cached.context;
+    },
+  };
+}
+
+/** Whether the verified peer certificate carries one of `sans` as a URI SAN. */
+export function peerSanMatches(socket: tls.TLSSocket, sans: readonly string[]): boolean {
+  if (!socket.authorized) return false;
+  const altNames = socket.getPeerCertificate()?.subjectaltname ?? "";
+  return altNames.split(", ").some((n) => n.startsWith("URI:") && sans.includes(n.slice(4)));
 }

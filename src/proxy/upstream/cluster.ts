@@ -7,6 +7,7 @@ import { http2Module } from "../http2/lazy.ts";
 import type { Http2Sessions } from "../http2/upstream-sessions.ts";
 import { createLoadBalancer } from "../lb/index.ts";
 import type { LbEndpoint, LoadBalancer } from "../lb/load-balancer.ts";
+import { SecretStore } from "../secrets/secret-store.ts";
 import { type Counter, type Gauge, StatsStore } from "../stats/stats.ts";
 import { Http1Pool } from "./http1-pool.ts";
 import { OutlierDetector, type OutlierState } from "./outlier-detector.ts";
@@ -87,7 +88,15 @@ export class Cluster {
   /** Retries waiting or in flight now (for the retry budget). */
   activeRetries = 0;
 
-  constructor(config: ClusterConfig, store: StatsStore, previous?: Cluster) {
+  private readonly secrets: SecretStore;
+
+  constructor(
+    config: ClusterConfig,
+    store: StatsStore,
+    previous?: Cluster,
+    secrets: SecretStore = new SecretStore(),
+  ) {
+    this.secrets = secrets;
     this.name = config.name;
     this.config = config;
     this.policy = config.lbPolicy ?? "ROUND_ROBIN";
@@ -128,7 +137,7 @@ export class Cluster {
     this.h2 =
       config.protocol === "http2"
         ? (reuse?.h2 ??
-          new (http2Module().Http2Sessions)(upstreamTls(config), config.connectTimeoutMs ?? 10_000))
+          new (http2Module().Http2Sessions)(upstreamTls(config, secrets), config.connectTimeoutMs ?? 10_000))
         : undefined;
     const eps: Endpoint[] = [];
     for (const e of config.endpoints) {
@@ -214,7 +223,7 @@ export class Cluster {
         connectTimeoutMs: this.config.connectTimeoutMs ?? 10_000,
         idleTimeoutMs: this.config.idleTimeoutMs ?? 3_600_000,
         maxRequestsPerConnection: this.config.circuitBreakers?.maxRequestsPerConnection || UNLIMITED,
-        tls: upstreamTls(this.config),
+        tls: upstreamTls(this.config, this.secrets),
       });
       this.pools.set(ep.key, pool);
     }
@@ -253,10 +262,16 @@ function sameConnectionSettings(a: ClusterConfig, b: ClusterConfig): boolean {
   );
 }
 
-function upstreamTls(c: ClusterConfig): tls.ConnectionOptions | undefined {
+/**
+ * The cluster's TLS options. Named secrets are read when a connection is made, not when the cluster is built:
+ * `cert`, `key` and `ca` are enumerable getters, so the `{...options, host, port}` each pool spreads into
+ * tls.connect() takes the material current at that moment — a rotated certificate is used by the next
+ * connection without rebuilding the cluster or closing pooled connections.
+ */
+function upstreamTls(c: ClusterConfig, secrets: SecretStore): tls.ConnectionOptions | undefined {
   const t = c.tls;
   if (!t) return undefined;
-  return {
+  const options: tls.ConnectionOptions = {
     ...(t.sni ? { servername: t.sni } : {}),
     ...(t.validationContext ? { ca: t.validationContext } : {}),
     ...(t.certificateChain ? { cert: t.certificateChain } : {}),
@@ -264,6 +279,28 @@ function upstreamTls(c: ClusterConfig): tls.ConnectionOptions | undefined {
     ALPNProtocols: [...(t.alpnProtocols ?? ["http/1.1"])],
     rejectUnauthorized: t.insecureSkipVerify !== true,
   };
+  const live = (name: "cert" | "key" | "ca", read: () => string | string[] | undefined) =>
+    Object.defineProperty(options, name, { enumerable: true, get: read });
+  if (t.certificateSecret !== undefined) {
+    const name = t.certificateSecret;
+    live("cert", () => secrets.certificate(name)?.certificateChain);
+    live("key", () => secrets.certificate(name)?.privateKey);
+  }
+  if (t.validationSecret !== undefined) {
+    const name = t.validationSecret;
+    // No roots yet: an empty bundle, so that nothing verifies (never Node's default store for a mesh peer).
+    live("ca", () => secrets.validation(name)?.trustedCa ?? []);
+  }
+  const sans = t.matchSubjectAltNames;
+  if (sans !== undefined && sans.length > 0)
+    options.checkServerIdentity = (_host, cert) => {
+      const names = (cert.subjectaltname ?? "").split(", ");
+      if (names.some((n) => n.startsWith("URI:") && sans.includes(n.slice(4)))) return undefined;
+      return new Error(
+        `peer identity ${JSON.stringify(cert.subjectaltname ?? "")} is not one of ${JSON.stringify(sans)}`,
+      );
+    };
+  return options;
 }
 
 /** Whether one more retry fits the cluster's retry budget (always, without one). */
@@ -279,8 +316,11 @@ export class ClusterManager {
   private clusters = new Map<string, Cluster>();
   readonly store: StatsStore;
 
-  constructor(store: StatsStore = new StatsStore()) {
+  private readonly secrets: SecretStore;
+
+  constructor(store: StatsStore = new StatsStore(), secrets: SecretStore = new SecretStore()) {
     this.store = store;
+    this.secrets = secrets;
   }
 
   get(name: string): Cluster | undefined {
@@ -294,7 +334,8 @@ export class ClusterManager {
   /** Builds the next generation of clusters without side effects; nothing changes until commit(). */
   prepare(configs: readonly ClusterConfig[]): Map<string, Cluster> {
     const next = new Map<string, Cluster>();
-    for (const c of configs) next.set(c.name, new Cluster(c, this.store, this.clusters.get(c.name)));
+    for (const c of configs)
+      next.set(c.name, new Cluster(c, this.store, this.clusters.get(c.name), this.secrets));
     return next;
   }
 
