@@ -7,12 +7,19 @@
 // and its stats counters. isthmus runs three times side by side: telemetry off, Istio metrics on (metrics_*),
 // and Istio metrics + a JSON access log to a file (telemetry_*). Reports requests/s, the isthmus/nginx ratio, the latency added over
 // direct at a fixed 1,000 requests/s (open loop, p50/p99), and isthmus' peak RSS. Ends with one JSON line.
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import net from "node:net";
+import { execFileSync, spawn } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fixedRate } from "./lib/fixed-rate.ts";
+import {
+  children,
+  ensureTools as ensureBenchTools,
+  freePort,
+  startNginx as startNginxIn,
+  waitPort,
+  wrk as wrkRps,
+} from "./lib/processes.ts";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const CONNECTIONS = 64;
@@ -20,102 +27,17 @@ const CONNECTIONS = 64;
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const root = join(import.meta.dirname, "..");
 const work = mkdtempSync(join(tmpdir(), "isthmus-bench-proxy-"));
-const children: ChildProcess[] = [];
 
-function ensureTools(): void {
-  const missing = ["wrk", "nginx", "taskset"].filter((t) => {
-    try {
-      execFileSync("sh", ["-c", `command -v ${t} || test -x /usr/sbin/${t}`], { stdio: "ignore" });
-      return false;
-    } catch {
-      return true;
-    }
+const ensureTools = () => ensureBenchTools("bench:proxy");
+const startNginx = (name: string, core: number, conf: string) => startNginxIn(work, name, core, conf);
+const wrk = (port: number, host: string) =>
+  wrkRps(port, {
+    host,
+    seconds: SECONDS,
+    connections: CONNECTIONS,
+    path: "/api/items?id=7",
+    headers: ["x-user: bench"],
   });
-  if (missing.length === 0) return;
-  if (process.getuid?.() !== 0) {
-    console.error(`bench:proxy needs ${missing.join(", ")}: apt-get install wrk nginx-light util-linux`);
-    process.exit(1);
-  }
-  console.error(`installing ${missing.join(", ")} with apt-get ...`);
-  execFileSync(
-    "sh",
-    [
-      "-c",
-      "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx-light util-linux",
-    ],
-    {
-      stdio: "inherit",
-    },
-  );
-}
-
-function nginxBin(): string {
-  return existsSync("/usr/sbin/nginx") ? "/usr/sbin/nginx" : "nginx";
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
-
-async function waitPort(port: number): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const c = net.connect(port, "127.0.0.1", () => {
-        c.destroy();
-        resolve(true);
-      });
-      c.on("error", () => resolve(false));
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`port ${port} never opened`);
-}
-
-function startNginx(name: string, core: number, conf: string): ChildProcess {
-  const dir = join(work, name);
-  mkdirSync(dir, { recursive: true });
-  const file = join(dir, "nginx.conf");
-  writeFileSync(
-    file,
-    `worker_processes 1;\ndaemon off;\nerror_log ${dir}/error.log;\npid ${dir}/nginx.pid;\nevents { worker_connections 4096; }\n` +
-      `http {\n  access_log off;\n  client_body_temp_path ${dir}; proxy_temp_path ${dir}; fastcgi_temp_path ${dir}; uwsgi_temp_path ${dir}; scgi_temp_path ${dir};\n${conf}\n}\n`,
-  );
-  const p = spawn("taskset", ["-c", String(core), nginxBin(), "-c", file, "-p", dir], { stdio: "ignore" });
-  children.push(p);
-  return p;
-}
-
-function wrk(port: number, host: string): number {
-  const out = execFileSync(
-    "taskset",
-    [
-      "-c",
-      "1",
-      "wrk",
-      "-t1",
-      `-c${CONNECTIONS}`,
-      `-d${SECONDS}s`,
-      "-H",
-      `Host: ${host}`,
-      "-H",
-      "x-user: bench",
-      `http://127.0.0.1:${port}/api/items?id=7`,
-    ],
-    { encoding: "utf8" },
-  );
-  const m = /Requests\/sec:\s+([\d.]+)/.exec(out);
-  if (!m) throw new Error(`wrk output not understood:\n${out}`);
-  const errors = /Non-2xx or 3xx responses: (\d+)/.exec(out);
-  if (errors) throw new Error(`wrk saw ${errors[1]} error responses on port ${port}`);
-  return Number(m[1]);
-}
 
 function proxyConfig(port: number, backend: number): string {
   // A realistic sidecar route table: several services, the benchmark's host in the middle.
