@@ -3,6 +3,7 @@
 // step fails, what was provisioned is thrown away and the running config keeps serving untouched.
 import type { ClusterConfig, ListenerConfig, ProxyConfig, RouteConfiguration } from "./config/types.ts";
 import { validateProxyConfig } from "./config/validate.ts";
+import { loadSecurityModule, needsSecurity } from "./filters/security-module.ts";
 import { type FilterChainRuntime, Listener } from "./listener/listener.ts";
 import { SecretStore } from "./secrets/secret-store.ts";
 import { StatsStore } from "./stats/stats.ts";
@@ -62,6 +63,7 @@ export class ProxyServer {
       fresh: boolean;
     }> = [];
     try {
+      if (needsSecurity(config.listeners)) await loadSecurityModule();
       nextClusters = this.clusters.prepare(config.clusters ?? ([] as ClusterConfig[]));
       for (const lc of config.listeners) {
         const chains = Listener.prepareChains(

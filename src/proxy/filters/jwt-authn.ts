@@ -2,9 +2,8 @@
 // the providers say, each one found must verify against the provider of its issuer, else 401 with Envoy's
 // message; a request without any token passes without a principal (an ALLOW policy naming requestPrincipals
 // then denies it). Keys: the JWK's own algorithm (jose), never "none". jose is loaded on first use.
-import http from "node:http";
-import https from "node:https";
 import type { JwtAuthnConfig, JwtProvider } from "../config/types.ts";
+import { httpModule, httpsModule } from "../lazy-modules.ts";
 import type { Counter, StatsStore } from "../stats/stats.ts";
 import type { ClusterManager, Endpoint } from "../upstream/cluster.ts";
 import type { VerifiedJwt } from "./rbac.ts";
@@ -368,7 +367,7 @@ function fetchJwks(
   const ep = cluster?.lb.pick({}) as Endpoint | undefined;
   if (cluster !== undefined && ep === undefined) return Promise.reject(new Error("no endpoint"));
   const secure = url.protocol === "https:";
-  const mod = secure ? https : http;
+  const mod = secure ? httpsModule() : httpModule();
   return new Promise((resolve, reject) => {
     const req = mod.request(
       {

@@ -4,8 +4,8 @@
 // headers. No answer in time, a connection failure or a 5xx is an error: failureModeAllow lets the request
 // on, otherwise statusOnError (403). The check goes straight to an endpoint of the cluster, off the data
 // path's pools, so a slow authorizer cannot take the application's connections.
-import http from "node:http";
 import type { ExtAuthzConfig } from "../config/types.ts";
+import { httpModule } from "../lazy-modules.ts";
 import type { Counter, StatsStore } from "../stats/stats.ts";
 import type { ClusterManager, Endpoint } from "../upstream/cluster.ts";
 import { CompiledPolicies, type RbacInput } from "./rbac.ts";
@@ -101,7 +101,7 @@ export class ExtAuthz {
     headers["content-length"] = "0";
     const timeoutMs = this.c.timeoutMs ?? 200;
     return new Promise((resolve, reject) => {
-      const req = http.request(
+      const req = httpModule().request(
         {
           host: ep.address,
           port: ep.port,

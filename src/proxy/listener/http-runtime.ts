@@ -3,7 +3,8 @@
 // swap changes what the next request sees without touching open connections.
 import type { HttpConnectionManagerConfig, ListenerLimits } from "../config/types.ts";
 import { keepBucket, TokenBucket } from "../filters/local-rate-limit.ts";
-import { HttpSecurity } from "../filters/rbac-http.ts";
+import type { HttpSecurity } from "../filters/rbac-http.ts";
+import { securityModule } from "../filters/security-module.ts";
 import type { HeadLimits } from "../http1/head-parser.ts";
 import type { Http2Downstream } from "../http2/downstream.ts";
 import { http2Module } from "../http2/lazy.ts";
@@ -84,7 +85,10 @@ export class HttpRuntime {
     this.idleTimeoutMs = limits?.idleTimeoutMs ?? 300_000;
     this.rateLimit = config.localRateLimit ? new TokenBucket(config.localRateLimit, Date.now()) : undefined;
     this.reporter = config.reporter ?? "destination";
-    this.security = HttpSecurity.of(config, clusters, store);
+    this.security =
+      config.jwtAuthn !== undefined || (config.extAuthz?.length ?? 0) > 0 || (config.rbac?.length ?? 0) > 0
+        ? securityModule().HttpSecurity.of(config, clusters, store)
+        : undefined;
     this.store = store;
     const p = `http.${config.statPrefix ?? "ingress_http"}.`;
     this.prefix = p;

@@ -2,7 +2,8 @@
 // bytes flow both ways with backpressure (pipe), and either side closing closes the other.
 import net from "node:net";
 import type { TcpProxyConfig } from "../config/types.ts";
-import { NetworkRbac } from "../filters/rbac-http.ts";
+import type { NetworkRbac } from "../filters/rbac-http.ts";
+import { securityModule } from "../filters/security-module.ts";
 import type { Counter, Gauge, StatsStore } from "../stats/stats.ts";
 import { TelemetrySlot } from "../telemetry/telemetry-slot.ts";
 import type { ClusterManager, Endpoint } from "../upstream/cluster.ts";
@@ -33,7 +34,7 @@ export class TcpProxyRuntime {
     this.cxActive = store.gauge(`${p}downstream_cx_active`);
     this.noRoute = store.counter(`${p}downstream_cx_no_route`);
     this.connectFail = store.counter(`${p}upstream_cx_connect_fail`);
-    this.rbac = NetworkRbac.of(config, store);
+    this.rbac = (config.rbac?.length ?? 0) > 0 ? securityModule().NetworkRbac.of(config, store) : undefined;
   }
 
   handle(down: net.Socket, preread?: Buffer): void {

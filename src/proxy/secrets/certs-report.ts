@@ -1,6 +1,6 @@
 // Envoy's admin /certs in the proxy's terms: for each named secret, what its certificates say (subject, SANs,
 // serial, validity, days left) — never the private key.
-import { X509Certificate } from "node:crypto";
+import { cryptoModule } from "../lazy-modules.ts";
 import type { SecretStore } from "./secret-store.ts";
 
 export interface CertificateDetails {
@@ -35,7 +35,7 @@ const PEM = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
 
 function details(pem: string, now: number): CertificateDetails[] {
   return (pem.match(PEM) ?? []).map((block) => {
-    const c = new X509Certificate(block);
+    const c = new (cryptoModule().X509Certificate)(block);
     const expires = new Date(c.validTo);
     return {
       subject: (c.subject ?? "").replaceAll("\n", ", "),
