@@ -3,53 +3,20 @@
 // before it has one, and shows it on admin /certs without the key; a token for another service account gets
 // no certificate (the CA says why) and the proxy stays not ready.
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
+import { startControlPlane } from "../control/e2e-support.ts";
 import { closeAll, get, onClose, spawnProxy } from "../proxy/test-support.ts";
 
 after(closeAll);
 
-const BIN = new URL("../../bin/isthmus.js", import.meta.url).pathname;
 const TOKEN = "proxy-identity-admin-token";
 
 async function controlPlane(): Promise<{ xds: string; api: string }> {
-  const cp = spawn(
-    process.execPath,
-    [
-      BIN,
-      "control-plane",
-      "--listen",
-      "127.0.0.1:0",
-      "--api-listen",
-      "127.0.0.1:0",
-      "--monitoring-listen",
-      "off",
-    ],
-    {
-      stdio: ["ignore", "ignore", "pipe"],
-      env: { ...process.env, ISTHMUS_FROM_SOURCE: "1", ISTHMUS_TOKEN: TOKEN },
-    },
-  );
-  onClose(() => {
-    cp.kill("SIGKILL");
-  });
-  let err = "";
-  cp.stderr!.setEncoding("utf8");
-  cp.stderr!.on("data", (d: string) => {
-    err += d;
-  });
-  const deadline = Date.now() + 15_000;
-  while (!/services on 127\.0\.0\.1:(\d+)/.test(err) || !/config API on \S+:(\d+)/.test(err)) {
-    assert.ok(Date.now() < deadline, `control plane did not start: ${err}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return {
-    xds: `127.0.0.1:${/services on 127\.0\.0\.1:(\d+)/.exec(err)![1]}`,
-    api: `http://127.0.0.1:${/config API on \S+:(\d+)/.exec(err)![1]}`,
-  };
+  const cp = await startControlPlane([], TOKEN);
+  return { xds: `127.0.0.1:${cp.pushPort}`, api: cp.server };
 }
 
 async function tokenFile(

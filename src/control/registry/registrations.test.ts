@@ -3,7 +3,6 @@
 // name, WorkloadGroup templates), kept out of every proxy's config while not healthy; and end to end, a real
 // control plane and sidecar: register -> traffic, unhealthy -> no endpoint, register again -> traffic.
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -11,6 +10,7 @@ import { after, test } from "node:test";
 import { parseResources } from "../../api/load/parse-documents.ts";
 import { validateResources } from "../../api/validate/index.ts";
 import { closeAll, httpBackend, onClose, RawClient, spawnProxy } from "../../proxy/test-support.ts";
+import { startControlPlane } from "../e2e-support.ts";
 import { SidecarRenderer } from "../translate/sidecar-renderer.ts";
 import { ServiceRegistry } from "./registry.ts";
 import { REGISTRATION_LIMITS, RegistrationSource } from "./workload-source.ts";
@@ -148,40 +148,9 @@ spec:
 `,
   );
   const token = "registrations-test-token";
-  const cp = spawn(
-    process.execPath,
-    [
-      join(import.meta.dirname, "..", "..", "..", "bin", "isthmus.js"),
-      "control-plane",
-      "--config",
-      dir,
-      "--listen",
-      "127.0.0.1:0",
-      "--api-listen",
-      "127.0.0.1:0",
-      "--monitoring-listen",
-      "off",
-    ],
-    {
-      stdio: ["ignore", "ignore", "pipe"],
-      env: { ...process.env, ISTHMUS_FROM_SOURCE: "1", ISTHMUS_TOKEN: token },
-    },
-  );
-  onClose(() => {
-    cp.kill("SIGKILL");
-  });
-  let err = "";
-  cp.stderr!.setEncoding("utf8");
-  cp.stderr!.on("data", (d: string) => {
-    err += d;
-  });
-  const deadline = Date.now() + 15_000;
-  while (!/services on 127\.0\.0\.1:(\d+)/.test(err) || !/config API on \S+:(\d+)/.test(err)) {
-    assert.ok(Date.now() < deadline, `control plane did not start: ${err}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  const api = `http://127.0.0.1:${/config API on \S+:(\d+)/.exec(err)![1]}`;
-  const xds = /services on 127\.0\.0\.1:(\d+)/.exec(err)![1];
+  const cp = await startControlPlane([dir], token);
+  const api = cp.server;
+  const xds = String(cp.pushPort);
   const register = (body: unknown, method = "PUT") =>
     fetch(`${api}/apis/registrations/default/echo-1`, {
       method,
