@@ -23,7 +23,14 @@ export function serveOneRequest(
       respond(socket, r.status, `${r.reason}\n`);
       return;
     }
-    handle(r.head.method, r.head.target, socket);
+    // An admin handler that throws answers 500: from a socket's data handler the exception would otherwise be
+    // uncaught and take the whole proxy (and the traffic it carries) down with it.
+    try {
+      handle(r.head.method, r.head.target, socket);
+    } catch (e) {
+      if (!socket.writableEnded) respond(socket, 500, `internal error: ${(e as Error).message}\n`);
+      else socket.destroy();
+    }
   });
 }
 
