@@ -8,33 +8,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { closeAll, httpBackend, onClose, RawClient, spawnProxy } from "../proxy/test-support.ts";
+import { echoServiceEntry, faultVirtualService } from "./e2e-support.ts";
 
 after(closeAll);
 
 const BIN = new URL("../../bin/isthmus.js", import.meta.url).pathname;
-
-/** A ServiceEntry for echo.example.internal:80 whose one endpoint is 127.0.0.1:PORT. */
-const echoServiceEntry = (port: number) => `apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: { name: echo, namespace: default }
-spec:
-  hosts: [echo.example.internal]
-  location: MESH_EXTERNAL
-  resolution: STATIC
-  ports: [{ number: 80, name: http, protocol: HTTP }]
-  endpoints: [{ address: 127.0.0.1, ports: { http: ${port} } }]
-`;
-
-/** A VirtualService aborting every request to echo.example.internal with STATUS (999 is invalid). */
-const faultVirtualService = (status: number) => `apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: echo, namespace: default }
-spec:
-  hosts: [echo.example.internal]
-  http:
-    - fault: { abort: { httpStatus: ${status}, percentage: { value: 100 } } }
-      route: [{ destination: { host: echo.example.internal } }]
-`;
 
 /** Runs `isthmus control-plane ARGS`; resolves once stderr matches every pattern; killed in closeAll(). */
 async function startControlPlane(args: string[], env: NodeJS.ProcessEnv, ready: RegExp[]) {

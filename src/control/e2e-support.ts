@@ -199,3 +199,26 @@ export class SidecarClient {
     this.conn = undefined;
   }
 }
+
+/** A ServiceEntry for echo.example.internal:80 whose one endpoint is 127.0.0.1:PORT. */
+export const echoServiceEntry = (port: number) => `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: echo, namespace: default }
+spec:
+  hosts: [echo.example.internal]
+  location: MESH_EXTERNAL
+  resolution: STATIC
+  ports: [{ number: 80, name: http, protocol: HTTP }]
+  endpoints: [{ address: 127.0.0.1, ports: { http: ${port} } }]
+`;
+
+/** A VirtualService aborting every request to echo.example.internal with STATUS (999 is invalid). */
+export const faultVirtualService = (status: number) => `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: echo, namespace: default }
+spec:
+  hosts: [echo.example.internal]
+  http:
+    - fault: { abort: { httpStatus: ${status}, percentage: { value: 100 } } }
+      route: [{ destination: { host: echo.example.internal } }]
+`;

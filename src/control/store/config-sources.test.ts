@@ -10,33 +10,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { closeAll, httpBackend, onClose, RawClient, spawnProxy } from "../../proxy/test-support.ts";
+import { echoServiceEntry, faultVirtualService } from "../e2e-support.ts";
 
 after(closeAll);
 
 const BIN = new URL("../../../bin/isthmus.js", import.meta.url).pathname;
 const TOKEN = "config-sources-test-token";
 const ENV = { ...process.env, ISTHMUS_FROM_SOURCE: "1", ISTHMUS_TOKEN: TOKEN };
-
-const echoServiceEntry = (port: number) => `apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: { name: echo, namespace: default }
-spec:
-  hosts: [echo.example.internal]
-  location: MESH_EXTERNAL
-  resolution: STATIC
-  ports: [{ number: 80, name: http, protocol: HTTP }]
-  endpoints: [{ address: 127.0.0.1, ports: { http: ${port} } }]
-`;
-
-const faultVirtualService = (status: number) => `apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: { name: echo, namespace: default }
-spec:
-  hosts: [echo.example.internal]
-  http:
-    - fault: { abort: { httpStatus: ${status}, percentage: { value: 100 } } }
-      route: [{ destination: { host: echo.example.internal } }]
-`;
 
 const serviceEntry = (i: number, port: number) => `apiVersion: networking.istio.io/v1
 kind: ServiceEntry
