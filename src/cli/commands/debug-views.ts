@@ -34,8 +34,9 @@ ProxyConfig, so there is one state per proxy where istioctl shows one per xDS ty
   --server URL   the control plane's config API (default: $ISTHMUS_SERVER); the token is $ISTHMUS_TOKEN
 `;
 
-export async function runProxyStatus(args: string[], io: CommandIO): Promise<number> {
-  const { values, positionals } = parseArgs({
+/** The options both views take; undefined once --help is printed. */
+function parseDebugArgs(args: string[], help: string, io: CommandIO) {
+  const parsed = parseArgs({
     args,
     allowPositionals: true,
     options: {
@@ -44,10 +45,15 @@ export async function runProxyStatus(args: string[], io: CommandIO): Promise<num
       help: { type: "boolean", short: "h" },
     },
   });
-  if (values.help) {
-    io.out(STATUS_HELP);
-    return 0;
-  }
+  if (!parsed.values.help) return parsed;
+  io.out(help);
+  return undefined;
+}
+
+export async function runProxyStatus(args: string[], io: CommandIO): Promise<number> {
+  const parsed = parseDebugArgs(args, STATUS_HELP, io);
+  if (parsed === undefined) return 0;
+  const { values, positionals } = parsed;
   const output = outputFormat(values.output, ["table", "json"]);
   const { base, headers } = connection(values.server);
   const r = await call(io, `${base}/debug/syncz`, { headers });
@@ -96,19 +102,9 @@ const VIEWS = ["listeners", "routes", "clusters", "endpoints", "all"] as const;
 type View = (typeof VIEWS)[number];
 
 export async function runProxyConfig(args: string[], io: CommandIO): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args,
-    allowPositionals: true,
-    options: {
-      server: { type: "string" },
-      output: { type: "string", short: "o" },
-      help: { type: "boolean", short: "h" },
-    },
-  });
-  if (values.help) {
-    io.out(CONFIG_HELP);
-    return 0;
-  }
+  const parsed = parseDebugArgs(args, CONFIG_HELP, io);
+  if (parsed === undefined) return 0;
+  const { values, positionals } = parsed;
   const [view, proxy] = positionals;
   if (!VIEWS.includes(view as View) || proxy === undefined)
     throw new UsageError(`usage: isthmus proxy-config ${VIEWS.join("|")} PROXY [-o table|json|yaml]`);
