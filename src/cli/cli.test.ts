@@ -140,6 +140,11 @@ test("usage errors exit 2 with a hint, never a stack trace", () => {
     ["analyze", "--fail-on", "panic", good],
     ["frobnicate"],
     ["validate", "--nope"],
+    ["proxy-config", "listeners", "p", "--nope"],
+    ["proxy-config", "listeners", "p", "--admin", "http://127.0.0.1:15000"],
+    ["x"],
+    ["x", "authz", "check"],
+    ["x", "authz", "check", "p", "--file", good],
   ]) {
     const r = run(...args);
     assert.equal(r.code, 2, args.join(" "));
@@ -151,6 +156,9 @@ test("--help and version", () => {
   assert.equal(run("--help").code, 0);
   assert.match(run("validate", "--help").out, /FILE:LINE:COL Kind namespace\/name field.path: message/);
   assert.match(run("version").out, /^\d+\.\d+\.\d+/);
+  assert.match(run("--help").out, /^ {2}x {14}experimental: 'x authz check'/m);
+  assert.match(run("proxy-config", "--help").out, /isthmus proxy-config secret \[PROXY\] \[--admin URL\]/);
+  assert.match(run("x", "authz", "check", "--help").out, /CUSTOM \(ext_authz\), DENY, ALLOW, then AUDIT/);
 });
 
 test("bad input files give clear errors, not crashes", () => {

@@ -44,7 +44,7 @@ const COMMANDS: Record<string, Command> = {
     load: async () => (await import("./commands/debug-views.ts")).runProxyStatus,
   },
   "proxy-config": {
-    summary: "a proxy's listeners, routes, clusters and endpoints as the control plane serves them",
+    summary: "a proxy's listeners, routes, clusters, endpoints (the control plane's view), certificates",
     load: async () => (await import("./commands/debug-views.ts")).runProxyConfig,
   },
   ca: {
@@ -54,6 +54,10 @@ const COMMANDS: Record<string, Command> = {
   "control-plane": {
     summary: "serve sidecar configs translated from Istio resources over the push stream",
     load: async () => (await import("./commands/control-plane.ts")).runControlPlane,
+  },
+  x: {
+    summary: "experimental: 'x authz check', the authorization policies in a proxy's config",
+    load: async () => (await import("./commands/experimental.ts")).runExperimental,
   },
 };
 

@@ -1,5 +1,6 @@
 // isthmus proxy-status / proxy-config — istioctl's debugging views, read from the control plane's config API
-// (/debug/syncz, /debug/config_dump) with the same --server and token as apply and get.
+// (/debug/syncz, /debug/config_dump) with the same --server and token as apply and get; `proxy-config secret`
+// reads the proxy's own admin endpoint instead (proxy-secret.ts).
 import { parseArgs } from "node:util";
 import { stringify } from "yaml";
 import type { SyncStatus } from "../../control/store/config-api.ts";
@@ -34,17 +35,23 @@ ProxyConfig, so there is one state per proxy where istioctl shows one per xDS ty
   --server URL   the control plane's config API (default: $ISTHMUS_SERVER); the token is $ISTHMUS_TOKEN
 `;
 
-/** The options both views take; undefined once --help is printed. */
+const DEBUG_OPTIONS = {
+  server: { type: "string" },
+  admin: { type: "string" },
+  output: { type: "string", short: "o" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+/** The options both views take (--admin: proxy-config secret only); undefined once --help is printed. */
 function parseDebugArgs(args: string[], help: string, io: CommandIO) {
-  const parsed = parseArgs({
-    args,
-    allowPositionals: true,
-    options: {
-      server: { type: "string" },
-      output: { type: "string", short: "o" },
-      help: { type: "boolean", short: "h" },
-    },
-  });
+  let parsed: ReturnType<
+    typeof parseArgs<{ args: string[]; allowPositionals: true; options: typeof DEBUG_OPTIONS }>
+  >;
+  try {
+    parsed = parseArgs({ args, allowPositionals: true, options: DEBUG_OPTIONS });
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
   if (!parsed.values.help) return parsed;
   io.out(help);
   return undefined;
@@ -54,6 +61,7 @@ export async function runProxyStatus(args: string[], io: CommandIO): Promise<num
   const parsed = parseDebugArgs(args, STATUS_HELP, io);
   if (parsed === undefined) return 0;
   const { values, positionals } = parsed;
+  if (values.admin !== undefined) throw new UsageError("--admin is an option of 'proxy-config secret'");
   const output = outputFormat(values.output, ["table", "json"]);
   const { base, headers } = connection(values.server);
   const r = await call(io, `${base}/debug/syncz`, { headers });
@@ -92,35 +100,77 @@ export async function runProxyStatus(args: string[], io: CommandIO): Promise<num
 }
 
 const CONFIG_HELP = `Usage: isthmus proxy-config listeners|routes|clusters|endpoints|all PROXY [--server URL] [-o table|json|yaml]
+       isthmus proxy-config secret [PROXY] [--admin URL] [-o table|json]
 
-The config the control plane serves the proxy PROXY (as 'isthmus proxy-status' names it), rendered now. When
-the proxy has not acknowledged this version yet, a note on stderr says which version it runs.
+listeners, routes, clusters, endpoints, all: the config the control plane serves the proxy PROXY (as
+'isthmus proxy-status' names it), rendered now. When the proxy has not acknowledged this version yet, a note on
+stderr says which version it runs.
   --server URL   the control plane's config API (default: $ISTHMUS_SERVER); the token is $ISTHMUS_TOKEN
+
+secret: the certificates the proxy holds, read from its admin endpoint (/certs): its workload certificate
+(secret "default", TYPE Cert Chain) and the roots it trusts ("ROOTCA", TYPE CA), with STATUS ACTIVE, or WARMING
+while the proxy has not received it yet (a proxy without --identity-token never does), VALID CERT (true
+while now is between NOT BEFORE and NOT AFTER), the serial number (hex) and the validity in UTC. Every root
+of the trust bundle is a row. -o json prints the admin's report as it is (subjects and SANs included).
+  --admin URL    the proxy's admin listener, e.g. http://127.0.0.1:15000 (default: $ISTHMUS_PROXY_ADMIN)
+  PROXY          when given, the node id the proxy reports (admin /config_dump) must be PROXY: a guard
+                 against reading another proxy's admin
 `;
 
 const VIEWS = ["listeners", "routes", "clusters", "endpoints", "all"] as const;
 type View = (typeof VIEWS)[number];
 
-export async function runProxyConfig(args: string[], io: CommandIO): Promise<number> {
-  const parsed = parseDebugArgs(args, CONFIG_HELP, io);
-  if (parsed === undefined) return 0;
-  const { values, positionals } = parsed;
-  const [view, proxy] = positionals;
-  if (!VIEWS.includes(view as View) || proxy === undefined)
-    throw new UsageError(`usage: isthmus proxy-config ${VIEWS.join("|")} PROXY [-o table|json|yaml]`);
-  const output = outputFormat(values.output, ["table", "json", "yaml"]);
-  const { base, headers } = connection(values.server);
+/** What GET /debug/config_dump answers: the config rendered now, its version and the proxy's sync state. */
+export interface RenderedConfig {
+  readonly version: string;
+  readonly config: ProxyConfig;
+  readonly status: SyncStatus;
+}
+
+/**
+ * The config the control plane renders now for the connected proxy `proxy`, with a note on stderr when the
+ * proxy has not acknowledged that version; undefined (the error printed) when it cannot be had.
+ */
+export async function renderedConfig(
+  io: CommandIO,
+  server: string | undefined,
+  proxy: string,
+): Promise<RenderedConfig | undefined> {
+  const { base, headers } = connection(server);
   const r = await call(io, `${base}/debug/config_dump?proxyID=${encodeURIComponent(proxy)}`, { headers });
-  if (!r) return 1;
+  if (!r) return undefined;
   if (r.status !== 200) {
     report(io, r.body);
-    return 1;
+    return undefined;
   }
-  const dump = r.body as unknown as { version: string; config: ProxyConfig; status: SyncStatus };
+  const dump = r.body as unknown as RenderedConfig;
   if (dump.status.acked !== dump.version)
     io.err(
       `note: ${proxy} runs version ${dump.status.acked || "(none)"}; shown: version ${dump.version}, not acknowledged yet\n`,
     );
+  return dump;
+}
+
+export async function runProxyConfig(args: string[], io: CommandIO): Promise<number> {
+  const parsed = parseDebugArgs(args, CONFIG_HELP, io);
+  if (parsed === undefined) return 0;
+  const { values, positionals } = parsed;
+  const [view, proxy, extra] = positionals;
+  if (view === "secret") {
+    if (values.server !== undefined)
+      throw new UsageError("secret reads the proxy's admin endpoint: give --admin URL, not --server");
+    if (extra !== undefined) throw new UsageError(`unexpected argument "${extra}"`);
+    const { runProxySecret } = await import("./proxy-secret.ts");
+    return runProxySecret({ admin: values.admin, output: values.output, proxy }, io);
+  }
+  if (!VIEWS.includes(view as View) || proxy === undefined)
+    throw new UsageError(
+      `usage: isthmus proxy-config ${VIEWS.join("|")} PROXY [-o table|json|yaml], or proxy-config secret [PROXY] --admin URL`,
+    );
+  if (values.admin !== undefined) throw new UsageError("--admin is an option of 'proxy-config secret'");
+  const output = outputFormat(values.output, ["table", "json", "yaml"]);
+  const dump = await renderedConfig(io, values.server, proxy);
+  if (dump === undefined) return 1;
   const parts = selectView(dump.config, view as View);
   if (output === "json")
     io.out(`${JSON.stringify(view === "all" ? parts : Object.values(parts)[0], null, 2)}\n`);
@@ -132,7 +182,7 @@ export async function runProxyConfig(args: string[], io: CommandIO): Promise<num
   return 0;
 }
 
-function outputFormat<T extends string>(given: string | undefined, allowed: readonly T[]): T {
+export function outputFormat<T extends string>(given: string | undefined, allowed: readonly T[]): T {
   const o = (given ?? "table") as T;
   if (!allowed.includes(o)) throw new UsageError(`-o must be one of ${allowed.join(", ")}, not "${given}"`);
   return o;
