@@ -65,6 +65,11 @@ Options:
                        DIR/self-signed-ca of --state-dir when given). Workloads get certificates on the
                        --listen port (CertificateService) with a token from POST /apis/tokens of the config
                        API; see docs/security.md
+      --proxy-metrics-port PORT
+                       sidecars and gateways that announce their address (isthmus proxy --ip) serve
+                       Istio's metrics (istio_requests_total, ... with source and destination workload,
+                       principal and connection_security_policy) on http://ADDRESS:PORT/stats/prometheus
+                       (Istio's is 15090; default: off)
   -h, --help           show this help
 
 Signals: SIGHUP re-reads and re-validates every file now (and prints the errors of those still refused)
@@ -81,6 +86,7 @@ export async function runControlPlane(args: string[], io: CommandIO): Promise<nu
     "discard-invalid-state"?: boolean | undefined;
     "trust-domain"?: string | undefined;
     "ca-dir"?: string | undefined;
+    "proxy-metrics-port"?: string | undefined;
     help?: boolean | undefined;
   };
   try {
@@ -95,6 +101,7 @@ export async function runControlPlane(args: string[], io: CommandIO): Promise<nu
         "discard-invalid-state": { type: "boolean" },
         "trust-domain": { type: "string" },
         "ca-dir": { type: "string" },
+        "proxy-metrics-port": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
     }));
@@ -112,6 +119,13 @@ export async function runControlPlane(args: string[], io: CommandIO): Promise<nu
   const token = process.env.ISTHMUS_TOKEN ?? "";
   if (apiListen && token.length < 16)
     throw new UsageError("--api-listen needs ISTHMUS_TOKEN (at least 16 characters) in the environment");
+  const metricsPortText = values["proxy-metrics-port"];
+  const proxyMetricsPort = metricsPortText === undefined ? undefined : Number(metricsPortText);
+  if (
+    proxyMetricsPort !== undefined &&
+    (!/^\d+$/.test(metricsPortText!) || proxyMetricsPort < 1 || proxyMetricsPort > 65535)
+  )
+    throw new UsageError(`--proxy-metrics-port must be a port number (1-65535), not "${metricsPortText}"`);
   const stateDir = values["state-dir"];
   if (stateDir === "") throw new UsageError("--state-dir needs a directory");
   if (values["discard-invalid-state"] && stateDir === undefined)
@@ -138,7 +152,11 @@ export async function runControlPlane(args: string[], io: CommandIO): Promise<nu
   await files?.start();
   const registrations = new RegistrationSource();
   let registry = new ServiceRegistry(store.all(), [], undefined, registrations.workloads());
-  let renderer = new SidecarRenderer(registry);
+  const rendererOptions = {
+    trustDomain,
+    ...(proxyMetricsPort !== undefined ? { proxyMetricsPort } : {}),
+  };
+  let renderer = new SidecarRenderer(registry, rendererOptions);
   const metrics = new ControlPlaneMetrics();
   let ca: CertificateAuthority;
   let tokens: WorkloadTokens;
@@ -165,6 +183,7 @@ export async function runControlPlane(args: string[], io: CommandIO): Promise<nu
         id: node.id,
         namespace: node.namespace || "default",
         labels: node.labels,
+        ...(node.serviceAccount ? { serviceAccount: node.serviceAccount } : {}),
         ...(node.ip ? { appAddress: node.ip } : {}),
       }),
   });
@@ -176,7 +195,7 @@ export async function runControlPlane(args: string[], io: CommandIO): Promise<nu
     // The previous registry and renderer let unchanged services keep their rendered objects (and the push side
     // its encodings): a change costs what it touches.
     registry = new ServiceRegistry(store.all(), [], registry, registrations.workloads());
-    renderer = new SidecarRenderer(registry, {}, renderer);
+    renderer = new SidecarRenderer(registry, rendererOptions, renderer);
     server.push(reason);
   };
   store.onChange(() => rebuild("config"));

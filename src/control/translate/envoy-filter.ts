@@ -192,7 +192,10 @@ function gatewayRouteConfigInfo(name: string): RouteConfigInfo {
 export function applySidecarListenerRateLimit(own: SidecarOwnParts, rl: ProxyRateLimits): SidecarOwnParts {
   const { limit } = listenerLimit(rl, OUTBOUND_LISTENER, OUTBOUND_PORT);
   if (!limit) return own;
-  return { ...own, listeners: own.listeners.map((l) => withChainLimit(l, limit)) };
+  return {
+    ...own,
+    listeners: own.listeners.map((l) => (l.name === OUTBOUND_LISTENER ? withChainLimit(l, limit) : l)),
+  };
 }
 
 /**

@@ -26,6 +26,7 @@ import type { ProxyNode } from "../model.ts";
 import type { ServiceRegistry } from "../registry/registry.ts";
 import { mergeDelegates } from "./delegate.ts";
 import { findDestinationRule } from "./destination-rule.ts";
+import type { MeshTls } from "./mtls.ts";
 import { outboundCluster } from "./names.ts";
 import type { RenderMemo } from "./render-memo.ts";
 import {
@@ -55,12 +56,13 @@ export function gatewayClusters(
   registry: ServiceRegistry,
   namespace: string,
   memo?: RenderMemo,
+  mesh?: MeshTls,
 ): readonly ClusterConfig[] {
   const rules = registry.context.of("DestinationRule");
   const out: ClusterConfig[] = [];
   for (const s of visibleServices(registry, namespace)) {
     const rule = findDestinationRule(rules, s.host, namespace, s.namespace);
-    for (const p of s.ports) out.push(...serviceClusters(registry, s, p.number, rule, memo));
+    for (const p of s.ports) out.push(...serviceClusters(registry, s, p.number, rule, memo, mesh));
   }
   return memo ? memo.list(`gateway-clusters\u0001${namespace}`, out) : out;
 }

@@ -7,8 +7,11 @@
 // address, selecting Gateways and sourceLabels values. Both keys also name the EnvoyFilters (local rate limits,
 // envoy-filter.ts) that apply, since those select proxies by labels. The shared objects also let the push side
 // serialize each resource once (discovery-server.ts caches by object).
+
+import type { MeshService } from "../../api/analyze/context.ts";
 import { arr, obj } from "../../api/validate/checker.ts";
 import type { ClusterConfig, ProxyConfig } from "../../proxy/config/types.ts";
+import { withOwnClusters } from "../../proxy/xds/config-resources.ts";
 import type { ProxyNode } from "../model.ts";
 import type { ServiceRegistry } from "../registry/registry.ts";
 import {
@@ -18,6 +21,8 @@ import {
   proxyRateLimits,
 } from "./envoy-filter.ts";
 import { gatewayClusters, gatewayConfig, selectingGateways } from "./gateway.ts";
+import { inboundParts, selectingServices } from "./inbound.ts";
+import { type MeshTls, meshTls, spiffeId } from "./mtls.ts";
 import { RenderMemo } from "./render-memo.ts";
 import { applicablePolicies, type SecurityOptions, withGatewaySecurity } from "./security/index.ts";
 import { type OutboundScope, outboundScope, sidecarConfig, sidecarOwnParts } from "./sidecar.ts";
@@ -28,6 +33,10 @@ export interface RendererOptions {
   readonly outboundTrafficPolicy?: OutboundPolicy;
   /** AuthorizationPolicy's root namespace and CUSTOM providers (MeshConfig). */
   readonly security?: SecurityOptions;
+  /** The mesh's trust domain: the SPIFFE identities clients expect of servers. Default cluster.local. */
+  readonly trustDomain?: string;
+  /** Proxies with an address of their own serve Istio's metrics on ADDRESS:PORT (Istio's 15090). Default off. */
+  readonly proxyMetricsPort?: number;
 }
 
 export class SidecarRenderer {
@@ -39,6 +48,11 @@ export class SidecarRenderer {
   private readonly gateways = new Map<string, Pick<ProxyConfig, "listeners" | "routeConfigs">>();
   private readonly memo: RenderMemo;
   private readonly security: SecurityOptions;
+  private readonly mesh: MeshTls;
+  private readonly trustDomain: string;
+  private readonly metricsPort: number | undefined;
+  /** Services that select workloads, by namespace: a sidecar's inbound side serves those selecting it. */
+  private selecting: Map<string, MeshService[]> | undefined;
 
   /**
    * `previous`: the renderer this one replaces after a change; what it rendered from inputs that did not change
@@ -50,6 +64,13 @@ export class SidecarRenderer {
     this.labelKeys = sourceLabelKeys(registry);
     this.meshPolicy = options.outboundTrafficPolicy ?? "ALLOW_ANY";
     this.security = options.security ?? {};
+    this.trustDomain = options.trustDomain ?? "cluster.local";
+    this.metricsPort = options.proxyMetricsPort;
+    this.mesh = meshTls(
+      registry.context.of("PeerAuthentication"),
+      this.trustDomain,
+      this.security.rootNamespace,
+    );
   }
 
   render(proxy: ProxyNode): ProxyConfig {
@@ -62,20 +83,66 @@ export class SidecarRenderer {
     const key = [proxy.namespace, egress.key, rl.key, ...labelValues].join("\u0001");
     let scope = this.scopes.get(key);
     if (scope === undefined) {
-      scope = outboundScope(this.registry, proxy, { egress, memo: this.memo, key });
+      scope = outboundScope(this.registry, proxy, { egress, memo: this.memo, key, mesh: this.mesh });
       scope = applySidecarRouteRateLimits(scope, rl, this.memo, key);
       this.scopes.set(key, scope);
     }
     // Per proxy, the config is the same object while its scope and identity are: the push side then knows at
     // once that a change did not reach this proxy, and re-encodes nothing of what is its own.
+    // The inbound side is the proxy's own (its workload's services, ports and policies): rebuilt per render,
+    // kept as the same object while it comes out the same.
+    this.selecting ??= selectingServices(this.registry);
+    const inbound = this.memo.same(
+      `inbound\u0001${proxy.id}`,
+      inboundParts(
+        this.registry,
+        proxy,
+        this.selecting.get(proxy.namespace) ?? [],
+        this.mesh,
+        applicablePolicies(this.registry, proxy, this.security),
+        this.security,
+      ),
+    );
     const own = this.memo.get(
       `sidecar-own\u0001${proxy.id}`,
-      [proxy.namespace, proxy.cluster, proxy.appAddress, proxy.labels, ...rl.filters],
-      () => applySidecarListenerRateLimit(sidecarOwnParts(proxy), rl),
+      [
+        proxy.namespace,
+        proxy.cluster,
+        proxy.appAddress,
+        proxy.labels,
+        proxy.serviceAccount,
+        this.trustDomain,
+        inbound,
+        ...rl.filters,
+      ],
+      () => {
+        const parts = sidecarOwnParts(proxy, this.trustDomain);
+        return applySidecarListenerRateLimit(
+          { ...parts, listeners: [...parts.listeners, ...inbound.listeners] },
+          rl,
+        );
+      },
     );
-    return this.memo.get(`sidecar\u0001${proxy.id}`, [own, scope], () =>
-      sidecarConfig(this.registry, proxy, scope, own),
+    const clusters = this.memo.get(
+      `sidecar-clusters\u0001${proxy.id}`,
+      [scope.clusters, inbound.clusters],
+      () => withOwnClusters(scope.clusters, inbound.clusters),
     );
+    return this.memo.get(
+      `sidecar\u0001${proxy.id}`,
+      [own, clusters, scope.routeConfigs, this.metricsPort],
+      () =>
+        this.withTelemetry(
+          proxy,
+          sidecarConfig(this.registry, proxy, { routeConfigs: scope.routeConfigs, clusters }, own),
+        ),
+    );
+  }
+
+  /** Istio's per-proxy Prometheus endpoint, on the proxy's own address, when the mesh asks for it. */
+  private withTelemetry(proxy: ProxyNode, cfg: ProxyConfig): ProxyConfig {
+    if (this.metricsPort === undefined || proxy.appAddress === undefined) return cfg;
+    return { ...cfg, telemetry: { prometheus: { address: proxy.appAddress, port: this.metricsPort } } };
   }
 
   private renderGateway(
@@ -85,7 +152,7 @@ export class SidecarRenderer {
   ): ProxyConfig {
     let clusters = this.gatewayClusters.get(proxy.namespace);
     if (clusters === undefined) {
-      clusters = gatewayClusters(this.registry, proxy.namespace, this.memo);
+      clusters = gatewayClusters(this.registry, proxy.namespace, this.memo, this.mesh);
       this.gatewayClusters.set(proxy.namespace, clusters);
     }
     const rl = proxyRateLimits(this.registry, proxy, "GATEWAY");
@@ -110,16 +177,22 @@ export class SidecarRenderer {
       shared = { listeners: cfg.listeners, routeConfigs: cfg.routeConfigs ?? [] };
       this.gateways.set(key, shared);
     }
-    return {
+    return this.withTelemetry(proxy, {
       node: {
         id: proxy.id,
         ...(proxy.cluster ? { cluster: proxy.cluster } : {}),
-        metadata: { namespace: proxy.namespace, ...proxy.labels },
+        metadata: {
+          namespace: proxy.namespace,
+          ...proxy.labels,
+          ...(proxy.serviceAccount
+            ? { principal: spiffeId(this.trustDomain, proxy.namespace, proxy.serviceAccount) }
+            : {}),
+        },
       },
       listeners: shared.listeners,
       ...(shared.routeConfigs ? { routeConfigs: shared.routeConfigs } : {}),
       clusters,
-    };
+    });
   }
 }
 

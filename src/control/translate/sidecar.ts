@@ -26,7 +26,17 @@ import {
   trafficPolicy,
 } from "./destination-rule.ts";
 import {
+  type ClientTlsMode,
+  ENDPOINT_TLS_MODE,
+  type MeshTls,
+  meshSni,
+  meshTransportSocket,
+  spiffeId,
+  usesMeshTls,
+} from "./mtls.ts";
+import {
   BLACKHOLE_CLUSTER,
+  INBOUND_PORT,
   OUTBOUND_LISTENER,
   OUTBOUND_PORT,
   outboundCluster,
@@ -66,12 +76,19 @@ export interface SidecarOwnParts {
   readonly listeners: ProxyConfig["listeners"];
 }
 
-export function sidecarOwnParts(proxy: ProxyNode): SidecarOwnParts {
+export function sidecarOwnParts(proxy: ProxyNode, trustDomain = "cluster.local"): SidecarOwnParts {
   return {
     node: {
       id: proxy.id,
       ...(proxy.cluster ? { cluster: proxy.cluster } : {}),
-      metadata: { namespace: proxy.namespace, ...proxy.labels },
+      metadata: {
+        namespace: proxy.namespace,
+        ...proxy.labels,
+        // Its identity, for its own telemetry (destination_principal at the server, source_principal at the client).
+        ...(proxy.serviceAccount
+          ? { principal: spiffeId(trustDomain, proxy.namespace, proxy.serviceAccount) }
+          : {}),
+      },
     },
     listeners: [
       {
@@ -101,6 +118,8 @@ export interface ScopeOptions {
   /** What the previous render made, to reuse what did not change (with `key`, naming this scope). */
   readonly memo?: RenderMemo;
   readonly key?: string;
+  /** The mesh's mTLS settings; without them no cluster uses mutual TLS. */
+  readonly mesh?: MeshTls;
 }
 
 /** The mesh's services as one proxy namespace sees them: visible ones, one per host (Istio's precedence). */
@@ -204,7 +223,7 @@ export function outboundScope(
         // as the same object only when they come out the same.
         virtualHosts.push(memo ? memo.same(`${vhostKey}\u0001${options.key ?? ""}`, vhost) : vhost);
       }
-      clusters.push(...serviceClusters(registry, s, p.number, rule, memo));
+      clusters.push(...serviceClusters(registry, s, p.number, rule, memo, options.mesh));
     }
   }
   virtualHosts.push(egress.policy === "REGISTRY_ONLY" ? BLOCK_ALL : ALLOW_ANY);
@@ -309,20 +328,22 @@ export function serviceClusters(
   port: number,
   rule: ReturnType<typeof findDestinationRule>,
   memo?: RenderMemo,
+  mesh?: MeshTls,
 ): readonly ClusterConfig[] {
   const build = () => {
-    const out = [cluster(registry, s, port, "", rule)];
+    const out = [cluster(registry, s, port, "", rule, mesh)];
     for (const sub of arr(rule?.spec.subsets)) {
       const name = str(obj(sub)?.name);
-      if (name) out.push(cluster(registry, s, port, name, rule));
+      if (name) out.push(cluster(registry, s, port, name, rule, mesh));
     }
     return out;
   };
-  // A service port's clusters depend on its definition, its DestinationRule and its instances, nothing else.
+  // A service port's clusters depend on its definition, its DestinationRule, its instances and the mesh's mTLS
+  // settings (trust domain, PeerAuthentications), nothing else.
   return memo
     ? memo.get(
         `clusters\u0001${s.host}\u0001${port}\u0001${ruleName(rule)}`,
-        [s.resource, rule?.resource, registry.instanceList(s.host, port)],
+        [s.resource, rule?.resource, registry.instanceList(s.host, port), mesh?.key],
         build,
       )
     : build();
@@ -395,6 +416,7 @@ function cluster(
   port: number,
   subset: string,
   rule: ReturnType<typeof findDestinationRule>,
+  mesh: MeshTls | undefined,
 ): ClusterConfig {
   const labels = subset === "" ? undefined : subsetLabels(rule, subset);
   const settings = clusterSettings(trafficPolicy(rule, port, subset));
@@ -408,24 +430,49 @@ function cluster(
       ...(h2 ? { protocol: "http2" as const } : {}),
       endpoints: [],
     };
-  const tls = originatedTls(trafficPolicy(rule, port, subset), s.host);
+  const policy = trafficPolicy(rule, port, subset);
+  const tls = originatedTls(policy, s.host);
+  const mode = clientTlsMode(policy);
+  const internal = str(obj(s.resource.object.spec)?.location) !== "MESH_EXTERNAL";
+  const identities = new Set<string>();
+  // An instance that is not ready is sent to no proxy (Envoy would hold it as unhealthy and skip it).
+  const endpoints = registry
+    .instances(s.host, port, labels)
+    .filter((i) => i.healthy !== false)
+    .map((i) => {
+      // Mutual TLS goes to the instance's sidecar (its inbound port), which forwards to the app's port.
+      const mtls = internal && usesMeshTls(mesh, mode, s.namespace, i);
+      if (mtls) identities.add(spiffeId(mesh!.trustDomain, s.namespace, i.serviceAccount || "default"));
+      return {
+        address: i.address,
+        port: mtls ? INBOUND_PORT : i.port,
+        ...(i.weight !== undefined ? { weight: i.weight } : {}),
+        labels: mtls ? { ...i.labels, [ENDPOINT_TLS_MODE]: "istio" } : { ...i.labels },
+        ...(i.locality ? { locality: i.locality } : {}),
+      };
+    });
   return {
     name: outboundCluster(s.host, port, subset),
     ...settings,
     ...(h2 ? { protocol: "http2" as const } : {}),
     ...(tls ? { tls } : {}),
-    // An instance that is not ready is sent to no proxy (Envoy would hold it as unhealthy and skip it).
-    endpoints: registry
-      .instances(s.host, port, labels)
-      .filter((i) => i.healthy !== false)
-      .map((i) => ({
-        address: i.address,
-        port: i.port,
-        ...(i.weight !== undefined ? { weight: i.weight } : {}),
-        labels: { ...i.labels },
-        ...(i.locality ? { locality: i.locality } : {}),
-      })),
+    ...(identities.size > 0
+      ? {
+          transportSocketMatches: [
+            meshTransportSocket(meshSni(s.host, port, subset), [...identities].sort(), h2),
+          ],
+        }
+      : {}),
+    endpoints,
   };
+}
+
+/** How a DestinationRule's tls asks clients to connect: AUTO when it says nothing. */
+function clientTlsMode(policy: Obj): ClientTlsMode {
+  const mode = str(obj(policy.tls)?.mode);
+  if (mode === "SIMPLE" || mode === "MUTUAL") return "ORIGINATE";
+  if (mode === "ISTIO_MUTUAL" || mode === "DISABLE") return mode;
+  return "AUTO";
 }
 
 /**

@@ -3,7 +3,7 @@
 "use strict";
 export const validate = validate20;
 export default validate20;
-const schema31 = {"$schema":"https://json-schema.org/draft/2020-12/schema","$id":"https://isthmus.io/schemas/proxy-config.json","title":"isthmus ProxyConfig","description":"Configuration of the isthmus proxy: listeners -> filter chains -> HTTP routes -> clusters -> endpoints. See docs/proxy.md.","type":"object","additionalProperties":false,"properties":{"version":{"type":"string"},"node":{"type":"object","additionalProperties":false,"properties":{"id":{"type":"string"},"cluster":{"type":"string"},"metadata":{"type":"object","additionalProperties":{"type":"string"}}}},"admin":{"type":"object","additionalProperties":false,"properties":{"address":{"type":"string","minLength":1},"port":{"type":"integer","minimum":0,"maximum":65535}}},"listeners":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"address":{"type":"string","minLength":1},"port":{"type":"integer","minimum":0,"maximum":65535},"filterChains":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string"},"match":{"type":"object","additionalProperties":false,"properties":{"destinationPort":{"type":"integer","minimum":0,"maximum":65535},"serverNames":{"type":"array","items":{"type":"string","minLength":1}},"applicationProtocols":{"type":"array","items":{"type":"string","minLength":1}}}},"tls":{"type":"object","additionalProperties":false,"properties":{"certificateChain":{"type":"string","minLength":1},"privateKey":{"type":"string","minLength":1},"certificateSecret":{"type":"string","minLength":1},"validationContext":{"type":"string","minLength":1},"validationSecret":{"type":"string","minLength":1},"requireClientCertificate":{"type":"boolean"},"matchSubjectAltNames":{"type":"array","items":{"type":"string","minLength":1}},"alpnProtocols":{"type":"array","items":{"type":"string","minLength":1}}}},"filter":{"oneOf":[{"type":"object","additionalProperties":false,"properties":{"type":{"const":"http"},"routeConfigName":{"type":"string","minLength":1},"routeConfig":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"virtualHosts":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"domains":{"type":"array","items":{"type":"string","minLength":1},"minItems":1},"routes":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string"},"match":{"type":"object","additionalProperties":false,"properties":{"prefix":{"type":"string"},"path":{"type":"string"},"regex":{"type":"string"},"caseSensitive":{"type":"boolean"},"headers":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"regex":{"type":"string"},"present":{"type":"boolean"},"invert":{"type":"boolean"}},"required":["name"]}},"queryParameters":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"exact":{"type":"string"},"prefix":{"type":"string"},"regex":{"type":"string"},"present":{"type":"boolean"}},"required":["name"]}}}},"route":{"type":"object","additionalProperties":false,"properties":{"cluster":{"type":"string","minLength":1},"weightedClusters":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"weight":{"type":"integer","minimum":0},"requestHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"requestHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"responseHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}}},"required":["name","weight"]},"minItems":1},"prefixRewrite":{"type":"string"},"regexRewrite":{"type":"object","additionalProperties":false,"properties":{"pattern":{"type":"string","minLength":1},"substitution":{"type":"string"}},"required":["pattern","substitution"]},"hostRewrite":{"type":"string","minLength":1},"hashPolicy":{"type":"array","items":{"oneOf":[{"type":"object","additionalProperties":false,"properties":{"header":{"type":"string","minLength":1}},"required":["header"]},{"type":"object","additionalProperties":false,"properties":{"cookie":{"type":"string","minLength":1},"ttlMs":{"type":"integer","minimum":0},"path":{"type":"string"}},"required":["cookie"]},{"type":"object","additionalProperties":false,"properties":{"sourceIp":{"const":true}},"required":["sourceIp"]},{"type":"object","additionalProperties":false,"properties":{"queryParameter":{"type":"string","minLength":1}},"required":["queryParameter"]}]}},"timeoutMs":{"type":"integer","minimum":0},"retryPolicy":{"type":"object","additionalProperties":false,"properties":{"numRetries":{"type":"integer","minimum":0,"maximum":100},"perTryTimeoutMs":{"type":"integer","minimum":0},"retryOn":{"type":"array","items":{"enum":["5xx","gateway-error","reset","connect-failure","refused-stream","retriable-4xx","retriable-status-codes","cancelled","deadline-exceeded","resource-exhausted","unavailable"]}},"retriableStatusCodes":{"type":"array","items":{"type":"integer","minimum":100,"maximum":599}},"backoff":{"type":"object","additionalProperties":false,"properties":{"baseIntervalMs":{"type":"integer","minimum":1},"maxIntervalMs":{"type":"integer","minimum":1}}}},"required":["numRetries"]},"fault":{"type":"object","additionalProperties":false,"properties":{"delay":{"type":"object","additionalProperties":false,"properties":{"fixedDelayMs":{"type":"integer","minimum":0},"percentage":{"type":"number","minimum":0,"maximum":100}},"required":["fixedDelayMs"]},"abort":{"type":"object","additionalProperties":false,"properties":{"httpStatus":{"type":"integer","minimum":200,"maximum":599},"grpcStatus":{"type":"integer","minimum":0,"maximum":16},"percentage":{"type":"number","minimum":0,"maximum":100}}}}},"requestMirrorPolicies":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"cluster":{"type":"string","minLength":1},"percentage":{"type":"number","minimum":0,"maximum":100}},"required":["cluster"]}},"cors":{"type":"object","additionalProperties":false,"properties":{"allowOrigins":{"type":"array","items":{"oneOf":[{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"}},"required":["exact"]},{"type":"object","additionalProperties":false,"properties":{"prefix":{"type":"string"}},"required":["prefix"]},{"type":"object","additionalProperties":false,"properties":{"regex":{"type":"string","minLength":1}},"required":["regex"]}]}},"allowMethods":{"type":"array","items":{"type":"string","minLength":1}},"allowHeaders":{"type":"array","items":{"type":"string","minLength":1}},"exposeHeaders":{"type":"array","items":{"type":"string","minLength":1}},"maxAgeSeconds":{"type":"integer","minimum":0},"allowCredentials":{"type":"boolean"}},"required":["allowOrigins"]},"localRateLimit":{"type":"object","additionalProperties":false,"properties":{"maxTokens":{"type":"integer","minimum":1},"tokensPerFill":{"type":"integer","minimum":1},"fillIntervalMs":{"type":"integer","minimum":1}},"required":["maxTokens","fillIntervalMs"]}}},"redirect":{"type":"object","additionalProperties":false,"properties":{"scheme":{"enum":["http","https"]},"host":{"type":"string","minLength":1},"port":{"type":"integer","minimum":0,"maximum":65535},"path":{"type":"string"},"prefixRewrite":{"type":"string"},"responseCode":{"enum":[301,302,303,307,308]}}},"directResponse":{"type":"object","additionalProperties":false,"properties":{"status":{"type":"integer","minimum":200,"maximum":599},"body":{"type":"string"}},"required":["status"]},"requestHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"requestHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"responseHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}}},"required":["match"]}}},"required":["name","domains","routes"]}}},"required":["name","virtualHosts"]},"mode":{"enum":["server","http_proxy"]},"codec":{"enum":["auto","http1","http2"]},"statPrefix":{"type":"string","minLength":1},"reporter":{"enum":["source","destination"]},"localRateLimit":{"type":"object","additionalProperties":false,"properties":{"maxTokens":{"type":"integer","minimum":1},"tokensPerFill":{"type":"integer","minimum":1},"fillIntervalMs":{"type":"integer","minimum":1}},"required":["maxTokens","fillIntervalMs"]},"jwtAuthn":{"type":"object","additionalProperties":false,"properties":{"providers":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"issuer":{"type":"string","minLength":1},"audiences":{"type":"array","items":{"type":"string","minLength":1}},"localJwks":{"type":"string","minLength":1},"remoteJwks":{"type":"object","additionalProperties":false,"properties":{"uri":{"type":"string","pattern":"^https?://"},"cluster":{"type":"string","minLength":1},"timeoutMs":{"type":"integer","minimum":1},"cacheDurationMs":{"type":"integer","minimum":1}},"required":["uri"]},"fromHeaders":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"valuePrefix":{"type":"string"}},"required":["name"]}},"fromParams":{"type":"array","items":{"type":"string","minLength":1}},"fromCookies":{"type":"array","items":{"type":"string","minLength":1}},"forward":{"type":"boolean"},"forwardPayloadHeader":{"type":"string","minLength":1},"clockSkewSeconds":{"type":"integer","minimum":0},"maxTokenBytes":{"type":"integer","minimum":64,"maximum":1048576}},"required":["name"]},"minItems":1}},"required":["providers"]},"extAuthz":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"cluster":{"type":"string","minLength":1},"pathPrefix":{"type":"string"},"authority":{"type":"string","minLength":1},"timeoutMs":{"type":"integer","minimum":1},"failureModeAllow":{"type":"boolean"},"statusOnError":{"type":"integer","minimum":200,"maximum":599},"includeRequestHeaders":{"type":"array","items":{"type":"string","minLength":1}},"headersToUpstreamOnAllow":{"type":"array","items":{"type":"string","minLength":1}},"headersToDownstreamOnDeny":{"type":"array","items":{"type":"string","minLength":1}},"policies":{"type":"object","additionalProperties":{"type":"object","additionalProperties":false,"properties":{"permissions":{"type":"array","items":{"$ref":"#/$defs/rbacPermission"}},"principals":{"type":"array","items":{"$ref":"#/$defs/rbacPrincipal"}}},"required":["permissions","principals"]}}},"required":["cluster"]}},"rbac":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"rules":{"type":"object","additionalProperties":false,"properties":{"action":{"enum":["ALLOW","DENY","LOG"]},"policies":{"type":"object","additionalProperties":{"type":"object","additionalProperties":false,"properties":{"permissions":{"type":"array","items":{"$ref":"#/$defs/rbacPermission"}},"principals":{"type":"array","items":{"$ref":"#/$defs/rbacPrincipal"}}},"required":["permissions","principals"]}}},"required":["action","policies"]},"shadowRules":{"type":"object","additionalProperties":false,"properties":{"action":{"enum":["ALLOW","DENY","LOG"]},"policies":{"type":"object","additionalProperties":{"type":"object","additionalProperties":false,"properties":{"permissions":{"type":"array","items":{"$ref":"#/$defs/rbacPermission"}},"principals":{"type":"array","items":{"$ref":"#/$defs/rbacPrincipal"}}},"required":["permissions","principals"]}}},"required":["action","policies"]},"shadowRulesStatPrefix":{"type":"string"},"rulesStatPrefix":{"type":"string"}}}}},"required":["type"]},{"type":"object","additionalProperties":false,"properties":{"type":{"const":"tcp"},"cluster":{"type":"string","minLength":1},"statPrefix":{"type":"string","minLength":1},"idleTimeoutMs":{"type":"integer","minimum":1},"rbac":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"rules":{"type":"object","additionalProperties":false,"properties":{"action":{"enum":["ALLOW","DENY","LOG"]},"policies":{"type":"object","additionalProperties":{"type":"object","additionalProperties":false,"properties":{"permissions":{"type":"array","items":{"$ref":"#/$defs/rbacPermission"}},"principals":{"type":"array","items":{"$ref":"#/$defs/rbacPrincipal"}}},"required":["permissions","principals"]}}},"required":["action","policies"]},"shadowRules":{"type":"object","additionalProperties":false,"properties":{"action":{"enum":["ALLOW","DENY","LOG"]},"policies":{"type":"object","additionalProperties":{"type":"object","additionalProperties":false,"properties":{"permissions":{"type":"array","items":{"$ref":"#/$defs/rbacPermission"}},"principals":{"type":"array","items":{"$ref":"#/$defs/rbacPrincipal"}}},"required":["permissions","principals"]}}},"required":["action","policies"]},"shadowRulesStatPrefix":{"type":"string"},"rulesStatPrefix":{"type":"string"}}}}},"required":["type","cluster"]}]}},"required":["filter"]},"minItems":1},"limits":{"type":"object","additionalProperties":false,"properties":{"maxRequestHeadersBytes":{"type":"integer","minimum":1024,"maximum":1048576},"maxRequestHeaders":{"type":"integer","minimum":1,"maximum":10000},"requestHeadersTimeoutMs":{"type":"integer","minimum":1},"idleTimeoutMs":{"type":"integer","minimum":1},"maxConnections":{"type":"integer","minimum":1}}}},"required":["name","port","filterChains"]}},"routeConfigs":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"virtualHosts":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"domains":{"type":"array","items":{"type":"string","minLength":1},"minItems":1},"routes":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string"},"match":{"type":"object","additionalProperties":false,"properties":{"prefix":{"type":"string"},"path":{"type":"string"},"regex":{"type":"string"},"caseSensitive":{"type":"boolean"},"headers":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"regex":{"type":"string"},"present":{"type":"boolean"},"invert":{"type":"boolean"}},"required":["name"]}},"queryParameters":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"exact":{"type":"string"},"prefix":{"type":"string"},"regex":{"type":"string"},"present":{"type":"boolean"}},"required":["name"]}}}},"route":{"type":"object","additionalProperties":false,"properties":{"cluster":{"type":"string","minLength":1},"weightedClusters":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"weight":{"type":"integer","minimum":0},"requestHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"requestHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"responseHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}}},"required":["name","weight"]},"minItems":1},"prefixRewrite":{"type":"string"},"regexRewrite":{"type":"object","additionalProperties":false,"properties":{"pattern":{"type":"string","minLength":1},"substitution":{"type":"string"}},"required":["pattern","substitution"]},"hostRewrite":{"type":"string","minLength":1},"hashPolicy":{"type":"array","items":{"oneOf":[{"type":"object","additionalProperties":false,"properties":{"header":{"type":"string","minLength":1}},"required":["header"]},{"type":"object","additionalProperties":false,"properties":{"cookie":{"type":"string","minLength":1},"ttlMs":{"type":"integer","minimum":0},"path":{"type":"string"}},"required":["cookie"]},{"type":"object","additionalProperties":false,"properties":{"sourceIp":{"const":true}},"required":["sourceIp"]},{"type":"object","additionalProperties":false,"properties":{"queryParameter":{"type":"string","minLength":1}},"required":["queryParameter"]}]}},"timeoutMs":{"type":"integer","minimum":0},"retryPolicy":{"type":"object","additionalProperties":false,"properties":{"numRetries":{"type":"integer","minimum":0,"maximum":100},"perTryTimeoutMs":{"type":"integer","minimum":0},"retryOn":{"type":"array","items":{"enum":["5xx","gateway-error","reset","connect-failure","refused-stream","retriable-4xx","retriable-status-codes","cancelled","deadline-exceeded","resource-exhausted","unavailable"]}},"retriableStatusCodes":{"type":"array","items":{"type":"integer","minimum":100,"maximum":599}},"backoff":{"type":"object","additionalProperties":false,"properties":{"baseIntervalMs":{"type":"integer","minimum":1},"maxIntervalMs":{"type":"integer","minimum":1}}}},"required":["numRetries"]},"fault":{"type":"object","additionalProperties":false,"properties":{"delay":{"type":"object","additionalProperties":false,"properties":{"fixedDelayMs":{"type":"integer","minimum":0},"percentage":{"type":"number","minimum":0,"maximum":100}},"required":["fixedDelayMs"]},"abort":{"type":"object","additionalProperties":false,"properties":{"httpStatus":{"type":"integer","minimum":200,"maximum":599},"grpcStatus":{"type":"integer","minimum":0,"maximum":16},"percentage":{"type":"number","minimum":0,"maximum":100}}}}},"requestMirrorPolicies":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"cluster":{"type":"string","minLength":1},"percentage":{"type":"number","minimum":0,"maximum":100}},"required":["cluster"]}},"cors":{"type":"object","additionalProperties":false,"properties":{"allowOrigins":{"type":"array","items":{"oneOf":[{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"}},"required":["exact"]},{"type":"object","additionalProperties":false,"properties":{"prefix":{"type":"string"}},"required":["prefix"]},{"type":"object","additionalProperties":false,"properties":{"regex":{"type":"string","minLength":1}},"required":["regex"]}]}},"allowMethods":{"type":"array","items":{"type":"string","minLength":1}},"allowHeaders":{"type":"array","items":{"type":"string","minLength":1}},"exposeHeaders":{"type":"array","items":{"type":"string","minLength":1}},"maxAgeSeconds":{"type":"integer","minimum":0},"allowCredentials":{"type":"boolean"}},"required":["allowOrigins"]},"localRateLimit":{"type":"object","additionalProperties":false,"properties":{"maxTokens":{"type":"integer","minimum":1},"tokensPerFill":{"type":"integer","minimum":1},"fillIntervalMs":{"type":"integer","minimum":1}},"required":["maxTokens","fillIntervalMs"]}}},"redirect":{"type":"object","additionalProperties":false,"properties":{"scheme":{"enum":["http","https"]},"host":{"type":"string","minLength":1},"port":{"type":"integer","minimum":0,"maximum":65535},"path":{"type":"string"},"prefixRewrite":{"type":"string"},"responseCode":{"enum":[301,302,303,307,308]}}},"directResponse":{"type":"object","additionalProperties":false,"properties":{"status":{"type":"integer","minimum":200,"maximum":599},"body":{"type":"string"}},"required":["status"]},"requestHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"requestHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"responseHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}}},"required":["match"]}}},"required":["name","domains","routes"]}}},"required":["name","virtualHosts"]}},"clusters":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"type":{"enum":["static","original_dst"]},"lbPolicy":{"enum":["ROUND_ROBIN","LEAST_REQUEST","RANDOM","RING_HASH","MAGLEV"]},"ringHash":{"type":"object","additionalProperties":false,"properties":{"minimumRingSize":{"type":"integer","minimum":1},"maximumRingSize":{"type":"integer","minimum":1}}},"maglev":{"type":"object","additionalProperties":false,"properties":{"tableSize":{"type":"integer","minimum":1}}},"protocol":{"enum":["http1","http2"]},"endpoints":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"address":{"type":"string","minLength":1},"port":{"type":"integer","minimum":1,"maximum":65535},"weight":{"type":"integer","minimum":1,"maximum":1000000},"labels":{"type":"object","additionalProperties":{"type":"string"}},"locality":{"type":"string"}},"required":["address","port"]}},"connectTimeoutMs":{"type":"integer","minimum":1},"idleTimeoutMs":{"type":"integer","minimum":1},"circuitBreakers":{"type":"object","additionalProperties":false,"properties":{"maxConnections":{"type":"integer","minimum":0},"maxPendingRequests":{"type":"integer","minimum":0},"maxRequests":{"type":"integer","minimum":0},"maxRequestsPerConnection":{"type":"integer","minimum":0},"retryBudget":{"type":"object","additionalProperties":false,"properties":{"budgetPercent":{"type":"number","minimum":0,"maximum":100},"minRetryConcurrency":{"type":"integer","minimum":0}},"required":["budgetPercent"]}}},"outlierDetection":{"type":"object","additionalProperties":false,"properties":{"consecutive5xxErrors":{"type":"integer","minimum":0},"consecutiveGatewayErrors":{"type":"integer","minimum":0},"intervalMs":{"type":"integer","minimum":1},"baseEjectionTimeMs":{"type":"integer","minimum":1},"maxEjectionPercent":{"type":"number","minimum":0,"maximum":100},"minHealthPercent":{"type":"number","minimum":0,"maximum":100}}},"tls":{"type":"object","additionalProperties":false,"properties":{"sni":{"type":"string","minLength":1},"validationContext":{"type":"string","minLength":1},"validationSecret":{"type":"string","minLength":1},"certificateChain":{"type":"string","minLength":1},"privateKey":{"type":"string","minLength":1},"certificateSecret":{"type":"string","minLength":1},"matchSubjectAltNames":{"type":"array","items":{"type":"string","minLength":1}},"alpnProtocols":{"type":"array","items":{"type":"string","minLength":1}},"insecureSkipVerify":{"type":"boolean"}}}},"required":["name","endpoints"]}},"telemetry":{"type":"object","additionalProperties":false,"properties":{"prometheus":{"type":"object","additionalProperties":false,"properties":{"address":{"type":"string","minLength":1},"port":{"type":"integer","minimum":0,"maximum":65535}}},"accessLog":{"type":"object","additionalProperties":false,"properties":{"path":{"type":"string","minLength":1}},"required":["path"]},"tracing":{"type":"object","additionalProperties":false,"properties":{"otlpEndpoint":{"type":"string","pattern":"^https?://"},"samplingPercent":{"type":"number","minimum":0,"maximum":100},"serviceName":{"type":"string","minLength":1}},"required":["otlpEndpoint"]}}}},"required":["listeners"],"$defs":{"rbacPermission":{"type":"object","additionalProperties":false,"properties":{"any":{"const":true},"andRules":{"type":"array","items":{"$ref":"#/$defs/rbacPermission"}},"orRules":{"type":"array","items":{"$ref":"#/$defs/rbacPermission"}},"notRule":{"$ref":"#/$defs/rbacPermission"},"header":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"contains":{"type":"string"},"regex":{"type":"string","minLength":1},"ignoreCase":{"type":"boolean"},"present":{"type":"boolean"},"invert":{"type":"boolean"}},"required":["name"]},"urlPath":{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"contains":{"type":"string"},"regex":{"type":"string","minLength":1},"ignoreCase":{"type":"boolean"}},"minProperties":1},"uriTemplate":{"type":"string","pattern":"^/"},"destinationIp":{"type":"string","minLength":1},"destinationPort":{"type":"integer","minimum":0,"maximum":65535},"requestedServerName":{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"contains":{"type":"string"},"regex":{"type":"string","minLength":1},"ignoreCase":{"type":"boolean"}},"minProperties":1}},"minProperties":1,"maxProperties":1},"rbacPrincipal":{"type":"object","additionalProperties":false,"properties":{"any":{"const":true},"andIds":{"type":"array","items":{"$ref":"#/$defs/rbacPrincipal"}},"orIds":{"type":"array","items":{"$ref":"#/$defs/rbacPrincipal"}},"notId":{"$ref":"#/$defs/rbacPrincipal"},"authenticated":{"type":"object","additionalProperties":false,"properties":{"principalName":{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"contains":{"type":"string"},"regex":{"type":"string","minLength":1},"ignoreCase":{"type":"boolean"}},"minProperties":1}}},"directRemoteIp":{"type":"string","minLength":1},"remoteIp":{"type":"string","minLength":1},"header":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"contains":{"type":"string"},"regex":{"type":"string","minLength":1},"ignoreCase":{"type":"boolean"},"present":{"type":"boolean"},"invert":{"type":"boolean"}},"required":["name"]},"requestPrincipal":{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"contains":{"type":"string"},"regex":{"type":"string","minLength":1},"ignoreCase":{"type":"boolean"}},"minProperties":1},"jwtClaim":{"type":"object","additionalProperties":false,"properties":{"path":{"type":"array","items":{"type":"string","minLength":1},"minItems":1},"value":{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"contains":{"type":"string"},"regex":{"type":"string","minLength":1},"ignoreCase":{"type":"boolean"}},"minProperties":1}},"required":["path","value"]}},"minProperties":1,"maxProperties":1}}};
+const schema31 = {"$schema":"https://json-schema.org/draft/2020-12/schema","$id":"https://isthmus.io/schemas/proxy-config.json","title":"isthmus ProxyConfig","description":"Configuration of the isthmus proxy: listeners -> filter chains -> HTTP routes -> clusters -> endpoints. See docs/proxy.md.","type":"object","additionalProperties":false,"properties":{"version":{"type":"string"},"node":{"type":"object","additionalProperties":false,"properties":{"id":{"type":"string"},"cluster":{"type":"string"},"metadata":{"type":"object","additionalProperties":{"type":"string"}}}},"admin":{"type":"object","additionalProperties":false,"properties":{"address":{"type":"string","minLength":1},"port":{"type":"integer","minimum":0,"maximum":65535}}},"listeners":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"address":{"type":"string","minLength":1},"port":{"type":"integer","minimum":0,"maximum":65535},"filterChains":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string"},"match":{"type":"object","additionalProperties":false,"properties":{"destinationPort":{"type":"integer","minimum":0,"maximum":65535},"serverNames":{"type":"array","items":{"type":"string","minLength":1}},"applicationProtocols":{"type":"array","items":{"type":"string","minLength":1}}}},"tls":{"type":"object","additionalProperties":false,"properties":{"certificateChain":{"type":"string","minLength":1},"privateKey":{"type":"string","minLength":1},"certificateSecret":{"type":"string","minLength":1},"validationContext":{"type":"string","minLength":1},"validationSecret":{"type":"string","minLength":1},"requireClientCertificate":{"type":"boolean"},"matchSubjectAltNames":{"type":"array","items":{"type":"string","minLength":1}},"alpnProtocols":{"type":"array","items":{"type":"string","minLength":1}}}},"filter":{"oneOf":[{"type":"object","additionalProperties":false,"properties":{"type":{"const":"http"},"routeConfigName":{"type":"string","minLength":1},"routeConfig":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"virtualHosts":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"domains":{"type":"array","items":{"type":"string","minLength":1},"minItems":1},"routes":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string"},"match":{"type":"object","additionalProperties":false,"properties":{"prefix":{"type":"string"},"path":{"type":"string"},"regex":{"type":"string"},"caseSensitive":{"type":"boolean"},"headers":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"regex":{"type":"string"},"present":{"type":"boolean"},"invert":{"type":"boolean"}},"required":["name"]}},"queryParameters":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"exact":{"type":"string"},"prefix":{"type":"string"},"regex":{"type":"string"},"present":{"type":"boolean"}},"required":["name"]}}}},"route":{"type":"object","additionalProperties":false,"properties":{"cluster":{"type":"string","minLength":1},"weightedClusters":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"weight":{"type":"integer","minimum":0},"requestHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"requestHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"responseHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}}},"required":["name","weight"]},"minItems":1},"prefixRewrite":{"type":"string"},"regexRewrite":{"type":"object","additionalProperties":false,"properties":{"pattern":{"type":"string","minLength":1},"substitution":{"type":"string"}},"required":["pattern","substitution"]},"hostRewrite":{"type":"string","minLength":1},"hashPolicy":{"type":"array","items":{"oneOf":[{"type":"object","additionalProperties":false,"properties":{"header":{"type":"string","minLength":1}},"required":["header"]},{"type":"object","additionalProperties":false,"properties":{"cookie":{"type":"string","minLength":1},"ttlMs":{"type":"integer","minimum":0},"path":{"type":"string"}},"required":["cookie"]},{"type":"object","additionalProperties":false,"properties":{"sourceIp":{"const":true}},"required":["sourceIp"]},{"type":"object","additionalProperties":false,"properties":{"queryParameter":{"type":"string","minLength":1}},"required":["queryParameter"]}]}},"timeoutMs":{"type":"integer","minimum":0},"retryPolicy":{"type":"object","additionalProperties":false,"properties":{"numRetries":{"type":"integer","minimum":0,"maximum":100},"perTryTimeoutMs":{"type":"integer","minimum":0},"retryOn":{"type":"array","items":{"enum":["5xx","gateway-error","reset","connect-failure","refused-stream","retriable-4xx","retriable-status-codes","cancelled","deadline-exceeded","resource-exhausted","unavailable"]}},"retriableStatusCodes":{"type":"array","items":{"type":"integer","minimum":100,"maximum":599}},"backoff":{"type":"object","additionalProperties":false,"properties":{"baseIntervalMs":{"type":"integer","minimum":1},"maxIntervalMs":{"type":"integer","minimum":1}}}},"required":["numRetries"]},"fault":{"type":"object","additionalProperties":false,"properties":{"delay":{"type":"object","additionalProperties":false,"properties":{"fixedDelayMs":{"type":"integer","minimum":0},"percentage":{"type":"number","minimum":0,"maximum":100}},"required":["fixedDelayMs"]},"abort":{"type":"object","additionalProperties":false,"properties":{"httpStatus":{"type":"integer","minimum":200,"maximum":599},"grpcStatus":{"type":"integer","minimum":0,"maximum":16},"percentage":{"type":"number","minimum":0,"maximum":100}}}}},"requestMirrorPolicies":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"cluster":{"type":"string","minLength":1},"percentage":{"type":"number","minimum":0,"maximum":100}},"required":["cluster"]}},"cors":{"type":"object","additionalProperties":false,"properties":{"allowOrigins":{"type":"array","items":{"oneOf":[{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"}},"required":["exact"]},{"type":"object","additionalProperties":false,"properties":{"prefix":{"type":"string"}},"required":["prefix"]},{"type":"object","additionalProperties":false,"properties":{"regex":{"type":"string","minLength":1}},"required":["regex"]}]}},"allowMethods":{"type":"array","items":{"type":"string","minLength":1}},"allowHeaders":{"type":"array","items":{"type":"string","minLength":1}},"exposeHeaders":{"type":"array","items":{"type":"string","minLength":1}},"maxAgeSeconds":{"type":"integer","minimum":0},"allowCredentials":{"type":"boolean"}},"required":["allowOrigins"]},"localRateLimit":{"type":"object","additionalProperties":false,"properties":{"maxTokens":{"type":"integer","minimum":1},"tokensPerFill":{"type":"integer","minimum":1},"fillIntervalMs":{"type":"integer","minimum":1}},"required":["maxTokens","fillIntervalMs"]}}},"redirect":{"type":"object","additionalProperties":false,"properties":{"scheme":{"enum":["http","https"]},"host":{"type":"string","minLength":1},"port":{"type":"integer","minimum":0,"maximum":65535},"path":{"type":"string"},"prefixRewrite":{"type":"string"},"responseCode":{"enum":[301,302,303,307,308]}}},"directResponse":{"type":"object","additionalProperties":false,"properties":{"status":{"type":"integer","minimum":200,"maximum":599},"body":{"type":"string"}},"required":["status"]},"requestHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"requestHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"responseHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}}},"required":["match"]}}},"required":["name","domains","routes"]}}},"required":["name","virtualHosts"]},"mode":{"enum":["server","http_proxy"]},"codec":{"enum":["auto","http1","http2"]},"statPrefix":{"type":"string","minLength":1},"reporter":{"enum":["source","destination"]},"setClientCertDetails":{"type":"boolean"},"localRateLimit":{"type":"object","additionalProperties":false,"properties":{"maxTokens":{"type":"integer","minimum":1},"tokensPerFill":{"type":"integer","minimum":1},"fillIntervalMs":{"type":"integer","minimum":1}},"required":["maxTokens","fillIntervalMs"]},"jwtAuthn":{"type":"object","additionalProperties":false,"properties":{"providers":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"issuer":{"type":"string","minLength":1},"audiences":{"type":"array","items":{"type":"string","minLength":1}},"localJwks":{"type":"string","minLength":1},"remoteJwks":{"type":"object","additionalProperties":false,"properties":{"uri":{"type":"string","pattern":"^https?://"},"cluster":{"type":"string","minLength":1},"timeoutMs":{"type":"integer","minimum":1},"cacheDurationMs":{"type":"integer","minimum":1}},"required":["uri"]},"fromHeaders":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"valuePrefix":{"type":"string"}},"required":["name"]}},"fromParams":{"type":"array","items":{"type":"string","minLength":1}},"fromCookies":{"type":"array","items":{"type":"string","minLength":1}},"forward":{"type":"boolean"},"forwardPayloadHeader":{"type":"string","minLength":1},"clockSkewSeconds":{"type":"integer","minimum":0},"maxTokenBytes":{"type":"integer","minimum":64,"maximum":1048576}},"required":["name"]},"minItems":1}},"required":["providers"]},"extAuthz":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"cluster":{"type":"string","minLength":1},"pathPrefix":{"type":"string"},"authority":{"type":"string","minLength":1},"timeoutMs":{"type":"integer","minimum":1},"failureModeAllow":{"type":"boolean"},"statusOnError":{"type":"integer","minimum":200,"maximum":599},"includeRequestHeaders":{"type":"array","items":{"type":"string","minLength":1}},"headersToUpstreamOnAllow":{"type":"array","items":{"type":"string","minLength":1}},"headersToDownstreamOnDeny":{"type":"array","items":{"type":"string","minLength":1}},"policies":{"type":"object","additionalProperties":{"type":"object","additionalProperties":false,"properties":{"permissions":{"type":"array","items":{"$ref":"#/$defs/rbacPermission"}},"principals":{"type":"array","items":{"$ref":"#/$defs/rbacPrincipal"}}},"required":["permissions","principals"]}}},"required":["cluster"]}},"rbac":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"rules":{"type":"object","additionalProperties":false,"properties":{"action":{"enum":["ALLOW","DENY","LOG"]},"policies":{"type":"object","additionalProperties":{"type":"object","additionalProperties":false,"properties":{"permissions":{"type":"array","items":{"$ref":"#/$defs/rbacPermission"}},"principals":{"type":"array","items":{"$ref":"#/$defs/rbacPrincipal"}}},"required":["permissions","principals"]}}},"required":["action","policies"]},"shadowRules":{"type":"object","additionalProperties":false,"properties":{"action":{"enum":["ALLOW","DENY","LOG"]},"policies":{"type":"object","additionalProperties":{"type":"object","additionalProperties":false,"properties":{"permissions":{"type":"array","items":{"$ref":"#/$defs/rbacPermission"}},"principals":{"type":"array","items":{"$ref":"#/$defs/rbacPrincipal"}}},"required":["permissions","principals"]}}},"required":["action","policies"]},"shadowRulesStatPrefix":{"type":"string"},"rulesStatPrefix":{"type":"string"}}}}},"required":["type"]},{"type":"object","additionalProperties":false,"properties":{"type":{"const":"tcp"},"cluster":{"type":"string","minLength":1},"statPrefix":{"type":"string","minLength":1},"idleTimeoutMs":{"type":"integer","minimum":1},"rbac":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"rules":{"type":"object","additionalProperties":false,"properties":{"action":{"enum":["ALLOW","DENY","LOG"]},"policies":{"type":"object","additionalProperties":{"type":"object","additionalProperties":false,"properties":{"permissions":{"type":"array","items":{"$ref":"#/$defs/rbacPermission"}},"principals":{"type":"array","items":{"$ref":"#/$defs/rbacPrincipal"}}},"required":["permissions","principals"]}}},"required":["action","policies"]},"shadowRules":{"type":"object","additionalProperties":false,"properties":{"action":{"enum":["ALLOW","DENY","LOG"]},"policies":{"type":"object","additionalProperties":{"type":"object","additionalProperties":false,"properties":{"permissions":{"type":"array","items":{"$ref":"#/$defs/rbacPermission"}},"principals":{"type":"array","items":{"$ref":"#/$defs/rbacPrincipal"}}},"required":["permissions","principals"]}}},"required":["action","policies"]},"shadowRulesStatPrefix":{"type":"string"},"rulesStatPrefix":{"type":"string"}}}}},"required":["type","cluster"]}]}},"required":["filter"]},"minItems":1},"limits":{"type":"object","additionalProperties":false,"properties":{"maxRequestHeadersBytes":{"type":"integer","minimum":1024,"maximum":1048576},"maxRequestHeaders":{"type":"integer","minimum":1,"maximum":10000},"requestHeadersTimeoutMs":{"type":"integer","minimum":1},"idleTimeoutMs":{"type":"integer","minimum":1},"maxConnections":{"type":"integer","minimum":1}}}},"required":["name","port","filterChains"]}},"routeConfigs":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"virtualHosts":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"domains":{"type":"array","items":{"type":"string","minLength":1},"minItems":1},"routes":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string"},"match":{"type":"object","additionalProperties":false,"properties":{"prefix":{"type":"string"},"path":{"type":"string"},"regex":{"type":"string"},"caseSensitive":{"type":"boolean"},"headers":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"regex":{"type":"string"},"present":{"type":"boolean"},"invert":{"type":"boolean"}},"required":["name"]}},"queryParameters":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"exact":{"type":"string"},"prefix":{"type":"string"},"regex":{"type":"string"},"present":{"type":"boolean"}},"required":["name"]}}}},"route":{"type":"object","additionalProperties":false,"properties":{"cluster":{"type":"string","minLength":1},"weightedClusters":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"weight":{"type":"integer","minimum":0},"requestHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"requestHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"responseHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}}},"required":["name","weight"]},"minItems":1},"prefixRewrite":{"type":"string"},"regexRewrite":{"type":"object","additionalProperties":false,"properties":{"pattern":{"type":"string","minLength":1},"substitution":{"type":"string"}},"required":["pattern","substitution"]},"hostRewrite":{"type":"string","minLength":1},"hashPolicy":{"type":"array","items":{"oneOf":[{"type":"object","additionalProperties":false,"properties":{"header":{"type":"string","minLength":1}},"required":["header"]},{"type":"object","additionalProperties":false,"properties":{"cookie":{"type":"string","minLength":1},"ttlMs":{"type":"integer","minimum":0},"path":{"type":"string"}},"required":["cookie"]},{"type":"object","additionalProperties":false,"properties":{"sourceIp":{"const":true}},"required":["sourceIp"]},{"type":"object","additionalProperties":false,"properties":{"queryParameter":{"type":"string","minLength":1}},"required":["queryParameter"]}]}},"timeoutMs":{"type":"integer","minimum":0},"retryPolicy":{"type":"object","additionalProperties":false,"properties":{"numRetries":{"type":"integer","minimum":0,"maximum":100},"perTryTimeoutMs":{"type":"integer","minimum":0},"retryOn":{"type":"array","items":{"enum":["5xx","gateway-error","reset","connect-failure","refused-stream","retriable-4xx","retriable-status-codes","cancelled","deadline-exceeded","resource-exhausted","unavailable"]}},"retriableStatusCodes":{"type":"array","items":{"type":"integer","minimum":100,"maximum":599}},"backoff":{"type":"object","additionalProperties":false,"properties":{"baseIntervalMs":{"type":"integer","minimum":1},"maxIntervalMs":{"type":"integer","minimum":1}}}},"required":["numRetries"]},"fault":{"type":"object","additionalProperties":false,"properties":{"delay":{"type":"object","additionalProperties":false,"properties":{"fixedDelayMs":{"type":"integer","minimum":0},"percentage":{"type":"number","minimum":0,"maximum":100}},"required":["fixedDelayMs"]},"abort":{"type":"object","additionalProperties":false,"properties":{"httpStatus":{"type":"integer","minimum":200,"maximum":599},"grpcStatus":{"type":"integer","minimum":0,"maximum":16},"percentage":{"type":"number","minimum":0,"maximum":100}}}}},"requestMirrorPolicies":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"cluster":{"type":"string","minLength":1},"percentage":{"type":"number","minimum":0,"maximum":100}},"required":["cluster"]}},"cors":{"type":"object","additionalProperties":false,"properties":{"allowOrigins":{"type":"array","items":{"oneOf":[{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"}},"required":["exact"]},{"type":"object","additionalProperties":false,"properties":{"prefix":{"type":"string"}},"required":["prefix"]},{"type":"object","additionalProperties":false,"properties":{"regex":{"type":"string","minLength":1}},"required":["regex"]}]}},"allowMethods":{"type":"array","items":{"type":"string","minLength":1}},"allowHeaders":{"type":"array","items":{"type":"string","minLength":1}},"exposeHeaders":{"type":"array","items":{"type":"string","minLength":1}},"maxAgeSeconds":{"type":"integer","minimum":0},"allowCredentials":{"type":"boolean"}},"required":["allowOrigins"]},"localRateLimit":{"type":"object","additionalProperties":false,"properties":{"maxTokens":{"type":"integer","minimum":1},"tokensPerFill":{"type":"integer","minimum":1},"fillIntervalMs":{"type":"integer","minimum":1}},"required":["maxTokens","fillIntervalMs"]}}},"redirect":{"type":"object","additionalProperties":false,"properties":{"scheme":{"enum":["http","https"]},"host":{"type":"string","minLength":1},"port":{"type":"integer","minimum":0,"maximum":65535},"path":{"type":"string"},"prefixRewrite":{"type":"string"},"responseCode":{"enum":[301,302,303,307,308]}}},"directResponse":{"type":"object","additionalProperties":false,"properties":{"status":{"type":"integer","minimum":200,"maximum":599},"body":{"type":"string"}},"required":["status"]},"requestHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"requestHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"responseHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}}},"required":["match"]}}},"required":["name","domains","routes"]}}},"required":["name","virtualHosts"]}},"clusters":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"type":{"enum":["static","original_dst"]},"lbPolicy":{"enum":["ROUND_ROBIN","LEAST_REQUEST","RANDOM","RING_HASH","MAGLEV"]},"ringHash":{"type":"object","additionalProperties":false,"properties":{"minimumRingSize":{"type":"integer","minimum":1},"maximumRingSize":{"type":"integer","minimum":1}}},"maglev":{"type":"object","additionalProperties":false,"properties":{"tableSize":{"type":"integer","minimum":1}}},"protocol":{"enum":["http1","http2"]},"endpoints":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"address":{"type":"string","minLength":1},"port":{"type":"integer","minimum":1,"maximum":65535},"weight":{"type":"integer","minimum":1,"maximum":1000000},"labels":{"type":"object","additionalProperties":{"type":"string"}},"locality":{"type":"string"}},"required":["address","port"]}},"connectTimeoutMs":{"type":"integer","minimum":1},"idleTimeoutMs":{"type":"integer","minimum":1},"circuitBreakers":{"type":"object","additionalProperties":false,"properties":{"maxConnections":{"type":"integer","minimum":0},"maxPendingRequests":{"type":"integer","minimum":0},"maxRequests":{"type":"integer","minimum":0},"maxRequestsPerConnection":{"type":"integer","minimum":0},"retryBudget":{"type":"object","additionalProperties":false,"properties":{"budgetPercent":{"type":"number","minimum":0,"maximum":100},"minRetryConcurrency":{"type":"integer","minimum":0}},"required":["budgetPercent"]}}},"outlierDetection":{"type":"object","additionalProperties":false,"properties":{"consecutive5xxErrors":{"type":"integer","minimum":0},"consecutiveGatewayErrors":{"type":"integer","minimum":0},"intervalMs":{"type":"integer","minimum":1},"baseEjectionTimeMs":{"type":"integer","minimum":1},"maxEjectionPercent":{"type":"number","minimum":0,"maximum":100},"minHealthPercent":{"type":"number","minimum":0,"maximum":100}}},"tls":{"type":"object","additionalProperties":false,"properties":{"sni":{"type":"string","minLength":1},"validationContext":{"type":"string","minLength":1},"validationSecret":{"type":"string","minLength":1},"certificateChain":{"type":"string","minLength":1},"privateKey":{"type":"string","minLength":1},"certificateSecret":{"type":"string","minLength":1},"matchSubjectAltNames":{"type":"array","items":{"type":"string","minLength":1}},"alpnProtocols":{"type":"array","items":{"type":"string","minLength":1}},"insecureSkipVerify":{"type":"boolean"}}},"transportSocketMatches":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"match":{"type":"object","additionalProperties":{"type":"string"}},"tls":{"type":"object","additionalProperties":false,"properties":{"sni":{"type":"string","minLength":1},"validationContext":{"type":"string","minLength":1},"validationSecret":{"type":"string","minLength":1},"certificateChain":{"type":"string","minLength":1},"privateKey":{"type":"string","minLength":1},"certificateSecret":{"type":"string","minLength":1},"matchSubjectAltNames":{"type":"array","items":{"type":"string","minLength":1}},"alpnProtocols":{"type":"array","items":{"type":"string","minLength":1}},"insecureSkipVerify":{"type":"boolean"}}}},"required":["name","match"]}}},"required":["name","endpoints"]}},"telemetry":{"type":"object","additionalProperties":false,"properties":{"prometheus":{"type":"object","additionalProperties":false,"properties":{"address":{"type":"string","minLength":1},"port":{"type":"integer","minimum":0,"maximum":65535}}},"accessLog":{"type":"object","additionalProperties":false,"properties":{"path":{"type":"string","minLength":1}},"required":["path"]},"tracing":{"type":"object","additionalProperties":false,"properties":{"otlpEndpoint":{"type":"string","pattern":"^https?://"},"samplingPercent":{"type":"number","minimum":0,"maximum":100},"serviceName":{"type":"string","minLength":1}},"required":["otlpEndpoint"]}}}},"required":["listeners"],"$defs":{"rbacPermission":{"type":"object","additionalProperties":false,"properties":{"any":{"const":true},"andRules":{"type":"array","items":{"$ref":"#/$defs/rbacPermission"}},"orRules":{"type":"array","items":{"$ref":"#/$defs/rbacPermission"}},"notRule":{"$ref":"#/$defs/rbacPermission"},"header":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"contains":{"type":"string"},"regex":{"type":"string","minLength":1},"ignoreCase":{"type":"boolean"},"present":{"type":"boolean"},"invert":{"type":"boolean"}},"required":["name"]},"urlPath":{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"contains":{"type":"string"},"regex":{"type":"string","minLength":1},"ignoreCase":{"type":"boolean"}},"minProperties":1},"uriTemplate":{"type":"string","pattern":"^/"},"destinationIp":{"type":"string","minLength":1},"destinationPort":{"type":"integer","minimum":0,"maximum":65535},"requestedServerName":{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"contains":{"type":"string"},"regex":{"type":"string","minLength":1},"ignoreCase":{"type":"boolean"}},"minProperties":1}},"minProperties":1,"maxProperties":1},"rbacPrincipal":{"type":"object","additionalProperties":false,"properties":{"any":{"const":true},"andIds":{"type":"array","items":{"$ref":"#/$defs/rbacPrincipal"}},"orIds":{"type":"array","items":{"$ref":"#/$defs/rbacPrincipal"}},"notId":{"$ref":"#/$defs/rbacPrincipal"},"authenticated":{"type":"object","additionalProperties":false,"properties":{"principalName":{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"contains":{"type":"string"},"regex":{"type":"string","minLength":1},"ignoreCase":{"type":"boolean"}},"minProperties":1}}},"directRemoteIp":{"type":"string","minLength":1},"remoteIp":{"type":"string","minLength":1},"header":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"contains":{"type":"string"},"regex":{"type":"string","minLength":1},"ignoreCase":{"type":"boolean"},"present":{"type":"boolean"},"invert":{"type":"boolean"}},"required":["name"]},"requestPrincipal":{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"contains":{"type":"string"},"regex":{"type":"string","minLength":1},"ignoreCase":{"type":"boolean"}},"minProperties":1},"jwtClaim":{"type":"object","additionalProperties":false,"properties":{"path":{"type":"array","items":{"type":"string","minLength":1},"minItems":1},"value":{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"contains":{"type":"string"},"regex":{"type":"string","minLength":1},"ignoreCase":{"type":"boolean"}},"minProperties":1}},"required":["path","value"]}},"minProperties":1,"maxProperties":1}}};
 const func1 = Object.prototype.hasOwnProperty;
 const pattern4 = new RegExp("^https?://", "u");
 const schema32 = {"type":"object","additionalProperties":false,"properties":{"any":{"const":true},"andRules":{"type":"array","items":{"$ref":"#/$defs/rbacPermission"}},"orRules":{"type":"array","items":{"$ref":"#/$defs/rbacPermission"}},"notRule":{"$ref":"#/$defs/rbacPermission"},"header":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"contains":{"type":"string"},"regex":{"type":"string","minLength":1},"ignoreCase":{"type":"boolean"},"present":{"type":"boolean"},"invert":{"type":"boolean"}},"required":["name"]},"urlPath":{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"contains":{"type":"string"},"regex":{"type":"string","minLength":1},"ignoreCase":{"type":"boolean"}},"minProperties":1},"uriTemplate":{"type":"string","pattern":"^/"},"destinationIp":{"type":"string","minLength":1},"destinationPort":{"type":"integer","minimum":0,"maximum":65535},"requestedServerName":{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"contains":{"type":"string"},"regex":{"type":"string","minLength":1},"ignoreCase":{"type":"boolean"}},"minProperties":1}},"minProperties":1,"maxProperties":1};
@@ -5815,11 +5815,9 @@ vErrors.push(err336);
 errors++;
 }
 }
-if(data34.localRateLimit !== undefined){
-let data175 = data34.localRateLimit;
-if(data175 && typeof data175 == "object" && !Array.isArray(data175)){
-if(data175.maxTokens === undefined){
-const err337 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/localRateLimit",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/localRateLimit/required",keyword:"required",params:{missingProperty: "maxTokens"},message:"must have required property '"+"maxTokens"+"'"};
+if(data34.setClientCertDetails !== undefined){
+if(typeof data34.setClientCertDetails !== "boolean"){
+const err337 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/setClientCertDetails",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/setClientCertDetails/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err337];
 }
@@ -5828,8 +5826,12 @@ vErrors.push(err337);
 }
 errors++;
 }
-if(data175.fillIntervalMs === undefined){
-const err338 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/localRateLimit",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/localRateLimit/required",keyword:"required",params:{missingProperty: "fillIntervalMs"},message:"must have required property '"+"fillIntervalMs"+"'"};
+}
+if(data34.localRateLimit !== undefined){
+let data176 = data34.localRateLimit;
+if(data176 && typeof data176 == "object" && !Array.isArray(data176)){
+if(data176.maxTokens === undefined){
+const err338 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/localRateLimit",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/localRateLimit/required",keyword:"required",params:{missingProperty: "maxTokens"},message:"must have required property '"+"maxTokens"+"'"};
 if(vErrors === null){
 vErrors = [err338];
 }
@@ -5838,9 +5840,8 @@ vErrors.push(err338);
 }
 errors++;
 }
-for(const key40 in data175){
-if(!(((key40 === "maxTokens") || (key40 === "tokensPerFill")) || (key40 === "fillIntervalMs"))){
-const err339 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/localRateLimit",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/localRateLimit/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key40},message:"must NOT have additional properties"};
+if(data176.fillIntervalMs === undefined){
+const err339 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/localRateLimit",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/localRateLimit/required",keyword:"required",params:{missingProperty: "fillIntervalMs"},message:"must have required property '"+"fillIntervalMs"+"'"};
 if(vErrors === null){
 vErrors = [err339];
 }
@@ -5849,11 +5850,9 @@ vErrors.push(err339);
 }
 errors++;
 }
-}
-if(data175.maxTokens !== undefined){
-let data176 = data175.maxTokens;
-if(!((typeof data176 == "number") && (!(data176 % 1) && !isNaN(data176)))){
-const err340 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/localRateLimit/maxTokens",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/localRateLimit/properties/maxTokens/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+for(const key40 in data176){
+if(!(((key40 === "maxTokens") || (key40 === "tokensPerFill")) || (key40 === "fillIntervalMs"))){
+const err340 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/localRateLimit",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/localRateLimit/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key40},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err340];
 }
@@ -5862,9 +5861,11 @@ vErrors.push(err340);
 }
 errors++;
 }
-if(typeof data176 == "number"){
-if(data176 < 1 || isNaN(data176)){
-const err341 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/localRateLimit/maxTokens",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/localRateLimit/properties/maxTokens/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+if(data176.maxTokens !== undefined){
+let data177 = data176.maxTokens;
+if(!((typeof data177 == "number") && (!(data177 % 1) && !isNaN(data177)))){
+const err341 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/localRateLimit/maxTokens",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/localRateLimit/properties/maxTokens/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err341];
 }
@@ -5873,12 +5874,9 @@ vErrors.push(err341);
 }
 errors++;
 }
-}
-}
-if(data175.tokensPerFill !== undefined){
-let data177 = data175.tokensPerFill;
-if(!((typeof data177 == "number") && (!(data177 % 1) && !isNaN(data177)))){
-const err342 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/localRateLimit/tokensPerFill",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/localRateLimit/properties/tokensPerFill/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(typeof data177 == "number"){
+if(data177 < 1 || isNaN(data177)){
+const err342 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/localRateLimit/maxTokens",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/localRateLimit/properties/maxTokens/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err342];
 }
@@ -5887,9 +5885,12 @@ vErrors.push(err342);
 }
 errors++;
 }
-if(typeof data177 == "number"){
-if(data177 < 1 || isNaN(data177)){
-const err343 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/localRateLimit/tokensPerFill",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/localRateLimit/properties/tokensPerFill/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+}
+if(data176.tokensPerFill !== undefined){
+let data178 = data176.tokensPerFill;
+if(!((typeof data178 == "number") && (!(data178 % 1) && !isNaN(data178)))){
+const err343 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/localRateLimit/tokensPerFill",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/localRateLimit/properties/tokensPerFill/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err343];
 }
@@ -5898,12 +5899,9 @@ vErrors.push(err343);
 }
 errors++;
 }
-}
-}
-if(data175.fillIntervalMs !== undefined){
-let data178 = data175.fillIntervalMs;
-if(!((typeof data178 == "number") && (!(data178 % 1) && !isNaN(data178)))){
-const err344 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/localRateLimit/fillIntervalMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/localRateLimit/properties/fillIntervalMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(typeof data178 == "number"){
+if(data178 < 1 || isNaN(data178)){
+const err344 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/localRateLimit/tokensPerFill",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/localRateLimit/properties/tokensPerFill/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err344];
 }
@@ -5912,9 +5910,12 @@ vErrors.push(err344);
 }
 errors++;
 }
-if(typeof data178 == "number"){
-if(data178 < 1 || isNaN(data178)){
-const err345 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/localRateLimit/fillIntervalMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/localRateLimit/properties/fillIntervalMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+}
+if(data176.fillIntervalMs !== undefined){
+let data179 = data176.fillIntervalMs;
+if(!((typeof data179 == "number") && (!(data179 % 1) && !isNaN(data179)))){
+const err345 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/localRateLimit/fillIntervalMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/localRateLimit/properties/fillIntervalMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err345];
 }
@@ -5923,11 +5924,9 @@ vErrors.push(err345);
 }
 errors++;
 }
-}
-}
-}
-else {
-const err346 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/localRateLimit",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/localRateLimit/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(typeof data179 == "number"){
+if(data179 < 1 || isNaN(data179)){
+const err346 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/localRateLimit/fillIntervalMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/localRateLimit/properties/fillIntervalMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err346];
 }
@@ -5937,11 +5936,10 @@ vErrors.push(err346);
 errors++;
 }
 }
-if(data34.jwtAuthn !== undefined){
-let data179 = data34.jwtAuthn;
-if(data179 && typeof data179 == "object" && !Array.isArray(data179)){
-if(data179.providers === undefined){
-const err347 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/required",keyword:"required",params:{missingProperty: "providers"},message:"must have required property '"+"providers"+"'"};
+}
+}
+else {
+const err347 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/localRateLimit",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/localRateLimit/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err347];
 }
@@ -5950,9 +5948,12 @@ vErrors.push(err347);
 }
 errors++;
 }
-for(const key41 in data179){
-if(!(key41 === "providers")){
-const err348 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key41},message:"must NOT have additional properties"};
+}
+if(data34.jwtAuthn !== undefined){
+let data180 = data34.jwtAuthn;
+if(data180 && typeof data180 == "object" && !Array.isArray(data180)){
+if(data180.providers === undefined){
+const err348 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/required",keyword:"required",params:{missingProperty: "providers"},message:"must have required property '"+"providers"+"'"};
 if(vErrors === null){
 vErrors = [err348];
 }
@@ -5961,12 +5962,9 @@ vErrors.push(err348);
 }
 errors++;
 }
-}
-if(data179.providers !== undefined){
-let data180 = data179.providers;
-if(Array.isArray(data180)){
-if(data180.length < 1){
-const err349 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"};
+for(const key41 in data180){
+if(!(key41 === "providers")){
+const err349 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key41},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err349];
 }
@@ -5975,12 +5973,12 @@ vErrors.push(err349);
 }
 errors++;
 }
-const len29 = data180.length;
-for(let i29=0; i29<len29; i29++){
-let data181 = data180[i29];
-if(data181 && typeof data181 == "object" && !Array.isArray(data181)){
-if(data181.name === undefined){
-const err350 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
+}
+if(data180.providers !== undefined){
+let data181 = data180.providers;
+if(Array.isArray(data181)){
+if(data181.length < 1){
+const err350 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"};
 if(vErrors === null){
 vErrors = [err350];
 }
@@ -5989,9 +5987,12 @@ vErrors.push(err350);
 }
 errors++;
 }
-for(const key42 in data181){
-if(!(func1.call(schema31.properties.listeners.items.properties.filterChains.items.properties.filter.oneOf[0].properties.jwtAuthn.properties.providers.items.properties, key42))){
-const err351 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key42},message:"must NOT have additional properties"};
+const len29 = data181.length;
+for(let i29=0; i29<len29; i29++){
+let data182 = data181[i29];
+if(data182 && typeof data182 == "object" && !Array.isArray(data182)){
+if(data182.name === undefined){
+const err351 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err351];
 }
@@ -6000,12 +6001,9 @@ vErrors.push(err351);
 }
 errors++;
 }
-}
-if(data181.name !== undefined){
-let data182 = data181.name;
-if(typeof data182 === "string"){
-if(data182.length < 1){
-const err352 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+for(const key42 in data182){
+if(!(func1.call(schema31.properties.listeners.items.properties.filterChains.items.properties.filter.oneOf[0].properties.jwtAuthn.properties.providers.items.properties, key42))){
+const err352 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key42},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err352];
 }
@@ -6015,8 +6013,11 @@ vErrors.push(err352);
 errors++;
 }
 }
-else {
-const err353 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data182.name !== undefined){
+let data183 = data182.name;
+if(typeof data183 === "string"){
+if(data183.length < 1){
+const err353 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err353];
 }
@@ -6026,11 +6027,8 @@ vErrors.push(err353);
 errors++;
 }
 }
-if(data181.issuer !== undefined){
-let data183 = data181.issuer;
-if(typeof data183 === "string"){
-if(data183.length < 1){
-const err354 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/issuer",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/issuer/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+else {
+const err354 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err354];
 }
@@ -6040,8 +6038,11 @@ vErrors.push(err354);
 errors++;
 }
 }
-else {
-const err355 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/issuer",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/issuer/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data182.issuer !== undefined){
+let data184 = data182.issuer;
+if(typeof data184 === "string"){
+if(data184.length < 1){
+const err355 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/issuer",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/issuer/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err355];
 }
@@ -6051,15 +6052,8 @@ vErrors.push(err355);
 errors++;
 }
 }
-if(data181.audiences !== undefined){
-let data184 = data181.audiences;
-if(Array.isArray(data184)){
-const len30 = data184.length;
-for(let i30=0; i30<len30; i30++){
-let data185 = data184[i30];
-if(typeof data185 === "string"){
-if(data185.length < 1){
-const err356 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/audiences/" + i30,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/audiences/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+else {
+const err356 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/issuer",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/issuer/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err356];
 }
@@ -6069,8 +6063,15 @@ vErrors.push(err356);
 errors++;
 }
 }
-else {
-const err357 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/audiences/" + i30,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/audiences/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data182.audiences !== undefined){
+let data185 = data182.audiences;
+if(Array.isArray(data185)){
+const len30 = data185.length;
+for(let i30=0; i30<len30; i30++){
+let data186 = data185[i30];
+if(typeof data186 === "string"){
+if(data186.length < 1){
+const err357 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/audiences/" + i30,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/audiences/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err357];
 }
@@ -6080,9 +6081,8 @@ vErrors.push(err357);
 errors++;
 }
 }
-}
 else {
-const err358 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/audiences",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/audiences/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err358 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/audiences/" + i30,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/audiences/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err358];
 }
@@ -6092,11 +6092,9 @@ vErrors.push(err358);
 errors++;
 }
 }
-if(data181.localJwks !== undefined){
-let data186 = data181.localJwks;
-if(typeof data186 === "string"){
-if(data186.length < 1){
-const err359 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/localJwks",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/localJwks/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+else {
+const err359 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/audiences",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/audiences/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err359];
 }
@@ -6106,8 +6104,11 @@ vErrors.push(err359);
 errors++;
 }
 }
-else {
-const err360 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/localJwks",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/localJwks/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data182.localJwks !== undefined){
+let data187 = data182.localJwks;
+if(typeof data187 === "string"){
+if(data187.length < 1){
+const err360 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/localJwks",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/localJwks/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err360];
 }
@@ -6117,11 +6118,8 @@ vErrors.push(err360);
 errors++;
 }
 }
-if(data181.remoteJwks !== undefined){
-let data187 = data181.remoteJwks;
-if(data187 && typeof data187 == "object" && !Array.isArray(data187)){
-if(data187.uri === undefined){
-const err361 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/remoteJwks",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/remoteJwks/required",keyword:"required",params:{missingProperty: "uri"},message:"must have required property '"+"uri"+"'"};
+else {
+const err361 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/localJwks",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/localJwks/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err361];
 }
@@ -6130,9 +6128,12 @@ vErrors.push(err361);
 }
 errors++;
 }
-for(const key43 in data187){
-if(!((((key43 === "uri") || (key43 === "cluster")) || (key43 === "timeoutMs")) || (key43 === "cacheDurationMs"))){
-const err362 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/remoteJwks",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/remoteJwks/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key43},message:"must NOT have additional properties"};
+}
+if(data182.remoteJwks !== undefined){
+let data188 = data182.remoteJwks;
+if(data188 && typeof data188 == "object" && !Array.isArray(data188)){
+if(data188.uri === undefined){
+const err362 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/remoteJwks",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/remoteJwks/required",keyword:"required",params:{missingProperty: "uri"},message:"must have required property '"+"uri"+"'"};
 if(vErrors === null){
 vErrors = [err362];
 }
@@ -6141,12 +6142,9 @@ vErrors.push(err362);
 }
 errors++;
 }
-}
-if(data187.uri !== undefined){
-let data188 = data187.uri;
-if(typeof data188 === "string"){
-if(!pattern4.test(data188)){
-const err363 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/remoteJwks/uri",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/remoteJwks/properties/uri/pattern",keyword:"pattern",params:{pattern: "^https?://"},message:"must match pattern \""+"^https?://"+"\""};
+for(const key43 in data188){
+if(!((((key43 === "uri") || (key43 === "cluster")) || (key43 === "timeoutMs")) || (key43 === "cacheDurationMs"))){
+const err363 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/remoteJwks",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/remoteJwks/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key43},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err363];
 }
@@ -6156,8 +6154,11 @@ vErrors.push(err363);
 errors++;
 }
 }
-else {
-const err364 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/remoteJwks/uri",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/remoteJwks/properties/uri/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data188.uri !== undefined){
+let data189 = data188.uri;
+if(typeof data189 === "string"){
+if(!pattern4.test(data189)){
+const err364 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/remoteJwks/uri",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/remoteJwks/properties/uri/pattern",keyword:"pattern",params:{pattern: "^https?://"},message:"must match pattern \""+"^https?://"+"\""};
 if(vErrors === null){
 vErrors = [err364];
 }
@@ -6167,11 +6168,8 @@ vErrors.push(err364);
 errors++;
 }
 }
-if(data187.cluster !== undefined){
-let data189 = data187.cluster;
-if(typeof data189 === "string"){
-if(data189.length < 1){
-const err365 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/remoteJwks/cluster",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/remoteJwks/properties/cluster/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+else {
+const err365 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/remoteJwks/uri",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/remoteJwks/properties/uri/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err365];
 }
@@ -6181,8 +6179,11 @@ vErrors.push(err365);
 errors++;
 }
 }
-else {
-const err366 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/remoteJwks/cluster",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/remoteJwks/properties/cluster/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data188.cluster !== undefined){
+let data190 = data188.cluster;
+if(typeof data190 === "string"){
+if(data190.length < 1){
+const err366 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/remoteJwks/cluster",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/remoteJwks/properties/cluster/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err366];
 }
@@ -6192,10 +6193,8 @@ vErrors.push(err366);
 errors++;
 }
 }
-if(data187.timeoutMs !== undefined){
-let data190 = data187.timeoutMs;
-if(!((typeof data190 == "number") && (!(data190 % 1) && !isNaN(data190)))){
-const err367 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/remoteJwks/timeoutMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/remoteJwks/properties/timeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+else {
+const err367 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/remoteJwks/cluster",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/remoteJwks/properties/cluster/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err367];
 }
@@ -6204,9 +6203,11 @@ vErrors.push(err367);
 }
 errors++;
 }
-if(typeof data190 == "number"){
-if(data190 < 1 || isNaN(data190)){
-const err368 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/remoteJwks/timeoutMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/remoteJwks/properties/timeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+if(data188.timeoutMs !== undefined){
+let data191 = data188.timeoutMs;
+if(!((typeof data191 == "number") && (!(data191 % 1) && !isNaN(data191)))){
+const err368 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/remoteJwks/timeoutMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/remoteJwks/properties/timeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err368];
 }
@@ -6215,12 +6216,9 @@ vErrors.push(err368);
 }
 errors++;
 }
-}
-}
-if(data187.cacheDurationMs !== undefined){
-let data191 = data187.cacheDurationMs;
-if(!((typeof data191 == "number") && (!(data191 % 1) && !isNaN(data191)))){
-const err369 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/remoteJwks/cacheDurationMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/remoteJwks/properties/cacheDurationMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(typeof data191 == "number"){
+if(data191 < 1 || isNaN(data191)){
+const err369 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/remoteJwks/timeoutMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/remoteJwks/properties/timeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err369];
 }
@@ -6229,9 +6227,12 @@ vErrors.push(err369);
 }
 errors++;
 }
-if(typeof data191 == "number"){
-if(data191 < 1 || isNaN(data191)){
-const err370 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/remoteJwks/cacheDurationMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/remoteJwks/properties/cacheDurationMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+}
+if(data188.cacheDurationMs !== undefined){
+let data192 = data188.cacheDurationMs;
+if(!((typeof data192 == "number") && (!(data192 % 1) && !isNaN(data192)))){
+const err370 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/remoteJwks/cacheDurationMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/remoteJwks/properties/cacheDurationMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err370];
 }
@@ -6240,11 +6241,9 @@ vErrors.push(err370);
 }
 errors++;
 }
-}
-}
-}
-else {
-const err371 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/remoteJwks",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/remoteJwks/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(typeof data192 == "number"){
+if(data192 < 1 || isNaN(data192)){
+const err371 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/remoteJwks/cacheDurationMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/remoteJwks/properties/cacheDurationMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err371];
 }
@@ -6254,15 +6253,10 @@ vErrors.push(err371);
 errors++;
 }
 }
-if(data181.fromHeaders !== undefined){
-let data192 = data181.fromHeaders;
-if(Array.isArray(data192)){
-const len31 = data192.length;
-for(let i31=0; i31<len31; i31++){
-let data193 = data192[i31];
-if(data193 && typeof data193 == "object" && !Array.isArray(data193)){
-if(data193.name === undefined){
-const err372 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/fromHeaders/" + i31,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/fromHeaders/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
+}
+}
+else {
+const err372 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/remoteJwks",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/remoteJwks/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err372];
 }
@@ -6271,9 +6265,16 @@ vErrors.push(err372);
 }
 errors++;
 }
-for(const key44 in data193){
-if(!((key44 === "name") || (key44 === "valuePrefix"))){
-const err373 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/fromHeaders/" + i31,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/fromHeaders/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key44},message:"must NOT have additional properties"};
+}
+if(data182.fromHeaders !== undefined){
+let data193 = data182.fromHeaders;
+if(Array.isArray(data193)){
+const len31 = data193.length;
+for(let i31=0; i31<len31; i31++){
+let data194 = data193[i31];
+if(data194 && typeof data194 == "object" && !Array.isArray(data194)){
+if(data194.name === undefined){
+const err373 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/fromHeaders/" + i31,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/fromHeaders/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err373];
 }
@@ -6282,12 +6283,9 @@ vErrors.push(err373);
 }
 errors++;
 }
-}
-if(data193.name !== undefined){
-let data194 = data193.name;
-if(typeof data194 === "string"){
-if(data194.length < 1){
-const err374 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/fromHeaders/" + i31+"/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/fromHeaders/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+for(const key44 in data194){
+if(!((key44 === "name") || (key44 === "valuePrefix"))){
+const err374 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/fromHeaders/" + i31,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/fromHeaders/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key44},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err374];
 }
@@ -6297,8 +6295,11 @@ vErrors.push(err374);
 errors++;
 }
 }
-else {
-const err375 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/fromHeaders/" + i31+"/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/fromHeaders/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data194.name !== undefined){
+let data195 = data194.name;
+if(typeof data195 === "string"){
+if(data195.length < 1){
+const err375 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/fromHeaders/" + i31+"/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/fromHeaders/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err375];
 }
@@ -6308,9 +6309,8 @@ vErrors.push(err375);
 errors++;
 }
 }
-if(data193.valuePrefix !== undefined){
-if(typeof data193.valuePrefix !== "string"){
-const err376 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/fromHeaders/" + i31+"/valuePrefix",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/fromHeaders/items/properties/valuePrefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+else {
+const err376 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/fromHeaders/" + i31+"/name",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/fromHeaders/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err376];
 }
@@ -6320,9 +6320,9 @@ vErrors.push(err376);
 errors++;
 }
 }
-}
-else {
-const err377 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/fromHeaders/" + i31,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/fromHeaders/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data194.valuePrefix !== undefined){
+if(typeof data194.valuePrefix !== "string"){
+const err377 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/fromHeaders/" + i31+"/valuePrefix",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/fromHeaders/items/properties/valuePrefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err377];
 }
@@ -6334,7 +6334,7 @@ errors++;
 }
 }
 else {
-const err378 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/fromHeaders",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/fromHeaders/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err378 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/fromHeaders/" + i31,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/fromHeaders/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err378];
 }
@@ -6344,15 +6344,9 @@ vErrors.push(err378);
 errors++;
 }
 }
-if(data181.fromParams !== undefined){
-let data196 = data181.fromParams;
-if(Array.isArray(data196)){
-const len32 = data196.length;
-for(let i32=0; i32<len32; i32++){
-let data197 = data196[i32];
-if(typeof data197 === "string"){
-if(data197.length < 1){
-const err379 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/fromParams/" + i32,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/fromParams/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+else {
+const err379 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/fromHeaders",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/fromHeaders/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err379];
 }
@@ -6362,8 +6356,15 @@ vErrors.push(err379);
 errors++;
 }
 }
-else {
-const err380 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/fromParams/" + i32,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/fromParams/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data182.fromParams !== undefined){
+let data197 = data182.fromParams;
+if(Array.isArray(data197)){
+const len32 = data197.length;
+for(let i32=0; i32<len32; i32++){
+let data198 = data197[i32];
+if(typeof data198 === "string"){
+if(data198.length < 1){
+const err380 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/fromParams/" + i32,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/fromParams/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err380];
 }
@@ -6373,9 +6374,8 @@ vErrors.push(err380);
 errors++;
 }
 }
-}
 else {
-const err381 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/fromParams",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/fromParams/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err381 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/fromParams/" + i32,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/fromParams/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err381];
 }
@@ -6385,15 +6385,9 @@ vErrors.push(err381);
 errors++;
 }
 }
-if(data181.fromCookies !== undefined){
-let data198 = data181.fromCookies;
-if(Array.isArray(data198)){
-const len33 = data198.length;
-for(let i33=0; i33<len33; i33++){
-let data199 = data198[i33];
-if(typeof data199 === "string"){
-if(data199.length < 1){
-const err382 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/fromCookies/" + i33,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/fromCookies/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+else {
+const err382 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/fromParams",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/fromParams/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err382];
 }
@@ -6403,8 +6397,15 @@ vErrors.push(err382);
 errors++;
 }
 }
-else {
-const err383 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/fromCookies/" + i33,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/fromCookies/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data182.fromCookies !== undefined){
+let data199 = data182.fromCookies;
+if(Array.isArray(data199)){
+const len33 = data199.length;
+for(let i33=0; i33<len33; i33++){
+let data200 = data199[i33];
+if(typeof data200 === "string"){
+if(data200.length < 1){
+const err383 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/fromCookies/" + i33,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/fromCookies/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err383];
 }
@@ -6414,9 +6415,8 @@ vErrors.push(err383);
 errors++;
 }
 }
-}
 else {
-const err384 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/fromCookies",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/fromCookies/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err384 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/fromCookies/" + i33,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/fromCookies/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err384];
 }
@@ -6426,9 +6426,9 @@ vErrors.push(err384);
 errors++;
 }
 }
-if(data181.forward !== undefined){
-if(typeof data181.forward !== "boolean"){
-const err385 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/forward",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/forward/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+}
+else {
+const err385 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/fromCookies",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/fromCookies/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err385];
 }
@@ -6438,11 +6438,9 @@ vErrors.push(err385);
 errors++;
 }
 }
-if(data181.forwardPayloadHeader !== undefined){
-let data201 = data181.forwardPayloadHeader;
-if(typeof data201 === "string"){
-if(data201.length < 1){
-const err386 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/forwardPayloadHeader",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/forwardPayloadHeader/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data182.forward !== undefined){
+if(typeof data182.forward !== "boolean"){
+const err386 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/forward",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/forward/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err386];
 }
@@ -6452,8 +6450,11 @@ vErrors.push(err386);
 errors++;
 }
 }
-else {
-const err387 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/forwardPayloadHeader",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/forwardPayloadHeader/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data182.forwardPayloadHeader !== undefined){
+let data202 = data182.forwardPayloadHeader;
+if(typeof data202 === "string"){
+if(data202.length < 1){
+const err387 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/forwardPayloadHeader",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/forwardPayloadHeader/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err387];
 }
@@ -6463,10 +6464,8 @@ vErrors.push(err387);
 errors++;
 }
 }
-if(data181.clockSkewSeconds !== undefined){
-let data202 = data181.clockSkewSeconds;
-if(!((typeof data202 == "number") && (!(data202 % 1) && !isNaN(data202)))){
-const err388 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/clockSkewSeconds",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/clockSkewSeconds/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+else {
+const err388 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/forwardPayloadHeader",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/forwardPayloadHeader/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err388];
 }
@@ -6475,9 +6474,11 @@ vErrors.push(err388);
 }
 errors++;
 }
-if(typeof data202 == "number"){
-if(data202 < 0 || isNaN(data202)){
-const err389 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/clockSkewSeconds",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/clockSkewSeconds/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+if(data182.clockSkewSeconds !== undefined){
+let data203 = data182.clockSkewSeconds;
+if(!((typeof data203 == "number") && (!(data203 % 1) && !isNaN(data203)))){
+const err389 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/clockSkewSeconds",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/clockSkewSeconds/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err389];
 }
@@ -6486,12 +6487,9 @@ vErrors.push(err389);
 }
 errors++;
 }
-}
-}
-if(data181.maxTokenBytes !== undefined){
-let data203 = data181.maxTokenBytes;
-if(!((typeof data203 == "number") && (!(data203 % 1) && !isNaN(data203)))){
-const err390 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/maxTokenBytes",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/maxTokenBytes/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(typeof data203 == "number"){
+if(data203 < 0 || isNaN(data203)){
+const err390 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/clockSkewSeconds",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/clockSkewSeconds/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err390];
 }
@@ -6500,9 +6498,12 @@ vErrors.push(err390);
 }
 errors++;
 }
-if(typeof data203 == "number"){
-if(data203 > 1048576 || isNaN(data203)){
-const err391 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/maxTokenBytes",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/maxTokenBytes/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1048576},message:"must be <= 1048576"};
+}
+}
+if(data182.maxTokenBytes !== undefined){
+let data204 = data182.maxTokenBytes;
+if(!((typeof data204 == "number") && (!(data204 % 1) && !isNaN(data204)))){
+const err391 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/maxTokenBytes",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/maxTokenBytes/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err391];
 }
@@ -6511,8 +6512,9 @@ vErrors.push(err391);
 }
 errors++;
 }
-if(data203 < 64 || isNaN(data203)){
-const err392 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/maxTokenBytes",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/maxTokenBytes/minimum",keyword:"minimum",params:{comparison: ">=", limit: 64},message:"must be >= 64"};
+if(typeof data204 == "number"){
+if(data204 > 1048576 || isNaN(data204)){
+const err392 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/maxTokenBytes",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/maxTokenBytes/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1048576},message:"must be <= 1048576"};
 if(vErrors === null){
 vErrors = [err392];
 }
@@ -6521,11 +6523,8 @@ vErrors.push(err392);
 }
 errors++;
 }
-}
-}
-}
-else {
-const err393 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data204 < 64 || isNaN(data204)){
+const err393 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29+"/maxTokenBytes",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/properties/maxTokenBytes/minimum",keyword:"minimum",params:{comparison: ">=", limit: 64},message:"must be >= 64"};
 if(vErrors === null){
 vErrors = [err393];
 }
@@ -6536,8 +6535,9 @@ errors++;
 }
 }
 }
+}
 else {
-const err394 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err394 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers/" + i29,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err394];
 }
@@ -6549,7 +6549,7 @@ errors++;
 }
 }
 else {
-const err395 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err395 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn/providers",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/properties/providers/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err395];
 }
@@ -6559,15 +6559,9 @@ vErrors.push(err395);
 errors++;
 }
 }
-if(data34.extAuthz !== undefined){
-let data204 = data34.extAuthz;
-if(Array.isArray(data204)){
-const len34 = data204.length;
-for(let i34=0; i34<len34; i34++){
-let data205 = data204[i34];
-if(data205 && typeof data205 == "object" && !Array.isArray(data205)){
-if(data205.cluster === undefined){
-const err396 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/required",keyword:"required",params:{missingProperty: "cluster"},message:"must have required property '"+"cluster"+"'"};
+}
+else {
+const err396 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/jwtAuthn",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/jwtAuthn/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err396];
 }
@@ -6576,9 +6570,16 @@ vErrors.push(err396);
 }
 errors++;
 }
-for(const key45 in data205){
-if(!(func1.call(schema31.properties.listeners.items.properties.filterChains.items.properties.filter.oneOf[0].properties.extAuthz.items.properties, key45))){
-const err397 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key45},message:"must NOT have additional properties"};
+}
+if(data34.extAuthz !== undefined){
+let data205 = data34.extAuthz;
+if(Array.isArray(data205)){
+const len34 = data205.length;
+for(let i34=0; i34<len34; i34++){
+let data206 = data205[i34];
+if(data206 && typeof data206 == "object" && !Array.isArray(data206)){
+if(data206.cluster === undefined){
+const err397 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/required",keyword:"required",params:{missingProperty: "cluster"},message:"must have required property '"+"cluster"+"'"};
 if(vErrors === null){
 vErrors = [err397];
 }
@@ -6587,12 +6588,9 @@ vErrors.push(err397);
 }
 errors++;
 }
-}
-if(data205.cluster !== undefined){
-let data206 = data205.cluster;
-if(typeof data206 === "string"){
-if(data206.length < 1){
-const err398 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/cluster",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/cluster/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+for(const key45 in data206){
+if(!(func1.call(schema31.properties.listeners.items.properties.filterChains.items.properties.filter.oneOf[0].properties.extAuthz.items.properties, key45))){
+const err398 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key45},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err398];
 }
@@ -6602,8 +6600,11 @@ vErrors.push(err398);
 errors++;
 }
 }
-else {
-const err399 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/cluster",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/cluster/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data206.cluster !== undefined){
+let data207 = data206.cluster;
+if(typeof data207 === "string"){
+if(data207.length < 1){
+const err399 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/cluster",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/cluster/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err399];
 }
@@ -6613,9 +6614,8 @@ vErrors.push(err399);
 errors++;
 }
 }
-if(data205.pathPrefix !== undefined){
-if(typeof data205.pathPrefix !== "string"){
-const err400 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/pathPrefix",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/pathPrefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+else {
+const err400 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/cluster",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/cluster/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err400];
 }
@@ -6625,11 +6625,9 @@ vErrors.push(err400);
 errors++;
 }
 }
-if(data205.authority !== undefined){
-let data208 = data205.authority;
-if(typeof data208 === "string"){
-if(data208.length < 1){
-const err401 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/authority",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/authority/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data206.pathPrefix !== undefined){
+if(typeof data206.pathPrefix !== "string"){
+const err401 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/pathPrefix",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/pathPrefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err401];
 }
@@ -6639,8 +6637,11 @@ vErrors.push(err401);
 errors++;
 }
 }
-else {
-const err402 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/authority",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/authority/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data206.authority !== undefined){
+let data209 = data206.authority;
+if(typeof data209 === "string"){
+if(data209.length < 1){
+const err402 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/authority",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/authority/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err402];
 }
@@ -6650,10 +6651,8 @@ vErrors.push(err402);
 errors++;
 }
 }
-if(data205.timeoutMs !== undefined){
-let data209 = data205.timeoutMs;
-if(!((typeof data209 == "number") && (!(data209 % 1) && !isNaN(data209)))){
-const err403 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/timeoutMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/timeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+else {
+const err403 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/authority",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/authority/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err403];
 }
@@ -6662,9 +6661,11 @@ vErrors.push(err403);
 }
 errors++;
 }
-if(typeof data209 == "number"){
-if(data209 < 1 || isNaN(data209)){
-const err404 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/timeoutMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/timeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+if(data206.timeoutMs !== undefined){
+let data210 = data206.timeoutMs;
+if(!((typeof data210 == "number") && (!(data210 % 1) && !isNaN(data210)))){
+const err404 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/timeoutMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/timeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err404];
 }
@@ -6673,11 +6674,9 @@ vErrors.push(err404);
 }
 errors++;
 }
-}
-}
-if(data205.failureModeAllow !== undefined){
-if(typeof data205.failureModeAllow !== "boolean"){
-const err405 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/failureModeAllow",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/failureModeAllow/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(typeof data210 == "number"){
+if(data210 < 1 || isNaN(data210)){
+const err405 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/timeoutMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/timeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err405];
 }
@@ -6687,10 +6686,10 @@ vErrors.push(err405);
 errors++;
 }
 }
-if(data205.statusOnError !== undefined){
-let data211 = data205.statusOnError;
-if(!((typeof data211 == "number") && (!(data211 % 1) && !isNaN(data211)))){
-const err406 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/statusOnError",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/statusOnError/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+}
+if(data206.failureModeAllow !== undefined){
+if(typeof data206.failureModeAllow !== "boolean"){
+const err406 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/failureModeAllow",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/failureModeAllow/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err406];
 }
@@ -6699,9 +6698,11 @@ vErrors.push(err406);
 }
 errors++;
 }
-if(typeof data211 == "number"){
-if(data211 > 599 || isNaN(data211)){
-const err407 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/statusOnError",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/statusOnError/maximum",keyword:"maximum",params:{comparison: "<=", limit: 599},message:"must be <= 599"};
+}
+if(data206.statusOnError !== undefined){
+let data212 = data206.statusOnError;
+if(!((typeof data212 == "number") && (!(data212 % 1) && !isNaN(data212)))){
+const err407 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/statusOnError",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/statusOnError/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err407];
 }
@@ -6710,8 +6711,9 @@ vErrors.push(err407);
 }
 errors++;
 }
-if(data211 < 200 || isNaN(data211)){
-const err408 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/statusOnError",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/statusOnError/minimum",keyword:"minimum",params:{comparison: ">=", limit: 200},message:"must be >= 200"};
+if(typeof data212 == "number"){
+if(data212 > 599 || isNaN(data212)){
+const err408 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/statusOnError",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/statusOnError/maximum",keyword:"maximum",params:{comparison: "<=", limit: 599},message:"must be <= 599"};
 if(vErrors === null){
 vErrors = [err408];
 }
@@ -6720,17 +6722,8 @@ vErrors.push(err408);
 }
 errors++;
 }
-}
-}
-if(data205.includeRequestHeaders !== undefined){
-let data212 = data205.includeRequestHeaders;
-if(Array.isArray(data212)){
-const len35 = data212.length;
-for(let i35=0; i35<len35; i35++){
-let data213 = data212[i35];
-if(typeof data213 === "string"){
-if(data213.length < 1){
-const err409 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/includeRequestHeaders/" + i35,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/includeRequestHeaders/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data212 < 200 || isNaN(data212)){
+const err409 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/statusOnError",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/statusOnError/minimum",keyword:"minimum",params:{comparison: ">=", limit: 200},message:"must be >= 200"};
 if(vErrors === null){
 vErrors = [err409];
 }
@@ -6740,8 +6733,16 @@ vErrors.push(err409);
 errors++;
 }
 }
-else {
-const err410 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/includeRequestHeaders/" + i35,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/includeRequestHeaders/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+}
+if(data206.includeRequestHeaders !== undefined){
+let data213 = data206.includeRequestHeaders;
+if(Array.isArray(data213)){
+const len35 = data213.length;
+for(let i35=0; i35<len35; i35++){
+let data214 = data213[i35];
+if(typeof data214 === "string"){
+if(data214.length < 1){
+const err410 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/includeRequestHeaders/" + i35,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/includeRequestHeaders/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err410];
 }
@@ -6751,9 +6752,8 @@ vErrors.push(err410);
 errors++;
 }
 }
-}
 else {
-const err411 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/includeRequestHeaders",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/includeRequestHeaders/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err411 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/includeRequestHeaders/" + i35,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/includeRequestHeaders/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err411];
 }
@@ -6763,15 +6763,9 @@ vErrors.push(err411);
 errors++;
 }
 }
-if(data205.headersToUpstreamOnAllow !== undefined){
-let data214 = data205.headersToUpstreamOnAllow;
-if(Array.isArray(data214)){
-const len36 = data214.length;
-for(let i36=0; i36<len36; i36++){
-let data215 = data214[i36];
-if(typeof data215 === "string"){
-if(data215.length < 1){
-const err412 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/headersToUpstreamOnAllow/" + i36,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/headersToUpstreamOnAllow/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+else {
+const err412 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/includeRequestHeaders",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/includeRequestHeaders/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err412];
 }
@@ -6781,8 +6775,15 @@ vErrors.push(err412);
 errors++;
 }
 }
-else {
-const err413 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/headersToUpstreamOnAllow/" + i36,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/headersToUpstreamOnAllow/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data206.headersToUpstreamOnAllow !== undefined){
+let data215 = data206.headersToUpstreamOnAllow;
+if(Array.isArray(data215)){
+const len36 = data215.length;
+for(let i36=0; i36<len36; i36++){
+let data216 = data215[i36];
+if(typeof data216 === "string"){
+if(data216.length < 1){
+const err413 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/headersToUpstreamOnAllow/" + i36,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/headersToUpstreamOnAllow/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err413];
 }
@@ -6792,9 +6793,8 @@ vErrors.push(err413);
 errors++;
 }
 }
-}
 else {
-const err414 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/headersToUpstreamOnAllow",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/headersToUpstreamOnAllow/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err414 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/headersToUpstreamOnAllow/" + i36,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/headersToUpstreamOnAllow/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err414];
 }
@@ -6804,15 +6804,9 @@ vErrors.push(err414);
 errors++;
 }
 }
-if(data205.headersToDownstreamOnDeny !== undefined){
-let data216 = data205.headersToDownstreamOnDeny;
-if(Array.isArray(data216)){
-const len37 = data216.length;
-for(let i37=0; i37<len37; i37++){
-let data217 = data216[i37];
-if(typeof data217 === "string"){
-if(data217.length < 1){
-const err415 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/headersToDownstreamOnDeny/" + i37,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/headersToDownstreamOnDeny/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+else {
+const err415 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/headersToUpstreamOnAllow",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/headersToUpstreamOnAllow/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err415];
 }
@@ -6822,8 +6816,15 @@ vErrors.push(err415);
 errors++;
 }
 }
-else {
-const err416 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/headersToDownstreamOnDeny/" + i37,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/headersToDownstreamOnDeny/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data206.headersToDownstreamOnDeny !== undefined){
+let data217 = data206.headersToDownstreamOnDeny;
+if(Array.isArray(data217)){
+const len37 = data217.length;
+for(let i37=0; i37<len37; i37++){
+let data218 = data217[i37];
+if(typeof data218 === "string"){
+if(data218.length < 1){
+const err416 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/headersToDownstreamOnDeny/" + i37,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/headersToDownstreamOnDeny/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err416];
 }
@@ -6833,9 +6834,8 @@ vErrors.push(err416);
 errors++;
 }
 }
-}
 else {
-const err417 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/headersToDownstreamOnDeny",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/headersToDownstreamOnDeny/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err417 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/headersToDownstreamOnDeny/" + i37,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/headersToDownstreamOnDeny/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err417];
 }
@@ -6845,14 +6845,9 @@ vErrors.push(err417);
 errors++;
 }
 }
-if(data205.policies !== undefined){
-let data218 = data205.policies;
-if(data218 && typeof data218 == "object" && !Array.isArray(data218)){
-for(const key46 in data218){
-let data219 = data218[key46];
-if(data219 && typeof data219 == "object" && !Array.isArray(data219)){
-if(data219.permissions === undefined){
-const err418 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/policies/" + key46.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/policies/additionalProperties/required",keyword:"required",params:{missingProperty: "permissions"},message:"must have required property '"+"permissions"+"'"};
+}
+else {
+const err418 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/headersToDownstreamOnDeny",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/headersToDownstreamOnDeny/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err418];
 }
@@ -6861,8 +6856,15 @@ vErrors.push(err418);
 }
 errors++;
 }
-if(data219.principals === undefined){
-const err419 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/policies/" + key46.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/policies/additionalProperties/required",keyword:"required",params:{missingProperty: "principals"},message:"must have required property '"+"principals"+"'"};
+}
+if(data206.policies !== undefined){
+let data219 = data206.policies;
+if(data219 && typeof data219 == "object" && !Array.isArray(data219)){
+for(const key46 in data219){
+let data220 = data219[key46];
+if(data220 && typeof data220 == "object" && !Array.isArray(data220)){
+if(data220.permissions === undefined){
+const err419 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/policies/" + key46.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/policies/additionalProperties/required",keyword:"required",params:{missingProperty: "permissions"},message:"must have required property '"+"permissions"+"'"};
 if(vErrors === null){
 vErrors = [err419];
 }
@@ -6871,9 +6873,8 @@ vErrors.push(err419);
 }
 errors++;
 }
-for(const key47 in data219){
-if(!((key47 === "permissions") || (key47 === "principals"))){
-const err420 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/policies/" + key46.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/policies/additionalProperties/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key47},message:"must NOT have additional properties"};
+if(data220.principals === undefined){
+const err420 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/policies/" + key46.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/policies/additionalProperties/required",keyword:"required",params:{missingProperty: "principals"},message:"must have required property '"+"principals"+"'"};
 if(vErrors === null){
 vErrors = [err420];
 }
@@ -6882,20 +6883,9 @@ vErrors.push(err420);
 }
 errors++;
 }
-}
-if(data219.permissions !== undefined){
-let data220 = data219.permissions;
-if(Array.isArray(data220)){
-const len38 = data220.length;
-for(let i38=0; i38<len38; i38++){
-if(!(validate21(data220[i38], {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/policies/" + key46.replace(/~/g, "~0").replace(/\//g, "~1")+"/permissions/" + i38,parentData:data220,parentDataProperty:i38,rootData,dynamicAnchors}))){
-vErrors = vErrors === null ? validate21.errors : vErrors.concat(validate21.errors);
-errors = vErrors.length;
-}
-}
-}
-else {
-const err421 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/policies/" + key46.replace(/~/g, "~0").replace(/\//g, "~1")+"/permissions",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/policies/additionalProperties/properties/permissions/type",keyword:"type",params:{type: "array"},message:"must be array"};
+for(const key47 in data220){
+if(!((key47 === "permissions") || (key47 === "principals"))){
+const err421 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/policies/" + key46.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/policies/additionalProperties/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key47},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err421];
 }
@@ -6905,19 +6895,19 @@ vErrors.push(err421);
 errors++;
 }
 }
-if(data219.principals !== undefined){
-let data222 = data219.principals;
-if(Array.isArray(data222)){
-const len39 = data222.length;
-for(let i39=0; i39<len39; i39++){
-if(!(validate23(data222[i39], {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/policies/" + key46.replace(/~/g, "~0").replace(/\//g, "~1")+"/principals/" + i39,parentData:data222,parentDataProperty:i39,rootData,dynamicAnchors}))){
-vErrors = vErrors === null ? validate23.errors : vErrors.concat(validate23.errors);
+if(data220.permissions !== undefined){
+let data221 = data220.permissions;
+if(Array.isArray(data221)){
+const len38 = data221.length;
+for(let i38=0; i38<len38; i38++){
+if(!(validate21(data221[i38], {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/policies/" + key46.replace(/~/g, "~0").replace(/\//g, "~1")+"/permissions/" + i38,parentData:data221,parentDataProperty:i38,rootData,dynamicAnchors}))){
+vErrors = vErrors === null ? validate21.errors : vErrors.concat(validate21.errors);
 errors = vErrors.length;
 }
 }
 }
 else {
-const err422 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/policies/" + key46.replace(/~/g, "~0").replace(/\//g, "~1")+"/principals",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/policies/additionalProperties/properties/principals/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err422 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/policies/" + key46.replace(/~/g, "~0").replace(/\//g, "~1")+"/permissions",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/policies/additionalProperties/properties/permissions/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err422];
 }
@@ -6927,9 +6917,19 @@ vErrors.push(err422);
 errors++;
 }
 }
+if(data220.principals !== undefined){
+let data223 = data220.principals;
+if(Array.isArray(data223)){
+const len39 = data223.length;
+for(let i39=0; i39<len39; i39++){
+if(!(validate23(data223[i39], {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/policies/" + key46.replace(/~/g, "~0").replace(/\//g, "~1")+"/principals/" + i39,parentData:data223,parentDataProperty:i39,rootData,dynamicAnchors}))){
+vErrors = vErrors === null ? validate23.errors : vErrors.concat(validate23.errors);
+errors = vErrors.length;
+}
+}
 }
 else {
-const err423 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/policies/" + key46.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/policies/additionalProperties/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err423 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/policies/" + key46.replace(/~/g, "~0").replace(/\//g, "~1")+"/principals",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/policies/additionalProperties/properties/principals/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err423];
 }
@@ -6941,7 +6941,7 @@ errors++;
 }
 }
 else {
-const err424 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/policies",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/policies/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err424 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/policies/" + key46.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/policies/additionalProperties/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err424];
 }
@@ -6953,7 +6953,7 @@ errors++;
 }
 }
 else {
-const err425 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err425 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34+"/policies",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/properties/policies/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err425];
 }
@@ -6965,7 +6965,7 @@ errors++;
 }
 }
 else {
-const err426 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err426 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz/" + i34,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err426];
 }
@@ -6975,16 +6975,9 @@ vErrors.push(err426);
 errors++;
 }
 }
-if(data34.rbac !== undefined){
-let data224 = data34.rbac;
-if(Array.isArray(data224)){
-const len40 = data224.length;
-for(let i40=0; i40<len40; i40++){
-let data225 = data224[i40];
-if(data225 && typeof data225 == "object" && !Array.isArray(data225)){
-for(const key48 in data225){
-if(!((((key48 === "rules") || (key48 === "shadowRules")) || (key48 === "shadowRulesStatPrefix")) || (key48 === "rulesStatPrefix"))){
-const err427 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key48},message:"must NOT have additional properties"};
+}
+else {
+const err427 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/extAuthz",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/extAuthz/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err427];
 }
@@ -6994,11 +6987,16 @@ vErrors.push(err427);
 errors++;
 }
 }
-if(data225.rules !== undefined){
-let data226 = data225.rules;
+if(data34.rbac !== undefined){
+let data225 = data34.rbac;
+if(Array.isArray(data225)){
+const len40 = data225.length;
+for(let i40=0; i40<len40; i40++){
+let data226 = data225[i40];
 if(data226 && typeof data226 == "object" && !Array.isArray(data226)){
-if(data226.action === undefined){
-const err428 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/rules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/rules/required",keyword:"required",params:{missingProperty: "action"},message:"must have required property '"+"action"+"'"};
+for(const key48 in data226){
+if(!((((key48 === "rules") || (key48 === "shadowRules")) || (key48 === "shadowRulesStatPrefix")) || (key48 === "rulesStatPrefix"))){
+const err428 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key48},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err428];
 }
@@ -7007,8 +7005,12 @@ vErrors.push(err428);
 }
 errors++;
 }
-if(data226.policies === undefined){
-const err429 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/rules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/rules/required",keyword:"required",params:{missingProperty: "policies"},message:"must have required property '"+"policies"+"'"};
+}
+if(data226.rules !== undefined){
+let data227 = data226.rules;
+if(data227 && typeof data227 == "object" && !Array.isArray(data227)){
+if(data227.action === undefined){
+const err429 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/rules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/rules/required",keyword:"required",params:{missingProperty: "action"},message:"must have required property '"+"action"+"'"};
 if(vErrors === null){
 vErrors = [err429];
 }
@@ -7017,9 +7019,8 @@ vErrors.push(err429);
 }
 errors++;
 }
-for(const key49 in data226){
-if(!((key49 === "action") || (key49 === "policies"))){
-const err430 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/rules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/rules/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key49},message:"must NOT have additional properties"};
+if(data227.policies === undefined){
+const err430 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/rules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/rules/required",keyword:"required",params:{missingProperty: "policies"},message:"must have required property '"+"policies"+"'"};
 if(vErrors === null){
 vErrors = [err430];
 }
@@ -7028,11 +7029,9 @@ vErrors.push(err430);
 }
 errors++;
 }
-}
-if(data226.action !== undefined){
-let data227 = data226.action;
-if(!(((data227 === "ALLOW") || (data227 === "DENY")) || (data227 === "LOG"))){
-const err431 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/rules/action",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/rules/properties/action/enum",keyword:"enum",params:{allowedValues: schema31.properties.listeners.items.properties.filterChains.items.properties.filter.oneOf[0].properties.rbac.items.properties.rules.properties.action.enum},message:"must be equal to one of the allowed values"};
+for(const key49 in data227){
+if(!((key49 === "action") || (key49 === "policies"))){
+const err431 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/rules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/rules/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key49},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err431];
 }
@@ -7042,14 +7041,10 @@ vErrors.push(err431);
 errors++;
 }
 }
-if(data226.policies !== undefined){
-let data228 = data226.policies;
-if(data228 && typeof data228 == "object" && !Array.isArray(data228)){
-for(const key50 in data228){
-let data229 = data228[key50];
-if(data229 && typeof data229 == "object" && !Array.isArray(data229)){
-if(data229.permissions === undefined){
-const err432 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/rules/policies/" + key50.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/rules/properties/policies/additionalProperties/required",keyword:"required",params:{missingProperty: "permissions"},message:"must have required property '"+"permissions"+"'"};
+if(data227.action !== undefined){
+let data228 = data227.action;
+if(!(((data228 === "ALLOW") || (data228 === "DENY")) || (data228 === "LOG"))){
+const err432 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/rules/action",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/rules/properties/action/enum",keyword:"enum",params:{allowedValues: schema31.properties.listeners.items.properties.filterChains.items.properties.filter.oneOf[0].properties.rbac.items.properties.rules.properties.action.enum},message:"must be equal to one of the allowed values"};
 if(vErrors === null){
 vErrors = [err432];
 }
@@ -7058,8 +7053,15 @@ vErrors.push(err432);
 }
 errors++;
 }
-if(data229.principals === undefined){
-const err433 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/rules/policies/" + key50.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/rules/properties/policies/additionalProperties/required",keyword:"required",params:{missingProperty: "principals"},message:"must have required property '"+"principals"+"'"};
+}
+if(data227.policies !== undefined){
+let data229 = data227.policies;
+if(data229 && typeof data229 == "object" && !Array.isArray(data229)){
+for(const key50 in data229){
+let data230 = data229[key50];
+if(data230 && typeof data230 == "object" && !Array.isArray(data230)){
+if(data230.permissions === undefined){
+const err433 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/rules/policies/" + key50.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/rules/properties/policies/additionalProperties/required",keyword:"required",params:{missingProperty: "permissions"},message:"must have required property '"+"permissions"+"'"};
 if(vErrors === null){
 vErrors = [err433];
 }
@@ -7068,9 +7070,8 @@ vErrors.push(err433);
 }
 errors++;
 }
-for(const key51 in data229){
-if(!((key51 === "permissions") || (key51 === "principals"))){
-const err434 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/rules/policies/" + key50.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/rules/properties/policies/additionalProperties/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key51},message:"must NOT have additional properties"};
+if(data230.principals === undefined){
+const err434 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/rules/policies/" + key50.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/rules/properties/policies/additionalProperties/required",keyword:"required",params:{missingProperty: "principals"},message:"must have required property '"+"principals"+"'"};
 if(vErrors === null){
 vErrors = [err434];
 }
@@ -7079,20 +7080,9 @@ vErrors.push(err434);
 }
 errors++;
 }
-}
-if(data229.permissions !== undefined){
-let data230 = data229.permissions;
-if(Array.isArray(data230)){
-const len41 = data230.length;
-for(let i41=0; i41<len41; i41++){
-if(!(validate21(data230[i41], {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/rules/policies/" + key50.replace(/~/g, "~0").replace(/\//g, "~1")+"/permissions/" + i41,parentData:data230,parentDataProperty:i41,rootData,dynamicAnchors}))){
-vErrors = vErrors === null ? validate21.errors : vErrors.concat(validate21.errors);
-errors = vErrors.length;
-}
-}
-}
-else {
-const err435 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/rules/policies/" + key50.replace(/~/g, "~0").replace(/\//g, "~1")+"/permissions",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/rules/properties/policies/additionalProperties/properties/permissions/type",keyword:"type",params:{type: "array"},message:"must be array"};
+for(const key51 in data230){
+if(!((key51 === "permissions") || (key51 === "principals"))){
+const err435 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/rules/policies/" + key50.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/rules/properties/policies/additionalProperties/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key51},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err435];
 }
@@ -7102,19 +7092,19 @@ vErrors.push(err435);
 errors++;
 }
 }
-if(data229.principals !== undefined){
-let data232 = data229.principals;
-if(Array.isArray(data232)){
-const len42 = data232.length;
-for(let i42=0; i42<len42; i42++){
-if(!(validate23(data232[i42], {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/rules/policies/" + key50.replace(/~/g, "~0").replace(/\//g, "~1")+"/principals/" + i42,parentData:data232,parentDataProperty:i42,rootData,dynamicAnchors}))){
-vErrors = vErrors === null ? validate23.errors : vErrors.concat(validate23.errors);
+if(data230.permissions !== undefined){
+let data231 = data230.permissions;
+if(Array.isArray(data231)){
+const len41 = data231.length;
+for(let i41=0; i41<len41; i41++){
+if(!(validate21(data231[i41], {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/rules/policies/" + key50.replace(/~/g, "~0").replace(/\//g, "~1")+"/permissions/" + i41,parentData:data231,parentDataProperty:i41,rootData,dynamicAnchors}))){
+vErrors = vErrors === null ? validate21.errors : vErrors.concat(validate21.errors);
 errors = vErrors.length;
 }
 }
 }
 else {
-const err436 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/rules/policies/" + key50.replace(/~/g, "~0").replace(/\//g, "~1")+"/principals",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/rules/properties/policies/additionalProperties/properties/principals/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err436 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/rules/policies/" + key50.replace(/~/g, "~0").replace(/\//g, "~1")+"/permissions",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/rules/properties/policies/additionalProperties/properties/permissions/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err436];
 }
@@ -7124,9 +7114,19 @@ vErrors.push(err436);
 errors++;
 }
 }
+if(data230.principals !== undefined){
+let data233 = data230.principals;
+if(Array.isArray(data233)){
+const len42 = data233.length;
+for(let i42=0; i42<len42; i42++){
+if(!(validate23(data233[i42], {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/rules/policies/" + key50.replace(/~/g, "~0").replace(/\//g, "~1")+"/principals/" + i42,parentData:data233,parentDataProperty:i42,rootData,dynamicAnchors}))){
+vErrors = vErrors === null ? validate23.errors : vErrors.concat(validate23.errors);
+errors = vErrors.length;
+}
+}
 }
 else {
-const err437 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/rules/policies/" + key50.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/rules/properties/policies/additionalProperties/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err437 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/rules/policies/" + key50.replace(/~/g, "~0").replace(/\//g, "~1")+"/principals",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/rules/properties/policies/additionalProperties/properties/principals/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err437];
 }
@@ -7138,7 +7138,7 @@ errors++;
 }
 }
 else {
-const err438 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/rules/policies",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/rules/properties/policies/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err438 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/rules/policies/" + key50.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/rules/properties/policies/additionalProperties/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err438];
 }
@@ -7150,7 +7150,7 @@ errors++;
 }
 }
 else {
-const err439 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/rules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/rules/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err439 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/rules/policies",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/rules/properties/policies/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err439];
 }
@@ -7160,11 +7160,9 @@ vErrors.push(err439);
 errors++;
 }
 }
-if(data225.shadowRules !== undefined){
-let data234 = data225.shadowRules;
-if(data234 && typeof data234 == "object" && !Array.isArray(data234)){
-if(data234.action === undefined){
-const err440 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/shadowRules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/shadowRules/required",keyword:"required",params:{missingProperty: "action"},message:"must have required property '"+"action"+"'"};
+}
+else {
+const err440 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/rules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/rules/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err440];
 }
@@ -7173,8 +7171,12 @@ vErrors.push(err440);
 }
 errors++;
 }
-if(data234.policies === undefined){
-const err441 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/shadowRules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/shadowRules/required",keyword:"required",params:{missingProperty: "policies"},message:"must have required property '"+"policies"+"'"};
+}
+if(data226.shadowRules !== undefined){
+let data235 = data226.shadowRules;
+if(data235 && typeof data235 == "object" && !Array.isArray(data235)){
+if(data235.action === undefined){
+const err441 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/shadowRules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/shadowRules/required",keyword:"required",params:{missingProperty: "action"},message:"must have required property '"+"action"+"'"};
 if(vErrors === null){
 vErrors = [err441];
 }
@@ -7183,9 +7185,8 @@ vErrors.push(err441);
 }
 errors++;
 }
-for(const key52 in data234){
-if(!((key52 === "action") || (key52 === "policies"))){
-const err442 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/shadowRules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/shadowRules/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key52},message:"must NOT have additional properties"};
+if(data235.policies === undefined){
+const err442 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/shadowRules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/shadowRules/required",keyword:"required",params:{missingProperty: "policies"},message:"must have required property '"+"policies"+"'"};
 if(vErrors === null){
 vErrors = [err442];
 }
@@ -7194,11 +7195,9 @@ vErrors.push(err442);
 }
 errors++;
 }
-}
-if(data234.action !== undefined){
-let data235 = data234.action;
-if(!(((data235 === "ALLOW") || (data235 === "DENY")) || (data235 === "LOG"))){
-const err443 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/shadowRules/action",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/shadowRules/properties/action/enum",keyword:"enum",params:{allowedValues: schema31.properties.listeners.items.properties.filterChains.items.properties.filter.oneOf[0].properties.rbac.items.properties.shadowRules.properties.action.enum},message:"must be equal to one of the allowed values"};
+for(const key52 in data235){
+if(!((key52 === "action") || (key52 === "policies"))){
+const err443 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/shadowRules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/shadowRules/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key52},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err443];
 }
@@ -7208,14 +7207,10 @@ vErrors.push(err443);
 errors++;
 }
 }
-if(data234.policies !== undefined){
-let data236 = data234.policies;
-if(data236 && typeof data236 == "object" && !Array.isArray(data236)){
-for(const key53 in data236){
-let data237 = data236[key53];
-if(data237 && typeof data237 == "object" && !Array.isArray(data237)){
-if(data237.permissions === undefined){
-const err444 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/shadowRules/policies/" + key53.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/shadowRules/properties/policies/additionalProperties/required",keyword:"required",params:{missingProperty: "permissions"},message:"must have required property '"+"permissions"+"'"};
+if(data235.action !== undefined){
+let data236 = data235.action;
+if(!(((data236 === "ALLOW") || (data236 === "DENY")) || (data236 === "LOG"))){
+const err444 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/shadowRules/action",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/shadowRules/properties/action/enum",keyword:"enum",params:{allowedValues: schema31.properties.listeners.items.properties.filterChains.items.properties.filter.oneOf[0].properties.rbac.items.properties.shadowRules.properties.action.enum},message:"must be equal to one of the allowed values"};
 if(vErrors === null){
 vErrors = [err444];
 }
@@ -7224,8 +7219,15 @@ vErrors.push(err444);
 }
 errors++;
 }
-if(data237.principals === undefined){
-const err445 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/shadowRules/policies/" + key53.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/shadowRules/properties/policies/additionalProperties/required",keyword:"required",params:{missingProperty: "principals"},message:"must have required property '"+"principals"+"'"};
+}
+if(data235.policies !== undefined){
+let data237 = data235.policies;
+if(data237 && typeof data237 == "object" && !Array.isArray(data237)){
+for(const key53 in data237){
+let data238 = data237[key53];
+if(data238 && typeof data238 == "object" && !Array.isArray(data238)){
+if(data238.permissions === undefined){
+const err445 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/shadowRules/policies/" + key53.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/shadowRules/properties/policies/additionalProperties/required",keyword:"required",params:{missingProperty: "permissions"},message:"must have required property '"+"permissions"+"'"};
 if(vErrors === null){
 vErrors = [err445];
 }
@@ -7234,9 +7236,8 @@ vErrors.push(err445);
 }
 errors++;
 }
-for(const key54 in data237){
-if(!((key54 === "permissions") || (key54 === "principals"))){
-const err446 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/shadowRules/policies/" + key53.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/shadowRules/properties/policies/additionalProperties/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key54},message:"must NOT have additional properties"};
+if(data238.principals === undefined){
+const err446 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/shadowRules/policies/" + key53.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/shadowRules/properties/policies/additionalProperties/required",keyword:"required",params:{missingProperty: "principals"},message:"must have required property '"+"principals"+"'"};
 if(vErrors === null){
 vErrors = [err446];
 }
@@ -7245,20 +7246,9 @@ vErrors.push(err446);
 }
 errors++;
 }
-}
-if(data237.permissions !== undefined){
-let data238 = data237.permissions;
-if(Array.isArray(data238)){
-const len43 = data238.length;
-for(let i43=0; i43<len43; i43++){
-if(!(validate21(data238[i43], {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/shadowRules/policies/" + key53.replace(/~/g, "~0").replace(/\//g, "~1")+"/permissions/" + i43,parentData:data238,parentDataProperty:i43,rootData,dynamicAnchors}))){
-vErrors = vErrors === null ? validate21.errors : vErrors.concat(validate21.errors);
-errors = vErrors.length;
-}
-}
-}
-else {
-const err447 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/shadowRules/policies/" + key53.replace(/~/g, "~0").replace(/\//g, "~1")+"/permissions",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/shadowRules/properties/policies/additionalProperties/properties/permissions/type",keyword:"type",params:{type: "array"},message:"must be array"};
+for(const key54 in data238){
+if(!((key54 === "permissions") || (key54 === "principals"))){
+const err447 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/shadowRules/policies/" + key53.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/shadowRules/properties/policies/additionalProperties/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key54},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err447];
 }
@@ -7268,19 +7258,19 @@ vErrors.push(err447);
 errors++;
 }
 }
-if(data237.principals !== undefined){
-let data240 = data237.principals;
-if(Array.isArray(data240)){
-const len44 = data240.length;
-for(let i44=0; i44<len44; i44++){
-if(!(validate23(data240[i44], {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/shadowRules/policies/" + key53.replace(/~/g, "~0").replace(/\//g, "~1")+"/principals/" + i44,parentData:data240,parentDataProperty:i44,rootData,dynamicAnchors}))){
-vErrors = vErrors === null ? validate23.errors : vErrors.concat(validate23.errors);
+if(data238.permissions !== undefined){
+let data239 = data238.permissions;
+if(Array.isArray(data239)){
+const len43 = data239.length;
+for(let i43=0; i43<len43; i43++){
+if(!(validate21(data239[i43], {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/shadowRules/policies/" + key53.replace(/~/g, "~0").replace(/\//g, "~1")+"/permissions/" + i43,parentData:data239,parentDataProperty:i43,rootData,dynamicAnchors}))){
+vErrors = vErrors === null ? validate21.errors : vErrors.concat(validate21.errors);
 errors = vErrors.length;
 }
 }
 }
 else {
-const err448 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/shadowRules/policies/" + key53.replace(/~/g, "~0").replace(/\//g, "~1")+"/principals",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/shadowRules/properties/policies/additionalProperties/properties/principals/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err448 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/shadowRules/policies/" + key53.replace(/~/g, "~0").replace(/\//g, "~1")+"/permissions",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/shadowRules/properties/policies/additionalProperties/properties/permissions/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err448];
 }
@@ -7290,9 +7280,19 @@ vErrors.push(err448);
 errors++;
 }
 }
+if(data238.principals !== undefined){
+let data241 = data238.principals;
+if(Array.isArray(data241)){
+const len44 = data241.length;
+for(let i44=0; i44<len44; i44++){
+if(!(validate23(data241[i44], {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/shadowRules/policies/" + key53.replace(/~/g, "~0").replace(/\//g, "~1")+"/principals/" + i44,parentData:data241,parentDataProperty:i44,rootData,dynamicAnchors}))){
+vErrors = vErrors === null ? validate23.errors : vErrors.concat(validate23.errors);
+errors = vErrors.length;
+}
+}
 }
 else {
-const err449 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/shadowRules/policies/" + key53.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/shadowRules/properties/policies/additionalProperties/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err449 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/shadowRules/policies/" + key53.replace(/~/g, "~0").replace(/\//g, "~1")+"/principals",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/shadowRules/properties/policies/additionalProperties/properties/principals/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err449];
 }
@@ -7304,7 +7304,7 @@ errors++;
 }
 }
 else {
-const err450 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/shadowRules/policies",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/shadowRules/properties/policies/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err450 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/shadowRules/policies/" + key53.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/shadowRules/properties/policies/additionalProperties/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err450];
 }
@@ -7316,7 +7316,7 @@ errors++;
 }
 }
 else {
-const err451 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/shadowRules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/shadowRules/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err451 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/shadowRules/policies",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/shadowRules/properties/policies/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err451];
 }
@@ -7326,9 +7326,9 @@ vErrors.push(err451);
 errors++;
 }
 }
-if(data225.shadowRulesStatPrefix !== undefined){
-if(typeof data225.shadowRulesStatPrefix !== "string"){
-const err452 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/shadowRulesStatPrefix",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/shadowRulesStatPrefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+}
+else {
+const err452 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/shadowRules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/shadowRules/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err452];
 }
@@ -7338,9 +7338,9 @@ vErrors.push(err452);
 errors++;
 }
 }
-if(data225.rulesStatPrefix !== undefined){
-if(typeof data225.rulesStatPrefix !== "string"){
-const err453 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/rulesStatPrefix",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/rulesStatPrefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data226.shadowRulesStatPrefix !== undefined){
+if(typeof data226.shadowRulesStatPrefix !== "string"){
+const err453 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/shadowRulesStatPrefix",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/shadowRulesStatPrefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err453];
 }
@@ -7350,9 +7350,9 @@ vErrors.push(err453);
 errors++;
 }
 }
-}
-else {
-const err454 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data226.rulesStatPrefix !== undefined){
+if(typeof data226.rulesStatPrefix !== "string"){
+const err454 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40+"/rulesStatPrefix",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/properties/rulesStatPrefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err454];
 }
@@ -7364,7 +7364,7 @@ errors++;
 }
 }
 else {
-const err455 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err455 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i40,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err455];
 }
@@ -7376,12 +7376,24 @@ errors++;
 }
 }
 else {
-const err456 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err456 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/properties/rbac/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err456];
 }
 else {
 vErrors.push(err456);
+}
+errors++;
+}
+}
+}
+else {
+const err457 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/0/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err457];
+}
+else {
+vErrors.push(err457);
 }
 errors++;
 }
@@ -7391,20 +7403,10 @@ valid20 = true;
 passing0 = 0;
 var props2 = true;
 }
-const _errs544 = errors;
+const _errs546 = errors;
 if(data34 && typeof data34 == "object" && !Array.isArray(data34)){
 if(data34.type === undefined){
-const err457 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/required",keyword:"required",params:{missingProperty: "type"},message:"must have required property '"+"type"+"'"};
-if(vErrors === null){
-vErrors = [err457];
-}
-else {
-vErrors.push(err457);
-}
-errors++;
-}
-if(data34.cluster === undefined){
-const err458 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/required",keyword:"required",params:{missingProperty: "cluster"},message:"must have required property '"+"cluster"+"'"};
+const err458 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/required",keyword:"required",params:{missingProperty: "type"},message:"must have required property '"+"type"+"'"};
 if(vErrors === null){
 vErrors = [err458];
 }
@@ -7413,9 +7415,8 @@ vErrors.push(err458);
 }
 errors++;
 }
-for(const key55 in data34){
-if(!(((((key55 === "type") || (key55 === "cluster")) || (key55 === "statPrefix")) || (key55 === "idleTimeoutMs")) || (key55 === "rbac"))){
-const err459 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key55},message:"must NOT have additional properties"};
+if(data34.cluster === undefined){
+const err459 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/required",keyword:"required",params:{missingProperty: "cluster"},message:"must have required property '"+"cluster"+"'"};
 if(vErrors === null){
 vErrors = [err459];
 }
@@ -7424,10 +7425,9 @@ vErrors.push(err459);
 }
 errors++;
 }
-}
-if(data34.type !== undefined){
-if("tcp" !== data34.type){
-const err460 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/type",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/type/const",keyword:"const",params:{allowedValue: "tcp"},message:"must be equal to constant"};
+for(const key55 in data34){
+if(!(((((key55 === "type") || (key55 === "cluster")) || (key55 === "statPrefix")) || (key55 === "idleTimeoutMs")) || (key55 === "rbac"))){
+const err460 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key55},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err460];
 }
@@ -7437,11 +7437,9 @@ vErrors.push(err460);
 errors++;
 }
 }
-if(data34.cluster !== undefined){
-let data245 = data34.cluster;
-if(typeof data245 === "string"){
-if(data245.length < 1){
-const err461 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/cluster",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/cluster/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data34.type !== undefined){
+if("tcp" !== data34.type){
+const err461 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/type",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/type/const",keyword:"const",params:{allowedValue: "tcp"},message:"must be equal to constant"};
 if(vErrors === null){
 vErrors = [err461];
 }
@@ -7451,8 +7449,11 @@ vErrors.push(err461);
 errors++;
 }
 }
-else {
-const err462 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/cluster",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/cluster/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data34.cluster !== undefined){
+let data246 = data34.cluster;
+if(typeof data246 === "string"){
+if(data246.length < 1){
+const err462 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/cluster",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/cluster/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err462];
 }
@@ -7462,11 +7463,8 @@ vErrors.push(err462);
 errors++;
 }
 }
-if(data34.statPrefix !== undefined){
-let data246 = data34.statPrefix;
-if(typeof data246 === "string"){
-if(data246.length < 1){
-const err463 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/statPrefix",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/statPrefix/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+else {
+const err463 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/cluster",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/cluster/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err463];
 }
@@ -7476,8 +7474,11 @@ vErrors.push(err463);
 errors++;
 }
 }
-else {
-const err464 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/statPrefix",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/statPrefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data34.statPrefix !== undefined){
+let data247 = data34.statPrefix;
+if(typeof data247 === "string"){
+if(data247.length < 1){
+const err464 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/statPrefix",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/statPrefix/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err464];
 }
@@ -7487,10 +7488,8 @@ vErrors.push(err464);
 errors++;
 }
 }
-if(data34.idleTimeoutMs !== undefined){
-let data247 = data34.idleTimeoutMs;
-if(!((typeof data247 == "number") && (!(data247 % 1) && !isNaN(data247)))){
-const err465 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/idleTimeoutMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/idleTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+else {
+const err465 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/statPrefix",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/statPrefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err465];
 }
@@ -7499,9 +7498,11 @@ vErrors.push(err465);
 }
 errors++;
 }
-if(typeof data247 == "number"){
-if(data247 < 1 || isNaN(data247)){
-const err466 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/idleTimeoutMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/idleTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+if(data34.idleTimeoutMs !== undefined){
+let data248 = data34.idleTimeoutMs;
+if(!((typeof data248 == "number") && (!(data248 % 1) && !isNaN(data248)))){
+const err466 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/idleTimeoutMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/idleTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err466];
 }
@@ -7510,18 +7511,9 @@ vErrors.push(err466);
 }
 errors++;
 }
-}
-}
-if(data34.rbac !== undefined){
-let data248 = data34.rbac;
-if(Array.isArray(data248)){
-const len45 = data248.length;
-for(let i45=0; i45<len45; i45++){
-let data249 = data248[i45];
-if(data249 && typeof data249 == "object" && !Array.isArray(data249)){
-for(const key56 in data249){
-if(!((((key56 === "rules") || (key56 === "shadowRules")) || (key56 === "shadowRulesStatPrefix")) || (key56 === "rulesStatPrefix"))){
-const err467 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key56},message:"must NOT have additional properties"};
+if(typeof data248 == "number"){
+if(data248 < 1 || isNaN(data248)){
+const err467 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/idleTimeoutMs",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/idleTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err467];
 }
@@ -7531,11 +7523,17 @@ vErrors.push(err467);
 errors++;
 }
 }
-if(data249.rules !== undefined){
-let data250 = data249.rules;
+}
+if(data34.rbac !== undefined){
+let data249 = data34.rbac;
+if(Array.isArray(data249)){
+const len45 = data249.length;
+for(let i45=0; i45<len45; i45++){
+let data250 = data249[i45];
 if(data250 && typeof data250 == "object" && !Array.isArray(data250)){
-if(data250.action === undefined){
-const err468 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/rules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/rules/required",keyword:"required",params:{missingProperty: "action"},message:"must have required property '"+"action"+"'"};
+for(const key56 in data250){
+if(!((((key56 === "rules") || (key56 === "shadowRules")) || (key56 === "shadowRulesStatPrefix")) || (key56 === "rulesStatPrefix"))){
+const err468 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key56},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err468];
 }
@@ -7544,8 +7542,12 @@ vErrors.push(err468);
 }
 errors++;
 }
-if(data250.policies === undefined){
-const err469 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/rules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/rules/required",keyword:"required",params:{missingProperty: "policies"},message:"must have required property '"+"policies"+"'"};
+}
+if(data250.rules !== undefined){
+let data251 = data250.rules;
+if(data251 && typeof data251 == "object" && !Array.isArray(data251)){
+if(data251.action === undefined){
+const err469 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/rules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/rules/required",keyword:"required",params:{missingProperty: "action"},message:"must have required property '"+"action"+"'"};
 if(vErrors === null){
 vErrors = [err469];
 }
@@ -7554,9 +7556,8 @@ vErrors.push(err469);
 }
 errors++;
 }
-for(const key57 in data250){
-if(!((key57 === "action") || (key57 === "policies"))){
-const err470 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/rules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/rules/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key57},message:"must NOT have additional properties"};
+if(data251.policies === undefined){
+const err470 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/rules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/rules/required",keyword:"required",params:{missingProperty: "policies"},message:"must have required property '"+"policies"+"'"};
 if(vErrors === null){
 vErrors = [err470];
 }
@@ -7565,11 +7566,9 @@ vErrors.push(err470);
 }
 errors++;
 }
-}
-if(data250.action !== undefined){
-let data251 = data250.action;
-if(!(((data251 === "ALLOW") || (data251 === "DENY")) || (data251 === "LOG"))){
-const err471 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/rules/action",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/rules/properties/action/enum",keyword:"enum",params:{allowedValues: schema31.properties.listeners.items.properties.filterChains.items.properties.filter.oneOf[1].properties.rbac.items.properties.rules.properties.action.enum},message:"must be equal to one of the allowed values"};
+for(const key57 in data251){
+if(!((key57 === "action") || (key57 === "policies"))){
+const err471 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/rules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/rules/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key57},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err471];
 }
@@ -7579,14 +7578,10 @@ vErrors.push(err471);
 errors++;
 }
 }
-if(data250.policies !== undefined){
-let data252 = data250.policies;
-if(data252 && typeof data252 == "object" && !Array.isArray(data252)){
-for(const key58 in data252){
-let data253 = data252[key58];
-if(data253 && typeof data253 == "object" && !Array.isArray(data253)){
-if(data253.permissions === undefined){
-const err472 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/rules/policies/" + key58.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/rules/properties/policies/additionalProperties/required",keyword:"required",params:{missingProperty: "permissions"},message:"must have required property '"+"permissions"+"'"};
+if(data251.action !== undefined){
+let data252 = data251.action;
+if(!(((data252 === "ALLOW") || (data252 === "DENY")) || (data252 === "LOG"))){
+const err472 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/rules/action",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/rules/properties/action/enum",keyword:"enum",params:{allowedValues: schema31.properties.listeners.items.properties.filterChains.items.properties.filter.oneOf[1].properties.rbac.items.properties.rules.properties.action.enum},message:"must be equal to one of the allowed values"};
 if(vErrors === null){
 vErrors = [err472];
 }
@@ -7595,8 +7590,15 @@ vErrors.push(err472);
 }
 errors++;
 }
-if(data253.principals === undefined){
-const err473 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/rules/policies/" + key58.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/rules/properties/policies/additionalProperties/required",keyword:"required",params:{missingProperty: "principals"},message:"must have required property '"+"principals"+"'"};
+}
+if(data251.policies !== undefined){
+let data253 = data251.policies;
+if(data253 && typeof data253 == "object" && !Array.isArray(data253)){
+for(const key58 in data253){
+let data254 = data253[key58];
+if(data254 && typeof data254 == "object" && !Array.isArray(data254)){
+if(data254.permissions === undefined){
+const err473 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/rules/policies/" + key58.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/rules/properties/policies/additionalProperties/required",keyword:"required",params:{missingProperty: "permissions"},message:"must have required property '"+"permissions"+"'"};
 if(vErrors === null){
 vErrors = [err473];
 }
@@ -7605,9 +7607,8 @@ vErrors.push(err473);
 }
 errors++;
 }
-for(const key59 in data253){
-if(!((key59 === "permissions") || (key59 === "principals"))){
-const err474 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/rules/policies/" + key58.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/rules/properties/policies/additionalProperties/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key59},message:"must NOT have additional properties"};
+if(data254.principals === undefined){
+const err474 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/rules/policies/" + key58.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/rules/properties/policies/additionalProperties/required",keyword:"required",params:{missingProperty: "principals"},message:"must have required property '"+"principals"+"'"};
 if(vErrors === null){
 vErrors = [err474];
 }
@@ -7616,20 +7617,9 @@ vErrors.push(err474);
 }
 errors++;
 }
-}
-if(data253.permissions !== undefined){
-let data254 = data253.permissions;
-if(Array.isArray(data254)){
-const len46 = data254.length;
-for(let i46=0; i46<len46; i46++){
-if(!(validate21(data254[i46], {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/rules/policies/" + key58.replace(/~/g, "~0").replace(/\//g, "~1")+"/permissions/" + i46,parentData:data254,parentDataProperty:i46,rootData,dynamicAnchors}))){
-vErrors = vErrors === null ? validate21.errors : vErrors.concat(validate21.errors);
-errors = vErrors.length;
-}
-}
-}
-else {
-const err475 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/rules/policies/" + key58.replace(/~/g, "~0").replace(/\//g, "~1")+"/permissions",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/rules/properties/policies/additionalProperties/properties/permissions/type",keyword:"type",params:{type: "array"},message:"must be array"};
+for(const key59 in data254){
+if(!((key59 === "permissions") || (key59 === "principals"))){
+const err475 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/rules/policies/" + key58.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/rules/properties/policies/additionalProperties/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key59},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err475];
 }
@@ -7639,19 +7629,19 @@ vErrors.push(err475);
 errors++;
 }
 }
-if(data253.principals !== undefined){
-let data256 = data253.principals;
-if(Array.isArray(data256)){
-const len47 = data256.length;
-for(let i47=0; i47<len47; i47++){
-if(!(validate23(data256[i47], {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/rules/policies/" + key58.replace(/~/g, "~0").replace(/\//g, "~1")+"/principals/" + i47,parentData:data256,parentDataProperty:i47,rootData,dynamicAnchors}))){
-vErrors = vErrors === null ? validate23.errors : vErrors.concat(validate23.errors);
+if(data254.permissions !== undefined){
+let data255 = data254.permissions;
+if(Array.isArray(data255)){
+const len46 = data255.length;
+for(let i46=0; i46<len46; i46++){
+if(!(validate21(data255[i46], {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/rules/policies/" + key58.replace(/~/g, "~0").replace(/\//g, "~1")+"/permissions/" + i46,parentData:data255,parentDataProperty:i46,rootData,dynamicAnchors}))){
+vErrors = vErrors === null ? validate21.errors : vErrors.concat(validate21.errors);
 errors = vErrors.length;
 }
 }
 }
 else {
-const err476 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/rules/policies/" + key58.replace(/~/g, "~0").replace(/\//g, "~1")+"/principals",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/rules/properties/policies/additionalProperties/properties/principals/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err476 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/rules/policies/" + key58.replace(/~/g, "~0").replace(/\//g, "~1")+"/permissions",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/rules/properties/policies/additionalProperties/properties/permissions/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err476];
 }
@@ -7661,9 +7651,19 @@ vErrors.push(err476);
 errors++;
 }
 }
+if(data254.principals !== undefined){
+let data257 = data254.principals;
+if(Array.isArray(data257)){
+const len47 = data257.length;
+for(let i47=0; i47<len47; i47++){
+if(!(validate23(data257[i47], {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/rules/policies/" + key58.replace(/~/g, "~0").replace(/\//g, "~1")+"/principals/" + i47,parentData:data257,parentDataProperty:i47,rootData,dynamicAnchors}))){
+vErrors = vErrors === null ? validate23.errors : vErrors.concat(validate23.errors);
+errors = vErrors.length;
+}
+}
 }
 else {
-const err477 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/rules/policies/" + key58.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/rules/properties/policies/additionalProperties/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err477 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/rules/policies/" + key58.replace(/~/g, "~0").replace(/\//g, "~1")+"/principals",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/rules/properties/policies/additionalProperties/properties/principals/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err477];
 }
@@ -7675,7 +7675,7 @@ errors++;
 }
 }
 else {
-const err478 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/rules/policies",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/rules/properties/policies/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err478 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/rules/policies/" + key58.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/rules/properties/policies/additionalProperties/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err478];
 }
@@ -7687,7 +7687,7 @@ errors++;
 }
 }
 else {
-const err479 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/rules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/rules/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err479 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/rules/policies",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/rules/properties/policies/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err479];
 }
@@ -7697,11 +7697,9 @@ vErrors.push(err479);
 errors++;
 }
 }
-if(data249.shadowRules !== undefined){
-let data258 = data249.shadowRules;
-if(data258 && typeof data258 == "object" && !Array.isArray(data258)){
-if(data258.action === undefined){
-const err480 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/shadowRules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/shadowRules/required",keyword:"required",params:{missingProperty: "action"},message:"must have required property '"+"action"+"'"};
+}
+else {
+const err480 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/rules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/rules/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err480];
 }
@@ -7710,8 +7708,12 @@ vErrors.push(err480);
 }
 errors++;
 }
-if(data258.policies === undefined){
-const err481 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/shadowRules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/shadowRules/required",keyword:"required",params:{missingProperty: "policies"},message:"must have required property '"+"policies"+"'"};
+}
+if(data250.shadowRules !== undefined){
+let data259 = data250.shadowRules;
+if(data259 && typeof data259 == "object" && !Array.isArray(data259)){
+if(data259.action === undefined){
+const err481 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/shadowRules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/shadowRules/required",keyword:"required",params:{missingProperty: "action"},message:"must have required property '"+"action"+"'"};
 if(vErrors === null){
 vErrors = [err481];
 }
@@ -7720,9 +7722,8 @@ vErrors.push(err481);
 }
 errors++;
 }
-for(const key60 in data258){
-if(!((key60 === "action") || (key60 === "policies"))){
-const err482 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/shadowRules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/shadowRules/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key60},message:"must NOT have additional properties"};
+if(data259.policies === undefined){
+const err482 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/shadowRules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/shadowRules/required",keyword:"required",params:{missingProperty: "policies"},message:"must have required property '"+"policies"+"'"};
 if(vErrors === null){
 vErrors = [err482];
 }
@@ -7731,11 +7732,9 @@ vErrors.push(err482);
 }
 errors++;
 }
-}
-if(data258.action !== undefined){
-let data259 = data258.action;
-if(!(((data259 === "ALLOW") || (data259 === "DENY")) || (data259 === "LOG"))){
-const err483 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/shadowRules/action",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/shadowRules/properties/action/enum",keyword:"enum",params:{allowedValues: schema31.properties.listeners.items.properties.filterChains.items.properties.filter.oneOf[1].properties.rbac.items.properties.shadowRules.properties.action.enum},message:"must be equal to one of the allowed values"};
+for(const key60 in data259){
+if(!((key60 === "action") || (key60 === "policies"))){
+const err483 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/shadowRules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/shadowRules/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key60},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err483];
 }
@@ -7745,14 +7744,10 @@ vErrors.push(err483);
 errors++;
 }
 }
-if(data258.policies !== undefined){
-let data260 = data258.policies;
-if(data260 && typeof data260 == "object" && !Array.isArray(data260)){
-for(const key61 in data260){
-let data261 = data260[key61];
-if(data261 && typeof data261 == "object" && !Array.isArray(data261)){
-if(data261.permissions === undefined){
-const err484 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/shadowRules/policies/" + key61.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/shadowRules/properties/policies/additionalProperties/required",keyword:"required",params:{missingProperty: "permissions"},message:"must have required property '"+"permissions"+"'"};
+if(data259.action !== undefined){
+let data260 = data259.action;
+if(!(((data260 === "ALLOW") || (data260 === "DENY")) || (data260 === "LOG"))){
+const err484 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/shadowRules/action",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/shadowRules/properties/action/enum",keyword:"enum",params:{allowedValues: schema31.properties.listeners.items.properties.filterChains.items.properties.filter.oneOf[1].properties.rbac.items.properties.shadowRules.properties.action.enum},message:"must be equal to one of the allowed values"};
 if(vErrors === null){
 vErrors = [err484];
 }
@@ -7761,8 +7756,15 @@ vErrors.push(err484);
 }
 errors++;
 }
-if(data261.principals === undefined){
-const err485 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/shadowRules/policies/" + key61.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/shadowRules/properties/policies/additionalProperties/required",keyword:"required",params:{missingProperty: "principals"},message:"must have required property '"+"principals"+"'"};
+}
+if(data259.policies !== undefined){
+let data261 = data259.policies;
+if(data261 && typeof data261 == "object" && !Array.isArray(data261)){
+for(const key61 in data261){
+let data262 = data261[key61];
+if(data262 && typeof data262 == "object" && !Array.isArray(data262)){
+if(data262.permissions === undefined){
+const err485 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/shadowRules/policies/" + key61.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/shadowRules/properties/policies/additionalProperties/required",keyword:"required",params:{missingProperty: "permissions"},message:"must have required property '"+"permissions"+"'"};
 if(vErrors === null){
 vErrors = [err485];
 }
@@ -7771,9 +7773,8 @@ vErrors.push(err485);
 }
 errors++;
 }
-for(const key62 in data261){
-if(!((key62 === "permissions") || (key62 === "principals"))){
-const err486 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/shadowRules/policies/" + key61.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/shadowRules/properties/policies/additionalProperties/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key62},message:"must NOT have additional properties"};
+if(data262.principals === undefined){
+const err486 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/shadowRules/policies/" + key61.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/shadowRules/properties/policies/additionalProperties/required",keyword:"required",params:{missingProperty: "principals"},message:"must have required property '"+"principals"+"'"};
 if(vErrors === null){
 vErrors = [err486];
 }
@@ -7782,20 +7783,9 @@ vErrors.push(err486);
 }
 errors++;
 }
-}
-if(data261.permissions !== undefined){
-let data262 = data261.permissions;
-if(Array.isArray(data262)){
-const len48 = data262.length;
-for(let i48=0; i48<len48; i48++){
-if(!(validate21(data262[i48], {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/shadowRules/policies/" + key61.replace(/~/g, "~0").replace(/\//g, "~1")+"/permissions/" + i48,parentData:data262,parentDataProperty:i48,rootData,dynamicAnchors}))){
-vErrors = vErrors === null ? validate21.errors : vErrors.concat(validate21.errors);
-errors = vErrors.length;
-}
-}
-}
-else {
-const err487 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/shadowRules/policies/" + key61.replace(/~/g, "~0").replace(/\//g, "~1")+"/permissions",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/shadowRules/properties/policies/additionalProperties/properties/permissions/type",keyword:"type",params:{type: "array"},message:"must be array"};
+for(const key62 in data262){
+if(!((key62 === "permissions") || (key62 === "principals"))){
+const err487 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/shadowRules/policies/" + key61.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/shadowRules/properties/policies/additionalProperties/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key62},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err487];
 }
@@ -7805,19 +7795,19 @@ vErrors.push(err487);
 errors++;
 }
 }
-if(data261.principals !== undefined){
-let data264 = data261.principals;
-if(Array.isArray(data264)){
-const len49 = data264.length;
-for(let i49=0; i49<len49; i49++){
-if(!(validate23(data264[i49], {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/shadowRules/policies/" + key61.replace(/~/g, "~0").replace(/\//g, "~1")+"/principals/" + i49,parentData:data264,parentDataProperty:i49,rootData,dynamicAnchors}))){
-vErrors = vErrors === null ? validate23.errors : vErrors.concat(validate23.errors);
+if(data262.permissions !== undefined){
+let data263 = data262.permissions;
+if(Array.isArray(data263)){
+const len48 = data263.length;
+for(let i48=0; i48<len48; i48++){
+if(!(validate21(data263[i48], {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/shadowRules/policies/" + key61.replace(/~/g, "~0").replace(/\//g, "~1")+"/permissions/" + i48,parentData:data263,parentDataProperty:i48,rootData,dynamicAnchors}))){
+vErrors = vErrors === null ? validate21.errors : vErrors.concat(validate21.errors);
 errors = vErrors.length;
 }
 }
 }
 else {
-const err488 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/shadowRules/policies/" + key61.replace(/~/g, "~0").replace(/\//g, "~1")+"/principals",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/shadowRules/properties/policies/additionalProperties/properties/principals/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err488 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/shadowRules/policies/" + key61.replace(/~/g, "~0").replace(/\//g, "~1")+"/permissions",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/shadowRules/properties/policies/additionalProperties/properties/permissions/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err488];
 }
@@ -7827,9 +7817,19 @@ vErrors.push(err488);
 errors++;
 }
 }
+if(data262.principals !== undefined){
+let data265 = data262.principals;
+if(Array.isArray(data265)){
+const len49 = data265.length;
+for(let i49=0; i49<len49; i49++){
+if(!(validate23(data265[i49], {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/shadowRules/policies/" + key61.replace(/~/g, "~0").replace(/\//g, "~1")+"/principals/" + i49,parentData:data265,parentDataProperty:i49,rootData,dynamicAnchors}))){
+vErrors = vErrors === null ? validate23.errors : vErrors.concat(validate23.errors);
+errors = vErrors.length;
+}
+}
 }
 else {
-const err489 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/shadowRules/policies/" + key61.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/shadowRules/properties/policies/additionalProperties/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err489 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/shadowRules/policies/" + key61.replace(/~/g, "~0").replace(/\//g, "~1")+"/principals",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/shadowRules/properties/policies/additionalProperties/properties/principals/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err489];
 }
@@ -7841,7 +7841,7 @@ errors++;
 }
 }
 else {
-const err490 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/shadowRules/policies",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/shadowRules/properties/policies/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err490 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/shadowRules/policies/" + key61.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/shadowRules/properties/policies/additionalProperties/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err490];
 }
@@ -7853,7 +7853,7 @@ errors++;
 }
 }
 else {
-const err491 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/shadowRules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/shadowRules/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err491 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/shadowRules/policies",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/shadowRules/properties/policies/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err491];
 }
@@ -7863,9 +7863,9 @@ vErrors.push(err491);
 errors++;
 }
 }
-if(data249.shadowRulesStatPrefix !== undefined){
-if(typeof data249.shadowRulesStatPrefix !== "string"){
-const err492 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/shadowRulesStatPrefix",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/shadowRulesStatPrefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+}
+else {
+const err492 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/shadowRules",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/shadowRules/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err492];
 }
@@ -7875,9 +7875,9 @@ vErrors.push(err492);
 errors++;
 }
 }
-if(data249.rulesStatPrefix !== undefined){
-if(typeof data249.rulesStatPrefix !== "string"){
-const err493 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/rulesStatPrefix",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/rulesStatPrefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data250.shadowRulesStatPrefix !== undefined){
+if(typeof data250.shadowRulesStatPrefix !== "string"){
+const err493 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/shadowRulesStatPrefix",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/shadowRulesStatPrefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err493];
 }
@@ -7887,9 +7887,9 @@ vErrors.push(err493);
 errors++;
 }
 }
-}
-else {
-const err494 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data250.rulesStatPrefix !== undefined){
+if(typeof data250.rulesStatPrefix !== "string"){
+const err494 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45+"/rulesStatPrefix",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/properties/rulesStatPrefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err494];
 }
@@ -7901,7 +7901,7 @@ errors++;
 }
 }
 else {
-const err495 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err495 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac/" + i45,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err495];
 }
@@ -7913,7 +7913,7 @@ errors++;
 }
 }
 else {
-const err496 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err496 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/rbac",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/properties/rbac/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err496];
 }
@@ -7922,7 +7922,19 @@ vErrors.push(err496);
 }
 errors++;
 }
-var _valid0 = _errs544 === errors;
+}
+}
+else {
+const err497 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/1/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err497];
+}
+else {
+vErrors.push(err497);
+}
+errors++;
+}
+var _valid0 = _errs546 === errors;
 if(_valid0 && valid20){
 valid20 = false;
 passing0 = [passing0, 1];
@@ -7937,12 +7949,12 @@ props2 = true;
 }
 }
 if(!valid20){
-const err497 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf",keyword:"oneOf",params:{passingSchemas: passing0},message:"must match exactly one schema in oneOf"};
+const err498 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf",keyword:"oneOf",params:{passingSchemas: passing0},message:"must match exactly one schema in oneOf"};
 if(vErrors === null){
-vErrors = [err497];
+vErrors = [err498];
 }
 else {
-vErrors.push(err497);
+vErrors.push(err498);
 }
 errors++;
 }
@@ -7960,19 +7972,7 @@ vErrors = null;
 }
 }
 else {
-const err498 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1,schemaPath:"#/properties/listeners/items/properties/filterChains/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
-if(vErrors === null){
-vErrors = [err498];
-}
-else {
-vErrors.push(err498);
-}
-errors++;
-}
-}
-}
-else {
-const err499 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains",schemaPath:"#/properties/listeners/items/properties/filterChains/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err499 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1,schemaPath:"#/properties/listeners/items/properties/filterChains/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err499];
 }
@@ -7982,12 +7982,9 @@ vErrors.push(err499);
 errors++;
 }
 }
-if(data10.limits !== undefined){
-let data268 = data10.limits;
-if(data268 && typeof data268 == "object" && !Array.isArray(data268)){
-for(const key63 in data268){
-if(!(((((key63 === "maxRequestHeadersBytes") || (key63 === "maxRequestHeaders")) || (key63 === "requestHeadersTimeoutMs")) || (key63 === "idleTimeoutMs")) || (key63 === "maxConnections"))){
-const err500 = {instancePath:instancePath+"/listeners/" + i0+"/limits",schemaPath:"#/properties/listeners/items/properties/limits/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key63},message:"must NOT have additional properties"};
+}
+else {
+const err500 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains",schemaPath:"#/properties/listeners/items/properties/filterChains/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err500];
 }
@@ -7997,10 +7994,12 @@ vErrors.push(err500);
 errors++;
 }
 }
-if(data268.maxRequestHeadersBytes !== undefined){
-let data269 = data268.maxRequestHeadersBytes;
-if(!((typeof data269 == "number") && (!(data269 % 1) && !isNaN(data269)))){
-const err501 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxRequestHeadersBytes",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxRequestHeadersBytes/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data10.limits !== undefined){
+let data269 = data10.limits;
+if(data269 && typeof data269 == "object" && !Array.isArray(data269)){
+for(const key63 in data269){
+if(!(((((key63 === "maxRequestHeadersBytes") || (key63 === "maxRequestHeaders")) || (key63 === "requestHeadersTimeoutMs")) || (key63 === "idleTimeoutMs")) || (key63 === "maxConnections"))){
+const err501 = {instancePath:instancePath+"/listeners/" + i0+"/limits",schemaPath:"#/properties/listeners/items/properties/limits/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key63},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err501];
 }
@@ -8009,9 +8008,11 @@ vErrors.push(err501);
 }
 errors++;
 }
-if(typeof data269 == "number"){
-if(data269 > 1048576 || isNaN(data269)){
-const err502 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxRequestHeadersBytes",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxRequestHeadersBytes/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1048576},message:"must be <= 1048576"};
+}
+if(data269.maxRequestHeadersBytes !== undefined){
+let data270 = data269.maxRequestHeadersBytes;
+if(!((typeof data270 == "number") && (!(data270 % 1) && !isNaN(data270)))){
+const err502 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxRequestHeadersBytes",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxRequestHeadersBytes/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err502];
 }
@@ -8020,8 +8021,9 @@ vErrors.push(err502);
 }
 errors++;
 }
-if(data269 < 1024 || isNaN(data269)){
-const err503 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxRequestHeadersBytes",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxRequestHeadersBytes/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1024},message:"must be >= 1024"};
+if(typeof data270 == "number"){
+if(data270 > 1048576 || isNaN(data270)){
+const err503 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxRequestHeadersBytes",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxRequestHeadersBytes/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1048576},message:"must be <= 1048576"};
 if(vErrors === null){
 vErrors = [err503];
 }
@@ -8030,12 +8032,8 @@ vErrors.push(err503);
 }
 errors++;
 }
-}
-}
-if(data268.maxRequestHeaders !== undefined){
-let data270 = data268.maxRequestHeaders;
-if(!((typeof data270 == "number") && (!(data270 % 1) && !isNaN(data270)))){
-const err504 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxRequestHeaders",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxRequestHeaders/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data270 < 1024 || isNaN(data270)){
+const err504 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxRequestHeadersBytes",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxRequestHeadersBytes/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1024},message:"must be >= 1024"};
 if(vErrors === null){
 vErrors = [err504];
 }
@@ -8044,9 +8042,12 @@ vErrors.push(err504);
 }
 errors++;
 }
-if(typeof data270 == "number"){
-if(data270 > 10000 || isNaN(data270)){
-const err505 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxRequestHeaders",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxRequestHeaders/maximum",keyword:"maximum",params:{comparison: "<=", limit: 10000},message:"must be <= 10000"};
+}
+}
+if(data269.maxRequestHeaders !== undefined){
+let data271 = data269.maxRequestHeaders;
+if(!((typeof data271 == "number") && (!(data271 % 1) && !isNaN(data271)))){
+const err505 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxRequestHeaders",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxRequestHeaders/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err505];
 }
@@ -8055,8 +8056,9 @@ vErrors.push(err505);
 }
 errors++;
 }
-if(data270 < 1 || isNaN(data270)){
-const err506 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxRequestHeaders",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxRequestHeaders/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if(typeof data271 == "number"){
+if(data271 > 10000 || isNaN(data271)){
+const err506 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxRequestHeaders",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxRequestHeaders/maximum",keyword:"maximum",params:{comparison: "<=", limit: 10000},message:"must be <= 10000"};
 if(vErrors === null){
 vErrors = [err506];
 }
@@ -8065,12 +8067,8 @@ vErrors.push(err506);
 }
 errors++;
 }
-}
-}
-if(data268.requestHeadersTimeoutMs !== undefined){
-let data271 = data268.requestHeadersTimeoutMs;
-if(!((typeof data271 == "number") && (!(data271 % 1) && !isNaN(data271)))){
-const err507 = {instancePath:instancePath+"/listeners/" + i0+"/limits/requestHeadersTimeoutMs",schemaPath:"#/properties/listeners/items/properties/limits/properties/requestHeadersTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data271 < 1 || isNaN(data271)){
+const err507 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxRequestHeaders",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxRequestHeaders/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err507];
 }
@@ -8079,9 +8077,12 @@ vErrors.push(err507);
 }
 errors++;
 }
-if(typeof data271 == "number"){
-if(data271 < 1 || isNaN(data271)){
-const err508 = {instancePath:instancePath+"/listeners/" + i0+"/limits/requestHeadersTimeoutMs",schemaPath:"#/properties/listeners/items/properties/limits/properties/requestHeadersTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+}
+if(data269.requestHeadersTimeoutMs !== undefined){
+let data272 = data269.requestHeadersTimeoutMs;
+if(!((typeof data272 == "number") && (!(data272 % 1) && !isNaN(data272)))){
+const err508 = {instancePath:instancePath+"/listeners/" + i0+"/limits/requestHeadersTimeoutMs",schemaPath:"#/properties/listeners/items/properties/limits/properties/requestHeadersTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err508];
 }
@@ -8090,12 +8091,9 @@ vErrors.push(err508);
 }
 errors++;
 }
-}
-}
-if(data268.idleTimeoutMs !== undefined){
-let data272 = data268.idleTimeoutMs;
-if(!((typeof data272 == "number") && (!(data272 % 1) && !isNaN(data272)))){
-const err509 = {instancePath:instancePath+"/listeners/" + i0+"/limits/idleTimeoutMs",schemaPath:"#/properties/listeners/items/properties/limits/properties/idleTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(typeof data272 == "number"){
+if(data272 < 1 || isNaN(data272)){
+const err509 = {instancePath:instancePath+"/listeners/" + i0+"/limits/requestHeadersTimeoutMs",schemaPath:"#/properties/listeners/items/properties/limits/properties/requestHeadersTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err509];
 }
@@ -8104,9 +8102,12 @@ vErrors.push(err509);
 }
 errors++;
 }
-if(typeof data272 == "number"){
-if(data272 < 1 || isNaN(data272)){
-const err510 = {instancePath:instancePath+"/listeners/" + i0+"/limits/idleTimeoutMs",schemaPath:"#/properties/listeners/items/properties/limits/properties/idleTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+}
+if(data269.idleTimeoutMs !== undefined){
+let data273 = data269.idleTimeoutMs;
+if(!((typeof data273 == "number") && (!(data273 % 1) && !isNaN(data273)))){
+const err510 = {instancePath:instancePath+"/listeners/" + i0+"/limits/idleTimeoutMs",schemaPath:"#/properties/listeners/items/properties/limits/properties/idleTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err510];
 }
@@ -8115,12 +8116,9 @@ vErrors.push(err510);
 }
 errors++;
 }
-}
-}
-if(data268.maxConnections !== undefined){
-let data273 = data268.maxConnections;
-if(!((typeof data273 == "number") && (!(data273 % 1) && !isNaN(data273)))){
-const err511 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxConnections",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxConnections/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(typeof data273 == "number"){
+if(data273 < 1 || isNaN(data273)){
+const err511 = {instancePath:instancePath+"/listeners/" + i0+"/limits/idleTimeoutMs",schemaPath:"#/properties/listeners/items/properties/limits/properties/idleTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err511];
 }
@@ -8129,9 +8127,12 @@ vErrors.push(err511);
 }
 errors++;
 }
-if(typeof data273 == "number"){
-if(data273 < 1 || isNaN(data273)){
-const err512 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxConnections",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxConnections/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+}
+if(data269.maxConnections !== undefined){
+let data274 = data269.maxConnections;
+if(!((typeof data274 == "number") && (!(data274 % 1) && !isNaN(data274)))){
+const err512 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxConnections",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxConnections/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err512];
 }
@@ -8140,11 +8141,9 @@ vErrors.push(err512);
 }
 errors++;
 }
-}
-}
-}
-else {
-const err513 = {instancePath:instancePath+"/listeners/" + i0+"/limits",schemaPath:"#/properties/listeners/items/properties/limits/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(typeof data274 == "number"){
+if(data274 < 1 || isNaN(data274)){
+const err513 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxConnections",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxConnections/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err513];
 }
@@ -8155,8 +8154,9 @@ errors++;
 }
 }
 }
+}
 else {
-const err514 = {instancePath:instancePath+"/listeners/" + i0,schemaPath:"#/properties/listeners/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err514 = {instancePath:instancePath+"/listeners/" + i0+"/limits",schemaPath:"#/properties/listeners/items/properties/limits/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err514];
 }
@@ -8168,7 +8168,7 @@ errors++;
 }
 }
 else {
-const err515 = {instancePath:instancePath+"/listeners",schemaPath:"#/properties/listeners/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err515 = {instancePath:instancePath+"/listeners/" + i0,schemaPath:"#/properties/listeners/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err515];
 }
@@ -8178,15 +8178,9 @@ vErrors.push(err515);
 errors++;
 }
 }
-if(data.routeConfigs !== undefined){
-let data274 = data.routeConfigs;
-if(Array.isArray(data274)){
-const len50 = data274.length;
-for(let i50=0; i50<len50; i50++){
-let data275 = data274[i50];
-if(data275 && typeof data275 == "object" && !Array.isArray(data275)){
-if(data275.name === undefined){
-const err516 = {instancePath:instancePath+"/routeConfigs/" + i50,schemaPath:"#/properties/routeConfigs/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
+}
+else {
+const err516 = {instancePath:instancePath+"/listeners",schemaPath:"#/properties/listeners/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err516];
 }
@@ -8195,8 +8189,16 @@ vErrors.push(err516);
 }
 errors++;
 }
-if(data275.virtualHosts === undefined){
-const err517 = {instancePath:instancePath+"/routeConfigs/" + i50,schemaPath:"#/properties/routeConfigs/items/required",keyword:"required",params:{missingProperty: "virtualHosts"},message:"must have required property '"+"virtualHosts"+"'"};
+}
+if(data.routeConfigs !== undefined){
+let data275 = data.routeConfigs;
+if(Array.isArray(data275)){
+const len50 = data275.length;
+for(let i50=0; i50<len50; i50++){
+let data276 = data275[i50];
+if(data276 && typeof data276 == "object" && !Array.isArray(data276)){
+if(data276.name === undefined){
+const err517 = {instancePath:instancePath+"/routeConfigs/" + i50,schemaPath:"#/properties/routeConfigs/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err517];
 }
@@ -8205,9 +8207,8 @@ vErrors.push(err517);
 }
 errors++;
 }
-for(const key64 in data275){
-if(!(((key64 === "name") || (key64 === "responseHeadersToAdd")) || (key64 === "virtualHosts"))){
-const err518 = {instancePath:instancePath+"/routeConfigs/" + i50,schemaPath:"#/properties/routeConfigs/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key64},message:"must NOT have additional properties"};
+if(data276.virtualHosts === undefined){
+const err518 = {instancePath:instancePath+"/routeConfigs/" + i50,schemaPath:"#/properties/routeConfigs/items/required",keyword:"required",params:{missingProperty: "virtualHosts"},message:"must have required property '"+"virtualHosts"+"'"};
 if(vErrors === null){
 vErrors = [err518];
 }
@@ -8216,12 +8217,9 @@ vErrors.push(err518);
 }
 errors++;
 }
-}
-if(data275.name !== undefined){
-let data276 = data275.name;
-if(typeof data276 === "string"){
-if(data276.length < 1){
-const err519 = {instancePath:instancePath+"/routeConfigs/" + i50+"/name",schemaPath:"#/properties/routeConfigs/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+for(const key64 in data276){
+if(!(((key64 === "name") || (key64 === "responseHeadersToAdd")) || (key64 === "virtualHosts"))){
+const err519 = {instancePath:instancePath+"/routeConfigs/" + i50,schemaPath:"#/properties/routeConfigs/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key64},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err519];
 }
@@ -8231,8 +8229,11 @@ vErrors.push(err519);
 errors++;
 }
 }
-else {
-const err520 = {instancePath:instancePath+"/routeConfigs/" + i50+"/name",schemaPath:"#/properties/routeConfigs/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data276.name !== undefined){
+let data277 = data276.name;
+if(typeof data277 === "string"){
+if(data277.length < 1){
+const err520 = {instancePath:instancePath+"/routeConfigs/" + i50+"/name",schemaPath:"#/properties/routeConfigs/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err520];
 }
@@ -8242,15 +8243,8 @@ vErrors.push(err520);
 errors++;
 }
 }
-if(data275.responseHeadersToAdd !== undefined){
-let data277 = data275.responseHeadersToAdd;
-if(Array.isArray(data277)){
-const len51 = data277.length;
-for(let i51=0; i51<len51; i51++){
-let data278 = data277[i51];
-if(data278 && typeof data278 == "object" && !Array.isArray(data278)){
-if(data278.name === undefined){
-const err521 = {instancePath:instancePath+"/routeConfigs/" + i50+"/responseHeadersToAdd/" + i51,schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
+else {
+const err521 = {instancePath:instancePath+"/routeConfigs/" + i50+"/name",schemaPath:"#/properties/routeConfigs/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err521];
 }
@@ -8259,8 +8253,16 @@ vErrors.push(err521);
 }
 errors++;
 }
-if(data278.value === undefined){
-const err522 = {instancePath:instancePath+"/routeConfigs/" + i50+"/responseHeadersToAdd/" + i51,schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "value"},message:"must have required property '"+"value"+"'"};
+}
+if(data276.responseHeadersToAdd !== undefined){
+let data278 = data276.responseHeadersToAdd;
+if(Array.isArray(data278)){
+const len51 = data278.length;
+for(let i51=0; i51<len51; i51++){
+let data279 = data278[i51];
+if(data279 && typeof data279 == "object" && !Array.isArray(data279)){
+if(data279.name === undefined){
+const err522 = {instancePath:instancePath+"/routeConfigs/" + i50+"/responseHeadersToAdd/" + i51,schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err522];
 }
@@ -8269,9 +8271,8 @@ vErrors.push(err522);
 }
 errors++;
 }
-for(const key65 in data278){
-if(!(((key65 === "name") || (key65 === "value")) || (key65 === "append"))){
-const err523 = {instancePath:instancePath+"/routeConfigs/" + i50+"/responseHeadersToAdd/" + i51,schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key65},message:"must NOT have additional properties"};
+if(data279.value === undefined){
+const err523 = {instancePath:instancePath+"/routeConfigs/" + i50+"/responseHeadersToAdd/" + i51,schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "value"},message:"must have required property '"+"value"+"'"};
 if(vErrors === null){
 vErrors = [err523];
 }
@@ -8280,12 +8281,9 @@ vErrors.push(err523);
 }
 errors++;
 }
-}
-if(data278.name !== undefined){
-let data279 = data278.name;
-if(typeof data279 === "string"){
-if(data279.length < 1){
-const err524 = {instancePath:instancePath+"/routeConfigs/" + i50+"/responseHeadersToAdd/" + i51+"/name",schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+for(const key65 in data279){
+if(!(((key65 === "name") || (key65 === "value")) || (key65 === "append"))){
+const err524 = {instancePath:instancePath+"/routeConfigs/" + i50+"/responseHeadersToAdd/" + i51,schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key65},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err524];
 }
@@ -8295,8 +8293,11 @@ vErrors.push(err524);
 errors++;
 }
 }
-else {
-const err525 = {instancePath:instancePath+"/routeConfigs/" + i50+"/responseHeadersToAdd/" + i51+"/name",schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data279.name !== undefined){
+let data280 = data279.name;
+if(typeof data280 === "string"){
+if(data280.length < 1){
+const err525 = {instancePath:instancePath+"/routeConfigs/" + i50+"/responseHeadersToAdd/" + i51+"/name",schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err525];
 }
@@ -8306,9 +8307,8 @@ vErrors.push(err525);
 errors++;
 }
 }
-if(data278.value !== undefined){
-if(typeof data278.value !== "string"){
-const err526 = {instancePath:instancePath+"/routeConfigs/" + i50+"/responseHeadersToAdd/" + i51+"/value",schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/properties/value/type",keyword:"type",params:{type: "string"},message:"must be string"};
+else {
+const err526 = {instancePath:instancePath+"/routeConfigs/" + i50+"/responseHeadersToAdd/" + i51+"/name",schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err526];
 }
@@ -8318,9 +8318,9 @@ vErrors.push(err526);
 errors++;
 }
 }
-if(data278.append !== undefined){
-if(typeof data278.append !== "boolean"){
-const err527 = {instancePath:instancePath+"/routeConfigs/" + i50+"/responseHeadersToAdd/" + i51+"/append",schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/properties/append/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(data279.value !== undefined){
+if(typeof data279.value !== "string"){
+const err527 = {instancePath:instancePath+"/routeConfigs/" + i50+"/responseHeadersToAdd/" + i51+"/value",schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/properties/value/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err527];
 }
@@ -8330,9 +8330,9 @@ vErrors.push(err527);
 errors++;
 }
 }
-}
-else {
-const err528 = {instancePath:instancePath+"/routeConfigs/" + i50+"/responseHeadersToAdd/" + i51,schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data279.append !== undefined){
+if(typeof data279.append !== "boolean"){
+const err528 = {instancePath:instancePath+"/routeConfigs/" + i50+"/responseHeadersToAdd/" + i51+"/append",schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/properties/append/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err528];
 }
@@ -8344,7 +8344,7 @@ errors++;
 }
 }
 else {
-const err529 = {instancePath:instancePath+"/routeConfigs/" + i50+"/responseHeadersToAdd",schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err529 = {instancePath:instancePath+"/routeConfigs/" + i50+"/responseHeadersToAdd/" + i51,schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err529];
 }
@@ -8354,15 +8354,9 @@ vErrors.push(err529);
 errors++;
 }
 }
-if(data275.virtualHosts !== undefined){
-let data282 = data275.virtualHosts;
-if(Array.isArray(data282)){
-const len52 = data282.length;
-for(let i52=0; i52<len52; i52++){
-let data283 = data282[i52];
-if(data283 && typeof data283 == "object" && !Array.isArray(data283)){
-if(data283.name === undefined){
-const err530 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
+}
+else {
+const err530 = {instancePath:instancePath+"/routeConfigs/" + i50+"/responseHeadersToAdd",schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err530];
 }
@@ -8371,8 +8365,16 @@ vErrors.push(err530);
 }
 errors++;
 }
-if(data283.domains === undefined){
-const err531 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/required",keyword:"required",params:{missingProperty: "domains"},message:"must have required property '"+"domains"+"'"};
+}
+if(data276.virtualHosts !== undefined){
+let data283 = data276.virtualHosts;
+if(Array.isArray(data283)){
+const len52 = data283.length;
+for(let i52=0; i52<len52; i52++){
+let data284 = data283[i52];
+if(data284 && typeof data284 == "object" && !Array.isArray(data284)){
+if(data284.name === undefined){
+const err531 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err531];
 }
@@ -8381,8 +8383,8 @@ vErrors.push(err531);
 }
 errors++;
 }
-if(data283.routes === undefined){
-const err532 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/required",keyword:"required",params:{missingProperty: "routes"},message:"must have required property '"+"routes"+"'"};
+if(data284.domains === undefined){
+const err532 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/required",keyword:"required",params:{missingProperty: "domains"},message:"must have required property '"+"domains"+"'"};
 if(vErrors === null){
 vErrors = [err532];
 }
@@ -8391,9 +8393,8 @@ vErrors.push(err532);
 }
 errors++;
 }
-for(const key66 in data283){
-if(!(((key66 === "name") || (key66 === "domains")) || (key66 === "routes"))){
-const err533 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key66},message:"must NOT have additional properties"};
+if(data284.routes === undefined){
+const err533 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/required",keyword:"required",params:{missingProperty: "routes"},message:"must have required property '"+"routes"+"'"};
 if(vErrors === null){
 vErrors = [err533];
 }
@@ -8402,12 +8403,9 @@ vErrors.push(err533);
 }
 errors++;
 }
-}
-if(data283.name !== undefined){
-let data284 = data283.name;
-if(typeof data284 === "string"){
-if(data284.length < 1){
-const err534 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+for(const key66 in data284){
+if(!(((key66 === "name") || (key66 === "domains")) || (key66 === "routes"))){
+const err534 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key66},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err534];
 }
@@ -8417,8 +8415,11 @@ vErrors.push(err534);
 errors++;
 }
 }
-else {
-const err535 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data284.name !== undefined){
+let data285 = data284.name;
+if(typeof data285 === "string"){
+if(data285.length < 1){
+const err535 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err535];
 }
@@ -8428,11 +8429,8 @@ vErrors.push(err535);
 errors++;
 }
 }
-if(data283.domains !== undefined){
-let data285 = data283.domains;
-if(Array.isArray(data285)){
-if(data285.length < 1){
-const err536 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/domains",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/domains/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"};
+else {
+const err536 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err536];
 }
@@ -8441,12 +8439,12 @@ vErrors.push(err536);
 }
 errors++;
 }
-const len53 = data285.length;
-for(let i53=0; i53<len53; i53++){
-let data286 = data285[i53];
-if(typeof data286 === "string"){
+}
+if(data284.domains !== undefined){
+let data286 = data284.domains;
+if(Array.isArray(data286)){
 if(data286.length < 1){
-const err537 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/domains/" + i53,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/domains/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+const err537 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/domains",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/domains/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"};
 if(vErrors === null){
 vErrors = [err537];
 }
@@ -8455,9 +8453,12 @@ vErrors.push(err537);
 }
 errors++;
 }
-}
-else {
-const err538 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/domains/" + i53,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/domains/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const len53 = data286.length;
+for(let i53=0; i53<len53; i53++){
+let data287 = data286[i53];
+if(typeof data287 === "string"){
+if(data287.length < 1){
+const err538 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/domains/" + i53,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/domains/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err538];
 }
@@ -8467,9 +8468,8 @@ vErrors.push(err538);
 errors++;
 }
 }
-}
 else {
-const err539 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/domains",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/domains/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err539 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/domains/" + i53,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/domains/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err539];
 }
@@ -8479,15 +8479,9 @@ vErrors.push(err539);
 errors++;
 }
 }
-if(data283.routes !== undefined){
-let data287 = data283.routes;
-if(Array.isArray(data287)){
-const len54 = data287.length;
-for(let i54=0; i54<len54; i54++){
-let data288 = data287[i54];
-if(data288 && typeof data288 == "object" && !Array.isArray(data288)){
-if(data288.match === undefined){
-const err540 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/required",keyword:"required",params:{missingProperty: "match"},message:"must have required property '"+"match"+"'"};
+}
+else {
+const err540 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/domains",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/domains/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err540];
 }
@@ -8496,9 +8490,16 @@ vErrors.push(err540);
 }
 errors++;
 }
-for(const key67 in data288){
-if(!(func1.call(schema31.properties.routeConfigs.items.properties.virtualHosts.items.properties.routes.items.properties, key67))){
-const err541 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key67},message:"must NOT have additional properties"};
+}
+if(data284.routes !== undefined){
+let data288 = data284.routes;
+if(Array.isArray(data288)){
+const len54 = data288.length;
+for(let i54=0; i54<len54; i54++){
+let data289 = data288[i54];
+if(data289 && typeof data289 == "object" && !Array.isArray(data289)){
+if(data289.match === undefined){
+const err541 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/required",keyword:"required",params:{missingProperty: "match"},message:"must have required property '"+"match"+"'"};
 if(vErrors === null){
 vErrors = [err541];
 }
@@ -8507,10 +8508,9 @@ vErrors.push(err541);
 }
 errors++;
 }
-}
-if(data288.name !== undefined){
-if(typeof data288.name !== "string"){
-const err542 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+for(const key67 in data289){
+if(!(func1.call(schema31.properties.routeConfigs.items.properties.virtualHosts.items.properties.routes.items.properties, key67))){
+const err542 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key67},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err542];
 }
@@ -8520,12 +8520,9 @@ vErrors.push(err542);
 errors++;
 }
 }
-if(data288.match !== undefined){
-let data290 = data288.match;
-if(data290 && typeof data290 == "object" && !Array.isArray(data290)){
-for(const key68 in data290){
-if(!((((((key68 === "prefix") || (key68 === "path")) || (key68 === "regex")) || (key68 === "caseSensitive")) || (key68 === "headers")) || (key68 === "queryParameters"))){
-const err543 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key68},message:"must NOT have additional properties"};
+if(data289.name !== undefined){
+if(typeof data289.name !== "string"){
+const err543 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err543];
 }
@@ -8535,9 +8532,12 @@ vErrors.push(err543);
 errors++;
 }
 }
-if(data290.prefix !== undefined){
-if(typeof data290.prefix !== "string"){
-const err544 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/prefix",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/prefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data289.match !== undefined){
+let data291 = data289.match;
+if(data291 && typeof data291 == "object" && !Array.isArray(data291)){
+for(const key68 in data291){
+if(!((((((key68 === "prefix") || (key68 === "path")) || (key68 === "regex")) || (key68 === "caseSensitive")) || (key68 === "headers")) || (key68 === "queryParameters"))){
+const err544 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key68},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err544];
 }
@@ -8547,9 +8547,9 @@ vErrors.push(err544);
 errors++;
 }
 }
-if(data290.path !== undefined){
-if(typeof data290.path !== "string"){
-const err545 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/path",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/path/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data291.prefix !== undefined){
+if(typeof data291.prefix !== "string"){
+const err545 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/prefix",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/prefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err545];
 }
@@ -8559,9 +8559,9 @@ vErrors.push(err545);
 errors++;
 }
 }
-if(data290.regex !== undefined){
-if(typeof data290.regex !== "string"){
-const err546 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/regex",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/regex/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data291.path !== undefined){
+if(typeof data291.path !== "string"){
+const err546 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/path",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/path/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err546];
 }
@@ -8571,9 +8571,9 @@ vErrors.push(err546);
 errors++;
 }
 }
-if(data290.caseSensitive !== undefined){
-if(typeof data290.caseSensitive !== "boolean"){
-const err547 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/caseSensitive",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/caseSensitive/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(data291.regex !== undefined){
+if(typeof data291.regex !== "string"){
+const err547 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/regex",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/regex/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err547];
 }
@@ -8583,15 +8583,9 @@ vErrors.push(err547);
 errors++;
 }
 }
-if(data290.headers !== undefined){
-let data295 = data290.headers;
-if(Array.isArray(data295)){
-const len55 = data295.length;
-for(let i55=0; i55<len55; i55++){
-let data296 = data295[i55];
-if(data296 && typeof data296 == "object" && !Array.isArray(data296)){
-if(data296.name === undefined){
-const err548 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/headers/" + i55,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
+if(data291.caseSensitive !== undefined){
+if(typeof data291.caseSensitive !== "boolean"){
+const err548 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/caseSensitive",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/caseSensitive/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err548];
 }
@@ -8600,9 +8594,16 @@ vErrors.push(err548);
 }
 errors++;
 }
-for(const key69 in data296){
-if(!(((((((key69 === "name") || (key69 === "exact")) || (key69 === "prefix")) || (key69 === "suffix")) || (key69 === "regex")) || (key69 === "present")) || (key69 === "invert"))){
-const err549 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/headers/" + i55,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key69},message:"must NOT have additional properties"};
+}
+if(data291.headers !== undefined){
+let data296 = data291.headers;
+if(Array.isArray(data296)){
+const len55 = data296.length;
+for(let i55=0; i55<len55; i55++){
+let data297 = data296[i55];
+if(data297 && typeof data297 == "object" && !Array.isArray(data297)){
+if(data297.name === undefined){
+const err549 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/headers/" + i55,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err549];
 }
@@ -8611,12 +8612,9 @@ vErrors.push(err549);
 }
 errors++;
 }
-}
-if(data296.name !== undefined){
-let data297 = data296.name;
-if(typeof data297 === "string"){
-if(data297.length < 1){
-const err550 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/headers/" + i55+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+for(const key69 in data297){
+if(!(((((((key69 === "name") || (key69 === "exact")) || (key69 === "prefix")) || (key69 === "suffix")) || (key69 === "regex")) || (key69 === "present")) || (key69 === "invert"))){
+const err550 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/headers/" + i55,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key69},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err550];
 }
@@ -8626,8 +8624,11 @@ vErrors.push(err550);
 errors++;
 }
 }
-else {
-const err551 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/headers/" + i55+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data297.name !== undefined){
+let data298 = data297.name;
+if(typeof data298 === "string"){
+if(data298.length < 1){
+const err551 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/headers/" + i55+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err551];
 }
@@ -8637,9 +8638,8 @@ vErrors.push(err551);
 errors++;
 }
 }
-if(data296.exact !== undefined){
-if(typeof data296.exact !== "string"){
-const err552 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/headers/" + i55+"/exact",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/exact/type",keyword:"type",params:{type: "string"},message:"must be string"};
+else {
+const err552 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/headers/" + i55+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err552];
 }
@@ -8649,9 +8649,9 @@ vErrors.push(err552);
 errors++;
 }
 }
-if(data296.prefix !== undefined){
-if(typeof data296.prefix !== "string"){
-const err553 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/headers/" + i55+"/prefix",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/prefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data297.exact !== undefined){
+if(typeof data297.exact !== "string"){
+const err553 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/headers/" + i55+"/exact",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/exact/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err553];
 }
@@ -8661,9 +8661,9 @@ vErrors.push(err553);
 errors++;
 }
 }
-if(data296.suffix !== undefined){
-if(typeof data296.suffix !== "string"){
-const err554 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/headers/" + i55+"/suffix",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/suffix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data297.prefix !== undefined){
+if(typeof data297.prefix !== "string"){
+const err554 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/headers/" + i55+"/prefix",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/prefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err554];
 }
@@ -8673,9 +8673,9 @@ vErrors.push(err554);
 errors++;
 }
 }
-if(data296.regex !== undefined){
-if(typeof data296.regex !== "string"){
-const err555 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/headers/" + i55+"/regex",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/regex/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data297.suffix !== undefined){
+if(typeof data297.suffix !== "string"){
+const err555 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/headers/" + i55+"/suffix",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/suffix/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err555];
 }
@@ -8685,9 +8685,9 @@ vErrors.push(err555);
 errors++;
 }
 }
-if(data296.present !== undefined){
-if(typeof data296.present !== "boolean"){
-const err556 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/headers/" + i55+"/present",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/present/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(data297.regex !== undefined){
+if(typeof data297.regex !== "string"){
+const err556 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/headers/" + i55+"/regex",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/regex/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err556];
 }
@@ -8697,9 +8697,9 @@ vErrors.push(err556);
 errors++;
 }
 }
-if(data296.invert !== undefined){
-if(typeof data296.invert !== "boolean"){
-const err557 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/headers/" + i55+"/invert",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/invert/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(data297.present !== undefined){
+if(typeof data297.present !== "boolean"){
+const err557 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/headers/" + i55+"/present",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/present/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err557];
 }
@@ -8709,9 +8709,9 @@ vErrors.push(err557);
 errors++;
 }
 }
-}
-else {
-const err558 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/headers/" + i55,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data297.invert !== undefined){
+if(typeof data297.invert !== "boolean"){
+const err558 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/headers/" + i55+"/invert",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/invert/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err558];
 }
@@ -8723,7 +8723,7 @@ errors++;
 }
 }
 else {
-const err559 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/headers",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err559 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/headers/" + i55,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err559];
 }
@@ -8733,15 +8733,9 @@ vErrors.push(err559);
 errors++;
 }
 }
-if(data290.queryParameters !== undefined){
-let data304 = data290.queryParameters;
-if(Array.isArray(data304)){
-const len56 = data304.length;
-for(let i56=0; i56<len56; i56++){
-let data305 = data304[i56];
-if(data305 && typeof data305 == "object" && !Array.isArray(data305)){
-if(data305.name === undefined){
-const err560 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/queryParameters/" + i56,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
+}
+else {
+const err560 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/headers",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err560];
 }
@@ -8750,9 +8744,16 @@ vErrors.push(err560);
 }
 errors++;
 }
-for(const key70 in data305){
-if(!(((((key70 === "name") || (key70 === "exact")) || (key70 === "prefix")) || (key70 === "regex")) || (key70 === "present"))){
-const err561 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/queryParameters/" + i56,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key70},message:"must NOT have additional properties"};
+}
+if(data291.queryParameters !== undefined){
+let data305 = data291.queryParameters;
+if(Array.isArray(data305)){
+const len56 = data305.length;
+for(let i56=0; i56<len56; i56++){
+let data306 = data305[i56];
+if(data306 && typeof data306 == "object" && !Array.isArray(data306)){
+if(data306.name === undefined){
+const err561 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/queryParameters/" + i56,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err561];
 }
@@ -8761,12 +8762,9 @@ vErrors.push(err561);
 }
 errors++;
 }
-}
-if(data305.name !== undefined){
-let data306 = data305.name;
-if(typeof data306 === "string"){
-if(data306.length < 1){
-const err562 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/queryParameters/" + i56+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+for(const key70 in data306){
+if(!(((((key70 === "name") || (key70 === "exact")) || (key70 === "prefix")) || (key70 === "regex")) || (key70 === "present"))){
+const err562 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/queryParameters/" + i56,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key70},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err562];
 }
@@ -8776,8 +8774,11 @@ vErrors.push(err562);
 errors++;
 }
 }
-else {
-const err563 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/queryParameters/" + i56+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data306.name !== undefined){
+let data307 = data306.name;
+if(typeof data307 === "string"){
+if(data307.length < 1){
+const err563 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/queryParameters/" + i56+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err563];
 }
@@ -8787,9 +8788,8 @@ vErrors.push(err563);
 errors++;
 }
 }
-if(data305.exact !== undefined){
-if(typeof data305.exact !== "string"){
-const err564 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/queryParameters/" + i56+"/exact",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/exact/type",keyword:"type",params:{type: "string"},message:"must be string"};
+else {
+const err564 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/queryParameters/" + i56+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err564];
 }
@@ -8799,9 +8799,9 @@ vErrors.push(err564);
 errors++;
 }
 }
-if(data305.prefix !== undefined){
-if(typeof data305.prefix !== "string"){
-const err565 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/queryParameters/" + i56+"/prefix",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/prefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data306.exact !== undefined){
+if(typeof data306.exact !== "string"){
+const err565 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/queryParameters/" + i56+"/exact",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/exact/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err565];
 }
@@ -8811,9 +8811,9 @@ vErrors.push(err565);
 errors++;
 }
 }
-if(data305.regex !== undefined){
-if(typeof data305.regex !== "string"){
-const err566 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/queryParameters/" + i56+"/regex",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/regex/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data306.prefix !== undefined){
+if(typeof data306.prefix !== "string"){
+const err566 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/queryParameters/" + i56+"/prefix",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/prefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err566];
 }
@@ -8823,9 +8823,9 @@ vErrors.push(err566);
 errors++;
 }
 }
-if(data305.present !== undefined){
-if(typeof data305.present !== "boolean"){
-const err567 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/queryParameters/" + i56+"/present",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/present/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(data306.regex !== undefined){
+if(typeof data306.regex !== "string"){
+const err567 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/queryParameters/" + i56+"/regex",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/regex/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err567];
 }
@@ -8835,9 +8835,9 @@ vErrors.push(err567);
 errors++;
 }
 }
-}
-else {
-const err568 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/queryParameters/" + i56,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data306.present !== undefined){
+if(typeof data306.present !== "boolean"){
+const err568 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/queryParameters/" + i56+"/present",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/present/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err568];
 }
@@ -8849,7 +8849,7 @@ errors++;
 }
 }
 else {
-const err569 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/queryParameters",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err569 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/queryParameters/" + i56,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err569];
 }
@@ -8861,7 +8861,7 @@ errors++;
 }
 }
 else {
-const err570 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err570 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/queryParameters",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err570];
 }
@@ -8871,12 +8871,9 @@ vErrors.push(err570);
 errors++;
 }
 }
-if(data288.route !== undefined){
-let data311 = data288.route;
-if(data311 && typeof data311 == "object" && !Array.isArray(data311)){
-for(const key71 in data311){
-if(!(func1.call(schema31.properties.routeConfigs.items.properties.virtualHosts.items.properties.routes.items.properties.route.properties, key71))){
-const err571 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key71},message:"must NOT have additional properties"};
+}
+else {
+const err571 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err571];
 }
@@ -8886,11 +8883,12 @@ vErrors.push(err571);
 errors++;
 }
 }
-if(data311.cluster !== undefined){
-let data312 = data311.cluster;
-if(typeof data312 === "string"){
-if(data312.length < 1){
-const err572 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cluster",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cluster/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data289.route !== undefined){
+let data312 = data289.route;
+if(data312 && typeof data312 == "object" && !Array.isArray(data312)){
+for(const key71 in data312){
+if(!(func1.call(schema31.properties.routeConfigs.items.properties.virtualHosts.items.properties.routes.items.properties.route.properties, key71))){
+const err572 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key71},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err572];
 }
@@ -8900,8 +8898,11 @@ vErrors.push(err572);
 errors++;
 }
 }
-else {
-const err573 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cluster",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cluster/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data312.cluster !== undefined){
+let data313 = data312.cluster;
+if(typeof data313 === "string"){
+if(data313.length < 1){
+const err573 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cluster",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cluster/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err573];
 }
@@ -8911,11 +8912,8 @@ vErrors.push(err573);
 errors++;
 }
 }
-if(data311.weightedClusters !== undefined){
-let data313 = data311.weightedClusters;
-if(Array.isArray(data313)){
-if(data313.length < 1){
-const err574 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"};
+else {
+const err574 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cluster",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cluster/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err574];
 }
@@ -8924,12 +8922,12 @@ vErrors.push(err574);
 }
 errors++;
 }
-const len57 = data313.length;
-for(let i57=0; i57<len57; i57++){
-let data314 = data313[i57];
-if(data314 && typeof data314 == "object" && !Array.isArray(data314)){
-if(data314.name === undefined){
-const err575 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
+}
+if(data312.weightedClusters !== undefined){
+let data314 = data312.weightedClusters;
+if(Array.isArray(data314)){
+if(data314.length < 1){
+const err575 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"};
 if(vErrors === null){
 vErrors = [err575];
 }
@@ -8938,8 +8936,12 @@ vErrors.push(err575);
 }
 errors++;
 }
-if(data314.weight === undefined){
-const err576 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/required",keyword:"required",params:{missingProperty: "weight"},message:"must have required property '"+"weight"+"'"};
+const len57 = data314.length;
+for(let i57=0; i57<len57; i57++){
+let data315 = data314[i57];
+if(data315 && typeof data315 == "object" && !Array.isArray(data315)){
+if(data315.name === undefined){
+const err576 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err576];
 }
@@ -8948,9 +8950,8 @@ vErrors.push(err576);
 }
 errors++;
 }
-for(const key72 in data314){
-if(!((((((key72 === "name") || (key72 === "weight")) || (key72 === "requestHeadersToAdd")) || (key72 === "requestHeadersToRemove")) || (key72 === "responseHeadersToAdd")) || (key72 === "responseHeadersToRemove"))){
-const err577 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key72},message:"must NOT have additional properties"};
+if(data315.weight === undefined){
+const err577 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/required",keyword:"required",params:{missingProperty: "weight"},message:"must have required property '"+"weight"+"'"};
 if(vErrors === null){
 vErrors = [err577];
 }
@@ -8959,12 +8960,9 @@ vErrors.push(err577);
 }
 errors++;
 }
-}
-if(data314.name !== undefined){
-let data315 = data314.name;
-if(typeof data315 === "string"){
-if(data315.length < 1){
-const err578 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+for(const key72 in data315){
+if(!((((((key72 === "name") || (key72 === "weight")) || (key72 === "requestHeadersToAdd")) || (key72 === "requestHeadersToRemove")) || (key72 === "responseHeadersToAdd")) || (key72 === "responseHeadersToRemove"))){
+const err578 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key72},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err578];
 }
@@ -8974,8 +8972,11 @@ vErrors.push(err578);
 errors++;
 }
 }
-else {
-const err579 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data315.name !== undefined){
+let data316 = data315.name;
+if(typeof data316 === "string"){
+if(data316.length < 1){
+const err579 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err579];
 }
@@ -8985,10 +8986,8 @@ vErrors.push(err579);
 errors++;
 }
 }
-if(data314.weight !== undefined){
-let data316 = data314.weight;
-if(!((typeof data316 == "number") && (!(data316 % 1) && !isNaN(data316)))){
-const err580 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/weight",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/weight/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+else {
+const err580 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err580];
 }
@@ -8997,9 +8996,11 @@ vErrors.push(err580);
 }
 errors++;
 }
-if(typeof data316 == "number"){
-if(data316 < 0 || isNaN(data316)){
-const err581 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/weight",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/weight/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+if(data315.weight !== undefined){
+let data317 = data315.weight;
+if(!((typeof data317 == "number") && (!(data317 % 1) && !isNaN(data317)))){
+const err581 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/weight",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/weight/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err581];
 }
@@ -9008,17 +9009,9 @@ vErrors.push(err581);
 }
 errors++;
 }
-}
-}
-if(data314.requestHeadersToAdd !== undefined){
-let data317 = data314.requestHeadersToAdd;
-if(Array.isArray(data317)){
-const len58 = data317.length;
-for(let i58=0; i58<len58; i58++){
-let data318 = data317[i58];
-if(data318 && typeof data318 == "object" && !Array.isArray(data318)){
-if(data318.name === undefined){
-const err582 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/requestHeadersToAdd/" + i58,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
+if(typeof data317 == "number"){
+if(data317 < 0 || isNaN(data317)){
+const err582 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/weight",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/weight/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err582];
 }
@@ -9027,8 +9020,17 @@ vErrors.push(err582);
 }
 errors++;
 }
-if(data318.value === undefined){
-const err583 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/requestHeadersToAdd/" + i58,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "value"},message:"must have required property '"+"value"+"'"};
+}
+}
+if(data315.requestHeadersToAdd !== undefined){
+let data318 = data315.requestHeadersToAdd;
+if(Array.isArray(data318)){
+const len58 = data318.length;
+for(let i58=0; i58<len58; i58++){
+let data319 = data318[i58];
+if(data319 && typeof data319 == "object" && !Array.isArray(data319)){
+if(data319.name === undefined){
+const err583 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/requestHeadersToAdd/" + i58,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err583];
 }
@@ -9037,9 +9039,8 @@ vErrors.push(err583);
 }
 errors++;
 }
-for(const key73 in data318){
-if(!(((key73 === "name") || (key73 === "value")) || (key73 === "append"))){
-const err584 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/requestHeadersToAdd/" + i58,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key73},message:"must NOT have additional properties"};
+if(data319.value === undefined){
+const err584 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/requestHeadersToAdd/" + i58,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "value"},message:"must have required property '"+"value"+"'"};
 if(vErrors === null){
 vErrors = [err584];
 }
@@ -9048,12 +9049,9 @@ vErrors.push(err584);
 }
 errors++;
 }
-}
-if(data318.name !== undefined){
-let data319 = data318.name;
-if(typeof data319 === "string"){
-if(data319.length < 1){
-const err585 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/requestHeadersToAdd/" + i58+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+for(const key73 in data319){
+if(!(((key73 === "name") || (key73 === "value")) || (key73 === "append"))){
+const err585 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/requestHeadersToAdd/" + i58,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key73},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err585];
 }
@@ -9063,8 +9061,11 @@ vErrors.push(err585);
 errors++;
 }
 }
-else {
-const err586 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/requestHeadersToAdd/" + i58+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data319.name !== undefined){
+let data320 = data319.name;
+if(typeof data320 === "string"){
+if(data320.length < 1){
+const err586 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/requestHeadersToAdd/" + i58+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err586];
 }
@@ -9074,9 +9075,8 @@ vErrors.push(err586);
 errors++;
 }
 }
-if(data318.value !== undefined){
-if(typeof data318.value !== "string"){
-const err587 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/requestHeadersToAdd/" + i58+"/value",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/properties/value/type",keyword:"type",params:{type: "string"},message:"must be string"};
+else {
+const err587 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/requestHeadersToAdd/" + i58+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err587];
 }
@@ -9086,9 +9086,9 @@ vErrors.push(err587);
 errors++;
 }
 }
-if(data318.append !== undefined){
-if(typeof data318.append !== "boolean"){
-const err588 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/requestHeadersToAdd/" + i58+"/append",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/properties/append/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(data319.value !== undefined){
+if(typeof data319.value !== "string"){
+const err588 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/requestHeadersToAdd/" + i58+"/value",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/properties/value/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err588];
 }
@@ -9098,9 +9098,9 @@ vErrors.push(err588);
 errors++;
 }
 }
-}
-else {
-const err589 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/requestHeadersToAdd/" + i58,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data319.append !== undefined){
+if(typeof data319.append !== "boolean"){
+const err589 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/requestHeadersToAdd/" + i58+"/append",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/properties/append/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err589];
 }
@@ -9112,7 +9112,7 @@ errors++;
 }
 }
 else {
-const err590 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/requestHeadersToAdd",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err590 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/requestHeadersToAdd/" + i58,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err590];
 }
@@ -9122,15 +9122,9 @@ vErrors.push(err590);
 errors++;
 }
 }
-if(data314.requestHeadersToRemove !== undefined){
-let data322 = data314.requestHeadersToRemove;
-if(Array.isArray(data322)){
-const len59 = data322.length;
-for(let i59=0; i59<len59; i59++){
-let data323 = data322[i59];
-if(typeof data323 === "string"){
-if(data323.length < 1){
-const err591 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/requestHeadersToRemove/" + i59,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToRemove/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+else {
+const err591 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/requestHeadersToAdd",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err591];
 }
@@ -9140,8 +9134,15 @@ vErrors.push(err591);
 errors++;
 }
 }
-else {
-const err592 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/requestHeadersToRemove/" + i59,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToRemove/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data315.requestHeadersToRemove !== undefined){
+let data323 = data315.requestHeadersToRemove;
+if(Array.isArray(data323)){
+const len59 = data323.length;
+for(let i59=0; i59<len59; i59++){
+let data324 = data323[i59];
+if(typeof data324 === "string"){
+if(data324.length < 1){
+const err592 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/requestHeadersToRemove/" + i59,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToRemove/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err592];
 }
@@ -9151,9 +9152,8 @@ vErrors.push(err592);
 errors++;
 }
 }
-}
 else {
-const err593 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/requestHeadersToRemove",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToRemove/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err593 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/requestHeadersToRemove/" + i59,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToRemove/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err593];
 }
@@ -9163,15 +9163,9 @@ vErrors.push(err593);
 errors++;
 }
 }
-if(data314.responseHeadersToAdd !== undefined){
-let data324 = data314.responseHeadersToAdd;
-if(Array.isArray(data324)){
-const len60 = data324.length;
-for(let i60=0; i60<len60; i60++){
-let data325 = data324[i60];
-if(data325 && typeof data325 == "object" && !Array.isArray(data325)){
-if(data325.name === undefined){
-const err594 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/responseHeadersToAdd/" + i60,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
+}
+else {
+const err594 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/requestHeadersToRemove",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToRemove/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err594];
 }
@@ -9180,8 +9174,16 @@ vErrors.push(err594);
 }
 errors++;
 }
-if(data325.value === undefined){
-const err595 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/responseHeadersToAdd/" + i60,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "value"},message:"must have required property '"+"value"+"'"};
+}
+if(data315.responseHeadersToAdd !== undefined){
+let data325 = data315.responseHeadersToAdd;
+if(Array.isArray(data325)){
+const len60 = data325.length;
+for(let i60=0; i60<len60; i60++){
+let data326 = data325[i60];
+if(data326 && typeof data326 == "object" && !Array.isArray(data326)){
+if(data326.name === undefined){
+const err595 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/responseHeadersToAdd/" + i60,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err595];
 }
@@ -9190,9 +9192,8 @@ vErrors.push(err595);
 }
 errors++;
 }
-for(const key74 in data325){
-if(!(((key74 === "name") || (key74 === "value")) || (key74 === "append"))){
-const err596 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/responseHeadersToAdd/" + i60,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key74},message:"must NOT have additional properties"};
+if(data326.value === undefined){
+const err596 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/responseHeadersToAdd/" + i60,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "value"},message:"must have required property '"+"value"+"'"};
 if(vErrors === null){
 vErrors = [err596];
 }
@@ -9201,12 +9202,9 @@ vErrors.push(err596);
 }
 errors++;
 }
-}
-if(data325.name !== undefined){
-let data326 = data325.name;
-if(typeof data326 === "string"){
-if(data326.length < 1){
-const err597 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/responseHeadersToAdd/" + i60+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+for(const key74 in data326){
+if(!(((key74 === "name") || (key74 === "value")) || (key74 === "append"))){
+const err597 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/responseHeadersToAdd/" + i60,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key74},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err597];
 }
@@ -9216,8 +9214,11 @@ vErrors.push(err597);
 errors++;
 }
 }
-else {
-const err598 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/responseHeadersToAdd/" + i60+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data326.name !== undefined){
+let data327 = data326.name;
+if(typeof data327 === "string"){
+if(data327.length < 1){
+const err598 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/responseHeadersToAdd/" + i60+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err598];
 }
@@ -9227,9 +9228,8 @@ vErrors.push(err598);
 errors++;
 }
 }
-if(data325.value !== undefined){
-if(typeof data325.value !== "string"){
-const err599 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/responseHeadersToAdd/" + i60+"/value",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/properties/value/type",keyword:"type",params:{type: "string"},message:"must be string"};
+else {
+const err599 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/responseHeadersToAdd/" + i60+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err599];
 }
@@ -9239,9 +9239,9 @@ vErrors.push(err599);
 errors++;
 }
 }
-if(data325.append !== undefined){
-if(typeof data325.append !== "boolean"){
-const err600 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/responseHeadersToAdd/" + i60+"/append",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/properties/append/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(data326.value !== undefined){
+if(typeof data326.value !== "string"){
+const err600 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/responseHeadersToAdd/" + i60+"/value",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/properties/value/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err600];
 }
@@ -9251,9 +9251,9 @@ vErrors.push(err600);
 errors++;
 }
 }
-}
-else {
-const err601 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/responseHeadersToAdd/" + i60,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data326.append !== undefined){
+if(typeof data326.append !== "boolean"){
+const err601 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/responseHeadersToAdd/" + i60+"/append",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/properties/append/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err601];
 }
@@ -9265,7 +9265,7 @@ errors++;
 }
 }
 else {
-const err602 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/responseHeadersToAdd",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err602 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/responseHeadersToAdd/" + i60,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err602];
 }
@@ -9275,15 +9275,9 @@ vErrors.push(err602);
 errors++;
 }
 }
-if(data314.responseHeadersToRemove !== undefined){
-let data329 = data314.responseHeadersToRemove;
-if(Array.isArray(data329)){
-const len61 = data329.length;
-for(let i61=0; i61<len61; i61++){
-let data330 = data329[i61];
-if(typeof data330 === "string"){
-if(data330.length < 1){
-const err603 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/responseHeadersToRemove/" + i61,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToRemove/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+else {
+const err603 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/responseHeadersToAdd",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err603];
 }
@@ -9293,8 +9287,15 @@ vErrors.push(err603);
 errors++;
 }
 }
-else {
-const err604 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/responseHeadersToRemove/" + i61,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToRemove/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data315.responseHeadersToRemove !== undefined){
+let data330 = data315.responseHeadersToRemove;
+if(Array.isArray(data330)){
+const len61 = data330.length;
+for(let i61=0; i61<len61; i61++){
+let data331 = data330[i61];
+if(typeof data331 === "string"){
+if(data331.length < 1){
+const err604 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/responseHeadersToRemove/" + i61,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToRemove/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err604];
 }
@@ -9304,9 +9305,8 @@ vErrors.push(err604);
 errors++;
 }
 }
-}
 else {
-const err605 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/responseHeadersToRemove",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToRemove/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err605 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/responseHeadersToRemove/" + i61,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToRemove/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err605];
 }
@@ -9318,7 +9318,7 @@ errors++;
 }
 }
 else {
-const err606 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err606 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/responseHeadersToRemove",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToRemove/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err606];
 }
@@ -9330,7 +9330,7 @@ errors++;
 }
 }
 else {
-const err607 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err607 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err607];
 }
@@ -9340,9 +9340,9 @@ vErrors.push(err607);
 errors++;
 }
 }
-if(data311.prefixRewrite !== undefined){
-if(typeof data311.prefixRewrite !== "string"){
-const err608 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/prefixRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/prefixRewrite/type",keyword:"type",params:{type: "string"},message:"must be string"};
+}
+else {
+const err608 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err608];
 }
@@ -9352,11 +9352,9 @@ vErrors.push(err608);
 errors++;
 }
 }
-if(data311.regexRewrite !== undefined){
-let data332 = data311.regexRewrite;
-if(data332 && typeof data332 == "object" && !Array.isArray(data332)){
-if(data332.pattern === undefined){
-const err609 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/regexRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/required",keyword:"required",params:{missingProperty: "pattern"},message:"must have required property '"+"pattern"+"'"};
+if(data312.prefixRewrite !== undefined){
+if(typeof data312.prefixRewrite !== "string"){
+const err609 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/prefixRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/prefixRewrite/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err609];
 }
@@ -9365,8 +9363,12 @@ vErrors.push(err609);
 }
 errors++;
 }
-if(data332.substitution === undefined){
-const err610 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/regexRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/required",keyword:"required",params:{missingProperty: "substitution"},message:"must have required property '"+"substitution"+"'"};
+}
+if(data312.regexRewrite !== undefined){
+let data333 = data312.regexRewrite;
+if(data333 && typeof data333 == "object" && !Array.isArray(data333)){
+if(data333.pattern === undefined){
+const err610 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/regexRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/required",keyword:"required",params:{missingProperty: "pattern"},message:"must have required property '"+"pattern"+"'"};
 if(vErrors === null){
 vErrors = [err610];
 }
@@ -9375,9 +9377,8 @@ vErrors.push(err610);
 }
 errors++;
 }
-for(const key75 in data332){
-if(!((key75 === "pattern") || (key75 === "substitution"))){
-const err611 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/regexRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key75},message:"must NOT have additional properties"};
+if(data333.substitution === undefined){
+const err611 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/regexRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/required",keyword:"required",params:{missingProperty: "substitution"},message:"must have required property '"+"substitution"+"'"};
 if(vErrors === null){
 vErrors = [err611];
 }
@@ -9386,12 +9387,9 @@ vErrors.push(err611);
 }
 errors++;
 }
-}
-if(data332.pattern !== undefined){
-let data333 = data332.pattern;
-if(typeof data333 === "string"){
-if(data333.length < 1){
-const err612 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/regexRewrite/pattern",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/properties/pattern/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+for(const key75 in data333){
+if(!((key75 === "pattern") || (key75 === "substitution"))){
+const err612 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/regexRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key75},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err612];
 }
@@ -9401,8 +9399,11 @@ vErrors.push(err612);
 errors++;
 }
 }
-else {
-const err613 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/regexRewrite/pattern",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/properties/pattern/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data333.pattern !== undefined){
+let data334 = data333.pattern;
+if(typeof data334 === "string"){
+if(data334.length < 1){
+const err613 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/regexRewrite/pattern",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/properties/pattern/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err613];
 }
@@ -9412,9 +9413,8 @@ vErrors.push(err613);
 errors++;
 }
 }
-if(data332.substitution !== undefined){
-if(typeof data332.substitution !== "string"){
-const err614 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/regexRewrite/substitution",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/properties/substitution/type",keyword:"type",params:{type: "string"},message:"must be string"};
+else {
+const err614 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/regexRewrite/pattern",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/properties/pattern/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err614];
 }
@@ -9424,9 +9424,9 @@ vErrors.push(err614);
 errors++;
 }
 }
-}
-else {
-const err615 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/regexRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data333.substitution !== undefined){
+if(typeof data333.substitution !== "string"){
+const err615 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/regexRewrite/substitution",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/properties/substitution/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err615];
 }
@@ -9436,11 +9436,9 @@ vErrors.push(err615);
 errors++;
 }
 }
-if(data311.hostRewrite !== undefined){
-let data335 = data311.hostRewrite;
-if(typeof data335 === "string"){
-if(data335.length < 1){
-const err616 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hostRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hostRewrite/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+else {
+const err616 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/regexRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err616];
 }
@@ -9450,8 +9448,11 @@ vErrors.push(err616);
 errors++;
 }
 }
-else {
-const err617 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hostRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hostRewrite/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data312.hostRewrite !== undefined){
+let data336 = data312.hostRewrite;
+if(typeof data336 === "string"){
+if(data336.length < 1){
+const err617 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hostRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hostRewrite/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err617];
 }
@@ -9461,19 +9462,8 @@ vErrors.push(err617);
 errors++;
 }
 }
-if(data311.hashPolicy !== undefined){
-let data336 = data311.hashPolicy;
-if(Array.isArray(data336)){
-const len62 = data336.length;
-for(let i62=0; i62<len62; i62++){
-let data337 = data336[i62];
-const _errs747 = errors;
-let valid205 = false;
-let passing3 = null;
-const _errs748 = errors;
-if(data337 && typeof data337 == "object" && !Array.isArray(data337)){
-if(data337.header === undefined){
-const err618 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/0/required",keyword:"required",params:{missingProperty: "header"},message:"must have required property '"+"header"+"'"};
+else {
+const err618 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hostRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hostRewrite/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err618];
 }
@@ -9482,9 +9472,20 @@ vErrors.push(err618);
 }
 errors++;
 }
-for(const key76 in data337){
-if(!(key76 === "header")){
-const err619 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/0/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key76},message:"must NOT have additional properties"};
+}
+if(data312.hashPolicy !== undefined){
+let data337 = data312.hashPolicy;
+if(Array.isArray(data337)){
+const len62 = data337.length;
+for(let i62=0; i62<len62; i62++){
+let data338 = data337[i62];
+const _errs749 = errors;
+let valid205 = false;
+let passing3 = null;
+const _errs750 = errors;
+if(data338 && typeof data338 == "object" && !Array.isArray(data338)){
+if(data338.header === undefined){
+const err619 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/0/required",keyword:"required",params:{missingProperty: "header"},message:"must have required property '"+"header"+"'"};
 if(vErrors === null){
 vErrors = [err619];
 }
@@ -9493,12 +9494,9 @@ vErrors.push(err619);
 }
 errors++;
 }
-}
-if(data337.header !== undefined){
-let data338 = data337.header;
-if(typeof data338 === "string"){
-if(data338.length < 1){
-const err620 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62+"/header",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/0/properties/header/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+for(const key76 in data338){
+if(!(key76 === "header")){
+const err620 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/0/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key76},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err620];
 }
@@ -9508,8 +9506,11 @@ vErrors.push(err620);
 errors++;
 }
 }
-else {
-const err621 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62+"/header",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/0/properties/header/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data338.header !== undefined){
+let data339 = data338.header;
+if(typeof data339 === "string"){
+if(data339.length < 1){
+const err621 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62+"/header",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/0/properties/header/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err621];
 }
@@ -9519,9 +9520,8 @@ vErrors.push(err621);
 errors++;
 }
 }
-}
 else {
-const err622 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/0/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err622 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62+"/header",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/0/properties/header/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err622];
 }
@@ -9530,16 +9530,10 @@ vErrors.push(err622);
 }
 errors++;
 }
-var _valid3 = _errs748 === errors;
-if(_valid3){
-valid205 = true;
-passing3 = 0;
-var props3 = true;
 }
-const _errs753 = errors;
-if(data337 && typeof data337 == "object" && !Array.isArray(data337)){
-if(data337.cookie === undefined){
-const err623 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/required",keyword:"required",params:{missingProperty: "cookie"},message:"must have required property '"+"cookie"+"'"};
+}
+else {
+const err623 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/0/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err623];
 }
@@ -9548,9 +9542,16 @@ vErrors.push(err623);
 }
 errors++;
 }
-for(const key77 in data337){
-if(!(((key77 === "cookie") || (key77 === "ttlMs")) || (key77 === "path"))){
-const err624 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key77},message:"must NOT have additional properties"};
+var _valid3 = _errs750 === errors;
+if(_valid3){
+valid205 = true;
+passing3 = 0;
+var props3 = true;
+}
+const _errs755 = errors;
+if(data338 && typeof data338 == "object" && !Array.isArray(data338)){
+if(data338.cookie === undefined){
+const err624 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/required",keyword:"required",params:{missingProperty: "cookie"},message:"must have required property '"+"cookie"+"'"};
 if(vErrors === null){
 vErrors = [err624];
 }
@@ -9559,12 +9560,9 @@ vErrors.push(err624);
 }
 errors++;
 }
-}
-if(data337.cookie !== undefined){
-let data339 = data337.cookie;
-if(typeof data339 === "string"){
-if(data339.length < 1){
-const err625 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62+"/cookie",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/properties/cookie/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+for(const key77 in data338){
+if(!(((key77 === "cookie") || (key77 === "ttlMs")) || (key77 === "path"))){
+const err625 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key77},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err625];
 }
@@ -9574,8 +9572,11 @@ vErrors.push(err625);
 errors++;
 }
 }
-else {
-const err626 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62+"/cookie",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/properties/cookie/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data338.cookie !== undefined){
+let data340 = data338.cookie;
+if(typeof data340 === "string"){
+if(data340.length < 1){
+const err626 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62+"/cookie",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/properties/cookie/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err626];
 }
@@ -9585,10 +9586,8 @@ vErrors.push(err626);
 errors++;
 }
 }
-if(data337.ttlMs !== undefined){
-let data340 = data337.ttlMs;
-if(!((typeof data340 == "number") && (!(data340 % 1) && !isNaN(data340)))){
-const err627 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62+"/ttlMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/properties/ttlMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+else {
+const err627 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62+"/cookie",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/properties/cookie/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err627];
 }
@@ -9597,9 +9596,11 @@ vErrors.push(err627);
 }
 errors++;
 }
-if(typeof data340 == "number"){
-if(data340 < 0 || isNaN(data340)){
-const err628 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62+"/ttlMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/properties/ttlMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+if(data338.ttlMs !== undefined){
+let data341 = data338.ttlMs;
+if(!((typeof data341 == "number") && (!(data341 % 1) && !isNaN(data341)))){
+const err628 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62+"/ttlMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/properties/ttlMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err628];
 }
@@ -9608,11 +9609,9 @@ vErrors.push(err628);
 }
 errors++;
 }
-}
-}
-if(data337.path !== undefined){
-if(typeof data337.path !== "string"){
-const err629 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62+"/path",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/properties/path/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(typeof data341 == "number"){
+if(data341 < 0 || isNaN(data341)){
+const err629 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62+"/ttlMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/properties/ttlMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err629];
 }
@@ -9623,8 +9622,9 @@ errors++;
 }
 }
 }
-else {
-const err630 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data338.path !== undefined){
+if(typeof data338.path !== "string"){
+const err630 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62+"/path",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/properties/path/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err630];
 }
@@ -9633,7 +9633,19 @@ vErrors.push(err630);
 }
 errors++;
 }
-var _valid3 = _errs753 === errors;
+}
+}
+else {
+const err631 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err631];
+}
+else {
+vErrors.push(err631);
+}
+errors++;
+}
+var _valid3 = _errs755 === errors;
 if(_valid3 && valid205){
 valid205 = false;
 passing3 = [passing3, 1];
@@ -9646,21 +9658,10 @@ if(props3 !== true){
 props3 = true;
 }
 }
-const _errs762 = errors;
-if(data337 && typeof data337 == "object" && !Array.isArray(data337)){
-if(data337.sourceIp === undefined){
-const err631 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/2/required",keyword:"required",params:{missingProperty: "sourceIp"},message:"must have required property '"+"sourceIp"+"'"};
-if(vErrors === null){
-vErrors = [err631];
-}
-else {
-vErrors.push(err631);
-}
-errors++;
-}
-for(const key78 in data337){
-if(!(key78 === "sourceIp")){
-const err632 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/2/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key78},message:"must NOT have additional properties"};
+const _errs764 = errors;
+if(data338 && typeof data338 == "object" && !Array.isArray(data338)){
+if(data338.sourceIp === undefined){
+const err632 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/2/required",keyword:"required",params:{missingProperty: "sourceIp"},message:"must have required property '"+"sourceIp"+"'"};
 if(vErrors === null){
 vErrors = [err632];
 }
@@ -9669,10 +9670,9 @@ vErrors.push(err632);
 }
 errors++;
 }
-}
-if(data337.sourceIp !== undefined){
-if(true !== data337.sourceIp){
-const err633 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62+"/sourceIp",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/2/properties/sourceIp/const",keyword:"const",params:{allowedValue: true},message:"must be equal to constant"};
+for(const key78 in data338){
+if(!(key78 === "sourceIp")){
+const err633 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/2/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key78},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err633];
 }
@@ -9682,9 +9682,9 @@ vErrors.push(err633);
 errors++;
 }
 }
-}
-else {
-const err634 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/2/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data338.sourceIp !== undefined){
+if(true !== data338.sourceIp){
+const err634 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62+"/sourceIp",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/2/properties/sourceIp/const",keyword:"const",params:{allowedValue: true},message:"must be equal to constant"};
 if(vErrors === null){
 vErrors = [err634];
 }
@@ -9693,7 +9693,19 @@ vErrors.push(err634);
 }
 errors++;
 }
-var _valid3 = _errs762 === errors;
+}
+}
+else {
+const err635 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/2/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err635];
+}
+else {
+vErrors.push(err635);
+}
+errors++;
+}
+var _valid3 = _errs764 === errors;
 if(_valid3 && valid205){
 valid205 = false;
 passing3 = [passing3, 2];
@@ -9706,21 +9718,10 @@ if(props3 !== true){
 props3 = true;
 }
 }
-const _errs766 = errors;
-if(data337 && typeof data337 == "object" && !Array.isArray(data337)){
-if(data337.queryParameter === undefined){
-const err635 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/3/required",keyword:"required",params:{missingProperty: "queryParameter"},message:"must have required property '"+"queryParameter"+"'"};
-if(vErrors === null){
-vErrors = [err635];
-}
-else {
-vErrors.push(err635);
-}
-errors++;
-}
-for(const key79 in data337){
-if(!(key79 === "queryParameter")){
-const err636 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/3/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key79},message:"must NOT have additional properties"};
+const _errs768 = errors;
+if(data338 && typeof data338 == "object" && !Array.isArray(data338)){
+if(data338.queryParameter === undefined){
+const err636 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/3/required",keyword:"required",params:{missingProperty: "queryParameter"},message:"must have required property '"+"queryParameter"+"'"};
 if(vErrors === null){
 vErrors = [err636];
 }
@@ -9729,12 +9730,9 @@ vErrors.push(err636);
 }
 errors++;
 }
-}
-if(data337.queryParameter !== undefined){
-let data343 = data337.queryParameter;
-if(typeof data343 === "string"){
-if(data343.length < 1){
-const err637 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62+"/queryParameter",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/3/properties/queryParameter/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+for(const key79 in data338){
+if(!(key79 === "queryParameter")){
+const err637 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/3/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key79},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err637];
 }
@@ -9744,8 +9742,11 @@ vErrors.push(err637);
 errors++;
 }
 }
-else {
-const err638 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62+"/queryParameter",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/3/properties/queryParameter/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data338.queryParameter !== undefined){
+let data344 = data338.queryParameter;
+if(typeof data344 === "string"){
+if(data344.length < 1){
+const err638 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62+"/queryParameter",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/3/properties/queryParameter/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err638];
 }
@@ -9755,9 +9756,8 @@ vErrors.push(err638);
 errors++;
 }
 }
-}
 else {
-const err639 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/3/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err639 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62+"/queryParameter",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/3/properties/queryParameter/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err639];
 }
@@ -9766,7 +9766,19 @@ vErrors.push(err639);
 }
 errors++;
 }
-var _valid3 = _errs766 === errors;
+}
+}
+else {
+const err640 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/3/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err640];
+}
+else {
+vErrors.push(err640);
+}
+errors++;
+}
+var _valid3 = _errs768 === errors;
 if(_valid3 && valid205){
 valid205 = false;
 passing3 = [passing3, 3];
@@ -9783,20 +9795,20 @@ props3 = true;
 }
 }
 if(!valid205){
-const err640 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf",keyword:"oneOf",params:{passingSchemas: passing3},message:"must match exactly one schema in oneOf"};
+const err641 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf",keyword:"oneOf",params:{passingSchemas: passing3},message:"must match exactly one schema in oneOf"};
 if(vErrors === null){
-vErrors = [err640];
+vErrors = [err641];
 }
 else {
-vErrors.push(err640);
+vErrors.push(err641);
 }
 errors++;
 }
 else {
-errors = _errs747;
+errors = _errs749;
 if(vErrors !== null){
-if(_errs747){
-vErrors.length = _errs747;
+if(_errs749){
+vErrors.length = _errs749;
 }
 else {
 vErrors = null;
@@ -9806,20 +9818,7 @@ vErrors = null;
 }
 }
 else {
-const err641 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/type",keyword:"type",params:{type: "array"},message:"must be array"};
-if(vErrors === null){
-vErrors = [err641];
-}
-else {
-vErrors.push(err641);
-}
-errors++;
-}
-}
-if(data311.timeoutMs !== undefined){
-let data344 = data311.timeoutMs;
-if(!((typeof data344 == "number") && (!(data344 % 1) && !isNaN(data344)))){
-const err642 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/timeoutMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/timeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+const err642 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err642];
 }
@@ -9828,9 +9827,11 @@ vErrors.push(err642);
 }
 errors++;
 }
-if(typeof data344 == "number"){
-if(data344 < 0 || isNaN(data344)){
-const err643 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/timeoutMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/timeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+if(data312.timeoutMs !== undefined){
+let data345 = data312.timeoutMs;
+if(!((typeof data345 == "number") && (!(data345 % 1) && !isNaN(data345)))){
+const err643 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/timeoutMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/timeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err643];
 }
@@ -9839,13 +9840,9 @@ vErrors.push(err643);
 }
 errors++;
 }
-}
-}
-if(data311.retryPolicy !== undefined){
-let data345 = data311.retryPolicy;
-if(data345 && typeof data345 == "object" && !Array.isArray(data345)){
-if(data345.numRetries === undefined){
-const err644 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/required",keyword:"required",params:{missingProperty: "numRetries"},message:"must have required property '"+"numRetries"+"'"};
+if(typeof data345 == "number"){
+if(data345 < 0 || isNaN(data345)){
+const err644 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/timeoutMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/timeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err644];
 }
@@ -9854,9 +9851,13 @@ vErrors.push(err644);
 }
 errors++;
 }
-for(const key80 in data345){
-if(!(((((key80 === "numRetries") || (key80 === "perTryTimeoutMs")) || (key80 === "retryOn")) || (key80 === "retriableStatusCodes")) || (key80 === "backoff"))){
-const err645 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key80},message:"must NOT have additional properties"};
+}
+}
+if(data312.retryPolicy !== undefined){
+let data346 = data312.retryPolicy;
+if(data346 && typeof data346 == "object" && !Array.isArray(data346)){
+if(data346.numRetries === undefined){
+const err645 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/required",keyword:"required",params:{missingProperty: "numRetries"},message:"must have required property '"+"numRetries"+"'"};
 if(vErrors === null){
 vErrors = [err645];
 }
@@ -9865,11 +9866,9 @@ vErrors.push(err645);
 }
 errors++;
 }
-}
-if(data345.numRetries !== undefined){
-let data346 = data345.numRetries;
-if(!((typeof data346 == "number") && (!(data346 % 1) && !isNaN(data346)))){
-const err646 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/numRetries",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/numRetries/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+for(const key80 in data346){
+if(!(((((key80 === "numRetries") || (key80 === "perTryTimeoutMs")) || (key80 === "retryOn")) || (key80 === "retriableStatusCodes")) || (key80 === "backoff"))){
+const err646 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key80},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err646];
 }
@@ -9878,9 +9877,11 @@ vErrors.push(err646);
 }
 errors++;
 }
-if(typeof data346 == "number"){
-if(data346 > 100 || isNaN(data346)){
-const err647 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/numRetries",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/numRetries/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
+}
+if(data346.numRetries !== undefined){
+let data347 = data346.numRetries;
+if(!((typeof data347 == "number") && (!(data347 % 1) && !isNaN(data347)))){
+const err647 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/numRetries",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/numRetries/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err647];
 }
@@ -9889,8 +9890,9 @@ vErrors.push(err647);
 }
 errors++;
 }
-if(data346 < 0 || isNaN(data346)){
-const err648 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/numRetries",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/numRetries/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(typeof data347 == "number"){
+if(data347 > 100 || isNaN(data347)){
+const err648 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/numRetries",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/numRetries/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
 if(vErrors === null){
 vErrors = [err648];
 }
@@ -9899,12 +9901,8 @@ vErrors.push(err648);
 }
 errors++;
 }
-}
-}
-if(data345.perTryTimeoutMs !== undefined){
-let data347 = data345.perTryTimeoutMs;
-if(!((typeof data347 == "number") && (!(data347 % 1) && !isNaN(data347)))){
-const err649 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/perTryTimeoutMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/perTryTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data347 < 0 || isNaN(data347)){
+const err649 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/numRetries",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/numRetries/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err649];
 }
@@ -9913,9 +9911,12 @@ vErrors.push(err649);
 }
 errors++;
 }
-if(typeof data347 == "number"){
-if(data347 < 0 || isNaN(data347)){
-const err650 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/perTryTimeoutMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/perTryTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+}
+if(data346.perTryTimeoutMs !== undefined){
+let data348 = data346.perTryTimeoutMs;
+if(!((typeof data348 == "number") && (!(data348 % 1) && !isNaN(data348)))){
+const err650 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/perTryTimeoutMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/perTryTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err650];
 }
@@ -9924,16 +9925,9 @@ vErrors.push(err650);
 }
 errors++;
 }
-}
-}
-if(data345.retryOn !== undefined){
-let data348 = data345.retryOn;
-if(Array.isArray(data348)){
-const len63 = data348.length;
-for(let i63=0; i63<len63; i63++){
-let data349 = data348[i63];
-if(!(((((((((((data349 === "5xx") || (data349 === "gateway-error")) || (data349 === "reset")) || (data349 === "connect-failure")) || (data349 === "refused-stream")) || (data349 === "retriable-4xx")) || (data349 === "retriable-status-codes")) || (data349 === "cancelled")) || (data349 === "deadline-exceeded")) || (data349 === "resource-exhausted")) || (data349 === "unavailable"))){
-const err651 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/retryOn/" + i63,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retryOn/items/enum",keyword:"enum",params:{allowedValues: schema31.properties.routeConfigs.items.properties.virtualHosts.items.properties.routes.items.properties.route.properties.retryPolicy.properties.retryOn.items.enum},message:"must be equal to one of the allowed values"};
+if(typeof data348 == "number"){
+if(data348 < 0 || isNaN(data348)){
+const err651 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/perTryTimeoutMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/perTryTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err651];
 }
@@ -9944,8 +9938,14 @@ errors++;
 }
 }
 }
-else {
-const err652 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/retryOn",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retryOn/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data346.retryOn !== undefined){
+let data349 = data346.retryOn;
+if(Array.isArray(data349)){
+const len63 = data349.length;
+for(let i63=0; i63<len63; i63++){
+let data350 = data349[i63];
+if(!(((((((((((data350 === "5xx") || (data350 === "gateway-error")) || (data350 === "reset")) || (data350 === "connect-failure")) || (data350 === "refused-stream")) || (data350 === "retriable-4xx")) || (data350 === "retriable-status-codes")) || (data350 === "cancelled")) || (data350 === "deadline-exceeded")) || (data350 === "resource-exhausted")) || (data350 === "unavailable"))){
+const err652 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/retryOn/" + i63,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retryOn/items/enum",keyword:"enum",params:{allowedValues: schema31.properties.routeConfigs.items.properties.virtualHosts.items.properties.routes.items.properties.route.properties.retryPolicy.properties.retryOn.items.enum},message:"must be equal to one of the allowed values"};
 if(vErrors === null){
 vErrors = [err652];
 }
@@ -9955,14 +9955,9 @@ vErrors.push(err652);
 errors++;
 }
 }
-if(data345.retriableStatusCodes !== undefined){
-let data350 = data345.retriableStatusCodes;
-if(Array.isArray(data350)){
-const len64 = data350.length;
-for(let i64=0; i64<len64; i64++){
-let data351 = data350[i64];
-if(!((typeof data351 == "number") && (!(data351 % 1) && !isNaN(data351)))){
-const err653 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/retriableStatusCodes/" + i64,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retriableStatusCodes/items/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+}
+else {
+const err653 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/retryOn",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retryOn/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err653];
 }
@@ -9971,9 +9966,15 @@ vErrors.push(err653);
 }
 errors++;
 }
-if(typeof data351 == "number"){
-if(data351 > 599 || isNaN(data351)){
-const err654 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/retriableStatusCodes/" + i64,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retriableStatusCodes/items/maximum",keyword:"maximum",params:{comparison: "<=", limit: 599},message:"must be <= 599"};
+}
+if(data346.retriableStatusCodes !== undefined){
+let data351 = data346.retriableStatusCodes;
+if(Array.isArray(data351)){
+const len64 = data351.length;
+for(let i64=0; i64<len64; i64++){
+let data352 = data351[i64];
+if(!((typeof data352 == "number") && (!(data352 % 1) && !isNaN(data352)))){
+const err654 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/retriableStatusCodes/" + i64,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retriableStatusCodes/items/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err654];
 }
@@ -9982,8 +9983,9 @@ vErrors.push(err654);
 }
 errors++;
 }
-if(data351 < 100 || isNaN(data351)){
-const err655 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/retriableStatusCodes/" + i64,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retriableStatusCodes/items/minimum",keyword:"minimum",params:{comparison: ">=", limit: 100},message:"must be >= 100"};
+if(typeof data352 == "number"){
+if(data352 > 599 || isNaN(data352)){
+const err655 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/retriableStatusCodes/" + i64,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retriableStatusCodes/items/maximum",keyword:"maximum",params:{comparison: "<=", limit: 599},message:"must be <= 599"};
 if(vErrors === null){
 vErrors = [err655];
 }
@@ -9992,11 +9994,8 @@ vErrors.push(err655);
 }
 errors++;
 }
-}
-}
-}
-else {
-const err656 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/retriableStatusCodes",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retriableStatusCodes/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data352 < 100 || isNaN(data352)){
+const err656 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/retriableStatusCodes/" + i64,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retriableStatusCodes/items/minimum",keyword:"minimum",params:{comparison: ">=", limit: 100},message:"must be >= 100"};
 if(vErrors === null){
 vErrors = [err656];
 }
@@ -10006,12 +10005,10 @@ vErrors.push(err656);
 errors++;
 }
 }
-if(data345.backoff !== undefined){
-let data352 = data345.backoff;
-if(data352 && typeof data352 == "object" && !Array.isArray(data352)){
-for(const key81 in data352){
-if(!((key81 === "baseIntervalMs") || (key81 === "maxIntervalMs"))){
-const err657 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/backoff",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key81},message:"must NOT have additional properties"};
+}
+}
+else {
+const err657 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/retriableStatusCodes",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retriableStatusCodes/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err657];
 }
@@ -10021,10 +10018,12 @@ vErrors.push(err657);
 errors++;
 }
 }
-if(data352.baseIntervalMs !== undefined){
-let data353 = data352.baseIntervalMs;
-if(!((typeof data353 == "number") && (!(data353 % 1) && !isNaN(data353)))){
-const err658 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/backoff/baseIntervalMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/properties/baseIntervalMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data346.backoff !== undefined){
+let data353 = data346.backoff;
+if(data353 && typeof data353 == "object" && !Array.isArray(data353)){
+for(const key81 in data353){
+if(!((key81 === "baseIntervalMs") || (key81 === "maxIntervalMs"))){
+const err658 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/backoff",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key81},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err658];
 }
@@ -10033,9 +10032,11 @@ vErrors.push(err658);
 }
 errors++;
 }
-if(typeof data353 == "number"){
-if(data353 < 1 || isNaN(data353)){
-const err659 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/backoff/baseIntervalMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/properties/baseIntervalMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+if(data353.baseIntervalMs !== undefined){
+let data354 = data353.baseIntervalMs;
+if(!((typeof data354 == "number") && (!(data354 % 1) && !isNaN(data354)))){
+const err659 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/backoff/baseIntervalMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/properties/baseIntervalMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err659];
 }
@@ -10044,12 +10045,9 @@ vErrors.push(err659);
 }
 errors++;
 }
-}
-}
-if(data352.maxIntervalMs !== undefined){
-let data354 = data352.maxIntervalMs;
-if(!((typeof data354 == "number") && (!(data354 % 1) && !isNaN(data354)))){
-const err660 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/backoff/maxIntervalMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/properties/maxIntervalMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(typeof data354 == "number"){
+if(data354 < 1 || isNaN(data354)){
+const err660 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/backoff/baseIntervalMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/properties/baseIntervalMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err660];
 }
@@ -10058,9 +10056,12 @@ vErrors.push(err660);
 }
 errors++;
 }
-if(typeof data354 == "number"){
-if(data354 < 1 || isNaN(data354)){
-const err661 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/backoff/maxIntervalMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/properties/maxIntervalMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+}
+if(data353.maxIntervalMs !== undefined){
+let data355 = data353.maxIntervalMs;
+if(!((typeof data355 == "number") && (!(data355 % 1) && !isNaN(data355)))){
+const err661 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/backoff/maxIntervalMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/properties/maxIntervalMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err661];
 }
@@ -10069,11 +10070,9 @@ vErrors.push(err661);
 }
 errors++;
 }
-}
-}
-}
-else {
-const err662 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/backoff",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(typeof data355 == "number"){
+if(data355 < 1 || isNaN(data355)){
+const err662 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/backoff/maxIntervalMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/properties/maxIntervalMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err662];
 }
@@ -10084,8 +10083,9 @@ errors++;
 }
 }
 }
+}
 else {
-const err663 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err663 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/backoff",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err663];
 }
@@ -10095,12 +10095,9 @@ vErrors.push(err663);
 errors++;
 }
 }
-if(data311.fault !== undefined){
-let data355 = data311.fault;
-if(data355 && typeof data355 == "object" && !Array.isArray(data355)){
-for(const key82 in data355){
-if(!((key82 === "delay") || (key82 === "abort"))){
-const err664 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key82},message:"must NOT have additional properties"};
+}
+else {
+const err664 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err664];
 }
@@ -10110,11 +10107,12 @@ vErrors.push(err664);
 errors++;
 }
 }
-if(data355.delay !== undefined){
-let data356 = data355.delay;
+if(data312.fault !== undefined){
+let data356 = data312.fault;
 if(data356 && typeof data356 == "object" && !Array.isArray(data356)){
-if(data356.fixedDelayMs === undefined){
-const err665 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/delay",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/required",keyword:"required",params:{missingProperty: "fixedDelayMs"},message:"must have required property '"+"fixedDelayMs"+"'"};
+for(const key82 in data356){
+if(!((key82 === "delay") || (key82 === "abort"))){
+const err665 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key82},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err665];
 }
@@ -10123,9 +10121,12 @@ vErrors.push(err665);
 }
 errors++;
 }
-for(const key83 in data356){
-if(!((key83 === "fixedDelayMs") || (key83 === "percentage"))){
-const err666 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/delay",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key83},message:"must NOT have additional properties"};
+}
+if(data356.delay !== undefined){
+let data357 = data356.delay;
+if(data357 && typeof data357 == "object" && !Array.isArray(data357)){
+if(data357.fixedDelayMs === undefined){
+const err666 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/delay",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/required",keyword:"required",params:{missingProperty: "fixedDelayMs"},message:"must have required property '"+"fixedDelayMs"+"'"};
 if(vErrors === null){
 vErrors = [err666];
 }
@@ -10134,11 +10135,9 @@ vErrors.push(err666);
 }
 errors++;
 }
-}
-if(data356.fixedDelayMs !== undefined){
-let data357 = data356.fixedDelayMs;
-if(!((typeof data357 == "number") && (!(data357 % 1) && !isNaN(data357)))){
-const err667 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/delay/fixedDelayMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/properties/fixedDelayMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+for(const key83 in data357){
+if(!((key83 === "fixedDelayMs") || (key83 === "percentage"))){
+const err667 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/delay",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key83},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err667];
 }
@@ -10147,9 +10146,11 @@ vErrors.push(err667);
 }
 errors++;
 }
-if(typeof data357 == "number"){
-if(data357 < 0 || isNaN(data357)){
-const err668 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/delay/fixedDelayMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/properties/fixedDelayMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+if(data357.fixedDelayMs !== undefined){
+let data358 = data357.fixedDelayMs;
+if(!((typeof data358 == "number") && (!(data358 % 1) && !isNaN(data358)))){
+const err668 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/delay/fixedDelayMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/properties/fixedDelayMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err668];
 }
@@ -10158,13 +10159,9 @@ vErrors.push(err668);
 }
 errors++;
 }
-}
-}
-if(data356.percentage !== undefined){
-let data358 = data356.percentage;
 if(typeof data358 == "number"){
-if(data358 > 100 || isNaN(data358)){
-const err669 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/delay/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/properties/percentage/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
+if(data358 < 0 || isNaN(data358)){
+const err669 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/delay/fixedDelayMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/properties/fixedDelayMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err669];
 }
@@ -10173,8 +10170,13 @@ vErrors.push(err669);
 }
 errors++;
 }
-if(data358 < 0 || isNaN(data358)){
-const err670 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/delay/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/properties/percentage/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+}
+if(data357.percentage !== undefined){
+let data359 = data357.percentage;
+if(typeof data359 == "number"){
+if(data359 > 100 || isNaN(data359)){
+const err670 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/delay/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/properties/percentage/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
 if(vErrors === null){
 vErrors = [err670];
 }
@@ -10183,9 +10185,8 @@ vErrors.push(err670);
 }
 errors++;
 }
-}
-else {
-const err671 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/delay/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/properties/percentage/type",keyword:"type",params:{type: "number"},message:"must be number"};
+if(data359 < 0 || isNaN(data359)){
+const err671 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/delay/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/properties/percentage/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err671];
 }
@@ -10195,9 +10196,8 @@ vErrors.push(err671);
 errors++;
 }
 }
-}
 else {
-const err672 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/delay",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err672 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/delay/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/properties/percentage/type",keyword:"type",params:{type: "number"},message:"must be number"};
 if(vErrors === null){
 vErrors = [err672];
 }
@@ -10207,12 +10207,9 @@ vErrors.push(err672);
 errors++;
 }
 }
-if(data355.abort !== undefined){
-let data359 = data355.abort;
-if(data359 && typeof data359 == "object" && !Array.isArray(data359)){
-for(const key84 in data359){
-if(!(((key84 === "httpStatus") || (key84 === "grpcStatus")) || (key84 === "percentage"))){
-const err673 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/abort",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key84},message:"must NOT have additional properties"};
+}
+else {
+const err673 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/delay",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err673];
 }
@@ -10222,10 +10219,12 @@ vErrors.push(err673);
 errors++;
 }
 }
-if(data359.httpStatus !== undefined){
-let data360 = data359.httpStatus;
-if(!((typeof data360 == "number") && (!(data360 % 1) && !isNaN(data360)))){
-const err674 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/abort/httpStatus",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/httpStatus/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data356.abort !== undefined){
+let data360 = data356.abort;
+if(data360 && typeof data360 == "object" && !Array.isArray(data360)){
+for(const key84 in data360){
+if(!(((key84 === "httpStatus") || (key84 === "grpcStatus")) || (key84 === "percentage"))){
+const err674 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/abort",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key84},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err674];
 }
@@ -10234,9 +10233,11 @@ vErrors.push(err674);
 }
 errors++;
 }
-if(typeof data360 == "number"){
-if(data360 > 599 || isNaN(data360)){
-const err675 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/abort/httpStatus",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/httpStatus/maximum",keyword:"maximum",params:{comparison: "<=", limit: 599},message:"must be <= 599"};
+}
+if(data360.httpStatus !== undefined){
+let data361 = data360.httpStatus;
+if(!((typeof data361 == "number") && (!(data361 % 1) && !isNaN(data361)))){
+const err675 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/abort/httpStatus",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/httpStatus/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err675];
 }
@@ -10245,8 +10246,9 @@ vErrors.push(err675);
 }
 errors++;
 }
-if(data360 < 200 || isNaN(data360)){
-const err676 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/abort/httpStatus",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/httpStatus/minimum",keyword:"minimum",params:{comparison: ">=", limit: 200},message:"must be >= 200"};
+if(typeof data361 == "number"){
+if(data361 > 599 || isNaN(data361)){
+const err676 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/abort/httpStatus",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/httpStatus/maximum",keyword:"maximum",params:{comparison: "<=", limit: 599},message:"must be <= 599"};
 if(vErrors === null){
 vErrors = [err676];
 }
@@ -10255,12 +10257,8 @@ vErrors.push(err676);
 }
 errors++;
 }
-}
-}
-if(data359.grpcStatus !== undefined){
-let data361 = data359.grpcStatus;
-if(!((typeof data361 == "number") && (!(data361 % 1) && !isNaN(data361)))){
-const err677 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/abort/grpcStatus",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/grpcStatus/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data361 < 200 || isNaN(data361)){
+const err677 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/abort/httpStatus",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/httpStatus/minimum",keyword:"minimum",params:{comparison: ">=", limit: 200},message:"must be >= 200"};
 if(vErrors === null){
 vErrors = [err677];
 }
@@ -10269,9 +10267,12 @@ vErrors.push(err677);
 }
 errors++;
 }
-if(typeof data361 == "number"){
-if(data361 > 16 || isNaN(data361)){
-const err678 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/abort/grpcStatus",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/grpcStatus/maximum",keyword:"maximum",params:{comparison: "<=", limit: 16},message:"must be <= 16"};
+}
+}
+if(data360.grpcStatus !== undefined){
+let data362 = data360.grpcStatus;
+if(!((typeof data362 == "number") && (!(data362 % 1) && !isNaN(data362)))){
+const err678 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/abort/grpcStatus",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/grpcStatus/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err678];
 }
@@ -10280,8 +10281,9 @@ vErrors.push(err678);
 }
 errors++;
 }
-if(data361 < 0 || isNaN(data361)){
-const err679 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/abort/grpcStatus",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/grpcStatus/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(typeof data362 == "number"){
+if(data362 > 16 || isNaN(data362)){
+const err679 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/abort/grpcStatus",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/grpcStatus/maximum",keyword:"maximum",params:{comparison: "<=", limit: 16},message:"must be <= 16"};
 if(vErrors === null){
 vErrors = [err679];
 }
@@ -10290,13 +10292,8 @@ vErrors.push(err679);
 }
 errors++;
 }
-}
-}
-if(data359.percentage !== undefined){
-let data362 = data359.percentage;
-if(typeof data362 == "number"){
-if(data362 > 100 || isNaN(data362)){
-const err680 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/abort/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/percentage/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
+if(data362 < 0 || isNaN(data362)){
+const err680 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/abort/grpcStatus",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/grpcStatus/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err680];
 }
@@ -10305,8 +10302,13 @@ vErrors.push(err680);
 }
 errors++;
 }
-if(data362 < 0 || isNaN(data362)){
-const err681 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/abort/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/percentage/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+}
+if(data360.percentage !== undefined){
+let data363 = data360.percentage;
+if(typeof data363 == "number"){
+if(data363 > 100 || isNaN(data363)){
+const err681 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/abort/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/percentage/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
 if(vErrors === null){
 vErrors = [err681];
 }
@@ -10315,9 +10317,8 @@ vErrors.push(err681);
 }
 errors++;
 }
-}
-else {
-const err682 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/abort/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/percentage/type",keyword:"type",params:{type: "number"},message:"must be number"};
+if(data363 < 0 || isNaN(data363)){
+const err682 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/abort/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/percentage/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err682];
 }
@@ -10327,9 +10328,8 @@ vErrors.push(err682);
 errors++;
 }
 }
-}
 else {
-const err683 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/abort",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err683 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/abort/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/percentage/type",keyword:"type",params:{type: "number"},message:"must be number"};
 if(vErrors === null){
 vErrors = [err683];
 }
@@ -10341,7 +10341,7 @@ errors++;
 }
 }
 else {
-const err684 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err684 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/abort",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err684];
 }
@@ -10351,15 +10351,9 @@ vErrors.push(err684);
 errors++;
 }
 }
-if(data311.requestMirrorPolicies !== undefined){
-let data363 = data311.requestMirrorPolicies;
-if(Array.isArray(data363)){
-const len65 = data363.length;
-for(let i65=0; i65<len65; i65++){
-let data364 = data363[i65];
-if(data364 && typeof data364 == "object" && !Array.isArray(data364)){
-if(data364.cluster === undefined){
-const err685 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/requestMirrorPolicies/" + i65,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/required",keyword:"required",params:{missingProperty: "cluster"},message:"must have required property '"+"cluster"+"'"};
+}
+else {
+const err685 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err685];
 }
@@ -10368,9 +10362,16 @@ vErrors.push(err685);
 }
 errors++;
 }
-for(const key85 in data364){
-if(!((key85 === "cluster") || (key85 === "percentage"))){
-const err686 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/requestMirrorPolicies/" + i65,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key85},message:"must NOT have additional properties"};
+}
+if(data312.requestMirrorPolicies !== undefined){
+let data364 = data312.requestMirrorPolicies;
+if(Array.isArray(data364)){
+const len65 = data364.length;
+for(let i65=0; i65<len65; i65++){
+let data365 = data364[i65];
+if(data365 && typeof data365 == "object" && !Array.isArray(data365)){
+if(data365.cluster === undefined){
+const err686 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/requestMirrorPolicies/" + i65,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/required",keyword:"required",params:{missingProperty: "cluster"},message:"must have required property '"+"cluster"+"'"};
 if(vErrors === null){
 vErrors = [err686];
 }
@@ -10379,12 +10380,9 @@ vErrors.push(err686);
 }
 errors++;
 }
-}
-if(data364.cluster !== undefined){
-let data365 = data364.cluster;
-if(typeof data365 === "string"){
-if(data365.length < 1){
-const err687 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/requestMirrorPolicies/" + i65+"/cluster",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/properties/cluster/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+for(const key85 in data365){
+if(!((key85 === "cluster") || (key85 === "percentage"))){
+const err687 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/requestMirrorPolicies/" + i65,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key85},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err687];
 }
@@ -10394,8 +10392,11 @@ vErrors.push(err687);
 errors++;
 }
 }
-else {
-const err688 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/requestMirrorPolicies/" + i65+"/cluster",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/properties/cluster/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data365.cluster !== undefined){
+let data366 = data365.cluster;
+if(typeof data366 === "string"){
+if(data366.length < 1){
+const err688 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/requestMirrorPolicies/" + i65+"/cluster",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/properties/cluster/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err688];
 }
@@ -10405,11 +10406,8 @@ vErrors.push(err688);
 errors++;
 }
 }
-if(data364.percentage !== undefined){
-let data366 = data364.percentage;
-if(typeof data366 == "number"){
-if(data366 > 100 || isNaN(data366)){
-const err689 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/requestMirrorPolicies/" + i65+"/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/properties/percentage/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
+else {
+const err689 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/requestMirrorPolicies/" + i65+"/cluster",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/properties/cluster/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err689];
 }
@@ -10418,8 +10416,12 @@ vErrors.push(err689);
 }
 errors++;
 }
-if(data366 < 0 || isNaN(data366)){
-const err690 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/requestMirrorPolicies/" + i65+"/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/properties/percentage/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+if(data365.percentage !== undefined){
+let data367 = data365.percentage;
+if(typeof data367 == "number"){
+if(data367 > 100 || isNaN(data367)){
+const err690 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/requestMirrorPolicies/" + i65+"/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/properties/percentage/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
 if(vErrors === null){
 vErrors = [err690];
 }
@@ -10428,9 +10430,8 @@ vErrors.push(err690);
 }
 errors++;
 }
-}
-else {
-const err691 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/requestMirrorPolicies/" + i65+"/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/properties/percentage/type",keyword:"type",params:{type: "number"},message:"must be number"};
+if(data367 < 0 || isNaN(data367)){
+const err691 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/requestMirrorPolicies/" + i65+"/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/properties/percentage/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err691];
 }
@@ -10440,9 +10441,8 @@ vErrors.push(err691);
 errors++;
 }
 }
-}
 else {
-const err692 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/requestMirrorPolicies/" + i65,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err692 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/requestMirrorPolicies/" + i65+"/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/properties/percentage/type",keyword:"type",params:{type: "number"},message:"must be number"};
 if(vErrors === null){
 vErrors = [err692];
 }
@@ -10454,7 +10454,7 @@ errors++;
 }
 }
 else {
-const err693 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/requestMirrorPolicies",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err693 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/requestMirrorPolicies/" + i65,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err693];
 }
@@ -10464,11 +10464,9 @@ vErrors.push(err693);
 errors++;
 }
 }
-if(data311.cors !== undefined){
-let data367 = data311.cors;
-if(data367 && typeof data367 == "object" && !Array.isArray(data367)){
-if(data367.allowOrigins === undefined){
-const err694 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/required",keyword:"required",params:{missingProperty: "allowOrigins"},message:"must have required property '"+"allowOrigins"+"'"};
+}
+else {
+const err694 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/requestMirrorPolicies",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err694];
 }
@@ -10477,9 +10475,12 @@ vErrors.push(err694);
 }
 errors++;
 }
-for(const key86 in data367){
-if(!((((((key86 === "allowOrigins") || (key86 === "allowMethods")) || (key86 === "allowHeaders")) || (key86 === "exposeHeaders")) || (key86 === "maxAgeSeconds")) || (key86 === "allowCredentials"))){
-const err695 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key86},message:"must NOT have additional properties"};
+}
+if(data312.cors !== undefined){
+let data368 = data312.cors;
+if(data368 && typeof data368 == "object" && !Array.isArray(data368)){
+if(data368.allowOrigins === undefined){
+const err695 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/required",keyword:"required",params:{missingProperty: "allowOrigins"},message:"must have required property '"+"allowOrigins"+"'"};
 if(vErrors === null){
 vErrors = [err695];
 }
@@ -10488,20 +10489,9 @@ vErrors.push(err695);
 }
 errors++;
 }
-}
-if(data367.allowOrigins !== undefined){
-let data368 = data367.allowOrigins;
-if(Array.isArray(data368)){
-const len66 = data368.length;
-for(let i66=0; i66<len66; i66++){
-let data369 = data368[i66];
-const _errs828 = errors;
-let valid225 = false;
-let passing4 = null;
-const _errs829 = errors;
-if(data369 && typeof data369 == "object" && !Array.isArray(data369)){
-if(data369.exact === undefined){
-const err696 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowOrigins/" + i66,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/0/required",keyword:"required",params:{missingProperty: "exact"},message:"must have required property '"+"exact"+"'"};
+for(const key86 in data368){
+if(!((((((key86 === "allowOrigins") || (key86 === "allowMethods")) || (key86 === "allowHeaders")) || (key86 === "exposeHeaders")) || (key86 === "maxAgeSeconds")) || (key86 === "allowCredentials"))){
+const err696 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key86},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err696];
 }
@@ -10510,9 +10500,20 @@ vErrors.push(err696);
 }
 errors++;
 }
-for(const key87 in data369){
-if(!(key87 === "exact")){
-const err697 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowOrigins/" + i66,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/0/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key87},message:"must NOT have additional properties"};
+}
+if(data368.allowOrigins !== undefined){
+let data369 = data368.allowOrigins;
+if(Array.isArray(data369)){
+const len66 = data369.length;
+for(let i66=0; i66<len66; i66++){
+let data370 = data369[i66];
+const _errs830 = errors;
+let valid225 = false;
+let passing4 = null;
+const _errs831 = errors;
+if(data370 && typeof data370 == "object" && !Array.isArray(data370)){
+if(data370.exact === undefined){
+const err697 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowOrigins/" + i66,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/0/required",keyword:"required",params:{missingProperty: "exact"},message:"must have required property '"+"exact"+"'"};
 if(vErrors === null){
 vErrors = [err697];
 }
@@ -10521,10 +10522,9 @@ vErrors.push(err697);
 }
 errors++;
 }
-}
-if(data369.exact !== undefined){
-if(typeof data369.exact !== "string"){
-const err698 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowOrigins/" + i66+"/exact",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/0/properties/exact/type",keyword:"type",params:{type: "string"},message:"must be string"};
+for(const key87 in data370){
+if(!(key87 === "exact")){
+const err698 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowOrigins/" + i66,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/0/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key87},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err698];
 }
@@ -10534,9 +10534,9 @@ vErrors.push(err698);
 errors++;
 }
 }
-}
-else {
-const err699 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowOrigins/" + i66,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/0/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data370.exact !== undefined){
+if(typeof data370.exact !== "string"){
+const err699 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowOrigins/" + i66+"/exact",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/0/properties/exact/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err699];
 }
@@ -10545,16 +10545,10 @@ vErrors.push(err699);
 }
 errors++;
 }
-var _valid4 = _errs829 === errors;
-if(_valid4){
-valid225 = true;
-passing4 = 0;
-var props4 = true;
 }
-const _errs834 = errors;
-if(data369 && typeof data369 == "object" && !Array.isArray(data369)){
-if(data369.prefix === undefined){
-const err700 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowOrigins/" + i66,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/1/required",keyword:"required",params:{missingProperty: "prefix"},message:"must have required property '"+"prefix"+"'"};
+}
+else {
+const err700 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowOrigins/" + i66,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/0/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err700];
 }
@@ -10563,9 +10557,16 @@ vErrors.push(err700);
 }
 errors++;
 }
-for(const key88 in data369){
-if(!(key88 === "prefix")){
-const err701 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowOrigins/" + i66,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/1/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key88},message:"must NOT have additional properties"};
+var _valid4 = _errs831 === errors;
+if(_valid4){
+valid225 = true;
+passing4 = 0;
+var props4 = true;
+}
+const _errs836 = errors;
+if(data370 && typeof data370 == "object" && !Array.isArray(data370)){
+if(data370.prefix === undefined){
+const err701 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowOrigins/" + i66,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/1/required",keyword:"required",params:{missingProperty: "prefix"},message:"must have required property '"+"prefix"+"'"};
 if(vErrors === null){
 vErrors = [err701];
 }
@@ -10574,10 +10575,9 @@ vErrors.push(err701);
 }
 errors++;
 }
-}
-if(data369.prefix !== undefined){
-if(typeof data369.prefix !== "string"){
-const err702 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowOrigins/" + i66+"/prefix",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/1/properties/prefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+for(const key88 in data370){
+if(!(key88 === "prefix")){
+const err702 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowOrigins/" + i66,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/1/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key88},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err702];
 }
@@ -10587,9 +10587,9 @@ vErrors.push(err702);
 errors++;
 }
 }
-}
-else {
-const err703 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowOrigins/" + i66,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/1/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data370.prefix !== undefined){
+if(typeof data370.prefix !== "string"){
+const err703 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowOrigins/" + i66+"/prefix",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/1/properties/prefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err703];
 }
@@ -10598,7 +10598,19 @@ vErrors.push(err703);
 }
 errors++;
 }
-var _valid4 = _errs834 === errors;
+}
+}
+else {
+const err704 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowOrigins/" + i66,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/1/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err704];
+}
+else {
+vErrors.push(err704);
+}
+errors++;
+}
+var _valid4 = _errs836 === errors;
 if(_valid4 && valid225){
 valid225 = false;
 passing4 = [passing4, 1];
@@ -10611,21 +10623,10 @@ if(props4 !== true){
 props4 = true;
 }
 }
-const _errs839 = errors;
-if(data369 && typeof data369 == "object" && !Array.isArray(data369)){
-if(data369.regex === undefined){
-const err704 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowOrigins/" + i66,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/2/required",keyword:"required",params:{missingProperty: "regex"},message:"must have required property '"+"regex"+"'"};
-if(vErrors === null){
-vErrors = [err704];
-}
-else {
-vErrors.push(err704);
-}
-errors++;
-}
-for(const key89 in data369){
-if(!(key89 === "regex")){
-const err705 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowOrigins/" + i66,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/2/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key89},message:"must NOT have additional properties"};
+const _errs841 = errors;
+if(data370 && typeof data370 == "object" && !Array.isArray(data370)){
+if(data370.regex === undefined){
+const err705 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowOrigins/" + i66,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/2/required",keyword:"required",params:{missingProperty: "regex"},message:"must have required property '"+"regex"+"'"};
 if(vErrors === null){
 vErrors = [err705];
 }
@@ -10634,12 +10635,9 @@ vErrors.push(err705);
 }
 errors++;
 }
-}
-if(data369.regex !== undefined){
-let data372 = data369.regex;
-if(typeof data372 === "string"){
-if(data372.length < 1){
-const err706 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowOrigins/" + i66+"/regex",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/2/properties/regex/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+for(const key89 in data370){
+if(!(key89 === "regex")){
+const err706 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowOrigins/" + i66,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/2/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key89},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err706];
 }
@@ -10649,8 +10647,11 @@ vErrors.push(err706);
 errors++;
 }
 }
-else {
-const err707 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowOrigins/" + i66+"/regex",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/2/properties/regex/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data370.regex !== undefined){
+let data373 = data370.regex;
+if(typeof data373 === "string"){
+if(data373.length < 1){
+const err707 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowOrigins/" + i66+"/regex",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/2/properties/regex/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err707];
 }
@@ -10660,9 +10661,8 @@ vErrors.push(err707);
 errors++;
 }
 }
-}
 else {
-const err708 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowOrigins/" + i66,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/2/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err708 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowOrigins/" + i66+"/regex",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/2/properties/regex/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err708];
 }
@@ -10671,7 +10671,19 @@ vErrors.push(err708);
 }
 errors++;
 }
-var _valid4 = _errs839 === errors;
+}
+}
+else {
+const err709 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowOrigins/" + i66,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/2/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err709];
+}
+else {
+vErrors.push(err709);
+}
+errors++;
+}
+var _valid4 = _errs841 === errors;
 if(_valid4 && valid225){
 valid225 = false;
 passing4 = [passing4, 2];
@@ -10687,20 +10699,20 @@ props4 = true;
 }
 }
 if(!valid225){
-const err709 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowOrigins/" + i66,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf",keyword:"oneOf",params:{passingSchemas: passing4},message:"must match exactly one schema in oneOf"};
+const err710 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowOrigins/" + i66,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf",keyword:"oneOf",params:{passingSchemas: passing4},message:"must match exactly one schema in oneOf"};
 if(vErrors === null){
-vErrors = [err709];
+vErrors = [err710];
 }
 else {
-vErrors.push(err709);
+vErrors.push(err710);
 }
 errors++;
 }
 else {
-errors = _errs828;
+errors = _errs830;
 if(vErrors !== null){
-if(_errs828){
-vErrors.length = _errs828;
+if(_errs830){
+vErrors.length = _errs830;
 }
 else {
 vErrors = null;
@@ -10710,25 +10722,7 @@ vErrors = null;
 }
 }
 else {
-const err710 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowOrigins",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/type",keyword:"type",params:{type: "array"},message:"must be array"};
-if(vErrors === null){
-vErrors = [err710];
-}
-else {
-vErrors.push(err710);
-}
-errors++;
-}
-}
-if(data367.allowMethods !== undefined){
-let data373 = data367.allowMethods;
-if(Array.isArray(data373)){
-const len67 = data373.length;
-for(let i67=0; i67<len67; i67++){
-let data374 = data373[i67];
-if(typeof data374 === "string"){
-if(data374.length < 1){
-const err711 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowMethods/" + i67,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowMethods/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+const err711 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowOrigins",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err711];
 }
@@ -10738,8 +10732,15 @@ vErrors.push(err711);
 errors++;
 }
 }
-else {
-const err712 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowMethods/" + i67,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowMethods/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data368.allowMethods !== undefined){
+let data374 = data368.allowMethods;
+if(Array.isArray(data374)){
+const len67 = data374.length;
+for(let i67=0; i67<len67; i67++){
+let data375 = data374[i67];
+if(typeof data375 === "string"){
+if(data375.length < 1){
+const err712 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowMethods/" + i67,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowMethods/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err712];
 }
@@ -10749,9 +10750,8 @@ vErrors.push(err712);
 errors++;
 }
 }
-}
 else {
-const err713 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowMethods",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowMethods/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err713 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowMethods/" + i67,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowMethods/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err713];
 }
@@ -10761,15 +10761,9 @@ vErrors.push(err713);
 errors++;
 }
 }
-if(data367.allowHeaders !== undefined){
-let data375 = data367.allowHeaders;
-if(Array.isArray(data375)){
-const len68 = data375.length;
-for(let i68=0; i68<len68; i68++){
-let data376 = data375[i68];
-if(typeof data376 === "string"){
-if(data376.length < 1){
-const err714 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowHeaders/" + i68,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowHeaders/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+else {
+const err714 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowMethods",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowMethods/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err714];
 }
@@ -10779,8 +10773,15 @@ vErrors.push(err714);
 errors++;
 }
 }
-else {
-const err715 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowHeaders/" + i68,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowHeaders/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data368.allowHeaders !== undefined){
+let data376 = data368.allowHeaders;
+if(Array.isArray(data376)){
+const len68 = data376.length;
+for(let i68=0; i68<len68; i68++){
+let data377 = data376[i68];
+if(typeof data377 === "string"){
+if(data377.length < 1){
+const err715 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowHeaders/" + i68,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowHeaders/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err715];
 }
@@ -10790,9 +10791,8 @@ vErrors.push(err715);
 errors++;
 }
 }
-}
 else {
-const err716 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowHeaders",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowHeaders/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err716 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowHeaders/" + i68,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowHeaders/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err716];
 }
@@ -10802,15 +10802,9 @@ vErrors.push(err716);
 errors++;
 }
 }
-if(data367.exposeHeaders !== undefined){
-let data377 = data367.exposeHeaders;
-if(Array.isArray(data377)){
-const len69 = data377.length;
-for(let i69=0; i69<len69; i69++){
-let data378 = data377[i69];
-if(typeof data378 === "string"){
-if(data378.length < 1){
-const err717 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/exposeHeaders/" + i69,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/exposeHeaders/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+else {
+const err717 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowHeaders",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowHeaders/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err717];
 }
@@ -10820,8 +10814,15 @@ vErrors.push(err717);
 errors++;
 }
 }
-else {
-const err718 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/exposeHeaders/" + i69,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/exposeHeaders/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data368.exposeHeaders !== undefined){
+let data378 = data368.exposeHeaders;
+if(Array.isArray(data378)){
+const len69 = data378.length;
+for(let i69=0; i69<len69; i69++){
+let data379 = data378[i69];
+if(typeof data379 === "string"){
+if(data379.length < 1){
+const err718 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/exposeHeaders/" + i69,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/exposeHeaders/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err718];
 }
@@ -10831,9 +10832,8 @@ vErrors.push(err718);
 errors++;
 }
 }
-}
 else {
-const err719 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/exposeHeaders",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/exposeHeaders/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err719 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/exposeHeaders/" + i69,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/exposeHeaders/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err719];
 }
@@ -10843,10 +10843,9 @@ vErrors.push(err719);
 errors++;
 }
 }
-if(data367.maxAgeSeconds !== undefined){
-let data379 = data367.maxAgeSeconds;
-if(!((typeof data379 == "number") && (!(data379 % 1) && !isNaN(data379)))){
-const err720 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/maxAgeSeconds",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/maxAgeSeconds/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+}
+else {
+const err720 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/exposeHeaders",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/exposeHeaders/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err720];
 }
@@ -10855,9 +10854,11 @@ vErrors.push(err720);
 }
 errors++;
 }
-if(typeof data379 == "number"){
-if(data379 < 0 || isNaN(data379)){
-const err721 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/maxAgeSeconds",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/maxAgeSeconds/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+if(data368.maxAgeSeconds !== undefined){
+let data380 = data368.maxAgeSeconds;
+if(!((typeof data380 == "number") && (!(data380 % 1) && !isNaN(data380)))){
+const err721 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/maxAgeSeconds",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/maxAgeSeconds/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err721];
 }
@@ -10866,11 +10867,9 @@ vErrors.push(err721);
 }
 errors++;
 }
-}
-}
-if(data367.allowCredentials !== undefined){
-if(typeof data367.allowCredentials !== "boolean"){
-const err722 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowCredentials",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowCredentials/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(typeof data380 == "number"){
+if(data380 < 0 || isNaN(data380)){
+const err722 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/maxAgeSeconds",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/maxAgeSeconds/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err722];
 }
@@ -10881,8 +10880,9 @@ errors++;
 }
 }
 }
-else {
-const err723 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data368.allowCredentials !== undefined){
+if(typeof data368.allowCredentials !== "boolean"){
+const err723 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowCredentials",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowCredentials/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err723];
 }
@@ -10892,11 +10892,9 @@ vErrors.push(err723);
 errors++;
 }
 }
-if(data311.localRateLimit !== undefined){
-let data381 = data311.localRateLimit;
-if(data381 && typeof data381 == "object" && !Array.isArray(data381)){
-if(data381.maxTokens === undefined){
-const err724 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/localRateLimit",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/required",keyword:"required",params:{missingProperty: "maxTokens"},message:"must have required property '"+"maxTokens"+"'"};
+}
+else {
+const err724 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err724];
 }
@@ -10905,8 +10903,12 @@ vErrors.push(err724);
 }
 errors++;
 }
-if(data381.fillIntervalMs === undefined){
-const err725 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/localRateLimit",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/required",keyword:"required",params:{missingProperty: "fillIntervalMs"},message:"must have required property '"+"fillIntervalMs"+"'"};
+}
+if(data312.localRateLimit !== undefined){
+let data382 = data312.localRateLimit;
+if(data382 && typeof data382 == "object" && !Array.isArray(data382)){
+if(data382.maxTokens === undefined){
+const err725 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/localRateLimit",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/required",keyword:"required",params:{missingProperty: "maxTokens"},message:"must have required property '"+"maxTokens"+"'"};
 if(vErrors === null){
 vErrors = [err725];
 }
@@ -10915,9 +10917,8 @@ vErrors.push(err725);
 }
 errors++;
 }
-for(const key90 in data381){
-if(!(((key90 === "maxTokens") || (key90 === "tokensPerFill")) || (key90 === "fillIntervalMs"))){
-const err726 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/localRateLimit",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key90},message:"must NOT have additional properties"};
+if(data382.fillIntervalMs === undefined){
+const err726 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/localRateLimit",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/required",keyword:"required",params:{missingProperty: "fillIntervalMs"},message:"must have required property '"+"fillIntervalMs"+"'"};
 if(vErrors === null){
 vErrors = [err726];
 }
@@ -10926,11 +10927,9 @@ vErrors.push(err726);
 }
 errors++;
 }
-}
-if(data381.maxTokens !== undefined){
-let data382 = data381.maxTokens;
-if(!((typeof data382 == "number") && (!(data382 % 1) && !isNaN(data382)))){
-const err727 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/localRateLimit/maxTokens",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/maxTokens/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+for(const key90 in data382){
+if(!(((key90 === "maxTokens") || (key90 === "tokensPerFill")) || (key90 === "fillIntervalMs"))){
+const err727 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/localRateLimit",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key90},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err727];
 }
@@ -10939,9 +10938,11 @@ vErrors.push(err727);
 }
 errors++;
 }
-if(typeof data382 == "number"){
-if(data382 < 1 || isNaN(data382)){
-const err728 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/localRateLimit/maxTokens",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/maxTokens/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+if(data382.maxTokens !== undefined){
+let data383 = data382.maxTokens;
+if(!((typeof data383 == "number") && (!(data383 % 1) && !isNaN(data383)))){
+const err728 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/localRateLimit/maxTokens",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/maxTokens/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err728];
 }
@@ -10950,12 +10951,9 @@ vErrors.push(err728);
 }
 errors++;
 }
-}
-}
-if(data381.tokensPerFill !== undefined){
-let data383 = data381.tokensPerFill;
-if(!((typeof data383 == "number") && (!(data383 % 1) && !isNaN(data383)))){
-const err729 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/localRateLimit/tokensPerFill",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/tokensPerFill/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(typeof data383 == "number"){
+if(data383 < 1 || isNaN(data383)){
+const err729 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/localRateLimit/maxTokens",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/maxTokens/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err729];
 }
@@ -10964,9 +10962,12 @@ vErrors.push(err729);
 }
 errors++;
 }
-if(typeof data383 == "number"){
-if(data383 < 1 || isNaN(data383)){
-const err730 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/localRateLimit/tokensPerFill",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/tokensPerFill/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+}
+if(data382.tokensPerFill !== undefined){
+let data384 = data382.tokensPerFill;
+if(!((typeof data384 == "number") && (!(data384 % 1) && !isNaN(data384)))){
+const err730 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/localRateLimit/tokensPerFill",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/tokensPerFill/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err730];
 }
@@ -10975,12 +10976,9 @@ vErrors.push(err730);
 }
 errors++;
 }
-}
-}
-if(data381.fillIntervalMs !== undefined){
-let data384 = data381.fillIntervalMs;
-if(!((typeof data384 == "number") && (!(data384 % 1) && !isNaN(data384)))){
-const err731 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/localRateLimit/fillIntervalMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/fillIntervalMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(typeof data384 == "number"){
+if(data384 < 1 || isNaN(data384)){
+const err731 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/localRateLimit/tokensPerFill",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/tokensPerFill/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err731];
 }
@@ -10989,9 +10987,12 @@ vErrors.push(err731);
 }
 errors++;
 }
-if(typeof data384 == "number"){
-if(data384 < 1 || isNaN(data384)){
-const err732 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/localRateLimit/fillIntervalMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/fillIntervalMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+}
+if(data382.fillIntervalMs !== undefined){
+let data385 = data382.fillIntervalMs;
+if(!((typeof data385 == "number") && (!(data385 % 1) && !isNaN(data385)))){
+const err732 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/localRateLimit/fillIntervalMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/fillIntervalMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err732];
 }
@@ -11000,11 +11001,9 @@ vErrors.push(err732);
 }
 errors++;
 }
-}
-}
-}
-else {
-const err733 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/localRateLimit",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(typeof data385 == "number"){
+if(data385 < 1 || isNaN(data385)){
+const err733 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/localRateLimit/fillIntervalMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/fillIntervalMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err733];
 }
@@ -11015,8 +11014,9 @@ errors++;
 }
 }
 }
+}
 else {
-const err734 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err734 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/localRateLimit",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err734];
 }
@@ -11026,12 +11026,9 @@ vErrors.push(err734);
 errors++;
 }
 }
-if(data288.redirect !== undefined){
-let data385 = data288.redirect;
-if(data385 && typeof data385 == "object" && !Array.isArray(data385)){
-for(const key91 in data385){
-if(!((((((key91 === "scheme") || (key91 === "host")) || (key91 === "port")) || (key91 === "path")) || (key91 === "prefixRewrite")) || (key91 === "responseCode"))){
-const err735 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/redirect",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key91},message:"must NOT have additional properties"};
+}
+else {
+const err735 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err735];
 }
@@ -11041,10 +11038,12 @@ vErrors.push(err735);
 errors++;
 }
 }
-if(data385.scheme !== undefined){
-let data386 = data385.scheme;
-if(!((data386 === "http") || (data386 === "https"))){
-const err736 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/redirect/scheme",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/scheme/enum",keyword:"enum",params:{allowedValues: schema31.properties.routeConfigs.items.properties.virtualHosts.items.properties.routes.items.properties.redirect.properties.scheme.enum},message:"must be equal to one of the allowed values"};
+if(data289.redirect !== undefined){
+let data386 = data289.redirect;
+if(data386 && typeof data386 == "object" && !Array.isArray(data386)){
+for(const key91 in data386){
+if(!((((((key91 === "scheme") || (key91 === "host")) || (key91 === "port")) || (key91 === "path")) || (key91 === "prefixRewrite")) || (key91 === "responseCode"))){
+const err736 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/redirect",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key91},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err736];
 }
@@ -11054,11 +11053,10 @@ vErrors.push(err736);
 errors++;
 }
 }
-if(data385.host !== undefined){
-let data387 = data385.host;
-if(typeof data387 === "string"){
-if(data387.length < 1){
-const err737 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/redirect/host",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/host/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data386.scheme !== undefined){
+let data387 = data386.scheme;
+if(!((data387 === "http") || (data387 === "https"))){
+const err737 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/redirect/scheme",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/scheme/enum",keyword:"enum",params:{allowedValues: schema31.properties.routeConfigs.items.properties.virtualHosts.items.properties.routes.items.properties.redirect.properties.scheme.enum},message:"must be equal to one of the allowed values"};
 if(vErrors === null){
 vErrors = [err737];
 }
@@ -11068,8 +11066,11 @@ vErrors.push(err737);
 errors++;
 }
 }
-else {
-const err738 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/redirect/host",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/host/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data386.host !== undefined){
+let data388 = data386.host;
+if(typeof data388 === "string"){
+if(data388.length < 1){
+const err738 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/redirect/host",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/host/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err738];
 }
@@ -11079,10 +11080,8 @@ vErrors.push(err738);
 errors++;
 }
 }
-if(data385.port !== undefined){
-let data388 = data385.port;
-if(!((typeof data388 == "number") && (!(data388 % 1) && !isNaN(data388)))){
-const err739 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/redirect/port",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+else {
+const err739 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/redirect/host",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/host/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err739];
 }
@@ -11091,9 +11090,11 @@ vErrors.push(err739);
 }
 errors++;
 }
-if(typeof data388 == "number"){
-if(data388 > 65535 || isNaN(data388)){
-const err740 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/redirect/port",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+}
+if(data386.port !== undefined){
+let data389 = data386.port;
+if(!((typeof data389 == "number") && (!(data389 % 1) && !isNaN(data389)))){
+const err740 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/redirect/port",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err740];
 }
@@ -11102,8 +11103,9 @@ vErrors.push(err740);
 }
 errors++;
 }
-if(data388 < 0 || isNaN(data388)){
-const err741 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/redirect/port",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(typeof data389 == "number"){
+if(data389 > 65535 || isNaN(data389)){
+const err741 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/redirect/port",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
 if(vErrors === null){
 vErrors = [err741];
 }
@@ -11112,11 +11114,8 @@ vErrors.push(err741);
 }
 errors++;
 }
-}
-}
-if(data385.path !== undefined){
-if(typeof data385.path !== "string"){
-const err742 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/redirect/path",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/path/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data389 < 0 || isNaN(data389)){
+const err742 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/redirect/port",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err742];
 }
@@ -11126,9 +11125,10 @@ vErrors.push(err742);
 errors++;
 }
 }
-if(data385.prefixRewrite !== undefined){
-if(typeof data385.prefixRewrite !== "string"){
-const err743 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/redirect/prefixRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/prefixRewrite/type",keyword:"type",params:{type: "string"},message:"must be string"};
+}
+if(data386.path !== undefined){
+if(typeof data386.path !== "string"){
+const err743 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/redirect/path",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/path/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err743];
 }
@@ -11138,10 +11138,9 @@ vErrors.push(err743);
 errors++;
 }
 }
-if(data385.responseCode !== undefined){
-let data391 = data385.responseCode;
-if(!(((((data391 === 301) || (data391 === 302)) || (data391 === 303)) || (data391 === 307)) || (data391 === 308))){
-const err744 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/redirect/responseCode",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/responseCode/enum",keyword:"enum",params:{allowedValues: schema31.properties.routeConfigs.items.properties.virtualHosts.items.properties.routes.items.properties.redirect.properties.responseCode.enum},message:"must be equal to one of the allowed values"};
+if(data386.prefixRewrite !== undefined){
+if(typeof data386.prefixRewrite !== "string"){
+const err744 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/redirect/prefixRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/prefixRewrite/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err744];
 }
@@ -11151,9 +11150,10 @@ vErrors.push(err744);
 errors++;
 }
 }
-}
-else {
-const err745 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/redirect",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data386.responseCode !== undefined){
+let data392 = data386.responseCode;
+if(!(((((data392 === 301) || (data392 === 302)) || (data392 === 303)) || (data392 === 307)) || (data392 === 308))){
+const err745 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/redirect/responseCode",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/responseCode/enum",keyword:"enum",params:{allowedValues: schema31.properties.routeConfigs.items.properties.virtualHosts.items.properties.routes.items.properties.redirect.properties.responseCode.enum},message:"must be equal to one of the allowed values"};
 if(vErrors === null){
 vErrors = [err745];
 }
@@ -11163,11 +11163,9 @@ vErrors.push(err745);
 errors++;
 }
 }
-if(data288.directResponse !== undefined){
-let data392 = data288.directResponse;
-if(data392 && typeof data392 == "object" && !Array.isArray(data392)){
-if(data392.status === undefined){
-const err746 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/directResponse",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/required",keyword:"required",params:{missingProperty: "status"},message:"must have required property '"+"status"+"'"};
+}
+else {
+const err746 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/redirect",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err746];
 }
@@ -11176,9 +11174,12 @@ vErrors.push(err746);
 }
 errors++;
 }
-for(const key92 in data392){
-if(!((key92 === "status") || (key92 === "body"))){
-const err747 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/directResponse",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key92},message:"must NOT have additional properties"};
+}
+if(data289.directResponse !== undefined){
+let data393 = data289.directResponse;
+if(data393 && typeof data393 == "object" && !Array.isArray(data393)){
+if(data393.status === undefined){
+const err747 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/directResponse",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/required",keyword:"required",params:{missingProperty: "status"},message:"must have required property '"+"status"+"'"};
 if(vErrors === null){
 vErrors = [err747];
 }
@@ -11187,11 +11188,9 @@ vErrors.push(err747);
 }
 errors++;
 }
-}
-if(data392.status !== undefined){
-let data393 = data392.status;
-if(!((typeof data393 == "number") && (!(data393 % 1) && !isNaN(data393)))){
-const err748 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/directResponse/status",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/properties/status/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+for(const key92 in data393){
+if(!((key92 === "status") || (key92 === "body"))){
+const err748 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/directResponse",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key92},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err748];
 }
@@ -11200,9 +11199,11 @@ vErrors.push(err748);
 }
 errors++;
 }
-if(typeof data393 == "number"){
-if(data393 > 599 || isNaN(data393)){
-const err749 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/directResponse/status",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/properties/status/maximum",keyword:"maximum",params:{comparison: "<=", limit: 599},message:"must be <= 599"};
+}
+if(data393.status !== undefined){
+let data394 = data393.status;
+if(!((typeof data394 == "number") && (!(data394 % 1) && !isNaN(data394)))){
+const err749 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/directResponse/status",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/properties/status/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err749];
 }
@@ -11211,8 +11212,9 @@ vErrors.push(err749);
 }
 errors++;
 }
-if(data393 < 200 || isNaN(data393)){
-const err750 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/directResponse/status",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/properties/status/minimum",keyword:"minimum",params:{comparison: ">=", limit: 200},message:"must be >= 200"};
+if(typeof data394 == "number"){
+if(data394 > 599 || isNaN(data394)){
+const err750 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/directResponse/status",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/properties/status/maximum",keyword:"maximum",params:{comparison: "<=", limit: 599},message:"must be <= 599"};
 if(vErrors === null){
 vErrors = [err750];
 }
@@ -11221,11 +11223,8 @@ vErrors.push(err750);
 }
 errors++;
 }
-}
-}
-if(data392.body !== undefined){
-if(typeof data392.body !== "string"){
-const err751 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/directResponse/body",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/properties/body/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data394 < 200 || isNaN(data394)){
+const err751 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/directResponse/status",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/properties/status/minimum",keyword:"minimum",params:{comparison: ">=", limit: 200},message:"must be >= 200"};
 if(vErrors === null){
 vErrors = [err751];
 }
@@ -11236,8 +11235,9 @@ errors++;
 }
 }
 }
-else {
-const err752 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/directResponse",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data393.body !== undefined){
+if(typeof data393.body !== "string"){
+const err752 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/directResponse/body",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/properties/body/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err752];
 }
@@ -11247,15 +11247,9 @@ vErrors.push(err752);
 errors++;
 }
 }
-if(data288.requestHeadersToAdd !== undefined){
-let data395 = data288.requestHeadersToAdd;
-if(Array.isArray(data395)){
-const len70 = data395.length;
-for(let i70=0; i70<len70; i70++){
-let data396 = data395[i70];
-if(data396 && typeof data396 == "object" && !Array.isArray(data396)){
-if(data396.name === undefined){
-const err753 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/requestHeadersToAdd/" + i70,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
+}
+else {
+const err753 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/directResponse",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err753];
 }
@@ -11264,8 +11258,16 @@ vErrors.push(err753);
 }
 errors++;
 }
-if(data396.value === undefined){
-const err754 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/requestHeadersToAdd/" + i70,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "value"},message:"must have required property '"+"value"+"'"};
+}
+if(data289.requestHeadersToAdd !== undefined){
+let data396 = data289.requestHeadersToAdd;
+if(Array.isArray(data396)){
+const len70 = data396.length;
+for(let i70=0; i70<len70; i70++){
+let data397 = data396[i70];
+if(data397 && typeof data397 == "object" && !Array.isArray(data397)){
+if(data397.name === undefined){
+const err754 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/requestHeadersToAdd/" + i70,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err754];
 }
@@ -11274,9 +11276,8 @@ vErrors.push(err754);
 }
 errors++;
 }
-for(const key93 in data396){
-if(!(((key93 === "name") || (key93 === "value")) || (key93 === "append"))){
-const err755 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/requestHeadersToAdd/" + i70,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key93},message:"must NOT have additional properties"};
+if(data397.value === undefined){
+const err755 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/requestHeadersToAdd/" + i70,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "value"},message:"must have required property '"+"value"+"'"};
 if(vErrors === null){
 vErrors = [err755];
 }
@@ -11285,12 +11286,9 @@ vErrors.push(err755);
 }
 errors++;
 }
-}
-if(data396.name !== undefined){
-let data397 = data396.name;
-if(typeof data397 === "string"){
-if(data397.length < 1){
-const err756 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/requestHeadersToAdd/" + i70+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+for(const key93 in data397){
+if(!(((key93 === "name") || (key93 === "value")) || (key93 === "append"))){
+const err756 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/requestHeadersToAdd/" + i70,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key93},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err756];
 }
@@ -11300,8 +11298,11 @@ vErrors.push(err756);
 errors++;
 }
 }
-else {
-const err757 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/requestHeadersToAdd/" + i70+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data397.name !== undefined){
+let data398 = data397.name;
+if(typeof data398 === "string"){
+if(data398.length < 1){
+const err757 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/requestHeadersToAdd/" + i70+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err757];
 }
@@ -11311,9 +11312,8 @@ vErrors.push(err757);
 errors++;
 }
 }
-if(data396.value !== undefined){
-if(typeof data396.value !== "string"){
-const err758 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/requestHeadersToAdd/" + i70+"/value",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/properties/value/type",keyword:"type",params:{type: "string"},message:"must be string"};
+else {
+const err758 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/requestHeadersToAdd/" + i70+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err758];
 }
@@ -11323,9 +11323,9 @@ vErrors.push(err758);
 errors++;
 }
 }
-if(data396.append !== undefined){
-if(typeof data396.append !== "boolean"){
-const err759 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/requestHeadersToAdd/" + i70+"/append",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/properties/append/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(data397.value !== undefined){
+if(typeof data397.value !== "string"){
+const err759 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/requestHeadersToAdd/" + i70+"/value",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/properties/value/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err759];
 }
@@ -11335,9 +11335,9 @@ vErrors.push(err759);
 errors++;
 }
 }
-}
-else {
-const err760 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/requestHeadersToAdd/" + i70,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data397.append !== undefined){
+if(typeof data397.append !== "boolean"){
+const err760 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/requestHeadersToAdd/" + i70+"/append",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/properties/append/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err760];
 }
@@ -11349,7 +11349,7 @@ errors++;
 }
 }
 else {
-const err761 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/requestHeadersToAdd",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err761 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/requestHeadersToAdd/" + i70,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err761];
 }
@@ -11359,15 +11359,9 @@ vErrors.push(err761);
 errors++;
 }
 }
-if(data288.requestHeadersToRemove !== undefined){
-let data400 = data288.requestHeadersToRemove;
-if(Array.isArray(data400)){
-const len71 = data400.length;
-for(let i71=0; i71<len71; i71++){
-let data401 = data400[i71];
-if(typeof data401 === "string"){
-if(data401.length < 1){
-const err762 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/requestHeadersToRemove/" + i71,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToRemove/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+else {
+const err762 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/requestHeadersToAdd",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err762];
 }
@@ -11377,8 +11371,15 @@ vErrors.push(err762);
 errors++;
 }
 }
-else {
-const err763 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/requestHeadersToRemove/" + i71,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToRemove/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data289.requestHeadersToRemove !== undefined){
+let data401 = data289.requestHeadersToRemove;
+if(Array.isArray(data401)){
+const len71 = data401.length;
+for(let i71=0; i71<len71; i71++){
+let data402 = data401[i71];
+if(typeof data402 === "string"){
+if(data402.length < 1){
+const err763 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/requestHeadersToRemove/" + i71,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToRemove/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err763];
 }
@@ -11388,9 +11389,8 @@ vErrors.push(err763);
 errors++;
 }
 }
-}
 else {
-const err764 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/requestHeadersToRemove",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToRemove/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err764 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/requestHeadersToRemove/" + i71,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToRemove/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err764];
 }
@@ -11400,15 +11400,9 @@ vErrors.push(err764);
 errors++;
 }
 }
-if(data288.responseHeadersToAdd !== undefined){
-let data402 = data288.responseHeadersToAdd;
-if(Array.isArray(data402)){
-const len72 = data402.length;
-for(let i72=0; i72<len72; i72++){
-let data403 = data402[i72];
-if(data403 && typeof data403 == "object" && !Array.isArray(data403)){
-if(data403.name === undefined){
-const err765 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/responseHeadersToAdd/" + i72,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
+}
+else {
+const err765 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/requestHeadersToRemove",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToRemove/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err765];
 }
@@ -11417,8 +11411,16 @@ vErrors.push(err765);
 }
 errors++;
 }
-if(data403.value === undefined){
-const err766 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/responseHeadersToAdd/" + i72,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "value"},message:"must have required property '"+"value"+"'"};
+}
+if(data289.responseHeadersToAdd !== undefined){
+let data403 = data289.responseHeadersToAdd;
+if(Array.isArray(data403)){
+const len72 = data403.length;
+for(let i72=0; i72<len72; i72++){
+let data404 = data403[i72];
+if(data404 && typeof data404 == "object" && !Array.isArray(data404)){
+if(data404.name === undefined){
+const err766 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/responseHeadersToAdd/" + i72,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err766];
 }
@@ -11427,9 +11429,8 @@ vErrors.push(err766);
 }
 errors++;
 }
-for(const key94 in data403){
-if(!(((key94 === "name") || (key94 === "value")) || (key94 === "append"))){
-const err767 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/responseHeadersToAdd/" + i72,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key94},message:"must NOT have additional properties"};
+if(data404.value === undefined){
+const err767 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/responseHeadersToAdd/" + i72,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "value"},message:"must have required property '"+"value"+"'"};
 if(vErrors === null){
 vErrors = [err767];
 }
@@ -11438,12 +11439,9 @@ vErrors.push(err767);
 }
 errors++;
 }
-}
-if(data403.name !== undefined){
-let data404 = data403.name;
-if(typeof data404 === "string"){
-if(data404.length < 1){
-const err768 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/responseHeadersToAdd/" + i72+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+for(const key94 in data404){
+if(!(((key94 === "name") || (key94 === "value")) || (key94 === "append"))){
+const err768 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/responseHeadersToAdd/" + i72,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key94},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err768];
 }
@@ -11453,8 +11451,11 @@ vErrors.push(err768);
 errors++;
 }
 }
-else {
-const err769 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/responseHeadersToAdd/" + i72+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data404.name !== undefined){
+let data405 = data404.name;
+if(typeof data405 === "string"){
+if(data405.length < 1){
+const err769 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/responseHeadersToAdd/" + i72+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err769];
 }
@@ -11464,9 +11465,8 @@ vErrors.push(err769);
 errors++;
 }
 }
-if(data403.value !== undefined){
-if(typeof data403.value !== "string"){
-const err770 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/responseHeadersToAdd/" + i72+"/value",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/properties/value/type",keyword:"type",params:{type: "string"},message:"must be string"};
+else {
+const err770 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/responseHeadersToAdd/" + i72+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err770];
 }
@@ -11476,9 +11476,9 @@ vErrors.push(err770);
 errors++;
 }
 }
-if(data403.append !== undefined){
-if(typeof data403.append !== "boolean"){
-const err771 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/responseHeadersToAdd/" + i72+"/append",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/properties/append/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(data404.value !== undefined){
+if(typeof data404.value !== "string"){
+const err771 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/responseHeadersToAdd/" + i72+"/value",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/properties/value/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err771];
 }
@@ -11488,9 +11488,9 @@ vErrors.push(err771);
 errors++;
 }
 }
-}
-else {
-const err772 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/responseHeadersToAdd/" + i72,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data404.append !== undefined){
+if(typeof data404.append !== "boolean"){
+const err772 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/responseHeadersToAdd/" + i72+"/append",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/properties/append/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err772];
 }
@@ -11502,7 +11502,7 @@ errors++;
 }
 }
 else {
-const err773 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/responseHeadersToAdd",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err773 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/responseHeadersToAdd/" + i72,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err773];
 }
@@ -11512,15 +11512,9 @@ vErrors.push(err773);
 errors++;
 }
 }
-if(data288.responseHeadersToRemove !== undefined){
-let data407 = data288.responseHeadersToRemove;
-if(Array.isArray(data407)){
-const len73 = data407.length;
-for(let i73=0; i73<len73; i73++){
-let data408 = data407[i73];
-if(typeof data408 === "string"){
-if(data408.length < 1){
-const err774 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/responseHeadersToRemove/" + i73,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToRemove/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+else {
+const err774 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/responseHeadersToAdd",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err774];
 }
@@ -11530,8 +11524,15 @@ vErrors.push(err774);
 errors++;
 }
 }
-else {
-const err775 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/responseHeadersToRemove/" + i73,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToRemove/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data289.responseHeadersToRemove !== undefined){
+let data408 = data289.responseHeadersToRemove;
+if(Array.isArray(data408)){
+const len73 = data408.length;
+for(let i73=0; i73<len73; i73++){
+let data409 = data408[i73];
+if(typeof data409 === "string"){
+if(data409.length < 1){
+const err775 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/responseHeadersToRemove/" + i73,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToRemove/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err775];
 }
@@ -11541,9 +11542,8 @@ vErrors.push(err775);
 errors++;
 }
 }
-}
 else {
-const err776 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/responseHeadersToRemove",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToRemove/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err776 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/responseHeadersToRemove/" + i73,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToRemove/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err776];
 }
@@ -11555,7 +11555,7 @@ errors++;
 }
 }
 else {
-const err777 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err777 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/responseHeadersToRemove",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToRemove/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err777];
 }
@@ -11567,7 +11567,7 @@ errors++;
 }
 }
 else {
-const err778 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err778 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err778];
 }
@@ -11579,7 +11579,7 @@ errors++;
 }
 }
 else {
-const err779 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err779 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err779];
 }
@@ -11591,7 +11591,7 @@ errors++;
 }
 }
 else {
-const err780 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err780 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err780];
 }
@@ -11603,7 +11603,7 @@ errors++;
 }
 }
 else {
-const err781 = {instancePath:instancePath+"/routeConfigs/" + i50,schemaPath:"#/properties/routeConfigs/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err781 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err781];
 }
@@ -11615,7 +11615,7 @@ errors++;
 }
 }
 else {
-const err782 = {instancePath:instancePath+"/routeConfigs",schemaPath:"#/properties/routeConfigs/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err782 = {instancePath:instancePath+"/routeConfigs/" + i50,schemaPath:"#/properties/routeConfigs/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err782];
 }
@@ -11625,15 +11625,9 @@ vErrors.push(err782);
 errors++;
 }
 }
-if(data.clusters !== undefined){
-let data409 = data.clusters;
-if(Array.isArray(data409)){
-const len74 = data409.length;
-for(let i74=0; i74<len74; i74++){
-let data410 = data409[i74];
-if(data410 && typeof data410 == "object" && !Array.isArray(data410)){
-if(data410.name === undefined){
-const err783 = {instancePath:instancePath+"/clusters/" + i74,schemaPath:"#/properties/clusters/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
+}
+else {
+const err783 = {instancePath:instancePath+"/routeConfigs",schemaPath:"#/properties/routeConfigs/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err783];
 }
@@ -11642,8 +11636,16 @@ vErrors.push(err783);
 }
 errors++;
 }
-if(data410.endpoints === undefined){
-const err784 = {instancePath:instancePath+"/clusters/" + i74,schemaPath:"#/properties/clusters/items/required",keyword:"required",params:{missingProperty: "endpoints"},message:"must have required property '"+"endpoints"+"'"};
+}
+if(data.clusters !== undefined){
+let data410 = data.clusters;
+if(Array.isArray(data410)){
+const len74 = data410.length;
+for(let i74=0; i74<len74; i74++){
+let data411 = data410[i74];
+if(data411 && typeof data411 == "object" && !Array.isArray(data411)){
+if(data411.name === undefined){
+const err784 = {instancePath:instancePath+"/clusters/" + i74,schemaPath:"#/properties/clusters/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err784];
 }
@@ -11652,9 +11654,8 @@ vErrors.push(err784);
 }
 errors++;
 }
-for(const key95 in data410){
-if(!(func1.call(schema31.properties.clusters.items.properties, key95))){
-const err785 = {instancePath:instancePath+"/clusters/" + i74,schemaPath:"#/properties/clusters/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key95},message:"must NOT have additional properties"};
+if(data411.endpoints === undefined){
+const err785 = {instancePath:instancePath+"/clusters/" + i74,schemaPath:"#/properties/clusters/items/required",keyword:"required",params:{missingProperty: "endpoints"},message:"must have required property '"+"endpoints"+"'"};
 if(vErrors === null){
 vErrors = [err785];
 }
@@ -11663,12 +11664,9 @@ vErrors.push(err785);
 }
 errors++;
 }
-}
-if(data410.name !== undefined){
-let data411 = data410.name;
-if(typeof data411 === "string"){
-if(data411.length < 1){
-const err786 = {instancePath:instancePath+"/clusters/" + i74+"/name",schemaPath:"#/properties/clusters/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+for(const key95 in data411){
+if(!(func1.call(schema31.properties.clusters.items.properties, key95))){
+const err786 = {instancePath:instancePath+"/clusters/" + i74,schemaPath:"#/properties/clusters/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key95},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err786];
 }
@@ -11678,8 +11676,11 @@ vErrors.push(err786);
 errors++;
 }
 }
-else {
-const err787 = {instancePath:instancePath+"/clusters/" + i74+"/name",schemaPath:"#/properties/clusters/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data411.name !== undefined){
+let data412 = data411.name;
+if(typeof data412 === "string"){
+if(data412.length < 1){
+const err787 = {instancePath:instancePath+"/clusters/" + i74+"/name",schemaPath:"#/properties/clusters/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err787];
 }
@@ -11689,10 +11690,8 @@ vErrors.push(err787);
 errors++;
 }
 }
-if(data410.type !== undefined){
-let data412 = data410.type;
-if(!((data412 === "static") || (data412 === "original_dst"))){
-const err788 = {instancePath:instancePath+"/clusters/" + i74+"/type",schemaPath:"#/properties/clusters/items/properties/type/enum",keyword:"enum",params:{allowedValues: schema31.properties.clusters.items.properties.type.enum},message:"must be equal to one of the allowed values"};
+else {
+const err788 = {instancePath:instancePath+"/clusters/" + i74+"/name",schemaPath:"#/properties/clusters/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err788];
 }
@@ -11702,10 +11701,10 @@ vErrors.push(err788);
 errors++;
 }
 }
-if(data410.lbPolicy !== undefined){
-let data413 = data410.lbPolicy;
-if(!(((((data413 === "ROUND_ROBIN") || (data413 === "LEAST_REQUEST")) || (data413 === "RANDOM")) || (data413 === "RING_HASH")) || (data413 === "MAGLEV"))){
-const err789 = {instancePath:instancePath+"/clusters/" + i74+"/lbPolicy",schemaPath:"#/properties/clusters/items/properties/lbPolicy/enum",keyword:"enum",params:{allowedValues: schema31.properties.clusters.items.properties.lbPolicy.enum},message:"must be equal to one of the allowed values"};
+if(data411.type !== undefined){
+let data413 = data411.type;
+if(!((data413 === "static") || (data413 === "original_dst"))){
+const err789 = {instancePath:instancePath+"/clusters/" + i74+"/type",schemaPath:"#/properties/clusters/items/properties/type/enum",keyword:"enum",params:{allowedValues: schema31.properties.clusters.items.properties.type.enum},message:"must be equal to one of the allowed values"};
 if(vErrors === null){
 vErrors = [err789];
 }
@@ -11715,12 +11714,10 @@ vErrors.push(err789);
 errors++;
 }
 }
-if(data410.ringHash !== undefined){
-let data414 = data410.ringHash;
-if(data414 && typeof data414 == "object" && !Array.isArray(data414)){
-for(const key96 in data414){
-if(!((key96 === "minimumRingSize") || (key96 === "maximumRingSize"))){
-const err790 = {instancePath:instancePath+"/clusters/" + i74+"/ringHash",schemaPath:"#/properties/clusters/items/properties/ringHash/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key96},message:"must NOT have additional properties"};
+if(data411.lbPolicy !== undefined){
+let data414 = data411.lbPolicy;
+if(!(((((data414 === "ROUND_ROBIN") || (data414 === "LEAST_REQUEST")) || (data414 === "RANDOM")) || (data414 === "RING_HASH")) || (data414 === "MAGLEV"))){
+const err790 = {instancePath:instancePath+"/clusters/" + i74+"/lbPolicy",schemaPath:"#/properties/clusters/items/properties/lbPolicy/enum",keyword:"enum",params:{allowedValues: schema31.properties.clusters.items.properties.lbPolicy.enum},message:"must be equal to one of the allowed values"};
 if(vErrors === null){
 vErrors = [err790];
 }
@@ -11730,10 +11727,12 @@ vErrors.push(err790);
 errors++;
 }
 }
-if(data414.minimumRingSize !== undefined){
-let data415 = data414.minimumRingSize;
-if(!((typeof data415 == "number") && (!(data415 % 1) && !isNaN(data415)))){
-const err791 = {instancePath:instancePath+"/clusters/" + i74+"/ringHash/minimumRingSize",schemaPath:"#/properties/clusters/items/properties/ringHash/properties/minimumRingSize/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data411.ringHash !== undefined){
+let data415 = data411.ringHash;
+if(data415 && typeof data415 == "object" && !Array.isArray(data415)){
+for(const key96 in data415){
+if(!((key96 === "minimumRingSize") || (key96 === "maximumRingSize"))){
+const err791 = {instancePath:instancePath+"/clusters/" + i74+"/ringHash",schemaPath:"#/properties/clusters/items/properties/ringHash/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key96},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err791];
 }
@@ -11742,9 +11741,11 @@ vErrors.push(err791);
 }
 errors++;
 }
-if(typeof data415 == "number"){
-if(data415 < 1 || isNaN(data415)){
-const err792 = {instancePath:instancePath+"/clusters/" + i74+"/ringHash/minimumRingSize",schemaPath:"#/properties/clusters/items/properties/ringHash/properties/minimumRingSize/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+if(data415.minimumRingSize !== undefined){
+let data416 = data415.minimumRingSize;
+if(!((typeof data416 == "number") && (!(data416 % 1) && !isNaN(data416)))){
+const err792 = {instancePath:instancePath+"/clusters/" + i74+"/ringHash/minimumRingSize",schemaPath:"#/properties/clusters/items/properties/ringHash/properties/minimumRingSize/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err792];
 }
@@ -11753,12 +11754,9 @@ vErrors.push(err792);
 }
 errors++;
 }
-}
-}
-if(data414.maximumRingSize !== undefined){
-let data416 = data414.maximumRingSize;
-if(!((typeof data416 == "number") && (!(data416 % 1) && !isNaN(data416)))){
-const err793 = {instancePath:instancePath+"/clusters/" + i74+"/ringHash/maximumRingSize",schemaPath:"#/properties/clusters/items/properties/ringHash/properties/maximumRingSize/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(typeof data416 == "number"){
+if(data416 < 1 || isNaN(data416)){
+const err793 = {instancePath:instancePath+"/clusters/" + i74+"/ringHash/minimumRingSize",schemaPath:"#/properties/clusters/items/properties/ringHash/properties/minimumRingSize/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err793];
 }
@@ -11767,9 +11765,12 @@ vErrors.push(err793);
 }
 errors++;
 }
-if(typeof data416 == "number"){
-if(data416 < 1 || isNaN(data416)){
-const err794 = {instancePath:instancePath+"/clusters/" + i74+"/ringHash/maximumRingSize",schemaPath:"#/properties/clusters/items/properties/ringHash/properties/maximumRingSize/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+}
+if(data415.maximumRingSize !== undefined){
+let data417 = data415.maximumRingSize;
+if(!((typeof data417 == "number") && (!(data417 % 1) && !isNaN(data417)))){
+const err794 = {instancePath:instancePath+"/clusters/" + i74+"/ringHash/maximumRingSize",schemaPath:"#/properties/clusters/items/properties/ringHash/properties/maximumRingSize/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err794];
 }
@@ -11778,11 +11779,9 @@ vErrors.push(err794);
 }
 errors++;
 }
-}
-}
-}
-else {
-const err795 = {instancePath:instancePath+"/clusters/" + i74+"/ringHash",schemaPath:"#/properties/clusters/items/properties/ringHash/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(typeof data417 == "number"){
+if(data417 < 1 || isNaN(data417)){
+const err795 = {instancePath:instancePath+"/clusters/" + i74+"/ringHash/maximumRingSize",schemaPath:"#/properties/clusters/items/properties/ringHash/properties/maximumRingSize/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err795];
 }
@@ -11792,12 +11791,10 @@ vErrors.push(err795);
 errors++;
 }
 }
-if(data410.maglev !== undefined){
-let data417 = data410.maglev;
-if(data417 && typeof data417 == "object" && !Array.isArray(data417)){
-for(const key97 in data417){
-if(!(key97 === "tableSize")){
-const err796 = {instancePath:instancePath+"/clusters/" + i74+"/maglev",schemaPath:"#/properties/clusters/items/properties/maglev/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key97},message:"must NOT have additional properties"};
+}
+}
+else {
+const err796 = {instancePath:instancePath+"/clusters/" + i74+"/ringHash",schemaPath:"#/properties/clusters/items/properties/ringHash/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err796];
 }
@@ -11807,10 +11804,12 @@ vErrors.push(err796);
 errors++;
 }
 }
-if(data417.tableSize !== undefined){
-let data418 = data417.tableSize;
-if(!((typeof data418 == "number") && (!(data418 % 1) && !isNaN(data418)))){
-const err797 = {instancePath:instancePath+"/clusters/" + i74+"/maglev/tableSize",schemaPath:"#/properties/clusters/items/properties/maglev/properties/tableSize/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data411.maglev !== undefined){
+let data418 = data411.maglev;
+if(data418 && typeof data418 == "object" && !Array.isArray(data418)){
+for(const key97 in data418){
+if(!(key97 === "tableSize")){
+const err797 = {instancePath:instancePath+"/clusters/" + i74+"/maglev",schemaPath:"#/properties/clusters/items/properties/maglev/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key97},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err797];
 }
@@ -11819,9 +11818,11 @@ vErrors.push(err797);
 }
 errors++;
 }
-if(typeof data418 == "number"){
-if(data418 < 1 || isNaN(data418)){
-const err798 = {instancePath:instancePath+"/clusters/" + i74+"/maglev/tableSize",schemaPath:"#/properties/clusters/items/properties/maglev/properties/tableSize/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+if(data418.tableSize !== undefined){
+let data419 = data418.tableSize;
+if(!((typeof data419 == "number") && (!(data419 % 1) && !isNaN(data419)))){
+const err798 = {instancePath:instancePath+"/clusters/" + i74+"/maglev/tableSize",schemaPath:"#/properties/clusters/items/properties/maglev/properties/tableSize/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err798];
 }
@@ -11830,11 +11831,9 @@ vErrors.push(err798);
 }
 errors++;
 }
-}
-}
-}
-else {
-const err799 = {instancePath:instancePath+"/clusters/" + i74+"/maglev",schemaPath:"#/properties/clusters/items/properties/maglev/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(typeof data419 == "number"){
+if(data419 < 1 || isNaN(data419)){
+const err799 = {instancePath:instancePath+"/clusters/" + i74+"/maglev/tableSize",schemaPath:"#/properties/clusters/items/properties/maglev/properties/tableSize/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err799];
 }
@@ -11844,10 +11843,10 @@ vErrors.push(err799);
 errors++;
 }
 }
-if(data410.protocol !== undefined){
-let data419 = data410.protocol;
-if(!((data419 === "http1") || (data419 === "http2"))){
-const err800 = {instancePath:instancePath+"/clusters/" + i74+"/protocol",schemaPath:"#/properties/clusters/items/properties/protocol/enum",keyword:"enum",params:{allowedValues: schema31.properties.clusters.items.properties.protocol.enum},message:"must be equal to one of the allowed values"};
+}
+}
+else {
+const err800 = {instancePath:instancePath+"/clusters/" + i74+"/maglev",schemaPath:"#/properties/clusters/items/properties/maglev/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err800];
 }
@@ -11857,15 +11856,10 @@ vErrors.push(err800);
 errors++;
 }
 }
-if(data410.endpoints !== undefined){
-let data420 = data410.endpoints;
-if(Array.isArray(data420)){
-const len75 = data420.length;
-for(let i75=0; i75<len75; i75++){
-let data421 = data420[i75];
-if(data421 && typeof data421 == "object" && !Array.isArray(data421)){
-if(data421.address === undefined){
-const err801 = {instancePath:instancePath+"/clusters/" + i74+"/endpoints/" + i75,schemaPath:"#/properties/clusters/items/properties/endpoints/items/required",keyword:"required",params:{missingProperty: "address"},message:"must have required property '"+"address"+"'"};
+if(data411.protocol !== undefined){
+let data420 = data411.protocol;
+if(!((data420 === "http1") || (data420 === "http2"))){
+const err801 = {instancePath:instancePath+"/clusters/" + i74+"/protocol",schemaPath:"#/properties/clusters/items/properties/protocol/enum",keyword:"enum",params:{allowedValues: schema31.properties.clusters.items.properties.protocol.enum},message:"must be equal to one of the allowed values"};
 if(vErrors === null){
 vErrors = [err801];
 }
@@ -11874,8 +11868,16 @@ vErrors.push(err801);
 }
 errors++;
 }
-if(data421.port === undefined){
-const err802 = {instancePath:instancePath+"/clusters/" + i74+"/endpoints/" + i75,schemaPath:"#/properties/clusters/items/properties/endpoints/items/required",keyword:"required",params:{missingProperty: "port"},message:"must have required property '"+"port"+"'"};
+}
+if(data411.endpoints !== undefined){
+let data421 = data411.endpoints;
+if(Array.isArray(data421)){
+const len75 = data421.length;
+for(let i75=0; i75<len75; i75++){
+let data422 = data421[i75];
+if(data422 && typeof data422 == "object" && !Array.isArray(data422)){
+if(data422.address === undefined){
+const err802 = {instancePath:instancePath+"/clusters/" + i74+"/endpoints/" + i75,schemaPath:"#/properties/clusters/items/properties/endpoints/items/required",keyword:"required",params:{missingProperty: "address"},message:"must have required property '"+"address"+"'"};
 if(vErrors === null){
 vErrors = [err802];
 }
@@ -11884,9 +11886,8 @@ vErrors.push(err802);
 }
 errors++;
 }
-for(const key98 in data421){
-if(!(((((key98 === "address") || (key98 === "port")) || (key98 === "weight")) || (key98 === "labels")) || (key98 === "locality"))){
-const err803 = {instancePath:instancePath+"/clusters/" + i74+"/endpoints/" + i75,schemaPath:"#/properties/clusters/items/properties/endpoints/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key98},message:"must NOT have additional properties"};
+if(data422.port === undefined){
+const err803 = {instancePath:instancePath+"/clusters/" + i74+"/endpoints/" + i75,schemaPath:"#/properties/clusters/items/properties/endpoints/items/required",keyword:"required",params:{missingProperty: "port"},message:"must have required property '"+"port"+"'"};
 if(vErrors === null){
 vErrors = [err803];
 }
@@ -11895,12 +11896,9 @@ vErrors.push(err803);
 }
 errors++;
 }
-}
-if(data421.address !== undefined){
-let data422 = data421.address;
-if(typeof data422 === "string"){
-if(data422.length < 1){
-const err804 = {instancePath:instancePath+"/clusters/" + i74+"/endpoints/" + i75+"/address",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/address/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+for(const key98 in data422){
+if(!(((((key98 === "address") || (key98 === "port")) || (key98 === "weight")) || (key98 === "labels")) || (key98 === "locality"))){
+const err804 = {instancePath:instancePath+"/clusters/" + i74+"/endpoints/" + i75,schemaPath:"#/properties/clusters/items/properties/endpoints/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key98},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err804];
 }
@@ -11910,8 +11908,11 @@ vErrors.push(err804);
 errors++;
 }
 }
-else {
-const err805 = {instancePath:instancePath+"/clusters/" + i74+"/endpoints/" + i75+"/address",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/address/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data422.address !== undefined){
+let data423 = data422.address;
+if(typeof data423 === "string"){
+if(data423.length < 1){
+const err805 = {instancePath:instancePath+"/clusters/" + i74+"/endpoints/" + i75+"/address",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/address/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err805];
 }
@@ -11921,10 +11922,8 @@ vErrors.push(err805);
 errors++;
 }
 }
-if(data421.port !== undefined){
-let data423 = data421.port;
-if(!((typeof data423 == "number") && (!(data423 % 1) && !isNaN(data423)))){
-const err806 = {instancePath:instancePath+"/clusters/" + i74+"/endpoints/" + i75+"/port",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+else {
+const err806 = {instancePath:instancePath+"/clusters/" + i74+"/endpoints/" + i75+"/address",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/address/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err806];
 }
@@ -11933,9 +11932,11 @@ vErrors.push(err806);
 }
 errors++;
 }
-if(typeof data423 == "number"){
-if(data423 > 65535 || isNaN(data423)){
-const err807 = {instancePath:instancePath+"/clusters/" + i74+"/endpoints/" + i75+"/port",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+}
+if(data422.port !== undefined){
+let data424 = data422.port;
+if(!((typeof data424 == "number") && (!(data424 % 1) && !isNaN(data424)))){
+const err807 = {instancePath:instancePath+"/clusters/" + i74+"/endpoints/" + i75+"/port",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err807];
 }
@@ -11944,8 +11945,9 @@ vErrors.push(err807);
 }
 errors++;
 }
-if(data423 < 1 || isNaN(data423)){
-const err808 = {instancePath:instancePath+"/clusters/" + i74+"/endpoints/" + i75+"/port",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if(typeof data424 == "number"){
+if(data424 > 65535 || isNaN(data424)){
+const err808 = {instancePath:instancePath+"/clusters/" + i74+"/endpoints/" + i75+"/port",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
 if(vErrors === null){
 vErrors = [err808];
 }
@@ -11954,12 +11956,8 @@ vErrors.push(err808);
 }
 errors++;
 }
-}
-}
-if(data421.weight !== undefined){
-let data424 = data421.weight;
-if(!((typeof data424 == "number") && (!(data424 % 1) && !isNaN(data424)))){
-const err809 = {instancePath:instancePath+"/clusters/" + i74+"/endpoints/" + i75+"/weight",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/weight/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data424 < 1 || isNaN(data424)){
+const err809 = {instancePath:instancePath+"/clusters/" + i74+"/endpoints/" + i75+"/port",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err809];
 }
@@ -11968,9 +11966,12 @@ vErrors.push(err809);
 }
 errors++;
 }
-if(typeof data424 == "number"){
-if(data424 > 1000000 || isNaN(data424)){
-const err810 = {instancePath:instancePath+"/clusters/" + i74+"/endpoints/" + i75+"/weight",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/weight/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1000000},message:"must be <= 1000000"};
+}
+}
+if(data422.weight !== undefined){
+let data425 = data422.weight;
+if(!((typeof data425 == "number") && (!(data425 % 1) && !isNaN(data425)))){
+const err810 = {instancePath:instancePath+"/clusters/" + i74+"/endpoints/" + i75+"/weight",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/weight/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err810];
 }
@@ -11979,8 +11980,9 @@ vErrors.push(err810);
 }
 errors++;
 }
-if(data424 < 1 || isNaN(data424)){
-const err811 = {instancePath:instancePath+"/clusters/" + i74+"/endpoints/" + i75+"/weight",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/weight/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if(typeof data425 == "number"){
+if(data425 > 1000000 || isNaN(data425)){
+const err811 = {instancePath:instancePath+"/clusters/" + i74+"/endpoints/" + i75+"/weight",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/weight/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1000000},message:"must be <= 1000000"};
 if(vErrors === null){
 vErrors = [err811];
 }
@@ -11989,14 +11991,8 @@ vErrors.push(err811);
 }
 errors++;
 }
-}
-}
-if(data421.labels !== undefined){
-let data425 = data421.labels;
-if(data425 && typeof data425 == "object" && !Array.isArray(data425)){
-for(const key99 in data425){
-if(typeof data425[key99] !== "string"){
-const err812 = {instancePath:instancePath+"/clusters/" + i74+"/endpoints/" + i75+"/labels/" + key99.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/labels/additionalProperties/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data425 < 1 || isNaN(data425)){
+const err812 = {instancePath:instancePath+"/clusters/" + i74+"/endpoints/" + i75+"/weight",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/weight/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err812];
 }
@@ -12007,8 +12003,12 @@ errors++;
 }
 }
 }
-else {
-const err813 = {instancePath:instancePath+"/clusters/" + i74+"/endpoints/" + i75+"/labels",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/labels/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data422.labels !== undefined){
+let data426 = data422.labels;
+if(data426 && typeof data426 == "object" && !Array.isArray(data426)){
+for(const key99 in data426){
+if(typeof data426[key99] !== "string"){
+const err813 = {instancePath:instancePath+"/clusters/" + i74+"/endpoints/" + i75+"/labels/" + key99.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/labels/additionalProperties/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err813];
 }
@@ -12018,9 +12018,9 @@ vErrors.push(err813);
 errors++;
 }
 }
-if(data421.locality !== undefined){
-if(typeof data421.locality !== "string"){
-const err814 = {instancePath:instancePath+"/clusters/" + i74+"/endpoints/" + i75+"/locality",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/locality/type",keyword:"type",params:{type: "string"},message:"must be string"};
+}
+else {
+const err814 = {instancePath:instancePath+"/clusters/" + i74+"/endpoints/" + i75+"/labels",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/labels/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err814];
 }
@@ -12030,9 +12030,9 @@ vErrors.push(err814);
 errors++;
 }
 }
-}
-else {
-const err815 = {instancePath:instancePath+"/clusters/" + i74+"/endpoints/" + i75,schemaPath:"#/properties/clusters/items/properties/endpoints/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data422.locality !== undefined){
+if(typeof data422.locality !== "string"){
+const err815 = {instancePath:instancePath+"/clusters/" + i74+"/endpoints/" + i75+"/locality",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/locality/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err815];
 }
@@ -12044,7 +12044,7 @@ errors++;
 }
 }
 else {
-const err816 = {instancePath:instancePath+"/clusters/" + i74+"/endpoints",schemaPath:"#/properties/clusters/items/properties/endpoints/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err816 = {instancePath:instancePath+"/clusters/" + i74+"/endpoints/" + i75,schemaPath:"#/properties/clusters/items/properties/endpoints/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err816];
 }
@@ -12054,10 +12054,9 @@ vErrors.push(err816);
 errors++;
 }
 }
-if(data410.connectTimeoutMs !== undefined){
-let data428 = data410.connectTimeoutMs;
-if(!((typeof data428 == "number") && (!(data428 % 1) && !isNaN(data428)))){
-const err817 = {instancePath:instancePath+"/clusters/" + i74+"/connectTimeoutMs",schemaPath:"#/properties/clusters/items/properties/connectTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+}
+else {
+const err817 = {instancePath:instancePath+"/clusters/" + i74+"/endpoints",schemaPath:"#/properties/clusters/items/properties/endpoints/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err817];
 }
@@ -12066,9 +12065,11 @@ vErrors.push(err817);
 }
 errors++;
 }
-if(typeof data428 == "number"){
-if(data428 < 1 || isNaN(data428)){
-const err818 = {instancePath:instancePath+"/clusters/" + i74+"/connectTimeoutMs",schemaPath:"#/properties/clusters/items/properties/connectTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+if(data411.connectTimeoutMs !== undefined){
+let data429 = data411.connectTimeoutMs;
+if(!((typeof data429 == "number") && (!(data429 % 1) && !isNaN(data429)))){
+const err818 = {instancePath:instancePath+"/clusters/" + i74+"/connectTimeoutMs",schemaPath:"#/properties/clusters/items/properties/connectTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err818];
 }
@@ -12077,12 +12078,9 @@ vErrors.push(err818);
 }
 errors++;
 }
-}
-}
-if(data410.idleTimeoutMs !== undefined){
-let data429 = data410.idleTimeoutMs;
-if(!((typeof data429 == "number") && (!(data429 % 1) && !isNaN(data429)))){
-const err819 = {instancePath:instancePath+"/clusters/" + i74+"/idleTimeoutMs",schemaPath:"#/properties/clusters/items/properties/idleTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(typeof data429 == "number"){
+if(data429 < 1 || isNaN(data429)){
+const err819 = {instancePath:instancePath+"/clusters/" + i74+"/connectTimeoutMs",schemaPath:"#/properties/clusters/items/properties/connectTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err819];
 }
@@ -12091,9 +12089,12 @@ vErrors.push(err819);
 }
 errors++;
 }
-if(typeof data429 == "number"){
-if(data429 < 1 || isNaN(data429)){
-const err820 = {instancePath:instancePath+"/clusters/" + i74+"/idleTimeoutMs",schemaPath:"#/properties/clusters/items/properties/idleTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+}
+if(data411.idleTimeoutMs !== undefined){
+let data430 = data411.idleTimeoutMs;
+if(!((typeof data430 == "number") && (!(data430 % 1) && !isNaN(data430)))){
+const err820 = {instancePath:instancePath+"/clusters/" + i74+"/idleTimeoutMs",schemaPath:"#/properties/clusters/items/properties/idleTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err820];
 }
@@ -12102,14 +12103,9 @@ vErrors.push(err820);
 }
 errors++;
 }
-}
-}
-if(data410.circuitBreakers !== undefined){
-let data430 = data410.circuitBreakers;
-if(data430 && typeof data430 == "object" && !Array.isArray(data430)){
-for(const key100 in data430){
-if(!(((((key100 === "maxConnections") || (key100 === "maxPendingRequests")) || (key100 === "maxRequests")) || (key100 === "maxRequestsPerConnection")) || (key100 === "retryBudget"))){
-const err821 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key100},message:"must NOT have additional properties"};
+if(typeof data430 == "number"){
+if(data430 < 1 || isNaN(data430)){
+const err821 = {instancePath:instancePath+"/clusters/" + i74+"/idleTimeoutMs",schemaPath:"#/properties/clusters/items/properties/idleTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err821];
 }
@@ -12119,10 +12115,13 @@ vErrors.push(err821);
 errors++;
 }
 }
-if(data430.maxConnections !== undefined){
-let data431 = data430.maxConnections;
-if(!((typeof data431 == "number") && (!(data431 % 1) && !isNaN(data431)))){
-const err822 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers/maxConnections",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxConnections/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+}
+if(data411.circuitBreakers !== undefined){
+let data431 = data411.circuitBreakers;
+if(data431 && typeof data431 == "object" && !Array.isArray(data431)){
+for(const key100 in data431){
+if(!(((((key100 === "maxConnections") || (key100 === "maxPendingRequests")) || (key100 === "maxRequests")) || (key100 === "maxRequestsPerConnection")) || (key100 === "retryBudget"))){
+const err822 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key100},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err822];
 }
@@ -12131,9 +12130,11 @@ vErrors.push(err822);
 }
 errors++;
 }
-if(typeof data431 == "number"){
-if(data431 < 0 || isNaN(data431)){
-const err823 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers/maxConnections",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxConnections/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+if(data431.maxConnections !== undefined){
+let data432 = data431.maxConnections;
+if(!((typeof data432 == "number") && (!(data432 % 1) && !isNaN(data432)))){
+const err823 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers/maxConnections",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxConnections/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err823];
 }
@@ -12142,12 +12143,9 @@ vErrors.push(err823);
 }
 errors++;
 }
-}
-}
-if(data430.maxPendingRequests !== undefined){
-let data432 = data430.maxPendingRequests;
-if(!((typeof data432 == "number") && (!(data432 % 1) && !isNaN(data432)))){
-const err824 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers/maxPendingRequests",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxPendingRequests/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(typeof data432 == "number"){
+if(data432 < 0 || isNaN(data432)){
+const err824 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers/maxConnections",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxConnections/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err824];
 }
@@ -12156,9 +12154,12 @@ vErrors.push(err824);
 }
 errors++;
 }
-if(typeof data432 == "number"){
-if(data432 < 0 || isNaN(data432)){
-const err825 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers/maxPendingRequests",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxPendingRequests/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+}
+if(data431.maxPendingRequests !== undefined){
+let data433 = data431.maxPendingRequests;
+if(!((typeof data433 == "number") && (!(data433 % 1) && !isNaN(data433)))){
+const err825 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers/maxPendingRequests",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxPendingRequests/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err825];
 }
@@ -12167,12 +12168,9 @@ vErrors.push(err825);
 }
 errors++;
 }
-}
-}
-if(data430.maxRequests !== undefined){
-let data433 = data430.maxRequests;
-if(!((typeof data433 == "number") && (!(data433 % 1) && !isNaN(data433)))){
-const err826 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers/maxRequests",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxRequests/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(typeof data433 == "number"){
+if(data433 < 0 || isNaN(data433)){
+const err826 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers/maxPendingRequests",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxPendingRequests/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err826];
 }
@@ -12181,9 +12179,12 @@ vErrors.push(err826);
 }
 errors++;
 }
-if(typeof data433 == "number"){
-if(data433 < 0 || isNaN(data433)){
-const err827 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers/maxRequests",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxRequests/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+}
+if(data431.maxRequests !== undefined){
+let data434 = data431.maxRequests;
+if(!((typeof data434 == "number") && (!(data434 % 1) && !isNaN(data434)))){
+const err827 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers/maxRequests",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxRequests/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err827];
 }
@@ -12192,12 +12193,9 @@ vErrors.push(err827);
 }
 errors++;
 }
-}
-}
-if(data430.maxRequestsPerConnection !== undefined){
-let data434 = data430.maxRequestsPerConnection;
-if(!((typeof data434 == "number") && (!(data434 % 1) && !isNaN(data434)))){
-const err828 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers/maxRequestsPerConnection",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxRequestsPerConnection/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(typeof data434 == "number"){
+if(data434 < 0 || isNaN(data434)){
+const err828 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers/maxRequests",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxRequests/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err828];
 }
@@ -12206,9 +12204,12 @@ vErrors.push(err828);
 }
 errors++;
 }
-if(typeof data434 == "number"){
-if(data434 < 0 || isNaN(data434)){
-const err829 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers/maxRequestsPerConnection",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxRequestsPerConnection/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+}
+if(data431.maxRequestsPerConnection !== undefined){
+let data435 = data431.maxRequestsPerConnection;
+if(!((typeof data435 == "number") && (!(data435 % 1) && !isNaN(data435)))){
+const err829 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers/maxRequestsPerConnection",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxRequestsPerConnection/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err829];
 }
@@ -12217,13 +12218,9 @@ vErrors.push(err829);
 }
 errors++;
 }
-}
-}
-if(data430.retryBudget !== undefined){
-let data435 = data430.retryBudget;
-if(data435 && typeof data435 == "object" && !Array.isArray(data435)){
-if(data435.budgetPercent === undefined){
-const err830 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers/retryBudget",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/required",keyword:"required",params:{missingProperty: "budgetPercent"},message:"must have required property '"+"budgetPercent"+"'"};
+if(typeof data435 == "number"){
+if(data435 < 0 || isNaN(data435)){
+const err830 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers/maxRequestsPerConnection",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxRequestsPerConnection/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err830];
 }
@@ -12232,9 +12229,13 @@ vErrors.push(err830);
 }
 errors++;
 }
-for(const key101 in data435){
-if(!((key101 === "budgetPercent") || (key101 === "minRetryConcurrency"))){
-const err831 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers/retryBudget",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key101},message:"must NOT have additional properties"};
+}
+}
+if(data431.retryBudget !== undefined){
+let data436 = data431.retryBudget;
+if(data436 && typeof data436 == "object" && !Array.isArray(data436)){
+if(data436.budgetPercent === undefined){
+const err831 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers/retryBudget",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/required",keyword:"required",params:{missingProperty: "budgetPercent"},message:"must have required property '"+"budgetPercent"+"'"};
 if(vErrors === null){
 vErrors = [err831];
 }
@@ -12243,12 +12244,9 @@ vErrors.push(err831);
 }
 errors++;
 }
-}
-if(data435.budgetPercent !== undefined){
-let data436 = data435.budgetPercent;
-if(typeof data436 == "number"){
-if(data436 > 100 || isNaN(data436)){
-const err832 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers/retryBudget/budgetPercent",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/properties/budgetPercent/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
+for(const key101 in data436){
+if(!((key101 === "budgetPercent") || (key101 === "minRetryConcurrency"))){
+const err832 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers/retryBudget",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key101},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err832];
 }
@@ -12257,8 +12255,12 @@ vErrors.push(err832);
 }
 errors++;
 }
-if(data436 < 0 || isNaN(data436)){
-const err833 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers/retryBudget/budgetPercent",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/properties/budgetPercent/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+if(data436.budgetPercent !== undefined){
+let data437 = data436.budgetPercent;
+if(typeof data437 == "number"){
+if(data437 > 100 || isNaN(data437)){
+const err833 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers/retryBudget/budgetPercent",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/properties/budgetPercent/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
 if(vErrors === null){
 vErrors = [err833];
 }
@@ -12267,9 +12269,8 @@ vErrors.push(err833);
 }
 errors++;
 }
-}
-else {
-const err834 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers/retryBudget/budgetPercent",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/properties/budgetPercent/type",keyword:"type",params:{type: "number"},message:"must be number"};
+if(data437 < 0 || isNaN(data437)){
+const err834 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers/retryBudget/budgetPercent",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/properties/budgetPercent/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err834];
 }
@@ -12279,10 +12280,8 @@ vErrors.push(err834);
 errors++;
 }
 }
-if(data435.minRetryConcurrency !== undefined){
-let data437 = data435.minRetryConcurrency;
-if(!((typeof data437 == "number") && (!(data437 % 1) && !isNaN(data437)))){
-const err835 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers/retryBudget/minRetryConcurrency",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/properties/minRetryConcurrency/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+else {
+const err835 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers/retryBudget/budgetPercent",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/properties/budgetPercent/type",keyword:"type",params:{type: "number"},message:"must be number"};
 if(vErrors === null){
 vErrors = [err835];
 }
@@ -12291,9 +12290,11 @@ vErrors.push(err835);
 }
 errors++;
 }
-if(typeof data437 == "number"){
-if(data437 < 0 || isNaN(data437)){
-const err836 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers/retryBudget/minRetryConcurrency",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/properties/minRetryConcurrency/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+if(data436.minRetryConcurrency !== undefined){
+let data438 = data436.minRetryConcurrency;
+if(!((typeof data438 == "number") && (!(data438 % 1) && !isNaN(data438)))){
+const err836 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers/retryBudget/minRetryConcurrency",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/properties/minRetryConcurrency/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err836];
 }
@@ -12302,11 +12303,9 @@ vErrors.push(err836);
 }
 errors++;
 }
-}
-}
-}
-else {
-const err837 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers/retryBudget",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(typeof data438 == "number"){
+if(data438 < 0 || isNaN(data438)){
+const err837 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers/retryBudget/minRetryConcurrency",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/properties/minRetryConcurrency/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err837];
 }
@@ -12317,8 +12316,9 @@ errors++;
 }
 }
 }
+}
 else {
-const err838 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err838 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers/retryBudget",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err838];
 }
@@ -12328,12 +12328,9 @@ vErrors.push(err838);
 errors++;
 }
 }
-if(data410.outlierDetection !== undefined){
-let data438 = data410.outlierDetection;
-if(data438 && typeof data438 == "object" && !Array.isArray(data438)){
-for(const key102 in data438){
-if(!((((((key102 === "consecutive5xxErrors") || (key102 === "consecutiveGatewayErrors")) || (key102 === "intervalMs")) || (key102 === "baseEjectionTimeMs")) || (key102 === "maxEjectionPercent")) || (key102 === "minHealthPercent"))){
-const err839 = {instancePath:instancePath+"/clusters/" + i74+"/outlierDetection",schemaPath:"#/properties/clusters/items/properties/outlierDetection/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key102},message:"must NOT have additional properties"};
+}
+else {
+const err839 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err839];
 }
@@ -12343,10 +12340,12 @@ vErrors.push(err839);
 errors++;
 }
 }
-if(data438.consecutive5xxErrors !== undefined){
-let data439 = data438.consecutive5xxErrors;
-if(!((typeof data439 == "number") && (!(data439 % 1) && !isNaN(data439)))){
-const err840 = {instancePath:instancePath+"/clusters/" + i74+"/outlierDetection/consecutive5xxErrors",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/consecutive5xxErrors/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data411.outlierDetection !== undefined){
+let data439 = data411.outlierDetection;
+if(data439 && typeof data439 == "object" && !Array.isArray(data439)){
+for(const key102 in data439){
+if(!((((((key102 === "consecutive5xxErrors") || (key102 === "consecutiveGatewayErrors")) || (key102 === "intervalMs")) || (key102 === "baseEjectionTimeMs")) || (key102 === "maxEjectionPercent")) || (key102 === "minHealthPercent"))){
+const err840 = {instancePath:instancePath+"/clusters/" + i74+"/outlierDetection",schemaPath:"#/properties/clusters/items/properties/outlierDetection/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key102},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err840];
 }
@@ -12355,9 +12354,11 @@ vErrors.push(err840);
 }
 errors++;
 }
-if(typeof data439 == "number"){
-if(data439 < 0 || isNaN(data439)){
-const err841 = {instancePath:instancePath+"/clusters/" + i74+"/outlierDetection/consecutive5xxErrors",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/consecutive5xxErrors/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+if(data439.consecutive5xxErrors !== undefined){
+let data440 = data439.consecutive5xxErrors;
+if(!((typeof data440 == "number") && (!(data440 % 1) && !isNaN(data440)))){
+const err841 = {instancePath:instancePath+"/clusters/" + i74+"/outlierDetection/consecutive5xxErrors",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/consecutive5xxErrors/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err841];
 }
@@ -12366,12 +12367,9 @@ vErrors.push(err841);
 }
 errors++;
 }
-}
-}
-if(data438.consecutiveGatewayErrors !== undefined){
-let data440 = data438.consecutiveGatewayErrors;
-if(!((typeof data440 == "number") && (!(data440 % 1) && !isNaN(data440)))){
-const err842 = {instancePath:instancePath+"/clusters/" + i74+"/outlierDetection/consecutiveGatewayErrors",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/consecutiveGatewayErrors/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(typeof data440 == "number"){
+if(data440 < 0 || isNaN(data440)){
+const err842 = {instancePath:instancePath+"/clusters/" + i74+"/outlierDetection/consecutive5xxErrors",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/consecutive5xxErrors/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err842];
 }
@@ -12380,9 +12378,12 @@ vErrors.push(err842);
 }
 errors++;
 }
-if(typeof data440 == "number"){
-if(data440 < 0 || isNaN(data440)){
-const err843 = {instancePath:instancePath+"/clusters/" + i74+"/outlierDetection/consecutiveGatewayErrors",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/consecutiveGatewayErrors/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+}
+if(data439.consecutiveGatewayErrors !== undefined){
+let data441 = data439.consecutiveGatewayErrors;
+if(!((typeof data441 == "number") && (!(data441 % 1) && !isNaN(data441)))){
+const err843 = {instancePath:instancePath+"/clusters/" + i74+"/outlierDetection/consecutiveGatewayErrors",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/consecutiveGatewayErrors/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err843];
 }
@@ -12391,12 +12392,9 @@ vErrors.push(err843);
 }
 errors++;
 }
-}
-}
-if(data438.intervalMs !== undefined){
-let data441 = data438.intervalMs;
-if(!((typeof data441 == "number") && (!(data441 % 1) && !isNaN(data441)))){
-const err844 = {instancePath:instancePath+"/clusters/" + i74+"/outlierDetection/intervalMs",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/intervalMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(typeof data441 == "number"){
+if(data441 < 0 || isNaN(data441)){
+const err844 = {instancePath:instancePath+"/clusters/" + i74+"/outlierDetection/consecutiveGatewayErrors",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/consecutiveGatewayErrors/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err844];
 }
@@ -12405,9 +12403,12 @@ vErrors.push(err844);
 }
 errors++;
 }
-if(typeof data441 == "number"){
-if(data441 < 1 || isNaN(data441)){
-const err845 = {instancePath:instancePath+"/clusters/" + i74+"/outlierDetection/intervalMs",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/intervalMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+}
+if(data439.intervalMs !== undefined){
+let data442 = data439.intervalMs;
+if(!((typeof data442 == "number") && (!(data442 % 1) && !isNaN(data442)))){
+const err845 = {instancePath:instancePath+"/clusters/" + i74+"/outlierDetection/intervalMs",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/intervalMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err845];
 }
@@ -12416,12 +12417,9 @@ vErrors.push(err845);
 }
 errors++;
 }
-}
-}
-if(data438.baseEjectionTimeMs !== undefined){
-let data442 = data438.baseEjectionTimeMs;
-if(!((typeof data442 == "number") && (!(data442 % 1) && !isNaN(data442)))){
-const err846 = {instancePath:instancePath+"/clusters/" + i74+"/outlierDetection/baseEjectionTimeMs",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/baseEjectionTimeMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(typeof data442 == "number"){
+if(data442 < 1 || isNaN(data442)){
+const err846 = {instancePath:instancePath+"/clusters/" + i74+"/outlierDetection/intervalMs",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/intervalMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err846];
 }
@@ -12430,9 +12428,12 @@ vErrors.push(err846);
 }
 errors++;
 }
-if(typeof data442 == "number"){
-if(data442 < 1 || isNaN(data442)){
-const err847 = {instancePath:instancePath+"/clusters/" + i74+"/outlierDetection/baseEjectionTimeMs",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/baseEjectionTimeMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+}
+if(data439.baseEjectionTimeMs !== undefined){
+let data443 = data439.baseEjectionTimeMs;
+if(!((typeof data443 == "number") && (!(data443 % 1) && !isNaN(data443)))){
+const err847 = {instancePath:instancePath+"/clusters/" + i74+"/outlierDetection/baseEjectionTimeMs",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/baseEjectionTimeMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err847];
 }
@@ -12441,13 +12442,9 @@ vErrors.push(err847);
 }
 errors++;
 }
-}
-}
-if(data438.maxEjectionPercent !== undefined){
-let data443 = data438.maxEjectionPercent;
 if(typeof data443 == "number"){
-if(data443 > 100 || isNaN(data443)){
-const err848 = {instancePath:instancePath+"/clusters/" + i74+"/outlierDetection/maxEjectionPercent",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/maxEjectionPercent/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
+if(data443 < 1 || isNaN(data443)){
+const err848 = {instancePath:instancePath+"/clusters/" + i74+"/outlierDetection/baseEjectionTimeMs",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/baseEjectionTimeMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err848];
 }
@@ -12456,8 +12453,13 @@ vErrors.push(err848);
 }
 errors++;
 }
-if(data443 < 0 || isNaN(data443)){
-const err849 = {instancePath:instancePath+"/clusters/" + i74+"/outlierDetection/maxEjectionPercent",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/maxEjectionPercent/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+}
+if(data439.maxEjectionPercent !== undefined){
+let data444 = data439.maxEjectionPercent;
+if(typeof data444 == "number"){
+if(data444 > 100 || isNaN(data444)){
+const err849 = {instancePath:instancePath+"/clusters/" + i74+"/outlierDetection/maxEjectionPercent",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/maxEjectionPercent/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
 if(vErrors === null){
 vErrors = [err849];
 }
@@ -12466,9 +12468,8 @@ vErrors.push(err849);
 }
 errors++;
 }
-}
-else {
-const err850 = {instancePath:instancePath+"/clusters/" + i74+"/outlierDetection/maxEjectionPercent",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/maxEjectionPercent/type",keyword:"type",params:{type: "number"},message:"must be number"};
+if(data444 < 0 || isNaN(data444)){
+const err850 = {instancePath:instancePath+"/clusters/" + i74+"/outlierDetection/maxEjectionPercent",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/maxEjectionPercent/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err850];
 }
@@ -12478,11 +12479,8 @@ vErrors.push(err850);
 errors++;
 }
 }
-if(data438.minHealthPercent !== undefined){
-let data444 = data438.minHealthPercent;
-if(typeof data444 == "number"){
-if(data444 > 100 || isNaN(data444)){
-const err851 = {instancePath:instancePath+"/clusters/" + i74+"/outlierDetection/minHealthPercent",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/minHealthPercent/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
+else {
+const err851 = {instancePath:instancePath+"/clusters/" + i74+"/outlierDetection/maxEjectionPercent",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/maxEjectionPercent/type",keyword:"type",params:{type: "number"},message:"must be number"};
 if(vErrors === null){
 vErrors = [err851];
 }
@@ -12491,8 +12489,12 @@ vErrors.push(err851);
 }
 errors++;
 }
-if(data444 < 0 || isNaN(data444)){
-const err852 = {instancePath:instancePath+"/clusters/" + i74+"/outlierDetection/minHealthPercent",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/minHealthPercent/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+if(data439.minHealthPercent !== undefined){
+let data445 = data439.minHealthPercent;
+if(typeof data445 == "number"){
+if(data445 > 100 || isNaN(data445)){
+const err852 = {instancePath:instancePath+"/clusters/" + i74+"/outlierDetection/minHealthPercent",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/minHealthPercent/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
 if(vErrors === null){
 vErrors = [err852];
 }
@@ -12501,9 +12503,8 @@ vErrors.push(err852);
 }
 errors++;
 }
-}
-else {
-const err853 = {instancePath:instancePath+"/clusters/" + i74+"/outlierDetection/minHealthPercent",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/minHealthPercent/type",keyword:"type",params:{type: "number"},message:"must be number"};
+if(data445 < 0 || isNaN(data445)){
+const err853 = {instancePath:instancePath+"/clusters/" + i74+"/outlierDetection/minHealthPercent",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/minHealthPercent/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err853];
 }
@@ -12513,9 +12514,8 @@ vErrors.push(err853);
 errors++;
 }
 }
-}
 else {
-const err854 = {instancePath:instancePath+"/clusters/" + i74+"/outlierDetection",schemaPath:"#/properties/clusters/items/properties/outlierDetection/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err854 = {instancePath:instancePath+"/clusters/" + i74+"/outlierDetection/minHealthPercent",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/minHealthPercent/type",keyword:"type",params:{type: "number"},message:"must be number"};
 if(vErrors === null){
 vErrors = [err854];
 }
@@ -12525,12 +12525,9 @@ vErrors.push(err854);
 errors++;
 }
 }
-if(data410.tls !== undefined){
-let data445 = data410.tls;
-if(data445 && typeof data445 == "object" && !Array.isArray(data445)){
-for(const key103 in data445){
-if(!(func1.call(schema31.properties.clusters.items.properties.tls.properties, key103))){
-const err855 = {instancePath:instancePath+"/clusters/" + i74+"/tls",schemaPath:"#/properties/clusters/items/properties/tls/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key103},message:"must NOT have additional properties"};
+}
+else {
+const err855 = {instancePath:instancePath+"/clusters/" + i74+"/outlierDetection",schemaPath:"#/properties/clusters/items/properties/outlierDetection/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err855];
 }
@@ -12540,11 +12537,12 @@ vErrors.push(err855);
 errors++;
 }
 }
-if(data445.sni !== undefined){
-let data446 = data445.sni;
-if(typeof data446 === "string"){
-if(data446.length < 1){
-const err856 = {instancePath:instancePath+"/clusters/" + i74+"/tls/sni",schemaPath:"#/properties/clusters/items/properties/tls/properties/sni/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data411.tls !== undefined){
+let data446 = data411.tls;
+if(data446 && typeof data446 == "object" && !Array.isArray(data446)){
+for(const key103 in data446){
+if(!(func1.call(schema31.properties.clusters.items.properties.tls.properties, key103))){
+const err856 = {instancePath:instancePath+"/clusters/" + i74+"/tls",schemaPath:"#/properties/clusters/items/properties/tls/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key103},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err856];
 }
@@ -12554,8 +12552,11 @@ vErrors.push(err856);
 errors++;
 }
 }
-else {
-const err857 = {instancePath:instancePath+"/clusters/" + i74+"/tls/sni",schemaPath:"#/properties/clusters/items/properties/tls/properties/sni/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data446.sni !== undefined){
+let data447 = data446.sni;
+if(typeof data447 === "string"){
+if(data447.length < 1){
+const err857 = {instancePath:instancePath+"/clusters/" + i74+"/tls/sni",schemaPath:"#/properties/clusters/items/properties/tls/properties/sni/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err857];
 }
@@ -12565,11 +12566,8 @@ vErrors.push(err857);
 errors++;
 }
 }
-if(data445.validationContext !== undefined){
-let data447 = data445.validationContext;
-if(typeof data447 === "string"){
-if(data447.length < 1){
-const err858 = {instancePath:instancePath+"/clusters/" + i74+"/tls/validationContext",schemaPath:"#/properties/clusters/items/properties/tls/properties/validationContext/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+else {
+const err858 = {instancePath:instancePath+"/clusters/" + i74+"/tls/sni",schemaPath:"#/properties/clusters/items/properties/tls/properties/sni/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err858];
 }
@@ -12579,8 +12577,11 @@ vErrors.push(err858);
 errors++;
 }
 }
-else {
-const err859 = {instancePath:instancePath+"/clusters/" + i74+"/tls/validationContext",schemaPath:"#/properties/clusters/items/properties/tls/properties/validationContext/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data446.validationContext !== undefined){
+let data448 = data446.validationContext;
+if(typeof data448 === "string"){
+if(data448.length < 1){
+const err859 = {instancePath:instancePath+"/clusters/" + i74+"/tls/validationContext",schemaPath:"#/properties/clusters/items/properties/tls/properties/validationContext/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err859];
 }
@@ -12590,11 +12591,8 @@ vErrors.push(err859);
 errors++;
 }
 }
-if(data445.validationSecret !== undefined){
-let data448 = data445.validationSecret;
-if(typeof data448 === "string"){
-if(data448.length < 1){
-const err860 = {instancePath:instancePath+"/clusters/" + i74+"/tls/validationSecret",schemaPath:"#/properties/clusters/items/properties/tls/properties/validationSecret/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+else {
+const err860 = {instancePath:instancePath+"/clusters/" + i74+"/tls/validationContext",schemaPath:"#/properties/clusters/items/properties/tls/properties/validationContext/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err860];
 }
@@ -12604,8 +12602,11 @@ vErrors.push(err860);
 errors++;
 }
 }
-else {
-const err861 = {instancePath:instancePath+"/clusters/" + i74+"/tls/validationSecret",schemaPath:"#/properties/clusters/items/properties/tls/properties/validationSecret/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data446.validationSecret !== undefined){
+let data449 = data446.validationSecret;
+if(typeof data449 === "string"){
+if(data449.length < 1){
+const err861 = {instancePath:instancePath+"/clusters/" + i74+"/tls/validationSecret",schemaPath:"#/properties/clusters/items/properties/tls/properties/validationSecret/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err861];
 }
@@ -12615,11 +12616,8 @@ vErrors.push(err861);
 errors++;
 }
 }
-if(data445.certificateChain !== undefined){
-let data449 = data445.certificateChain;
-if(typeof data449 === "string"){
-if(data449.length < 1){
-const err862 = {instancePath:instancePath+"/clusters/" + i74+"/tls/certificateChain",schemaPath:"#/properties/clusters/items/properties/tls/properties/certificateChain/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+else {
+const err862 = {instancePath:instancePath+"/clusters/" + i74+"/tls/validationSecret",schemaPath:"#/properties/clusters/items/properties/tls/properties/validationSecret/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err862];
 }
@@ -12629,8 +12627,11 @@ vErrors.push(err862);
 errors++;
 }
 }
-else {
-const err863 = {instancePath:instancePath+"/clusters/" + i74+"/tls/certificateChain",schemaPath:"#/properties/clusters/items/properties/tls/properties/certificateChain/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data446.certificateChain !== undefined){
+let data450 = data446.certificateChain;
+if(typeof data450 === "string"){
+if(data450.length < 1){
+const err863 = {instancePath:instancePath+"/clusters/" + i74+"/tls/certificateChain",schemaPath:"#/properties/clusters/items/properties/tls/properties/certificateChain/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err863];
 }
@@ -12640,11 +12641,8 @@ vErrors.push(err863);
 errors++;
 }
 }
-if(data445.privateKey !== undefined){
-let data450 = data445.privateKey;
-if(typeof data450 === "string"){
-if(data450.length < 1){
-const err864 = {instancePath:instancePath+"/clusters/" + i74+"/tls/privateKey",schemaPath:"#/properties/clusters/items/properties/tls/properties/privateKey/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+else {
+const err864 = {instancePath:instancePath+"/clusters/" + i74+"/tls/certificateChain",schemaPath:"#/properties/clusters/items/properties/tls/properties/certificateChain/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err864];
 }
@@ -12654,8 +12652,11 @@ vErrors.push(err864);
 errors++;
 }
 }
-else {
-const err865 = {instancePath:instancePath+"/clusters/" + i74+"/tls/privateKey",schemaPath:"#/properties/clusters/items/properties/tls/properties/privateKey/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data446.privateKey !== undefined){
+let data451 = data446.privateKey;
+if(typeof data451 === "string"){
+if(data451.length < 1){
+const err865 = {instancePath:instancePath+"/clusters/" + i74+"/tls/privateKey",schemaPath:"#/properties/clusters/items/properties/tls/properties/privateKey/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err865];
 }
@@ -12665,11 +12666,8 @@ vErrors.push(err865);
 errors++;
 }
 }
-if(data445.certificateSecret !== undefined){
-let data451 = data445.certificateSecret;
-if(typeof data451 === "string"){
-if(data451.length < 1){
-const err866 = {instancePath:instancePath+"/clusters/" + i74+"/tls/certificateSecret",schemaPath:"#/properties/clusters/items/properties/tls/properties/certificateSecret/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+else {
+const err866 = {instancePath:instancePath+"/clusters/" + i74+"/tls/privateKey",schemaPath:"#/properties/clusters/items/properties/tls/properties/privateKey/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err866];
 }
@@ -12679,8 +12677,11 @@ vErrors.push(err866);
 errors++;
 }
 }
-else {
-const err867 = {instancePath:instancePath+"/clusters/" + i74+"/tls/certificateSecret",schemaPath:"#/properties/clusters/items/properties/tls/properties/certificateSecret/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data446.certificateSecret !== undefined){
+let data452 = data446.certificateSecret;
+if(typeof data452 === "string"){
+if(data452.length < 1){
+const err867 = {instancePath:instancePath+"/clusters/" + i74+"/tls/certificateSecret",schemaPath:"#/properties/clusters/items/properties/tls/properties/certificateSecret/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err867];
 }
@@ -12690,15 +12691,8 @@ vErrors.push(err867);
 errors++;
 }
 }
-if(data445.matchSubjectAltNames !== undefined){
-let data452 = data445.matchSubjectAltNames;
-if(Array.isArray(data452)){
-const len76 = data452.length;
-for(let i76=0; i76<len76; i76++){
-let data453 = data452[i76];
-if(typeof data453 === "string"){
-if(data453.length < 1){
-const err868 = {instancePath:instancePath+"/clusters/" + i74+"/tls/matchSubjectAltNames/" + i76,schemaPath:"#/properties/clusters/items/properties/tls/properties/matchSubjectAltNames/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+else {
+const err868 = {instancePath:instancePath+"/clusters/" + i74+"/tls/certificateSecret",schemaPath:"#/properties/clusters/items/properties/tls/properties/certificateSecret/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err868];
 }
@@ -12708,8 +12702,15 @@ vErrors.push(err868);
 errors++;
 }
 }
-else {
-const err869 = {instancePath:instancePath+"/clusters/" + i74+"/tls/matchSubjectAltNames/" + i76,schemaPath:"#/properties/clusters/items/properties/tls/properties/matchSubjectAltNames/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data446.matchSubjectAltNames !== undefined){
+let data453 = data446.matchSubjectAltNames;
+if(Array.isArray(data453)){
+const len76 = data453.length;
+for(let i76=0; i76<len76; i76++){
+let data454 = data453[i76];
+if(typeof data454 === "string"){
+if(data454.length < 1){
+const err869 = {instancePath:instancePath+"/clusters/" + i74+"/tls/matchSubjectAltNames/" + i76,schemaPath:"#/properties/clusters/items/properties/tls/properties/matchSubjectAltNames/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err869];
 }
@@ -12719,9 +12720,8 @@ vErrors.push(err869);
 errors++;
 }
 }
-}
 else {
-const err870 = {instancePath:instancePath+"/clusters/" + i74+"/tls/matchSubjectAltNames",schemaPath:"#/properties/clusters/items/properties/tls/properties/matchSubjectAltNames/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err870 = {instancePath:instancePath+"/clusters/" + i74+"/tls/matchSubjectAltNames/" + i76,schemaPath:"#/properties/clusters/items/properties/tls/properties/matchSubjectAltNames/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err870];
 }
@@ -12731,15 +12731,9 @@ vErrors.push(err870);
 errors++;
 }
 }
-if(data445.alpnProtocols !== undefined){
-let data454 = data445.alpnProtocols;
-if(Array.isArray(data454)){
-const len77 = data454.length;
-for(let i77=0; i77<len77; i77++){
-let data455 = data454[i77];
-if(typeof data455 === "string"){
-if(data455.length < 1){
-const err871 = {instancePath:instancePath+"/clusters/" + i74+"/tls/alpnProtocols/" + i77,schemaPath:"#/properties/clusters/items/properties/tls/properties/alpnProtocols/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+else {
+const err871 = {instancePath:instancePath+"/clusters/" + i74+"/tls/matchSubjectAltNames",schemaPath:"#/properties/clusters/items/properties/tls/properties/matchSubjectAltNames/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err871];
 }
@@ -12749,8 +12743,15 @@ vErrors.push(err871);
 errors++;
 }
 }
-else {
-const err872 = {instancePath:instancePath+"/clusters/" + i74+"/tls/alpnProtocols/" + i77,schemaPath:"#/properties/clusters/items/properties/tls/properties/alpnProtocols/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data446.alpnProtocols !== undefined){
+let data455 = data446.alpnProtocols;
+if(Array.isArray(data455)){
+const len77 = data455.length;
+for(let i77=0; i77<len77; i77++){
+let data456 = data455[i77];
+if(typeof data456 === "string"){
+if(data456.length < 1){
+const err872 = {instancePath:instancePath+"/clusters/" + i74+"/tls/alpnProtocols/" + i77,schemaPath:"#/properties/clusters/items/properties/tls/properties/alpnProtocols/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err872];
 }
@@ -12760,9 +12761,8 @@ vErrors.push(err872);
 errors++;
 }
 }
-}
 else {
-const err873 = {instancePath:instancePath+"/clusters/" + i74+"/tls/alpnProtocols",schemaPath:"#/properties/clusters/items/properties/tls/properties/alpnProtocols/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err873 = {instancePath:instancePath+"/clusters/" + i74+"/tls/alpnProtocols/" + i77,schemaPath:"#/properties/clusters/items/properties/tls/properties/alpnProtocols/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err873];
 }
@@ -12772,9 +12772,9 @@ vErrors.push(err873);
 errors++;
 }
 }
-if(data445.insecureSkipVerify !== undefined){
-if(typeof data445.insecureSkipVerify !== "boolean"){
-const err874 = {instancePath:instancePath+"/clusters/" + i74+"/tls/insecureSkipVerify",schemaPath:"#/properties/clusters/items/properties/tls/properties/insecureSkipVerify/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+}
+else {
+const err874 = {instancePath:instancePath+"/clusters/" + i74+"/tls/alpnProtocols",schemaPath:"#/properties/clusters/items/properties/tls/properties/alpnProtocols/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err874];
 }
@@ -12784,9 +12784,9 @@ vErrors.push(err874);
 errors++;
 }
 }
-}
-else {
-const err875 = {instancePath:instancePath+"/clusters/" + i74+"/tls",schemaPath:"#/properties/clusters/items/properties/tls/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data446.insecureSkipVerify !== undefined){
+if(typeof data446.insecureSkipVerify !== "boolean"){
+const err875 = {instancePath:instancePath+"/clusters/" + i74+"/tls/insecureSkipVerify",schemaPath:"#/properties/clusters/items/properties/tls/properties/insecureSkipVerify/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err875];
 }
@@ -12798,7 +12798,7 @@ errors++;
 }
 }
 else {
-const err876 = {instancePath:instancePath+"/clusters/" + i74,schemaPath:"#/properties/clusters/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err876 = {instancePath:instancePath+"/clusters/" + i74+"/tls",schemaPath:"#/properties/clusters/items/properties/tls/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err876];
 }
@@ -12808,9 +12808,15 @@ vErrors.push(err876);
 errors++;
 }
 }
-}
-else {
-const err877 = {instancePath:instancePath+"/clusters",schemaPath:"#/properties/clusters/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data411.transportSocketMatches !== undefined){
+let data458 = data411.transportSocketMatches;
+if(Array.isArray(data458)){
+const len78 = data458.length;
+for(let i78=0; i78<len78; i78++){
+let data459 = data458[i78];
+if(data459 && typeof data459 == "object" && !Array.isArray(data459)){
+if(data459.name === undefined){
+const err877 = {instancePath:instancePath+"/clusters/" + i74+"/transportSocketMatches/" + i78,schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err877];
 }
@@ -12819,13 +12825,8 @@ vErrors.push(err877);
 }
 errors++;
 }
-}
-if(data.telemetry !== undefined){
-let data457 = data.telemetry;
-if(data457 && typeof data457 == "object" && !Array.isArray(data457)){
-for(const key104 in data457){
-if(!(((key104 === "prometheus") || (key104 === "accessLog")) || (key104 === "tracing"))){
-const err878 = {instancePath:instancePath+"/telemetry",schemaPath:"#/properties/telemetry/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key104},message:"must NOT have additional properties"};
+if(data459.match === undefined){
+const err878 = {instancePath:instancePath+"/clusters/" + i74+"/transportSocketMatches/" + i78,schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/required",keyword:"required",params:{missingProperty: "match"},message:"must have required property '"+"match"+"'"};
 if(vErrors === null){
 vErrors = [err878];
 }
@@ -12834,13 +12835,9 @@ vErrors.push(err878);
 }
 errors++;
 }
-}
-if(data457.prometheus !== undefined){
-let data458 = data457.prometheus;
-if(data458 && typeof data458 == "object" && !Array.isArray(data458)){
-for(const key105 in data458){
-if(!((key105 === "address") || (key105 === "port"))){
-const err879 = {instancePath:instancePath+"/telemetry/prometheus",schemaPath:"#/properties/telemetry/properties/prometheus/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key105},message:"must NOT have additional properties"};
+for(const key104 in data459){
+if(!(((key104 === "name") || (key104 === "match")) || (key104 === "tls"))){
+const err879 = {instancePath:instancePath+"/clusters/" + i74+"/transportSocketMatches/" + i78,schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key104},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err879];
 }
@@ -12850,11 +12847,11 @@ vErrors.push(err879);
 errors++;
 }
 }
-if(data458.address !== undefined){
-let data459 = data458.address;
-if(typeof data459 === "string"){
-if(data459.length < 1){
-const err880 = {instancePath:instancePath+"/telemetry/prometheus/address",schemaPath:"#/properties/telemetry/properties/prometheus/properties/address/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data459.name !== undefined){
+let data460 = data459.name;
+if(typeof data460 === "string"){
+if(data460.length < 1){
+const err880 = {instancePath:instancePath+"/clusters/" + i74+"/transportSocketMatches/" + i78+"/name",schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err880];
 }
@@ -12865,7 +12862,7 @@ errors++;
 }
 }
 else {
-const err881 = {instancePath:instancePath+"/telemetry/prometheus/address",schemaPath:"#/properties/telemetry/properties/prometheus/properties/address/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err881 = {instancePath:instancePath+"/clusters/" + i74+"/transportSocketMatches/" + i78+"/name",schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err881];
 }
@@ -12875,10 +12872,12 @@ vErrors.push(err881);
 errors++;
 }
 }
-if(data458.port !== undefined){
-let data460 = data458.port;
-if(!((typeof data460 == "number") && (!(data460 % 1) && !isNaN(data460)))){
-const err882 = {instancePath:instancePath+"/telemetry/prometheus/port",schemaPath:"#/properties/telemetry/properties/prometheus/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data459.match !== undefined){
+let data461 = data459.match;
+if(data461 && typeof data461 == "object" && !Array.isArray(data461)){
+for(const key105 in data461){
+if(typeof data461[key105] !== "string"){
+const err882 = {instancePath:instancePath+"/clusters/" + i74+"/transportSocketMatches/" + i78+"/match/" + key105.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/match/additionalProperties/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err882];
 }
@@ -12887,9 +12886,10 @@ vErrors.push(err882);
 }
 errors++;
 }
-if(typeof data460 == "number"){
-if(data460 > 65535 || isNaN(data460)){
-const err883 = {instancePath:instancePath+"/telemetry/prometheus/port",schemaPath:"#/properties/telemetry/properties/prometheus/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+}
+}
+else {
+const err883 = {instancePath:instancePath+"/clusters/" + i74+"/transportSocketMatches/" + i78+"/match",schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/match/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err883];
 }
@@ -12898,8 +12898,13 @@ vErrors.push(err883);
 }
 errors++;
 }
-if(data460 < 0 || isNaN(data460)){
-const err884 = {instancePath:instancePath+"/telemetry/prometheus/port",schemaPath:"#/properties/telemetry/properties/prometheus/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+if(data459.tls !== undefined){
+let data463 = data459.tls;
+if(data463 && typeof data463 == "object" && !Array.isArray(data463)){
+for(const key106 in data463){
+if(!(func1.call(schema31.properties.clusters.items.properties.transportSocketMatches.items.properties.tls.properties, key106))){
+const err884 = {instancePath:instancePath+"/clusters/" + i74+"/transportSocketMatches/" + i78+"/tls",schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/tls/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key106},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err884];
 }
@@ -12909,10 +12914,11 @@ vErrors.push(err884);
 errors++;
 }
 }
-}
-}
-else {
-const err885 = {instancePath:instancePath+"/telemetry/prometheus",schemaPath:"#/properties/telemetry/properties/prometheus/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data463.sni !== undefined){
+let data464 = data463.sni;
+if(typeof data464 === "string"){
+if(data464.length < 1){
+const err885 = {instancePath:instancePath+"/clusters/" + i74+"/transportSocketMatches/" + i78+"/tls/sni",schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/tls/properties/sni/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err885];
 }
@@ -12922,11 +12928,8 @@ vErrors.push(err885);
 errors++;
 }
 }
-if(data457.accessLog !== undefined){
-let data461 = data457.accessLog;
-if(data461 && typeof data461 == "object" && !Array.isArray(data461)){
-if(data461.path === undefined){
-const err886 = {instancePath:instancePath+"/telemetry/accessLog",schemaPath:"#/properties/telemetry/properties/accessLog/required",keyword:"required",params:{missingProperty: "path"},message:"must have required property '"+"path"+"'"};
+else {
+const err886 = {instancePath:instancePath+"/clusters/" + i74+"/transportSocketMatches/" + i78+"/tls/sni",schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/tls/properties/sni/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err886];
 }
@@ -12935,9 +12938,12 @@ vErrors.push(err886);
 }
 errors++;
 }
-for(const key106 in data461){
-if(!(key106 === "path")){
-const err887 = {instancePath:instancePath+"/telemetry/accessLog",schemaPath:"#/properties/telemetry/properties/accessLog/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key106},message:"must NOT have additional properties"};
+}
+if(data463.validationContext !== undefined){
+let data465 = data463.validationContext;
+if(typeof data465 === "string"){
+if(data465.length < 1){
+const err887 = {instancePath:instancePath+"/clusters/" + i74+"/transportSocketMatches/" + i78+"/tls/validationContext",schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/tls/properties/validationContext/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err887];
 }
@@ -12947,11 +12953,8 @@ vErrors.push(err887);
 errors++;
 }
 }
-if(data461.path !== undefined){
-let data462 = data461.path;
-if(typeof data462 === "string"){
-if(data462.length < 1){
-const err888 = {instancePath:instancePath+"/telemetry/accessLog/path",schemaPath:"#/properties/telemetry/properties/accessLog/properties/path/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+else {
+const err888 = {instancePath:instancePath+"/clusters/" + i74+"/transportSocketMatches/" + i78+"/tls/validationContext",schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/tls/properties/validationContext/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err888];
 }
@@ -12961,8 +12964,11 @@ vErrors.push(err888);
 errors++;
 }
 }
-else {
-const err889 = {instancePath:instancePath+"/telemetry/accessLog/path",schemaPath:"#/properties/telemetry/properties/accessLog/properties/path/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data463.validationSecret !== undefined){
+let data466 = data463.validationSecret;
+if(typeof data466 === "string"){
+if(data466.length < 1){
+const err889 = {instancePath:instancePath+"/clusters/" + i74+"/transportSocketMatches/" + i78+"/tls/validationSecret",schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/tls/properties/validationSecret/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err889];
 }
@@ -12972,9 +12978,8 @@ vErrors.push(err889);
 errors++;
 }
 }
-}
 else {
-const err890 = {instancePath:instancePath+"/telemetry/accessLog",schemaPath:"#/properties/telemetry/properties/accessLog/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err890 = {instancePath:instancePath+"/clusters/" + i74+"/transportSocketMatches/" + i78+"/tls/validationSecret",schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/tls/properties/validationSecret/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err890];
 }
@@ -12984,11 +12989,11 @@ vErrors.push(err890);
 errors++;
 }
 }
-if(data457.tracing !== undefined){
-let data463 = data457.tracing;
-if(data463 && typeof data463 == "object" && !Array.isArray(data463)){
-if(data463.otlpEndpoint === undefined){
-const err891 = {instancePath:instancePath+"/telemetry/tracing",schemaPath:"#/properties/telemetry/properties/tracing/required",keyword:"required",params:{missingProperty: "otlpEndpoint"},message:"must have required property '"+"otlpEndpoint"+"'"};
+if(data463.certificateChain !== undefined){
+let data467 = data463.certificateChain;
+if(typeof data467 === "string"){
+if(data467.length < 1){
+const err891 = {instancePath:instancePath+"/clusters/" + i74+"/transportSocketMatches/" + i78+"/tls/certificateChain",schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/tls/properties/certificateChain/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err891];
 }
@@ -12997,9 +13002,9 @@ vErrors.push(err891);
 }
 errors++;
 }
-for(const key107 in data463){
-if(!(((key107 === "otlpEndpoint") || (key107 === "samplingPercent")) || (key107 === "serviceName"))){
-const err892 = {instancePath:instancePath+"/telemetry/tracing",schemaPath:"#/properties/telemetry/properties/tracing/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key107},message:"must NOT have additional properties"};
+}
+else {
+const err892 = {instancePath:instancePath+"/clusters/" + i74+"/transportSocketMatches/" + i78+"/tls/certificateChain",schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/tls/properties/certificateChain/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err892];
 }
@@ -13009,11 +13014,11 @@ vErrors.push(err892);
 errors++;
 }
 }
-if(data463.otlpEndpoint !== undefined){
-let data464 = data463.otlpEndpoint;
-if(typeof data464 === "string"){
-if(!pattern4.test(data464)){
-const err893 = {instancePath:instancePath+"/telemetry/tracing/otlpEndpoint",schemaPath:"#/properties/telemetry/properties/tracing/properties/otlpEndpoint/pattern",keyword:"pattern",params:{pattern: "^https?://"},message:"must match pattern \""+"^https?://"+"\""};
+if(data463.privateKey !== undefined){
+let data468 = data463.privateKey;
+if(typeof data468 === "string"){
+if(data468.length < 1){
+const err893 = {instancePath:instancePath+"/clusters/" + i74+"/transportSocketMatches/" + i78+"/tls/privateKey",schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/tls/properties/privateKey/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err893];
 }
@@ -13024,7 +13029,7 @@ errors++;
 }
 }
 else {
-const err894 = {instancePath:instancePath+"/telemetry/tracing/otlpEndpoint",schemaPath:"#/properties/telemetry/properties/tracing/properties/otlpEndpoint/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err894 = {instancePath:instancePath+"/clusters/" + i74+"/transportSocketMatches/" + i78+"/tls/privateKey",schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/tls/properties/privateKey/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err894];
 }
@@ -13034,11 +13039,11 @@ vErrors.push(err894);
 errors++;
 }
 }
-if(data463.samplingPercent !== undefined){
-let data465 = data463.samplingPercent;
-if(typeof data465 == "number"){
-if(data465 > 100 || isNaN(data465)){
-const err895 = {instancePath:instancePath+"/telemetry/tracing/samplingPercent",schemaPath:"#/properties/telemetry/properties/tracing/properties/samplingPercent/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
+if(data463.certificateSecret !== undefined){
+let data469 = data463.certificateSecret;
+if(typeof data469 === "string"){
+if(data469.length < 1){
+const err895 = {instancePath:instancePath+"/clusters/" + i74+"/transportSocketMatches/" + i78+"/tls/certificateSecret",schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/tls/properties/certificateSecret/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err895];
 }
@@ -13047,8 +13052,9 @@ vErrors.push(err895);
 }
 errors++;
 }
-if(data465 < 0 || isNaN(data465)){
-const err896 = {instancePath:instancePath+"/telemetry/tracing/samplingPercent",schemaPath:"#/properties/telemetry/properties/tracing/properties/samplingPercent/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+else {
+const err896 = {instancePath:instancePath+"/clusters/" + i74+"/transportSocketMatches/" + i78+"/tls/certificateSecret",schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/tls/properties/certificateSecret/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err896];
 }
@@ -13058,8 +13064,15 @@ vErrors.push(err896);
 errors++;
 }
 }
-else {
-const err897 = {instancePath:instancePath+"/telemetry/tracing/samplingPercent",schemaPath:"#/properties/telemetry/properties/tracing/properties/samplingPercent/type",keyword:"type",params:{type: "number"},message:"must be number"};
+if(data463.matchSubjectAltNames !== undefined){
+let data470 = data463.matchSubjectAltNames;
+if(Array.isArray(data470)){
+const len79 = data470.length;
+for(let i79=0; i79<len79; i79++){
+let data471 = data470[i79];
+if(typeof data471 === "string"){
+if(data471.length < 1){
+const err897 = {instancePath:instancePath+"/clusters/" + i74+"/transportSocketMatches/" + i78+"/tls/matchSubjectAltNames/" + i79,schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/tls/properties/matchSubjectAltNames/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err897];
 }
@@ -13069,11 +13082,8 @@ vErrors.push(err897);
 errors++;
 }
 }
-if(data463.serviceName !== undefined){
-let data466 = data463.serviceName;
-if(typeof data466 === "string"){
-if(data466.length < 1){
-const err898 = {instancePath:instancePath+"/telemetry/tracing/serviceName",schemaPath:"#/properties/telemetry/properties/tracing/properties/serviceName/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+else {
+const err898 = {instancePath:instancePath+"/clusters/" + i74+"/transportSocketMatches/" + i78+"/tls/matchSubjectAltNames/" + i79,schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/tls/properties/matchSubjectAltNames/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err898];
 }
@@ -13083,8 +13093,9 @@ vErrors.push(err898);
 errors++;
 }
 }
+}
 else {
-const err899 = {instancePath:instancePath+"/telemetry/tracing/serviceName",schemaPath:"#/properties/telemetry/properties/tracing/properties/serviceName/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err899 = {instancePath:instancePath+"/clusters/" + i74+"/transportSocketMatches/" + i78+"/tls/matchSubjectAltNames",schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/tls/properties/matchSubjectAltNames/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err899];
 }
@@ -13094,9 +13105,15 @@ vErrors.push(err899);
 errors++;
 }
 }
-}
-else {
-const err900 = {instancePath:instancePath+"/telemetry/tracing",schemaPath:"#/properties/telemetry/properties/tracing/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data463.alpnProtocols !== undefined){
+let data472 = data463.alpnProtocols;
+if(Array.isArray(data472)){
+const len80 = data472.length;
+for(let i80=0; i80<len80; i80++){
+let data473 = data472[i80];
+if(typeof data473 === "string"){
+if(data473.length < 1){
+const err900 = {instancePath:instancePath+"/clusters/" + i74+"/transportSocketMatches/" + i78+"/tls/alpnProtocols/" + i80,schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/tls/properties/alpnProtocols/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err900];
 }
@@ -13106,9 +13123,8 @@ vErrors.push(err900);
 errors++;
 }
 }
-}
 else {
-const err901 = {instancePath:instancePath+"/telemetry",schemaPath:"#/properties/telemetry/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err901 = {instancePath:instancePath+"/clusters/" + i74+"/transportSocketMatches/" + i78+"/tls/alpnProtocols/" + i80,schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/tls/properties/alpnProtocols/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err901];
 }
@@ -13120,12 +13136,394 @@ errors++;
 }
 }
 else {
-const err902 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err902 = {instancePath:instancePath+"/clusters/" + i74+"/transportSocketMatches/" + i78+"/tls/alpnProtocols",schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/tls/properties/alpnProtocols/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err902];
 }
 else {
 vErrors.push(err902);
+}
+errors++;
+}
+}
+if(data463.insecureSkipVerify !== undefined){
+if(typeof data463.insecureSkipVerify !== "boolean"){
+const err903 = {instancePath:instancePath+"/clusters/" + i74+"/transportSocketMatches/" + i78+"/tls/insecureSkipVerify",schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/tls/properties/insecureSkipVerify/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(vErrors === null){
+vErrors = [err903];
+}
+else {
+vErrors.push(err903);
+}
+errors++;
+}
+}
+}
+else {
+const err904 = {instancePath:instancePath+"/clusters/" + i74+"/transportSocketMatches/" + i78+"/tls",schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/tls/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err904];
+}
+else {
+vErrors.push(err904);
+}
+errors++;
+}
+}
+}
+else {
+const err905 = {instancePath:instancePath+"/clusters/" + i74+"/transportSocketMatches/" + i78,schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err905];
+}
+else {
+vErrors.push(err905);
+}
+errors++;
+}
+}
+}
+else {
+const err906 = {instancePath:instancePath+"/clusters/" + i74+"/transportSocketMatches",schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err906];
+}
+else {
+vErrors.push(err906);
+}
+errors++;
+}
+}
+}
+else {
+const err907 = {instancePath:instancePath+"/clusters/" + i74,schemaPath:"#/properties/clusters/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err907];
+}
+else {
+vErrors.push(err907);
+}
+errors++;
+}
+}
+}
+else {
+const err908 = {instancePath:instancePath+"/clusters",schemaPath:"#/properties/clusters/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err908];
+}
+else {
+vErrors.push(err908);
+}
+errors++;
+}
+}
+if(data.telemetry !== undefined){
+let data475 = data.telemetry;
+if(data475 && typeof data475 == "object" && !Array.isArray(data475)){
+for(const key107 in data475){
+if(!(((key107 === "prometheus") || (key107 === "accessLog")) || (key107 === "tracing"))){
+const err909 = {instancePath:instancePath+"/telemetry",schemaPath:"#/properties/telemetry/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key107},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err909];
+}
+else {
+vErrors.push(err909);
+}
+errors++;
+}
+}
+if(data475.prometheus !== undefined){
+let data476 = data475.prometheus;
+if(data476 && typeof data476 == "object" && !Array.isArray(data476)){
+for(const key108 in data476){
+if(!((key108 === "address") || (key108 === "port"))){
+const err910 = {instancePath:instancePath+"/telemetry/prometheus",schemaPath:"#/properties/telemetry/properties/prometheus/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key108},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err910];
+}
+else {
+vErrors.push(err910);
+}
+errors++;
+}
+}
+if(data476.address !== undefined){
+let data477 = data476.address;
+if(typeof data477 === "string"){
+if(data477.length < 1){
+const err911 = {instancePath:instancePath+"/telemetry/prometheus/address",schemaPath:"#/properties/telemetry/properties/prometheus/properties/address/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err911];
+}
+else {
+vErrors.push(err911);
+}
+errors++;
+}
+}
+else {
+const err912 = {instancePath:instancePath+"/telemetry/prometheus/address",schemaPath:"#/properties/telemetry/properties/prometheus/properties/address/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err912];
+}
+else {
+vErrors.push(err912);
+}
+errors++;
+}
+}
+if(data476.port !== undefined){
+let data478 = data476.port;
+if(!((typeof data478 == "number") && (!(data478 % 1) && !isNaN(data478)))){
+const err913 = {instancePath:instancePath+"/telemetry/prometheus/port",schemaPath:"#/properties/telemetry/properties/prometheus/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err913];
+}
+else {
+vErrors.push(err913);
+}
+errors++;
+}
+if(typeof data478 == "number"){
+if(data478 > 65535 || isNaN(data478)){
+const err914 = {instancePath:instancePath+"/telemetry/prometheus/port",schemaPath:"#/properties/telemetry/properties/prometheus/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+if(vErrors === null){
+vErrors = [err914];
+}
+else {
+vErrors.push(err914);
+}
+errors++;
+}
+if(data478 < 0 || isNaN(data478)){
+const err915 = {instancePath:instancePath+"/telemetry/prometheus/port",schemaPath:"#/properties/telemetry/properties/prometheus/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(vErrors === null){
+vErrors = [err915];
+}
+else {
+vErrors.push(err915);
+}
+errors++;
+}
+}
+}
+}
+else {
+const err916 = {instancePath:instancePath+"/telemetry/prometheus",schemaPath:"#/properties/telemetry/properties/prometheus/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err916];
+}
+else {
+vErrors.push(err916);
+}
+errors++;
+}
+}
+if(data475.accessLog !== undefined){
+let data479 = data475.accessLog;
+if(data479 && typeof data479 == "object" && !Array.isArray(data479)){
+if(data479.path === undefined){
+const err917 = {instancePath:instancePath+"/telemetry/accessLog",schemaPath:"#/properties/telemetry/properties/accessLog/required",keyword:"required",params:{missingProperty: "path"},message:"must have required property '"+"path"+"'"};
+if(vErrors === null){
+vErrors = [err917];
+}
+else {
+vErrors.push(err917);
+}
+errors++;
+}
+for(const key109 in data479){
+if(!(key109 === "path")){
+const err918 = {instancePath:instancePath+"/telemetry/accessLog",schemaPath:"#/properties/telemetry/properties/accessLog/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key109},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err918];
+}
+else {
+vErrors.push(err918);
+}
+errors++;
+}
+}
+if(data479.path !== undefined){
+let data480 = data479.path;
+if(typeof data480 === "string"){
+if(data480.length < 1){
+const err919 = {instancePath:instancePath+"/telemetry/accessLog/path",schemaPath:"#/properties/telemetry/properties/accessLog/properties/path/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err919];
+}
+else {
+vErrors.push(err919);
+}
+errors++;
+}
+}
+else {
+const err920 = {instancePath:instancePath+"/telemetry/accessLog/path",schemaPath:"#/properties/telemetry/properties/accessLog/properties/path/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err920];
+}
+else {
+vErrors.push(err920);
+}
+errors++;
+}
+}
+}
+else {
+const err921 = {instancePath:instancePath+"/telemetry/accessLog",schemaPath:"#/properties/telemetry/properties/accessLog/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err921];
+}
+else {
+vErrors.push(err921);
+}
+errors++;
+}
+}
+if(data475.tracing !== undefined){
+let data481 = data475.tracing;
+if(data481 && typeof data481 == "object" && !Array.isArray(data481)){
+if(data481.otlpEndpoint === undefined){
+const err922 = {instancePath:instancePath+"/telemetry/tracing",schemaPath:"#/properties/telemetry/properties/tracing/required",keyword:"required",params:{missingProperty: "otlpEndpoint"},message:"must have required property '"+"otlpEndpoint"+"'"};
+if(vErrors === null){
+vErrors = [err922];
+}
+else {
+vErrors.push(err922);
+}
+errors++;
+}
+for(const key110 in data481){
+if(!(((key110 === "otlpEndpoint") || (key110 === "samplingPercent")) || (key110 === "serviceName"))){
+const err923 = {instancePath:instancePath+"/telemetry/tracing",schemaPath:"#/properties/telemetry/properties/tracing/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key110},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err923];
+}
+else {
+vErrors.push(err923);
+}
+errors++;
+}
+}
+if(data481.otlpEndpoint !== undefined){
+let data482 = data481.otlpEndpoint;
+if(typeof data482 === "string"){
+if(!pattern4.test(data482)){
+const err924 = {instancePath:instancePath+"/telemetry/tracing/otlpEndpoint",schemaPath:"#/properties/telemetry/properties/tracing/properties/otlpEndpoint/pattern",keyword:"pattern",params:{pattern: "^https?://"},message:"must match pattern \""+"^https?://"+"\""};
+if(vErrors === null){
+vErrors = [err924];
+}
+else {
+vErrors.push(err924);
+}
+errors++;
+}
+}
+else {
+const err925 = {instancePath:instancePath+"/telemetry/tracing/otlpEndpoint",schemaPath:"#/properties/telemetry/properties/tracing/properties/otlpEndpoint/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err925];
+}
+else {
+vErrors.push(err925);
+}
+errors++;
+}
+}
+if(data481.samplingPercent !== undefined){
+let data483 = data481.samplingPercent;
+if(typeof data483 == "number"){
+if(data483 > 100 || isNaN(data483)){
+const err926 = {instancePath:instancePath+"/telemetry/tracing/samplingPercent",schemaPath:"#/properties/telemetry/properties/tracing/properties/samplingPercent/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
+if(vErrors === null){
+vErrors = [err926];
+}
+else {
+vErrors.push(err926);
+}
+errors++;
+}
+if(data483 < 0 || isNaN(data483)){
+const err927 = {instancePath:instancePath+"/telemetry/tracing/samplingPercent",schemaPath:"#/properties/telemetry/properties/tracing/properties/samplingPercent/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(vErrors === null){
+vErrors = [err927];
+}
+else {
+vErrors.push(err927);
+}
+errors++;
+}
+}
+else {
+const err928 = {instancePath:instancePath+"/telemetry/tracing/samplingPercent",schemaPath:"#/properties/telemetry/properties/tracing/properties/samplingPercent/type",keyword:"type",params:{type: "number"},message:"must be number"};
+if(vErrors === null){
+vErrors = [err928];
+}
+else {
+vErrors.push(err928);
+}
+errors++;
+}
+}
+if(data481.serviceName !== undefined){
+let data484 = data481.serviceName;
+if(typeof data484 === "string"){
+if(data484.length < 1){
+const err929 = {instancePath:instancePath+"/telemetry/tracing/serviceName",schemaPath:"#/properties/telemetry/properties/tracing/properties/serviceName/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err929];
+}
+else {
+vErrors.push(err929);
+}
+errors++;
+}
+}
+else {
+const err930 = {instancePath:instancePath+"/telemetry/tracing/serviceName",schemaPath:"#/properties/telemetry/properties/tracing/properties/serviceName/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err930];
+}
+else {
+vErrors.push(err930);
+}
+errors++;
+}
+}
+}
+else {
+const err931 = {instancePath:instancePath+"/telemetry/tracing",schemaPath:"#/properties/telemetry/properties/tracing/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err931];
+}
+else {
+vErrors.push(err931);
+}
+errors++;
+}
+}
+}
+else {
+const err932 = {instancePath:instancePath+"/telemetry",schemaPath:"#/properties/telemetry/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err932];
+}
+else {
+vErrors.push(err932);
+}
+errors++;
+}
+}
+}
+else {
+const err933 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err933];
+}
+else {
+vErrors.push(err933);
 }
 errors++;
 }

@@ -330,6 +330,7 @@ const filterChain = obj(
             codec: { enum: ["auto", "http1", "http2"] },
             statPrefix: nonEmpty,
             reporter: { enum: ["source", "destination"] },
+            setClientCertDetails: bool,
             localRateLimit,
             jwtAuthn,
             extAuthz,
@@ -352,6 +353,18 @@ const filterChain = obj(
   },
   ["filter"],
 );
+
+const upstreamTls = obj({
+  sni: nonEmpty,
+  validationContext: nonEmpty,
+  validationSecret: nonEmpty,
+  certificateChain: nonEmpty,
+  privateKey: nonEmpty,
+  certificateSecret: nonEmpty,
+  matchSubjectAltNames: arr(nonEmpty),
+  alpnProtocols: arr(nonEmpty),
+  insecureSkipVerify: bool,
+});
 
 const cluster = obj(
   {
@@ -390,17 +403,8 @@ const cluster = obj(
       maxEjectionPercent: percentage,
       minHealthPercent: percentage,
     }),
-    tls: obj({
-      sni: nonEmpty,
-      validationContext: nonEmpty,
-      validationSecret: nonEmpty,
-      certificateChain: nonEmpty,
-      privateKey: nonEmpty,
-      certificateSecret: nonEmpty,
-      matchSubjectAltNames: arr(nonEmpty),
-      alpnProtocols: arr(nonEmpty),
-      insecureSkipVerify: bool,
-    }),
+    tls: upstreamTls,
+    transportSocketMatches: arr(obj({ name: nonEmpty, match: strMap, tls: upstreamTls }, ["name", "match"])),
   },
   ["name", "endpoints"],
 );

@@ -128,6 +128,12 @@ export interface HttpConnectionManagerConfig {
    * through it) or "destination" (inbound: requests arrive for the app). Default "destination".
    */
   readonly reporter?: "source" | "destination";
+  /**
+   * Requests from a peer whose client certificate the chain verified reach the upstream with
+   * x-forwarded-client-cert describing it (By, Hash, Subject, URI: Istio's inbound sidecar). Whatever the
+   * setting, a client's own x-forwarded-client-cert is never forwarded (Envoy's SANITIZE).
+   */
+  readonly setClientCertDetails?: boolean;
   /** A token bucket for every request of this chain, before routing; beyond it 429 with flag RL. */
   readonly localRateLimit?: LocalRateLimit;
   /**
@@ -530,6 +536,13 @@ export interface ClusterConfig {
   readonly idleTimeoutMs?: number;
   /** TLS to the upstream. */
   readonly tls?: UpstreamTlsConfig;
+  /**
+   * Envoy's transport_socket_matches: an endpoint whose labels hold every pair of an entry's `match` is dialled
+   * with that entry's `tls` (plain text when it has none), the first such entry winning; other endpoints use
+   * the cluster's `tls`. Istio's auto mTLS: endpoints labelled security.istio.io/tlsMode=istio have a sidecar and
+   * get mutual TLS, the rest of one service plain text.
+   */
+  readonly transportSocketMatches?: readonly TransportSocketMatch[];
   /** Passive health checking (Istio's outlierDetection). */
   readonly outlierDetection?: OutlierDetection;
 }
@@ -566,6 +579,12 @@ export interface CircuitBreakers {
    * (Istio leaves maxRetries unlimited).
    */
   readonly retryBudget?: { readonly budgetPercent: number; readonly minRetryConcurrency?: number };
+}
+
+export interface TransportSocketMatch {
+  readonly name: string;
+  readonly match: Readonly<Record<string, string>>;
+  readonly tls?: UpstreamTlsConfig;
 }
 
 export interface UpstreamTlsConfig {

@@ -15,6 +15,7 @@ import type {
   RbacPrincipal,
   RbacStringMatcher,
   RouteConfiguration,
+  UpstreamTlsConfig,
 } from "./types.ts";
 
 export interface ConfigProblem {
@@ -152,26 +153,14 @@ function semanticProblems(c: ProxyConfig): ConfigProblem[] {
     const ts = cl.maglev?.tableSize;
     if (ts !== undefined && !isPrime(ts))
       err(["clusters", i, "maglev", "tableSize"], `maglev table size ${ts} must be prime`);
-    if (cl.tls?.certificateChain !== undefined && cl.tls.privateKey === undefined)
-      err(["clusters", i, "tls", "privateKey"], "a client certificate needs its private key");
-    if (cl.tls?.certificateSecret !== undefined && cl.tls.certificateChain !== undefined)
-      err(
-        ["clusters", i, "tls", "certificateSecret"],
-        "certificateChain and certificateSecret exclude each other",
-      );
-    if (cl.tls?.validationSecret !== undefined && cl.tls.validationContext !== undefined)
-      err(
-        ["clusters", i, "tls", "validationSecret"],
-        "validationContext and validationSecret exclude each other",
-      );
-    if (cl.tls)
-      tlsLoads(
-        err,
-        ["clusters", i, "tls"],
-        cl.tls.certificateChain,
-        cl.tls.privateKey,
-        cl.tls.validationContext,
-      );
+    if (cl.tls) upstreamTlsChecks(err, ["clusters", i, "tls"], cl.tls);
+    const matchNames = new Set<string>();
+    cl.transportSocketMatches?.forEach((m, j) => {
+      if (matchNames.has(m.name))
+        err(["clusters", i, "transportSocketMatches", j, "name"], `duplicate match name "${m.name}"`);
+      matchNames.add(m.name);
+      if (m.tls) upstreamTlsChecks(err, ["clusters", i, "transportSocketMatches", j, "tls"], m.tls);
+    });
   });
 
   const routeNames = new Set<string>();
@@ -333,6 +322,16 @@ function re2(err: Report, path: Array<string | number>, pattern: string): void {
   } catch (e) {
     err(path, `"${pattern}" is not a valid RE2 regex: ${(e as Error).message}`);
   }
+}
+
+function upstreamTlsChecks(err: Report, path: Array<string | number>, t: UpstreamTlsConfig): void {
+  if (t.certificateChain !== undefined && t.privateKey === undefined)
+    err([...path, "privateKey"], "a client certificate needs its private key");
+  if (t.certificateSecret !== undefined && t.certificateChain !== undefined)
+    err([...path, "certificateSecret"], "certificateChain and certificateSecret exclude each other");
+  if (t.validationSecret !== undefined && t.validationContext !== undefined)
+    err([...path, "validationSecret"], "validationContext and validationSecret exclude each other");
+  tlsLoads(err, path, t.certificateChain, t.privateKey, t.validationContext);
 }
 
 function tlsLoads(err: Report, path: Array<string | number>, cert?: string, key?: string, ca?: string): void {

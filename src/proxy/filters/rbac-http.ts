@@ -1,9 +1,11 @@
 // A chain's security filters in Envoy's (and Istio's) order, before routing: jwt_authn, then ext_authz
 // (CUSTOM), then RBAC (DENY, ALLOW, LOG as the config lists them). Built once per config for each HTTP chain
 // that has any; a chain without them costs a request nothing.
+
 import type net from "node:net";
 import type tls from "node:tls";
 import type { HttpConnectionManagerConfig, TcpProxyConfig } from "../config/types.ts";
+import { peerPrincipalOf } from "../secrets/peer-identity.ts";
 import type { StatsStore } from "../stats/stats.ts";
 import type { ClusterManager } from "../upstream/cluster.ts";
 import { JwtAuthn } from "./jwt-authn.ts";
@@ -141,25 +143,6 @@ function input(req: SecurityRequest, jwt: VerifiedJwt | undefined): RbacInput {
     peerPrincipal: peerPrincipalOf(socket),
     jwt,
   };
-}
-
-/**
- * The identity of a TLS peer whose certificate the chain verified: its URI SAN (SPIFFE), else its first DNS
- * SAN, else its subject CN, as Envoy's authenticated principal. A plain-text or unverified peer has none.
- */
-export function peerPrincipalOf(socket: net.Socket): string | undefined {
-  const s = socket as Partial<tls.TLSSocket>;
-  if (s.encrypted !== true || s.authorized !== true || typeof s.getPeerCertificate !== "function")
-    return undefined;
-  const cert = s.getPeerCertificate();
-  if (!cert || Object.keys(cert).length === 0) return undefined;
-  const sans = (cert.subjectaltname ?? "").split(", ");
-  const uri = sans.find((x) => x.startsWith("URI:"));
-  if (uri !== undefined) return uri.slice(4);
-  const dns = sans.find((x) => x.startsWith("DNS:"));
-  if (dns !== undefined) return dns.slice(4);
-  const cn = cert.subject?.CN;
-  return typeof cn === "string" ? cn : undefined;
 }
 
 function removeNamed(h: string[], names: ReadonlySet<string>): void {

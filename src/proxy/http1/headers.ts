@@ -15,6 +15,8 @@ const HOP_BY_HOP = new Set([
   "host",
   // Peer metadata is exchanged between two proxies on one hop and never reaches an app or the next hop.
   "x-isthmus-peer-metadata",
+  // Set only by the proxy that verified the client's certificate (setClientCertDetails), never passed along.
+  "x-forwarded-client-cert",
 ]);
 
 /**

@@ -8,6 +8,7 @@ import type { CompiledFault } from "../filters/fault.ts";
 import type { SecurityVerdict } from "../filters/rbac-http.ts";
 import { http2Module } from "../http2/lazy.ts";
 import { holdUntilEndOfTurn } from "../io/end-of-turn-flush.ts";
+import { tlsModule } from "../lazy-modules.ts";
 import type { HashInput } from "../lb/hash-policy.ts";
 import type { HttpRuntime } from "../listener/http-runtime.ts";
 import { chooseRetryEndpoint, chooseUpstream, requestHashInput } from "../router/choose-upstream.ts";
@@ -19,6 +20,7 @@ import {
   FAIL_RESET,
 } from "../router/retry-policy.ts";
 import { type CompiledRoute, type CompiledWeightedCluster, pickCluster } from "../router/route-table.ts";
+import { clientCertDetailsOf, peerWithPrincipal, XFCC_HEADER } from "../secrets/peer-identity.ts";
 import { destinationServiceOf, type HttpRequestRecord, type PeerInfo } from "../telemetry/request-record.ts";
 import { PEER_METADATA_HEADER } from "../telemetry/telemetry-slot.ts";
 import type { TraceHandle } from "../telemetry/trace/request-tracer.ts";
@@ -168,7 +170,10 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
       this.bytesIn = 0;
       this.bytesOut = 0;
       this.upstreamHost = "";
-      this.peer = this.rt.reporter === "destination" ? this.peerFrom(head.headers) : undefined;
+      this.peer =
+        this.rt.reporter === "destination"
+          ? peerWithPrincipal(this.peerFrom(head.headers), this.socket)
+          : undefined;
       const tracer = this.rt.telemetry.tracer;
       this.trace = tracer !== undefined ? tracer.begin(head.headers) : null;
     }
@@ -421,6 +426,10 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
     if (req.upgrade !== null) head += `connection: upgrade\r\nupgrade: ${req.upgrade}\r\n`;
     if (req.chunked) head += "transfer-encoding: chunked\r\n";
     head += `x-forwarded-proto: ${this.rt.scheme}\r\n`;
+    if (this.rt.setClientCert) {
+      const xfcc = clientCertDetailsOf(this.socket);
+      if (xfcc !== undefined) head += `${XFCC_HEADER}: ${xfcc}\r\n`;
+    }
     const own = this.rt.telemetry.ownPeerHeader;
     if (own !== "" && this.rt.reporter === "source") head += `${PEER_METADATA_HEADER}: ${own}\r\n`;
     head += "\r\n";
@@ -790,9 +799,13 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
     }
     this.state = WAIT_POOL;
     this.socket.pause();
-    const up = net.connect({ host: ep.address, port: ep.port, noDelay: true });
+    // Mutual TLS to the peer's sidecar when the cluster's transport socket for this endpoint says so.
+    const tlsOptions = cluster.tlsFor(ep);
+    const up = tlsOptions
+      ? tlsModule().connect({ ...tlsOptions, host: ep.address, port: ep.port })
+      : net.connect({ host: ep.address, port: ep.port, noDelay: true });
     up.setTimeout(cluster.config.connectTimeoutMs ?? 10_000, () => up.destroy(new Error("connect timeout")));
-    up.once("connect", () => {
+    up.once(tlsOptions ? "secureConnect" : "connect", () => {
       up.setTimeout(0);
       this.countStatus(200);
       this.socket.write("HTTP/1.1 200 Connection established\r\n\r\n");

@@ -21,6 +21,7 @@ import {
   FAIL_RESET,
 } from "../router/retry-policy.ts";
 import type { CompiledRoute, CompiledWeightedCluster } from "../router/route-table.ts";
+import { clientCertDetailsOf, peerWithPrincipal, XFCC_HEADER } from "../secrets/peer-identity.ts";
 import { destinationServiceOf, type HttpRequestRecord, type PeerInfo } from "../telemetry/request-record.ts";
 import { PEER_METADATA_HEADER } from "../telemetry/telemetry-slot.ts";
 import type { TraceHandle } from "../telemetry/trace/request-tracer.ts";
@@ -40,6 +41,7 @@ const CONNECTION_SPECIFIC = new Set([
   "upgrade",
   "host",
   PEER_METADATA_HEADER,
+  XFCC_HEADER,
 ]);
 
 /** Request body bytes kept so that a failed attempt can be retried. */
@@ -138,6 +140,8 @@ class Http2Exchange implements PoolWaiter, ResponseHandler {
       if (rt.reporter === "destination") {
         const v = headers[PEER_METADATA_HEADER];
         if (typeof v === "string") this.peer = rt.telemetry.decodePeer(v);
+        const socket = stream.session?.socket;
+        if (socket) this.peer = peerWithPrincipal(this.peer, socket);
       }
     }
     this.start();
@@ -406,6 +410,8 @@ class Http2Exchange implements PoolWaiter, ResponseHandler {
     for (const h of wc.requestHeadersToAdd)
       addHeader(headers, h.name.toLowerCase(), h.value, h.append === true);
     headers["x-forwarded-proto"] = this.rt.scheme;
+    const xfcc = this.clientCertDetails();
+    if (xfcc !== undefined) headers[XFCC_HEADER] = xfcc;
     this.addOwnPeer(headers, "source");
     if (this.trace !== undefined) {
       for (const n of TRACE_HEADERS) delete headers[n];
@@ -634,6 +640,8 @@ class Http2Exchange implements PoolWaiter, ResponseHandler {
     const chunked = hasBody && length === undefined;
     if (chunked) head += "transfer-encoding: chunked\r\n";
     head += `x-forwarded-proto: ${this.rt.scheme}\r\n`;
+    const xfcc = this.clientCertDetails();
+    if (xfcc !== undefined) head += `${XFCC_HEADER}: ${xfcc}\r\n`;
     const own = this.rt.telemetry.ownPeerHeader;
     if (own !== "" && this.rt.reporter === "source") head += `${PEER_METADATA_HEADER}: ${own}\r\n`;
     head += "\r\n";
@@ -750,6 +758,13 @@ class Http2Exchange implements PoolWaiter, ResponseHandler {
     // On responses, only to a peer that sent its own (a mesh proxy), as Istio's metadata exchange.
     if (own !== "" && this.rt.reporter === when && (when === "source" || this.peer !== undefined))
       h[PEER_METADATA_HEADER] = own;
+  }
+
+  /** x-forwarded-client-cert for the upstream, when the chain sets it and the peer's certificate verified. */
+  private clientCertDetails(): string | undefined {
+    if (!this.rt.setClientCert) return undefined;
+    const socket = this.stream.session?.socket;
+    return socket ? clientCertDetailsOf(socket) : undefined;
   }
 
   private notePeer(v: unknown): void {

@@ -6,12 +6,13 @@ import type { Endpoint } from "../upstream/cluster.ts";
 
 export class Http2Sessions {
   private readonly sessions = new Map<string, http2.ClientHttp2Session>();
-  private readonly tls: tls.ConnectionOptions | undefined;
+  /** The TLS options for an endpoint (its cluster's transport socket), undefined for plain text (h2c). */
+  private readonly tlsFor: (ep: Endpoint) => tls.ConnectionOptions | undefined;
   private readonly connectTimeoutMs: number;
   private closed = false;
 
-  constructor(tlsOptions: tls.ConnectionOptions | undefined, connectTimeoutMs: number) {
-    this.tls = tlsOptions;
+  constructor(tlsFor: (ep: Endpoint) => tls.ConnectionOptions | undefined, connectTimeoutMs: number) {
+    this.tlsFor = tlsFor;
     this.connectTimeoutMs = connectTimeoutMs;
   }
 
@@ -19,10 +20,11 @@ export class Http2Sessions {
   session(ep: Endpoint): http2.ClientHttp2Session {
     const existing = this.sessions.get(ep.key);
     if (existing && !existing.closed && !existing.destroyed) return existing;
-    const authority = `${this.tls ? "https" : "http"}://${ep.address.includes(":") ? `[${ep.address}]` : ep.address}:${ep.port}`;
+    const tlsOptions = this.tlsFor(ep);
+    const authority = `${tlsOptions ? "https" : "http"}://${ep.address.includes(":") ? `[${ep.address}]` : ep.address}:${ep.port}`;
     const session = http2.connect(authority, {
-      ...(this.tls ?? {}),
-      ...(this.tls ? { ALPNProtocols: ["h2"] } : {}),
+      ...(tlsOptions ?? {}),
+      ...(tlsOptions ? { ALPNProtocols: ["h2"] } : {}),
       peerMaxConcurrentStreams: 1000,
     });
     const timer = setTimeout(() => {

@@ -56,6 +56,8 @@ export class HttpRuntime {
   security: HttpSecurity | undefined;
   /** Which side of the hop this chain serves (telemetry). */
   reporter: "source" | "destination";
+  /** x-forwarded-client-cert set from the verified peer certificate (setClientCertDetails). */
+  setClientCert: boolean;
   /** The proxy's telemetry sink (shared, replaced on config swap). */
   readonly telemetry: TelemetrySlot;
   private readonly store: StatsStore;
@@ -85,6 +87,7 @@ export class HttpRuntime {
     this.idleTimeoutMs = limits?.idleTimeoutMs ?? 300_000;
     this.rateLimit = config.localRateLimit ? new TokenBucket(config.localRateLimit, Date.now()) : undefined;
     this.reporter = config.reporter ?? "destination";
+    this.setClientCert = config.setClientCertDetails === true;
     this.security =
       config.jwtAuthn !== undefined || (config.extAuthz?.length ?? 0) > 0 || (config.rbac?.length ?? 0) > 0
         ? securityModule().HttpSecurity.of(config, clusters, store)
@@ -122,6 +125,7 @@ export class HttpRuntime {
     this.codec = next.codec;
     this.rateLimit = keepBucket(this.rateLimit, next.rateLimit);
     this.reporter = next.reporter;
+    this.setClientCert = next.setClientCert;
     this.security = next.security;
   }
 

@@ -4,6 +4,7 @@ import net from "node:net";
 import type { TcpProxyConfig } from "../config/types.ts";
 import type { NetworkRbac } from "../filters/rbac-http.ts";
 import { securityModule } from "../filters/security-module.ts";
+import { tlsModule } from "../lazy-modules.ts";
 import type { Counter, Gauge, StatsStore } from "../stats/stats.ts";
 import { TelemetrySlot } from "../telemetry/telemetry-slot.ts";
 import type { ClusterManager, Endpoint } from "../upstream/cluster.ts";
@@ -69,10 +70,14 @@ export class TcpProxyRuntime {
         (down as { authorized?: boolean }).authorized === true ? ("mutual_tls" as const) : ("none" as const),
     };
     down.pause();
-    const up = net.connect({ host: ep.address, port: ep.port, noDelay: true });
+    // Mutual TLS to a peer proxy (a cluster's transport socket for this endpoint), else plain TCP.
+    const tlsOptions = cluster.tlsFor(ep);
+    const up = tlsOptions
+      ? tlsModule().connect({ ...tlsOptions, host: ep.address, port: ep.port })
+      : net.connect({ host: ep.address, port: ep.port, noDelay: true });
     up.setTimeout(cluster.config.connectTimeoutMs ?? 10_000, () => up.destroy(new Error("connect timeout")));
     let connected = false;
-    up.once("connect", () => {
+    up.once(tlsOptions ? "secureConnect" : "connect", () => {
       connected = true;
       sink?.onTcpOpen?.({ ...base, responseFlags: "-" });
       up.setTimeout(this.config.idleTimeoutMs ?? 3_600_000, () => {

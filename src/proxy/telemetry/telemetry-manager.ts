@@ -52,7 +52,13 @@ export class TelemetryManager {
 
   /** Builds what the config asks for, reusing what is unchanged. Throws when the scrape port cannot be bound. */
   async prepare(config: TelemetryConfig | undefined, node: NodeInfo | undefined): Promise<PreparedTelemetry> {
-    const own = peerInfoFromMetadata(node?.metadata);
+    // This proxy's own principal is what its control plane says it is (the identity its CA certifies); peers'
+    // principals come only from their verified certificates.
+    const principal = node?.metadata?.principal;
+    const own = {
+      ...peerInfoFromMetadata(node?.metadata),
+      ...(principal !== undefined && /^spiffe:\/\/[^\s"\\]{1,500}$/.test(principal) ? { principal } : {}),
+    };
     const identity = JSON.stringify(own);
     const cur = this.current;
     let metrics: IstioMetrics | undefined;
@@ -119,7 +125,8 @@ export class TelemetryManager {
     const all: TelemetrySink[] = sinks.length === 0 && tracer !== undefined ? [NO_SINK] : sinks;
     return {
       state: { identity, tracer, tracingKey, metrics, scrape, scrapeAt, accessLog },
-      ownPeerHeader: sinks.length > 0 ? encodePeer(own) : "",
+      // Without the principal: a peer proves that with its certificate, and the header's decoder refuses it.
+      ownPeerHeader: sinks.length > 0 ? encodePeer(peerInfoFromMetadata(node?.metadata)) : "",
       sink: all.length === 0 ? undefined : all.length === 1 ? all[0] : new FanoutSink(all),
     };
   }

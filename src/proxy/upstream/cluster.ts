@@ -2,7 +2,7 @@
 // connection pool per endpoint. Rebuilt from config on every change, adopting the endpoints and pools of its
 // predecessor so that counters and idle keep-alive connections survive a config swap.
 import type tls from "node:tls";
-import type { ClusterConfig, LbPolicy } from "../config/types.ts";
+import type { ClusterConfig, LbPolicy, UpstreamTlsConfig } from "../config/types.ts";
 import { http2Module } from "../http2/lazy.ts";
 import type { Http2Sessions } from "../http2/upstream-sessions.ts";
 import { createLoadBalancer } from "../lb/index.ts";
@@ -89,6 +89,11 @@ export class Cluster {
   activeRetries = 0;
 
   private readonly secrets: SecretStore;
+  private readonly tlsDefault: tls.ConnectionOptions | undefined;
+  private readonly tlsMatches: ReadonlyArray<{
+    readonly match: ReadonlyArray<readonly [string, string]>;
+    readonly options: tls.ConnectionOptions | undefined;
+  }>;
 
   constructor(
     config: ClusterConfig,
@@ -134,10 +139,15 @@ export class Cluster {
       ? { percent: budget.budgetPercent, minConcurrency: budget.minRetryConcurrency ?? 3 }
       : undefined;
     const reuse = previous && sameConnectionSettings(previous.config, config) ? previous : undefined;
+    this.tlsDefault = config.tls ? upstreamTls(config.tls, secrets) : undefined;
+    this.tlsMatches = (config.transportSocketMatches ?? []).map((m) => ({
+      match: Object.entries(m.match),
+      options: m.tls ? upstreamTls(m.tls, secrets) : undefined,
+    }));
     this.h2 =
       config.protocol === "http2"
         ? (reuse?.h2 ??
-          new (http2Module().Http2Sessions)(upstreamTls(config, secrets), config.connectTimeoutMs ?? 10_000))
+          new (http2Module().Http2Sessions)((ep) => this.tlsFor(ep), config.connectTimeoutMs ?? 10_000))
         : undefined;
     const eps: Endpoint[] = [];
     for (const e of config.endpoints) {
@@ -215,6 +225,15 @@ export class Cluster {
     if (prev?.h2 && prev.h2 !== this.h2) prev.h2.close();
   }
 
+  /**
+   * How to dial an endpoint: the TLS options of the first transport socket match its labels satisfy, else the
+   * cluster's (undefined: plain text). Made once per match at config time; per endpoint only the lookup.
+   */
+  tlsFor(ep: Endpoint): tls.ConnectionOptions | undefined {
+    for (const m of this.tlsMatches) if (m.match.every(([k, v]) => ep.labels[k] === v)) return m.options;
+    return this.tlsDefault;
+  }
+
   /** The pool for an endpoint of this cluster, created on first use. */
   pool(ep: Endpoint): Http1Pool {
     let pool = this.pools.get(ep.key);
@@ -223,7 +242,7 @@ export class Cluster {
         connectTimeoutMs: this.config.connectTimeoutMs ?? 10_000,
         idleTimeoutMs: this.config.idleTimeoutMs ?? 3_600_000,
         maxRequestsPerConnection: this.config.circuitBreakers?.maxRequestsPerConnection || UNLIMITED,
-        tls: upstreamTls(this.config, this.secrets),
+        tls: this.tlsFor(ep),
       });
       this.pools.set(ep.key, pool);
     }
@@ -257,8 +276,22 @@ function splitAuthority(authority: string): { host: string; port: number } | und
 
 function sameConnectionSettings(a: ClusterConfig, b: ClusterConfig): boolean {
   return (
-    JSON.stringify([a.protocol, a.tls, a.connectTimeoutMs, a.idleTimeoutMs, a.circuitBreakers]) ===
-    JSON.stringify([b.protocol, b.tls, b.connectTimeoutMs, b.idleTimeoutMs, b.circuitBreakers])
+    JSON.stringify([
+      a.protocol,
+      a.tls,
+      a.transportSocketMatches,
+      a.connectTimeoutMs,
+      a.idleTimeoutMs,
+      a.circuitBreakers,
+    ]) ===
+    JSON.stringify([
+      b.protocol,
+      b.tls,
+      b.transportSocketMatches,
+      b.connectTimeoutMs,
+      b.idleTimeoutMs,
+      b.circuitBreakers,
+    ])
   );
 }
 
@@ -268,9 +301,7 @@ function sameConnectionSettings(a: ClusterConfig, b: ClusterConfig): boolean {
  * tls.connect() takes the material current at that moment — a rotated certificate is used by the next
  * connection without rebuilding the cluster or closing pooled connections.
  */
-function upstreamTls(c: ClusterConfig, secrets: SecretStore): tls.ConnectionOptions | undefined {
-  const t = c.tls;
-  if (!t) return undefined;
+function upstreamTls(t: UpstreamTlsConfig, secrets: SecretStore): tls.ConnectionOptions {
   const options: tls.ConnectionOptions = {
     ...(t.sni ? { servername: t.sni } : {}),
     ...(t.validationContext ? { ca: t.validationContext } : {}),

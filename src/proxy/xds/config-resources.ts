@@ -20,14 +20,43 @@ export interface ResourceList {
  */
 export function configLists(config: ProxyConfig): { bootstrap: object; lists: ResourceList[] } {
   const { listeners, routeConfigs, clusters, ...bootstrap } = config;
+  const [shared, own] = clusterSegments(clusters ?? []);
   return {
     bootstrap,
     lists: [
       { prefix: LISTENER, items: listeners },
       { prefix: ROUTE, items: routeConfigs ?? [] },
-      { prefix: CLUSTER, items: clusters ?? [] },
+      { prefix: CLUSTER, items: shared },
+      { prefix: CLUSTER, items: own },
     ],
   };
+}
+
+const SEGMENTS = Symbol("clusterSegments");
+const NO_CLUSTERS: readonly ClusterConfig[] = Object.freeze([]);
+
+/**
+ * A proxy's clusters as a list shared with other proxies followed by its own (a sidecar's inbound clusters).
+ * The result is the concatenation, remembering its two parts: the push side encodes, versions and diffs each
+ * part once per list object, so a thousand sidecars sharing one outbound scope still share its clusters.
+ */
+export function withOwnClusters(
+  shared: readonly ClusterConfig[],
+  own: readonly ClusterConfig[],
+): readonly ClusterConfig[] {
+  if (own.length === 0) return shared;
+  const all = [...shared, ...own];
+  Object.defineProperty(all, SEGMENTS, { value: [shared, own], enumerable: false });
+  return all;
+}
+
+function clusterSegments(
+  clusters: readonly ClusterConfig[],
+): readonly [readonly ClusterConfig[], readonly ClusterConfig[]] {
+  const s = (clusters as { [SEGMENTS]?: readonly [readonly ClusterConfig[], readonly ClusterConfig[]] })[
+    SEGMENTS
+  ];
+  return s ?? [clusters, NO_CLUSTERS];
 }
 
 /**
