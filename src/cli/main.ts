@@ -47,6 +47,10 @@ const COMMANDS: Record<string, Command> = {
     summary: "a proxy's listeners, routes, clusters, endpoints (the control plane's view), certificates",
     load: async () => (await import("./commands/debug-views.ts")).runProxyConfig,
   },
+  "tls-check": {
+    summary: "client and server mTLS modes of the services a proxy calls, and their conflicts",
+    load: async () => (await import("./commands/tls-check.ts")).runTlsCheck,
+  },
   ca: {
     summary: "create a mesh root CA and per-cluster intermediates (Istio's cacerts layout)",
     load: async () => (await import("./commands/ca.ts")).runCa,

@@ -106,13 +106,10 @@ test("sidecars speak ISTIO_MUTUAL: identities, authorization, PeerAuthentication
   ]);
   const xds = `127.0.0.1:${cp.pushPort}`;
 
-  // The server's app: answers with what it saw (the caller's address and the headers the sidecar set).
+  // The server's app: answers with the caller identity its sidecar handed it.
   const seen: Array<{ xfcc: string | undefined }> = [];
   const app = http.createServer((req, res) => {
-    seen.push({
-      remote: req.socket.remoteAddress ?? "",
-      xfcc: req.headers["x-forwarded-client-cert"] as string,
-    });
+    seen.push({ xfcc: req.headers["x-forwarded-client-cert"] as string | undefined });
     res.setHeader("content-type", "application/json");
     res.end(JSON.stringify({ xfcc: req.headers["x-forwarded-client-cert"] ?? null }));
   });
@@ -162,6 +159,22 @@ test("sidecars speak ISTIO_MUTUAL: identities, authorization, PeerAuthentication
   // A caller cannot pass its own x-forwarded-client-cert off as the mesh's.
   const forged = await client.get(ECHO, "/", { "x-forwarded-client-cert": "URI=spiffe://evil/ns/x/sa/y" });
   assert.doesNotMatch(String(JSON.parse(forged.body.toString()).xfcc), /evil/);
+
+  // tls-check agrees: the server's sidecar takes mTLS (PERMISSIVE, the mesh default), the client goes AUTO.
+  const check = await isthmus(cp.server, TOKEN, "tls-check", "client-1", "echo", "-o", "json");
+  assert.equal(check.status, 0, check.stderr);
+  assert.deepEqual(
+    (JSON.parse(check.stdout) as Array<Record<string, string>>).map((r) => [
+      r.host,
+      r.status,
+      r.server,
+      r.client,
+    ]),
+    [
+      [`${ECHO}:80`, "OK", "PERMISSIVE", "AUTO"],
+      [`${ECHO}:9000`, "OK", "PERMISSIVE", "AUTO"],
+    ],
+  );
 
   // 2. AuthorizationPolicy on principals, enforced by the server's sidecar.
   const policy = (principal: string) => `apiVersion: security.istio.io/v1
@@ -231,4 +244,26 @@ spec:
     "plain text straight from the client's sidecar to the app",
   );
   assert.doesNotMatch(server.stderr(), /uncaught|TypeError/i);
+  const table = await isthmus(cp.server, TOKEN, "tls-check", "client-1", `${ECHO}:80`);
+  assert.equal(table.status, 0, table.stderr);
+  assert.match(table.stdout, new RegExp(`${ECHO}:80\\s+OK\\s+DISABLE\\s+AUTO\\s+default/echo-plain\\s+-`));
+  // A client that insists on ISTIO_MUTUAL against a DISABLEd server: a conflict, exit 3.
+  await apply(
+    dir,
+    cp.server,
+    "dr.yaml",
+    `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: echo-mtls, namespace: default}
+spec:
+  host: echo
+  trafficPolicy: {tls: {mode: ISTIO_MUTUAL}}
+`,
+  );
+  const conflict = await isthmus(cp.server, TOKEN, "tls-check", "client-1", "echo");
+  assert.equal(conflict.status, 3, conflict.stdout + conflict.stderr);
+  assert.match(
+    conflict.stdout,
+    /CONFLICT\s+DISABLE\s+ISTIO_MUTUAL\s+default\/echo-plain\s+echo-mtls\.default/,
+  );
 });

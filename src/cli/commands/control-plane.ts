@@ -7,16 +7,19 @@ import { CertificateAuthority } from "../../control/ca/authority.ts";
 import { CacertsError } from "../../control/ca/cacerts.ts";
 import { registerCertificateService } from "../../control/ca/certificate-service.ts";
 import { WorkloadTokens } from "../../control/ca/tokens.ts";
+import type { ProxyNode } from "../../control/model.ts";
 import { ControlPlaneMetrics } from "../../control/monitoring/control-plane-metrics.ts";
 import { MonitoringServer } from "../../control/monitoring/monitoring-server.ts";
 import { DiscoveryServer } from "../../control/push/discovery-server.ts";
 import { ServiceRegistry } from "../../control/registry/registry.ts";
 import { RegistrationSource } from "../../control/registry/workload-source.ts";
-import { ConfigApi } from "../../control/store/config-api.ts";
+import { ConfigApi, type DebugSource } from "../../control/store/config-api.ts";
 import { ConfigStore } from "../../control/store/config-store.ts";
 import { FileSource } from "../../control/store/file-source.ts";
 import { InvalidStateError, type LoadedState, StateFile } from "../../control/store/state-file.ts";
 import { SidecarRenderer } from "../../control/translate/sidecar-renderer.ts";
+import { tlsCheck } from "../../control/translate/tls-check.ts";
+import type { NodeMessage } from "../../proxy/xds/discovery-proto.ts";
 import type { CommandIO } from "../main.ts";
 import { UsageError } from "../usage-error.ts";
 
@@ -176,16 +179,16 @@ export async function runControlPlane(args: string[], io: CommandIO): Promise<nu
     await files?.close();
     return 1;
   }
+  const proxyNode = (node: NodeMessage): ProxyNode => ({
+    id: node.id,
+    namespace: node.namespace || "default",
+    labels: node.labels,
+    ...(node.serviceAccount ? { serviceAccount: node.serviceAccount } : {}),
+    ...(node.ip ? { appAddress: node.ip } : {}),
+  });
   const server = new DiscoveryServer({
     observer: metrics,
-    render: (node) =>
-      renderer.render({
-        id: node.id,
-        namespace: node.namespace || "default",
-        labels: node.labels,
-        ...(node.serviceAccount ? { serviceAccount: node.serviceAccount } : {}),
-        ...(node.ip ? { appAddress: node.ip } : {}),
-      }),
+    render: (node) => renderer.render(proxyNode(node)),
   });
   registerCertificateService(server, { ca, tokens, observer: metrics, log });
   io.err(
@@ -202,7 +205,17 @@ export async function runControlPlane(args: string[], io: CommandIO): Promise<nu
   registrations.onChange(() => rebuild("endpoint"));
   let api: ConfigApi | undefined;
   if (apiListen) {
-    api = new ConfigApi(store, token, server, registrations, tokens);
+    const debug: DebugSource = {
+      status: () => server.status(),
+      currentConfig: (id) => server.currentConfig(id),
+      tlsCheck: (id, host) => {
+        const node = server.node(id);
+        return node === undefined
+          ? undefined
+          : tlsCheck(registry, proxyNode(node), host === undefined ? {} : { host });
+      },
+    };
+    api = new ConfigApi(store, token, debug, registrations, tokens);
     const m = /^(.*):(\d+)$/.exec(apiListen);
     if (!m) throw new UsageError(`--api-listen must be HOST:PORT, not "${apiListen}"`);
     const apiPort = await api.listen(m[1]!, Number(m[2]));

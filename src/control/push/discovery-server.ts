@@ -179,6 +179,12 @@ export class DiscoveryServer {
     return undefined;
   }
 
+  /** What the proxy `id` announced of itself, if it is connected. */
+  node(id: string): NodeMessage | undefined {
+    for (const c of this.connections) if (c.status.id === id) return c.node;
+    return undefined;
+  }
+
   /** Re-renders every proxy's config after a change; bursts within the debounce window become one push. */
   push(reason = "config"): void {
     if (this.debounce) return;

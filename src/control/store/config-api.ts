@@ -9,19 +9,23 @@
 // Workload tokens for the CA (src/control/ca/tokens.ts): POST /apis/tokens {namespace, serviceAccount,
 // ttlSeconds} answers {token, expiresAt}.
 // The debug views behind the same token (as istiod's /debug endpoints): GET /debug/syncz (every connected
-// proxy's sync state, for isthmus proxy-status) and GET /debug/config_dump?proxyID=ID (isthmus proxy-config).
+// proxy's sync state, for isthmus proxy-status), GET /debug/config_dump?proxyID=ID (isthmus proxy-config) and
+// GET /debug/tls_check?proxyID=ID[&host=HOST] (isthmus tls-check).
 import { timingSafeEqual } from "node:crypto";
 import http from "node:http";
 import type { ProxyConfig } from "../../proxy/config/types.ts";
 import { closeServer, listenOn } from "../http/server-lifecycle.ts";
 import { type ProxyStatus, type SyncState, syncState } from "../push/discovery-server.ts";
 import type { RegistrationSource } from "../registry/workload-source.ts";
+import type { TlsCheckRow } from "../translate/tls-check.ts";
 import { APPLY_LIMITS, type ChangeResult, type ConfigStore } from "./config-store.ts";
 
 /** What the debug views read: the push side's view of its proxies. */
 export interface DebugSource {
   status(): ProxyStatus[];
   currentConfig(id: string): { status: ProxyStatus; version: string; config: ProxyConfig } | undefined;
+  /** isthmus tls-check: the proxy's service ports with client and server mTLS modes; undefined: not connected. */
+  tlsCheck?(id: string, host: string | undefined): readonly TlsCheckRow[] | undefined;
 }
 
 /** One proxy in /debug/syncz. */
@@ -246,6 +250,16 @@ export class ConfigApi {
         return;
       }
       send(200, { ...found, state: syncState(found.status) });
+      return;
+    }
+    if (view === "tls_check" && debug.tlsCheck !== undefined) {
+      const id = query.get("proxyID") ?? "";
+      const rows = id === "" ? undefined : debug.tlsCheck(id, query.get("host") ?? undefined);
+      if (rows === undefined) {
+        send(404, { error: `no proxy "${id}" is connected` });
+        return;
+      }
+      send(200, { items: rows });
       return;
     }
     send(404, { error: "not found" });

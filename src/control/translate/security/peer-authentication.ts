@@ -19,6 +19,16 @@ export function peerAuthenticationMode(
   port: number,
   rootNamespace = "istio-system",
 ): MtlsMode {
+  return peerAuthenticationDecision(policies, workload, port, rootNamespace).mode;
+}
+
+/** The mode and the policy that decided it (none: the mesh default, PERMISSIVE). */
+export function peerAuthenticationDecision(
+  policies: readonly Resource[],
+  workload: { readonly namespace: string; readonly labels: Readonly<Record<string, string>> },
+  port: number,
+  rootNamespace = "istio-system",
+): { readonly mode: MtlsMode; readonly policy?: Resource } {
   const selectorOf = (r: Resource) => obj(obj(obj(r.object.spec)?.selector)?.matchLabels);
   const hasSelector = (r: Resource) => Object.keys(selectorOf(r) ?? {}).length > 0;
   const workloadPolicy = policies.find(
@@ -29,14 +39,18 @@ export function peerAuthenticationMode(
   );
   const namespacePolicy = policies.find((r) => r.namespace === workload.namespace && !hasSelector(r));
   const meshPolicy = policies.find((r) => r.namespace === rootNamespace && !hasSelector(r));
-  const levels: Array<MtlsMode | undefined> = [
-    workloadPolicy
-      ? (portMode(workloadPolicy, port) ?? modeOf(obj(workloadPolicy.object.spec)?.mtls))
-      : undefined,
-    namespacePolicy ? modeOf(obj(namespacePolicy.object.spec)?.mtls) : undefined,
-    meshPolicy ? modeOf(obj(meshPolicy.object.spec)?.mtls) : undefined,
+  const levels: Array<[MtlsMode | undefined, Resource | undefined]> = [
+    [
+      workloadPolicy
+        ? (portMode(workloadPolicy, port) ?? modeOf(obj(workloadPolicy.object.spec)?.mtls))
+        : undefined,
+      workloadPolicy,
+    ],
+    [namespacePolicy ? modeOf(obj(namespacePolicy.object.spec)?.mtls) : undefined, namespacePolicy],
+    [meshPolicy ? modeOf(obj(meshPolicy.object.spec)?.mtls) : undefined, meshPolicy],
   ];
-  return levels.find((m) => m !== undefined) ?? "PERMISSIVE";
+  const decided = levels.find(([m]) => m !== undefined);
+  return decided ? { mode: decided[0]!, policy: decided[1]! } : { mode: "PERMISSIVE" };
 }
 
 /** A policy's mode, or undefined for UNSET or no `mtls` (inherit). */
