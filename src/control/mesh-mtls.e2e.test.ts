@@ -220,6 +220,10 @@ spec:
   assert.match(line, new RegExp(`source_principal="${CLIENT_ID}"`));
   assert.match(line, new RegExp(`destination_principal="${SERVER_ID}"`));
   assert.match(line, /source_workload_namespace="default"/);
+  assert.match(line, /source_workload="client-1"/);
+  assert.match(line, /source_canonical_service="client"/);
+  assert.match(line, /destination_workload="echo-1"/);
+  assert.match(line, /destination_canonical_service="echo"/);
 
   // 5. PeerAuthentication DISABLE: clients go to the app's port in plain text; the sidecar has no chain for it.
   await apply(

@@ -22,10 +22,16 @@ import {
 } from "./envoy-filter.ts";
 import { gatewayClusters, gatewayConfig, selectingGateways } from "./gateway.ts";
 import { inboundParts, selectingServices } from "./inbound.ts";
-import { type MeshTls, meshTls, spiffeId } from "./mtls.ts";
+import { type MeshTls, meshTls } from "./mtls.ts";
 import { RenderMemo } from "./render-memo.ts";
 import { applicablePolicies, type SecurityOptions, withGatewaySecurity } from "./security/index.ts";
-import { type OutboundScope, outboundScope, sidecarConfig, sidecarOwnParts } from "./sidecar.ts";
+import {
+  nodeMetadata,
+  type OutboundScope,
+  outboundScope,
+  sidecarConfig,
+  sidecarOwnParts,
+} from "./sidecar.ts";
 import { type OutboundPolicy, sidecarEgress } from "./sidecar-scope.ts";
 
 export interface RendererOptions {
@@ -181,13 +187,7 @@ export class SidecarRenderer {
       node: {
         id: proxy.id,
         ...(proxy.cluster ? { cluster: proxy.cluster } : {}),
-        metadata: {
-          namespace: proxy.namespace,
-          ...proxy.labels,
-          ...(proxy.serviceAccount
-            ? { principal: spiffeId(this.trustDomain, proxy.namespace, proxy.serviceAccount) }
-            : {}),
-        },
+        metadata: nodeMetadata(proxy, this.trustDomain),
       },
       listeners: shared.listeners,
       ...(shared.routeConfigs ? { routeConfigs: shared.routeConfigs } : {}),

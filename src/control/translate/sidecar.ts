@@ -81,14 +81,7 @@ export function sidecarOwnParts(proxy: ProxyNode, trustDomain = "cluster.local")
     node: {
       id: proxy.id,
       ...(proxy.cluster ? { cluster: proxy.cluster } : {}),
-      metadata: {
-        namespace: proxy.namespace,
-        ...proxy.labels,
-        // Its identity, for its own telemetry (destination_principal at the server, source_principal at the client).
-        ...(proxy.serviceAccount
-          ? { principal: spiffeId(trustDomain, proxy.namespace, proxy.serviceAccount) }
-          : {}),
-      },
+      metadata: nodeMetadata(proxy, trustDomain),
     },
     listeners: [
       {
@@ -109,6 +102,31 @@ export function sidecarOwnParts(proxy: ProxyNode, trustDomain = "cluster.local")
         ],
       },
     ],
+  };
+}
+
+/**
+ * What a proxy reports of itself in telemetry, with Istio's names: its labels, namespace, workload (the node
+ * id: Istio names a pod without an owner by itself), canonical service and revision (Istio's label
+ * precedence), and its identity (destination_principal at the server, source_principal at the client).
+ */
+export function nodeMetadata(
+  proxy: Pick<ProxyNode, "id" | "namespace" | "labels" | "serviceAccount" | "cluster">,
+  trustDomain: string,
+): Record<string, string> {
+  const l = proxy.labels;
+  return {
+    ...l,
+    namespace: proxy.namespace,
+    workload: proxy.id,
+    canonical_service:
+      l["service.istio.io/canonical-name"] ?? l["app.kubernetes.io/name"] ?? l.app ?? proxy.id,
+    canonical_revision:
+      l["service.istio.io/canonical-revision"] ?? l["app.kubernetes.io/version"] ?? l.version ?? "latest",
+    ...(proxy.cluster ? { cluster: proxy.cluster } : {}),
+    ...(proxy.serviceAccount
+      ? { principal: spiffeId(trustDomain, proxy.namespace, proxy.serviceAccount) }
+      : {}),
   };
 }
 
