@@ -4,6 +4,8 @@
 // keep answering meanwhile), and an app's requests through its sidecar's outbound listener (HTTP_PROXY style:
 // absolute-form requests to 127.0.0.1:15001 on the workload's address).
 import { type ChildProcess, spawn } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { onClose, RawClient, type RawResponse } from "../proxy/test-support.ts";
 
 const BIN = new URL("../../bin/isthmus.js", import.meta.url).pathname;
@@ -222,3 +224,76 @@ spec:
     - fault: { abort: { httpStatus: ${status}, percentage: { value: 100 } } }
       route: [{ destination: { host: echo.example.internal } }]
 `;
+
+/** A workload token for NAMESPACE/SERVICE_ACCOUNT from the control plane's config API, in a 0600 file. */
+export async function mintTokenFile(
+  api: string,
+  adminToken: string,
+  dir: string,
+  namespace: string,
+  serviceAccount: string,
+): Promise<string> {
+  const r = await fetch(`${api}/apis/tokens`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${adminToken}`, "content-type": "application/json" },
+    body: JSON.stringify({ namespace, serviceAccount, ttlSeconds: 600 }),
+  });
+  if (r.status !== 200) throw new Error(`POST /apis/tokens: ${r.status} ${await r.text()}`);
+  const file = join(dir, `${namespace}-${serviceAccount}-${Math.random().toString(36).slice(2)}.token`);
+  writeFileSync(file, ((await r.json()) as { token: string }).token, { mode: 0o600 });
+  return file;
+}
+
+/** PUT /apis/registrations/NAMESPACE/NAME: a pod or VM becomes an instance of the services selecting it. */
+export async function registerWorkload(
+  api: string,
+  adminToken: string,
+  namespace: string,
+  name: string,
+  body: unknown,
+): Promise<void> {
+  const r = await fetch(`${api}/apis/registrations/${namespace}/${name}`, {
+    method: "PUT",
+    headers: { authorization: `Bearer ${adminToken}` },
+    body: JSON.stringify(body),
+  });
+  if (r.status >= 300)
+    throw new Error(`PUT registration ${namespace}/${name}: ${r.status} ${await r.text()}`);
+}
+
+/** `isthmus apply -f DIR/NAME` of `yaml`; throws with the CLI's stderr when it fails. */
+export async function applyYaml(
+  server: string,
+  adminToken: string,
+  dir: string,
+  name: string,
+  yaml: string,
+): Promise<void> {
+  const file = join(dir, name);
+  writeFileSync(file, yaml);
+  const r = await isthmus(server, adminToken, "apply", "-f", file);
+  if (r.status !== 0) throw new Error(`isthmus apply ${name}: ${r.stderr}`);
+}
+
+/** Retries `attempt` until `ok` holds of its result (a pushed change takes a moment to reach the proxies). */
+export async function eventually<T>(
+  attempt: () => Promise<T>,
+  ok: (t: T) => boolean,
+  what: string,
+  timeoutMs = 15_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: T | undefined;
+  let error: unknown;
+  for (;;) {
+    try {
+      last = await attempt();
+      if (ok(last)) return last;
+    } catch (e) {
+      error = e;
+    }
+    if (Date.now() > deadline)
+      throw new Error(`${what}: last ${JSON.stringify(last) ?? String(error)}`.slice(0, 2000));
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}

@@ -13,7 +13,17 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { closeAll, onClose, RawClient, spawnProxy } from "../proxy/test-support.ts";
-import { isthmus, OUTBOUND_PORT, SidecarClient, startControlPlane, waitSynced } from "./e2e-support.ts";
+import {
+  applyYaml,
+  eventually,
+  isthmus,
+  mintTokenFile,
+  OUTBOUND_PORT,
+  registerWorkload,
+  SidecarClient,
+  startControlPlane,
+  waitSynced,
+} from "./e2e-support.ts";
 
 after(closeAll);
 
@@ -50,52 +60,6 @@ async function listen(server: net.Server, host: string, port: number): Promise<v
   onClose(() => new Promise<void>((r) => server.close(() => r())));
 }
 
-async function mintToken(api: string, dir: string, serviceAccount: string): Promise<string> {
-  const r = await fetch(`${api}/apis/tokens`, {
-    method: "POST",
-    headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
-    body: JSON.stringify({ namespace: "default", serviceAccount, ttlSeconds: 600 }),
-  });
-  assert.equal(r.status, 200, await r.clone().text());
-  const file = join(dir, `${serviceAccount}.token`);
-  writeFileSync(file, ((await r.json()) as { token: string }).token, { mode: 0o600 });
-  return file;
-}
-
-async function register(api: string, name: string, body: unknown): Promise<void> {
-  const r = await fetch(`${api}/apis/registrations/default/${name}`, {
-    method: "PUT",
-    headers: { authorization: `Bearer ${TOKEN}` },
-    body: JSON.stringify(body),
-  });
-  assert.equal(r.status < 300, true, await r.text());
-}
-
-async function apply(dir: string, server: string, name: string, yaml: string): Promise<void> {
-  const file = join(dir, name);
-  writeFileSync(file, yaml);
-  const r = await isthmus(server, TOKEN, "apply", "-f", file);
-  assert.equal(r.status, 0, r.stderr);
-}
-
-/** Retries `attempt` until `ok` holds of its result (a pushed change takes a moment to reach both proxies). */
-async function eventually<T>(attempt: () => Promise<T>, ok: (t: T) => boolean, what: string): Promise<T> {
-  const deadline = Date.now() + 15_000;
-  let last: T | undefined;
-  let error: unknown;
-  for (;;) {
-    try {
-      last = await attempt();
-      if (ok(last)) return last;
-    } catch (e) {
-      error = e;
-    }
-    if (Date.now() > deadline)
-      throw new Error(`${what}: last ${JSON.stringify(last) ?? String(error)}`.slice(0, 2000));
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 test("sidecars speak ISTIO_MUTUAL: identities, authorization, PeerAuthentication, TCP and metrics", async () => {
   const dir = mkdtempSync(join(tmpdir(), "isthmus-mtls-e2e-"));
   onClose(() => rmSync(dir, { recursive: true, force: true }));
@@ -117,18 +81,18 @@ test("sidecars speak ISTIO_MUTUAL: identities, authorization, PeerAuthentication
   const tcpEcho = net.createServer((s) => s.pipe(s));
   await listen(tcpEcho, SERVER_IP, 9000);
 
-  await register(cp.server, "echo-1", {
+  await registerWorkload(cp.server, TOKEN, "default", "echo-1", {
     address: SERVER_IP,
     labels: { app: "echo", "security.istio.io/tlsMode": "istio" },
     serviceAccount: "echo-sa",
   });
-  await register(cp.server, "client-1", {
+  await registerWorkload(cp.server, TOKEN, "default", "client-1", {
     address: CLIENT_IP,
     labels: { app: "client", "security.istio.io/tlsMode": "istio" },
     serviceAccount: "client-sa",
   });
   const sidecar = async (id: string, sa: string, app: string, ip: string) => {
-    const token = await mintToken(cp.server, dir, sa);
+    const token = await mintTokenFile(cp.server, TOKEN, dir, "default", sa);
     const p = await spawnProxy(
       [
         ...["--control-plane", xds, "--node-id", id, "--namespace", "default"],
@@ -186,14 +150,14 @@ spec:
   rules:
   - from: [{source: {principals: ["${principal}"]}}]
 `;
-  await apply(dir, cp.server, "authz.yaml", policy("cluster.local/ns/default/sa/admin"));
+  await applyYaml(cp.server, TOKEN, dir, "authz.yaml", policy("cluster.local/ns/default/sa/admin"));
   const denied = await eventually(
     () => client.get(ECHO),
     (r) => r.status === 403,
     "a caller the policy does not name is denied",
   );
   assert.equal(denied.body.toString(), "RBAC: access denied");
-  await apply(dir, cp.server, "authz.yaml", policy("cluster.local/ns/default/sa/client-sa"));
+  await applyYaml(cp.server, TOKEN, dir, "authz.yaml", policy("cluster.local/ns/default/sa/client-sa"));
   await eventually(
     () => client.get(ECHO),
     (r) => r.status === 200,
@@ -226,9 +190,10 @@ spec:
   assert.match(line, /destination_canonical_service="echo"/);
 
   // 5. PeerAuthentication DISABLE: clients go to the app's port in plain text; the sidecar has no chain for it.
-  await apply(
-    dir,
+  await applyYaml(
     cp.server,
+    TOKEN,
+    dir,
     "pa.yaml",
     `apiVersion: security.istio.io/v1
 kind: PeerAuthentication
@@ -252,9 +217,10 @@ spec:
   assert.equal(table.status, 0, table.stderr);
   assert.match(table.stdout, new RegExp(`${ECHO}:80\\s+OK\\s+DISABLE\\s+AUTO\\s+default/echo-plain\\s+-`));
   // A client that insists on ISTIO_MUTUAL against a DISABLEd server: a conflict, exit 3.
-  await apply(
-    dir,
+  await applyYaml(
     cp.server,
+    TOKEN,
+    dir,
     "dr.yaml",
     `apiVersion: networking.istio.io/v1
 kind: DestinationRule

@@ -1,6 +1,6 @@
 // isthmus control-plane — istiod's job, first slice: reads Istio and Kubernetes resources from files, keeps
 // the service registry, and serves every connecting proxy its sidecar ProxyConfig over the push stream.
-import { renameSync } from "node:fs";
+import { readFileSync, renameSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { CertificateAuthority } from "../../control/ca/authority.ts";
@@ -62,6 +62,14 @@ Options:
       --trust-domain TD
                        the mesh's SPIFFE trust domain (default cluster.local): workload certificates carry
                        spiffe://TD/ns/NAMESPACE/sa/SERVICE_ACCOUNT
+      --trust-domain-alias TD
+                       another trust domain naming the same identities (Istio's trustDomainAliases):
+                       servers may present spiffe://TD/..., and AuthorizationPolicy principals in any of
+                       the mesh's trust domains match in all of them; repeatable. Their roots must be
+                       trusted too: --extra-roots
+      --extra-roots FILE
+                       PEM roots sent to every workload in its trust bundle besides the CA's own (the old
+                       root during a root rotation, the roots of aliased trust domains)
       --ca-dir DIR     sign workload certificates with the plug-in CA in DIR, Istio's cacerts layout
                        (ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem; 'isthmus ca intermediate'
                        makes one). Without it a self-signed root is generated (kept in
@@ -90,6 +98,8 @@ export async function runControlPlane(args: string[], io: CommandIO): Promise<nu
     "trust-domain"?: string | undefined;
     "ca-dir"?: string | undefined;
     "proxy-metrics-port"?: string | undefined;
+    "trust-domain-alias"?: string[] | undefined;
+    "extra-roots"?: string | undefined;
     help?: boolean | undefined;
   };
   try {
@@ -105,6 +115,8 @@ export async function runControlPlane(args: string[], io: CommandIO): Promise<nu
         "trust-domain": { type: "string" },
         "ca-dir": { type: "string" },
         "proxy-metrics-port": { type: "string" },
+        "trust-domain-alias": { type: "string", multiple: true },
+        "extra-roots": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
     }));
@@ -155,8 +167,26 @@ export async function runControlPlane(args: string[], io: CommandIO): Promise<nu
   await files?.start();
   const registrations = new RegistrationSource();
   let registry = new ServiceRegistry(store.all(), [], undefined, registrations.workloads());
+  const aliases = values["trust-domain-alias"] ?? [];
+  for (const a of aliases)
+    if (!/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/.test(a) || a === trustDomain)
+      throw new UsageError(`--trust-domain-alias must be another DNS name in lower case, not "${a}"`);
+  let extraRoots: string | undefined;
+  if (values["extra-roots"] !== undefined) {
+    try {
+      extraRoots = readFileSync(values["extra-roots"], "utf8");
+    } catch (e) {
+      io.err(`isthmus control-plane: --extra-roots ${values["extra-roots"]}: ${(e as Error).message}\n`);
+      return 1;
+    }
+    if (!extraRoots.includes("-----BEGIN CERTIFICATE-----")) {
+      io.err(`isthmus control-plane: --extra-roots ${values["extra-roots"]}: no PEM certificate in it\n`);
+      return 1;
+    }
+  }
   const rendererOptions = {
     trustDomain,
+    ...(aliases.length > 0 ? { trustDomainAliases: aliases } : {}),
     ...(proxyMetricsPort !== undefined ? { proxyMetricsPort } : {}),
   };
   let renderer = new SidecarRenderer(registry, rendererOptions);
@@ -166,9 +196,13 @@ export async function runControlPlane(args: string[], io: CommandIO): Promise<nu
   try {
     ca =
       values["ca-dir"] !== undefined
-        ? await CertificateAuthority.fromDirectory(values["ca-dir"], { trustDomain })
+        ? await CertificateAuthority.fromDirectory(values["ca-dir"], {
+            trustDomain,
+            ...(extraRoots !== undefined ? { extraRoots } : {}),
+          })
         : await CertificateAuthority.selfSigned({
             trustDomain,
+            ...(extraRoots !== undefined ? { extraRoots } : {}),
             ...(stateDir === undefined ? {} : { dir: join(stateDir, "self-signed-ca") }),
           });
     tokens =

@@ -19,6 +19,8 @@ export const ROOT_SECRET = "ROOTCA";
 /** The mesh-wide inputs of mTLS decisions: one per registry, named by `key` for render caches. */
 export interface MeshTls {
   readonly trustDomain: string;
+  /** Trust domain aliases (MeshConfig trustDomainAliases): a server may present its identity in any of them. */
+  readonly aliases: readonly string[];
   readonly rootNamespace: string;
   readonly peerAuthentications: readonly Resource[];
   /** Changes whenever anything above does (the policies by name and version). */
@@ -29,13 +31,15 @@ export function meshTls(
   peerAuthentications: readonly Resource[],
   trustDomain = "cluster.local",
   rootNamespace = "istio-system",
+  aliases: readonly string[] = [],
 ): MeshTls {
   const key = [
     trustDomain,
+    aliases.join(","),
     rootNamespace,
     ...peerAuthentications.map((r) => `${r.namespace}/${r.name}/${JSON.stringify(r.object.spec ?? {})}`),
   ].join("\u0001");
-  return { trustDomain, rootNamespace, peerAuthentications, key };
+  return { trustDomain, aliases, rootNamespace, peerAuthentications, key };
 }
 
 /** A DestinationRule traffic policy's tls mode, as far as the mesh's own mTLS is concerned. */

@@ -41,6 +41,11 @@ export interface RendererOptions {
   readonly security?: SecurityOptions;
   /** The mesh's trust domain: the SPIFFE identities clients expect of servers. Default cluster.local. */
   readonly trustDomain?: string;
+  /**
+   * Other trust domains that name the same identities (MeshConfig trustDomainAliases, for a migration or a
+   * merged mesh): servers may present them, and AuthorizationPolicy principals match in each.
+   */
+  readonly trustDomainAliases?: readonly string[];
   /** Proxies with an address of their own serve Istio's metrics on ADDRESS:PORT (Istio's 15090). Default off. */
   readonly proxyMetricsPort?: number;
 }
@@ -69,13 +74,18 @@ export class SidecarRenderer {
     this.memo = new RenderMemo(previous?.memo);
     this.labelKeys = sourceLabelKeys(registry);
     this.meshPolicy = options.outboundTrafficPolicy ?? "ALLOW_ANY";
-    this.security = options.security ?? {};
     this.trustDomain = options.trustDomain ?? "cluster.local";
+    const aliases = options.trustDomainAliases ?? [];
+    this.security =
+      aliases.length > 0
+        ? { ...options.security, trustDomains: [this.trustDomain, ...aliases] }
+        : (options.security ?? {});
     this.metricsPort = options.proxyMetricsPort;
     this.mesh = meshTls(
       registry.context.of("PeerAuthentication"),
       this.trustDomain,
       this.security.rootNamespace,
+      aliases,
     );
   }
 

@@ -460,7 +460,9 @@ function cluster(
     .map((i) => {
       // Mutual TLS goes to the instance's sidecar (its inbound port), which forwards to the app's port.
       const mtls = internal && usesMeshTls(mesh, mode, s.namespace, i);
-      if (mtls) identities.add(spiffeId(mesh!.trustDomain, s.namespace, i.serviceAccount || "default"));
+      if (mtls)
+        for (const td of [mesh!.trustDomain, ...mesh!.aliases])
+          identities.add(spiffeId(td, s.namespace, i.serviceAccount || "default"));
       return {
         address: i.address,
         port: mtls ? INBOUND_PORT : i.port,

@@ -39,6 +39,11 @@ export interface AuthzOptions {
   readonly port: number;
   /** CUSTOM providers by name. */
   readonly providers?: Readonly<Record<string, ExtAuthzProvider>>;
+  /**
+   * The mesh's trust domain and its aliases (MeshConfig trustDomainAliases): a principal naming any of them, or
+   * Istio's default cluster.local, stands for the same identity in each (Istio's trust domain migration).
+   */
+  readonly trustDomains?: readonly string[];
 }
 
 export interface AuthzFilters {
@@ -301,6 +306,16 @@ function wild(v: string, prefix = ""): RbacStringMatcher {
   return { exact: prefix + v };
 }
 
+/** TD/ns/N/sa/S in every trust domain of the mesh when TD is one of them (or cluster.local). */
+function aliasedPrincipal(v: string, trustDomains: readonly string[]): RbacPrincipal {
+  const slash = v.indexOf("/");
+  const td = slash === -1 ? "" : v.slice(0, slash);
+  if (trustDomains.length < 2 || !(trustDomains.includes(td) || td === "cluster.local"))
+    return peer(wild(v, "spiffe://"));
+  const rest = v.slice(slash);
+  return orId(trustDomains.map((t) => peer(wild(`${t}${rest}`, "spiffe://"))));
+}
+
 function peer(m: RbacStringMatcher): RbacPrincipal {
   return { authenticated: { principalName: m } };
 }
@@ -340,7 +355,7 @@ function sourceValue(field: string, v: string, ns: string, o: AuthzOptions): Rba
         ? peer({ regex: ".+" })
         : v.startsWith("*")
           ? peer(wild(v))
-          : peer(wild(v, "spiffe://"));
+          : aliasedPrincipal(v, o.trustDomains ?? []);
     case "requestPrincipals":
     case "notRequestPrincipals":
       httpOnly(o, field);

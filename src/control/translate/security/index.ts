@@ -25,6 +25,8 @@ export interface SecurityOptions {
   readonly rootNamespace?: string;
   /** CUSTOM providers (MeshConfig extensionProviders) by name; a CUSTOM policy naming another denies all. */
   readonly providers?: Readonly<Record<string, ExtAuthzProvider>>;
+  /** The trust domain first, then its aliases: principals in policies match in each (Istio's). */
+  readonly trustDomains?: readonly string[];
 }
 
 export interface ApplicablePolicies {
@@ -79,6 +81,7 @@ export function httpSecurityFrom(
     forTcp: false,
     port,
     ...(options.providers ? { providers: options.providers } : {}),
+    ...(options.trustDomains ? { trustDomains: options.trustDomains } : {}),
   });
   return {
     ...(jwt ? { jwtAuthn: jwt } : {}),
@@ -106,6 +109,7 @@ export function tcpSecurityFrom(
     forTcp: true,
     port,
     ...(options.providers ? { providers: options.providers } : {}),
+    ...(options.trustDomains ? { trustDomains: options.trustDomains } : {}),
   });
   return rbac.length > 0 ? { rbac } : {};
 }
