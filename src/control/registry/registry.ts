@@ -110,6 +110,20 @@ function sameLabels(a: Readonly<Record<string, string>>, b: Readonly<Record<stri
   return true;
 }
 
+/**
+ * Istio's reading of a WorkloadEntry or ServiceEntry endpoint (getTLSModeFromWorkloadEntry): one that names a
+ * service account runs a sidecar bootstrapped with it, unless its labels say otherwise.
+ */
+function withSidecarMode(
+  labels: Record<string, string>,
+  serviceAccount: string | undefined,
+): Record<string, string> {
+  if (!serviceAccount || labels[TLS_MODE_LABEL] !== undefined) return labels;
+  return { ...labels, [TLS_MODE_LABEL]: "istio" };
+}
+
+const TLS_MODE_LABEL = "security.istio.io/tlsMode";
+
 /** Instances written in the config: ServiceEntry endpoints. */
 function configInstances(ctx: AnalysisContext): ServiceInstance[] {
   const out: ServiceInstance[] = [];
@@ -149,7 +163,8 @@ function configInstances(ctx: AnalysisContext): ServiceInstance[] {
           servicePort: p.number,
           address,
           port: num(ports?.[p.name ?? ""]) ?? p.number,
-          labels: stringMap(ep.labels),
+          labels: withSidecarMode(stringMap(ep.labels), str(ep.serviceAccount)),
+          ...(str(ep.serviceAccount) ? { serviceAccount: str(ep.serviceAccount)! } : {}),
           ...(str(ep.locality) ? { locality: str(ep.locality)! } : {}),
           ...(str(ep.network) ? { network: str(ep.network)! } : {}),
           ...(num(ep.weight) ? { weight: num(ep.weight)! } : {}),
@@ -172,7 +187,7 @@ function workloadEntries(ctx: AnalysisContext): WorkloadInstance[] {
       name: we.name,
       namespace: we.namespace,
       address,
-      labels: stringMap(spec?.labels),
+      labels: withSidecarMode(stringMap(spec?.labels), str(spec?.serviceAccount)),
       ...(str(spec?.serviceAccount) ? { serviceAccount: str(spec?.serviceAccount)! } : {}),
       ...(str(spec?.locality) ? { locality: str(spec?.locality)! } : {}),
       ...(str(spec?.network) ? { network: str(spec?.network)! } : {}),

@@ -47,14 +47,19 @@ export type ClientTlsMode = "AUTO" | "ISTIO_MUTUAL" | "DISABLE" | "ORIGINATE";
 
 /** Istio's SNI for a cluster: how the server's sidecar (or an east-west gateway) knows the destination. */
 export function meshSni(host: string, port: number, subset: string): string {
-  return `outbound_.${port}_.${subset || "_"}_.${host}`;
+  // Istio's BuildDNSSrvSubsetKey: the subset may be empty ("outbound_.9080_._.reviews...").
+  return `outbound_.${port}_.${subset}_.${host}`;
 }
 
 export function spiffeId(trustDomain: string, namespace: string, serviceAccount: string): string {
   return `spiffe://${trustDomain}/ns/${namespace}/sa/${serviceAccount}`;
 }
 
-/** Whether a client dials this instance with the mesh's mutual TLS. */
+/**
+ * Whether a client dials this instance's sidecar (its inbound port) with the mesh's mutual TLS. With a
+ * DestinationRule ISTIO_MUTUAL, instances without a sidecar get mutual TLS too, to their own port (the
+ * cluster's tls, meshTransportSocket's): a call that fails, as Istio's does, rather than plain text.
+ */
 export function usesMeshTls(
   mesh: MeshTls | undefined,
   mode: ClientTlsMode,
@@ -75,18 +80,18 @@ export function usesMeshTls(
   );
 }
 
-/** The transport socket for endpoints labelled tlsMode=istio: the workload certificate, the mesh roots. */
-export function meshTransportSocket(
-  sni: string,
-  identities: readonly string[],
-  h2: boolean,
-): TransportSocketMatch {
-  const tls: UpstreamTlsConfig = {
+/** The mesh's mutual TLS to a server: the workload certificate, the mesh roots, SNI and identities. */
+export function mutualTls(sni: string, identities: readonly string[], h2: boolean): UpstreamTlsConfig {
+  return {
     sni,
     certificateSecret: WORKLOAD_SECRET,
     validationSecret: ROOT_SECRET,
     matchSubjectAltNames: identities,
     alpnProtocols: h2 ? ["h2"] : ["http/1.1"],
   };
+}
+
+/** The transport socket for endpoints labelled tlsMode=istio. */
+export function meshTransportSocket(tls: UpstreamTlsConfig): TransportSocketMatch {
   return { name: "tlsMode-istio", match: { [ENDPOINT_TLS_MODE]: "istio" }, tls };
 }

@@ -15,7 +15,7 @@ import type {
   UpstreamTlsConfig,
   VirtualHostConfig,
 } from "../../proxy/config/types.ts";
-import type { ProxyNode } from "../model.ts";
+import type { ProxyNode, ServiceInstance } from "../model.ts";
 import type { ServiceRegistry } from "../registry/registry.ts";
 import { mergeDelegates } from "./delegate.ts";
 import {
@@ -31,6 +31,7 @@ import {
   type MeshTls,
   meshSni,
   meshTransportSocket,
+  mutualTls,
   spiffeId,
   usesMeshTls,
 } from "./mtls.ts";
@@ -452,37 +453,49 @@ function cluster(
   const tls = originatedTls(policy, s.host);
   const mode = clientTlsMode(policy);
   const internal = str(obj(s.resource.object.spec)?.location) !== "MESH_EXTERNAL";
+  // A DestinationRule's ISTIO_MUTUAL applies to every endpoint (Istio's); auto mTLS to those with a sidecar.
+  const allMutual = mode === "ISTIO_MUTUAL" && internal && mesh !== undefined;
   const identities = new Set<string>();
+  const identify = (i: ServiceInstance) => {
+    for (const td of [mesh!.trustDomain, ...mesh!.aliases])
+      identities.add(spiffeId(td, s.namespace, i.serviceAccount || "default"));
+  };
   // An instance that is not ready is sent to no proxy (Envoy would hold it as unhealthy and skip it).
   const endpoints = registry
     .instances(s.host, port, labels)
     .filter((i) => i.healthy !== false)
     .map((i) => {
       // Mutual TLS goes to the instance's sidecar (its inbound port), which forwards to the app's port.
-      const mtls = internal && usesMeshTls(mesh, mode, s.namespace, i);
-      if (mtls)
-        for (const td of [mesh!.trustDomain, ...mesh!.aliases])
-          identities.add(spiffeId(td, s.namespace, i.serviceAccount || "default"));
+      const sidecar = internal && usesMeshTls(mesh, mode, s.namespace, i);
+      if (sidecar || allMutual) identify(i);
       return {
         address: i.address,
-        port: mtls ? INBOUND_PORT : i.port,
+        port: sidecar ? INBOUND_PORT : i.port,
         ...(i.weight !== undefined ? { weight: i.weight } : {}),
-        labels: mtls ? { ...i.labels, [ENDPOINT_TLS_MODE]: "istio" } : { ...i.labels },
+        labels: sidecar ? { ...i.labels, [ENDPOINT_TLS_MODE]: "istio" } : { ...i.labels },
         ...(i.locality ? { locality: i.locality } : {}),
       };
     });
+  let mutual: UpstreamTlsConfig | undefined;
+  if (identities.size > 0) {
+    const drTls = obj(policy.tls);
+    // The rule's own sni and subjectAltNames, when ISTIO_MUTUAL names them; else Istio's automatic ones.
+    const sans = allMutual
+      ? arr(drTls?.subjectAltNames).filter((x): x is string => typeof x === "string")
+      : [];
+    mutual = mutualTls(
+      (allMutual ? str(drTls?.sni) : undefined) || meshSni(s.host, port, subset),
+      sans.length > 0 ? sans : [...identities].sort(),
+      h2,
+    );
+  }
   return {
     name: outboundCluster(s.host, port, subset),
     ...settings,
     ...(h2 ? { protocol: "http2" as const } : {}),
     ...(tls ? { tls } : {}),
-    ...(identities.size > 0
-      ? {
-          transportSocketMatches: [
-            meshTransportSocket(meshSni(s.host, port, subset), [...identities].sort(), h2),
-          ],
-        }
-      : {}),
+    ...(mutual && allMutual ? { tls: mutual } : {}),
+    ...(mutual && !allMutual ? { transportSocketMatches: [meshTransportSocket(mutual)] } : {}),
     endpoints,
   };
 }
