@@ -3,6 +3,7 @@
 // a pipelined next request wait in the buffer) and is itself the pool waiter and the response handler of its
 // current request, so a request allocates no closures or promises.
 import net from "node:net";
+import type tls from "node:tls";
 import { type CompiledCors, isPreflight } from "../filters/cors.ts";
 import type { CompiledFault } from "../filters/fault.ts";
 import type { SecurityVerdict } from "../filters/rbac-http.ts";
@@ -31,6 +32,7 @@ import type { ResponseHandler } from "../upstream/http1-connection.ts";
 import type { Http1Pool, PoolWaiter } from "../upstream/http1-pool.ts";
 import { MirrorRequest } from "../upstream/mirror.ts";
 import { formatFlags, ResponseFlag } from "../upstream/response-flags.ts";
+import { watchUpstreamTls } from "../upstream/tls-failure.ts";
 import { ChunkedDecoder } from "./chunked.ts";
 import { parseRequestHead, type RequestHead, type ResponseHead } from "./head-parser.ts";
 import { serializeHeaders } from "./headers.ts";
@@ -804,6 +806,7 @@ export class Http1ServerConnection implements PoolWaiter, ResponseHandler {
     const up = tlsOptions
       ? tlsModule().connect({ ...tlsOptions, host: ep.address, port: ep.port })
       : net.connect({ host: ep.address, port: ep.port, noDelay: true });
+    if (tlsOptions) watchUpstreamTls(up as tls.TLSSocket, this.rt.clusters.store, cluster.name, ep.key);
     up.setTimeout(cluster.config.connectTimeoutMs ?? 10_000, () => up.destroy(new Error("connect timeout")));
     up.once(tlsOptions ? "secureConnect" : "connect", () => {
       up.setTimeout(0);

@@ -11,8 +11,16 @@ export class Http2Sessions {
   private readonly connectTimeoutMs: number;
   private closed = false;
 
-  constructor(tlsFor: (ep: Endpoint) => tls.ConnectionOptions | undefined, connectTimeoutMs: number) {
+  /** Told of each TLS session's socket, to count and log a failed handshake (tls-failure.ts). */
+  private readonly onTls: ((socket: tls.TLSSocket, ep: Endpoint) => void) | undefined;
+
+  constructor(
+    tlsFor: (ep: Endpoint) => tls.ConnectionOptions | undefined,
+    connectTimeoutMs: number,
+    onTls?: (socket: tls.TLSSocket, ep: Endpoint) => void,
+  ) {
     this.tlsFor = tlsFor;
+    this.onTls = onTls;
     this.connectTimeoutMs = connectTimeoutMs;
   }
 
@@ -27,6 +35,7 @@ export class Http2Sessions {
       ...(tlsOptions ? { ALPNProtocols: ["h2"] } : {}),
       peerMaxConcurrentStreams: 1000,
     });
+    if (tlsOptions && this.onTls) this.onTls(session.socket as tls.TLSSocket, ep);
     const timer = setTimeout(() => {
       if (!session.connecting) return;
       session.destroy(new Error("connect timeout"));

@@ -9,6 +9,8 @@ import { H2_PREFACE } from "../http2/preface.ts";
 import { tlsModule } from "../lazy-modules.ts";
 import { RouteTable } from "../router/route-table.ts";
 import { SecretStore } from "../secrets/secret-store.ts";
+import type { ListenerTlsStats } from "../secrets/tls-failures.ts";
+import { tlsFailures } from "../secrets/tls-failures-lazy.ts";
 import type { StatsStore } from "../stats/stats.ts";
 import { TelemetrySlot } from "../telemetry/telemetry-slot.ts";
 import type { ClusterManager } from "../upstream/cluster.ts";
@@ -21,6 +23,8 @@ export interface ChainTls {
   options(): tls.SecureContextOptions | undefined;
   /** The secure context of the current material (cached until the store changes). */
   context(): tls.SecureContext | undefined;
+  /** The listener's ssl.* counters and refusal log (shared by its chains). */
+  readonly stats: ListenerTlsStats;
 }
 
 export interface FilterChainRuntime {
@@ -43,7 +47,10 @@ export class Listener {
   private closed = false;
   private tlsServers = new Map<number, { server: tls.Server; generation: number }>();
   private readonly secrets: SecretStore;
-  /** TLS connections closed because a chain requiring a client certificate got none that verifies. */
+  /**
+   * TLS connections closed because a chain requiring a client certificate got none that verifies, or one with
+   * an identity it does not allow (the sum of listener.NAME.ssl.fail_verify_{no_cert,error,san}).
+   */
   clientCertRejected = 0;
 
   constructor(config: ListenerConfig, secrets: SecretStore = new SecretStore()) {
@@ -94,8 +101,12 @@ export class Listener {
     telemetry: TelemetrySlot = new TelemetrySlot(),
     secrets: SecretStore = new SecretStore(),
   ): FilterChainRuntime[] {
+    // Only listeners with TLS chains load the failure accounting and get listener.NAME.ssl.* counters.
+    const ssl = config.filterChains.some((fc) => fc.tls !== undefined)
+      ? tlsFailures().listenerStats(store, config.name)
+      : undefined;
     return config.filterChains.map((fc) => {
-      const secureContext = fc.tls ? chainTls(fc.tls, secrets) : undefined;
+      const secureContext = fc.tls ? chainTls(fc.tls, secrets, ssl!) : undefined;
       const f = fc.filter;
       if (f.type === "tcp")
         return {
@@ -166,6 +177,12 @@ export class Listener {
    * server per port seen (normally just the listener's own), rebuilt after a config swap.
    */
   private handshake(raw: net.Socket): void {
+    // Read now (Node keeps it): a handshake the peer resets is logged with its address, which the TLS socket
+    // cannot read any more by then.
+    if (raw.remoteAddress === undefined) {
+      raw.destroy();
+      return;
+    }
     const port = raw.localPort ?? 0;
     let entry = this.tlsServers.get(port);
     // Rebuilt when a secret changes (a rotated certificate), for new handshakes; open connections keep theirs.
@@ -179,6 +196,7 @@ export class Listener {
   private tlsServerFor(port: number): tls.Server {
     const tlsChains = this.chains.filter((c) => c.tls !== undefined);
     const fallback = this.select(port, undefined, undefined, true) ?? tlsChains[0]!;
+    const ssl = fallback.tls!.stats;
     const server = tlsModule().createServer({
       // Without the material yet (a secret not received), only clients whose SNI picks a chain that has it
       // complete a handshake.
@@ -197,22 +215,28 @@ export class Listener {
         else cb(new Error("no certificate yet for this server name"));
       },
     });
-    server.on("tlsClientError", (_err, socket) => socket.destroy());
+    server.on("tlsClientError", (err, socket) => {
+      ssl.handshakeFailed(socket, err);
+      socket.destroy();
+    });
     server.on("secureConnection", (socket: tls.TLSSocket) => {
       socket.on("error", () => socket.destroy());
       const servername = (socket as tls.TLSSocket & { servername?: string | false }).servername || undefined;
       const chain = this.select(port, servername, socket.alpnProtocol || undefined, true);
       const t = chain?.config.tls;
-      if (t?.requireClientCertificate && !socket.authorized) {
+      const sans = t?.matchSubjectAltNames;
+      // A chain that requires a client certificate, or expects identities, takes only a verified one that
+      // carries one of them; anything else is refused with its reason (counted, logged), never served.
+      if (
+        (t?.requireClientCertificate || sans !== undefined) &&
+        (!socket.authorized || (sans !== undefined && !peerSanMatches(socket, sans)))
+      ) {
         this.clientCertRejected++;
+        ssl.refused(socket, sans);
         socket.destroy();
         return;
       }
-      if (t?.matchSubjectAltNames !== undefined && !peerSanMatches(socket, t.matchSubjectAltNames)) {
-        this.clientCertRejected++;
-        socket.destroy();
-        return;
-      }
+      ssl.handshake.inc();
       this.dispatch(socket, chain, undefined);
     });
     return server;
@@ -364,7 +388,11 @@ function sniMatches(pattern: string, sni: string): boolean {
   return pattern === sni;
 }
 
-function chainTls(t: NonNullable<FilterChainConfig["tls"]>, secrets: SecretStore): ChainTls {
+function chainTls(
+  t: NonNullable<FilterChainConfig["tls"]>,
+  secrets: SecretStore,
+  stats: ListenerTlsStats,
+): ChainTls {
   const options = (): tls.SecureContextOptions | undefined => {
     const cert = t.certificateSecret !== undefined ? secrets.certificate(t.certificateSecret) : undefined;
     if (t.certificateSecret !== undefined && cert === undefined) return undefined;
@@ -382,6 +410,7 @@ function chainTls(t: NonNullable<FilterChainConfig["tls"]>, secrets: SecretStore
   let cached: { generation: number; context: tls.SecureContext | undefined } | undefined;
   return {
     options,
+    stats,
     context: () => {
       if (cached === undefined || cached.generation !== secrets.generation) {
         const o = options();

@@ -1,6 +1,7 @@
 // Plain TCP proxying: each downstream connection gets an upstream connection to an endpoint of the cluster,
 // bytes flow both ways with backpressure (pipe), and either side closing closes the other.
 import net from "node:net";
+import type tls from "node:tls";
 import type { TcpProxyConfig } from "../config/types.ts";
 import type { NetworkRbac } from "../filters/rbac-http.ts";
 import { securityModule } from "../filters/security-module.ts";
@@ -8,6 +9,7 @@ import { tlsModule } from "../lazy-modules.ts";
 import type { Counter, Gauge, StatsStore } from "../stats/stats.ts";
 import { TelemetrySlot } from "../telemetry/telemetry-slot.ts";
 import type { ClusterManager, Endpoint } from "../upstream/cluster.ts";
+import { watchUpstreamTls } from "../upstream/tls-failure.ts";
 
 export class TcpProxyRuntime {
   readonly config: TcpProxyConfig;
@@ -19,6 +21,7 @@ export class TcpProxyRuntime {
   readonly sockets = new Set<net.Socket>();
 
   private readonly telemetry: TelemetrySlot;
+  private readonly store: StatsStore;
   private readonly rbac: NetworkRbac | undefined;
 
   constructor(
@@ -31,6 +34,7 @@ export class TcpProxyRuntime {
     this.telemetry = telemetry;
     this.clusters = clusters;
     const p = `tcp.${config.statPrefix ?? config.cluster}.`;
+    this.store = store;
     this.cxTotal = store.counter(`${p}downstream_cx_total`);
     this.cxActive = store.gauge(`${p}downstream_cx_active`);
     this.noRoute = store.counter(`${p}downstream_cx_no_route`);
@@ -75,6 +79,7 @@ export class TcpProxyRuntime {
     const up = tlsOptions
       ? tlsModule().connect({ ...tlsOptions, host: ep.address, port: ep.port })
       : net.connect({ host: ep.address, port: ep.port, noDelay: true });
+    if (tlsOptions) watchUpstreamTls(up as tls.TLSSocket, this.store, cluster.name, ep.key);
     up.setTimeout(cluster.config.connectTimeoutMs ?? 10_000, () => up.destroy(new Error("connect timeout")));
     let connected = false;
     up.once(tlsOptions ? "secureConnect" : "connect", () => {

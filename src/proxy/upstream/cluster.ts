@@ -11,6 +11,7 @@ import { SecretStore } from "../secrets/secret-store.ts";
 import { type Counter, type Gauge, StatsStore } from "../stats/stats.ts";
 import { Http1Pool } from "./http1-pool.ts";
 import { OutlierDetector, type OutlierState } from "./outlier-detector.ts";
+import { watchUpstreamTls } from "./tls-failure.ts";
 
 /** Envoy's default circuit-breaker thresholds are 1024; Istio raises them to 2^32-1 (effectively none). */
 const UNLIMITED = 2 ** 32 - 1;
@@ -147,7 +148,11 @@ export class Cluster {
     this.h2 =
       config.protocol === "http2"
         ? (reuse?.h2 ??
-          new (http2Module().Http2Sessions)((ep) => this.tlsFor(ep), config.connectTimeoutMs ?? 10_000))
+          new (http2Module().Http2Sessions)(
+            (ep) => this.tlsFor(ep),
+            config.connectTimeoutMs ?? 10_000,
+            (socket, ep) => watchUpstreamTls(socket, store, config.name, ep.key),
+          ))
         : undefined;
     const eps: Endpoint[] = [];
     for (const e of config.endpoints) {

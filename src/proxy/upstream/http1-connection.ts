@@ -90,7 +90,12 @@ export class UpstreamHttp1Connection implements UpstreamExchange {
 
   private onTimeout(): void {
     if (this.state === CONNECTING) {
-      this.failConnect(ResponseFlag.UpstreamConnectionFailure, "connect timeout");
+      // Connected but still in the TLS handshake: the peer stalled it, a TLS failure of its own.
+      const detail =
+        this.pool.options.tls !== undefined && !this.socket.connecting
+          ? this.pool.tlsFailure(this.socket, handshakeTimeout())
+          : undefined;
+      this.failConnect(ResponseFlag.UpstreamConnectionFailure, detail ?? "connect timeout");
     } else if (this.state === IDLE) {
       this.destroy();
     }
@@ -303,7 +308,14 @@ export class UpstreamHttp1Connection implements UpstreamExchange {
     if (this.state === CLOSED) return;
     const wasConnecting = this.state === CONNECTING;
     if (wasConnecting) {
-      this.failConnect(ResponseFlag.UpstreamConnectionFailure, err ? errorText(err) : "connection closed");
+      const tlsDetail =
+        err !== null && this.pool.options.tls !== undefined
+          ? this.pool.tlsFailure(this.socket, err)
+          : undefined;
+      this.failConnect(
+        ResponseFlag.UpstreamConnectionFailure,
+        tlsDetail ?? (err ? errorText(err) : "connection closed"),
+      );
       return;
     }
     this.state = CLOSED;
@@ -330,6 +342,12 @@ export class UpstreamHttp1Connection implements UpstreamExchange {
   get isUpgrading(): boolean {
     return this.upgrading;
   }
+}
+
+function handshakeTimeout(): Error {
+  return Object.assign(new Error("the TLS handshake did not finish within the connect timeout"), {
+    code: "ERR_TLS_HANDSHAKE_TIMEOUT",
+  });
 }
 
 function errorText(err: Error): string {

@@ -8,6 +8,7 @@ import type { LbEndpoint } from "../lb/load-balancer.ts";
 import type { ClusterLimits } from "./cluster.ts";
 import { UpstreamHttp1Connection } from "./http1-connection.ts";
 import { ResponseFlag } from "./response-flags.ts";
+import { poolTlsFailure } from "./tls-failure.ts";
 
 export interface PoolWaiter {
   onPoolReady(conn: UpstreamHttp1Connection): void;
@@ -117,6 +118,20 @@ export class Http1Pool {
       this.limits.pending.value--;
       this.acquire(waiter);
     }
+  }
+
+  /**
+   * From a TLS connection that failed to open: when TLS was the cause (the peer's certificate did not verify or
+   * named another identity, the handshake failed), the failure is counted under the cluster's ssl.* stats and
+   * logged, and the reason returned for the 503's transport failure reason; undefined otherwise.
+   */
+  tlsFailure(socket: net.Socket, err: Error): string | undefined {
+    return poolTlsFailure(
+      this.limits.connectionsTotal,
+      `${this.endpoint.address}:${this.endpoint.port}`,
+      err,
+      socket as tls.TLSSocket,
+    );
   }
 
   /** A waiter whose connection failed to open: tell it, and keep the others' hopes up. */

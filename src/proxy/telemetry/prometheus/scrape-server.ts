@@ -69,12 +69,18 @@ export function envoyExposition(stats: Array<[string, number]>, gauges: Readonly
     let metric: string;
     let labels = "";
     const outlier = /^cluster\.(.+)\.outlier_detection\.([a-z0-9_]+)$/.exec(name);
+    // TLS stats (ssl.*) of clusters and listeners, as Envoy names them: envoy_cluster_ssl_*{cluster_name} and
+    // envoy_listener_ssl_*{envoy_listener_address}.
+    const ssl = /^(cluster|listener)\.(.+)\.ssl\.([a-z0-9_]+)$/.exec(name);
     const cluster = /^cluster\.(.+)\.([a-z0-9_]+)$/.exec(name);
     // The HTTP stat prefix is free text (it may hold dots): the known stat names anchor the match at the end.
     const http = /^http\.(.+)\.(downstream_[a-z0-9_]+|response_flag\.[A-Z]+)$/.exec(name);
     if (outlier) {
       metric = `envoy_cluster_outlier_detection_${outlier[2]}`;
       labels = `{cluster_name="${esc(outlier[1]!)}"}`;
+    } else if (ssl) {
+      metric = `envoy_${ssl[1]}_ssl_${ssl[3]}`;
+      labels = `{${ssl[1] === "cluster" ? "cluster_name" : "envoy_listener_address"}="${esc(ssl[2]!)}"}`;
     } else if (cluster) {
       metric = `envoy_cluster_${cluster[2]}`;
       labels = `{cluster_name="${esc(cluster[1]!)}"}`;
