@@ -14,6 +14,7 @@ import { join } from "node:path";
 import { fixedRate } from "./lib/fixed-rate.ts";
 import {
   children,
+  killChildren,
   ensureTools as ensureBenchTools,
   freePort,
   startNginx as startNginxIn,
@@ -307,14 +308,7 @@ async function main(): Promise<void> {
 try {
   await main();
 } finally {
-  for (const c of children) {
-    try {
-      c.kill("SIGTERM");
-    } catch {}
-  }
-  // nginx's master forks workers; make sure none outlive the run.
-  try {
-    execFileSync("pkill", ["-f", work], { stdio: "ignore" });
-  } catch {}
+  // nginx runs in its own process group: its workers go with it.
+  killChildren();
   rmSync(work, { recursive: true, force: true });
 }

@@ -72,7 +72,12 @@ export function startNginx(work: string, name: string, core: number, conf: strin
     `worker_processes 1;\ndaemon off;\nerror_log ${dir}/error.log;\npid ${dir}/nginx.pid;\nevents { worker_connections 4096; }\n` +
       `http {\n  access_log off;\n  client_body_temp_path ${dir}; proxy_temp_path ${dir}; fastcgi_temp_path ${dir}; uwsgi_temp_path ${dir}; scgi_temp_path ${dir};\n${conf}\n}\n`,
   );
-  const p = spawn("taskset", ["-c", String(core), nginxBin(), "-c", file, "-p", dir], { stdio: "ignore" });
+  // Its own process group: the worker is killed with its master (a SIGKILLed master leaves it running).
+  const p = spawn("taskset", ["-c", String(core), nginxBin(), "-c", file, "-p", dir], {
+    stdio: "ignore",
+    detached: true,
+  });
+  groups.add(p);
   children.push(p);
   return p;
 }
@@ -105,6 +110,16 @@ export function wrk(
   return Number(m[1]);
 }
 
+const groups = new Set<ChildProcess>();
+
 export function killChildren(): void {
-  for (const c of children) if (c.exitCode === null) c.kill("SIGKILL");
+  for (const c of children) {
+    if (groups.has(c) && c.pid !== undefined) {
+      try {
+        process.kill(-c.pid, "SIGKILL");
+      } catch {
+        // Already gone.
+      }
+    } else if (c.exitCode === null) c.kill("SIGKILL");
+  }
 }

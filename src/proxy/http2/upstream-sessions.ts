@@ -2,6 +2,7 @@
 // endpoint, multiplexing every request, reopened when it closes or runs out of stream IDs.
 import http2 from "node:http2";
 import type tls from "node:tls";
+import { tlsModule } from "../lazy-modules.ts";
 import type { Endpoint } from "../upstream/cluster.ts";
 
 export class Http2Sessions {
@@ -31,11 +32,24 @@ export class Http2Sessions {
     const tlsOptions = this.tlsFor(ep);
     const authority = `${tlsOptions ? "https" : "http"}://${ep.address.includes(":") ? `[${ep.address}]` : ep.address}:${ep.port}`;
     const session = http2.connect(authority, {
-      ...(tlsOptions ?? {}),
-      ...(tlsOptions ? { ALPNProtocols: ["h2"] } : {}),
+      // TLS connections are made here, so that the TLS socket itself (not the session's proxy of it, which
+      // throws once unbound) is what a failed handshake is classified from.
+      ...(tlsOptions
+        ? {
+            createConnection: () => {
+              const socket = tlsModule().connect({
+                ...tlsOptions,
+                host: ep.address,
+                port: ep.port,
+                ALPNProtocols: ["h2"],
+              });
+              this.onTls?.(socket, ep);
+              return socket;
+            },
+          }
+        : {}),
       peerMaxConcurrentStreams: 1000,
     });
-    if (tlsOptions && this.onTls) this.onTls(session.socket as tls.TLSSocket, ep);
     const timer = setTimeout(() => {
       if (!session.connecting) return;
       session.destroy(new Error("connect timeout"));

@@ -567,3 +567,35 @@ test("TCP proxy upstream: a server with a bad certificate is refused and counted
   assert.match(takeLog(`cluster ${cluster}`), /ssl\.fail_verify_san: /);
   assert.equal(stat(server, `listener.${listener}.ssl.handshake`), 0, "nothing reached the server's app");
 });
+
+test("HTTP/2 upstream: a server with a bad certificate is a 503, counted, and the proxy lives on", async () => {
+  const wrongSan = CASES.find((c) => c.kind === "fail_verify_san" && !c.serverSideOnly)!;
+  const listener = nextName("inbound");
+  const base = inbound(listener);
+  const h2Inbound: ProxyConfig = {
+    ...base,
+    listeners: base.listeners.map((l) => ({
+      ...l,
+      filterChains: l.filterChains.map((fc) => ({
+        ...fc,
+        tls: { ...fc.tls!, alpnProtocols: ["h2", "http/1.1"] },
+      })),
+    })),
+  };
+  const server = await proxy(h2Inbound, await wrongSan.make!(SERVER_ID));
+  const cluster = nextName("grpc-reviews");
+  const out = outbound(server.listener(listener)!.boundPort, cluster);
+  const client = await proxy(
+    { ...out, clusters: out.clusters!.map((c) => ({ ...c, protocol: "http2" as const })) },
+    goodClient,
+  );
+  const port = client.listener("outbound")!.boundPort;
+  for (let i = 0; i < 3; i++) assert.equal((await get(port, "/")).status, 503);
+  await waitFor(() => stat(client, `cluster.${cluster}.ssl.fail_verify_san`) >= 1, 3000, "counted");
+  assert.match(takeLog(`cluster ${cluster}`), /ssl\.fail_verify_san: /);
+  // A good certificate later: served over HTTP/2 with mutual TLS.
+  server.secrets.setCertificate("default", { certificateChain: goodServer.cert, privateKey: goodServer.key });
+  const ok = await get(port, "/");
+  assert.equal(ok.status, 200);
+  assert.equal(ok.body.toString(), "secure");
+});

@@ -56,7 +56,12 @@ export function watchUpstreamTls(
     tcp = true;
   };
   const onError = (err: Error) => {
-    if (tcp) upstreamTlsFailure(store, cluster, endpoint, err, socket);
+    if (!tcp) return;
+    try {
+      upstreamTlsFailure(store, cluster, endpoint, err, socket);
+    } catch {
+      // Counting a failure must never become one: a socket already torn down has nothing more to tell.
+    }
   };
   socket.once("connect", onConnect);
   socket.once("error", onError);
