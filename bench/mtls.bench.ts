@@ -17,7 +17,7 @@ import { fixedRate } from "./lib/fixed-rate.ts";
 import { children, ensureTools, freePort, killChildren, startNginx, waitPort, wrk } from "./lib/processes.ts";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const CONNECTIONS = 64;
 const PROFILE_DIR = process.env.BENCH_CPU_PROF;
 const proxies: ReturnType<typeof spawn>[] = [];
