@@ -14,9 +14,9 @@ import { join } from "node:path";
 import { fixedRate } from "./lib/fixed-rate.ts";
 import {
   children,
-  killChildren,
   ensureTools as ensureBenchTools,
   freePort,
+  killChildren,
   startNginx as startNginxIn,
   waitPort,
   wrk as wrkRps,
