@@ -163,6 +163,21 @@ spec:
     (r) => r.status === 200,
     "the named caller is allowed",
   );
+  // The policy as the server's sidecar holds it: on its inbound chains, one per app port.
+  const authz = await isthmus(cp.server, TOKEN, "x", "authz", "check", "echo-1", "-o", "json");
+  assert.equal(authz.status, 0, authz.stderr);
+  assert.deepEqual(
+    (JSON.parse(authz.stdout) as Array<Record<string, unknown>>).map((r) => [
+      r.listener,
+      r.chain,
+      r.action,
+      r.policy,
+    ]),
+    [
+      ["virtualInbound", "inbound_8080", "ALLOW", "echo-callers.default"],
+      ["virtualInbound", "inbound_9000", "ALLOW", "echo-callers.default"],
+    ],
+  );
 
   // 3. TCP over mTLS: a CONNECT tunnel through the client's sidecar to the server's inbound TCP chain.
   const tunnel = await RawClient.connect(OUTBOUND_PORT, CLIENT_IP);

@@ -24,7 +24,7 @@ istio-ext-authz-deny-all, the deny-everything rule of a CUSTOM policy whose prov
 filter with no policy at all, from 'spec: {}', denies every request and shows as _anonymous_match_nothing_;
 an ext_authz filter without policies checks every request and shows as "(every request)"),
 RULES (how many of the policy's rules the filter holds: a rule the chain cannot express is dropped).
-isthmus applies AuthorizationPolicies at gateways today (the sidecar's inbound side is to come).
+A gateway's policies are on its listeners' chains, a sidecar's on its inbound chains (virtualInbound).
   --server URL   the control plane's config API (default: $ISTHMUS_SERVER); the token is $ISTHMUS_TOKEN
   -f, --file F   read the config from F instead of the control plane
   -o json        the same rows as JSON: {listener, chain, action, dryRun, policy, rules}
