@@ -47,6 +47,22 @@ const COMMANDS: Record<string, Command> = {
     summary: "a proxy's listeners, routes, clusters, endpoints (the control plane's view), certificates",
     load: async () => (await import("./commands/debug-views.ts")).runProxyConfig,
   },
+  up: {
+    summary: "run a mesh of one or more clusters as local processes from DIR/mesh.yaml",
+    load: async () => (await import("./commands/up.ts")).runUp,
+  },
+  down: {
+    summary: "stop the mesh 'isthmus up DIR --detach' started",
+    load: async () => (await import("./commands/up.ts")).runDown,
+  },
+  status: {
+    summary: "the clusters and pods of a running local mesh",
+    load: async () => (await import("./commands/up.ts")).runStatus,
+  },
+  logs: {
+    summary: "a pod's app and sidecar logs in a local mesh",
+    load: async () => (await import("./commands/up.ts")).runLogs,
+  },
   "tls-check": {
     summary: "client and server mTLS modes of the services a proxy calls, and their conflicts",
     load: async () => (await import("./commands/tls-check.ts")).runTlsCheck,

@@ -224,7 +224,7 @@ function article(t: string): string {
 }
 
 /** The known field nearest to a misspelt one (edit distance <= 2), for "did you mean". */
-function closest(word: string, candidates: string[]): string | undefined {
+export function closest(word: string, candidates: readonly string[]): string | undefined {
   let best: string | undefined;
   let bestDist = 3;
   const w = word.toLowerCase();

@@ -1,0 +1,418 @@
+// The local runtime: a planned mesh (plan.ts) brought up as processes. Per cluster: an intermediate CA under one
+// shared root, `isthmus control-plane` on the cluster's own loopback address; per pod: its registration (with
+// Istio's sidecar label, so callers use mutual TLS), a workload token, `isthmus proxy` as its sidecar on the
+// pod's address, and its containers. Everything is supervised (supervisor.ts); a sidecar that dies takes its
+// pod out of the registry until it is ready again. Progress goes to `log`; status() is what `isthmus status`
+// and the ready table print.
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import net from "node:net";
+import { join } from "node:path";
+import { CACERTS_FILES, createIntermediate, createRoot, writeFiles } from "../control/ca/cacerts.ts";
+import type { ClusterPlan, MeshPlan, PodPlan } from "./plan.ts";
+import { type ProcessState, Supervised } from "./supervisor.ts";
+
+const BIN = new URL("../../bin/isthmus.js", import.meta.url).pathname;
+export const PUSH_PORT = 15010;
+export const API_PORT = 15011;
+const METRICS_PORT = 15090;
+const READY_TIMEOUT_MS = 120_000;
+
+export interface PodStatus {
+  readonly cluster: string;
+  readonly namespace: string;
+  readonly name: string;
+  readonly address: string;
+  readonly identity: string;
+  readonly ready: boolean;
+  readonly restarts: number;
+  readonly containers: ReadonlyArray<{
+    name: string;
+    state: ProcessState;
+    restarts: number;
+    lastExit?: string;
+  }>;
+  readonly sidecar: { state: ProcessState; restarts: number };
+}
+
+export interface RuntimeStatus {
+  readonly mesh: string;
+  readonly dir: string;
+  readonly pid: number;
+  readonly ready: boolean;
+  readonly clusters: Readonly<
+    Record<
+      string,
+      { controlPlane: string; configApi: string; network: string; locality: string; private: boolean }
+    >
+  >;
+  readonly pods: readonly PodStatus[];
+}
+
+interface RunningPod {
+  readonly plan: PodPlan;
+  readonly cluster: ClusterPlan;
+  readonly sidecar: Supervised;
+  readonly containers: Supervised[];
+  sidecarReady: boolean;
+  adminPort: number | undefined;
+}
+
+export class MeshRuntime {
+  private readonly plan: MeshPlan;
+  private readonly stateDir: string;
+  private readonly log: (line: string) => void;
+  private readonly token = randomBytes(24).toString("hex");
+  private readonly controlPlanes: Supervised[] = [];
+  private readonly pods: RunningPod[] = [];
+  private stopped = false;
+  ready = false;
+
+  constructor(plan: MeshPlan, stateDir: string, log: (line: string) => void) {
+    this.plan = plan;
+    this.stateDir = stateDir;
+    this.log = log;
+  }
+
+  /** Starts everything and resolves once every pod is ready; rejects (after stopping all) otherwise. */
+  async start(): Promise<void> {
+    try {
+      await this.ensureCa();
+      for (const c of this.plan.clusters) await this.startControlPlane(c);
+      for (const c of this.plan.clusters) await this.startPods(c);
+      await this.waitReady();
+      this.ready = true;
+    } catch (e) {
+      await this.stop();
+      throw e;
+    }
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    // Apps first (their sidecars still up to finish what they send), then sidecars, then control planes.
+    await Promise.all(this.pods.flatMap((p) => p.containers.map((c) => c.stop())));
+    await Promise.all(this.pods.map((p) => p.sidecar.stop()));
+    await Promise.all(this.controlPlanes.map((c) => c.stop()));
+  }
+
+  status(): RuntimeStatus {
+    const clusters: Record<string, RuntimeStatus["clusters"][string]> = {};
+    for (const c of this.plan.clusters)
+      clusters[c.cluster.name] = {
+        controlPlane: `${c.controlPlaneAddress}:${PUSH_PORT}`,
+        configApi: `http://${c.controlPlaneAddress}:${API_PORT}`,
+        network: c.cluster.network,
+        locality: c.cluster.locality,
+        private: c.cluster.private,
+      };
+    return {
+      mesh: this.plan.mesh.name,
+      dir: this.plan.mesh.dir,
+      pid: process.pid,
+      ready: this.ready,
+      clusters,
+      pods: this.pods.map((p) => ({
+        cluster: p.cluster.cluster.name,
+        namespace: p.plan.namespace,
+        name: p.plan.name,
+        address: p.plan.address,
+        identity: this.spiffe(p.plan),
+        ready: p.sidecarReady && p.containers.every((c) => c.state === "running"),
+        restarts: p.containers.reduce((n, c) => n + c.restarts, 0),
+        containers: p.containers.map((c) => ({
+          name: c.spec.name,
+          state: c.state,
+          restarts: c.restarts,
+          ...(c.lastExit !== undefined ? { lastExit: c.lastExit } : {}),
+        })),
+        sidecar: { state: p.sidecar.state, restarts: p.sidecar.restarts },
+      })),
+    };
+  }
+
+  /** The runtime's token for the control planes' config APIs (isthmus apply against a local cluster). */
+  get apiToken(): string {
+    return this.token;
+  }
+
+  private spiffe(p: PodPlan): string {
+    return `spiffe://${this.plan.mesh.trustDomain}/ns/${p.namespace}/sa/${p.serviceAccount}`;
+  }
+
+  /** One root for the mesh (kept across runs), one intermediate per cluster: clusters trust each other. */
+  private async ensureCa(): Promise<void> {
+    const rootDir = join(this.stateDir, "ca", "root");
+    const rootCert = join(rootDir, "root-cert.pem");
+    const rootKey = join(rootDir, "root-key.pem");
+    if (!existsSync(rootCert)) {
+      this.log("creating the mesh's root CA");
+      const root = await createRoot({ trustDomain: this.plan.mesh.trustDomain, days: 3650 });
+      writeFiles(rootDir, { "root-cert.pem": root.cert, "root-key.pem": root.key }, { overwrite: true });
+    }
+    for (const c of this.plan.clusters) {
+      const dir = join(this.stateDir, "ca", c.cluster.name);
+      if (existsSync(join(dir, CACERTS_FILES.caCert))) continue;
+      const pem = await createIntermediate({
+        rootCert: readFileSync(rootCert, "utf8"),
+        rootKey: readFileSync(rootKey, "utf8"),
+        cluster: c.cluster.name,
+        days: 365,
+      });
+      writeFiles(
+        dir,
+        {
+          [CACERTS_FILES.caCert]: pem.caCert,
+          [CACERTS_FILES.caKey]: pem.caKey,
+          [CACERTS_FILES.rootCert]: pem.rootCert,
+          [CACERTS_FILES.certChain]: pem.certChain,
+        },
+        { overwrite: true },
+      );
+    }
+  }
+
+  private async startControlPlane(c: ClusterPlan): Promise<void> {
+    const addr = c.controlPlaneAddress;
+    for (const port of [PUSH_PORT, API_PORT])
+      if (await portOpen(addr, port))
+        throw new Error(`cluster ${c.cluster.name}: ${addr}:${port} is in use (another isthmus up?)`);
+    const argv = [
+      process.execPath,
+      BIN,
+      "control-plane",
+      ...c.cluster.manifests.flatMap((m) => ["--config", m]),
+      ...["--listen", `${addr}:${PUSH_PORT}`, "--api-listen", `${addr}:${API_PORT}`],
+      ...["--monitoring-listen", "off", "--trust-domain", this.plan.mesh.trustDomain],
+      ...[
+        "--ca-dir",
+        join(this.stateDir, "ca", c.cluster.name),
+        "--proxy-metrics-port",
+        String(METRICS_PORT),
+      ],
+    ];
+    const cp = new Supervised({
+      name: `control-plane/${c.cluster.name}`,
+      argv,
+      env: { ...baseEnv(), ISTHMUS_TOKEN: this.token },
+      cwd: this.plan.mesh.dir,
+      logFile: join(this.stateDir, "logs", "control-planes", `${c.cluster.name}.log`),
+      restart: true,
+    });
+    this.controlPlanes.push(cp);
+    this.log(`cluster ${c.cluster.name}: control plane on ${addr}`);
+    cp.start();
+    await waitFor(
+      () => portOpen(addr, API_PORT),
+      30_000,
+      `cluster ${c.cluster.name}: the control plane did not start (see ${cp.spec.logFile})`,
+    );
+  }
+
+  private api(c: ClusterPlan, path: string, init: RequestInit = {}): Promise<Response> {
+    return fetch(`http://${c.controlPlaneAddress}:${API_PORT}${path}`, {
+      ...init,
+      headers: { authorization: `Bearer ${this.token}`, "content-type": "application/json" },
+      signal: AbortSignal.timeout(10_000),
+    });
+  }
+
+  private async register(c: ClusterPlan, p: PodPlan, healthy: boolean): Promise<void> {
+    const body = {
+      address: p.address,
+      labels: { ...p.labels, "security.istio.io/tlsMode": "istio" },
+      serviceAccount: p.serviceAccount,
+      network: c.cluster.network,
+      cluster: c.cluster.name,
+      ...(c.cluster.locality ? { locality: c.cluster.locality } : {}),
+      healthy,
+    };
+    const r = await this.api(c, `/apis/registrations/${p.namespace}/${p.name}`, {
+      method: "PUT",
+      body: JSON.stringify(body),
+    });
+    if (r.status >= 300)
+      throw new Error(`registering ${p.namespace}/${p.name}: ${r.status} ${await r.text()}`);
+  }
+
+  private async tokenFile(c: ClusterPlan, p: PodPlan): Promise<string> {
+    const file = join(this.stateDir, "tokens", c.cluster.name, `${p.namespace}.${p.serviceAccount}.token`);
+    if (existsSync(file)) return file;
+    const r = await this.api(c, "/apis/tokens", {
+      method: "POST",
+      body: JSON.stringify({ namespace: p.namespace, serviceAccount: p.serviceAccount, ttlSeconds: 86_400 }),
+    });
+    if (r.status !== 200)
+      throw new Error(`a token for ${p.namespace}/${p.serviceAccount}: ${r.status} ${await r.text()}`);
+    mkdirSync(join(this.stateDir, "tokens", c.cluster.name), { recursive: true, mode: 0o700 });
+    writeFileSync(file, ((await r.json()) as { token: string }).token, { mode: 0o600 });
+    return file;
+  }
+
+  private async startPods(c: ClusterPlan): Promise<void> {
+    for (const p of c.pods) {
+      for (const port of p.containers.flatMap((x) => x.ports))
+        if (await portOpen(p.address, port))
+          throw new Error(`pod ${p.namespace}/${p.name}: ${p.address}:${port} is in use`);
+      await this.register(c, p, false);
+      const token = await this.tokenFile(c, p);
+      const logs = join(this.stateDir, "logs", c.cluster.name, p.namespace, p.name);
+      const sidecar = new Supervised({
+        name: `${p.name}/sidecar`,
+        argv: [
+          process.execPath,
+          BIN,
+          "proxy",
+          ...["--control-plane", `${c.controlPlaneAddress}:${PUSH_PORT}`, "--node-id", p.name],
+          ...["--namespace", p.namespace, "--service-account", p.serviceAccount],
+          ...Object.entries(p.labels).flatMap(([k, v]) => ["--label", `${k}=${v}`]),
+          ...["--ip", p.address, "--identity-token", token, "--trust-domain", this.plan.mesh.trustDomain],
+          ...["--admin-port", "0"],
+        ],
+        env: baseEnv(),
+        cwd: this.plan.mesh.dir,
+        logFile: join(logs, "sidecar.log"),
+        restart: true,
+      });
+      const running: RunningPod = {
+        plan: p,
+        cluster: c,
+        sidecar,
+        containers: [],
+        sidecarReady: false,
+        adminPort: undefined,
+      };
+      // A dead sidecar takes its pod out of every caller's endpoints until it is ready again.
+      sidecar.exited(() => {
+        running.sidecarReady = false;
+        running.adminPort = undefined;
+        if (!this.stopped) void this.register(c, p, false).catch(() => {});
+      });
+      sidecar.started(() => void this.watchSidecar(running));
+      this.pods.push(running);
+      sidecar.start();
+      for (const container of p.containers) {
+        const argv = [...container.argv];
+        if (argv[0] === "node") argv[0] = process.execPath;
+        const s = new Supervised({
+          name: `${p.name}/${container.name}`,
+          argv,
+          env: { ...baseEnv(), ...container.env, ISTHMUS_CLUSTER: c.cluster.name },
+          cwd: this.plan.mesh.dir,
+          logFile: join(logs, `${container.name}.log`),
+          restart: true,
+        });
+        running.containers.push(s);
+        s.start();
+      }
+      this.log(`cluster ${c.cluster.name}: pod ${p.namespace}/${p.name} on ${p.address}`);
+    }
+  }
+
+  /** Once the sidecar answers ready (config and certificate in hand), the pod is registered healthy. */
+  private async watchSidecar(pod: RunningPod): Promise<void> {
+    const started = pod.sidecar.pid;
+    // Only this run's lines: an earlier run's admin port is gone (or someone else's now).
+    const from = logSize(pod.sidecar.spec.logFile);
+    const deadline = Date.now() + READY_TIMEOUT_MS;
+    while (!this.stopped && pod.sidecar.pid === started && Date.now() < deadline) {
+      pod.adminPort ??= adminPortFrom(pod.sidecar.spec.logFile, from);
+      if (pod.adminPort !== undefined && (await httpOk(`http://127.0.0.1:${pod.adminPort}/ready`))) {
+        pod.sidecarReady = true;
+        await this.register(pod.cluster, pod.plan, true).catch(() => {});
+        return;
+      }
+      await sleep(100);
+    }
+  }
+
+  private async waitReady(): Promise<void> {
+    await waitFor(
+      async () => {
+        for (const p of this.pods) {
+          if (!p.sidecarReady) return false;
+          for (const port of p.plan.containers.flatMap((x) => x.ports))
+            if (!(await portOpen(p.plan.address, port))) return false;
+        }
+        return true;
+      },
+      READY_TIMEOUT_MS,
+      () => {
+        const waiting = this.pods.filter(
+          (p) => !p.sidecarReady || p.containers.some((c) => c.state !== "running"),
+        );
+        return `not ready after ${READY_TIMEOUT_MS / 1000} s: ${waiting
+          .map(
+            (p) =>
+              `${p.plan.name} (sidecar ${p.sidecarReady ? "ready" : p.sidecar.state}; ${p.containers.map((c) => `${c.spec.name} ${c.state}${c.lastExit ? `, ${c.lastExit}` : ""}`).join(", ")})`,
+          )
+          .join("; ")}`;
+      },
+    );
+  }
+}
+
+/** The environment every process starts from: PATH and the like, never the parent's proxies or tokens. */
+function baseEnv(): Record<string, string> {
+  const keep = ["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER", "ISTHMUS_FROM_SOURCE"];
+  const out: Record<string, string> = {};
+  for (const k of keep) if (process.env[k] !== undefined) out[k] = process.env[k]!;
+  return out;
+}
+
+function logSize(file: string): number {
+  try {
+    return statSync(file).size;
+  } catch {
+    return 0;
+  }
+}
+
+function adminPortFrom(logFile: string, from: number): number | undefined {
+  try {
+    const text = readFileSync(logFile).subarray(from).toString("utf8");
+    const all = [...text.matchAll(/admin on [^\s]+:(\d+)/g)];
+    const last = all.at(-1);
+    return last ? Number(last[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function httpOk(url: string): Promise<boolean> {
+  try {
+    const r = await fetch(url, { signal: AbortSignal.timeout(1000) });
+    await r.arrayBuffer();
+    return r.status === 200;
+  } catch {
+    return false;
+  }
+}
+
+export function portOpen(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host, port });
+    const done = (open: boolean) => {
+      s.destroy();
+      resolve(open);
+    };
+    s.setTimeout(1000, () => done(false));
+    s.once("connect", () => done(true));
+    s.once("error", () => done(false));
+  });
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function waitFor(
+  cond: () => Promise<boolean>,
+  timeoutMs: number,
+  what: string | (() => string),
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(typeof what === "string" ? what : what());
+    await sleep(100);
+  }
+}
