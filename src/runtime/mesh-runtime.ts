@@ -8,8 +8,9 @@ import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import { join } from "node:path";
+import { arr, obj } from "../api/validate/checker.ts";
 import { CACERTS_FILES, createIntermediate, createRoot, writeFiles } from "../control/ca/cacerts.ts";
-import type { ClusterPlan, MeshPlan, PodPlan } from "./plan.ts";
+import { type ClusterPlan, clusterAddress, type MeshPlan, type PodPlan } from "./plan.ts";
 import { type ProcessState, Supervised } from "./supervisor.ts";
 
 const BIN = new URL("../../bin/isthmus.js", import.meta.url).pathname;
@@ -43,7 +44,14 @@ export interface RuntimeStatus {
   readonly clusters: Readonly<
     Record<
       string,
-      { controlPlane: string; configApi: string; network: string; locality: string; private: boolean }
+      {
+        controlPlane: string;
+        configApi: string;
+        network: string;
+        locality: string;
+        private: boolean;
+        ingress?: string;
+      }
     >
   >;
   readonly pods: readonly PodStatus[];
@@ -64,6 +72,12 @@ export class MeshRuntime {
   private readonly log: (line: string) => void;
   private readonly token = randomBytes(24).toString("hex");
   private readonly controlPlanes: Supervised[] = [];
+  private readonly gateways: Supervised[] = [];
+  private readonly forwarders: net.Server[] = [];
+  /** Gateway servers the host's ingress ports lead to: the mesh is ready once they listen. */
+  private readonly gatewayPorts: Array<[string, number]> = [];
+  /** Cluster name -> the ingress URL on the host (ingress.port). */
+  private readonly ingress = new Map<string, string>();
   private readonly pods: RunningPod[] = [];
   private stopped = false;
   ready = false;
@@ -79,6 +93,7 @@ export class MeshRuntime {
     try {
       await this.ensureCa();
       for (const c of this.plan.clusters) await this.startControlPlane(c);
+      for (const c of this.plan.clusters) await this.startGateway(c);
       for (const c of this.plan.clusters) await this.startPods(c);
       await this.waitReady();
       this.ready = true;
@@ -93,7 +108,9 @@ export class MeshRuntime {
     this.stopped = true;
     // Apps first (their sidecars still up to finish what they send), then sidecars, then control planes.
     await Promise.all(this.pods.flatMap((p) => p.containers.map((c) => c.stop())));
+    for (const f of this.forwarders) f.close();
     await Promise.all(this.pods.map((p) => p.sidecar.stop()));
+    await Promise.all(this.gateways.map((g) => g.stop()));
     await Promise.all(this.controlPlanes.map((c) => c.stop()));
   }
 
@@ -106,6 +123,7 @@ export class MeshRuntime {
         network: c.cluster.network,
         locality: c.cluster.locality,
         private: c.cluster.private,
+        ...(this.ingress.has(c.cluster.name) ? { ingress: this.ingress.get(c.cluster.name)! } : {}),
       };
     return {
       mesh: this.plan.mesh.name,
@@ -208,6 +226,80 @@ export class MeshRuntime {
       30_000,
       `cluster ${c.cluster.name}: the control plane did not start (see ${cp.spec.logFile})`,
     );
+  }
+
+  /**
+   * The cluster's ingress gateway (Istio's istio-ingressgateway: namespace istio-system, labels
+   * istio=ingressgateway), on the cluster's .0.2 address with its own identity; Gateway resources that select
+   * it bind their servers there. With ingress.port, 127.0.0.1:PORT forwards to its first HTTP server's port.
+   */
+  private async startGateway(c: ClusterPlan): Promise<void> {
+    const address = gatewayAddress(c);
+    const labels = { istio: "ingressgateway", app: "istio-ingressgateway" };
+    const pod: PodPlan = {
+      name: `istio-ingressgateway-${c.cluster.name}`,
+      namespace: "istio-system",
+      deployment: "istio-ingressgateway",
+      address,
+      labels,
+      serviceAccount: "istio-ingressgateway-service-account",
+      containers: [],
+    };
+    const token = await this.tokenFile(c, pod);
+    const gw = new Supervised({
+      name: `${c.cluster.name}/ingress-gateway`,
+      argv: [
+        process.execPath,
+        BIN,
+        "proxy",
+        ...["--control-plane", `${c.controlPlaneAddress}:${PUSH_PORT}`, "--node-id", pod.name],
+        ...["--namespace", pod.namespace, "--service-account", pod.serviceAccount],
+        ...Object.entries(labels).flatMap(([k, v]) => ["--label", `${k}=${v}`]),
+        ...["--ip", address, "--identity-token", token, "--trust-domain", this.plan.mesh.trustDomain],
+        ...["--admin-port", "0"],
+      ],
+      env: baseEnv(),
+      cwd: this.plan.mesh.dir,
+      logFile: join(this.stateDir, "logs", "gateways", `${c.cluster.name}.log`),
+      restart: true,
+    });
+    this.gateways.push(gw);
+    gw.start();
+    const port = c.cluster.ingressPort;
+    if (port === undefined) return;
+    const target = gatewayHttpPort(c);
+    if (target === undefined) {
+      this.log(
+        `cluster ${c.cluster.name}: ingress.port ${port} given, but no Gateway has an HTTP server for it`,
+      );
+      return;
+    }
+    const server = net.createServer((down) => {
+      const up = net.connect({ host: address, port: target, noDelay: true });
+      down.setNoDelay(true);
+      down.pipe(up);
+      up.pipe(down);
+      const close = () => {
+        down.destroy();
+        up.destroy();
+      };
+      up.on("error", close);
+      down.on("error", close);
+      up.on("close", close);
+      down.on("close", close);
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", (e: NodeJS.ErrnoException) =>
+        reject(
+          new Error(`cluster ${c.cluster.name}: ingress port 127.0.0.1:${port}: ${e.code ?? e.message}`),
+        ),
+      );
+      server.listen(port, "127.0.0.1", () => resolve());
+    });
+    this.forwarders.push(server);
+    this.gatewayPorts.push([address, target]);
+    this.ingress.set(c.cluster.name, `http://127.0.0.1:${port}`);
+    this.log(`cluster ${c.cluster.name}: ingress gateway on ${address}:${target}, http://127.0.0.1:${port}`);
   }
 
   private api(c: ClusterPlan, path: string, init: RequestInit = {}): Promise<Response> {
@@ -330,6 +422,7 @@ export class MeshRuntime {
   private async waitReady(): Promise<void> {
     await waitFor(
       async () => {
+        for (const [address, port] of this.gatewayPorts) if (!(await portOpen(address, port))) return false;
         for (const p of this.pods) {
           if (!p.sidecarReady) return false;
           for (const port of p.plan.containers.flatMap((x) => x.ports))
@@ -351,6 +444,29 @@ export class MeshRuntime {
       },
     );
   }
+}
+
+/** Cluster i's ingress gateway listens on 127.(20+i).0.2. */
+function gatewayAddress(c: ClusterPlan): string {
+  return clusterAddress(c.index, 1);
+}
+
+/** The port of the first HTTP server of the Gateways that select the ingress gateway (80 first). */
+function gatewayHttpPort(c: ClusterPlan): number | undefined {
+  const ports: number[] = [];
+  for (const g of c.resources) {
+    if (g.kind !== "Gateway") continue;
+    const spec = obj(g.object.spec);
+    const selector = obj(spec?.selector) ?? {};
+    if (selector.istio !== "ingressgateway" && selector.app !== "istio-ingressgateway") continue;
+    for (const s of arr(spec?.servers)) {
+      const p = obj(obj(s)?.port);
+      const protocol = String(p?.protocol ?? "").toUpperCase();
+      if (typeof p?.number === "number" && (protocol === "HTTP" || protocol === "HTTP2"))
+        ports.push(p.number);
+    }
+  }
+  return ports.includes(80) ? 80 : ports[0];
 }
 
 /** The environment every process starts from: PATH and the like, never the parent's proxies or tokens. */

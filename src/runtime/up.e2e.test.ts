@@ -15,6 +15,7 @@ import {
   rmSync,
   writeFileSync,
 } from "node:fs";
+import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
@@ -44,7 +45,7 @@ function isthmus(args: string[], cwd = process.cwd()): Promise<{ code: number; o
   });
 }
 
-const MESH = (cluster: string) => `apiVersion: isthmus.io/v1alpha1
+const MESH = (cluster: string, ingressPort?: number) => `apiVersion: isthmus.io/v1alpha1
 kind: Mesh
 metadata: {name: hello}
 spec:
@@ -52,7 +53,34 @@ spec:
   - name: ${cluster}
     locality: us-east/zone1
     manifests: [app]
+${ingressPort !== undefined ? `    ingress: {port: ${ingressPort}}\n` : ""}`;
+
+const INGRESS = `---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: web, namespace: demo}
+spec:
+  selector: {istio: ingressgateway}
+  servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: ["*"]}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: web, namespace: demo}
+spec:
+  hosts: ["*"]
+  gateways: [web]
+  http: [{route: [{destination: {host: echo.demo.svc.cluster.local, port: {number: 80}}}]}]
 `;
+
+/** A port free on 127.0.0.1 now (for the mesh's ingress). */
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, "127.0.0.1", () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
 
 const ECHO = `import http from "node:http";
 http.createServer((req, res) => {
@@ -101,11 +129,11 @@ spec:
         ports: [{containerPort: 8080}]${extra}
 `;
 
-function meshDir(cluster: string, manifests: string): string {
+function meshDir(cluster: string, manifests: string, ingressPort?: number): string {
   const dir = mkdtempSync(join(tmpdir(), "isthmus-up-"));
   mkdirSync(join(dir, "apps"));
   mkdirSync(join(dir, "app"));
-  writeFileSync(join(dir, "mesh.yaml"), MESH(cluster));
+  writeFileSync(join(dir, "mesh.yaml"), MESH(cluster, ingressPort));
   writeFileSync(join(dir, "apps", "echo.mjs"), ECHO);
   writeFileSync(join(dir, "apps", "client.mjs"), CLIENT);
   writeFileSync(join(dir, "app", "app.yaml"), manifests);
@@ -137,14 +165,16 @@ async function get(url: string): Promise<{ status: number; body: string }> {
 }
 
 test("isthmus up --detach: pods with sidecars and mTLS, restarts, a dead sidecar, down", async () => {
+  const ingressPort = await freePort();
   const dir = meshDir(
     "one",
-    `apiVersion: v1\nkind: Namespace\nmetadata: {name: demo}\n${deployment("echo", 2)}${deployment("client", 1)}`,
+    `apiVersion: v1\nkind: Namespace\nmetadata: {name: demo}\n${deployment("echo", 2)}${deployment("client", 1)}${INGRESS}`,
+    ingressPort,
   );
   const up = await isthmus(["up", dir, "--detach", "-o", "json"]);
   assert.equal(up.code, 0, up.err);
   const ready = JSON.parse(up.out) as {
-    clusters: Record<string, { controlPlane: string }>;
+    clusters: Record<string, { controlPlane: string; ingress?: string }>;
     pods: Array<{ name: string; address: string; identity: string; ready: boolean }>;
   };
   assert.deepEqual(Object.keys(ready.clusters), ["one"]);
@@ -170,6 +200,18 @@ test("isthmus up --detach: pods with sidecars and mTLS, restarts, a dead sidecar
     );
   }
   assert.deepEqual([...seen].sort(), ["echo-0", "echo-1"]);
+
+  // Through the ingress gateway on the host port: Gateway + VirtualService, mTLS from the gateway to the pods.
+  assert.equal(ready.clusters.one!.ingress, `http://127.0.0.1:${ingressPort}`);
+  const viaIngress = await eventually(
+    () => get(`http://127.0.0.1:${ingressPort}/`),
+    (r) => r.status === 200,
+    "ingress",
+  );
+  assert.match(
+    (JSON.parse(viaIngress.body) as { caller: string }).caller,
+    /URI=spiffe:\/\/cluster\.local\/ns\/istio-system\/sa\/istio-ingressgateway-service-account$/,
+  );
 
   // Twice on one directory: refused.
   const again = await isthmus(["up", dir, "--detach"]);
