@@ -10,7 +10,14 @@ import net from "node:net";
 import { join } from "node:path";
 import { arr, obj } from "../api/validate/checker.ts";
 import { CACERTS_FILES, createIntermediate, createRoot, writeFiles } from "../control/ca/cacerts.ts";
-import { type ClusterPlan, clusterAddress, type MeshPlan, type PodPlan } from "./plan.ts";
+import {
+  type ClusterPlan,
+  clusterAddress,
+  type MeshPlan,
+  type PodPlan,
+  SIDECAR_OUTBOUND_PORT,
+  type TcpOutbound,
+} from "./plan.ts";
 import { type ProcessState, Supervised } from "./supervisor.ts";
 
 const BIN = new URL("../../bin/isthmus.js", import.meta.url).pathname;
@@ -244,6 +251,7 @@ export class MeshRuntime {
       labels,
       serviceAccount: "istio-ingressgateway-service-account",
       containers: [],
+      tcpOutbound: [],
     };
     const token = await this.tokenFile(c, pod);
     const gw = new Supervised({
@@ -384,6 +392,7 @@ export class MeshRuntime {
       sidecar.started(() => void this.watchSidecar(running));
       this.pods.push(running);
       sidecar.start();
+      for (const t of p.tcpOutbound) await this.tunnel(p, t);
       for (const container of p.containers) {
         const argv = [...container.argv];
         if (argv[0] === "node") argv[0] = process.execPath;
@@ -400,6 +409,57 @@ export class MeshRuntime {
       }
       this.log(`cluster ${c.cluster.name}: pod ${p.namespace}/${p.name} on ${p.address}`);
     }
+  }
+
+  /**
+   * A TCP service port reached from the pod: POD_IP:localPort, each connection tunnelled through the pod's
+   * sidecar with CONNECT HOST:PORT (so it leaves with the pod's identity, over mutual TLS to the server).
+   */
+  private async tunnel(p: PodPlan, t: TcpOutbound): Promise<void> {
+    const server = net.createServer((down) => {
+      down.pause();
+      const up = net.connect({ host: p.address, port: SIDECAR_OUTBOUND_PORT, noDelay: true });
+      const close = () => {
+        down.destroy();
+        up.destroy();
+      };
+      up.on("error", close);
+      down.on("error", close);
+      down.on("close", close);
+      up.on("close", close);
+      up.write(`CONNECT ${t.host}:${t.port} HTTP/1.1\r\nhost: ${t.host}:${t.port}\r\n\r\n`);
+      let head = Buffer.alloc(0);
+      const onData = (chunk: Buffer) => {
+        head = Buffer.concat([head, chunk]);
+        const end = head.indexOf("\r\n\r\n");
+        if (end === -1) {
+          if (head.length > 16 * 1024) close();
+          return;
+        }
+        up.off("data", onData);
+        if (!/^HTTP\/1\.1 200 /.test(head.subarray(0, 16).toString("latin1"))) {
+          close();
+          return;
+        }
+        const rest = head.subarray(end + 4);
+        if (rest.length > 0) down.write(rest);
+        up.pipe(down);
+        down.pipe(up);
+        down.resume();
+      };
+      up.on("data", onData);
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", (e: NodeJS.ErrnoException) =>
+        reject(
+          new Error(
+            `pod ${p.namespace}/${p.name}: ${p.address}:${t.localPort} for ${t.host}:${t.port}: ${e.code ?? e.message}`,
+          ),
+        ),
+      );
+      server.listen(t.localPort, p.address, () => resolve());
+    });
+    this.forwarders.push(server);
   }
 
   /** Once the sidecar answers ready (config and certificate in hand), the pod is registered healthy. */

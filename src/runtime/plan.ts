@@ -3,11 +3,13 @@
 // containers (command and args with Kubernetes' $(VAR) expansion, the environment of the runtime's contract).
 // Every problem in the manifests is a Diagnostic with FILE:LINE:COL, and any error means nothing starts.
 import { relative } from "node:path";
+import { AnalysisContext, type MeshService } from "../api/analyze/context.ts";
 import type { Diagnostic } from "../api/diagnostic.ts";
 import { loadPaths } from "../api/load/index.ts";
 import { diagnosticAt, type Resource } from "../api/resource.ts";
 import { arr, num, type Obj, obj, type Path, str } from "../api/validate/checker.ts";
 import { validateResources } from "../api/validate/index.ts";
+import { isHttpPort } from "../control/translate/sidecar.ts";
 import type { MeshCluster, MeshSpec } from "./mesh-file.ts";
 
 /** The sidecar's outbound (HTTP_PROXY) port on the pod's address. */
@@ -25,8 +27,17 @@ export interface ContainerPlan {
   readonly ports: readonly number[];
 }
 
+/** A TCP service port a pod reaches through its sidecar: POD_IP:localPort tunnels to host:port. */
+export interface TcpOutbound {
+  readonly host: string;
+  readonly port: number;
+  readonly localPort: number;
+}
+
 export interface PodPlan {
   readonly name: string;
+  /** TCP service ports of its namespace, each on a local port of the pod's address (service env vars). */
+  readonly tcpOutbound: readonly TcpOutbound[];
   readonly namespace: string;
   readonly deployment: string;
   readonly address: string;
@@ -82,6 +93,7 @@ export async function planMesh(mesh: MeshSpec): Promise<PlanResult> {
 }
 
 function podsOf(resources: readonly Resource[], cluster: number, diagnostics: Diagnostic[]): PodPlan[] {
+  const services = new AnalysisContext(resources).services.filter((s) => s.resource.kind === "Service");
   const configMaps = byName(resources, "ConfigMap");
   const secrets = byName(resources, "Secret");
   const pods: PodPlan[] = [];
@@ -167,6 +179,9 @@ function podsOf(resources: readonly Resource[], cluster: number, diagnostics: Di
         NO_PROXY: "localhost,127.0.0.1,::1",
         no_proxy: "localhost,127.0.0.1,::1",
       };
+      const taken = new Set([...seenPorts.keys(), ...SIDECAR_PORTS]);
+      const { env: serviceEnv, tcpOutbound } = serviceLinks(services, d.namespace, address, taken);
+      Object.assign(base, serviceEnv);
       const built: ContainerPlan[] = [];
       containers.forEach((c, i) => {
         const co = obj(c) ?? {};
@@ -190,6 +205,7 @@ function podsOf(resources: readonly Resource[], cluster: number, diagnostics: Di
       });
       pods.push({
         name,
+        tcpOutbound,
         namespace: d.namespace,
         deployment: d.name,
         address,
@@ -200,6 +216,46 @@ function podsOf(resources: readonly Resource[], cluster: number, diagnostics: Di
     }
   }
   return pods;
+}
+
+const FIRST_LOCAL_PORT = 20000;
+
+/**
+ * Kubernetes' service environment variables for the Services of the pod's namespace: NAME_SERVICE_HOST,
+ * NAME_SERVICE_PORT and NAME_SERVICE_PORT_PORTNAME. An HTTP service names its FQDN and port (apps reach it
+ * through HTTP_PROXY); a service with a TCP port (Redis, PostgreSQL) gets a local port on the pod's own
+ * address for each, which the runtime tunnels through the pod's sidecar (CONNECT, mutual TLS to the server's
+ * sidecar): NAME_SERVICE_HOST is then the pod's address.
+ */
+function serviceLinks(
+  services: readonly MeshService[],
+  namespace: string,
+  address: string,
+  taken: ReadonlySet<number>,
+): { env: Record<string, string>; tcpOutbound: TcpOutbound[] } {
+  const env: Record<string, string> = {};
+  const tcpOutbound: TcpOutbound[] = [];
+  let next = FIRST_LOCAL_PORT;
+  const allocate = () => {
+    while (taken.has(next)) next++;
+    return next++;
+  };
+  for (const s of [...services].sort((a, b) => a.host.localeCompare(b.host))) {
+    if (s.namespace !== namespace || s.ports.length === 0) continue;
+    const prefix = s.resource.name.toUpperCase().replace(/-/g, "_");
+    const tcp = s.ports.some((p) => !isHttpPort(p));
+    env[`${prefix}_SERVICE_HOST`] = tcp ? address : s.host;
+    s.ports.forEach((p, i) => {
+      let port = p.number;
+      if (!isHttpPort(p)) {
+        port = allocate();
+        tcpOutbound.push({ host: s.host, port: p.number, localPort: port });
+      }
+      if (i === 0) env[`${prefix}_SERVICE_PORT`] = String(port);
+      if (p.name) env[`${prefix}_SERVICE_PORT_${p.name.toUpperCase().replace(/-/g, "_")}`] = String(port);
+    });
+  }
+  return { env, tcpOutbound };
 }
 
 /** An env entry's value: `value` ($(VAR) expanded), or from a ConfigMap, a Secret or the pod's own fields. */

@@ -104,6 +104,32 @@ http.createServer((req, res) => {
 }).listen(8080, process.env.HOST);
 `;
 
+const TCP_ECHO = `import net from "node:net";
+net.createServer((s) => s.pipe(s)).listen(9000, process.env.HOST);
+`;
+
+const TCP_DEPLOYMENT = `---
+apiVersion: v1
+kind: Service
+metadata: {name: tcp-echo, namespace: demo}
+spec:
+  selector: {app: tcp-echo}
+  ports: [{name: tcp, port: 9000, targetPort: 9000}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: tcp-echo, namespace: demo}
+spec:
+  selector: {matchLabels: {app: tcp-echo}}
+  template:
+    metadata: {labels: {app: tcp-echo}}
+    spec:
+      containers:
+      - name: tcp-echo
+        command: [node, apps/tcp-echo.mjs]
+        ports: [{containerPort: 9000}]
+`;
+
 const deployment = (name: string, replicas: number, extra = "") => `---
 apiVersion: v1
 kind: Service
@@ -136,6 +162,7 @@ function meshDir(cluster: string, manifests: string, ingressPort?: number): stri
   writeFileSync(join(dir, "mesh.yaml"), MESH(cluster, ingressPort));
   writeFileSync(join(dir, "apps", "echo.mjs"), ECHO);
   writeFileSync(join(dir, "apps", "client.mjs"), CLIENT);
+  writeFileSync(join(dir, "apps", "tcp-echo.mjs"), TCP_ECHO);
   writeFileSync(join(dir, "app", "app.yaml"), manifests);
   onClose(async () => {
     await isthmus(["down", dir]);
@@ -168,7 +195,7 @@ test("isthmus up --detach: pods with sidecars and mTLS, restarts, a dead sidecar
   const ingressPort = await freePort();
   const dir = meshDir(
     "one",
-    `apiVersion: v1\nkind: Namespace\nmetadata: {name: demo}\n${deployment("echo", 2)}${deployment("client", 1)}${INGRESS}`,
+    `apiVersion: v1\nkind: Namespace\nmetadata: {name: demo}\n${deployment("echo", 2)}${deployment("client", 1)}${INGRESS}${TCP_DEPLOYMENT}`,
     ingressPort,
   );
   const up = await isthmus(["up", dir, "--detach", "-o", "json"]);
@@ -184,6 +211,7 @@ test("isthmus up --detach: pods with sidecars and mTLS, restarts, a dead sidecar
       ["echo-0", "127.20.1.1", "spiffe://cluster.local/ns/demo/sa/echo", true],
       ["echo-1", "127.20.1.2", "spiffe://cluster.local/ns/demo/sa/echo", true],
       ["client-0", "127.20.1.3", "spiffe://cluster.local/ns/demo/sa/client", true],
+      ["tcp-echo-0", "127.20.1.4", "spiffe://cluster.local/ns/demo/sa/default", true],
     ],
   );
   const client = "http://127.20.1.3:8080/";
@@ -200,6 +228,31 @@ test("isthmus up --detach: pods with sidecars and mTLS, restarts, a dead sidecar
     );
   }
   assert.deepEqual([...seen].sort(), ["echo-0", "echo-1"]);
+
+  // A TCP service: Kubernetes' service env vars name a local port on the pod's address, tunnelled through the
+  // pod's sidecar (CONNECT) with mutual TLS to the server's.
+  const clientPid = processesOf(dir).find((p) =>
+    readFileSyncSafe(`/proc/${p}/environ`).includes("POD_NAME=client-0"),
+  );
+  assert.ok(clientPid !== undefined);
+  const env = readFileSyncSafe(`/proc/${clientPid}/environ`).split("\0");
+  assert.ok(env.includes("TCP_ECHO_SERVICE_HOST=127.20.1.3"), env.join(" "));
+  assert.ok(env.includes("TCP_ECHO_SERVICE_PORT=20000"), env.join(" "));
+  assert.ok(env.includes("ECHO_SERVICE_HOST=echo.demo.svc.cluster.local"), "an HTTP service: its name");
+  const echoed = await new Promise<string>((resolve, reject) => {
+    const s = net.connect({ host: "127.20.1.3", port: 20000 }, () => s.write("ping over the mesh"));
+    let got = "";
+    s.on("data", (d) => {
+      got += d;
+      if (got.length >= 18) {
+        s.destroy();
+        resolve(got);
+      }
+    });
+    s.on("error", reject);
+    setTimeout(() => reject(new Error(`no echo: ${got}`)), 5000).unref();
+  });
+  assert.equal(echoed, "ping over the mesh");
 
   // Through the ingress gateway on the host port: Gateway + VirtualService, mTLS from the gateway to the pods.
   assert.equal(ready.clusters.one!.ingress, `http://127.0.0.1:${ingressPort}`);
