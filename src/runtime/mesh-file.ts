@@ -62,7 +62,7 @@ export function readMeshFile(dir: string): MeshFileResult {
   const st = statSync(file);
   if (!st.isFile()) return fail("not a regular file");
   if (st.size > MAX_MESH_BYTES) return fail(`larger than ${MAX_MESH_BYTES} bytes`);
-  const parsed = parseResources(shown, readFileSync(file, "utf8"), 2);
+  const parsed = parseResources(shown, readFileSync(file, "utf8"), 3);
   if (parsed.diagnostics.some((d) => d.severity === "error"))
     return { ok: false, diagnostics: parsed.diagnostics };
   if (parsed.resources.length !== 1)
@@ -158,7 +158,9 @@ export function checkMesh(r: Resource, root: string): MeshFileResult {
 }
 
 function result(c: Checker, r: Resource, root: string, clusters: MeshCluster[]): MeshFileResult {
-  if (c.diagnostics.some((d) => d.severity === "error")) return { ok: false, diagnostics: c.diagnostics };
+  if (c.diagnostics.some((d) => d.severity === "error"))
+    // A Mesh has no namespace (the loader's "default" would only mislead).
+    return { ok: false, diagnostics: c.diagnostics.map(({ namespace: _, ...d }) => d) };
   const spec = obj(r.object.spec)!;
   return {
     ok: true,
