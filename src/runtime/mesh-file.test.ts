@@ -244,3 +244,43 @@ test("fuzz: random mutations of a good mesh file are reported, never thrown", ()
       assert.ok(r.diagnostics.length > 0 && r.diagnostics.every((d) => d.file.endsWith("mesh.yaml")));
   }
 });
+
+test("pods Istio would not inject: no sidecar, no proxy variables; hostNetwork takes the host's address", async () => {
+  const outside = `${APP}---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: legacy, namespace: shop}
+spec:
+  selector: {matchLabels: {app: legacy}}
+  template:
+    metadata: {labels: {app: legacy}, annotations: {sidecar.istio.io/inject: "false"}}
+    spec:
+      containers: [{name: legacy, command: [node, legacy.mjs], ports: [{containerPort: 9000}]}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: tone-api, namespace: shop}
+spec:
+  selector: {matchLabels: {app: tone-api}}
+  template:
+    metadata: {labels: {app: tone-api}}
+    spec:
+      hostNetwork: true
+      containers: [{name: tone, command: [node, tone.mjs], ports: [{containerPort: 18090}]}]
+`;
+  const r = readMeshFile(meshDir(MESH, { "app/app.yaml": outside }));
+  assert.ok(r.ok);
+  const planned = await planMesh(r.mesh);
+  assert.ok(planned.ok);
+  const pods = planned.plan.clusters[0]!.pods;
+  const legacy = pods.find((p) => p.name === "legacy-0")!;
+  const tone = pods.find((p) => p.name === "tone-api-0")!;
+  assert.equal(legacy.sidecar, false);
+  assert.equal(legacy.address, "127.20.1.3");
+  assert.equal(legacy.containers[0]!.env.HTTP_PROXY, undefined);
+  assert.deepEqual(legacy.tcpOutbound, []);
+  assert.equal(tone.sidecar, false);
+  assert.equal(tone.address, "127.0.0.1");
+  assert.equal(tone.containers[0]!.env.HOST, "127.0.0.1");
+  assert.equal(pods.find((p) => p.name === "web-0")!.sidecar, true);
+});

@@ -40,7 +40,7 @@ export interface PodStatus {
     restarts: number;
     lastExit?: string;
   }>;
-  readonly sidecar: { state: ProcessState; restarts: number };
+  readonly sidecar: { state: ProcessState | "none"; restarts: number };
 }
 
 export interface RuntimeStatus {
@@ -67,7 +67,8 @@ export interface RuntimeStatus {
 interface RunningPod {
   readonly plan: PodPlan;
   readonly cluster: ClusterPlan;
-  readonly sidecar: Supervised;
+  /** Undefined for a pod outside the mesh. */
+  readonly sidecar: Supervised | undefined;
   readonly containers: Supervised[];
   sidecarReady: boolean;
   adminPort: number | undefined;
@@ -116,7 +117,7 @@ export class MeshRuntime {
     // Apps first (their sidecars still up to finish what they send), then sidecars, then control planes.
     await Promise.all(this.pods.flatMap((p) => p.containers.map((c) => c.stop())));
     for (const f of this.forwarders) f.close();
-    await Promise.all(this.pods.map((p) => p.sidecar.stop()));
+    await Promise.all(this.pods.map((p) => p.sidecar?.stop()));
     await Promise.all(this.gateways.map((g) => g.stop()));
     await Promise.all(this.controlPlanes.map((c) => c.stop()));
   }
@@ -143,7 +144,7 @@ export class MeshRuntime {
         namespace: p.plan.namespace,
         name: p.plan.name,
         address: p.plan.address,
-        identity: this.spiffe(p.plan),
+        identity: p.plan.sidecar ? this.spiffe(p.plan) : "-",
         ready: p.sidecarReady && p.containers.every((c) => c.state === "running"),
         restarts: p.containers.reduce((n, c) => n + c.restarts, 0),
         containers: p.containers.map((c) => ({
@@ -152,7 +153,9 @@ export class MeshRuntime {
           restarts: c.restarts,
           ...(c.lastExit !== undefined ? { lastExit: c.lastExit } : {}),
         })),
-        sidecar: { state: p.sidecar.state, restarts: p.sidecar.restarts },
+        sidecar: p.sidecar
+          ? { state: p.sidecar.state, restarts: p.sidecar.restarts }
+          : { state: "none", restarts: 0 },
       })),
     };
   }
@@ -251,6 +254,7 @@ export class MeshRuntime {
       labels,
       serviceAccount: "istio-ingressgateway-service-account",
       containers: [],
+      sidecar: true,
       tcpOutbound: [],
     };
     const token = await this.tokenFile(c, pod);
@@ -321,7 +325,7 @@ export class MeshRuntime {
   private async register(c: ClusterPlan, p: PodPlan, healthy: boolean): Promise<void> {
     const body = {
       address: p.address,
-      labels: { ...p.labels, "security.istio.io/tlsMode": "istio" },
+      labels: p.sidecar ? { ...p.labels, "security.istio.io/tlsMode": "istio" } : p.labels,
       serviceAccount: p.serviceAccount,
       network: c.cluster.network,
       cluster: c.cluster.name,
@@ -355,9 +359,24 @@ export class MeshRuntime {
       for (const port of p.containers.flatMap((x) => x.ports))
         if (await portOpen(p.address, port))
           throw new Error(`pod ${p.namespace}/${p.name}: ${p.address}:${port} is in use`);
+      const logs = join(this.stateDir, "logs", c.cluster.name, p.namespace, p.name);
+      if (!p.sidecar) {
+        // Outside the mesh: registered as is (callers use plain text), nothing to wait for but its ports.
+        await this.register(c, p, true);
+        const running: RunningPod = {
+          plan: p,
+          cluster: c,
+          sidecar: undefined,
+          containers: [],
+          sidecarReady: true,
+          adminPort: undefined,
+        };
+        this.pods.push(running);
+        this.startContainers(c, running, logs);
+        continue;
+      }
       await this.register(c, p, false);
       const token = await this.tokenFile(c, p);
-      const logs = join(this.stateDir, "logs", c.cluster.name, p.namespace, p.name);
       const sidecar = new Supervised({
         name: `${p.name}/sidecar`,
         argv: [
@@ -393,22 +412,29 @@ export class MeshRuntime {
       this.pods.push(running);
       sidecar.start();
       for (const t of p.tcpOutbound) await this.tunnel(p, t);
-      for (const container of p.containers) {
-        const argv = [...container.argv];
-        if (argv[0] === "node") argv[0] = process.execPath;
-        const s = new Supervised({
-          name: `${p.name}/${container.name}`,
-          argv,
-          env: { ...baseEnv(), ...container.env, ISTHMUS_CLUSTER: c.cluster.name },
-          cwd: this.plan.mesh.dir,
-          logFile: join(logs, `${container.name}.log`),
-          restart: true,
-        });
-        running.containers.push(s);
-        s.start();
-      }
-      this.log(`cluster ${c.cluster.name}: pod ${p.namespace}/${p.name} on ${p.address}`);
+      this.startContainers(c, running, logs);
     }
+  }
+
+  private startContainers(c: ClusterPlan, running: RunningPod, logs: string): void {
+    const p = running.plan;
+    for (const container of p.containers) {
+      const argv = [...container.argv];
+      if (argv[0] === "node") argv[0] = process.execPath;
+      const s = new Supervised({
+        name: `${p.name}/${container.name}`,
+        argv,
+        env: { ...baseEnv(), ...container.env, ISTHMUS_CLUSTER: c.cluster.name },
+        cwd: this.plan.mesh.dir,
+        logFile: join(logs, `${container.name}.log`),
+        restart: true,
+      });
+      running.containers.push(s);
+      s.start();
+    }
+    this.log(
+      `cluster ${c.cluster.name}: pod ${p.namespace}/${p.name} on ${p.address}${p.sidecar ? "" : " (no sidecar)"}`,
+    );
   }
 
   /**
@@ -464,12 +490,13 @@ export class MeshRuntime {
 
   /** Once the sidecar answers ready (config and certificate in hand), the pod is registered healthy. */
   private async watchSidecar(pod: RunningPod): Promise<void> {
-    const started = pod.sidecar.pid;
+    const sidecar = pod.sidecar!;
+    const started = sidecar.pid;
     // Only this run's lines: an earlier run's admin port is gone (or someone else's now).
-    const from = logSize(pod.sidecar.spec.logFile);
+    const from = logSize(sidecar.spec.logFile);
     const deadline = Date.now() + READY_TIMEOUT_MS;
-    while (!this.stopped && pod.sidecar.pid === started && Date.now() < deadline) {
-      pod.adminPort ??= adminPortFrom(pod.sidecar.spec.logFile, from);
+    while (!this.stopped && sidecar.pid === started && Date.now() < deadline) {
+      pod.adminPort ??= adminPortFrom(sidecar.spec.logFile, from);
       if (pod.adminPort !== undefined && (await httpOk(`http://127.0.0.1:${pod.adminPort}/ready`))) {
         pod.sidecarReady = true;
         await this.register(pod.cluster, pod.plan, true).catch(() => {});
@@ -498,7 +525,7 @@ export class MeshRuntime {
         return `not ready after ${READY_TIMEOUT_MS / 1000} s: ${waiting
           .map(
             (p) =>
-              `${p.plan.name} (sidecar ${p.sidecarReady ? "ready" : p.sidecar.state}; ${p.containers.map((c) => `${c.spec.name} ${c.state}${c.lastExit ? `, ${c.lastExit}` : ""}`).join(", ")})`,
+              `${p.plan.name} (sidecar ${p.sidecarReady ? "ready" : (p.sidecar?.state ?? "none")}; ${p.containers.map((c) => `${c.spec.name} ${c.state}${c.lastExit ? `, ${c.lastExit}` : ""}`).join(", ")})`,
           )
           .join("; ")}`;
       },

@@ -36,6 +36,8 @@ export interface TcpOutbound {
 
 export interface PodPlan {
   readonly name: string;
+  /** False for pods Istio would not inject (sidecar.istio.io/inject: "false", hostNetwork). */
+  readonly sidecar: boolean;
   /** TCP service ports of its namespace, each on a local port of the pod's address (service env vars). */
   readonly tcpOutbound: readonly TcpOutbound[];
   readonly namespace: string;
@@ -109,6 +111,10 @@ function podsOf(resources: readonly Resource[], cluster: number, diagnostics: Di
     }
     const template = obj(spec.template) ?? {};
     const labels = stringMap(obj(template.metadata)?.labels);
+    const annotations = stringMap(obj(template.metadata)?.annotations);
+    // Istio's opt-out of injection: a pod without a sidecar (plain text in and out, outside the mesh's identity).
+    const sidecar =
+      annotations["sidecar.istio.io/inject"] !== "false" && labels["sidecar.istio.io/inject"] !== "false";
     const podSpec = obj(template.spec) ?? {};
     const serviceAccount = str(podSpec.serviceAccountName) ?? str(podSpec.serviceAccount) ?? "default";
     const containers = arr(podSpec.containers);
@@ -168,19 +174,29 @@ function podsOf(resources: readonly Resource[], cluster: number, diagnostics: Di
         return pods;
       }
       const name = `${d.name}-${r}`;
-      const address = clusterAddress(cluster, host++);
+      // hostNetwork: the host's own address (127.0.0.1), as Kubernetes gives such pods the node's; a pod
+      // outside the mesh reached through a ServiceEntry (the demos' "external" APIs) runs this way.
+      const hostNetwork = (obj(template.spec)?.hostNetwork ?? false) === true;
+      const address = hostNetwork ? "127.0.0.1" : clusterAddress(cluster, host++);
       const base: Record<string, string> = {
         POD_IP: address,
         POD_NAME: name,
         POD_NAMESPACE: d.namespace,
         HOST: address,
-        HTTP_PROXY: `http://${address}:${SIDECAR_OUTBOUND_PORT}`,
-        http_proxy: `http://${address}:${SIDECAR_OUTBOUND_PORT}`,
-        NO_PROXY: "localhost,127.0.0.1,::1",
-        no_proxy: "localhost,127.0.0.1,::1",
+        ...(sidecar && !hostNetwork
+          ? {
+              HTTP_PROXY: `http://${address}:${SIDECAR_OUTBOUND_PORT}`,
+              http_proxy: `http://${address}:${SIDECAR_OUTBOUND_PORT}`,
+              NO_PROXY: "localhost,127.0.0.1,::1",
+              no_proxy: "localhost,127.0.0.1,::1",
+            }
+          : {}),
       };
       const taken = new Set([...seenPorts.keys(), ...SIDECAR_PORTS]);
-      const { env: serviceEnv, tcpOutbound } = serviceLinks(services, d.namespace, address, taken);
+      const { env: serviceEnv, tcpOutbound } =
+        sidecar && !hostNetwork
+          ? serviceLinks(services, d.namespace, address, taken)
+          : { env: {}, tcpOutbound: [] };
       Object.assign(base, serviceEnv);
       const built: ContainerPlan[] = [];
       containers.forEach((c, i) => {
@@ -205,6 +221,7 @@ function podsOf(resources: readonly Resource[], cluster: number, diagnostics: Di
       });
       pods.push({
         name,
+        sidecar: sidecar && !hostNetwork,
         tcpOutbound,
         namespace: d.namespace,
         deployment: d.name,
