@@ -509,6 +509,13 @@ export class MeshRuntime {
   private async waitReady(): Promise<void> {
     await waitFor(
       async () => {
+        // A container crash-looping before it was ever ready will not get there: say why now.
+        for (const p of this.pods)
+          for (const c of p.containers)
+            if (c.restarts >= 3)
+              throw new Error(
+                `pod ${p.plan.namespace}/${p.plan.name}: container ${c.spec.name} keeps exiting (${c.lastExit}); its log ends:\n${tailOf(c.spec.logFile, 15)}`,
+              );
         for (const [address, port] of this.gatewayPorts) if (!(await portOpen(address, port))) return false;
         for (const p of this.pods) {
           if (!p.sidecarReady) return false;
@@ -562,6 +569,14 @@ function baseEnv(): Record<string, string> {
   const out: Record<string, string> = {};
   for (const k of keep) if (process.env[k] !== undefined) out[k] = process.env[k]!;
   return out;
+}
+
+function tailOf(file: string, lines: number): string {
+  try {
+    return readFileSync(file, "utf8").trimEnd().split("\n").slice(-lines).join("\n");
+  } catch {
+    return "";
+  }
 }
 
 function logSize(file: string): number {

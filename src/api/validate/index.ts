@@ -76,6 +76,11 @@ export async function validateResources(resources: readonly Resource[]): Promise
       continue;
     }
     const k = lookupKind(r.apiVersion, r.kind);
+    if (k.status === "unknown" && r.apiVersion === "isthmus.io/v1alpha1" && r.kind === "Mesh") {
+      // The local runtime's mesh file, beside the manifests it names: `isthmus up` checks it.
+      ignored.push(r);
+      continue;
+    }
     if (k.status === "unknown") {
       diagnostics.push(
         diagnosticAt(
