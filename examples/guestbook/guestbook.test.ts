@@ -1,7 +1,7 @@
 // The Guestbook's apps as real processes, with the environment of `isthmus up`'s contract: a real Redis
-// master and replica (Debian's redis-server), the tone API, the analyzer and the frontend. First without a
-// sidecar (no HTTP_PROXY: the apps call each other directly), then through a stand-in sidecar that checks the
-// proxy-form requests the apps send to HTTP_PROXY. Nothing from the apps is imported: only their HTTP APIs,
+// master and replica (Debian's redis-server), the tone API, the analyzer and the frontend, without a sidecar
+// (no HTTP_PROXY: the apps call each other directly). Through real sidecars, on `isthmus up`, they are tested in
+// guestbook-up.e2e.test.ts. Nothing from the apps is imported: only their HTTP APIs,
 // their exit codes and what they leave in Redis are looked at. Every process is stopped, even on failure.
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
@@ -456,89 +456,5 @@ describe("guestbook apps, standalone (no HTTP_PROXY: direct calls)", () => {
       const list = await request(frontend, "GET", "/api/entries");
       return list.json.entries[0]?.id === res.json.entry.id;
     });
-  });
-});
-
-describe("guestbook apps behind a sidecar (HTTP_PROXY, proxy-form requests)", () => {
-  const ANALYZER_HOST = "analyzer.guestbook.svc.cluster.local:80";
-  const TONE_HOST = "tone-analyzer.example.com:80";
-  const seen: { url: string; host: string }[] = [];
-  const routes = new Map<string, number>();
-  let hang = false;
-  let sidecar: http.Server;
-  let frontend = 0;
-
-  before(async () => {
-    // A stand-in for the pods' sidecars: takes absolute-form requests, routes them by Host like the mesh.
-    sidecar = http.createServer((req, res) => {
-      const host = String(req.headers.host);
-      seen.push({ url: String(req.url), host });
-      const port = routes.get(host);
-      if (!String(req.url).startsWith("http://") || port === undefined) {
-        res.writeHead(404).end("no route");
-        return;
-      }
-      if (hang && host === ANALYZER_HOST) return; // never answers
-      const path = new URL(String(req.url)).pathname;
-      const upstream = http.request(
-        { host: LOOPBACK, port, method: req.method, path, headers: req.headers, agent: false },
-        (up) => {
-          res.writeHead(up.statusCode ?? 502, up.headers);
-          up.pipe(res);
-        },
-      );
-      upstream.on("error", () => res.writeHead(503).end("upstream connect error"));
-      req.pipe(upstream);
-    });
-    await new Promise<void>((resolve) => sidecar.listen(0, LOOPBACK, resolve));
-    const address = sidecar.address();
-    assert.ok(address !== null && typeof address === "object");
-    const proxy = {
-      HTTP_PROXY: `http://${LOOPBACK}:${address.port}`,
-      http_proxy: `http://${LOOPBACK}:${address.port}`,
-    };
-
-    const tone = await startTone();
-    routes.set(TONE_HOST, tone.port);
-    const analyzer = await startAnalyzer("analyzer-v2-0", {
-      ...proxy,
-      ANALYZER_VERSION: "v2",
-      TONE_API_URL: `http://${TONE_HOST}/v3/tone`,
-    });
-    routes.set(ANALYZER_HOST, analyzer.port);
-    frontend = (await startFrontend("frontend-1", { ...proxy, ANALYZER_URL: `http://${ANALYZER_HOST}` }))
-      .port;
-  });
-
-  after(async () => {
-    sidecar?.closeAllConnections();
-    await new Promise<void>((resolve) => (sidecar ? sidecar.close(() => resolve()) : resolve()));
-  });
-
-  it("sends mesh calls to HTTP_PROXY in absolute form with the service's host:port", async () => {
-    const res = await postJson(frontend, "/api/entries", { text: "Such a beautiful and amazing guestbook" });
-    assert.equal(res.status, 201, res.text);
-    assert.ok(res.json.entry.score > 0);
-    assert.equal(res.json.entry.analyzer, "v2");
-    assert.deepEqual(
-      seen.map((s) => [s.url, s.host]),
-      [
-        [`http://${ANALYZER_HOST}/analyze`, ANALYZER_HOST],
-        [`http://${TONE_HOST}/v3/tone`, TONE_HOST],
-      ],
-    );
-  });
-
-  it("gives up on the analyzer after 2 s and stores the entry without a score", async () => {
-    hang = true;
-    const started = Date.now();
-    const res = await postJson(frontend, "/api/entries", { text: "Lovely weather" });
-    const took = Date.now() - started;
-    assert.equal(res.status, 201, res.text);
-    assert.equal(res.json.entry.score, null);
-    assert.match(res.json.warning, /no response within 2000 ms/);
-    assert.ok(took >= 1900 && took < 4000, `answered after ${took} ms`);
-    const stored = storedEntries().find((e) => e.id === res.json.entry.id);
-    assert.equal(stored?.score, null);
   });
 });
