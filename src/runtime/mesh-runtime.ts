@@ -542,7 +542,7 @@ export class MeshRuntime {
 
 /** Cluster i's ingress gateway listens on 127.(20+i).0.2. */
 function gatewayAddress(c: ClusterPlan): string {
-  return clusterAddress(c.index, 1);
+  return clusterAddress(c.octet, 1);
 }
 
 /** The port of the first HTTP server of the Gateways that select the ingress gateway (80 first). */

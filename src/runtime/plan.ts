@@ -51,6 +51,8 @@ export interface PodPlan {
 export interface ClusterPlan {
   readonly cluster: MeshCluster;
   readonly index: number;
+  /** The second octet of the cluster's 127.OCTET.0.0/16. */
+  readonly octet: number;
   /** The control plane's address (push stream :15010, config API :15011). */
   readonly controlPlaneAddress: string;
   readonly resources: readonly Resource[];
@@ -66,12 +68,15 @@ export type PlanResult =
   | { readonly ok: true; readonly plan: MeshPlan; readonly warnings: Diagnostic[] }
   | { readonly ok: false; readonly diagnostics: Diagnostic[] };
 
-/** Cluster i owns 127.(20+i).0.0/16: .0.1 its control plane, .0.2 its ingress gateway, pods from .1.1. */
-export function clusterAddress(index: number, host: number): string {
-  return `127.${20 + index}.${Math.floor(host / 254)}.${(host % 254) + 1}`;
+/**
+ * A cluster owns 127.OCTET.0.0/16: .0.1 its control plane, .0.2 its ingress gateway, pods from .1.1. A mesh's
+ * clusters take consecutive octets from its block's base (address-blocks.ts), 20 unless told otherwise.
+ */
+export function clusterAddress(octet: number, host: number): string {
+  return `127.${octet}.${Math.floor(host / 254)}.${(host % 254) + 1}`;
 }
 
-export async function planMesh(mesh: MeshSpec): Promise<PlanResult> {
+export async function planMesh(mesh: MeshSpec, base = 20): Promise<PlanResult> {
   const diagnostics: Diagnostic[] = [];
   const clusters: ClusterPlan[] = [];
   for (const [index, cluster] of mesh.clusters.entries()) {
@@ -79,11 +84,12 @@ export async function planMesh(mesh: MeshSpec): Promise<PlanResult> {
     diagnostics.push(...loaded.diagnostics);
     const validated = await validateResources(loaded.resources);
     diagnostics.push(...validated.diagnostics);
-    const pods = podsOf(validated.valid, index, diagnostics);
+    const pods = podsOf(validated.valid, base + index, diagnostics);
     clusters.push({
       cluster,
       index,
-      controlPlaneAddress: clusterAddress(index, 0),
+      octet: base + index,
+      controlPlaneAddress: clusterAddress(base + index, 0),
       resources: validated.valid,
       pods,
     });
@@ -94,7 +100,7 @@ export async function planMesh(mesh: MeshSpec): Promise<PlanResult> {
   return { ok: true, plan: { mesh, clusters }, warnings: unique };
 }
 
-function podsOf(resources: readonly Resource[], cluster: number, diagnostics: Diagnostic[]): PodPlan[] {
+function podsOf(resources: readonly Resource[], octet: number, diagnostics: Diagnostic[]): PodPlan[] {
   const services = new AnalysisContext(resources).services.filter((s) => s.resource.kind === "Service");
   const configMaps = byName(resources, "ConfigMap");
   const secrets = byName(resources, "Secret");
@@ -177,7 +183,7 @@ function podsOf(resources: readonly Resource[], cluster: number, diagnostics: Di
       // hostNetwork: the host's own address (127.0.0.1), as Kubernetes gives such pods the node's; a pod
       // outside the mesh reached through a ServiceEntry (the demos' "external" APIs) runs this way.
       const hostNetwork = (obj(template.spec)?.hostNetwork ?? false) === true;
-      const address = hostNetwork ? "127.0.0.1" : clusterAddress(cluster, host++);
+      const address = hostNetwork ? "127.0.0.1" : clusterAddress(octet, host++);
       const base: Record<string, string> = {
         POD_IP: address,
         POD_NAME: name,

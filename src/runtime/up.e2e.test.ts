@@ -205,16 +205,20 @@ test("isthmus up --detach: pods with sidecars and mTLS, restarts, a dead sidecar
     pods: Array<{ name: string; address: string; identity: string; ready: boolean }>;
   };
   assert.deepEqual(Object.keys(ready.clusters), ["one"]);
+  // The mesh's own block of loopback addresses: 127.B.1.N for its pods, in order.
+  const block = /^127\.(\d+)\.1\.1$/.exec(ready.pods[0]!.address)?.[1];
+  assert.ok(block !== undefined, ready.pods[0]!.address);
+  const at = (n: number) => `127.${block}.1.${n}`;
   assert.deepEqual(
     ready.pods.map((p) => [p.name, p.address, p.identity, p.ready]),
     [
-      ["echo-0", "127.20.1.1", "spiffe://cluster.local/ns/demo/sa/echo", true],
-      ["echo-1", "127.20.1.2", "spiffe://cluster.local/ns/demo/sa/echo", true],
-      ["client-0", "127.20.1.3", "spiffe://cluster.local/ns/demo/sa/client", true],
-      ["tcp-echo-0", "127.20.1.4", "spiffe://cluster.local/ns/demo/sa/default", true],
+      ["echo-0", at(1), "spiffe://cluster.local/ns/demo/sa/echo", true],
+      ["echo-1", at(2), "spiffe://cluster.local/ns/demo/sa/echo", true],
+      ["client-0", at(3), "spiffe://cluster.local/ns/demo/sa/client", true],
+      ["tcp-echo-0", at(4), "spiffe://cluster.local/ns/demo/sa/default", true],
     ],
   );
-  const client = "http://127.20.1.3:8080/";
+  const client = `http://${at(3)}:8080/`;
   const seen = new Set<string>();
   for (let i = 0; i < 10; i++) {
     const r = await get(client);
@@ -236,11 +240,11 @@ test("isthmus up --detach: pods with sidecars and mTLS, restarts, a dead sidecar
   );
   assert.ok(clientPid !== undefined);
   const env = readFileSyncSafe(`/proc/${clientPid}/environ`).split("\0");
-  assert.ok(env.includes("TCP_ECHO_SERVICE_HOST=127.20.1.3"), env.join(" "));
+  assert.ok(env.includes(`TCP_ECHO_SERVICE_HOST=${at(3)}`), env.join(" "));
   assert.ok(env.includes("TCP_ECHO_SERVICE_PORT=20000"), env.join(" "));
   assert.ok(env.includes("ECHO_SERVICE_HOST=echo.demo.svc.cluster.local"), "an HTTP service: its name");
   const echoed = await new Promise<string>((resolve, reject) => {
-    const s = net.connect({ host: "127.20.1.3", port: 20000 }, () => s.write("ping over the mesh"));
+    const s = net.connect({ host: at(3), port: 20000 }, () => s.write("ping over the mesh"));
     let got = "";
     s.on("data", (d) => {
       got += d;

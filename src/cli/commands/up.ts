@@ -15,6 +15,7 @@ import {
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import type { Diagnostic } from "../../api/diagnostic.ts";
+import { claimAddressBlock } from "../../runtime/address-blocks.ts";
 import { readMeshFile } from "../../runtime/mesh-file.ts";
 import { MeshRuntime, type RuntimeStatus } from "../../runtime/mesh-runtime.ts";
 import { planMesh } from "../../runtime/plan.ts";
@@ -91,7 +92,16 @@ export async function runUp(args: string[], io: CommandIO): Promise<number> {
   mkdirSync(stateDir, { recursive: true, mode: 0o700 });
   if (values.detach && !values.supervise) return detach(dir, stateDir, output, io);
 
-  const runtime = new MeshRuntime(planned.plan, stateDir, (line) => io.err(`isthmus up: ${line}\n`));
+  // The mesh's own block of loopback addresses (another mesh may be running), then the plan on it.
+  const block = claimAddressBlock(mesh.mesh.clusters.length);
+  if (block === undefined) {
+    io.err("isthmus up: every block of loopback addresses is taken by running meshes; stop one first\n");
+    return 1;
+  }
+  process.once("exit", () => block.release());
+  const placed = await planMesh(mesh.mesh, block.base);
+  if (!placed.ok) return refuse(io, placed.diagnostics);
+  const runtime = new MeshRuntime(placed.plan, stateDir, (line) => io.err(`isthmus up: ${line}\n`));
   const save = (extra: Partial<StateFile> = {}) =>
     writeState(stateDir, { pid: process.pid, ready: runtime.ready, status: runtime.status(), ...extra });
   save();
