@@ -288,11 +288,12 @@ function summary(s: RuntimeStatus) {
 
 function render(s: RuntimeStatus): string {
   const clusters = table(
-    ["CLUSTER", "NETWORK", "LOCALITY", "CONTROL PLANE", "CONFIG API"],
+    ["CLUSTER", "NETWORK", "LOCALITY", "INGRESS", "CONTROL PLANE", "CONFIG API"],
     Object.entries(s.clusters).map(([name, c]) => [
       name + (c.private ? " (private)" : ""),
       c.network,
       c.locality || "-",
+      c.ingress ?? "-",
       c.controlPlane,
       c.configApi,
     ]),
