@@ -98,6 +98,13 @@ export class MeshRuntime {
 
   /** Starts everything and resolves once every pod is ready; rejects (after stopping all) otherwise. */
   async start(): Promise<void> {
+    this.starting = this.run();
+    return this.starting;
+  }
+
+  private starting: Promise<void> | undefined;
+
+  private async run(): Promise<void> {
     try {
       await this.ensureCa();
       for (const c of this.plan.clusters) await this.startControlPlane(c);
@@ -106,15 +113,21 @@ export class MeshRuntime {
       await this.waitReady();
       this.ready = true;
     } catch (e) {
-      await this.stop();
+      this.stopped = true;
+      await this.shutdown();
       throw e;
     }
   }
 
+  /** Stops everything; a start in progress gives up at its next step (checkNotStopped) first. */
   async stop(): Promise<void> {
-    if (this.stopped) return;
     this.stopped = true;
-    // Apps first (their sidecars still up to finish what they send), then sidecars, then control planes.
+    if (this.starting !== undefined && !this.ready) await this.starting.catch(() => {});
+    await this.shutdown();
+  }
+
+  /** Apps first (their sidecars still up to finish what they send), then sidecars, gateways, control planes. */
+  private async shutdown(): Promise<void> {
     await Promise.all(this.pods.flatMap((p) => p.containers.map((c) => c.stop())));
     for (const f of this.forwarders) f.close();
     await Promise.all(this.pods.map((p) => p.sidecar?.stop()));
@@ -201,7 +214,13 @@ export class MeshRuntime {
     }
   }
 
+  /** A stop during start (Ctrl-C while starting): nothing more is started, the start gives up. */
+  private checkNotStopped(): void {
+    if (this.stopped) throw new Error("stopped while starting");
+  }
+
   private async startControlPlane(c: ClusterPlan): Promise<void> {
+    this.checkNotStopped();
     const addr = c.controlPlaneAddress;
     for (const port of [PUSH_PORT, API_PORT])
       if (await portOpen(addr, port))
@@ -244,6 +263,7 @@ export class MeshRuntime {
    * it bind their servers there. With ingress.port, 127.0.0.1:PORT forwards to its first HTTP server's port.
    */
   private async startGateway(c: ClusterPlan): Promise<void> {
+    this.checkNotStopped();
     const address = gatewayAddress(c);
     const labels = { istio: "ingressgateway", app: "istio-ingressgateway" };
     const pod: PodPlan = {
@@ -356,6 +376,7 @@ export class MeshRuntime {
 
   private async startPods(c: ClusterPlan): Promise<void> {
     for (const p of c.pods) {
+      this.checkNotStopped();
       for (const port of p.containers.flatMap((x) => x.ports))
         if (await portOpen(p.address, port))
           throw new Error(`pod ${p.namespace}/${p.name}: ${p.address}:${port} is in use`);
@@ -509,6 +530,7 @@ export class MeshRuntime {
   private async waitReady(): Promise<void> {
     await waitFor(
       async () => {
+        this.checkNotStopped();
         // A container crash-looping before it was ever ready will not get there: say why now.
         for (const p of this.pods)
           for (const c of p.containers)

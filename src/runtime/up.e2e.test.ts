@@ -391,3 +391,35 @@ function sidecarPid(dir: string, pod: string): number {
   }
   throw new Error(`no sidecar for ${pod}`);
 }
+
+test("a runtime killed outright: isthmus down finds and stops what it left", async () => {
+  const dir = meshDir(
+    "one",
+    `apiVersion: v1\nkind: Namespace\nmetadata: {name: demo}\n${deployment("echo", 1)}`,
+  );
+  const up = await isthmus(["up", dir, "--detach", "-o", "json"]);
+  assert.equal(up.code, 0, up.err);
+  const { pid } = JSON.parse(up.out) as { pid: number };
+  process.kill(pid, "SIGKILL");
+  await eventually(
+    async () => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    (alive) => !alive,
+    "the runtime is gone",
+  );
+  assert.ok(processesOf(dir).length > 0 && sidecarPids(dir).length > 0, "its processes outlive it");
+  const down = await isthmus(["down", dir]);
+  assert.equal(down.code, 0, down.err);
+  assert.match(down.out, /the runtime was gone; stopped \d+ processes it left/);
+  await eventually(
+    async () => [...processesOf(dir), ...sidecarPids(dir)],
+    (p) => p.length === 0,
+    "nothing left",
+  );
+});

@@ -8,6 +8,7 @@ import {
   openSync,
   readdirSync,
   readFileSync,
+  readlinkSync,
   renameSync,
   rmSync,
   writeFileSync,
@@ -188,7 +189,13 @@ export async function runDown(args: string[], io: CommandIO): Promise<number> {
   const stateDir = join(resolve(dir), STATE_DIR);
   const state = liveState(stateDir);
   if (state === undefined) {
-    io.out(`${dir}: not running\n`);
+    // A runtime that was killed leaves its processes running: they are found by their directory and stopped.
+    const left = await stopLeftovers(resolve(dir), stateDir);
+    io.out(
+      left > 0
+        ? `${dir}: the runtime was gone; stopped ${left} processes it left\n`
+        : `${dir}: not running\n`,
+    );
     rmSync(join(stateDir, STATE_FILE), { force: true });
     return 0;
   }
@@ -202,9 +209,46 @@ export async function runDown(args: string[], io: CommandIO): Promise<number> {
     }
     await new Promise((r) => setTimeout(r, 100));
   }
+  await stopLeftovers(resolve(dir), stateDir);
   rmSync(join(stateDir, STATE_FILE), { force: true });
   io.out(`${dir}: stopped\n`);
   return 0;
+}
+
+/**
+ * Processes of the mesh of `dir` that outlived their runtime: apps run in `dir` with the runtime's
+ * environment (ISTHMUS_CLUSTER), sidecars, gateways and control planes name files under its state directory. SIGTERM, then SIGKILL after 5 s. Returns how many.
+ */
+async function stopLeftovers(dir: string, stateDir: string): Promise<number> {
+  const pids: number[] = [];
+  for (const p of list("/proc")) {
+    if (!/^\d+$/.test(p) || Number(p) === process.pid) continue;
+    try {
+      const cmd = readFileSync(`/proc/${p}/cmdline`, "latin1");
+      // An app: started by the runtime in `dir` with its environment (never a user's shell that is just there).
+      const app =
+        readlinkSync(`/proc/${p}/cwd`) === dir &&
+        readFileSync(`/proc/${p}/environ`, "latin1")
+          .split("\0")
+          .some((e) => e.startsWith("ISTHMUS_CLUSTER="));
+      if (app || cmd.includes(stateDir)) pids.push(Number(p));
+    } catch {
+      // Gone, or not ours to read.
+    }
+  }
+  for (const pid of pids) signal(pid, "SIGTERM");
+  const deadline = Date.now() + 5000;
+  while (pids.some(alive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  for (const pid of pids) if (alive(pid)) signal(pid, "SIGKILL");
+  return pids.length;
+}
+
+function signal(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig);
+  } catch {
+    // Gone.
+  }
 }
 
 export async function runStatus(args: string[], io: CommandIO): Promise<number> {
