@@ -5,7 +5,7 @@
 // pod out of the registry until it is ready again. Progress goes to `log`; status() is what `isthmus status`
 // and the ready table print.
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import { join } from "node:path";
 import { arr, obj } from "../api/validate/checker.ts";
@@ -184,6 +184,8 @@ export class MeshRuntime {
 
   /** One root for the mesh (kept across runs), one intermediate per cluster: clusters trust each other. */
   private async ensureCa(): Promise<void> {
+    // Workload tokens are minted afresh each run (a token outlives neither its day nor its signing key).
+    rmSync(join(this.stateDir, "tokens"), { recursive: true, force: true });
     const rootDir = join(this.stateDir, "ca", "root");
     const rootCert = join(rootDir, "root-cert.pem");
     const rootKey = join(rootDir, "root-key.pem");
@@ -238,6 +240,8 @@ export class MeshRuntime {
         "--proxy-metrics-port",
         String(METRICS_PORT),
       ],
+      // Its token signing key (and anything applied) survives a restart: the pods' tokens stay good.
+      ...["--state-dir", join(this.stateDir, "control-planes", c.cluster.name)],
     ];
     const cp = new Supervised({
       name: `control-plane/${c.cluster.name}`,
@@ -249,6 +253,11 @@ export class MeshRuntime {
     });
     this.controlPlanes.push(cp);
     this.log(`cluster ${c.cluster.name}: control plane on ${addr}`);
+    // A restarted control plane has lost its registrations (they are the runtime's to give): give them again.
+    let starts = 0;
+    cp.started(() => {
+      if (starts++ > 0) void this.reregister(c);
+    });
     cp.start();
     await waitFor(
       () => portOpen(addr, API_PORT),
@@ -332,6 +341,17 @@ export class MeshRuntime {
     this.gatewayPorts.push([address, target]);
     this.ingress.set(c.cluster.name, `http://127.0.0.1:${port}`);
     this.log(`cluster ${c.cluster.name}: ingress gateway on ${address}:${target}, http://127.0.0.1:${port}`);
+  }
+
+  private async reregister(c: ClusterPlan): Promise<void> {
+    try {
+      await waitFor(() => portOpen(c.controlPlaneAddress, API_PORT), 30_000, "the control plane's API");
+      const pods = this.pods.filter((p) => p.cluster === c);
+      for (const p of pods) await this.register(c, p.plan, p.sidecarReady).catch(() => {});
+      this.log(`cluster ${c.cluster.name}: control plane restarted; ${pods.length} pods registered again`);
+    } catch {
+      // Not back yet: its next start tries again.
+    }
   }
 
   private api(c: ClusterPlan, path: string, init: RequestInit = {}): Promise<Response> {

@@ -325,6 +325,25 @@ test("isthmus up --detach: pods with sidecars and mTLS, restarts, a dead sidecar
     "echo-1 back with its sidecar",
   );
 
+  // The control plane killed: restarted by the runtime, it gets every pod's registration back.
+  const cp = controlPlanePid(dir);
+  process.kill(cp, "SIGKILL");
+  await eventually(
+    async () => controlPlanePid(dir),
+    (p) => p !== 0 && p !== cp,
+    "the control plane restarted",
+  );
+  const after: string[] = [];
+  await eventually(
+    async () => {
+      const r = await get(client);
+      if (r.status === 200) after.push((JSON.parse(r.body) as { pod: string }).pod);
+      return [...new Set(after.slice(-6))];
+    },
+    (pods) => pods.includes("echo-0") && pods.includes("echo-1"),
+    "both echo pods served after the control plane's restart",
+  );
+
   const down = await isthmus(["down", dir]);
   assert.equal(down.code, 0, down.err);
   assert.match(down.out, /stopped/);
@@ -335,6 +354,11 @@ test("isthmus up --detach: pods with sidecars and mTLS, restarts, a dead sidecar
   );
   assert.equal(sidecarPids(dir).length, 0, "no sidecar left");
   assert.equal((await isthmus(["status", dir])).code, 3);
+
+  // Up again on the same directory (the root CA kept, tokens minted afresh): ready again.
+  const upAgain = await isthmus(["up", dir, "--detach"]);
+  assert.equal(upAgain.code, 0, upAgain.err);
+  assert.equal((await isthmus(["down", dir])).code, 0);
 });
 
 test("isthmus up refuses a mesh with mistakes, with file and line, and starts nothing", async () => {
@@ -382,6 +406,19 @@ function sidecarPids(dir: string): number[] {
     }
   }
   return out;
+}
+
+function controlPlanePid(dir: string): number {
+  for (const p of readdirSync("/proc")) {
+    if (!/^\d+$/.test(p)) continue;
+    try {
+      const cmd = readFileSyncSafe(`/proc/${p}/cmdline`);
+      if (cmd.includes("\0control-plane\0") && cmd.includes(join(dir, ".isthmus"))) return Number(p);
+    } catch {
+      // Gone.
+    }
+  }
+  return 0;
 }
 
 function sidecarPid(dir: string, pod: string): number {
