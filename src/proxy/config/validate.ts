@@ -188,8 +188,11 @@ function semanticProblems(c: ProxyConfig): ConfigProblem[] {
       const key = JSON.stringify([fc.match ?? {}, fc.tls !== undefined]);
       if (matches.has(key)) err([...p, "match"], "two filter chains with the same match");
       matches.add(key);
-      if (fc.match?.serverNames && !fc.tls)
-        err([...p, "match", "serverNames"], "serverNames needs tls on the chain");
+      if (fc.match?.serverNames && !fc.tls && fc.filter.type !== "tcp")
+        err(
+          [...p, "match", "serverNames"],
+          "serverNames needs tls on the chain (terminated), or a tcp filter (TLS passed through by SNI)",
+        );
       if (fc.tls) {
         const t = fc.tls;
         const inline = t.certificateChain !== undefined || t.privateKey !== undefined;

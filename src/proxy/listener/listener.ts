@@ -14,6 +14,7 @@ import { tlsFailures } from "../secrets/tls-failures-lazy.ts";
 import type { StatsStore } from "../stats/stats.ts";
 import { TelemetrySlot } from "../telemetry/telemetry-slot.ts";
 import type { ClusterManager } from "../upstream/cluster.ts";
+import { parseClientHello } from "./client-hello.ts";
 import { HttpRuntime } from "./http-runtime.ts";
 import { TcpProxyRuntime } from "./tcp-proxy.ts";
 
@@ -155,6 +156,10 @@ export class Listener {
     socket.once("close", () => this.sockets.delete(socket));
     socket.on("error", () => {});
     const needsTls = this.chains.some((c) => c.tls !== undefined);
+    if (this.chains.some(isPassthrough)) {
+      this.inspect(socket, needsTls);
+      return;
+    }
     if (!needsTls) {
       this.dispatch(socket, this.select(socket.localPort ?? 0, undefined, undefined, false), undefined);
       return;
@@ -167,6 +172,49 @@ export class Listener {
       if (first[0] === 0x16) this.handshake(socket);
       else this.dispatch(socket, this.select(socket.localPort ?? 0, undefined, undefined, false), undefined);
     });
+  }
+
+  /**
+   * A listener with chains that pass TLS through by SNI (tcp chains with serverNames and no tls): the
+   * ClientHello is read without terminating it (bounded in size and time), and its server name picks the chain;
+   * the bytes read go ahead of the rest to the upstream, so the TLS session is the client's and the server's
+   * own. A ClientHello no passthrough chain takes goes to the terminating chains, if any; plain text to the
+   * plain chains.
+   */
+  private inspect(socket: net.Socket, needsTls: boolean): void {
+    const port = socket.localPort ?? 0;
+    let bytes: Buffer = Buffer.alloc(0);
+    const timer = setTimeout(() => socket.destroy(), this.config.limits?.requestHeadersTimeoutMs ?? 10_000);
+    const onData = (chunk: Buffer) => {
+      bytes = bytes.length === 0 ? chunk : Buffer.concat([bytes, chunk]);
+      const hello = parseClientHello(bytes);
+      if (hello.status === "need-more") return;
+      socket.off("data", onData);
+      socket.pause();
+      clearTimeout(timer);
+      if (hello.status === "invalid") {
+        socket.destroy();
+        return;
+      }
+      if (hello.status === "not-tls") {
+        socket.unshift(bytes);
+        this.dispatch(socket, this.select(port, undefined, undefined, false), undefined);
+        return;
+      }
+      const chain = this.select(port, hello.sni, undefined, false);
+      if (chain !== undefined && isPassthrough(chain)) {
+        this.dispatch(socket, chain, bytes);
+        return;
+      }
+      if (!needsTls) {
+        socket.destroy();
+        return;
+      }
+      socket.unshift(bytes);
+      this.handshake(socket);
+    };
+    socket.on("data", onData);
+    socket.once("close", () => clearTimeout(timer));
   }
 
   /**
@@ -381,6 +429,11 @@ function sniffPreface(
   if (socket.readableLength > 0) onReadable();
   socket.once("end", onEnd);
   socket.once("close", done);
+}
+
+/** A tcp chain chosen by SNI without terminating TLS. */
+function isPassthrough(c: FilterChainRuntime): boolean {
+  return c.tls === undefined && c.tcp !== undefined && (c.config.match?.serverNames?.length ?? 0) > 0;
 }
 
 function sniMatches(pattern: string, sni: string): boolean {
