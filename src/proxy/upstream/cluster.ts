@@ -89,7 +89,6 @@ export class Cluster {
   /** Retries waiting or in flight now (for the retry budget). */
   activeRetries = 0;
 
-  private readonly secrets: SecretStore;
   private readonly tlsDefault: tls.ConnectionOptions | undefined;
   private readonly tlsMatches: ReadonlyArray<{
     readonly match: ReadonlyArray<readonly [string, string]>;
@@ -102,7 +101,6 @@ export class Cluster {
     previous?: Cluster,
     secrets: SecretStore = new SecretStore(),
   ) {
-    this.secrets = secrets;
     this.name = config.name;
     this.config = config;
     this.policy = config.lbPolicy ?? "ROUND_ROBIN";
