@@ -7,71 +7,28 @@
 // dies, the rate limit on bookings at the gateway; the AuthorizationPolicies (only hotel and car-rental reach
 // PostgreSQL); and `isthmus down` leaving no process and no database directory behind.
 import assert from "node:assert/strict";
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import {
   cpSync,
   existsSync,
   mkdtempSync,
   readdirSync,
   readFileSync,
-  readlinkSync,
   rmSync,
   symlinkSync,
   writeFileSync,
 } from "node:fs";
-import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
+import { eventually, freePort, isthmus, processesIn } from "../../src/runtime/runtime-test-support.ts";
 
-const BIN = join(import.meta.dirname, "..", "..", "bin", "isthmus.js");
 const MESH_DB = { user: "beetravels", password: "beetravels-mesh-demo", db: "beetravels" };
 const CLOUD_DB = { user: "beetravels", password: "beetravels-cloud-demo", db: "beetravels" };
 const cleanups: Array<() => Promise<void> | void> = [];
 after(async () => {
   for (const c of cleanups.reverse()) await c();
 });
-
-function isthmus(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args], { stdio: ["ignore", "pipe", "pipe"] });
-    let out = "";
-    let err = "";
-    child.stdout!.on("data", (d) => {
-      out += d;
-    });
-    child.stderr!.on("data", (d) => {
-      err += d;
-    });
-    child.once("exit", (code) => resolve({ code: code ?? -1, out, err }));
-  });
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, "127.0.0.1", () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-async function eventually<T>(attempt: () => Promise<T>, ok: (t: T) => boolean, what: string): Promise<T> {
-  const deadline = Date.now() + 15_000;
-  let last: unknown;
-  for (;;) {
-    try {
-      const t = await attempt();
-      last = t;
-      if (ok(t)) return t;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > deadline)
-      throw new Error(`${what}: ${String(JSON.stringify(last) ?? last).slice(0, 500)}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 /** psql against a database, as a one-off client outside the mesh; stdout (unaligned, tuples only). */
 function psql(
@@ -429,20 +386,6 @@ async function uiSidecarStats(
       if (line.startsWith("envoy_cluster_upstream_rq_retry{")) out.retries += value;
       if (line.startsWith("envoy_cluster_outlier_detection_ejections_consecutive_5xx{"))
         out.ejections += value;
-    }
-  }
-  return out;
-}
-
-/** Processes running in `dir` (the runtime starts every app there). */
-function processesIn(dir: string): number[] {
-  const out: number[] = [];
-  for (const p of readdirSync("/proc")) {
-    if (!/^\d+$/.test(p)) continue;
-    try {
-      if (readlinkSync(`/proc/${p}/cwd`) === dir) out.push(Number(p));
-    } catch {
-      // Gone.
     }
   }
   return out;

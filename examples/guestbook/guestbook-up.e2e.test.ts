@@ -4,68 +4,17 @@
 // in the Redis master and replica, the 90/10 analyzer canary over 2,000 entries, the timeout path with the
 // tone API gone, the AuthorizationPolicies at the sidecars, and `isthmus down` leaving nothing behind.
 import assert from "node:assert/strict";
-import { spawn, spawnSync } from "node:child_process";
-import {
-  cpSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  readlinkSync,
-  rmSync,
-  symlinkSync,
-  writeFileSync,
-} from "node:fs";
-import net from "node:net";
+import { spawnSync } from "node:child_process";
+import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
+import { eventually, freePort, isthmus, processesIn } from "../../src/runtime/runtime-test-support.ts";
 
-const BIN = join(import.meta.dirname, "..", "..", "bin", "isthmus.js");
 const cleanups: Array<() => Promise<void> | void> = [];
 after(async () => {
   for (const c of cleanups.reverse()) await c();
 });
-
-function isthmus(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args], { stdio: ["ignore", "pipe", "pipe"] });
-    let out = "";
-    let err = "";
-    child.stdout!.on("data", (d) => {
-      out += d;
-    });
-    child.stderr!.on("data", (d) => {
-      err += d;
-    });
-    child.once("exit", (code) => resolve({ code: code ?? -1, out, err }));
-  });
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, "127.0.0.1", () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-async function eventually<T>(attempt: () => Promise<T>, ok: (t: T) => boolean, what: string): Promise<T> {
-  const deadline = Date.now() + 20_000;
-  let last: unknown;
-  for (;;) {
-    try {
-      const t = await attempt();
-      last = t;
-      if (ok(t)) return t;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > deadline)
-      throw new Error(`${what}: ${String(JSON.stringify(last) ?? last).slice(0, 500)}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 interface Entry {
   text: string;
@@ -133,6 +82,7 @@ test("the Guestbook on isthmus up: ingress, mesh calls, Redis, the canary, fault
     async () => lrange(replica.address),
     (t) => t.includes("terrible, awful"),
     "replicated",
+    20_000,
   );
 
   // The analyzer canary: 90/10 between v1 and v2, within 5 points over 2,000 entries.
@@ -175,19 +125,6 @@ test("the Guestbook on isthmus up: ingress, mesh calls, Redis, the canary, fault
     async () => processesIn(dir),
     (p) => p.length === 0,
     "no process left",
+    20_000,
   );
 });
-
-/** Processes running in `dir` (the runtime starts every app there). */
-function processesIn(dir: string): number[] {
-  const out: number[] = [];
-  for (const p of readdirSync("/proc")) {
-    if (!/^\d+$/.test(p)) continue;
-    try {
-      if (readlinkSync(`/proc/${p}/cwd`) === dir) out.push(Number(p));
-    } catch {
-      // Gone.
-    }
-  }
-  return out;
-}

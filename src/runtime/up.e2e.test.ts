@@ -4,7 +4,6 @@
 // endpoints until it is back, a second `up` refused, `down` leaving no process behind; and a mesh with
 // mistakes refused with file and line before anything starts.
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import {
   existsSync,
   mkdirSync,
@@ -19,31 +18,10 @@ import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import { eventually } from "../control/e2e-support.ts";
 import { closeAll, onClose } from "../proxy/test-support.ts";
+import { eventually, freePort, isthmus } from "./runtime-test-support.ts";
 
 after(closeAll);
-
-const BIN = new URL("../../bin/isthmus.js", import.meta.url).pathname;
-
-function isthmus(args: string[], cwd = process.cwd()): Promise<{ code: number; out: string; err: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      cwd,
-      stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, ISTHMUS_FROM_SOURCE: "1" },
-    });
-    let out = "";
-    let err = "";
-    child.stdout!.on("data", (d) => {
-      out += d;
-    });
-    child.stderr!.on("data", (d) => {
-      err += d;
-    });
-    child.once("exit", (code) => resolve({ code: code ?? -1, out, err }));
-  });
-}
 
 const MESH = (cluster: string, ingressPort?: number) => `apiVersion: isthmus.io/v1alpha1
 kind: Mesh
@@ -71,16 +49,6 @@ spec:
   gateways: [web]
   http: [{route: [{destination: {host: echo.demo.svc.cluster.local, port: {number: 80}}}]}]
 `;
-
-/** A port free on 127.0.0.1 now (for the mesh's ingress). */
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, "127.0.0.1", () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 const ECHO = `import http from "node:http";
 http.createServer((req, res) => {
