@@ -72,6 +72,7 @@ async function start(count: number, server: string, namespaces: number): Promise
         serviceAccount: "default",
         labels: { app: `load-${i}` },
         ip,
+        locality: "",
       },
       typeUrl: PROXY_CONFIG_TYPE,
       versionInfo: "",

@@ -12,6 +12,8 @@ export interface ProxyNode {
   readonly network?: string;
   /** The workload's address (pod IP); the sidecar's listeners bind to it. Default 127.0.0.1. */
   readonly appAddress?: string;
+  /** region/zone[/subzone]: where the proxy runs, for locality load balancing. */
+  readonly locality?: string;
 }
 
 /** One endpoint of a service port. */

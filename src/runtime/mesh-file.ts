@@ -6,8 +6,8 @@ import { isAbsolute, join, relative, resolve } from "node:path";
 import type { Diagnostic } from "../api/diagnostic.ts";
 import { parseResources } from "../api/load/parse-documents.ts";
 import type { Resource } from "../api/resource.ts";
-import { closest } from "../api/schema/structural.ts";
 import { arr, Checker, type Obj, obj, type Path } from "../api/validate/checker.ts";
+import { unknownFields } from "../api/validate/unknown-fields.ts";
 
 export const MESH_FILE = "mesh.yaml";
 const MAX_MESH_BYTES = 256 * 1024;
@@ -195,13 +195,3 @@ function manifestList(c: Checker, v: unknown, at: Path, root: string): string[] 
   return out;
 }
 
-function unknownFields(c: Checker, o: Obj, at: Path, known: readonly string[]): void {
-  for (const k of Object.keys(o)) {
-    if (known.includes(k)) continue;
-    const near = closest(k, known);
-    c.error(
-      [...at, k],
-      `unknown field${near ? ` (did you mean "${near}"?)` : ""}; known: ${known.join(", ")}`,
-    );
-  }
-}

@@ -18,6 +18,7 @@ import {
   validateObjectMeta,
   validateService,
 } from "./kubernetes.ts";
+import { checkMeshLink, isMeshLink } from "./mesh-link.ts";
 import { validateServiceEntry, validateWorkloadEntry, validateWorkloadGroup } from "./service-entry.ts";
 import { validateSidecar } from "./sidecar.ts";
 import { validateVirtualService } from "./virtual-service.ts";
@@ -76,6 +77,13 @@ export async function validateResources(resources: readonly Resource[]): Promise
       continue;
     }
     const k = lookupKind(r.apiVersion, r.kind);
+    if (k.status === "unknown" && isMeshLink(r)) {
+      const c = checkMeshLink(r);
+      validateObjectMeta(c);
+      diagnostics.push(...c.diagnostics);
+      if (!c.diagnostics.some((d) => d.severity === "error")) valid.push(r);
+      continue;
+    }
     if (k.status === "unknown" && r.apiVersion === "isthmus.io/v1alpha1" && r.kind === "Mesh") {
       // The local runtime's mesh file, beside the manifests it names: `isthmus up` checks it.
       ignored.push(r);

@@ -84,7 +84,7 @@ export function authzRows(config: ProxyConfig): AuthzRow[] {
             ? ([["(every request)", 0]] as Array<[string, number]>)
             : byPolicy(ext.policies))
             found.push({ action: "CUSTOM", dryRun: false, policy, rules });
-      for (const r of f.rbac ?? []) {
+      for (const r of f.type === "reverse_tunnel_acceptor" ? [] : (f.rbac ?? [])) {
         if (r.rules)
           for (const [policy, rules] of byPolicy(r.rules.policies))
             found.push({ action: rbacAction(r.rules), dryRun: false, policy, rules });

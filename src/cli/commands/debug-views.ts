@@ -211,7 +211,12 @@ function chainSummary(fc: FilterChainConfig): string {
     .filter(Boolean)
     .join(" ");
   const f = fc.filter;
-  const dest = f.type === "tcp" ? `Cluster: ${f.cluster}` : `Route: ${f.routeConfigName ?? "(inline)"}`;
+  const dest =
+    f.type === "tcp"
+      ? `Cluster: ${f.cluster}`
+      : f.type === "reverse_tunnel_acceptor"
+        ? "Reverse tunnels"
+        : `Route: ${f.routeConfigName ?? "(inline)"}`;
   return `${match || "ALL"} -> ${dest}${fc.tls ? " (TLS)" : ""}`;
 }
 

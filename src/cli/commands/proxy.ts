@@ -22,6 +22,7 @@ Options:
       --namespace NS       its namespace (default "default")
       --label K=V          a label of the workload behind it (repeatable)
       --ip ADDR            the workload's address; the sidecar's listeners bind to it (default 127.0.0.1)
+      --locality R/Z[/S]   where the workload runs (region/zone[/subzone]), for locality load balancing
       --service-account SA the workload's service account (default "default")
       --identity-token FILE
                            obtain the workload certificate: a key made here, a CSR for
@@ -57,6 +58,7 @@ export async function runProxy(args: string[], io: CommandIO): Promise<number> {
     "service-account"?: string | undefined;
     "identity-token"?: string | undefined;
     "trust-domain"?: string | undefined;
+    locality?: string | undefined;
     ca?: string | undefined;
     help?: boolean | undefined;
   };
@@ -73,6 +75,7 @@ export async function runProxy(args: string[], io: CommandIO): Promise<number> {
         namespace: { type: "string" },
         label: { type: "string", multiple: true },
         ip: { type: "string" },
+        locality: { type: "string" },
         "service-account": { type: "string" },
         "identity-token": { type: "string" },
         "trust-domain": { type: "string" },
@@ -92,6 +95,10 @@ export async function runProxy(args: string[], io: CommandIO): Promise<number> {
   if (!file && !controlPlane) throw new UsageError("--config FILE or --control-plane ADDR is required");
   if (controlPlane && !values["node-id"])
     throw new UsageError("--node-id ID is required with --control-plane");
+  if (values.locality !== undefined && !/^[^/\s]+(\/[^/\s]+){0,2}$/.test(values.locality))
+    throw new UsageError(
+      `--locality must be region, region/zone or region/zone/subzone, not "${values.locality}"`,
+    );
   const tokenFile = values["identity-token"];
   const caAddress = values.ca ?? controlPlane;
   if (tokenFile !== undefined && caAddress === undefined)
@@ -199,6 +206,7 @@ export async function runProxy(args: string[], io: CommandIO): Promise<number> {
         serviceAccount,
         labels,
         ip: values.ip ?? "",
+        locality: values.locality ?? "",
       },
       onEvent: (e) => io.err(`isthmus proxy: control plane ${e.kind}${e.detail ? `: ${e.detail}` : ""}\n`),
     });

@@ -59,7 +59,16 @@ function goodClient(port: number, id: string) {
         call.write({ typeUrl: PROXY_CONFIG_TYPE, versionInfo: "", responseNonce: r.nonce, errorDetail });
       });
       call.write({
-        node: { id, namespace: "default", cluster: "", network: "", serviceAccount: "", labels: {}, ip: "" },
+        node: {
+          id,
+          namespace: "default",
+          cluster: "",
+          network: "",
+          serviceAccount: "",
+          labels: {},
+          ip: "",
+          locality: "",
+        },
         typeUrl: PROXY_CONFIG_TYPE,
         versionInfo: "",
         responseNonce: "",

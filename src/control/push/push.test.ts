@@ -72,6 +72,7 @@ const node = {
   serviceAccount: "reviews",
   labels: { app: "reviews" },
   ip: "",
+  locality: "",
 };
 
 test("push, ACK, update, NACK keeps the good config, control plane restart: no request fails", async () => {

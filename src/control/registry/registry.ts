@@ -7,6 +7,7 @@ import { AnalysisContext, type MeshService, selectorMatches } from "../../api/an
 import type { Resource } from "../../api/resource.ts";
 import { arr, num, obj, str } from "../../api/validate/checker.ts";
 import type { ServiceInstance, WorkloadInstance } from "../model.ts";
+import { type LocalGateways, localGateways, type MeshTopology, SINGLE_NETWORK } from "./topology.ts";
 
 const NO_INSTANCES: readonly ServiceInstance[] = Object.freeze([]);
 
@@ -28,8 +29,10 @@ export class ServiceRegistry {
     registered: readonly ServiceInstance[] = [],
     previous?: ServiceRegistry,
     workloads: readonly WorkloadInstance[] = [],
+    topology: MeshTopology = SINGLE_NETWORK,
   ) {
     this.context = new AnalysisContext(resources);
+    this.topology = topology;
     this.registered = [...registered];
     const all = [
       ...configInstances(this.context),
@@ -52,6 +55,20 @@ export class ServiceRegistry {
           const before = previous.instanceList(host, port);
           if (before !== NO_INSTANCES && sameInstances(before, list)) ports.set(port, before);
         }
+  }
+
+  /** This cluster's place in a multi-network mesh (SINGLE_NETWORK when it runs alone). */
+  readonly topology: MeshTopology;
+  private gatewaysOfNetwork: LocalGateways | undefined;
+
+  /** This network's east-west gateways and tunnel acceptors (services labelled with its network). */
+  get localGateways(): LocalGateways {
+    this.gatewaysOfNetwork ??= localGateways(
+      this.context.services,
+      (h, p) => this.instanceList(h, p),
+      this.topology.network,
+    );
+    return this.gatewaysOfNetwork;
   }
 
   /** Every instance of a service port, as one list that stays the same object while its instances do. */

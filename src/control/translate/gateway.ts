@@ -28,6 +28,7 @@ import { mergeDelegates } from "./delegate.ts";
 import { findDestinationRule } from "./destination-rule.ts";
 import type { MeshTls } from "./mtls.ts";
 import { outboundCluster } from "./names.ts";
+import { NO_VANTAGE, type Vantage, vantageKey } from "./networks.ts";
 import type { RenderMemo } from "./render-memo.ts";
 import {
   routeContextFactory,
@@ -57,14 +58,15 @@ export function gatewayClusters(
   namespace: string,
   memo?: RenderMemo,
   mesh?: MeshTls,
+  vantage: Vantage = NO_VANTAGE,
 ): readonly ClusterConfig[] {
   const rules = registry.context.of("DestinationRule");
   const out: ClusterConfig[] = [];
   for (const s of visibleServices(registry, namespace)) {
     const rule = findDestinationRule(rules, s.host, namespace, s.namespace);
-    for (const p of s.ports) out.push(...serviceClusters(registry, s, p.number, rule, memo, mesh));
+    for (const p of s.ports) out.push(...serviceClusters(registry, s, p.number, rule, memo, mesh, vantage));
   }
-  return memo ? memo.list(`gateway-clusters\u0001${namespace}`, out) : out;
+  return memo ? memo.list(`gateway-clusters\u0001${namespace}\u0001${vantageKey(vantage)}`, out) : out;
 }
 
 interface Server {

@@ -8,6 +8,7 @@ import type {
   ClusterConfig,
   FilterChainConfig,
   ListenerConfig,
+  NetworkFilter,
   ProxyConfig,
 } from "../../proxy/config/types.ts";
 import { validateProxyConfig } from "../../proxy/config/validate.ts";
@@ -385,8 +386,7 @@ const RULE = "ns[shop]-policy[only-8080]-rule[0]";
 test("AuthorizationPolicy: each chain's RBAC with its own port decided statically", async () => {
   const cfg = await render([ONLY_8080]);
   const rbacOf = (port: number) => {
-    const f = chain(cfg, port).filter;
-    return f.rbac;
+    return rbacOfFilter(chain(cfg, port).filter);
   };
   assert.deepEqual(rbacOf(8080), [{ rules: { action: "ALLOW", policies: { [RULE]: ALLOW_ANY } } }]);
   // A policy for another port allows nothing here (ALLOW semantics: what no rule allows is denied).
@@ -397,13 +397,13 @@ test("AuthorizationPolicy: each chain's RBAC with its own port decided staticall
 
 test("AuthorizationPolicy ports name the workload port, not the service port", async () => {
   const cfg = await render([ONLY_8080.replaceAll("8080", "9080")]);
-  const policies = (port: number) => chain(cfg, port).filter.rbac?.[0]?.rules?.policies;
+  const policies = (port: number) => rbacOfFilter(chain(cfg, port).filter)?.[0]?.rules?.policies;
   assert.deepEqual(Object.values(policies(8080) ?? {}), [ALLOW_NONE]);
 });
 
 test("a policy for other workloads puts nothing on the chains", async () => {
   const cfg = await render([ONLY_8080.replace("app: reviews", "app: ratings")]);
-  for (const c of chains(cfg)) assert.equal(c.filter.rbac, undefined, c.name);
+  for (const c of chains(cfg)) assert.equal(rbacOfFilter(c.filter), undefined, c.name);
 });
 
 test("RequestAuthentication: JWT on the HTTP chains only", async () => {
@@ -463,3 +463,7 @@ test("the clusters: the shared scope's, then the proxy's own inbound ones, as tw
 test("the inbound SNI names of a service port's default cluster are Istio's outbound_.PORT_._.HOST", async () => {
   assert.ok(chain(await render(), 8080).match?.serverNames?.includes(`outbound_.9080_._.${REVIEWS}`));
 });
+
+function rbacOfFilter(f: NetworkFilter) {
+  return f.type === "reverse_tunnel_acceptor" ? undefined : f.rbac;
+}

@@ -10,10 +10,11 @@
 
 import type { MeshService } from "../../api/analyze/context.ts";
 import { arr, obj } from "../../api/validate/checker.ts";
-import type { ClusterConfig, ProxyConfig } from "../../proxy/config/types.ts";
+import type { ClusterConfig, ProxyConfig, ReverseTunnelConfig } from "../../proxy/config/types.ts";
 import { withOwnClusters } from "../../proxy/xds/config-resources.ts";
 import type { ProxyNode } from "../model.ts";
 import type { ServiceRegistry } from "../registry/registry.ts";
+import { autoPassthroughServers, eastWestParts } from "./east-west.ts";
 import {
   applyGatewayRateLimits,
   applySidecarListenerRateLimit,
@@ -23,6 +24,7 @@ import {
 import { gatewayClusters, gatewayConfig, selectingGateways } from "./gateway.ts";
 import { inboundParts, selectingServices } from "./inbound.ts";
 import { type MeshTls, meshTls } from "./mtls.ts";
+import { type Vantage, vantageKey } from "./networks.ts";
 import { RenderMemo } from "./render-memo.ts";
 import { applicablePolicies, type SecurityOptions, withGatewaySecurity } from "./security/index.ts";
 import {
@@ -56,7 +58,13 @@ export class SidecarRenderer {
   private readonly meshPolicy: OutboundPolicy;
   private readonly scopes = new Map<string, OutboundScope>();
   private readonly gatewayClusters = new Map<string, readonly ClusterConfig[]>();
-  private readonly gateways = new Map<string, Pick<ProxyConfig, "listeners" | "routeConfigs">>();
+  private readonly gateways = new Map<
+    string,
+    Pick<ProxyConfig, "listeners" | "routeConfigs"> & {
+      readonly ownClusters: readonly ClusterConfig[];
+      readonly reverseTunnels: readonly ReverseTunnelConfig[];
+    }
+  >();
   private readonly memo: RenderMemo;
   private readonly security: SecurityOptions;
   private readonly mesh: MeshTls;
@@ -96,10 +104,11 @@ export class SidecarRenderer {
     const egress = sidecarEgress(this.registry, proxy, this.meshPolicy);
     // EnvoyFilters (local rate limits) select by labels too: the scope key names those that apply.
     const rl = proxyRateLimits(this.registry, proxy, "SIDECAR_OUTBOUND");
-    const key = [proxy.namespace, egress.key, rl.key, ...labelValues].join("\u0001");
+    const vantage = this.vantageOf(proxy, false);
+    const key = [proxy.namespace, egress.key, rl.key, vantageKey(vantage), ...labelValues].join("\u0001");
     let scope = this.scopes.get(key);
     if (scope === undefined) {
-      scope = outboundScope(this.registry, proxy, { egress, memo: this.memo, key, mesh: this.mesh });
+      scope = outboundScope(this.registry, proxy, { egress, memo: this.memo, key, mesh: this.mesh, vantage });
       scope = applySidecarRouteRateLimits(scope, rl, this.memo, key);
       this.scopes.set(key, scope);
     }
@@ -155,6 +164,17 @@ export class SidecarRenderer {
     );
   }
 
+  /** Where a proxy stands: its own network, cluster and locality, or this control plane's. */
+  private vantageOf(proxy: ProxyNode, eastWest: boolean): Vantage {
+    const t = this.registry.topology;
+    return {
+      network: proxy.network || t.network,
+      cluster: proxy.cluster || t.cluster,
+      locality: proxy.locality ?? "",
+      eastWest,
+    };
+  }
+
   /** Istio's per-proxy Prometheus endpoint, on the proxy's own address, when the mesh asks for it. */
   private withTelemetry(proxy: ProxyNode, cfg: ProxyConfig): ProxyConfig {
     if (this.metricsPort === undefined || proxy.appAddress === undefined) return cfg;
@@ -166,10 +186,13 @@ export class SidecarRenderer {
     gws: ReturnType<typeof selectingGateways>,
     labelValues: readonly string[],
   ): ProxyConfig {
-    let clusters = this.gatewayClusters.get(proxy.namespace);
+    const servers = autoPassthroughServers(gws);
+    const vantage = this.vantageOf(proxy, servers.length > 0);
+    const clustersKey = `${proxy.namespace}\u0001${vantageKey(vantage)}`;
+    let clusters = this.gatewayClusters.get(clustersKey);
     if (clusters === undefined) {
-      clusters = gatewayClusters(this.registry, proxy.namespace, this.memo, this.mesh);
-      this.gatewayClusters.set(proxy.namespace, clusters);
+      clusters = gatewayClusters(this.registry, proxy.namespace, this.memo, this.mesh, vantage);
+      this.gatewayClusters.set(clustersKey, clusters);
     }
     const rl = proxyRateLimits(this.registry, proxy, "GATEWAY");
     // AuthorizationPolicies and RequestAuthentications select by labels too: the key names those that apply.
@@ -177,6 +200,8 @@ export class SidecarRenderer {
     const key = [
       proxy.namespace,
       proxy.appAddress ?? "",
+      proxy.serviceAccount ?? "",
+      vantageKey(vantage),
       ...gws.map((g) => `${g.namespace}/${g.name}`),
       "",
       rl.key,
@@ -190,7 +215,19 @@ export class SidecarRenderer {
         sec,
         this.security,
       );
-      shared = { listeners: cfg.listeners, routeConfigs: cfg.routeConfigs ?? [] };
+      // An east-west gateway: its passthrough listeners (ports no other server of its Gateways took), their
+      // clusters, and its reverse tunnels or tunnel acceptor.
+      const ew =
+        servers.length > 0
+          ? eastWestParts(this.registry, proxy, servers, vantage, this.mesh, this.memo)
+          : undefined;
+      const taken = new Set(cfg.listeners.map((l) => l.port));
+      shared = {
+        listeners: ew ? [...cfg.listeners, ...ew.listeners.filter((l) => !taken.has(l.port))] : cfg.listeners,
+        routeConfigs: cfg.routeConfigs ?? [],
+        ownClusters: ew?.clusters ?? [],
+        reverseTunnels: ew?.reverseTunnels ?? [],
+      };
       this.gateways.set(key, shared);
     }
     return this.withTelemetry(proxy, {
@@ -201,7 +238,8 @@ export class SidecarRenderer {
       },
       listeners: shared.listeners,
       ...(shared.routeConfigs ? { routeConfigs: shared.routeConfigs } : {}),
-      clusters,
+      clusters: withOwnClusters(clusters, shared.ownClusters),
+      ...(shared.reverseTunnels.length > 0 ? { reverseTunnels: shared.reverseTunnels } : {}),
     });
   }
 }

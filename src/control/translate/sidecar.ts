@@ -43,6 +43,7 @@ import {
   outboundCluster,
   PASSTHROUGH_CLUSTER,
 } from "./names.ts";
+import { type Candidate, NO_VANTAGE, splitHorizon, type Vantage, vantageKey } from "./networks.ts";
 import type { RenderMemo } from "./render-memo.ts";
 import { type EgressScope, egressScope, sidecarEgress } from "./sidecar-scope.ts";
 import { type RouteContext, translateHttpRoutes } from "./virtual-service.ts";
@@ -139,6 +140,8 @@ export interface ScopeOptions {
   readonly key?: string;
   /** The mesh's mTLS settings; without them no cluster uses mutual TLS. */
   readonly mesh?: MeshTls;
+  /** Where the proxies of the scope stand (network, cluster, locality). */
+  readonly vantage?: Vantage;
 }
 
 /** The mesh's services as one proxy namespace sees them: visible ones, one per host (Istio's precedence). */
@@ -242,7 +245,7 @@ export function outboundScope(
         // as the same object only when they come out the same.
         virtualHosts.push(memo ? memo.same(`${vhostKey}\u0001${options.key ?? ""}`, vhost) : vhost);
       }
-      clusters.push(...serviceClusters(registry, s, p.number, rule, memo, options.mesh));
+      clusters.push(...serviceClusters(registry, s, p.number, rule, memo, options.mesh, options.vantage));
     }
   }
   virtualHosts.push(egress.policy === "REGISTRY_ONLY" ? BLOCK_ALL : ALLOW_ANY);
@@ -348,21 +351,23 @@ export function serviceClusters(
   rule: ReturnType<typeof findDestinationRule>,
   memo?: RenderMemo,
   mesh?: MeshTls,
+  vantage: Vantage = NO_VANTAGE,
 ): readonly ClusterConfig[] {
   const build = () => {
-    const out = [cluster(registry, s, port, "", rule, mesh)];
+    const out = [cluster(registry, s, port, "", rule, mesh, vantage)];
     for (const sub of arr(rule?.spec.subsets)) {
       const name = str(obj(sub)?.name);
-      if (name) out.push(cluster(registry, s, port, name, rule, mesh));
+      if (name) out.push(cluster(registry, s, port, name, rule, mesh, vantage));
     }
     return out;
   };
-  // A service port's clusters depend on its definition, its DestinationRule, its instances and the mesh's mTLS
-  // settings (trust domain, PeerAuthentications), nothing else.
+  // A service port's clusters depend on its definition, its DestinationRule, its instances, the mesh's mTLS
+  // settings (trust domain, PeerAuthentications) and, across networks and localities, where the proxy stands
+  // and the mesh's topology; nothing else.
   return memo
     ? memo.get(
-        `clusters\u0001${s.host}\u0001${port}\u0001${ruleName(rule)}`,
-        [s.resource, rule?.resource, registry.instanceList(s.host, port), mesh?.key],
+        `clusters\u0001${s.host}\u0001${port}\u0001${ruleName(rule)}\u0001${vantageKey(vantage)}`,
+        [s.resource, rule?.resource, registry.instanceList(s.host, port), mesh?.key, registry.topology],
         build,
       )
     : build();
@@ -436,6 +441,7 @@ function cluster(
   subset: string,
   rule: ReturnType<typeof findDestinationRule>,
   mesh: MeshTls | undefined,
+  vantage: Vantage,
 ): ClusterConfig {
   const labels = subset === "" ? undefined : subsetLabels(rule, subset);
   const settings = clusterSettings(trafficPolicy(rule, port, subset));
@@ -461,7 +467,7 @@ function cluster(
       identities.add(spiffeId(td, s.namespace, i.serviceAccount || "default"));
   };
   // An instance that is not ready is sent to no proxy (Envoy would hold it as unhealthy and skip it).
-  const endpoints = registry
+  const candidates: Candidate[] = registry
     .instances(s.host, port, labels)
     .filter((i) => i.healthy !== false)
     .map((i) => {
@@ -469,13 +475,18 @@ function cluster(
       const sidecar = internal && usesMeshTls(mesh, mode, s.namespace, i);
       if (sidecar || allMutual) identify(i);
       return {
-        address: i.address,
-        port: sidecar ? INBOUND_PORT : i.port,
-        ...(i.weight !== undefined ? { weight: i.weight } : {}),
-        labels: sidecar ? { ...i.labels, [ENDPOINT_TLS_MODE]: "istio" } : { ...i.labels },
-        ...(i.locality ? { locality: i.locality } : {}),
+        instance: i,
+        mutual: sidecar,
+        endpoint: {
+          address: i.address,
+          port: sidecar ? INBOUND_PORT : i.port,
+          ...(i.weight !== undefined ? { weight: i.weight } : {}),
+          labels: sidecar ? { ...i.labels, [ENDPOINT_TLS_MODE]: "istio" } : { ...i.labels },
+          ...(i.locality ? { locality: i.locality } : {}),
+        },
       };
     });
+  const endpoints = splitHorizon(candidates, vantage, registry).map((p) => p.endpoint);
   let mutual: UpstreamTlsConfig | undefined;
   if (identities.size > 0) {
     const drTls = obj(policy.tls);

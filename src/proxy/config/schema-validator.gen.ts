@@ -3,7 +3,7 @@
 "use strict";
 export const validate = validate20;
 export default validate20;
-const schema31 = {"$schema":"https://json-schema.org/draft/2020-12/schema","$id":"https://isthmus.io/schemas/proxy-config.json","title":"isthmus ProxyConfig","description":"Configuration of the isthmus proxy: listeners -> filter chains -> HTTP routes -> clusters -> endpoints. See docs/proxy.md.","type":"object","additionalProperties":false,"properties":{"version":{"type":"string"},"node":{"type":"object","additionalProperties":false,"properties":{"id":{"type":"string"},"cluster":{"type":"string"},"metadata":{"type":"object","additionalProperties":{"type":"string"}}}},"admin":{"type":"object","additionalProperties":false,"properties":{"address":{"type":"string","minLength":1},"port":{"type":"integer","minimum":0,"maximum":65535}}},"listeners":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"address":{"type":"string","minLength":1},"port":{"type":"integer","minimum":0,"maximum":65535},"filterChains":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string"},"match":{"type":"object","additionalProperties":false,"properties":{"destinationPort":{"type":"integer","minimum":0,"maximum":65535},"serverNames":{"type":"array","items":{"type":"string","minLength":1}},"applicationProtocols":{"type":"array","items":{"type":"string","minLength":1}}}},"tls":{"type":"object","additionalProperties":false,"properties":{"certificateChain":{"type":"string","minLength":1},"privateKey":{"type":"string","minLength":1},"certificateSecret":{"type":"string","minLength":1},"validationContext":{"type":"string","minLength":1},"validationSecret":{"type":"string","minLength":1},"requireClientCertificate":{"type":"boolean"},"matchSubjectAltNames":{"type":"array","items":{"type":"string","minLength":1}},"alpnProtocols":{"type":"array","items":{"type":"string","minLength":1}}}},"filter":{"oneOf":[{"type":"object","additionalProperties":false,"properties":{"type":{"const":"http"},"routeConfigName":{"type":"string","minLength":1},"routeConfig":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"virtualHosts":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"domains":{"type":"array","items":{"type":"string","minLength":1},"minItems":1},"routes":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string"},"match":{"type":"object","additionalProperties":false,"properties":{"prefix":{"type":"string"},"path":{"type":"string"},"regex":{"type":"string"},"caseSensitive":{"type":"boolean"},"headers":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"regex":{"type":"string"},"present":{"type":"boolean"},"invert":{"type":"boolean"}},"required":["name"]}},"queryParameters":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"exact":{"type":"string"},"prefix":{"type":"string"},"regex":{"type":"string"},"present":{"type":"boolean"}},"required":["name"]}}}},"route":{"type":"object","additionalProperties":false,"properties":{"cluster":{"type":"string","minLength":1},"weightedClusters":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"weight":{"type":"integer","minimum":0},"requestHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"requestHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"responseHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}}},"required":["name","weight"]},"minItems":1},"prefixRewrite":{"type":"string"},"regexRewrite":{"type":"object","additionalProperties":false,"properties":{"pattern":{"type":"string","minLength":1},"substitution":{"type":"string"}},"required":["pattern","substitution"]},"hostRewrite":{"type":"string","minLength":1},"hashPolicy":{"type":"array","items":{"oneOf":[{"type":"object","additionalProperties":false,"properties":{"header":{"type":"string","minLength":1}},"required":["header"]},{"type":"object","additionalProperties":false,"properties":{"cookie":{"type":"string","minLength":1},"ttlMs":{"type":"integer","minimum":0},"path":{"type":"string"}},"required":["cookie"]},{"type":"object","additionalProperties":false,"properties":{"sourceIp":{"const":true}},"required":["sourceIp"]},{"type":"object","additionalProperties":false,"properties":{"queryParameter":{"type":"string","minLength":1}},"required":["queryParameter"]}]}},"timeoutMs":{"type":"integer","minimum":0},"retryPolicy":{"type":"object","additionalProperties":false,"properties":{"numRetries":{"type":"integer","minimum":0,"maximum":100},"perTryTimeoutMs":{"type":"integer","minimum":0},"retryOn":{"type":"array","items":{"enum":["5xx","gateway-error","reset","connect-failure","refused-stream","retriable-4xx","retriable-status-codes","cancelled","deadline-exceeded","resource-exhausted","unavailable"]}},"retriableStatusCodes":{"type":"array","items":{"type":"integer","minimum":100,"maximum":599}},"backoff":{"type":"object","additionalProperties":false,"properties":{"baseIntervalMs":{"type":"integer","minimum":1},"maxIntervalMs":{"type":"integer","minimum":1}}}},"required":["numRetries"]},"fault":{"type":"object","additionalProperties":false,"properties":{"delay":{"type":"object","additionalProperties":false,"properties":{"fixedDelayMs":{"type":"integer","minimum":0},"percentage":{"type":"number","minimum":0,"maximum":100}},"required":["fixedDelayMs"]},"abort":{"type":"object","additionalProperties":false,"properties":{"httpStatus":{"type":"integer","minimum":200,"maximum":599},"grpcStatus":{"type":"integer","minimum":0,"maximum":16},"percentage":{"type":"number","minimum":0,"maximum":100}}}}},"requestMirrorPolicies":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"cluster":{"type":"string","minLength":1},"percentage":{"type":"number","minimum":0,"maximum":100}},"required":["cluster"]}},"cors":{"type":"object","additionalProperties":false,"properties":{"allowOrigins":{"type":"array","items":{"oneOf":[{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"}},"required":["exact"]},{"type":"object","additionalProperties":false,"properties":{"prefix":{"type":"string"}},"required":["prefix"]},{"type":"object","additionalProperties":false,"properties":{"regex":{"type":"string","minLength":1}},"required":["regex"]}]}},"allowMethods":{"type":"array","items":{"type":"string","minLength":1}},"allowHeaders":{"type":"array","items":{"type":"string","minLength":1}},"exposeHeaders":{"type":"array","items":{"type":"string","minLength":1}},"maxAgeSeconds":{"type":"integer","minimum":0},"allowCredentials":{"type":"boolean"}},"required":["allowOrigins"]},"localRateLimit":{"type":"object","additionalProperties":false,"properties":{"maxTokens":{"type":"integer","minimum":1},"tokensPerFill":{"type":"integer","minimum":1},"fillIntervalMs":{"type":"integer","minimum":1}},"required":["maxTokens","fillIntervalMs"]}}},"redirect":{"type":"object","additionalProperties":false,"properties":{"scheme":{"enum":["http","https"]},"host":{"type":"string","minLength":1},"port":{"type":"integer","minimum":0,"maximum":65535},"path":{"type":"string"},"prefixRewrite":{"type":"string"},"responseCode":{"enum":[301,302,303,307,308]}}},"directResponse":{"type":"object","additionalProperties":false,"properties":{"status":{"type":"integer","minimum":200,"maximum":599},"body":{"type":"string"}},"required":["status"]},"requestHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"requestHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"responseHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}}},"required":["match"]}}},"required":["name","domains","routes"]}}},"required":["name","virtualHosts"]},"mode":{"enum":["server","http_proxy"]},"codec":{"enum":["auto","http1","http2"]},"statPrefix":{"type":"string","minLength":1},"reporter":{"enum":["source","destination"]},"setClientCertDetails":{"type":"boolean"},"localRateLimit":{"type":"object","additionalProperties":false,"properties":{"maxTokens":{"type":"integer","minimum":1},"tokensPerFill":{"type":"integer","minimum":1},"fillIntervalMs":{"type":"integer","minimum":1}},"required":["maxTokens","fillIntervalMs"]},"jwtAuthn":{"type":"object","additionalProperties":false,"properties":{"providers":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"issuer":{"type":"string","minLength":1},"audiences":{"type":"array","items":{"type":"string","minLength":1}},"localJwks":{"type":"string","minLength":1},"remoteJwks":{"type":"object","additionalProperties":false,"properties":{"uri":{"type":"string","pattern":"^https?://"},"cluster":{"type":"string","minLength":1},"timeoutMs":{"type":"integer","minimum":1},"cacheDurationMs":{"type":"integer","minimum":1}},"required":["uri"]},"fromHeaders":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"valuePrefix":{"type":"string"}},"required":["name"]}},"fromParams":{"type":"array","items":{"type":"string","minLength":1}},"fromCookies":{"type":"array","items":{"type":"string","minLength":1}},"forward":{"type":"boolean"},"forwardPayloadHeader":{"type":"string","minLength":1},"clockSkewSeconds":{"type":"integer","minimum":0},"maxTokenBytes":{"type":"integer","minimum":64,"maximum":1048576}},"required":["name"]},"minItems":1}},"required":["providers"]},"extAuthz":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"cluster":{"type":"string","minLength":1},"pathPrefix":{"type":"string"},"authority":{"type":"string","minLength":1},"timeoutMs":{"type":"integer","minimum":1},"failureModeAllow":{"type":"boolean"},"statusOnError":{"type":"integer","minimum":200,"maximum":599},"includeRequestHeaders":{"type":"array","items":{"type":"string","minLength":1}},"headersToUpstreamOnAllow":{"type":"array","items":{"type":"string","minLength":1}},"headersToDownstreamOnDeny":{"type":"array","items":{"type":"string","minLength":1}},"policies":{"type":"object","additionalProperties":{"type":"object","additionalProperties":false,"properties":{"permissions":{"type":"array","items":{"$ref":"#/$defs/rbacPermission"}},"principals":{"type":"array","items":{"$ref":"#/$defs/rbacPrincipal"}}},"required":["permissions","principals"]}}},"required":["cluster"]}},"rbac":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"rules":{"type":"object","additionalProperties":false,"properties":{"action":{"enum":["ALLOW","DENY","LOG"]},"policies":{"type":"object","additionalProperties":{"type":"object","additionalProperties":false,"properties":{"permissions":{"type":"array","items":{"$ref":"#/$defs/rbacPermission"}},"principals":{"type":"array","items":{"$ref":"#/$defs/rbacPrincipal"}}},"required":["permissions","principals"]}}},"required":["action","policies"]},"shadowRules":{"type":"object","additionalProperties":false,"properties":{"action":{"enum":["ALLOW","DENY","LOG"]},"policies":{"type":"object","additionalProperties":{"type":"object","additionalProperties":false,"properties":{"permissions":{"type":"array","items":{"$ref":"#/$defs/rbacPermission"}},"principals":{"type":"array","items":{"$ref":"#/$defs/rbacPrincipal"}}},"required":["permissions","principals"]}}},"required":["action","policies"]},"shadowRulesStatPrefix":{"type":"string"},"rulesStatPrefix":{"type":"string"}}}}},"required":["type"]},{"type":"object","additionalProperties":false,"properties":{"type":{"const":"tcp"},"cluster":{"type":"string","minLength":1},"statPrefix":{"type":"string","minLength":1},"idleTimeoutMs":{"type":"integer","minimum":1},"rbac":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"rules":{"type":"object","additionalProperties":false,"properties":{"action":{"enum":["ALLOW","DENY","LOG"]},"policies":{"type":"object","additionalProperties":{"type":"object","additionalProperties":false,"properties":{"permissions":{"type":"array","items":{"$ref":"#/$defs/rbacPermission"}},"principals":{"type":"array","items":{"$ref":"#/$defs/rbacPrincipal"}}},"required":["permissions","principals"]}}},"required":["action","policies"]},"shadowRules":{"type":"object","additionalProperties":false,"properties":{"action":{"enum":["ALLOW","DENY","LOG"]},"policies":{"type":"object","additionalProperties":{"type":"object","additionalProperties":false,"properties":{"permissions":{"type":"array","items":{"$ref":"#/$defs/rbacPermission"}},"principals":{"type":"array","items":{"$ref":"#/$defs/rbacPrincipal"}}},"required":["permissions","principals"]}}},"required":["action","policies"]},"shadowRulesStatPrefix":{"type":"string"},"rulesStatPrefix":{"type":"string"}}}}},"required":["type","cluster"]}]}},"required":["filter"]},"minItems":1},"limits":{"type":"object","additionalProperties":false,"properties":{"maxRequestHeadersBytes":{"type":"integer","minimum":1024,"maximum":1048576},"maxRequestHeaders":{"type":"integer","minimum":1,"maximum":10000},"requestHeadersTimeoutMs":{"type":"integer","minimum":1},"idleTimeoutMs":{"type":"integer","minimum":1},"maxConnections":{"type":"integer","minimum":1}}}},"required":["name","port","filterChains"]}},"routeConfigs":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"virtualHosts":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"domains":{"type":"array","items":{"type":"string","minLength":1},"minItems":1},"routes":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string"},"match":{"type":"object","additionalProperties":false,"properties":{"prefix":{"type":"string"},"path":{"type":"string"},"regex":{"type":"string"},"caseSensitive":{"type":"boolean"},"headers":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"regex":{"type":"string"},"present":{"type":"boolean"},"invert":{"type":"boolean"}},"required":["name"]}},"queryParameters":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"exact":{"type":"string"},"prefix":{"type":"string"},"regex":{"type":"string"},"present":{"type":"boolean"}},"required":["name"]}}}},"route":{"type":"object","additionalProperties":false,"properties":{"cluster":{"type":"string","minLength":1},"weightedClusters":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"weight":{"type":"integer","minimum":0},"requestHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"requestHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"responseHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}}},"required":["name","weight"]},"minItems":1},"prefixRewrite":{"type":"string"},"regexRewrite":{"type":"object","additionalProperties":false,"properties":{"pattern":{"type":"string","minLength":1},"substitution":{"type":"string"}},"required":["pattern","substitution"]},"hostRewrite":{"type":"string","minLength":1},"hashPolicy":{"type":"array","items":{"oneOf":[{"type":"object","additionalProperties":false,"properties":{"header":{"type":"string","minLength":1}},"required":["header"]},{"type":"object","additionalProperties":false,"properties":{"cookie":{"type":"string","minLength":1},"ttlMs":{"type":"integer","minimum":0},"path":{"type":"string"}},"required":["cookie"]},{"type":"object","additionalProperties":false,"properties":{"sourceIp":{"const":true}},"required":["sourceIp"]},{"type":"object","additionalProperties":false,"properties":{"queryParameter":{"type":"string","minLength":1}},"required":["queryParameter"]}]}},"timeoutMs":{"type":"integer","minimum":0},"retryPolicy":{"type":"object","additionalProperties":false,"properties":{"numRetries":{"type":"integer","minimum":0,"maximum":100},"perTryTimeoutMs":{"type":"integer","minimum":0},"retryOn":{"type":"array","items":{"enum":["5xx","gateway-error","reset","connect-failure","refused-stream","retriable-4xx","retriable-status-codes","cancelled","deadline-exceeded","resource-exhausted","unavailable"]}},"retriableStatusCodes":{"type":"array","items":{"type":"integer","minimum":100,"maximum":599}},"backoff":{"type":"object","additionalProperties":false,"properties":{"baseIntervalMs":{"type":"integer","minimum":1},"maxIntervalMs":{"type":"integer","minimum":1}}}},"required":["numRetries"]},"fault":{"type":"object","additionalProperties":false,"properties":{"delay":{"type":"object","additionalProperties":false,"properties":{"fixedDelayMs":{"type":"integer","minimum":0},"percentage":{"type":"number","minimum":0,"maximum":100}},"required":["fixedDelayMs"]},"abort":{"type":"object","additionalProperties":false,"properties":{"httpStatus":{"type":"integer","minimum":200,"maximum":599},"grpcStatus":{"type":"integer","minimum":0,"maximum":16},"percentage":{"type":"number","minimum":0,"maximum":100}}}}},"requestMirrorPolicies":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"cluster":{"type":"string","minLength":1},"percentage":{"type":"number","minimum":0,"maximum":100}},"required":["cluster"]}},"cors":{"type":"object","additionalProperties":false,"properties":{"allowOrigins":{"type":"array","items":{"oneOf":[{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"}},"required":["exact"]},{"type":"object","additionalProperties":false,"properties":{"prefix":{"type":"string"}},"required":["prefix"]},{"type":"object","additionalProperties":false,"properties":{"regex":{"type":"string","minLength":1}},"required":["regex"]}]}},"allowMethods":{"type":"array","items":{"type":"string","minLength":1}},"allowHeaders":{"type":"array","items":{"type":"string","minLength":1}},"exposeHeaders":{"type":"array","items":{"type":"string","minLength":1}},"maxAgeSeconds":{"type":"integer","minimum":0},"allowCredentials":{"type":"boolean"}},"required":["allowOrigins"]},"localRateLimit":{"type":"object","additionalProperties":false,"properties":{"maxTokens":{"type":"integer","minimum":1},"tokensPerFill":{"type":"integer","minimum":1},"fillIntervalMs":{"type":"integer","minimum":1}},"required":["maxTokens","fillIntervalMs"]}}},"redirect":{"type":"object","additionalProperties":false,"properties":{"scheme":{"enum":["http","https"]},"host":{"type":"string","minLength":1},"port":{"type":"integer","minimum":0,"maximum":65535},"path":{"type":"string"},"prefixRewrite":{"type":"string"},"responseCode":{"enum":[301,302,303,307,308]}}},"directResponse":{"type":"object","additionalProperties":false,"properties":{"status":{"type":"integer","minimum":200,"maximum":599},"body":{"type":"string"}},"required":["status"]},"requestHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"requestHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"responseHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}}},"required":["match"]}}},"required":["name","domains","routes"]}}},"required":["name","virtualHosts"]}},"clusters":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"type":{"enum":["static","original_dst"]},"lbPolicy":{"enum":["ROUND_ROBIN","LEAST_REQUEST","RANDOM","RING_HASH","MAGLEV"]},"ringHash":{"type":"object","additionalProperties":false,"properties":{"minimumRingSize":{"type":"integer","minimum":1},"maximumRingSize":{"type":"integer","minimum":1}}},"maglev":{"type":"object","additionalProperties":false,"properties":{"tableSize":{"type":"integer","minimum":1}}},"protocol":{"enum":["http1","http2"]},"endpoints":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"address":{"type":"string","minLength":1},"port":{"type":"integer","minimum":1,"maximum":65535},"weight":{"type":"integer","minimum":1,"maximum":1000000},"labels":{"type":"object","additionalProperties":{"type":"string"}},"locality":{"type":"string"}},"required":["address","port"]}},"connectTimeoutMs":{"type":"integer","minimum":1},"idleTimeoutMs":{"type":"integer","minimum":1},"circuitBreakers":{"type":"object","additionalProperties":false,"properties":{"maxConnections":{"type":"integer","minimum":0},"maxPendingRequests":{"type":"integer","minimum":0},"maxRequests":{"type":"integer","minimum":0},"maxRequestsPerConnection":{"type":"integer","minimum":0},"retryBudget":{"type":"object","additionalProperties":false,"properties":{"budgetPercent":{"type":"number","minimum":0,"maximum":100},"minRetryConcurrency":{"type":"integer","minimum":0}},"required":["budgetPercent"]}}},"outlierDetection":{"type":"object","additionalProperties":false,"properties":{"consecutive5xxErrors":{"type":"integer","minimum":0},"consecutiveGatewayErrors":{"type":"integer","minimum":0},"intervalMs":{"type":"integer","minimum":1},"baseEjectionTimeMs":{"type":"integer","minimum":1},"maxEjectionPercent":{"type":"number","minimum":0,"maximum":100},"minHealthPercent":{"type":"number","minimum":0,"maximum":100}}},"tls":{"type":"object","additionalProperties":false,"properties":{"sni":{"type":"string","minLength":1},"validationContext":{"type":"string","minLength":1},"validationSecret":{"type":"string","minLength":1},"certificateChain":{"type":"string","minLength":1},"privateKey":{"type":"string","minLength":1},"certificateSecret":{"type":"string","minLength":1},"matchSubjectAltNames":{"type":"array","items":{"type":"string","minLength":1}},"alpnProtocols":{"type":"array","items":{"type":"string","minLength":1}},"insecureSkipVerify":{"type":"boolean"}}},"transportSocketMatches":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"match":{"type":"object","additionalProperties":{"type":"string"}},"tls":{"type":"object","additionalProperties":false,"properties":{"sni":{"type":"string","minLength":1},"validationContext":{"type":"string","minLength":1},"validationSecret":{"type":"string","minLength":1},"certificateChain":{"type":"string","minLength":1},"privateKey":{"type":"string","minLength":1},"certificateSecret":{"type":"string","minLength":1},"matchSubjectAltNames":{"type":"array","items":{"type":"string","minLength":1}},"alpnProtocols":{"type":"array","items":{"type":"string","minLength":1}},"insecureSkipVerify":{"type":"boolean"}}}},"required":["name","match"]}}},"required":["name","endpoints"]}},"telemetry":{"type":"object","additionalProperties":false,"properties":{"prometheus":{"type":"object","additionalProperties":false,"properties":{"address":{"type":"string","minLength":1},"port":{"type":"integer","minimum":0,"maximum":65535}}},"accessLog":{"type":"object","additionalProperties":false,"properties":{"path":{"type":"string","minLength":1}},"required":["path"]},"tracing":{"type":"object","additionalProperties":false,"properties":{"otlpEndpoint":{"type":"string","pattern":"^https?://"},"samplingPercent":{"type":"number","minimum":0,"maximum":100},"serviceName":{"type":"string","minLength":1}},"required":["otlpEndpoint"]}}}},"required":["listeners"],"$defs":{"rbacPermission":{"type":"object","additionalProperties":false,"properties":{"any":{"const":true},"andRules":{"type":"array","items":{"$ref":"#/$defs/rbacPermission"}},"orRules":{"type":"array","items":{"$ref":"#/$defs/rbacPermission"}},"notRule":{"$ref":"#/$defs/rbacPermission"},"header":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"contains":{"type":"string"},"regex":{"type":"string","minLength":1},"ignoreCase":{"type":"boolean"},"present":{"type":"boolean"},"invert":{"type":"boolean"}},"required":["name"]},"urlPath":{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"contains":{"type":"string"},"regex":{"type":"string","minLength":1},"ignoreCase":{"type":"boolean"}},"minProperties":1},"uriTemplate":{"type":"string","pattern":"^/"},"destinationIp":{"type":"string","minLength":1},"destinationPort":{"type":"integer","minimum":0,"maximum":65535},"requestedServerName":{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"contains":{"type":"string"},"regex":{"type":"string","minLength":1},"ignoreCase":{"type":"boolean"}},"minProperties":1}},"minProperties":1,"maxProperties":1},"rbacPrincipal":{"type":"object","additionalProperties":false,"properties":{"any":{"const":true},"andIds":{"type":"array","items":{"$ref":"#/$defs/rbacPrincipal"}},"orIds":{"type":"array","items":{"$ref":"#/$defs/rbacPrincipal"}},"notId":{"$ref":"#/$defs/rbacPrincipal"},"authenticated":{"type":"object","additionalProperties":false,"properties":{"principalName":{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"contains":{"type":"string"},"regex":{"type":"string","minLength":1},"ignoreCase":{"type":"boolean"}},"minProperties":1}}},"directRemoteIp":{"type":"string","minLength":1},"remoteIp":{"type":"string","minLength":1},"header":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"contains":{"type":"string"},"regex":{"type":"string","minLength":1},"ignoreCase":{"type":"boolean"},"present":{"type":"boolean"},"invert":{"type":"boolean"}},"required":["name"]},"requestPrincipal":{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"contains":{"type":"string"},"regex":{"type":"string","minLength":1},"ignoreCase":{"type":"boolean"}},"minProperties":1},"jwtClaim":{"type":"object","additionalProperties":false,"properties":{"path":{"type":"array","items":{"type":"string","minLength":1},"minItems":1},"value":{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"contains":{"type":"string"},"regex":{"type":"string","minLength":1},"ignoreCase":{"type":"boolean"}},"minProperties":1}},"required":["path","value"]}},"minProperties":1,"maxProperties":1}}};
+const schema31 = {"$schema":"https://json-schema.org/draft/2020-12/schema","$id":"https://isthmus.io/schemas/proxy-config.json","title":"isthmus ProxyConfig","description":"Configuration of the isthmus proxy: listeners -> filter chains -> HTTP routes -> clusters -> endpoints. See docs/proxy.md.","type":"object","additionalProperties":false,"properties":{"version":{"type":"string"},"node":{"type":"object","additionalProperties":false,"properties":{"id":{"type":"string"},"cluster":{"type":"string"},"metadata":{"type":"object","additionalProperties":{"type":"string"}}}},"admin":{"type":"object","additionalProperties":false,"properties":{"address":{"type":"string","minLength":1},"port":{"type":"integer","minimum":0,"maximum":65535}}},"listeners":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"address":{"type":"string","minLength":1},"port":{"type":"integer","minimum":0,"maximum":65535},"filterChains":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string"},"match":{"type":"object","additionalProperties":false,"properties":{"destinationPort":{"type":"integer","minimum":0,"maximum":65535},"serverNames":{"type":"array","items":{"type":"string","minLength":1}},"applicationProtocols":{"type":"array","items":{"type":"string","minLength":1}}}},"tls":{"type":"object","additionalProperties":false,"properties":{"certificateChain":{"type":"string","minLength":1},"privateKey":{"type":"string","minLength":1},"certificateSecret":{"type":"string","minLength":1},"validationContext":{"type":"string","minLength":1},"validationSecret":{"type":"string","minLength":1},"requireClientCertificate":{"type":"boolean"},"matchSubjectAltNames":{"type":"array","items":{"type":"string","minLength":1}},"alpnProtocols":{"type":"array","items":{"type":"string","minLength":1}}}},"filter":{"oneOf":[{"type":"object","additionalProperties":false,"properties":{"type":{"const":"http"},"routeConfigName":{"type":"string","minLength":1},"routeConfig":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"virtualHosts":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"domains":{"type":"array","items":{"type":"string","minLength":1},"minItems":1},"routes":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string"},"match":{"type":"object","additionalProperties":false,"properties":{"prefix":{"type":"string"},"path":{"type":"string"},"regex":{"type":"string"},"caseSensitive":{"type":"boolean"},"headers":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"regex":{"type":"string"},"present":{"type":"boolean"},"invert":{"type":"boolean"}},"required":["name"]}},"queryParameters":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"exact":{"type":"string"},"prefix":{"type":"string"},"regex":{"type":"string"},"present":{"type":"boolean"}},"required":["name"]}}}},"route":{"type":"object","additionalProperties":false,"properties":{"cluster":{"type":"string","minLength":1},"weightedClusters":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"weight":{"type":"integer","minimum":0},"requestHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"requestHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"responseHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}}},"required":["name","weight"]},"minItems":1},"prefixRewrite":{"type":"string"},"regexRewrite":{"type":"object","additionalProperties":false,"properties":{"pattern":{"type":"string","minLength":1},"substitution":{"type":"string"}},"required":["pattern","substitution"]},"hostRewrite":{"type":"string","minLength":1},"hashPolicy":{"type":"array","items":{"oneOf":[{"type":"object","additionalProperties":false,"properties":{"header":{"type":"string","minLength":1}},"required":["header"]},{"type":"object","additionalProperties":false,"properties":{"cookie":{"type":"string","minLength":1},"ttlMs":{"type":"integer","minimum":0},"path":{"type":"string"}},"required":["cookie"]},{"type":"object","additionalProperties":false,"properties":{"sourceIp":{"const":true}},"required":["sourceIp"]},{"type":"object","additionalProperties":false,"properties":{"queryParameter":{"type":"string","minLength":1}},"required":["queryParameter"]}]}},"timeoutMs":{"type":"integer","minimum":0},"retryPolicy":{"type":"object","additionalProperties":false,"properties":{"numRetries":{"type":"integer","minimum":0,"maximum":100},"perTryTimeoutMs":{"type":"integer","minimum":0},"retryOn":{"type":"array","items":{"enum":["5xx","gateway-error","reset","connect-failure","refused-stream","retriable-4xx","retriable-status-codes","cancelled","deadline-exceeded","resource-exhausted","unavailable"]}},"retriableStatusCodes":{"type":"array","items":{"type":"integer","minimum":100,"maximum":599}},"backoff":{"type":"object","additionalProperties":false,"properties":{"baseIntervalMs":{"type":"integer","minimum":1},"maxIntervalMs":{"type":"integer","minimum":1}}}},"required":["numRetries"]},"fault":{"type":"object","additionalProperties":false,"properties":{"delay":{"type":"object","additionalProperties":false,"properties":{"fixedDelayMs":{"type":"integer","minimum":0},"percentage":{"type":"number","minimum":0,"maximum":100}},"required":["fixedDelayMs"]},"abort":{"type":"object","additionalProperties":false,"properties":{"httpStatus":{"type":"integer","minimum":200,"maximum":599},"grpcStatus":{"type":"integer","minimum":0,"maximum":16},"percentage":{"type":"number","minimum":0,"maximum":100}}}}},"requestMirrorPolicies":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"cluster":{"type":"string","minLength":1},"percentage":{"type":"number","minimum":0,"maximum":100}},"required":["cluster"]}},"cors":{"type":"object","additionalProperties":false,"properties":{"allowOrigins":{"type":"array","items":{"oneOf":[{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"}},"required":["exact"]},{"type":"object","additionalProperties":false,"properties":{"prefix":{"type":"string"}},"required":["prefix"]},{"type":"object","additionalProperties":false,"properties":{"regex":{"type":"string","minLength":1}},"required":["regex"]}]}},"allowMethods":{"type":"array","items":{"type":"string","minLength":1}},"allowHeaders":{"type":"array","items":{"type":"string","minLength":1}},"exposeHeaders":{"type":"array","items":{"type":"string","minLength":1}},"maxAgeSeconds":{"type":"integer","minimum":0},"allowCredentials":{"type":"boolean"}},"required":["allowOrigins"]},"localRateLimit":{"type":"object","additionalProperties":false,"properties":{"maxTokens":{"type":"integer","minimum":1},"tokensPerFill":{"type":"integer","minimum":1},"fillIntervalMs":{"type":"integer","minimum":1}},"required":["maxTokens","fillIntervalMs"]}}},"redirect":{"type":"object","additionalProperties":false,"properties":{"scheme":{"enum":["http","https"]},"host":{"type":"string","minLength":1},"port":{"type":"integer","minimum":0,"maximum":65535},"path":{"type":"string"},"prefixRewrite":{"type":"string"},"responseCode":{"enum":[301,302,303,307,308]}}},"directResponse":{"type":"object","additionalProperties":false,"properties":{"status":{"type":"integer","minimum":200,"maximum":599},"body":{"type":"string"}},"required":["status"]},"requestHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"requestHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"responseHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}}},"required":["match"]}}},"required":["name","domains","routes"]}}},"required":["name","virtualHosts"]},"mode":{"enum":["server","http_proxy"]},"codec":{"enum":["auto","http1","http2"]},"statPrefix":{"type":"string","minLength":1},"reporter":{"enum":["source","destination"]},"setClientCertDetails":{"type":"boolean"},"localRateLimit":{"type":"object","additionalProperties":false,"properties":{"maxTokens":{"type":"integer","minimum":1},"tokensPerFill":{"type":"integer","minimum":1},"fillIntervalMs":{"type":"integer","minimum":1}},"required":["maxTokens","fillIntervalMs"]},"jwtAuthn":{"type":"object","additionalProperties":false,"properties":{"providers":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"issuer":{"type":"string","minLength":1},"audiences":{"type":"array","items":{"type":"string","minLength":1}},"localJwks":{"type":"string","minLength":1},"remoteJwks":{"type":"object","additionalProperties":false,"properties":{"uri":{"type":"string","pattern":"^https?://"},"cluster":{"type":"string","minLength":1},"timeoutMs":{"type":"integer","minimum":1},"cacheDurationMs":{"type":"integer","minimum":1}},"required":["uri"]},"fromHeaders":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"valuePrefix":{"type":"string"}},"required":["name"]}},"fromParams":{"type":"array","items":{"type":"string","minLength":1}},"fromCookies":{"type":"array","items":{"type":"string","minLength":1}},"forward":{"type":"boolean"},"forwardPayloadHeader":{"type":"string","minLength":1},"clockSkewSeconds":{"type":"integer","minimum":0},"maxTokenBytes":{"type":"integer","minimum":64,"maximum":1048576}},"required":["name"]},"minItems":1}},"required":["providers"]},"extAuthz":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"cluster":{"type":"string","minLength":1},"pathPrefix":{"type":"string"},"authority":{"type":"string","minLength":1},"timeoutMs":{"type":"integer","minimum":1},"failureModeAllow":{"type":"boolean"},"statusOnError":{"type":"integer","minimum":200,"maximum":599},"includeRequestHeaders":{"type":"array","items":{"type":"string","minLength":1}},"headersToUpstreamOnAllow":{"type":"array","items":{"type":"string","minLength":1}},"headersToDownstreamOnDeny":{"type":"array","items":{"type":"string","minLength":1}},"policies":{"type":"object","additionalProperties":{"type":"object","additionalProperties":false,"properties":{"permissions":{"type":"array","items":{"$ref":"#/$defs/rbacPermission"}},"principals":{"type":"array","items":{"$ref":"#/$defs/rbacPrincipal"}}},"required":["permissions","principals"]}}},"required":["cluster"]}},"rbac":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"rules":{"type":"object","additionalProperties":false,"properties":{"action":{"enum":["ALLOW","DENY","LOG"]},"policies":{"type":"object","additionalProperties":{"type":"object","additionalProperties":false,"properties":{"permissions":{"type":"array","items":{"$ref":"#/$defs/rbacPermission"}},"principals":{"type":"array","items":{"$ref":"#/$defs/rbacPrincipal"}}},"required":["permissions","principals"]}}},"required":["action","policies"]},"shadowRules":{"type":"object","additionalProperties":false,"properties":{"action":{"enum":["ALLOW","DENY","LOG"]},"policies":{"type":"object","additionalProperties":{"type":"object","additionalProperties":false,"properties":{"permissions":{"type":"array","items":{"$ref":"#/$defs/rbacPermission"}},"principals":{"type":"array","items":{"$ref":"#/$defs/rbacPrincipal"}}},"required":["permissions","principals"]}}},"required":["action","policies"]},"shadowRulesStatPrefix":{"type":"string"},"rulesStatPrefix":{"type":"string"}}}}},"required":["type"]},{"type":"object","additionalProperties":false,"properties":{"type":{"const":"tcp"},"cluster":{"type":"string","minLength":1},"statPrefix":{"type":"string","minLength":1},"idleTimeoutMs":{"type":"integer","minimum":1},"rbac":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"rules":{"type":"object","additionalProperties":false,"properties":{"action":{"enum":["ALLOW","DENY","LOG"]},"policies":{"type":"object","additionalProperties":{"type":"object","additionalProperties":false,"properties":{"permissions":{"type":"array","items":{"$ref":"#/$defs/rbacPermission"}},"principals":{"type":"array","items":{"$ref":"#/$defs/rbacPrincipal"}}},"required":["permissions","principals"]}}},"required":["action","policies"]},"shadowRules":{"type":"object","additionalProperties":false,"properties":{"action":{"enum":["ALLOW","DENY","LOG"]},"policies":{"type":"object","additionalProperties":{"type":"object","additionalProperties":false,"properties":{"permissions":{"type":"array","items":{"$ref":"#/$defs/rbacPermission"}},"principals":{"type":"array","items":{"$ref":"#/$defs/rbacPrincipal"}}},"required":["permissions","principals"]}}},"required":["action","policies"]},"shadowRulesStatPrefix":{"type":"string"},"rulesStatPrefix":{"type":"string"}}}}},"required":["type","cluster"]},{"type":"object","additionalProperties":false,"properties":{"type":{"const":"reverse_tunnel_acceptor"},"statPrefix":{"type":"string","minLength":1},"allowedNames":{"type":"array","items":{"type":"string","minLength":1}}},"required":["type"]}]}},"required":["filter"]},"minItems":1},"limits":{"type":"object","additionalProperties":false,"properties":{"maxRequestHeadersBytes":{"type":"integer","minimum":1024,"maximum":1048576},"maxRequestHeaders":{"type":"integer","minimum":1,"maximum":10000},"requestHeadersTimeoutMs":{"type":"integer","minimum":1},"idleTimeoutMs":{"type":"integer","minimum":1},"maxConnections":{"type":"integer","minimum":1}}}},"required":["name","port","filterChains"]}},"routeConfigs":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"virtualHosts":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"domains":{"type":"array","items":{"type":"string","minLength":1},"minItems":1},"routes":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string"},"match":{"type":"object","additionalProperties":false,"properties":{"prefix":{"type":"string"},"path":{"type":"string"},"regex":{"type":"string"},"caseSensitive":{"type":"boolean"},"headers":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"regex":{"type":"string"},"present":{"type":"boolean"},"invert":{"type":"boolean"}},"required":["name"]}},"queryParameters":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"exact":{"type":"string"},"prefix":{"type":"string"},"regex":{"type":"string"},"present":{"type":"boolean"}},"required":["name"]}}}},"route":{"type":"object","additionalProperties":false,"properties":{"cluster":{"type":"string","minLength":1},"weightedClusters":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"weight":{"type":"integer","minimum":0},"requestHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"requestHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"responseHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}}},"required":["name","weight"]},"minItems":1},"prefixRewrite":{"type":"string"},"regexRewrite":{"type":"object","additionalProperties":false,"properties":{"pattern":{"type":"string","minLength":1},"substitution":{"type":"string"}},"required":["pattern","substitution"]},"hostRewrite":{"type":"string","minLength":1},"hashPolicy":{"type":"array","items":{"oneOf":[{"type":"object","additionalProperties":false,"properties":{"header":{"type":"string","minLength":1}},"required":["header"]},{"type":"object","additionalProperties":false,"properties":{"cookie":{"type":"string","minLength":1},"ttlMs":{"type":"integer","minimum":0},"path":{"type":"string"}},"required":["cookie"]},{"type":"object","additionalProperties":false,"properties":{"sourceIp":{"const":true}},"required":["sourceIp"]},{"type":"object","additionalProperties":false,"properties":{"queryParameter":{"type":"string","minLength":1}},"required":["queryParameter"]}]}},"timeoutMs":{"type":"integer","minimum":0},"retryPolicy":{"type":"object","additionalProperties":false,"properties":{"numRetries":{"type":"integer","minimum":0,"maximum":100},"perTryTimeoutMs":{"type":"integer","minimum":0},"retryOn":{"type":"array","items":{"enum":["5xx","gateway-error","reset","connect-failure","refused-stream","retriable-4xx","retriable-status-codes","cancelled","deadline-exceeded","resource-exhausted","unavailable"]}},"retriableStatusCodes":{"type":"array","items":{"type":"integer","minimum":100,"maximum":599}},"backoff":{"type":"object","additionalProperties":false,"properties":{"baseIntervalMs":{"type":"integer","minimum":1},"maxIntervalMs":{"type":"integer","minimum":1}}}},"required":["numRetries"]},"fault":{"type":"object","additionalProperties":false,"properties":{"delay":{"type":"object","additionalProperties":false,"properties":{"fixedDelayMs":{"type":"integer","minimum":0},"percentage":{"type":"number","minimum":0,"maximum":100}},"required":["fixedDelayMs"]},"abort":{"type":"object","additionalProperties":false,"properties":{"httpStatus":{"type":"integer","minimum":200,"maximum":599},"grpcStatus":{"type":"integer","minimum":0,"maximum":16},"percentage":{"type":"number","minimum":0,"maximum":100}}}}},"requestMirrorPolicies":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"cluster":{"type":"string","minLength":1},"percentage":{"type":"number","minimum":0,"maximum":100}},"required":["cluster"]}},"cors":{"type":"object","additionalProperties":false,"properties":{"allowOrigins":{"type":"array","items":{"oneOf":[{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"}},"required":["exact"]},{"type":"object","additionalProperties":false,"properties":{"prefix":{"type":"string"}},"required":["prefix"]},{"type":"object","additionalProperties":false,"properties":{"regex":{"type":"string","minLength":1}},"required":["regex"]}]}},"allowMethods":{"type":"array","items":{"type":"string","minLength":1}},"allowHeaders":{"type":"array","items":{"type":"string","minLength":1}},"exposeHeaders":{"type":"array","items":{"type":"string","minLength":1}},"maxAgeSeconds":{"type":"integer","minimum":0},"allowCredentials":{"type":"boolean"}},"required":["allowOrigins"]},"localRateLimit":{"type":"object","additionalProperties":false,"properties":{"maxTokens":{"type":"integer","minimum":1},"tokensPerFill":{"type":"integer","minimum":1},"fillIntervalMs":{"type":"integer","minimum":1}},"required":["maxTokens","fillIntervalMs"]}}},"redirect":{"type":"object","additionalProperties":false,"properties":{"scheme":{"enum":["http","https"]},"host":{"type":"string","minLength":1},"port":{"type":"integer","minimum":0,"maximum":65535},"path":{"type":"string"},"prefixRewrite":{"type":"string"},"responseCode":{"enum":[301,302,303,307,308]}}},"directResponse":{"type":"object","additionalProperties":false,"properties":{"status":{"type":"integer","minimum":200,"maximum":599},"body":{"type":"string"}},"required":["status"]},"requestHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"requestHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}},"responseHeadersToAdd":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"value":{"type":"string"},"append":{"type":"boolean"}},"required":["name","value"]}},"responseHeadersToRemove":{"type":"array","items":{"type":"string","minLength":1}}},"required":["match"]}}},"required":["name","domains","routes"]}}},"required":["name","virtualHosts"]}},"clusters":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"type":{"enum":["static","original_dst"]},"lbPolicy":{"enum":["ROUND_ROBIN","LEAST_REQUEST","RANDOM","RING_HASH","MAGLEV"]},"ringHash":{"type":"object","additionalProperties":false,"properties":{"minimumRingSize":{"type":"integer","minimum":1},"maximumRingSize":{"type":"integer","minimum":1}}},"maglev":{"type":"object","additionalProperties":false,"properties":{"tableSize":{"type":"integer","minimum":1}}},"protocol":{"enum":["http1","http2"]},"endpoints":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"address":{"type":"string","minLength":1},"port":{"type":"integer","minimum":1,"maximum":65535},"weight":{"type":"integer","minimum":1,"maximum":1000000},"labels":{"type":"object","additionalProperties":{"type":"string"}},"locality":{"type":"string"},"priority":{"type":"integer","minimum":0,"maximum":31},"tunnel":{"type":"string","minLength":1}},"required":["address","port"]}},"connectTimeoutMs":{"type":"integer","minimum":1},"idleTimeoutMs":{"type":"integer","minimum":1},"circuitBreakers":{"type":"object","additionalProperties":false,"properties":{"maxConnections":{"type":"integer","minimum":0},"maxPendingRequests":{"type":"integer","minimum":0},"maxRequests":{"type":"integer","minimum":0},"maxRequestsPerConnection":{"type":"integer","minimum":0},"retryBudget":{"type":"object","additionalProperties":false,"properties":{"budgetPercent":{"type":"number","minimum":0,"maximum":100},"minRetryConcurrency":{"type":"integer","minimum":0}},"required":["budgetPercent"]}}},"outlierDetection":{"type":"object","additionalProperties":false,"properties":{"consecutive5xxErrors":{"type":"integer","minimum":0},"consecutiveGatewayErrors":{"type":"integer","minimum":0},"intervalMs":{"type":"integer","minimum":1},"baseEjectionTimeMs":{"type":"integer","minimum":1},"maxEjectionPercent":{"type":"number","minimum":0,"maximum":100},"minHealthPercent":{"type":"number","minimum":0,"maximum":100}}},"tls":{"type":"object","additionalProperties":false,"properties":{"sni":{"type":"string","minLength":1},"validationContext":{"type":"string","minLength":1},"validationSecret":{"type":"string","minLength":1},"certificateChain":{"type":"string","minLength":1},"privateKey":{"type":"string","minLength":1},"certificateSecret":{"type":"string","minLength":1},"matchSubjectAltNames":{"type":"array","items":{"type":"string","minLength":1}},"alpnProtocols":{"type":"array","items":{"type":"string","minLength":1}},"insecureSkipVerify":{"type":"boolean"}}},"transportSocketMatches":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"match":{"type":"object","additionalProperties":{"type":"string"}},"tls":{"type":"object","additionalProperties":false,"properties":{"sni":{"type":"string","minLength":1},"validationContext":{"type":"string","minLength":1},"validationSecret":{"type":"string","minLength":1},"certificateChain":{"type":"string","minLength":1},"privateKey":{"type":"string","minLength":1},"certificateSecret":{"type":"string","minLength":1},"matchSubjectAltNames":{"type":"array","items":{"type":"string","minLength":1}},"alpnProtocols":{"type":"array","items":{"type":"string","minLength":1}},"insecureSkipVerify":{"type":"boolean"}}}},"required":["name","match"]}}},"required":["name","endpoints"]}},"reverseTunnels":{"type":"array","items":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"address":{"type":"string","minLength":1},"port":{"type":"integer","minimum":1,"maximum":65535},"tls":{"type":"object","additionalProperties":false,"properties":{"sni":{"type":"string","minLength":1},"validationContext":{"type":"string","minLength":1},"validationSecret":{"type":"string","minLength":1},"certificateChain":{"type":"string","minLength":1},"privateKey":{"type":"string","minLength":1},"certificateSecret":{"type":"string","minLength":1},"matchSubjectAltNames":{"type":"array","items":{"type":"string","minLength":1}},"alpnProtocols":{"type":"array","items":{"type":"string","minLength":1}},"insecureSkipVerify":{"type":"boolean"}}},"connections":{"type":"integer","minimum":1,"maximum":16},"listener":{"type":"string","minLength":1}},"required":["name","address","port","tls","listener"]}},"telemetry":{"type":"object","additionalProperties":false,"properties":{"prometheus":{"type":"object","additionalProperties":false,"properties":{"address":{"type":"string","minLength":1},"port":{"type":"integer","minimum":0,"maximum":65535}}},"accessLog":{"type":"object","additionalProperties":false,"properties":{"path":{"type":"string","minLength":1}},"required":["path"]},"tracing":{"type":"object","additionalProperties":false,"properties":{"otlpEndpoint":{"type":"string","pattern":"^https?://"},"samplingPercent":{"type":"number","minimum":0,"maximum":100},"serviceName":{"type":"string","minLength":1}},"required":["otlpEndpoint"]}}}},"required":["listeners"],"$defs":{"rbacPermission":{"type":"object","additionalProperties":false,"properties":{"any":{"const":true},"andRules":{"type":"array","items":{"$ref":"#/$defs/rbacPermission"}},"orRules":{"type":"array","items":{"$ref":"#/$defs/rbacPermission"}},"notRule":{"$ref":"#/$defs/rbacPermission"},"header":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"contains":{"type":"string"},"regex":{"type":"string","minLength":1},"ignoreCase":{"type":"boolean"},"present":{"type":"boolean"},"invert":{"type":"boolean"}},"required":["name"]},"urlPath":{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"contains":{"type":"string"},"regex":{"type":"string","minLength":1},"ignoreCase":{"type":"boolean"}},"minProperties":1},"uriTemplate":{"type":"string","pattern":"^/"},"destinationIp":{"type":"string","minLength":1},"destinationPort":{"type":"integer","minimum":0,"maximum":65535},"requestedServerName":{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"contains":{"type":"string"},"regex":{"type":"string","minLength":1},"ignoreCase":{"type":"boolean"}},"minProperties":1}},"minProperties":1,"maxProperties":1},"rbacPrincipal":{"type":"object","additionalProperties":false,"properties":{"any":{"const":true},"andIds":{"type":"array","items":{"$ref":"#/$defs/rbacPrincipal"}},"orIds":{"type":"array","items":{"$ref":"#/$defs/rbacPrincipal"}},"notId":{"$ref":"#/$defs/rbacPrincipal"},"authenticated":{"type":"object","additionalProperties":false,"properties":{"principalName":{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"contains":{"type":"string"},"regex":{"type":"string","minLength":1},"ignoreCase":{"type":"boolean"}},"minProperties":1}}},"directRemoteIp":{"type":"string","minLength":1},"remoteIp":{"type":"string","minLength":1},"header":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"contains":{"type":"string"},"regex":{"type":"string","minLength":1},"ignoreCase":{"type":"boolean"},"present":{"type":"boolean"},"invert":{"type":"boolean"}},"required":["name"]},"requestPrincipal":{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"contains":{"type":"string"},"regex":{"type":"string","minLength":1},"ignoreCase":{"type":"boolean"}},"minProperties":1},"jwtClaim":{"type":"object","additionalProperties":false,"properties":{"path":{"type":"array","items":{"type":"string","minLength":1},"minItems":1},"value":{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"contains":{"type":"string"},"regex":{"type":"string","minLength":1},"ignoreCase":{"type":"boolean"}},"minProperties":1}},"required":["path","value"]}},"minProperties":1,"maxProperties":1}}};
 const func1 = Object.prototype.hasOwnProperty;
 const pattern4 = new RegExp("^https?://", "u");
 const schema32 = {"type":"object","additionalProperties":false,"properties":{"any":{"const":true},"andRules":{"type":"array","items":{"$ref":"#/$defs/rbacPermission"}},"orRules":{"type":"array","items":{"$ref":"#/$defs/rbacPermission"}},"notRule":{"$ref":"#/$defs/rbacPermission"},"header":{"type":"object","additionalProperties":false,"properties":{"name":{"type":"string","minLength":1},"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"contains":{"type":"string"},"regex":{"type":"string","minLength":1},"ignoreCase":{"type":"boolean"},"present":{"type":"boolean"},"invert":{"type":"boolean"}},"required":["name"]},"urlPath":{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"contains":{"type":"string"},"regex":{"type":"string","minLength":1},"ignoreCase":{"type":"boolean"}},"minProperties":1},"uriTemplate":{"type":"string","pattern":"^/"},"destinationIp":{"type":"string","minLength":1},"destinationPort":{"type":"integer","minimum":0,"maximum":65535},"requestedServerName":{"type":"object","additionalProperties":false,"properties":{"exact":{"type":"string"},"prefix":{"type":"string"},"suffix":{"type":"string"},"contains":{"type":"string"},"regex":{"type":"string","minLength":1},"ignoreCase":{"type":"boolean"}},"minProperties":1}},"minProperties":1,"maxProperties":1};
@@ -1491,7 +1491,7 @@ vErrors.push(err0);
 errors++;
 }
 for(const key0 in data){
-if(!(((((((key0 === "version") || (key0 === "node")) || (key0 === "admin")) || (key0 === "listeners")) || (key0 === "routeConfigs")) || (key0 === "clusters")) || (key0 === "telemetry"))){
+if(!((((((((key0 === "version") || (key0 === "node")) || (key0 === "admin")) || (key0 === "listeners")) || (key0 === "routeConfigs")) || (key0 === "clusters")) || (key0 === "reverseTunnels")) || (key0 === "telemetry"))){
 const err1 = {instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err1];
@@ -7947,14 +7947,141 @@ if(props2 !== true){
 props2 = true;
 }
 }
-}
-if(!valid20){
-const err498 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf",keyword:"oneOf",params:{passingSchemas: passing0},message:"must match exactly one schema in oneOf"};
+const _errs597 = errors;
+if(data34 && typeof data34 == "object" && !Array.isArray(data34)){
+if(data34.type === undefined){
+const err498 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/2/required",keyword:"required",params:{missingProperty: "type"},message:"must have required property '"+"type"+"'"};
 if(vErrors === null){
 vErrors = [err498];
 }
 else {
 vErrors.push(err498);
+}
+errors++;
+}
+for(const key63 in data34){
+if(!(((key63 === "type") || (key63 === "statPrefix")) || (key63 === "allowedNames"))){
+const err499 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/2/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key63},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err499];
+}
+else {
+vErrors.push(err499);
+}
+errors++;
+}
+}
+if(data34.type !== undefined){
+if("reverse_tunnel_acceptor" !== data34.type){
+const err500 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/type",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/2/properties/type/const",keyword:"const",params:{allowedValue: "reverse_tunnel_acceptor"},message:"must be equal to constant"};
+if(vErrors === null){
+vErrors = [err500];
+}
+else {
+vErrors.push(err500);
+}
+errors++;
+}
+}
+if(data34.statPrefix !== undefined){
+let data270 = data34.statPrefix;
+if(typeof data270 === "string"){
+if(data270.length < 1){
+const err501 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/statPrefix",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/2/properties/statPrefix/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err501];
+}
+else {
+vErrors.push(err501);
+}
+errors++;
+}
+}
+else {
+const err502 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/statPrefix",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/2/properties/statPrefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err502];
+}
+else {
+vErrors.push(err502);
+}
+errors++;
+}
+}
+if(data34.allowedNames !== undefined){
+let data271 = data34.allowedNames;
+if(Array.isArray(data271)){
+const len50 = data271.length;
+for(let i50=0; i50<len50; i50++){
+let data272 = data271[i50];
+if(typeof data272 === "string"){
+if(data272.length < 1){
+const err503 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/allowedNames/" + i50,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/2/properties/allowedNames/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err503];
+}
+else {
+vErrors.push(err503);
+}
+errors++;
+}
+}
+else {
+const err504 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/allowedNames/" + i50,schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/2/properties/allowedNames/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err504];
+}
+else {
+vErrors.push(err504);
+}
+errors++;
+}
+}
+}
+else {
+const err505 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter/allowedNames",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/2/properties/allowedNames/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err505];
+}
+else {
+vErrors.push(err505);
+}
+errors++;
+}
+}
+}
+else {
+const err506 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf/2/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err506];
+}
+else {
+vErrors.push(err506);
+}
+errors++;
+}
+var _valid0 = _errs597 === errors;
+if(_valid0 && valid20){
+valid20 = false;
+passing0 = [passing0, 2];
+}
+else {
+if(_valid0){
+valid20 = true;
+passing0 = 2;
+if(props2 !== true){
+props2 = true;
+}
+}
+}
+}
+if(!valid20){
+const err507 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1+"/filter",schemaPath:"#/properties/listeners/items/properties/filterChains/items/properties/filter/oneOf",keyword:"oneOf",params:{passingSchemas: passing0},message:"must match exactly one schema in oneOf"};
+if(vErrors === null){
+vErrors = [err507];
+}
+else {
+vErrors.push(err507);
 }
 errors++;
 }
@@ -7972,117 +8099,7 @@ vErrors = null;
 }
 }
 else {
-const err499 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1,schemaPath:"#/properties/listeners/items/properties/filterChains/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
-if(vErrors === null){
-vErrors = [err499];
-}
-else {
-vErrors.push(err499);
-}
-errors++;
-}
-}
-}
-else {
-const err500 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains",schemaPath:"#/properties/listeners/items/properties/filterChains/type",keyword:"type",params:{type: "array"},message:"must be array"};
-if(vErrors === null){
-vErrors = [err500];
-}
-else {
-vErrors.push(err500);
-}
-errors++;
-}
-}
-if(data10.limits !== undefined){
-let data269 = data10.limits;
-if(data269 && typeof data269 == "object" && !Array.isArray(data269)){
-for(const key63 in data269){
-if(!(((((key63 === "maxRequestHeadersBytes") || (key63 === "maxRequestHeaders")) || (key63 === "requestHeadersTimeoutMs")) || (key63 === "idleTimeoutMs")) || (key63 === "maxConnections"))){
-const err501 = {instancePath:instancePath+"/listeners/" + i0+"/limits",schemaPath:"#/properties/listeners/items/properties/limits/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key63},message:"must NOT have additional properties"};
-if(vErrors === null){
-vErrors = [err501];
-}
-else {
-vErrors.push(err501);
-}
-errors++;
-}
-}
-if(data269.maxRequestHeadersBytes !== undefined){
-let data270 = data269.maxRequestHeadersBytes;
-if(!((typeof data270 == "number") && (!(data270 % 1) && !isNaN(data270)))){
-const err502 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxRequestHeadersBytes",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxRequestHeadersBytes/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
-if(vErrors === null){
-vErrors = [err502];
-}
-else {
-vErrors.push(err502);
-}
-errors++;
-}
-if(typeof data270 == "number"){
-if(data270 > 1048576 || isNaN(data270)){
-const err503 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxRequestHeadersBytes",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxRequestHeadersBytes/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1048576},message:"must be <= 1048576"};
-if(vErrors === null){
-vErrors = [err503];
-}
-else {
-vErrors.push(err503);
-}
-errors++;
-}
-if(data270 < 1024 || isNaN(data270)){
-const err504 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxRequestHeadersBytes",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxRequestHeadersBytes/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1024},message:"must be >= 1024"};
-if(vErrors === null){
-vErrors = [err504];
-}
-else {
-vErrors.push(err504);
-}
-errors++;
-}
-}
-}
-if(data269.maxRequestHeaders !== undefined){
-let data271 = data269.maxRequestHeaders;
-if(!((typeof data271 == "number") && (!(data271 % 1) && !isNaN(data271)))){
-const err505 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxRequestHeaders",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxRequestHeaders/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
-if(vErrors === null){
-vErrors = [err505];
-}
-else {
-vErrors.push(err505);
-}
-errors++;
-}
-if(typeof data271 == "number"){
-if(data271 > 10000 || isNaN(data271)){
-const err506 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxRequestHeaders",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxRequestHeaders/maximum",keyword:"maximum",params:{comparison: "<=", limit: 10000},message:"must be <= 10000"};
-if(vErrors === null){
-vErrors = [err506];
-}
-else {
-vErrors.push(err506);
-}
-errors++;
-}
-if(data271 < 1 || isNaN(data271)){
-const err507 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxRequestHeaders",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxRequestHeaders/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
-if(vErrors === null){
-vErrors = [err507];
-}
-else {
-vErrors.push(err507);
-}
-errors++;
-}
-}
-}
-if(data269.requestHeadersTimeoutMs !== undefined){
-let data272 = data269.requestHeadersTimeoutMs;
-if(!((typeof data272 == "number") && (!(data272 % 1) && !isNaN(data272)))){
-const err508 = {instancePath:instancePath+"/listeners/" + i0+"/limits/requestHeadersTimeoutMs",schemaPath:"#/properties/listeners/items/properties/limits/properties/requestHeadersTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+const err508 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains/" + i1,schemaPath:"#/properties/listeners/items/properties/filterChains/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err508];
 }
@@ -8091,9 +8108,10 @@ vErrors.push(err508);
 }
 errors++;
 }
-if(typeof data272 == "number"){
-if(data272 < 1 || isNaN(data272)){
-const err509 = {instancePath:instancePath+"/listeners/" + i0+"/limits/requestHeadersTimeoutMs",schemaPath:"#/properties/listeners/items/properties/limits/properties/requestHeadersTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+}
+else {
+const err509 = {instancePath:instancePath+"/listeners/" + i0+"/filterChains",schemaPath:"#/properties/listeners/items/properties/filterChains/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err509];
 }
@@ -8103,11 +8121,12 @@ vErrors.push(err509);
 errors++;
 }
 }
-}
-if(data269.idleTimeoutMs !== undefined){
-let data273 = data269.idleTimeoutMs;
-if(!((typeof data273 == "number") && (!(data273 % 1) && !isNaN(data273)))){
-const err510 = {instancePath:instancePath+"/listeners/" + i0+"/limits/idleTimeoutMs",schemaPath:"#/properties/listeners/items/properties/limits/properties/idleTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data10.limits !== undefined){
+let data273 = data10.limits;
+if(data273 && typeof data273 == "object" && !Array.isArray(data273)){
+for(const key64 in data273){
+if(!(((((key64 === "maxRequestHeadersBytes") || (key64 === "maxRequestHeaders")) || (key64 === "requestHeadersTimeoutMs")) || (key64 === "idleTimeoutMs")) || (key64 === "maxConnections"))){
+const err510 = {instancePath:instancePath+"/listeners/" + i0+"/limits",schemaPath:"#/properties/listeners/items/properties/limits/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key64},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err510];
 }
@@ -8116,9 +8135,11 @@ vErrors.push(err510);
 }
 errors++;
 }
-if(typeof data273 == "number"){
-if(data273 < 1 || isNaN(data273)){
-const err511 = {instancePath:instancePath+"/listeners/" + i0+"/limits/idleTimeoutMs",schemaPath:"#/properties/listeners/items/properties/limits/properties/idleTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+if(data273.maxRequestHeadersBytes !== undefined){
+let data274 = data273.maxRequestHeadersBytes;
+if(!((typeof data274 == "number") && (!(data274 % 1) && !isNaN(data274)))){
+const err511 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxRequestHeadersBytes",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxRequestHeadersBytes/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err511];
 }
@@ -8127,12 +8148,9 @@ vErrors.push(err511);
 }
 errors++;
 }
-}
-}
-if(data269.maxConnections !== undefined){
-let data274 = data269.maxConnections;
-if(!((typeof data274 == "number") && (!(data274 % 1) && !isNaN(data274)))){
-const err512 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxConnections",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxConnections/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(typeof data274 == "number"){
+if(data274 > 1048576 || isNaN(data274)){
+const err512 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxRequestHeadersBytes",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxRequestHeadersBytes/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1048576},message:"must be <= 1048576"};
 if(vErrors === null){
 vErrors = [err512];
 }
@@ -8141,9 +8159,8 @@ vErrors.push(err512);
 }
 errors++;
 }
-if(typeof data274 == "number"){
-if(data274 < 1 || isNaN(data274)){
-const err513 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxConnections",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxConnections/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if(data274 < 1024 || isNaN(data274)){
+const err513 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxRequestHeadersBytes",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxRequestHeadersBytes/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1024},message:"must be >= 1024"};
 if(vErrors === null){
 vErrors = [err513];
 }
@@ -8154,9 +8171,10 @@ errors++;
 }
 }
 }
-}
-else {
-const err514 = {instancePath:instancePath+"/listeners/" + i0+"/limits",schemaPath:"#/properties/listeners/items/properties/limits/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data273.maxRequestHeaders !== undefined){
+let data275 = data273.maxRequestHeaders;
+if(!((typeof data275 == "number") && (!(data275 % 1) && !isNaN(data275)))){
+const err514 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxRequestHeaders",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxRequestHeaders/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err514];
 }
@@ -8165,10 +8183,9 @@ vErrors.push(err514);
 }
 errors++;
 }
-}
-}
-else {
-const err515 = {instancePath:instancePath+"/listeners/" + i0,schemaPath:"#/properties/listeners/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(typeof data275 == "number"){
+if(data275 > 10000 || isNaN(data275)){
+const err515 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxRequestHeaders",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxRequestHeaders/maximum",keyword:"maximum",params:{comparison: "<=", limit: 10000},message:"must be <= 10000"};
 if(vErrors === null){
 vErrors = [err515];
 }
@@ -8177,10 +8194,8 @@ vErrors.push(err515);
 }
 errors++;
 }
-}
-}
-else {
-const err516 = {instancePath:instancePath+"/listeners",schemaPath:"#/properties/listeners/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data275 < 1 || isNaN(data275)){
+const err516 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxRequestHeaders",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxRequestHeaders/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err516];
 }
@@ -8190,15 +8205,11 @@ vErrors.push(err516);
 errors++;
 }
 }
-if(data.routeConfigs !== undefined){
-let data275 = data.routeConfigs;
-if(Array.isArray(data275)){
-const len50 = data275.length;
-for(let i50=0; i50<len50; i50++){
-let data276 = data275[i50];
-if(data276 && typeof data276 == "object" && !Array.isArray(data276)){
-if(data276.name === undefined){
-const err517 = {instancePath:instancePath+"/routeConfigs/" + i50,schemaPath:"#/properties/routeConfigs/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
+}
+if(data273.requestHeadersTimeoutMs !== undefined){
+let data276 = data273.requestHeadersTimeoutMs;
+if(!((typeof data276 == "number") && (!(data276 % 1) && !isNaN(data276)))){
+const err517 = {instancePath:instancePath+"/listeners/" + i0+"/limits/requestHeadersTimeoutMs",schemaPath:"#/properties/listeners/items/properties/limits/properties/requestHeadersTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err517];
 }
@@ -8207,8 +8218,9 @@ vErrors.push(err517);
 }
 errors++;
 }
-if(data276.virtualHosts === undefined){
-const err518 = {instancePath:instancePath+"/routeConfigs/" + i50,schemaPath:"#/properties/routeConfigs/items/required",keyword:"required",params:{missingProperty: "virtualHosts"},message:"must have required property '"+"virtualHosts"+"'"};
+if(typeof data276 == "number"){
+if(data276 < 1 || isNaN(data276)){
+const err518 = {instancePath:instancePath+"/listeners/" + i0+"/limits/requestHeadersTimeoutMs",schemaPath:"#/properties/listeners/items/properties/limits/properties/requestHeadersTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err518];
 }
@@ -8217,9 +8229,12 @@ vErrors.push(err518);
 }
 errors++;
 }
-for(const key64 in data276){
-if(!(((key64 === "name") || (key64 === "responseHeadersToAdd")) || (key64 === "virtualHosts"))){
-const err519 = {instancePath:instancePath+"/routeConfigs/" + i50,schemaPath:"#/properties/routeConfigs/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key64},message:"must NOT have additional properties"};
+}
+}
+if(data273.idleTimeoutMs !== undefined){
+let data277 = data273.idleTimeoutMs;
+if(!((typeof data277 == "number") && (!(data277 % 1) && !isNaN(data277)))){
+const err519 = {instancePath:instancePath+"/listeners/" + i0+"/limits/idleTimeoutMs",schemaPath:"#/properties/listeners/items/properties/limits/properties/idleTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err519];
 }
@@ -8228,12 +8243,9 @@ vErrors.push(err519);
 }
 errors++;
 }
-}
-if(data276.name !== undefined){
-let data277 = data276.name;
-if(typeof data277 === "string"){
-if(data277.length < 1){
-const err520 = {instancePath:instancePath+"/routeConfigs/" + i50+"/name",schemaPath:"#/properties/routeConfigs/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(typeof data277 == "number"){
+if(data277 < 1 || isNaN(data277)){
+const err520 = {instancePath:instancePath+"/listeners/" + i0+"/limits/idleTimeoutMs",schemaPath:"#/properties/listeners/items/properties/limits/properties/idleTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err520];
 }
@@ -8243,8 +8255,11 @@ vErrors.push(err520);
 errors++;
 }
 }
-else {
-const err521 = {instancePath:instancePath+"/routeConfigs/" + i50+"/name",schemaPath:"#/properties/routeConfigs/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+}
+if(data273.maxConnections !== undefined){
+let data278 = data273.maxConnections;
+if(!((typeof data278 == "number") && (!(data278 % 1) && !isNaN(data278)))){
+const err521 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxConnections",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxConnections/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err521];
 }
@@ -8253,16 +8268,9 @@ vErrors.push(err521);
 }
 errors++;
 }
-}
-if(data276.responseHeadersToAdd !== undefined){
-let data278 = data276.responseHeadersToAdd;
-if(Array.isArray(data278)){
-const len51 = data278.length;
-for(let i51=0; i51<len51; i51++){
-let data279 = data278[i51];
-if(data279 && typeof data279 == "object" && !Array.isArray(data279)){
-if(data279.name === undefined){
-const err522 = {instancePath:instancePath+"/routeConfigs/" + i50+"/responseHeadersToAdd/" + i51,schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
+if(typeof data278 == "number"){
+if(data278 < 1 || isNaN(data278)){
+const err522 = {instancePath:instancePath+"/listeners/" + i0+"/limits/maxConnections",schemaPath:"#/properties/listeners/items/properties/limits/properties/maxConnections/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err522];
 }
@@ -8271,8 +8279,11 @@ vErrors.push(err522);
 }
 errors++;
 }
-if(data279.value === undefined){
-const err523 = {instancePath:instancePath+"/routeConfigs/" + i50+"/responseHeadersToAdd/" + i51,schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "value"},message:"must have required property '"+"value"+"'"};
+}
+}
+}
+else {
+const err523 = {instancePath:instancePath+"/listeners/" + i0+"/limits",schemaPath:"#/properties/listeners/items/properties/limits/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err523];
 }
@@ -8281,9 +8292,10 @@ vErrors.push(err523);
 }
 errors++;
 }
-for(const key65 in data279){
-if(!(((key65 === "name") || (key65 === "value")) || (key65 === "append"))){
-const err524 = {instancePath:instancePath+"/routeConfigs/" + i50+"/responseHeadersToAdd/" + i51,schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key65},message:"must NOT have additional properties"};
+}
+}
+else {
+const err524 = {instancePath:instancePath+"/listeners/" + i0,schemaPath:"#/properties/listeners/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err524];
 }
@@ -8293,11 +8305,9 @@ vErrors.push(err524);
 errors++;
 }
 }
-if(data279.name !== undefined){
-let data280 = data279.name;
-if(typeof data280 === "string"){
-if(data280.length < 1){
-const err525 = {instancePath:instancePath+"/routeConfigs/" + i50+"/responseHeadersToAdd/" + i51+"/name",schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+else {
+const err525 = {instancePath:instancePath+"/listeners",schemaPath:"#/properties/listeners/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err525];
 }
@@ -8307,8 +8317,15 @@ vErrors.push(err525);
 errors++;
 }
 }
-else {
-const err526 = {instancePath:instancePath+"/routeConfigs/" + i50+"/responseHeadersToAdd/" + i51+"/name",schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data.routeConfigs !== undefined){
+let data279 = data.routeConfigs;
+if(Array.isArray(data279)){
+const len51 = data279.length;
+for(let i51=0; i51<len51; i51++){
+let data280 = data279[i51];
+if(data280 && typeof data280 == "object" && !Array.isArray(data280)){
+if(data280.name === undefined){
+const err526 = {instancePath:instancePath+"/routeConfigs/" + i51,schemaPath:"#/properties/routeConfigs/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err526];
 }
@@ -8317,10 +8334,8 @@ vErrors.push(err526);
 }
 errors++;
 }
-}
-if(data279.value !== undefined){
-if(typeof data279.value !== "string"){
-const err527 = {instancePath:instancePath+"/routeConfigs/" + i50+"/responseHeadersToAdd/" + i51+"/value",schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/properties/value/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data280.virtualHosts === undefined){
+const err527 = {instancePath:instancePath+"/routeConfigs/" + i51,schemaPath:"#/properties/routeConfigs/items/required",keyword:"required",params:{missingProperty: "virtualHosts"},message:"must have required property '"+"virtualHosts"+"'"};
 if(vErrors === null){
 vErrors = [err527];
 }
@@ -8329,10 +8344,9 @@ vErrors.push(err527);
 }
 errors++;
 }
-}
-if(data279.append !== undefined){
-if(typeof data279.append !== "boolean"){
-const err528 = {instancePath:instancePath+"/routeConfigs/" + i50+"/responseHeadersToAdd/" + i51+"/append",schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/properties/append/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+for(const key65 in data280){
+if(!(((key65 === "name") || (key65 === "responseHeadersToAdd")) || (key65 === "virtualHosts"))){
+const err528 = {instancePath:instancePath+"/routeConfigs/" + i51,schemaPath:"#/properties/routeConfigs/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key65},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err528];
 }
@@ -8342,9 +8356,11 @@ vErrors.push(err528);
 errors++;
 }
 }
-}
-else {
-const err529 = {instancePath:instancePath+"/routeConfigs/" + i50+"/responseHeadersToAdd/" + i51,schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data280.name !== undefined){
+let data281 = data280.name;
+if(typeof data281 === "string"){
+if(data281.length < 1){
+const err529 = {instancePath:instancePath+"/routeConfigs/" + i51+"/name",schemaPath:"#/properties/routeConfigs/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err529];
 }
@@ -8354,9 +8370,8 @@ vErrors.push(err529);
 errors++;
 }
 }
-}
 else {
-const err530 = {instancePath:instancePath+"/routeConfigs/" + i50+"/responseHeadersToAdd",schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err530 = {instancePath:instancePath+"/routeConfigs/" + i51+"/name",schemaPath:"#/properties/routeConfigs/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err530];
 }
@@ -8366,15 +8381,15 @@ vErrors.push(err530);
 errors++;
 }
 }
-if(data276.virtualHosts !== undefined){
-let data283 = data276.virtualHosts;
-if(Array.isArray(data283)){
-const len52 = data283.length;
+if(data280.responseHeadersToAdd !== undefined){
+let data282 = data280.responseHeadersToAdd;
+if(Array.isArray(data282)){
+const len52 = data282.length;
 for(let i52=0; i52<len52; i52++){
-let data284 = data283[i52];
-if(data284 && typeof data284 == "object" && !Array.isArray(data284)){
-if(data284.name === undefined){
-const err531 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
+let data283 = data282[i52];
+if(data283 && typeof data283 == "object" && !Array.isArray(data283)){
+if(data283.name === undefined){
+const err531 = {instancePath:instancePath+"/routeConfigs/" + i51+"/responseHeadersToAdd/" + i52,schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err531];
 }
@@ -8383,8 +8398,8 @@ vErrors.push(err531);
 }
 errors++;
 }
-if(data284.domains === undefined){
-const err532 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/required",keyword:"required",params:{missingProperty: "domains"},message:"must have required property '"+"domains"+"'"};
+if(data283.value === undefined){
+const err532 = {instancePath:instancePath+"/routeConfigs/" + i51+"/responseHeadersToAdd/" + i52,schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "value"},message:"must have required property '"+"value"+"'"};
 if(vErrors === null){
 vErrors = [err532];
 }
@@ -8393,8 +8408,9 @@ vErrors.push(err532);
 }
 errors++;
 }
-if(data284.routes === undefined){
-const err533 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/required",keyword:"required",params:{missingProperty: "routes"},message:"must have required property '"+"routes"+"'"};
+for(const key66 in data283){
+if(!(((key66 === "name") || (key66 === "value")) || (key66 === "append"))){
+const err533 = {instancePath:instancePath+"/routeConfigs/" + i51+"/responseHeadersToAdd/" + i52,schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key66},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err533];
 }
@@ -8403,9 +8419,12 @@ vErrors.push(err533);
 }
 errors++;
 }
-for(const key66 in data284){
-if(!(((key66 === "name") || (key66 === "domains")) || (key66 === "routes"))){
-const err534 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key66},message:"must NOT have additional properties"};
+}
+if(data283.name !== undefined){
+let data284 = data283.name;
+if(typeof data284 === "string"){
+if(data284.length < 1){
+const err534 = {instancePath:instancePath+"/routeConfigs/" + i51+"/responseHeadersToAdd/" + i52+"/name",schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err534];
 }
@@ -8415,11 +8434,8 @@ vErrors.push(err534);
 errors++;
 }
 }
-if(data284.name !== undefined){
-let data285 = data284.name;
-if(typeof data285 === "string"){
-if(data285.length < 1){
-const err535 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+else {
+const err535 = {instancePath:instancePath+"/routeConfigs/" + i51+"/responseHeadersToAdd/" + i52+"/name",schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err535];
 }
@@ -8429,8 +8445,9 @@ vErrors.push(err535);
 errors++;
 }
 }
-else {
-const err536 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data283.value !== undefined){
+if(typeof data283.value !== "string"){
+const err536 = {instancePath:instancePath+"/routeConfigs/" + i51+"/responseHeadersToAdd/" + i52+"/value",schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/properties/value/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err536];
 }
@@ -8440,11 +8457,9 @@ vErrors.push(err536);
 errors++;
 }
 }
-if(data284.domains !== undefined){
-let data286 = data284.domains;
-if(Array.isArray(data286)){
-if(data286.length < 1){
-const err537 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/domains",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/domains/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"};
+if(data283.append !== undefined){
+if(typeof data283.append !== "boolean"){
+const err537 = {instancePath:instancePath+"/routeConfigs/" + i51+"/responseHeadersToAdd/" + i52+"/append",schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/properties/append/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err537];
 }
@@ -8453,12 +8468,10 @@ vErrors.push(err537);
 }
 errors++;
 }
-const len53 = data286.length;
-for(let i53=0; i53<len53; i53++){
-let data287 = data286[i53];
-if(typeof data287 === "string"){
-if(data287.length < 1){
-const err538 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/domains/" + i53,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/domains/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+}
+else {
+const err538 = {instancePath:instancePath+"/routeConfigs/" + i51+"/responseHeadersToAdd/" + i52,schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err538];
 }
@@ -8468,8 +8481,9 @@ vErrors.push(err538);
 errors++;
 }
 }
+}
 else {
-const err539 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/domains/" + i53,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/domains/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err539 = {instancePath:instancePath+"/routeConfigs/" + i51+"/responseHeadersToAdd",schemaPath:"#/properties/routeConfigs/items/properties/responseHeadersToAdd/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err539];
 }
@@ -8479,9 +8493,15 @@ vErrors.push(err539);
 errors++;
 }
 }
-}
-else {
-const err540 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/domains",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/domains/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data280.virtualHosts !== undefined){
+let data287 = data280.virtualHosts;
+if(Array.isArray(data287)){
+const len53 = data287.length;
+for(let i53=0; i53<len53; i53++){
+let data288 = data287[i53];
+if(data288 && typeof data288 == "object" && !Array.isArray(data288)){
+if(data288.name === undefined){
+const err540 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err540];
 }
@@ -8490,16 +8510,8 @@ vErrors.push(err540);
 }
 errors++;
 }
-}
-if(data284.routes !== undefined){
-let data288 = data284.routes;
-if(Array.isArray(data288)){
-const len54 = data288.length;
-for(let i54=0; i54<len54; i54++){
-let data289 = data288[i54];
-if(data289 && typeof data289 == "object" && !Array.isArray(data289)){
-if(data289.match === undefined){
-const err541 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/required",keyword:"required",params:{missingProperty: "match"},message:"must have required property '"+"match"+"'"};
+if(data288.domains === undefined){
+const err541 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/required",keyword:"required",params:{missingProperty: "domains"},message:"must have required property '"+"domains"+"'"};
 if(vErrors === null){
 vErrors = [err541];
 }
@@ -8508,9 +8520,8 @@ vErrors.push(err541);
 }
 errors++;
 }
-for(const key67 in data289){
-if(!(func1.call(schema31.properties.routeConfigs.items.properties.virtualHosts.items.properties.routes.items.properties, key67))){
-const err542 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key67},message:"must NOT have additional properties"};
+if(data288.routes === undefined){
+const err542 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/required",keyword:"required",params:{missingProperty: "routes"},message:"must have required property '"+"routes"+"'"};
 if(vErrors === null){
 vErrors = [err542];
 }
@@ -8519,10 +8530,9 @@ vErrors.push(err542);
 }
 errors++;
 }
-}
-if(data289.name !== undefined){
-if(typeof data289.name !== "string"){
-const err543 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+for(const key67 in data288){
+if(!(((key67 === "name") || (key67 === "domains")) || (key67 === "routes"))){
+const err543 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key67},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err543];
 }
@@ -8532,12 +8542,11 @@ vErrors.push(err543);
 errors++;
 }
 }
-if(data289.match !== undefined){
-let data291 = data289.match;
-if(data291 && typeof data291 == "object" && !Array.isArray(data291)){
-for(const key68 in data291){
-if(!((((((key68 === "prefix") || (key68 === "path")) || (key68 === "regex")) || (key68 === "caseSensitive")) || (key68 === "headers")) || (key68 === "queryParameters"))){
-const err544 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key68},message:"must NOT have additional properties"};
+if(data288.name !== undefined){
+let data289 = data288.name;
+if(typeof data289 === "string"){
+if(data289.length < 1){
+const err544 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err544];
 }
@@ -8547,9 +8556,8 @@ vErrors.push(err544);
 errors++;
 }
 }
-if(data291.prefix !== undefined){
-if(typeof data291.prefix !== "string"){
-const err545 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/prefix",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/prefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+else {
+const err545 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err545];
 }
@@ -8559,9 +8567,11 @@ vErrors.push(err545);
 errors++;
 }
 }
-if(data291.path !== undefined){
-if(typeof data291.path !== "string"){
-const err546 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/path",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/path/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data288.domains !== undefined){
+let data290 = data288.domains;
+if(Array.isArray(data290)){
+if(data290.length < 1){
+const err546 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/domains",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/domains/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"};
 if(vErrors === null){
 vErrors = [err546];
 }
@@ -8570,10 +8580,12 @@ vErrors.push(err546);
 }
 errors++;
 }
-}
-if(data291.regex !== undefined){
-if(typeof data291.regex !== "string"){
-const err547 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/regex",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/regex/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const len54 = data290.length;
+for(let i54=0; i54<len54; i54++){
+let data291 = data290[i54];
+if(typeof data291 === "string"){
+if(data291.length < 1){
+const err547 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/domains/" + i54,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/domains/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err547];
 }
@@ -8583,9 +8595,8 @@ vErrors.push(err547);
 errors++;
 }
 }
-if(data291.caseSensitive !== undefined){
-if(typeof data291.caseSensitive !== "boolean"){
-const err548 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/caseSensitive",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/caseSensitive/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+else {
+const err548 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/domains/" + i54,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/domains/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err548];
 }
@@ -8595,15 +8606,9 @@ vErrors.push(err548);
 errors++;
 }
 }
-if(data291.headers !== undefined){
-let data296 = data291.headers;
-if(Array.isArray(data296)){
-const len55 = data296.length;
-for(let i55=0; i55<len55; i55++){
-let data297 = data296[i55];
-if(data297 && typeof data297 == "object" && !Array.isArray(data297)){
-if(data297.name === undefined){
-const err549 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/headers/" + i55,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
+}
+else {
+const err549 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/domains",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/domains/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err549];
 }
@@ -8612,9 +8617,16 @@ vErrors.push(err549);
 }
 errors++;
 }
-for(const key69 in data297){
-if(!(((((((key69 === "name") || (key69 === "exact")) || (key69 === "prefix")) || (key69 === "suffix")) || (key69 === "regex")) || (key69 === "present")) || (key69 === "invert"))){
-const err550 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/headers/" + i55,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key69},message:"must NOT have additional properties"};
+}
+if(data288.routes !== undefined){
+let data292 = data288.routes;
+if(Array.isArray(data292)){
+const len55 = data292.length;
+for(let i55=0; i55<len55; i55++){
+let data293 = data292[i55];
+if(data293 && typeof data293 == "object" && !Array.isArray(data293)){
+if(data293.match === undefined){
+const err550 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/required",keyword:"required",params:{missingProperty: "match"},message:"must have required property '"+"match"+"'"};
 if(vErrors === null){
 vErrors = [err550];
 }
@@ -8623,12 +8635,9 @@ vErrors.push(err550);
 }
 errors++;
 }
-}
-if(data297.name !== undefined){
-let data298 = data297.name;
-if(typeof data298 === "string"){
-if(data298.length < 1){
-const err551 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/headers/" + i55+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+for(const key68 in data293){
+if(!(func1.call(schema31.properties.routeConfigs.items.properties.virtualHosts.items.properties.routes.items.properties, key68))){
+const err551 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key68},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err551];
 }
@@ -8638,8 +8647,9 @@ vErrors.push(err551);
 errors++;
 }
 }
-else {
-const err552 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/headers/" + i55+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data293.name !== undefined){
+if(typeof data293.name !== "string"){
+const err552 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err552];
 }
@@ -8649,9 +8659,12 @@ vErrors.push(err552);
 errors++;
 }
 }
-if(data297.exact !== undefined){
-if(typeof data297.exact !== "string"){
-const err553 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/headers/" + i55+"/exact",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/exact/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data293.match !== undefined){
+let data295 = data293.match;
+if(data295 && typeof data295 == "object" && !Array.isArray(data295)){
+for(const key69 in data295){
+if(!((((((key69 === "prefix") || (key69 === "path")) || (key69 === "regex")) || (key69 === "caseSensitive")) || (key69 === "headers")) || (key69 === "queryParameters"))){
+const err553 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/match",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key69},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err553];
 }
@@ -8661,9 +8674,9 @@ vErrors.push(err553);
 errors++;
 }
 }
-if(data297.prefix !== undefined){
-if(typeof data297.prefix !== "string"){
-const err554 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/headers/" + i55+"/prefix",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/prefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data295.prefix !== undefined){
+if(typeof data295.prefix !== "string"){
+const err554 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/match/prefix",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/prefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err554];
 }
@@ -8673,9 +8686,9 @@ vErrors.push(err554);
 errors++;
 }
 }
-if(data297.suffix !== undefined){
-if(typeof data297.suffix !== "string"){
-const err555 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/headers/" + i55+"/suffix",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/suffix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data295.path !== undefined){
+if(typeof data295.path !== "string"){
+const err555 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/match/path",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/path/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err555];
 }
@@ -8685,9 +8698,9 @@ vErrors.push(err555);
 errors++;
 }
 }
-if(data297.regex !== undefined){
-if(typeof data297.regex !== "string"){
-const err556 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/headers/" + i55+"/regex",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/regex/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data295.regex !== undefined){
+if(typeof data295.regex !== "string"){
+const err556 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/match/regex",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/regex/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err556];
 }
@@ -8697,9 +8710,9 @@ vErrors.push(err556);
 errors++;
 }
 }
-if(data297.present !== undefined){
-if(typeof data297.present !== "boolean"){
-const err557 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/headers/" + i55+"/present",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/present/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(data295.caseSensitive !== undefined){
+if(typeof data295.caseSensitive !== "boolean"){
+const err557 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/match/caseSensitive",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/caseSensitive/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err557];
 }
@@ -8709,9 +8722,15 @@ vErrors.push(err557);
 errors++;
 }
 }
-if(data297.invert !== undefined){
-if(typeof data297.invert !== "boolean"){
-const err558 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/headers/" + i55+"/invert",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/invert/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(data295.headers !== undefined){
+let data300 = data295.headers;
+if(Array.isArray(data300)){
+const len56 = data300.length;
+for(let i56=0; i56<len56; i56++){
+let data301 = data300[i56];
+if(data301 && typeof data301 == "object" && !Array.isArray(data301)){
+if(data301.name === undefined){
+const err558 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/match/headers/" + i56,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err558];
 }
@@ -8720,10 +8739,9 @@ vErrors.push(err558);
 }
 errors++;
 }
-}
-}
-else {
-const err559 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/headers/" + i55,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+for(const key70 in data301){
+if(!(((((((key70 === "name") || (key70 === "exact")) || (key70 === "prefix")) || (key70 === "suffix")) || (key70 === "regex")) || (key70 === "present")) || (key70 === "invert"))){
+const err559 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/match/headers/" + i56,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key70},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err559];
 }
@@ -8733,9 +8751,11 @@ vErrors.push(err559);
 errors++;
 }
 }
-}
-else {
-const err560 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/headers",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data301.name !== undefined){
+let data302 = data301.name;
+if(typeof data302 === "string"){
+if(data302.length < 1){
+const err560 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/match/headers/" + i56+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err560];
 }
@@ -8745,15 +8765,8 @@ vErrors.push(err560);
 errors++;
 }
 }
-if(data291.queryParameters !== undefined){
-let data305 = data291.queryParameters;
-if(Array.isArray(data305)){
-const len56 = data305.length;
-for(let i56=0; i56<len56; i56++){
-let data306 = data305[i56];
-if(data306 && typeof data306 == "object" && !Array.isArray(data306)){
-if(data306.name === undefined){
-const err561 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/queryParameters/" + i56,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
+else {
+const err561 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/match/headers/" + i56+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err561];
 }
@@ -8762,9 +8775,10 @@ vErrors.push(err561);
 }
 errors++;
 }
-for(const key70 in data306){
-if(!(((((key70 === "name") || (key70 === "exact")) || (key70 === "prefix")) || (key70 === "regex")) || (key70 === "present"))){
-const err562 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/queryParameters/" + i56,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key70},message:"must NOT have additional properties"};
+}
+if(data301.exact !== undefined){
+if(typeof data301.exact !== "string"){
+const err562 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/match/headers/" + i56+"/exact",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/exact/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err562];
 }
@@ -8774,11 +8788,9 @@ vErrors.push(err562);
 errors++;
 }
 }
-if(data306.name !== undefined){
-let data307 = data306.name;
-if(typeof data307 === "string"){
-if(data307.length < 1){
-const err563 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/queryParameters/" + i56+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data301.prefix !== undefined){
+if(typeof data301.prefix !== "string"){
+const err563 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/match/headers/" + i56+"/prefix",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/prefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err563];
 }
@@ -8788,8 +8800,9 @@ vErrors.push(err563);
 errors++;
 }
 }
-else {
-const err564 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/queryParameters/" + i56+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data301.suffix !== undefined){
+if(typeof data301.suffix !== "string"){
+const err564 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/match/headers/" + i56+"/suffix",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/suffix/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err564];
 }
@@ -8799,9 +8812,9 @@ vErrors.push(err564);
 errors++;
 }
 }
-if(data306.exact !== undefined){
-if(typeof data306.exact !== "string"){
-const err565 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/queryParameters/" + i56+"/exact",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/exact/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data301.regex !== undefined){
+if(typeof data301.regex !== "string"){
+const err565 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/match/headers/" + i56+"/regex",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/regex/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err565];
 }
@@ -8811,9 +8824,9 @@ vErrors.push(err565);
 errors++;
 }
 }
-if(data306.prefix !== undefined){
-if(typeof data306.prefix !== "string"){
-const err566 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/queryParameters/" + i56+"/prefix",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/prefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data301.present !== undefined){
+if(typeof data301.present !== "boolean"){
+const err566 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/match/headers/" + i56+"/present",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/present/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err566];
 }
@@ -8823,9 +8836,9 @@ vErrors.push(err566);
 errors++;
 }
 }
-if(data306.regex !== undefined){
-if(typeof data306.regex !== "string"){
-const err567 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/queryParameters/" + i56+"/regex",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/regex/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data301.invert !== undefined){
+if(typeof data301.invert !== "boolean"){
+const err567 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/match/headers/" + i56+"/invert",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/properties/invert/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err567];
 }
@@ -8835,9 +8848,9 @@ vErrors.push(err567);
 errors++;
 }
 }
-if(data306.present !== undefined){
-if(typeof data306.present !== "boolean"){
-const err568 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/queryParameters/" + i56+"/present",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/present/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+}
+else {
+const err568 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/match/headers/" + i56,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err568];
 }
@@ -8849,7 +8862,7 @@ errors++;
 }
 }
 else {
-const err569 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/queryParameters/" + i56,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err569 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/match/headers",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/headers/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err569];
 }
@@ -8859,9 +8872,15 @@ vErrors.push(err569);
 errors++;
 }
 }
-}
-else {
-const err570 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match/queryParameters",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data295.queryParameters !== undefined){
+let data309 = data295.queryParameters;
+if(Array.isArray(data309)){
+const len57 = data309.length;
+for(let i57=0; i57<len57; i57++){
+let data310 = data309[i57];
+if(data310 && typeof data310 == "object" && !Array.isArray(data310)){
+if(data310.name === undefined){
+const err570 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/match/queryParameters/" + i57,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err570];
 }
@@ -8870,10 +8889,9 @@ vErrors.push(err570);
 }
 errors++;
 }
-}
-}
-else {
-const err571 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/match",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/type",keyword:"type",params:{type: "object"},message:"must be object"};
+for(const key71 in data310){
+if(!(((((key71 === "name") || (key71 === "exact")) || (key71 === "prefix")) || (key71 === "regex")) || (key71 === "present"))){
+const err571 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/match/queryParameters/" + i57,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key71},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err571];
 }
@@ -8883,12 +8901,11 @@ vErrors.push(err571);
 errors++;
 }
 }
-if(data289.route !== undefined){
-let data312 = data289.route;
-if(data312 && typeof data312 == "object" && !Array.isArray(data312)){
-for(const key71 in data312){
-if(!(func1.call(schema31.properties.routeConfigs.items.properties.virtualHosts.items.properties.routes.items.properties.route.properties, key71))){
-const err572 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key71},message:"must NOT have additional properties"};
+if(data310.name !== undefined){
+let data311 = data310.name;
+if(typeof data311 === "string"){
+if(data311.length < 1){
+const err572 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/match/queryParameters/" + i57+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err572];
 }
@@ -8898,11 +8915,8 @@ vErrors.push(err572);
 errors++;
 }
 }
-if(data312.cluster !== undefined){
-let data313 = data312.cluster;
-if(typeof data313 === "string"){
-if(data313.length < 1){
-const err573 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cluster",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cluster/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+else {
+const err573 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/match/queryParameters/" + i57+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err573];
 }
@@ -8912,8 +8926,9 @@ vErrors.push(err573);
 errors++;
 }
 }
-else {
-const err574 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cluster",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cluster/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data310.exact !== undefined){
+if(typeof data310.exact !== "string"){
+const err574 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/match/queryParameters/" + i57+"/exact",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/exact/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err574];
 }
@@ -8923,11 +8938,9 @@ vErrors.push(err574);
 errors++;
 }
 }
-if(data312.weightedClusters !== undefined){
-let data314 = data312.weightedClusters;
-if(Array.isArray(data314)){
-if(data314.length < 1){
-const err575 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"};
+if(data310.prefix !== undefined){
+if(typeof data310.prefix !== "string"){
+const err575 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/match/queryParameters/" + i57+"/prefix",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/prefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err575];
 }
@@ -8936,12 +8949,10 @@ vErrors.push(err575);
 }
 errors++;
 }
-const len57 = data314.length;
-for(let i57=0; i57<len57; i57++){
-let data315 = data314[i57];
-if(data315 && typeof data315 == "object" && !Array.isArray(data315)){
-if(data315.name === undefined){
-const err576 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
+}
+if(data310.regex !== undefined){
+if(typeof data310.regex !== "string"){
+const err576 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/match/queryParameters/" + i57+"/regex",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/regex/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err576];
 }
@@ -8950,8 +8961,10 @@ vErrors.push(err576);
 }
 errors++;
 }
-if(data315.weight === undefined){
-const err577 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/required",keyword:"required",params:{missingProperty: "weight"},message:"must have required property '"+"weight"+"'"};
+}
+if(data310.present !== undefined){
+if(typeof data310.present !== "boolean"){
+const err577 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/match/queryParameters/" + i57+"/present",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/properties/present/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err577];
 }
@@ -8960,9 +8973,10 @@ vErrors.push(err577);
 }
 errors++;
 }
-for(const key72 in data315){
-if(!((((((key72 === "name") || (key72 === "weight")) || (key72 === "requestHeadersToAdd")) || (key72 === "requestHeadersToRemove")) || (key72 === "responseHeadersToAdd")) || (key72 === "responseHeadersToRemove"))){
-const err578 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key72},message:"must NOT have additional properties"};
+}
+}
+else {
+const err578 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/match/queryParameters/" + i57,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err578];
 }
@@ -8972,11 +8986,9 @@ vErrors.push(err578);
 errors++;
 }
 }
-if(data315.name !== undefined){
-let data316 = data315.name;
-if(typeof data316 === "string"){
-if(data316.length < 1){
-const err579 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+else {
+const err579 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/match/queryParameters",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/properties/queryParameters/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err579];
 }
@@ -8986,8 +8998,9 @@ vErrors.push(err579);
 errors++;
 }
 }
+}
 else {
-const err580 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err580 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/match",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/match/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err580];
 }
@@ -8997,10 +9010,12 @@ vErrors.push(err580);
 errors++;
 }
 }
-if(data315.weight !== undefined){
-let data317 = data315.weight;
-if(!((typeof data317 == "number") && (!(data317 % 1) && !isNaN(data317)))){
-const err581 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/weight",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/weight/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data293.route !== undefined){
+let data316 = data293.route;
+if(data316 && typeof data316 == "object" && !Array.isArray(data316)){
+for(const key72 in data316){
+if(!(func1.call(schema31.properties.routeConfigs.items.properties.virtualHosts.items.properties.routes.items.properties.route.properties, key72))){
+const err581 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key72},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err581];
 }
@@ -9009,9 +9024,12 @@ vErrors.push(err581);
 }
 errors++;
 }
-if(typeof data317 == "number"){
-if(data317 < 0 || isNaN(data317)){
-const err582 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/weight",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/weight/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+if(data316.cluster !== undefined){
+let data317 = data316.cluster;
+if(typeof data317 === "string"){
+if(data317.length < 1){
+const err582 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/cluster",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cluster/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err582];
 }
@@ -9021,16 +9039,8 @@ vErrors.push(err582);
 errors++;
 }
 }
-}
-if(data315.requestHeadersToAdd !== undefined){
-let data318 = data315.requestHeadersToAdd;
-if(Array.isArray(data318)){
-const len58 = data318.length;
-for(let i58=0; i58<len58; i58++){
-let data319 = data318[i58];
-if(data319 && typeof data319 == "object" && !Array.isArray(data319)){
-if(data319.name === undefined){
-const err583 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/requestHeadersToAdd/" + i58,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
+else {
+const err583 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/cluster",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cluster/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err583];
 }
@@ -9039,8 +9049,12 @@ vErrors.push(err583);
 }
 errors++;
 }
-if(data319.value === undefined){
-const err584 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/requestHeadersToAdd/" + i58,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "value"},message:"must have required property '"+"value"+"'"};
+}
+if(data316.weightedClusters !== undefined){
+let data318 = data316.weightedClusters;
+if(Array.isArray(data318)){
+if(data318.length < 1){
+const err584 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/weightedClusters",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"};
 if(vErrors === null){
 vErrors = [err584];
 }
@@ -9049,9 +9063,12 @@ vErrors.push(err584);
 }
 errors++;
 }
-for(const key73 in data319){
-if(!(((key73 === "name") || (key73 === "value")) || (key73 === "append"))){
-const err585 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/requestHeadersToAdd/" + i58,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key73},message:"must NOT have additional properties"};
+const len58 = data318.length;
+for(let i58=0; i58<len58; i58++){
+let data319 = data318[i58];
+if(data319 && typeof data319 == "object" && !Array.isArray(data319)){
+if(data319.name === undefined){
+const err585 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/weightedClusters/" + i58,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err585];
 }
@@ -9060,12 +9077,8 @@ vErrors.push(err585);
 }
 errors++;
 }
-}
-if(data319.name !== undefined){
-let data320 = data319.name;
-if(typeof data320 === "string"){
-if(data320.length < 1){
-const err586 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/requestHeadersToAdd/" + i58+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data319.weight === undefined){
+const err586 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/weightedClusters/" + i58,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/required",keyword:"required",params:{missingProperty: "weight"},message:"must have required property '"+"weight"+"'"};
 if(vErrors === null){
 vErrors = [err586];
 }
@@ -9074,9 +9087,9 @@ vErrors.push(err586);
 }
 errors++;
 }
-}
-else {
-const err587 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/requestHeadersToAdd/" + i58+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+for(const key73 in data319){
+if(!((((((key73 === "name") || (key73 === "weight")) || (key73 === "requestHeadersToAdd")) || (key73 === "requestHeadersToRemove")) || (key73 === "responseHeadersToAdd")) || (key73 === "responseHeadersToRemove"))){
+const err587 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/weightedClusters/" + i58,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key73},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err587];
 }
@@ -9086,9 +9099,11 @@ vErrors.push(err587);
 errors++;
 }
 }
-if(data319.value !== undefined){
-if(typeof data319.value !== "string"){
-const err588 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/requestHeadersToAdd/" + i58+"/value",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/properties/value/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data319.name !== undefined){
+let data320 = data319.name;
+if(typeof data320 === "string"){
+if(data320.length < 1){
+const err588 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/weightedClusters/" + i58+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err588];
 }
@@ -9098,9 +9113,8 @@ vErrors.push(err588);
 errors++;
 }
 }
-if(data319.append !== undefined){
-if(typeof data319.append !== "boolean"){
-const err589 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/requestHeadersToAdd/" + i58+"/append",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/properties/append/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+else {
+const err589 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/weightedClusters/" + i58+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err589];
 }
@@ -9110,9 +9124,10 @@ vErrors.push(err589);
 errors++;
 }
 }
-}
-else {
-const err590 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/requestHeadersToAdd/" + i58,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data319.weight !== undefined){
+let data321 = data319.weight;
+if(!((typeof data321 == "number") && (!(data321 % 1) && !isNaN(data321)))){
+const err590 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/weightedClusters/" + i58+"/weight",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/weight/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err590];
 }
@@ -9121,10 +9136,9 @@ vErrors.push(err590);
 }
 errors++;
 }
-}
-}
-else {
-const err591 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/requestHeadersToAdd",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(typeof data321 == "number"){
+if(data321 < 0 || isNaN(data321)){
+const err591 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/weightedClusters/" + i58+"/weight",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/weight/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err591];
 }
@@ -9134,15 +9148,16 @@ vErrors.push(err591);
 errors++;
 }
 }
-if(data315.requestHeadersToRemove !== undefined){
-let data323 = data315.requestHeadersToRemove;
-if(Array.isArray(data323)){
-const len59 = data323.length;
+}
+if(data319.requestHeadersToAdd !== undefined){
+let data322 = data319.requestHeadersToAdd;
+if(Array.isArray(data322)){
+const len59 = data322.length;
 for(let i59=0; i59<len59; i59++){
-let data324 = data323[i59];
-if(typeof data324 === "string"){
-if(data324.length < 1){
-const err592 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/requestHeadersToRemove/" + i59,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToRemove/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+let data323 = data322[i59];
+if(data323 && typeof data323 == "object" && !Array.isArray(data323)){
+if(data323.name === undefined){
+const err592 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/weightedClusters/" + i58+"/requestHeadersToAdd/" + i59,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err592];
 }
@@ -9151,9 +9166,8 @@ vErrors.push(err592);
 }
 errors++;
 }
-}
-else {
-const err593 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/requestHeadersToRemove/" + i59,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToRemove/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data323.value === undefined){
+const err593 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/weightedClusters/" + i58+"/requestHeadersToAdd/" + i59,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "value"},message:"must have required property '"+"value"+"'"};
 if(vErrors === null){
 vErrors = [err593];
 }
@@ -9162,10 +9176,9 @@ vErrors.push(err593);
 }
 errors++;
 }
-}
-}
-else {
-const err594 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/requestHeadersToRemove",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToRemove/type",keyword:"type",params:{type: "array"},message:"must be array"};
+for(const key74 in data323){
+if(!(((key74 === "name") || (key74 === "value")) || (key74 === "append"))){
+const err594 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/weightedClusters/" + i58+"/requestHeadersToAdd/" + i59,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key74},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err594];
 }
@@ -9175,15 +9188,11 @@ vErrors.push(err594);
 errors++;
 }
 }
-if(data315.responseHeadersToAdd !== undefined){
-let data325 = data315.responseHeadersToAdd;
-if(Array.isArray(data325)){
-const len60 = data325.length;
-for(let i60=0; i60<len60; i60++){
-let data326 = data325[i60];
-if(data326 && typeof data326 == "object" && !Array.isArray(data326)){
-if(data326.name === undefined){
-const err595 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/responseHeadersToAdd/" + i60,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
+if(data323.name !== undefined){
+let data324 = data323.name;
+if(typeof data324 === "string"){
+if(data324.length < 1){
+const err595 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/weightedClusters/" + i58+"/requestHeadersToAdd/" + i59+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err595];
 }
@@ -9192,8 +9201,9 @@ vErrors.push(err595);
 }
 errors++;
 }
-if(data326.value === undefined){
-const err596 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/responseHeadersToAdd/" + i60,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "value"},message:"must have required property '"+"value"+"'"};
+}
+else {
+const err596 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/weightedClusters/" + i58+"/requestHeadersToAdd/" + i59+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err596];
 }
@@ -9202,9 +9212,10 @@ vErrors.push(err596);
 }
 errors++;
 }
-for(const key74 in data326){
-if(!(((key74 === "name") || (key74 === "value")) || (key74 === "append"))){
-const err597 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/responseHeadersToAdd/" + i60,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key74},message:"must NOT have additional properties"};
+}
+if(data323.value !== undefined){
+if(typeof data323.value !== "string"){
+const err597 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/weightedClusters/" + i58+"/requestHeadersToAdd/" + i59+"/value",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/properties/value/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err597];
 }
@@ -9214,11 +9225,9 @@ vErrors.push(err597);
 errors++;
 }
 }
-if(data326.name !== undefined){
-let data327 = data326.name;
-if(typeof data327 === "string"){
-if(data327.length < 1){
-const err598 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/responseHeadersToAdd/" + i60+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data323.append !== undefined){
+if(typeof data323.append !== "boolean"){
+const err598 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/weightedClusters/" + i58+"/requestHeadersToAdd/" + i59+"/append",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/properties/append/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err598];
 }
@@ -9228,8 +9237,9 @@ vErrors.push(err598);
 errors++;
 }
 }
+}
 else {
-const err599 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/responseHeadersToAdd/" + i60+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err599 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/weightedClusters/" + i58+"/requestHeadersToAdd/" + i59,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err599];
 }
@@ -9239,9 +9249,9 @@ vErrors.push(err599);
 errors++;
 }
 }
-if(data326.value !== undefined){
-if(typeof data326.value !== "string"){
-const err600 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/responseHeadersToAdd/" + i60+"/value",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/properties/value/type",keyword:"type",params:{type: "string"},message:"must be string"};
+}
+else {
+const err600 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/weightedClusters/" + i58+"/requestHeadersToAdd",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToAdd/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err600];
 }
@@ -9251,9 +9261,15 @@ vErrors.push(err600);
 errors++;
 }
 }
-if(data326.append !== undefined){
-if(typeof data326.append !== "boolean"){
-const err601 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/responseHeadersToAdd/" + i60+"/append",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/properties/append/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(data319.requestHeadersToRemove !== undefined){
+let data327 = data319.requestHeadersToRemove;
+if(Array.isArray(data327)){
+const len60 = data327.length;
+for(let i60=0; i60<len60; i60++){
+let data328 = data327[i60];
+if(typeof data328 === "string"){
+if(data328.length < 1){
+const err601 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/weightedClusters/" + i58+"/requestHeadersToRemove/" + i60,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToRemove/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err601];
 }
@@ -9263,9 +9279,8 @@ vErrors.push(err601);
 errors++;
 }
 }
-}
 else {
-const err602 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/responseHeadersToAdd/" + i60,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err602 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/weightedClusters/" + i58+"/requestHeadersToRemove/" + i60,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToRemove/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err602];
 }
@@ -9277,7 +9292,7 @@ errors++;
 }
 }
 else {
-const err603 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/responseHeadersToAdd",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err603 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/weightedClusters/" + i58+"/requestHeadersToRemove",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/requestHeadersToRemove/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err603];
 }
@@ -9287,15 +9302,15 @@ vErrors.push(err603);
 errors++;
 }
 }
-if(data315.responseHeadersToRemove !== undefined){
-let data330 = data315.responseHeadersToRemove;
-if(Array.isArray(data330)){
-const len61 = data330.length;
+if(data319.responseHeadersToAdd !== undefined){
+let data329 = data319.responseHeadersToAdd;
+if(Array.isArray(data329)){
+const len61 = data329.length;
 for(let i61=0; i61<len61; i61++){
-let data331 = data330[i61];
-if(typeof data331 === "string"){
-if(data331.length < 1){
-const err604 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/responseHeadersToRemove/" + i61,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToRemove/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+let data330 = data329[i61];
+if(data330 && typeof data330 == "object" && !Array.isArray(data330)){
+if(data330.name === undefined){
+const err604 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/weightedClusters/" + i58+"/responseHeadersToAdd/" + i61,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err604];
 }
@@ -9304,9 +9319,8 @@ vErrors.push(err604);
 }
 errors++;
 }
-}
-else {
-const err605 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/responseHeadersToRemove/" + i61,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToRemove/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data330.value === undefined){
+const err605 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/weightedClusters/" + i58+"/responseHeadersToAdd/" + i61,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "value"},message:"must have required property '"+"value"+"'"};
 if(vErrors === null){
 vErrors = [err605];
 }
@@ -9315,10 +9329,9 @@ vErrors.push(err605);
 }
 errors++;
 }
-}
-}
-else {
-const err606 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57+"/responseHeadersToRemove",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToRemove/type",keyword:"type",params:{type: "array"},message:"must be array"};
+for(const key75 in data330){
+if(!(((key75 === "name") || (key75 === "value")) || (key75 === "append"))){
+const err606 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/weightedClusters/" + i58+"/responseHeadersToAdd/" + i61,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key75},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err606];
 }
@@ -9328,9 +9341,11 @@ vErrors.push(err606);
 errors++;
 }
 }
-}
-else {
-const err607 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters/" + i57,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data330.name !== undefined){
+let data331 = data330.name;
+if(typeof data331 === "string"){
+if(data331.length < 1){
+const err607 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/weightedClusters/" + i58+"/responseHeadersToAdd/" + i61+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err607];
 }
@@ -9340,9 +9355,8 @@ vErrors.push(err607);
 errors++;
 }
 }
-}
 else {
-const err608 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/weightedClusters",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err608 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/weightedClusters/" + i58+"/responseHeadersToAdd/" + i61+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err608];
 }
@@ -9352,9 +9366,9 @@ vErrors.push(err608);
 errors++;
 }
 }
-if(data312.prefixRewrite !== undefined){
-if(typeof data312.prefixRewrite !== "string"){
-const err609 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/prefixRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/prefixRewrite/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data330.value !== undefined){
+if(typeof data330.value !== "string"){
+const err609 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/weightedClusters/" + i58+"/responseHeadersToAdd/" + i61+"/value",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/properties/value/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err609];
 }
@@ -9364,11 +9378,9 @@ vErrors.push(err609);
 errors++;
 }
 }
-if(data312.regexRewrite !== undefined){
-let data333 = data312.regexRewrite;
-if(data333 && typeof data333 == "object" && !Array.isArray(data333)){
-if(data333.pattern === undefined){
-const err610 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/regexRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/required",keyword:"required",params:{missingProperty: "pattern"},message:"must have required property '"+"pattern"+"'"};
+if(data330.append !== undefined){
+if(typeof data330.append !== "boolean"){
+const err610 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/weightedClusters/" + i58+"/responseHeadersToAdd/" + i61+"/append",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/properties/append/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err610];
 }
@@ -9377,8 +9389,10 @@ vErrors.push(err610);
 }
 errors++;
 }
-if(data333.substitution === undefined){
-const err611 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/regexRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/required",keyword:"required",params:{missingProperty: "substitution"},message:"must have required property '"+"substitution"+"'"};
+}
+}
+else {
+const err611 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/weightedClusters/" + i58+"/responseHeadersToAdd/" + i61,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err611];
 }
@@ -9387,9 +9401,10 @@ vErrors.push(err611);
 }
 errors++;
 }
-for(const key75 in data333){
-if(!((key75 === "pattern") || (key75 === "substitution"))){
-const err612 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/regexRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key75},message:"must NOT have additional properties"};
+}
+}
+else {
+const err612 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/weightedClusters/" + i58+"/responseHeadersToAdd",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToAdd/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err612];
 }
@@ -9399,11 +9414,15 @@ vErrors.push(err612);
 errors++;
 }
 }
-if(data333.pattern !== undefined){
-let data334 = data333.pattern;
-if(typeof data334 === "string"){
-if(data334.length < 1){
-const err613 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/regexRewrite/pattern",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/properties/pattern/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data319.responseHeadersToRemove !== undefined){
+let data334 = data319.responseHeadersToRemove;
+if(Array.isArray(data334)){
+const len62 = data334.length;
+for(let i62=0; i62<len62; i62++){
+let data335 = data334[i62];
+if(typeof data335 === "string"){
+if(data335.length < 1){
+const err613 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/weightedClusters/" + i58+"/responseHeadersToRemove/" + i62,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToRemove/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err613];
 }
@@ -9414,7 +9433,7 @@ errors++;
 }
 }
 else {
-const err614 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/regexRewrite/pattern",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/properties/pattern/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err614 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/weightedClusters/" + i58+"/responseHeadersToRemove/" + i62,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToRemove/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err614];
 }
@@ -9424,9 +9443,9 @@ vErrors.push(err614);
 errors++;
 }
 }
-if(data333.substitution !== undefined){
-if(typeof data333.substitution !== "string"){
-const err615 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/regexRewrite/substitution",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/properties/substitution/type",keyword:"type",params:{type: "string"},message:"must be string"};
+}
+else {
+const err615 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/weightedClusters/" + i58+"/responseHeadersToRemove",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/properties/responseHeadersToRemove/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err615];
 }
@@ -9438,7 +9457,7 @@ errors++;
 }
 }
 else {
-const err616 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/regexRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err616 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/weightedClusters/" + i58,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err616];
 }
@@ -9448,11 +9467,9 @@ vErrors.push(err616);
 errors++;
 }
 }
-if(data312.hostRewrite !== undefined){
-let data336 = data312.hostRewrite;
-if(typeof data336 === "string"){
-if(data336.length < 1){
-const err617 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hostRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hostRewrite/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+else {
+const err617 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/weightedClusters",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/weightedClusters/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err617];
 }
@@ -9462,8 +9479,9 @@ vErrors.push(err617);
 errors++;
 }
 }
-else {
-const err618 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hostRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hostRewrite/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data316.prefixRewrite !== undefined){
+if(typeof data316.prefixRewrite !== "string"){
+const err618 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/prefixRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/prefixRewrite/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err618];
 }
@@ -9473,19 +9491,11 @@ vErrors.push(err618);
 errors++;
 }
 }
-if(data312.hashPolicy !== undefined){
-let data337 = data312.hashPolicy;
-if(Array.isArray(data337)){
-const len62 = data337.length;
-for(let i62=0; i62<len62; i62++){
-let data338 = data337[i62];
-const _errs749 = errors;
-let valid205 = false;
-let passing3 = null;
-const _errs750 = errors;
-if(data338 && typeof data338 == "object" && !Array.isArray(data338)){
-if(data338.header === undefined){
-const err619 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/0/required",keyword:"required",params:{missingProperty: "header"},message:"must have required property '"+"header"+"'"};
+if(data316.regexRewrite !== undefined){
+let data337 = data316.regexRewrite;
+if(data337 && typeof data337 == "object" && !Array.isArray(data337)){
+if(data337.pattern === undefined){
+const err619 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/regexRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/required",keyword:"required",params:{missingProperty: "pattern"},message:"must have required property '"+"pattern"+"'"};
 if(vErrors === null){
 vErrors = [err619];
 }
@@ -9494,9 +9504,8 @@ vErrors.push(err619);
 }
 errors++;
 }
-for(const key76 in data338){
-if(!(key76 === "header")){
-const err620 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/0/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key76},message:"must NOT have additional properties"};
+if(data337.substitution === undefined){
+const err620 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/regexRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/required",keyword:"required",params:{missingProperty: "substitution"},message:"must have required property '"+"substitution"+"'"};
 if(vErrors === null){
 vErrors = [err620];
 }
@@ -9505,12 +9514,9 @@ vErrors.push(err620);
 }
 errors++;
 }
-}
-if(data338.header !== undefined){
-let data339 = data338.header;
-if(typeof data339 === "string"){
-if(data339.length < 1){
-const err621 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62+"/header",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/0/properties/header/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+for(const key76 in data337){
+if(!((key76 === "pattern") || (key76 === "substitution"))){
+const err621 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/regexRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key76},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err621];
 }
@@ -9520,8 +9526,11 @@ vErrors.push(err621);
 errors++;
 }
 }
-else {
-const err622 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62+"/header",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/0/properties/header/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data337.pattern !== undefined){
+let data338 = data337.pattern;
+if(typeof data338 === "string"){
+if(data338.length < 1){
+const err622 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/regexRewrite/pattern",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/properties/pattern/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err622];
 }
@@ -9531,9 +9540,8 @@ vErrors.push(err622);
 errors++;
 }
 }
-}
 else {
-const err623 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/0/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err623 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/regexRewrite/pattern",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/properties/pattern/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err623];
 }
@@ -9542,16 +9550,10 @@ vErrors.push(err623);
 }
 errors++;
 }
-var _valid3 = _errs750 === errors;
-if(_valid3){
-valid205 = true;
-passing3 = 0;
-var props3 = true;
 }
-const _errs755 = errors;
-if(data338 && typeof data338 == "object" && !Array.isArray(data338)){
-if(data338.cookie === undefined){
-const err624 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/required",keyword:"required",params:{missingProperty: "cookie"},message:"must have required property '"+"cookie"+"'"};
+if(data337.substitution !== undefined){
+if(typeof data337.substitution !== "string"){
+const err624 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/regexRewrite/substitution",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/properties/substitution/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err624];
 }
@@ -9560,9 +9562,10 @@ vErrors.push(err624);
 }
 errors++;
 }
-for(const key77 in data338){
-if(!(((key77 === "cookie") || (key77 === "ttlMs")) || (key77 === "path"))){
-const err625 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key77},message:"must NOT have additional properties"};
+}
+}
+else {
+const err625 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/regexRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/regexRewrite/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err625];
 }
@@ -9572,11 +9575,11 @@ vErrors.push(err625);
 errors++;
 }
 }
-if(data338.cookie !== undefined){
-let data340 = data338.cookie;
+if(data316.hostRewrite !== undefined){
+let data340 = data316.hostRewrite;
 if(typeof data340 === "string"){
 if(data340.length < 1){
-const err626 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62+"/cookie",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/properties/cookie/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+const err626 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/hostRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hostRewrite/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err626];
 }
@@ -9587,7 +9590,7 @@ errors++;
 }
 }
 else {
-const err627 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62+"/cookie",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/properties/cookie/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err627 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/hostRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hostRewrite/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err627];
 }
@@ -9597,10 +9600,19 @@ vErrors.push(err627);
 errors++;
 }
 }
-if(data338.ttlMs !== undefined){
-let data341 = data338.ttlMs;
-if(!((typeof data341 == "number") && (!(data341 % 1) && !isNaN(data341)))){
-const err628 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62+"/ttlMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/properties/ttlMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data316.hashPolicy !== undefined){
+let data341 = data316.hashPolicy;
+if(Array.isArray(data341)){
+const len63 = data341.length;
+for(let i63=0; i63<len63; i63++){
+let data342 = data341[i63];
+const _errs759 = errors;
+let valid208 = false;
+let passing3 = null;
+const _errs760 = errors;
+if(data342 && typeof data342 == "object" && !Array.isArray(data342)){
+if(data342.header === undefined){
+const err628 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/hashPolicy/" + i63,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/0/required",keyword:"required",params:{missingProperty: "header"},message:"must have required property '"+"header"+"'"};
 if(vErrors === null){
 vErrors = [err628];
 }
@@ -9609,9 +9621,9 @@ vErrors.push(err628);
 }
 errors++;
 }
-if(typeof data341 == "number"){
-if(data341 < 0 || isNaN(data341)){
-const err629 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62+"/ttlMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/properties/ttlMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+for(const key77 in data342){
+if(!(key77 === "header")){
+const err629 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/hashPolicy/" + i63,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/0/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key77},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err629];
 }
@@ -9621,10 +9633,11 @@ vErrors.push(err629);
 errors++;
 }
 }
-}
-if(data338.path !== undefined){
-if(typeof data338.path !== "string"){
-const err630 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62+"/path",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/properties/path/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data342.header !== undefined){
+let data343 = data342.header;
+if(typeof data343 === "string"){
+if(data343.length < 1){
+const err630 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/hashPolicy/" + i63+"/header",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/0/properties/header/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err630];
 }
@@ -9634,9 +9647,8 @@ vErrors.push(err630);
 errors++;
 }
 }
-}
 else {
-const err631 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err631 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/hashPolicy/" + i63+"/header",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/0/properties/header/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err631];
 }
@@ -9645,23 +9657,10 @@ vErrors.push(err631);
 }
 errors++;
 }
-var _valid3 = _errs755 === errors;
-if(_valid3 && valid205){
-valid205 = false;
-passing3 = [passing3, 1];
+}
 }
 else {
-if(_valid3){
-valid205 = true;
-passing3 = 1;
-if(props3 !== true){
-props3 = true;
-}
-}
-const _errs764 = errors;
-if(data338 && typeof data338 == "object" && !Array.isArray(data338)){
-if(data338.sourceIp === undefined){
-const err632 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/2/required",keyword:"required",params:{missingProperty: "sourceIp"},message:"must have required property '"+"sourceIp"+"'"};
+const err632 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/hashPolicy/" + i63,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/0/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err632];
 }
@@ -9670,9 +9669,16 @@ vErrors.push(err632);
 }
 errors++;
 }
-for(const key78 in data338){
-if(!(key78 === "sourceIp")){
-const err633 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/2/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key78},message:"must NOT have additional properties"};
+var _valid3 = _errs760 === errors;
+if(_valid3){
+valid208 = true;
+passing3 = 0;
+var props3 = true;
+}
+const _errs765 = errors;
+if(data342 && typeof data342 == "object" && !Array.isArray(data342)){
+if(data342.cookie === undefined){
+const err633 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/hashPolicy/" + i63,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/required",keyword:"required",params:{missingProperty: "cookie"},message:"must have required property '"+"cookie"+"'"};
 if(vErrors === null){
 vErrors = [err633];
 }
@@ -9681,10 +9687,9 @@ vErrors.push(err633);
 }
 errors++;
 }
-}
-if(data338.sourceIp !== undefined){
-if(true !== data338.sourceIp){
-const err634 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62+"/sourceIp",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/2/properties/sourceIp/const",keyword:"const",params:{allowedValue: true},message:"must be equal to constant"};
+for(const key78 in data342){
+if(!(((key78 === "cookie") || (key78 === "ttlMs")) || (key78 === "path"))){
+const err634 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/hashPolicy/" + i63,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key78},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err634];
 }
@@ -9694,9 +9699,11 @@ vErrors.push(err634);
 errors++;
 }
 }
-}
-else {
-const err635 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/2/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data342.cookie !== undefined){
+let data344 = data342.cookie;
+if(typeof data344 === "string"){
+if(data344.length < 1){
+const err635 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/hashPolicy/" + i63+"/cookie",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/properties/cookie/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err635];
 }
@@ -9705,23 +9712,9 @@ vErrors.push(err635);
 }
 errors++;
 }
-var _valid3 = _errs764 === errors;
-if(_valid3 && valid205){
-valid205 = false;
-passing3 = [passing3, 2];
 }
 else {
-if(_valid3){
-valid205 = true;
-passing3 = 2;
-if(props3 !== true){
-props3 = true;
-}
-}
-const _errs768 = errors;
-if(data338 && typeof data338 == "object" && !Array.isArray(data338)){
-if(data338.queryParameter === undefined){
-const err636 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/3/required",keyword:"required",params:{missingProperty: "queryParameter"},message:"must have required property '"+"queryParameter"+"'"};
+const err636 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/hashPolicy/" + i63+"/cookie",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/properties/cookie/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err636];
 }
@@ -9730,9 +9723,11 @@ vErrors.push(err636);
 }
 errors++;
 }
-for(const key79 in data338){
-if(!(key79 === "queryParameter")){
-const err637 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/3/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key79},message:"must NOT have additional properties"};
+}
+if(data342.ttlMs !== undefined){
+let data345 = data342.ttlMs;
+if(!((typeof data345 == "number") && (!(data345 % 1) && !isNaN(data345)))){
+const err637 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/hashPolicy/" + i63+"/ttlMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/properties/ttlMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err637];
 }
@@ -9741,12 +9736,9 @@ vErrors.push(err637);
 }
 errors++;
 }
-}
-if(data338.queryParameter !== undefined){
-let data344 = data338.queryParameter;
-if(typeof data344 === "string"){
-if(data344.length < 1){
-const err638 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62+"/queryParameter",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/3/properties/queryParameter/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(typeof data345 == "number"){
+if(data345 < 0 || isNaN(data345)){
+const err638 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/hashPolicy/" + i63+"/ttlMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/properties/ttlMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err638];
 }
@@ -9756,8 +9748,10 @@ vErrors.push(err638);
 errors++;
 }
 }
-else {
-const err639 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62+"/queryParameter",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/3/properties/queryParameter/type",keyword:"type",params:{type: "string"},message:"must be string"};
+}
+if(data342.path !== undefined){
+if(typeof data342.path !== "string"){
+const err639 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/hashPolicy/" + i63+"/path",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/properties/path/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err639];
 }
@@ -9769,7 +9763,7 @@ errors++;
 }
 }
 else {
-const err640 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/3/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err640 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/hashPolicy/" + i63,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/1/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err640];
 }
@@ -9778,24 +9772,23 @@ vErrors.push(err640);
 }
 errors++;
 }
-var _valid3 = _errs768 === errors;
-if(_valid3 && valid205){
-valid205 = false;
-passing3 = [passing3, 3];
+var _valid3 = _errs765 === errors;
+if(_valid3 && valid208){
+valid208 = false;
+passing3 = [passing3, 1];
 }
 else {
 if(_valid3){
-valid205 = true;
-passing3 = 3;
+valid208 = true;
+passing3 = 1;
 if(props3 !== true){
 props3 = true;
 }
 }
-}
-}
-}
-if(!valid205){
-const err641 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy/" + i62,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf",keyword:"oneOf",params:{passingSchemas: passing3},message:"must match exactly one schema in oneOf"};
+const _errs774 = errors;
+if(data342 && typeof data342 == "object" && !Array.isArray(data342)){
+if(data342.sourceIp === undefined){
+const err641 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/hashPolicy/" + i63,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/2/required",keyword:"required",params:{missingProperty: "sourceIp"},message:"must have required property '"+"sourceIp"+"'"};
 if(vErrors === null){
 vErrors = [err641];
 }
@@ -9804,21 +9797,9 @@ vErrors.push(err641);
 }
 errors++;
 }
-else {
-errors = _errs749;
-if(vErrors !== null){
-if(_errs749){
-vErrors.length = _errs749;
-}
-else {
-vErrors = null;
-}
-}
-}
-}
-}
-else {
-const err642 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/hashPolicy",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/type",keyword:"type",params:{type: "array"},message:"must be array"};
+for(const key79 in data342){
+if(!(key79 === "sourceIp")){
+const err642 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/hashPolicy/" + i63,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/2/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key79},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err642];
 }
@@ -9828,10 +9809,9 @@ vErrors.push(err642);
 errors++;
 }
 }
-if(data312.timeoutMs !== undefined){
-let data345 = data312.timeoutMs;
-if(!((typeof data345 == "number") && (!(data345 % 1) && !isNaN(data345)))){
-const err643 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/timeoutMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/timeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data342.sourceIp !== undefined){
+if(true !== data342.sourceIp){
+const err643 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/hashPolicy/" + i63+"/sourceIp",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/2/properties/sourceIp/const",keyword:"const",params:{allowedValue: true},message:"must be equal to constant"};
 if(vErrors === null){
 vErrors = [err643];
 }
@@ -9840,9 +9820,10 @@ vErrors.push(err643);
 }
 errors++;
 }
-if(typeof data345 == "number"){
-if(data345 < 0 || isNaN(data345)){
-const err644 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/timeoutMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/timeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+}
+else {
+const err644 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/hashPolicy/" + i63,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/2/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err644];
 }
@@ -9851,13 +9832,23 @@ vErrors.push(err644);
 }
 errors++;
 }
+var _valid3 = _errs774 === errors;
+if(_valid3 && valid208){
+valid208 = false;
+passing3 = [passing3, 2];
+}
+else {
+if(_valid3){
+valid208 = true;
+passing3 = 2;
+if(props3 !== true){
+props3 = true;
 }
 }
-if(data312.retryPolicy !== undefined){
-let data346 = data312.retryPolicy;
-if(data346 && typeof data346 == "object" && !Array.isArray(data346)){
-if(data346.numRetries === undefined){
-const err645 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/required",keyword:"required",params:{missingProperty: "numRetries"},message:"must have required property '"+"numRetries"+"'"};
+const _errs778 = errors;
+if(data342 && typeof data342 == "object" && !Array.isArray(data342)){
+if(data342.queryParameter === undefined){
+const err645 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/hashPolicy/" + i63,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/3/required",keyword:"required",params:{missingProperty: "queryParameter"},message:"must have required property '"+"queryParameter"+"'"};
 if(vErrors === null){
 vErrors = [err645];
 }
@@ -9866,9 +9857,9 @@ vErrors.push(err645);
 }
 errors++;
 }
-for(const key80 in data346){
-if(!(((((key80 === "numRetries") || (key80 === "perTryTimeoutMs")) || (key80 === "retryOn")) || (key80 === "retriableStatusCodes")) || (key80 === "backoff"))){
-const err646 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key80},message:"must NOT have additional properties"};
+for(const key80 in data342){
+if(!(key80 === "queryParameter")){
+const err646 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/hashPolicy/" + i63,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/3/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key80},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err646];
 }
@@ -9878,10 +9869,11 @@ vErrors.push(err646);
 errors++;
 }
 }
-if(data346.numRetries !== undefined){
-let data347 = data346.numRetries;
-if(!((typeof data347 == "number") && (!(data347 % 1) && !isNaN(data347)))){
-const err647 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/numRetries",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/numRetries/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data342.queryParameter !== undefined){
+let data348 = data342.queryParameter;
+if(typeof data348 === "string"){
+if(data348.length < 1){
+const err647 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/hashPolicy/" + i63+"/queryParameter",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/3/properties/queryParameter/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err647];
 }
@@ -9890,9 +9882,9 @@ vErrors.push(err647);
 }
 errors++;
 }
-if(typeof data347 == "number"){
-if(data347 > 100 || isNaN(data347)){
-const err648 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/numRetries",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/numRetries/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
+}
+else {
+const err648 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/hashPolicy/" + i63+"/queryParameter",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/3/properties/queryParameter/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err648];
 }
@@ -9901,8 +9893,10 @@ vErrors.push(err648);
 }
 errors++;
 }
-if(data347 < 0 || isNaN(data347)){
-const err649 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/numRetries",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/numRetries/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+}
+else {
+const err649 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/hashPolicy/" + i63,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf/3/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err649];
 }
@@ -9911,12 +9905,24 @@ vErrors.push(err649);
 }
 errors++;
 }
+var _valid3 = _errs778 === errors;
+if(_valid3 && valid208){
+valid208 = false;
+passing3 = [passing3, 3];
+}
+else {
+if(_valid3){
+valid208 = true;
+passing3 = 3;
+if(props3 !== true){
+props3 = true;
 }
 }
-if(data346.perTryTimeoutMs !== undefined){
-let data348 = data346.perTryTimeoutMs;
-if(!((typeof data348 == "number") && (!(data348 % 1) && !isNaN(data348)))){
-const err650 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/perTryTimeoutMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/perTryTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+}
+}
+}
+if(!valid208){
+const err650 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/hashPolicy/" + i63,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/items/oneOf",keyword:"oneOf",params:{passingSchemas: passing3},message:"must match exactly one schema in oneOf"};
 if(vErrors === null){
 vErrors = [err650];
 }
@@ -9925,9 +9931,21 @@ vErrors.push(err650);
 }
 errors++;
 }
-if(typeof data348 == "number"){
-if(data348 < 0 || isNaN(data348)){
-const err651 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/perTryTimeoutMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/perTryTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+else {
+errors = _errs759;
+if(vErrors !== null){
+if(_errs759){
+vErrors.length = _errs759;
+}
+else {
+vErrors = null;
+}
+}
+}
+}
+}
+else {
+const err651 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/hashPolicy",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/hashPolicy/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err651];
 }
@@ -9937,15 +9955,10 @@ vErrors.push(err651);
 errors++;
 }
 }
-}
-if(data346.retryOn !== undefined){
-let data349 = data346.retryOn;
-if(Array.isArray(data349)){
-const len63 = data349.length;
-for(let i63=0; i63<len63; i63++){
-let data350 = data349[i63];
-if(!(((((((((((data350 === "5xx") || (data350 === "gateway-error")) || (data350 === "reset")) || (data350 === "connect-failure")) || (data350 === "refused-stream")) || (data350 === "retriable-4xx")) || (data350 === "retriable-status-codes")) || (data350 === "cancelled")) || (data350 === "deadline-exceeded")) || (data350 === "resource-exhausted")) || (data350 === "unavailable"))){
-const err652 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/retryOn/" + i63,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retryOn/items/enum",keyword:"enum",params:{allowedValues: schema31.properties.routeConfigs.items.properties.virtualHosts.items.properties.routes.items.properties.route.properties.retryPolicy.properties.retryOn.items.enum},message:"must be equal to one of the allowed values"};
+if(data316.timeoutMs !== undefined){
+let data349 = data316.timeoutMs;
+if(!((typeof data349 == "number") && (!(data349 % 1) && !isNaN(data349)))){
+const err652 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/timeoutMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/timeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err652];
 }
@@ -9954,10 +9967,9 @@ vErrors.push(err652);
 }
 errors++;
 }
-}
-}
-else {
-const err653 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/retryOn",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retryOn/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(typeof data349 == "number"){
+if(data349 < 0 || isNaN(data349)){
+const err653 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/timeoutMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/timeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err653];
 }
@@ -9967,14 +9979,12 @@ vErrors.push(err653);
 errors++;
 }
 }
-if(data346.retriableStatusCodes !== undefined){
-let data351 = data346.retriableStatusCodes;
-if(Array.isArray(data351)){
-const len64 = data351.length;
-for(let i64=0; i64<len64; i64++){
-let data352 = data351[i64];
-if(!((typeof data352 == "number") && (!(data352 % 1) && !isNaN(data352)))){
-const err654 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/retriableStatusCodes/" + i64,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retriableStatusCodes/items/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+}
+if(data316.retryPolicy !== undefined){
+let data350 = data316.retryPolicy;
+if(data350 && typeof data350 == "object" && !Array.isArray(data350)){
+if(data350.numRetries === undefined){
+const err654 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/retryPolicy",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/required",keyword:"required",params:{missingProperty: "numRetries"},message:"must have required property '"+"numRetries"+"'"};
 if(vErrors === null){
 vErrors = [err654];
 }
@@ -9983,9 +9993,9 @@ vErrors.push(err654);
 }
 errors++;
 }
-if(typeof data352 == "number"){
-if(data352 > 599 || isNaN(data352)){
-const err655 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/retriableStatusCodes/" + i64,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retriableStatusCodes/items/maximum",keyword:"maximum",params:{comparison: "<=", limit: 599},message:"must be <= 599"};
+for(const key81 in data350){
+if(!(((((key81 === "numRetries") || (key81 === "perTryTimeoutMs")) || (key81 === "retryOn")) || (key81 === "retriableStatusCodes")) || (key81 === "backoff"))){
+const err655 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/retryPolicy",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key81},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err655];
 }
@@ -9994,8 +10004,11 @@ vErrors.push(err655);
 }
 errors++;
 }
-if(data352 < 100 || isNaN(data352)){
-const err656 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/retriableStatusCodes/" + i64,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retriableStatusCodes/items/minimum",keyword:"minimum",params:{comparison: ">=", limit: 100},message:"must be >= 100"};
+}
+if(data350.numRetries !== undefined){
+let data351 = data350.numRetries;
+if(!((typeof data351 == "number") && (!(data351 % 1) && !isNaN(data351)))){
+const err656 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/retryPolicy/numRetries",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/numRetries/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err656];
 }
@@ -10004,11 +10017,9 @@ vErrors.push(err656);
 }
 errors++;
 }
-}
-}
-}
-else {
-const err657 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/retriableStatusCodes",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retriableStatusCodes/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(typeof data351 == "number"){
+if(data351 > 100 || isNaN(data351)){
+const err657 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/retryPolicy/numRetries",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/numRetries/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
 if(vErrors === null){
 vErrors = [err657];
 }
@@ -10017,13 +10028,8 @@ vErrors.push(err657);
 }
 errors++;
 }
-}
-if(data346.backoff !== undefined){
-let data353 = data346.backoff;
-if(data353 && typeof data353 == "object" && !Array.isArray(data353)){
-for(const key81 in data353){
-if(!((key81 === "baseIntervalMs") || (key81 === "maxIntervalMs"))){
-const err658 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/backoff",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key81},message:"must NOT have additional properties"};
+if(data351 < 0 || isNaN(data351)){
+const err658 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/retryPolicy/numRetries",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/numRetries/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err658];
 }
@@ -10033,10 +10039,11 @@ vErrors.push(err658);
 errors++;
 }
 }
-if(data353.baseIntervalMs !== undefined){
-let data354 = data353.baseIntervalMs;
-if(!((typeof data354 == "number") && (!(data354 % 1) && !isNaN(data354)))){
-const err659 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/backoff/baseIntervalMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/properties/baseIntervalMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+}
+if(data350.perTryTimeoutMs !== undefined){
+let data352 = data350.perTryTimeoutMs;
+if(!((typeof data352 == "number") && (!(data352 % 1) && !isNaN(data352)))){
+const err659 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/retryPolicy/perTryTimeoutMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/perTryTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err659];
 }
@@ -10045,9 +10052,9 @@ vErrors.push(err659);
 }
 errors++;
 }
-if(typeof data354 == "number"){
-if(data354 < 1 || isNaN(data354)){
-const err660 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/backoff/baseIntervalMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/properties/baseIntervalMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if(typeof data352 == "number"){
+if(data352 < 0 || isNaN(data352)){
+const err660 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/retryPolicy/perTryTimeoutMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/perTryTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err660];
 }
@@ -10058,10 +10065,14 @@ errors++;
 }
 }
 }
-if(data353.maxIntervalMs !== undefined){
-let data355 = data353.maxIntervalMs;
-if(!((typeof data355 == "number") && (!(data355 % 1) && !isNaN(data355)))){
-const err661 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/backoff/maxIntervalMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/properties/maxIntervalMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data350.retryOn !== undefined){
+let data353 = data350.retryOn;
+if(Array.isArray(data353)){
+const len64 = data353.length;
+for(let i64=0; i64<len64; i64++){
+let data354 = data353[i64];
+if(!(((((((((((data354 === "5xx") || (data354 === "gateway-error")) || (data354 === "reset")) || (data354 === "connect-failure")) || (data354 === "refused-stream")) || (data354 === "retriable-4xx")) || (data354 === "retriable-status-codes")) || (data354 === "cancelled")) || (data354 === "deadline-exceeded")) || (data354 === "resource-exhausted")) || (data354 === "unavailable"))){
+const err661 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/retryPolicy/retryOn/" + i64,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retryOn/items/enum",keyword:"enum",params:{allowedValues: schema31.properties.routeConfigs.items.properties.virtualHosts.items.properties.routes.items.properties.route.properties.retryPolicy.properties.retryOn.items.enum},message:"must be equal to one of the allowed values"};
 if(vErrors === null){
 vErrors = [err661];
 }
@@ -10070,9 +10081,10 @@ vErrors.push(err661);
 }
 errors++;
 }
-if(typeof data355 == "number"){
-if(data355 < 1 || isNaN(data355)){
-const err662 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/backoff/maxIntervalMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/properties/maxIntervalMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+}
+else {
+const err662 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/retryPolicy/retryOn",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retryOn/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err662];
 }
@@ -10082,10 +10094,14 @@ vErrors.push(err662);
 errors++;
 }
 }
-}
-}
-else {
-const err663 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy/backoff",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data350.retriableStatusCodes !== undefined){
+let data355 = data350.retriableStatusCodes;
+if(Array.isArray(data355)){
+const len65 = data355.length;
+for(let i65=0; i65<len65; i65++){
+let data356 = data355[i65];
+if(!((typeof data356 == "number") && (!(data356 % 1) && !isNaN(data356)))){
+const err663 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/retryPolicy/retriableStatusCodes/" + i65,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retriableStatusCodes/items/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err663];
 }
@@ -10094,10 +10110,9 @@ vErrors.push(err663);
 }
 errors++;
 }
-}
-}
-else {
-const err664 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/retryPolicy",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(typeof data356 == "number"){
+if(data356 > 599 || isNaN(data356)){
+const err664 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/retryPolicy/retriableStatusCodes/" + i65,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retriableStatusCodes/items/maximum",keyword:"maximum",params:{comparison: "<=", limit: 599},message:"must be <= 599"};
 if(vErrors === null){
 vErrors = [err664];
 }
@@ -10106,13 +10121,8 @@ vErrors.push(err664);
 }
 errors++;
 }
-}
-if(data312.fault !== undefined){
-let data356 = data312.fault;
-if(data356 && typeof data356 == "object" && !Array.isArray(data356)){
-for(const key82 in data356){
-if(!((key82 === "delay") || (key82 === "abort"))){
-const err665 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key82},message:"must NOT have additional properties"};
+if(data356 < 100 || isNaN(data356)){
+const err665 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/retryPolicy/retriableStatusCodes/" + i65,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retriableStatusCodes/items/minimum",keyword:"minimum",params:{comparison: ">=", limit: 100},message:"must be >= 100"};
 if(vErrors === null){
 vErrors = [err665];
 }
@@ -10122,11 +10132,10 @@ vErrors.push(err665);
 errors++;
 }
 }
-if(data356.delay !== undefined){
-let data357 = data356.delay;
-if(data357 && typeof data357 == "object" && !Array.isArray(data357)){
-if(data357.fixedDelayMs === undefined){
-const err666 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/delay",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/required",keyword:"required",params:{missingProperty: "fixedDelayMs"},message:"must have required property '"+"fixedDelayMs"+"'"};
+}
+}
+else {
+const err666 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/retryPolicy/retriableStatusCodes",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/retriableStatusCodes/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err666];
 }
@@ -10135,9 +10144,13 @@ vErrors.push(err666);
 }
 errors++;
 }
-for(const key83 in data357){
-if(!((key83 === "fixedDelayMs") || (key83 === "percentage"))){
-const err667 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/delay",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key83},message:"must NOT have additional properties"};
+}
+if(data350.backoff !== undefined){
+let data357 = data350.backoff;
+if(data357 && typeof data357 == "object" && !Array.isArray(data357)){
+for(const key82 in data357){
+if(!((key82 === "baseIntervalMs") || (key82 === "maxIntervalMs"))){
+const err667 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/retryPolicy/backoff",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key82},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err667];
 }
@@ -10147,10 +10160,10 @@ vErrors.push(err667);
 errors++;
 }
 }
-if(data357.fixedDelayMs !== undefined){
-let data358 = data357.fixedDelayMs;
+if(data357.baseIntervalMs !== undefined){
+let data358 = data357.baseIntervalMs;
 if(!((typeof data358 == "number") && (!(data358 % 1) && !isNaN(data358)))){
-const err668 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/delay/fixedDelayMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/properties/fixedDelayMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+const err668 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/retryPolicy/backoff/baseIntervalMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/properties/baseIntervalMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err668];
 }
@@ -10160,8 +10173,8 @@ vErrors.push(err668);
 errors++;
 }
 if(typeof data358 == "number"){
-if(data358 < 0 || isNaN(data358)){
-const err669 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/delay/fixedDelayMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/properties/fixedDelayMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(data358 < 1 || isNaN(data358)){
+const err669 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/retryPolicy/backoff/baseIntervalMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/properties/baseIntervalMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err669];
 }
@@ -10172,11 +10185,10 @@ errors++;
 }
 }
 }
-if(data357.percentage !== undefined){
-let data359 = data357.percentage;
-if(typeof data359 == "number"){
-if(data359 > 100 || isNaN(data359)){
-const err670 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/delay/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/properties/percentage/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
+if(data357.maxIntervalMs !== undefined){
+let data359 = data357.maxIntervalMs;
+if(!((typeof data359 == "number") && (!(data359 % 1) && !isNaN(data359)))){
+const err670 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/retryPolicy/backoff/maxIntervalMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/properties/maxIntervalMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err670];
 }
@@ -10185,8 +10197,9 @@ vErrors.push(err670);
 }
 errors++;
 }
-if(data359 < 0 || isNaN(data359)){
-const err671 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/delay/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/properties/percentage/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(typeof data359 == "number"){
+if(data359 < 1 || isNaN(data359)){
+const err671 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/retryPolicy/backoff/maxIntervalMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/properties/maxIntervalMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err671];
 }
@@ -10196,8 +10209,10 @@ vErrors.push(err671);
 errors++;
 }
 }
+}
+}
 else {
-const err672 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/delay/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/properties/percentage/type",keyword:"type",params:{type: "number"},message:"must be number"};
+const err672 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/retryPolicy/backoff",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/properties/backoff/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err672];
 }
@@ -10209,7 +10224,7 @@ errors++;
 }
 }
 else {
-const err673 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/delay",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err673 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/retryPolicy",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/retryPolicy/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err673];
 }
@@ -10219,12 +10234,12 @@ vErrors.push(err673);
 errors++;
 }
 }
-if(data356.abort !== undefined){
-let data360 = data356.abort;
+if(data316.fault !== undefined){
+let data360 = data316.fault;
 if(data360 && typeof data360 == "object" && !Array.isArray(data360)){
-for(const key84 in data360){
-if(!(((key84 === "httpStatus") || (key84 === "grpcStatus")) || (key84 === "percentage"))){
-const err674 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/abort",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key84},message:"must NOT have additional properties"};
+for(const key83 in data360){
+if(!((key83 === "delay") || (key83 === "abort"))){
+const err674 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/fault",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key83},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err674];
 }
@@ -10234,10 +10249,11 @@ vErrors.push(err674);
 errors++;
 }
 }
-if(data360.httpStatus !== undefined){
-let data361 = data360.httpStatus;
-if(!((typeof data361 == "number") && (!(data361 % 1) && !isNaN(data361)))){
-const err675 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/abort/httpStatus",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/httpStatus/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data360.delay !== undefined){
+let data361 = data360.delay;
+if(data361 && typeof data361 == "object" && !Array.isArray(data361)){
+if(data361.fixedDelayMs === undefined){
+const err675 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/fault/delay",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/required",keyword:"required",params:{missingProperty: "fixedDelayMs"},message:"must have required property '"+"fixedDelayMs"+"'"};
 if(vErrors === null){
 vErrors = [err675];
 }
@@ -10246,9 +10262,9 @@ vErrors.push(err675);
 }
 errors++;
 }
-if(typeof data361 == "number"){
-if(data361 > 599 || isNaN(data361)){
-const err676 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/abort/httpStatus",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/httpStatus/maximum",keyword:"maximum",params:{comparison: "<=", limit: 599},message:"must be <= 599"};
+for(const key84 in data361){
+if(!((key84 === "fixedDelayMs") || (key84 === "percentage"))){
+const err676 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/fault/delay",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key84},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err676];
 }
@@ -10257,8 +10273,11 @@ vErrors.push(err676);
 }
 errors++;
 }
-if(data361 < 200 || isNaN(data361)){
-const err677 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/abort/httpStatus",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/httpStatus/minimum",keyword:"minimum",params:{comparison: ">=", limit: 200},message:"must be >= 200"};
+}
+if(data361.fixedDelayMs !== undefined){
+let data362 = data361.fixedDelayMs;
+if(!((typeof data362 == "number") && (!(data362 % 1) && !isNaN(data362)))){
+const err677 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/fault/delay/fixedDelayMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/properties/fixedDelayMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err677];
 }
@@ -10267,12 +10286,9 @@ vErrors.push(err677);
 }
 errors++;
 }
-}
-}
-if(data360.grpcStatus !== undefined){
-let data362 = data360.grpcStatus;
-if(!((typeof data362 == "number") && (!(data362 % 1) && !isNaN(data362)))){
-const err678 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/abort/grpcStatus",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/grpcStatus/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(typeof data362 == "number"){
+if(data362 < 0 || isNaN(data362)){
+const err678 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/fault/delay/fixedDelayMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/properties/fixedDelayMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err678];
 }
@@ -10281,9 +10297,13 @@ vErrors.push(err678);
 }
 errors++;
 }
-if(typeof data362 == "number"){
-if(data362 > 16 || isNaN(data362)){
-const err679 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/abort/grpcStatus",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/grpcStatus/maximum",keyword:"maximum",params:{comparison: "<=", limit: 16},message:"must be <= 16"};
+}
+}
+if(data361.percentage !== undefined){
+let data363 = data361.percentage;
+if(typeof data363 == "number"){
+if(data363 > 100 || isNaN(data363)){
+const err679 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/fault/delay/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/properties/percentage/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
 if(vErrors === null){
 vErrors = [err679];
 }
@@ -10292,8 +10312,8 @@ vErrors.push(err679);
 }
 errors++;
 }
-if(data362 < 0 || isNaN(data362)){
-const err680 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/abort/grpcStatus",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/grpcStatus/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(data363 < 0 || isNaN(data363)){
+const err680 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/fault/delay/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/properties/percentage/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err680];
 }
@@ -10303,12 +10323,8 @@ vErrors.push(err680);
 errors++;
 }
 }
-}
-if(data360.percentage !== undefined){
-let data363 = data360.percentage;
-if(typeof data363 == "number"){
-if(data363 > 100 || isNaN(data363)){
-const err681 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/abort/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/percentage/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
+else {
+const err681 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/fault/delay/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/properties/percentage/type",keyword:"type",params:{type: "number"},message:"must be number"};
 if(vErrors === null){
 vErrors = [err681];
 }
@@ -10317,8 +10333,10 @@ vErrors.push(err681);
 }
 errors++;
 }
-if(data363 < 0 || isNaN(data363)){
-const err682 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/abort/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/percentage/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+}
+else {
+const err682 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/fault/delay",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/delay/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err682];
 }
@@ -10328,8 +10346,12 @@ vErrors.push(err682);
 errors++;
 }
 }
-else {
-const err683 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/abort/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/percentage/type",keyword:"type",params:{type: "number"},message:"must be number"};
+if(data360.abort !== undefined){
+let data364 = data360.abort;
+if(data364 && typeof data364 == "object" && !Array.isArray(data364)){
+for(const key85 in data364){
+if(!(((key85 === "httpStatus") || (key85 === "grpcStatus")) || (key85 === "percentage"))){
+const err683 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/fault/abort",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key85},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err683];
 }
@@ -10339,9 +10361,10 @@ vErrors.push(err683);
 errors++;
 }
 }
-}
-else {
-const err684 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault/abort",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data364.httpStatus !== undefined){
+let data365 = data364.httpStatus;
+if(!((typeof data365 == "number") && (!(data365 % 1) && !isNaN(data365)))){
+const err684 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/fault/abort/httpStatus",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/httpStatus/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err684];
 }
@@ -10350,10 +10373,9 @@ vErrors.push(err684);
 }
 errors++;
 }
-}
-}
-else {
-const err685 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/fault",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(typeof data365 == "number"){
+if(data365 > 599 || isNaN(data365)){
+const err685 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/fault/abort/httpStatus",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/httpStatus/maximum",keyword:"maximum",params:{comparison: "<=", limit: 599},message:"must be <= 599"};
 if(vErrors === null){
 vErrors = [err685];
 }
@@ -10362,16 +10384,8 @@ vErrors.push(err685);
 }
 errors++;
 }
-}
-if(data312.requestMirrorPolicies !== undefined){
-let data364 = data312.requestMirrorPolicies;
-if(Array.isArray(data364)){
-const len65 = data364.length;
-for(let i65=0; i65<len65; i65++){
-let data365 = data364[i65];
-if(data365 && typeof data365 == "object" && !Array.isArray(data365)){
-if(data365.cluster === undefined){
-const err686 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/requestMirrorPolicies/" + i65,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/required",keyword:"required",params:{missingProperty: "cluster"},message:"must have required property '"+"cluster"+"'"};
+if(data365 < 200 || isNaN(data365)){
+const err686 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/fault/abort/httpStatus",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/httpStatus/minimum",keyword:"minimum",params:{comparison: ">=", limit: 200},message:"must be >= 200"};
 if(vErrors === null){
 vErrors = [err686];
 }
@@ -10380,9 +10394,12 @@ vErrors.push(err686);
 }
 errors++;
 }
-for(const key85 in data365){
-if(!((key85 === "cluster") || (key85 === "percentage"))){
-const err687 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/requestMirrorPolicies/" + i65,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key85},message:"must NOT have additional properties"};
+}
+}
+if(data364.grpcStatus !== undefined){
+let data366 = data364.grpcStatus;
+if(!((typeof data366 == "number") && (!(data366 % 1) && !isNaN(data366)))){
+const err687 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/fault/abort/grpcStatus",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/grpcStatus/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err687];
 }
@@ -10391,12 +10408,9 @@ vErrors.push(err687);
 }
 errors++;
 }
-}
-if(data365.cluster !== undefined){
-let data366 = data365.cluster;
-if(typeof data366 === "string"){
-if(data366.length < 1){
-const err688 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/requestMirrorPolicies/" + i65+"/cluster",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/properties/cluster/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(typeof data366 == "number"){
+if(data366 > 16 || isNaN(data366)){
+const err688 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/fault/abort/grpcStatus",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/grpcStatus/maximum",keyword:"maximum",params:{comparison: "<=", limit: 16},message:"must be <= 16"};
 if(vErrors === null){
 vErrors = [err688];
 }
@@ -10405,9 +10419,8 @@ vErrors.push(err688);
 }
 errors++;
 }
-}
-else {
-const err689 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/requestMirrorPolicies/" + i65+"/cluster",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/properties/cluster/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data366 < 0 || isNaN(data366)){
+const err689 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/fault/abort/grpcStatus",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/grpcStatus/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err689];
 }
@@ -10417,11 +10430,12 @@ vErrors.push(err689);
 errors++;
 }
 }
-if(data365.percentage !== undefined){
-let data367 = data365.percentage;
+}
+if(data364.percentage !== undefined){
+let data367 = data364.percentage;
 if(typeof data367 == "number"){
 if(data367 > 100 || isNaN(data367)){
-const err690 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/requestMirrorPolicies/" + i65+"/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/properties/percentage/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
+const err690 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/fault/abort/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/percentage/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
 if(vErrors === null){
 vErrors = [err690];
 }
@@ -10431,7 +10445,7 @@ vErrors.push(err690);
 errors++;
 }
 if(data367 < 0 || isNaN(data367)){
-const err691 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/requestMirrorPolicies/" + i65+"/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/properties/percentage/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+const err691 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/fault/abort/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/percentage/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err691];
 }
@@ -10442,7 +10456,7 @@ errors++;
 }
 }
 else {
-const err692 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/requestMirrorPolicies/" + i65+"/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/properties/percentage/type",keyword:"type",params:{type: "number"},message:"must be number"};
+const err692 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/fault/abort/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/properties/percentage/type",keyword:"type",params:{type: "number"},message:"must be number"};
 if(vErrors === null){
 vErrors = [err692];
 }
@@ -10454,7 +10468,7 @@ errors++;
 }
 }
 else {
-const err693 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/requestMirrorPolicies/" + i65,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err693 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/fault/abort",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/properties/abort/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err693];
 }
@@ -10466,7 +10480,7 @@ errors++;
 }
 }
 else {
-const err694 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/requestMirrorPolicies",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err694 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/fault",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/fault/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err694];
 }
@@ -10476,11 +10490,15 @@ vErrors.push(err694);
 errors++;
 }
 }
-if(data312.cors !== undefined){
-let data368 = data312.cors;
-if(data368 && typeof data368 == "object" && !Array.isArray(data368)){
-if(data368.allowOrigins === undefined){
-const err695 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/required",keyword:"required",params:{missingProperty: "allowOrigins"},message:"must have required property '"+"allowOrigins"+"'"};
+if(data316.requestMirrorPolicies !== undefined){
+let data368 = data316.requestMirrorPolicies;
+if(Array.isArray(data368)){
+const len66 = data368.length;
+for(let i66=0; i66<len66; i66++){
+let data369 = data368[i66];
+if(data369 && typeof data369 == "object" && !Array.isArray(data369)){
+if(data369.cluster === undefined){
+const err695 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/requestMirrorPolicies/" + i66,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/required",keyword:"required",params:{missingProperty: "cluster"},message:"must have required property '"+"cluster"+"'"};
 if(vErrors === null){
 vErrors = [err695];
 }
@@ -10489,9 +10507,9 @@ vErrors.push(err695);
 }
 errors++;
 }
-for(const key86 in data368){
-if(!((((((key86 === "allowOrigins") || (key86 === "allowMethods")) || (key86 === "allowHeaders")) || (key86 === "exposeHeaders")) || (key86 === "maxAgeSeconds")) || (key86 === "allowCredentials"))){
-const err696 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key86},message:"must NOT have additional properties"};
+for(const key86 in data369){
+if(!((key86 === "cluster") || (key86 === "percentage"))){
+const err696 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/requestMirrorPolicies/" + i66,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key86},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err696];
 }
@@ -10501,19 +10519,11 @@ vErrors.push(err696);
 errors++;
 }
 }
-if(data368.allowOrigins !== undefined){
-let data369 = data368.allowOrigins;
-if(Array.isArray(data369)){
-const len66 = data369.length;
-for(let i66=0; i66<len66; i66++){
-let data370 = data369[i66];
-const _errs830 = errors;
-let valid225 = false;
-let passing4 = null;
-const _errs831 = errors;
-if(data370 && typeof data370 == "object" && !Array.isArray(data370)){
-if(data370.exact === undefined){
-const err697 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowOrigins/" + i66,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/0/required",keyword:"required",params:{missingProperty: "exact"},message:"must have required property '"+"exact"+"'"};
+if(data369.cluster !== undefined){
+let data370 = data369.cluster;
+if(typeof data370 === "string"){
+if(data370.length < 1){
+const err697 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/requestMirrorPolicies/" + i66+"/cluster",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/properties/cluster/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err697];
 }
@@ -10522,9 +10532,9 @@ vErrors.push(err697);
 }
 errors++;
 }
-for(const key87 in data370){
-if(!(key87 === "exact")){
-const err698 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowOrigins/" + i66,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/0/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key87},message:"must NOT have additional properties"};
+}
+else {
+const err698 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/requestMirrorPolicies/" + i66+"/cluster",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/properties/cluster/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err698];
 }
@@ -10534,9 +10544,11 @@ vErrors.push(err698);
 errors++;
 }
 }
-if(data370.exact !== undefined){
-if(typeof data370.exact !== "string"){
-const err699 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowOrigins/" + i66+"/exact",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/0/properties/exact/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data369.percentage !== undefined){
+let data371 = data369.percentage;
+if(typeof data371 == "number"){
+if(data371 > 100 || isNaN(data371)){
+const err699 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/requestMirrorPolicies/" + i66+"/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/properties/percentage/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
 if(vErrors === null){
 vErrors = [err699];
 }
@@ -10545,10 +10557,8 @@ vErrors.push(err699);
 }
 errors++;
 }
-}
-}
-else {
-const err700 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowOrigins/" + i66,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/0/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data371 < 0 || isNaN(data371)){
+const err700 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/requestMirrorPolicies/" + i66+"/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/properties/percentage/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err700];
 }
@@ -10557,16 +10567,9 @@ vErrors.push(err700);
 }
 errors++;
 }
-var _valid4 = _errs831 === errors;
-if(_valid4){
-valid225 = true;
-passing4 = 0;
-var props4 = true;
 }
-const _errs836 = errors;
-if(data370 && typeof data370 == "object" && !Array.isArray(data370)){
-if(data370.prefix === undefined){
-const err701 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowOrigins/" + i66,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/1/required",keyword:"required",params:{missingProperty: "prefix"},message:"must have required property '"+"prefix"+"'"};
+else {
+const err701 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/requestMirrorPolicies/" + i66+"/percentage",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/properties/percentage/type",keyword:"type",params:{type: "number"},message:"must be number"};
 if(vErrors === null){
 vErrors = [err701];
 }
@@ -10575,9 +10578,10 @@ vErrors.push(err701);
 }
 errors++;
 }
-for(const key88 in data370){
-if(!(key88 === "prefix")){
-const err702 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowOrigins/" + i66,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/1/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key88},message:"must NOT have additional properties"};
+}
+}
+else {
+const err702 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/requestMirrorPolicies/" + i66,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err702];
 }
@@ -10587,9 +10591,9 @@ vErrors.push(err702);
 errors++;
 }
 }
-if(data370.prefix !== undefined){
-if(typeof data370.prefix !== "string"){
-const err703 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowOrigins/" + i66+"/prefix",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/1/properties/prefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
+}
+else {
+const err703 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/requestMirrorPolicies",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/requestMirrorPolicies/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err703];
 }
@@ -10599,9 +10603,11 @@ vErrors.push(err703);
 errors++;
 }
 }
-}
-else {
-const err704 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowOrigins/" + i66,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/1/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data316.cors !== undefined){
+let data372 = data316.cors;
+if(data372 && typeof data372 == "object" && !Array.isArray(data372)){
+if(data372.allowOrigins === undefined){
+const err704 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/cors",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/required",keyword:"required",params:{missingProperty: "allowOrigins"},message:"must have required property '"+"allowOrigins"+"'"};
 if(vErrors === null){
 vErrors = [err704];
 }
@@ -10610,23 +10616,9 @@ vErrors.push(err704);
 }
 errors++;
 }
-var _valid4 = _errs836 === errors;
-if(_valid4 && valid225){
-valid225 = false;
-passing4 = [passing4, 1];
-}
-else {
-if(_valid4){
-valid225 = true;
-passing4 = 1;
-if(props4 !== true){
-props4 = true;
-}
-}
-const _errs841 = errors;
-if(data370 && typeof data370 == "object" && !Array.isArray(data370)){
-if(data370.regex === undefined){
-const err705 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowOrigins/" + i66,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/2/required",keyword:"required",params:{missingProperty: "regex"},message:"must have required property '"+"regex"+"'"};
+for(const key87 in data372){
+if(!((((((key87 === "allowOrigins") || (key87 === "allowMethods")) || (key87 === "allowHeaders")) || (key87 === "exposeHeaders")) || (key87 === "maxAgeSeconds")) || (key87 === "allowCredentials"))){
+const err705 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/cors",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key87},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err705];
 }
@@ -10635,9 +10627,20 @@ vErrors.push(err705);
 }
 errors++;
 }
-for(const key89 in data370){
-if(!(key89 === "regex")){
-const err706 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowOrigins/" + i66,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/2/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key89},message:"must NOT have additional properties"};
+}
+if(data372.allowOrigins !== undefined){
+let data373 = data372.allowOrigins;
+if(Array.isArray(data373)){
+const len67 = data373.length;
+for(let i67=0; i67<len67; i67++){
+let data374 = data373[i67];
+const _errs840 = errors;
+let valid228 = false;
+let passing4 = null;
+const _errs841 = errors;
+if(data374 && typeof data374 == "object" && !Array.isArray(data374)){
+if(data374.exact === undefined){
+const err706 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/cors/allowOrigins/" + i67,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/0/required",keyword:"required",params:{missingProperty: "exact"},message:"must have required property '"+"exact"+"'"};
 if(vErrors === null){
 vErrors = [err706];
 }
@@ -10646,12 +10649,9 @@ vErrors.push(err706);
 }
 errors++;
 }
-}
-if(data370.regex !== undefined){
-let data373 = data370.regex;
-if(typeof data373 === "string"){
-if(data373.length < 1){
-const err707 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowOrigins/" + i66+"/regex",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/2/properties/regex/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+for(const key88 in data374){
+if(!(key88 === "exact")){
+const err707 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/cors/allowOrigins/" + i67,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/0/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key88},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err707];
 }
@@ -10661,8 +10661,9 @@ vErrors.push(err707);
 errors++;
 }
 }
-else {
-const err708 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowOrigins/" + i66+"/regex",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/2/properties/regex/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data374.exact !== undefined){
+if(typeof data374.exact !== "string"){
+const err708 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/cors/allowOrigins/" + i67+"/exact",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/0/properties/exact/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err708];
 }
@@ -10674,7 +10675,7 @@ errors++;
 }
 }
 else {
-const err709 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowOrigins/" + i66,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/2/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err709 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/cors/allowOrigins/" + i67,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/0/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err709];
 }
@@ -10684,22 +10685,15 @@ vErrors.push(err709);
 errors++;
 }
 var _valid4 = _errs841 === errors;
-if(_valid4 && valid225){
-valid225 = false;
-passing4 = [passing4, 2];
-}
-else {
 if(_valid4){
-valid225 = true;
-passing4 = 2;
-if(props4 !== true){
-props4 = true;
+valid228 = true;
+passing4 = 0;
+var props4 = true;
 }
-}
-}
-}
-if(!valid225){
-const err710 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowOrigins/" + i66,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf",keyword:"oneOf",params:{passingSchemas: passing4},message:"must match exactly one schema in oneOf"};
+const _errs846 = errors;
+if(data374 && typeof data374 == "object" && !Array.isArray(data374)){
+if(data374.prefix === undefined){
+const err710 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/cors/allowOrigins/" + i67,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/1/required",keyword:"required",params:{missingProperty: "prefix"},message:"must have required property '"+"prefix"+"'"};
 if(vErrors === null){
 vErrors = [err710];
 }
@@ -10708,21 +10702,9 @@ vErrors.push(err710);
 }
 errors++;
 }
-else {
-errors = _errs830;
-if(vErrors !== null){
-if(_errs830){
-vErrors.length = _errs830;
-}
-else {
-vErrors = null;
-}
-}
-}
-}
-}
-else {
-const err711 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowOrigins",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/type",keyword:"type",params:{type: "array"},message:"must be array"};
+for(const key89 in data374){
+if(!(key89 === "prefix")){
+const err711 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/cors/allowOrigins/" + i67,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/1/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key89},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err711];
 }
@@ -10732,15 +10714,9 @@ vErrors.push(err711);
 errors++;
 }
 }
-if(data368.allowMethods !== undefined){
-let data374 = data368.allowMethods;
-if(Array.isArray(data374)){
-const len67 = data374.length;
-for(let i67=0; i67<len67; i67++){
-let data375 = data374[i67];
-if(typeof data375 === "string"){
-if(data375.length < 1){
-const err712 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowMethods/" + i67,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowMethods/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data374.prefix !== undefined){
+if(typeof data374.prefix !== "string"){
+const err712 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/cors/allowOrigins/" + i67+"/prefix",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/1/properties/prefix/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err712];
 }
@@ -10750,8 +10726,9 @@ vErrors.push(err712);
 errors++;
 }
 }
+}
 else {
-const err713 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowMethods/" + i67,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowMethods/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err713 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/cors/allowOrigins/" + i67,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/1/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err713];
 }
@@ -10760,10 +10737,23 @@ vErrors.push(err713);
 }
 errors++;
 }
-}
+var _valid4 = _errs846 === errors;
+if(_valid4 && valid228){
+valid228 = false;
+passing4 = [passing4, 1];
 }
 else {
-const err714 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowMethods",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowMethods/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(_valid4){
+valid228 = true;
+passing4 = 1;
+if(props4 !== true){
+props4 = true;
+}
+}
+const _errs851 = errors;
+if(data374 && typeof data374 == "object" && !Array.isArray(data374)){
+if(data374.regex === undefined){
+const err714 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/cors/allowOrigins/" + i67,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/2/required",keyword:"required",params:{missingProperty: "regex"},message:"must have required property '"+"regex"+"'"};
 if(vErrors === null){
 vErrors = [err714];
 }
@@ -10772,16 +10762,9 @@ vErrors.push(err714);
 }
 errors++;
 }
-}
-if(data368.allowHeaders !== undefined){
-let data376 = data368.allowHeaders;
-if(Array.isArray(data376)){
-const len68 = data376.length;
-for(let i68=0; i68<len68; i68++){
-let data377 = data376[i68];
-if(typeof data377 === "string"){
-if(data377.length < 1){
-const err715 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowHeaders/" + i68,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowHeaders/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+for(const key90 in data374){
+if(!(key90 === "regex")){
+const err715 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/cors/allowOrigins/" + i67,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/2/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key90},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err715];
 }
@@ -10791,8 +10774,11 @@ vErrors.push(err715);
 errors++;
 }
 }
-else {
-const err716 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowHeaders/" + i68,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowHeaders/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data374.regex !== undefined){
+let data377 = data374.regex;
+if(typeof data377 === "string"){
+if(data377.length < 1){
+const err716 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/cors/allowOrigins/" + i67+"/regex",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/2/properties/regex/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err716];
 }
@@ -10802,9 +10788,8 @@ vErrors.push(err716);
 errors++;
 }
 }
-}
 else {
-const err717 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowHeaders",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowHeaders/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err717 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/cors/allowOrigins/" + i67+"/regex",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/2/properties/regex/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err717];
 }
@@ -10814,15 +10799,9 @@ vErrors.push(err717);
 errors++;
 }
 }
-if(data368.exposeHeaders !== undefined){
-let data378 = data368.exposeHeaders;
-if(Array.isArray(data378)){
-const len69 = data378.length;
-for(let i69=0; i69<len69; i69++){
-let data379 = data378[i69];
-if(typeof data379 === "string"){
-if(data379.length < 1){
-const err718 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/exposeHeaders/" + i69,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/exposeHeaders/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+else {
+const err718 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/cors/allowOrigins/" + i67,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf/2/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err718];
 }
@@ -10831,9 +10810,23 @@ vErrors.push(err718);
 }
 errors++;
 }
+var _valid4 = _errs851 === errors;
+if(_valid4 && valid228){
+valid228 = false;
+passing4 = [passing4, 2];
 }
 else {
-const err719 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/exposeHeaders/" + i69,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/exposeHeaders/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(_valid4){
+valid228 = true;
+passing4 = 2;
+if(props4 !== true){
+props4 = true;
+}
+}
+}
+}
+if(!valid228){
+const err719 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/cors/allowOrigins/" + i67,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/items/oneOf",keyword:"oneOf",params:{passingSchemas: passing4},message:"must match exactly one schema in oneOf"};
 if(vErrors === null){
 vErrors = [err719];
 }
@@ -10842,10 +10835,21 @@ vErrors.push(err719);
 }
 errors++;
 }
+else {
+errors = _errs840;
+if(vErrors !== null){
+if(_errs840){
+vErrors.length = _errs840;
+}
+else {
+vErrors = null;
+}
+}
+}
 }
 }
 else {
-const err720 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/exposeHeaders",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/exposeHeaders/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err720 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/cors/allowOrigins",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowOrigins/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err720];
 }
@@ -10855,10 +10859,15 @@ vErrors.push(err720);
 errors++;
 }
 }
-if(data368.maxAgeSeconds !== undefined){
-let data380 = data368.maxAgeSeconds;
-if(!((typeof data380 == "number") && (!(data380 % 1) && !isNaN(data380)))){
-const err721 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/maxAgeSeconds",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/maxAgeSeconds/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data372.allowMethods !== undefined){
+let data378 = data372.allowMethods;
+if(Array.isArray(data378)){
+const len68 = data378.length;
+for(let i68=0; i68<len68; i68++){
+let data379 = data378[i68];
+if(typeof data379 === "string"){
+if(data379.length < 1){
+const err721 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/cors/allowMethods/" + i68,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowMethods/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err721];
 }
@@ -10867,9 +10876,9 @@ vErrors.push(err721);
 }
 errors++;
 }
-if(typeof data380 == "number"){
-if(data380 < 0 || isNaN(data380)){
-const err722 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/maxAgeSeconds",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/maxAgeSeconds/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+else {
+const err722 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/cors/allowMethods/" + i68,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowMethods/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err722];
 }
@@ -10880,9 +10889,8 @@ errors++;
 }
 }
 }
-if(data368.allowCredentials !== undefined){
-if(typeof data368.allowCredentials !== "boolean"){
-const err723 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors/allowCredentials",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowCredentials/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+else {
+const err723 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/cors/allowMethods",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowMethods/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err723];
 }
@@ -10892,9 +10900,15 @@ vErrors.push(err723);
 errors++;
 }
 }
-}
-else {
-const err724 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/cors",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data372.allowHeaders !== undefined){
+let data380 = data372.allowHeaders;
+if(Array.isArray(data380)){
+const len69 = data380.length;
+for(let i69=0; i69<len69; i69++){
+let data381 = data380[i69];
+if(typeof data381 === "string"){
+if(data381.length < 1){
+const err724 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/cors/allowHeaders/" + i69,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowHeaders/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err724];
 }
@@ -10904,11 +10918,8 @@ vErrors.push(err724);
 errors++;
 }
 }
-if(data312.localRateLimit !== undefined){
-let data382 = data312.localRateLimit;
-if(data382 && typeof data382 == "object" && !Array.isArray(data382)){
-if(data382.maxTokens === undefined){
-const err725 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/localRateLimit",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/required",keyword:"required",params:{missingProperty: "maxTokens"},message:"must have required property '"+"maxTokens"+"'"};
+else {
+const err725 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/cors/allowHeaders/" + i69,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowHeaders/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err725];
 }
@@ -10917,8 +10928,10 @@ vErrors.push(err725);
 }
 errors++;
 }
-if(data382.fillIntervalMs === undefined){
-const err726 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/localRateLimit",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/required",keyword:"required",params:{missingProperty: "fillIntervalMs"},message:"must have required property '"+"fillIntervalMs"+"'"};
+}
+}
+else {
+const err726 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/cors/allowHeaders",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowHeaders/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err726];
 }
@@ -10927,9 +10940,16 @@ vErrors.push(err726);
 }
 errors++;
 }
-for(const key90 in data382){
-if(!(((key90 === "maxTokens") || (key90 === "tokensPerFill")) || (key90 === "fillIntervalMs"))){
-const err727 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/localRateLimit",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key90},message:"must NOT have additional properties"};
+}
+if(data372.exposeHeaders !== undefined){
+let data382 = data372.exposeHeaders;
+if(Array.isArray(data382)){
+const len70 = data382.length;
+for(let i70=0; i70<len70; i70++){
+let data383 = data382[i70];
+if(typeof data383 === "string"){
+if(data383.length < 1){
+const err727 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/cors/exposeHeaders/" + i70,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/exposeHeaders/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err727];
 }
@@ -10939,10 +10959,8 @@ vErrors.push(err727);
 errors++;
 }
 }
-if(data382.maxTokens !== undefined){
-let data383 = data382.maxTokens;
-if(!((typeof data383 == "number") && (!(data383 % 1) && !isNaN(data383)))){
-const err728 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/localRateLimit/maxTokens",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/maxTokens/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+else {
+const err728 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/cors/exposeHeaders/" + i70,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/exposeHeaders/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err728];
 }
@@ -10951,9 +10969,10 @@ vErrors.push(err728);
 }
 errors++;
 }
-if(typeof data383 == "number"){
-if(data383 < 1 || isNaN(data383)){
-const err729 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/localRateLimit/maxTokens",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/maxTokens/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+}
+else {
+const err729 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/cors/exposeHeaders",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/exposeHeaders/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err729];
 }
@@ -10963,11 +10982,10 @@ vErrors.push(err729);
 errors++;
 }
 }
-}
-if(data382.tokensPerFill !== undefined){
-let data384 = data382.tokensPerFill;
+if(data372.maxAgeSeconds !== undefined){
+let data384 = data372.maxAgeSeconds;
 if(!((typeof data384 == "number") && (!(data384 % 1) && !isNaN(data384)))){
-const err730 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/localRateLimit/tokensPerFill",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/tokensPerFill/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+const err730 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/cors/maxAgeSeconds",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/maxAgeSeconds/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err730];
 }
@@ -10977,8 +10995,8 @@ vErrors.push(err730);
 errors++;
 }
 if(typeof data384 == "number"){
-if(data384 < 1 || isNaN(data384)){
-const err731 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/localRateLimit/tokensPerFill",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/tokensPerFill/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if(data384 < 0 || isNaN(data384)){
+const err731 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/cors/maxAgeSeconds",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/maxAgeSeconds/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err731];
 }
@@ -10989,10 +11007,9 @@ errors++;
 }
 }
 }
-if(data382.fillIntervalMs !== undefined){
-let data385 = data382.fillIntervalMs;
-if(!((typeof data385 == "number") && (!(data385 % 1) && !isNaN(data385)))){
-const err732 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/localRateLimit/fillIntervalMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/fillIntervalMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data372.allowCredentials !== undefined){
+if(typeof data372.allowCredentials !== "boolean"){
+const err732 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/cors/allowCredentials",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/properties/allowCredentials/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err732];
 }
@@ -11001,9 +11018,10 @@ vErrors.push(err732);
 }
 errors++;
 }
-if(typeof data385 == "number"){
-if(data385 < 1 || isNaN(data385)){
-const err733 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/localRateLimit/fillIntervalMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/fillIntervalMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+}
+else {
+const err733 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/cors",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/cors/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err733];
 }
@@ -11013,10 +11031,11 @@ vErrors.push(err733);
 errors++;
 }
 }
-}
-}
-else {
-const err734 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route/localRateLimit",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data316.localRateLimit !== undefined){
+let data386 = data316.localRateLimit;
+if(data386 && typeof data386 == "object" && !Array.isArray(data386)){
+if(data386.maxTokens === undefined){
+const err734 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/localRateLimit",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/required",keyword:"required",params:{missingProperty: "maxTokens"},message:"must have required property '"+"maxTokens"+"'"};
 if(vErrors === null){
 vErrors = [err734];
 }
@@ -11025,10 +11044,8 @@ vErrors.push(err734);
 }
 errors++;
 }
-}
-}
-else {
-const err735 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/route",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data386.fillIntervalMs === undefined){
+const err735 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/localRateLimit",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/required",keyword:"required",params:{missingProperty: "fillIntervalMs"},message:"must have required property '"+"fillIntervalMs"+"'"};
 if(vErrors === null){
 vErrors = [err735];
 }
@@ -11037,13 +11054,9 @@ vErrors.push(err735);
 }
 errors++;
 }
-}
-if(data289.redirect !== undefined){
-let data386 = data289.redirect;
-if(data386 && typeof data386 == "object" && !Array.isArray(data386)){
 for(const key91 in data386){
-if(!((((((key91 === "scheme") || (key91 === "host")) || (key91 === "port")) || (key91 === "path")) || (key91 === "prefixRewrite")) || (key91 === "responseCode"))){
-const err736 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/redirect",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key91},message:"must NOT have additional properties"};
+if(!(((key91 === "maxTokens") || (key91 === "tokensPerFill")) || (key91 === "fillIntervalMs"))){
+const err736 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/localRateLimit",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key91},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err736];
 }
@@ -11053,10 +11066,10 @@ vErrors.push(err736);
 errors++;
 }
 }
-if(data386.scheme !== undefined){
-let data387 = data386.scheme;
-if(!((data387 === "http") || (data387 === "https"))){
-const err737 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/redirect/scheme",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/scheme/enum",keyword:"enum",params:{allowedValues: schema31.properties.routeConfigs.items.properties.virtualHosts.items.properties.routes.items.properties.redirect.properties.scheme.enum},message:"must be equal to one of the allowed values"};
+if(data386.maxTokens !== undefined){
+let data387 = data386.maxTokens;
+if(!((typeof data387 == "number") && (!(data387 % 1) && !isNaN(data387)))){
+const err737 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/localRateLimit/maxTokens",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/maxTokens/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err737];
 }
@@ -11065,12 +11078,9 @@ vErrors.push(err737);
 }
 errors++;
 }
-}
-if(data386.host !== undefined){
-let data388 = data386.host;
-if(typeof data388 === "string"){
-if(data388.length < 1){
-const err738 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/redirect/host",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/host/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(typeof data387 == "number"){
+if(data387 < 1 || isNaN(data387)){
+const err738 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/localRateLimit/maxTokens",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/maxTokens/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err738];
 }
@@ -11080,8 +11090,11 @@ vErrors.push(err738);
 errors++;
 }
 }
-else {
-const err739 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/redirect/host",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/host/type",keyword:"type",params:{type: "string"},message:"must be string"};
+}
+if(data386.tokensPerFill !== undefined){
+let data388 = data386.tokensPerFill;
+if(!((typeof data388 == "number") && (!(data388 % 1) && !isNaN(data388)))){
+const err739 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/localRateLimit/tokensPerFill",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/tokensPerFill/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err739];
 }
@@ -11090,11 +11103,9 @@ vErrors.push(err739);
 }
 errors++;
 }
-}
-if(data386.port !== undefined){
-let data389 = data386.port;
-if(!((typeof data389 == "number") && (!(data389 % 1) && !isNaN(data389)))){
-const err740 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/redirect/port",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(typeof data388 == "number"){
+if(data388 < 1 || isNaN(data388)){
+const err740 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/localRateLimit/tokensPerFill",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/tokensPerFill/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err740];
 }
@@ -11103,9 +11114,12 @@ vErrors.push(err740);
 }
 errors++;
 }
-if(typeof data389 == "number"){
-if(data389 > 65535 || isNaN(data389)){
-const err741 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/redirect/port",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+}
+}
+if(data386.fillIntervalMs !== undefined){
+let data389 = data386.fillIntervalMs;
+if(!((typeof data389 == "number") && (!(data389 % 1) && !isNaN(data389)))){
+const err741 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/localRateLimit/fillIntervalMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/fillIntervalMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err741];
 }
@@ -11114,8 +11128,9 @@ vErrors.push(err741);
 }
 errors++;
 }
-if(data389 < 0 || isNaN(data389)){
-const err742 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/redirect/port",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(typeof data389 == "number"){
+if(data389 < 1 || isNaN(data389)){
+const err742 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/localRateLimit/fillIntervalMs",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/properties/fillIntervalMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err742];
 }
@@ -11126,9 +11141,9 @@ errors++;
 }
 }
 }
-if(data386.path !== undefined){
-if(typeof data386.path !== "string"){
-const err743 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/redirect/path",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/path/type",keyword:"type",params:{type: "string"},message:"must be string"};
+}
+else {
+const err743 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route/localRateLimit",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/properties/localRateLimit/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err743];
 }
@@ -11138,9 +11153,9 @@ vErrors.push(err743);
 errors++;
 }
 }
-if(data386.prefixRewrite !== undefined){
-if(typeof data386.prefixRewrite !== "string"){
-const err744 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/redirect/prefixRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/prefixRewrite/type",keyword:"type",params:{type: "string"},message:"must be string"};
+}
+else {
+const err744 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/route",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/route/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err744];
 }
@@ -11150,10 +11165,12 @@ vErrors.push(err744);
 errors++;
 }
 }
-if(data386.responseCode !== undefined){
-let data392 = data386.responseCode;
-if(!(((((data392 === 301) || (data392 === 302)) || (data392 === 303)) || (data392 === 307)) || (data392 === 308))){
-const err745 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/redirect/responseCode",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/responseCode/enum",keyword:"enum",params:{allowedValues: schema31.properties.routeConfigs.items.properties.virtualHosts.items.properties.routes.items.properties.redirect.properties.responseCode.enum},message:"must be equal to one of the allowed values"};
+if(data293.redirect !== undefined){
+let data390 = data293.redirect;
+if(data390 && typeof data390 == "object" && !Array.isArray(data390)){
+for(const key92 in data390){
+if(!((((((key92 === "scheme") || (key92 === "host")) || (key92 === "port")) || (key92 === "path")) || (key92 === "prefixRewrite")) || (key92 === "responseCode"))){
+const err745 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/redirect",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key92},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err745];
 }
@@ -11163,9 +11180,10 @@ vErrors.push(err745);
 errors++;
 }
 }
-}
-else {
-const err746 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/redirect",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data390.scheme !== undefined){
+let data391 = data390.scheme;
+if(!((data391 === "http") || (data391 === "https"))){
+const err746 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/redirect/scheme",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/scheme/enum",keyword:"enum",params:{allowedValues: schema31.properties.routeConfigs.items.properties.virtualHosts.items.properties.routes.items.properties.redirect.properties.scheme.enum},message:"must be equal to one of the allowed values"};
 if(vErrors === null){
 vErrors = [err746];
 }
@@ -11175,11 +11193,11 @@ vErrors.push(err746);
 errors++;
 }
 }
-if(data289.directResponse !== undefined){
-let data393 = data289.directResponse;
-if(data393 && typeof data393 == "object" && !Array.isArray(data393)){
-if(data393.status === undefined){
-const err747 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/directResponse",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/required",keyword:"required",params:{missingProperty: "status"},message:"must have required property '"+"status"+"'"};
+if(data390.host !== undefined){
+let data392 = data390.host;
+if(typeof data392 === "string"){
+if(data392.length < 1){
+const err747 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/redirect/host",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/host/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err747];
 }
@@ -11188,9 +11206,9 @@ vErrors.push(err747);
 }
 errors++;
 }
-for(const key92 in data393){
-if(!((key92 === "status") || (key92 === "body"))){
-const err748 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/directResponse",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key92},message:"must NOT have additional properties"};
+}
+else {
+const err748 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/redirect/host",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/host/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err748];
 }
@@ -11200,10 +11218,10 @@ vErrors.push(err748);
 errors++;
 }
 }
-if(data393.status !== undefined){
-let data394 = data393.status;
-if(!((typeof data394 == "number") && (!(data394 % 1) && !isNaN(data394)))){
-const err749 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/directResponse/status",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/properties/status/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data390.port !== undefined){
+let data393 = data390.port;
+if(!((typeof data393 == "number") && (!(data393 % 1) && !isNaN(data393)))){
+const err749 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/redirect/port",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err749];
 }
@@ -11212,9 +11230,9 @@ vErrors.push(err749);
 }
 errors++;
 }
-if(typeof data394 == "number"){
-if(data394 > 599 || isNaN(data394)){
-const err750 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/directResponse/status",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/properties/status/maximum",keyword:"maximum",params:{comparison: "<=", limit: 599},message:"must be <= 599"};
+if(typeof data393 == "number"){
+if(data393 > 65535 || isNaN(data393)){
+const err750 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/redirect/port",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
 if(vErrors === null){
 vErrors = [err750];
 }
@@ -11223,8 +11241,8 @@ vErrors.push(err750);
 }
 errors++;
 }
-if(data394 < 200 || isNaN(data394)){
-const err751 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/directResponse/status",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/properties/status/minimum",keyword:"minimum",params:{comparison: ">=", limit: 200},message:"must be >= 200"};
+if(data393 < 0 || isNaN(data393)){
+const err751 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/redirect/port",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err751];
 }
@@ -11235,9 +11253,9 @@ errors++;
 }
 }
 }
-if(data393.body !== undefined){
-if(typeof data393.body !== "string"){
-const err752 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/directResponse/body",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/properties/body/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data390.path !== undefined){
+if(typeof data390.path !== "string"){
+const err752 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/redirect/path",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/path/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err752];
 }
@@ -11247,9 +11265,9 @@ vErrors.push(err752);
 errors++;
 }
 }
-}
-else {
-const err753 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/directResponse",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data390.prefixRewrite !== undefined){
+if(typeof data390.prefixRewrite !== "string"){
+const err753 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/redirect/prefixRewrite",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/prefixRewrite/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err753];
 }
@@ -11259,15 +11277,10 @@ vErrors.push(err753);
 errors++;
 }
 }
-if(data289.requestHeadersToAdd !== undefined){
-let data396 = data289.requestHeadersToAdd;
-if(Array.isArray(data396)){
-const len70 = data396.length;
-for(let i70=0; i70<len70; i70++){
-let data397 = data396[i70];
-if(data397 && typeof data397 == "object" && !Array.isArray(data397)){
-if(data397.name === undefined){
-const err754 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/requestHeadersToAdd/" + i70,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
+if(data390.responseCode !== undefined){
+let data396 = data390.responseCode;
+if(!(((((data396 === 301) || (data396 === 302)) || (data396 === 303)) || (data396 === 307)) || (data396 === 308))){
+const err754 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/redirect/responseCode",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/properties/responseCode/enum",keyword:"enum",params:{allowedValues: schema31.properties.routeConfigs.items.properties.virtualHosts.items.properties.routes.items.properties.redirect.properties.responseCode.enum},message:"must be equal to one of the allowed values"};
 if(vErrors === null){
 vErrors = [err754];
 }
@@ -11276,8 +11289,10 @@ vErrors.push(err754);
 }
 errors++;
 }
-if(data397.value === undefined){
-const err755 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/requestHeadersToAdd/" + i70,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "value"},message:"must have required property '"+"value"+"'"};
+}
+}
+else {
+const err755 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/redirect",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/redirect/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err755];
 }
@@ -11286,9 +11301,12 @@ vErrors.push(err755);
 }
 errors++;
 }
-for(const key93 in data397){
-if(!(((key93 === "name") || (key93 === "value")) || (key93 === "append"))){
-const err756 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/requestHeadersToAdd/" + i70,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key93},message:"must NOT have additional properties"};
+}
+if(data293.directResponse !== undefined){
+let data397 = data293.directResponse;
+if(data397 && typeof data397 == "object" && !Array.isArray(data397)){
+if(data397.status === undefined){
+const err756 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/directResponse",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/required",keyword:"required",params:{missingProperty: "status"},message:"must have required property '"+"status"+"'"};
 if(vErrors === null){
 vErrors = [err756];
 }
@@ -11297,12 +11315,9 @@ vErrors.push(err756);
 }
 errors++;
 }
-}
-if(data397.name !== undefined){
-let data398 = data397.name;
-if(typeof data398 === "string"){
-if(data398.length < 1){
-const err757 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/requestHeadersToAdd/" + i70+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+for(const key93 in data397){
+if(!((key93 === "status") || (key93 === "body"))){
+const err757 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/directResponse",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key93},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err757];
 }
@@ -11312,8 +11327,10 @@ vErrors.push(err757);
 errors++;
 }
 }
-else {
-const err758 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/requestHeadersToAdd/" + i70+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data397.status !== undefined){
+let data398 = data397.status;
+if(!((typeof data398 == "number") && (!(data398 % 1) && !isNaN(data398)))){
+const err758 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/directResponse/status",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/properties/status/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err758];
 }
@@ -11322,10 +11339,9 @@ vErrors.push(err758);
 }
 errors++;
 }
-}
-if(data397.value !== undefined){
-if(typeof data397.value !== "string"){
-const err759 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/requestHeadersToAdd/" + i70+"/value",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/properties/value/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(typeof data398 == "number"){
+if(data398 > 599 || isNaN(data398)){
+const err759 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/directResponse/status",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/properties/status/maximum",keyword:"maximum",params:{comparison: "<=", limit: 599},message:"must be <= 599"};
 if(vErrors === null){
 vErrors = [err759];
 }
@@ -11334,10 +11350,8 @@ vErrors.push(err759);
 }
 errors++;
 }
-}
-if(data397.append !== undefined){
-if(typeof data397.append !== "boolean"){
-const err760 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/requestHeadersToAdd/" + i70+"/append",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/properties/append/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(data398 < 200 || isNaN(data398)){
+const err760 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/directResponse/status",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/properties/status/minimum",keyword:"minimum",params:{comparison: ">=", limit: 200},message:"must be >= 200"};
 if(vErrors === null){
 vErrors = [err760];
 }
@@ -11348,8 +11362,9 @@ errors++;
 }
 }
 }
-else {
-const err761 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/requestHeadersToAdd/" + i70,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data397.body !== undefined){
+if(typeof data397.body !== "string"){
+const err761 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/directResponse/body",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/properties/body/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err761];
 }
@@ -11361,7 +11376,7 @@ errors++;
 }
 }
 else {
-const err762 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/requestHeadersToAdd",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err762 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/directResponse",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/directResponse/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err762];
 }
@@ -11371,15 +11386,15 @@ vErrors.push(err762);
 errors++;
 }
 }
-if(data289.requestHeadersToRemove !== undefined){
-let data401 = data289.requestHeadersToRemove;
-if(Array.isArray(data401)){
-const len71 = data401.length;
+if(data293.requestHeadersToAdd !== undefined){
+let data400 = data293.requestHeadersToAdd;
+if(Array.isArray(data400)){
+const len71 = data400.length;
 for(let i71=0; i71<len71; i71++){
-let data402 = data401[i71];
-if(typeof data402 === "string"){
-if(data402.length < 1){
-const err763 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/requestHeadersToRemove/" + i71,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToRemove/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+let data401 = data400[i71];
+if(data401 && typeof data401 == "object" && !Array.isArray(data401)){
+if(data401.name === undefined){
+const err763 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/requestHeadersToAdd/" + i71,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err763];
 }
@@ -11388,9 +11403,8 @@ vErrors.push(err763);
 }
 errors++;
 }
-}
-else {
-const err764 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/requestHeadersToRemove/" + i71,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToRemove/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data401.value === undefined){
+const err764 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/requestHeadersToAdd/" + i71,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "value"},message:"must have required property '"+"value"+"'"};
 if(vErrors === null){
 vErrors = [err764];
 }
@@ -11399,10 +11413,9 @@ vErrors.push(err764);
 }
 errors++;
 }
-}
-}
-else {
-const err765 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/requestHeadersToRemove",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToRemove/type",keyword:"type",params:{type: "array"},message:"must be array"};
+for(const key94 in data401){
+if(!(((key94 === "name") || (key94 === "value")) || (key94 === "append"))){
+const err765 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/requestHeadersToAdd/" + i71,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key94},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err765];
 }
@@ -11412,15 +11425,11 @@ vErrors.push(err765);
 errors++;
 }
 }
-if(data289.responseHeadersToAdd !== undefined){
-let data403 = data289.responseHeadersToAdd;
-if(Array.isArray(data403)){
-const len72 = data403.length;
-for(let i72=0; i72<len72; i72++){
-let data404 = data403[i72];
-if(data404 && typeof data404 == "object" && !Array.isArray(data404)){
-if(data404.name === undefined){
-const err766 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/responseHeadersToAdd/" + i72,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
+if(data401.name !== undefined){
+let data402 = data401.name;
+if(typeof data402 === "string"){
+if(data402.length < 1){
+const err766 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/requestHeadersToAdd/" + i71+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err766];
 }
@@ -11429,8 +11438,9 @@ vErrors.push(err766);
 }
 errors++;
 }
-if(data404.value === undefined){
-const err767 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/responseHeadersToAdd/" + i72,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "value"},message:"must have required property '"+"value"+"'"};
+}
+else {
+const err767 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/requestHeadersToAdd/" + i71+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err767];
 }
@@ -11439,9 +11449,10 @@ vErrors.push(err767);
 }
 errors++;
 }
-for(const key94 in data404){
-if(!(((key94 === "name") || (key94 === "value")) || (key94 === "append"))){
-const err768 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/responseHeadersToAdd/" + i72,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key94},message:"must NOT have additional properties"};
+}
+if(data401.value !== undefined){
+if(typeof data401.value !== "string"){
+const err768 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/requestHeadersToAdd/" + i71+"/value",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/properties/value/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err768];
 }
@@ -11451,11 +11462,9 @@ vErrors.push(err768);
 errors++;
 }
 }
-if(data404.name !== undefined){
-let data405 = data404.name;
-if(typeof data405 === "string"){
-if(data405.length < 1){
-const err769 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/responseHeadersToAdd/" + i72+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data401.append !== undefined){
+if(typeof data401.append !== "boolean"){
+const err769 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/requestHeadersToAdd/" + i71+"/append",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/properties/append/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err769];
 }
@@ -11465,8 +11474,9 @@ vErrors.push(err769);
 errors++;
 }
 }
+}
 else {
-const err770 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/responseHeadersToAdd/" + i72+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err770 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/requestHeadersToAdd/" + i71,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err770];
 }
@@ -11476,9 +11486,9 @@ vErrors.push(err770);
 errors++;
 }
 }
-if(data404.value !== undefined){
-if(typeof data404.value !== "string"){
-const err771 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/responseHeadersToAdd/" + i72+"/value",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/properties/value/type",keyword:"type",params:{type: "string"},message:"must be string"};
+}
+else {
+const err771 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/requestHeadersToAdd",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToAdd/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err771];
 }
@@ -11488,9 +11498,15 @@ vErrors.push(err771);
 errors++;
 }
 }
-if(data404.append !== undefined){
-if(typeof data404.append !== "boolean"){
-const err772 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/responseHeadersToAdd/" + i72+"/append",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/properties/append/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(data293.requestHeadersToRemove !== undefined){
+let data405 = data293.requestHeadersToRemove;
+if(Array.isArray(data405)){
+const len72 = data405.length;
+for(let i72=0; i72<len72; i72++){
+let data406 = data405[i72];
+if(typeof data406 === "string"){
+if(data406.length < 1){
+const err772 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/requestHeadersToRemove/" + i72,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToRemove/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err772];
 }
@@ -11500,9 +11516,8 @@ vErrors.push(err772);
 errors++;
 }
 }
-}
 else {
-const err773 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/responseHeadersToAdd/" + i72,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err773 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/requestHeadersToRemove/" + i72,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToRemove/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err773];
 }
@@ -11514,7 +11529,7 @@ errors++;
 }
 }
 else {
-const err774 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/responseHeadersToAdd",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err774 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/requestHeadersToRemove",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/requestHeadersToRemove/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err774];
 }
@@ -11524,15 +11539,15 @@ vErrors.push(err774);
 errors++;
 }
 }
-if(data289.responseHeadersToRemove !== undefined){
-let data408 = data289.responseHeadersToRemove;
-if(Array.isArray(data408)){
-const len73 = data408.length;
+if(data293.responseHeadersToAdd !== undefined){
+let data407 = data293.responseHeadersToAdd;
+if(Array.isArray(data407)){
+const len73 = data407.length;
 for(let i73=0; i73<len73; i73++){
-let data409 = data408[i73];
-if(typeof data409 === "string"){
-if(data409.length < 1){
-const err775 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/responseHeadersToRemove/" + i73,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToRemove/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+let data408 = data407[i73];
+if(data408 && typeof data408 == "object" && !Array.isArray(data408)){
+if(data408.name === undefined){
+const err775 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/responseHeadersToAdd/" + i73,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err775];
 }
@@ -11541,9 +11556,8 @@ vErrors.push(err775);
 }
 errors++;
 }
-}
-else {
-const err776 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/responseHeadersToRemove/" + i73,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToRemove/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data408.value === undefined){
+const err776 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/responseHeadersToAdd/" + i73,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/required",keyword:"required",params:{missingProperty: "value"},message:"must have required property '"+"value"+"'"};
 if(vErrors === null){
 vErrors = [err776];
 }
@@ -11552,10 +11566,9 @@ vErrors.push(err776);
 }
 errors++;
 }
-}
-}
-else {
-const err777 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54+"/responseHeadersToRemove",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToRemove/type",keyword:"type",params:{type: "array"},message:"must be array"};
+for(const key95 in data408){
+if(!(((key95 === "name") || (key95 === "value")) || (key95 === "append"))){
+const err777 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/responseHeadersToAdd/" + i73,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key95},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err777];
 }
@@ -11565,9 +11578,11 @@ vErrors.push(err777);
 errors++;
 }
 }
-}
-else {
-const err778 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes/" + i54,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data408.name !== undefined){
+let data409 = data408.name;
+if(typeof data409 === "string"){
+if(data409.length < 1){
+const err778 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/responseHeadersToAdd/" + i73+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err778];
 }
@@ -11577,9 +11592,8 @@ vErrors.push(err778);
 errors++;
 }
 }
-}
 else {
-const err779 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52+"/routes",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err779 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/responseHeadersToAdd/" + i73+"/name",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err779];
 }
@@ -11589,9 +11603,9 @@ vErrors.push(err779);
 errors++;
 }
 }
-}
-else {
-const err780 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts/" + i52,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data408.value !== undefined){
+if(typeof data408.value !== "string"){
+const err780 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/responseHeadersToAdd/" + i73+"/value",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/properties/value/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err780];
 }
@@ -11601,9 +11615,9 @@ vErrors.push(err780);
 errors++;
 }
 }
-}
-else {
-const err781 = {instancePath:instancePath+"/routeConfigs/" + i50+"/virtualHosts",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data408.append !== undefined){
+if(typeof data408.append !== "boolean"){
+const err781 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/responseHeadersToAdd/" + i73+"/append",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/properties/append/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err781];
 }
@@ -11615,7 +11629,7 @@ errors++;
 }
 }
 else {
-const err782 = {instancePath:instancePath+"/routeConfigs/" + i50,schemaPath:"#/properties/routeConfigs/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err782 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/responseHeadersToAdd/" + i73,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err782];
 }
@@ -11627,7 +11641,7 @@ errors++;
 }
 }
 else {
-const err783 = {instancePath:instancePath+"/routeConfigs",schemaPath:"#/properties/routeConfigs/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err783 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/responseHeadersToAdd",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToAdd/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err783];
 }
@@ -11637,15 +11651,15 @@ vErrors.push(err783);
 errors++;
 }
 }
-if(data.clusters !== undefined){
-let data410 = data.clusters;
-if(Array.isArray(data410)){
-const len74 = data410.length;
+if(data293.responseHeadersToRemove !== undefined){
+let data412 = data293.responseHeadersToRemove;
+if(Array.isArray(data412)){
+const len74 = data412.length;
 for(let i74=0; i74<len74; i74++){
-let data411 = data410[i74];
-if(data411 && typeof data411 == "object" && !Array.isArray(data411)){
-if(data411.name === undefined){
-const err784 = {instancePath:instancePath+"/clusters/" + i74,schemaPath:"#/properties/clusters/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
+let data413 = data412[i74];
+if(typeof data413 === "string"){
+if(data413.length < 1){
+const err784 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/responseHeadersToRemove/" + i74,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToRemove/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err784];
 }
@@ -11654,8 +11668,9 @@ vErrors.push(err784);
 }
 errors++;
 }
-if(data411.endpoints === undefined){
-const err785 = {instancePath:instancePath+"/clusters/" + i74,schemaPath:"#/properties/clusters/items/required",keyword:"required",params:{missingProperty: "endpoints"},message:"must have required property '"+"endpoints"+"'"};
+}
+else {
+const err785 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/responseHeadersToRemove/" + i74,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToRemove/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err785];
 }
@@ -11664,9 +11679,10 @@ vErrors.push(err785);
 }
 errors++;
 }
-for(const key95 in data411){
-if(!(func1.call(schema31.properties.clusters.items.properties, key95))){
-const err786 = {instancePath:instancePath+"/clusters/" + i74,schemaPath:"#/properties/clusters/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key95},message:"must NOT have additional properties"};
+}
+}
+else {
+const err786 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55+"/responseHeadersToRemove",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/properties/responseHeadersToRemove/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err786];
 }
@@ -11676,11 +11692,9 @@ vErrors.push(err786);
 errors++;
 }
 }
-if(data411.name !== undefined){
-let data412 = data411.name;
-if(typeof data412 === "string"){
-if(data412.length < 1){
-const err787 = {instancePath:instancePath+"/clusters/" + i74+"/name",schemaPath:"#/properties/clusters/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+else {
+const err787 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes/" + i55,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err787];
 }
@@ -11690,8 +11704,9 @@ vErrors.push(err787);
 errors++;
 }
 }
+}
 else {
-const err788 = {instancePath:instancePath+"/clusters/" + i74+"/name",schemaPath:"#/properties/clusters/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err788 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53+"/routes",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/properties/routes/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err788];
 }
@@ -11701,10 +11716,9 @@ vErrors.push(err788);
 errors++;
 }
 }
-if(data411.type !== undefined){
-let data413 = data411.type;
-if(!((data413 === "static") || (data413 === "original_dst"))){
-const err789 = {instancePath:instancePath+"/clusters/" + i74+"/type",schemaPath:"#/properties/clusters/items/properties/type/enum",keyword:"enum",params:{allowedValues: schema31.properties.clusters.items.properties.type.enum},message:"must be equal to one of the allowed values"};
+}
+else {
+const err789 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts/" + i53,schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err789];
 }
@@ -11714,10 +11728,9 @@ vErrors.push(err789);
 errors++;
 }
 }
-if(data411.lbPolicy !== undefined){
-let data414 = data411.lbPolicy;
-if(!(((((data414 === "ROUND_ROBIN") || (data414 === "LEAST_REQUEST")) || (data414 === "RANDOM")) || (data414 === "RING_HASH")) || (data414 === "MAGLEV"))){
-const err790 = {instancePath:instancePath+"/clusters/" + i74+"/lbPolicy",schemaPath:"#/properties/clusters/items/properties/lbPolicy/enum",keyword:"enum",params:{allowedValues: schema31.properties.clusters.items.properties.lbPolicy.enum},message:"must be equal to one of the allowed values"};
+}
+else {
+const err790 = {instancePath:instancePath+"/routeConfigs/" + i51+"/virtualHosts",schemaPath:"#/properties/routeConfigs/items/properties/virtualHosts/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err790];
 }
@@ -11727,12 +11740,9 @@ vErrors.push(err790);
 errors++;
 }
 }
-if(data411.ringHash !== undefined){
-let data415 = data411.ringHash;
-if(data415 && typeof data415 == "object" && !Array.isArray(data415)){
-for(const key96 in data415){
-if(!((key96 === "minimumRingSize") || (key96 === "maximumRingSize"))){
-const err791 = {instancePath:instancePath+"/clusters/" + i74+"/ringHash",schemaPath:"#/properties/clusters/items/properties/ringHash/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key96},message:"must NOT have additional properties"};
+}
+else {
+const err791 = {instancePath:instancePath+"/routeConfigs/" + i51,schemaPath:"#/properties/routeConfigs/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err791];
 }
@@ -11742,10 +11752,9 @@ vErrors.push(err791);
 errors++;
 }
 }
-if(data415.minimumRingSize !== undefined){
-let data416 = data415.minimumRingSize;
-if(!((typeof data416 == "number") && (!(data416 % 1) && !isNaN(data416)))){
-const err792 = {instancePath:instancePath+"/clusters/" + i74+"/ringHash/minimumRingSize",schemaPath:"#/properties/clusters/items/properties/ringHash/properties/minimumRingSize/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+}
+else {
+const err792 = {instancePath:instancePath+"/routeConfigs",schemaPath:"#/properties/routeConfigs/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err792];
 }
@@ -11754,9 +11763,16 @@ vErrors.push(err792);
 }
 errors++;
 }
-if(typeof data416 == "number"){
-if(data416 < 1 || isNaN(data416)){
-const err793 = {instancePath:instancePath+"/clusters/" + i74+"/ringHash/minimumRingSize",schemaPath:"#/properties/clusters/items/properties/ringHash/properties/minimumRingSize/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+if(data.clusters !== undefined){
+let data414 = data.clusters;
+if(Array.isArray(data414)){
+const len75 = data414.length;
+for(let i75=0; i75<len75; i75++){
+let data415 = data414[i75];
+if(data415 && typeof data415 == "object" && !Array.isArray(data415)){
+if(data415.name === undefined){
+const err793 = {instancePath:instancePath+"/clusters/" + i75,schemaPath:"#/properties/clusters/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err793];
 }
@@ -11765,12 +11781,8 @@ vErrors.push(err793);
 }
 errors++;
 }
-}
-}
-if(data415.maximumRingSize !== undefined){
-let data417 = data415.maximumRingSize;
-if(!((typeof data417 == "number") && (!(data417 % 1) && !isNaN(data417)))){
-const err794 = {instancePath:instancePath+"/clusters/" + i74+"/ringHash/maximumRingSize",schemaPath:"#/properties/clusters/items/properties/ringHash/properties/maximumRingSize/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data415.endpoints === undefined){
+const err794 = {instancePath:instancePath+"/clusters/" + i75,schemaPath:"#/properties/clusters/items/required",keyword:"required",params:{missingProperty: "endpoints"},message:"must have required property '"+"endpoints"+"'"};
 if(vErrors === null){
 vErrors = [err794];
 }
@@ -11779,9 +11791,9 @@ vErrors.push(err794);
 }
 errors++;
 }
-if(typeof data417 == "number"){
-if(data417 < 1 || isNaN(data417)){
-const err795 = {instancePath:instancePath+"/clusters/" + i74+"/ringHash/maximumRingSize",schemaPath:"#/properties/clusters/items/properties/ringHash/properties/maximumRingSize/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+for(const key96 in data415){
+if(!(func1.call(schema31.properties.clusters.items.properties, key96))){
+const err795 = {instancePath:instancePath+"/clusters/" + i75,schemaPath:"#/properties/clusters/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key96},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err795];
 }
@@ -11791,10 +11803,11 @@ vErrors.push(err795);
 errors++;
 }
 }
-}
-}
-else {
-const err796 = {instancePath:instancePath+"/clusters/" + i74+"/ringHash",schemaPath:"#/properties/clusters/items/properties/ringHash/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data415.name !== undefined){
+let data416 = data415.name;
+if(typeof data416 === "string"){
+if(data416.length < 1){
+const err796 = {instancePath:instancePath+"/clusters/" + i75+"/name",schemaPath:"#/properties/clusters/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err796];
 }
@@ -11804,12 +11817,8 @@ vErrors.push(err796);
 errors++;
 }
 }
-if(data411.maglev !== undefined){
-let data418 = data411.maglev;
-if(data418 && typeof data418 == "object" && !Array.isArray(data418)){
-for(const key97 in data418){
-if(!(key97 === "tableSize")){
-const err797 = {instancePath:instancePath+"/clusters/" + i74+"/maglev",schemaPath:"#/properties/clusters/items/properties/maglev/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key97},message:"must NOT have additional properties"};
+else {
+const err797 = {instancePath:instancePath+"/clusters/" + i75+"/name",schemaPath:"#/properties/clusters/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err797];
 }
@@ -11819,10 +11828,10 @@ vErrors.push(err797);
 errors++;
 }
 }
-if(data418.tableSize !== undefined){
-let data419 = data418.tableSize;
-if(!((typeof data419 == "number") && (!(data419 % 1) && !isNaN(data419)))){
-const err798 = {instancePath:instancePath+"/clusters/" + i74+"/maglev/tableSize",schemaPath:"#/properties/clusters/items/properties/maglev/properties/tableSize/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data415.type !== undefined){
+let data417 = data415.type;
+if(!((data417 === "static") || (data417 === "original_dst"))){
+const err798 = {instancePath:instancePath+"/clusters/" + i75+"/type",schemaPath:"#/properties/clusters/items/properties/type/enum",keyword:"enum",params:{allowedValues: schema31.properties.clusters.items.properties.type.enum},message:"must be equal to one of the allowed values"};
 if(vErrors === null){
 vErrors = [err798];
 }
@@ -11831,9 +11840,11 @@ vErrors.push(err798);
 }
 errors++;
 }
-if(typeof data419 == "number"){
-if(data419 < 1 || isNaN(data419)){
-const err799 = {instancePath:instancePath+"/clusters/" + i74+"/maglev/tableSize",schemaPath:"#/properties/clusters/items/properties/maglev/properties/tableSize/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+if(data415.lbPolicy !== undefined){
+let data418 = data415.lbPolicy;
+if(!(((((data418 === "ROUND_ROBIN") || (data418 === "LEAST_REQUEST")) || (data418 === "RANDOM")) || (data418 === "RING_HASH")) || (data418 === "MAGLEV"))){
+const err799 = {instancePath:instancePath+"/clusters/" + i75+"/lbPolicy",schemaPath:"#/properties/clusters/items/properties/lbPolicy/enum",keyword:"enum",params:{allowedValues: schema31.properties.clusters.items.properties.lbPolicy.enum},message:"must be equal to one of the allowed values"};
 if(vErrors === null){
 vErrors = [err799];
 }
@@ -11843,10 +11854,12 @@ vErrors.push(err799);
 errors++;
 }
 }
-}
-}
-else {
-const err800 = {instancePath:instancePath+"/clusters/" + i74+"/maglev",schemaPath:"#/properties/clusters/items/properties/maglev/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data415.ringHash !== undefined){
+let data419 = data415.ringHash;
+if(data419 && typeof data419 == "object" && !Array.isArray(data419)){
+for(const key97 in data419){
+if(!((key97 === "minimumRingSize") || (key97 === "maximumRingSize"))){
+const err800 = {instancePath:instancePath+"/clusters/" + i75+"/ringHash",schemaPath:"#/properties/clusters/items/properties/ringHash/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key97},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err800];
 }
@@ -11856,10 +11869,10 @@ vErrors.push(err800);
 errors++;
 }
 }
-if(data411.protocol !== undefined){
-let data420 = data411.protocol;
-if(!((data420 === "http1") || (data420 === "http2"))){
-const err801 = {instancePath:instancePath+"/clusters/" + i74+"/protocol",schemaPath:"#/properties/clusters/items/properties/protocol/enum",keyword:"enum",params:{allowedValues: schema31.properties.clusters.items.properties.protocol.enum},message:"must be equal to one of the allowed values"};
+if(data419.minimumRingSize !== undefined){
+let data420 = data419.minimumRingSize;
+if(!((typeof data420 == "number") && (!(data420 % 1) && !isNaN(data420)))){
+const err801 = {instancePath:instancePath+"/clusters/" + i75+"/ringHash/minimumRingSize",schemaPath:"#/properties/clusters/items/properties/ringHash/properties/minimumRingSize/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err801];
 }
@@ -11868,16 +11881,9 @@ vErrors.push(err801);
 }
 errors++;
 }
-}
-if(data411.endpoints !== undefined){
-let data421 = data411.endpoints;
-if(Array.isArray(data421)){
-const len75 = data421.length;
-for(let i75=0; i75<len75; i75++){
-let data422 = data421[i75];
-if(data422 && typeof data422 == "object" && !Array.isArray(data422)){
-if(data422.address === undefined){
-const err802 = {instancePath:instancePath+"/clusters/" + i74+"/endpoints/" + i75,schemaPath:"#/properties/clusters/items/properties/endpoints/items/required",keyword:"required",params:{missingProperty: "address"},message:"must have required property '"+"address"+"'"};
+if(typeof data420 == "number"){
+if(data420 < 1 || isNaN(data420)){
+const err802 = {instancePath:instancePath+"/clusters/" + i75+"/ringHash/minimumRingSize",schemaPath:"#/properties/clusters/items/properties/ringHash/properties/minimumRingSize/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err802];
 }
@@ -11886,8 +11892,12 @@ vErrors.push(err802);
 }
 errors++;
 }
-if(data422.port === undefined){
-const err803 = {instancePath:instancePath+"/clusters/" + i74+"/endpoints/" + i75,schemaPath:"#/properties/clusters/items/properties/endpoints/items/required",keyword:"required",params:{missingProperty: "port"},message:"must have required property '"+"port"+"'"};
+}
+}
+if(data419.maximumRingSize !== undefined){
+let data421 = data419.maximumRingSize;
+if(!((typeof data421 == "number") && (!(data421 % 1) && !isNaN(data421)))){
+const err803 = {instancePath:instancePath+"/clusters/" + i75+"/ringHash/maximumRingSize",schemaPath:"#/properties/clusters/items/properties/ringHash/properties/maximumRingSize/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err803];
 }
@@ -11896,9 +11906,9 @@ vErrors.push(err803);
 }
 errors++;
 }
-for(const key98 in data422){
-if(!(((((key98 === "address") || (key98 === "port")) || (key98 === "weight")) || (key98 === "labels")) || (key98 === "locality"))){
-const err804 = {instancePath:instancePath+"/clusters/" + i74+"/endpoints/" + i75,schemaPath:"#/properties/clusters/items/properties/endpoints/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key98},message:"must NOT have additional properties"};
+if(typeof data421 == "number"){
+if(data421 < 1 || isNaN(data421)){
+const err804 = {instancePath:instancePath+"/clusters/" + i75+"/ringHash/maximumRingSize",schemaPath:"#/properties/clusters/items/properties/ringHash/properties/maximumRingSize/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err804];
 }
@@ -11908,11 +11918,10 @@ vErrors.push(err804);
 errors++;
 }
 }
-if(data422.address !== undefined){
-let data423 = data422.address;
-if(typeof data423 === "string"){
-if(data423.length < 1){
-const err805 = {instancePath:instancePath+"/clusters/" + i74+"/endpoints/" + i75+"/address",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/address/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+}
+else {
+const err805 = {instancePath:instancePath+"/clusters/" + i75+"/ringHash",schemaPath:"#/properties/clusters/items/properties/ringHash/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err805];
 }
@@ -11922,8 +11931,12 @@ vErrors.push(err805);
 errors++;
 }
 }
-else {
-const err806 = {instancePath:instancePath+"/clusters/" + i74+"/endpoints/" + i75+"/address",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/address/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data415.maglev !== undefined){
+let data422 = data415.maglev;
+if(data422 && typeof data422 == "object" && !Array.isArray(data422)){
+for(const key98 in data422){
+if(!(key98 === "tableSize")){
+const err806 = {instancePath:instancePath+"/clusters/" + i75+"/maglev",schemaPath:"#/properties/clusters/items/properties/maglev/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key98},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err806];
 }
@@ -11933,10 +11946,10 @@ vErrors.push(err806);
 errors++;
 }
 }
-if(data422.port !== undefined){
-let data424 = data422.port;
-if(!((typeof data424 == "number") && (!(data424 % 1) && !isNaN(data424)))){
-const err807 = {instancePath:instancePath+"/clusters/" + i74+"/endpoints/" + i75+"/port",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data422.tableSize !== undefined){
+let data423 = data422.tableSize;
+if(!((typeof data423 == "number") && (!(data423 % 1) && !isNaN(data423)))){
+const err807 = {instancePath:instancePath+"/clusters/" + i75+"/maglev/tableSize",schemaPath:"#/properties/clusters/items/properties/maglev/properties/tableSize/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err807];
 }
@@ -11945,9 +11958,9 @@ vErrors.push(err807);
 }
 errors++;
 }
-if(typeof data424 == "number"){
-if(data424 > 65535 || isNaN(data424)){
-const err808 = {instancePath:instancePath+"/clusters/" + i74+"/endpoints/" + i75+"/port",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+if(typeof data423 == "number"){
+if(data423 < 1 || isNaN(data423)){
+const err808 = {instancePath:instancePath+"/clusters/" + i75+"/maglev/tableSize",schemaPath:"#/properties/clusters/items/properties/maglev/properties/tableSize/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err808];
 }
@@ -11956,8 +11969,11 @@ vErrors.push(err808);
 }
 errors++;
 }
-if(data424 < 1 || isNaN(data424)){
-const err809 = {instancePath:instancePath+"/clusters/" + i74+"/endpoints/" + i75+"/port",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+}
+}
+else {
+const err809 = {instancePath:instancePath+"/clusters/" + i75+"/maglev",schemaPath:"#/properties/clusters/items/properties/maglev/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err809];
 }
@@ -11967,11 +11983,10 @@ vErrors.push(err809);
 errors++;
 }
 }
-}
-if(data422.weight !== undefined){
-let data425 = data422.weight;
-if(!((typeof data425 == "number") && (!(data425 % 1) && !isNaN(data425)))){
-const err810 = {instancePath:instancePath+"/clusters/" + i74+"/endpoints/" + i75+"/weight",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/weight/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data415.protocol !== undefined){
+let data424 = data415.protocol;
+if(!((data424 === "http1") || (data424 === "http2"))){
+const err810 = {instancePath:instancePath+"/clusters/" + i75+"/protocol",schemaPath:"#/properties/clusters/items/properties/protocol/enum",keyword:"enum",params:{allowedValues: schema31.properties.clusters.items.properties.protocol.enum},message:"must be equal to one of the allowed values"};
 if(vErrors === null){
 vErrors = [err810];
 }
@@ -11980,9 +11995,16 @@ vErrors.push(err810);
 }
 errors++;
 }
-if(typeof data425 == "number"){
-if(data425 > 1000000 || isNaN(data425)){
-const err811 = {instancePath:instancePath+"/clusters/" + i74+"/endpoints/" + i75+"/weight",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/weight/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1000000},message:"must be <= 1000000"};
+}
+if(data415.endpoints !== undefined){
+let data425 = data415.endpoints;
+if(Array.isArray(data425)){
+const len76 = data425.length;
+for(let i76=0; i76<len76; i76++){
+let data426 = data425[i76];
+if(data426 && typeof data426 == "object" && !Array.isArray(data426)){
+if(data426.address === undefined){
+const err811 = {instancePath:instancePath+"/clusters/" + i75+"/endpoints/" + i76,schemaPath:"#/properties/clusters/items/properties/endpoints/items/required",keyword:"required",params:{missingProperty: "address"},message:"must have required property '"+"address"+"'"};
 if(vErrors === null){
 vErrors = [err811];
 }
@@ -11991,8 +12013,8 @@ vErrors.push(err811);
 }
 errors++;
 }
-if(data425 < 1 || isNaN(data425)){
-const err812 = {instancePath:instancePath+"/clusters/" + i74+"/endpoints/" + i75+"/weight",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/weight/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if(data426.port === undefined){
+const err812 = {instancePath:instancePath+"/clusters/" + i75+"/endpoints/" + i76,schemaPath:"#/properties/clusters/items/properties/endpoints/items/required",keyword:"required",params:{missingProperty: "port"},message:"must have required property '"+"port"+"'"};
 if(vErrors === null){
 vErrors = [err812];
 }
@@ -12001,14 +12023,9 @@ vErrors.push(err812);
 }
 errors++;
 }
-}
-}
-if(data422.labels !== undefined){
-let data426 = data422.labels;
-if(data426 && typeof data426 == "object" && !Array.isArray(data426)){
 for(const key99 in data426){
-if(typeof data426[key99] !== "string"){
-const err813 = {instancePath:instancePath+"/clusters/" + i74+"/endpoints/" + i75+"/labels/" + key99.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/labels/additionalProperties/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(!(((((((key99 === "address") || (key99 === "port")) || (key99 === "weight")) || (key99 === "labels")) || (key99 === "locality")) || (key99 === "priority")) || (key99 === "tunnel"))){
+const err813 = {instancePath:instancePath+"/clusters/" + i75+"/endpoints/" + i76,schemaPath:"#/properties/clusters/items/properties/endpoints/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key99},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err813];
 }
@@ -12018,9 +12035,11 @@ vErrors.push(err813);
 errors++;
 }
 }
-}
-else {
-const err814 = {instancePath:instancePath+"/clusters/" + i74+"/endpoints/" + i75+"/labels",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/labels/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data426.address !== undefined){
+let data427 = data426.address;
+if(typeof data427 === "string"){
+if(data427.length < 1){
+const err814 = {instancePath:instancePath+"/clusters/" + i75+"/endpoints/" + i76+"/address",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/address/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err814];
 }
@@ -12030,9 +12049,8 @@ vErrors.push(err814);
 errors++;
 }
 }
-if(data422.locality !== undefined){
-if(typeof data422.locality !== "string"){
-const err815 = {instancePath:instancePath+"/clusters/" + i74+"/endpoints/" + i75+"/locality",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/locality/type",keyword:"type",params:{type: "string"},message:"must be string"};
+else {
+const err815 = {instancePath:instancePath+"/clusters/" + i75+"/endpoints/" + i76+"/address",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/address/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err815];
 }
@@ -12042,9 +12060,10 @@ vErrors.push(err815);
 errors++;
 }
 }
-}
-else {
-const err816 = {instancePath:instancePath+"/clusters/" + i74+"/endpoints/" + i75,schemaPath:"#/properties/clusters/items/properties/endpoints/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data426.port !== undefined){
+let data428 = data426.port;
+if(!((typeof data428 == "number") && (!(data428 % 1) && !isNaN(data428)))){
+const err816 = {instancePath:instancePath+"/clusters/" + i75+"/endpoints/" + i76+"/port",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err816];
 }
@@ -12053,10 +12072,9 @@ vErrors.push(err816);
 }
 errors++;
 }
-}
-}
-else {
-const err817 = {instancePath:instancePath+"/clusters/" + i74+"/endpoints",schemaPath:"#/properties/clusters/items/properties/endpoints/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(typeof data428 == "number"){
+if(data428 > 65535 || isNaN(data428)){
+const err817 = {instancePath:instancePath+"/clusters/" + i75+"/endpoints/" + i76+"/port",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
 if(vErrors === null){
 vErrors = [err817];
 }
@@ -12065,11 +12083,8 @@ vErrors.push(err817);
 }
 errors++;
 }
-}
-if(data411.connectTimeoutMs !== undefined){
-let data429 = data411.connectTimeoutMs;
-if(!((typeof data429 == "number") && (!(data429 % 1) && !isNaN(data429)))){
-const err818 = {instancePath:instancePath+"/clusters/" + i74+"/connectTimeoutMs",schemaPath:"#/properties/clusters/items/properties/connectTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data428 < 1 || isNaN(data428)){
+const err818 = {instancePath:instancePath+"/clusters/" + i75+"/endpoints/" + i76+"/port",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err818];
 }
@@ -12078,9 +12093,12 @@ vErrors.push(err818);
 }
 errors++;
 }
-if(typeof data429 == "number"){
-if(data429 < 1 || isNaN(data429)){
-const err819 = {instancePath:instancePath+"/clusters/" + i74+"/connectTimeoutMs",schemaPath:"#/properties/clusters/items/properties/connectTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+}
+}
+if(data426.weight !== undefined){
+let data429 = data426.weight;
+if(!((typeof data429 == "number") && (!(data429 % 1) && !isNaN(data429)))){
+const err819 = {instancePath:instancePath+"/clusters/" + i75+"/endpoints/" + i76+"/weight",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/weight/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err819];
 }
@@ -12089,12 +12107,9 @@ vErrors.push(err819);
 }
 errors++;
 }
-}
-}
-if(data411.idleTimeoutMs !== undefined){
-let data430 = data411.idleTimeoutMs;
-if(!((typeof data430 == "number") && (!(data430 % 1) && !isNaN(data430)))){
-const err820 = {instancePath:instancePath+"/clusters/" + i74+"/idleTimeoutMs",schemaPath:"#/properties/clusters/items/properties/idleTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(typeof data429 == "number"){
+if(data429 > 1000000 || isNaN(data429)){
+const err820 = {instancePath:instancePath+"/clusters/" + i75+"/endpoints/" + i76+"/weight",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/weight/maximum",keyword:"maximum",params:{comparison: "<=", limit: 1000000},message:"must be <= 1000000"};
 if(vErrors === null){
 vErrors = [err820];
 }
@@ -12103,9 +12118,8 @@ vErrors.push(err820);
 }
 errors++;
 }
-if(typeof data430 == "number"){
-if(data430 < 1 || isNaN(data430)){
-const err821 = {instancePath:instancePath+"/clusters/" + i74+"/idleTimeoutMs",schemaPath:"#/properties/clusters/items/properties/idleTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if(data429 < 1 || isNaN(data429)){
+const err821 = {instancePath:instancePath+"/clusters/" + i75+"/endpoints/" + i76+"/weight",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/weight/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err821];
 }
@@ -12116,12 +12130,12 @@ errors++;
 }
 }
 }
-if(data411.circuitBreakers !== undefined){
-let data431 = data411.circuitBreakers;
-if(data431 && typeof data431 == "object" && !Array.isArray(data431)){
-for(const key100 in data431){
-if(!(((((key100 === "maxConnections") || (key100 === "maxPendingRequests")) || (key100 === "maxRequests")) || (key100 === "maxRequestsPerConnection")) || (key100 === "retryBudget"))){
-const err822 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key100},message:"must NOT have additional properties"};
+if(data426.labels !== undefined){
+let data430 = data426.labels;
+if(data430 && typeof data430 == "object" && !Array.isArray(data430)){
+for(const key100 in data430){
+if(typeof data430[key100] !== "string"){
+const err822 = {instancePath:instancePath+"/clusters/" + i75+"/endpoints/" + i76+"/labels/" + key100.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/labels/additionalProperties/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err822];
 }
@@ -12131,10 +12145,9 @@ vErrors.push(err822);
 errors++;
 }
 }
-if(data431.maxConnections !== undefined){
-let data432 = data431.maxConnections;
-if(!((typeof data432 == "number") && (!(data432 % 1) && !isNaN(data432)))){
-const err823 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers/maxConnections",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxConnections/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+}
+else {
+const err823 = {instancePath:instancePath+"/clusters/" + i75+"/endpoints/" + i76+"/labels",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/labels/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err823];
 }
@@ -12143,9 +12156,10 @@ vErrors.push(err823);
 }
 errors++;
 }
-if(typeof data432 == "number"){
-if(data432 < 0 || isNaN(data432)){
-const err824 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers/maxConnections",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxConnections/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+if(data426.locality !== undefined){
+if(typeof data426.locality !== "string"){
+const err824 = {instancePath:instancePath+"/clusters/" + i75+"/endpoints/" + i76+"/locality",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/locality/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err824];
 }
@@ -12155,11 +12169,10 @@ vErrors.push(err824);
 errors++;
 }
 }
-}
-if(data431.maxPendingRequests !== undefined){
-let data433 = data431.maxPendingRequests;
+if(data426.priority !== undefined){
+let data433 = data426.priority;
 if(!((typeof data433 == "number") && (!(data433 % 1) && !isNaN(data433)))){
-const err825 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers/maxPendingRequests",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxPendingRequests/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+const err825 = {instancePath:instancePath+"/clusters/" + i75+"/endpoints/" + i76+"/priority",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/priority/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err825];
 }
@@ -12169,8 +12182,8 @@ vErrors.push(err825);
 errors++;
 }
 if(typeof data433 == "number"){
-if(data433 < 0 || isNaN(data433)){
-const err826 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers/maxPendingRequests",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxPendingRequests/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(data433 > 31 || isNaN(data433)){
+const err826 = {instancePath:instancePath+"/clusters/" + i75+"/endpoints/" + i76+"/priority",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/priority/maximum",keyword:"maximum",params:{comparison: "<=", limit: 31},message:"must be <= 31"};
 if(vErrors === null){
 vErrors = [err826];
 }
@@ -12179,12 +12192,8 @@ vErrors.push(err826);
 }
 errors++;
 }
-}
-}
-if(data431.maxRequests !== undefined){
-let data434 = data431.maxRequests;
-if(!((typeof data434 == "number") && (!(data434 % 1) && !isNaN(data434)))){
-const err827 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers/maxRequests",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxRequests/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data433 < 0 || isNaN(data433)){
+const err827 = {instancePath:instancePath+"/clusters/" + i75+"/endpoints/" + i76+"/priority",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/priority/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err827];
 }
@@ -12193,9 +12202,13 @@ vErrors.push(err827);
 }
 errors++;
 }
-if(typeof data434 == "number"){
-if(data434 < 0 || isNaN(data434)){
-const err828 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers/maxRequests",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxRequests/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+}
+if(data426.tunnel !== undefined){
+let data434 = data426.tunnel;
+if(typeof data434 === "string"){
+if(data434.length < 1){
+const err828 = {instancePath:instancePath+"/clusters/" + i75+"/endpoints/" + i76+"/tunnel",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/tunnel/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err828];
 }
@@ -12205,11 +12218,8 @@ vErrors.push(err828);
 errors++;
 }
 }
-}
-if(data431.maxRequestsPerConnection !== undefined){
-let data435 = data431.maxRequestsPerConnection;
-if(!((typeof data435 == "number") && (!(data435 % 1) && !isNaN(data435)))){
-const err829 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers/maxRequestsPerConnection",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxRequestsPerConnection/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+else {
+const err829 = {instancePath:instancePath+"/clusters/" + i75+"/endpoints/" + i76+"/tunnel",schemaPath:"#/properties/clusters/items/properties/endpoints/items/properties/tunnel/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err829];
 }
@@ -12218,9 +12228,10 @@ vErrors.push(err829);
 }
 errors++;
 }
-if(typeof data435 == "number"){
-if(data435 < 0 || isNaN(data435)){
-const err830 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers/maxRequestsPerConnection",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxRequestsPerConnection/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+}
+else {
+const err830 = {instancePath:instancePath+"/clusters/" + i75+"/endpoints/" + i76,schemaPath:"#/properties/clusters/items/properties/endpoints/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err830];
 }
@@ -12231,11 +12242,8 @@ errors++;
 }
 }
 }
-if(data431.retryBudget !== undefined){
-let data436 = data431.retryBudget;
-if(data436 && typeof data436 == "object" && !Array.isArray(data436)){
-if(data436.budgetPercent === undefined){
-const err831 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers/retryBudget",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/required",keyword:"required",params:{missingProperty: "budgetPercent"},message:"must have required property '"+"budgetPercent"+"'"};
+else {
+const err831 = {instancePath:instancePath+"/clusters/" + i75+"/endpoints",schemaPath:"#/properties/clusters/items/properties/endpoints/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err831];
 }
@@ -12244,9 +12252,11 @@ vErrors.push(err831);
 }
 errors++;
 }
-for(const key101 in data436){
-if(!((key101 === "budgetPercent") || (key101 === "minRetryConcurrency"))){
-const err832 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers/retryBudget",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key101},message:"must NOT have additional properties"};
+}
+if(data415.connectTimeoutMs !== undefined){
+let data435 = data415.connectTimeoutMs;
+if(!((typeof data435 == "number") && (!(data435 % 1) && !isNaN(data435)))){
+const err832 = {instancePath:instancePath+"/clusters/" + i75+"/connectTimeoutMs",schemaPath:"#/properties/clusters/items/properties/connectTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err832];
 }
@@ -12255,12 +12265,9 @@ vErrors.push(err832);
 }
 errors++;
 }
-}
-if(data436.budgetPercent !== undefined){
-let data437 = data436.budgetPercent;
-if(typeof data437 == "number"){
-if(data437 > 100 || isNaN(data437)){
-const err833 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers/retryBudget/budgetPercent",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/properties/budgetPercent/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
+if(typeof data435 == "number"){
+if(data435 < 1 || isNaN(data435)){
+const err833 = {instancePath:instancePath+"/clusters/" + i75+"/connectTimeoutMs",schemaPath:"#/properties/clusters/items/properties/connectTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err833];
 }
@@ -12269,8 +12276,12 @@ vErrors.push(err833);
 }
 errors++;
 }
-if(data437 < 0 || isNaN(data437)){
-const err834 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers/retryBudget/budgetPercent",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/properties/budgetPercent/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+}
+if(data415.idleTimeoutMs !== undefined){
+let data436 = data415.idleTimeoutMs;
+if(!((typeof data436 == "number") && (!(data436 % 1) && !isNaN(data436)))){
+const err834 = {instancePath:instancePath+"/clusters/" + i75+"/idleTimeoutMs",schemaPath:"#/properties/clusters/items/properties/idleTimeoutMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err834];
 }
@@ -12279,9 +12290,9 @@ vErrors.push(err834);
 }
 errors++;
 }
-}
-else {
-const err835 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers/retryBudget/budgetPercent",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/properties/budgetPercent/type",keyword:"type",params:{type: "number"},message:"must be number"};
+if(typeof data436 == "number"){
+if(data436 < 1 || isNaN(data436)){
+const err835 = {instancePath:instancePath+"/clusters/" + i75+"/idleTimeoutMs",schemaPath:"#/properties/clusters/items/properties/idleTimeoutMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err835];
 }
@@ -12291,10 +12302,13 @@ vErrors.push(err835);
 errors++;
 }
 }
-if(data436.minRetryConcurrency !== undefined){
-let data438 = data436.minRetryConcurrency;
-if(!((typeof data438 == "number") && (!(data438 % 1) && !isNaN(data438)))){
-const err836 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers/retryBudget/minRetryConcurrency",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/properties/minRetryConcurrency/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+}
+if(data415.circuitBreakers !== undefined){
+let data437 = data415.circuitBreakers;
+if(data437 && typeof data437 == "object" && !Array.isArray(data437)){
+for(const key101 in data437){
+if(!(((((key101 === "maxConnections") || (key101 === "maxPendingRequests")) || (key101 === "maxRequests")) || (key101 === "maxRequestsPerConnection")) || (key101 === "retryBudget"))){
+const err836 = {instancePath:instancePath+"/clusters/" + i75+"/circuitBreakers",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key101},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err836];
 }
@@ -12303,9 +12317,11 @@ vErrors.push(err836);
 }
 errors++;
 }
-if(typeof data438 == "number"){
-if(data438 < 0 || isNaN(data438)){
-const err837 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers/retryBudget/minRetryConcurrency",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/properties/minRetryConcurrency/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+if(data437.maxConnections !== undefined){
+let data438 = data437.maxConnections;
+if(!((typeof data438 == "number") && (!(data438 % 1) && !isNaN(data438)))){
+const err837 = {instancePath:instancePath+"/clusters/" + i75+"/circuitBreakers/maxConnections",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxConnections/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err837];
 }
@@ -12314,11 +12330,9 @@ vErrors.push(err837);
 }
 errors++;
 }
-}
-}
-}
-else {
-const err838 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers/retryBudget",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(typeof data438 == "number"){
+if(data438 < 0 || isNaN(data438)){
+const err838 = {instancePath:instancePath+"/clusters/" + i75+"/circuitBreakers/maxConnections",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxConnections/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err838];
 }
@@ -12329,8 +12343,10 @@ errors++;
 }
 }
 }
-else {
-const err839 = {instancePath:instancePath+"/clusters/" + i74+"/circuitBreakers",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data437.maxPendingRequests !== undefined){
+let data439 = data437.maxPendingRequests;
+if(!((typeof data439 == "number") && (!(data439 % 1) && !isNaN(data439)))){
+const err839 = {instancePath:instancePath+"/clusters/" + i75+"/circuitBreakers/maxPendingRequests",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxPendingRequests/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err839];
 }
@@ -12339,13 +12355,9 @@ vErrors.push(err839);
 }
 errors++;
 }
-}
-if(data411.outlierDetection !== undefined){
-let data439 = data411.outlierDetection;
-if(data439 && typeof data439 == "object" && !Array.isArray(data439)){
-for(const key102 in data439){
-if(!((((((key102 === "consecutive5xxErrors") || (key102 === "consecutiveGatewayErrors")) || (key102 === "intervalMs")) || (key102 === "baseEjectionTimeMs")) || (key102 === "maxEjectionPercent")) || (key102 === "minHealthPercent"))){
-const err840 = {instancePath:instancePath+"/clusters/" + i74+"/outlierDetection",schemaPath:"#/properties/clusters/items/properties/outlierDetection/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key102},message:"must NOT have additional properties"};
+if(typeof data439 == "number"){
+if(data439 < 0 || isNaN(data439)){
+const err840 = {instancePath:instancePath+"/clusters/" + i75+"/circuitBreakers/maxPendingRequests",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxPendingRequests/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err840];
 }
@@ -12355,10 +12367,11 @@ vErrors.push(err840);
 errors++;
 }
 }
-if(data439.consecutive5xxErrors !== undefined){
-let data440 = data439.consecutive5xxErrors;
+}
+if(data437.maxRequests !== undefined){
+let data440 = data437.maxRequests;
 if(!((typeof data440 == "number") && (!(data440 % 1) && !isNaN(data440)))){
-const err841 = {instancePath:instancePath+"/clusters/" + i74+"/outlierDetection/consecutive5xxErrors",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/consecutive5xxErrors/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+const err841 = {instancePath:instancePath+"/clusters/" + i75+"/circuitBreakers/maxRequests",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxRequests/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err841];
 }
@@ -12369,7 +12382,7 @@ errors++;
 }
 if(typeof data440 == "number"){
 if(data440 < 0 || isNaN(data440)){
-const err842 = {instancePath:instancePath+"/clusters/" + i74+"/outlierDetection/consecutive5xxErrors",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/consecutive5xxErrors/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+const err842 = {instancePath:instancePath+"/clusters/" + i75+"/circuitBreakers/maxRequests",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxRequests/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err842];
 }
@@ -12380,10 +12393,10 @@ errors++;
 }
 }
 }
-if(data439.consecutiveGatewayErrors !== undefined){
-let data441 = data439.consecutiveGatewayErrors;
+if(data437.maxRequestsPerConnection !== undefined){
+let data441 = data437.maxRequestsPerConnection;
 if(!((typeof data441 == "number") && (!(data441 % 1) && !isNaN(data441)))){
-const err843 = {instancePath:instancePath+"/clusters/" + i74+"/outlierDetection/consecutiveGatewayErrors",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/consecutiveGatewayErrors/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+const err843 = {instancePath:instancePath+"/clusters/" + i75+"/circuitBreakers/maxRequestsPerConnection",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxRequestsPerConnection/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err843];
 }
@@ -12394,7 +12407,7 @@ errors++;
 }
 if(typeof data441 == "number"){
 if(data441 < 0 || isNaN(data441)){
-const err844 = {instancePath:instancePath+"/clusters/" + i74+"/outlierDetection/consecutiveGatewayErrors",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/consecutiveGatewayErrors/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+const err844 = {instancePath:instancePath+"/clusters/" + i75+"/circuitBreakers/maxRequestsPerConnection",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/maxRequestsPerConnection/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err844];
 }
@@ -12405,10 +12418,11 @@ errors++;
 }
 }
 }
-if(data439.intervalMs !== undefined){
-let data442 = data439.intervalMs;
-if(!((typeof data442 == "number") && (!(data442 % 1) && !isNaN(data442)))){
-const err845 = {instancePath:instancePath+"/clusters/" + i74+"/outlierDetection/intervalMs",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/intervalMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data437.retryBudget !== undefined){
+let data442 = data437.retryBudget;
+if(data442 && typeof data442 == "object" && !Array.isArray(data442)){
+if(data442.budgetPercent === undefined){
+const err845 = {instancePath:instancePath+"/clusters/" + i75+"/circuitBreakers/retryBudget",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/required",keyword:"required",params:{missingProperty: "budgetPercent"},message:"must have required property '"+"budgetPercent"+"'"};
 if(vErrors === null){
 vErrors = [err845];
 }
@@ -12417,9 +12431,9 @@ vErrors.push(err845);
 }
 errors++;
 }
-if(typeof data442 == "number"){
-if(data442 < 1 || isNaN(data442)){
-const err846 = {instancePath:instancePath+"/clusters/" + i74+"/outlierDetection/intervalMs",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/intervalMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+for(const key102 in data442){
+if(!((key102 === "budgetPercent") || (key102 === "minRetryConcurrency"))){
+const err846 = {instancePath:instancePath+"/clusters/" + i75+"/circuitBreakers/retryBudget",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key102},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err846];
 }
@@ -12429,11 +12443,11 @@ vErrors.push(err846);
 errors++;
 }
 }
-}
-if(data439.baseEjectionTimeMs !== undefined){
-let data443 = data439.baseEjectionTimeMs;
-if(!((typeof data443 == "number") && (!(data443 % 1) && !isNaN(data443)))){
-const err847 = {instancePath:instancePath+"/clusters/" + i74+"/outlierDetection/baseEjectionTimeMs",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/baseEjectionTimeMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(data442.budgetPercent !== undefined){
+let data443 = data442.budgetPercent;
+if(typeof data443 == "number"){
+if(data443 > 100 || isNaN(data443)){
+const err847 = {instancePath:instancePath+"/clusters/" + i75+"/circuitBreakers/retryBudget/budgetPercent",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/properties/budgetPercent/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
 if(vErrors === null){
 vErrors = [err847];
 }
@@ -12442,9 +12456,8 @@ vErrors.push(err847);
 }
 errors++;
 }
-if(typeof data443 == "number"){
-if(data443 < 1 || isNaN(data443)){
-const err848 = {instancePath:instancePath+"/clusters/" + i74+"/outlierDetection/baseEjectionTimeMs",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/baseEjectionTimeMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if(data443 < 0 || isNaN(data443)){
+const err848 = {instancePath:instancePath+"/clusters/" + i75+"/circuitBreakers/retryBudget/budgetPercent",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/properties/budgetPercent/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err848];
 }
@@ -12454,12 +12467,8 @@ vErrors.push(err848);
 errors++;
 }
 }
-}
-if(data439.maxEjectionPercent !== undefined){
-let data444 = data439.maxEjectionPercent;
-if(typeof data444 == "number"){
-if(data444 > 100 || isNaN(data444)){
-const err849 = {instancePath:instancePath+"/clusters/" + i74+"/outlierDetection/maxEjectionPercent",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/maxEjectionPercent/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
+else {
+const err849 = {instancePath:instancePath+"/clusters/" + i75+"/circuitBreakers/retryBudget/budgetPercent",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/properties/budgetPercent/type",keyword:"type",params:{type: "number"},message:"must be number"};
 if(vErrors === null){
 vErrors = [err849];
 }
@@ -12468,8 +12477,11 @@ vErrors.push(err849);
 }
 errors++;
 }
-if(data444 < 0 || isNaN(data444)){
-const err850 = {instancePath:instancePath+"/clusters/" + i74+"/outlierDetection/maxEjectionPercent",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/maxEjectionPercent/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+if(data442.minRetryConcurrency !== undefined){
+let data444 = data442.minRetryConcurrency;
+if(!((typeof data444 == "number") && (!(data444 % 1) && !isNaN(data444)))){
+const err850 = {instancePath:instancePath+"/clusters/" + i75+"/circuitBreakers/retryBudget/minRetryConcurrency",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/properties/minRetryConcurrency/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err850];
 }
@@ -12478,9 +12490,9 @@ vErrors.push(err850);
 }
 errors++;
 }
-}
-else {
-const err851 = {instancePath:instancePath+"/clusters/" + i74+"/outlierDetection/maxEjectionPercent",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/maxEjectionPercent/type",keyword:"type",params:{type: "number"},message:"must be number"};
+if(typeof data444 == "number"){
+if(data444 < 0 || isNaN(data444)){
+const err851 = {instancePath:instancePath+"/clusters/" + i75+"/circuitBreakers/retryBudget/minRetryConcurrency",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/properties/minRetryConcurrency/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err851];
 }
@@ -12490,11 +12502,10 @@ vErrors.push(err851);
 errors++;
 }
 }
-if(data439.minHealthPercent !== undefined){
-let data445 = data439.minHealthPercent;
-if(typeof data445 == "number"){
-if(data445 > 100 || isNaN(data445)){
-const err852 = {instancePath:instancePath+"/clusters/" + i74+"/outlierDetection/minHealthPercent",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/minHealthPercent/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
+}
+}
+else {
+const err852 = {instancePath:instancePath+"/clusters/" + i75+"/circuitBreakers/retryBudget",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/properties/retryBudget/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err852];
 }
@@ -12503,8 +12514,10 @@ vErrors.push(err852);
 }
 errors++;
 }
-if(data445 < 0 || isNaN(data445)){
-const err853 = {instancePath:instancePath+"/clusters/" + i74+"/outlierDetection/minHealthPercent",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/minHealthPercent/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+}
+else {
+const err853 = {instancePath:instancePath+"/clusters/" + i75+"/circuitBreakers",schemaPath:"#/properties/clusters/items/properties/circuitBreakers/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err853];
 }
@@ -12514,8 +12527,12 @@ vErrors.push(err853);
 errors++;
 }
 }
-else {
-const err854 = {instancePath:instancePath+"/clusters/" + i74+"/outlierDetection/minHealthPercent",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/minHealthPercent/type",keyword:"type",params:{type: "number"},message:"must be number"};
+if(data415.outlierDetection !== undefined){
+let data445 = data415.outlierDetection;
+if(data445 && typeof data445 == "object" && !Array.isArray(data445)){
+for(const key103 in data445){
+if(!((((((key103 === "consecutive5xxErrors") || (key103 === "consecutiveGatewayErrors")) || (key103 === "intervalMs")) || (key103 === "baseEjectionTimeMs")) || (key103 === "maxEjectionPercent")) || (key103 === "minHealthPercent"))){
+const err854 = {instancePath:instancePath+"/clusters/" + i75+"/outlierDetection",schemaPath:"#/properties/clusters/items/properties/outlierDetection/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key103},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err854];
 }
@@ -12525,9 +12542,10 @@ vErrors.push(err854);
 errors++;
 }
 }
-}
-else {
-const err855 = {instancePath:instancePath+"/clusters/" + i74+"/outlierDetection",schemaPath:"#/properties/clusters/items/properties/outlierDetection/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data445.consecutive5xxErrors !== undefined){
+let data446 = data445.consecutive5xxErrors;
+if(!((typeof data446 == "number") && (!(data446 % 1) && !isNaN(data446)))){
+const err855 = {instancePath:instancePath+"/clusters/" + i75+"/outlierDetection/consecutive5xxErrors",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/consecutive5xxErrors/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err855];
 }
@@ -12536,13 +12554,9 @@ vErrors.push(err855);
 }
 errors++;
 }
-}
-if(data411.tls !== undefined){
-let data446 = data411.tls;
-if(data446 && typeof data446 == "object" && !Array.isArray(data446)){
-for(const key103 in data446){
-if(!(func1.call(schema31.properties.clusters.items.properties.tls.properties, key103))){
-const err856 = {instancePath:instancePath+"/clusters/" + i74+"/tls",schemaPath:"#/properties/clusters/items/properties/tls/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key103},message:"must NOT have additional properties"};
+if(typeof data446 == "number"){
+if(data446 < 0 || isNaN(data446)){
+const err856 = {instancePath:instancePath+"/clusters/" + i75+"/outlierDetection/consecutive5xxErrors",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/consecutive5xxErrors/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err856];
 }
@@ -12552,11 +12566,11 @@ vErrors.push(err856);
 errors++;
 }
 }
-if(data446.sni !== undefined){
-let data447 = data446.sni;
-if(typeof data447 === "string"){
-if(data447.length < 1){
-const err857 = {instancePath:instancePath+"/clusters/" + i74+"/tls/sni",schemaPath:"#/properties/clusters/items/properties/tls/properties/sni/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+if(data445.consecutiveGatewayErrors !== undefined){
+let data447 = data445.consecutiveGatewayErrors;
+if(!((typeof data447 == "number") && (!(data447 % 1) && !isNaN(data447)))){
+const err857 = {instancePath:instancePath+"/clusters/" + i75+"/outlierDetection/consecutiveGatewayErrors",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/consecutiveGatewayErrors/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err857];
 }
@@ -12565,9 +12579,9 @@ vErrors.push(err857);
 }
 errors++;
 }
-}
-else {
-const err858 = {instancePath:instancePath+"/clusters/" + i74+"/tls/sni",schemaPath:"#/properties/clusters/items/properties/tls/properties/sni/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(typeof data447 == "number"){
+if(data447 < 0 || isNaN(data447)){
+const err858 = {instancePath:instancePath+"/clusters/" + i75+"/outlierDetection/consecutiveGatewayErrors",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/consecutiveGatewayErrors/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err858];
 }
@@ -12577,11 +12591,11 @@ vErrors.push(err858);
 errors++;
 }
 }
-if(data446.validationContext !== undefined){
-let data448 = data446.validationContext;
-if(typeof data448 === "string"){
-if(data448.length < 1){
-const err859 = {instancePath:instancePath+"/clusters/" + i74+"/tls/validationContext",schemaPath:"#/properties/clusters/items/properties/tls/properties/validationContext/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+if(data445.intervalMs !== undefined){
+let data448 = data445.intervalMs;
+if(!((typeof data448 == "number") && (!(data448 % 1) && !isNaN(data448)))){
+const err859 = {instancePath:instancePath+"/clusters/" + i75+"/outlierDetection/intervalMs",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/intervalMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err859];
 }
@@ -12590,9 +12604,9 @@ vErrors.push(err859);
 }
 errors++;
 }
-}
-else {
-const err860 = {instancePath:instancePath+"/clusters/" + i74+"/tls/validationContext",schemaPath:"#/properties/clusters/items/properties/tls/properties/validationContext/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(typeof data448 == "number"){
+if(data448 < 1 || isNaN(data448)){
+const err860 = {instancePath:instancePath+"/clusters/" + i75+"/outlierDetection/intervalMs",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/intervalMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err860];
 }
@@ -12602,11 +12616,11 @@ vErrors.push(err860);
 errors++;
 }
 }
-if(data446.validationSecret !== undefined){
-let data449 = data446.validationSecret;
-if(typeof data449 === "string"){
-if(data449.length < 1){
-const err861 = {instancePath:instancePath+"/clusters/" + i74+"/tls/validationSecret",schemaPath:"#/properties/clusters/items/properties/tls/properties/validationSecret/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+if(data445.baseEjectionTimeMs !== undefined){
+let data449 = data445.baseEjectionTimeMs;
+if(!((typeof data449 == "number") && (!(data449 % 1) && !isNaN(data449)))){
+const err861 = {instancePath:instancePath+"/clusters/" + i75+"/outlierDetection/baseEjectionTimeMs",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/baseEjectionTimeMs/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err861];
 }
@@ -12615,9 +12629,9 @@ vErrors.push(err861);
 }
 errors++;
 }
-}
-else {
-const err862 = {instancePath:instancePath+"/clusters/" + i74+"/tls/validationSecret",schemaPath:"#/properties/clusters/items/properties/tls/properties/validationSecret/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(typeof data449 == "number"){
+if(data449 < 1 || isNaN(data449)){
+const err862 = {instancePath:instancePath+"/clusters/" + i75+"/outlierDetection/baseEjectionTimeMs",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/baseEjectionTimeMs/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
 if(vErrors === null){
 vErrors = [err862];
 }
@@ -12627,11 +12641,12 @@ vErrors.push(err862);
 errors++;
 }
 }
-if(data446.certificateChain !== undefined){
-let data450 = data446.certificateChain;
-if(typeof data450 === "string"){
-if(data450.length < 1){
-const err863 = {instancePath:instancePath+"/clusters/" + i74+"/tls/certificateChain",schemaPath:"#/properties/clusters/items/properties/tls/properties/certificateChain/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+if(data445.maxEjectionPercent !== undefined){
+let data450 = data445.maxEjectionPercent;
+if(typeof data450 == "number"){
+if(data450 > 100 || isNaN(data450)){
+const err863 = {instancePath:instancePath+"/clusters/" + i75+"/outlierDetection/maxEjectionPercent",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/maxEjectionPercent/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
 if(vErrors === null){
 vErrors = [err863];
 }
@@ -12640,9 +12655,8 @@ vErrors.push(err863);
 }
 errors++;
 }
-}
-else {
-const err864 = {instancePath:instancePath+"/clusters/" + i74+"/tls/certificateChain",schemaPath:"#/properties/clusters/items/properties/tls/properties/certificateChain/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data450 < 0 || isNaN(data450)){
+const err864 = {instancePath:instancePath+"/clusters/" + i75+"/outlierDetection/maxEjectionPercent",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/maxEjectionPercent/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err864];
 }
@@ -12652,11 +12666,8 @@ vErrors.push(err864);
 errors++;
 }
 }
-if(data446.privateKey !== undefined){
-let data451 = data446.privateKey;
-if(typeof data451 === "string"){
-if(data451.length < 1){
-const err865 = {instancePath:instancePath+"/clusters/" + i74+"/tls/privateKey",schemaPath:"#/properties/clusters/items/properties/tls/properties/privateKey/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+else {
+const err865 = {instancePath:instancePath+"/clusters/" + i75+"/outlierDetection/maxEjectionPercent",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/maxEjectionPercent/type",keyword:"type",params:{type: "number"},message:"must be number"};
 if(vErrors === null){
 vErrors = [err865];
 }
@@ -12666,8 +12677,11 @@ vErrors.push(err865);
 errors++;
 }
 }
-else {
-const err866 = {instancePath:instancePath+"/clusters/" + i74+"/tls/privateKey",schemaPath:"#/properties/clusters/items/properties/tls/properties/privateKey/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data445.minHealthPercent !== undefined){
+let data451 = data445.minHealthPercent;
+if(typeof data451 == "number"){
+if(data451 > 100 || isNaN(data451)){
+const err866 = {instancePath:instancePath+"/clusters/" + i75+"/outlierDetection/minHealthPercent",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/minHealthPercent/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
 if(vErrors === null){
 vErrors = [err866];
 }
@@ -12676,12 +12690,8 @@ vErrors.push(err866);
 }
 errors++;
 }
-}
-if(data446.certificateSecret !== undefined){
-let data452 = data446.certificateSecret;
-if(typeof data452 === "string"){
-if(data452.length < 1){
-const err867 = {instancePath:instancePath+"/clusters/" + i74+"/tls/certificateSecret",schemaPath:"#/properties/clusters/items/properties/tls/properties/certificateSecret/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data451 < 0 || isNaN(data451)){
+const err867 = {instancePath:instancePath+"/clusters/" + i75+"/outlierDetection/minHealthPercent",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/minHealthPercent/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
 if(vErrors === null){
 vErrors = [err867];
 }
@@ -12692,7 +12702,7 @@ errors++;
 }
 }
 else {
-const err868 = {instancePath:instancePath+"/clusters/" + i74+"/tls/certificateSecret",schemaPath:"#/properties/clusters/items/properties/tls/properties/certificateSecret/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err868 = {instancePath:instancePath+"/clusters/" + i75+"/outlierDetection/minHealthPercent",schemaPath:"#/properties/clusters/items/properties/outlierDetection/properties/minHealthPercent/type",keyword:"type",params:{type: "number"},message:"must be number"};
 if(vErrors === null){
 vErrors = [err868];
 }
@@ -12702,15 +12712,9 @@ vErrors.push(err868);
 errors++;
 }
 }
-if(data446.matchSubjectAltNames !== undefined){
-let data453 = data446.matchSubjectAltNames;
-if(Array.isArray(data453)){
-const len76 = data453.length;
-for(let i76=0; i76<len76; i76++){
-let data454 = data453[i76];
-if(typeof data454 === "string"){
-if(data454.length < 1){
-const err869 = {instancePath:instancePath+"/clusters/" + i74+"/tls/matchSubjectAltNames/" + i76,schemaPath:"#/properties/clusters/items/properties/tls/properties/matchSubjectAltNames/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+else {
+const err869 = {instancePath:instancePath+"/clusters/" + i75+"/outlierDetection",schemaPath:"#/properties/clusters/items/properties/outlierDetection/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err869];
 }
@@ -12720,8 +12724,12 @@ vErrors.push(err869);
 errors++;
 }
 }
-else {
-const err870 = {instancePath:instancePath+"/clusters/" + i74+"/tls/matchSubjectAltNames/" + i76,schemaPath:"#/properties/clusters/items/properties/tls/properties/matchSubjectAltNames/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data415.tls !== undefined){
+let data452 = data415.tls;
+if(data452 && typeof data452 == "object" && !Array.isArray(data452)){
+for(const key104 in data452){
+if(!(func1.call(schema31.properties.clusters.items.properties.tls.properties, key104))){
+const err870 = {instancePath:instancePath+"/clusters/" + i75+"/tls",schemaPath:"#/properties/clusters/items/properties/tls/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key104},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err870];
 }
@@ -12731,9 +12739,11 @@ vErrors.push(err870);
 errors++;
 }
 }
-}
-else {
-const err871 = {instancePath:instancePath+"/clusters/" + i74+"/tls/matchSubjectAltNames",schemaPath:"#/properties/clusters/items/properties/tls/properties/matchSubjectAltNames/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data452.sni !== undefined){
+let data453 = data452.sni;
+if(typeof data453 === "string"){
+if(data453.length < 1){
+const err871 = {instancePath:instancePath+"/clusters/" + i75+"/tls/sni",schemaPath:"#/properties/clusters/items/properties/tls/properties/sni/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err871];
 }
@@ -12743,15 +12753,8 @@ vErrors.push(err871);
 errors++;
 }
 }
-if(data446.alpnProtocols !== undefined){
-let data455 = data446.alpnProtocols;
-if(Array.isArray(data455)){
-const len77 = data455.length;
-for(let i77=0; i77<len77; i77++){
-let data456 = data455[i77];
-if(typeof data456 === "string"){
-if(data456.length < 1){
-const err872 = {instancePath:instancePath+"/clusters/" + i74+"/tls/alpnProtocols/" + i77,schemaPath:"#/properties/clusters/items/properties/tls/properties/alpnProtocols/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+else {
+const err872 = {instancePath:instancePath+"/clusters/" + i75+"/tls/sni",schemaPath:"#/properties/clusters/items/properties/tls/properties/sni/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err872];
 }
@@ -12761,8 +12764,11 @@ vErrors.push(err872);
 errors++;
 }
 }
-else {
-const err873 = {instancePath:instancePath+"/clusters/" + i74+"/tls/alpnProtocols/" + i77,schemaPath:"#/properties/clusters/items/properties/tls/properties/alpnProtocols/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data452.validationContext !== undefined){
+let data454 = data452.validationContext;
+if(typeof data454 === "string"){
+if(data454.length < 1){
+const err873 = {instancePath:instancePath+"/clusters/" + i75+"/tls/validationContext",schemaPath:"#/properties/clusters/items/properties/tls/properties/validationContext/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err873];
 }
@@ -12772,9 +12778,8 @@ vErrors.push(err873);
 errors++;
 }
 }
-}
 else {
-const err874 = {instancePath:instancePath+"/clusters/" + i74+"/tls/alpnProtocols",schemaPath:"#/properties/clusters/items/properties/tls/properties/alpnProtocols/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err874 = {instancePath:instancePath+"/clusters/" + i75+"/tls/validationContext",schemaPath:"#/properties/clusters/items/properties/tls/properties/validationContext/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err874];
 }
@@ -12784,9 +12789,11 @@ vErrors.push(err874);
 errors++;
 }
 }
-if(data446.insecureSkipVerify !== undefined){
-if(typeof data446.insecureSkipVerify !== "boolean"){
-const err875 = {instancePath:instancePath+"/clusters/" + i74+"/tls/insecureSkipVerify",schemaPath:"#/properties/clusters/items/properties/tls/properties/insecureSkipVerify/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(data452.validationSecret !== undefined){
+let data455 = data452.validationSecret;
+if(typeof data455 === "string"){
+if(data455.length < 1){
+const err875 = {instancePath:instancePath+"/clusters/" + i75+"/tls/validationSecret",schemaPath:"#/properties/clusters/items/properties/tls/properties/validationSecret/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err875];
 }
@@ -12796,9 +12803,8 @@ vErrors.push(err875);
 errors++;
 }
 }
-}
 else {
-const err876 = {instancePath:instancePath+"/clusters/" + i74+"/tls",schemaPath:"#/properties/clusters/items/properties/tls/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err876 = {instancePath:instancePath+"/clusters/" + i75+"/tls/validationSecret",schemaPath:"#/properties/clusters/items/properties/tls/properties/validationSecret/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err876];
 }
@@ -12808,15 +12814,11 @@ vErrors.push(err876);
 errors++;
 }
 }
-if(data411.transportSocketMatches !== undefined){
-let data458 = data411.transportSocketMatches;
-if(Array.isArray(data458)){
-const len78 = data458.length;
-for(let i78=0; i78<len78; i78++){
-let data459 = data458[i78];
-if(data459 && typeof data459 == "object" && !Array.isArray(data459)){
-if(data459.name === undefined){
-const err877 = {instancePath:instancePath+"/clusters/" + i74+"/transportSocketMatches/" + i78,schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
+if(data452.certificateChain !== undefined){
+let data456 = data452.certificateChain;
+if(typeof data456 === "string"){
+if(data456.length < 1){
+const err877 = {instancePath:instancePath+"/clusters/" + i75+"/tls/certificateChain",schemaPath:"#/properties/clusters/items/properties/tls/properties/certificateChain/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err877];
 }
@@ -12825,8 +12827,9 @@ vErrors.push(err877);
 }
 errors++;
 }
-if(data459.match === undefined){
-const err878 = {instancePath:instancePath+"/clusters/" + i74+"/transportSocketMatches/" + i78,schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/required",keyword:"required",params:{missingProperty: "match"},message:"must have required property '"+"match"+"'"};
+}
+else {
+const err878 = {instancePath:instancePath+"/clusters/" + i75+"/tls/certificateChain",schemaPath:"#/properties/clusters/items/properties/tls/properties/certificateChain/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err878];
 }
@@ -12835,9 +12838,12 @@ vErrors.push(err878);
 }
 errors++;
 }
-for(const key104 in data459){
-if(!(((key104 === "name") || (key104 === "match")) || (key104 === "tls"))){
-const err879 = {instancePath:instancePath+"/clusters/" + i74+"/transportSocketMatches/" + i78,schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key104},message:"must NOT have additional properties"};
+}
+if(data452.privateKey !== undefined){
+let data457 = data452.privateKey;
+if(typeof data457 === "string"){
+if(data457.length < 1){
+const err879 = {instancePath:instancePath+"/clusters/" + i75+"/tls/privateKey",schemaPath:"#/properties/clusters/items/properties/tls/properties/privateKey/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err879];
 }
@@ -12847,11 +12853,8 @@ vErrors.push(err879);
 errors++;
 }
 }
-if(data459.name !== undefined){
-let data460 = data459.name;
-if(typeof data460 === "string"){
-if(data460.length < 1){
-const err880 = {instancePath:instancePath+"/clusters/" + i74+"/transportSocketMatches/" + i78+"/name",schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+else {
+const err880 = {instancePath:instancePath+"/clusters/" + i75+"/tls/privateKey",schemaPath:"#/properties/clusters/items/properties/tls/properties/privateKey/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err880];
 }
@@ -12861,8 +12864,11 @@ vErrors.push(err880);
 errors++;
 }
 }
-else {
-const err881 = {instancePath:instancePath+"/clusters/" + i74+"/transportSocketMatches/" + i78+"/name",schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data452.certificateSecret !== undefined){
+let data458 = data452.certificateSecret;
+if(typeof data458 === "string"){
+if(data458.length < 1){
+const err881 = {instancePath:instancePath+"/clusters/" + i75+"/tls/certificateSecret",schemaPath:"#/properties/clusters/items/properties/tls/properties/certificateSecret/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err881];
 }
@@ -12872,12 +12878,8 @@ vErrors.push(err881);
 errors++;
 }
 }
-if(data459.match !== undefined){
-let data461 = data459.match;
-if(data461 && typeof data461 == "object" && !Array.isArray(data461)){
-for(const key105 in data461){
-if(typeof data461[key105] !== "string"){
-const err882 = {instancePath:instancePath+"/clusters/" + i74+"/transportSocketMatches/" + i78+"/match/" + key105.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/match/additionalProperties/type",keyword:"type",params:{type: "string"},message:"must be string"};
+else {
+const err882 = {instancePath:instancePath+"/clusters/" + i75+"/tls/certificateSecret",schemaPath:"#/properties/clusters/items/properties/tls/properties/certificateSecret/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err882];
 }
@@ -12887,9 +12889,15 @@ vErrors.push(err882);
 errors++;
 }
 }
-}
-else {
-const err883 = {instancePath:instancePath+"/clusters/" + i74+"/transportSocketMatches/" + i78+"/match",schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/match/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data452.matchSubjectAltNames !== undefined){
+let data459 = data452.matchSubjectAltNames;
+if(Array.isArray(data459)){
+const len77 = data459.length;
+for(let i77=0; i77<len77; i77++){
+let data460 = data459[i77];
+if(typeof data460 === "string"){
+if(data460.length < 1){
+const err883 = {instancePath:instancePath+"/clusters/" + i75+"/tls/matchSubjectAltNames/" + i77,schemaPath:"#/properties/clusters/items/properties/tls/properties/matchSubjectAltNames/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err883];
 }
@@ -12899,12 +12907,8 @@ vErrors.push(err883);
 errors++;
 }
 }
-if(data459.tls !== undefined){
-let data463 = data459.tls;
-if(data463 && typeof data463 == "object" && !Array.isArray(data463)){
-for(const key106 in data463){
-if(!(func1.call(schema31.properties.clusters.items.properties.transportSocketMatches.items.properties.tls.properties, key106))){
-const err884 = {instancePath:instancePath+"/clusters/" + i74+"/transportSocketMatches/" + i78+"/tls",schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/tls/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key106},message:"must NOT have additional properties"};
+else {
+const err884 = {instancePath:instancePath+"/clusters/" + i75+"/tls/matchSubjectAltNames/" + i77,schemaPath:"#/properties/clusters/items/properties/tls/properties/matchSubjectAltNames/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err884];
 }
@@ -12914,11 +12918,9 @@ vErrors.push(err884);
 errors++;
 }
 }
-if(data463.sni !== undefined){
-let data464 = data463.sni;
-if(typeof data464 === "string"){
-if(data464.length < 1){
-const err885 = {instancePath:instancePath+"/clusters/" + i74+"/transportSocketMatches/" + i78+"/tls/sni",schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/tls/properties/sni/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+else {
+const err885 = {instancePath:instancePath+"/clusters/" + i75+"/tls/matchSubjectAltNames",schemaPath:"#/properties/clusters/items/properties/tls/properties/matchSubjectAltNames/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err885];
 }
@@ -12928,8 +12930,15 @@ vErrors.push(err885);
 errors++;
 }
 }
-else {
-const err886 = {instancePath:instancePath+"/clusters/" + i74+"/transportSocketMatches/" + i78+"/tls/sni",schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/tls/properties/sni/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data452.alpnProtocols !== undefined){
+let data461 = data452.alpnProtocols;
+if(Array.isArray(data461)){
+const len78 = data461.length;
+for(let i78=0; i78<len78; i78++){
+let data462 = data461[i78];
+if(typeof data462 === "string"){
+if(data462.length < 1){
+const err886 = {instancePath:instancePath+"/clusters/" + i75+"/tls/alpnProtocols/" + i78,schemaPath:"#/properties/clusters/items/properties/tls/properties/alpnProtocols/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err886];
 }
@@ -12939,11 +12948,8 @@ vErrors.push(err886);
 errors++;
 }
 }
-if(data463.validationContext !== undefined){
-let data465 = data463.validationContext;
-if(typeof data465 === "string"){
-if(data465.length < 1){
-const err887 = {instancePath:instancePath+"/clusters/" + i74+"/transportSocketMatches/" + i78+"/tls/validationContext",schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/tls/properties/validationContext/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+else {
+const err887 = {instancePath:instancePath+"/clusters/" + i75+"/tls/alpnProtocols/" + i78,schemaPath:"#/properties/clusters/items/properties/tls/properties/alpnProtocols/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err887];
 }
@@ -12953,8 +12959,9 @@ vErrors.push(err887);
 errors++;
 }
 }
+}
 else {
-const err888 = {instancePath:instancePath+"/clusters/" + i74+"/transportSocketMatches/" + i78+"/tls/validationContext",schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/tls/properties/validationContext/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err888 = {instancePath:instancePath+"/clusters/" + i75+"/tls/alpnProtocols",schemaPath:"#/properties/clusters/items/properties/tls/properties/alpnProtocols/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err888];
 }
@@ -12964,11 +12971,9 @@ vErrors.push(err888);
 errors++;
 }
 }
-if(data463.validationSecret !== undefined){
-let data466 = data463.validationSecret;
-if(typeof data466 === "string"){
-if(data466.length < 1){
-const err889 = {instancePath:instancePath+"/clusters/" + i74+"/transportSocketMatches/" + i78+"/tls/validationSecret",schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/tls/properties/validationSecret/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data452.insecureSkipVerify !== undefined){
+if(typeof data452.insecureSkipVerify !== "boolean"){
+const err889 = {instancePath:instancePath+"/clusters/" + i75+"/tls/insecureSkipVerify",schemaPath:"#/properties/clusters/items/properties/tls/properties/insecureSkipVerify/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err889];
 }
@@ -12978,8 +12983,9 @@ vErrors.push(err889);
 errors++;
 }
 }
+}
 else {
-const err890 = {instancePath:instancePath+"/clusters/" + i74+"/transportSocketMatches/" + i78+"/tls/validationSecret",schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/tls/properties/validationSecret/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err890 = {instancePath:instancePath+"/clusters/" + i75+"/tls",schemaPath:"#/properties/clusters/items/properties/tls/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err890];
 }
@@ -12989,11 +12995,15 @@ vErrors.push(err890);
 errors++;
 }
 }
-if(data463.certificateChain !== undefined){
-let data467 = data463.certificateChain;
-if(typeof data467 === "string"){
-if(data467.length < 1){
-const err891 = {instancePath:instancePath+"/clusters/" + i74+"/transportSocketMatches/" + i78+"/tls/certificateChain",schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/tls/properties/certificateChain/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data415.transportSocketMatches !== undefined){
+let data464 = data415.transportSocketMatches;
+if(Array.isArray(data464)){
+const len79 = data464.length;
+for(let i79=0; i79<len79; i79++){
+let data465 = data464[i79];
+if(data465 && typeof data465 == "object" && !Array.isArray(data465)){
+if(data465.name === undefined){
+const err891 = {instancePath:instancePath+"/clusters/" + i75+"/transportSocketMatches/" + i79,schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err891];
 }
@@ -13002,9 +13012,8 @@ vErrors.push(err891);
 }
 errors++;
 }
-}
-else {
-const err892 = {instancePath:instancePath+"/clusters/" + i74+"/transportSocketMatches/" + i78+"/tls/certificateChain",schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/tls/properties/certificateChain/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data465.match === undefined){
+const err892 = {instancePath:instancePath+"/clusters/" + i75+"/transportSocketMatches/" + i79,schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/required",keyword:"required",params:{missingProperty: "match"},message:"must have required property '"+"match"+"'"};
 if(vErrors === null){
 vErrors = [err892];
 }
@@ -13013,12 +13022,9 @@ vErrors.push(err892);
 }
 errors++;
 }
-}
-if(data463.privateKey !== undefined){
-let data468 = data463.privateKey;
-if(typeof data468 === "string"){
-if(data468.length < 1){
-const err893 = {instancePath:instancePath+"/clusters/" + i74+"/transportSocketMatches/" + i78+"/tls/privateKey",schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/tls/properties/privateKey/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+for(const key105 in data465){
+if(!(((key105 === "name") || (key105 === "match")) || (key105 === "tls"))){
+const err893 = {instancePath:instancePath+"/clusters/" + i75+"/transportSocketMatches/" + i79,schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key105},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err893];
 }
@@ -13028,8 +13034,11 @@ vErrors.push(err893);
 errors++;
 }
 }
-else {
-const err894 = {instancePath:instancePath+"/clusters/" + i74+"/transportSocketMatches/" + i78+"/tls/privateKey",schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/tls/properties/privateKey/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data465.name !== undefined){
+let data466 = data465.name;
+if(typeof data466 === "string"){
+if(data466.length < 1){
+const err894 = {instancePath:instancePath+"/clusters/" + i75+"/transportSocketMatches/" + i79+"/name",schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err894];
 }
@@ -13039,11 +13048,8 @@ vErrors.push(err894);
 errors++;
 }
 }
-if(data463.certificateSecret !== undefined){
-let data469 = data463.certificateSecret;
-if(typeof data469 === "string"){
-if(data469.length < 1){
-const err895 = {instancePath:instancePath+"/clusters/" + i74+"/transportSocketMatches/" + i78+"/tls/certificateSecret",schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/tls/properties/certificateSecret/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+else {
+const err895 = {instancePath:instancePath+"/clusters/" + i75+"/transportSocketMatches/" + i79+"/name",schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err895];
 }
@@ -13053,8 +13059,12 @@ vErrors.push(err895);
 errors++;
 }
 }
-else {
-const err896 = {instancePath:instancePath+"/clusters/" + i74+"/transportSocketMatches/" + i78+"/tls/certificateSecret",schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/tls/properties/certificateSecret/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data465.match !== undefined){
+let data467 = data465.match;
+if(data467 && typeof data467 == "object" && !Array.isArray(data467)){
+for(const key106 in data467){
+if(typeof data467[key106] !== "string"){
+const err896 = {instancePath:instancePath+"/clusters/" + i75+"/transportSocketMatches/" + i79+"/match/" + key106.replace(/~/g, "~0").replace(/\//g, "~1"),schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/match/additionalProperties/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err896];
 }
@@ -13064,15 +13074,9 @@ vErrors.push(err896);
 errors++;
 }
 }
-if(data463.matchSubjectAltNames !== undefined){
-let data470 = data463.matchSubjectAltNames;
-if(Array.isArray(data470)){
-const len79 = data470.length;
-for(let i79=0; i79<len79; i79++){
-let data471 = data470[i79];
-if(typeof data471 === "string"){
-if(data471.length < 1){
-const err897 = {instancePath:instancePath+"/clusters/" + i74+"/transportSocketMatches/" + i78+"/tls/matchSubjectAltNames/" + i79,schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/tls/properties/matchSubjectAltNames/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+else {
+const err897 = {instancePath:instancePath+"/clusters/" + i75+"/transportSocketMatches/" + i79+"/match",schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/match/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err897];
 }
@@ -13082,8 +13086,12 @@ vErrors.push(err897);
 errors++;
 }
 }
-else {
-const err898 = {instancePath:instancePath+"/clusters/" + i74+"/transportSocketMatches/" + i78+"/tls/matchSubjectAltNames/" + i79,schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/tls/properties/matchSubjectAltNames/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data465.tls !== undefined){
+let data469 = data465.tls;
+if(data469 && typeof data469 == "object" && !Array.isArray(data469)){
+for(const key107 in data469){
+if(!(func1.call(schema31.properties.clusters.items.properties.transportSocketMatches.items.properties.tls.properties, key107))){
+const err898 = {instancePath:instancePath+"/clusters/" + i75+"/transportSocketMatches/" + i79+"/tls",schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/tls/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key107},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err898];
 }
@@ -13093,9 +13101,11 @@ vErrors.push(err898);
 errors++;
 }
 }
-}
-else {
-const err899 = {instancePath:instancePath+"/clusters/" + i74+"/transportSocketMatches/" + i78+"/tls/matchSubjectAltNames",schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/tls/properties/matchSubjectAltNames/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(data469.sni !== undefined){
+let data470 = data469.sni;
+if(typeof data470 === "string"){
+if(data470.length < 1){
+const err899 = {instancePath:instancePath+"/clusters/" + i75+"/transportSocketMatches/" + i79+"/tls/sni",schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/tls/properties/sni/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err899];
 }
@@ -13105,15 +13115,8 @@ vErrors.push(err899);
 errors++;
 }
 }
-if(data463.alpnProtocols !== undefined){
-let data472 = data463.alpnProtocols;
-if(Array.isArray(data472)){
-const len80 = data472.length;
-for(let i80=0; i80<len80; i80++){
-let data473 = data472[i80];
-if(typeof data473 === "string"){
-if(data473.length < 1){
-const err900 = {instancePath:instancePath+"/clusters/" + i74+"/transportSocketMatches/" + i78+"/tls/alpnProtocols/" + i80,schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/tls/properties/alpnProtocols/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+else {
+const err900 = {instancePath:instancePath+"/clusters/" + i75+"/transportSocketMatches/" + i79+"/tls/sni",schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/tls/properties/sni/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err900];
 }
@@ -13123,8 +13126,11 @@ vErrors.push(err900);
 errors++;
 }
 }
-else {
-const err901 = {instancePath:instancePath+"/clusters/" + i74+"/transportSocketMatches/" + i78+"/tls/alpnProtocols/" + i80,schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/tls/properties/alpnProtocols/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data469.validationContext !== undefined){
+let data471 = data469.validationContext;
+if(typeof data471 === "string"){
+if(data471.length < 1){
+const err901 = {instancePath:instancePath+"/clusters/" + i75+"/transportSocketMatches/" + i79+"/tls/validationContext",schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/tls/properties/validationContext/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err901];
 }
@@ -13134,9 +13140,8 @@ vErrors.push(err901);
 errors++;
 }
 }
-}
 else {
-const err902 = {instancePath:instancePath+"/clusters/" + i74+"/transportSocketMatches/" + i78+"/tls/alpnProtocols",schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/tls/properties/alpnProtocols/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err902 = {instancePath:instancePath+"/clusters/" + i75+"/transportSocketMatches/" + i79+"/tls/validationContext",schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/tls/properties/validationContext/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err902];
 }
@@ -13146,9 +13151,11 @@ vErrors.push(err902);
 errors++;
 }
 }
-if(data463.insecureSkipVerify !== undefined){
-if(typeof data463.insecureSkipVerify !== "boolean"){
-const err903 = {instancePath:instancePath+"/clusters/" + i74+"/transportSocketMatches/" + i78+"/tls/insecureSkipVerify",schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/tls/properties/insecureSkipVerify/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(data469.validationSecret !== undefined){
+let data472 = data469.validationSecret;
+if(typeof data472 === "string"){
+if(data472.length < 1){
+const err903 = {instancePath:instancePath+"/clusters/" + i75+"/transportSocketMatches/" + i79+"/tls/validationSecret",schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/tls/properties/validationSecret/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err903];
 }
@@ -13158,9 +13165,8 @@ vErrors.push(err903);
 errors++;
 }
 }
-}
 else {
-const err904 = {instancePath:instancePath+"/clusters/" + i74+"/transportSocketMatches/" + i78+"/tls",schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/tls/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err904 = {instancePath:instancePath+"/clusters/" + i75+"/transportSocketMatches/" + i79+"/tls/validationSecret",schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/tls/properties/validationSecret/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err904];
 }
@@ -13170,9 +13176,11 @@ vErrors.push(err904);
 errors++;
 }
 }
-}
-else {
-const err905 = {instancePath:instancePath+"/clusters/" + i74+"/transportSocketMatches/" + i78,schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data469.certificateChain !== undefined){
+let data473 = data469.certificateChain;
+if(typeof data473 === "string"){
+if(data473.length < 1){
+const err905 = {instancePath:instancePath+"/clusters/" + i75+"/transportSocketMatches/" + i79+"/tls/certificateChain",schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/tls/properties/certificateChain/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err905];
 }
@@ -13182,9 +13190,8 @@ vErrors.push(err905);
 errors++;
 }
 }
-}
 else {
-const err906 = {instancePath:instancePath+"/clusters/" + i74+"/transportSocketMatches",schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err906 = {instancePath:instancePath+"/clusters/" + i75+"/transportSocketMatches/" + i79+"/tls/certificateChain",schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/tls/properties/certificateChain/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err906];
 }
@@ -13194,9 +13201,11 @@ vErrors.push(err906);
 errors++;
 }
 }
-}
-else {
-const err907 = {instancePath:instancePath+"/clusters/" + i74,schemaPath:"#/properties/clusters/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data469.privateKey !== undefined){
+let data474 = data469.privateKey;
+if(typeof data474 === "string"){
+if(data474.length < 1){
+const err907 = {instancePath:instancePath+"/clusters/" + i75+"/transportSocketMatches/" + i79+"/tls/privateKey",schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/tls/properties/privateKey/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err907];
 }
@@ -13206,9 +13215,8 @@ vErrors.push(err907);
 errors++;
 }
 }
-}
 else {
-const err908 = {instancePath:instancePath+"/clusters",schemaPath:"#/properties/clusters/type",keyword:"type",params:{type: "array"},message:"must be array"};
+const err908 = {instancePath:instancePath+"/clusters/" + i75+"/transportSocketMatches/" + i79+"/tls/privateKey",schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/tls/properties/privateKey/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err908];
 }
@@ -13218,12 +13226,11 @@ vErrors.push(err908);
 errors++;
 }
 }
-if(data.telemetry !== undefined){
-let data475 = data.telemetry;
-if(data475 && typeof data475 == "object" && !Array.isArray(data475)){
-for(const key107 in data475){
-if(!(((key107 === "prometheus") || (key107 === "accessLog")) || (key107 === "tracing"))){
-const err909 = {instancePath:instancePath+"/telemetry",schemaPath:"#/properties/telemetry/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key107},message:"must NOT have additional properties"};
+if(data469.certificateSecret !== undefined){
+let data475 = data469.certificateSecret;
+if(typeof data475 === "string"){
+if(data475.length < 1){
+const err909 = {instancePath:instancePath+"/clusters/" + i75+"/transportSocketMatches/" + i79+"/tls/certificateSecret",schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/tls/properties/certificateSecret/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err909];
 }
@@ -13233,12 +13240,8 @@ vErrors.push(err909);
 errors++;
 }
 }
-if(data475.prometheus !== undefined){
-let data476 = data475.prometheus;
-if(data476 && typeof data476 == "object" && !Array.isArray(data476)){
-for(const key108 in data476){
-if(!((key108 === "address") || (key108 === "port"))){
-const err910 = {instancePath:instancePath+"/telemetry/prometheus",schemaPath:"#/properties/telemetry/properties/prometheus/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key108},message:"must NOT have additional properties"};
+else {
+const err910 = {instancePath:instancePath+"/clusters/" + i75+"/transportSocketMatches/" + i79+"/tls/certificateSecret",schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/tls/properties/certificateSecret/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err910];
 }
@@ -13248,11 +13251,15 @@ vErrors.push(err910);
 errors++;
 }
 }
-if(data476.address !== undefined){
-let data477 = data476.address;
+if(data469.matchSubjectAltNames !== undefined){
+let data476 = data469.matchSubjectAltNames;
+if(Array.isArray(data476)){
+const len80 = data476.length;
+for(let i80=0; i80<len80; i80++){
+let data477 = data476[i80];
 if(typeof data477 === "string"){
 if(data477.length < 1){
-const err911 = {instancePath:instancePath+"/telemetry/prometheus/address",schemaPath:"#/properties/telemetry/properties/prometheus/properties/address/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+const err911 = {instancePath:instancePath+"/clusters/" + i75+"/transportSocketMatches/" + i79+"/tls/matchSubjectAltNames/" + i80,schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/tls/properties/matchSubjectAltNames/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err911];
 }
@@ -13263,7 +13270,7 @@ errors++;
 }
 }
 else {
-const err912 = {instancePath:instancePath+"/telemetry/prometheus/address",schemaPath:"#/properties/telemetry/properties/prometheus/properties/address/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err912 = {instancePath:instancePath+"/clusters/" + i75+"/transportSocketMatches/" + i79+"/tls/matchSubjectAltNames/" + i80,schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/tls/properties/matchSubjectAltNames/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err912];
 }
@@ -13273,10 +13280,9 @@ vErrors.push(err912);
 errors++;
 }
 }
-if(data476.port !== undefined){
-let data478 = data476.port;
-if(!((typeof data478 == "number") && (!(data478 % 1) && !isNaN(data478)))){
-const err913 = {instancePath:instancePath+"/telemetry/prometheus/port",schemaPath:"#/properties/telemetry/properties/prometheus/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+}
+else {
+const err913 = {instancePath:instancePath+"/clusters/" + i75+"/transportSocketMatches/" + i79+"/tls/matchSubjectAltNames",schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/tls/properties/matchSubjectAltNames/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err913];
 }
@@ -13285,9 +13291,16 @@ vErrors.push(err913);
 }
 errors++;
 }
-if(typeof data478 == "number"){
-if(data478 > 65535 || isNaN(data478)){
-const err914 = {instancePath:instancePath+"/telemetry/prometheus/port",schemaPath:"#/properties/telemetry/properties/prometheus/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+}
+if(data469.alpnProtocols !== undefined){
+let data478 = data469.alpnProtocols;
+if(Array.isArray(data478)){
+const len81 = data478.length;
+for(let i81=0; i81<len81; i81++){
+let data479 = data478[i81];
+if(typeof data479 === "string"){
+if(data479.length < 1){
+const err914 = {instancePath:instancePath+"/clusters/" + i75+"/transportSocketMatches/" + i79+"/tls/alpnProtocols/" + i81,schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/tls/properties/alpnProtocols/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err914];
 }
@@ -13296,8 +13309,9 @@ vErrors.push(err914);
 }
 errors++;
 }
-if(data478 < 0 || isNaN(data478)){
-const err915 = {instancePath:instancePath+"/telemetry/prometheus/port",schemaPath:"#/properties/telemetry/properties/prometheus/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+}
+else {
+const err915 = {instancePath:instancePath+"/clusters/" + i75+"/transportSocketMatches/" + i79+"/tls/alpnProtocols/" + i81,schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/tls/properties/alpnProtocols/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err915];
 }
@@ -13308,9 +13322,8 @@ errors++;
 }
 }
 }
-}
 else {
-const err916 = {instancePath:instancePath+"/telemetry/prometheus",schemaPath:"#/properties/telemetry/properties/prometheus/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err916 = {instancePath:instancePath+"/clusters/" + i75+"/transportSocketMatches/" + i79+"/tls/alpnProtocols",schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/tls/properties/alpnProtocols/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err916];
 }
@@ -13320,11 +13333,9 @@ vErrors.push(err916);
 errors++;
 }
 }
-if(data475.accessLog !== undefined){
-let data479 = data475.accessLog;
-if(data479 && typeof data479 == "object" && !Array.isArray(data479)){
-if(data479.path === undefined){
-const err917 = {instancePath:instancePath+"/telemetry/accessLog",schemaPath:"#/properties/telemetry/properties/accessLog/required",keyword:"required",params:{missingProperty: "path"},message:"must have required property '"+"path"+"'"};
+if(data469.insecureSkipVerify !== undefined){
+if(typeof data469.insecureSkipVerify !== "boolean"){
+const err917 = {instancePath:instancePath+"/clusters/" + i75+"/transportSocketMatches/" + i79+"/tls/insecureSkipVerify",schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/tls/properties/insecureSkipVerify/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
 if(vErrors === null){
 vErrors = [err917];
 }
@@ -13333,9 +13344,10 @@ vErrors.push(err917);
 }
 errors++;
 }
-for(const key109 in data479){
-if(!(key109 === "path")){
-const err918 = {instancePath:instancePath+"/telemetry/accessLog",schemaPath:"#/properties/telemetry/properties/accessLog/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key109},message:"must NOT have additional properties"};
+}
+}
+else {
+const err918 = {instancePath:instancePath+"/clusters/" + i75+"/transportSocketMatches/" + i79+"/tls",schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/properties/tls/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err918];
 }
@@ -13345,11 +13357,9 @@ vErrors.push(err918);
 errors++;
 }
 }
-if(data479.path !== undefined){
-let data480 = data479.path;
-if(typeof data480 === "string"){
-if(data480.length < 1){
-const err919 = {instancePath:instancePath+"/telemetry/accessLog/path",schemaPath:"#/properties/telemetry/properties/accessLog/properties/path/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+}
+else {
+const err919 = {instancePath:instancePath+"/clusters/" + i75+"/transportSocketMatches/" + i79,schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err919];
 }
@@ -13359,8 +13369,9 @@ vErrors.push(err919);
 errors++;
 }
 }
+}
 else {
-const err920 = {instancePath:instancePath+"/telemetry/accessLog/path",schemaPath:"#/properties/telemetry/properties/accessLog/properties/path/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err920 = {instancePath:instancePath+"/clusters/" + i75+"/transportSocketMatches",schemaPath:"#/properties/clusters/items/properties/transportSocketMatches/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err920];
 }
@@ -13372,7 +13383,7 @@ errors++;
 }
 }
 else {
-const err921 = {instancePath:instancePath+"/telemetry/accessLog",schemaPath:"#/properties/telemetry/properties/accessLog/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err921 = {instancePath:instancePath+"/clusters/" + i75,schemaPath:"#/properties/clusters/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
 if(vErrors === null){
 vErrors = [err921];
 }
@@ -13382,11 +13393,9 @@ vErrors.push(err921);
 errors++;
 }
 }
-if(data475.tracing !== undefined){
-let data481 = data475.tracing;
-if(data481 && typeof data481 == "object" && !Array.isArray(data481)){
-if(data481.otlpEndpoint === undefined){
-const err922 = {instancePath:instancePath+"/telemetry/tracing",schemaPath:"#/properties/telemetry/properties/tracing/required",keyword:"required",params:{missingProperty: "otlpEndpoint"},message:"must have required property '"+"otlpEndpoint"+"'"};
+}
+else {
+const err922 = {instancePath:instancePath+"/clusters",schemaPath:"#/properties/clusters/type",keyword:"type",params:{type: "array"},message:"must be array"};
 if(vErrors === null){
 vErrors = [err922];
 }
@@ -13395,9 +13404,16 @@ vErrors.push(err922);
 }
 errors++;
 }
-for(const key110 in data481){
-if(!(((key110 === "otlpEndpoint") || (key110 === "samplingPercent")) || (key110 === "serviceName"))){
-const err923 = {instancePath:instancePath+"/telemetry/tracing",schemaPath:"#/properties/telemetry/properties/tracing/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key110},message:"must NOT have additional properties"};
+}
+if(data.reverseTunnels !== undefined){
+let data481 = data.reverseTunnels;
+if(Array.isArray(data481)){
+const len82 = data481.length;
+for(let i82=0; i82<len82; i82++){
+let data482 = data481[i82];
+if(data482 && typeof data482 == "object" && !Array.isArray(data482)){
+if(data482.name === undefined){
+const err923 = {instancePath:instancePath+"/reverseTunnels/" + i82,schemaPath:"#/properties/reverseTunnels/items/required",keyword:"required",params:{missingProperty: "name"},message:"must have required property '"+"name"+"'"};
 if(vErrors === null){
 vErrors = [err923];
 }
@@ -13406,12 +13422,8 @@ vErrors.push(err923);
 }
 errors++;
 }
-}
-if(data481.otlpEndpoint !== undefined){
-let data482 = data481.otlpEndpoint;
-if(typeof data482 === "string"){
-if(!pattern4.test(data482)){
-const err924 = {instancePath:instancePath+"/telemetry/tracing/otlpEndpoint",schemaPath:"#/properties/telemetry/properties/tracing/properties/otlpEndpoint/pattern",keyword:"pattern",params:{pattern: "^https?://"},message:"must match pattern \""+"^https?://"+"\""};
+if(data482.address === undefined){
+const err924 = {instancePath:instancePath+"/reverseTunnels/" + i82,schemaPath:"#/properties/reverseTunnels/items/required",keyword:"required",params:{missingProperty: "address"},message:"must have required property '"+"address"+"'"};
 if(vErrors === null){
 vErrors = [err924];
 }
@@ -13420,9 +13432,8 @@ vErrors.push(err924);
 }
 errors++;
 }
-}
-else {
-const err925 = {instancePath:instancePath+"/telemetry/tracing/otlpEndpoint",schemaPath:"#/properties/telemetry/properties/tracing/properties/otlpEndpoint/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(data482.port === undefined){
+const err925 = {instancePath:instancePath+"/reverseTunnels/" + i82,schemaPath:"#/properties/reverseTunnels/items/required",keyword:"required",params:{missingProperty: "port"},message:"must have required property '"+"port"+"'"};
 if(vErrors === null){
 vErrors = [err925];
 }
@@ -13431,12 +13442,8 @@ vErrors.push(err925);
 }
 errors++;
 }
-}
-if(data481.samplingPercent !== undefined){
-let data483 = data481.samplingPercent;
-if(typeof data483 == "number"){
-if(data483 > 100 || isNaN(data483)){
-const err926 = {instancePath:instancePath+"/telemetry/tracing/samplingPercent",schemaPath:"#/properties/telemetry/properties/tracing/properties/samplingPercent/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
+if(data482.tls === undefined){
+const err926 = {instancePath:instancePath+"/reverseTunnels/" + i82,schemaPath:"#/properties/reverseTunnels/items/required",keyword:"required",params:{missingProperty: "tls"},message:"must have required property '"+"tls"+"'"};
 if(vErrors === null){
 vErrors = [err926];
 }
@@ -13445,8 +13452,8 @@ vErrors.push(err926);
 }
 errors++;
 }
-if(data483 < 0 || isNaN(data483)){
-const err927 = {instancePath:instancePath+"/telemetry/tracing/samplingPercent",schemaPath:"#/properties/telemetry/properties/tracing/properties/samplingPercent/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(data482.listener === undefined){
+const err927 = {instancePath:instancePath+"/reverseTunnels/" + i82,schemaPath:"#/properties/reverseTunnels/items/required",keyword:"required",params:{missingProperty: "listener"},message:"must have required property '"+"listener"+"'"};
 if(vErrors === null){
 vErrors = [err927];
 }
@@ -13455,9 +13462,9 @@ vErrors.push(err927);
 }
 errors++;
 }
-}
-else {
-const err928 = {instancePath:instancePath+"/telemetry/tracing/samplingPercent",schemaPath:"#/properties/telemetry/properties/tracing/properties/samplingPercent/type",keyword:"type",params:{type: "number"},message:"must be number"};
+for(const key108 in data482){
+if(!((((((key108 === "name") || (key108 === "address")) || (key108 === "port")) || (key108 === "tls")) || (key108 === "connections")) || (key108 === "listener"))){
+const err928 = {instancePath:instancePath+"/reverseTunnels/" + i82,schemaPath:"#/properties/reverseTunnels/items/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key108},message:"must NOT have additional properties"};
 if(vErrors === null){
 vErrors = [err928];
 }
@@ -13467,11 +13474,11 @@ vErrors.push(err928);
 errors++;
 }
 }
-if(data481.serviceName !== undefined){
-let data484 = data481.serviceName;
-if(typeof data484 === "string"){
-if(data484.length < 1){
-const err929 = {instancePath:instancePath+"/telemetry/tracing/serviceName",schemaPath:"#/properties/telemetry/properties/tracing/properties/serviceName/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(data482.name !== undefined){
+let data483 = data482.name;
+if(typeof data483 === "string"){
+if(data483.length < 1){
+const err929 = {instancePath:instancePath+"/reverseTunnels/" + i82+"/name",schemaPath:"#/properties/reverseTunnels/items/properties/name/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err929];
 }
@@ -13482,7 +13489,7 @@ errors++;
 }
 }
 else {
-const err930 = {instancePath:instancePath+"/telemetry/tracing/serviceName",schemaPath:"#/properties/telemetry/properties/tracing/properties/serviceName/type",keyword:"type",params:{type: "string"},message:"must be string"};
+const err930 = {instancePath:instancePath+"/reverseTunnels/" + i82+"/name",schemaPath:"#/properties/reverseTunnels/items/properties/name/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err930];
 }
@@ -13492,9 +13499,11 @@ vErrors.push(err930);
 errors++;
 }
 }
-}
-else {
-const err931 = {instancePath:instancePath+"/telemetry/tracing",schemaPath:"#/properties/telemetry/properties/tracing/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data482.address !== undefined){
+let data484 = data482.address;
+if(typeof data484 === "string"){
+if(data484.length < 1){
+const err931 = {instancePath:instancePath+"/reverseTunnels/" + i82+"/address",schemaPath:"#/properties/reverseTunnels/items/properties/address/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
 if(vErrors === null){
 vErrors = [err931];
 }
@@ -13504,9 +13513,8 @@ vErrors.push(err931);
 errors++;
 }
 }
-}
 else {
-const err932 = {instancePath:instancePath+"/telemetry",schemaPath:"#/properties/telemetry/type",keyword:"type",params:{type: "object"},message:"must be object"};
+const err932 = {instancePath:instancePath+"/reverseTunnels/" + i82+"/address",schemaPath:"#/properties/reverseTunnels/items/properties/address/type",keyword:"type",params:{type: "string"},message:"must be string"};
 if(vErrors === null){
 vErrors = [err932];
 }
@@ -13516,14 +13524,702 @@ vErrors.push(err932);
 errors++;
 }
 }
-}
-else {
-const err933 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(data482.port !== undefined){
+let data485 = data482.port;
+if(!((typeof data485 == "number") && (!(data485 % 1) && !isNaN(data485)))){
+const err933 = {instancePath:instancePath+"/reverseTunnels/" + i82+"/port",schemaPath:"#/properties/reverseTunnels/items/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
 if(vErrors === null){
 vErrors = [err933];
 }
 else {
 vErrors.push(err933);
+}
+errors++;
+}
+if(typeof data485 == "number"){
+if(data485 > 65535 || isNaN(data485)){
+const err934 = {instancePath:instancePath+"/reverseTunnels/" + i82+"/port",schemaPath:"#/properties/reverseTunnels/items/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+if(vErrors === null){
+vErrors = [err934];
+}
+else {
+vErrors.push(err934);
+}
+errors++;
+}
+if(data485 < 1 || isNaN(data485)){
+const err935 = {instancePath:instancePath+"/reverseTunnels/" + i82+"/port",schemaPath:"#/properties/reverseTunnels/items/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if(vErrors === null){
+vErrors = [err935];
+}
+else {
+vErrors.push(err935);
+}
+errors++;
+}
+}
+}
+if(data482.tls !== undefined){
+let data486 = data482.tls;
+if(data486 && typeof data486 == "object" && !Array.isArray(data486)){
+for(const key109 in data486){
+if(!(func1.call(schema31.properties.reverseTunnels.items.properties.tls.properties, key109))){
+const err936 = {instancePath:instancePath+"/reverseTunnels/" + i82+"/tls",schemaPath:"#/properties/reverseTunnels/items/properties/tls/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key109},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err936];
+}
+else {
+vErrors.push(err936);
+}
+errors++;
+}
+}
+if(data486.sni !== undefined){
+let data487 = data486.sni;
+if(typeof data487 === "string"){
+if(data487.length < 1){
+const err937 = {instancePath:instancePath+"/reverseTunnels/" + i82+"/tls/sni",schemaPath:"#/properties/reverseTunnels/items/properties/tls/properties/sni/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err937];
+}
+else {
+vErrors.push(err937);
+}
+errors++;
+}
+}
+else {
+const err938 = {instancePath:instancePath+"/reverseTunnels/" + i82+"/tls/sni",schemaPath:"#/properties/reverseTunnels/items/properties/tls/properties/sni/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err938];
+}
+else {
+vErrors.push(err938);
+}
+errors++;
+}
+}
+if(data486.validationContext !== undefined){
+let data488 = data486.validationContext;
+if(typeof data488 === "string"){
+if(data488.length < 1){
+const err939 = {instancePath:instancePath+"/reverseTunnels/" + i82+"/tls/validationContext",schemaPath:"#/properties/reverseTunnels/items/properties/tls/properties/validationContext/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err939];
+}
+else {
+vErrors.push(err939);
+}
+errors++;
+}
+}
+else {
+const err940 = {instancePath:instancePath+"/reverseTunnels/" + i82+"/tls/validationContext",schemaPath:"#/properties/reverseTunnels/items/properties/tls/properties/validationContext/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err940];
+}
+else {
+vErrors.push(err940);
+}
+errors++;
+}
+}
+if(data486.validationSecret !== undefined){
+let data489 = data486.validationSecret;
+if(typeof data489 === "string"){
+if(data489.length < 1){
+const err941 = {instancePath:instancePath+"/reverseTunnels/" + i82+"/tls/validationSecret",schemaPath:"#/properties/reverseTunnels/items/properties/tls/properties/validationSecret/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err941];
+}
+else {
+vErrors.push(err941);
+}
+errors++;
+}
+}
+else {
+const err942 = {instancePath:instancePath+"/reverseTunnels/" + i82+"/tls/validationSecret",schemaPath:"#/properties/reverseTunnels/items/properties/tls/properties/validationSecret/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err942];
+}
+else {
+vErrors.push(err942);
+}
+errors++;
+}
+}
+if(data486.certificateChain !== undefined){
+let data490 = data486.certificateChain;
+if(typeof data490 === "string"){
+if(data490.length < 1){
+const err943 = {instancePath:instancePath+"/reverseTunnels/" + i82+"/tls/certificateChain",schemaPath:"#/properties/reverseTunnels/items/properties/tls/properties/certificateChain/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err943];
+}
+else {
+vErrors.push(err943);
+}
+errors++;
+}
+}
+else {
+const err944 = {instancePath:instancePath+"/reverseTunnels/" + i82+"/tls/certificateChain",schemaPath:"#/properties/reverseTunnels/items/properties/tls/properties/certificateChain/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err944];
+}
+else {
+vErrors.push(err944);
+}
+errors++;
+}
+}
+if(data486.privateKey !== undefined){
+let data491 = data486.privateKey;
+if(typeof data491 === "string"){
+if(data491.length < 1){
+const err945 = {instancePath:instancePath+"/reverseTunnels/" + i82+"/tls/privateKey",schemaPath:"#/properties/reverseTunnels/items/properties/tls/properties/privateKey/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err945];
+}
+else {
+vErrors.push(err945);
+}
+errors++;
+}
+}
+else {
+const err946 = {instancePath:instancePath+"/reverseTunnels/" + i82+"/tls/privateKey",schemaPath:"#/properties/reverseTunnels/items/properties/tls/properties/privateKey/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err946];
+}
+else {
+vErrors.push(err946);
+}
+errors++;
+}
+}
+if(data486.certificateSecret !== undefined){
+let data492 = data486.certificateSecret;
+if(typeof data492 === "string"){
+if(data492.length < 1){
+const err947 = {instancePath:instancePath+"/reverseTunnels/" + i82+"/tls/certificateSecret",schemaPath:"#/properties/reverseTunnels/items/properties/tls/properties/certificateSecret/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err947];
+}
+else {
+vErrors.push(err947);
+}
+errors++;
+}
+}
+else {
+const err948 = {instancePath:instancePath+"/reverseTunnels/" + i82+"/tls/certificateSecret",schemaPath:"#/properties/reverseTunnels/items/properties/tls/properties/certificateSecret/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err948];
+}
+else {
+vErrors.push(err948);
+}
+errors++;
+}
+}
+if(data486.matchSubjectAltNames !== undefined){
+let data493 = data486.matchSubjectAltNames;
+if(Array.isArray(data493)){
+const len83 = data493.length;
+for(let i83=0; i83<len83; i83++){
+let data494 = data493[i83];
+if(typeof data494 === "string"){
+if(data494.length < 1){
+const err949 = {instancePath:instancePath+"/reverseTunnels/" + i82+"/tls/matchSubjectAltNames/" + i83,schemaPath:"#/properties/reverseTunnels/items/properties/tls/properties/matchSubjectAltNames/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err949];
+}
+else {
+vErrors.push(err949);
+}
+errors++;
+}
+}
+else {
+const err950 = {instancePath:instancePath+"/reverseTunnels/" + i82+"/tls/matchSubjectAltNames/" + i83,schemaPath:"#/properties/reverseTunnels/items/properties/tls/properties/matchSubjectAltNames/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err950];
+}
+else {
+vErrors.push(err950);
+}
+errors++;
+}
+}
+}
+else {
+const err951 = {instancePath:instancePath+"/reverseTunnels/" + i82+"/tls/matchSubjectAltNames",schemaPath:"#/properties/reverseTunnels/items/properties/tls/properties/matchSubjectAltNames/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err951];
+}
+else {
+vErrors.push(err951);
+}
+errors++;
+}
+}
+if(data486.alpnProtocols !== undefined){
+let data495 = data486.alpnProtocols;
+if(Array.isArray(data495)){
+const len84 = data495.length;
+for(let i84=0; i84<len84; i84++){
+let data496 = data495[i84];
+if(typeof data496 === "string"){
+if(data496.length < 1){
+const err952 = {instancePath:instancePath+"/reverseTunnels/" + i82+"/tls/alpnProtocols/" + i84,schemaPath:"#/properties/reverseTunnels/items/properties/tls/properties/alpnProtocols/items/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err952];
+}
+else {
+vErrors.push(err952);
+}
+errors++;
+}
+}
+else {
+const err953 = {instancePath:instancePath+"/reverseTunnels/" + i82+"/tls/alpnProtocols/" + i84,schemaPath:"#/properties/reverseTunnels/items/properties/tls/properties/alpnProtocols/items/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err953];
+}
+else {
+vErrors.push(err953);
+}
+errors++;
+}
+}
+}
+else {
+const err954 = {instancePath:instancePath+"/reverseTunnels/" + i82+"/tls/alpnProtocols",schemaPath:"#/properties/reverseTunnels/items/properties/tls/properties/alpnProtocols/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err954];
+}
+else {
+vErrors.push(err954);
+}
+errors++;
+}
+}
+if(data486.insecureSkipVerify !== undefined){
+if(typeof data486.insecureSkipVerify !== "boolean"){
+const err955 = {instancePath:instancePath+"/reverseTunnels/" + i82+"/tls/insecureSkipVerify",schemaPath:"#/properties/reverseTunnels/items/properties/tls/properties/insecureSkipVerify/type",keyword:"type",params:{type: "boolean"},message:"must be boolean"};
+if(vErrors === null){
+vErrors = [err955];
+}
+else {
+vErrors.push(err955);
+}
+errors++;
+}
+}
+}
+else {
+const err956 = {instancePath:instancePath+"/reverseTunnels/" + i82+"/tls",schemaPath:"#/properties/reverseTunnels/items/properties/tls/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err956];
+}
+else {
+vErrors.push(err956);
+}
+errors++;
+}
+}
+if(data482.connections !== undefined){
+let data498 = data482.connections;
+if(!((typeof data498 == "number") && (!(data498 % 1) && !isNaN(data498)))){
+const err957 = {instancePath:instancePath+"/reverseTunnels/" + i82+"/connections",schemaPath:"#/properties/reverseTunnels/items/properties/connections/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err957];
+}
+else {
+vErrors.push(err957);
+}
+errors++;
+}
+if(typeof data498 == "number"){
+if(data498 > 16 || isNaN(data498)){
+const err958 = {instancePath:instancePath+"/reverseTunnels/" + i82+"/connections",schemaPath:"#/properties/reverseTunnels/items/properties/connections/maximum",keyword:"maximum",params:{comparison: "<=", limit: 16},message:"must be <= 16"};
+if(vErrors === null){
+vErrors = [err958];
+}
+else {
+vErrors.push(err958);
+}
+errors++;
+}
+if(data498 < 1 || isNaN(data498)){
+const err959 = {instancePath:instancePath+"/reverseTunnels/" + i82+"/connections",schemaPath:"#/properties/reverseTunnels/items/properties/connections/minimum",keyword:"minimum",params:{comparison: ">=", limit: 1},message:"must be >= 1"};
+if(vErrors === null){
+vErrors = [err959];
+}
+else {
+vErrors.push(err959);
+}
+errors++;
+}
+}
+}
+if(data482.listener !== undefined){
+let data499 = data482.listener;
+if(typeof data499 === "string"){
+if(data499.length < 1){
+const err960 = {instancePath:instancePath+"/reverseTunnels/" + i82+"/listener",schemaPath:"#/properties/reverseTunnels/items/properties/listener/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err960];
+}
+else {
+vErrors.push(err960);
+}
+errors++;
+}
+}
+else {
+const err961 = {instancePath:instancePath+"/reverseTunnels/" + i82+"/listener",schemaPath:"#/properties/reverseTunnels/items/properties/listener/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err961];
+}
+else {
+vErrors.push(err961);
+}
+errors++;
+}
+}
+}
+else {
+const err962 = {instancePath:instancePath+"/reverseTunnels/" + i82,schemaPath:"#/properties/reverseTunnels/items/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err962];
+}
+else {
+vErrors.push(err962);
+}
+errors++;
+}
+}
+}
+else {
+const err963 = {instancePath:instancePath+"/reverseTunnels",schemaPath:"#/properties/reverseTunnels/type",keyword:"type",params:{type: "array"},message:"must be array"};
+if(vErrors === null){
+vErrors = [err963];
+}
+else {
+vErrors.push(err963);
+}
+errors++;
+}
+}
+if(data.telemetry !== undefined){
+let data500 = data.telemetry;
+if(data500 && typeof data500 == "object" && !Array.isArray(data500)){
+for(const key110 in data500){
+if(!(((key110 === "prometheus") || (key110 === "accessLog")) || (key110 === "tracing"))){
+const err964 = {instancePath:instancePath+"/telemetry",schemaPath:"#/properties/telemetry/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key110},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err964];
+}
+else {
+vErrors.push(err964);
+}
+errors++;
+}
+}
+if(data500.prometheus !== undefined){
+let data501 = data500.prometheus;
+if(data501 && typeof data501 == "object" && !Array.isArray(data501)){
+for(const key111 in data501){
+if(!((key111 === "address") || (key111 === "port"))){
+const err965 = {instancePath:instancePath+"/telemetry/prometheus",schemaPath:"#/properties/telemetry/properties/prometheus/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key111},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err965];
+}
+else {
+vErrors.push(err965);
+}
+errors++;
+}
+}
+if(data501.address !== undefined){
+let data502 = data501.address;
+if(typeof data502 === "string"){
+if(data502.length < 1){
+const err966 = {instancePath:instancePath+"/telemetry/prometheus/address",schemaPath:"#/properties/telemetry/properties/prometheus/properties/address/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err966];
+}
+else {
+vErrors.push(err966);
+}
+errors++;
+}
+}
+else {
+const err967 = {instancePath:instancePath+"/telemetry/prometheus/address",schemaPath:"#/properties/telemetry/properties/prometheus/properties/address/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err967];
+}
+else {
+vErrors.push(err967);
+}
+errors++;
+}
+}
+if(data501.port !== undefined){
+let data503 = data501.port;
+if(!((typeof data503 == "number") && (!(data503 % 1) && !isNaN(data503)))){
+const err968 = {instancePath:instancePath+"/telemetry/prometheus/port",schemaPath:"#/properties/telemetry/properties/prometheus/properties/port/type",keyword:"type",params:{type: "integer"},message:"must be integer"};
+if(vErrors === null){
+vErrors = [err968];
+}
+else {
+vErrors.push(err968);
+}
+errors++;
+}
+if(typeof data503 == "number"){
+if(data503 > 65535 || isNaN(data503)){
+const err969 = {instancePath:instancePath+"/telemetry/prometheus/port",schemaPath:"#/properties/telemetry/properties/prometheus/properties/port/maximum",keyword:"maximum",params:{comparison: "<=", limit: 65535},message:"must be <= 65535"};
+if(vErrors === null){
+vErrors = [err969];
+}
+else {
+vErrors.push(err969);
+}
+errors++;
+}
+if(data503 < 0 || isNaN(data503)){
+const err970 = {instancePath:instancePath+"/telemetry/prometheus/port",schemaPath:"#/properties/telemetry/properties/prometheus/properties/port/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(vErrors === null){
+vErrors = [err970];
+}
+else {
+vErrors.push(err970);
+}
+errors++;
+}
+}
+}
+}
+else {
+const err971 = {instancePath:instancePath+"/telemetry/prometheus",schemaPath:"#/properties/telemetry/properties/prometheus/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err971];
+}
+else {
+vErrors.push(err971);
+}
+errors++;
+}
+}
+if(data500.accessLog !== undefined){
+let data504 = data500.accessLog;
+if(data504 && typeof data504 == "object" && !Array.isArray(data504)){
+if(data504.path === undefined){
+const err972 = {instancePath:instancePath+"/telemetry/accessLog",schemaPath:"#/properties/telemetry/properties/accessLog/required",keyword:"required",params:{missingProperty: "path"},message:"must have required property '"+"path"+"'"};
+if(vErrors === null){
+vErrors = [err972];
+}
+else {
+vErrors.push(err972);
+}
+errors++;
+}
+for(const key112 in data504){
+if(!(key112 === "path")){
+const err973 = {instancePath:instancePath+"/telemetry/accessLog",schemaPath:"#/properties/telemetry/properties/accessLog/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key112},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err973];
+}
+else {
+vErrors.push(err973);
+}
+errors++;
+}
+}
+if(data504.path !== undefined){
+let data505 = data504.path;
+if(typeof data505 === "string"){
+if(data505.length < 1){
+const err974 = {instancePath:instancePath+"/telemetry/accessLog/path",schemaPath:"#/properties/telemetry/properties/accessLog/properties/path/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err974];
+}
+else {
+vErrors.push(err974);
+}
+errors++;
+}
+}
+else {
+const err975 = {instancePath:instancePath+"/telemetry/accessLog/path",schemaPath:"#/properties/telemetry/properties/accessLog/properties/path/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err975];
+}
+else {
+vErrors.push(err975);
+}
+errors++;
+}
+}
+}
+else {
+const err976 = {instancePath:instancePath+"/telemetry/accessLog",schemaPath:"#/properties/telemetry/properties/accessLog/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err976];
+}
+else {
+vErrors.push(err976);
+}
+errors++;
+}
+}
+if(data500.tracing !== undefined){
+let data506 = data500.tracing;
+if(data506 && typeof data506 == "object" && !Array.isArray(data506)){
+if(data506.otlpEndpoint === undefined){
+const err977 = {instancePath:instancePath+"/telemetry/tracing",schemaPath:"#/properties/telemetry/properties/tracing/required",keyword:"required",params:{missingProperty: "otlpEndpoint"},message:"must have required property '"+"otlpEndpoint"+"'"};
+if(vErrors === null){
+vErrors = [err977];
+}
+else {
+vErrors.push(err977);
+}
+errors++;
+}
+for(const key113 in data506){
+if(!(((key113 === "otlpEndpoint") || (key113 === "samplingPercent")) || (key113 === "serviceName"))){
+const err978 = {instancePath:instancePath+"/telemetry/tracing",schemaPath:"#/properties/telemetry/properties/tracing/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key113},message:"must NOT have additional properties"};
+if(vErrors === null){
+vErrors = [err978];
+}
+else {
+vErrors.push(err978);
+}
+errors++;
+}
+}
+if(data506.otlpEndpoint !== undefined){
+let data507 = data506.otlpEndpoint;
+if(typeof data507 === "string"){
+if(!pattern4.test(data507)){
+const err979 = {instancePath:instancePath+"/telemetry/tracing/otlpEndpoint",schemaPath:"#/properties/telemetry/properties/tracing/properties/otlpEndpoint/pattern",keyword:"pattern",params:{pattern: "^https?://"},message:"must match pattern \""+"^https?://"+"\""};
+if(vErrors === null){
+vErrors = [err979];
+}
+else {
+vErrors.push(err979);
+}
+errors++;
+}
+}
+else {
+const err980 = {instancePath:instancePath+"/telemetry/tracing/otlpEndpoint",schemaPath:"#/properties/telemetry/properties/tracing/properties/otlpEndpoint/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err980];
+}
+else {
+vErrors.push(err980);
+}
+errors++;
+}
+}
+if(data506.samplingPercent !== undefined){
+let data508 = data506.samplingPercent;
+if(typeof data508 == "number"){
+if(data508 > 100 || isNaN(data508)){
+const err981 = {instancePath:instancePath+"/telemetry/tracing/samplingPercent",schemaPath:"#/properties/telemetry/properties/tracing/properties/samplingPercent/maximum",keyword:"maximum",params:{comparison: "<=", limit: 100},message:"must be <= 100"};
+if(vErrors === null){
+vErrors = [err981];
+}
+else {
+vErrors.push(err981);
+}
+errors++;
+}
+if(data508 < 0 || isNaN(data508)){
+const err982 = {instancePath:instancePath+"/telemetry/tracing/samplingPercent",schemaPath:"#/properties/telemetry/properties/tracing/properties/samplingPercent/minimum",keyword:"minimum",params:{comparison: ">=", limit: 0},message:"must be >= 0"};
+if(vErrors === null){
+vErrors = [err982];
+}
+else {
+vErrors.push(err982);
+}
+errors++;
+}
+}
+else {
+const err983 = {instancePath:instancePath+"/telemetry/tracing/samplingPercent",schemaPath:"#/properties/telemetry/properties/tracing/properties/samplingPercent/type",keyword:"type",params:{type: "number"},message:"must be number"};
+if(vErrors === null){
+vErrors = [err983];
+}
+else {
+vErrors.push(err983);
+}
+errors++;
+}
+}
+if(data506.serviceName !== undefined){
+let data509 = data506.serviceName;
+if(typeof data509 === "string"){
+if(data509.length < 1){
+const err984 = {instancePath:instancePath+"/telemetry/tracing/serviceName",schemaPath:"#/properties/telemetry/properties/tracing/properties/serviceName/minLength",keyword:"minLength",params:{limit: 1},message:"must NOT have fewer than 1 characters"};
+if(vErrors === null){
+vErrors = [err984];
+}
+else {
+vErrors.push(err984);
+}
+errors++;
+}
+}
+else {
+const err985 = {instancePath:instancePath+"/telemetry/tracing/serviceName",schemaPath:"#/properties/telemetry/properties/tracing/properties/serviceName/type",keyword:"type",params:{type: "string"},message:"must be string"};
+if(vErrors === null){
+vErrors = [err985];
+}
+else {
+vErrors.push(err985);
+}
+errors++;
+}
+}
+}
+else {
+const err986 = {instancePath:instancePath+"/telemetry/tracing",schemaPath:"#/properties/telemetry/properties/tracing/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err986];
+}
+else {
+vErrors.push(err986);
+}
+errors++;
+}
+}
+}
+else {
+const err987 = {instancePath:instancePath+"/telemetry",schemaPath:"#/properties/telemetry/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err987];
+}
+else {
+vErrors.push(err987);
+}
+errors++;
+}
+}
+}
+else {
+const err988 = {instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"};
+if(vErrors === null){
+vErrors = [err988];
+}
+else {
+vErrors.push(err988);
 }
 errors++;
 }

@@ -348,6 +348,14 @@ const filterChain = obj(
           },
           ["type", "cluster"],
         ),
+        obj(
+          {
+            type: { const: "reverse_tunnel_acceptor" },
+            statPrefix: nonEmpty,
+            allowedNames: arr(nonEmpty),
+          },
+          ["type"],
+        ),
       ],
     },
   },
@@ -382,6 +390,8 @@ const cluster = obj(
           weight: { type: "integer", minimum: 1, maximum: 1_000_000 },
           labels: strMap,
           locality: str,
+          priority: { type: "integer", minimum: 0, maximum: 31 },
+          tunnel: nonEmpty,
         },
         ["address", "port"],
       ),
@@ -434,6 +444,19 @@ export const PROXY_CONFIG_SCHEMA: Schema = {
       ),
       routeConfigs: arr(routeConfiguration),
       clusters: arr(cluster),
+      reverseTunnels: arr(
+        obj(
+          {
+            name: nonEmpty,
+            address: nonEmpty,
+            port: { type: "integer", minimum: 1, maximum: 65535 },
+            tls: upstreamTls,
+            connections: { type: "integer", minimum: 1, maximum: 16 },
+            listener: nonEmpty,
+          },
+          ["name", "address", "port", "tls", "listener"],
+        ),
+      ),
       telemetry: obj({
         prometheus: obj({ address: nonEmpty, port }),
         accessLog: obj({ path: nonEmpty }, ["path"]),

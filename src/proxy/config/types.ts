@@ -13,6 +13,30 @@ export interface ProxyConfig {
   readonly version?: string;
   /** Metrics, access log and tracing. Absent: none of them. */
   readonly telemetry?: TelemetryConfig;
+  /**
+   * Reverse tunnels this proxy dials and holds (a private network's east-west gateway): each is an outbound
+   * mutual-TLS connection over which the acceptor, not this proxy, opens HTTP/2 CONNECT streams; every stream
+   * is handed to a local listener as if it were a connection accepted there.
+   */
+  readonly reverseTunnels?: readonly ReverseTunnelConfig[];
+}
+
+/**
+ * One reverse tunnel, dialled by this proxy: it connects to an acceptor (a listener whose chain's filter is
+ * reverse_tunnel_acceptor), announces itself under `name`, and then serves the CONNECT streams the acceptor
+ * opens by handing each to `listener`. Redialled with backoff when it drops.
+ */
+export interface ReverseTunnelConfig {
+  /** The name the acceptor files the tunnel under; clusters' endpoints with `tunnel: NAME` ride it. */
+  readonly name: string;
+  readonly address: string;
+  readonly port: number;
+  /** Mutual TLS to the acceptor (a client certificate is required there). */
+  readonly tls: UpstreamTlsConfig;
+  /** Connections held open at once (streams are spread over them). Default 1. */
+  readonly connections?: number;
+  /** The local listener each CONNECT stream is handed to (e.g. the east-west gateway's passthrough one). */
+  readonly listener: string;
 }
 
 export interface TelemetryConfig {
@@ -108,7 +132,19 @@ export interface DownstreamTlsConfig {
   readonly alpnProtocols?: readonly string[];
 }
 
-export type NetworkFilter = HttpConnectionManagerConfig | TcpProxyConfig;
+export type NetworkFilter = HttpConnectionManagerConfig | TcpProxyConfig | ReverseTunnelAcceptorConfig;
+
+/**
+ * Accepts reverse tunnels (ReverseTunnelConfig, dialled by other proxies): the chain must terminate TLS and
+ * require a client certificate. Each accepted tunnel is held under the name its initiator announces, and
+ * endpoints with `tunnel: NAME` in any cluster of this proxy are reached over it.
+ */
+export interface ReverseTunnelAcceptorConfig {
+  readonly type: "reverse_tunnel_acceptor";
+  readonly statPrefix?: string;
+  /** Names an initiator may announce; absent: any. */
+  readonly allowedNames?: readonly string[];
+}
 
 export interface HttpConnectionManagerConfig {
   readonly type: "http";
@@ -614,4 +650,14 @@ export interface EndpointConfig {
   readonly labels?: Readonly<Record<string, string>>;
   /** region/zone/subzone. */
   readonly locality?: string;
+  /**
+   * Envoy's priority level, 0 (default) to 31: traffic goes to the lowest level with healthy endpoints and
+   * spills to the next in proportion to the unhealthy share (overprovisioning factor 1.4), as Envoy does.
+   */
+  readonly priority?: number;
+  /**
+   * Reached through the reverse tunnel of this name (see ReverseTunnelConfig): a CONNECT stream to
+   * address:port on one of its connections, instead of a connection dialled from here.
+   */
+  readonly tunnel?: string;
 }

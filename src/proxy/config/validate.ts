@@ -208,6 +208,14 @@ function semanticProblems(c: ProxyConfig): ConfigProblem[] {
         if (inline) tlsLoads(err, [...p, "tls"], t.certificateChain, t.privateKey, t.validationContext);
       }
       const f = fc.filter;
+      if (f.type === "reverse_tunnel_acceptor") {
+        if (fc.tls?.requireClientCertificate !== true)
+          err(
+            [...p, "tls"],
+            "a reverse_tunnel_acceptor chain must terminate TLS and require a client certificate",
+          );
+        return;
+      }
       if (f.rbac) checkRbac(f.rbac, [...p, "filter", "rbac"], err);
       if (f.type === "tcp") {
         if (!clusterNames.has(f.cluster))

@@ -18,6 +18,8 @@ export interface NodeMessage {
   serviceAccount: string;
   labels: Record<string, string>;
   ip: string;
+  /** region/zone[/subzone]; "" when unknown. */
+  locality: string;
 }
 
 export interface DiscoveryRequestMessage {

@@ -387,7 +387,7 @@ spec:
     namespace: "istio-system",
     labels: { istio: "ingressgateway", x: "y" },
   });
-  assert.equal(other.listeners[0]!.filterChains[0]!.filter.rbac?.length, 1);
+  assert.equal((other.listeners[0]!.filterChains[0]!.filter as { rbac?: unknown[] }).rbac?.length, 1);
 });
 
 test("HTTP/2 (h2c): RBAC and jwt_authn answer before routing, the token is removed upstream", async () => {
