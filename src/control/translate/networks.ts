@@ -78,7 +78,10 @@ export function splitHorizon(
     // Only a sidecar can be reached through a gateway: the gateway routes on the mesh SNI of its mutual TLS.
     if (!c.mutual) continue;
     let list = remote.get(net);
-    if (list === undefined) remote.set(net, (list = []));
+    if (list === undefined) {
+      list = [];
+      remote.set(net, list);
+    }
     list.push(c);
   }
   if (remote.size === 0) return direct;
