@@ -282,11 +282,19 @@ const TABLES: Record<Exclude<View, "all">, (c: ProxyConfig) => string> = {
     ),
   endpoints: (c) =>
     table(
-      ["ENDPOINT", "WEIGHT", "LOCALITY", "CLUSTER"],
+      ["ENDPOINT", "WEIGHT", "PRIORITY", "LOCALITY", "NETWORK", "K8S CLUSTER", "VIA", "CLUSTER"],
       endpointsOf(c).map((e) => [
         `${e.address}:${e.port}`,
         String(e.weight ?? 1),
+        String(e.priority ?? 0),
         e.locality ?? "-",
+        e.labels?.["topology.istio.io/network"] ?? "-",
+        e.labels?.["topology.istio.io/cluster"] ?? "-",
+        e.tunnel !== undefined
+          ? `tunnel ${e.tunnel}`
+          : e.labels?.["isthmus.io/via"] === "gateway"
+            ? "east-west gateway"
+            : "direct",
         e.cluster,
       ]),
     ),

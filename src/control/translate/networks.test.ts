@@ -122,7 +122,7 @@ test("a public sidecar reaches the private network's endpoints through its own e
   assert.deepEqual(
     c.endpoints.map((e) => [e.address, e.port, e.weight ?? 1, e.labels?.["topology.istio.io/network"] ?? ""]),
     [
-      ["10.1.1.1", 15006, 1, ""],
+      ["10.1.1.1", 15006, 1, "public"],
       // Its own gateway: the private network's tunnels land there.
       ["10.1.0.2", 15443, 2, "private"],
     ],

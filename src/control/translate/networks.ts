@@ -45,6 +45,9 @@ export interface Placed {
   readonly locality: string;
 }
 
+/** On endpoints that stand for another network's endpoints: "gateway" or "tunnel" (for proxy-config). */
+export const VIA_LABEL = "isthmus.io/via";
+
 /** The host an endpoint reached over a reverse tunnel names (the tunnel's far side ignores it). */
 export function tunnelHost(network: string): string {
   return `tunnel.${network}`;
@@ -72,7 +75,19 @@ export function splitHorizon(
       locality: c.instance.locality ?? "",
     };
     if (here === "" || net === "" || net === here) {
-      direct.push({ endpoint: c.endpoint, ...place });
+      // Labelled with where it is (Istio's topology labels), for subsets, failoverPriority and proxy-config.
+      const endpoint =
+        net === ""
+          ? c.endpoint
+          : {
+              ...c.endpoint,
+              labels: {
+                ...c.endpoint.labels,
+                [NETWORK_LABEL]: net,
+                ...(place.cluster ? { [CLUSTER_LABEL]: place.cluster } : {}),
+              },
+            };
+      direct.push({ endpoint, ...place });
       continue;
     }
     // Only a sidecar can be reached through a gateway: the gateway routes on the mesh SNI of its mutual TLS.
@@ -126,6 +141,7 @@ export function splitHorizon(
           weight: Math.max(1, (total * scale) / g.via.length),
           labels: {
             ...(tunnelled ? {} : { [ENDPOINT_TLS_MODE]: "istio" }),
+            [VIA_LABEL]: tunnelled ? "tunnel" : "gateway",
             [NETWORK_LABEL]: g.net,
             ...(cluster ? { [CLUSTER_LABEL]: cluster } : {}),
           },
