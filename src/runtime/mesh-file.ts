@@ -6,7 +6,7 @@ import { isAbsolute, join, relative, resolve } from "node:path";
 import type { Diagnostic } from "../api/diagnostic.ts";
 import { parseResources } from "../api/load/parse-documents.ts";
 import type { Resource } from "../api/resource.ts";
-import { arr, Checker, type Obj, obj, type Path } from "../api/validate/checker.ts";
+import { arr, Checker, obj, type Path } from "../api/validate/checker.ts";
 import { unknownFields } from "../api/validate/unknown-fields.ts";
 
 export const MESH_FILE = "mesh.yaml";
@@ -194,4 +194,3 @@ function manifestList(c: Checker, v: unknown, at: Path, root: string): string[] 
   });
   return out;
 }
-

@@ -11,8 +11,15 @@ import { join } from "node:path";
 import { arr, obj } from "../api/validate/checker.ts";
 import { CACERTS_FILES, createIntermediate, createRoot, writeFiles } from "../control/ca/cacerts.ts";
 import {
+  EAST_WEST_LABELS,
+  EAST_WEST_NAMESPACE,
+  EAST_WEST_SERVICE_ACCOUNT,
+  isMultiCluster,
+  multiClusterManifests,
+  peerListen,
+} from "./multicluster.ts";
+import {
   type ClusterPlan,
-  clusterAddress,
   type MeshPlan,
   type PodPlan,
   SIDECAR_OUTBOUND_PORT,
@@ -87,6 +94,8 @@ export class MeshRuntime {
   /** Cluster name -> the ingress URL on the host (ingress.port). */
   private readonly ingress = new Map<string, string>();
   private readonly pods: RunningPod[] = [];
+  /** The east-west gateways (registered like pods, so registered again after a control plane restarts). */
+  private readonly eastWest: Array<{ readonly cluster: ClusterPlan; readonly pod: PodPlan }> = [];
   private stopped = false;
   ready = false;
 
@@ -109,6 +118,8 @@ export class MeshRuntime {
       await this.ensureCa();
       for (const c of this.plan.clusters) await this.startControlPlane(c);
       for (const c of this.plan.clusters) await this.startGateway(c);
+      if (isMultiCluster(this.plan.clusters))
+        for (const c of this.plan.clusters) await this.startEastWestGateway(c);
       for (const c of this.plan.clusters) await this.startPods(c);
       await this.waitReady();
       this.ready = true;
@@ -227,11 +238,26 @@ export class MeshRuntime {
     for (const port of [PUSH_PORT, API_PORT])
       if (await portOpen(addr, port))
         throw new Error(`cluster ${c.cluster.name}: ${addr}:${port} is in use (another isthmus up?)`);
+    // A cluster of a multi-cluster mesh gets its east-west gateway's Service and Gateway and its MeshLinks.
+    const added: string[] = [];
+    if (isMultiCluster(this.plan.clusters)) {
+      const file = join(this.stateDir, "multicluster", `${c.cluster.name}.yaml`);
+      mkdirSync(join(this.stateDir, "multicluster"), { recursive: true });
+      writeFileSync(file, multiClusterManifests(c, this.plan.clusters));
+      const listen = peerListen(c);
+      added.push(
+        ...["--config", file, "--cluster", c.cluster.name, "--network", c.cluster.network],
+        ...(c.cluster.private ? ["--private"] : []),
+        ...(listen ? ["--peer-listen", listen] : []),
+        ...["--peer-grace", PEER_GRACE],
+      );
+    }
     const argv = [
       process.execPath,
       BIN,
       "control-plane",
       ...c.cluster.manifests.flatMap((m) => ["--config", m]),
+      ...added,
       ...["--listen", `${addr}:${PUSH_PORT}`, "--api-listen", `${addr}:${API_PORT}`],
       ...["--monitoring-listen", "off", "--trust-domain", this.plan.mesh.trustDomain],
       ...[
@@ -298,6 +324,7 @@ export class MeshRuntime {
         ...Object.entries(labels).flatMap(([k, v]) => ["--label", `${k}=${v}`]),
         ...["--ip", address, "--identity-token", token, "--trust-domain", this.plan.mesh.trustDomain],
         ...["--admin-port", "0"],
+        ...localityArgs(c),
       ],
       env: baseEnv(),
       cwd: this.plan.mesh.dir,
@@ -343,11 +370,58 @@ export class MeshRuntime {
     this.log(`cluster ${c.cluster.name}: ingress gateway on ${address}:${target}, http://127.0.0.1:${port}`);
   }
 
+  /**
+   * The cluster's east-west gateway (Istio's istio-eastwestgateway) on its .0.3 address: AUTO_PASSTHROUGH on
+   * 15443 for the other networks' callers, and on a public network the reverse tunnel acceptor on 15008 (a
+   * private network's gateway dials those instead). Registered as the workload behind the network's gateway
+   * Service, so that the control plane knows (and tells its peers) where the network's gateway is.
+   */
+  private async startEastWestGateway(c: ClusterPlan): Promise<void> {
+    this.checkNotStopped();
+    const address = c.eastWestAddress;
+    const pod: PodPlan = {
+      name: `istio-eastwestgateway-${c.cluster.name}`,
+      namespace: EAST_WEST_NAMESPACE,
+      deployment: "istio-eastwestgateway",
+      address,
+      labels: { ...EAST_WEST_LABELS, "topology.istio.io/network": c.cluster.network },
+      serviceAccount: EAST_WEST_SERVICE_ACCOUNT,
+      containers: [],
+      sidecar: false,
+      tcpOutbound: [],
+    };
+    const token = await this.tokenFile(c, pod);
+    const gw = new Supervised({
+      name: `${c.cluster.name}/east-west-gateway`,
+      argv: [
+        process.execPath,
+        BIN,
+        "proxy",
+        ...["--control-plane", `${c.controlPlaneAddress}:${PUSH_PORT}`, "--node-id", pod.name],
+        ...["--namespace", pod.namespace, "--service-account", pod.serviceAccount],
+        ...Object.entries(pod.labels).flatMap(([k, v]) => ["--label", `${k}=${v}`]),
+        ...["--ip", address, "--identity-token", token, "--trust-domain", this.plan.mesh.trustDomain],
+        ...["--admin-port", "0"],
+        ...localityArgs(c),
+      ],
+      env: baseEnv(),
+      cwd: this.plan.mesh.dir,
+      logFile: join(this.stateDir, "logs", "gateways", `${c.cluster.name}-east-west.log`),
+      restart: true,
+    });
+    this.gateways.push(gw);
+    this.eastWest.push({ cluster: c, pod });
+    gw.start();
+    await this.register(c, pod, true);
+    this.log(`cluster ${c.cluster.name}: east-west gateway on ${address}:15443`);
+  }
+
   private async reregister(c: ClusterPlan): Promise<void> {
     try {
       await waitFor(() => portOpen(c.controlPlaneAddress, API_PORT), 30_000, "the control plane's API");
       const pods = this.pods.filter((p) => p.cluster === c);
       for (const p of pods) await this.register(c, p.plan, p.sidecarReady).catch(() => {});
+      for (const g of this.eastWest) if (g.cluster === c) await this.register(c, g.pod, true).catch(() => {});
       this.log(`cluster ${c.cluster.name}: control plane restarted; ${pods.length} pods registered again`);
     } catch {
       // Not back yet: its next start tries again.
@@ -429,6 +503,7 @@ export class MeshRuntime {
           ...Object.entries(p.labels).flatMap(([k, v]) => ["--label", `${k}=${v}`]),
           ...["--ip", p.address, "--identity-token", token, "--trust-domain", this.plan.mesh.trustDomain],
           ...["--admin-port", "0"],
+          ...localityArgs(c),
         ],
         env: baseEnv(),
         cwd: this.plan.mesh.dir,
@@ -584,7 +659,7 @@ export class MeshRuntime {
 
 /** Cluster i's ingress gateway listens on 127.(20+i).0.2. */
 function gatewayAddress(c: ClusterPlan): string {
-  return clusterAddress(c.octet, 1);
+  return c.ingressAddress;
 }
 
 /** The port of the first HTTP server of the Gateways that select the ingress gateway (80 first). */
@@ -604,6 +679,14 @@ function gatewayHttpPort(c: ClusterPlan): number | undefined {
   }
   return ports.includes(80) ? 80 : ports[0];
 }
+
+/** A workload's locality from its cluster's, for locality load balancing. */
+function localityArgs(c: ClusterPlan): string[] {
+  return c.cluster.locality ? ["--locality", c.cluster.locality] : [];
+}
+
+/** How long a control plane keeps a peer's endpoints after the link dropped, while its gateway is down. */
+const PEER_GRACE = "30s";
 
 /** The environment every process starts from: PATH and the like, never the parent's proxies or tokens. */
 function baseEnv(): Record<string, string> {

@@ -55,6 +55,8 @@ export interface ClusterPlan {
   readonly octet: number;
   /** The control plane's address (push stream :15010, config API :15011). */
   readonly controlPlaneAddress: string;
+  readonly ingressAddress: string;
+  readonly eastWestAddress: string;
   readonly resources: readonly Resource[];
   readonly pods: readonly PodPlan[];
 }
@@ -76,7 +78,32 @@ export function clusterAddress(octet: number, host: number): string {
   return `127.${octet}.${Math.floor(host / 254)}.${(host % 254) + 1}`;
 }
 
-export async function planMesh(mesh: MeshSpec, base = 20): Promise<PlanResult> {
+/**
+ * Which address each host of a cluster gets: host 0 its control plane, 1 its ingress gateway, 2 its east-west
+ * gateway, firstPodHost onwards its pods; hostNetwork pods get hostAddress.
+ */
+export interface Addressing {
+  address(clusterIndex: number, host: number): string;
+  readonly firstPodHost: number;
+  readonly maxPods: number;
+  readonly hostAddress: string;
+}
+
+/** Loopback addressing: cluster i owns 127.(base+i).0.0/16, pods from .1.1. */
+export function loopbackAddressing(base = 20): Addressing {
+  return {
+    address: (i, host) => clusterAddress(base + i, host),
+    firstPodHost: 254,
+    maxPods: MAX_PODS_PER_CLUSTER,
+    hostAddress: "127.0.0.1",
+  };
+}
+
+export async function planMesh(
+  mesh: MeshSpec,
+  base = 20,
+  addressing: Addressing = loopbackAddressing(base),
+): Promise<PlanResult> {
   const diagnostics: Diagnostic[] = [];
   const clusters: ClusterPlan[] = [];
   for (const [index, cluster] of mesh.clusters.entries()) {
@@ -84,12 +111,14 @@ export async function planMesh(mesh: MeshSpec, base = 20): Promise<PlanResult> {
     diagnostics.push(...loaded.diagnostics);
     const validated = await validateResources(loaded.resources);
     diagnostics.push(...validated.diagnostics);
-    const pods = podsOf(validated.valid, base + index, diagnostics);
+    const pods = podsOf(validated.valid, (host) => addressing.address(index, host), addressing, diagnostics);
     clusters.push({
       cluster,
       index,
       octet: base + index,
-      controlPlaneAddress: clusterAddress(base + index, 0),
+      controlPlaneAddress: addressing.address(index, 0),
+      ingressAddress: addressing.address(index, 1),
+      eastWestAddress: addressing.address(index, 2),
       resources: validated.valid,
       pods,
     });
@@ -100,12 +129,17 @@ export async function planMesh(mesh: MeshSpec, base = 20): Promise<PlanResult> {
   return { ok: true, plan: { mesh, clusters }, warnings: unique };
 }
 
-function podsOf(resources: readonly Resource[], octet: number, diagnostics: Diagnostic[]): PodPlan[] {
+function podsOf(
+  resources: readonly Resource[],
+  hostAddress: (host: number) => string,
+  addressing: Addressing,
+  diagnostics: Diagnostic[],
+): PodPlan[] {
   const services = new AnalysisContext(resources).services.filter((s) => s.resource.kind === "Service");
   const configMaps = byName(resources, "ConfigMap");
   const secrets = byName(resources, "Secret");
   const pods: PodPlan[] = [];
-  let host = 254; // .1.1 onwards
+  let host = addressing.firstPodHost;
   for (const d of resources.filter((r) => r.kind === "Deployment")) {
     const spec = obj(d.object.spec) ?? {};
     const replicas = num(spec.replicas) ?? 1;
@@ -168,13 +202,13 @@ function podsOf(resources: readonly Resource[], octet: number, diagnostics: Diag
     });
     if (!ok) continue;
     for (let r = 0; r < replicas; r++) {
-      if (pods.length >= MAX_PODS_PER_CLUSTER) {
+      if (pods.length >= addressing.maxPods) {
         diagnostics.push(
           diagnosticAt(
             d,
             "error",
             ["spec", "replicas"],
-            `more than ${MAX_PODS_PER_CLUSTER} pods in one cluster`,
+            `more than ${addressing.maxPods} pods in one cluster`,
           ),
         );
         return pods;
@@ -183,7 +217,7 @@ function podsOf(resources: readonly Resource[], octet: number, diagnostics: Diag
       // hostNetwork: the host's own address (127.0.0.1), as Kubernetes gives such pods the node's; a pod
       // outside the mesh reached through a ServiceEntry (the demos' "external" APIs) runs this way.
       const hostNetwork = (obj(template.spec)?.hostNetwork ?? false) === true;
-      const address = hostNetwork ? "127.0.0.1" : clusterAddress(octet, host++);
+      const address = hostNetwork ? addressing.hostAddress : hostAddress(host++);
       const base: Record<string, string> = {
         POD_IP: address,
         POD_NAME: name,

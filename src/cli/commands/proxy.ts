@@ -1,4 +1,5 @@
 // isthmus proxy --config FILE — run the data-plane proxy from a static ProxyConfig, like `envoy -c`.
+import net from "node:net";
 import { parseArgs } from "node:util";
 import { AdminServer } from "../../proxy/admin/admin-server.ts";
 import { type LoadedConfig, loadProxyConfigFile } from "../../proxy/config/load.ts";
@@ -33,6 +34,7 @@ Options:
       --trust-domain TD    the mesh's trust domain (default cluster.local)
       --ca ADDR            the CA's address (default: --control-plane's)
       --admin-port N       override admin.port (default from the config, else 15000; 0 picks a free port)
+      --admin-address ADDR override admin.address (default from the config, else 127.0.0.1)
       --drain-timeout MS   on SIGTERM, how long in-flight requests may take before exit (default 15000)
       --heap-headroom-mb N force a full garbage collection when the JS heap grows N MB past its live size
                            (checked every second; default 4; 0 leaves it to V8). Keeps the sidecar's memory
@@ -48,6 +50,7 @@ export async function runProxy(args: string[], io: CommandIO): Promise<number> {
   let values: {
     config?: string | undefined;
     "admin-port"?: string | undefined;
+    "admin-address"?: string | undefined;
     "drain-timeout"?: string | undefined;
     "heap-headroom-mb"?: string | undefined;
     "control-plane"?: string | undefined;
@@ -68,6 +71,7 @@ export async function runProxy(args: string[], io: CommandIO): Promise<number> {
       options: {
         config: { type: "string", short: "c" },
         "admin-port": { type: "string" },
+        "admin-address": { type: "string" },
         "drain-timeout": { type: "string" },
         "heap-headroom-mb": { type: "string" },
         "control-plane": { type: "string" },
@@ -138,15 +142,18 @@ export async function runProxy(args: string[], io: CommandIO): Promise<number> {
   const done = new Promise<void>((resolve) => {
     quit = resolve;
   });
+  const adminAddress = values["admin-address"] ?? loaded.config.admin?.address ?? "127.0.0.1";
+  if (net.isIP(adminAddress) === 0)
+    throw new UsageError(`--admin-address must be an IP address, not "${adminAddress}"`);
   if (adminPort !== 0 || values["admin-port"] !== undefined) {
     admin = new AdminServer(proxy, {
-      address: loaded.config.admin?.address ?? "127.0.0.1",
+      address: adminAddress,
       port: adminPort,
       onQuit: () => quit(),
     });
     try {
       const port = await admin.listen();
-      io.err(`isthmus proxy: admin on ${loaded.config.admin?.address ?? "127.0.0.1"}:${port}\n`);
+      io.err(`isthmus proxy: admin on ${adminAddress}:${port}\n`);
     } catch (e) {
       io.err(`${(e as Error).message}\n`);
       await proxy.shutdown(0);
