@@ -9,9 +9,25 @@
 // - MAGLEV: each endpoint holds its weighted share of 65,537 slots to within a slot or two; probes redistribute
 //   an unhealthy endpoint's slots in proportion to the others'. 0.5% absolute covers both.
 
-import { runLoadBalancerConformance, statisticalTolerance } from "./conformance.ts";
+//
+// The priority balancer (priority.ts) runs the same suite around each policy, in two shapes whose expected
+// shares are those of the endpoints under test alone: behind a level of dead endpoints (P0 all unhealthy, so
+// P1 — the endpoints under test — gets 100% of the load), and ahead of one (P0 under test: with P1 at health
+// 0, Envoy's normalization gives P0 100% however few of its endpoints are up). The dead endpoints must never
+// come back from a pick, and retries and fallbacks must cross levels correctly.
+
+import type { LbPolicy } from "../config/types.ts";
+import {
+  endpoint,
+  type LoadBalancerFactory,
+  runLoadBalancerConformance,
+  statisticalTolerance,
+} from "./conformance.ts";
+import { createLoadBalancer } from "./index.ts";
 import { LeastRequestLoadBalancer } from "./least-request.ts";
+import type { LbEndpoint } from "./load-balancer.ts";
 import { MaglevLoadBalancer } from "./maglev.ts";
+import { PriorityLoadBalancer } from "./priority.ts";
 import { RandomLoadBalancer } from "./random.ts";
 import { RingHashLoadBalancer } from "./ring-hash.ts";
 import { RoundRobinLoadBalancer } from "./round-robin.ts";
@@ -44,3 +60,34 @@ runLoadBalancerConformance("MAGLEV", (e, o) => new MaglevLoadBalancer(e, o), {
   tolerance: random,
   hashed: { tolerance: maglev },
 });
+
+/** The endpoints under test at one level and three unhealthy ones at the other (`deadAt` 0 or 1). */
+function withDeadLevel(policy: LbPolicy, deadAt: 0 | 1): LoadBalancerFactory {
+  return (tested, options) => {
+    const dead: LbEndpoint[] = [endpoint(70_001), endpoint(70_002, 3), endpoint(70_003)];
+    for (const e of dead) e.healthy = false;
+    const levels = deadAt === 0 ? [dead, tested] : [tested, dead];
+    const balancers = levels.map((l) => createLoadBalancer(policy, l, options));
+    return new PriorityLoadBalancer(policy, [0, 1], levels, balancers, options);
+  };
+}
+
+const traits: Record<
+  LbPolicy,
+  { tolerance: (p: number) => number; hashed?: { tolerance: (p: number) => number } }
+> = {
+  ROUND_ROBIN: { tolerance: deterministic },
+  LEAST_REQUEST: { tolerance: random },
+  RANDOM: { tolerance: random },
+  RING_HASH: { tolerance: random, hashed: { tolerance: ring } },
+  MAGLEV: { tolerance: random, hashed: { tolerance: maglev } },
+};
+for (const policy of Object.keys(traits) as LbPolicy[]) {
+  for (const deadAt of [0, 1] as const) {
+    runLoadBalancerConformance(
+      `priority(${policy}, ${deadAt === 0 ? "behind a dead level" : "ahead of a dead level"})`,
+      withDeadLevel(policy, deadAt),
+      { policy, ...traits[policy] },
+    );
+  }
+}

@@ -8,6 +8,7 @@
 // At most maxEjectionPercent of the endpoints are ejected at once, but always at least one, as Envoy; below
 // minHealthPercent healthy endpoints nothing more is ejected.
 import type { OutlierDetection } from "../config/types.ts";
+import type { HealthGeneration } from "../lb/priority.ts";
 import type { Counter, Gauge, StatsStore } from "../stats/stats.ts";
 
 /** What the detector needs of an endpoint; the upstream layer's Endpoint has these fields. */
@@ -44,13 +45,16 @@ export class OutlierDetector {
   private readonly ejectionsGateway: Counter;
   private readonly ejectionsOverflow: Counter;
   private readonly now: () => number;
+  private readonly health: HealthGeneration;
 
+  /** `health` is bumped on every ejection and return, for the cluster's priority balancer. */
   constructor(
     config: OutlierDetection,
     endpoints: readonly OutlierEndpoint[],
     store: StatsStore,
     statPrefix: string,
     now: () => number = Date.now,
+    health: HealthGeneration = { value: 0 },
   ) {
     this.endpoints = endpoints;
     this.consecutive5xx = config.consecutive5xxErrors ?? 5;
@@ -59,6 +63,7 @@ export class OutlierDetector {
     this.maxEjectionPercent = config.maxEjectionPercent ?? 10;
     this.minHealthPercent = config.minHealthPercent ?? 0;
     this.now = now;
+    this.health = health;
     for (const e of endpoints)
       e.outlier ??= {
         consecutive5xx: 0,
@@ -112,6 +117,7 @@ export class OutlierDetector {
     s.consecutive5xx = 0;
     s.consecutiveGateway = 0;
     e.healthy = false;
+    this.health.value++;
     reason.inc();
     this.updateGauge();
   }
@@ -124,6 +130,7 @@ export class OutlierDetector {
       if (!e.healthy && s.ejectedUntil !== 0 && now >= s.ejectedUntil) {
         e.healthy = true;
         s.ejectedUntil = 0;
+        this.health.value++;
       } else if (e.healthy && !s.failedThisInterval && s.ejections > 0) {
         s.ejections--;
       }
