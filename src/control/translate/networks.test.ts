@@ -253,3 +253,34 @@ test("an endpoint without a sidecar on another network is dropped: no gateway ca
     ["10.1.1.1"],
   );
 });
+
+test("locality failover across clusters: the local cluster's endpoints first, the other network's gateway next", async () => {
+  const { iks, icp } = await mesh();
+  const dr = await resources(`apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews, namespace: shop}
+spec:
+  host: ${REVIEWS}
+  trafficPolicy:
+    outlierDetection: {consecutive5xxErrors: 1, interval: 1s, baseEjectionTime: 30s, maxEjectionPercent: 100}
+`);
+  const at = (w: WorkloadInstance, locality: string): WorkloadInstance => ({ ...w, locality });
+  const iksL = {
+    ...iks,
+    resources: [...iks.resources, ...dr],
+    workloads: iks.workloads.map((w) => at(w, "jp-tok/jp-tok-1")),
+  };
+  const icpL = { ...icp, workloads: icp.workloads.map((w) => at(w, "jp-osa/jp-osa-1")) };
+  const cfg = new SidecarRenderer(registryOf(iksL, [peerOf(icpL)])).render({
+    ...sidecar,
+    locality: "jp-tok/jp-tok-1",
+  });
+  assertValid(cfg);
+  assert.deepEqual(
+    cluster(cfg, `outbound|9080||${REVIEWS}`).endpoints.map((e) => [e.address, e.priority ?? 0, e.locality]),
+    [
+      ["10.1.1.1", 0, "jp-tok/jp-tok-1"],
+      ["10.1.0.2", 1, "jp-osa/jp-osa-1"],
+    ],
+  );
+});

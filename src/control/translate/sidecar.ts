@@ -9,6 +9,7 @@ import type { Resource } from "../../api/resource.ts";
 import { arr, num, type Obj, obj, str } from "../../api/validate/checker.ts";
 import type {
   ClusterConfig,
+  EndpointConfig,
   ProxyConfig,
   RouteConfig,
   RouteConfiguration,
@@ -25,6 +26,7 @@ import {
   subsetLabels,
   trafficPolicy,
 } from "./destination-rule.ts";
+import { localityLb, readLocalityLbSetting } from "./locality.ts";
 import {
   type ClientTlsMode,
   ENDPOINT_TLS_MODE,
@@ -43,7 +45,14 @@ import {
   outboundCluster,
   PASSTHROUGH_CLUSTER,
 } from "./names.ts";
-import { type Candidate, NO_VANTAGE, splitHorizon, type Vantage, vantageKey } from "./networks.ts";
+import {
+  type Candidate,
+  NO_VANTAGE,
+  type Placed,
+  splitHorizon,
+  type Vantage,
+  vantageKey,
+} from "./networks.ts";
 import type { RenderMemo } from "./render-memo.ts";
 import { type EgressScope, egressScope, sidecarEgress } from "./sidecar-scope.ts";
 import { type RouteContext, translateHttpRoutes } from "./virtual-service.ts";
@@ -486,7 +495,7 @@ function cluster(
         },
       };
     });
-  const endpoints = splitHorizon(candidates, vantage, registry).map((p) => p.endpoint);
+  const endpoints = withLocality(splitHorizon(candidates, vantage, registry), vantage, policy);
   let mutual: UpstreamTlsConfig | undefined;
   if (identities.size > 0) {
     const drTls = obj(policy.tls);
@@ -509,6 +518,44 @@ function cluster(
     ...(mutual && !allMutual ? { transportSocketMatches: [meshTransportSocket(mutual)] } : {}),
     endpoints,
   };
+}
+
+/**
+ * Istio's locality load balancing: each endpoint's priority (failover, failoverPriority; only with outlier
+ * detection, which is what moves traffic off a failing locality) and weight (distribute), from where the proxy
+ * stands. Endpoints a `distribute` gives no share are left out.
+ */
+function withLocality(placed: readonly Placed[], vantage: Vantage, policy: Obj): EndpointConfig[] {
+  if (placed.length === 0) return [];
+  const setting = readLocalityLbSetting(obj(policy.loadBalancer)?.localityLbSetting);
+  const ranked = localityLb(
+    vantage,
+    placed.map((p) => ({
+      locality: p.locality,
+      network: p.network,
+      cluster: p.cluster,
+      labels: p.endpoint.labels,
+      weight: p.endpoint.weight ?? 1,
+    })),
+    setting,
+    obj(policy.outlierDetection) !== undefined,
+  );
+  const out: EndpointConfig[] = [];
+  placed.forEach((p, i) => {
+    const { priority, weight } = ranked[i]!;
+    if (weight === 0) return;
+    const same = priority === 0 && weight === (p.endpoint.weight ?? 1);
+    out.push(
+      same
+        ? p.endpoint
+        : {
+            ...p.endpoint,
+            ...(weight !== 1 || p.endpoint.weight !== undefined ? { weight } : {}),
+            ...(priority > 0 ? { priority } : {}),
+          },
+    );
+  });
+  return out;
 }
 
 /** How a DestinationRule's tls asks clients to connect: AUTO when it says nothing. */
