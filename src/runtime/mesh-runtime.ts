@@ -10,6 +10,8 @@ import net from "node:net";
 import { join } from "node:path";
 import { arr, obj } from "../api/validate/checker.ts";
 import { CACERTS_FILES, createIntermediate, createRoot, writeFiles } from "../control/ca/cacerts.ts";
+import { forwardThroughProxy } from "./connect-forwarder.ts";
+import type { Isolation } from "./isolation.ts";
 import {
   EAST_WEST_LABELS,
   EAST_WEST_NAMESPACE,
@@ -99,10 +101,34 @@ export class MeshRuntime {
   private stopped = false;
   ready = false;
 
-  constructor(plan: MeshPlan, stateDir: string, log: (line: string) => void) {
+  /** With --isolate: each cluster's processes run in its network namespace. */
+  private readonly isolation: Isolation | undefined;
+
+  constructor(
+    plan: MeshPlan,
+    stateDir: string,
+    log: (line: string) => void,
+    options: { readonly isolation?: Isolation } = {},
+  ) {
     this.plan = plan;
     this.stateDir = stateDir;
     this.log = log;
+    this.isolation = options.isolation;
+  }
+
+  /** A cluster's process: inside its network namespace when isolated (hostNetwork pods stay on the host). */
+  private inCluster(c: ClusterPlan, argv: string[], hostNetwork = false): string[] {
+    return this.isolation && !hostNetwork ? this.isolation.command(c.cluster.name, argv) : argv;
+  }
+
+  /** Where a pod's sidecar serves its admin endpoints. */
+  adminHost(p: PodPlan): string {
+    return this.isolation ? p.address : "127.0.0.1";
+  }
+
+  /** The sidecar's admin address: the pod's own when isolated (the runtime reaches it there). */
+  private adminArgs(address: string): string[] {
+    return this.isolation ? ["--admin-port", "0", "--admin-address", address] : ["--admin-port", "0"];
   }
 
   /** Starts everything and resolves once every pod is ready; rejects (after stopping all) otherwise. */
@@ -271,7 +297,7 @@ export class MeshRuntime {
     ];
     const cp = new Supervised({
       name: `control-plane/${c.cluster.name}`,
-      argv,
+      argv: this.inCluster(c, argv),
       env: { ...baseEnv(), ISTHMUS_TOKEN: this.token },
       cwd: this.plan.mesh.dir,
       logFile: join(this.stateDir, "logs", "control-planes", `${c.cluster.name}.log`),
@@ -315,7 +341,7 @@ export class MeshRuntime {
     const token = await this.tokenFile(c, pod);
     const gw = new Supervised({
       name: `${c.cluster.name}/ingress-gateway`,
-      argv: [
+      argv: this.inCluster(c, [
         process.execPath,
         BIN,
         "proxy",
@@ -323,9 +349,9 @@ export class MeshRuntime {
         ...["--namespace", pod.namespace, "--service-account", pod.serviceAccount],
         ...Object.entries(labels).flatMap(([k, v]) => ["--label", `${k}=${v}`]),
         ...["--ip", address, "--identity-token", token, "--trust-domain", this.plan.mesh.trustDomain],
-        ...["--admin-port", "0"],
+        ...this.adminArgs(address),
         ...localityArgs(c),
-      ],
+      ]),
       env: baseEnv(),
       cwd: this.plan.mesh.dir,
       logFile: join(this.stateDir, "logs", "gateways", `${c.cluster.name}.log`),
@@ -393,7 +419,7 @@ export class MeshRuntime {
     const token = await this.tokenFile(c, pod);
     const gw = new Supervised({
       name: `${c.cluster.name}/east-west-gateway`,
-      argv: [
+      argv: this.inCluster(c, [
         process.execPath,
         BIN,
         "proxy",
@@ -401,9 +427,9 @@ export class MeshRuntime {
         ...["--namespace", pod.namespace, "--service-account", pod.serviceAccount],
         ...Object.entries(pod.labels).flatMap(([k, v]) => ["--label", `${k}=${v}`]),
         ...["--ip", address, "--identity-token", token, "--trust-domain", this.plan.mesh.trustDomain],
-        ...["--admin-port", "0"],
+        ...this.adminArgs(address),
         ...localityArgs(c),
-      ],
+      ]),
       env: baseEnv(),
       cwd: this.plan.mesh.dir,
       logFile: join(this.stateDir, "logs", "gateways", `${c.cluster.name}-east-west.log`),
@@ -494,7 +520,7 @@ export class MeshRuntime {
       const token = await this.tokenFile(c, p);
       const sidecar = new Supervised({
         name: `${p.name}/sidecar`,
-        argv: [
+        argv: this.inCluster(c, [
           process.execPath,
           BIN,
           "proxy",
@@ -502,9 +528,9 @@ export class MeshRuntime {
           ...["--namespace", p.namespace, "--service-account", p.serviceAccount],
           ...Object.entries(p.labels).flatMap(([k, v]) => ["--label", `${k}=${v}`]),
           ...["--ip", p.address, "--identity-token", token, "--trust-domain", this.plan.mesh.trustDomain],
-          ...["--admin-port", "0"],
+          ...this.adminArgs(p.address),
           ...localityArgs(c),
-        ],
+        ]),
         env: baseEnv(),
         cwd: this.plan.mesh.dir,
         logFile: join(logs, "sidecar.log"),
@@ -527,7 +553,7 @@ export class MeshRuntime {
       sidecar.started(() => void this.watchSidecar(running));
       this.pods.push(running);
       sidecar.start();
-      for (const t of p.tcpOutbound) await this.tunnel(p, t);
+      await this.tcpForwarders(c, running, logs);
       this.startContainers(c, running, logs);
     }
   }
@@ -539,7 +565,7 @@ export class MeshRuntime {
       if (argv[0] === "node") argv[0] = process.execPath;
       const s = new Supervised({
         name: `${p.name}/${container.name}`,
-        argv,
+        argv: this.inCluster(c, argv, p.hostNetwork),
         env: { ...baseEnv(), ...container.env, ISTHMUS_CLUSTER: c.cluster.name },
         cwd: this.plan.mesh.dir,
         logFile: join(logs, `${container.name}.log`),
@@ -554,54 +580,44 @@ export class MeshRuntime {
   }
 
   /**
-   * A TCP service port reached from the pod: POD_IP:localPort, each connection tunnelled through the pod's
-   * sidecar with CONNECT HOST:PORT (so it leaves with the pod's identity, over mutual TLS to the server).
+   * A pod's TCP service ports (connect-forwarder.ts): in this process, or inside the cluster's namespace as a
+   * process of their own when isolated (the pod's address is only there).
    */
-  private async tunnel(p: PodPlan, t: TcpOutbound): Promise<void> {
-    const server = net.createServer((down) => {
-      down.pause();
-      const up = net.connect({ host: p.address, port: SIDECAR_OUTBOUND_PORT, noDelay: true });
-      const close = () => {
-        down.destroy();
-        up.destroy();
-      };
-      up.on("error", close);
-      down.on("error", close);
-      down.on("close", close);
-      up.on("close", close);
-      up.write(`CONNECT ${t.host}:${t.port} HTTP/1.1\r\nhost: ${t.host}:${t.port}\r\n\r\n`);
-      let head = Buffer.alloc(0);
-      const onData = (chunk: Buffer) => {
-        head = Buffer.concat([head, chunk]);
-        const end = head.indexOf("\r\n\r\n");
-        if (end === -1) {
-          if (head.length > 16 * 1024) close();
-          return;
-        }
-        up.off("data", onData);
-        if (!/^HTTP\/1\.1 200 /.test(head.subarray(0, 16).toString("latin1"))) {
-          close();
-          return;
-        }
-        const rest = head.subarray(end + 4);
-        if (rest.length > 0) down.write(rest);
-        up.pipe(down);
-        down.pipe(up);
-        down.resume();
-      };
-      up.on("data", onData);
+  private async tcpForwarders(c: ClusterPlan, running: RunningPod, logs: string): Promise<void> {
+    const p = running.plan;
+    if (p.tcpOutbound.length === 0) return;
+    const via = { host: p.address, port: SIDECAR_OUTBOUND_PORT };
+    if (this.isolation === undefined) {
+      for (const t of p.tcpOutbound)
+        this.forwarders.push(
+          await forwardThroughProxy(via, {
+            listenHost: p.address,
+            localPort: t.localPort,
+            targetHost: t.host,
+            targetPort: t.port,
+          }).catch((e: Error) => {
+            throw new Error(`pod ${p.namespace}/${p.name}: ${e.message}`);
+          }),
+        );
+      return;
+    }
+    const s = new Supervised({
+      name: `${p.name}/tcp-forwarder`,
+      argv: this.inCluster(c, [
+        process.execPath,
+        BIN,
+        "x",
+        "connect-forward",
+        `${via.host}:${via.port}`,
+        ...p.tcpOutbound.map((t) => `${p.address}:${t.localPort}=${t.host}:${t.port}`),
+      ]),
+      env: baseEnv(),
+      cwd: this.plan.mesh.dir,
+      logFile: join(logs, "tcp-forwarder.log"),
+      restart: true,
     });
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", (e: NodeJS.ErrnoException) =>
-        reject(
-          new Error(
-            `pod ${p.namespace}/${p.name}: ${p.address}:${t.localPort} for ${t.host}:${t.port}: ${e.code ?? e.message}`,
-          ),
-        ),
-      );
-      server.listen(t.localPort, p.address, () => resolve());
-    });
-    this.forwarders.push(server);
+    running.containers.push(s);
+    s.start();
   }
 
   /** Once the sidecar answers ready (config and certificate in hand), the pod is registered healthy. */
@@ -613,7 +629,10 @@ export class MeshRuntime {
     const deadline = Date.now() + READY_TIMEOUT_MS;
     while (!this.stopped && sidecar.pid === started && Date.now() < deadline) {
       pod.adminPort ??= adminPortFrom(sidecar.spec.logFile, from);
-      if (pod.adminPort !== undefined && (await httpOk(`http://127.0.0.1:${pod.adminPort}/ready`))) {
+      if (
+        pod.adminPort !== undefined &&
+        (await httpOk(`http://${this.adminHost(pod.plan)}:${pod.adminPort}/ready`))
+      ) {
         pod.sidecarReady = true;
         await this.register(pod.cluster, pod.plan, true).catch(() => {});
         return;

@@ -38,6 +38,8 @@ export interface PodPlan {
   readonly name: string;
   /** False for pods Istio would not inject (sidecar.istio.io/inject: "false", hostNetwork). */
   readonly sidecar: boolean;
+  /** Runs on the host's network (the host's address; outside any cluster's namespace when isolated). */
+  readonly hostNetwork?: boolean;
   /** TCP service ports of its namespace, each on a local port of the pod's address (service env vars). */
   readonly tcpOutbound: readonly TcpOutbound[];
   readonly namespace: string;
@@ -262,6 +264,7 @@ function podsOf(
       pods.push({
         name,
         sidecar: sidecar && !hostNetwork,
+        ...(hostNetwork ? { hostNetwork: true } : {}),
         tcpOutbound,
         namespace: d.namespace,
         deployment: d.name,

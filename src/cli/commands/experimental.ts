@@ -8,6 +8,9 @@ Experimental commands, as istioctl's 'x': their output may change.
 
 Commands:
   authz check    the authorization policies in a proxy's config, in the order the proxy applies them
+  connect-forward VIA LISTEN=TARGET...
+                 tunnel connections to each LISTEN (HOST:PORT) through the HTTP proxy VIA with CONNECT TARGET
+                 (what isthmus up runs for a pod's TCP service ports inside an isolated cluster)
 
 Run 'isthmus x authz check --help' for its options.
 `;
@@ -27,6 +30,15 @@ export async function runExperimental(args: string[], io: CommandIO): Promise<nu
   if (group === undefined || isHelp(group)) {
     io.out(HELP);
     return group === undefined ? 2 : 0;
+  }
+  if (group === "connect-forward") {
+    const { main } = await import("../../runtime/connect-forwarder.ts");
+    try {
+      await main([command ?? "", ...rest].filter((a) => a !== ""));
+    } catch (e) {
+      throw new UsageError((e as Error).message);
+    }
+    await new Promise(() => {});
   }
   if (group !== "authz") throw new UsageError(`unknown experimental command "${group}"`);
   if (command === undefined || isHelp(command)) {

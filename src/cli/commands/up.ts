@@ -17,9 +17,15 @@ import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import type { Diagnostic } from "../../api/diagnostic.ts";
 import { claimAddressBlock } from "../../runtime/address-blocks.ts";
+import {
+  cleanupLeftovers,
+  createIsolation,
+  type Isolation,
+  isolationSupport,
+} from "../../runtime/isolation.ts";
 import { readMeshFile } from "../../runtime/mesh-file.ts";
 import { MeshRuntime, type RuntimeStatus } from "../../runtime/mesh-runtime.ts";
-import { planMesh } from "../../runtime/plan.ts";
+import { type Addressing, planMesh } from "../../runtime/plan.ts";
 import type { CommandIO } from "../main.ts";
 import { printDiagnostics } from "../output.ts";
 import { UsageError } from "../usage-error.ts";
@@ -30,7 +36,7 @@ const STATE_DIR = ".isthmus";
 const STATE_FILE = "runtime.json";
 const DETACH_TIMEOUT_MS = 180_000;
 
-const UP_HELP = `Usage: isthmus up DIR [--detach] [-o table|json]
+const UP_HELP = `Usage: isthmus up DIR [--detach] [--isolate] [-o table|json]
 
 Runs the mesh described by DIR/mesh.yaml (kind: Mesh, docs/runtime.md) as local processes: per cluster a
 control plane with its CA (one root shared by the clusters), per Deployment replica a pod with its own
@@ -38,6 +44,10 @@ loopback address, a sidecar (isthmus proxy, with a SPIFFE certificate) and its c
 command and args. Everything is validated first (errors with file and line, nothing started); then it starts,
 waits until every pod is ready and prints the clusters and pods. Ctrl-C stops everything.
   --detach       return once ready, leaving the mesh running (isthmus down DIR stops it)
+  --isolate      each cluster in its own network namespace (Linux, root; iproute2 and nftables), joined
+                 through a hub namespace whose nftables rules enforce the Mesh file: a private cluster
+                 cannot be dialled by the others at all. Clusters then use 198.18.0.0/15 addresses.
+                 Without root (or the tools) the mesh runs unisolated, and says so.
   -o json        print the ready mesh as JSON
 State, certificates, tokens and logs are kept in DIR/.isthmus/.
 `;
@@ -60,6 +70,8 @@ container's (-c), or its sidecar's (--sidecar).
 
 interface StateFile {
   readonly pid: number;
+  /** The address block's base when isolated: its namespaces are removed by down after a killed runtime. */
+  readonly isolatedBase?: number;
   readonly ready: boolean;
   readonly error?: string;
   readonly status?: RuntimeStatus;
@@ -68,6 +80,7 @@ interface StateFile {
 export async function runUp(args: string[], io: CommandIO): Promise<number> {
   const { values, positionals } = parse(args, {
     detach: { type: "boolean" },
+    isolate: { type: "boolean" },
     output: { type: "string", short: "o" },
     supervise: { type: "boolean" },
   });
@@ -91,7 +104,7 @@ export async function runUp(args: string[], io: CommandIO): Promise<number> {
     return 1;
   }
   mkdirSync(stateDir, { recursive: true, mode: 0o700 });
-  if (values.detach && !values.supervise) return detach(dir, stateDir, output, io);
+  if (values.detach && !values.supervise) return detach(dir, stateDir, output, io, values.isolate === true);
 
   // The mesh's own block of loopback addresses (another mesh may be running), then the plan on it.
   const block = claimAddressBlock(mesh.mesh.clusters.length);
@@ -100,15 +113,58 @@ export async function runUp(args: string[], io: CommandIO): Promise<number> {
     return 1;
   }
   process.once("exit", () => block.release());
-  const placed = await planMesh(mesh.mesh, block.base);
-  if (!placed.ok) return refuse(io, placed.diagnostics);
-  const runtime = new MeshRuntime(placed.plan, stateDir, (line) => io.err(`isthmus up: ${line}\n`));
+  let isolation: Isolation | undefined;
+  if (values.isolate) {
+    const support = await isolationSupport();
+    if (!support.ok) io.err(`isthmus up: --isolate: ${support.reason}; running unisolated\n`);
+    else {
+      const spec = {
+        base: block.base,
+        clusters: mesh.mesh.clusters.map((c, index) => ({ name: c.name, index, private: c.private })),
+      };
+      // A runtime that was killed left its namespaces: the block is ours now, so they go.
+      await cleanupLeftovers(block.base);
+      isolation = await createIsolation(spec);
+      io.err(
+        `isthmus up: isolated: a network namespace per cluster (${isolation.layout.hubNamespace} joins them)\n`,
+      );
+    }
+  }
+  const placed = await planMesh(
+    mesh.mesh,
+    block.base,
+    isolation
+      ? isolatedAddressing(
+          isolation,
+          mesh.mesh.clusters.map((c) => c.name),
+        )
+      : undefined,
+  );
+  if (!placed.ok) {
+    await isolation?.destroy();
+    return refuse(io, placed.diagnostics);
+  }
+  const runtime = new MeshRuntime(
+    placed.plan,
+    stateDir,
+    (line) => io.err(`isthmus up: ${line}\n`),
+    isolation ? { isolation } : {},
+  );
   const save = (extra: Partial<StateFile> = {}) =>
-    writeState(stateDir, { pid: process.pid, ready: runtime.ready, status: runtime.status(), ...extra });
+    writeState(stateDir, {
+      pid: process.pid,
+      ready: runtime.ready,
+      status: runtime.status(),
+      ...(isolation ? { isolatedBase: block.base } : {}),
+      ...extra,
+    });
   save();
   let stopping: Promise<void> | undefined;
   const stop = () => {
-    stopping ??= runtime.stop().finally(() => rmSync(join(stateDir, STATE_FILE), { force: true }));
+    stopping ??= runtime
+      .stop()
+      .then(() => isolation?.destroy())
+      .finally(() => rmSync(join(stateDir, STATE_FILE), { force: true }));
     return stopping;
   };
   const done = new Promise<void>((resolveDone) => {
@@ -142,16 +198,26 @@ export async function runUp(args: string[], io: CommandIO): Promise<number> {
 }
 
 /** Starts this command again as a background supervisor and waits until it says ready (or why not). */
-async function detach(dir: string, stateDir: string, output: string, io: CommandIO): Promise<number> {
+async function detach(
+  dir: string,
+  stateDir: string,
+  output: string,
+  io: CommandIO,
+  isolate: boolean,
+): Promise<number> {
   rmSync(join(stateDir, STATE_FILE), { force: true });
   const logFile = join(stateDir, "runtime.log");
   const fd = openSync(logFile, "a", 0o600);
-  const child = spawn(process.execPath, [BIN, "up", dir, "--detach", "--supervise"], {
-    detached: true,
-    stdio: ["ignore", fd, fd],
-    cwd: process.cwd(),
-    env: process.env,
-  });
+  const child = spawn(
+    process.execPath,
+    [BIN, "up", dir, "--detach", "--supervise", ...(isolate ? ["--isolate"] : [])],
+    {
+      detached: true,
+      stdio: ["ignore", fd, fd],
+      cwd: process.cwd(),
+      env: process.env,
+    },
+  );
   closeSync(fd);
   let exited = false;
   child.once("exit", () => {
@@ -189,8 +255,11 @@ export async function runDown(args: string[], io: CommandIO): Promise<number> {
   const stateDir = join(resolve(dir), STATE_DIR);
   const state = liveState(stateDir);
   if (state === undefined) {
-    // A runtime that was killed leaves its processes running: they are found by their directory and stopped.
+    // A runtime that was killed leaves its processes running: they are found by their directory and stopped;
+    // and its network namespaces, when it was isolated.
     const left = await stopLeftovers(resolve(dir), stateDir);
+    const base = readState(stateDir)?.isolatedBase;
+    if (base !== undefined) await cleanupLeftovers(base).catch(() => []);
     io.out(
       left > 0
         ? `${dir}: the runtime was gone; stopped ${left} processes it left\n`
@@ -438,4 +507,14 @@ function tail(file: string, lines: number): string {
   } catch {
     return "";
   }
+}
+
+/** Isolated addressing: cluster i's hosts in its namespace's /24 (host h at .h+1), hostNetwork on the host. */
+function isolatedAddressing(isolation: Isolation, clusters: readonly string[]): Addressing {
+  return {
+    address: (i, host) => isolation.address(clusters[i]!, host + 1),
+    firstPodHost: 3,
+    maxPods: 251,
+    hostAddress: isolation.hostAddress,
+  };
 }
