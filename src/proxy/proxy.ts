@@ -9,6 +9,8 @@ import { SecretStore } from "./secrets/secret-store.ts";
 import { StatsStore } from "./stats/stats.ts";
 import { type PreparedTelemetry, TelemetryManager } from "./telemetry/telemetry-manager.ts";
 import { TelemetrySlot } from "./telemetry/telemetry-slot.ts";
+import { type PreparedTunnels, ReverseTunnelInitiators } from "./tunnel/initiators.ts";
+import { TunnelRegistry } from "./tunnel/registry.ts";
 import { ClusterManager } from "./upstream/cluster.ts";
 
 export interface ApplyResult {
@@ -20,7 +22,16 @@ export class ProxyServer {
   readonly stats = new StatsStore();
   /** TLS secrets by name (the workload certificate, trusted roots) that listeners and clusters may refer to. */
   readonly secrets = new SecretStore();
-  readonly clusters = new ClusterManager(this.stats, this.secrets);
+  /**
+   * Reverse tunnels accepted by this proxy's listeners (reverse_tunnel_acceptor chains), by name: clusters'
+   * endpoints with `tunnel` open their streams on them. Shared by listeners and clusters, as the secrets are.
+   */
+  readonly tunnels = new TunnelRegistry(this.stats);
+  readonly clusters = new ClusterManager(this.stats, this.secrets, this.tunnels);
+  /** Reverse tunnels this proxy dials (config.reverseTunnels); each stream is handed to one of its listeners. */
+  readonly reverseTunnels = new ReverseTunnelInitiators(this.stats, this.secrets, (name) =>
+    this.listenerTarget(name),
+  );
   /** The telemetry sink every HTTP runtime reports to; set on apply from config.telemetry. */
   readonly telemetry = new TelemetrySlot();
   readonly telemetryManager = new TelemetryManager(this.telemetry, this.stats);
@@ -56,6 +67,7 @@ export class ProxyServer {
       (config.routeConfigs ?? []).map((r) => [r.name, r]),
     );
     let telemetry: PreparedTelemetry;
+    let tunnels: PreparedTunnels;
     const prepared: Array<{
       listener: Listener;
       config: ListenerConfig;
@@ -86,6 +98,7 @@ export class ProxyServer {
       }
       for (const p of prepared) if (p.fresh) await p.listener.listen();
       telemetry = await this.telemetryManager.prepare(config.telemetry, config.node);
+      tunnels = this.reverseTunnels.prepare(config.reverseTunnels ?? []);
     } catch (e) {
       for (const p of prepared) if (p.fresh) p.listener.close();
       return this.reject([(e as Error).message]);
@@ -107,6 +120,8 @@ export class ProxyServer {
       }
     }
     for (const p of prepared) this.listeners.set(p.config.name, p.listener);
+    // After the listeners: a tunnel's streams go to one of them.
+    this.reverseTunnels.commit(tunnels);
     this.current = config;
     this.appliedAt = new Date();
     this.lastError = [];
@@ -124,6 +139,17 @@ export class ProxyServer {
     return this.listeners.get(name);
   }
 
+  /**
+   * Where a reverse tunnel's stream reaches listener `name`: its own address and port (loopback for a
+   * wildcard address); undefined when there is no such listener (any more).
+   */
+  private listenerTarget(name: string): { host: string; port: number } | undefined {
+    const l = this.listeners.get(name);
+    if (l === undefined) return undefined;
+    const host = l.address === "0.0.0.0" ? "127.0.0.1" : l.address === "::" ? "::1" : l.address;
+    return { host, port: l.boundPort };
+  }
+
   /** For /config_dump. */
   dump(): Record<string, unknown> {
     return {
@@ -131,6 +157,7 @@ export class ProxyServer {
       appliedAt: this.appliedAt?.toISOString() ?? null,
       lastRejected: this.lastError.length > 0 ? this.lastError : null,
       config: this.current ?? null,
+      reverseTunnels: { initiated: this.reverseTunnels.status(), accepted: this.tunnels.dump() },
     };
   }
 
@@ -138,6 +165,8 @@ export class ProxyServer {
   drainListeners(): void {
     this.draining = true;
     for (const l of this.listeners.values()) l.drain();
+    this.reverseTunnels.drain();
+    this.tunnels.drain();
   }
 
   /** Drains, waits up to `timeoutMs` for connections to finish, then closes everything. */
@@ -148,6 +177,8 @@ export class ProxyServer {
       await new Promise((r) => setTimeout(r, 50));
     }
     for (const l of this.listeners.values()) l.close();
+    this.reverseTunnels.close();
+    this.tunnels.closeAll();
     this.clusters.closeAll();
     await this.telemetryManager.close();
   }

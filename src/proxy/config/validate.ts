@@ -4,6 +4,7 @@
 import net from "node:net";
 import type { ErrorObject } from "ajv";
 import { RE2, tlsModule } from "../lazy-modules.ts";
+import { tunnelNameProblem } from "../tunnel/protocol.ts";
 import { validate as validateSchema } from "./schema-validator.gen.ts";
 import type {
   ExtAuthzConfig,
@@ -142,6 +143,16 @@ function semanticProblems(c: ProxyConfig): ConfigProblem[] {
       const k = `${e.address}:${e.port}`;
       if (keys.has(k)) err(["clusters", i, "endpoints", j], `duplicate endpoint ${k}`);
       keys.add(k);
+      // A tunnel's name needs no definition here: the initiators that dial this proxy announce it.
+      if (e.tunnel !== undefined) {
+        const bad = tunnelNameProblem(e.tunnel);
+        if (bad !== undefined) err(["clusters", i, "endpoints", j, "tunnel"], bad);
+        if (cl.protocol === "http2")
+          err(
+            ["clusters", i, "endpoints", j, "tunnel"],
+            "an http2 cluster cannot reach endpoints through a reverse tunnel (tcp proxies and http1 clusters can)",
+          );
+      }
     });
     const rh = cl.ringHash;
     if (
@@ -214,6 +225,10 @@ function semanticProblems(c: ProxyConfig): ConfigProblem[] {
             [...p, "tls"],
             "a reverse_tunnel_acceptor chain must terminate TLS and require a client certificate",
           );
+        f.allowedNames?.forEach((n, k) => {
+          const bad = tunnelNameProblem(n);
+          if (bad !== undefined) err([...p, "filter", "allowedNames", k], bad);
+        });
         return;
       }
       if (f.rbac) checkRbac(f.rbac, [...p, "filter", "rbac"], err);
@@ -235,7 +250,70 @@ function semanticProblems(c: ProxyConfig): ConfigProblem[] {
       if (f.jwtAuthn) checkJwtAuthn(f.jwtAuthn, [...p, "filter", "jwtAuthn"], clusterNames, err);
     });
   });
+  checkReverseTunnels(c, listenerNames, err, warn);
+  checkTunnelEndpointUsers(c, err);
   return out;
+}
+
+/**
+ * The proxy's own calls (ext_authz checks, JWKS fetches) dial their cluster's endpoint: one behind a reverse
+ * tunnel would be dialled at an address of the far network, so such a cluster is refused for them.
+ */
+function checkTunnelEndpointUsers(c: ProxyConfig, err: Report): void {
+  const tunnelled = new Set(
+    (c.clusters ?? []).filter((cl) => cl.endpoints.some((e) => e.tunnel !== undefined)).map((cl) => cl.name),
+  );
+  if (tunnelled.size === 0) return;
+  const message = (name: string) =>
+    `cluster "${name}" has endpoints behind a reverse tunnel, which the proxy's own calls cannot reach`;
+  c.listeners.forEach((l, i) => {
+    l.filterChains.forEach((fc, j) => {
+      const f = fc.filter;
+      if (f.type !== "http") return;
+      const p = ["listeners", i, "filterChains", j, "filter"];
+      f.extAuthz?.forEach((x, k) => {
+        if (tunnelled.has(x.cluster)) err([...p, "extAuthz", k, "cluster"], message(x.cluster));
+      });
+      f.jwtAuthn?.providers.forEach((pr, k) => {
+        const rc = pr.remoteJwks?.cluster;
+        if (rc !== undefined && tunnelled.has(rc))
+          err([...p, "jwtAuthn", "providers", k, "remoteJwks", "cluster"], message(rc));
+      });
+    });
+  });
+}
+
+/** Tunnels this proxy dials: unique names that can be announced, a local listener to hand streams to. */
+function checkReverseTunnels(
+  c: ProxyConfig,
+  listenerNames: ReadonlySet<string>,
+  err: Report,
+  warn: Report,
+): void {
+  const names = new Set<string>();
+  (c.reverseTunnels ?? []).forEach((t, i) => {
+    const p = ["reverseTunnels", i];
+    // One name may be announced to several acceptors (every public gateway), but once to each.
+    const id = `${t.name}@${t.address}:${t.port}`;
+    if (names.has(id))
+      err([...p, "name"], `reverse tunnel "${t.name}" to ${t.address}:${t.port} is listed twice`);
+    names.add(id);
+    const bad = tunnelNameProblem(t.name);
+    if (bad !== undefined) err([...p, "name"], bad);
+    if (!listenerNames.has(t.listener))
+      err(
+        [...p, "listener"],
+        `listener "${t.listener}" is not defined; the tunnel's streams are handed to it`,
+      );
+    upstreamTlsChecks(err, [...p, "tls"], t.tls);
+    if (t.tls.certificateChain === undefined && t.tls.certificateSecret === undefined)
+      err([...p, "tls"], "an acceptor requires a client certificate: certificateChain or certificateSecret");
+    if (t.tls.alpnProtocols !== undefined)
+      warn(
+        [...p, "tls", "alpnProtocols"],
+        "ignored: a reverse tunnel always negotiates ALPN isthmus-reverse-tunnel",
+      );
+  });
 }
 
 type Report = (path: Array<string | number>, message: string) => void;

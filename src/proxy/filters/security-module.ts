@@ -13,6 +13,7 @@ export function needsSecurity(listeners: readonly ListenerConfig[]): boolean {
     l.filterChains.some((fc) => {
       const f = fc.filter;
       if (f.type === "tcp") return (f.rbac?.length ?? 0) > 0;
+      if (f.type === "reverse_tunnel_acceptor") return false;
       return f.jwtAuthn !== undefined || (f.extAuthz?.length ?? 0) > 0 || (f.rbac?.length ?? 0) > 0;
     }),
   );

@@ -13,6 +13,8 @@ import type { ListenerTlsStats } from "../secrets/tls-failures.ts";
 import { tlsFailures } from "../secrets/tls-failures-lazy.ts";
 import type { StatsStore } from "../stats/stats.ts";
 import { TelemetrySlot } from "../telemetry/telemetry-slot.ts";
+import { ReverseTunnelAcceptorRuntime } from "../tunnel/acceptor.ts";
+import { TUNNEL_ALPN } from "../tunnel/protocol.ts";
 import type { ClusterManager } from "../upstream/cluster.ts";
 import { parseClientHello } from "./client-hello.ts";
 import { HttpRuntime } from "./http-runtime.ts";
@@ -34,6 +36,8 @@ export interface FilterChainRuntime {
   readonly tls: ChainTls | undefined;
   readonly http: HttpRuntime | undefined;
   readonly tcp: TcpProxyRuntime | undefined;
+  /** A reverse_tunnel_acceptor chain: its connections become tunnels held in the clusters' registry. */
+  readonly tunnel: ReverseTunnelAcceptorRuntime | undefined;
 }
 
 const SWEEP_INTERVAL_MS = 1000;
@@ -115,6 +119,15 @@ export class Listener {
           tls: secureContext,
           http: undefined,
           tcp: new TcpProxyRuntime(f, clusters, store, telemetry),
+          tunnel: undefined,
+        };
+      if (f.type === "reverse_tunnel_acceptor")
+        return {
+          config: fc,
+          tls: secureContext,
+          http: undefined,
+          tcp: undefined,
+          tunnel: new ReverseTunnelAcceptorRuntime(f, clusters.tunnels, store, config.name),
         };
       const rc =
         f.routeConfig ?? (f.routeConfigName !== undefined ? routeConfigs.get(f.routeConfigName) : undefined);
@@ -124,6 +137,7 @@ export class Listener {
         tls: secureContext,
         http: new HttpRuntime(f, table, clusters, config.limits, fc.tls ? "https" : "http", store, telemetry),
         tcp: undefined,
+        tunnel: undefined,
       };
     });
   }
@@ -249,9 +263,7 @@ export class Listener {
       // Without the material yet (a secret not received), only clients whose SNI picks a chain that has it
       // complete a handshake.
       ...(fallback.tls!.options() ?? {}),
-      ALPNProtocols: [
-        ...new Set(tlsChains.flatMap((c) => c.config.tls?.alpnProtocols ?? ["h2", "http/1.1"])),
-      ],
+      ALPNProtocols: [...new Set(tlsChains.flatMap(chainAlpn))],
       // Asked of every client when any chain needs it; enforced below per chain, so that a chain that does not
       // require one still serves clients without (Istio's PERMISSIVE next to STRICT).
       requestCert: tlsChains.some((c) => c.config.tls?.requireClientCertificate),
@@ -281,7 +293,10 @@ export class Listener {
       ) {
         this.clientCertRejected++;
         ssl.refused(socket, sans);
-        socket.destroy();
+        // A tunnel initiator is told why in the handshake's answer (it retries forever; a bare reset would
+        // leave its operator guessing); everyone else gets the connection closed.
+        if (chain?.tunnel) chain.tunnel.handle(socket, clientCertRefusal(socket, sans));
+        else socket.destroy();
         return;
       }
       ssl.handshake.inc();
@@ -334,6 +349,10 @@ export class Listener {
     }
     if (chain.tcp) {
       chain.tcp.handle(socket, preread);
+      return;
+    }
+    if (chain.tunnel) {
+      chain.tunnel.handle(socket);
       return;
     }
     const http = chain.http;
@@ -429,6 +448,27 @@ function sniffPreface(
   if (socket.readableLength > 0) onReadable();
   socket.once("end", onEnd);
   socket.once("close", done);
+}
+
+/**
+ * The ALPN protocols a TLS chain accepts. An acceptor chain always accepts the tunnel's own (its initiators
+ * offer only that), whatever else it lists.
+ */
+function chainAlpn(c: FilterChainRuntime): readonly string[] {
+  const listed = c.config.tls?.alpnProtocols;
+  if (c.tunnel) return [...(listed ?? []), TUNNEL_ALPN];
+  return listed ?? ["h2", "http/1.1"];
+}
+
+/** Why a client certificate was not accepted, in a few words for the peer. */
+function clientCertRefusal(socket: tls.TLSSocket, sans: readonly string[] | undefined): string {
+  if (!socket.authorized) {
+    // Without a certificate node reports UNABLE_TO_GET_ISSUER_CERT, which would mislead.
+    if (Object.keys(socket.getPeerCertificate() ?? {}).length === 0)
+      return "a client certificate is required";
+    return `client certificate not accepted: ${String(socket.authorizationError ?? "unverified")}`;
+  }
+  return `client certificate identity is not one of ${JSON.stringify(sans ?? [])}`;
 }
 
 /** A tcp chain chosen by SNI without terminating TLS. */

@@ -1,5 +1,7 @@
 // Plain TCP proxying: each downstream connection gets an upstream connection to an endpoint of the cluster,
-// bytes flow both ways with backpressure (pipe), and either side closing closes the other.
+// bytes flow both ways with backpressure (pipe), and either side closing closes the other. An endpoint reached
+// through a reverse tunnel gets a CONNECT stream on that tunnel instead of a connection (never a dial).
+import type http2 from "node:http2";
 import net from "node:net";
 import type tls from "node:tls";
 import type { TcpProxyConfig } from "../config/types.ts";
@@ -7,9 +9,16 @@ import type { NetworkRbac } from "../filters/rbac-http.ts";
 import { securityModule } from "../filters/security-module.ts";
 import { tlsModule } from "../lazy-modules.ts";
 import type { Counter, Gauge, StatsStore } from "../stats/stats.ts";
+import type { TcpConnectionRecord } from "../telemetry/request-record.ts";
 import { TelemetrySlot } from "../telemetry/telemetry-slot.ts";
-import type { ClusterManager, Endpoint } from "../upstream/cluster.ts";
+import { closeStream, pairStream } from "../tunnel/pair.ts";
+import { authorityOf } from "../tunnel/protocol.ts";
+import { tunnelSocket } from "../tunnel/stream-socket.ts";
+import type { Cluster, ClusterManager, Endpoint } from "../upstream/cluster.ts";
 import { watchUpstreamTls } from "../upstream/tls-failure.ts";
+
+/** A stream closed cleanly at one end has this long to deliver what it still holds to the other. */
+const TUNNEL_CLOSE_GRACE_MS = 30_000;
 
 export class TcpProxyRuntime {
   readonly config: TcpProxyConfig;
@@ -76,8 +85,20 @@ export class TcpProxyRuntime {
     down.pause();
     // Mutual TLS to a peer proxy (a cluster's transport socket for this endpoint), else plain TCP.
     const tlsOptions = cluster.tlsFor(ep);
+    if (ep.tunnel !== undefined && !tlsOptions) {
+      this.throughTunnel(down, preread, cluster, ep, ep.tunnel, started, base);
+      return;
+    }
+    // TLS to an endpoint behind a tunnel runs inside its CONNECT stream (never a dial).
     const up = tlsOptions
-      ? tlsModule().connect({ ...tlsOptions, host: ep.address, port: ep.port })
+      ? tlsModule().connect({
+          ...tlsOptions,
+          host: ep.address,
+          port: ep.port,
+          ...(ep.tunnel !== undefined
+            ? { socket: tunnelSocket(this.clusters.tunnels, ep.tunnel, authorityOf(ep.address, ep.port)) }
+            : {}),
+        })
       : net.connect({ host: ep.address, port: ep.port, noDelay: true });
     if (tlsOptions) watchUpstreamTls(up as tls.TLSSocket, this.store, cluster.name, ep.key);
     up.setTimeout(cluster.config.connectTimeoutMs ?? 10_000, () => up.destroy(new Error("connect timeout")));
@@ -113,13 +134,89 @@ export class TcpProxyRuntime {
         responseFlags: connected ? "-" : "UF",
       });
     });
+    let failureCounted = false;
     up.on("error", () => {
-      if (!connected) {
+      // Once: a TLS socket over a tunnel stream reports the stream's error and its own.
+      if (!connected && !failureCounted) {
+        failureCounted = true;
         this.connectFail.inc();
         ep.cxConnectFail++;
       }
     });
     down.on("error", () => up.destroy());
     down.once("close", () => up.destroy());
+  }
+  /**
+   * The upstream is (in plain text) a CONNECT stream on the reverse tunnel `tunnel` (an initiator hands it to its listener and
+   * answers 200 once that accepted it). No tunnel of that name, an error answer, a reset or the connect timeout
+   * before the answer: a connect failure (UF), as a refused dial would be.
+   */
+  private throughTunnel(
+    down: net.Socket,
+    preread: Buffer | undefined,
+    cluster: Cluster,
+    ep: Endpoint,
+    tunnel: string,
+    started: number,
+    base: Pick<
+      TcpConnectionRecord,
+      "upstreamCluster" | "reporter" | "peer" | "destinationService" | "connectionSecurityPolicy"
+    >,
+  ): void {
+    const sink = this.telemetry.sink;
+    let connected = false;
+    const ended = () => {
+      ep.activeRequests = Math.max(0, ep.activeRequests - 1);
+      if (!connected) {
+        this.connectFail.inc();
+        ep.cxConnectFail++;
+        sink?.onTcpOpen?.({ ...base, responseFlags: "UF" });
+      }
+      sink?.onTcpClose?.({
+        ...base,
+        startTimeMs: performance.timeOrigin + started,
+        durationMs: performance.now() - started,
+        bytesReceived: down.bytesRead,
+        bytesSent: down.bytesWritten,
+        upstreamHost: ep.key,
+        downstreamRemoteAddress: `${down.remoteAddress ?? ""}:${down.remotePort ?? 0}`,
+        responseFlags: connected ? "-" : "UF",
+      });
+    };
+    const up: http2.ClientHttp2Stream | undefined = this.clusters.tunnels.open(
+      tunnel,
+      authorityOf(ep.address, ep.port),
+    );
+    if (up === undefined) {
+      ended();
+      down.destroy();
+      return;
+    }
+    up.on("error", () => {});
+    const connectTimer = setTimeout(
+      () => closeStream(up, true, 0),
+      cluster.config.connectTimeoutMs ?? 10_000,
+    );
+    up.once("response", (headers) => {
+      clearTimeout(connectTimer);
+      if (headers[":status"] !== 200 || down.destroyed) {
+        closeStream(up, true, 0);
+        return;
+      }
+      connected = true;
+      sink?.onTcpOpen?.({ ...base, responseFlags: "-" });
+      const idleMs = this.config.idleTimeoutMs ?? 3_600_000;
+      up.setTimeout(idleMs, () => closeStream(up, true, 0));
+      if (preread && preread.length > 0) up.write(preread);
+      pairStream(up, down, TUNNEL_CLOSE_GRACE_MS);
+    });
+    up.once("close", () => {
+      clearTimeout(connectTimer);
+      if (!connected) down.destroy();
+      ended();
+    });
+    down.once("close", () => {
+      if (!connected) closeStream(up, true, 0);
+    });
   }
 }

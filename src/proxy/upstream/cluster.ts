@@ -5,10 +5,11 @@ import type tls from "node:tls";
 import type { ClusterConfig, LbPolicy, UpstreamTlsConfig } from "../config/types.ts";
 import { http2Module } from "../http2/lazy.ts";
 import type { Http2Sessions } from "../http2/upstream-sessions.ts";
-import { createLoadBalancer } from "../lb/index.ts";
+import { createLoadBalancer, type HealthGeneration } from "../lb/index.ts";
 import type { LbEndpoint, LoadBalancer } from "../lb/load-balancer.ts";
 import { SecretStore } from "../secrets/secret-store.ts";
 import { type Counter, type Gauge, StatsStore } from "../stats/stats.ts";
+import { TunnelRegistry } from "../tunnel/registry.ts";
 import { Http1Pool } from "./http1-pool.ts";
 import { OutlierDetector, type OutlierState } from "./outlier-detector.ts";
 import { watchUpstreamTls } from "./tls-failure.ts";
@@ -42,8 +43,12 @@ export class Endpoint implements LbEndpoint {
   cxConnectFail = 0;
   labels: Readonly<Record<string, string>>;
   locality: string;
+  /** Priority level (0 preferred); read when a cluster's balancer is built. */
+  priority = 0;
   /** Outlier detection's state for this endpoint, when its cluster has outlier detection. */
   outlier: OutlierState | null = null;
+  /** The reverse tunnel this endpoint is reached through (a CONNECT stream, never a dial); undefined: dialled. */
+  tunnel: string | undefined = undefined;
 
   constructor(address: string, port: number, weight: number) {
     this.key = `${address}:${port}`;
@@ -82,6 +87,12 @@ export class Cluster {
   readonly limits: ClusterLimits;
   readonly stats: ClusterStats;
   readonly policy: LbPolicy;
+  /**
+   * Bumped whenever an endpoint's `healthy` flag flips, so that a priority balancer recomputes its level loads
+   * then and not on every pick. Shared with the previous generation of the cluster: they share endpoints, and
+   * the old outlier detector may still eject one while its last requests finish.
+   */
+  readonly health: HealthGeneration;
   private readonly pools = new Map<string, Http1Pool>();
   /** HTTP/2 sessions, for clusters with protocol http2 (gRPC); undefined for HTTP/1 clusters. */
   readonly h2: Http2Sessions | undefined;
@@ -89,6 +100,8 @@ export class Cluster {
   /** Retries waiting or in flight now (for the retry budget). */
   activeRetries = 0;
 
+  /** Reverse tunnels, for endpoints reached through one (pools open CONNECT streams on them). */
+  private readonly tunnels: TunnelRegistry | undefined;
   private readonly tlsDefault: tls.ConnectionOptions | undefined;
   private readonly tlsMatches: ReadonlyArray<{
     readonly match: ReadonlyArray<readonly [string, string]>;
@@ -100,7 +113,9 @@ export class Cluster {
     store: StatsStore,
     previous?: Cluster,
     secrets: SecretStore = new SecretStore(),
+    tunnels?: TunnelRegistry,
   ) {
+    this.tunnels = tunnels;
     this.name = config.name;
     this.config = config;
     this.policy = config.lbPolicy ?? "ROUND_ROBIN";
@@ -160,14 +175,18 @@ export class Cluster {
       ep.weight = e.weight ?? 1;
       ep.labels = e.labels ?? {};
       ep.locality = e.locality ?? "";
+      ep.priority = e.priority ?? 0;
+      ep.tunnel = e.tunnel;
       eps.push(ep);
       const pool = reuse?.pools.get(key);
       if (pool) this.pools.set(key, pool);
     }
     this.endpoints = eps;
+    this.health = previous?.health ?? { value: 0 };
     this.lb = createLoadBalancer(this.policy, eps, {
       ...(config.ringHash ? { ringHash: config.ringHash } : {}),
       ...(config.maglev ? { maglev: config.maglev } : {}),
+      health: this.health,
     });
     this.membership = store.gauge(`${p}membership_total`);
     this.store = store;
@@ -216,13 +235,22 @@ export class Cluster {
     this.previous = undefined;
     prev?.outlier?.stop();
     const od = this.config.outlierDetection;
-    if (od) this.outlier = new OutlierDetector(od, this.endpoints, this.store, `cluster.${this.name}.`);
+    if (od)
+      this.outlier = new OutlierDetector(
+        od,
+        this.endpoints,
+        this.store,
+        `cluster.${this.name}.`,
+        Date.now,
+        this.health,
+      );
     else
       for (const e of this.endpoints)
         if (e.outlier !== null) {
           // Outlier detection was removed: nothing will bring an ejected endpoint back, so do it now.
           e.outlier = null;
           e.healthy = true;
+          this.health.value++;
         }
     if (prev) for (const [key, pool] of prev.pools) if (this.pools.get(key) !== pool) pool.close();
     if (prev?.h2 && prev.h2 !== this.h2) prev.h2.close();
@@ -246,6 +274,7 @@ export class Cluster {
         idleTimeoutMs: this.config.idleTimeoutMs ?? 3_600_000,
         maxRequestsPerConnection: this.config.circuitBreakers?.maxRequestsPerConnection || UNLIMITED,
         tls: this.tlsFor(ep),
+        tunnels: this.tunnels,
       });
       this.pools.set(ep.key, pool);
     }
@@ -304,7 +333,7 @@ function sameConnectionSettings(a: ClusterConfig, b: ClusterConfig): boolean {
  * tls.connect() takes the material current at that moment — a rotated certificate is used by the next
  * connection without rebuilding the cluster or closing pooled connections.
  */
-function upstreamTls(t: UpstreamTlsConfig, secrets: SecretStore): tls.ConnectionOptions {
+export function upstreamTls(t: UpstreamTlsConfig, secrets: SecretStore): tls.ConnectionOptions {
   const options: tls.ConnectionOptions = {
     ...(t.sni ? { servername: t.sni } : {}),
     ...(t.validationContext ? { ca: t.validationContext } : {}),
@@ -351,10 +380,17 @@ export class ClusterManager {
   readonly store: StatsStore;
 
   private readonly secrets: SecretStore;
+  /** Reverse tunnels accepted by this proxy's listeners: endpoints with `tunnel` are reached through them. */
+  readonly tunnels: TunnelRegistry;
 
-  constructor(store: StatsStore = new StatsStore(), secrets: SecretStore = new SecretStore()) {
+  constructor(
+    store: StatsStore = new StatsStore(),
+    secrets: SecretStore = new SecretStore(),
+    tunnels: TunnelRegistry = new TunnelRegistry(store),
+  ) {
     this.store = store;
     this.secrets = secrets;
+    this.tunnels = tunnels;
   }
 
   get(name: string): Cluster | undefined {
@@ -369,7 +405,7 @@ export class ClusterManager {
   prepare(configs: readonly ClusterConfig[]): Map<string, Cluster> {
     const next = new Map<string, Cluster>();
     for (const c of configs)
-      next.set(c.name, new Cluster(c, this.store, this.clusters.get(c.name), this.secrets));
+      next.set(c.name, new Cluster(c, this.store, this.clusters.get(c.name), this.secrets, this.tunnels));
     return next;
   }
 

@@ -5,6 +5,9 @@ import net from "node:net";
 import type tls from "node:tls";
 import { tlsModule } from "../lazy-modules.ts";
 import type { LbEndpoint } from "../lb/load-balancer.ts";
+import { authorityOf } from "../tunnel/protocol.ts";
+import type { TunnelRegistry } from "../tunnel/registry.ts";
+import { tunnelSocket } from "../tunnel/stream-socket.ts";
 import type { ClusterLimits } from "./cluster.ts";
 import { UpstreamHttp1Connection } from "./http1-connection.ts";
 import { ResponseFlag } from "./response-flags.ts";
@@ -20,6 +23,8 @@ export interface PoolOptions {
   readonly idleTimeoutMs: number;
   readonly maxRequestsPerConnection: number;
   readonly tls: tls.ConnectionOptions | undefined;
+  /** Where endpoints with a `tunnel` are reached (a CONNECT stream instead of a dial). */
+  readonly tunnels?: TunnelRegistry;
 }
 
 export class Http1Pool {
@@ -85,9 +90,20 @@ export class Http1Pool {
     this.limits.connections.value++;
     this.limits.connectionsTotal.inc();
     const o = this.options;
-    const socket = o.tls
-      ? tlsModule().connect({ ...o.tls, host: this.endpoint.address, port: this.endpoint.port })
-      : net.connect({ host: this.endpoint.address, port: this.endpoint.port, noDelay: true });
+    const host = this.endpoint.address;
+    const port = this.endpoint.port;
+    // An endpoint behind a reverse tunnel is never dialled: its address is one of the far network's.
+    const tunnel = (this.endpoint as { tunnel?: string }).tunnel;
+    const through =
+      tunnel !== undefined ? tunnelSocket(o.tunnels, tunnel, authorityOf(host, port)) : undefined;
+    const socket =
+      through !== undefined
+        ? o.tls
+          ? tlsModule().connect({ ...o.tls, host, port, socket: through })
+          : through
+        : o.tls
+          ? tlsModule().connect({ ...o.tls, host, port })
+          : net.connect({ host, port, noDelay: true });
     this.connecting.push(new UpstreamHttp1Connection(this, socket, waiter));
   }
 
