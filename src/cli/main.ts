@@ -63,6 +63,10 @@ const COMMANDS: Record<string, Command> = {
     summary: "a pod's app and sidecar logs in a local mesh",
     load: async () => (await import("./commands/up.ts")).runLogs,
   },
+  "remote-clusters": {
+    summary: "the clusters a control plane peers with: link direction, state, last syncs, refusals",
+    load: async () => (await import("./commands/remote-clusters.ts")).runRemoteClusters,
+  },
   "tls-check": {
     summary: "client and server mTLS modes of the services a proxy calls, and their conflicts",
     load: async () => (await import("./commands/tls-check.ts")).runTlsCheck,

@@ -221,6 +221,8 @@ export class MeshRuntime {
 
   /** One root for the mesh (kept across runs), one intermediate per cluster: clusters trust each other. */
   private async ensureCa(): Promise<void> {
+    // The config APIs' token for this run, for the CLI's --mesh DIR (remote-clusters, status views): 0600.
+    writeFileSync(join(this.stateDir, "api-token"), this.token, { mode: 0o600 });
     // Workload tokens are minted afresh each run (a token outlives neither its day nor its signing key).
     rmSync(join(this.stateDir, "tokens"), { recursive: true, force: true });
     const rootDir = join(this.stateDir, "ca", "root");

@@ -7,16 +7,19 @@ import { CertificateAuthority } from "../../control/ca/authority.ts";
 import { CacertsError } from "../../control/ca/cacerts.ts";
 import { registerCertificateService } from "../../control/ca/certificate-service.ts";
 import { WorkloadTokens } from "../../control/ca/tokens.ts";
+import { MeshPeering } from "../../control/mesh-peering.ts";
 import type { ProxyNode } from "../../control/model.ts";
 import { ControlPlaneMetrics } from "../../control/monitoring/control-plane-metrics.ts";
 import { MonitoringServer } from "../../control/monitoring/monitoring-server.ts";
 import { DiscoveryServer } from "../../control/push/discovery-server.ts";
 import { ServiceRegistry } from "../../control/registry/registry.ts";
+import { meshInputs } from "../../control/registry/remote-clusters.ts";
 import { RegistrationSource } from "../../control/registry/workload-source.ts";
 import { ConfigApi, type DebugSource } from "../../control/store/config-api.ts";
 import { ConfigStore } from "../../control/store/config-store.ts";
 import { FileSource } from "../../control/store/file-source.ts";
 import { InvalidStateError, type LoadedState, StateFile } from "../../control/store/state-file.ts";
+import { durationMs } from "../../control/translate/duration.ts";
 import { SidecarRenderer } from "../../control/translate/sidecar-renderer.ts";
 import { tlsCheck } from "../../control/translate/tls-check.ts";
 import type { NodeMessage } from "../../proxy/xds/discovery-proto.ts";
@@ -81,6 +84,18 @@ Options:
                        Istio's metrics (istio_requests_total, ... with source and destination workload,
                        principal and connection_security_policy) on http://ADDRESS:PORT/stats/prometheus
                        (Istio's is 15090; default: off)
+Multi-cluster (docs/peering.md, docs/multicluster.md):
+      --cluster NAME   this control plane's cluster (Istio's clusterID); with it, the control plane peers
+                       with the clusters its MeshLink resources (isthmus.io/v1alpha1) name, exchanging
+                       Services and endpoints both ways over mutual TLS (a certificate from its own CA)
+      --network NET    the cluster's network (default: NAME): endpoints on other networks are reached
+                       through their east-west gateways (Services labelled topology.istio.io/network)
+      --private        the cluster can only dial out: it serves no peering port, and its east-west gateways
+                       dial the public ones and hold reverse tunnels instead of being dialled
+      --peer-listen ADDR
+                       serve the PeerService on ADDR (Istio's 15012 is the usual port); not with --private
+      --peer-grace DURATION
+                       keep a gone peer's endpoints this long once its gateways stop answering (default 30s)
   -h, --help           show this help
 
 Signals: SIGHUP re-reads and re-validates every file now (and prints the errors of those still refused)
@@ -100,6 +115,11 @@ export async function runControlPlane(args: string[], io: CommandIO): Promise<nu
     "proxy-metrics-port"?: string | undefined;
     "trust-domain-alias"?: string[] | undefined;
     "extra-roots"?: string | undefined;
+    cluster?: string | undefined;
+    network?: string | undefined;
+    private?: boolean | undefined;
+    "peer-listen"?: string | undefined;
+    "peer-grace"?: string | undefined;
     help?: boolean | undefined;
   };
   try {
@@ -117,6 +137,11 @@ export async function runControlPlane(args: string[], io: CommandIO): Promise<nu
         "proxy-metrics-port": { type: "string" },
         "trust-domain-alias": { type: "string", multiple: true },
         "extra-roots": { type: "string" },
+        cluster: { type: "string" },
+        network: { type: "string" },
+        private: { type: "boolean" },
+        "peer-listen": { type: "string" },
+        "peer-grace": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
     }));
@@ -141,6 +166,23 @@ export async function runControlPlane(args: string[], io: CommandIO): Promise<nu
     (!/^\d+$/.test(metricsPortText!) || proxyMetricsPort < 1 || proxyMetricsPort > 65535)
   )
     throw new UsageError(`--proxy-metrics-port must be a port number (1-65535), not "${metricsPortText}"`);
+  const cluster = values.cluster;
+  if (cluster !== undefined && !/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(cluster))
+    throw new UsageError(`--cluster must be a DNS label (lower case letters, digits, '-'), not "${cluster}"`);
+  for (const f of ["network", "private", "peer-listen", "peer-grace"] as const)
+    if (values[f] !== undefined && cluster === undefined) throw new UsageError(`--${f} needs --cluster`);
+  const network = values.network ?? cluster ?? "";
+  if (!/^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/.test(network) && cluster !== undefined)
+    throw new UsageError(`--network must be a name (letters, digits, '-', '_', '.'), not "${network}"`);
+  if (values.private && values["peer-listen"] !== undefined)
+    throw new UsageError(
+      "--private and --peer-listen exclude each other: a private cluster is never dialled",
+    );
+  const peerGraceMs = values["peer-grace"] === undefined ? undefined : durationMs(values["peer-grace"]);
+  if (values["peer-grace"] !== undefined && (peerGraceMs === undefined || peerGraceMs < 1000))
+    throw new UsageError(
+      `--peer-grace must be a duration of at least 1s (e.g. 30s), not "${values["peer-grace"]}"`,
+    );
   const stateDir = values["state-dir"];
   if (stateDir === "") throw new UsageError("--state-dir needs a directory");
   if (values["discard-invalid-state"] && stateDir === undefined)
@@ -166,7 +208,22 @@ export async function runControlPlane(args: string[], io: CommandIO): Promise<nu
   const files = paths.length > 0 ? new FileSource(store, paths, { log: (line) => io.err(line) }) : undefined;
   await files?.start();
   const registrations = new RegistrationSource();
-  let registry = new ServiceRegistry(store.all(), [], undefined, registrations.workloads());
+  // Without --cluster the control plane runs alone; with it, the registry also holds the peers' state.
+  let peering: MeshPeering | undefined;
+  const buildRegistry = (previous?: ServiceRegistry) => {
+    const local = store.all();
+    if (cluster === undefined) return new ServiceRegistry(local, [], previous, registrations.workloads());
+    const inputs =
+      peering?.inputs(local) ?? meshInputs({ cluster, network, private: values.private === true }, local, []);
+    return new ServiceRegistry(
+      inputs.resources,
+      inputs.instances,
+      previous,
+      registrations.workloads(),
+      inputs.topology,
+    );
+  };
+  let registry = buildRegistry();
   const aliases = values["trust-domain-alias"] ?? [];
   for (const a of aliases)
     if (!/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/.test(a) || a === trustDomain)
@@ -219,6 +276,9 @@ export async function runControlPlane(args: string[], io: CommandIO): Promise<nu
     labels: node.labels,
     ...(node.serviceAccount ? { serviceAccount: node.serviceAccount } : {}),
     ...(node.ip ? { appAddress: node.ip } : {}),
+    ...(node.locality ? { locality: node.locality } : {}),
+    ...(node.network ? { network: node.network } : {}),
+    ...(node.cluster ? { cluster: node.cluster } : {}),
   });
   const server = new DiscoveryServer({
     observer: metrics,
@@ -231,17 +291,40 @@ export async function runControlPlane(args: string[], io: CommandIO): Promise<nu
   const rebuild = (reason: string) => {
     // The previous registry and renderer let unchanged services keep their rendered objects (and the push side
     // its encodings): a change costs what it touches.
-    registry = new ServiceRegistry(store.all(), [], registry, registrations.workloads());
+    registry = buildRegistry(registry);
     renderer = new SidecarRenderer(registry, rendererOptions, renderer);
     server.push(reason);
+    if (reason !== "peer") peering?.changed(store.all());
   };
   store.onChange(() => rebuild("config"));
   registrations.onChange(() => rebuild("endpoint"));
+  if (cluster !== undefined) {
+    peering = new MeshPeering({
+      identity: { cluster, network, private: values.private === true, trustDomain },
+      ca,
+      ...(values["peer-listen"] !== undefined ? { listen: values["peer-listen"] } : {}),
+      ...(peerGraceMs !== undefined ? { graceMs: peerGraceMs } : {}),
+      log,
+      registry: () => registry,
+      onChange: () => rebuild("peer"),
+    });
+    try {
+      await peering.start(store.all());
+    } catch (e) {
+      io.err(`isthmus control-plane: peering: ${(e as Error).message}\n`);
+      await files?.close();
+      return 1;
+    }
+    io.err(
+      `isthmus control-plane: cluster ${cluster}, network ${network}${values.private ? " (private: dials out only)" : ""}${peering.address ? `; peering on ${peering.address}` : ""}\n`,
+    );
+  }
   let api: ConfigApi | undefined;
   if (apiListen) {
     const debug: DebugSource = {
       status: () => server.status(),
       currentConfig: (id) => server.currentConfig(id),
+      ...(peering !== undefined ? { remoteClusters: () => peering!.status() } : {}),
       tlsCheck: (id, host) => {
         const node = server.node(id);
         return node === undefined
@@ -300,6 +383,7 @@ export async function runControlPlane(args: string[], io: CommandIO): Promise<nu
   process.off("SIGHUP", onHup);
   process.off("SIGTERM", quit);
   process.off("SIGINT", quit);
+  await peering?.stop();
   await files?.close();
   await api?.close();
   await monitoring?.close();

@@ -10,7 +10,8 @@
 // ttlSeconds} answers {token, expiresAt}.
 // The debug views behind the same token (as istiod's /debug endpoints): GET /debug/syncz (every connected
 // proxy's sync state, for isthmus proxy-status), GET /debug/config_dump?proxyID=ID (isthmus proxy-config) and
-// GET /debug/tls_check?proxyID=ID[&host=HOST] (isthmus tls-check).
+// GET /debug/tls_check?proxyID=ID[&host=HOST] (isthmus tls-check) and GET /debug/remote_clusters (isthmus
+// remote-clusters).
 import { timingSafeEqual } from "node:crypto";
 import http from "node:http";
 import type { ProxyConfig } from "../../proxy/config/types.ts";
@@ -26,6 +27,8 @@ export interface DebugSource {
   currentConfig(id: string): { status: ProxyStatus; version: string; config: ProxyConfig } | undefined;
   /** isthmus tls-check: the proxy's service ports with client and server mTLS modes; undefined: not connected. */
   tlsCheck?(id: string, host: string | undefined): readonly TlsCheckRow[] | undefined;
+  /** isthmus remote-clusters: this cluster, its peers, link states and last syncs (multi-cluster only). */
+  remoteClusters?(): object;
 }
 
 /** One proxy in /debug/syncz. */
@@ -260,6 +263,14 @@ export class ConfigApi {
         return;
       }
       send(200, { items: rows });
+      return;
+    }
+    if (view === "remote_clusters") {
+      if (debug.remoteClusters === undefined) {
+        send(404, { error: "this control plane runs alone (no --cluster): it has no remote clusters" });
+        return;
+      }
+      send(200, debug.remoteClusters());
       return;
     }
     send(404, { error: "not found" });
