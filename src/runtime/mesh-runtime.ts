@@ -210,6 +210,34 @@ export class MeshRuntime {
     };
   }
 
+  /**
+   * Stops every process of one cluster for good (no restart): a cluster dying, for failover tests and
+   * benchmarks. Its pods are reported not ready from then on.
+   */
+  async stopCluster(name: string): Promise<void> {
+    const c = this.plan.clusters.find((x) => x.cluster.name === name);
+    if (c === undefined) throw new Error(`no cluster ${name}`);
+    const pods = this.pods.filter((p) => p.cluster === c);
+    await Promise.all(pods.flatMap((p) => [...p.containers.map((x) => x.stop(0)), p.sidecar?.stop(0)]));
+    const i = this.plan.clusters.indexOf(c);
+    await Promise.all(
+      this.gateways.filter((g) => g.spec.name.startsWith(`${name}/`)).map((g) => g.stop(0)),
+    );
+    await this.controlPlanes[i]?.stop(0);
+  }
+
+  /** Kills one process of the mesh by its name (e.g. "hidden/east-west-gateway"); its supervisor restarts it. */
+  kill(processName: string): void {
+    const all = [
+      ...this.controlPlanes,
+      ...this.gateways,
+      ...this.pods.flatMap((p) => [...p.containers, ...(p.sidecar ? [p.sidecar] : [])]),
+    ];
+    const s = all.find((x) => x.spec.name === processName);
+    if (s?.pid === undefined) throw new Error(`no running process ${processName}`);
+    process.kill(s.pid, "SIGKILL");
+  }
+
   /** The runtime's token for the control planes' config APIs (isthmus apply against a local cluster). */
   get apiToken(): string {
     return this.token;

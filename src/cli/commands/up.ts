@@ -16,16 +16,11 @@ import {
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import type { Diagnostic } from "../../api/diagnostic.ts";
-import { claimAddressBlock } from "../../runtime/address-blocks.ts";
-import {
-  cleanupLeftovers,
-  createIsolation,
-  type Isolation,
-  isolationSupport,
-} from "../../runtime/isolation.ts";
+import { cleanupLeftovers } from "../../runtime/isolation.ts";
 import { readMeshFile } from "../../runtime/mesh-file.ts";
-import { MeshRuntime, type RuntimeStatus } from "../../runtime/mesh-runtime.ts";
-import { type Addressing, planMesh } from "../../runtime/plan.ts";
+import type { RuntimeStatus } from "../../runtime/mesh-runtime.ts";
+import { launchMesh } from "../../runtime/launch.ts";
+import { planMesh } from "../../runtime/plan.ts";
 import type { CommandIO } from "../main.ts";
 import { printDiagnostics } from "../output.ts";
 import { UsageError } from "../usage-error.ts";
@@ -106,65 +101,28 @@ export async function runUp(args: string[], io: CommandIO): Promise<number> {
   mkdirSync(stateDir, { recursive: true, mode: 0o700 });
   if (values.detach && !values.supervise) return detach(dir, stateDir, output, io, values.isolate === true);
 
-  // The mesh's own block of loopback addresses (another mesh may be running), then the plan on it.
-  const block = claimAddressBlock(mesh.mesh.clusters.length);
-  if (block === undefined) {
-    io.err("isthmus up: every block of loopback addresses is taken by running meshes; stop one first\n");
-    return 1;
+  // The mesh's own block of addresses (another mesh may be running), its namespaces, then the plan on them.
+  const launched = await launchMesh(mesh.mesh, stateDir, {
+    isolate: values.isolate === true,
+    log: (line) => io.err(`isthmus up: ${line}\n`),
+  });
+  if (!launched.ok) {
+    if (launched.message) io.err(`isthmus up: ${launched.message}\n`);
+    return launched.diagnostics.length > 0 ? refuse(io, [...launched.diagnostics]) : 1;
   }
-  process.once("exit", () => block.release());
-  let isolation: Isolation | undefined;
-  if (values.isolate) {
-    const support = await isolationSupport();
-    if (!support.ok) io.err(`isthmus up: --isolate: ${support.reason}; running unisolated\n`);
-    else {
-      const spec = {
-        base: block.base,
-        clusters: mesh.mesh.clusters.map((c, index) => ({ name: c.name, index, private: c.private })),
-      };
-      // A runtime that was killed left its namespaces: the block is ours now, so they go.
-      await cleanupLeftovers(block.base);
-      isolation = await createIsolation(spec);
-      io.err(
-        `isthmus up: isolated: a network namespace per cluster (${isolation.layout.hubNamespace} joins them)\n`,
-      );
-    }
-  }
-  const placed = await planMesh(
-    mesh.mesh,
-    block.base,
-    isolation
-      ? isolatedAddressing(
-          isolation,
-          mesh.mesh.clusters.map((c) => c.name),
-        )
-      : undefined,
-  );
-  if (!placed.ok) {
-    await isolation?.destroy();
-    return refuse(io, placed.diagnostics);
-  }
-  const runtime = new MeshRuntime(
-    placed.plan,
-    stateDir,
-    (line) => io.err(`isthmus up: ${line}\n`),
-    isolation ? { isolation } : {},
-  );
+  const { runtime, isolation, base } = launched.mesh;
   const save = (extra: Partial<StateFile> = {}) =>
     writeState(stateDir, {
       pid: process.pid,
       ready: runtime.ready,
       status: runtime.status(),
-      ...(isolation ? { isolatedBase: block.base } : {}),
+      ...(isolation ? { isolatedBase: base } : {}),
       ...extra,
     });
   save();
   let stopping: Promise<void> | undefined;
   const stop = () => {
-    stopping ??= runtime
-      .stop()
-      .then(() => isolation?.destroy())
-      .finally(() => rmSync(join(stateDir, STATE_FILE), { force: true }));
+    stopping ??= launched.mesh.stop().finally(() => rmSync(join(stateDir, STATE_FILE), { force: true }));
     return stopping;
   };
   const done = new Promise<void>((resolveDone) => {
@@ -507,14 +465,4 @@ function tail(file: string, lines: number): string {
   } catch {
     return "";
   }
-}
-
-/** Isolated addressing: cluster i's hosts in its namespace's /24 (host h at .h+1), hostNetwork on the host. */
-function isolatedAddressing(isolation: Isolation, clusters: readonly string[]): Addressing {
-  return {
-    address: (i, host) => isolation.address(clusters[i]!, host + 1),
-    firstPodHost: 3,
-    maxPods: 251,
-    hostAddress: isolation.hostAddress,
-  };
 }
