@@ -13,6 +13,8 @@ export interface LaunchOptions {
   /** Each cluster in its own network namespace (root only; otherwise unisolated, with the reason logged). */
   readonly isolate?: boolean;
   readonly log: (line: string) => void;
+  /** How long control planes keep a gone peer's endpoints once its gateways stop answering (e.g. "30s"). */
+  readonly peerGrace?: string;
 }
 
 export interface LaunchedMesh {
@@ -78,7 +80,10 @@ export async function launchMesh(
       block.release();
       return { ok: false, diagnostics: placed.diagnostics };
     }
-    const runtime = new MeshRuntime(placed.plan, stateDir, options.log, isolation ? { isolation } : {});
+    const runtime = new MeshRuntime(placed.plan, stateDir, options.log, {
+      ...(isolation ? { isolation } : {}),
+      ...(options.peerGrace ? { peerGrace: options.peerGrace } : {}),
+    });
     let stopping: Promise<void> | undefined;
     return {
       ok: true,

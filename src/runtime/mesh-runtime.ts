@@ -17,6 +17,7 @@ import {
   EAST_WEST_NAMESPACE,
   EAST_WEST_SERVICE_ACCOUNT,
   isMultiCluster,
+  linkBetween,
   multiClusterManifests,
   peerListen,
 } from "./multicluster.ts";
@@ -108,13 +109,17 @@ export class MeshRuntime {
     plan: MeshPlan,
     stateDir: string,
     log: (line: string) => void,
-    options: { readonly isolation?: Isolation } = {},
+    options: { readonly isolation?: Isolation; readonly peerGrace?: string } = {},
   ) {
     this.plan = plan;
     this.stateDir = stateDir;
     this.log = log;
     this.isolation = options.isolation;
+    this.peerGrace = options.peerGrace ?? PEER_GRACE;
   }
+
+  /** How long a control plane keeps a gone peer's endpoints once its gateways stop answering. */
+  private readonly peerGrace: string;
 
   /** A cluster's process: inside its network namespace when isolated (hostNetwork pods stay on the host). */
   private inCluster(c: ClusterPlan, argv: string[], hostNetwork = false): string[] {
@@ -220,20 +225,28 @@ export class MeshRuntime {
     const pods = this.pods.filter((p) => p.cluster === c);
     await Promise.all(pods.flatMap((p) => [...p.containers.map((x) => x.stop(0)), p.sidecar?.stop(0)]));
     const i = this.plan.clusters.indexOf(c);
-    await Promise.all(
-      this.gateways.filter((g) => g.spec.name.startsWith(`${name}/`)).map((g) => g.stop(0)),
-    );
+    await Promise.all(this.gateways.filter((g) => g.spec.name.startsWith(`${name}/`)).map((g) => g.stop(0)));
     await this.controlPlanes[i]?.stop(0);
   }
 
-  /** Kills one process of the mesh by its name (e.g. "hidden/east-west-gateway"); its supervisor restarts it. */
-  kill(processName: string): void {
-    const all = [
+  /** Stops one process of the mesh for good, by its name (e.g. "control-plane/west"). */
+  async stopProcess(processName: string): Promise<void> {
+    const s = this.processes().find((x) => x.spec.name === processName);
+    if (s === undefined) throw new Error(`no process ${processName}`);
+    await s.stop(0);
+  }
+
+  private processes(): Supervised[] {
+    return [
       ...this.controlPlanes,
       ...this.gateways,
       ...this.pods.flatMap((p) => [...p.containers, ...(p.sidecar ? [p.sidecar] : [])]),
     ];
-    const s = all.find((x) => x.spec.name === processName);
+  }
+
+  /** Kills one process of the mesh by its name (e.g. "hidden/east-west-gateway"); its supervisor restarts it. */
+  kill(processName: string): void {
+    const s = this.processes().find((x) => x.spec.name === processName);
     if (s?.pid === undefined) throw new Error(`no running process ${processName}`);
     process.kill(s.pid, "SIGKILL");
   }
@@ -305,7 +318,7 @@ export class MeshRuntime {
         ...["--config", file, "--cluster", c.cluster.name, "--network", c.cluster.network],
         ...(c.cluster.private ? ["--private"] : []),
         ...(listen ? ["--peer-listen", listen] : []),
-        ...["--peer-grace", PEER_GRACE],
+        ...["--peer-grace", this.peerGrace],
       );
     }
     const argv = [
@@ -671,6 +684,37 @@ export class MeshRuntime {
     }
   }
 
+  /**
+   * Every control plane has synced with every peer it links to, a moment ago, and its proxies run what it
+   * last sent: a call across clusters works once the mesh says ready.
+   */
+  private async linksSynced(): Promise<boolean> {
+    for (const c of this.plan.clusters) {
+      try {
+        const links = (await (await this.api(c, "/debug/remote_clusters")).json()) as {
+          remoteClusters?: Array<{ state: string; lastSyncReceived?: string | null }>;
+        };
+        const peers = links.remoteClusters ?? [];
+        const expected = this.plan.clusters.filter((o) => o !== c && linkBetween(c, o) !== undefined).length;
+        if (peers.length < expected) return false;
+        for (const l of peers)
+          if (
+            l.state !== "connected" ||
+            !l.lastSyncReceived ||
+            Date.now() - Date.parse(l.lastSyncReceived) < 300
+          )
+            return false;
+        const sync = (await (await this.api(c, "/debug/syncz")).json()) as {
+          items?: Array<{ state: string }>;
+        };
+        if ((sync.items ?? []).some((x) => x.state !== "SYNCED")) return false;
+      } catch {
+        return false;
+      }
+    }
+    return true;
+  }
+
   private async waitReady(): Promise<void> {
     await waitFor(
       async () => {
@@ -683,6 +727,7 @@ export class MeshRuntime {
                 `pod ${p.plan.namespace}/${p.plan.name}: container ${c.spec.name} keeps exiting (${c.lastExit}); its log ends:\n${tailOf(c.spec.logFile, 15)}`,
               );
         for (const [address, port] of this.gatewayPorts) if (!(await portOpen(address, port))) return false;
+        if (isMultiCluster(this.plan.clusters) && !(await this.linksSynced())) return false;
         for (const p of this.pods) {
           if (!p.sidecarReady) return false;
           for (const port of p.plan.containers.flatMap((x) => x.ports))

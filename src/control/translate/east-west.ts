@@ -140,6 +140,8 @@ export function eastWestParts(
             matchSubjectAltNames: identities,
             alpnProtocols: ["http/1.1"],
           },
+          // Two connections to each acceptor: when one drops, its streams' retries ride the other at once.
+          connections: 2,
           listener: passthrough,
         }))
       : [];

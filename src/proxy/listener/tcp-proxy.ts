@@ -19,6 +19,8 @@ import { watchUpstreamTls } from "../upstream/tls-failure.ts";
 
 /** A stream closed cleanly at one end has this long to deliver what it still holds to the other. */
 const TUNNEL_CLOSE_GRACE_MS = 30_000;
+/** How long a connection waits for a reverse tunnel that is down (being redialled) before it fails. */
+const TUNNEL_WAIT_MS = 3000;
 
 export class TcpProxyRuntime {
   readonly config: TcpProxyConfig;
@@ -162,6 +164,7 @@ export class TcpProxyRuntime {
       TcpConnectionRecord,
       "upstreamCluster" | "reporter" | "peer" | "destinationService" | "connectionSecurityPolicy"
     >,
+    retried = false,
   ): void {
     const sink = this.telemetry.sink;
     let connected = false;
@@ -188,8 +191,22 @@ export class TcpProxyRuntime {
       authorityOf(ep.address, ep.port),
     );
     if (up === undefined) {
-      ended();
-      down.destroy();
+      if (retried) {
+        ended();
+        down.destroy();
+        return;
+      }
+      // No tunnel of that name right now: the link may be being redialled. Wait for it as a dial waits for
+      // its answer (within the connect timeout, at most TUNNEL_WAIT_MS), then try once more.
+      const connectMs = cluster.config.connectTimeoutMs ?? 10_000;
+      void this.clusters.tunnels.waitFor(tunnel, Math.min(connectMs, TUNNEL_WAIT_MS)).then((ok) => {
+        if (ok && !down.destroyed)
+          this.throughTunnel(down, preread, cluster, ep, tunnel, started, base, true);
+        else {
+          ended();
+          down.destroy();
+        }
+      });
       return;
     }
     up.on("error", () => {});

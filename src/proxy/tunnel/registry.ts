@@ -50,8 +50,12 @@ export interface AcceptedTunnelStatus {
   readonly closing: boolean;
 }
 
+/** Connections waiting for a tunnel of one name to come (back) up; beyond this they fail at once. */
+export const MAX_WAITERS_PER_NAME = 4096;
+
 export class TunnelRegistry {
   private readonly byName = new Map<string, AcceptedTunnel[]>();
+  private readonly waiters = new Map<string, Set<() => void>>();
   private readonly stats = new Map<string, NameStats>();
   private readonly store: StatsStore;
 
@@ -77,6 +81,39 @@ export class TunnelRegistry {
     }
     held.push(t);
     this.statsOf(t.name).connections.value++;
+    const waiting = this.waiters.get(t.name);
+    if (waiting !== undefined) {
+      this.waiters.delete(t.name);
+      for (const wake of waiting) wake();
+    }
+  }
+
+  /**
+   * Resolves true once a tunnel of this name is up (at once if one is), false after `ms` without one. A dial
+   * waits for a SYN-ACK the same way: a link that drops and is redialled within the wait loses no connection.
+   */
+  waitFor(name: string, ms: number): Promise<boolean> {
+    if (this.has(name)) return Promise.resolve(true);
+    let waiting = this.waiters.get(name);
+    if (waiting === undefined) {
+      waiting = new Set();
+      this.waiters.set(name, waiting);
+    }
+    if (waiting.size >= MAX_WAITERS_PER_NAME || ms <= 0) return Promise.resolve(false);
+    const set = waiting;
+    return new Promise((resolve) => {
+      const wake = () => {
+        clearTimeout(timer);
+        set.delete(wake);
+        resolve(true);
+      };
+      const timer = setTimeout(() => {
+        set.delete(wake);
+        if (set.size === 0 && this.waiters.get(name) === set) this.waiters.delete(name);
+        resolve(false);
+      }, ms);
+      set.add(wake);
+    });
   }
 
   /** Forgets a tunnel (idempotent): it closed. */
