@@ -51,6 +51,8 @@ export interface PodStatus {
     lastExit?: string;
   }>;
   readonly sidecar: { state: ProcessState | "none"; restarts: number };
+  /** The sidecar's admin endpoints (/stats, /config_dump, ...), while it runs. */
+  readonly admin?: string;
 }
 
 export interface RuntimeStatus {
@@ -211,6 +213,7 @@ export class MeshRuntime {
         sidecar: p.sidecar
           ? { state: p.sidecar.state, restarts: p.sidecar.restarts }
           : { state: "none", restarts: 0 },
+        ...(p.adminPort !== undefined ? { admin: `http://${this.adminHost(p.plan)}:${p.adminPort}` } : {}),
       })),
     };
   }
@@ -222,11 +225,16 @@ export class MeshRuntime {
   async stopCluster(name: string): Promise<void> {
     const c = this.plan.clusters.find((x) => x.cluster.name === name);
     if (c === undefined) throw new Error(`no cluster ${name}`);
-    const pods = this.pods.filter((p) => p.cluster === c);
-    await Promise.all(pods.flatMap((p) => [...p.containers.map((x) => x.stop(0)), p.sidecar?.stop(0)]));
+    // All at once and outright (SIGKILL), as a machine or a data centre going away: nothing says goodbye.
     const i = this.plan.clusters.indexOf(c);
-    await Promise.all(this.gateways.filter((g) => g.spec.name.startsWith(`${name}/`)).map((g) => g.stop(0)));
-    await this.controlPlanes[i]?.stop(0);
+    const doomed = [
+      ...this.pods
+        .filter((p) => p.cluster === c)
+        .flatMap((p) => [...p.containers, ...(p.sidecar ? [p.sidecar] : [])]),
+      ...this.gateways.filter((g) => g.spec.name.startsWith(`${name}/`)),
+      ...(this.controlPlanes[i] ? [this.controlPlanes[i]] : []),
+    ];
+    await Promise.all(doomed.map((s) => s.stop(0)));
   }
 
   /** Stops one process of the mesh for good, by its name (e.g. "control-plane/west"). */
@@ -263,6 +271,7 @@ export class MeshRuntime {
   /** One root for the mesh (kept across runs), one intermediate per cluster: clusters trust each other. */
   private async ensureCa(): Promise<void> {
     // The config APIs' token for this run, for the CLI's --mesh DIR (remote-clusters, status views): 0600.
+    mkdirSync(this.stateDir, { recursive: true, mode: 0o700 });
     writeFileSync(join(this.stateDir, "api-token"), this.token, { mode: 0o600 });
     // Workload tokens are minted afresh each run (a token outlives neither its day nor its signing key).
     rmSync(join(this.stateDir, "tokens"), { recursive: true, force: true });

@@ -102,6 +102,7 @@ export class Supervised {
   }
 
   /** SIGTERM to its process group, SIGKILL after the grace period; resolves once it is gone. */
+  /** Stops the process for good: SIGTERM, then SIGKILL after graceMs; graceMs 0 kills it outright (a crash). */
   stop(graceMs = STOP_GRACE_MS): Promise<void> {
     this.stopping = true;
     if (this.timer) clearTimeout(this.timer);
@@ -118,7 +119,7 @@ export class Supervised {
         signalGroup(child.pid!, "SIGKILL");
         resolve();
       });
-      signalGroup(child.pid!, "SIGTERM");
+      signalGroup(child.pid!, graceMs === 0 ? "SIGKILL" : "SIGTERM");
     });
   }
 }

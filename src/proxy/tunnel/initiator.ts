@@ -173,12 +173,16 @@ export class ReverseTunnelInitiator {
   dialSocket(): tls.TLSSocket {
     // Spread now, not at config time: named secrets are getters read at each dial (a rotated certificate is used
     // by the next connection).
-    return tlsModule().connect({
+    const socket = tlsModule().connect({
       ...this.tlsOptions,
       ALPNProtocols: [TUNNEL_ALPN],
       host: this.config.address,
       port: this.config.port,
     });
+    // Every stream's small writes (a request, a TLS record) go out at once: Nagle's algorithm against the
+    // peer's delayed ACKs would hold them for tens of milliseconds.
+    socket.setNoDelay(true);
+    return socket;
   }
 
   /** @internal for Slot */
