@@ -26,6 +26,7 @@ let dir: string;
 let mesh: LaunchedMesh;
 let client: { host: string; port: number };
 const log: string[] = [];
+let westKilledAt = 0;
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), "isthmus-mc-"));
@@ -120,7 +121,9 @@ test("the private cluster cannot be dialled from a public cluster's network name
     });
   const hiddenCp = hidden.controlPlane.replace(":15010", ":15011");
   const hiddenPod = mesh.runtime.status().pods.find((p) => p.cluster === "hidden")!.address;
-  assert.equal(await dial("east", hiddenCp), "ECONNREFUSED");
+  const refused = await dial("east", hiddenCp);
+  console.log(`# from east's namespace to hidden's control plane ${hiddenCp}: ${refused}`);
+  assert.equal(refused, "ECONNREFUSED");
   assert.equal(await dial("east", `${hiddenPod}:15006`), "ECONNREFUSED");
   assert.equal(await dial("west", hiddenCp), "ECONNREFUSED");
   assert.equal(await dial("east", west.controlPlane), "CONNECTED");
@@ -184,6 +187,9 @@ test("west's control plane gone: its endpoints are kept while its gateway serves
   await new Promise((r) => setTimeout(r, (GRACE_S + 2) * 1000));
   assert.equal((await remoteClusters("east")).find((p) => p.cluster === "west")?.state, "down");
   assert.match((await call("west-only")).body, /^west west-only-0$/);
+  console.log(
+    `# west's control plane gone: its endpoints still served ${GRACE_S + 2} s later (grace ${GRACE_S} s), its gateway answering`,
+  );
 });
 
 test("all of west killed under load: api fails over to hidden, errors only during the switch", async () => {
@@ -202,6 +208,7 @@ test("all of west killed under load: api fails over to hidden, errors only durin
   );
   const killedAt = load.now();
   await mesh.runtime.stopCluster("west");
+  westKilledAt = Date.now();
   await new Promise((r) => setTimeout(r, 5000));
   const records = await load.stop();
   const f = failuresAfter(records, killedAt);
@@ -225,6 +232,9 @@ test("west gone for good: withdrawn after the grace period", async () => {
     (s) => s === "withdrawn",
     "east never withdrew west",
     (GRACE_S + 15) * 1000,
+  );
+  console.log(
+    `# west withdrawn by east within ${((Date.now() - westKilledAt) / 1000).toFixed(1)} s of its gateway dying (grace ${GRACE_S} s)`,
   );
   // East's proxies no longer hold west's endpoints: api only hidden's, west-only none.
   const c = mesh.runtime.status().clusters.east!;
