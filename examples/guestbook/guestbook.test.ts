@@ -343,6 +343,8 @@ describe("guestbook apps, standalone (no HTTP_PROXY: direct calls)", () => {
     assert.ok(happy.json.entry.score > 0, `positive text scored ${happy.json.entry.score}`);
     assert.equal(happy.json.entry.tone, "positive");
     assert.equal(happy.json.entry.analyzer, "v1");
+    // Which analyzer scored it (its pod and cluster: under isthmus up it runs in another cluster).
+    assert.deepEqual(happy.json.entry.analyzedBy, { pod: "analyzer-v1-0", cluster: "test", version: "v1" });
 
     const sad = await postJson(frontend, "/api/entries", { text: "This is terrible, I hate it. Awful." });
     assert.equal(sad.status, 201, sad.text);
@@ -362,6 +364,7 @@ describe("guestbook apps, standalone (no HTTP_PROXY: direct calls)", () => {
       assert.equal(found.text, posted.json.entry.text);
       assert.equal(found.score, posted.json.entry.score);
       assert.equal(found.tone, posted.json.entry.tone);
+      assert.deepEqual(found.analyzedBy, posted.json.entry.analyzedBy);
     }
     // Listed, newest first, read from the replica once it has them.
     await waitFor("the replica to list the new entries", async () => {
@@ -425,6 +428,38 @@ describe("guestbook apps, standalone (no HTTP_PROXY: direct calls)", () => {
     assert.equal(list.json.entries[99].id, last - 99);
   });
 
+  it("the analyzer names itself in every answer; the frontend records it even when the tone API failed", async () => {
+    const scored = await postJson(analyzer.port, "/analyze", { text: "a fine day" });
+    assert.equal(scored.status, 200, scored.text);
+    assert.equal(scored.headers["x-served-by"], "analyzer-v1-0");
+    assert.equal(scored.headers["x-served-cluster"], "test");
+    assert.equal(scored.headers["x-analyzer-version"], "v1");
+    assert.equal(scored.json.pod, "analyzer-v1-0");
+    assert.equal(scored.json.cluster, "test");
+
+    // An analyzer whose tone API is gone (nothing listens on its port) answers 502, naming itself.
+    const lonely = await startAnalyzer("analyzer-v2-0", {
+      ANALYZER_VERSION: "v2",
+      TONE_API_URL: `http://${LOOPBACK}:${await freePort()}/v3/tone`,
+    });
+    const failed = await postJson(lonely.port, "/analyze", { text: "a fine day" });
+    assert.equal(failed.status, 502, failed.text);
+    assert.match(failed.json.error, /tone API failed/);
+    assert.equal(failed.headers["x-served-by"], "analyzer-v2-0");
+    const front = await startFrontend("frontend-1", { ANALYZER_URL: `http://${LOOPBACK}:${lonely.port}` });
+    const res = await postJson(front.port, "/api/entries", { text: "Scored by nobody" });
+    assert.equal(res.status, 201, res.text);
+    assert.equal(res.json.entry.score, null);
+    assert.equal(res.json.entry.analyzer, null);
+    assert.deepEqual(res.json.entry.analyzedBy, { pod: "analyzer-v2-0", cluster: "test", version: "v2" });
+    assert.match(
+      res.json.warning,
+      /stored without a tone score: the analyzer \(analyzer-v2-0 in test\) could not score it: .*tone API failed/,
+    );
+    await stop(front.proc);
+    await stop(lonely.proc);
+  });
+
   it("refuses to bind every interface (HOST=0.0.0.0)", async () => {
     const proc = start("frontend-bad-host", process.execPath, ["frontend/server.mjs"], {
       ...podEnv("frontend-bad-host", {
@@ -446,6 +481,7 @@ describe("guestbook apps, standalone (no HTTP_PROXY: direct calls)", () => {
     assert.equal(res.json.entry.score, null);
     assert.equal(res.json.entry.tone, null);
     assert.match(res.json.warning, /stored without a tone score: the analyzer is unavailable/);
+    assert.equal(res.json.entry.analyzedBy, null, "no analyzer answered");
     const stored = storedEntries().find((e) => e.id === res.json.entry.id);
     assert.ok(stored, "the entry is in Redis");
     assert.equal(stored.score, null);

@@ -1,11 +1,14 @@
-// The Guestbook's analyzer: POST /analyze {text} -> {score, comparative, tone, version}, from the external
-// tone-analysis API (in the source documents IBM Watson Tone Analyzer; here tone-api/, reached through the
-// mesh's egress to the ServiceEntry tone-analyzer.example.com). It answers 502 when that API fails and 504
-// when it is too slow, so that the caller can store the entry without a score.
+// The Guestbook's analyzer: POST /analyze {text} -> {score, comparative, tone, version, pod, cluster}, from the
+// external tone-analysis API (in the source documents IBM Watson Tone Analyzer; here tone-api/, reached through
+// the mesh's egress to the ServiceEntry tone-analyzer.example.com). It answers 502 when that API fails and 504
+// when it is too slow, so that the caller can store the entry without a score. Every answer, errors too, names
+// who gave it in its headers (x-served-by: the pod, x-served-cluster: the cluster, x-analyzer-version), and a
+// score names its pod and cluster in the body as well: the Guestbook runs the analyzer in another cluster than
+// its caller, and the page shows where each entry was scored.
 //
 // Environment: HOST, PORT; TONE_API_URL (http://tone-analyzer.example.com:80/v3/tone), TONE_API_TIMEOUT_MS
-// (800), optional TONE_API_KEY (sent as Watson's Basic "apikey:KEY"), ANALYZER_VERSION (v1); HTTP_PROXY /
-// NO_PROXY (lib/mesh-http.mjs).
+// (800), optional TONE_API_KEY (sent as Watson's Basic "apikey:KEY"), ANALYZER_VERSION (v1); POD_NAME and
+// ISTHMUS_CLUSTER (who answered); HTTP_PROXY / NO_PROXY (lib/mesh-http.mjs).
 import {
   allow,
   HttpError,
@@ -27,6 +30,9 @@ const { host, port } = listenAddress(APP);
 const toneApiUrl = process.env.TONE_API_URL || "http://tone-analyzer.example.com:80/v3/tone";
 const toneTimeoutMs = intEnv(APP, "TONE_API_TIMEOUT_MS", 800, 1, 60_000);
 const version = process.env.ANALYZER_VERSION || "v1";
+const pod = process.env.POD_NAME || APP;
+const cluster = process.env.ISTHMUS_CLUSTER || "";
+const servedBy = { "x-served-by": pod, "x-served-cluster": cluster, "x-analyzer-version": version };
 const apiKey = process.env.TONE_API_KEY || "";
 const headers = apiKey
   ? { authorization: `Basic ${Buffer.from(`apikey:${apiKey}`).toString("base64")}` }
@@ -35,6 +41,7 @@ const headers = apiKey
 serve(
   APP,
   async (req, res, url) => {
+    for (const [name, value] of Object.entries(servedBy)) res.setHeader(name, value);
     if (url.pathname === "/healthz") {
       allow(req, ["GET", "HEAD"]);
       return sendJson(res, 200, { status: "ok", app: APP, version });
@@ -58,6 +65,8 @@ serve(
       comparative: typeof comparative === "number" ? comparative : null,
       tone,
       version,
+      pod,
+      cluster,
     });
   },
   { host, port },

@@ -1,7 +1,9 @@
 // The Guestbook's frontend: the page (public/), and a JSON API over Redis. A new entry is scored by the
 // analyzer (HTTP through the mesh) before it is stored; when the analyzer fails or is too slow the entry is
 // stored without a score and the answer says why. Writes go to the Redis master, reads to the replica when
-// one is configured (the master when there is none, or when the replica does not answer).
+// one is configured (the master when there is none, or when the replica does not answer). Each entry records
+// which analyzer handled it (analyzedBy: its pod, cluster and version, from the answer's headers), also when it
+// could not score it: the analyzer may run in another cluster.
 //
 // Environment: HOST, PORT; REDIS_MASTER_SERVICE_HOST/PORT; optional REDIS_REPLICA_SERVICE_HOST/PORT;
 // ANALYZER_URL (http://analyzer.guestbook.svc.cluster.local:80), ANALYZER_TIMEOUT_MS (2000);
@@ -17,7 +19,7 @@ import {
   sendJson,
   serve,
 } from "../lib/http-server.mjs";
-import { postJson } from "../lib/mesh-http.mjs";
+import { postJsonResponse } from "../lib/mesh-http.mjs";
 import { RedisClient } from "../lib/redis.mjs";
 
 const APP = "frontend";
@@ -106,6 +108,7 @@ async function addEntry(req) {
     score: analysis.ok ? analysis.score : null,
     tone: analysis.ok ? analysis.tone : null,
     analyzer: analysis.ok ? analysis.version : null,
+    analyzedBy: analysis.by,
     createdAt: new Date().toISOString(),
   };
   try {
@@ -120,22 +123,52 @@ async function addEntry(req) {
   return { entry, warning: `stored without a tone score: ${analysis.error}` };
 }
 
-/** The analyzer's verdict, or why there is none; never throws. */
+/** The analyzer's verdict, or why there is none, and which analyzer answered (null: none did); never throws. */
 async function analyze(text) {
   try {
-    const answer = await postJson(analyzerUrl, { text }, { timeoutMs: analyzerTimeoutMs });
+    const { value: answer, headers } = await postJsonResponse(
+      analyzerUrl,
+      { text },
+      { timeoutMs: analyzerTimeoutMs },
+    );
+    const by = answeredBy(headers);
     if (typeof answer?.score !== "number" || !Number.isFinite(answer.score) || !TONES.has(answer.tone))
-      return { ok: false, error: "the analyzer's answer has no valid score and tone" };
+      return { ok: false, by, error: "the analyzer's answer has no valid score and tone" };
     return {
       ok: true,
+      by,
       score: answer.score,
       tone: answer.tone,
       version: typeof answer.version === "string" ? answer.version : null,
     };
   } catch (e) {
     console.error(`${APP}: analyzer: ${e.message}`);
-    return { ok: false, error: `the analyzer is unavailable (${e.message})` };
+    const by = answeredBy(e.headers);
+    // An error that names its analyzer came from the analyzer itself (the tone API behind it failed), not
+    // from the mesh.
+    const error = by
+      ? `the analyzer (${by.pod}${by.cluster ? ` in ${by.cluster}` : ""}) could not score it: ${e.message}`
+      : `the analyzer is unavailable (${e.message})`;
+    return { ok: false, by, error };
   }
+}
+
+const MAX_NAME_CHARS = 253;
+
+/** {pod, cluster, version} from the analyzer's x-served-* headers; null when the answer has none. */
+function answeredBy(headers) {
+  const pod = headerValue(headers, "x-served-by");
+  if (pod === null) return null;
+  return {
+    pod,
+    cluster: headerValue(headers, "x-served-cluster"),
+    version: headerValue(headers, "x-analyzer-version"),
+  };
+}
+
+function headerValue(headers, name) {
+  const v = headers?.[name];
+  return typeof v === "string" && v !== "" ? v.slice(0, MAX_NAME_CHARS) : null;
 }
 
 async function listEntries() {

@@ -11,12 +11,14 @@ export class UpstreamError extends Error {
    * @param {string} message
    * @param {"timeout" | "unreachable" | "status" | "invalid"} kind
    * @param {number} [status]
+   * @param {import("node:http").IncomingHttpHeaders} [headers] the response's, when one came
    */
-  constructor(message, kind, status) {
+  constructor(message, kind, status, headers) {
     super(message);
     this.name = "UpstreamError";
     this.kind = kind;
     this.status = status;
+    this.headers = headers;
   }
 }
 
@@ -126,6 +128,18 @@ export function meshRequest(url, options = {}) {
  * @param {{headers?: Record<string, string>, timeoutMs?: number, env?: NodeJS.ProcessEnv}} [options]
  */
 export async function postJson(url, payload, options = {}) {
+  return (await postJsonResponse(url, payload, options)).value;
+}
+
+/**
+ * postJson, with the response's headers too (who answered: the analyzer names its pod and cluster there). An
+ * UpstreamError for a response that came carries its headers as well.
+ * @param {string} url
+ * @param {unknown} payload
+ * @param {{headers?: Record<string, string>, timeoutMs?: number, env?: NodeJS.ProcessEnv}} [options]
+ * @returns {Promise<{value: unknown, headers: import("node:http").IncomingHttpHeaders}>}
+ */
+export async function postJsonResponse(url, payload, options = {}) {
   const res = await meshRequest(url, {
     ...options,
     method: "POST",
@@ -139,12 +153,18 @@ export async function postJson(url, payload, options = {}) {
       `${host} answered ${res.status}${detail ? `: ${detail}` : ""}`,
       "status",
       res.status,
+      res.headers,
     );
   }
   try {
-    return JSON.parse(res.body.toString("utf8"));
+    return { value: JSON.parse(res.body.toString("utf8")), headers: res.headers };
   } catch {
-    throw new UpstreamError(`${host} answered ${res.status} with a body that is not JSON`, "invalid");
+    throw new UpstreamError(
+      `${host} answered ${res.status} with a body that is not JSON`,
+      "invalid",
+      res.status,
+      res.headers,
+    );
   }
 }
 

@@ -50,7 +50,13 @@ function renderEntry(entry) {
   meta.append(tone);
   const when = new Date(entry.createdAt);
   const details = [Number.isNaN(when.getTime()) ? "" : when.toLocaleString()];
-  if (entry.analyzer) details.push(`analyzer ${entry.analyzer}`);
+  const by = entry.analyzedBy;
+  if (by?.pod) {
+    const version = entry.analyzer ?? by.version;
+    details.push(
+      `analyzer ${version ? `${version} ` : ""}(${by.pod}${by.cluster ? ` in ${by.cluster}` : ""})`,
+    );
+  } else if (entry.analyzer) details.push(`analyzer ${entry.analyzer}`);
   meta.append(` · ${details.filter(Boolean).join(" · ")}`);
   li.append(text, meta);
   return li;
