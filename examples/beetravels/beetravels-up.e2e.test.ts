@@ -20,12 +20,22 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, test } from "node:test";
-import { eventually, freePort, isthmus, processesIn } from "../../src/runtime/runtime-test-support.ts";
+import { after, before, test } from "node:test";
+import {
+  eventually,
+  exclusiveMesh,
+  freePort,
+  isthmus,
+  processesIn,
+} from "../../src/runtime/runtime-test-support.ts";
 
 const MESH_DB = { user: "beetravels", password: "beetravels-mesh-demo", db: "beetravels" };
 const CLOUD_DB = { user: "beetravels", password: "beetravels-cloud-demo", db: "beetravels" };
 const cleanups: Array<() => Promise<void> | void> = [];
+// One whole mesh at a time (the lock is released last, after this file's mesh is down).
+before(async () => {
+  cleanups.push(await exclusiveMesh());
+});
 after(async () => {
   for (const c of cleanups.reverse()) await c();
 });

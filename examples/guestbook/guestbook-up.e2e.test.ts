@@ -20,11 +20,21 @@ import http from "node:http";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, test } from "node:test";
+import { after, before, test } from "node:test";
 import { isolationSupport } from "../../src/runtime/isolation.ts";
-import { eventually, freePort, isthmus, processesIn } from "../../src/runtime/runtime-test-support.ts";
+import {
+  eventually,
+  exclusiveMesh,
+  freePort,
+  isthmus,
+  processesIn,
+} from "../../src/runtime/runtime-test-support.ts";
 
 const cleanups: Array<() => Promise<void> | void> = [];
+// One whole mesh at a time (the lock is released last, after this file's mesh is down).
+before(async () => {
+  cleanups.push(await exclusiveMesh());
+});
 after(async () => {
   for (const c of cleanups.reverse()) await c();
 });

@@ -21,14 +21,9 @@ import {
   multiClusterManifests,
   peerListen,
 } from "./multicluster.ts";
-import {
-  type ClusterPlan,
-  type MeshPlan,
-  type PodPlan,
-  SIDECAR_OUTBOUND_PORT,
-  type TcpOutbound,
-} from "./plan.ts";
-import { type ProcessState, Supervised } from "./supervisor.ts";
+import { type ClusterPlan, type MeshPlan, type PodPlan, SIDECAR_OUTBOUND_PORT } from "./plan.ts";
+import { ProcessLedger } from "./process-ledger.ts";
+import { type ProcessSpec, type ProcessState, Supervised } from "./supervisor.ts";
 
 const BIN = new URL("../../bin/isthmus.js", import.meta.url).pathname;
 export const PUSH_PORT = 15010;
@@ -118,10 +113,18 @@ export class MeshRuntime {
     this.log = log;
     this.isolation = options.isolation;
     this.peerGrace = options.peerGrace ?? PEER_GRACE;
+    this.ledger = new ProcessLedger(join(stateDir, "processes"));
   }
+
+  private readonly ledger: ProcessLedger;
 
   /** How long a control plane keeps a gone peer's endpoints once its gateways stop answering. */
   private readonly peerGrace: string;
+
+  /** A supervised process of this runtime, written down in the ledger when it starts. */
+  private supervised(spec: Omit<ProcessSpec, "ledger">): Supervised {
+    return new Supervised({ ...spec, ledger: this.ledger });
+  }
 
   /** A cluster's process: inside its network namespace when isolated (hostNetwork pods stay on the host). */
   private inCluster(c: ClusterPlan, argv: string[], hostNetwork = false): string[] {
@@ -272,6 +275,7 @@ export class MeshRuntime {
   private async ensureCa(): Promise<void> {
     // The config APIs' token for this run, for the CLI's --mesh DIR (remote-clusters, status views): 0600.
     mkdirSync(this.stateDir, { recursive: true, mode: 0o700 });
+    this.ledger.reset();
     writeFileSync(join(this.stateDir, "api-token"), this.token, { mode: 0o600 });
     // Workload tokens are minted afresh each run (a token outlives neither its day nor its signing key).
     rmSync(join(this.stateDir, "tokens"), { recursive: true, force: true });
@@ -347,7 +351,7 @@ export class MeshRuntime {
       // Its token signing key (and anything applied) survives a restart: the pods' tokens stay good.
       ...["--state-dir", join(this.stateDir, "control-planes", c.cluster.name)],
     ];
-    const cp = new Supervised({
+    const cp = this.supervised({
       name: `control-plane/${c.cluster.name}`,
       argv: this.inCluster(c, argv),
       env: { ...baseEnv(), ISTHMUS_TOKEN: this.token },
@@ -391,7 +395,7 @@ export class MeshRuntime {
       tcpOutbound: [],
     };
     const token = await this.tokenFile(c, pod);
-    const gw = new Supervised({
+    const gw = this.supervised({
       name: `${c.cluster.name}/ingress-gateway`,
       argv: this.inCluster(c, [
         process.execPath,
@@ -469,7 +473,7 @@ export class MeshRuntime {
       tcpOutbound: [],
     };
     const token = await this.tokenFile(c, pod);
-    const gw = new Supervised({
+    const gw = this.supervised({
       name: `${c.cluster.name}/east-west-gateway`,
       argv: this.inCluster(c, [
         process.execPath,
@@ -570,7 +574,7 @@ export class MeshRuntime {
       }
       await this.register(c, p, false);
       const token = await this.tokenFile(c, p);
-      const sidecar = new Supervised({
+      const sidecar = this.supervised({
         name: `${p.name}/sidecar`,
         argv: this.inCluster(c, [
           process.execPath,
@@ -615,7 +619,7 @@ export class MeshRuntime {
     for (const container of p.containers) {
       const argv = [...container.argv];
       if (argv[0] === "node") argv[0] = process.execPath;
-      const s = new Supervised({
+      const s = this.supervised({
         name: `${p.name}/${container.name}`,
         argv: this.inCluster(c, argv, p.hostNetwork),
         env: { ...baseEnv(), ...container.env, ISTHMUS_CLUSTER: c.cluster.name },
@@ -653,7 +657,7 @@ export class MeshRuntime {
         );
       return;
     }
-    const s = new Supervised({
+    const s = this.supervised({
       name: `${p.name}/tcp-forwarder`,
       argv: this.inCluster(c, [
         process.execPath,

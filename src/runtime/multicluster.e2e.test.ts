@@ -13,10 +13,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { failuresAfter, recordedLoad } from "../../bench/lib/recorded-load.ts";
+import { runIsthmus } from "../control/e2e-support.ts";
 import type { ProxyConfig } from "../proxy/config/types.ts";
 import { type LaunchedMesh, launchMesh } from "./launch.ts";
 import { readMeshFile } from "./mesh-file.ts";
-import { eventually } from "./runtime-test-support.ts";
+import { eventually, exclusiveMesh } from "./runtime-test-support.ts";
 
 const FIXTURE = new URL("../../bench/multicluster-mesh/", import.meta.url).pathname;
 const HOST = (name: string) => `http://${name}.demo.svc.cluster.local/`;
@@ -28,7 +29,10 @@ let client: { host: string; port: number };
 const log: string[] = [];
 let westKilledAt = 0;
 
+let release: () => void = () => {};
+
 before(async () => {
+  release = await exclusiveMesh();
   dir = mkdtempSync(join(tmpdir(), "isthmus-mc-"));
   cpSync(FIXTURE, dir, { recursive: true });
   const spec = readMeshFile(dir);
@@ -49,6 +53,7 @@ before(async () => {
 after(async () => {
   await mesh?.stop();
   rmSync(dir, { recursive: true, force: true });
+  release();
 });
 
 /** One GET through the client's sidecar: status and body. */
@@ -97,6 +102,36 @@ test("calls cross clusters: same cluster, through an east-west gateway, through 
         .sort(),
     );
   }
+});
+
+test("the CLI across clusters: remote-clusters, proxy-config endpoints, tls-check", async () => {
+  const token = mesh.runtime.apiToken;
+  const server = mesh.runtime.status().clusters.east!.configApi;
+  const rc = await runIsthmus(["remote-clusters", "--server", server], token);
+  assert.equal(rc.status, 0, rc.stderr);
+  assert.match(rc.stdout, /^hidden\s+net-hidden\s+accept\s+\S+\s+connected/m);
+  assert.match(rc.stdout, /^west\s+net-west\s+accept\s+\S+\s+connected/m);
+  const ep = await runIsthmus(["proxy-config", "endpoints", "client-0", "--server", server], token);
+  assert.equal(ep.status, 0, ep.stderr);
+  assert.match(
+    ep.stdout,
+    /^\S+:15443\s+1\s+0\s+\S+\s+net-hidden\s+hidden\s+east-west gateway\s+outbound\|80\|\|hidden-only/m,
+  );
+  assert.match(
+    ep.stdout,
+    /^\S+:15443\s+1\s+0\s+\S+\s+net-west\s+west\s+east-west gateway\s+outbound\|80\|\|west-only/m,
+  );
+  const gw = await runIsthmus(
+    ["proxy-config", "endpoints", "istio-eastwestgateway-east", "--server", server],
+    token,
+  );
+  assert.match(
+    gw.stdout,
+    /^tunnel\.net-hidden:15443\s+.*tunnel net-hidden\s+outbound_\.80_\._\.hidden-only/m,
+  );
+  const tls = await runIsthmus(["tls-check", "client-0", "hidden-only", "--server", server], token);
+  assert.equal(tls.status, 0, tls.stdout + tls.stderr);
+  assert.match(tls.stdout, /^hidden-only\.demo\.svc\.cluster\.local:80\s+OK\s+PERMISSIVE\s+AUTO/m);
 });
 
 test("the private cluster cannot be dialled from a public cluster's network namespace", {

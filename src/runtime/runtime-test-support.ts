@@ -1,8 +1,10 @@
 // Shared by the local runtime's end-to-end tests (src/runtime, and the demos' in examples/): the isthmus CLI
 // as a process, a free port, and the processes a mesh runs in its directory.
 import { spawn } from "node:child_process";
-import { readdirSync, readlinkSync } from "node:fs";
+import { closeSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, writeSync } from "node:fs";
 import net from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 
 const BIN = new URL("../../bin/isthmus.js", import.meta.url).pathname;
 
@@ -53,4 +55,46 @@ export function processesIn(dir: string): number[] {
     }
   }
   return out;
+}
+
+const MESH_LOCK = join(tmpdir(), "isthmus-e2e-mesh.lock");
+
+/**
+ * Whole meshes under test one at a time, whatever the test runner's concurrency: two of them at once on a
+ * 2-core machine starve each other's processes into timeouts, which would test the machine, not the mesh.
+ * Resolves once this test file holds the lock (a lock whose owner died is taken over); call the returned
+ * function to release it.
+ */
+export async function exclusiveMesh(): Promise<() => void> {
+  for (;;) {
+    try {
+      const fd = openSync(MESH_LOCK, "wx", 0o600);
+      writeSync(fd, String(process.pid));
+      closeSync(fd);
+      const release = () => {
+        try {
+          if (readFileSync(MESH_LOCK, "utf8") === String(process.pid)) rmSync(MESH_LOCK, { force: true });
+        } catch {
+          // already gone
+        }
+      };
+      process.once("exit", release);
+      return release;
+    } catch {
+      let owner = 0;
+      try {
+        owner = Number(readFileSync(MESH_LOCK, "utf8"));
+      } catch {
+        continue;
+      }
+      let alive = owner > 0;
+      try {
+        if (alive) process.kill(owner, 0);
+      } catch {
+        alive = false;
+      }
+      if (!alive) rmSync(MESH_LOCK, { force: true });
+      else await new Promise((r) => setTimeout(r, 250));
+    }
+  }
 }

@@ -5,6 +5,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { closeSync, mkdirSync, openSync, writeSync } from "node:fs";
 import { dirname } from "node:path";
+import type { ProcessLedger } from "./process-ledger.ts";
 
 export interface ProcessSpec {
   readonly name: string;
@@ -14,6 +15,8 @@ export interface ProcessSpec {
   readonly logFile: string;
   /** Restart after an exit (apps, sidecars); false: an exit is final (and reported). */
   readonly restart: boolean;
+  /** Where each started process is written down (for `down` after a killed runtime). */
+  readonly ledger?: ProcessLedger;
 }
 
 export type ProcessState = "starting" | "running" | "backoff" | "exited" | "stopped";
@@ -71,6 +74,7 @@ export class Supervised {
       closeSync(fd);
     }
     this.child = child;
+    if (child.pid !== undefined) this.spec.ledger?.record(child.pid);
     this.startedAt = Date.now();
     this.state = "running";
     child.once("error", (e) => this.ended(`cannot start: ${e.message}`));

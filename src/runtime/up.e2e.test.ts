@@ -17,10 +17,14 @@ import {
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, test } from "node:test";
+import { after, before, test } from "node:test";
 import { closeAll, onClose } from "../proxy/test-support.ts";
-import { eventually, freePort, isthmus } from "./runtime-test-support.ts";
+import { eventually, exclusiveMesh, freePort, isthmus } from "./runtime-test-support.ts";
 
+// One whole mesh at a time; the lock is released last (closers run in reverse).
+before(async () => {
+  onClose(await exclusiveMesh());
+});
 after(closeAll);
 
 const MESH = (cluster: string, ingressPort?: number) => `apiVersion: isthmus.io/v1alpha1
@@ -400,7 +404,7 @@ function sidecarPid(dir: string, pod: string): number {
 test("a runtime killed outright: isthmus down finds and stops what it left", async () => {
   const dir = meshDir(
     "one",
-    `apiVersion: v1\nkind: Namespace\nmetadata: {name: demo}\n${deployment("echo", 1)}`,
+    `apiVersion: v1\nkind: Namespace\nmetadata: {name: demo}\n${deployment("echo", 1)}${WANDERER}`,
   );
   const up = await isthmus(["up", dir, "--detach", "-o", "json"]);
   assert.equal(up.code, 0, up.err);
@@ -419,12 +423,46 @@ test("a runtime killed outright: isthmus down finds and stops what it left", asy
     "the runtime is gone",
   );
   assert.ok(processesOf(dir).length > 0 && sidecarPids(dir).length > 0, "its processes outlive it");
+  // An app that left the mesh's directory (as redis-server does): found through the runtime's ledger.
+  assert.equal(wanderers().length, 1);
   const down = await isthmus(["down", dir]);
   assert.equal(down.code, 0, down.err);
   assert.match(down.out, /the runtime was gone; stopped \d+ processes it left/);
   await eventually(
-    async () => [...processesOf(dir), ...sidecarPids(dir)],
+    async () => [...processesOf(dir), ...sidecarPids(dir), ...wanderers()],
     (p) => p.length === 0,
     "nothing left",
   );
 });
+
+const WANDER = "process.chdir('/'); setInterval(() => {}, 1 << 30) // isthmus-up-e2e-wanderer";
+const WANDERER = `---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: wanderer, namespace: demo}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: wanderer}}
+  template:
+    metadata: {labels: {app: wanderer}}
+    spec:
+      containers:
+      - name: wanderer
+        image: wanderer:v1
+        command: [node, -e, "${WANDER}"]
+`;
+
+/** The wandering app's processes (its command line names it). */
+function wanderers(): number[] {
+  const out: number[] = [];
+  for (const p of readdirSync("/proc")) {
+    if (!/^\d+$/.test(p)) continue;
+    try {
+      if (readFileSync(`/proc/${p}/cmdline`, "latin1").includes("isthmus-up-e2e-wanderer"))
+        out.push(Number(p));
+    } catch {
+      // gone
+    }
+  }
+  return out;
+}

@@ -21,6 +21,7 @@ import { launchMesh } from "../../runtime/launch.ts";
 import { readMeshFile } from "../../runtime/mesh-file.ts";
 import type { RuntimeStatus } from "../../runtime/mesh-runtime.ts";
 import { planMesh } from "../../runtime/plan.ts";
+import { ProcessLedger } from "../../runtime/process-ledger.ts";
 import type { CommandIO } from "../main.ts";
 import { printDiagnostics } from "../output.ts";
 import { UsageError } from "../usage-error.ts";
@@ -263,6 +264,9 @@ async function stopLeftovers(dir: string, stateDir: string): Promise<number> {
       // Gone, or not ours to read.
     }
   }
+  // And whatever the ledger names that is still alive (a process that changed its directory and environment).
+  for (const pid of new ProcessLedger(join(stateDir, "processes")).alive())
+    if (!pids.includes(pid) && pid !== process.pid) pids.push(pid);
   for (const pid of pids) signal(pid, "SIGTERM");
   const deadline = Date.now() + 5000;
   while (pids.some(alive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
