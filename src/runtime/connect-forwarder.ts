@@ -14,6 +14,18 @@ export interface Forward {
 
 const MAX_RESPONSE_HEAD = 16 * 1024;
 
+/** Either socket failing or closing closes both. */
+export function closeTogether(a: net.Socket, b: net.Socket): void {
+  const close = () => {
+    a.destroy();
+    b.destroy();
+  };
+  for (const s of [a, b]) {
+    s.on("error", close);
+    s.on("close", close);
+  }
+}
+
 /** Listens on listenHost:localPort and tunnels every connection through the proxy at via with CONNECT. */
 export async function forwardThroughProxy(
   via: { readonly host: string; readonly port: number },
@@ -22,14 +34,8 @@ export async function forwardThroughProxy(
   const server = net.createServer((down) => {
     down.pause();
     const up = net.connect({ host: via.host, port: via.port, noDelay: true });
-    const close = () => {
-      down.destroy();
-      up.destroy();
-    };
-    up.on("error", close);
-    down.on("error", close);
-    down.on("close", close);
-    up.on("close", close);
+    closeTogether(down, up);
+    const close = () => down.destroy();
     const target = `${f.targetHost}:${f.targetPort}`;
     up.write(`CONNECT ${target} HTTP/1.1\r\nhost: ${target}\r\n\r\n`);
     let head = Buffer.alloc(0);

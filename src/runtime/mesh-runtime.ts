@@ -10,7 +10,7 @@ import net from "node:net";
 import { join } from "node:path";
 import { arr, obj } from "../api/validate/checker.ts";
 import { CACERTS_FILES, createIntermediate, createRoot, writeFiles } from "../control/ca/cacerts.ts";
-import { forwardThroughProxy } from "./connect-forwarder.ts";
+import { closeTogether, forwardThroughProxy } from "./connect-forwarder.ts";
 import type { Isolation } from "./isolation.ts";
 import {
   EAST_WEST_LABELS,
@@ -120,6 +120,21 @@ export class MeshRuntime {
 
   /** How long a control plane keeps a gone peer's endpoints once its gateways stop answering. */
   private readonly peerGrace: string;
+
+  /** `isthmus proxy` for a pod (sidecar) or gateway of cluster c, connected to its control plane. */
+  private proxyArgv(c: ClusterPlan, pod: PodPlan, token: string): string[] {
+    return [
+      process.execPath,
+      BIN,
+      "proxy",
+      ...["--control-plane", `${c.controlPlaneAddress}:${PUSH_PORT}`, "--node-id", pod.name],
+      ...["--namespace", pod.namespace, "--service-account", pod.serviceAccount],
+      ...Object.entries(pod.labels).flatMap(([k, v]) => ["--label", `${k}=${v}`]),
+      ...["--ip", pod.address, "--identity-token", token, "--trust-domain", this.plan.mesh.trustDomain],
+      ...this.adminArgs(pod.address),
+      ...localityArgs(c),
+    ];
+  }
 
   /** A supervised process of this runtime, written down in the ledger when it starts. */
   private supervised(spec: Omit<ProcessSpec, "ledger">): Supervised {
@@ -397,17 +412,7 @@ export class MeshRuntime {
     const token = await this.tokenFile(c, pod);
     const gw = this.supervised({
       name: `${c.cluster.name}/ingress-gateway`,
-      argv: this.inCluster(c, [
-        process.execPath,
-        BIN,
-        "proxy",
-        ...["--control-plane", `${c.controlPlaneAddress}:${PUSH_PORT}`, "--node-id", pod.name],
-        ...["--namespace", pod.namespace, "--service-account", pod.serviceAccount],
-        ...Object.entries(labels).flatMap(([k, v]) => ["--label", `${k}=${v}`]),
-        ...["--ip", address, "--identity-token", token, "--trust-domain", this.plan.mesh.trustDomain],
-        ...this.adminArgs(address),
-        ...localityArgs(c),
-      ]),
+      argv: this.inCluster(c, this.proxyArgv(c, pod, token)),
       env: baseEnv(),
       cwd: this.plan.mesh.dir,
       logFile: join(this.stateDir, "logs", "gateways", `${c.cluster.name}.log`),
@@ -429,14 +434,7 @@ export class MeshRuntime {
       down.setNoDelay(true);
       down.pipe(up);
       up.pipe(down);
-      const close = () => {
-        down.destroy();
-        up.destroy();
-      };
-      up.on("error", close);
-      down.on("error", close);
-      up.on("close", close);
-      down.on("close", close);
+      closeTogether(down, up);
     });
     await new Promise<void>((resolve, reject) => {
       server.once("error", (e: NodeJS.ErrnoException) =>
@@ -475,17 +473,7 @@ export class MeshRuntime {
     const token = await this.tokenFile(c, pod);
     const gw = this.supervised({
       name: `${c.cluster.name}/east-west-gateway`,
-      argv: this.inCluster(c, [
-        process.execPath,
-        BIN,
-        "proxy",
-        ...["--control-plane", `${c.controlPlaneAddress}:${PUSH_PORT}`, "--node-id", pod.name],
-        ...["--namespace", pod.namespace, "--service-account", pod.serviceAccount],
-        ...Object.entries(pod.labels).flatMap(([k, v]) => ["--label", `${k}=${v}`]),
-        ...["--ip", address, "--identity-token", token, "--trust-domain", this.plan.mesh.trustDomain],
-        ...this.adminArgs(address),
-        ...localityArgs(c),
-      ]),
+      argv: this.inCluster(c, this.proxyArgv(c, pod, token)),
       env: baseEnv(),
       cwd: this.plan.mesh.dir,
       logFile: join(this.stateDir, "logs", "gateways", `${c.cluster.name}-east-west.log`),
@@ -576,17 +564,7 @@ export class MeshRuntime {
       const token = await this.tokenFile(c, p);
       const sidecar = this.supervised({
         name: `${p.name}/sidecar`,
-        argv: this.inCluster(c, [
-          process.execPath,
-          BIN,
-          "proxy",
-          ...["--control-plane", `${c.controlPlaneAddress}:${PUSH_PORT}`, "--node-id", p.name],
-          ...["--namespace", p.namespace, "--service-account", p.serviceAccount],
-          ...Object.entries(p.labels).flatMap(([k, v]) => ["--label", `${k}=${v}`]),
-          ...["--ip", p.address, "--identity-token", token, "--trust-domain", this.plan.mesh.trustDomain],
-          ...this.adminArgs(p.address),
-          ...localityArgs(c),
-        ]),
+        argv: this.inCluster(c, this.proxyArgv(c, p, token)),
         env: baseEnv(),
         cwd: this.plan.mesh.dir,
         logFile: join(logs, "sidecar.log"),
