@@ -9,8 +9,9 @@ import { SecretStore } from "./secrets/secret-store.ts";
 import { StatsStore } from "./stats/stats.ts";
 import { type PreparedTelemetry, TelemetryManager } from "./telemetry/telemetry-manager.ts";
 import { TelemetrySlot } from "./telemetry/telemetry-slot.ts";
-import { type PreparedTunnels, ReverseTunnelInitiators } from "./tunnel/initiators.ts";
-import { TunnelRegistry } from "./tunnel/registry.ts";
+import type { PreparedTunnels, ReverseTunnelInitiators } from "./tunnel/initiators.ts";
+import { loadTunnelModule, needsTunnels } from "./tunnel/lazy.ts";
+import type { TunnelRegistry } from "./tunnel/registry.ts";
 import { ClusterManager } from "./upstream/cluster.ts";
 
 export interface ApplyResult {
@@ -22,16 +23,24 @@ export class ProxyServer {
   readonly stats = new StatsStore();
   /** TLS secrets by name (the workload certificate, trusted roots) that listeners and clusters may refer to. */
   readonly secrets = new SecretStore();
+  readonly clusters = new ClusterManager(this.stats, this.secrets);
   /**
-   * Reverse tunnels accepted by this proxy's listeners (reverse_tunnel_acceptor chains), by name: clusters'
-   * endpoints with `tunnel` open their streams on them. Shared by listeners and clusters, as the secrets are.
+   * Reverse tunnels, made (and their code loaded) when a config first uses them: the registry of tunnels
+   * accepted by this proxy's listeners (reverse_tunnel_acceptor chains), by name, on which clusters' endpoints
+   * with `tunnel` open their streams (shared by listeners and clusters, as the secrets are); and the tunnels
+   * this proxy dials (config.reverseTunnels), each stream handed to one of its listeners.
    */
-  readonly tunnels = new TunnelRegistry(this.stats);
-  readonly clusters = new ClusterManager(this.stats, this.secrets, this.tunnels);
-  /** Reverse tunnels this proxy dials (config.reverseTunnels); each stream is handed to one of its listeners. */
-  readonly reverseTunnels = new ReverseTunnelInitiators(this.stats, this.secrets, (name) =>
-    this.listenerTarget(name),
-  );
+  private tunnelParts:
+    | { readonly registry: TunnelRegistry; readonly initiators: ReverseTunnelInitiators }
+    | undefined;
+
+  get tunnels(): TunnelRegistry | undefined {
+    return this.tunnelParts?.registry;
+  }
+
+  get reverseTunnels(): ReverseTunnelInitiators | undefined {
+    return this.tunnelParts?.initiators;
+  }
   /** The telemetry sink every HTTP runtime reports to; set on apply from config.telemetry. */
   readonly telemetry = new TelemetrySlot();
   readonly telemetryManager = new TelemetryManager(this.telemetry, this.stats);
@@ -67,7 +76,7 @@ export class ProxyServer {
       (config.routeConfigs ?? []).map((r) => [r.name, r]),
     );
     let telemetry: PreparedTelemetry;
-    let tunnels: PreparedTunnels;
+    let tunnels: PreparedTunnels | undefined;
     const prepared: Array<{
       listener: Listener;
       config: ListenerConfig;
@@ -76,6 +85,17 @@ export class ProxyServer {
     }> = [];
     try {
       if (needsSecurity(config.listeners)) await loadSecurityModule();
+      if (needsTunnels(config) && this.tunnelParts === undefined) {
+        const m = await loadTunnelModule();
+        const registry = new m.TunnelRegistry(this.stats);
+        this.tunnelParts = {
+          registry,
+          initiators: new m.ReverseTunnelInitiators(this.stats, this.secrets, (name) =>
+            this.listenerTarget(name),
+          ),
+        };
+        this.clusters.tunnels = registry;
+      }
       nextClusters = this.clusters.prepare(config.clusters ?? ([] as ClusterConfig[]));
       for (const lc of config.listeners) {
         const chains = Listener.prepareChains(
@@ -98,7 +118,7 @@ export class ProxyServer {
       }
       for (const p of prepared) if (p.fresh) await p.listener.listen();
       telemetry = await this.telemetryManager.prepare(config.telemetry, config.node);
-      tunnels = this.reverseTunnels.prepare(config.reverseTunnels ?? []);
+      tunnels = this.tunnelParts?.initiators.prepare(config.reverseTunnels ?? []);
     } catch (e) {
       for (const p of prepared) if (p.fresh) p.listener.close();
       return this.reject([(e as Error).message]);
@@ -121,7 +141,7 @@ export class ProxyServer {
     }
     for (const p of prepared) this.listeners.set(p.config.name, p.listener);
     // After the listeners: a tunnel's streams go to one of them.
-    this.reverseTunnels.commit(tunnels);
+    if (tunnels !== undefined) this.tunnelParts?.initiators.commit(tunnels);
     this.current = config;
     this.appliedAt = new Date();
     this.lastError = [];
@@ -157,7 +177,10 @@ export class ProxyServer {
       appliedAt: this.appliedAt?.toISOString() ?? null,
       lastRejected: this.lastError.length > 0 ? this.lastError : null,
       config: this.current ?? null,
-      reverseTunnels: { initiated: this.reverseTunnels.status(), accepted: this.tunnels.dump() },
+      reverseTunnels: {
+        initiated: this.tunnelParts?.initiators.status() ?? [],
+        accepted: this.tunnelParts?.registry.dump() ?? [],
+      },
     };
   }
 
@@ -165,8 +188,8 @@ export class ProxyServer {
   drainListeners(): void {
     this.draining = true;
     for (const l of this.listeners.values()) l.drain();
-    this.reverseTunnels.drain();
-    this.tunnels.drain();
+    this.tunnelParts?.initiators.drain();
+    this.tunnelParts?.registry.drain();
   }
 
   /** Drains, waits up to `timeoutMs` for connections to finish, then closes everything. */
@@ -177,8 +200,8 @@ export class ProxyServer {
       await new Promise((r) => setTimeout(r, 50));
     }
     for (const l of this.listeners.values()) l.close();
-    this.reverseTunnels.close();
-    this.tunnels.closeAll();
+    this.tunnelParts?.initiators.close();
+    this.tunnelParts?.registry.closeAll();
     this.clusters.closeAll();
     await this.telemetryManager.close();
   }

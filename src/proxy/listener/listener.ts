@@ -13,8 +13,8 @@ import type { ListenerTlsStats } from "../secrets/tls-failures.ts";
 import { tlsFailures } from "../secrets/tls-failures-lazy.ts";
 import type { StatsStore } from "../stats/stats.ts";
 import { TelemetrySlot } from "../telemetry/telemetry-slot.ts";
-import { ReverseTunnelAcceptorRuntime } from "../tunnel/acceptor.ts";
-import { TUNNEL_ALPN } from "../tunnel/protocol.ts";
+import type { ReverseTunnelAcceptorRuntime } from "../tunnel/acceptor.ts";
+import { TUNNEL_ALPN, tunnelModule } from "../tunnel/lazy.ts";
 import type { ClusterManager } from "../upstream/cluster.ts";
 import { parseClientHello } from "./client-hello.ts";
 import { HttpRuntime } from "./http-runtime.ts";
@@ -127,7 +127,8 @@ export class Listener {
           tls: secureContext,
           http: undefined,
           tcp: undefined,
-          tunnel: new ReverseTunnelAcceptorRuntime(f, clusters.tunnels, store, config.name),
+          // The proxy loaded the tunnel code and made the registry before preparing a config with this chain.
+          tunnel: new (tunnelModule().ReverseTunnelAcceptorRuntime)(f, clusters.tunnels!, store, config.name),
         };
       const rc =
         f.routeConfig ?? (f.routeConfigName !== undefined ? routeConfigs.get(f.routeConfigName) : undefined);

@@ -11,9 +11,7 @@ import { tlsModule } from "../lazy-modules.ts";
 import type { Counter, Gauge, StatsStore } from "../stats/stats.ts";
 import type { TcpConnectionRecord } from "../telemetry/request-record.ts";
 import { TelemetrySlot } from "../telemetry/telemetry-slot.ts";
-import { closeStream, pairStream } from "../tunnel/pair.ts";
-import { authorityOf } from "../tunnel/protocol.ts";
-import { tunnelSocket } from "../tunnel/stream-socket.ts";
+import { tunnelModule } from "../tunnel/lazy.ts";
 import type { Cluster, ClusterManager, Endpoint } from "../upstream/cluster.ts";
 import { watchUpstreamTls } from "../upstream/tls-failure.ts";
 
@@ -98,7 +96,13 @@ export class TcpProxyRuntime {
           host: ep.address,
           port: ep.port,
           ...(ep.tunnel !== undefined
-            ? { socket: tunnelSocket(this.clusters.tunnels, ep.tunnel, authorityOf(ep.address, ep.port)) }
+            ? {
+                socket: tunnelModule().tunnelSocket(
+                  this.clusters.tunnels,
+                  ep.tunnel,
+                  tunnelModule().authorityOf(ep.address, ep.port),
+                ),
+              }
             : {}),
         })
       : net.connect({ host: ep.address, port: ep.port, noDelay: true });
@@ -186,12 +190,12 @@ export class TcpProxyRuntime {
         responseFlags: connected ? "-" : "UF",
       });
     };
-    const up: http2.ClientHttp2Stream | undefined = this.clusters.tunnels.open(
-      tunnel,
-      authorityOf(ep.address, ep.port),
-    );
+    // The proxy loaded the tunnel code and made the registry when it applied a config with tunnel endpoints.
+    const { closeStream, pairStream, authorityOf } = tunnelModule();
+    const registry = this.clusters.tunnels;
+    const up: http2.ClientHttp2Stream | undefined = registry?.open(tunnel, authorityOf(ep.address, ep.port));
     if (up === undefined) {
-      if (retried) {
+      if (retried || registry === undefined) {
         ended();
         down.destroy();
         return;
@@ -199,7 +203,7 @@ export class TcpProxyRuntime {
       // No tunnel of that name right now: the link may be being redialled. Wait for it as a dial waits for
       // its answer (within the connect timeout, at most TUNNEL_WAIT_MS), then try once more.
       const connectMs = cluster.config.connectTimeoutMs ?? 10_000;
-      void this.clusters.tunnels.waitFor(tunnel, Math.min(connectMs, TUNNEL_WAIT_MS)).then((ok) => {
+      void registry.waitFor(tunnel, Math.min(connectMs, TUNNEL_WAIT_MS)).then((ok) => {
         if (ok && !down.destroyed)
           this.throughTunnel(down, preread, cluster, ep, tunnel, started, base, true);
         else {

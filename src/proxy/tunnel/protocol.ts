@@ -9,7 +9,7 @@ import { type HeadLimits, parseRequestHead, parseResponseHead } from "../http1/h
  * "http/1.1" or nothing (it takes it for an HTTP/1 fallback), and a protocol of its own also lets an acceptor
  * chain be chosen by ALPN next to HTTPS chains on one port.
  */
-export const TUNNEL_ALPN = "isthmus-reverse-tunnel";
+export { TUNNEL_ALPN } from "./lazy.ts";
 /** The Upgrade token of the handshake request and of its 101 answer. */
 export const UPGRADE_TOKEN = "isthmus-reverse-tunnel";
 /** The request header that names the tunnel. */

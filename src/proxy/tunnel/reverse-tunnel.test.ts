@@ -294,7 +294,7 @@ test("B goes away mid-traffic: new connections fail only until it is back, then 
 
   // The tunnel's socket cut from A's side: B notices and redials by itself.
   const dialsBefore = stat(a, "reverse_tunnel_acceptor.eastwest.accepted");
-  a.proxy.tunnels.closeAll();
+  a.proxy.tunnels!.closeAll();
   await waitFor(
     () => stat(a, "reverse_tunnel_acceptor.eastwest.accepted") > dialsBefore,
     10_000,

@@ -9,7 +9,7 @@ import { createLoadBalancer, type HealthGeneration } from "../lb/index.ts";
 import type { LbEndpoint, LoadBalancer } from "../lb/load-balancer.ts";
 import { SecretStore } from "../secrets/secret-store.ts";
 import { type Counter, type Gauge, StatsStore } from "../stats/stats.ts";
-import { TunnelRegistry } from "../tunnel/registry.ts";
+import type { TunnelRegistry } from "../tunnel/registry.ts";
 import { Http1Pool } from "./http1-pool.ts";
 import { OutlierDetector, type OutlierState } from "./outlier-detector.ts";
 import { watchUpstreamTls } from "./tls-failure.ts";
@@ -380,13 +380,16 @@ export class ClusterManager {
   readonly store: StatsStore;
 
   private readonly secrets: SecretStore;
-  /** Reverse tunnels accepted by this proxy's listeners: endpoints with `tunnel` are reached through them. */
-  readonly tunnels: TunnelRegistry;
+  /**
+   * Reverse tunnels accepted by this proxy's listeners: endpoints with `tunnel` are reached through them. Set
+   * by the proxy when a config first uses tunnels; undefined until then (no endpoint has a tunnel).
+   */
+  tunnels: TunnelRegistry | undefined;
 
   constructor(
     store: StatsStore = new StatsStore(),
     secrets: SecretStore = new SecretStore(),
-    tunnels: TunnelRegistry = new TunnelRegistry(store),
+    tunnels?: TunnelRegistry,
   ) {
     this.store = store;
     this.secrets = secrets;

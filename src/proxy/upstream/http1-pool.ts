@@ -5,9 +5,8 @@ import net from "node:net";
 import type tls from "node:tls";
 import { tlsModule } from "../lazy-modules.ts";
 import type { LbEndpoint } from "../lb/load-balancer.ts";
-import { authorityOf } from "../tunnel/protocol.ts";
+import { tunnelModule } from "../tunnel/lazy.ts";
 import type { TunnelRegistry } from "../tunnel/registry.ts";
-import { tunnelSocket } from "../tunnel/stream-socket.ts";
 import type { ClusterLimits } from "./cluster.ts";
 import { UpstreamHttp1Connection } from "./http1-connection.ts";
 import { ResponseFlag } from "./response-flags.ts";
@@ -95,7 +94,9 @@ export class Http1Pool {
     // An endpoint behind a reverse tunnel is never dialled: its address is one of the far network's.
     const tunnel = (this.endpoint as { tunnel?: string }).tunnel;
     const through =
-      tunnel !== undefined ? tunnelSocket(o.tunnels, tunnel, authorityOf(host, port)) : undefined;
+      tunnel !== undefined
+        ? tunnelModule().tunnelSocket(o.tunnels, tunnel, tunnelModule().authorityOf(host, port))
+        : undefined;
     const socket =
       through !== undefined
         ? o.tls
