@@ -92,6 +92,7 @@ test("an intermediate of another root is refused: the reason in remote-clusters 
     (r) => r[0]?.state === "refused",
     "b was never refused",
   );
+  console.log(`# mismatched roots: b's link to a is ${rows[0]!.state}: ${rows[0]!.lastError}`);
   assert.match(rows[0]!.lastError ?? "", /certificate|authority|issuer/i);
   assert.match(b.stderr(), /peering: .*a.*(certificate|authority|issuer)/i);
   const table = await isthmus(b.server, TOKEN, "remote-clusters");
